@@ -1,0 +1,131 @@
+/**
+ * The HTTP API of a region node. `buildApp` wires routes, access control,
+ * session guarantees, load protection, metrics and error handling onto a
+ * fastify instance and returns it without listening; the composition root
+ * calls `listen()`.
+ */
+import type { Server } from 'node:http';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyHttpOptions,
+  type FastifyInstance,
+  type FastifyServerOptions,
+} from 'fastify';
+import type { Logger } from 'pino';
+import type { RegionConfig } from '../config.js';
+import type { Documents } from '../docs/types.js';
+import type { Metrics } from '../metrics.js';
+import type { ReplicationView } from '../replication/types.js';
+import { installAuth } from './auth.js';
+import { installErrorHandling } from './errors.js';
+import { installConcurrencyLimit } from './limits.js';
+import { healthRoutes } from './routes-health.js';
+import { docRoutes } from './routes-docs.js';
+import { syncRoutes } from './routes-sync.js';
+import { yjsRoutes } from './routes-yjs.js';
+import { checkName, validatorCompiler } from './schemas.js';
+import { createSession } from './session.js';
+
+/** The parts of the region config the API reads. */
+export type ApiConfig = Pick<RegionConfig, 'region' | 'limits' | 'auth'>;
+
+export interface ApiDeps {
+  config: ApiConfig;
+  documents: Documents;
+  replication: ReplicationView;
+  metrics: Metrics;
+  logger: Logger;
+  /**
+   * Tells the API that the node is draining before it closes, so `/readyz`
+   * answers 503 while requests are still served. Closing the app does the same.
+   */
+  shuttingDown?: () => boolean;
+}
+
+/** Log paths that may hold credentials; pino replaces them. */
+export const LOG_REDACT_PATHS = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'request.headers.authorization',
+  '*.headers.authorization',
+];
+
+/** Routes served even when the node is at its concurrency cap. */
+const UNCAPPED_ROUTES: ReadonlySet<string> = new Set(['/healthz']);
+
+/**
+ * The fastify constructor options that carry the API's limits. The headers
+ * timeout is not one of them: {@link buildApp} sets it on the server.
+ */
+export function serverOptions(limits: ApiConfig['limits']): FastifyServerOptions {
+  return {
+    bodyLimit: limits.bodyBytes,
+    connectionTimeout: limits.connectionTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    // Names may be 128 characters (percent-encoded up to 3 bytes each); longer ones get 400, not 404.
+    routerOptions: { maxParamLength: 1024 },
+  };
+}
+
+/**
+ * Builds the API of one region. The caller listens and closes, and may add
+ * routes of its own (replication links): the API's hooks (load shedding,
+ * access control, session waits) live in a child scope and do not touch them.
+ */
+export function buildApp(deps: ApiDeps): FastifyInstance {
+  const { config, metrics } = deps;
+  const logger = deps.logger.child({ module: 'api' }, { redact: { paths: LOG_REDACT_PATHS, censor: '[redacted]' } });
+  const options: FastifyHttpOptions<Server, FastifyBaseLogger> = {
+    ...serverOptions(config.limits),
+    loggerInstance: logger,
+  };
+  const app = Fastify(options);
+  app.server.headersTimeout = config.limits.headersTimeoutMs;
+  installErrorHandling(app);
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  const shuttingDown = (): boolean => closing || deps.shuttingDown?.() === true;
+
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpRequestSeconds.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  void app.register(apiScope, { ...deps, shuttingDown });
+  return app;
+}
+
+/** The API's routes and the hooks that apply to them alone. */
+async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: () => boolean }): Promise<void> {
+  const { config, documents, replication, metrics } = deps;
+  api.setValidatorCompiler(validatorCompiler());
+  // Only the content types the routes declare are parsed; anything else gets 415.
+  api.removeContentTypeParser('text/plain');
+
+  // In this order: refuse excess load before anything else, then check access, all before the body is read.
+  installConcurrencyLimit(api, config.limits.maxConcurrentRequests, UNCAPPED_ROUTES);
+  installAuth(api, config.auth);
+
+  // Names are checked before a request may wait for a version, so a bad name fails at once.
+  api.addHook('preValidation', async (request) => {
+    const params = (request.params ?? {}) as Record<string, string | undefined>;
+    if (params['collection'] !== undefined) checkName(params['collection'], 'collection');
+    if (params['id'] !== undefined) checkName(params['id'], 'id');
+  });
+
+  const session = createSession({ documents, replication, metrics, limits: config.limits });
+  api.addHook('preHandler', async (request) => {
+    if (request.routeOptions.url?.startsWith('/v1/') === true) await session.awaitAfter(request);
+  });
+
+  await api.register(healthRoutes, { region: config.region, replication, metrics, shuttingDown: deps.shuttingDown });
+  await api.register(syncRoutes, { replication });
+  await api.register(docRoutes, { documents, session });
+  await api.register(yjsRoutes, { documents, session, yjsUpdateBytes: config.limits.yjsUpdateBytes });
+}

@@ -1,0 +1,119 @@
+/**
+ * Access control of the HTTP API: bearer tokens with a scope (`read` or
+ * `read-write`) and the collections they may reach. With no tokens
+ * configured the API is open.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { MeridianError } from '../errors.js';
+
+/** A configured token (see `TokenConfig` in src/config.ts). */
+export interface AccessToken {
+  readonly token: string;
+  readonly scope: 'read' | 'read-write';
+  /** Exact collection names or prefixes ending in `*`; absent means every collection. */
+  readonly collections?: readonly string[];
+  /** Label for logs; the token itself is never logged. */
+  readonly name?: string;
+}
+
+/** Who made a request, once its token matched. */
+export interface Principal {
+  readonly name: string;
+  readonly scope: 'read' | 'read-write';
+  readonly collections: readonly string[];
+}
+
+export type Access = 'read' | 'write';
+
+export interface Authenticator {
+  /** False when no tokens are configured: every request is let through. */
+  readonly enabled: boolean;
+  /** The principal of an `Authorization` header value, or null when it carries no known token. */
+  identify(authorization: string | undefined): Principal | null;
+}
+
+/** What a route demands of the caller. */
+export interface Requirement {
+  access: Access;
+  /** The collection the request touches, if any. */
+  collection: string | null;
+}
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+/**
+ * Builds the token matcher. Tokens are compared as SHA-256 digests with
+ * `timingSafeEqual`, against every configured token without stopping at a
+ * match, so neither a token's content nor its position leaks through timing.
+ */
+export function createAuthenticator(tokens: readonly AccessToken[]): Authenticator {
+  const known = tokens.map((t, i) => ({
+    digest: sha256(t.token),
+    principal: { name: t.name ?? `token ${i}`, scope: t.scope, collections: t.collections ?? ['*'] } as Principal,
+  }));
+  return {
+    enabled: known.length > 0,
+    identify(authorization) {
+      const token = authorization === undefined ? null : (BEARER.exec(authorization)?.[1] ?? null);
+      if (token === null) return null;
+      const digest = sha256(token);
+      let found: Principal | null = null;
+      for (const k of known) {
+        if (timingSafeEqual(k.digest, digest) && found === null) found = k.principal;
+      }
+      return found;
+    },
+  };
+}
+
+/** Whether a collection is one of `patterns`: exact names or prefixes ending in `*`. */
+export function collectionAllowed(patterns: readonly string[], collection: string): boolean {
+  return patterns.some((p) => (p.endsWith('*') ? collection.startsWith(p.slice(0, -1)) : p === collection));
+}
+
+/** Throws `forbidden` unless the principal may do `need`. */
+export function authorize(principal: Principal, need: Requirement): void {
+  if (need.access === 'write' && principal.scope !== 'read-write') {
+    throw new MeridianError('forbidden', 'this token may only read');
+  }
+  if (need.collection !== null && !collectionAllowed(principal.collections, need.collection)) {
+    throw new MeridianError('forbidden', `this token may not access collection '${need.collection}'`);
+  }
+}
+
+/**
+ * What a request needs: every `/v1` route needs a token (writing needs
+ * `read-write`), `/metrics` needs one when `protectMetrics` is set, and the
+ * health endpoints and unknown routes need none.
+ */
+export function requirementOf(request: FastifyRequest, protectMetrics: boolean): Requirement | null {
+  const route = request.routeOptions.url;
+  if (route === undefined) return null;
+  if (route === '/metrics') return protectMetrics ? { access: 'read', collection: null } : null;
+  if (!route.startsWith('/v1/')) return null;
+  const params = (request.params ?? {}) as Record<string, string | undefined>;
+  const access: Access = request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write';
+  return { access, collection: params['collection'] ?? null };
+}
+
+/** Adds the access check, before the body is read, to every route of `app`. */
+export function installAuth(
+  app: FastifyInstance,
+  options: { tokens: readonly AccessToken[]; protectMetrics: boolean },
+): void {
+  const authenticator = createAuthenticator(options.tokens);
+  if (!authenticator.enabled) return;
+  app.addHook('onRequest', async (request) => {
+    const need = requirementOf(request, options.protectMetrics);
+    if (need === null) return;
+    const principal = authenticator.identify(request.headers.authorization);
+    if (principal === null) throw new MeridianError('unauthorized', 'a valid bearer token is required');
+    authorize(principal, need);
+    request.log.debug({ principal: principal.name }, 'authorized');
+  });
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}

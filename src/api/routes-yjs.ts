@@ -1,0 +1,75 @@
+/**
+ * Binary Yjs routes, so that Yjs clients can sync a document directly:
+ * `GET` returns the document (or what a state vector lacks) as an update,
+ * `POST` applies a client's update after `Documents` has validated it.
+ */
+import type { FastifyInstance } from 'fastify';
+import { MeridianError } from '../errors.js';
+import type { Documents } from '../docs/types.js';
+import { encodeVersion } from '../docs/token.js';
+import { DocParams, YjsQuery, docOf } from './schemas.js';
+import { VERSION_HEADER, type Session } from './session.js';
+
+export interface YjsRouteDeps {
+  documents: Documents;
+  session: Session;
+  /** Largest update accepted; larger bodies get 413. */
+  yjsUpdateBytes: number;
+}
+
+const OCTETS = 'application/octet-stream';
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/**
+ * Decodes the `sv` query parameter (standard or URL-safe base64). Whether the
+ * bytes are a state vector is for `Documents.readYjs` to judge.
+ * @throws MeridianError `invalid_body` when it is not base64.
+ */
+export function decodeStateVectorParam(sv: string): Uint8Array {
+  // A `+` that was not percent-encoded arrives as a space.
+  const text = sv.replace(/ /g, '+');
+  if (!BASE64.test(text) || text.replace(/=+$/, '').length % 4 === 1) {
+    throw new MeridianError('invalid_body', 'sv must be a base64 Yjs state vector', { field: 'querystring/sv' });
+  }
+  // A copy: small Buffers are slices of a shared pool, and decoders that look past a view's end would read it.
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+/** Registers the Yjs routes; the binary body parser exists only in their scope. */
+export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promise<void> {
+  const { documents, session, yjsUpdateBytes } = deps;
+  // Updates are binary only: a JSON body here is a client mistake, answered with 415.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: yjsUpdateBytes }, (_request, body, done) => {
+    done(null, body);
+  });
+
+  app.get<{ Params: DocParams; Querystring: YjsQuery }>(
+    '/v1/docs/:collection/:id/yjs',
+    { schema: { params: DocParams, querystring: YjsQuery } },
+    async (request, reply) => {
+      const doc = docOf(request.params);
+      const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
+      const update = documents.readYjs(doc, sv);
+      if (update === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
+      // Read in the same turn as the update, so the version describes it.
+      void reply.header(VERSION_HEADER, encodeVersion(documents.versionVector()));
+      return reply.type(OCTETS).send(Buffer.from(update.buffer, update.byteOffset, update.byteLength));
+    },
+  );
+
+  app.post<{ Params: DocParams; Body: Buffer | undefined }>(
+    '/v1/docs/:collection/:id/yjs',
+    { schema: { params: DocParams }, bodyLimit: yjsUpdateBytes },
+    async (request, reply) => {
+      const doc = docOf(request.params);
+      const body = request.body;
+      if (!Buffer.isBuffer(body) || body.length === 0) {
+        throw new MeridianError('invalid_update', `the body must be a non-empty ${OCTETS} Yjs update`);
+      }
+      // A copy of its own, for the same reason as the state vector above.
+      const update = new Uint8Array(body);
+      return session.write(request, reply, 'yjs', () => documents.applyYjs(doc, update));
+    },
+  );
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+/**
+ * The `meridian` command. Each subcommand loads its module only when it runs,
+ * so `--help` and config errors stay fast and independent of the rest.
+ */
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, type RegionConfig } from './config.js';
+import { createLogger } from './logger.js';
+
+/** A started region, as the composition root returns it. */
+interface RunningRegion {
+  url: string;
+  /** Stops taking requests, finishes in-flight writes and closes the database. */
+  close(): Promise<void>;
+}
+
+/** What `start` needs from the composition root (src/region.ts). */
+interface RegionModule {
+  startRegion(config: RegionConfig, opts: { logger: Logger }): Promise<RunningRegion>;
+}
+
+const EXIT_STARTUP_FAILED = 1;
+const EXIT_FORCED = 1;
+const EXIT_BAD_CONFIG = 2;
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+/** The package folder: the nearest ancestor of this file holding package.json (src/ or dist/src/ below it). */
+export function packageRoot(): string {
+  for (let dir = HERE; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(HERE, '..', '..');
+  }
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? '0.0.0';
+}
+
+/** The CLI's commands; parse with `parseAsync`. */
+export function buildProgram(): Command {
+  const program = new Command('meridian')
+    .description('Multi-region active-active document store: one node per region, replicating to its peers.')
+    .version(packageVersion());
+
+  program
+    .command('start')
+    .description('run one region node')
+    .requiredOption('-c, --config <file>', 'region config file (JSON)')
+    .action(async (opts: { config: string }) => start(opts.config));
+
+  program
+    .command('dev')
+    .description('run every region config of a folder on this machine, logs in one terminal')
+    .option('--regions <dir>', 'folder of region configs (*.json)', path.join(packageRoot(), 'regions'))
+    .action(async (opts: { regions: string }) => dev(opts.regions));
+
+  // Further commands register here in the same way, loading their module on use:
+  //   program.command('sim') ... .action(async (opts) => (await import('./faults/sim.js')).runSim(opts));
+  //   program.command('verify') ... .action(async (opts) => (await import('./verify.js')).runVerify(opts));
+
+  return program;
+}
+
+/** Loads the config, or prints why it cannot and sets exit code 2. */
+function configOrExit(file: string): RegionConfig | null {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = EXIT_BAD_CONFIG;
+    return null;
+  }
+}
+
+async function start(file: string): Promise<void> {
+  const config = configOrExit(file);
+  if (!config) return;
+  const logger = createLogger({ level: config.log.level, region: config.region });
+  let region: RunningRegion;
+  try {
+    const { startRegion }: RegionModule = await import('./region.js');
+    region = await startRegion(config, { logger });
+  } catch (err) {
+    logger.fatal({ err }, 'failed to start');
+    process.stderr.write(`meridian: region ${config.region} failed to start: ${messageOf(err)}\n`);
+    // Whatever did start (database, timers) must not keep the process alive.
+    process.exit(EXIT_STARTUP_FAILED);
+  }
+  closeOnSignals(region, logger);
+}
+
+/** First SIGTERM/SIGINT: orderly close, exit 0. A second one: exit at once. */
+function closeOnSignals(region: RunningRegion, logger: Logger): void {
+  let closing = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) {
+      logger.warn({ signal }, 'second signal: exiting before shutdown completed');
+      process.exit(EXIT_FORCED);
+    }
+    closing = true;
+    logger.info({ signal }, 'shutting down');
+    region.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function dev(regionsDir: string): Promise<void> {
+  const { runDev } = await import('./dev.js');
+  try {
+    process.exitCode = await runDev({ regionsDir, cliScript: fileURLToPath(import.meta.url) });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = EXIT_BAD_CONFIG;
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** True when this file is the program being run (also through the npm bin symlink). */
+function isMain(): boolean {
+  const entry = process.argv[1];
+  return entry !== undefined && existsSync(entry) && realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+}
+
+if (isMain()) {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (err) {
+    process.stderr.write(`meridian: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,474 @@
+/**
+ * Region configuration: one JSON file per region, validated against a schema
+ * that refuses unknown fields, completed with defaults, with relative paths
+ * resolved against the file's folder, then frozen.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Ajv, type ErrorObject } from 'ajv';
+import type { RegionId } from './ids.js';
+import type { SyncMode } from './storage/types.js';
+
+/** pino levels; `silent` turns logging off. */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `read` allows GET requests only; `read-write` allows every document request. */
+export type TokenScope = 'read' | 'read-write';
+
+/** A peer region this region replicates with (full mesh: list every other region). */
+export interface PeerConfig {
+  /** The peer's `region` name. Unique in the list and different from this region's. */
+  readonly region: RegionId;
+  /** Base URL of the peer's node, `http://` or `https://`; a trailing slash is removed. */
+  readonly url: string;
+}
+
+/** Where the HTTP API and the replication endpoint listen. */
+export interface ListenConfig {
+  /** Interface to bind; default `127.0.0.1`. Use `0.0.0.0` in containers. */
+  readonly host: string;
+  /** TCP port, 0-65535; 0 picks a free port. Required. */
+  readonly port: number;
+}
+
+/** The region's SQLite store and in-memory document cache. */
+export interface StorageConfig {
+  /**
+   * SQLite `synchronous` setting (WAL mode). `full` (default): a write is
+   * acknowledged once it would survive power loss. `normal`: survives a
+   * process crash, may lose the last commits on power loss. `off`: tests only.
+   */
+  readonly synchronous: SyncMode;
+  /** Documents kept decoded in memory (least recently used are dropped); default 10000. */
+  readonly cacheDocs: number;
+  /** Log entries a document gathers after its snapshot before it is compacted; default 32. */
+  readonly compactAfterEntries: number;
+  /** How often the compactor looks for documents to compact, in ms; default 1000. */
+  readonly compactIntervalMs: number;
+  /**
+   * Log entries older than this (ms) are dropped even if a peer has not
+   * acknowledged them; that peer then catches up by state transfer. Default 7 days.
+   */
+  readonly logRetentionMs: number;
+  /** How often log entries acknowledged by every peer are dropped, in ms; default 5000. */
+  readonly gcIntervalMs: number;
+}
+
+/** Peer links, failure detection and anti-entropy. */
+export interface ReplicationConfig {
+  /** Interval of heartbeats on each peer link, in ms; default 1000. */
+  readonly heartbeatMs: number;
+  /** Missed heartbeats after which a peer is reported `suspect`; default 3. */
+  readonly suspectAfterMisses: number;
+  /** Silence after which a peer is `down` and its link is dropped, in ms; default 5000. */
+  readonly deadAfterMs: number;
+  /** First reconnect delay after a link fails, in ms (doubles with jitter); default 100. */
+  readonly reconnectMinMs: number;
+  /** Longest reconnect delay, in ms; default 10000. */
+  readonly reconnectMaxMs: number;
+  /** Interval of digest comparison with each peer (repairs anything missed), in ms; default 30000. */
+  readonly antiEntropyMs: number;
+  /** Bytes of log entries sent per replication frame at most; default 256 KiB. */
+  readonly batchBytes: number;
+  /** Bytes queued on a link before sending pauses until the peer drains it; default 4 MiB. */
+  readonly maxBufferedBytes: number;
+  /** Largest frame accepted from a peer; a larger one closes the link. Default 16 MiB. */
+  readonly maxFrameBytes: number;
+}
+
+/** Limits of the HTTP API. */
+export interface LimitsConfig {
+  /** Largest request body; larger requests get 413. Default 1 MiB. */
+  readonly bodyBytes: number;
+  /** Largest binary Yjs update accepted from a client; default 1 MiB. */
+  readonly yjsUpdateBytes: number;
+  /** Requests served at once; beyond this requests get 429. Default 256. */
+  readonly maxConcurrentRequests: number;
+  /** Time to receive a whole request, in ms; default 30000. */
+  readonly requestTimeoutMs: number;
+  /** Time to receive request headers, in ms (at most `requestTimeoutMs`); default 10000. */
+  readonly headersTimeoutMs: number;
+  /** Idle time before a keep-alive connection is closed, in ms; default 5000. */
+  readonly keepAliveTimeoutMs: number;
+  /** Inactivity time before a socket is closed, in ms; default 60000. */
+  readonly connectionTimeoutMs: number;
+  /** How long a request that asks to wait (for a version or for replicas) waits by default, in ms; default 5000. */
+  readonly defaultWaitMs: number;
+  /** Longest wait a request may ask for, in ms; default 60000. */
+  readonly maxWaitMs: number;
+}
+
+/** An access token for the HTTP API, sent as `Authorization: Bearer <token>`. */
+export interface TokenConfig {
+  /** The token itself, at least 16 characters. Never logged. */
+  readonly token: string;
+  /** `read` or `read-write`. */
+  readonly scope: TokenScope;
+  /**
+   * Collections the token may access: exact names, or prefixes ending in `*`
+   * (`app-*`). Omitted in the file means all collections, resolved as `["*"]`.
+   */
+  readonly collections: readonly string[];
+  /** Label used in logs; default `auth.tokens[<index>]`. */
+  readonly name: string;
+}
+
+/** Who may use the HTTP API. */
+export interface AuthConfig {
+  /** Accepted tokens. Empty (the default) leaves the API open to anyone who can reach it. */
+  readonly tokens: readonly TokenConfig[];
+  /** When true, `/metrics` also requires a token (any scope); default false. */
+  readonly protectMetrics: boolean;
+}
+
+/** TLS for the HTTP API (https) and peer links (wss). Paths relative to the config file. */
+export interface TlsConfig {
+  /** CA certificate(s) that peers' certificates must chain to; null: the system's CAs. */
+  readonly ca: string | null;
+  /** This node's certificate (PEM). */
+  readonly cert: string;
+  /** This node's private key (PEM). */
+  readonly key: string;
+}
+
+/** A region's configuration, with every default filled in and every path absolute. */
+export interface RegionConfig {
+  /** This region's name: 1-32 characters of `a-z`, `0-9` and `-`. Required. */
+  readonly region: RegionId;
+  /** Cluster name; peers refuse links from a different cluster. Default `meridian`. */
+  readonly cluster: string;
+  /** Where the node listens. Required (at least `port`). */
+  readonly listen: ListenConfig;
+  /** Folder of the region's SQLite database; created if missing. Required. */
+  readonly dataDir: string;
+  /** The other regions of the cluster; default none (a single region). */
+  readonly peers: readonly PeerConfig[];
+  /** Shared by all regions of a cluster to authenticate peer links; at least 8 characters. Never logged. Required. */
+  readonly secret: string;
+  readonly storage: StorageConfig;
+  readonly replication: ReplicationConfig;
+  readonly limits: LimitsConfig;
+  /** Access tokens; default none, which leaves the API open. */
+  readonly auth: AuthConfig;
+  /** Optional; null when the node speaks plain http/ws. */
+  readonly tls: TlsConfig | null;
+  /** `level`: one of fatal, error, warn, info (default), debug, trace, silent. */
+  readonly log: { readonly level: LogLevel };
+}
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** The part of {@link RegionConfig} that a config file may leave out. */
+export type ConfigDefaults = Pick<RegionConfig, 'cluster' | 'peers' | 'storage' | 'replication' | 'limits' | 'auth' | 'tls' | 'log'> & {
+  readonly listen: Pick<ListenConfig, 'host'>;
+};
+
+/** Every default, i.e. everything a config file may leave out. */
+export const DEFAULTS: ConfigDefaults = deepFreeze({
+  cluster: 'meridian',
+  listen: { host: '127.0.0.1' },
+  peers: [],
+  storage: {
+    synchronous: 'full',
+    cacheDocs: 10_000,
+    compactAfterEntries: 32,
+    compactIntervalMs: 1000,
+    logRetentionMs: 7 * 24 * 3600 * 1000,
+    gcIntervalMs: 5000,
+  },
+  replication: {
+    heartbeatMs: 1000,
+    suspectAfterMisses: 3,
+    deadAfterMs: 5000,
+    reconnectMinMs: 100,
+    reconnectMaxMs: 10_000,
+    antiEntropyMs: 30_000,
+    batchBytes: 256 * KIB,
+    maxBufferedBytes: 4 * MIB,
+    maxFrameBytes: 16 * MIB,
+  },
+  limits: {
+    bodyBytes: MIB,
+    yjsUpdateBytes: MIB,
+    maxConcurrentRequests: 256,
+    requestTimeoutMs: 30_000,
+    headersTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 5000,
+    connectionTimeoutMs: 60_000,
+    defaultWaitMs: 5000,
+    maxWaitMs: 60_000,
+  },
+  auth: { tokens: [], protectMetrics: false },
+  tls: null,
+  log: { level: 'info' },
+});
+
+/** One thing wrong with a config: where (`peers[0].url`, empty for the whole file) and what. */
+export interface ConfigProblem {
+  path: string;
+  message: string;
+}
+
+/** A config file that cannot be read or is invalid. The message names the file, field and fault. */
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly ConfigProblem[],
+    options?: { cause?: unknown },
+  ) {
+    super(problems.map((p) => `${source}: ${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n'), options);
+    this.name = 'ConfigError';
+  }
+}
+
+// Timers overflow above 2^31-1 ms and then fire at once.
+const MAX_TIMER_MS = 2_147_483_647;
+const PATTERN_HINTS: Record<string, string> = {
+  '^[a-z0-9-]{1,32}$': 'must be 1-32 characters of a-z, 0-9 and -',
+  '^[A-Za-z0-9._-]{1,64}$': 'must be 1-64 characters of A-Z, a-z, 0-9, ., _ and -',
+  '^(?:[A-Za-z0-9._~-]{1,128}|[A-Za-z0-9._~-]{0,127}\\*)$': 'must be a collection name or a prefix ending in *',
+};
+const [REGION_RE, CLUSTER_RE, COLLECTION_RE] = Object.keys(PATTERN_HINTS) as [string, string, string];
+
+const strict = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false });
+const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => Type.Integer({ minimum, maximum });
+const ms = () => int(1, MAX_TIMER_MS);
+const oneOf = <T extends string>(values: readonly T[]) => Type.Unsafe<T>({ type: 'string', enum: [...values] });
+const text = (minLength: number, maxLength: number) => Type.String({ minLength, maxLength });
+
+const StorageSchema = strict({
+  synchronous: Type.Optional(oneOf<SyncMode>(['off', 'normal', 'full', 'extra'])),
+  cacheDocs: Type.Optional(int(1)),
+  compactAfterEntries: Type.Optional(int(1)),
+  compactIntervalMs: Type.Optional(ms()),
+  logRetentionMs: Type.Optional(int(1)),
+  gcIntervalMs: Type.Optional(ms()),
+});
+const ReplicationSchema = strict({
+  heartbeatMs: Type.Optional(ms()),
+  suspectAfterMisses: Type.Optional(int(1, 1000)),
+  deadAfterMs: Type.Optional(ms()),
+  reconnectMinMs: Type.Optional(ms()),
+  reconnectMaxMs: Type.Optional(ms()),
+  antiEntropyMs: Type.Optional(ms()),
+  batchBytes: Type.Optional(int(1)),
+  maxBufferedBytes: Type.Optional(int(1)),
+  maxFrameBytes: Type.Optional(int(1)),
+});
+const LimitsSchema = strict({
+  bodyBytes: Type.Optional(int(1)),
+  yjsUpdateBytes: Type.Optional(int(1)),
+  maxConcurrentRequests: Type.Optional(int(1)),
+  requestTimeoutMs: Type.Optional(ms()),
+  headersTimeoutMs: Type.Optional(ms()),
+  keepAliveTimeoutMs: Type.Optional(ms()),
+  connectionTimeoutMs: Type.Optional(ms()),
+  defaultWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
+  maxWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
+});
+const ConfigSchema = strict({
+  region: Type.String({ pattern: REGION_RE }),
+  cluster: Type.Optional(Type.String({ pattern: CLUSTER_RE })),
+  listen: strict({ host: Type.Optional(text(1, 255)), port: int(0, 65535) }),
+  dataDir: text(1, 4096),
+  peers: Type.Optional(Type.Array(strict({ region: Type.String({ pattern: REGION_RE }), url: text(1, 2048) }))),
+  secret: text(8, 4096),
+  storage: Type.Optional(StorageSchema),
+  replication: Type.Optional(ReplicationSchema),
+  limits: Type.Optional(LimitsSchema),
+  auth: Type.Optional(
+    strict({
+      tokens: Type.Optional(
+        Type.Array(
+          strict({
+            token: text(16, 4096),
+            scope: oneOf<TokenScope>(['read', 'read-write']),
+            collections: Type.Optional(Type.Array(Type.String({ pattern: COLLECTION_RE }))),
+            name: Type.Optional(text(1, 128)),
+          }),
+        ),
+      ),
+      protectMetrics: Type.Optional(Type.Boolean()),
+    }),
+  ),
+  tls: Type.Optional(strict({ ca: Type.Optional(text(1, 4096)), cert: text(1, 4096), key: text(1, 4096) })),
+  log: Type.Optional(strict({ level: Type.Optional(oneOf<LogLevel>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])) })),
+});
+type ConfigInput = Static<typeof ConfigSchema>;
+
+// The numeric sections are declared twice (schema and interface); these fail to compile if they drift apart.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+export type _SchemaMatchesTypes = Assert<
+  Same<Required<Static<typeof StorageSchema>>, StorageConfig> &
+    Same<Required<Static<typeof ReplicationSchema>>, ReplicationConfig> &
+    Same<Required<Static<typeof LimitsSchema>>, LimitsConfig>
+>;
+
+const validate = new Ajv({ allErrors: true, strict: true }).compile<ConfigInput>(ConfigSchema);
+
+/** Reads, validates and resolves a region config file. Throws {@link ConfigError}. */
+export function loadConfig(file: string): RegionConfig {
+  let json: string;
+  try {
+    json = readFileSync(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : String(err);
+    throw new ConfigError(file, [{ path: '', message: `cannot read config: ${reason}` }], { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new ConfigError(file, [{ path: '', message: `invalid JSON: ${jsonErrorText(err, json)}` }], { cause: err });
+  }
+  return parseConfig(raw, path.dirname(path.resolve(file)), file);
+}
+
+/**
+ * Validates an already parsed config, fills defaults, resolves relative paths
+ * against `baseDir` and returns a deeply frozen {@link RegionConfig}.
+ * `source` names the config in error messages.
+ */
+export function parseConfig(raw: unknown, baseDir: string, source = 'config'): RegionConfig {
+  if (!validate(raw)) {
+    throw new ConfigError(source, (validate.errors ?? []).map(describeError));
+  }
+  const problems = crossCheck(raw, baseDir);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return deepFreeze(resolve(raw, baseDir));
+}
+
+function resolve(c: ConfigInput, baseDir: string): RegionConfig {
+  const abs = (p: string) => path.resolve(baseDir, p);
+  return {
+    region: c.region as RegionId,
+    cluster: c.cluster ?? DEFAULTS.cluster,
+    listen: { host: c.listen.host ?? DEFAULTS.listen.host, port: c.listen.port },
+    dataDir: abs(c.dataDir),
+    peers: (c.peers ?? []).map((p) => ({ region: p.region as RegionId, url: normalizeUrl(p.url) ?? p.url })),
+    secret: c.secret,
+    storage: { ...DEFAULTS.storage, ...c.storage },
+    replication: { ...DEFAULTS.replication, ...c.replication },
+    limits: { ...DEFAULTS.limits, ...c.limits },
+    auth: {
+      tokens: (c.auth?.tokens ?? []).map((t, i) => ({
+        token: t.token,
+        scope: t.scope,
+        collections: t.collections ?? ['*'],
+        name: t.name ?? `auth.tokens[${i}]`,
+      })),
+      protectMetrics: c.auth?.protectMetrics ?? DEFAULTS.auth.protectMetrics,
+    },
+    tls: c.tls ? { ca: c.tls.ca === undefined ? null : abs(c.tls.ca), cert: abs(c.tls.cert), key: abs(c.tls.key) } : null,
+    log: { level: c.log?.level ?? DEFAULTS.log.level },
+  };
+}
+
+/** Checks that span several fields, run once the shape is known to be right. */
+function crossCheck(c: ConfigInput, baseDir: string): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const order = (a: string, b: string, va: number, vb: number) => {
+    if (va > vb) problems.push({ path: a, message: `must be <= ${b} (${vb})` });
+  };
+  const seen = new Map<string, number>();
+  (c.peers ?? []).forEach((p, i) => {
+    if (p.region === c.region) problems.push({ path: `peers[${i}].region`, message: `must differ from region '${c.region}'` });
+    const first = seen.get(p.region);
+    if (first !== undefined) problems.push({ path: `peers[${i}].region`, message: `duplicates peers[${first}].region '${p.region}'` });
+    else seen.set(p.region, i);
+    if (normalizeUrl(p.url) === null) {
+      problems.push({ path: `peers[${i}].url`, message: 'must be an http:// or https:// URL without credentials, query or fragment' });
+    }
+  });
+  const tokens = new Map<string, number>();
+  (c.auth?.tokens ?? []).forEach((t, i) => {
+    const first = tokens.get(t.token);
+    // The value itself stays out of the message: error messages get logged.
+    if (first !== undefined) problems.push({ path: `auth.tokens[${i}].token`, message: `duplicates auth.tokens[${first}].token` });
+    else tokens.set(t.token, i);
+  });
+  for (const field of ['ca', 'cert', 'key'] as const) {
+    const file = c.tls?.[field];
+    if (file !== undefined && statSync(path.resolve(baseDir, file), { throwIfNoEntry: false })?.isFile() !== true) {
+      problems.push({ path: `tls.${field}`, message: `file not found: ${path.resolve(baseDir, file)}` });
+    }
+  }
+  const r = { ...DEFAULTS.replication, ...c.replication };
+  const l = { ...DEFAULTS.limits, ...c.limits };
+  order('replication.reconnectMinMs', 'replication.reconnectMaxMs', r.reconnectMinMs, r.reconnectMaxMs);
+  order('replication.heartbeatMs', 'replication.deadAfterMs', r.heartbeatMs, r.deadAfterMs);
+  order('replication.batchBytes', 'replication.maxFrameBytes', r.batchBytes, r.maxFrameBytes);
+  order('limits.headersTimeoutMs', 'limits.requestTimeoutMs', l.headersTimeoutMs, l.requestTimeoutMs);
+  order('limits.defaultWaitMs', 'limits.maxWaitMs', l.defaultWaitMs, l.maxWaitMs);
+  return problems;
+}
+
+/** The peer base URL without a trailing slash, or null if it is not an acceptable http(s) URL. */
+function normalizeUrl(s: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return null;
+  }
+  const ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && !u.username && !u.password;
+  if (!ok || u.search || u.hash || s.includes('?') || s.includes('#')) return null;
+  return `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+function describeError(e: ErrorObject): ConfigProblem {
+  const at = fieldPath(e.instancePath);
+  const p = e.params as Record<string, unknown>;
+  const join = (name: unknown) => (at ? `${at}.${String(name)}` : String(name));
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return { path: at, message: `unknown field '${String(p.additionalProperty)}'` };
+    case 'required':
+      return { path: join(p.missingProperty), message: 'is required' };
+    case 'type': {
+      const type = String(p.type);
+      return { path: at, message: `must be ${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}` };
+    }
+    case 'enum':
+      return { path: at, message: `must be one of ${(p.allowedValues as unknown[]).join('|')}` };
+    case 'pattern':
+      return { path: at, message: PATTERN_HINTS[String(p.pattern)] ?? `must match ${String(p.pattern)}` };
+    case 'minLength':
+      return { path: at, message: `must be at least ${String(p.limit)} characters` };
+    case 'maxLength':
+      return { path: at, message: `must be at most ${String(p.limit)} characters` };
+    case 'minimum':
+    case 'maximum':
+      return { path: at, message: `must be ${String(p.comparison)} ${String(p.limit)}` };
+    default:
+      return { path: at, message: e.message ?? `fails ${e.keyword}` };
+  }
+}
+
+/** `/peers/0/url` -> `peers[0].url` */
+function fieldPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((seg) => seg.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+}
+
+/** V8's JSON errors give an offset; a line and column are easier to find in an editor. */
+function jsonErrorText(err: unknown, json: string): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const at = /at position (\d+)/.exec(message);
+  if (!at || /line \d+/.test(message)) return message;
+  const before = json.slice(0, Number(at[1])).split('\n');
+  return `${message} (line ${before.length} column ${(before.at(-1)?.length ?? 0) + 1})`;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,213 @@
+/**
+ * Typed operations on a document, applied atomically. Yjs cannot roll back a
+ * transaction, so every op is first checked against a shadow of the document
+ * that evolves op by op (later ops see earlier ones), and only a request that
+ * passes as a whole is written.
+ */
+import * as Y from 'yjs';
+import { MeridianError } from '../errors.js';
+import { canonicalJson, isJsonObject } from './json.js';
+import { LIVE_KEY, clearValue, counterMap, marker, markerKind, rootMap, setMap, textType, toYValue, type TypedKind } from './layout.js';
+import { parseOps } from './ops-parse.js';
+import type { Json, Op, Path, WriteContext } from './types.js';
+
+/** What the check knows of a value: enough to decide whether each op fits. */
+type Shadow =
+  | { kind: 'object'; map: Y.Map<unknown> | null; children: Map<string, Shadow | null> }
+  | { kind: 'counter'; slot: number }
+  | { kind: 'set' }
+  | { kind: 'text'; length: number }
+  | { kind: 'value' };
+
+type ObjectShadow = Extract<Shadow, { kind: 'object' }>;
+
+/**
+ * Applies `ops` in order as one transaction with `origin`. Missing
+ * intermediate objects are created by set, increment, add and insertText;
+ * delete, remove and deleteText of something absent do nothing. Throws,
+ * before writing anything, `invalid_ops` for a malformed op (see
+ * `parseOps`), a text index or range outside the text, or a counter slot
+ * leaving the safe integer range; `type_mismatch` for increment on a
+ * non-counter, add/remove on a non-set, insertText/deleteText on a non-text,
+ * or a path through a non-object.
+ */
+export function applyOps(doc: Y.Doc, ops: Op[], ctx: WriteContext, origin: unknown): void {
+  const checked = parseOps(ops);
+  const root = objectShadow(rootMap(doc));
+  checked.forEach((op, i) => simulate(doc, root, op, ctx, i));
+  doc.transact(() => {
+    const map = rootMap(doc);
+    for (const op of checked) execute(doc, map, op, ctx);
+    map.set(LIVE_KEY, true);
+  }, origin);
+}
+
+function objectShadow(map: Y.Map<unknown> | null): ObjectShadow {
+  return { kind: 'object', map, children: new Map() };
+}
+
+function shadowOfStored(doc: Y.Doc, value: unknown, path: Path, ctx: WriteContext): Shadow {
+  if (value instanceof Y.Map) return objectShadow(value as Y.Map<unknown>);
+  switch (markerKind(value)) {
+    case 'counter': {
+      const slot = counterMap(doc, path).get(ctx.writer);
+      return { kind: 'counter', slot: typeof slot === 'number' && Number.isSafeInteger(slot) ? slot : 0 };
+    }
+    case 'set':
+      return { kind: 'set' };
+    case 'text':
+      return { kind: 'text', length: textType(doc, path).length };
+    default:
+      return { kind: 'value' };
+  }
+}
+
+function shadowOfJson(value: Json): Shadow {
+  if (!isJsonObject(value)) return { kind: 'value' };
+  const node = objectShadow(null);
+  for (const [key, child] of Object.entries(value)) node.children.set(key, shadowOfJson(child));
+  return node;
+}
+
+function child(doc: Y.Doc, node: ObjectShadow, key: string, path: Path, ctx: WriteContext): Shadow | null {
+  if (node.children.has(key)) return node.children.get(key) ?? null;
+  const found = node.map !== null && node.map.has(key) ? shadowOfStored(doc, node.map.get(key), path, ctx) : null;
+  node.children.set(key, found);
+  return found;
+}
+
+function mismatch(i: number, message: string): never {
+  throw new MeridianError('type_mismatch', `ops[${i}]: ${message}`, { index: i });
+}
+
+function outOfRange(i: number, message: string): never {
+  throw new MeridianError('invalid_ops', `ops[${i}]: ${message}`, { index: i });
+}
+
+/** The object holding the op's target, created when `create`; null when absent. */
+function parentOf(doc: Y.Doc, root: ObjectShadow, path: Path, create: boolean, ctx: WriteContext, i: number): ObjectShadow | null {
+  let node = root;
+  for (let k = 0; k < path.length - 1; k++) {
+    const key = path[k] as string;
+    let next = child(doc, node, key, path.slice(0, k + 1), ctx);
+    if (next === null) {
+      if (!create) return null;
+      next = objectShadow(null);
+      node.children.set(key, next);
+    }
+    if (next.kind !== 'object') mismatch(i, `${JSON.stringify(path.slice(0, k + 1))} is not an object`);
+    node = next;
+  }
+  return node;
+}
+
+const CREATES: Partial<Record<Op['op'], true>> = { set: true, increment: true, add: true, insertText: true };
+const KIND_OF_OP: Partial<Record<Op['op'], TypedKind>> = {
+  increment: 'counter',
+  add: 'set',
+  remove: 'set',
+  insertText: 'text',
+  deleteText: 'text',
+};
+
+function simulate(doc: Y.Doc, root: ObjectShadow, op: Op, ctx: WriteContext, i: number): void {
+  const parent = parentOf(doc, root, op.path, CREATES[op.op] === true, ctx, i);
+  const key = op.path[op.path.length - 1] as string;
+  const target = parent === null ? null : child(doc, parent, key, op.path, ctx);
+  if (op.op === 'set' || op.op === 'delete') {
+    parent?.children.set(key, op.op === 'set' ? shadowOfJson(op.value) : null);
+    return;
+  }
+  const kind = KIND_OF_OP[op.op] as TypedKind;
+  if (target !== null && target.kind !== kind) mismatch(i, `${JSON.stringify(op.path)} does not hold a ${kind}`);
+  switch (op.op) {
+    case 'increment': {
+      const slot = (target?.kind === 'counter' ? target.slot : 0) + op.by;
+      if (!Number.isSafeInteger(slot)) outOfRange(i, 'the counter would leave the safe integer range');
+      parent?.children.set(key, { kind: 'counter', slot });
+      return;
+    }
+    case 'add':
+      parent?.children.set(key, { kind: 'set' });
+      return;
+    case 'remove':
+      return;
+    case 'insertText':
+    case 'deleteText': {
+      const length = target?.kind === 'text' ? target.length : 0;
+      const next = textLengthAfter(op, length, i);
+      if (target?.kind === 'text') target.length = next;
+      else if (op.op === 'insertText') parent?.children.set(key, { kind: 'text', length: next });
+      return;
+    }
+  }
+}
+
+function textLengthAfter(op: Extract<Op, { op: 'insertText' | 'deleteText' }>, length: number, i: number): number {
+  if (op.op === 'insertText') {
+    if (op.index > length) outOfRange(i, `index ${op.index} is beyond the text's length ${length}`);
+    return length + op.text.length;
+  }
+  if (op.index + op.length > length) {
+    outOfRange(i, `range ${op.index}..${op.index + op.length} is beyond the text's length ${length}`);
+  }
+  return length - op.length;
+}
+
+/** Walks to the map holding the op's target, creating missing objects when `create`. */
+function parentMap(map: Y.Map<unknown>, path: Path, create: boolean): Y.Map<unknown> | null {
+  let node = map;
+  for (const key of path.slice(0, -1)) {
+    const next = node.get(key);
+    if (next instanceof Y.Map) {
+      node = next as Y.Map<unknown>;
+    } else if (create) {
+      node = node.set(key, new Y.Map<unknown>());
+    } else {
+      return null;
+    }
+  }
+  return node;
+}
+
+/** Puts a marker at the target unless one of `kind` is already there. */
+function ensureMarker(parent: Y.Map<unknown>, key: string, kind: TypedKind): void {
+  if (markerKind(parent.get(key)) !== kind) parent.set(key, marker(kind));
+}
+
+function execute(doc: Y.Doc, root: Y.Map<unknown>, op: Op, ctx: WriteContext): void {
+  const parent = parentMap(root, op.path, CREATES[op.op] === true);
+  if (parent === null) return;
+  const key = op.path[op.path.length - 1] as string;
+  switch (op.op) {
+    case 'set':
+      clearValue(doc, parent.get(key), op.path);
+      parent.set(key, toYValue(op.value));
+      return;
+    case 'delete':
+      if (!parent.has(key)) return;
+      clearValue(doc, parent.get(key), op.path);
+      parent.delete(key);
+      return;
+    case 'increment': {
+      ensureMarker(parent, key, 'counter');
+      const slots = counterMap(doc, op.path);
+      const slot = slots.get(ctx.writer);
+      slots.set(ctx.writer, (typeof slot === 'number' && Number.isSafeInteger(slot) ? slot : 0) + op.by);
+      return;
+    }
+    case 'add':
+      ensureMarker(parent, key, 'set');
+      setMap(doc, op.path).set(canonicalJson(op.value), op.value);
+      return;
+    case 'remove':
+      if (markerKind(parent.get(key)) === 'set') setMap(doc, op.path).delete(canonicalJson(op.value));
+      return;
+    case 'insertText':
+      ensureMarker(parent, key, 'text');
+      if (op.text.length > 0) textType(doc, op.path).insert(op.index, op.text);
+      return;
+    case 'deleteText':
+      if (markerKind(parent.get(key)) === 'text' && op.length > 0) textType(doc, op.path).delete(op.index, op.length);
+  }
+}

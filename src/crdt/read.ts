@@ -1,0 +1,102 @@
+/**
+ * Renders a document's Yjs state as plain JSON. The rendering is
+ * deterministic: two docs holding the same Yjs state render to the same JSON
+ * text, whatever order their updates arrived in (object keys sorted, set
+ * elements sorted by canonical JSON).
+ *
+ * Rendering is defensive: clients may write arbitrary Yjs content through
+ * binary updates, so values outside the model's layout render as JSON where
+ * there is an obvious mapping (`Y.Array`, `Y.Text`) and as null otherwise.
+ */
+import * as Y from 'yjs';
+import { MAX_DEPTH, canonicalJson, isJsonScalar, isPlainObject, isReservedKey, setOwn } from './json.js';
+import { counterMap, markerKind, rootMap, setMap, textType, type TypedKind } from './layout.js';
+import type { Json, JsonObject, Path } from './types.js';
+
+/**
+ * Nesting beyond which foreign content renders as null. Larger than
+ * {@link MAX_DEPTH} so that everything the model itself writes renders in full.
+ */
+const RENDER_DEPTH = MAX_DEPTH * 2;
+
+/**
+ * The document as JSON: null when the root map is empty (never written, or
+ * deleted); otherwise the tree without reserved keys, counters as numbers
+ * (the sum of all writers' slots), sets as arrays sorted by the canonical
+ * JSON of their elements, and texts as strings.
+ */
+export function readDocument(doc: Y.Doc): JsonObject | null {
+  const root = rootMap(doc);
+  if (root.size === 0) return null;
+  return renderMap(doc, root, [], 0);
+}
+
+/** Whether the document exists: its root map has any key, reserved ones included. */
+export function documentExists(doc: Y.Doc): boolean {
+  return rootMap(doc).size > 0;
+}
+
+function renderMap(doc: Y.Doc, map: Y.Map<unknown>, path: Path | null, depth: number): JsonObject {
+  const out: JsonObject = {};
+  const keys = Array.from(map.keys())
+    .filter((k) => !isReservedKey(k))
+    .sort();
+  for (const key of keys) setOwn(out, key, renderValue(doc, map.get(key), path === null ? null : [...path, key], depth + 1));
+  return out;
+}
+
+/**
+ * Renders one stored value. `path` is where the value stands in the tree
+ * (markers name their shared type by it), or null inside arrays, where the
+ * model never puts markers.
+ */
+export function renderValue(doc: Y.Doc, value: unknown, path: Path | null, depth: number): Json {
+  if (depth > RENDER_DEPTH) return null;
+  if (isJsonScalar(value)) return value;
+  if (value instanceof Y.Map) return renderMap(doc, value as Y.Map<unknown>, path, depth);
+  if (value instanceof Y.Text) return value.toString();
+  if (value instanceof Y.Array) return (value as Y.Array<unknown>).toArray().map((v) => renderValue(doc, v, null, depth + 1));
+  if (Array.isArray(value)) return value.map((v: unknown) => renderValue(doc, v, null, depth + 1));
+  const kind = markerKind(value);
+  if (kind !== null) return path === null ? null : renderTyped(doc, kind, path);
+  if (isPlainObject(value)) return renderPlainObject(doc, value, depth);
+  return null;
+}
+
+function renderPlainObject(doc: Y.Doc, value: Record<string, unknown>, depth: number): JsonObject {
+  const out: JsonObject = {};
+  for (const key of Object.keys(value).sort()) {
+    if (!isReservedKey(key)) setOwn(out, key, renderValue(doc, value[key], null, depth + 1));
+  }
+  return out;
+}
+
+function renderTyped(doc: Y.Doc, kind: TypedKind, path: Path): Json {
+  if (kind === 'counter') return counterValue(doc, path);
+  if (kind === 'text') return textType(doc, path).toString();
+  return setElements(doc, path);
+}
+
+/**
+ * The sum of all writers' slots, added in key order so that every replica
+ * gets the same result; slots that are not finite numbers are ignored.
+ */
+export function counterValue(doc: Y.Doc, path: Path): number {
+  const slots = counterMap(doc, path);
+  let sum = 0;
+  for (const writer of Array.from(slots.keys()).sort()) {
+    const slot = slots.get(writer);
+    if (typeof slot === 'number' && Number.isFinite(slot)) sum += slot;
+  }
+  return sum;
+}
+
+function setElements(doc: Y.Doc, path: Path): Json[] {
+  const byKey = new Map<string, Json>();
+  for (const element of setMap(doc, path).values()) {
+    if (isJsonScalar(element)) byKey.set(canonicalJson(element), element);
+  }
+  return Array.from(byKey.keys())
+    .sort()
+    .map((k) => byKey.get(k) as Json);
+}

@@ -1,0 +1,151 @@
+/**
+ * Checks of untrusted binary Yjs updates (format V1) before they reach a
+ * live document.
+ *
+ * What untrusted bytes can do to Yjs 13.6 with lib0 0.2.120 (found by
+ * fuzzing random bytes; see also yjs issues 479, 498 and 687):
+ * - `Y.decodeUpdate` reads lazily and every read either consumes input or
+ *   throws at its end (lib0's hardened decoder), so decoding costs time
+ *   linear in the update's size. The run-length hangs of issue 687 are in
+ *   the V2 format, which is never decoded here.
+ * - `Y.applyUpdate` does `new Array(numberOfStructs)` with a count read from
+ *   the bytes before any struct is read: random bytes take it hundreds of
+ *   milliseconds and gigabytes. So no update is applied before it has been
+ *   decoded in full, which proves its counts are backed by bytes.
+ * - Well-formed updates can still break a doc: a zero-length delete range
+ *   makes applyUpdate throw half way through, and subdocuments would create
+ *   `Y.Doc`s from client-chosen options. Both are refused.
+ */
+import * as decoding from 'lib0/decoding';
+import * as Y from 'yjs';
+import { MeridianError } from '../errors.js';
+import { MAX_DEPTH } from './json.js';
+
+/** Nesting accepted inside embedded JSON values (arrays, objects) of an update. */
+const MAX_VALUE_DEPTH = MAX_DEPTH * 2;
+
+export interface ValidateOptions {
+  /**
+   * Client ids no update may write structs under (for instance the ids
+   * regions write under): a second writer of an id would make replicas
+   * hold different structs under the same id, which never converges.
+   */
+  reservedClients?: ReadonlySet<number>;
+}
+
+/** What applying an update left behind. */
+export interface ApplyResult {
+  /** The doc holds structs or deletions whose dependencies are still missing. */
+  pending: boolean;
+}
+
+function refuse(message: string, cause?: unknown): never {
+  throw new MeridianError('invalid_update', message, undefined, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * Throws `MeridianError('invalid_update')` unless `update` is a non-empty V1
+ * update of at most `maxBytes` bytes that decodes in full into sane structs
+ * and deletions. Touches no live document.
+ */
+export function validateUpdate(update: Uint8Array, maxBytes: number, options: ValidateOptions = {}): void {
+  if (!(update instanceof Uint8Array)) refuse('the update must be binary');
+  if (update.byteLength === 0) refuse('the update is empty');
+  if (update.byteLength > maxBytes) refuse(`the update is ${update.byteLength} bytes; at most ${maxBytes} are accepted`);
+  checkDecoded(update, options);
+}
+
+/**
+ * Applies an update to a live doc with `origin`, after checking it as
+ * {@link validateUpdate} does (without the size limit): a refused update
+ * leaves the doc untouched. Yjs may still throw while integrating an update
+ * that decodes cleanly; that is rethrown as `invalid_update`, and then the
+ * doc may be half-applied: the caller must discard (evict) it and reload it
+ * from storage.
+ */
+export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknown, options: ValidateOptions = {}): ApplyResult {
+  if (!(update instanceof Uint8Array) || update.byteLength === 0) refuse('the update is empty');
+  checkDecoded(update, options);
+  try {
+    Y.applyUpdate(doc, update, origin);
+  } catch (err) {
+    refuse('the update could not be applied', err);
+  }
+  return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
+}
+
+function checkDecoded(update: Uint8Array, options: ValidateOptions): void {
+  precheck(update);
+  let decoded: ReturnType<typeof Y.decodeUpdate>;
+  try {
+    decoded = Y.decodeUpdate(update);
+  } catch (err) {
+    refuse('the update is not a valid Yjs update', err);
+  }
+  const reserved = options.reservedClients;
+  for (const struct of decoded.structs) {
+    const { client, clock } = struct.id;
+    if (reserved?.has(client) === true) refuse(`the update writes as reserved client ${client}`);
+    if (!(struct.length >= 1) || !Number.isSafeInteger(clock + struct.length)) {
+      refuse(`struct ${client}:${clock} has an invalid length`);
+    }
+    if (struct instanceof Y.Item) {
+      checkReferences(struct);
+      checkContent(struct.content, client, clock);
+    }
+  }
+  for (const [client, ranges] of decoded.ds.clients) {
+    for (const { clock, len } of ranges) {
+      if (!(len >= 1) || !Number.isSafeInteger(clock + len)) refuse(`deletion ${client}:${clock} has an invalid length`);
+    }
+  }
+}
+
+/**
+ * Cheap header check: the number of clients cannot exceed the number of
+ * bytes (each client takes at least three). Rejects most random input
+ * before any struct is decoded.
+ */
+function precheck(update: Uint8Array): void {
+  const decoder = decoding.createDecoder(update);
+  let clients: number;
+  try {
+    clients = decoding.readVarUint(decoder);
+  } catch (err) {
+    refuse('the update is not a valid Yjs update', err);
+  }
+  if (clients * 3 > update.byteLength) refuse(`the update claims ${clients} clients in ${update.byteLength} bytes`);
+}
+
+/**
+ * Yjs resolves references to the item's own client without checking them
+ * (a client can only build on its own earlier items), so a reference to a
+ * later clock of the same client makes applyUpdate throw half way through.
+ */
+function checkReferences(item: Y.Item): void {
+  const { client, clock } = item.id;
+  const parent = item.parent instanceof Y.ID ? item.parent : null;
+  for (const ref of [item.origin, item.rightOrigin, parent]) {
+    if (ref !== null && ref.client === client && ref.clock >= clock) {
+      refuse(`struct ${client}:${clock} refers to its own client's later clock ${ref.clock}`);
+    }
+  }
+}
+
+function checkContent(content: Y.Item['content'], client: number, clock: number): void {
+  if (content instanceof Y.ContentDoc) refuse(`struct ${client}:${clock} is a subdocument; subdocuments are not supported`);
+  let values: unknown[] = [];
+  if (content instanceof Y.ContentAny || content instanceof Y.ContentJSON) values = content.getContent();
+  else if (content instanceof Y.ContentEmbed) values = [content.embed];
+  else if (content instanceof Y.ContentFormat) values = [content.value];
+  for (const value of values) {
+    if (!withinDepth(value, MAX_VALUE_DEPTH)) refuse(`struct ${client}:${clock} nests values deeper than ${MAX_VALUE_DEPTH} levels`);
+  }
+}
+
+function withinDepth(value: unknown, budget: number): boolean {
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return true;
+  if (budget === 0) return false;
+  const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
+  return children.every((child) => withinDepth(child, budget - 1));
+}

@@ -1,0 +1,57 @@
+/**
+ * The region digest and its buckets. Each document contributes
+ * sha256(doc key, doc digest) XORed into its bucket and into the region
+ * digest, so one write updates them in O(1), and two regions have equal
+ * digests exactly when they hold the same documents in the same states
+ * (deletions included, because document digests cover delete sets).
+ */
+import { createHash } from 'node:crypto';
+import type { DocKey } from '../ids.js';
+
+export const BUCKETS = 1024;
+const ZERO = new Uint8Array(32);
+
+export class DigestIndex {
+  private readonly region = new Uint8Array(32);
+  private readonly buckets: Uint8Array[] = Array.from({ length: BUCKETS }, () => new Uint8Array(32));
+
+  /** Replaces a document's contribution (`before` null when it was unknown). */
+  update(doc: DocKey, before: Uint8Array | null, after: Uint8Array): void {
+    const bucket = this.buckets[bucketOf(doc)]!;
+    if (before) {
+      const old = contribution(doc, before);
+      xorInto(this.region, old);
+      xorInto(bucket, old);
+    }
+    const now = contribution(doc, after);
+    xorInto(this.region, now);
+    xorInto(bucket, now);
+  }
+
+  regionDigest(): string {
+    return Buffer.from(this.region).toString('hex');
+  }
+
+  /** 8-byte prefixes of every bucket digest, in bucket order. */
+  bucketDigests(): Uint8Array[] {
+    return this.buckets.map((b) => b.slice(0, 8));
+  }
+}
+
+/** Which bucket a document falls in: stable across regions and versions. */
+export function bucketOf(doc: DocKey): number {
+  const h = createHash('sha256').update(doc).digest();
+  return h.readUInt16BE(0) % BUCKETS;
+}
+
+function contribution(doc: DocKey, digest: Uint8Array): Uint8Array {
+  return createHash('sha256').update(doc).update('\0').update(digest).digest();
+}
+
+function xorInto(target: Uint8Array, value: Uint8Array): void {
+  for (let i = 0; i < target.length; i++) target[i]! ^= value[i] ?? 0;
+}
+
+export function isZeroDigest(d: Uint8Array): boolean {
+  return Buffer.compare(Buffer.from(d), Buffer.from(ZERO)) === 0;
+}

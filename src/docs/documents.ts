@@ -1,0 +1,497 @@
+/**
+ * The one write path of a region. Local writes (HTTP) and remote entries
+ * (peers) are queued, applied to in-memory Yjs documents, and committed to
+ * SQLite together in one transaction per event-loop turn (group commit).
+ * Only after the commit returns are callers answered and listeners told,
+ * so nothing is acknowledged or replicated before it is durable.
+ */
+import * as Y from 'yjs';
+import type { Logger } from 'pino';
+import { MeridianError } from '../errors.js';
+import { splitDocKey, type DocKey, type RegionId, type VersionVector } from '../ids.js';
+import type { JsonObject, Op } from '../crdt/types.js';
+import {
+  applyOps,
+  applyUpdateSafely,
+  deleteDocument,
+  docDigest,
+  mergePatch,
+  putDocument,
+  readDocument,
+  stableClientId,
+  validateUpdate,
+} from '../crdt/index.js';
+import type { DocSummary, NewLogEntry, Store } from '../storage/types.js';
+import { DocCache, snapshotOf, type LiveDoc } from './cache.js';
+import type {
+  CommittedEntry,
+  Documents,
+  ReadResult,
+  RemoteApplyResult,
+  WriteAck,
+} from './types.js';
+import { startCompactor } from './compactor.js';
+import { DigestIndex } from './digest-index.js';
+
+export interface DocumentsOptions {
+  store: Store;
+  logger: Logger;
+  /** Most documents held in memory at once. */
+  cacheDocs: number;
+  /** Largest Yjs update accepted from a client or a peer. */
+  yjsUpdateBytes: number;
+  /** Compact a document's log into its snapshot after this many entries (0: never in background). */
+  compactAfterEntries?: number;
+  compactIntervalMs?: number;
+  now?: () => number;
+}
+
+/** Transaction origin of writes made through this region's API. */
+export const LOCAL_ORIGIN = Symbol('local');
+
+type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
+
+type Job =
+  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; raw?: Uint8Array } & Settle<WriteAck | null>)
+  | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
+  | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
+  | ({ kind: 'raise'; vv: VersionVector } & Settle<void>);
+
+/** What one flush is about to commit. */
+interface Batch {
+  entries: NewLogEntry[];
+  from: (RegionId | null)[];
+  summaries: Map<DocKey, DocSummary>;
+  /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
+  snapshots: Set<DocKey>;
+  touched: Map<DocKey, LiveDoc>;
+  /** Each touched document's stored digest before this batch. */
+  before: Map<DocKey, Uint8Array | null>;
+  vv: VersionVector;
+  done: (() => void)[];
+}
+
+export function createDocuments(options: DocumentsOptions): Documents {
+  return new DocumentsImpl(options);
+}
+
+class DocumentsImpl implements Documents {
+  readonly writer;
+  readonly digests = new DigestIndex();
+  private readonly store: Store;
+  private readonly log: Logger;
+  private readonly cache: DocCache;
+  private readonly now: () => number;
+  private readonly vv: VersionVector;
+  private readonly pending = new Set<DocKey>();
+  private readonly listeners = new Set<(entries: CommittedEntry[]) => void>();
+  private queue: Job[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: () => void = () => undefined;
+  private readonly stopCompactor: () => void;
+
+  constructor(private readonly options: DocumentsOptions) {
+    this.store = options.store;
+    this.writer = options.store.writer;
+    this.log = options.logger;
+    this.cache = new DocCache(Math.max(1, options.cacheDocs));
+    this.now = options.now ?? Date.now;
+    this.vv = options.store.versionVector();
+    this.indexDigests();
+    this.stopCompactor = startCompactor({
+      store: this.store,
+      logger: this.log,
+      everyMs: options.compactIntervalMs ?? 1000,
+      afterEntries: options.compactAfterEntries ?? 32,
+      live: (doc) => this.cache.peek(doc),
+      load: (doc) => this.loadDoc(doc),
+    });
+  }
+
+  private indexDigests(): void {
+    let after: DocKey | null = null;
+    for (;;) {
+      const page = this.store.docSummaries(after, 1000);
+      for (const s of page) this.digests.update(s.doc, null, s.digest);
+      if (page.length < 1000) return;
+      after = page[page.length - 1]!.doc;
+    }
+  }
+
+  // ---- local writes -------------------------------------------------------
+
+  async put(doc: DocKey, value: JsonObject): Promise<WriteAck> {
+    return this.required(this.local(doc, (y) => (putDocument(y, value, this.ctx(), LOCAL_ORIGIN), true)));
+  }
+
+  async patch(doc: DocKey, patch: JsonObject): Promise<WriteAck> {
+    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true)));
+  }
+
+  async ops(doc: DocKey, ops: Op[]): Promise<WriteAck> {
+    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true)));
+  }
+
+  remove(doc: DocKey): Promise<WriteAck | null> {
+    return this.local(doc, (y) => deleteDocument(y, LOCAL_ORIGIN));
+  }
+
+  async applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck> {
+    validateUpdate(update, this.options.yjsUpdateBytes);
+    const mutate = (y: Y.Doc): boolean => {
+      applyUpdateSafely(y, update, LOCAL_ORIGIN);
+      return true;
+    };
+    return this.required(this.local(doc, mutate, update));
+  }
+
+  // ---- reads --------------------------------------------------------------
+
+  read(doc: DocKey): ReadResult {
+    const live = this.live(doc);
+    return { value: live ? readDocument(live.ydoc) : null, version: new Map(this.vv) };
+  }
+
+  readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
+    const live = this.live(doc);
+    if (!live) return null;
+    if (stateVector) {
+      try {
+        Y.decodeStateVector(stateVector);
+      } catch (err) {
+        throw new MeridianError('invalid_body', 'sv is not a valid Yjs state vector', undefined, { cause: err });
+      }
+    }
+    return Y.encodeStateAsUpdate(live.ydoc, stateVector);
+  }
+
+  list(collection: string, after: string | null, limit: number): { ids: string[]; next: string | null } {
+    const ids = this.store.listDocs(collection, after, limit + 1);
+    const more = ids.length > limit;
+    if (more) ids.length = limit;
+    return { ids, next: more ? (ids[ids.length - 1] ?? null) : null };
+  }
+
+  stateVector(doc: DocKey): Uint8Array | null {
+    const live = this.live(doc);
+    return live ? Y.encodeStateVector(live.ydoc) : null;
+  }
+
+  versionVector(): VersionVector {
+    return new Map(this.vv);
+  }
+
+  pendingDocs(): number {
+    return this.pending.size;
+  }
+
+  cachedDocs(): number {
+    return this.cache.size;
+  }
+
+  onCommitted(listener: (entries: CommittedEntry[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- from peers ---------------------------------------------------------
+
+  applyRemote(entries: NewLogEntry[], from: RegionId): Promise<RemoteApplyResult> {
+    return this.enqueue<RemoteApplyResult>((s) => ({ kind: 'remote', entries, from, ...s }));
+  }
+
+  applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<void> {
+    validateUpdate(update, Number.MAX_SAFE_INTEGER);
+    return this.enqueue<void>((s) => ({ kind: 'state', doc, update, from, ...s }));
+  }
+
+  raiseVersion(vv: VersionVector): Promise<void> {
+    return this.enqueue<void>((s) => ({ kind: 'raise', vv, ...s }));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopCompactor();
+    while (this.queue.length > 0 || this.flushScheduled) await this.idle;
+    this.cache.clear();
+  }
+
+  // ---- the queue ----------------------------------------------------------
+
+  private ctx() {
+    return { writer: this.writer };
+  }
+
+  private async required(p: Promise<WriteAck | null>): Promise<WriteAck> {
+    const ack = await p;
+    if (!ack) throw new MeridianError('internal', 'write produced no acknowledgement');
+    return ack;
+  }
+
+  private local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array): Promise<WriteAck | null> {
+    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, raw, ...s }));
+  }
+
+  private enqueue<T>(make: (settle: Settle<T>) => Job): Promise<T> {
+    if (this.closed) return Promise.reject(new MeridianError('unavailable', 'region is shutting down'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push(make({ resolve, reject } as Settle<T>));
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        this.idle = new Promise((r) => (this.markIdle = r));
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    const jobs = this.queue;
+    this.queue = [];
+    try {
+      this.cache.hold(() => this.commitJobs(jobs));
+    } finally {
+      this.flushScheduled = false;
+      if (this.queue.length > 0) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      } else {
+        this.markIdle();
+      }
+    }
+  }
+
+  private commitJobs(jobs: Job[]): void {
+    const batch: Batch = {
+      entries: [],
+      from: [],
+      summaries: new Map(),
+      snapshots: new Set(),
+      touched: new Map(),
+      before: new Map(),
+      vv: new Map(this.vv),
+      done: [],
+    };
+    const failed: Job[] = [];
+    for (const job of jobs) {
+      try {
+        this.stage(job, batch);
+      } catch (err) {
+        job.reject(err);
+        failed.push(job);
+      }
+    }
+    let lsns: number[];
+    try {
+      lsns = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()] });
+      const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
+      if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
+    } catch (err) {
+      this.log.error({ err }, 'commit failed; the writes of this batch are not acknowledged');
+      for (const doc of batch.touched.keys()) this.cache.evict(doc);
+      const fault = new MeridianError('internal', 'the region could not store the write; retry', undefined, { cause: err });
+      for (const job of jobs) if (!failed.includes(job)) job.reject(fault);
+      return;
+    }
+    this.afterCommit(batch, lsns);
+  }
+
+  private afterCommit(batch: Batch, lsns: number[]): void {
+    for (const [doc, summary] of batch.summaries) {
+      this.digests.update(doc, batch.before.get(doc) ?? null, summary.digest);
+      const live = batch.touched.get(doc);
+      if (live) live.digest = summary.digest;
+    }
+    for (const [w, s] of batch.vv) if (s > (this.vv.get(w) ?? 0)) this.vv.set(w, s);
+    const committed: CommittedEntry[] = [];
+    batch.entries.forEach((e, i) => {
+      const lsn = lsns[i] ?? -1;
+      if (lsn < 0) return;
+      committed.push({ ...e, lsn, from: batch.from[i] ?? null });
+      const live = batch.touched.get(e.doc);
+      if (live && lsn > live.lastLsn) live.lastLsn = lsn;
+    });
+    for (const doc of batch.snapshots) {
+      const live = batch.touched.get(doc);
+      if (live) this.store.saveSnapshot(snapshotOf(doc, live));
+    }
+    for (const done of batch.done) done();
+    if (committed.length === 0) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(committed);
+      } catch (err) {
+        this.log.error({ err }, 'commit listener failed');
+      }
+    }
+  }
+
+  /** Applies one job to in-memory documents and adds what it writes to the batch. */
+  private stage(job: Job, batch: Batch): void {
+    switch (job.kind) {
+      case 'local':
+        return this.stageLocal(job, batch);
+      case 'remote':
+        return this.stageRemote(job, batch);
+      case 'state': {
+        const live = this.touch(job.doc, batch, true);
+        this.applyGuarded(job.doc, live, job.update, { peer: job.from });
+        batch.snapshots.add(job.doc);
+        this.summarize(job.doc, live, batch);
+        batch.done.push(() => job.resolve());
+        return;
+      }
+      case 'raise':
+        for (const [w, s] of job.vv) if (s > (batch.vv.get(w) ?? 0)) batch.vv.set(w, s);
+        batch.done.push(() => job.resolve());
+        return;
+    }
+  }
+
+  private stageLocal(job: Extract<Job, { kind: 'local' }>, batch: Batch): void {
+    const live = this.touch(job.doc, batch, true);
+    const before = live.ydoc.store.pendingStructs;
+    let update: Uint8Array | null = null;
+    const capture = (u: Uint8Array, origin: unknown) => {
+      if (origin === LOCAL_ORIGIN) update = update ? Y.mergeUpdates([update, u]) : u;
+    };
+    live.ydoc.on('update', capture);
+    let changed: boolean;
+    try {
+      changed = job.mutate(live.ydoc);
+    } catch (err) {
+      // A rejected op changes nothing; anything else may have half-applied.
+      if (!(err instanceof MeridianError) || err.code === 'invalid_update') this.cache.evict(job.doc);
+      throw err;
+    } finally {
+      live.ydoc.off('update', capture);
+    }
+    this.notePending(job.doc, live);
+    // Parts of a client's update that wait for missing dependencies are not in
+    // the update event; log the raw update so that they are not lost.
+    const logged = job.raw && live.ydoc.store.pendingStructs !== before ? job.raw : update;
+    if (!changed || !logged) {
+      batch.done.push(() => job.resolve(changed ? this.ackOf(this.vv.get(this.writer) ?? 0, batch.vv) : null));
+      return;
+    }
+    const seq = (batch.vv.get(this.writer) ?? 0) + 1;
+    batch.vv.set(this.writer, seq);
+    batch.entries.push({ origin: this.writer, seq, doc: job.doc, ts: this.now(), update: logged });
+    batch.from.push(null);
+    this.summarize(job.doc, live, batch);
+    const vv = new Map(batch.vv);
+    batch.done.push(() => job.resolve(this.ackOf(seq, vv)));
+  }
+
+  private stageRemote(job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {
+    const result: RemoteApplyResult = { applied: 0, duplicates: 0, gaps: 0 };
+    for (const entry of job.entries) {
+      const held = batch.vv.get(entry.origin) ?? 0;
+      if (entry.seq <= held) {
+        result.duplicates++;
+        continue;
+      }
+      if (entry.seq > held + 1) {
+        result.gaps++;
+        continue;
+      }
+      validateUpdate(entry.update, this.options.yjsUpdateBytes);
+      const live = this.touch(entry.doc, batch, true);
+      this.applyGuarded(entry.doc, live, entry.update, { peer: job.from });
+      batch.vv.set(entry.origin, entry.seq);
+      batch.entries.push(entry);
+      batch.from.push(job.from);
+      this.summarize(entry.doc, live, batch);
+      result.applied++;
+    }
+    batch.done.push(() => job.resolve(result));
+  }
+
+  private applyGuarded(doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown): void {
+    try {
+      applyUpdateSafely(live.ydoc, update, origin);
+    } catch (err) {
+      this.cache.evict(doc);
+      throw err;
+    }
+    this.notePending(doc, live);
+  }
+
+  private ackOf(seq: number, vv: VersionVector): WriteAck {
+    return { origin: this.writer, seq, version: vv };
+  }
+
+  private summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {
+    const root = live.ydoc.getMap('root');
+    batch.summaries.set(doc, { doc, digest: docDigest(live.ydoc), deleted: root.size === 0 });
+  }
+
+  private notePending(doc: DocKey, live: LiveDoc): void {
+    const { pendingStructs, pendingDs } = live.ydoc.store;
+    if (pendingStructs || pendingDs) this.pending.add(doc);
+    else this.pending.delete(doc);
+  }
+
+  // ---- loading ------------------------------------------------------------
+
+  /** The live doc, loading it if stored; null when this region has never seen it. */
+  private live(doc: DocKey): LiveDoc | null {
+    const cached = this.cache.get(doc);
+    if (cached) return cached;
+    const loaded = this.loadDoc(doc);
+    if (loaded) this.cache.set(doc, loaded);
+    return loaded;
+  }
+
+  private touch(doc: DocKey, batch: Batch, create: boolean): LiveDoc {
+    let live = batch.touched.get(doc) ?? this.live(doc);
+    if (!live && create) {
+      live = { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null };
+      this.cache.set(doc, live);
+    }
+    if (!live) throw new MeridianError('not_found', `document ${doc} not found`);
+    if (!batch.touched.has(doc)) batch.before.set(doc, live.digest);
+    batch.touched.set(doc, live);
+    return live;
+  }
+
+  private loadDoc(doc: DocKey): LiveDoc | null {
+    const stored = this.store.loadDoc(doc);
+    if (!stored) return null;
+    const ydoc = newYDoc(0);
+    let lastLsn = 0;
+    Y.transact(ydoc, () => {
+      for (const u of [stored.snapshot, stored.pending]) if (u) Y.applyUpdate(ydoc, u, 'load');
+      for (const e of stored.entries) {
+        Y.applyUpdate(ydoc, e.update, 'load');
+        lastLsn = Math.max(lastLsn, e.lsn);
+      }
+    }, 'load');
+    let digest = this.store.summary(doc)?.digest ?? null;
+    if (stored.corrupt > 0) {
+      // Our own lost entries may have spent Yjs clocks that peers have seen:
+      // write under a fresh client id until anti-entropy repairs the doc.
+      ydoc.clientID = Math.floor(Math.random() * 0xfffffffe) + 1;
+      this.store.markCorrupt(doc);
+      const zero = new Uint8Array(32);
+      this.digests.update(doc, digest, zero);
+      digest = zero;
+      const { collection, id } = splitDocKey(doc);
+      this.log.error({ collection, id, corrupt: stored.corrupt }, 'corrupt stored data skipped; repairing from peers');
+    } else {
+      // Loading is a non-local transaction that may have replaced the client id.
+      ydoc.clientID = stableClientId(this.writer, doc);
+    }
+    const live = { ydoc, lastLsn: Math.max(lastLsn, stored.snapshotLsn), digest };
+    this.notePending(doc, live);
+    return live;
+  }
+}
+
+function newYDoc(clientId: number): Y.Doc {
+  const ydoc = new Y.Doc({ gc: true });
+  if (clientId) ydoc.clientID = clientId;
+  return ydoc;
+}
+

@@ -1,0 +1,70 @@
+/**
+ * Version tokens: the opaque form in which clients see a version vector
+ * (`meridian-version` on responses, `meridian-after` on requests).
+ *
+ * A token is `v1.` followed by the base64url of a JSON array of
+ * `[writer, seq]` pairs, sorted by writer, with zero entries left out, so equal
+ * vectors always give equal tokens. Clients must not rely on the inside.
+ */
+import { MeridianError } from '../errors.js';
+import type { VersionVector, WriterId } from '../ids.js';
+
+const PREFIX = 'v1.';
+/** Longest token accepted; a vector of a few hundred writers still fits. */
+export const MAX_TOKEN_CHARS = 16_384;
+const MAX_WRITER_CHARS = 256;
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+/** Encodes a version vector as a deterministic token. */
+export function encodeVersion(vv: VersionVector): string {
+  const pairs = [...vv.entries()]
+    .filter(([, seq]) => seq > 0)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return PREFIX + Buffer.from(JSON.stringify(pairs), 'utf8').toString('base64url');
+}
+
+/**
+ * Decodes a token made by {@link encodeVersion}.
+ * @throws MeridianError `invalid_token` when the token is malformed or too long.
+ */
+export function decodeVersion(token: string): VersionVector {
+  if (token.length > MAX_TOKEN_CHARS) throw invalid('the version token is too long');
+  if (!token.startsWith(PREFIX)) throw invalid('unknown version token format');
+  const body = token.slice(PREFIX.length);
+  if (!BASE64URL.test(body)) throw invalid('the version token is not base64url');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+  } catch (err) {
+    throw invalid('the version token does not decode', err);
+  }
+  const vv = toVector(parsed);
+  // One token per vector: other spellings (whitespace, stray base64 bits) are refused.
+  if (encodeVersion(vv) !== token) throw invalid('the version token is not in canonical form');
+  return vv;
+}
+
+function toVector(parsed: unknown): VersionVector {
+  if (!Array.isArray(parsed)) throw invalid('the version token does not hold a list');
+  const vv: VersionVector = new Map();
+  let previous: string | null = null;
+  for (const pair of parsed as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2) throw invalid('the version token holds a malformed entry');
+    const [writer, seq] = pair as unknown[];
+    if (typeof writer !== 'string' || writer.length === 0 || writer.length > MAX_WRITER_CHARS) {
+      throw invalid('the version token holds a malformed writer');
+    }
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
+      throw invalid('the version token holds a malformed sequence number');
+    }
+    // Strict order keeps one token per vector and rules out duplicate writers.
+    if (previous !== null && writer <= previous) throw invalid('the version token is not in canonical order');
+    previous = writer;
+    vv.set(writer as WriterId, seq);
+  }
+  return vv;
+}
+
+function invalid(message: string, cause?: unknown): MeridianError {
+  return new MeridianError('invalid_token', message, undefined, cause === undefined ? undefined : { cause });
+}

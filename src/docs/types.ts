@@ -1,0 +1,81 @@
+import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
+import type { Json, JsonObject, Op } from '../crdt/types.js';
+import type { LogEntry, NewLogEntry } from '../storage/types.js';
+
+/** The result of an acknowledged (durably committed) local write. */
+export interface WriteAck {
+  /** This region's writer id and the log sequence number of the write. */
+  origin: WriterId;
+  seq: number;
+  /** Everything this region had applied once the write committed, the write included. */
+  version: VersionVector;
+}
+
+export interface ReadResult {
+  /** The document as plain JSON, or null when absent or deleted. */
+  value: JsonObject | null;
+  /** Everything this region had applied when the read was served. */
+  version: VersionVector;
+}
+
+/** A stored log entry and the peer it came from (null when written here). */
+export interface CommittedEntry extends LogEntry {
+  from: RegionId | null;
+}
+
+/** What applying a batch of entries from a peer did. */
+export interface RemoteApplyResult {
+  applied: number;
+  duplicates: number;
+  /** Entries skipped because an earlier seq of the same origin is still missing. */
+  gaps: number;
+}
+
+/**
+ * The one write path of a region. Every change, from HTTP or from a peer,
+ * enters here, is persisted (group commit), and only then announced through
+ * {@link Documents.onCommitted}.
+ */
+export interface Documents {
+  readonly writer: WriterId;
+
+  put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
+  patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;
+  ops(doc: DocKey, ops: Op[]): Promise<WriteAck>;
+  /** Deletes the document (a replicated tombstone). Resolves null if it did not exist. */
+  remove(doc: DocKey): Promise<WriteAck | null>;
+  /** Applies a client's binary Yjs update after validating it. */
+  applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck>;
+
+  read(doc: DocKey): ReadResult;
+  /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
+  readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;
+  list(collection: string, after: string | null, limit: number): { ids: string[]; next: string | null };
+
+  /** Applies log entries received from a peer (validated, idempotent, order-independent). */
+  applyRemote(entries: NewLogEntry[], from: RegionId): Promise<RemoteApplyResult>;
+  /** Merges a peer's full or partial document state (anti-entropy and catch-up by state). */
+  applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<void>;
+  /** The document's state vector, or null when this region has never seen it. */
+  stateVector(doc: DocKey): Uint8Array | null;
+
+  versionVector(): VersionVector;
+  /**
+   * Records that this region holds the effects of every entry in `vv`
+   * (after catch-up by state, whose entries never pass through the log).
+   */
+  raiseVersion(vv: VersionVector): Promise<void>;
+  /** Called after every commit with the entries it stored, in lsn order. */
+  onCommitted(listener: (entries: CommittedEntry[]) => void): () => void;
+  /** Count of documents holding Yjs updates whose dependencies are missing. */
+  pendingDocs(): number;
+  /** Documents held in memory. */
+  cachedDocs(): number;
+  /** The region digest and its anti-entropy buckets. */
+  readonly digests: { regionDigest(): string; bucketDigests(): Uint8Array[] };
+
+  /** Finishes queued writes and stops taking new ones. */
+  close(): Promise<void>;
+}
+
+export type { Json };

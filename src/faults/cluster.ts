@@ -1,0 +1,278 @@
+/**
+ * A local multi-region cluster of real region processes on loopback, with a
+ * fault proxy on every inter-region link. The outage simulator, the
+ * convergence verifier and the tests all drive regions through this class:
+ * SIGKILL, restart, SIGSTOP/SIGCONT, wiping a data directory, and cutting,
+ * black-holing or slowing links.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve, dirname, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+import { startFaultProxy, type Fault, type FaultProxy } from './proxy.js';
+
+/** A region's config file contents, before the cluster points its peers at proxies. */
+export interface RegionSpec {
+  region: string;
+  port?: number;
+  /** Extra config fields merged into the generated config (e.g. replication timings). */
+  extra?: Record<string, unknown>;
+}
+
+export interface ClusterOptions {
+  regions: RegionSpec[];
+  /** Folder for configs, data directories and logs. */
+  baseDir: string;
+  secret?: string;
+  cluster?: string;
+  /** Extra config fields for every region. */
+  extra?: Record<string, unknown>;
+  /** Source of randomness for the proxies' jitter. */
+  random?: () => number;
+  /** Environment for region processes. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RegionProcess {
+  name: string;
+  port: number;
+  url: string;
+  dataDir: string;
+  configPath: string;
+  logPath: string;
+  proc: ChildProcess | null;
+  paused: boolean;
+  /** How many times the process was started. */
+  starts: number;
+}
+
+/** The compiled CLI, also when this module runs from source (tests). */
+const CLI = (() => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return here.includes(`${sep}dist${sep}`) ? resolve(here, '..', 'cli.js') : resolve(here, '..', '..', 'dist', 'src', 'cli.js');
+})();
+
+/** The link key of the pair `a`-`b`: the region whose name sorts first dials the other. */
+export function linkKey(a: string, b: string): string {
+  return a < b ? `${a}->${b}` : `${b}->${a}`;
+}
+
+export class LocalCluster {
+  readonly regions = new Map<string, RegionProcess>();
+  readonly links = new Map<string, FaultProxy>();
+  private readonly logs = new Map<string, WriteStream>();
+
+  constructor(private readonly o: ClusterOptions) {}
+
+  /** Starts the proxies and every region, and waits until each serves. */
+  async start(): Promise<void> {
+    mkdirSync(this.o.baseDir, { recursive: true });
+    for (const spec of this.o.regions) {
+      const port = spec.port ?? (await freePort());
+      const dataDir = join(this.o.baseDir, 'data', spec.region);
+      this.regions.set(spec.region, {
+        name: spec.region, port, url: `http://127.0.0.1:${port}`, dataDir,
+        configPath: join(this.o.baseDir, `${spec.region}.json`),
+        logPath: join(this.o.baseDir, 'logs', `${spec.region}.log`),
+        proc: null, paused: false, starts: 0,
+      });
+    }
+    for (const a of this.regions.values()) {
+      for (const b of this.regions.values()) {
+        if (a.name >= b.name) continue;
+        const proxy = await startFaultProxy({
+          upstreamHost: '127.0.0.1', upstreamPort: b.port, name: linkKey(a.name, b.name),
+          ...(this.o.random ? { random: this.o.random } : {}),
+        });
+        this.links.set(linkKey(a.name, b.name), proxy);
+      }
+    }
+    for (const spec of this.o.regions) this.writeConfig(spec);
+    await Promise.all([...this.regions.keys()].map((name) => this.startRegion(name)));
+  }
+
+  region(name: string): RegionProcess {
+    const r = this.regions.get(name);
+    if (!r) throw new Error(`unknown region '${name}' (known: ${[...this.regions.keys()].join(', ')})`);
+    return r;
+  }
+
+  url(name: string): string {
+    return this.region(name).url;
+  }
+
+  /** Starts a region process (again) and waits for /healthz. */
+  async startRegion(name: string, timeoutMs = 20_000): Promise<void> {
+    const r = this.region(name);
+    if (r.proc) return;
+    mkdirSync(dirname(r.logPath), { recursive: true });
+    let log = this.logs.get(name);
+    if (!log) this.logs.set(name, (log = createWriteStream(r.logPath, { flags: 'a' })));
+    const proc = spawn(process.execPath, [CLI, 'start', '--config', r.configPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.o.env ?? process.env,
+    });
+    proc.stdout?.pipe(log, { end: false });
+    proc.stderr?.pipe(log, { end: false });
+    r.proc = proc;
+    r.paused = false;
+    r.starts++;
+    proc.once('exit', () => {
+      if (r.proc === proc) r.proc = null;
+    });
+    await waitForHealth(r, timeoutMs);
+  }
+
+  /** SIGKILL: the process dies at once, mid-write if it was writing. */
+  async kill(name: string): Promise<void> {
+    const r = this.region(name);
+    const proc = r.proc;
+    if (!proc) return;
+    if (r.paused) proc.kill('SIGCONT');
+    const exited = once(proc, 'exit');
+    proc.kill('SIGKILL');
+    await exited;
+    r.proc = null;
+    r.paused = false;
+  }
+
+  /** SIGTERM and wait for a clean exit. */
+  async stopRegion(name: string): Promise<void> {
+    const r = this.region(name);
+    const proc = r.proc;
+    if (!proc) return;
+    if (r.paused) this.resume(name);
+    const exited = once(proc, 'exit');
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+    r.proc = null;
+  }
+
+  async restart(name: string): Promise<void> {
+    await this.kill(name);
+    await this.startRegion(name);
+  }
+
+  /** SIGSTOP: the process keeps its sockets but answers nothing. */
+  pause(name: string): void {
+    const r = this.region(name);
+    if (!r.proc || r.paused) return;
+    r.proc.kill('SIGSTOP');
+    r.paused = true;
+  }
+
+  resume(name: string): void {
+    const r = this.region(name);
+    if (!r.proc || !r.paused) return;
+    r.proc.kill('SIGCONT');
+    r.paused = false;
+  }
+
+  /** Kills a region, deletes its data directory and starts it again empty. */
+  async wipe(name: string): Promise<void> {
+    const r = this.region(name);
+    await this.kill(name);
+    rmSync(r.dataDir, { recursive: true, force: true });
+    await this.startRegion(name);
+  }
+
+  /** The proxies on links touching `name` (all links when omitted), or the one link a-b. */
+  linksOf(a?: string, b?: string): FaultProxy[] {
+    if (a && b) {
+      const link = this.links.get(linkKey(a, b));
+      if (!link) throw new Error(`no link between '${a}' and '${b}'`);
+      return [link];
+    }
+    if (a) {
+      this.region(a);
+      return [...this.links.entries()].filter(([k]) => k.split('->').includes(a)).map(([, p]) => p);
+    }
+    return [...this.links.values()];
+  }
+
+  setFault(fault: Fault, a?: string, b?: string): void {
+    for (const link of this.linksOf(a, b)) link.setFault(fault);
+  }
+
+  /** Cuts every link of one region: it keeps serving its clients, alone. */
+  isolate(name: string): void {
+    this.setFault({ kind: 'down' }, name);
+  }
+
+  heal(): void {
+    this.setFault({ kind: 'none' });
+  }
+
+  /** Stops every region (SIGKILL if `hard`) and every proxy. */
+  async stop(hard = false): Promise<void> {
+    await Promise.all([...this.regions.keys()].map((n) => (hard ? this.kill(n) : this.stopRegion(n))));
+    await Promise.all([...this.links.values()].map((p) => p.close()));
+    for (const log of this.logs.values()) log.end();
+  }
+
+  private writeConfig(spec: RegionSpec): void {
+    const me = this.region(spec.region);
+    const peers = [...this.regions.values()]
+      .filter((r) => r.name !== me.name)
+      .map((r) => {
+        // The region that dials goes through the link's proxy; the other never dials.
+        const proxy = me.name < r.name ? this.links.get(linkKey(me.name, r.name)) : undefined;
+        const url = proxy ? `http://127.0.0.1:${proxy.address().port}` : r.url;
+        return { region: r.name, url };
+      });
+    const config = {
+      region: me.name,
+      cluster: this.o.cluster ?? 'meridian-local',
+      listen: { host: '127.0.0.1', port: me.port },
+      dataDir: me.dataDir,
+      peers,
+      secret: this.o.secret ?? 'local-cluster-secret',
+      ...deepMerge(this.o.extra ?? {}, spec.extra ?? {}),
+    };
+    writeFileSync(me.configPath, JSON.stringify(config, null, 2));
+  }
+}
+
+/** A port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+async function waitForHealth(r: RegionProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!r.proc) throw new Error(`region ${r.name} exited during start; see ${r.logPath}`);
+    try {
+      const res = await fetch(`${r.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`region ${r.name} did not become healthy within ${timeoutMs} ms; see ${r.logPath}`);
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = isPlain(prev) && isPlain(v) ? deepMerge(prev, v) : v;
+  }
+  return out;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,156 @@
+/**
+ * The metrics of one region node. Each node has its own prom-client registry
+ * (never the global one), so several regions can run in one process, as they
+ * do in tests. Modules update the typed fields; `/metrics` renders them.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Work run before each scrape, to copy values that live elsewhere into gauges. */
+export type CollectHook = () => void | Promise<void>;
+
+/** Kinds of committed writes, for {@link Metrics.writes} and {@link Metrics.writeLatencySeconds}. */
+export type WriteKind = 'put' | 'patch' | 'ops' | 'delete' | 'yjs' | 'remote';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** HTTP request duration in seconds, by method, route pattern and status. */
+  readonly httpRequestSeconds: Histogram<'method' | 'route' | 'status'>;
+  /**
+   * Time from a write entering the write path to its durable commit, in
+   * seconds. The API records local writes; whoever applies peers' entries records `remote`.
+   */
+  readonly writeLatencySeconds: Histogram<'kind'>;
+  /** Committed writes (local ones counted by the API, `remote` by replication). */
+  readonly writes: Counter<'kind'>;
+  /** Documents held in memory. */
+  readonly documentsLoaded: Gauge;
+  /** Size of the SQLite database in bytes. */
+  readonly databaseBytes: Gauge;
+  /** Replication lag to or from a peer, in milliseconds (direction `outbound` or `inbound`). */
+  readonly peerLagMs: Gauge<'peer' | 'direction'>;
+  /** Updates not yet acknowledged by a peer. */
+  readonly peerPendingUpdates: Gauge<'peer'>;
+  /** Bytes of updates not yet acknowledged by a peer. */
+  readonly peerPendingBytes: Gauge<'peer'>;
+  /** Last heartbeat round-trip time to a peer, in milliseconds. */
+  readonly heartbeatRttMs: Gauge<'peer'>;
+  /** Connections to a peer re-established after a loss. */
+  readonly reconnects: Counter<'peer'>;
+  /** Frames from a peer that were dropped as invalid. */
+  readonly framesRejected: Counter<'peer' | 'reason'>;
+  /** Log entries removed by garbage collection. */
+  readonly entriesCollected: Counter;
+  /** Stored entries or snapshots whose checksum did not match. */
+  readonly corruptEntries: Counter;
+  /** Documents holding updates whose dependencies have not arrived. */
+  readonly pendingDocs: Gauge;
+
+  /** Registers work to run before every scrape; returns a function that removes it. */
+  onCollect(hook: CollectHook): () => void;
+  /** Runs the collect hooks, then renders the registry in the Prometheus text format. */
+  scrape(): Promise<string>;
+  /** The content type of {@link Metrics.scrape}'s output. */
+  readonly contentType: string;
+}
+
+export interface MetricsOptions {
+  /** Also collect the process metrics (CPU, memory, event loop lag). Off by default. */
+  processMetrics?: boolean;
+}
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Creates the metrics of one region, labelled with `region` on every series. */
+export function createMetrics(region: string, options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ region });
+  if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'meridian_' });
+  const registers = [registry];
+  const hooks = new Set<CollectHook>();
+
+  return {
+    registry,
+    httpRequestSeconds: new Histogram({
+      name: 'meridian_http_request_duration_seconds',
+      help: 'HTTP request duration in seconds.',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    writeLatencySeconds: new Histogram({
+      name: 'meridian_write_commit_seconds',
+      help: 'Time from a write entering the write path to its durable commit.',
+      labelNames: ['kind'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    writes: new Counter({
+      name: 'meridian_writes_total',
+      help: 'Committed writes.',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    documentsLoaded: new Gauge({ name: 'meridian_documents_loaded', help: 'Documents held in memory.', registers }),
+    databaseBytes: new Gauge({ name: 'meridian_database_bytes', help: 'Size of the SQLite database.', registers }),
+    peerLagMs: new Gauge({
+      name: 'meridian_peer_lag_milliseconds',
+      help: 'Replication lag to (outbound) or from (inbound) a peer.',
+      labelNames: ['peer', 'direction'] as const,
+      registers,
+    }),
+    peerPendingUpdates: new Gauge({
+      name: 'meridian_peer_pending_updates',
+      help: 'Updates not yet acknowledged by a peer.',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    peerPendingBytes: new Gauge({
+      name: 'meridian_peer_pending_bytes',
+      help: 'Bytes of updates not yet acknowledged by a peer.',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    heartbeatRttMs: new Gauge({
+      name: 'meridian_heartbeat_rtt_milliseconds',
+      help: 'Last heartbeat round-trip time to a peer.',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    reconnects: new Counter({
+      name: 'meridian_peer_reconnects_total',
+      help: 'Connections to a peer re-established after a loss.',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    framesRejected: new Counter({
+      name: 'meridian_frames_rejected_total',
+      help: 'Frames from a peer dropped as invalid.',
+      labelNames: ['peer', 'reason'] as const,
+      registers,
+    }),
+    entriesCollected: new Counter({
+      name: 'meridian_log_entries_collected_total',
+      help: 'Log entries removed by garbage collection.',
+      registers,
+    }),
+    corruptEntries: new Counter({
+      name: 'meridian_corrupt_entries_total',
+      help: 'Stored entries or snapshots whose checksum did not match.',
+      registers,
+    }),
+    pendingDocs: new Gauge({
+      name: 'meridian_pending_docs',
+      help: 'Documents holding updates whose dependencies have not arrived.',
+      registers,
+    }),
+    onCollect(hook) {
+      hooks.add(hook);
+      return () => hooks.delete(hook);
+    },
+    async scrape() {
+      for (const hook of hooks) await hook();
+      return registry.metrics();
+    },
+    contentType: registry.contentType,
+  };
+}

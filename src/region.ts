@@ -1,0 +1,79 @@
+/**
+ * The composition root: the one place that builds the concrete parts of a
+ * region (store, documents, replication, HTTP API) and wires them together.
+ */
+import type { Logger } from 'pino';
+import type { RegionConfig } from './config.js';
+import type { RegionId } from './ids.js';
+import { openStore } from './storage/sqlite.js';
+import { createDocuments } from './docs/documents.js';
+import { createMetrics } from './metrics.js';
+import { buildApp } from './api/app.js';
+import { Replicator } from './replication/replicator.js';
+import { acceptLinks, dialLink } from './replication/transport.js';
+
+export interface RunningRegion {
+  /** Base URL the region serves on. */
+  url: string;
+  /** Stops taking requests, finishes in-flight writes, closes the database. */
+  close(): Promise<void>;
+}
+
+export async function startRegion(config: RegionConfig, opts: { logger: Logger }): Promise<RunningRegion> {
+  const logger = opts.logger;
+  const region = config.region as RegionId;
+  const store = openStore({
+    dataDir: config.dataDir, region, synchronous: config.storage.synchronous, logger: logger.child({ module: 'storage' }),
+  });
+  const documents = createDocuments({
+    store, logger: logger.child({ module: 'documents' }),
+    cacheDocs: config.storage.cacheDocs,
+    yjsUpdateBytes: config.limits.yjsUpdateBytes,
+    compactAfterEntries: config.storage.compactAfterEntries,
+    compactIntervalMs: config.storage.compactIntervalMs,
+  });
+  const metrics = createMetrics(region, { processMetrics: true });
+  metrics.onCollect(() => {
+    const stats = store.stats();
+    metrics.databaseBytes.set(stats.dbBytes);
+    metrics.documentsLoaded.set(documents.cachedDocs());
+    metrics.pendingDocs.set(documents.pendingDocs());
+  });
+  const replicator = new Replicator({
+    config, documents, store, logger, metrics,
+    dial: (peer) => dialLink(peer, { config, logger }),
+  });
+  const app = buildApp({ config, documents, replication: replicator, metrics, logger });
+  await acceptLinks(app, {
+    config, logger,
+    onLink: (peer, link) => replicator.attach(peer, link),
+    onRefused: (claimed, reason) => replicator.refused(claimed, reason),
+  });
+
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    await documents.close();
+    store.close();
+    throw err;
+  }
+  replicator.start();
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.listen.port;
+  const scheme = config.tls ? 'https' : 'http';
+  const url = `${scheme}://${config.listen.host === '0.0.0.0' ? '127.0.0.1' : config.listen.host}:${port}`;
+  logger.info({ url, writer: documents.writer, peers: config.peers.length, auth: config.auth.tokens.length > 0 }, 'region serving');
+
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    close: () =>
+      (closing ??= (async () => {
+        await replicator.close();
+        await app.close();
+        await documents.close();
+        store.close();
+        logger.info('region stopped');
+      })()),
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * Anti-entropy over one link: the safety net for anything the log stream
+ * missed, and the way a peer whose log entries were garbage-collected (or
+ * whose data directory was wiped) is caught up by state.
+ *
+ * A round, started by A:
+ *   A -> B  ae-buckets(r, A's bucket digests)
+ *   B -> A  ae-buckets(r, B's bucket digests), then ae-docs(r, bucket, docs) for each differing bucket
+ *   A -> B  doc-state(full, no sv) for docs only A has; doc-sv(A's sv) for the others that differ
+ *   B -> A  doc-state(diff against A's sv, B's sv)
+ *   A -> B  doc-state(diff against B's sv, no sv)
+ *   A -> B  ae-done(r, floor)
+ * Data flows both ways; `floor` is A's version vector when the round began,
+ * which B may adopt once it has applied everything before ae-done (frames on
+ * a link are processed in order), because by then B holds all of A's state.
+ */
+import * as Y from 'yjs';
+import { randomInt } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { DocKey, RegionId, VersionVector } from '../ids.js';
+import type { Documents } from '../docs/types.js';
+import type { DocSummary, Store } from '../storage/types.js';
+import { BUCKETS, bucketOf } from '../docs/digest-index.js';
+import type { AeBucketsFrame, AeDocsFrame, AeDoneFrame, DocStateFrame, DocSvFrame, Frame } from './protocol.js';
+
+export interface AntiEntropyPort {
+  peer: RegionId;
+  documents: Documents;
+  store: Store;
+  logger: Logger;
+  /** Sends a frame, waiting while the link's send buffer is full. */
+  send(frame: Frame): Promise<void>;
+}
+
+interface Round {
+  floor: VersionVector | null;
+  docsExpected: number | null;
+  docsReceived: number;
+  outstanding: number;
+  mine: Map<number, Map<DocKey, Uint8Array>>;
+  startedAt: number;
+  done: () => void;
+}
+
+const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
+
+export class AntiEntropy {
+  private readonly rounds = new Map<number, Round>();
+  /** Rounds completed (as initiator) since the link opened. */
+  completed = 0;
+  docsRepaired = 0;
+
+  constructor(private readonly port: AntiEntropyPort) {}
+
+  get running(): boolean {
+    return this.rounds.size > 0;
+  }
+
+  /** Starts a round; resolves when it completes or the link closes. */
+  start(): Promise<void> {
+    const { documents } = this.port;
+    const round = randomInt(1, 2 ** 31);
+    // A region with held-back updates does not fully hold what its vector says.
+    const floor = documents.pendingDocs() === 0 ? documents.versionVector() : null;
+    const buckets = documents.digests.bucketDigests();
+    return new Promise<void>((resolve) => {
+      this.rounds.set(round, {
+        floor, docsExpected: null, docsReceived: 0, outstanding: 0, mine: new Map(),
+        startedAt: Date.now(), done: resolve,
+      });
+      this.port.send({ type: 'ae-buckets', round, buckets }).catch(() => this.abort(round));
+    });
+  }
+
+  /** Ends every round; called when the link closes. */
+  close(): void {
+    for (const round of [...this.rounds.keys()]) this.abort(round);
+  }
+
+  async onBuckets(frame: AeBucketsFrame): Promise<void> {
+    const round = this.rounds.get(frame.round);
+    const mine = this.port.documents.digests.bucketDigests();
+    const differing = differingBuckets(mine, frame.buckets);
+    if (round) {
+      // The peer's answer to our round: it will send ae-docs for each differing bucket.
+      round.docsExpected = differing.length;
+      round.mine = this.docsIn(differing);
+      await this.maybeFinish(frame.round, round);
+      return;
+    }
+    await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
+    const docs = this.docsIn(differing);
+    for (const bucket of differing) {
+      const list = [...(docs.get(bucket) ?? new Map<DocKey, Uint8Array>())].map(([doc, digest]) => ({ doc, digest }));
+      await this.port.send({ type: 'ae-docs', round: frame.round, bucket, docs: list });
+    }
+  }
+
+  async onDocs(frame: AeDocsFrame): Promise<void> {
+    const round = this.rounds.get(frame.round);
+    if (!round) return;
+    const { documents } = this.port;
+    const mine = round.mine.get(frame.bucket) ?? new Map<DocKey, Uint8Array>();
+    const theirs = new Map(frame.docs.map((d) => [d.doc, d.digest] as const));
+    for (const [doc, digest] of mine) {
+      const other = theirs.get(doc);
+      if (!other) {
+        const update = documents.readYjs(doc);
+        if (update) await this.port.send({ type: 'doc-state', round: frame.round, doc, update, sv: null });
+      } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
+        round.outstanding++;
+        await this.port.send({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV });
+      }
+    }
+    for (const doc of theirs.keys()) {
+      if (mine.has(doc)) continue;
+      round.outstanding++;
+      await this.port.send({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV });
+    }
+    round.docsReceived++;
+    await this.maybeFinish(frame.round, round);
+  }
+
+  async onDocSv(frame: DocSvFrame): Promise<void> {
+    const { documents } = this.port;
+    const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
+    const sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
+    await this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
+  }
+
+  async onDocState(frame: DocStateFrame): Promise<void> {
+    const { documents } = this.port;
+    await documents.applyState(frame.doc, frame.update, this.port.peer);
+    this.docsRepaired++;
+    if (!frame.sv) return;
+    const update = documents.readYjs(frame.doc, frame.sv);
+    if (update) await this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null });
+    const round = this.rounds.get(frame.round);
+    if (round) {
+      round.outstanding--;
+      await this.maybeFinish(frame.round, round);
+    }
+  }
+
+  /** The peer finished its round: adopt its floor. */
+  async onDone(frame: AeDoneFrame): Promise<void> {
+    if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
+  }
+
+  private async maybeFinish(id: number, round: Round): Promise<void> {
+    if (round.docsExpected === null || round.docsReceived < round.docsExpected || round.outstanding > 0) return;
+    this.rounds.delete(id);
+    await this.port.send({ type: 'ae-done', round: id, floor: round.floor ?? new Map() });
+    this.completed++;
+    this.port.logger.debug({ peer: this.port.peer, ms: Date.now() - round.startedAt }, 'anti-entropy round done');
+    round.done();
+  }
+
+  private abort(id: number): void {
+    const round = this.rounds.get(id);
+    this.rounds.delete(id);
+    round?.done();
+  }
+
+  /** This region's documents in the given buckets, with their digests. */
+  private docsIn(buckets: number[]): Map<number, Map<DocKey, Uint8Array>> {
+    const wanted = new Set(buckets);
+    const out = new Map<number, Map<DocKey, Uint8Array>>();
+    if (wanted.size === 0) return out;
+    let after: DocKey | null = null;
+    for (;;) {
+      const page: DocSummary[] = this.port.store.docSummaries(after, 2000);
+      for (const s of page) {
+        const b = bucketOf(s.doc);
+        if (!wanted.has(b)) continue;
+        let docs = out.get(b);
+        if (!docs) out.set(b, (docs = new Map()));
+        docs.set(s.doc, s.digest);
+      }
+      if (page.length < 2000) return out;
+      after = page[page.length - 1]!.doc;
+    }
+  }
+}
+
+function differingBuckets(a: Uint8Array[], b: Uint8Array[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < BUCKETS; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (!x || !y || !Buffer.from(x).equals(Buffer.from(y))) out.push(i);
+  }
+  return out;
+}

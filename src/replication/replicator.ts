@@ -1,0 +1,343 @@
+/**
+ * Replication between this region and its configured peers: one link per
+ * pair (the region whose name sorts first dials, the other accepts),
+ * heartbeats and failure detection, reconnects with backoff, acknowledgement
+ * bookkeeping, log garbage collection, periodic anti-entropy, and the
+ * status and session-guarantee queries of the HTTP API.
+ */
+import type { Logger } from 'pino';
+import type { RegionConfig } from '../config.js';
+import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
+import type { Documents } from '../docs/types.js';
+import type { Store } from '../storage/types.js';
+import type { Metrics } from '../metrics.js';
+import type { DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
+import { createDetector } from './detector.js';
+import { backoffDelay } from './backoff.js';
+import { CloseCode } from './handshake.js';
+import { Session } from './session.js';
+import type { Link } from './transport.js';
+import { covers, missingCount, type Peer } from './peer.js';
+import type { LinkReport } from './protocol.js';
+
+export interface ReplicatorOptions {
+  config: RegionConfig;
+  documents: Documents;
+  store: Store;
+  logger: Logger;
+  metrics: Metrics;
+  /** Opens a link to a peer; resolves once authenticated, rejects with the reason otherwise. */
+  dial: (peer: Peer) => Promise<Link>;
+}
+
+export class Replicator implements ReplicationView {
+  readonly peers = new Map<RegionId, Peer>();
+  private readonly log: Logger;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly waiters = new Set<() => void>();
+  private pingId = 0;
+  private stopped = false;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly o: ReplicatorOptions) {
+    this.log = o.logger.child({ module: 'replication' });
+    const r = o.config.replication;
+    for (const p of o.config.peers) {
+      const region = p.region as RegionId;
+      this.peers.set(region, {
+        region, url: p.url,
+        detector: createDetector({ heartbeatMs: r.heartbeatMs, suspectAfterMisses: r.suspectAfterMisses, deadAfterMs: r.deadAfterMs }),
+        session: null, closeLink: null, acks: o.store.peerAcks(region), acksDirty: false,
+        attempts: 0, reconnectTimer: null, lastError: null, connects: 0,
+      });
+    }
+    this.unsubscribe = o.documents.onCommitted(() => {
+      for (const peer of this.peers.values()) peer.session?.wake();
+      this.notify();
+    });
+  }
+
+  get region(): RegionId {
+    return this.o.config.region as RegionId;
+  }
+
+  /** Starts dialing, heartbeats, garbage collection and anti-entropy. */
+  start(): void {
+    const { replication: r, storage: s } = this.o.config;
+    for (const peer of this.peers.values()) if (this.dials(peer)) this.connect(peer);
+    this.every(r.heartbeatMs, () => this.heartbeat());
+    this.every(s.gcIntervalMs, () => this.collectGarbage());
+    this.every(r.antiEntropyMs, () => this.antiEntropy());
+    this.every(250, () => this.notify());
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.unsubscribe();
+    for (const peer of this.peers.values()) {
+      if (peer.reconnectTimer) clearTimeout(peer.reconnectTimer);
+      this.persistAcks(peer);
+      peer.closeLink?.(CloseCode.ShuttingDown, 'region shutting down');
+      this.detach(peer);
+    }
+    this.notify();
+  }
+
+  /** Whether this region dials `peer` (else it waits to be dialled). */
+  dials(peer: Peer): boolean {
+    return this.region < peer.region;
+  }
+
+  /** Wires an authenticated link (dialled or accepted) to its peer. */
+  attach(region: RegionId, link: Link): void {
+    const peer = this.peers.get(region);
+    if (!peer || this.stopped) {
+      link.close(CloseCode.ShuttingDown, 'not accepting links');
+      return;
+    }
+    if (peer.closeLink) peer.closeLink(CloseCode.Superseded, 'superseded by a newer link');
+    this.detach(peer);
+    const r = this.o.config.replication;
+    const session = new Session({
+      peer: region, documents: this.o.documents, store: this.o.store, logger: this.log, transport: link,
+      batchBytes: r.batchBytes, maxBufferedBytes: r.maxBufferedBytes, maxFrameBytes: r.maxFrameBytes,
+      onHeard: () => peer.detector.heard(Date.now()),
+      onPong: (ms) => {
+        peer.detector.rtt(ms);
+        this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
+      },
+      onAck: (vv) => this.onAck(peer, vv),
+      onRejected: (reason) => {
+        peer.lastError = reason;
+        this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
+      },
+    });
+    peer.session = session;
+    peer.closeLink = (code, reason) => link.close(code, reason);
+    peer.attempts = 0;
+    peer.lastError = null;
+    peer.connects++;
+    peer.detector.connected(true);
+    peer.detector.heard(Date.now());
+    link.onMessage((bytes) => session.receive(bytes));
+    link.onClose((code, reason) => {
+      if (peer.session !== session) return;
+      this.log.info({ peer: region, code, reason }, 'link closed');
+      if (code !== CloseCode.Superseded && code !== 1000) peer.lastError = `closed ${code}${reason ? `: ${reason}` : ''}`;
+      this.detach(peer);
+      if (this.dials(peer)) this.scheduleReconnect(peer);
+    });
+    this.log.info({ peer: region }, 'link up');
+    session.start();
+  }
+
+  /** An inbound dial was refused; shown in the status of the peer it claimed to be. */
+  refused(claimed: string | null, reason: string): void {
+    const peer = claimed ? this.peers.get(claimed as RegionId) : undefined;
+    if (peer) peer.lastError = `inbound link refused: ${reason}`;
+  }
+
+  // ---- ReplicationView --------------------------------------------------------
+
+  status(): SyncStatus {
+    const now = Date.now();
+    const peers = [...this.peers.values()].map((p) => this.peerStatus(p, now));
+    return {
+      region: this.region,
+      writer: this.o.documents.writer,
+      digest: this.o.documents.digests.regionDigest(),
+      isolated: peers.length > 0 && peers.every((p) => p.state === 'down'),
+      pendingDocs: this.o.documents.pendingDocs(),
+      peers,
+    };
+  }
+
+  docStatus(doc: DocKey): DocSyncStatus {
+    const latest = this.o.store.latestEntry(doc, this.o.documents.writer);
+    const regions = [...this.peers.values()].map((p) => {
+      const has = latest ? (p.acks.get(latest.origin) ?? 0) >= latest.seq : true;
+      const missing = latest ? Math.max(0, latest.seq - (p.acks.get(latest.origin) ?? 0)) : 0;
+      return { region: p.region, hasLatest: has, missingUpdates: missing };
+    });
+    return { doc, latestLocal: latest, regions: [{ region: this.region, hasLatest: true, missingUpdates: 0 }, ...regions] };
+  }
+
+  waitForVersion(vv: VersionVector, timeoutMs: number): Promise<boolean> {
+    return this.waitUntil(() => covers(this.o.documents.versionVector(), vv), timeoutMs);
+  }
+
+  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number): Promise<boolean> {
+    const count = () => 1 + [...this.peers.values()].filter((p) => (p.acks.get(origin) ?? 0) >= seq).length;
+    return this.waitUntil(() => count() >= replicas, timeoutMs);
+  }
+
+  // ---- internals --------------------------------------------------------------
+
+  private peerStatus(p: Peer, now: number): PeerStatus {
+    const state: PeerState = p.session ? p.detector.state(now) : 'down';
+    const pending = this.o.store.oldestBeyond(p.acks);
+    const mine = this.o.documents.versionVector();
+    return {
+      region: p.region,
+      url: p.url,
+      state,
+      rttMs: p.detector.rttMs(),
+      lastSeenMs: p.detector.lastSeenMs(now),
+      route: this.route(p, state),
+      lastError: p.lastError,
+      outbound: {
+        pendingUpdates: pending?.count ?? 0,
+        pendingBytes: pending?.bytes ?? 0,
+        lagMs: pending ? Math.max(0, now - pending.ts) : 0,
+      },
+      inbound: {
+        pendingUpdates: p.session ? missingCount(p.session.peerHas, mine) : 0,
+        lagMs: p.session && state !== 'down' ? p.session.peerLagMs : 0,
+      },
+    };
+  }
+
+  private route(p: Peer, state: PeerState): string {
+    if (state !== 'down') return 'direct';
+    for (const other of this.peers.values()) {
+      if (other === p || !other.session || other.detector.state(Date.now()) === 'down') continue;
+      if (other.session.peerLinks.some((l) => l.region === p.region && l.state !== 'down')) return `via ${other.region}`;
+    }
+    return 'none';
+  }
+
+  private onAck(peer: Peer, vv: VersionVector): void {
+    for (const [origin, seq] of vv) {
+      if (seq > (peer.acks.get(origin) ?? 0)) {
+        peer.acks.set(origin, seq);
+        peer.acksDirty = true;
+      }
+    }
+    this.notify();
+  }
+
+  private persistAcks(peer: Peer): void {
+    if (!peer.acksDirty) return;
+    peer.acksDirty = false;
+    try {
+      this.o.store.setPeerAcks(peer.region, peer.acks);
+    } catch (err) {
+      peer.acksDirty = true;
+      this.log.error({ err, peer: peer.region }, 'could not store peer acknowledgements');
+    }
+  }
+
+  private heartbeat(): void {
+    const now = Date.now();
+    const vv = this.o.documents.versionVector();
+    const digest = this.o.documents.digests.regionDigest();
+    const links: LinkReport[] = [...this.peers.values()].map((p) => ({
+      region: p.region,
+      state: p.session ? p.detector.state(now) : 'down',
+    }));
+    for (const peer of this.peers.values()) {
+      this.persistAcks(peer);
+      const s = this.peerStatus(peer, now);
+      this.o.metrics.peerLagMs.set({ peer: peer.region, direction: 'outbound' }, s.outbound.lagMs);
+      this.o.metrics.peerLagMs.set({ peer: peer.region, direction: 'inbound' }, s.inbound.lagMs);
+      this.o.metrics.peerPendingUpdates.set({ peer: peer.region }, s.outbound.pendingUpdates);
+      this.o.metrics.peerPendingBytes.set({ peer: peer.region }, s.outbound.pendingBytes);
+      if (!peer.session) continue;
+      if (peer.detector.state(now) === 'down') {
+        // Silent for deadAfterMs: a black-holed link that TCP will not notice.
+        this.log.warn({ peer: peer.region, lastSeenMs: peer.detector.lastSeenMs(now) }, 'peer silent; closing link');
+        peer.lastError = 'heartbeat timeout';
+        peer.closeLink?.(CloseCode.HeartbeatTimeout, 'heartbeat timeout');
+        this.detach(peer);
+        if (this.dials(peer)) this.scheduleReconnect(peer);
+        continue;
+      }
+      peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs: s.outbound.lagMs, digest });
+      peer.session.wake();
+    }
+  }
+
+  private antiEntropy(): void {
+    const digest = this.o.documents.digests.regionDigest();
+    for (const peer of this.peers.values()) {
+      const s = peer.session;
+      // Only when the log stream has nothing left to say and the digests still differ.
+      if (!s || !this.dials(peer) || s.ae.running || !s.peerDigest || s.peerDigest === digest) continue;
+      if (!s.caughtUp() || missingCount(s.peerHas, this.o.documents.versionVector()) > 0) continue;
+      this.log.info({ peer: peer.region }, 'digests differ with nothing pending; running anti-entropy');
+      s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
+    }
+  }
+
+  private collectGarbage(): void {
+    try {
+      const cutoff = Date.now() - this.o.config.storage.logRetentionMs;
+      const n = this.o.store.collectGarbage([...this.peers.keys()], cutoff);
+      if (n > 0) this.o.metrics.entriesCollected.inc(n);
+    } catch (err) {
+      this.log.error({ err }, 'log garbage collection failed; will retry');
+    }
+  }
+
+  private connect(peer: Peer): void {
+    if (this.stopped) return;
+    peer.reconnectTimer = null;
+    this.o.dial(peer).then(
+      (link) => this.attach(peer.region, link),
+      (err: unknown) => {
+        peer.lastError = err instanceof Error ? err.message : String(err);
+        this.log.debug({ peer: peer.region, err: peer.lastError }, 'dial failed');
+        this.scheduleReconnect(peer);
+      },
+    );
+  }
+
+  private scheduleReconnect(peer: Peer): void {
+    if (this.stopped || peer.reconnectTimer) return;
+    const r = this.o.config.replication;
+    const delay = backoffDelay(peer.attempts++, { minMs: r.reconnectMinMs, maxMs: r.reconnectMaxMs });
+    this.o.metrics.reconnects.inc({ peer: peer.region });
+    peer.reconnectTimer = setTimeout(() => this.connect(peer), delay);
+  }
+
+  private detach(peer: Peer): void {
+    peer.session?.close();
+    peer.session = null;
+    peer.closeLink = null;
+    peer.detector.connected(false);
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(() => {
+      try {
+        fn();
+      } catch (err) {
+        this.log.error({ err }, 'replication timer failed');
+      }
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  private waitUntil(ok: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (ok()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!ok()) return;
+        finish(true);
+      };
+      const finish = (value: boolean) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(value);
+      };
+      const timer = setTimeout(() => finish(ok()), timeoutMs);
+      this.waiters.add(check);
+    });
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The sync logic of one live link to one peer, independent of sockets:
+ * it streams the log beyond what the peer holds (entries from every origin,
+ * so that writes reach regions whose direct link is cut), applies what the
+ * peer sends, acknowledges what is durable, and runs anti-entropy.
+ *
+ * Frames from the peer are processed strictly one after another, so a
+ * round's `ae-done` is handled only after every `doc-state` before it.
+ */
+import type { Logger } from 'pino';
+import type { RegionId, VersionVector, WriterId } from '../ids.js';
+import type { Documents } from '../docs/types.js';
+import type { NewLogEntry, Store } from '../storage/types.js';
+import { AntiEntropy } from './antientropy.js';
+import { decodeFrame, encodeFrame, ProtocolError, type Frame, type LinkReport, type PingFrame } from './protocol.js';
+
+/** The socket side of a link, as the session needs it. */
+export interface LinkTransport {
+  send(bytes: Uint8Array): void;
+  /** Bytes queued in user space and not yet handed to the kernel. */
+  buffered(): number;
+  close(code: number, reason: string): void;
+  pause(): void;
+  resume(): void;
+}
+
+export interface SessionOptions {
+  peer: RegionId;
+  documents: Documents;
+  store: Store;
+  logger: Logger;
+  transport: LinkTransport;
+  batchBytes: number;
+  maxBufferedBytes: number;
+  maxFrameBytes: number;
+  /** Called for every frame from the peer (a sign of life). */
+  onHeard: () => void;
+  onPong: (rttMs: number) => void;
+  /** The peer acknowledged storing `vv`. */
+  onAck: (vv: VersionVector) => void;
+  /** A frame failed to decode or apply; the link is being closed. */
+  onRejected: (reason: string) => void;
+}
+
+const PROTOCOL_ERROR_CLOSE = 4400;
+const MAX_INBOUND_QUEUE = 64;
+
+export class Session {
+  /** What the peer is known to hold, per origin. */
+  readonly peerHas: VersionVector = new Map();
+  /** Highest seq per origin sent on this link. */
+  private readonly sent: VersionVector = new Map();
+  private cursor = 0;
+  private started = false;
+  private pumping = false;
+  private drainTimer: NodeJS.Timeout | null = null;
+  private gapSeen = false;
+  private lastCatchUp = 0;
+  private closed = false;
+  private inbound: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private paused = false;
+  readonly ae: AntiEntropy;
+  /** The peer's view of its own links, from its last ping. */
+  peerLinks: LinkReport[] = [];
+  /** The peer's region digest and outbound lag toward us, from its last ping. */
+  peerDigest: string | null = null;
+  peerLagMs = 0;
+
+  constructor(private readonly o: SessionOptions) {
+    this.ae = new AntiEntropy({
+      peer: o.peer, documents: o.documents, store: o.store, logger: o.logger,
+      send: (frame) => this.sendWhenWritable(frame),
+    });
+  }
+
+  /** Opens the exchange: tells the peer what this region holds. */
+  start(): void {
+    this.send({ type: 'sync-request', vv: this.o.documents.versionVector() });
+  }
+
+  /** New local commits: stream them if the peer is caught up. */
+  wake(): void {
+    this.pump();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.ae.close();
+  }
+
+  /** Is everything this region holds sent and acknowledged? */
+  caughtUp(): boolean {
+    for (const [origin, seq] of this.o.documents.versionVector()) {
+      if ((this.peerHas.get(origin) ?? 0) < seq) return false;
+    }
+    return true;
+  }
+
+  ping(frame: Omit<PingFrame, 'type'>): void {
+    this.send({ type: 'ping', ...frame });
+  }
+
+  send(frame: Frame): void {
+    if (this.closed) return;
+    this.o.transport.send(encodeFrame(frame));
+  }
+
+  /** Receives one binary message; decoding and applying happen in arrival order. */
+  receive(bytes: Uint8Array): void {
+    this.o.onHeard();
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, this.o.maxFrameBytes);
+    } catch (err) {
+      this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
+      return;
+    }
+    // Pings are answered at once so that a busy apply queue is not taken for a dead link.
+    if (frame.type === 'ping') return this.onPing(frame);
+    if (frame.type === 'pong') return this.o.onPong(performance.now() - frame.sentAt);
+    this.queued++;
+    if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
+      this.paused = true;
+      this.o.transport.pause();
+    }
+    this.inbound = this.inbound.then(async () => {
+      if (this.closed) return;
+      try {
+        await this.handle(frame);
+      } catch (err) {
+        this.o.logger.warn({ err, peer: this.o.peer, frame: frame.type }, 'frame from peer rejected');
+        this.reject(`${frame.type} rejected: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        this.queued--;
+        if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
+          this.paused = false;
+          this.o.transport.resume();
+        }
+      }
+    });
+  }
+
+  private reject(reason: string): void {
+    this.o.onRejected(reason);
+    this.o.transport.close(PROTOCOL_ERROR_CLOSE, reason.slice(0, 120));
+    this.close();
+  }
+
+  private async handle(frame: Frame): Promise<void> {
+    switch (frame.type) {
+      case 'sync-request':
+        // The peer's truth replaces our guesses: resend from there.
+        this.peerHas.clear();
+        this.sent.clear();
+        raise(this.peerHas, frame.vv);
+        raise(this.sent, frame.vv);
+        this.cursor = 0;
+        this.started = true;
+        return this.pump();
+      case 'entries':
+        return this.onEntries(frame.entries);
+      case 'ack':
+        return this.onAckFrame(frame.vv);
+      case 'ae-buckets':
+        return this.ae.onBuckets(frame);
+      case 'ae-docs':
+        return this.ae.onDocs(frame);
+      case 'doc-sv':
+        return this.ae.onDocSv(frame);
+      case 'doc-state':
+        return this.ae.onDocState(frame);
+      case 'ae-done':
+        await this.ae.onDone(frame);
+        this.send({ type: 'ack', vv: this.o.documents.versionVector() });
+        return;
+      case 'error':
+        this.o.logger.warn({ peer: this.o.peer, code: frame.code, message: frame.message }, 'peer reported an error');
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async onEntries(entries: NewLogEntry[]): Promise<void> {
+    // Whatever the peer sends, it holds: never send it back.
+    for (const e of entries) if ((this.peerHas.get(e.origin) ?? 0) < e.seq) this.peerHas.set(e.origin, e.seq);
+    const result = await this.o.documents.applyRemote(entries, this.o.peer);
+    this.send({ type: 'ack', vv: this.o.documents.versionVector() });
+    // Entries beyond a gap were skipped: ask the peer to resend from what we hold.
+    if (result.gaps > 0) this.start();
+  }
+
+  private onAckFrame(vv: VersionVector): void {
+    let rewind = false;
+    for (const [origin, seq] of vv) {
+      if (seq > (this.sent.get(origin) ?? 0)) rewind = true;
+    }
+    raise(this.peerHas, vv);
+    raise(this.sent, vv);
+    this.o.onAck(vv);
+    // The peer moved past what we sent (caught up by state or via another
+    // region): entries we skipped as a gap may now be streamable.
+    if (rewind || this.gapSeen) {
+      this.gapSeen = false;
+      this.cursor = 0;
+    }
+    this.pump();
+  }
+
+  private onPing(frame: PingFrame): void {
+    this.send({ type: 'pong', id: frame.id, sentAt: frame.sentAt });
+    raise(this.peerHas, frame.vv);
+    // A region only reports what it has durably applied: as good as an ack.
+    this.o.onAck(frame.vv);
+    this.peerLinks = frame.links;
+    this.peerLagMs = frame.lagMs;
+    this.peerDigest = frame.digest ?? null;
+  }
+
+  /** Streams log entries the peer lacks, while the send buffer has room. */
+  private pump(): void {
+    if (!this.started || this.pumping || this.closed) return;
+    this.pumping = true;
+    try {
+      while (this.o.transport.buffered() < this.o.maxBufferedBytes) {
+        const page = this.o.store.readLog(this.cursor, 256);
+        if (page.length === 0) break;
+        let out: NewLogEntry[] = [];
+        let bytes = 0;
+        for (const e of page) {
+          this.cursor = e.lsn;
+          const have = this.sent.get(e.origin) ?? 0;
+          if (e.seq <= have) continue;
+          if (e.seq > have + 1) {
+            this.gapSeen = true;
+            continue;
+          }
+          this.sent.set(e.origin, e.seq);
+          out.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update });
+          bytes += e.update.byteLength + 64;
+          if (bytes >= this.o.batchBytes) {
+            this.send({ type: 'entries', entries: out });
+            out = [];
+            bytes = 0;
+          }
+        }
+        if (out.length > 0) this.send({ type: 'entries', entries: out });
+      }
+    } finally {
+      this.pumping = false;
+    }
+    if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
+    else if (this.gapSeen && !this.ae.running) this.catchUpByState();
+  }
+
+  /** Entries the peer needs were garbage-collected here: send state instead. */
+  private catchUpByState(): void {
+    if (Date.now() - this.lastCatchUp < 2000) return;
+    this.lastCatchUp = Date.now();
+    this.o.logger.info({ peer: this.o.peer }, 'peer lacks entries no longer in the log; catching it up by state');
+    this.ae.start().catch((err: unknown) => this.o.logger.warn({ err }, 'anti-entropy round failed'));
+  }
+
+  private waitForDrain(): void {
+    if (this.drainTimer || this.closed) return;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null;
+      this.pump();
+    }, 10);
+  }
+
+  private async sendWhenWritable(frame: Frame): Promise<void> {
+    while (!this.closed && this.o.transport.buffered() >= this.o.maxBufferedBytes) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (this.closed) throw new Error('link closed');
+    this.send(frame);
+  }
+}
+
+function raise(target: VersionVector, by: VersionVector): void {
+  for (const [origin, seq] of by) {
+    if (seq > (target.get(origin) ?? 0)) target.set(origin as WriterId, seq);
+  }
+}

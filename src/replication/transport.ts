@@ -1,0 +1,195 @@
+/**
+ * WebSocket links between regions: the accepting side (a challenge route and
+ * an upgrade route on the region's HTTP server, authenticated before the
+ * upgrade completes) and the dialing side. Both hand the replicator a
+ * {@link Link}; nothing else here knows about sync.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { readFileSync } from 'node:fs';
+import websocket from '@fastify/websocket';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { WebSocket } from 'ws';
+import type { RegionConfig } from '../config.js';
+import type { RegionId } from '../ids.js';
+import {
+  CHALLENGE_PATH, HEADER, REPLICATE_PATH, createDialHeaders, createNonceStore, parseChallenge, verifyAccept, verifyDial,
+} from './handshake.js';
+import type { LinkTransport } from './session.js';
+
+/** An authenticated link, as the replicator uses it. */
+export interface Link extends LinkTransport {
+  onMessage(fn: (bytes: Uint8Array) => void): void;
+  onClose(fn: (code: number, reason: string) => void): void;
+}
+
+export interface AcceptOptions {
+  config: RegionConfig;
+  logger: Logger;
+  onLink: (region: RegionId, link: Link) => void;
+  /** A dial was refused; `region` is what the dialer claimed to be, if anything. */
+  onRefused: (region: string | null, reason: string) => void;
+}
+
+/** Registers the replication endpoint on the region's HTTP server. */
+export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promise<void> {
+  const { config } = o;
+  await app.register(websocket, { options: { maxPayload: config.replication.maxFrameBytes, perMessageDeflate: false } });
+  const nonces = createNonceStore();
+  const peers = new Set(config.peers.map((p) => p.region as RegionId));
+  const proofs = new WeakMap<IncomingMessage, { proof: string; region: RegionId }>();
+  app.websocketServer.on('headers', (headers: string[], req: IncomingMessage) => {
+    const accepted = proofs.get(req);
+    if (accepted) headers.push(`${HEADER.proof}: ${accepted.proof}`);
+  });
+
+  app.get(CHALLENGE_PATH, async () => ({ nonce: nonces.issue(), region: config.region }));
+
+  app.get(REPLICATE_PATH, {
+    websocket: true,
+    preValidation: async (req, reply) => {
+      const verdict = verifyDial(req.headers, {
+        secret: config.secret, cluster: config.cluster, self: config.region as RegionId, peers, nonces,
+      });
+      if (!verdict.ok) {
+        const claimed = typeof req.headers[HEADER.region] === 'string' ? (req.headers[HEADER.region] as string) : null;
+        o.logger.warn({ claimed, ip: req.ip, status: verdict.status, reason: verdict.reason }, 'replication link refused');
+        o.onRefused(claimed, verdict.reason);
+        return reply.code(verdict.status).send({ error: 'link_refused', message: verdict.reason });
+      }
+      proofs.set(req.raw, { proof: verdict.proof, region: verdict.region });
+    },
+  }, (socket, req) => {
+    const accepted = proofs.get(req.raw);
+    if (!accepted) {
+      socket.terminate();
+      return;
+    }
+    o.onLink(accepted.region, wrapSocket(socket, o.logger));
+  });
+}
+
+export interface DialOptions {
+  config: RegionConfig;
+  logger: Logger;
+}
+
+/** Dials a peer: fetches a challenge, upgrades with a proof, checks the peer's proof. */
+export async function dialLink(peer: { region: RegionId; url: string }, o: DialOptions): Promise<Link> {
+  const { config } = o;
+  const base = new URL(peer.url);
+  const tls = tlsOptions(config);
+  const body = await getJson(new URL(CHALLENGE_PATH, base), tls);
+  const challenge = parseChallenge(body);
+  if (!challenge) throw new Error(`peer ${peer.url} sent no valid challenge`);
+  if (challenge.region !== peer.region) {
+    throw new Error(`peer at ${peer.url} is region '${challenge.region}', not '${peer.region}': check the peers in the config`);
+  }
+  const { headers, transcript } = createDialHeaders({
+    secret: config.secret, cluster: config.cluster, self: config.region as RegionId, peer: peer.region, serverNonce: challenge.nonce,
+  });
+  const url = new URL(REPLICATE_PATH, base);
+  url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(url, {
+    headers, maxPayload: config.replication.maxFrameBytes, handshakeTimeout: 5000, perMessageDeflate: false, ...tls,
+  });
+  return new Promise<Link>((resolve, reject) => {
+    let verified = false;
+    ws.once('upgrade', (res) => {
+      verified = verifyAccept(transcript, res.headers[HEADER.proof]);
+    });
+    ws.once('open', () => {
+      if (!verified) {
+        ws.terminate();
+        reject(new Error(`peer ${peer.region} failed to prove it holds the cluster secret`));
+        return;
+      }
+      resolve(wrapSocket(ws, o.logger));
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      readBody(res).then(
+        (text) => reject(new Error(`refused by ${peer.region}: ${res.statusCode} ${refusalReason(text)}`)),
+        (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
+      );
+      ws.terminate();
+    });
+    ws.once('error', (err) => reject(err));
+  });
+}
+
+function wrapSocket(ws: WebSocket, logger: Logger): Link {
+  ws.on('error', (err) => logger.debug({ err }, 'replication socket error'));
+  return {
+    send: (bytes) => ws.send(bytes, { binary: true }),
+    buffered: () => ws.bufferedAmount,
+    close: (code, reason) => {
+      if (ws.readyState === WebSocket.OPEN) ws.close(code, reason);
+      // A black-holed peer never completes the closing handshake.
+      setTimeout(() => ws.terminate(), 1000).unref();
+    },
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+    onMessage: (fn) => {
+      ws.on('message', (data, isBinary) => {
+        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+        // Text frames are not part of the protocol; an empty frame fails decoding and closes the link.
+        fn(isBinary ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(0));
+      });
+    },
+    onClose: (fn) => {
+      ws.on('close', (code, reason) => fn(code, reason.toString()));
+    },
+  };
+}
+
+function tlsOptions(config: RegionConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const tls = config.tls;
+  if (!tls) return {};
+  return {
+    ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}),
+    ...(tls.cert ? { cert: readFileSync(tls.cert) } : {}),
+    ...(tls.key ? { key: readFileSync(tls.key) } : {}),
+  };
+}
+
+function getJson(url: URL, tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): Promise<unknown> {
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', timeout: 5000, ...tls }, (res) => {
+      readBody(res).then((text) => {
+        if (res.statusCode !== 200) return reject(new Error(`challenge from ${url.host} answered ${res.statusCode}`));
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          reject(new Error(`challenge from ${url.host} is not JSON`));
+        }
+      }, reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`challenge from ${url.host} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function readBody(res: IncomingMessage, max = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= max) chunks.push(c);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}
+
+function refusalReason(text: string): string {
+  try {
+    const body = JSON.parse(text) as { message?: unknown };
+    return typeof body.message === 'string' ? body.message : text.slice(0, 200);
+  } catch {
+    return text.slice(0, 200);
+  }
+}

@@ -1,0 +1,45 @@
+import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
+
+export type PeerState = 'up' | 'suspect' | 'down';
+
+export interface PeerStatus {
+  region: RegionId;
+  url: string;
+  state: PeerState;
+  rttMs: number | null;
+  lastSeenMs: number | null;
+  /** `direct`, `via <region>` or `none`. */
+  route: string;
+  /** Why the last connection attempt failed or was refused, if it did. */
+  lastError: string | null;
+  outbound: { pendingUpdates: number; pendingBytes: number; lagMs: number };
+  inbound: { pendingUpdates: number; lagMs: number };
+}
+
+export interface SyncStatus {
+  region: RegionId;
+  writer: WriterId;
+  digest: string;
+  /** No peer is up. The region still serves reads and writes. */
+  isolated: boolean;
+  /** Documents holding updates whose dependencies have not arrived. */
+  pendingDocs: number;
+  peers: PeerStatus[];
+}
+
+export interface DocSyncStatus {
+  doc: DocKey;
+  /** The latest local change of this document, if this region has made one still in its log. */
+  latestLocal: { origin: WriterId; seq: number } | null;
+  regions: { region: RegionId; hasLatest: boolean; missingUpdates: number }[];
+}
+
+/** What the HTTP API may ask of replication. */
+export interface ReplicationView {
+  status(): SyncStatus;
+  docStatus(doc: DocKey): DocSyncStatus;
+  /** Resolves true once this region has applied everything in `vv`, false on timeout. */
+  waitForVersion(vv: VersionVector, timeoutMs: number): Promise<boolean>;
+  /** Resolves true once `replicas` regions (this one included) durably hold (origin, seq). */
+  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number): Promise<boolean>;
+}

@@ -1,0 +1,135 @@
+/**
+ * Schema versions of the region database. Each migration runs once, in order,
+ * inside the same transaction as the `schema_version` bump, so a crash leaves
+ * the database at one version or the next, never in between. Add new
+ * migrations at the end; never edit one that has shipped.
+ */
+import type Database from 'better-sqlite3';
+import { StoreOpenError } from './errors.js';
+
+export interface Migration {
+  version: number;
+  description: string;
+  up(db: Database.Database): void;
+}
+
+const V1_SCHEMA = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- AUTOINCREMENT: an lsn is never reused after garbage collection removed the
+-- newest rows, so peers' "after lsn" cursors stay meaningful.
+CREATE TABLE log (
+  lsn      INTEGER PRIMARY KEY AUTOINCREMENT,
+  origin   TEXT    NOT NULL,
+  seq      INTEGER NOT NULL,
+  doc      TEXT    NOT NULL,
+  ts       INTEGER NOT NULL,
+  data     BLOB    NOT NULL,
+  checksum INTEGER NOT NULL,
+  UNIQUE (origin, seq)
+);
+CREATE INDEX log_by_doc ON log (doc, lsn);
+
+-- One small row per document; snapshots live apart so that scans of the
+-- summaries never page through large blobs. log_count counts the entries
+-- with lsn > snapshot_lsn, which makes "what needs compaction" an index read.
+CREATE TABLE docs (
+  doc          TEXT    PRIMARY KEY,
+  digest       BLOB    NOT NULL,
+  deleted      INTEGER NOT NULL DEFAULT 0,
+  snapshot_lsn INTEGER NOT NULL DEFAULT 0,
+  log_count    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX docs_live ON docs (doc) WHERE deleted = 0;
+CREATE INDEX docs_to_compact ON docs (log_count DESC, doc) WHERE log_count > 0;
+
+CREATE TABLE snapshots (
+  doc      TEXT    PRIMARY KEY REFERENCES docs (doc) ON DELETE CASCADE,
+  state    BLOB    NOT NULL,
+  pending  BLOB,
+  upto_lsn INTEGER NOT NULL,
+  checksum INTEGER NOT NULL
+);
+
+-- seq: highest contiguous applied seq (the version vector; 0 = none yet).
+-- missing_upto: entries of this origin up to here may be absent from the log
+-- (garbage-collected, or covered by state received without them).
+CREATE TABLE progress (
+  origin       TEXT    PRIMARY KEY,
+  seq          INTEGER NOT NULL DEFAULT 0,
+  missing_upto INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE peer_acks (
+  peer   TEXT    NOT NULL,
+  origin TEXT    NOT NULL,
+  seq    INTEGER NOT NULL,
+  PRIMARY KEY (peer, origin)
+) WITHOUT ROWID;
+`;
+
+/** All migrations, oldest first; `version` is the schema version after it ran. */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, description: 'log, docs, snapshots, progress, peer acks', up: (db) => db.exec(V1_SCHEMA) },
+];
+
+/** The schema version this code writes and understands. */
+export const SCHEMA_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+function tableNames(db: Database.Database): string[] {
+  const rows = db
+    .prepare<[], { name: string }>("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    .all();
+  return rows.map((r) => r.name);
+}
+
+const SET_VERSION =
+  "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/** The stored schema version; 0 for an empty database. */
+export function readSchemaVersion(db: Database.Database, path: string): number {
+  const tables = tableNames(db);
+  if (!tables.includes('meta')) {
+    if (tables.length === 0) return 0;
+    throw new StoreOpenError(
+      'not_meridian',
+      `${path} holds tables (${tables.slice(0, 5).join(', ')}) but no Meridian metadata; ` +
+        'point the region at its own data directory.',
+    );
+  }
+  const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
+  const version = row === undefined ? NaN : Number(row.value);
+  if (!Number.isInteger(version) || version < 1) {
+    throw new StoreOpenError('not_meridian', `${path} has no valid schema_version in its meta table.`);
+  }
+  return version;
+}
+
+/**
+ * Brings the database to {@link SCHEMA_VERSION}. Reads the version inside the
+ * same write transaction that migrates, so two processes opening one file
+ * cannot both run a migration. Refuses a database written by newer code.
+ */
+export function migrate(db: Database.Database, path: string): { from: number; to: number } {
+  const run = db.transaction(() => {
+    const from = readSchemaVersion(db, path);
+    if (from > SCHEMA_VERSION) {
+      throw new StoreOpenError(
+        'schema_too_new',
+        `${path} has schema version ${from}, but this build of Meridian knows versions up to ${SCHEMA_VERSION}. ` +
+          'It was written by a newer release: run that release (or newer) on this data directory.',
+      );
+    }
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= from) continue;
+      migration.up(db);
+      // Prepared here, not before the loop: the first migration creates meta.
+      db.prepare<[string]>(SET_VERSION).run(String(migration.version));
+    }
+    return { from, to: Math.max(from, SCHEMA_VERSION) };
+  });
+  return run.immediate();
+}

@@ -1,0 +1,104 @@
+/**
+ * Per-origin bookkeeping: the version vector (highest contiguous applied seq),
+ * how far the log can still serve an origin, and how far others lag behind.
+ * Functions run inside the caller's transaction where they write.
+ */
+import type { VersionVector, WriterId } from '../ids.js';
+import type { Statements } from './statements.js';
+
+/** Walks the origin's applied seq forward over entries held in the log. */
+function walkForward(s: Statements, origin: string, from: number): number {
+  let seq = from;
+  while (s.hasEntry.get(origin, seq + 1) !== undefined) seq += 1;
+  return seq;
+}
+
+/**
+ * Raises the applied seq of `origin` after `seqs` were stored. Callers commit
+ * entries contiguously per origin; should one arrive early, the applied seq
+ * stops before the gap and catches up when the gap is filled.
+ */
+export function advanceProgress(s: Statements, origin: string, seqs: number[]): void {
+  let applied = s.getProgress.get(origin)?.seq ?? 0;
+  for (const seq of [...seqs].sort((a, b) => a - b)) {
+    if (seq === applied + 1) applied = seq;
+  }
+  s.raiseProgress.run(origin, walkForward(s, origin, applied));
+}
+
+/**
+ * Raises applied seqs to `vv` (never lowers). Entries skipped over this way
+ * were never stored here, so the log cannot serve them: `missing_upto` records
+ * that for {@link logFloor}.
+ */
+export function raiseProgress(s: Statements, vv: VersionVector): void {
+  for (const [origin, target] of vv) {
+    const applied = s.getProgress.get(origin)?.seq ?? 0;
+    if (target <= applied) continue;
+    const held = s.countSeqRange.get(origin, applied, target)?.n ?? 0;
+    if (held < target - applied) s.raiseMissing.run(origin, target);
+    s.raiseProgress.run(origin, walkForward(s, origin, target));
+  }
+}
+
+export function readVersionVector(s: Statements): VersionVector {
+  const vv: VersionVector = new Map();
+  for (const row of s.origins.all()) {
+    if (row.seq > 0) vv.set(row.origin as WriterId, row.seq);
+  }
+  return vv;
+}
+
+/**
+ * For each origin the log has held: the lowest seq from which every entry this
+ * store has applied is still in the log. An origin whose entries are all gone
+ * reports one past the last entry removed.
+ */
+export function readLogFloor(s: Statements): Map<WriterId, number> {
+  const floors = new Map<WriterId, number>();
+  for (const row of s.origins.all()) {
+    const lowest = s.minSeq.get(row.origin)?.seq ?? null;
+    if (lowest === null && row.missing_upto === 0) continue;
+    const floor = lowest === null ? row.missing_upto + 1 : Math.max(lowest, row.missing_upto + 1);
+    floors.set(row.origin as WriterId, floor);
+  }
+  return floors;
+}
+
+/**
+ * Oldest origin timestamp, count and update bytes of the entries beyond `vv`.
+ * One range read of the (origin, seq) index per origin, so its cost follows
+ * the size of the lag, not the size of the log.
+ */
+export function entriesBeyond(
+  s: Statements,
+  vv: VersionVector,
+): { ts: number; count: number; bytes: number } | null {
+  let ts = Infinity;
+  let count = 0;
+  let bytes = 0;
+  for (const row of s.origins.all()) {
+    const after = vv.get(row.origin as WriterId) ?? 0;
+    const range = s.beyond.get(row.origin, after);
+    if (range === undefined || range.n === 0 || range.ts === null) continue;
+    ts = Math.min(ts, range.ts);
+    count += range.n;
+    bytes += range.bytes;
+  }
+  return count === 0 ? null : { ts, count, bytes };
+}
+
+/**
+ * For each origin, the seq up to which every listed peer has acknowledged
+ * its entries. With no peers, nothing waits for an acknowledgement.
+ */
+export function ackedByAll(s: Statements, peers: readonly string[]): (origin: string, seq: number) => boolean {
+  if (peers.length === 0) return () => true;
+  const floors = new Map<string, number>();
+  for (const row of s.origins.all()) floors.set(row.origin, Infinity);
+  for (const peer of peers) {
+    const acks = new Map(s.peerAcks.all(peer).map((r) => [r.origin, r.seq] as const));
+    for (const [origin, floor] of floors) floors.set(origin, Math.min(floor, acks.get(origin) ?? 0));
+  }
+  return (origin, seq) => seq <= (floors.get(origin) ?? 0);
+}

@@ -1,0 +1,166 @@
+/**
+ * Every SQL statement the store runs, prepared once when the store opens.
+ * Row shapes are spelled out so the store never handles untyped results.
+ */
+import type Database from 'better-sqlite3';
+import type { DocKey, WriterId } from '../ids.js';
+import { QUICK_CHECK_SQL } from './integrity.js';
+import type { DocSummary, LogEntry } from './types.js';
+
+export interface LogRow {
+  lsn: number;
+  origin: string;
+  seq: number;
+  doc: string;
+  ts: number;
+  data: Buffer;
+  checksum: number;
+}
+
+export interface DocRow {
+  doc: string;
+  digest: Buffer;
+  deleted: number;
+  snapshot_lsn: number;
+  log_count: number;
+}
+
+export interface SnapshotRow {
+  state: Buffer;
+  pending: Buffer | null;
+  upto_lsn: number;
+  checksum: number;
+}
+
+export interface ProgressRow {
+  origin: string;
+  seq: number;
+  missing_upto: number;
+}
+
+/** A log entry that its document's snapshot covers. */
+export interface GcRow {
+  lsn: number;
+  origin: string;
+  seq: number;
+  ts: number;
+  bytes: number;
+}
+
+export function toSummary(row: DocRow): DocSummary {
+  return { doc: row.doc as DocKey, digest: row.digest, deleted: row.deleted !== 0 };
+}
+
+export function toEntry(row: LogRow): LogEntry {
+  return {
+    lsn: row.lsn,
+    origin: row.origin as WriterId,
+    seq: row.seq,
+    doc: row.doc as DocKey,
+    ts: row.ts,
+    update: row.data,
+  };
+}
+
+const LOG_COLUMNS = 'lsn, origin, seq, doc, ts, data, checksum';
+
+/** Prepares the store's statements; call once per connection. */
+export function prepareStatements(db: Database.Database) {
+  return {
+    insertEntry: db.prepare<[string, number, string, number, Uint8Array, number]>(
+      'INSERT INTO log (origin, seq, doc, ts, data, checksum) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin, seq) DO NOTHING',
+    ),
+    hasEntry: db.prepare<[string, number], { one: number }>('SELECT 1 AS one FROM log WHERE origin = ? AND seq = ?'),
+    readLog: db.prepare<[number, number], LogRow>(`SELECT ${LOG_COLUMNS} FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?`),
+    docEntries: db.prepare<[string, number], LogRow>(
+      `SELECT ${LOG_COLUMNS} FROM log WHERE doc = ? AND lsn > ? ORDER BY lsn`,
+    ),
+    // "+origin" keeps SQLite on the (doc, lsn) index: a document has few
+    // entries, while an origin can have the whole log.
+    latestOfDoc: db.prepare<[string, string], { seq: number | null }>(
+      'SELECT max(seq) AS seq FROM log WHERE doc = ? AND +origin = ?',
+    ),
+    countDocEntriesAfter: db.prepare<[string, number], { n: number }>(
+      'SELECT count(*) AS n FROM log WHERE doc = ? AND lsn > ?',
+    ),
+    deleteEntry: db.prepare<[number]>('DELETE FROM log WHERE lsn = ?'),
+    // Only entries covered by their document's snapshot, within an lsn window:
+    // the window bounds the rows examined, whatever the share that qualifies.
+    gcScan: db.prepare<[number, number], GcRow>(
+      `SELECT l.lsn, l.origin, l.seq, l.ts, length(l.data) AS bytes
+         FROM log l JOIN docs d ON d.doc = l.doc
+        WHERE l.lsn > ? AND l.lsn <= ? AND l.lsn <= d.snapshot_lsn ORDER BY l.lsn`,
+    ),
+    maxLsn: db.prepare<[], { lsn: number | null }>('SELECT max(lsn) AS lsn FROM log'),
+    logTotals: db.prepare<[], { n: number; bytes: number }>(
+      'SELECT count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log',
+    ),
+
+    ensureDoc: db.prepare<[string]>(
+      'INSERT INTO docs (doc, digest) VALUES (?, zeroblob(32)) ON CONFLICT (doc) DO NOTHING',
+    ),
+    upsertSummary: db.prepare<[string, Uint8Array, number]>(
+      `INSERT INTO docs (doc, digest, deleted) VALUES (?, ?, ?)
+       ON CONFLICT (doc) DO UPDATE SET digest = excluded.digest, deleted = excluded.deleted`,
+    ),
+    bumpLogCount: db.prepare<[number, string]>('UPDATE docs SET log_count = log_count + ? WHERE doc = ?'),
+    getDoc: db.prepare<[string], DocRow>(
+      'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE doc = ?',
+    ),
+    setSnapshotLsn: db.prepare<[number, number, string]>(
+      'UPDATE docs SET snapshot_lsn = ?, log_count = ? WHERE doc = ?',
+    ),
+    // "log_count > 0" lets SQLite use the partial index docs_to_compact.
+    toCompact: db.prepare<[number, number], { doc: string }>(
+      'SELECT doc FROM docs WHERE log_count > 0 AND log_count >= ? ORDER BY log_count DESC, doc LIMIT ?',
+    ),
+    listLive: db.prepare<[string, string, number], { doc: string }>(
+      'SELECT doc FROM docs WHERE deleted = 0 AND doc > ? AND doc < ? ORDER BY doc LIMIT ?',
+    ),
+    summaries: db.prepare<[string, number], DocRow>(
+      'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE doc > ? ORDER BY doc LIMIT ?',
+    ),
+    markCorrupt: db.prepare<[string]>('UPDATE docs SET digest = zeroblob(32) WHERE doc = ?'),
+    countLiveDocs: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM docs WHERE deleted = 0'),
+
+    getSnapshot: db.prepare<[string], SnapshotRow>(
+      'SELECT state, pending, upto_lsn, checksum FROM snapshots WHERE doc = ?',
+    ),
+    upsertSnapshot: db.prepare<[string, Uint8Array, Uint8Array | null, number, number]>(
+      `INSERT INTO snapshots (doc, state, pending, upto_lsn, checksum) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (doc) DO UPDATE SET state = excluded.state, pending = excluded.pending,
+         upto_lsn = excluded.upto_lsn, checksum = excluded.checksum`,
+    ),
+
+    origins: db.prepare<[], ProgressRow>('SELECT origin, seq, missing_upto FROM progress'),
+    getProgress: db.prepare<[string], ProgressRow>(
+      'SELECT origin, seq, missing_upto FROM progress WHERE origin = ?',
+    ),
+    raiseProgress: db.prepare<[string, number]>(
+      `INSERT INTO progress (origin, seq) VALUES (?, ?)
+       ON CONFLICT (origin) DO UPDATE SET seq = max(seq, excluded.seq)`,
+    ),
+    raiseMissing: db.prepare<[string, number]>(
+      `INSERT INTO progress (origin, missing_upto) VALUES (?, ?)
+       ON CONFLICT (origin) DO UPDATE SET missing_upto = max(missing_upto, excluded.missing_upto)`,
+    ),
+    minSeq: db.prepare<[string], { seq: number | null }>('SELECT min(seq) AS seq FROM log WHERE origin = ?'),
+    countSeqRange: db.prepare<[string, number, number], { n: number }>(
+      'SELECT count(*) AS n FROM log WHERE origin = ? AND seq > ? AND seq <= ?',
+    ),
+    beyond: db.prepare<[string, number], { ts: number | null; n: number; bytes: number }>(
+      'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log WHERE origin = ? AND seq > ?',
+    ),
+
+    peerAcks: db.prepare<[string], { origin: string; seq: number }>(
+      'SELECT origin, seq FROM peer_acks WHERE peer = ?',
+    ),
+    clearPeerAcks: db.prepare<[string]>('DELETE FROM peer_acks WHERE peer = ?'),
+    insertPeerAck: db.prepare<[string, string, number]>('INSERT INTO peer_acks (peer, origin, seq) VALUES (?, ?, ?)'),
+
+    checkpoint: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
+    quickCheck: db.prepare<[], { quick_check: string }>(QUICK_CHECK_SQL),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;

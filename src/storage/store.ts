@@ -1,0 +1,305 @@
+/**
+ * The {@link Store} over one open SQLite connection. Opening, configuring and
+ * checking the database happen in ./sqlite.ts; this class only runs the
+ * prepared statements, each public method in at most one transaction.
+ */
+import { statSync } from 'node:fs';
+import type Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
+import { entryChecksum, snapshotChecksum } from './checksum.js';
+import { GarbageCollector } from './gc.js';
+import { runQuickCheck } from './integrity.js';
+import {
+  advanceProgress,
+  entriesBeyond,
+  raiseProgress,
+  readLogFloor,
+  readVersionVector,
+} from './progress.js';
+import { prepareStatements, toEntry, toSummary, type LogRow, type Statements } from './statements.js';
+import type { CommitBatch, DocSummary, LogEntry, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
+
+const DIGEST_BYTES = 32;
+
+interface CommitResult {
+  lsns: number[];
+  added: number;
+  bytes: number;
+}
+
+/** The SQLite implementation of {@link Store}; construct it through `openStore`. */
+export class SqliteStore implements Store {
+  private readonly s: Statements;
+  private readonly gc: GarbageCollector;
+  /** Corrupt entries and snapshots seen since open, so each is counted and logged once. */
+  private readonly corruptSeen = new Set<string>();
+  private logEntries: number;
+  private logBytes: number;
+  private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
+  private readonly snapshotTx: Database.Transaction<(snapshot: Snapshot) => void>;
+  private readonly raiseTx: Database.Transaction<(vv: VersionVector) => void>;
+  private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
+
+  constructor(
+    private readonly db: Database.Database,
+    readonly path: string,
+    readonly writer: WriterId,
+    private readonly logger: Logger,
+  ) {
+    this.s = prepareStatements(db);
+    this.gc = new GarbageCollector(db, this.s);
+    const totals = this.s.logTotals.get();
+    this.logEntries = totals?.n ?? 0;
+    this.logBytes = totals?.bytes ?? 0;
+    this.commitTx = db.transaction((batch: CommitBatch) => this.writeBatch(batch));
+    this.snapshotTx = db.transaction((snapshot: Snapshot) => this.writeSnapshot(snapshot));
+    this.raiseTx = db.transaction((vv: VersionVector) => raiseProgress(this.s, vv));
+    this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => {
+      this.s.clearPeerAcks.run(peer);
+      for (const [origin, seq] of vv) this.s.insertPeerAck.run(peer, origin, seq);
+    });
+  }
+
+  /**
+   * Returns one lsn per entry, in batch order: the lsn it was stored under,
+   * or -1 when an entry with the same (origin, seq) was already stored (the
+   * duplicate is dropped; its document summary is still applied). Entries of
+   * a document with no summary row yet get one with an all-zero digest.
+   */
+  commit(batch: CommitBatch): number[] {
+    const result = this.commitTx.immediate(batch);
+    this.logEntries += result.added;
+    this.logBytes += result.bytes;
+    return result.lsns;
+  }
+
+  private writeBatch(batch: CommitBatch): CommitResult {
+    const s = this.s;
+    const result: CommitResult = { lsns: [], added: 0, bytes: 0 };
+    const perDoc = new Map<string, number>();
+    const perOrigin = new Map<string, number[]>();
+    for (const entry of batch.entries) {
+      const info = s.insertEntry.run(entry.origin, entry.seq, entry.doc, entry.ts, entry.update, entryChecksum(entry));
+      if (info.changes === 0) {
+        result.lsns.push(-1);
+        continue;
+      }
+      result.lsns.push(Number(info.lastInsertRowid));
+      result.added += 1;
+      result.bytes += entry.update.byteLength;
+      perDoc.set(entry.doc, (perDoc.get(entry.doc) ?? 0) + 1);
+      const seqs = perOrigin.get(entry.origin);
+      if (seqs === undefined) perOrigin.set(entry.origin, [entry.seq]);
+      else seqs.push(entry.seq);
+    }
+    for (const summary of batch.docs) {
+      if (summary.digest.byteLength !== DIGEST_BYTES) {
+        throw new Error(`digest of ${summary.doc} has ${summary.digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
+      }
+      s.upsertSummary.run(summary.doc, summary.digest, summary.deleted ? 1 : 0);
+    }
+    for (const [doc, count] of perDoc) {
+      s.ensureDoc.run(doc);
+      s.bumpLogCount.run(count, doc);
+    }
+    for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);
+    return result;
+  }
+
+  /**
+   * The snapshot (when its checksum holds) and the entries after it. Entries
+   * and snapshots that fail their checksum are left out, counted in
+   * `corrupt`, logged, and the document is marked for repair. A damaged
+   * snapshot falls back to every entry still in the log for the document.
+   */
+  loadDoc(doc: DocKey): StoredDoc | null {
+    if (this.s.getDoc.get(doc) === undefined) return null;
+    const stored: StoredDoc = { snapshot: null, pending: null, snapshotLsn: 0, entries: [], corrupt: 0 };
+    const snap = this.s.getSnapshot.get(doc);
+    if (snap !== undefined) {
+      const expected = snapshotChecksum({ doc, state: snap.state, pending: snap.pending, uptoLsn: snap.upto_lsn });
+      if (expected === snap.checksum) {
+        stored.snapshot = snap.state;
+        stored.pending = snap.pending;
+        stored.snapshotLsn = snap.upto_lsn;
+      } else {
+        stored.corrupt += 1;
+        this.noteCorrupt(`snapshot:${doc}:${snap.upto_lsn}`, doc, { uptoLsn: snap.upto_lsn }, 'snapshot');
+      }
+    }
+    for (const row of this.s.docEntries.all(doc, stored.snapshotLsn)) {
+      const entry = this.verified(row);
+      if (entry === null) stored.corrupt += 1;
+      else stored.entries.push(entry);
+    }
+    return stored;
+  }
+
+  private verified(row: LogRow): LogEntry | null {
+    const entry = toEntry(row);
+    if (entryChecksum(entry) === row.checksum) return entry;
+    const details = { origin: row.origin, seq: row.seq, lsn: row.lsn };
+    this.noteCorrupt(`lsn:${row.lsn}`, row.doc, details, 'log entry');
+    return null;
+  }
+
+  private noteCorrupt(key: string, doc: string, details: Record<string, unknown>, what: string): void {
+    if (!this.corruptSeen.has(key)) {
+      this.corruptSeen.add(key);
+      this.logger.error({ doc, ...details }, `${what} failed its checksum; skipped, document marked for repair`);
+    }
+    this.s.markCorrupt.run(doc);
+  }
+
+  /**
+   * Stores a snapshot. Throws for a document the store has never seen.
+   * A snapshot older than the stored one (lower uptoLsn) is ignored: entries
+   * it would need may already be garbage-collected.
+   */
+  saveSnapshot(snapshot: Snapshot): void {
+    this.snapshotTx.immediate(snapshot);
+  }
+
+  private writeSnapshot(snapshot: Snapshot): void {
+    const row = this.s.getDoc.get(snapshot.doc);
+    if (row === undefined) throw new Error(`cannot store a snapshot of unknown document ${snapshot.doc}`);
+    if (snapshot.uptoLsn < row.snapshot_lsn) {
+      this.logger.warn({ doc: snapshot.doc, uptoLsn: snapshot.uptoLsn, stored: row.snapshot_lsn }, 'older snapshot ignored');
+      return;
+    }
+    const { doc, state, pending, uptoLsn } = snapshot;
+    this.s.upsertSnapshot.run(doc, state, pending, uptoLsn, snapshotChecksum(snapshot));
+    const remaining = this.s.countDocEntriesAfter.get(doc, uptoLsn)?.n ?? 0;
+    this.s.setSnapshotLsn.run(uptoLsn, remaining, doc);
+  }
+
+  /** Ties are broken by doc key, so the order is stable. */
+  docsNeedingCompaction(minEntries: number, limit: number): DocKey[] {
+    return this.s.toCompact.all(minEntries, limit).map((r) => r.doc as DocKey);
+  }
+
+  /**
+   * Entries after `afterLsn`, in lsn order, up to `limit`. Entries that fail
+   * their checksum are skipped (and handled as in {@link loadDoc}); fewer
+   * than `limit` entries means the end of the log was reached.
+   */
+  readLog(afterLsn: number, limit: number): LogEntry[] {
+    const out: LogEntry[] = [];
+    let cursor = afterLsn;
+    while (out.length < limit) {
+      const wanted = limit - out.length;
+      const rows = this.s.readLog.all(cursor, wanted);
+      for (const row of rows) {
+        const entry = this.verified(row);
+        if (entry !== null) out.push(entry);
+      }
+      const last = rows[rows.length - 1];
+      if (last === undefined || rows.length < wanted) break;
+      cursor = last.lsn;
+    }
+    return out;
+  }
+
+  /** See {@link readLogFloor}: from this seq on, the log holds every applied entry of the origin. */
+  logFloor(): Map<WriterId, number> {
+    return readLogFloor(this.s);
+  }
+
+  /** Reads the document's entries through the (doc, lsn) index; their number is bounded by compaction and GC. */
+  latestEntry(doc: DocKey, origin: WriterId): { origin: WriterId; seq: number } | null {
+    const seq = this.s.latestOfDoc.get(doc, origin)?.seq ?? null;
+    return seq === null ? null : { origin, seq };
+  }
+
+  hasEntry(origin: WriterId, seq: number): boolean {
+    return this.s.hasEntry.get(origin, seq) !== undefined;
+  }
+
+  oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null {
+    return entriesBeyond(this.s, vv);
+  }
+
+  versionVector(): VersionVector {
+    return readVersionVector(this.s);
+  }
+
+  raiseVersionVector(vv: VersionVector): void {
+    this.raiseTx.immediate(vv);
+  }
+
+  peerAcks(peer: RegionId): VersionVector {
+    return new Map(this.s.peerAcks.all(peer).map((r) => [r.origin as WriterId, r.seq] as const));
+  }
+
+  /** Replaces everything recorded for `peer`: a rebuilt peer may acknowledge less than before. */
+  setPeerAcks(peer: RegionId, vv: VersionVector): void {
+    this.peerAcksTx.immediate(peer, vv);
+  }
+
+  /**
+   * Deletes entries covered by their document's snapshot that every peer in
+   * `peers` has acknowledged, or whose origin ts is below `olderThanTs`.
+   * With no peers, acknowledgement is not required. Examines at most 100k
+   * lsns per call (resuming where the last call stopped, so a log beyond that
+   * takes several calls to go through), in transactions of 2000 lsns; returns
+   * how many entries were deleted.
+   */
+  collectGarbage(peers: RegionId[], olderThanTs: number): number {
+    const { deleted, bytes } = this.gc.collect(peers, olderThanTs);
+    this.logEntries -= deleted;
+    this.logBytes -= bytes;
+    return deleted;
+  }
+
+  listDocs(collection: string, after: string | null, limit: number): string[] {
+    // Names cannot contain '/', and '0' is the character after '/', so this
+    // key range is exactly the collection's documents, in id order.
+    const prefix = `${collection}/`;
+    const rows = this.s.listLive.all(prefix + (after ?? ''), `${collection}0`, limit);
+    return rows.map((r) => r.doc.slice(prefix.length));
+  }
+
+  docSummaries(afterDoc: DocKey | null, limit: number): DocSummary[] {
+    return this.s.summaries.all(afterDoc ?? '', limit).map(toSummary);
+  }
+
+  summary(doc: DocKey): DocSummary | null {
+    const row = this.s.getDoc.get(doc);
+    return row === undefined ? null : toSummary(row);
+  }
+
+  /** Sets the digest to 32 zero bytes, which no document state hashes to, so peers see a difference. */
+  markCorrupt(doc: DocKey): void {
+    this.s.markCorrupt.run(doc);
+  }
+
+  /** `documents` counts documents that are not deleted; `dbBytes` is the database plus WAL file size. */
+  stats(): StorageStats {
+    return {
+      documents: this.s.countLiveDocs.get()?.n ?? 0,
+      logEntries: this.logEntries,
+      logBytes: this.logBytes,
+      dbBytes: fileSize(this.path) + fileSize(`${this.path}-wal`),
+      corruptEntries: this.corruptSeen.size,
+    };
+  }
+
+  quickCheck(): string[] {
+    return runQuickCheck(this.s.quickCheck);
+  }
+
+  /** Checkpoints the WAL into the database file, truncates it, and closes. Idempotent. */
+  close(): void {
+    if (!this.db.open) return;
+    try {
+      this.s.checkpoint.get();
+    } finally {
+      this.db.close();
+    }
+  }
+}
+
+function fileSize(path: string): number {
+  return statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+}

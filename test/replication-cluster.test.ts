@@ -1,0 +1,174 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+let cluster: Cluster | null = null;
+
+afterEach(async () => {
+  await cluster?.dispose();
+  cluster = null;
+});
+
+const A = 'ap-south';
+const B = 'eu-west';
+const C = 'us-east';
+
+/** Writes in a loop at one region until stopped; returns what was acknowledged. */
+function writer(url: string, tag: string) {
+  let stop = false;
+  const acked = { increments: 0, adds: [] as string[] };
+  const done = (async () => {
+    let i = 0;
+    while (!stop) {
+      i++;
+      const element = `${tag}-${i}`;
+      try {
+        const res = await http(`${url}/v1/docs/counters/shared/ops`, {
+          method: 'POST',
+          body: { ops: [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: element }] },
+          timeoutMs: 2000,
+        });
+        if (res.status === 200) {
+          acked.increments++;
+          acked.adds.push(element);
+        }
+      } catch {
+        // outcome unknown: not counted as acknowledged
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  return { acked, stop: async () => { stop = true; await done; } };
+}
+
+describe('replication between three region processes', () => {
+  it('converges after an isolated region heals, counting every acknowledged increment once', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    const writers = [A, B, C].map((r) => writer(c.url(r), r));
+    await new Promise((r) => setTimeout(r, 500));
+    c.isolate(B);
+    await waitFor('B isolated', async () => (await syncStatus(c.url(B))).isolated, 10_000);
+    await new Promise((r) => setTimeout(r, 2500));
+    c.heal();
+    await new Promise((r) => setTimeout(r, 500));
+    await Promise.all(writers.map((w) => w.stop()));
+    await waitForConvergence(c);
+    const total = writers.reduce((n, w) => n + w.acked.increments, 0);
+    const adds = writers.flatMap((w) => w.acked.adds);
+    expect(total).toBeGreaterThan(30);
+    for (const r of [A, B, C]) {
+      const doc = await http<{ n: number; seen: string[] }>(`${c.url(r)}/v1/docs/counters/shared`);
+      expect(doc.status).toBe(200);
+      expect(doc.body.n).toBe(total);
+      expect(new Set(doc.body.seen)).toEqual(new Set(adds));
+    }
+  });
+
+  it('relays through a third region when a direct link is cut, and reports the route', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    await waitFor('links up', async () => (await syncStatus(c.url(A))).peers.every((p) => p.state === 'up'));
+    c.setFault({ kind: 'down' }, A, B);
+    await waitFor('route via C', async () => {
+      const s = await syncStatus(c.url(A));
+      return s.peers.find((p) => p.region === B)?.route === `via ${C}`;
+    }, 15_000);
+    const put = await http(`${c.url(A)}/v1/docs/notes/relayed`, { method: 'PUT', body: { from: A } });
+    expect(put.status).toBe(200);
+    await waitFor('B has A write', async () => (await http(`${c.url(B)}/v1/docs/notes/relayed`)).status === 200, 10_000);
+    const statusB = await syncStatus(c.url(B));
+    expect(statusB.peers.find((p) => p.region === A)?.state).toBe('down');
+  });
+
+  it('detects a black-holed link within a few heartbeats and recovers after heal', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    await waitFor('links up', async () => (await syncStatus(c.url(A))).peers.every((p) => p.state === 'up'));
+    c.setFault({ kind: 'blackhole' }, A, B);
+    const started = Date.now();
+    await waitFor('suspect or down', async () => {
+      const p = (await syncStatus(c.url(A))).peers.find((x) => x.region === B);
+      return p && p.state !== 'up';
+    }, 5_000, 50);
+    // heartbeatMs is 200: three missed heartbeats plus one interval of slack.
+    expect(Date.now() - started).toBeLessThan(1500);
+    c.heal();
+    await waitFor('link back up', async () => {
+      const p = (await syncStatus(c.url(A))).peers.find((x) => x.region === B);
+      return p?.state === 'up';
+    }, 15_000);
+  });
+
+  it('loses nothing acknowledged across SIGKILL and a SIGSTOP longer than the dead timeout', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    const writers = [A, C].map((r) => writer(c.url(r), r));
+    await new Promise((r) => setTimeout(r, 400));
+    await c.kill(B);
+    await new Promise((r) => setTimeout(r, 500));
+    await c.startRegion(B);
+    c.pause(A);
+    await new Promise((r) => setTimeout(r, 2000));
+    c.resume(A);
+    await new Promise((r) => setTimeout(r, 300));
+    await Promise.all(writers.map((w) => w.stop()));
+    await waitForConvergence(c);
+    const total = writers.reduce((n, w) => n + w.acked.increments, 0);
+    for (const r of [A, B, C]) {
+      const doc = await http<{ n: number }>(`${c.url(r)}/v1/docs/counters/shared`);
+      expect(doc.body.n).toBe(total);
+    }
+  });
+
+  it('rebuilds a wiped region from its peers, and its new increments add to its old ones', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    for (let i = 0; i < 20; i++) {
+      await http(`${c.url(B)}/v1/docs/items/d${i}`, { method: 'PUT', body: { i } });
+    }
+    const inc = (url: string) =>
+      http(`${url}/v1/docs/counters/k/ops`, { method: 'POST', body: { ops: [{ op: 'increment', path: ['n'], by: 5 }] } });
+    expect((await inc(c.url(B))).status).toBe(200);
+    await waitForConvergence(c);
+    await c.wipe(B);
+    await waitForConvergence(c);
+    const list = await http<{ ids: string[] }>(`${c.url(B)}/v1/docs/items?limit=100`);
+    expect(list.body.ids).toHaveLength(20);
+    expect((await inc(c.url(B))).status).toBe(200);
+    await waitForConvergence(c);
+    for (const r of [A, B, C]) {
+      expect((await http<{ n: number }>(`${c.url(r)}/v1/docs/counters/k`)).body.n).toBe(10);
+    }
+  });
+
+  it('serves read-your-writes with meridian-after, and quorum writes with meridian-replicas', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    await waitFor('links up', async () => (await syncStatus(c.url(A))).peers.every((p) => p.state === 'up'));
+    const put = await http<{ version: string }>(`${c.url(A)}/v1/docs/s/one`, {
+      method: 'PUT', body: { v: 1 }, headers: { 'meridian-replicas': '3' },
+    });
+    expect(put.status).toBe(200);
+    const read = await http<{ v: number }>(`${c.url(B)}/v1/docs/s/one`, { headers: { 'meridian-after': put.body.version } });
+    expect(read.status).toBe(200);
+    expect(read.body.v).toBe(1);
+
+    c.isolate(C);
+    await waitFor('C isolated', async () => (await syncStatus(c.url(C))).isolated, 10_000);
+    const put2 = await http<{ version: string }>(`${c.url(A)}/v1/docs/s/two`, { method: 'PUT', body: { v: 2 } });
+    const lag = await http<{ error: string }>(`${c.url(C)}/v1/docs/s/two`, {
+      headers: { 'meridian-after': put2.body.version, 'meridian-wait-ms': '300' },
+    });
+    expect(lag.status).toBe(503);
+    expect(lag.body.error).toBe('lagging');
+    const quorum = await http<{ error: string }>(`${c.url(C)}/v1/docs/s/three`, {
+      method: 'PUT', body: { v: 3 }, headers: { 'meridian-replicas': '2', 'meridian-wait-ms': '300' },
+    });
+    expect(quorum.status).toBe(504);
+    expect(quorum.body.error).toBe('quorum_timeout');
+    expect((await http(`${c.url(C)}/v1/docs/s/three`)).status).toBe(200);
+    c.heal();
+    await waitForConvergence(c);
+  });
+});

@@ -270,12 +270,18 @@ describe('other routes', () => {
           l.includes('status="200"'),
       );
     expect(Number(line?.split(' ').at(-1))).toBeGreaterThan(0);
-    const sample = (prefix: string) =>
-      Number(res.body.split('\n').find((l) => l.startsWith(prefix))?.split(' ').at(-1) ?? NaN);
+    const sample = (name: string, label: string) =>
+      Number(
+        res.body
+          .split('\n')
+          .find((l) => l.startsWith(`${name}{`) && l.includes(label))
+          ?.split(' ')
+          .at(-1) ?? NaN,
+      );
     // Earlier tests made successful puts, deletes and ops; refused writes are not counted.
-    expect(sample('meridian_writes_total{kind="put"')).toBeGreaterThan(10);
-    expect(sample('meridian_writes_total{kind="delete"')).toBeGreaterThanOrEqual(2);
-    expect(sample('meridian_write_commit_seconds_count{kind="ops"')).toBe(1);
+    expect(sample('meridian_writes_total', 'kind="put"')).toBeGreaterThan(10);
+    expect(sample('meridian_writes_total', 'kind="delete"')).toBeGreaterThanOrEqual(2);
+    expect(sample('meridian_write_commit_seconds_count', 'kind="ops"')).toBe(1);
     // Unknown paths share one label value, so scanning URLs cannot grow the series without bound.
     await node.app.inject({ url: '/no/such/path/1' });
     await node.app.inject({ url: '/no/such/path/2' });

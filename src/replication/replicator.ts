@@ -108,6 +108,10 @@ export class Replicator implements ReplicationView {
         this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
       },
       onAck: (vv) => this.onAck(peer, vv),
+      onPeerRestarted: (vv) => {
+        peer.acks = new Map(vv);
+        peer.acksDirty = true;
+      },
       onRejected: (reason) => {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
@@ -187,7 +191,8 @@ export class Replicator implements ReplicationView {
       route: this.route(p, state),
       lastError: p.lastError,
       outbound: {
-        pendingUpdates: pending?.count ?? 0,
+        // Entries already collected from the log count too (a rebuilt peer lacks them).
+        pendingUpdates: Math.max(pending?.count ?? 0, missingCount(mine, p.acks)),
         pendingBytes: pending?.bytes ?? 0,
         lagMs: pending ? Math.max(0, now - pending.ts) : 0,
       },

@@ -33,6 +33,8 @@ export interface SessionOptions {
   batchBytes: number;
   maxBufferedBytes: number;
   maxFrameBytes: number;
+  /** The peer (re)stated what it holds: its acknowledgements are exactly this now. */
+  onPeerRestarted: (vv: VersionVector) => void;
   /** Called for every frame from the peer (a sign of life). */
   onHeard: () => void;
   onPong: (rttMs: number) => void;
@@ -158,6 +160,8 @@ export class Session {
         raise(this.sent, frame.vv);
         this.cursor = 0;
         this.started = true;
+        this.o.onPeerRestarted(frame.vv);
+        if (this.lacksLoggedEntries()) this.catchUpByState();
         return this.pump();
       case 'entries':
         return this.onEntries(frame.entries);
@@ -253,6 +257,15 @@ export class Session {
     }
     if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
     else if (this.gapSeen && !this.ae.running) this.catchUpByState();
+  }
+
+  /** Does the peer lack entries that are no longer in this region's log? */
+  private lacksLoggedEntries(): boolean {
+    for (const [origin, seq] of this.o.documents.versionVector()) {
+      const has = this.peerHas.get(origin) ?? 0;
+      if (has < seq && !this.o.store.hasEntry(origin, has + 1)) return true;
+    }
+    return false;
   }
 
   /** Entries the peer needs were garbage-collected here: send state instead. */

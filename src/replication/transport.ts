@@ -120,6 +120,17 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
 
 function wrapSocket(ws: WebSocket, logger: Logger): Link {
   ws.on('error', (err) => logger.debug({ err }, 'replication socket error'));
+  // The peer may speak in the same packet as the upgrade response, before the
+  // replicator has attached: hold such frames until it does.
+  let deliver: ((bytes: Uint8Array) => void) | null = null;
+  const early: Uint8Array[] = [];
+  ws.on('message', (data, isBinary) => {
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    // Text frames are not part of the protocol; an empty frame fails decoding and closes the link.
+    const bytes = isBinary ? new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) : new Uint8Array(0);
+    if (deliver) deliver(bytes);
+    else early.push(bytes);
+  });
   return {
     send: (bytes) => ws.send(bytes, { binary: true }),
     buffered: () => ws.bufferedAmount,
@@ -131,11 +142,8 @@ function wrapSocket(ws: WebSocket, logger: Logger): Link {
     pause: () => ws.pause(),
     resume: () => ws.resume(),
     onMessage: (fn) => {
-      ws.on('message', (data, isBinary) => {
-        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-        // Text frames are not part of the protocol; an empty frame fails decoding and closes the link.
-        fn(isBinary ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(0));
-      });
+      deliver = fn;
+      for (const bytes of early.splice(0)) fn(bytes);
     },
     onClose: (fn) => {
       ws.on('close', (code, reason) => fn(code, reason.toString()));

@@ -90,7 +90,8 @@ function outcomeOf(op: OpRecord): Outcome {
   return op.outcome ?? 'unknown';
 }
 
-function valueOf<K extends OpKind>(op: OpRecord, kind: K): Extract<OpValue, { kind: K }> {
+/** The op's value as kind `K`; callers pass only ops of that kind (the history groups ops by document). */
+function valueOf<K extends OpKind>(op: OpRecord, _kind: K): Extract<OpValue, { kind: K }> {
   return op.op as Extract<OpValue, { kind: K }>;
 }
 

@@ -72,10 +72,11 @@ export class History {
   private readonly out: WriteStream | null;
   private nextId = 1;
 
-  constructor(
-    path: string | null,
-    private readonly clock: () => number,
-  ) {
+  private readonly clock: () => number;
+
+  /** `clock` gives milliseconds since the run started; the history keeps them to a tenth. */
+  constructor(path: string | null, clock: () => number) {
+    this.clock = () => Math.round(clock() * 10) / 10;
     this.out = path ? createWriteStream(path, { flags: 'w' }) : null;
   }
 

@@ -9,7 +9,7 @@ import type { CheckVerdict, FaultSpan, RegionAvailability, ResourceFigures } fro
 import { pct } from './analysis.js';
 import type { Violation, WorkloadVerdict } from './checker.js';
 import type { Outcome } from './history.js';
-import type { Crash } from './nemesis.js';
+import { stamp, type Crash } from './nemesis.js';
 import type { PlannedFault, VerifyFaultKind } from './schedule.js';
 
 /** Everything a run found; `results.json` holds exactly this. */
@@ -78,7 +78,6 @@ export function formatSummary(r: VerifyResult): string {
 
 /** One progress line: elapsed time, operations so far and the faults active now. */
 export function progressLine(atMs: number, ops: Record<Outcome | 'pending', number>, phase: string, faults: readonly string[]): string {
-  const t = `${(atMs / 1000).toFixed(0)}s`.padStart(5);
   const counts = `ok ${ops.ok} fail ${ops.fail} unknown ${ops.unknown}`;
-  return `${t}  ${phase.padEnd(9)} ${counts}  | ${faults.length ? faults.join('; ') : 'no faults'}`;
+  return `${stamp(atMs)}  ${phase.padEnd(10)} ${counts}  | ${faults.length ? faults.join('; ') : 'no faults'}`;
 }

@@ -10,7 +10,8 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalCluster } from '../faults/cluster.js';
 import {
-  availability, availabilityVerdict, faultSpans, resourceFigures, resourceVerdict, writeRates, type CheckVerdict,
+  availability, availabilityVerdict, faultSpans, resourceFigures, resourceVerdict, writeRates,
+  type CheckVerdict, type FaultSpan, type RegionAvailability, type ResourceFigures,
 } from './analysis.js';
 import { checkHistory, type CheckResult } from './checker.js';
 import { awaitConvergence, type ConvergenceResult } from './converge.js';
@@ -136,8 +137,9 @@ async function exercise(cluster: LocalCluster, o: ResolvedOptions, schedule: Pla
       detail: nemesis.errors.length === 0 ? `${spans.length} faults applied and healed` : nemesis.errors.join('; '),
     },
   ];
-  const result = buildResult(o, { startedAt, healAtMs, convergedAtMs, endMs, history, check, checks, convergence, schedule, spans, nemesis });
-  Object.assign(result, { availability: avail, resources });
+  const result = buildResult(o, {
+    startedAt, healAtMs, convergedAtMs, endMs, history, check, checks, convergence, schedule, spans, nemesis, avail, resources,
+  });
   const down = new Map(o.regions.map((r) => [r, (nemesis.down.get(r) ?? []).map((d) => ({ fromMs: d.fromMs, toMs: d.toMs ?? endMs }))]));
   const svg = renderTimeline({
     title: `meridian verify — seed ${o.seed} — ${result.ok ? 'PASS' : 'FAIL'}`,
@@ -175,8 +177,10 @@ interface Outcomes {
   checks: CheckVerdict[];
   convergence: ConvergenceResult;
   schedule: PlannedFault[];
-  spans: ReturnType<typeof faultSpans>;
+  spans: FaultSpan[];
   nemesis: Nemesis;
+  avail: RegionAvailability[];
+  resources: ResourceFigures[];
 }
 
 function buildResult(o: ResolvedOptions, x: Outcomes): VerifyResult {
@@ -200,8 +204,8 @@ function buildResult(o: ResolvedOptions, x: Outcomes): VerifyResult {
     unexpected: x.check.unexpected,
     checks: x.checks,
     workloads: x.check.workloads,
-    availability: [],
-    resources: [],
+    availability: x.avail,
+    resources: x.resources,
     crashes: x.nemesis.crashes,
     convergence: { converged: c.converged, digests: c.digests, reasons: c.reasons, differing: c.differing },
     faults: { planned: x.schedule, ran: x.spans, errors: x.nemesis.errors, skipped: x.nemesis.skipped },
@@ -254,7 +258,14 @@ export async function verifyCommand(opts: VerifyCommandOptions): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const result = await runVerify(options);
+  let result: VerifyResult;
+  try {
+    result = await runVerify(options);
+  } catch (err) {
+    process.stderr.write(`meridian verify: the run could not complete: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 2;
+    return;
+  }
   process.stdout.write(`${formatSummary(result)}\n`);
   process.exitCode = result.ok ? 0 : 1;
 }

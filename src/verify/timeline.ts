@@ -65,8 +65,8 @@ export function renderTimeline(t: TimelineInput): string {
   y = chart(parts, 'outbound lag (ms)', lagSeries, t, x, y);
   y = axis(parts, t, x, y);
   const markers = [
-    ...(t.healMs === null ? [] : [marker(x(t.healMs), y, 'final heal', '#2ca02c')]),
-    ...(t.convergedMs === null ? [] : [marker(x(t.convergedMs), y, 'converged', '#1f77b4')]),
+    ...(t.healMs === null ? [] : [marker(x(t.healMs), 34, y, 'final heal', '#2ca02c')]),
+    ...(t.convergedMs === null ? [] : [marker(x(t.convergedMs), 46, y, 'converged', '#1f77b4')]),
   ];
   const legend = t.regions.map((r, i) => text(LEFT + i * 140, y + 30, `■ ${r}`, `fill="${COLORS[i % COLORS.length]}"`));
   const height = y + 45;
@@ -118,8 +118,12 @@ function axis(parts: string[], t: TimelineInput, x: (ms: number) => number, top:
   return top;
 }
 
-function marker(x: number, bottom: number, label: string, color: string): string {
-  return `<line x1="${x}" y1="30" x2="${x}" y2="${bottom}" stroke="${color}" stroke-dasharray="4 3"/>` + text(x + 3, 38, label, `fill="${color}"`);
+/** A dashed vertical line with its label to the right, or to the left near the right edge. */
+function marker(x: number, labelY: number, bottom: number, label: string, color: string): string {
+  const nearEdge = x > WIDTH - RIGHT - 80;
+  const anchor = nearEdge ? `text-anchor="end" fill="${color}"` : `fill="${color}"`;
+  return `<line x1="${x}" y1="26" x2="${x}" y2="${bottom}" stroke="${color}" stroke-dasharray="4 3"/>` +
+    text(nearEdge ? x - 3 : x + 3, labelY, label, anchor);
 }
 
 function bar(x: number, y: number, w: number, h: number, color: string, title: string): string {

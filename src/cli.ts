@@ -60,9 +60,17 @@ export function buildProgram(): Command {
     .option('--regions <dir>', 'folder of region configs (*.json)', path.join(packageRoot(), 'regions'))
     .action(async (opts: { regions: string }) => dev(opts.regions));
 
-  // Further commands register here in the same way, loading their module on use:
-  //   program.command('sim') ... .action(async (opts) => (await import('./faults/sim.js')).runSim(opts));
-  //   program.command('verify') ... .action(async (opts) => (await import('./verify.js')).runVerify(opts));
+  program
+    .command('sim')
+    .description('start a local cluster with a fault proxy on every link, and simulate outages from a prompt')
+    .option('--regions <dir>', 'folder of region configs whose names and ports the simulation uses', path.join(packageRoot(), 'regions'))
+    .option('--data <dir>', 'folder for the simulation\'s data, configs and logs', path.join(packageRoot(), 'data', 'sim'))
+    .option('--control-port <port>', 'port of the HTTP control endpoint', '7100')
+    .option('--no-prompt', 'take commands only from the control endpoint')
+    .action(async (opts: { regions: string; data: string; controlPort: string; prompt: boolean }) => {
+      const { runSim } = await import('./faults/sim.js');
+      await runSim({ regions: opts.regions, dataDir: opts.data, controlPort: Number(opts.controlPort), prompt: opts.prompt });
+    });
 
   return program;
 }

@@ -2,6 +2,7 @@
  * The composition root: the one place that builds the concrete parts of a
  * region (store, documents, replication, HTTP API) and wires them together.
  */
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { RegionConfig } from './config.js';
 import type { RegionId } from './ids.js';
@@ -23,7 +24,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const logger = opts.logger;
   const region = config.region as RegionId;
   const store = openStore({
-    dataDir: config.dataDir, region, synchronous: config.storage.synchronous, logger: logger.child({ module: 'storage' }),
+    dataDir: config.dataDir, region, synchronous: config.storage.synchronous, logger,
   });
   const documents = createDocuments({
     store, logger: logger.child({ module: 'documents' }),
@@ -43,7 +44,10 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     config, documents, store, logger, metrics,
     dial: (peer) => dialLink(peer, { config, logger }),
   });
-  const app = buildApp({ config, documents, replication: replicator, metrics, logger });
+  const https = config.tls
+    ? { key: readFileSync(config.tls.key), cert: readFileSync(config.tls.cert), ...(config.tls.ca ? { ca: readFileSync(config.tls.ca) } : {}) }
+    : undefined;
+  const app = buildApp({ config, documents, replication: replicator, metrics, logger, ...(https ? { https } : {}) });
   await acceptLinks(app, {
     config, logger,
     onLink: (peer, link) => replicator.attach(peer, link),

@@ -30,7 +30,10 @@ describe('crash durability', () => {
         }
       }
     })());
-    await new Promise((r) => setTimeout(r, 300 + Math.floor(Math.random() * 700)));
+    // Let the load build up, then kill at a random moment within it.
+    const deadline = Date.now() + 20_000;
+    while (acked.length < 50 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 300)));
     await c.kill('solo');
     stop = true;
     await Promise.all(clients);

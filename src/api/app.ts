@@ -5,9 +5,11 @@
  * calls `listen()`.
  */
 import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyHttpOptions,
+  type FastifyHttpsOptions,
   type FastifyInstance,
   type FastifyServerOptions,
 } from 'fastify';
@@ -31,6 +33,8 @@ export type ApiConfig = Pick<RegionConfig, 'region' | 'limits' | 'auth'>;
 
 export interface ApiDeps {
   config: ApiConfig;
+  /** Certificate and key (PEM) to serve https instead of http. */
+  https?: { key: Buffer; cert: Buffer; ca?: Buffer };
   documents: Documents;
   replication: ReplicationView;
   metrics: Metrics;
@@ -63,6 +67,8 @@ export function serverOptions(limits: ApiConfig['limits']): FastifyServerOptions
     connectionTimeout: limits.connectionTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
+    // Quiet by default: failures are logged by the error handler, not every request.
+    disableRequestLogging: true,
     // Names may be 128 characters (percent-encoded up to 3 bytes each); longer ones get 400, not 404.
     routerOptions: { maxParamLength: 1024 },
   };
@@ -80,7 +86,10 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     ...serverOptions(config.limits),
     loggerInstance: logger,
   };
-  const app = Fastify(options);
+  // With TLS the same app serves https (and the peers' wss links); the types differ only in the server class.
+  const app = (deps.https
+    ? Fastify({ ...options, https: deps.https } as unknown as FastifyHttpsOptions<HttpsServer, FastifyBaseLogger>)
+    : Fastify(options)) as unknown as FastifyInstance;
   app.server.headersTimeout = config.limits.headersTimeoutMs;
   installErrorHandling(app);
 

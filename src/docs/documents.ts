@@ -141,6 +141,12 @@ class DocumentsImpl implements Documents {
   async applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck> {
     validateUpdate(update, this.options.yjsUpdateBytes);
     const mutate = (y: Y.Doc): boolean => {
+      // A client may resend structs it got from us, but never write new ones
+      // under a region's client id: two different structs with one id never converge.
+      const fresh = Y.diffUpdate(update, Y.encodeStateVector(y));
+      const writers = new Set([this.writer, ...this.vv.keys()]);
+      const reservedClients = new Set([...writers].map((w) => stableClientId(w, doc)));
+      validateUpdate(fresh, this.options.yjsUpdateBytes, { reservedClients });
       applyUpdateSafely(y, update, LOCAL_ORIGIN);
       return true;
     };

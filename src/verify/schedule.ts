@@ -19,7 +19,7 @@ const NEEDS_PEERS: ReadonlySet<VerifyFaultKind> = new Set(FAULT_KINDS.filter((k)
 
 const ALIASES: Record<string, VerifyFaultKind> = {
   partition: 'isolate', cut: 'bridge', 'one-way': 'oneway', sigkill: 'kill', restart: 'kill', sigstop: 'pause',
-  flapping: 'flap', slice: 'slicer', slicing: 'slicer', latency: 'latency', 'wipe-and-rebuild': 'wipe',
+  flapping: 'flap', slice: 'slicer', slicing: 'slicer', 'wipe-and-rebuild': 'wipe',
 };
 
 /** One fault of the schedule. Times are milliseconds from the start of the workload. */

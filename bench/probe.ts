@@ -1,0 +1,92 @@
+/**
+ * Loaded into region processes under benchmark (`node --import`), this module
+ * counts SQLite write transactions and the time spent in them, so the
+ * benchmark can report the group-commit batch size and the share of time
+ * the event loop spends committing. It wraps better-sqlite3's
+ * `Database#transaction`, which the store calls once per statement group at
+ * open; nothing in the region's code changes.
+ *
+ * The counters are written as JSON to `$MERIDIAN_BENCH_PROBE` on SIGUSR2.
+ */
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
+
+/** Counters since the process started; the benchmark reads differences. */
+export interface ProbeCounters {
+  seq: number;
+  /** Group commits (transactions whose argument has an `entries` array). */
+  commits: number;
+  /** Log entries written by those commits. */
+  entries: number;
+  commitMs: number;
+  maxBatch: number;
+  /** Every other write transaction (snapshots, version raises, peer acks). */
+  otherTx: number;
+  otherMs: number;
+  /** Event loop busy time and CPU time since start, in ms. */
+  loopActiveMs: number;
+  cpuMs: number;
+  uptimeMs: number;
+}
+
+type Run = (...args: unknown[]) => unknown;
+type Tx = Run & { default: Run; deferred: Run; immediate: Run; exclusive: Run; database: unknown };
+interface DatabaseClass {
+  prototype: { transaction: (fn: (...args: unknown[]) => unknown) => Tx };
+}
+
+const counters: ProbeCounters = {
+  seq: 0, commits: 0, entries: 0, commitMs: 0, maxBatch: 0, otherTx: 0, otherMs: 0, loopActiveMs: 0, cpuMs: 0, uptimeMs: 0,
+};
+
+function entriesOf(arg: unknown): number | null {
+  if (typeof arg !== 'object' || arg === null || !('entries' in arg)) return null;
+  const entries = (arg as { entries: unknown }).entries;
+  return Array.isArray(entries) ? entries.length : null;
+}
+
+function timed(run: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
+  return (...args: unknown[]) => {
+    const t0 = performance.now();
+    try {
+      return run(...args);
+    } finally {
+      const ms = performance.now() - t0;
+      const n = entriesOf(args[0]);
+      if (n === null) {
+        counters.otherTx++;
+        counters.otherMs += ms;
+      } else {
+        counters.commits++;
+        counters.entries += n;
+        counters.commitMs += ms;
+        counters.maxBatch = Math.max(counters.maxBatch, n);
+      }
+    }
+  };
+}
+
+/** better-sqlite3's transaction functions have read-only properties: return a timed look-alike. */
+function instrument(Database: DatabaseClass): void {
+  const original = Database.prototype.transaction;
+  Database.prototype.transaction = function (this: unknown, fn) {
+    const tx = original.call(this, fn);
+    const variants = { default: timed(tx), deferred: timed(tx.deferred), immediate: timed(tx.immediate), exclusive: timed(tx.exclusive) };
+    return Object.assign(variants.default, variants, { database: tx.database }) as unknown as Tx;
+  };
+}
+
+const out = process.env['MERIDIAN_BENCH_PROBE'];
+if (out) {
+  instrument(createRequire(import.meta.url)('better-sqlite3') as DatabaseClass);
+  process.on('SIGUSR2', () => {
+    const elu = performance.eventLoopUtilization();
+    const cpu = process.cpuUsage();
+    counters.seq++;
+    counters.loopActiveMs = elu.active;
+    counters.cpuMs = (cpu.user + cpu.system) / 1000;
+    counters.uptimeMs = performance.now();
+    writeFileSync(out, JSON.stringify(counters));
+  });
+}

@@ -7,6 +7,7 @@
 import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyHttpOptions,
   type FastifyHttpsOptions,
@@ -68,7 +69,7 @@ export function serverOptions(limits: ApiConfig['limits']): FastifyServerOptions
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
     // Quiet by default: failures are logged by the error handler, not every request.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Names may be 128 characters (percent-encoded up to 3 bytes each); longer ones get 400, not 404.
     routerOptions: { maxParamLength: 1024 },
   };

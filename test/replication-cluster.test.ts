@@ -184,4 +184,35 @@ describe('replication between three region processes', () => {
     c.heal();
     await waitForConvergence(c);
   });
+
+  it('buffers nothing unbounded while a link is stalled, then catches up and collects its log', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    await waitFor('links up', async () => (await syncStatus(c.url(A))).peers.every((p) => p.state === 'up'));
+    c.setFault({ kind: 'stall' }, A, B);
+    const blob = 'x'.repeat(20_000);
+    for (let i = 0; i < 150; i += 10) {
+      await Promise.all(Array.from({ length: 10 }, (_, k) =>
+        http(`${c.url(A)}/v1/docs/big/d${i + k}`, { method: 'PUT', body: { blob, i: i + k } })));
+    }
+    const pending = (await syncStatus(c.url(A))).peers.find((p) => p.region === B)!.outbound;
+    expect(pending.pendingBytes).toBeGreaterThan(1_000_000);
+    // The writes wait in the log on disk, not in the sender's memory.
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(await readStatus(c.region(A).proc!.pid!))?.[1]) * 1024;
+    expect(rss).toBeLessThan(400 * 1024 * 1024);
+    c.heal();
+    await waitForConvergence(c);
+    expect((await http<{ ids: string[] }>(`${c.url(B)}/v1/docs/big?limit=1000`)).body.ids).toHaveLength(150);
+    // Acknowledged everywhere and compacted: the entries leave the log.
+    await waitFor('log collected', async () => {
+      const metrics = await http<string>(`${c.url(A)}/metrics`);
+      const m = /meridian_log_entries_collected_total\{[^}]*\} (\d+)/.exec(String(metrics.body));
+      return m && Number(m[1]) >= 150;
+    }, 20_000);
+  });
 });
+
+async function readStatus(pid: number): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  return readFile(`/proc/${pid}/status`, 'utf8');
+}

@@ -36,6 +36,8 @@ export class Replicator implements ReplicationView {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly waiters = new Set<() => void>();
   private pingId = 0;
+  /** Whether documents had pending updates at the last anti-entropy tick. */
+  private pendingSeen = false;
   private stopped = false;
   private readonly unsubscribe: () => void;
 
@@ -265,10 +267,20 @@ export class Replicator implements ReplicationView {
 
   private antiEntropy(): void {
     const digest = this.o.documents.digests.regionDigest();
+    // Updates held back for missing dependencies over a whole interval: ask
+    // every peer for the documents' full state, whichever side usually starts.
+    const stuck = this.o.documents.pendingDocs() > 0 && this.pendingSeen;
+    this.pendingSeen = this.o.documents.pendingDocs() > 0;
     for (const peer of this.peers.values()) {
       const s = peer.session;
-      // Only when the log stream has nothing left to say and the digests still differ.
-      if (!s || !this.dials(peer) || s.ae.running || !s.peerDigest || s.peerDigest === digest) continue;
+      if (!s || s.ae.running) continue;
+      if (stuck) {
+        this.log.warn({ peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');
+        s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
+        continue;
+      }
+      // Otherwise only when the log stream has nothing left to say and the digests still differ.
+      if (!this.dials(peer) || !s.peerDigest || s.peerDigest === digest) continue;
       if (!s.caughtUp() || missingCount(s.peerHas, this.o.documents.versionVector()) > 0) continue;
       this.log.info({ peer: peer.region }, 'digests differ with nothing pending; running anti-entropy');
       s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));

@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as Y from 'yjs';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createDocuments } from '../src/docs/documents.js';
+import type { Documents } from '../src/docs/types.js';
+import { docKey, type RegionId } from '../src/ids.js';
+import { openStore } from '../src/storage/sqlite.js';
+import type { Store } from '../src/storage/types.js';
+
+const logger = pino({ level: 'silent' });
+const dirs: string[] = [];
+const open: { docs: Documents; store: Store }[] = [];
+
+function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000) {
+  if (!dirs.includes(dir)) dirs.push(dir);
+  const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+  let commits = 0;
+  // Count transactions by wrapping the real store's commit.
+  const counted: Store = Object.create(store) as Store;
+  counted.commit = (batch) => {
+    commits++;
+    return store.commit(batch);
+  };
+  const docs = createDocuments({ store: counted, logger, cacheDocs, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+  const handle = { docs, store, dir, commits: () => commits };
+  open.push(handle);
+  return handle;
+}
+
+async function closeNode(h: { docs: Documents; store: Store }) {
+  await h.docs.close();
+  h.store.close();
+  open.splice(open.indexOf(h), 1);
+}
+
+afterEach(async () => {
+  for (const h of [...open]) await closeNode(h);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('the write path', () => {
+  it('groups concurrent writes into few commits and acknowledges each', async () => {
+    const n = node();
+    const acks = await Promise.all(Array.from({ length: 200 }, (_, i) => n.docs.put(docKey('c', `d${i}`), { i })));
+    expect(new Set(acks.map((a) => a.seq)).size).toBe(200);
+    expect(n.commits()).toBeLessThan(10);
+    expect(n.docs.versionVector().get(n.docs.writer)).toBe(200);
+  });
+
+  it('keeps the document cache within its bound while reading many documents', async () => {
+    const n = node(undefined, 50);
+    for (let i = 0; i < 400; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, k) => n.docs.put(docKey('c', `d${i + k}`), { v: i + k })));
+    }
+    expect(n.docs.cachedDocs()).toBeLessThanOrEqual(50);
+    for (let i = 0; i < 400; i++) {
+      expect(n.docs.read(docKey('c', `d${i}`)).value).toEqual({ v: i });
+      expect(n.docs.cachedDocs()).toBeLessThanOrEqual(50);
+    }
+  });
+
+  it('keeps each document\'s Yjs client id across restarts, so state vectors do not grow', async () => {
+    const first = node();
+    const key = docKey('c', 'stable');
+    await first.docs.put(key, { a: 1 });
+    await closeNode(first);
+    const second = node(first.dir);
+    await second.docs.patch(key, { b: 2 });
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, second.docs.readYjs(key)!);
+    expect(Y.decodeStateVector(Y.encodeStateVector(doc)).size).toBe(1);
+    expect(second.docs.read(key).value).toEqual({ a: 1, b: 2 });
+  });
+
+  it('applies entries from a peer once, in order, and skips entries beyond a gap', async () => {
+    const source = node();
+    const target = node();
+    const key = docKey('c', 'remote');
+    const updates: Uint8Array[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push(e.update)));
+    await source.docs.put(key, { n: 1 });
+    await source.docs.patch(key, { m: 2 });
+    const entries = updates.map((update, i) => ({ origin: source.docs.writer, seq: i + 1, doc: key, ts: Date.now(), update }));
+    const gap = await target.docs.applyRemote([entries[1]!], 'r0' as RegionId);
+    expect(gap).toEqual({ applied: 0, duplicates: 0, gaps: 1 });
+    expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 2, duplicates: 0, gaps: 0 });
+    expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 0, duplicates: 2, gaps: 0 });
+    expect(target.docs.read(key).value).toEqual({ m: 2, n: 1 });
+    expect(target.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
+  it('rejects a garbage update from a peer and changes nothing', async () => {
+    const target = node();
+    const key = docKey('c', 'guarded');
+    await target.docs.put(key, { safe: true });
+    const before = target.docs.digests.regionDigest();
+    const garbage = { origin: 'r0~x' as never, seq: 1, doc: key, ts: 0, update: new Uint8Array([1, 2, 3, 250, 250, 250]) };
+    await expect(target.docs.applyRemote([garbage], 'r0' as RegionId)).rejects.toMatchObject({ code: 'invalid_update' });
+    expect(target.docs.read(key).value).toEqual({ safe: true });
+    expect(target.docs.digests.regionDigest()).toBe(before);
+  });
+});

@@ -6,7 +6,9 @@
  * black-holing or slowing links.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { join, resolve, dirname, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +35,8 @@ export interface ClusterOptions {
   random?: () => number;
   /** Environment for region processes. */
   env?: NodeJS.ProcessEnv;
+  /** Certificate files (PEM paths) every region serves and trusts: https and wss links. */
+  tls?: { ca: string; cert: string; key: string };
 }
 
 export interface RegionProcess {
@@ -66,6 +70,10 @@ export class LocalCluster {
 
   constructor(private readonly o: ClusterOptions) {}
 
+  private get scheme(): string {
+    return this.o.tls ? 'https' : 'http';
+  }
+
   /** Starts the proxies and every region, and waits until each serves. */
   async start(): Promise<void> {
     mkdirSync(this.o.baseDir, { recursive: true });
@@ -73,7 +81,7 @@ export class LocalCluster {
       const port = spec.port ?? (await freePort());
       const dataDir = join(this.o.baseDir, 'data', spec.region);
       this.regions.set(spec.region, {
-        name: spec.region, port, url: `http://127.0.0.1:${port}`, dataDir,
+        name: spec.region, port, url: `${this.scheme}://127.0.0.1:${port}`, dataDir,
         configPath: join(this.o.baseDir, `${spec.region}.json`),
         logPath: join(this.o.baseDir, 'logs', `${spec.region}.log`),
         proc: null, paused: false, starts: 0,
@@ -122,7 +130,7 @@ export class LocalCluster {
     proc.once('exit', () => {
       if (r.proc === proc) r.proc = null;
     });
-    await waitForHealth(r, timeoutMs);
+    await waitForHealth(r, timeoutMs, this.o.tls ? readFileSync(this.o.tls.ca) : undefined);
   }
 
   /** SIGKILL: the process dies at once, mid-write if it was writing. */
@@ -221,7 +229,7 @@ export class LocalCluster {
       .map((r) => {
         // The region that dials goes through the link's proxy; the other never dials.
         const proxy = me.name < r.name ? this.links.get(linkKey(me.name, r.name)) : undefined;
-        const url = proxy ? `http://127.0.0.1:${proxy.address().port}` : r.url;
+        const url = proxy ? `${this.scheme}://127.0.0.1:${proxy.address().port}` : r.url;
         return { region: r.name, url };
       });
     const config = {
@@ -231,6 +239,7 @@ export class LocalCluster {
       dataDir: me.dataDir,
       peers,
       secret: this.o.secret ?? 'local-cluster-secret',
+      ...(this.o.tls ? { tls: this.o.tls } : {}),
       ...deepMerge(this.o.extra ?? {}, spec.extra ?? {}),
     };
     writeFileSync(me.configPath, JSON.stringify(config, null, 2));
@@ -249,19 +258,27 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForHealth(r: RegionProcess, timeoutMs: number): Promise<void> {
+async function waitForHealth(r: RegionProcess, timeoutMs: number, ca?: Buffer): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!r.proc) throw new Error(`region ${r.name} exited during start; see ${r.logPath}`);
-    try {
-      const res = await fetch(`${r.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
-    } catch {
-      // not listening yet
-    }
+    if ((await healthStatus(`${r.url}/healthz`, ca)) === 200) return;
     await new Promise((res) => setTimeout(res, 50));
   }
   throw new Error(`region ${r.name} did not become healthy within ${timeoutMs} ms; see ${r.logPath}`);
+}
+
+/** The status of GET url, or 0 when nothing answers (not listening yet). */
+function healthStatus(url: string, ca?: Buffer): Promise<number> {
+  const get = url.startsWith('https:') ? httpsGet : httpGet;
+  return new Promise((resolve) => {
+    const req = get(url, { timeout: 1000, ...(ca ? { ca } : {}) }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {

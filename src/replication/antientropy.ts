@@ -36,13 +36,23 @@ interface Round {
   floor: VersionVector | null;
   docsExpected: number | null;
   docsReceived: number;
+  /** doc-sv frames sent whose doc-state answer has not arrived. */
   outstanding: number;
+  /** Frames waiting to be sent, at most WINDOW doc-sv in flight. */
+  queue: Frame[];
+  driving: boolean;
   mine: Map<number, Map<DocKey, Uint8Array>>;
   startedAt: number;
   done: () => void;
 }
 
 const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
+/**
+ * doc-sv requests in flight per round. Sending happens outside the ordered
+ * inbound processing, and answers are bounded by this window, so two regions
+ * exchanging many documents never wait on each other's full buffers.
+ */
+const WINDOW = 32;
 
 export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
@@ -65,7 +75,7 @@ export class AntiEntropy {
     const buckets = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       this.rounds.set(round, {
-        floor, docsExpected: null, docsReceived: 0, outstanding: 0, mine: new Map(),
+        floor, docsExpected: null, docsReceived: 0, outstanding: 0, queue: [], driving: false, mine: new Map(),
         startedAt: Date.now(), done: resolve,
       });
       this.port.send({ type: 'ae-buckets', round, buckets }).catch(() => this.abort(round));
@@ -85,7 +95,7 @@ export class AntiEntropy {
       // The peer's answer to our round: it will send ae-docs for each differing bucket.
       round.docsExpected = differing.length;
       round.mine = this.docsIn(differing);
-      await this.maybeFinish(frame.round, round);
+      this.drive(frame.round, round);
       return;
     }
     await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
@@ -106,19 +116,36 @@ export class AntiEntropy {
       const other = theirs.get(doc);
       if (!other) {
         const update = documents.readYjs(doc);
-        if (update) await this.port.send({ type: 'doc-state', round: frame.round, doc, update, sv: null });
+        if (update) round.queue.push({ type: 'doc-state', round: frame.round, doc, update, sv: null });
       } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
-        round.outstanding++;
-        await this.port.send({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV });
+        round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV });
       }
     }
     for (const doc of theirs.keys()) {
-      if (mine.has(doc)) continue;
-      round.outstanding++;
-      await this.port.send({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV });
+      if (!mine.has(doc)) round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV });
     }
     round.docsReceived++;
-    await this.maybeFinish(frame.round, round);
+    this.drive(frame.round, round);
+  }
+
+  /** Sends a round's queued frames in the background, within the window. */
+  private drive(id: number, round: Round): void {
+    if (round.driving) return;
+    round.driving = true;
+    void (async () => {
+      try {
+        while (round.queue.length > 0 && round.outstanding < WINDOW && this.rounds.get(id) === round) {
+          const frame = round.queue.shift()!;
+          if (frame.type === 'doc-sv') round.outstanding++;
+          await this.port.send(frame);
+        }
+        round.driving = false;
+        await this.maybeFinish(id, round);
+      } catch {
+        round.driving = false;
+        this.abort(id);
+      }
+    })();
   }
 
   async onDocSv(frame: DocSvFrame): Promise<void> {
@@ -134,12 +161,16 @@ export class AntiEntropy {
     this.docsRepaired++;
     if (!frame.sv) return;
     const update = documents.readYjs(frame.doc, frame.sv);
-    if (update) await this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null });
+    const answer: Frame | null = update ? { type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null } : null;
     const round = this.rounds.get(frame.round);
-    if (round) {
-      round.outstanding--;
-      await this.maybeFinish(frame.round, round);
+    if (!round) {
+      if (answer) await this.port.send(answer);
+      return;
     }
+    // Queued ahead of the rest, so it leaves before this round's ae-done.
+    if (answer) round.queue.unshift(answer);
+    round.outstanding--;
+    this.drive(frame.round, round);
   }
 
   /** The peer finished its round: adopt its floor. */
@@ -148,7 +179,8 @@ export class AntiEntropy {
   }
 
   private async maybeFinish(id: number, round: Round): Promise<void> {
-    if (round.docsExpected === null || round.docsReceived < round.docsExpected || round.outstanding > 0) return;
+    if (round.docsExpected === null || round.docsReceived < round.docsExpected) return;
+    if (round.outstanding > 0 || round.queue.length > 0 || round.driving || this.rounds.get(id) !== round) return;
     this.rounds.delete(id);
     await this.port.send({ type: 'ae-done', round: id, floor: round.floor ?? new Map() });
     this.completed++;

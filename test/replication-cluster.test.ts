@@ -166,6 +166,10 @@ describe('replication between three region processes', () => {
     const read = await http<{ v: number }>(`${c.url(B)}/v1/docs/s/one`, { headers: { 'meridian-after': put.body.version } });
     expect(read.status).toBe(200);
     expect(read.body.v).toBe(1);
+    const docSync = await http<{ latestLocal: { seq: number } | null; regions: { region: string; hasLatest: boolean }[] }>(
+      `${c.url(A)}/v1/docs/s/one/sync`);
+    expect(docSync.body.latestLocal?.seq).toBeGreaterThan(0);
+    expect(docSync.body.regions.map((r) => r.hasLatest)).toEqual([true, true, true]);
 
     c.isolate(C);
     await waitFor('C isolated', async () => (await syncStatus(c.url(C))).isolated, 10_000);

@@ -53,7 +53,9 @@ export class Replicator implements ReplicationView {
         attempts: 0, reconnectTimer: null, lastError: null, connects: 0,
       });
     }
-    this.unsubscribe = o.documents.onCommitted(() => {
+    this.unsubscribe = o.documents.onCommitted((entries) => {
+      const remote = entries.filter((e) => e.from !== null).length;
+      if (remote > 0) o.metrics.writes.inc({ kind: 'remote' }, remote);
       for (const peer of this.peers.values()) peer.session?.wake();
       this.notify();
     });

@@ -46,6 +46,8 @@ export interface SessionOptions {
 
 const PROTOCOL_ERROR_CLOSE = 4400;
 const MAX_INBOUND_QUEUE = 64;
+/** Log pages (of 256 entries) read per event-loop turn. */
+const PAGES_PER_TURN = 16;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
@@ -227,13 +229,22 @@ export class Session {
   private pump(): void {
     if (!this.started || this.pumping || this.closed) return;
     this.pumping = true;
+    let pages = 0;
+    let more = false;
     try {
       while (this.o.transport.buffered() < this.o.maxBufferedBytes) {
+        // Yield now and then: a long log the peer mostly holds is skipped, not sent.
+        if (++pages > PAGES_PER_TURN) {
+          more = true;
+          break;
+        }
         const page = this.o.store.readLog(this.cursor, 256);
         if (page.length === 0) break;
         let out: NewLogEntry[] = [];
         let bytes = 0;
         for (const e of page) {
+          // A full send buffer stops the page here; the rest is read again later.
+          if (out.length === 0 && this.o.transport.buffered() >= this.o.maxBufferedBytes) break;
           this.cursor = e.lsn;
           const have = this.sent.get(e.origin) ?? 0;
           if (e.seq <= have) continue;
@@ -255,7 +266,8 @@ export class Session {
     } finally {
       this.pumping = false;
     }
-    if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
+    if (more) setImmediate(() => this.pump());
+    else if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
     else if (this.gapSeen && !this.ae.running) this.catchUpByState();
   }
 

@@ -34,8 +34,11 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     compactIntervalMs: config.storage.compactIntervalMs,
   });
   const metrics = createMetrics(region, { processMetrics: true });
+  let corruptCounted = 0;
   metrics.onCollect(() => {
     const stats = store.stats();
+    metrics.corruptEntries.inc(stats.corruptEntries - corruptCounted);
+    corruptCounted = stats.corruptEntries;
     metrics.databaseBytes.set(stats.dbBytes);
     metrics.documentsLoaded.set(documents.cachedDocs());
     metrics.pendingDocs.set(documents.pendingDocs());

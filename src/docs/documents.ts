@@ -31,6 +31,7 @@ import type {
   WriteAck,
 } from './types.js';
 import { startCompactor } from './compactor.js';
+import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 
 export interface DocumentsOptions {
@@ -463,41 +464,16 @@ class DocumentsImpl implements Documents {
   }
 
   private loadDoc(doc: DocKey): LiveDoc | null {
-    const stored = this.store.loadDoc(doc);
-    if (!stored) return null;
-    const ydoc = newYDoc(0);
-    let lastLsn = 0;
-    Y.transact(ydoc, () => {
-      for (const u of [stored.snapshot, stored.pending]) if (u) Y.applyUpdate(ydoc, u, 'load');
-      for (const e of stored.entries) {
-        Y.applyUpdate(ydoc, e.update, 'load');
-        lastLsn = Math.max(lastLsn, e.lsn);
-      }
-    }, 'load');
-    let digest = this.store.summary(doc)?.digest ?? null;
-    if (stored.corrupt > 0) {
-      // Our own lost entries may have spent Yjs clocks that peers have seen:
-      // write under a fresh client id until anti-entropy repairs the doc.
-      ydoc.clientID = Math.floor(Math.random() * 0xfffffffe) + 1;
-      this.store.markCorrupt(doc);
-      const zero = new Uint8Array(32);
-      this.digests.update(doc, digest, zero);
-      digest = zero;
+    const loaded = loadLiveDoc(this.store, this.writer, doc);
+    if (!loaded) return null;
+    if (loaded.corrupt > 0) {
+      this.digests.update(doc, loaded.storedDigest, loaded.live.digest ?? new Uint8Array(32));
       const { collection, id } = splitDocKey(doc);
-      this.log.error({ collection, id, corrupt: stored.corrupt }, 'corrupt stored data skipped; repairing from peers');
-    } else {
-      // Loading is a non-local transaction that may have replaced the client id.
-      ydoc.clientID = stableClientId(this.writer, doc);
+      this.log.error({ collection, id, corrupt: loaded.corrupt }, 'corrupt stored data skipped; repairing from peers');
     }
-    const live = { ydoc, lastLsn: Math.max(lastLsn, stored.snapshotLsn), digest };
-    this.notePending(doc, live);
-    return live;
+    this.notePending(doc, loaded.live);
+    return loaded.live;
   }
 }
 
-function newYDoc(clientId: number): Y.Doc {
-  const ydoc = new Y.Doc({ gc: true });
-  if (clientId) ydoc.clientID = clientId;
-  return ydoc;
-}
 

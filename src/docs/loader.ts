@@ -1,0 +1,51 @@
+/**
+ * Rebuilding a live document from what the store holds.
+ */
+import * as Y from 'yjs';
+import type { DocKey, WriterId } from '../ids.js';
+import { stableClientId } from '../crdt/index.js';
+import type { Store } from '../storage/types.js';
+import type { LiveDoc } from './cache.js';
+
+export function newYDoc(clientId: number): Y.Doc {
+  const ydoc = new Y.Doc({ gc: true });
+  if (clientId) ydoc.clientID = clientId;
+  return ydoc;
+}
+
+export interface LoadedDoc {
+  live: LiveDoc;
+  /** Stored entries or snapshot that failed their checksum and were skipped. */
+  corrupt: number;
+  /** The digest stored before loading (a corrupt doc's is replaced by zeros). */
+  storedDigest: Uint8Array | null;
+}
+
+/** Loads a document from its snapshot and later log entries; null if never stored. */
+export function loadLiveDoc(store: Store, writer: WriterId, doc: DocKey): LoadedDoc | null {
+  // Read before loading: finding corruption marks the stored digest.
+  const storedDigest = store.summary(doc)?.digest ?? null;
+  const stored = store.loadDoc(doc);
+  if (!stored) return null;
+  const ydoc = newYDoc(0);
+  let lastLsn = stored.snapshotLsn;
+  Y.transact(ydoc, () => {
+    for (const u of [stored.snapshot, stored.pending]) if (u) Y.applyUpdate(ydoc, u, 'load');
+    for (const e of stored.entries) {
+      Y.applyUpdate(ydoc, e.update, 'load');
+      lastLsn = Math.max(lastLsn, e.lsn);
+    }
+  }, 'load');
+  let digest = storedDigest;
+  if (stored.corrupt > 0) {
+    // Our own lost entries may have spent Yjs clocks that peers have seen:
+    // write under a fresh client id until anti-entropy repairs the doc.
+    ydoc.clientID = Math.floor(Math.random() * 0xfffffffe) + 1;
+    store.markCorrupt(doc);
+    digest = new Uint8Array(32);
+  } else {
+    // Loading is a non-local transaction that may have replaced the client id.
+    ydoc.clientID = stableClientId(writer, doc);
+  }
+  return { live: { ydoc, lastLsn, digest }, corrupt: stored.corrupt, storedDigest };
+}

@@ -1,0 +1,185 @@
+/**
+ * Failover of one call across regions. The call goes to the regions in the
+ * order the region table gives, carrying the session version; each answer
+ * or failure is judged: served, move on (marking the region unhealthy when
+ * it failed), or stop, when moving on could apply a write twice or the write
+ * already stands.
+ */
+import {
+  MeridianClientError,
+  OutcomeUnknownError,
+  QuorumTimeoutError,
+  RequestError,
+  UnavailableError,
+  type FailedAttempt,
+} from './errors.js';
+import type { RegionEndpoint, RegionTable } from './regions.js';
+import type { SessionTicket, SessionVersion } from './session.js';
+import {
+  AFTER_HEADER,
+  REPLICAS_HEADER,
+  VERSION_HEADER,
+  WAIT_HEADER,
+  exchange,
+  type Exchange,
+  type FetchLike,
+  type HttpRequest,
+} from './transport.js';
+
+/** One API call, before it is sent to a region. */
+export interface Call {
+  method: HttpRequest['method'];
+  path: string;
+  collection: string;
+  body?: unknown;
+  contentType?: string;
+  write: boolean;
+  /** Whether applying the call twice has the effect of applying it once. */
+  idempotent: boolean;
+  /** `meridian-replicas`; 1 asks for the serving region alone. */
+  replicas: number;
+}
+
+/** A region's answer to a call: 2xx, or a 4xx the caller interprets. */
+export interface Served {
+  region: string;
+  status: number;
+  body: unknown;
+  headers: Headers;
+}
+
+export interface RouterDeps {
+  regions: RegionTable;
+  session: SessionVersion;
+  fetch: FetchLike;
+  /** Aborted when the client closes. */
+  closed: AbortSignal;
+  timeoutMs: number;
+  waitMs: number;
+  token?: string;
+}
+
+type Verdict = { kind: 'served'; served: Served } | { kind: 'skip'; reason: string };
+
+/** Sends calls to the best region that serves them. */
+export class Router {
+  /** The region that served the last call. */
+  lastRegion: string | null = null;
+
+  constructor(private readonly d: RouterDeps) {}
+
+  /**
+   * Tries regions in order until one serves the call.
+   * @throws UnavailableError when none did; OutcomeUnknownError or
+   *   QuorumTimeoutError as {@link Router.judge} decides
+   */
+  async execute(call: Call): Promise<Served> {
+    if (this.d.closed.aborted) throw new MeridianClientError('the client is closed');
+    await this.d.regions.ready;
+    const failures: FailedAttempt[] = [];
+    for (const region of this.d.regions.order()) {
+      const verdict = await this.attempt(region, call);
+      if (this.d.closed.aborted) throw new MeridianClientError('the client was closed during the request');
+      if (verdict.kind === 'served') {
+        this.lastRegion = region.name;
+        return verdict.served;
+      }
+      failures.push({ region: region.name, reason: verdict.reason });
+    }
+    throw new UnavailableError(failures);
+  }
+
+  /** One attempt at one region: first the session's pending tokens, then the call itself. */
+  private async attempt(region: RegionEndpoint, call: Call): Promise<Verdict> {
+    const ticket = this.d.session.begin();
+    for (const token of ticket.pending) {
+      // Any request carrying the token proves the region has applied it; a one-id list is the cheapest.
+      const fold: Call = {
+        method: 'GET', path: `/v1/docs/${encodeURIComponent(call.collection)}?limit=1`,
+        collection: call.collection, write: false, idempotent: true, replicas: 1,
+      };
+      const verdict = this.judge(region, fold, await this.send(region, fold, token), null);
+      if (verdict.kind === 'skip') return verdict;
+      expectOk(verdict.served);
+    }
+    return this.judge(region, call, await this.send(region, call, ticket.after), ticket);
+  }
+
+  private send(region: RegionEndpoint, call: Call, after: string | null): Promise<Exchange> {
+    const headers: Record<string, string> = { [WAIT_HEADER]: String(this.d.waitMs) };
+    if (this.d.token !== undefined) headers['authorization'] = `Bearer ${this.d.token}`;
+    if (after !== null) headers[AFTER_HEADER] = after;
+    if (call.replicas > 1) headers[REPLICAS_HEADER] = String(call.replicas);
+    // A region may hold the request for each wait it was asked to do before it answers.
+    const waits = (after === null ? 0 : 1) + (call.replicas > 1 ? 1 : 0);
+    const request: HttpRequest = {
+      method: call.method, path: call.path, headers, timeoutMs: this.d.timeoutMs + waits * this.d.waitMs,
+      ...(call.body === undefined ? {} : { body: call.body }),
+      ...(call.contentType === undefined ? {} : { contentType: call.contentType }),
+    };
+    return exchange(this.d.fetch, region.url, request, this.d.closed);
+  }
+
+  /**
+   * What an exchange means. Unreached, failed or refusing regions are skipped
+   * (all but `lagging` and `overloaded` are marked unhealthy). A call that is
+   * not idempotent stops with {@link OutcomeUnknownError} when the region may
+   * have applied it; a write whose quorum timed out stops with
+   * {@link QuorumTimeoutError}, since it stands and must not be repeated.
+   */
+  private judge(region: RegionEndpoint, call: Call, ex: Exchange, ticket: SessionTicket | null): Verdict {
+    if (ex.kind !== 'answer') {
+      this.d.regions.markDown(region.name, ex.reason);
+      if (ex.kind === 'lost' && !call.idempotent) throw new OutcomeUnknownError(region.name, ex.reason, { cause: ex.error });
+      return { kind: 'skip', reason: ex.reason };
+    }
+    const served: Served = { region: region.name, status: ex.status, body: ex.body, headers: ex.headers };
+    const code = errorCode(ex.body);
+    if (ex.status < 500 && ex.status !== 429) {
+      this.d.regions.served(region.name);
+      if (ticket !== null && ex.status < 300) this.observe(ticket, call, served);
+      return { kind: 'served', served };
+    }
+    if (ex.status === 429) return { kind: 'skip', reason: 'overloaded' };
+    if (ex.status === 503 && code === 'lagging') return { kind: 'skip', reason: 'lagging' };
+    const version = (ex.body as { version?: unknown } | null)?.version;
+    if (ex.status === 504 && code === 'quorum_timeout' && ticket !== null && typeof version === 'string') {
+      this.d.session.observe(ticket, version, true);
+      throw new QuorumTimeoutError(region.name, version, call.replicas);
+    }
+    const reason = `http ${ex.status} ${code ?? ''}`.trim();
+    this.d.regions.markDown(region.name, reason);
+    // `unavailable` is refused before anything is written; any other failure may have come after.
+    if (!call.idempotent && code !== 'unavailable') throw new OutcomeUnknownError(region.name, reason);
+    return { kind: 'skip', reason };
+  }
+
+  private observe(ticket: SessionTicket, call: Call, served: Served): void {
+    const version = call.write
+      ? (served.body as { version?: unknown } | null)?.version
+      : served.headers.get(VERSION_HEADER);
+    if (typeof version === 'string' && version !== '') this.d.session.observe(ticket, version, call.write);
+  }
+}
+
+function errorCode(body: unknown): string | null {
+  const code = typeof body === 'object' && body !== null ? (body as { error?: unknown }).error : undefined;
+  return typeof code === 'string' ? code : null;
+}
+
+/** Throws a region's error answer as a {@link RequestError}. */
+export function expectOk(served: Served): void {
+  if (served.status >= 200 && served.status < 300) return;
+  const body = typeof served.body === 'object' && served.body !== null ? (served.body as Record<string, unknown>) : {};
+  const { error: _error, message, ...details } = body;
+  const text = typeof message === 'string' ? message : typeof served.body === 'string' ? served.body : '';
+  throw new RequestError(served.region, served.status, errorCode(served.body) ?? `http_${served.status}`, text, details);
+}
+
+/** The `version` of a write's answer; throws its error otherwise. */
+export function versionOf(served: Served): string {
+  expectOk(served);
+  const version = (served.body as { version?: unknown } | null)?.version;
+  if (typeof version !== 'string') throw new MeridianClientError(`${served.region}: the write answer carries no version`);
+  return version;
+}

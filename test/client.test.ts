@@ -1,0 +1,216 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  OutcomeUnknownError,
+  createClient,
+  type ClientOptions,
+  type MeridianClient,
+  type Op,
+  type RegionEndpoint,
+} from '../src/client/index.js';
+import { SessionVersion } from '../src/client/session.js';
+import { startFaultProxy, type FaultProxy } from '../src/faults/proxy.js';
+import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+
+const A = 'ap-south';
+const B = 'eu-west';
+const C = 'us-east';
+const INCREMENT: Op = { op: 'increment', path: ['n'], by: 1 };
+
+let cluster: Cluster;
+/** One proxy per region between the client and the region's API, to add latency or lose answers. */
+const proxies = new Map<string, FaultProxy>();
+const clients: MeridianClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster([A, B, C]);
+  for (const name of [A, B, C]) {
+    const port = cluster.region(name).port;
+    proxies.set(name, await startFaultProxy({ upstreamHost: '127.0.0.1', upstreamPort: port, name: `client->${name}` }));
+  }
+}, 60_000);
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  for (const proxy of proxies.values()) proxy.heal();
+  cluster.heal();
+  for (const name of [A, B, C]) if (!cluster.region(name).proc) await cluster.startRegion(name);
+});
+
+afterAll(async () => {
+  await Promise.all([...proxies.values()].map((p) => p.close()));
+  await cluster.dispose();
+});
+
+function proxy(name: string): FaultProxy {
+  const p = proxies.get(name);
+  if (!p) throw new Error(`no proxy for ${name}`);
+  return p;
+}
+
+/** The region as a client sees it: directly, or through its proxy with `latencyMs` each way. */
+function endpoint(name: string, latencyMs?: number): RegionEndpoint {
+  if (latencyMs === undefined) return { name, url: cluster.url(name) };
+  const p = proxy(name);
+  p.setFault(latencyMs > 0 ? { kind: 'latency', ms: latencyMs } : { kind: 'none' });
+  return { name, url: `http://127.0.0.1:${p.address().port}` };
+}
+
+/** A client whose periodic probes do not run during the test unless asked for. */
+async function client(regions: RegionEndpoint[], extra: Partial<ClientOptions> = {}): Promise<MeridianClient> {
+  const c = createClient({ regions, timeoutMs: 3000, waitMs: 1000, probeIntervalMs: 60_000, ...extra });
+  clients.push(c);
+  await c.ready();
+  return c;
+}
+
+async function readDirect(name: string, collection: string, id: string): Promise<{ status: number; body: unknown }> {
+  return http(`${cluster.url(name)}/v1/docs/${collection}/${id}`);
+}
+
+/** Waits until `name` has a live replication link to every peer. */
+async function linked(name: string): Promise<void> {
+  await waitFor(`${name} linked`, async () => (await syncStatus(cluster.url(name))).peers.every((p) => p.state === 'up'));
+}
+
+describe('client SDK against three region processes', () => {
+  it('routes requests to the nearest healthy region', async () => {
+    const c = await client([endpoint(C, 50), endpoint(A), endpoint(B, 20)]);
+    const status = c.status();
+    expect(status.current).toBe(A);
+    expect(status.regions.map((r) => r.name)).toEqual([A, B, C]);
+    expect(status.regions.every((r) => r.healthy === true)).toBe(true);
+    const [ra, rb, rc] = status.regions.map((r) => r.rttMs ?? Infinity);
+    expect(ra).toBeLessThan(rb ?? 0);
+    expect(rb).toBeLessThan(rc ?? 0);
+
+    const before = [proxy(B).stats().bytesUpstream, proxy(C).stats().bytesUpstream];
+    const version = await c.put('routing', 'doc', { n: 1 });
+    expect(version).toMatch(/^v1\./);
+    expect(c.status().lastRegion).toBe(A);
+    expect(await c.get('routing', 'doc')).toEqual({ value: { n: 1 }, version: expect.any(String) });
+    expect(c.status().lastRegion).toBe(A);
+    // Nothing was sent to the farther regions.
+    expect([proxy(B).stats().bytesUpstream, proxy(C).stats().bytesUpstream]).toEqual(before);
+  });
+
+  it('fails over when the current region dies and still reads its own writes', async () => {
+    await linked(A);
+    const c = await client([endpoint(A), endpoint(B, 10), endpoint(C, 30)], { replicas: 2 });
+    // Concurrent writes: the session must cover all three, not only the last to answer.
+    await Promise.all([
+      c.put('failover', 'p', { kind: 'put' }),
+      c.patch('failover', 'm', { kind: 'patch' }),
+      c.ops('failover', 'o', [{ op: 'set', path: ['kind'], value: 'ops' }]),
+    ]);
+    expect(c.status().lastRegion).toBe(A);
+    await cluster.kill(A);
+
+    expect((await c.get('failover', 'p'))?.value).toEqual({ kind: 'put' });
+    expect(c.status().lastRegion).not.toBe(A);
+    expect((await c.get('failover', 'm'))?.value).toEqual({ kind: 'patch' });
+    expect((await c.get('failover', 'o'))?.value).toEqual({ kind: 'ops' });
+    expect(c.status().regions.find((r) => r.name === A)?.healthy).toBe(false);
+    // Writes continue at the new region, and the session moves on with them.
+    const session = c.status().session;
+    await c.put('failover', 'after', { ok: true }, { replicas: 1 });
+    expect(c.status().session).not.toBe(session);
+    expect((await c.get('failover', 'after'))?.value).toEqual({ ok: true });
+  });
+
+  it('skips a region that lacks the session\'s writes (lagging) for one that has them', async () => {
+    await linked(A);
+    cluster.isolate(C);
+    await waitFor('C isolated', async () => (await syncStatus(cluster.url(C))).isolated);
+    // After A, C is nearer than B: without the session version the client would read C's stale state.
+    const c = await client([endpoint(A), endpoint(C, 10), endpoint(B, 30)], { waitMs: 500 });
+    await c.put('lagging', 'doc', { v: 1 }, { replicas: 2 });
+    await cluster.kill(A);
+    expect((await readDirect(C, 'lagging', 'doc')).status).toBe(404);
+
+    const cBytes = proxy(C).stats().bytesUpstream;
+    expect(await c.get('lagging', 'doc')).toMatchObject({ value: { v: 1 } });
+    expect(c.status().lastRegion).toBe(B);
+    // C was asked first and answered `lagging`: it stays healthy and first in line.
+    expect(proxy(C).stats().bytesUpstream).toBeGreaterThan(cBytes);
+    expect(c.status().current).toBe(C);
+    expect(c.status().regions.find((r) => r.name === C)?.healthy).toBe(true);
+  });
+
+  it('reports an increment whose answer was lost as outcome unknown, and does not retry it', async () => {
+    const regions = [endpoint(A, 0), endpoint(B, 20), endpoint(C, 40)];
+    const counting = await client(regions, { timeoutMs: 800 });
+    const putting = await client(regions, { timeoutMs: 800 });
+    proxy(A).setFault({ kind: 'blackhole', direction: 'downstream' });
+
+    await expect(counting.ops('unknown', 'ctr', [INCREMENT])).rejects.toBeInstanceOf(OutcomeUnknownError);
+    expect(counting.status().regions.find((r) => r.name === A)?.healthy).toBe(false);
+    // An idempotent write in the same situation is retried at the next region.
+    await putting.put('unknown', 'doc', { ok: true });
+    expect(putting.status().lastRegion).not.toBe(A);
+
+    // The lost increment was applied once at A, and nowhere else.
+    expect((await readDirect(A, 'unknown', 'ctr')).body).toEqual({ n: 1 });
+    proxy(A).heal();
+    await waitForConvergence(cluster);
+    for (const name of [A, B, C]) expect((await readDirect(name, 'unknown', 'ctr')).body).toEqual({ n: 1 });
+  });
+
+  it('retries an increment elsewhere when the connection was refused (nothing was sent)', async () => {
+    const c = await client([endpoint(A), endpoint(B, 20), endpoint(C, 40)]);
+    await cluster.kill(A);
+    // Let the pooled connection to A see its close, so the next request must connect anew.
+    await new Promise((r) => setTimeout(r, 200));
+    await c.ops('refused', 'ctr', [INCREMENT]);
+    expect(c.status().lastRegion).toBe(B);
+    await cluster.startRegion(A);
+    await waitForConvergence(cluster);
+    for (const name of [A, B, C]) expect((await readDirect(name, 'refused', 'ctr')).body).toEqual({ n: 1 });
+  });
+
+  it('uses a region again once it answers probes after a restart', async () => {
+    const c = await client([endpoint(A), endpoint(B, 10), endpoint(C, 30)], { probeIntervalMs: 200 });
+    await c.put('recovery', 'doc', { v: 1 });
+    expect(c.status().lastRegion).toBe(A);
+    await cluster.kill(A);
+    expect((await c.get('recovery', 'doc'))?.value).toEqual({ v: 1 });
+    expect(c.status().lastRegion).toBe(B);
+    expect(c.status().regions.find((r) => r.name === A)?.healthy).toBe(false);
+
+    await cluster.startRegion(A);
+    await waitFor('A healthy again', async () => c.status().regions.find((r) => r.name === A)?.healthy === true);
+    expect(c.status().current).toBe(A);
+    expect((await c.get('recovery', 'doc'))?.value).toEqual({ v: 1 });
+    expect(c.status().lastRegion).toBe(A);
+  });
+});
+
+describe('session version', () => {
+  it('keeps a concurrent write\'s token until a later request covers it', () => {
+    const s = new SessionVersion();
+    const first = s.begin();
+    const second = s.begin();
+    s.observe(first, 'v-first', true);
+    // Sent before `v-first` was known: its answer need not cover it, so it cannot replace it.
+    s.observe(second, 'v-second', true);
+    expect(s.current).toBe('v-first');
+    expect(s.unmerged).toEqual(['v-second']);
+
+    const next = s.begin();
+    expect(next).toMatchObject({ after: 'v-first', pending: ['v-second'] });
+    s.observe(next, 'v-both', false);
+    expect(s.current).toBe('v-both');
+    expect(s.unmerged).toEqual([]);
+  });
+
+  it('drops a stale read answer instead of going back', () => {
+    const s = new SessionVersion('v-start');
+    const read = s.begin();
+    const write = s.begin();
+    s.observe(write, 'v-write', true);
+    s.observe(read, 'v-read', false);
+    expect(s.current).toBe('v-write');
+    expect(s.unmerged).toEqual([]);
+  });
+});

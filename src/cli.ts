@@ -3,6 +3,7 @@
  * The `meridian` command. Each subcommand loads its module only when it runs,
  * so `--help` and config errors stay fast and independent of the rest.
  */
+import type { VerifyCommandOptions } from './verify/run.js';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +72,18 @@ export function buildProgram(): Command {
       const { runSim } = await import('./faults/sim.js');
       await runSim({ regions: opts.regions, dataDir: opts.data, controlPort: Number(opts.controlPort), prompt: opts.prompt });
     });
+
+  program
+    .command('verify')
+    .description('randomized, seeded fault-injection run with a history checker (exit 1 on any violation)')
+    .option('--seed <n>', 'seed of every random choice (default: random, printed)')
+    .option('--duration <d>', 'length of the faulty workload, e.g. 30s or 10m', '30s')
+    .option('--regions <n>', 'number of regions', '3')
+    .option('--clients <n>', 'clients per region', '3')
+    .option('--report <dir>', 'report folder (default verify-report/<timestamp>-<seed>)')
+    .option('--faults <list>', 'comma-separated fault kinds: isolate,bridge,oneway,blackhole,stall,latency,slicer,bandwidth,kill,pause,wipe,flap (or all, none)')
+    .option('--quick', 'a short fixed run (seed 1 unless given) with isolate, kill and blackhole')
+    .action(async (opts: VerifyCommandOptions) => (await import('./verify/run.js')).verifyCommand(opts));
 
   return program;
 }

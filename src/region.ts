@@ -26,7 +26,12 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const store = openStore({
     dataDir: config.dataDir, region, synchronous: config.storage.synchronous, logger,
   });
+  // A region starting on an empty data directory (new, or wiped) rebuilds from its peers first.
+  const rebuilding = config.peers.length > 0 && store.versionVector().size === 0;
+  let openWrites: () => void = () => undefined;
+  const writesOpen = rebuilding ? new Promise<void>((resolve) => (openWrites = resolve)) : undefined;
   const documents = createDocuments({
+    ...(writesOpen ? { writesOpen } : {}),
     store, logger: logger.child({ module: 'documents' }),
     cacheDocs: config.storage.cacheDocs,
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
@@ -65,6 +70,14 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     throw err;
   }
   replicator.start();
+  if (rebuilding) {
+    const waitMs = config.replication.deadAfterMs * 3;
+    logger.info({ waitMs }, 'empty data directory: holding writes until caught up with a peer');
+    void replicator.caughtUpWithAPeer(waitMs).then((caughtUp) => {
+      logger.info({ caughtUp }, caughtUp ? 'caught up with a peer; taking writes' : 'no peer answered; taking writes alone');
+      openWrites();
+    });
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const scheme = config.tls ? 'https' : 'http';

@@ -44,6 +44,12 @@ export interface DocumentsOptions {
   /** Compact a document's log into its snapshot after this many entries (0: never in background). */
   compactAfterEntries?: number;
   compactIntervalMs?: number;
+  /**
+   * Local writes wait for this. A region rebuilding from its peers holds
+   * them until it has caught up: a write made on a document it does not yet
+   * hold would count as concurrent with the older values it cannot see.
+   */
+  writesOpen?: Promise<void>;
   now?: () => number;
 }
 
@@ -89,6 +95,7 @@ class DocumentsImpl implements Documents {
   private queue: Job[] = [];
   private flushScheduled = false;
   private closed = false;
+  private writesOpen = false;
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => undefined;
   private readonly stopCompactor: () => void;
@@ -237,7 +244,9 @@ class DocumentsImpl implements Documents {
     return ack;
   }
 
-  private local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array): Promise<WriteAck | null> {
+  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array): Promise<WriteAck | null> {
+    if (!this.writesOpen) await this.options.writesOpen;
+    this.writesOpen = true;
     return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, raw, ...s }));
   }
 

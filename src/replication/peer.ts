@@ -16,6 +16,8 @@ export interface Peer {
   /** What the peer has acknowledged storing (in memory; persisted lazily). */
   acks: VersionVector;
   acksDirty: boolean;
+  /** What the peer held when the current link opened (its sync request). */
+  heldAtConnect: VersionVector | null;
   attempts: number;
   reconnectTimer: NodeJS.Timeout | null;
   lastError: string | null;

@@ -49,7 +49,7 @@ export class Replicator implements ReplicationView {
       this.peers.set(region, {
         region, url: p.url,
         detector: createDetector({ heartbeatMs: r.heartbeatMs, suspectAfterMisses: r.suspectAfterMisses, deadAfterMs: r.deadAfterMs }),
-        session: null, closeLink: null, acks: o.store.peerAcks(region), acksDirty: false,
+        session: null, closeLink: null, acks: o.store.peerAcks(region), acksDirty: false, heldAtConnect: null,
         attempts: 0, reconnectTimer: null, lastError: null, connects: 0,
       });
     }
@@ -115,6 +115,8 @@ export class Replicator implements ReplicationView {
       onPeerRestarted: (vv) => {
         peer.acks = new Map(vv);
         peer.acksDirty = true;
+        peer.heldAtConnect = new Map(vv);
+        this.notify();
       },
       onRejected: (reason) => {
         peer.lastError = reason;
@@ -169,6 +171,19 @@ export class Replicator implements ReplicationView {
       return { region: p.region, hasLatest: has, missingUpdates: missing };
     });
     return { doc, latestLocal: latest, regions: [{ region: this.region, hasLatest: true, missingUpdates: 0 }, ...regions] };
+  }
+
+  /**
+   * Resolves once this region holds everything some peer held when its link
+   * opened (a rebuilt region has caught up), or after `timeoutMs` when no
+   * peer can tell, so that a region alone still takes writes.
+   */
+  async caughtUpWithAPeer(timeoutMs: number): Promise<boolean> {
+    const mine = () => this.o.documents.versionVector();
+    return this.waitUntil(
+      () => [...this.peers.values()].some((p) => p.session !== null && p.heldAtConnect !== null && covers(mine(), p.heldAtConnect)),
+      timeoutMs,
+    );
   }
 
   waitForVersion(vv: VersionVector, timeoutMs: number): Promise<boolean> {

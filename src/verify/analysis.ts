@@ -92,7 +92,9 @@ export function availabilityVerdict(rows: readonly RegionAvailability[], min: nu
   return {
     name: 'availability',
     ok: low.length === 0,
-    detail: `${low.length === 0 ? 'every region' : 'below'} >= ${pct(min)} of writes acknowledged while up: ${(low.length ? low : rows).map(fmt).join(', ')}`,
+    detail: low.length === 0
+      ? `every region acknowledged >= ${pct(min)} of writes while up: ${rows.map(fmt).join(', ')}`
+      : `below ${pct(min)} of writes acknowledged while up: ${low.map(fmt).join(', ')}`,
   };
 }
 

@@ -20,7 +20,11 @@ export interface VerifyOptions {
   report?: string;
   /** Fault kinds to draw from (names or one comma-separated string); default all. */
   faults?: readonly string[] | string;
-  /** A short fixed run (about 12 s of faults) for the test suite. */
+  /**
+   * A short fixed run for the test suite: 3 regions x 2 clients, 12 s with an
+   * isolated region, a SIGKILL and restart, and a black-holed link. Ignores
+   * `duration`, `regions`, `clients` and `faults`.
+   */
   quick?: boolean;
   /** Where progress and summary lines go; default stdout. */
   log?: (line: string) => void;

@@ -9,6 +9,7 @@ import type { CheckVerdict, FaultSpan, RegionAvailability, ResourceFigures } fro
 import { pct } from './analysis.js';
 import type { Violation, WorkloadVerdict } from './checker.js';
 import type { Outcome } from './history.js';
+import type { ProcSample, SyncSample } from './monitor.js';
 import { stamp, type Crash } from './nemesis.js';
 import type { PlannedFault, VerifyFaultKind } from './schedule.js';
 
@@ -47,10 +48,15 @@ export interface VerifyResult {
 
 export const MAX_REPORTED_VIOLATIONS = 200;
 
-/** Writes results.json and timeline.svg into `dir` (history.jsonl is written as the run goes). */
-export function writeReport(dir: string, result: VerifyResult, timelineSvg: string): void {
+/**
+ * Writes results.json, timeline.svg and samples.json (the raw lag and
+ * process samples behind the timeline) into `dir`; history.jsonl is written
+ * as the run goes.
+ */
+export function writeReport(dir: string, result: VerifyResult, timelineSvg: string, samples: { sync: SyncSample[]; procs: ProcSample[] }): void {
   writeFileSync(join(dir, 'results.json'), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(dir, 'timeline.svg'), timelineSvg);
+  writeFileSync(join(dir, 'samples.json'), `${JSON.stringify(samples)}\n`);
 }
 
 /** The summary printed at the end of a run. */
@@ -58,13 +64,15 @@ export function formatSummary(r: VerifyResult): string {
   const lines: string[] = [];
   lines.push('');
   lines.push(`meridian verify: ${r.ok ? 'PASS' : 'FAIL'}  (seed ${r.seed})`);
-  lines.push(`  regions ${r.options.regions.join(', ')}; ${r.options.clients} clients each; workload ${(r.timings.workloadMs / 1000).toFixed(1)} s`);
+  const clients = `${r.options.clients} client${r.options.clients === 1 ? '' : 's'} each`;
+  lines.push(`  regions ${r.options.regions.join(', ')}; ${clients}; workload ${(r.timings.workloadMs / 1000).toFixed(1)} s`);
   lines.push(`  ops: ok ${r.ops.ok}  fail ${r.ops.fail}  unknown ${r.ops.unknown}${r.ops.pending ? `  pending ${r.ops.pending}` : ''}`);
-  lines.push(`  faults: ${r.faults.ran.length} run${r.faults.skipped.length ? `, ${r.faults.skipped.length} skipped` : ''}`);
+  lines.push(`  faults: ${r.faults.ran.length} injected${r.faults.skipped.length ? `, ${r.faults.skipped.length} skipped` : ''}`);
   lines.push(`  lost ${r.lost}, unexpected ${r.unexpected}`);
   const ttc = r.timings.timeToConvergeMs;
   lines.push(`  ${ttc === null ? 'did not converge' : `converged ${(ttc / 1000).toFixed(1)} s after the final heal`}`);
-  lines.push(`  availability while up, during faults: ${r.availability.map((a) => `${a.region} ${pct(a.duringFaults.share)}`).join(', ')}`);
+  const share = (a: RegionAvailability) => `${a.region} ${pct(a.duringFaults.share ?? a.overall.share)}`;
+  lines.push(`  writes acknowledged while up (during faults): ${r.availability.map(share).join(', ')}`);
   lines.push('  checks:');
   for (const c of r.checks) lines.push(`    ${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(13)} ${c.detail}`);
   if (r.violations.length > 0) {

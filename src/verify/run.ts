@@ -9,18 +9,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalCluster } from '../faults/cluster.js';
-import {
-  availability, availabilityVerdict, faultSpans, resourceFigures, resourceVerdict, writeRates,
-  type CheckVerdict, type FaultSpan, type RegionAvailability, type ResourceFigures,
-} from './analysis.js';
-import { checkHistory, type CheckResult } from './checker.js';
-import { awaitConvergence, type ConvergenceResult } from './converge.js';
+import { writeRates } from './analysis.js';
+import { awaitConvergence } from './converge.js';
 import { History } from './history.js';
 import { Monitor } from './monitor.js';
 import { Nemesis } from './nemesis.js';
-import { resolveOptions, reproduceCommand, parseDuration, type ResolvedOptions, type VerifyOptions } from './options.js';
+import { judge } from './judge.js';
+import { resolveOptions, parseDuration, type ResolvedOptions, type VerifyOptions } from './options.js';
 import { Random } from './random.js';
-import { formatSummary, MAX_REPORTED_VIOLATIONS, progressLine, writeReport, type VerifyResult } from './report.js';
+import { formatSummary, progressLine, writeReport, type VerifyResult } from './report.js';
 import { generateSchedule, quickSchedule, type PlannedFault } from './schedule.js';
 import { renderTimeline } from './timeline.js';
 import { Client, planDocs, sleep, workloadPlan } from './workload.js';
@@ -40,12 +37,7 @@ const DEAD_AFTER_MS = REGION_CONFIG.replication.deadAfterMs;
 export async function runVerify(options: VerifyOptions = {}): Promise<VerifyResult> {
   const o = resolveOptions(options);
   mkdirSync(o.reportDir, { recursive: true });
-  const { durationMs, faults } = o.quick
-    ? quickSchedule(o.regions)
-    : {
-        durationMs: o.durationMs,
-        faults: generateSchedule({ seed: o.seed, durationMs: o.durationMs, regions: o.regions, kinds: o.faults, deadAfterMs: DEAD_AFTER_MS }),
-      };
+  const { durationMs, faults } = planFaults(o);
   const run = { ...o, durationMs };
   o.log(`meridian verify: seed ${o.seed}, ${o.regions.length} regions x ${o.clients} clients, ${durationMs / 1000} s, ${faults.length} faults (${o.faults.join(', ') || 'none'})`);
   o.log(`report: ${resolve(o.reportDir)}`);
@@ -57,20 +49,43 @@ export async function runVerify(options: VerifyOptions = {}): Promise<VerifyResu
     extra: REGION_CONFIG,
     random: () => proxyRandom.next(),
   });
+  // If this process exits mid-run (an uncaught error, a broken pipe), the regions must not outlive it.
+  const killRegions = (): void => {
+    for (const r of cluster.regions.values()) r.proc?.kill('SIGKILL');
+    rmSync(baseDir, { recursive: true, force: true });
+  };
+  process.once('exit', killRegions);
   let result: VerifyResult | null = null;
   try {
     await cluster.start();
     result = await exercise(cluster, run, faults);
     return result;
   } finally {
+    process.off('exit', killRegions);
     await cluster.stop(true);
     if (!result?.ok && existsSync(join(baseDir, 'logs'))) cpSync(join(baseDir, 'logs'), join(o.reportDir, 'logs'), { recursive: true });
     rmSync(baseDir, { recursive: true, force: true });
   }
 }
 
-async function exercise(cluster: LocalCluster, o: ResolvedOptions, schedule: PlannedFault[]): Promise<VerifyResult> {
-  const startedAt = new Date().toISOString();
+/** The run's length and fault schedule: fixed with `quick`, drawn from the seed otherwise. */
+function planFaults(o: ResolvedOptions): { durationMs: number; faults: PlannedFault[] } {
+  if (o.quick) return quickSchedule(o.regions);
+  const faults = generateSchedule({ seed: o.seed, durationMs: o.durationMs, regions: o.regions, kinds: o.faults, deadAfterMs: DEAD_AFTER_MS });
+  return { durationMs: o.durationMs, faults };
+}
+
+/** The parts of a run that act while it goes: clients, faults and sampling. */
+interface Actors {
+  history: History;
+  clients: Client[];
+  nemesis: Nemesis;
+  monitor: Monitor;
+  clock: () => number;
+  phase: { name: string };
+}
+
+function createActors(cluster: LocalCluster, o: ResolvedOptions, schedule: PlannedFault[]): Actors {
   const t0 = performance.now();
   const clock = () => performance.now() - t0;
   const history = new History(join(o.reportDir, 'history.jsonl'), clock);
@@ -90,127 +105,72 @@ async function exercise(cluster: LocalCluster, o: ResolvedOptions, schedule: Pla
       return release;
     },
   });
-  let phase = 'workload';
+  const phase = { name: 'workload' };
   const monitor = new Monitor({
-    cluster, clock, onTick: () => o.log(progressLine(clock(), history.counts(), phase, nemesis.activeLabels())),
+    cluster, clock, onTick: () => o.log(progressLine(clock(), history.counts(), phase.name, nemesis.activeLabels())),
   });
-  monitor.start();
-  for (const c of clients) c.start();
-  const faultsDone = nemesis.run();
-  await sleep(o.durationMs);
-  nemesis.stop();
-  await faultsDone;
-  phase = 'healing';
+  return { history, clients, nemesis, monitor, clock, phase };
+}
+
+async function exercise(cluster: LocalCluster, o: ResolvedOptions, schedule: PlannedFault[]): Promise<VerifyResult> {
+  const startedAt = new Date().toISOString();
+  const a = createActors(cluster, o, schedule);
   try {
-    await nemesis.healAll();
+    const healAtMs = await workload(a, o.durationMs);
+    a.phase.name = 'converging';
+    const convergeFrom = a.clock();
+    const convergence = await awaitConvergence(cluster, planDocs(workloadPlan()), o.convergeTimeoutMs);
+    const convergedAtMs = convergence.elapsedMs === null ? null : convergeFrom + convergence.elapsedMs;
+    a.monitor.sampleProcs();
+    await a.monitor.stop();
+    const notRunning = o.regions.filter((r) => !cluster.region(r).proc);
+    a.nemesis.expectExits();
+    o.log(`checking ${a.history.ops.length} operations...`);
+    const endMs = a.clock();
+    const result = judge(o, {
+      startedAt, history: a.history, nemesis: a.nemesis, schedule, convergence, procs: a.monitor.procs, notRunning,
+      healAtMs, convergedAtMs, endMs,
+    });
+    const down = new Map(o.regions.map((r) => [r, (a.nemesis.down.get(r) ?? []).map((d) => ({ fromMs: d.fromMs, toMs: d.toMs ?? endMs }))]));
+    const svg = renderTimeline({
+      title: `meridian verify — seed ${o.seed} — ${result.ok ? 'PASS' : 'FAIL'}`,
+      regions: o.regions, endMs, healMs: healAtMs, convergedMs: convergedAtMs, faults: result.faults.ran, down,
+      rates: writeRates(a.history.ops, o.regions, endMs), lag: a.monitor.sync,
+    });
+    writeReport(o.reportDir, result, svg, { sync: a.monitor.sync, procs: a.monitor.procs });
+    return result;
+  } finally {
+    // On an early error, clients and samplers must not outlive the run.
+    a.nemesis.stop();
+    a.nemesis.expectExits();
+    await Promise.all(a.clients.map((c) => c.stop()));
+    await a.monitor.stop();
+    await a.history.close();
+  }
+}
+
+/**
+ * Writes and injects faults for `durationMs`, heals everything, then stops
+ * the clients. Resolves with the time of the final heal.
+ */
+async function workload(a: Actors, durationMs: number): Promise<number> {
+  a.monitor.start();
+  for (const c of a.clients) c.start();
+  const faultsDone = a.nemesis.run();
+  await sleep(durationMs);
+  a.nemesis.stop();
+  await faultsDone;
+  a.phase.name = 'healing';
+  try {
+    await a.nemesis.healAll();
   } catch (err) {
-    nemesis.errors.push(`final heal: ${err instanceof Error ? err.message : String(err)}`);
+    a.nemesis.errors.push(`final heal: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const healAtMs = clock();
-  history.fault(0, 'note', 'final heal');
-  phase = 'draining';
-  await Promise.all(clients.map((c) => c.stop()));
-  phase = 'converging';
-  const convergeFrom = clock();
-  const convergence = await awaitConvergence(cluster, planDocs(plan), o.convergeTimeoutMs);
-  const convergedAtMs = convergence.elapsedMs === null ? null : convergeFrom + convergence.elapsedMs;
-  monitor.sampleProcs();
-  await monitor.stop();
-  const notRunning = o.regions.filter((r) => !cluster.region(r).proc);
-  nemesis.expectExits();
-  o.log(`checking ${history.ops.length} operations...`);
-  const check = checkHistory(history.ops, convergence.finals);
-  const endMs = clock();
-  const spans = faultSpans(history.faults, healAtMs);
-  const avail = availability(history.ops, o.regions, spans, (r, from, to) => nemesis.upDuring(r, from, to));
-  const resources = resourceFigures(monitor.procs, o.regions);
-  const checks: CheckVerdict[] = [
-    convergenceVerdict(convergence, convergedAtMs, healAtMs),
-    { name: 'lost', ok: check.lost === 0, detail: `${check.lost} acknowledged writes missing` },
-    { name: 'unexpected', ok: check.unexpected === 0, detail: `${check.unexpected} values present that no acknowledged or unknown write explains` },
-    availabilityVerdict(avail, o.minAvailability),
-    crashVerdict(nemesis, notRunning),
-    resourceVerdict(resources),
-    {
-      name: 'faults',
-      ok: nemesis.errors.length === 0,
-      detail: nemesis.errors.length === 0 ? `${spans.length} faults applied and healed` : nemesis.errors.join('; '),
-    },
-  ];
-  const result = buildResult(o, {
-    startedAt, healAtMs, convergedAtMs, endMs, history, check, checks, convergence, schedule, spans, nemesis, avail, resources,
-  });
-  const down = new Map(o.regions.map((r) => [r, (nemesis.down.get(r) ?? []).map((d) => ({ fromMs: d.fromMs, toMs: d.toMs ?? endMs }))]));
-  const svg = renderTimeline({
-    title: `meridian verify — seed ${o.seed} — ${result.ok ? 'PASS' : 'FAIL'}`,
-    regions: o.regions, endMs, healMs: healAtMs, convergedMs: convergedAtMs, faults: spans, down,
-    rates: writeRates(history.ops, o.regions, endMs), lag: monitor.sync,
-  });
-  writeReport(o.reportDir, result, svg);
-  await history.close();
-  return result;
-}
-
-function convergenceVerdict(c: ConvergenceResult, convergedAtMs: number | null, healAtMs: number): CheckVerdict {
-  if (c.converged && convergedAtMs !== null) {
-    return { name: 'convergence', ok: true, detail: `equal digests and documents, nothing pending, ${((convergedAtMs - healAtMs) / 1000).toFixed(1)} s after the final heal` };
-  }
-  return { name: 'convergence', ok: false, detail: `not converged: ${c.reasons.slice(0, 6).join('; ')}` };
-}
-
-function crashVerdict(nemesis: Nemesis, notRunning: string[]): CheckVerdict {
-  const crashes = nemesis.crashes.map((c) => `${c.region} at ${(c.atMs / 1000).toFixed(1)}s (code ${c.code}, signal ${c.signal})`);
-  const ok = crashes.length === 0 && notRunning.length === 0;
-  const detail = ok
-    ? 'every region process ran to the end (apart from scheduled kills)'
-    : [...crashes.map((c) => `exited unasked: ${c}`), ...notRunning.map((r) => `${r} not running at the end`)].join('; ');
-  return { name: 'crashes', ok, detail };
-}
-
-interface Outcomes {
-  startedAt: string;
-  healAtMs: number;
-  convergedAtMs: number | null;
-  endMs: number;
-  history: History;
-  check: CheckResult;
-  checks: CheckVerdict[];
-  convergence: ConvergenceResult;
-  schedule: PlannedFault[];
-  spans: FaultSpan[];
-  nemesis: Nemesis;
-  avail: RegionAvailability[];
-  resources: ResourceFigures[];
-}
-
-function buildResult(o: ResolvedOptions, x: Outcomes): VerifyResult {
-  const { convergence: c } = x;
-  return {
-    ok: x.checks.every((k) => k.ok),
-    seed: o.seed,
-    command: reproduceCommand(o),
-    reportDir: resolve(o.reportDir),
-    startedAt: x.startedAt,
-    options: { durationMs: o.durationMs, regions: o.regions, clients: o.clients, faults: o.faults, quick: o.quick },
-    timings: {
-      workloadMs: x.healAtMs,
-      healAtMs: x.healAtMs,
-      convergedAtMs: x.convergedAtMs,
-      timeToConvergeMs: x.convergedAtMs === null ? null : x.convergedAtMs - x.healAtMs,
-      totalMs: x.endMs,
-    },
-    ops: x.history.counts(),
-    lost: x.check.lost,
-    unexpected: x.check.unexpected,
-    checks: x.checks,
-    workloads: x.check.workloads,
-    availability: x.avail,
-    resources: x.resources,
-    crashes: x.nemesis.crashes,
-    convergence: { converged: c.converged, digests: c.digests, reasons: c.reasons, differing: c.differing },
-    faults: { planned: x.schedule, ran: x.spans, errors: x.nemesis.errors, skipped: x.nemesis.skipped },
-    violations: x.check.violations.slice(0, MAX_REPORTED_VIOLATIONS),
-  };
+  const healAtMs = a.clock();
+  a.history.fault(0, 'note', 'final heal');
+  a.phase.name = 'draining';
+  await Promise.all(a.clients.map((c) => c.stop()));
+  return healAtMs;
 }
 
 /** The options of the `verify` command as commander hands them over (all strings). */
@@ -258,6 +218,10 @@ export async function verifyCommand(opts: VerifyCommandOptions): Promise<void> {
     process.exitCode = 2;
     return;
   }
+  // Ctrl-C ends the run through process.exit, so that runVerify's exit hook stops the regions.
+  const interrupt = (): void => process.exit(130);
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   let result: VerifyResult;
   try {
     result = await runVerify(options);
@@ -265,6 +229,9 @@ export async function verifyCommand(opts: VerifyCommandOptions): Promise<void> {
     process.stderr.write(`meridian verify: the run could not complete: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 2;
     return;
+  } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
   }
   process.stdout.write(`${formatSummary(result)}\n`);
   process.exitCode = result.ok ? 0 : 1;

@@ -77,7 +77,8 @@ export class Client {
       this.held = null;
     };
     this.held = until.then(clear, clear);
-    if (!this.running) this.release();
+    // A client that is not looping has nothing in flight.
+    if (!this.running || this.stopped) this.release();
     return idle;
   }
 

@@ -80,7 +80,9 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   const { config } = o;
   const base = new URL(peer.url);
   const tls = tlsOptions(config);
-  const body = await getJson(new URL(CHALLENGE_PATH, base), tls);
+  // A dial stuck on a black-holed path must not outlast the heal by long.
+  const timeoutMs = Math.min(5000, Math.max(1000, config.replication.heartbeatMs * 3));
+  const body = await getJson(new URL(CHALLENGE_PATH, base), tls, timeoutMs);
   const challenge = parseChallenge(body);
   if (!challenge) throw new Error(`peer ${peer.url} sent no valid challenge`);
   if (challenge.region !== peer.region) {
@@ -92,7 +94,7 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   const url = new URL(REPLICATE_PATH, base);
   url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(url, {
-    headers, maxPayload: config.replication.maxFrameBytes, handshakeTimeout: 5000, perMessageDeflate: false, ...tls,
+    headers, maxPayload: config.replication.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
   });
   return new Promise<Link>((resolve, reject) => {
     let verified = false;
@@ -161,10 +163,10 @@ function tlsOptions(config: RegionConfig): { ca?: Buffer; cert?: Buffer; key?: B
   };
 }
 
-function getJson(url: URL, tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): Promise<unknown> {
+function getJson(url: URL, tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }, timeoutMs: number): Promise<unknown> {
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', timeout: 5000, ...tls }, (res) => {
+    const req = request(url, { method: 'GET', timeout: timeoutMs, ...tls }, (res) => {
       readBody(res).then((text) => {
         if (res.statusCode !== 200) return reject(new Error(`challenge from ${url.host} answered ${res.statusCode}`));
         try {

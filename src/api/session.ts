@@ -9,6 +9,7 @@ import { MeridianError } from '../errors.js';
 import type { VersionVector } from '../ids.js';
 import type { Documents, WriteAck } from '../docs/types.js';
 import { decodeVersion, encodeVersion } from '../docs/token.js';
+import { missingByWriter } from '../vv.js';
 import type { ReplicationView } from '../replication/types.js';
 import type { Metrics, WriteKind } from '../metrics.js';
 
@@ -81,14 +82,7 @@ export function parseAfter(header: string | string[] | undefined): VersionVector
 }
 
 /** For each writer, how many of its entries `have` lacks to reach `want`. */
-export function missingEntries(want: VersionVector, have: VersionVector): Record<string, number> {
-  const missing: Record<string, number> = {};
-  for (const [writer, seq] of want) {
-    const gap = seq - (have.get(writer) ?? 0);
-    if (gap > 0) missing[writer] = gap;
-  }
-  return missing;
-}
+export const missingEntries = missingByWriter;
 
 export function createSession(deps: {
   documents: Documents;

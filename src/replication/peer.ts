@@ -23,25 +23,3 @@ export interface Peer {
   lastError: string | null;
   connects: number;
 }
-
-/** How many updates `have` lacks of `want`. */
-export function missingCount(want: VersionVector, have: VersionVector): number {
-  let n = 0;
-  for (const [origin, seq] of want) n += Math.max(0, seq - (have.get(origin) ?? 0));
-  return n;
-}
-
-/** Per-origin counts that `have` lacks of `want` (origins lacking nothing are left out). */
-export function missingByOrigin(want: VersionVector, have: VersionVector): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [origin, seq] of want) {
-    const gap = seq - (have.get(origin) ?? 0);
-    if (gap > 0) out[origin] = gap;
-  }
-  return out;
-}
-
-export function covers(have: VersionVector, want: VersionVector): boolean {
-  for (const [origin, seq] of want) if ((have.get(origin) ?? 0) < seq) return false;
-  return true;
-}

@@ -17,7 +17,8 @@ import { backoffDelay } from './backoff.js';
 import { CloseCode } from './handshake.js';
 import { Session } from './session.js';
 import type { Link } from './transport.js';
-import { covers, missingCount, type Peer } from './peer.js';
+import type { Peer } from './peer.js';
+import { covers, missingCount } from '../vv.js';
 import type { LinkReport } from './protocol.js';
 
 export interface ReplicatorOptions {

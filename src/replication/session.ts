@@ -199,16 +199,13 @@ export class Session {
   }
 
   private onAckFrame(vv: VersionVector): void {
-    let rewind = false;
-    for (const [origin, seq] of vv) {
-      if (seq > (this.sent.get(origin) ?? 0)) rewind = true;
-    }
     raise(this.peerHas, vv);
     raise(this.sent, vv);
     this.o.onAck(vv);
-    // The peer moved past what we sent (caught up by state or via another
-    // region): entries we skipped as a gap may now be streamable.
-    if (rewind || this.gapSeen) {
+    // Entries skipped as beyond a gap may follow on from what the peer now
+    // holds (caught up by state, or via another region): read the log again.
+    // Without a skipped gap nothing behind the cursor is needed.
+    if (this.gapSeen) {
       this.gapSeen = false;
       this.cursor = 0;
     }

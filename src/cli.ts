@@ -74,6 +74,18 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('proxy')
+    .description('run one fault proxy (a TCP link whose faults change at run time) as its own process')
+    .requiredOption('--listen <addr>', 'host:port or port to listen on')
+    .requiredOption('--upstream <addr>', 'host:port the link leads to')
+    .option('--control-port <port>', 'port of the HTTP control endpoint (POST /fault, GET /stats)', '0')
+    .option('--fault <fault>', 'initial fault, e.g. "latency 50ms ±10ms"')
+    .action(async (opts: { listen: string; upstream: string; controlPort: string; fault?: string }) => {
+      const { runStandaloneProxy } = await import('./faults/proxy-standalone.js');
+      await runStandaloneProxy({ ...opts, controlPort: Number(opts.controlPort) });
+    });
+
+  program
     .command('verify')
     .description('randomized, seeded fault-injection run with a history checker (exit 1 on any violation)')
     .option('--seed <n>', 'seed of every random choice (default: random, printed)')

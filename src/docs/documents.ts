@@ -14,14 +14,13 @@ import {
   applyOps,
   applyUpdateSafely,
   deleteDocument,
-  docDigest,
   mergePatch,
   putDocument,
   readDocument,
   stableClientId,
   validateUpdate,
 } from '../crdt/index.js';
-import type { DocSummary, NewLogEntry, Store } from '../storage/types.js';
+import type { NewLogEntry, Store } from '../storage/types.js';
 import { DocCache, snapshotOf, type LiveDoc } from './cache.js';
 import type {
   CommittedEntry,
@@ -33,6 +32,7 @@ import type {
 import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
+import { LOCAL_ORIGIN, emptyBatch, stageJob, type Job, type Settle, type StageHost } from './stage.js';
 
 export interface DocumentsOptions {
   store: Store;
@@ -51,31 +51,6 @@ export interface DocumentsOptions {
    */
   writesOpen?: Promise<void>;
   now?: () => number;
-}
-
-/** Transaction origin of writes made through this region's API. */
-export const LOCAL_ORIGIN = Symbol('local');
-
-type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
-
-type Job =
-  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; raw?: Uint8Array } & Settle<WriteAck | null>)
-  | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
-  | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
-  | ({ kind: 'raise'; vv: VersionVector } & Settle<void>);
-
-/** What one flush is about to commit. */
-interface Batch {
-  entries: NewLogEntry[];
-  from: (RegionId | null)[];
-  summaries: Map<DocKey, DocSummary>;
-  /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
-  snapshots: Set<DocKey>;
-  touched: Map<DocKey, LiveDoc>;
-  /** Each touched document's stored digest before this batch. */
-  before: Map<DocKey, Uint8Array | null>;
-  vv: VersionVector;
-  done: (() => void)[];
 }
 
 export function createDocuments(options: DocumentsOptions): Documents {
@@ -99,6 +74,8 @@ class DocumentsImpl implements Documents {
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => undefined;
   private readonly stopCompactor: () => void;
+  /** What staging a job may do to this write path. */
+  private readonly stager: StageHost;
 
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
@@ -107,6 +84,15 @@ class DocumentsImpl implements Documents {
     this.cache = new DocCache(Math.max(1, options.cacheDocs));
     this.now = options.now ?? Date.now;
     this.vv = options.store.versionVector();
+    this.stager = {
+      writer: this.writer,
+      yjsUpdateBytes: options.yjsUpdateBytes,
+      now: () => this.now(),
+      appliedSeq: () => this.vv.get(this.writer) ?? 0,
+      touch: (doc, batch) => this.touch(doc, batch),
+      evict: (doc) => this.cache.evict(doc),
+      notePending: (doc, live) => this.notePending(doc, live),
+    };
     this.indexDigests();
     this.stopCompactor = startCompactor({
       store: this.store,
@@ -279,20 +265,11 @@ class DocumentsImpl implements Documents {
   }
 
   private commitJobs(jobs: Job[]): void {
-    const batch: Batch = {
-      entries: [],
-      from: [],
-      summaries: new Map(),
-      snapshots: new Set(),
-      touched: new Map(),
-      before: new Map(),
-      vv: new Map(this.vv),
-      done: [],
-    };
+    const batch = emptyBatch(this.vv);
     const failed: Job[] = [];
     for (const job of jobs) {
       try {
-        this.stage(job, batch);
+        stageJob(this.stager, job, batch);
       } catch (err) {
         job.reject(err);
         failed.push(job);
@@ -313,7 +290,7 @@ class DocumentsImpl implements Documents {
     this.afterCommit(batch, lsns);
   }
 
-  private afterCommit(batch: Batch, lsns: number[]): void {
+  private afterCommit(batch: ReturnType<typeof emptyBatch>, lsns: number[]): void {
     for (const [doc, summary] of batch.summaries) {
       this.digests.update(doc, batch.before.get(doc) ?? null, summary.digest);
       const live = batch.touched.get(doc);
@@ -343,106 +320,6 @@ class DocumentsImpl implements Documents {
     }
   }
 
-  /** Applies one job to in-memory documents and adds what it writes to the batch. */
-  private stage(job: Job, batch: Batch): void {
-    switch (job.kind) {
-      case 'local':
-        return this.stageLocal(job, batch);
-      case 'remote':
-        return this.stageRemote(job, batch);
-      case 'state': {
-        const live = this.touch(job.doc, batch, true);
-        this.applyGuarded(job.doc, live, job.update, { peer: job.from });
-        batch.snapshots.add(job.doc);
-        this.summarize(job.doc, live, batch);
-        batch.done.push(() => job.resolve());
-        return;
-      }
-      case 'raise':
-        for (const [w, s] of job.vv) if (s > (batch.vv.get(w) ?? 0)) batch.vv.set(w, s);
-        batch.done.push(() => job.resolve());
-        return;
-    }
-  }
-
-  private stageLocal(job: Extract<Job, { kind: 'local' }>, batch: Batch): void {
-    const live = this.touch(job.doc, batch, true);
-    const before = live.ydoc.store.pendingStructs;
-    let update: Uint8Array | null = null;
-    const capture = (u: Uint8Array, origin: unknown) => {
-      if (origin === LOCAL_ORIGIN) update = update ? Y.mergeUpdates([update, u]) : u;
-    };
-    live.ydoc.on('update', capture);
-    let changed: boolean;
-    try {
-      changed = job.mutate(live.ydoc);
-    } catch (err) {
-      // A rejected op changes nothing; anything else may have half-applied.
-      if (!(err instanceof MeridianError) || err.code === 'invalid_update') this.cache.evict(job.doc);
-      throw err;
-    } finally {
-      live.ydoc.off('update', capture);
-    }
-    this.notePending(job.doc, live);
-    // Parts of a client's update that wait for missing dependencies are not in
-    // the update event; log the raw update so that they are not lost.
-    const logged = job.raw && live.ydoc.store.pendingStructs !== before ? job.raw : update;
-    if (!changed || !logged) {
-      batch.done.push(() => job.resolve(changed ? this.ackOf(this.vv.get(this.writer) ?? 0, batch.vv) : null));
-      return;
-    }
-    const seq = (batch.vv.get(this.writer) ?? 0) + 1;
-    batch.vv.set(this.writer, seq);
-    batch.entries.push({ origin: this.writer, seq, doc: job.doc, ts: this.now(), update: logged });
-    batch.from.push(null);
-    this.summarize(job.doc, live, batch);
-    const vv = new Map(batch.vv);
-    batch.done.push(() => job.resolve(this.ackOf(seq, vv)));
-  }
-
-  private stageRemote(job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {
-    const result: RemoteApplyResult = { applied: 0, duplicates: 0, gaps: 0 };
-    for (const entry of job.entries) {
-      const held = batch.vv.get(entry.origin) ?? 0;
-      if (entry.seq <= held) {
-        result.duplicates++;
-        continue;
-      }
-      if (entry.seq > held + 1) {
-        result.gaps++;
-        continue;
-      }
-      validateUpdate(entry.update, this.options.yjsUpdateBytes);
-      const live = this.touch(entry.doc, batch, true);
-      this.applyGuarded(entry.doc, live, entry.update, { peer: job.from });
-      batch.vv.set(entry.origin, entry.seq);
-      batch.entries.push(entry);
-      batch.from.push(job.from);
-      this.summarize(entry.doc, live, batch);
-      result.applied++;
-    }
-    batch.done.push(() => job.resolve(result));
-  }
-
-  private applyGuarded(doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown): void {
-    try {
-      applyUpdateSafely(live.ydoc, update, origin);
-    } catch (err) {
-      this.cache.evict(doc);
-      throw err;
-    }
-    this.notePending(doc, live);
-  }
-
-  private ackOf(seq: number, vv: VersionVector): WriteAck {
-    return { origin: this.writer, seq, version: vv };
-  }
-
-  private summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {
-    const root = live.ydoc.getMap('root');
-    batch.summaries.set(doc, { doc, digest: docDigest(live.ydoc), deleted: root.size === 0 });
-  }
-
   private notePending(doc: DocKey, live: LiveDoc): void {
     const { pendingStructs, pendingDs } = live.ydoc.store;
     if (pendingStructs || pendingDs) this.pending.add(doc);
@@ -460,13 +337,12 @@ class DocumentsImpl implements Documents {
     return loaded;
   }
 
-  private touch(doc: DocKey, batch: Batch, create: boolean): LiveDoc {
+  private touch(doc: DocKey, batch: ReturnType<typeof emptyBatch>): LiveDoc {
     let live = batch.touched.get(doc) ?? this.live(doc);
-    if (!live && create) {
+    if (!live) {
       live = { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null };
       this.cache.set(doc, live);
     }
-    if (!live) throw new MeridianError('not_found', `document ${doc} not found`);
     if (!batch.touched.has(doc)) batch.before.set(doc, live.digest);
     batch.touched.set(doc, live);
     return live;
@@ -484,5 +360,4 @@ class DocumentsImpl implements Documents {
     return loaded.live;
   }
 }
-
 

@@ -33,13 +33,16 @@ export function startCompactor(options: CompactorOptions): () => void {
     // few entries would otherwise keep the log from being collected.
     const minEntries = ++tick % 10 === 0 ? 1 : Math.max(1, options.afterEntries);
     try {
+      // One transaction for the slice: one fsync, not one per document.
+      const snapshots = [];
       for (const doc of store.docsNeedingCompaction(minEntries, batch)) {
         const cached = options.live(doc);
         const live = cached ?? options.load(doc);
         if (!live) continue;
-        store.saveSnapshot(snapshotOf(doc, live));
+        snapshots.push(snapshotOf(doc, live));
         if (!cached) live.ydoc.destroy();
       }
+      store.saveSnapshots(snapshots);
     } catch (err) {
       logger.error({ err }, 'compaction failed; will retry');
     }

@@ -305,9 +305,26 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
     });
-    for (const doc of batch.snapshots) {
+    const snapshots = [...batch.snapshots].flatMap((doc) => {
       const live = batch.touched.get(doc);
-      if (live) this.store.saveSnapshot(snapshotOf(doc, live));
+      return live ? [snapshotOf(doc, live)] : [];
+    });
+    try {
+      this.store.saveSnapshots(snapshots);
+    } catch (err) {
+      // State merged from a peer lives only in memory now: drop it, so that
+      // the digests differ again and anti-entropy sends it once more.
+      this.log.error({ err }, 'could not store merged state; it will be fetched again');
+      for (const s of snapshots) {
+        this.cache.evict(s.doc);
+        const summary = batch.summaries.get(s.doc);
+        try {
+          this.store.markCorrupt(s.doc);
+          this.digests.update(s.doc, summary?.digest ?? null, new Uint8Array(32));
+        } catch (markErr) {
+          this.log.error({ err: markErr, doc: s.doc }, 'could not mark document for repair');
+        }
+      }
     }
     for (const done of batch.done) done();
     if (committed.length === 0) return;

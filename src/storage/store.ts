@@ -37,7 +37,7 @@ export class SqliteStore implements Store {
   private logEntries: number;
   private logBytes: number;
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
-  private readonly snapshotTx: Database.Transaction<(snapshot: Snapshot) => void>;
+  private readonly snapshotTx: Database.Transaction<(snapshots: Snapshot[]) => void>;
   private readonly raiseTx: Database.Transaction<(vv: VersionVector) => void>;
   private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
 
@@ -53,7 +53,9 @@ export class SqliteStore implements Store {
     this.logEntries = totals?.n ?? 0;
     this.logBytes = totals?.bytes ?? 0;
     this.commitTx = db.transaction((batch: CommitBatch) => this.writeBatch(batch));
-    this.snapshotTx = db.transaction((snapshot: Snapshot) => this.writeSnapshot(snapshot));
+    this.snapshotTx = db.transaction((snapshots: Snapshot[]) => {
+      for (const snapshot of snapshots) this.writeSnapshot(snapshot);
+    });
     this.raiseTx = db.transaction((vv: VersionVector) => raiseProgress(this.s, vv));
     this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => {
       this.s.clearPeerAcks.run(peer);
@@ -158,7 +160,11 @@ export class SqliteStore implements Store {
    * it would need may already be garbage-collected.
    */
   saveSnapshot(snapshot: Snapshot): void {
-    this.snapshotTx.immediate(snapshot);
+    this.snapshotTx.immediate([snapshot]);
+  }
+
+  saveSnapshots(snapshots: Snapshot[]): void {
+    if (snapshots.length > 0) this.snapshotTx.immediate(snapshots);
   }
 
   private writeSnapshot(snapshot: Snapshot): void {

@@ -77,6 +77,8 @@ export interface Store {
   loadDoc(doc: DocKey): StoredDoc | null;
   /** Stores a compacted snapshot; log entries up to uptoLsn are no longer needed to load the doc. */
   saveSnapshot(snapshot: Snapshot): void;
+  /** Stores several snapshots in one transaction (one fsync). */
+  saveSnapshots(snapshots: Snapshot[]): void;
   /** Documents with at least `minEntries` log entries newer than their snapshot, most entries first. */
   docsNeedingCompaction(minEntries: number, limit: number): DocKey[];
 

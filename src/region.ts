@@ -26,10 +26,13 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const store = openStore({
     dataDir: config.dataDir, region, synchronous: config.storage.synchronous, logger,
   });
-  // A region starting on an empty data directory (new, or wiped) rebuilds from its peers first.
-  const rebuilding = config.peers.length > 0 && store.versionVector().size === 0;
+  // Local writes wait for the first word from a peer: a data directory
+  // restored from a backup must learn that before it writes under its old
+  // writer id, and an empty one (new, or wiped) rebuilds from its peers first.
+  const hasPeers = config.peers.length > 0;
+  const rebuilding = hasPeers && store.versionVector().size === 0;
   let openWrites: () => void = () => undefined;
-  const writesOpen = rebuilding ? new Promise<void>((resolve) => (openWrites = resolve)) : undefined;
+  const writesOpen = hasPeers ? new Promise<void>((resolve) => (openWrites = resolve)) : undefined;
   const documents = createDocuments({
     ...(writesOpen ? { writesOpen } : {}),
     store, logger: logger.child({ module: 'documents' }),
@@ -70,11 +73,12 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     throw err;
   }
   replicator.start();
-  if (rebuilding) {
+  if (hasPeers) {
     const waitMs = config.replication.deadAfterMs * 3;
-    logger.info({ waitMs }, 'empty data directory: holding writes until caught up with a peer');
-    void replicator.caughtUpWithAPeer(waitMs).then((caughtUp) => {
-      logger.info({ caughtUp }, caughtUp ? 'caught up with a peer; taking writes' : 'no peer answered; taking writes alone');
+    if (rebuilding) logger.info({ waitMs }, 'empty data directory: holding writes until caught up with a peer');
+    const ready = rebuilding ? replicator.caughtUpWithAPeer(waitMs) : replicator.heardFromAPeer(waitMs);
+    void ready.then((ok) => {
+      if (rebuilding || !ok) logger.info({ ok }, ok ? 'caught up with a peer; taking writes' : 'no peer answered; taking writes alone');
       openWrites();
     });
   }

@@ -155,6 +155,37 @@ describe('replication between three region processes', () => {
     }
   });
 
+  it('writes on as a new writer when its data directory is restored from an older backup', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    const inc = async () => {
+      const res = await http(`${c.url(B)}/v1/docs/counters/backup/ops`, { method: 'POST', body: { ops: [{ op: 'increment', path: ['n'], by: 1 }] } });
+      expect(res.status).toBe(200);
+    };
+    await inc();
+    await waitForConvergence(c);
+    await c.stopRegion(B);
+    const { cpSync, rmSync } = await import('node:fs');
+    const backup = `${c.region(B).dataDir}-backup`;
+    cpSync(c.region(B).dataDir, backup, { recursive: true });
+    await c.startRegion(B);
+    const writerBefore = (await syncStatus(c.url(B))).writer;
+    await inc();
+    await inc();
+    await waitForConvergence(c);
+    await c.stopRegion(B);
+    rmSync(c.region(B).dataDir, { recursive: true, force: true });
+    cpSync(backup, c.region(B).dataDir, { recursive: true });
+    await c.startRegion(B);
+    await inc();
+    await waitForConvergence(c);
+    // Every acknowledged increment counts, also the one made after the restore.
+    for (const r of [A, B, C]) {
+      expect((await http<{ n: number }>(`${c.url(r)}/v1/docs/counters/backup`)).body.n).toBe(4);
+    }
+    expect((await syncStatus(c.url(B))).writer).not.toBe(writerBefore);
+  });
+
   it('serves read-your-writes with meridian-after, and quorum writes with meridian-replicas', async () => {
     cluster = await startTestCluster();
     const c = cluster;

@@ -8,7 +8,7 @@
 import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import { MeridianError } from '../errors.js';
-import { splitDocKey, type DocKey, type RegionId, type VersionVector } from '../ids.js';
+import { splitDocKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { JsonObject, Op } from '../crdt/types.js';
 import {
   applyOps,
@@ -58,7 +58,6 @@ export function createDocuments(options: DocumentsOptions): Documents {
 }
 
 class DocumentsImpl implements Documents {
-  readonly writer;
   readonly digests = new DigestIndex();
   private readonly store: Store;
   private readonly log: Logger;
@@ -79,13 +78,12 @@ class DocumentsImpl implements Documents {
 
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
-    this.writer = options.store.writer;
     this.log = options.logger;
     this.cache = new DocCache(Math.max(1, options.cacheDocs));
     this.now = options.now ?? Date.now;
     this.vv = options.store.versionVector();
     this.stager = {
-      writer: this.writer,
+      writer: () => this.writer,
       yjsUpdateBytes: options.yjsUpdateBytes,
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
@@ -102,6 +100,17 @@ class DocumentsImpl implements Documents {
       live: (doc) => this.cache.peek(doc),
       load: (doc) => this.loadDoc(doc),
     });
+  }
+
+  /** The current writer id (it changes only when {@link Documents.rotateWriter} runs). */
+  get writer(): WriterId {
+    return this.store.writer;
+  }
+
+  rotateWriter(): WriterId {
+    // Live docs carry client ids derived from the old writer: reload them.
+    this.cache.clear();
+    return this.store.rotateWriter();
   }
 
   private indexDigests(): void {

@@ -38,7 +38,8 @@ export interface Batch {
 
 /** What staging may ask of the write path. */
 export interface StageHost {
-  readonly writer: WriterId;
+  /** The writer id local writes are made under now. */
+  writer(): WriterId;
   readonly yjsUpdateBytes: number;
   now(): number;
   /** This region's own highest committed sequence number. */
@@ -102,9 +103,9 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
     batch.done.push(() => job.resolve(changed ? ackOf(host, host.appliedSeq(), batch.vv) : null));
     return;
   }
-  const seq = (batch.vv.get(host.writer) ?? 0) + 1;
-  batch.vv.set(host.writer, seq);
-  batch.entries.push({ origin: host.writer, seq, doc: job.doc, ts: host.now(), update: logged });
+  const seq = (batch.vv.get(host.writer()) ?? 0) + 1;
+  batch.vv.set(host.writer(), seq);
+  batch.entries.push({ origin: host.writer(), seq, doc: job.doc, ts: host.now(), update: logged });
   batch.from.push(null);
   summarize(job.doc, live, batch);
   const vv = new Map(batch.vv);
@@ -146,7 +147,7 @@ function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8
 }
 
 function ackOf(host: StageHost, seq: number, vv: VersionVector): WriteAck {
-  return { origin: host.writer, seq, version: vv };
+  return { origin: host.writer(), seq, version: vv };
 }
 
 function summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {

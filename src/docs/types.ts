@@ -38,6 +38,11 @@ export interface RemoteApplyResult {
  */
 export interface Documents {
   readonly writer: WriterId;
+  /**
+   * Continues under a new writer id: for a data directory that turned out to
+   * be older than what peers hold of its own writes (a restored backup).
+   */
+  rotateWriter(): WriterId;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

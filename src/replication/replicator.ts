@@ -114,6 +114,7 @@ export class Replicator implements ReplicationView {
       },
       onAck: (vv) => this.onAck(peer, vv),
       onPeerRestarted: (vv) => {
+        this.checkOwnWrites(region, vv);
         peer.acks = new Map(vv);
         peer.acksDirty = true;
         peer.heldAtConnect = new Map(vv);
@@ -141,6 +142,23 @@ export class Replicator implements ReplicationView {
     });
     this.log.info({ peer: region }, 'link up');
     session.start();
+  }
+
+  /**
+   * A peer holding more of this region's own writes than this region does
+   * means the data directory went back in time (restored from a backup).
+   * Writing on under the same writer id would reuse sequence numbers and Yjs
+   * clocks the peers have already seen, so continue under a new one; the
+   * peers stream the missing writes back.
+   */
+  private checkOwnWrites(peer: RegionId, peerHolds: VersionVector): void {
+    const writer = this.o.documents.writer;
+    const theirs = peerHolds.get(writer) ?? 0;
+    const mine = this.o.documents.versionVector().get(writer) ?? 0;
+    if (theirs <= mine) return;
+    const next = this.o.documents.rotateWriter();
+    this.log.warn({ peer, writer, held: mine, peerHolds: theirs, next },
+      'peer holds writes of this region that its data directory lacks (restored from a backup?): writing on as a new writer');
   }
 
   /** An inbound dial was refused; shown in the status of the peer it claimed to be. */
@@ -185,6 +203,11 @@ export class Replicator implements ReplicationView {
       () => [...this.peers.values()].some((p) => p.session !== null && p.heldAtConnect !== null && covers(mine(), p.heldAtConnect)),
       timeoutMs,
     );
+  }
+
+  /** Resolves once some peer has said what it holds (own writes checked), or false after `timeoutMs`. */
+  heardFromAPeer(timeoutMs: number): Promise<boolean> {
+    return this.waitUntil(() => [...this.peers.values()].some((p) => p.heldAtConnect !== null), timeoutMs);
   }
 
   waitForVersion(vv: VersionVector, timeoutMs: number): Promise<boolean> {

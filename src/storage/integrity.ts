@@ -62,7 +62,7 @@ export function quickCheck(db: Database.Database): string[] {
   return runQuickCheck(db.prepare<[], { quick_check: string }>(QUICK_CHECK_SQL));
 }
 
-function newWriterId(region: RegionId): WriterId {
+export function newWriterId(region: RegionId): WriterId {
   // 48 random bits: a region would need millions of fresh data directories
   // before two incarnations were likely to share a writer id.
   return `${region}~${randomBytes(6).toString('hex')}` as WriterId;

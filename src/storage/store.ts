@@ -3,6 +3,8 @@
  * checking the database happen in ./sqlite.ts; this class only runs the
  * prepared statements, each public method in at most one transaction.
  */
+import { newWriterId } from './integrity.js';
+import { regionOfWriter } from '../ids.js';
 import { statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -44,7 +46,7 @@ export class SqliteStore implements Store {
   constructor(
     private readonly db: Database.Database,
     readonly path: string,
-    readonly writer: WriterId,
+    private currentWriter: WriterId,
     private readonly logger: Logger,
   ) {
     this.s = prepareStatements(db);
@@ -61,6 +63,18 @@ export class SqliteStore implements Store {
       this.s.clearPeerAcks.run(peer);
       for (const [origin, seq] of vv) this.s.insertPeerAck.run(peer, origin, seq);
     });
+  }
+
+  get writer(): WriterId {
+    return this.currentWriter;
+  }
+
+  rotateWriter(): WriterId {
+    const next = newWriterId(regionOfWriter(this.currentWriter));
+    this.db.prepare("UPDATE meta SET value = ? WHERE key = 'writer'").run(next);
+    this.logger.warn({ previous: this.currentWriter, writer: next }, 'writer id replaced');
+    this.currentWriter = next;
+    return next;
   }
 
   /**

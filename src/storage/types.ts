@@ -69,6 +69,12 @@ export interface StorageStats {
 export interface Store {
   /** This data directory's writer id; created on first open of an empty directory. */
   readonly writer: WriterId;
+  /**
+   * Replaces the writer id, for a data directory found to be older than what
+   * peers hold of its own writes (restored from a backup): continuing under
+   * the old id would reuse sequence numbers and Yjs clocks peers have seen.
+   */
+  rotateWriter(): WriterId;
   readonly path: string;
 
   /** Appends entries and updates document summaries in one transaction; returns the lsns. */

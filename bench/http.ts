@@ -8,6 +8,8 @@ import { Agent, request as httpRequest, type OutgoingHttpHeaders } from 'node:ht
 export interface Reply {
   status: number;
   body: string;
+  /** Length of the body in bytes. */
+  bytes: number;
   headers: Record<string, string | string[] | undefined>;
 }
 
@@ -17,6 +19,14 @@ export interface RequestOptions {
   body?: unknown;
   headers?: OutgoingHttpHeaders;
   timeoutMs?: number;
+}
+
+/** A request failed on a keep-alive socket that had served an earlier request. */
+class StaleSocketError extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'StaleSocketError';
+  }
 }
 
 /** A client bound to one base URL and one pool of keep-alive sockets. */
@@ -29,10 +39,25 @@ export class HttpClient {
     const url = new URL(baseUrl);
     this.host = url.hostname;
     this.port = Number(url.port);
-    this.agent = new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, keepAliveMsecs: 1000 });
+    // Idle sockets are dropped before the region's 5 s keep-alive timeout, so a
+    // request never goes out on a socket the region is closing.
+    this.agent = new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: 4000 });
   }
 
-  request(path: string, o: RequestOptions = {}): Promise<Reply> {
+  /**
+   * Sends one request. A GET that fails on a reused keep-alive socket (the
+   * region closed or restarted meanwhile) is sent once more on a fresh one.
+   */
+  async request(path: string, o: RequestOptions = {}): Promise<Reply> {
+    try {
+      return await this.send(path, o);
+    } catch (err) {
+      if ((o.method ?? 'GET') !== 'GET' || !(err instanceof StaleSocketError)) throw err;
+      return this.send(path, o);
+    }
+  }
+
+  private send(path: string, o: RequestOptions): Promise<Reply> {
     const payload = o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
     const headers: OutgoingHttpHeaders = { ...(o.headers ?? {}) };
     if (payload !== undefined) {
@@ -47,12 +72,13 @@ export class HttpClient {
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', reject);
           res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers });
+            const raw = Buffer.concat(chunks);
+            resolve({ status: res.statusCode ?? 0, body: raw.toString('utf8'), bytes: raw.byteLength, headers: res.headers });
           });
         },
       );
       req.setTimeout(o.timeoutMs ?? 60_000, () => req.destroy(new Error(`${o.method ?? 'GET'} ${path} timed out`)));
-      req.on('error', reject);
+      req.on('error', (err) => reject(req.reusedSocket ? new StaleSocketError(err) : err));
       req.end(payload);
     });
   }

@@ -25,15 +25,23 @@ export interface LoadResult {
   latency: LatencySummary;
   /** Failure messages and how often each occurred. */
   errors: Record<string, number>;
+  /**
+   * Open loop: how late requests left against their schedule (this process
+   * busy, or `maxInFlight` reached). Large values mean the generator, not
+   * only the server, fell behind.
+   */
+  sendDelay: LatencySummary | null;
 }
 
 class Tally {
   readonly latency = new Latency();
+  readonly sendDelay = new Latency();
   ok = 0;
   failed = 0;
   readonly errors: Record<string, number> = {};
 
   async run(op: Operation, i: number, from: number): Promise<void> {
+    this.sendDelay.record(performance.now() - from);
     try {
       await op(i);
       this.ok++;
@@ -50,6 +58,7 @@ class Tally {
     return {
       mode, offered, clients, elapsedS: round(elapsedS), ok: this.ok, failed: this.failed,
       throughput: round(this.ok / Math.max(elapsedS, 1e-9), 1), latency: this.latency.summary(), errors: this.errors,
+      sendDelay: mode === 'open' ? this.sendDelay.summary() : null,
     };
   }
 }

@@ -3,7 +3,7 @@
  * CPU time and memory from /proc (Linux only; elsewhere the figures are null).
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { cpus, totalmem, release, platform } from 'node:os';
+import { cpus, loadavg, totalmem, release, platform } from 'node:os';
 import { join } from 'node:path';
 
 export interface MachineInfo {
@@ -13,6 +13,8 @@ export interface MachineInfo {
   os: string;
   node: string;
   date: string;
+  /** 1, 5 and 15 minute load averages when the run started. */
+  loadAverage: number[];
 }
 
 export function machineInfo(): MachineInfo {
@@ -30,7 +32,13 @@ export function machineInfo(): MachineInfo {
     os: `${platform()} ${release()}`,
     node: process.version,
     date: new Date().toISOString(),
+    loadAverage: loadNow(),
   };
+}
+
+/** The 1, 5 and 15 minute load averages, two decimals. */
+export function loadNow(): number[] {
+  return loadavg().map((l) => Math.round(l * 100) / 100);
 }
 
 /** Resident and peak resident memory of a process, in MiB (VmRSS, VmHWM). */

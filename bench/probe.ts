@@ -6,10 +6,16 @@
  * `Database#transaction`, which the store calls once per statement group at
  * open; nothing in the region's code changes.
  *
- * The counters are written as JSON to `$MERIDIAN_BENCH_PROBE` on SIGUSR2.
+ * On SIGUSR2 the counters are written as JSON to
+ * `$MERIDIAN_BENCH_PROBE_DIR/probe-<pid>.json`. With
+ * `$MERIDIAN_BENCH_PROFILE_DIR` set, the process also records a V8 CPU
+ * profile and writes it there when it exits (`--cpu-prof` cannot be given
+ * through NODE_OPTIONS).
  */
 import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 /** Counters since the process started; the benchmark reads differences. */
@@ -19,6 +25,8 @@ export interface ProbeCounters {
   commits: number;
   /** Log entries written by those commits. */
   entries: number;
+  /** Group commits that stored no entry (e.g. a peer frame of duplicates). */
+  emptyCommits: number;
   commitMs: number;
   maxBatch: number;
   /** Every other write transaction (snapshots, version raises, peer acks). */
@@ -37,7 +45,7 @@ interface DatabaseClass {
 }
 
 const counters: ProbeCounters = {
-  seq: 0, commits: 0, entries: 0, commitMs: 0, maxBatch: 0, otherTx: 0, otherMs: 0, loopActiveMs: 0, cpuMs: 0, uptimeMs: 0,
+  seq: 0, commits: 0, entries: 0, emptyCommits: 0, commitMs: 0, maxBatch: 0, otherTx: 0, otherMs: 0, loopActiveMs: 0, cpuMs: 0, uptimeMs: 0,
 };
 
 function entriesOf(arg: unknown): number | null {
@@ -60,6 +68,7 @@ function timed(run: (...args: unknown[]) => unknown): (...args: unknown[]) => un
       } else {
         counters.commits++;
         counters.entries += n;
+        if (n === 0) counters.emptyCommits++;
         counters.commitMs += ms;
         counters.maxBatch = Math.max(counters.maxBatch, n);
       }
@@ -77,8 +86,9 @@ function instrument(Database: DatabaseClass): void {
   };
 }
 
-const out = process.env['MERIDIAN_BENCH_PROBE'];
-if (out) {
+const dir = process.env['MERIDIAN_BENCH_PROBE_DIR'];
+if (dir) {
+  const out = join(dir, `probe-${process.pid}.json`);
   instrument(createRequire(import.meta.url)('better-sqlite3') as DatabaseClass);
   process.on('SIGUSR2', () => {
     const elu = performance.eventLoopUtilization();
@@ -88,5 +98,23 @@ if (out) {
     counters.cpuMs = (cpu.user + cpu.system) / 1000;
     counters.uptimeMs = performance.now();
     writeFileSync(out, JSON.stringify(counters));
+  });
+}
+
+const profileDir = process.env['MERIDIAN_BENCH_PROFILE_DIR'];
+if (profileDir) {
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.start');
+  // The inspector answers a session of its own thread synchronously, so this works in 'exit'.
+  process.on('exit', () => {
+    session.post('Profiler.stop', (err, result) => {
+      if (err) {
+        process.stderr.write(`cpu profile not written: ${err.message}\n`);
+        return;
+      }
+      writeFileSync(join(profileDir, `CPU.${process.pid}.cpuprofile`), JSON.stringify(result.profile));
+    });
   });
 }

@@ -30,6 +30,8 @@ export interface AntiEntropyPort {
   logger: Logger;
   /** Sends a frame, waiting while the link's send buffer is full. */
   send(frame: Frame): Promise<void>;
+  /** A received frame turned out bad after all: close the link. */
+  fail(reason: string): void;
 }
 
 interface Round {
@@ -53,9 +55,13 @@ const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
  * exchanging many documents never wait on each other's full buffers.
  */
 const WINDOW = 32;
+/** Received document states queued for commit before the next one waits. */
+const MAX_APPLYING = 1024;
 
 export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
+  /** Merges of received document states not yet committed. */
+  private readonly applying = new Set<Promise<void>>();
   /** Rounds completed (as initiator) since the link opened. */
   completed = 0;
   docsRepaired = 0;
@@ -157,7 +163,16 @@ export class AntiEntropy {
 
   async onDocState(frame: DocStateFrame): Promise<void> {
     const { documents } = this.port;
-    await documents.applyState(frame.doc, frame.update, this.port.peer);
+    // Not awaited one by one: documents received together share one commit
+    // (a rebuild of many documents would otherwise cost an fsync each, and a
+    // receiver that slow stops reading its socket, heartbeats included).
+    const applied = documents.applyState(frame.doc, frame.update, this.port.peer);
+    this.applying.add(applied);
+    applied.then(
+      () => this.applying.delete(applied),
+      (err: unknown) => this.port.fail(`doc-state rejected: ${err instanceof Error ? err.message : String(err)}`),
+    );
+    if (this.applying.size >= MAX_APPLYING) await applied;
     this.docsRepaired++;
     if (!frame.sv) return;
     const update = documents.readYjs(frame.doc, frame.sv);
@@ -175,7 +190,14 @@ export class AntiEntropy {
 
   /** The peer finished its round: adopt its floor. */
   async onDone(frame: AeDoneFrame): Promise<void> {
+    // Everything of the round must be durable first; a failed merge fails this too.
+    await Promise.all([...this.applying]);
     if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
+  }
+
+  /** Resolves once every merge received so far is durable; rejects if one failed. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.applying]);
   }
 
   private async maybeFinish(id: number, round: Round): Promise<void> {

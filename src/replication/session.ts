@@ -75,6 +75,9 @@ export class Session {
     this.ae = new AntiEntropy({
       peer: o.peer, documents: o.documents, store: o.store, logger: o.logger,
       send: (frame) => this.sendWhenWritable(frame),
+      fail: (reason) => {
+        if (!this.closed) this.reject(reason);
+      },
     });
   }
 

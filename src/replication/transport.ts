@@ -81,7 +81,7 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   const base = new URL(peer.url);
   const tls = tlsOptions(config);
   // A dial stuck on a black-holed path must not outlast the heal by long.
-  const timeoutMs = Math.min(5000, Math.max(1000, config.replication.heartbeatMs * 3));
+  const timeoutMs = Math.min(5000, Math.max(2000, config.replication.heartbeatMs * 3));
   const body = await getJson(new URL(CHALLENGE_PATH, base), tls, timeoutMs);
   const challenge = parseChallenge(body);
   if (!challenge) throw new Error(`peer ${peer.url} sent no valid challenge`);

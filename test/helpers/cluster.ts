@@ -15,6 +15,20 @@ export async function startTestCluster(
   extra: Record<string, unknown> = {},
   perRegion: Record<string, Record<string, unknown>> = {},
 ): Promise<LocalCluster & { dispose(): Promise<void> }> {
+  // Ports are picked free and bound a moment later by the region process; a
+  // test running beside this one can take one in between. Start again then.
+  try {
+    return await startTestClusterOnce(names, extra, perRegion);
+  } catch {
+    return startTestClusterOnce(names, extra, perRegion);
+  }
+}
+
+async function startTestClusterOnce(
+  names: string[],
+  extra: Record<string, unknown>,
+  perRegion: Record<string, Record<string, unknown>>,
+): Promise<LocalCluster & { dispose(): Promise<void> }> {
   const baseDir = mkdtempSync(join(tmpdir(), 'meridian-cluster-'));
   const specs: RegionSpec[] = names.map((region) => ({ region, extra: perRegion[region] ?? {} }));
   const cluster = new LocalCluster({ regions: specs, baseDir, extra: { ...FAST_REPLICATION, ...extra } });

@@ -32,7 +32,7 @@ import type {
 import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
-import { LOCAL_ORIGIN, emptyBatch, stageJob, type Job, type Settle, type StageHost } from './stage.js';
+import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Job, type Settle, type StageHost } from './stage.js';
 
 export interface DocumentsOptions {
   store: Store;
@@ -286,6 +286,7 @@ class DocumentsImpl implements Documents {
     }
     let lsns: number[];
     try {
+      summarizeBatch(batch);
       lsns = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()] });
       const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
       if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));

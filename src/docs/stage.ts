@@ -27,6 +27,8 @@ export interface Batch {
   entries: NewLogEntry[];
   from: (RegionId | null)[];
   summaries: Map<DocKey, DocSummary>;
+  /** Documents changed by the batch, summarized once before the commit. */
+  changed: Map<DocKey, LiveDoc>;
   /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
   snapshots: Set<DocKey>;
   touched: Map<DocKey, LiveDoc>;
@@ -52,7 +54,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], summaries: new Map(), snapshots: new Set(), touched: new Map(), before: new Map(), vv: new Map(vv), done: [] };
+  return { entries: [], from: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), touched: new Map(), before: new Map(), vv: new Map(vv), done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -151,6 +153,15 @@ function ackOf(host: StageHost, seq: number, vv: VersionVector): WriteAck {
 }
 
 function summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {
-  const root = live.ydoc.getMap('root');
-  batch.summaries.set(doc, { doc, digest: docDigest(live.ydoc), deleted: root.size === 0 });
+  // Marked only: the digest walks the whole document, so it is computed once
+  // per document per batch, by {@link summarizeBatch}, not once per write.
+  batch.changed.set(doc, live);
+}
+
+/** Digests of every document the batch changed, as the commit stores them. */
+export function summarizeBatch(batch: Batch): void {
+  for (const [doc, live] of batch.changed) {
+    const root = live.ydoc.getMap('root');
+    batch.summaries.set(doc, { doc, digest: docDigest(live.ydoc), deleted: root.size === 0 });
+  }
 }

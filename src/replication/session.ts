@@ -133,6 +133,9 @@ export class Session {
       this.o.transport.pause();
     }
     this.inbound = this.inbound.then(async () => {
+      // Let timers and sockets run between frames: a long queue of frames
+      // must not starve heartbeats (the link would be taken for dead).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.closed) return;
       try {
         await this.handle(frame);

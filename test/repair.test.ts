@@ -42,5 +42,5 @@ describe('repair from peers', () => {
     await waitFor('digest restored', async () => (await syncStatus(c.url('eu-west'))).digest === digest, 20_000);
     const metrics = await http<string>(`${c.url('eu-west')}/metrics`);
     expect(String(metrics.body)).toMatch(/meridian_corrupt_entries_total\{[^}]*\} [1-9]/);
-  });
+  }, 90_000);
 });

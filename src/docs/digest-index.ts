@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import type { DocKey } from '../ids.js';
 
 export const BUCKETS = 1024;
-const ZERO = new Uint8Array(32);
 
 export class DigestIndex {
   private readonly region = new Uint8Array(32);
@@ -50,8 +49,4 @@ function contribution(doc: DocKey, digest: Uint8Array): Uint8Array {
 
 function xorInto(target: Uint8Array, value: Uint8Array): void {
   for (let i = 0; i < target.length; i++) target[i]! ^= value[i] ?? 0;
-}
-
-export function isZeroDigest(d: Uint8Array): boolean {
-  return Buffer.compare(Buffer.from(d), Buffer.from(ZERO)) === 0;
 }

@@ -21,5 +21,6 @@ export interface Peer {
   attempts: number;
   reconnectTimer: NodeJS.Timeout | null;
   lastError: string | null;
+  /** Links established since start; every one after the first is a reconnect. */
   connects: number;
 }

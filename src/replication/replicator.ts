@@ -129,7 +129,7 @@ export class Replicator implements ReplicationView {
     peer.closeLink = (code, reason) => link.close(code, reason);
     peer.attempts = 0;
     peer.lastError = null;
-    peer.connects++;
+    if (peer.connects++ > 0) this.o.metrics.reconnects.inc({ peer: region });
     peer.detector.connected(true);
     peer.detector.heard(Date.now());
     link.onMessage((bytes) => session.receive(bytes));
@@ -355,7 +355,6 @@ export class Replicator implements ReplicationView {
     if (this.stopped || peer.reconnectTimer) return;
     const r = this.o.config.replication;
     const delay = backoffDelay(peer.attempts++, { minMs: r.reconnectMinMs, maxMs: r.reconnectMaxMs });
-    this.o.metrics.reconnects.inc({ peer: peer.region });
     peer.reconnectTimer = setTimeout(() => this.connect(peer), delay);
   }
 

@@ -134,7 +134,9 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     if (request.routeOptions.url?.startsWith('/v1/') === true) await session.awaitAfter(request);
   });
 
-  await api.register(healthRoutes, { region: config.region, replication, metrics, shuttingDown: deps.shuttingDown });
+  await api.register(healthRoutes, {
+    region: config.region, replication, metrics, shuttingDown: deps.shuttingDown, writesOpen: () => documents.writesOpen(),
+  });
   await api.register(syncRoutes, { replication });
   await api.register(docRoutes, { documents, session });
   await api.register(yjsRoutes, { documents, session, yjsUpdateBytes: config.limits.yjsUpdateBytes });

@@ -1,8 +1,10 @@
 /**
  * Liveness, readiness and metrics. `/healthz` answers while the process
- * serves at all; `/readyz` turns 503 once shutdown begins, so a load balancer
- * stops sending traffic before connections close. An isolated region (no peer
- * up) is still ready: it keeps serving reads and writes.
+ * serves at all. `/readyz` is 503 while a freshly started region still holds
+ * writes until it hears from (or, with an empty data directory, catches up
+ * with) a peer, and once shutdown begins, so that a load balancer or the
+ * client sends traffic elsewhere. An isolated region (no peer up) is still
+ * ready: it keeps serving reads and writes.
  */
 import type { FastifyInstance } from 'fastify';
 import type { RegionId } from '../ids.js';
@@ -15,16 +17,21 @@ export interface HealthRouteDeps {
   metrics: Metrics;
   /** True once the node has begun shutting down. */
   shuttingDown: () => boolean;
+  /** False while local writes are held after start. */
+  writesOpen: () => boolean;
 }
 
 /** Registers `/healthz`, `/readyz` and `/metrics`. */
 export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): Promise<void> {
-  const { region, replication, metrics, shuttingDown } = deps;
+  const { region, replication, metrics, shuttingDown, writesOpen } = deps;
 
   app.get('/healthz', async () => ({ status: 'ok', region }));
 
   app.get('/readyz', async (_request, reply) => {
     if (shuttingDown()) return reply.code(503).send({ ready: false, region, reason: 'shutting down' });
+    if (!writesOpen()) {
+      return reply.code(503).send({ ready: false, region, reason: 'holding writes until a peer answers' });
+    }
     return { ready: true, region, isolated: replication.status().isolated };
   });
 

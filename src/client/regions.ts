@@ -1,5 +1,5 @@
 /**
- * Which region to ask first. Every region is probed (`/healthz`) for its
+ * Which region to ask first. Every region is probed (`/readyz`) for its
  * round-trip time; healthy regions are ordered by it. A region that fails a
  * request or a probe is unhealthy: it is tried only after every healthy one,
  * and re-probed more often until it answers again, when it is sampled afresh
@@ -19,7 +19,7 @@ export interface RegionStatus {
   url: string;
   /** null until the first probe has finished. */
   healthy: boolean | null;
-  /** Smoothed round-trip time of `/healthz`, ms; null before a probe succeeded. */
+  /** Smoothed round-trip time of `/readyz`, ms; null before a probe succeeded. */
   rttMs: number | null;
   /** Why the region was last marked unhealthy; null while healthy. */
   lastError: string | null;

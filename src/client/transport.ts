@@ -68,7 +68,7 @@ export async function exchange(
   }
 }
 
-/** Measures one round trip to `/healthz` in milliseconds; throws unless it answers 200. */
+/** Measures one round trip to `/readyz` in milliseconds; throws unless the region is ready (200). */
 export async function probeRtt(
   fetchFn: FetchLike,
   baseUrl: string,
@@ -76,13 +76,13 @@ export async function probeRtt(
   closed: AbortSignal,
 ): Promise<number> {
   const started = performance.now();
-  const res = await fetchFn(`${baseUrl}/healthz`, {
+  const res = await fetchFn(`${baseUrl}/readyz`, {
     method: 'GET',
     signal: AbortSignal.any([closed, AbortSignal.timeout(timeoutMs)]),
   });
   // Reading the body returns the connection to the pool for the next request.
   await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`/healthz answered ${res.status}`);
+  if (res.status !== 200) throw new Error(`/readyz answered ${res.status}`);
   return performance.now() - started;
 }
 

@@ -69,7 +69,7 @@ class DocumentsImpl implements Documents {
   private queue: Job[] = [];
   private flushScheduled = false;
   private closed = false;
-  private writesOpen = false;
+  private writesAccepted: boolean;
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => undefined;
   private readonly stopCompactor: () => void;
@@ -82,6 +82,8 @@ class DocumentsImpl implements Documents {
     this.cache = new DocCache(Math.max(1, options.cacheDocs));
     this.now = options.now ?? Date.now;
     this.vv = options.store.versionVector();
+    this.writesAccepted = options.writesOpen === undefined;
+    void options.writesOpen?.then(() => (this.writesAccepted = true));
     this.stager = {
       writer: () => this.writer,
       yjsUpdateBytes: options.yjsUpdateBytes,
@@ -105,6 +107,10 @@ class DocumentsImpl implements Documents {
   /** The current writer id (it changes only when {@link Documents.rotateWriter} runs). */
   get writer(): WriterId {
     return this.store.writer;
+  }
+
+  writesOpen(): boolean {
+    return this.writesAccepted;
   }
 
   rotateWriter(): WriterId {
@@ -240,8 +246,7 @@ class DocumentsImpl implements Documents {
   }
 
   private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array): Promise<WriteAck | null> {
-    if (!this.writesOpen) await this.options.writesOpen;
-    this.writesOpen = true;
+    if (!this.writesAccepted) await this.options.writesOpen;
     return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, raw, ...s }));
   }
 

@@ -43,6 +43,8 @@ export interface Documents {
    * be older than what peers hold of its own writes (a restored backup).
    */
   rotateWriter(): WriterId;
+  /** False while local writes wait for the region to hear from (or catch up with) a peer. */
+  writesOpen(): boolean;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

@@ -74,7 +74,7 @@ export class LocalCluster {
     return this.o.tls ? 'https' : 'http';
   }
 
-  /** Starts the proxies and every region, and waits until each serves. */
+  /** Starts the proxies and every region, and waits until each takes writes. */
   async start(): Promise<void> {
     mkdirSync(this.o.baseDir, { recursive: true });
     for (const spec of this.o.regions) {
@@ -99,6 +99,10 @@ export class LocalCluster {
     }
     for (const spec of this.o.regions) this.writeConfig(spec);
     await Promise.all([...this.regions.keys()].map((name) => this.startRegion(name)));
+    // Fresh regions hold writes until they have heard from a peer; the
+    // cluster is ready once every region takes writes.
+    const ca = this.o.tls ? readFileSync(this.o.tls.ca) : undefined;
+    await Promise.all([...this.regions.values()].map((r) => waitForStatus(r, '/readyz', 20_000, ca)));
   }
 
   region(name: string): RegionProcess {
@@ -130,7 +134,7 @@ export class LocalCluster {
     proc.once('exit', () => {
       if (r.proc === proc) r.proc = null;
     });
-    await waitForHealth(r, timeoutMs, this.o.tls ? readFileSync(this.o.tls.ca) : undefined);
+    await waitForStatus(r, '/healthz', timeoutMs, this.o.tls ? readFileSync(this.o.tls.ca) : undefined);
   }
 
   /** SIGKILL: the process dies at once, mid-write if it was writing. */
@@ -258,14 +262,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForHealth(r: RegionProcess, timeoutMs: number, ca?: Buffer): Promise<void> {
+/** Waits until `path` (`/healthz` or `/readyz`) answers 200. */
+async function waitForStatus(r: RegionProcess, path: string, timeoutMs: number, ca?: Buffer): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!r.proc) throw new Error(`region ${r.name} exited during start; see ${r.logPath}`);
-    if ((await healthStatus(`${r.url}/healthz`, ca)) === 200) return;
+    if ((await healthStatus(`${r.url}${path}`, ca)) === 200) return;
     await new Promise((res) => setTimeout(res, 50));
   }
-  throw new Error(`region ${r.name} did not become healthy within ${timeoutMs} ms; see ${r.logPath}`);
+  throw new Error(`region ${r.name}: ${path} did not answer 200 within ${timeoutMs} ms; see ${r.logPath}`);
 }
 
 /** The status of GET url, or 0 when nothing answers (not listening yet). */

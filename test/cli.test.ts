@@ -141,13 +141,13 @@ import { readFileSync } from 'node:fs';
 const { region } = JSON.parse(readFileSync(process.argv[process.argv.indexOf('--config') + 1], 'utf8'));
 const log = (level, msg, extra = {}) =>
   process.stdout.write(JSON.stringify({ level, time: Date.now(), region, msg, ...extra }) + '\\n');
-log(30, 'region ready', { url: 'http://x', peers: ['a'] });
-process.stderr.write('plain text line\\n');
-if (region.includes('crash')) setTimeout(() => process.exit(3), 100);
 process.on('SIGTERM', () => {
   log(30, 'got SIGTERM');
   if (!region.includes('stubborn')) process.exit(0);
 });
+log(30, 'region ready', { url: 'http://x', peers: ['a'] });
+process.stderr.write('plain text line\\n');
+if (region.includes('crash')) setTimeout(() => process.exit(3), 100);
 setInterval(() => {}, 1000);
 `;
   let script: string;

@@ -36,6 +36,8 @@ afterEach(async () => {
   for (const proxy of proxies.values()) proxy.heal();
   cluster.heal();
   for (const name of [A, B, C]) if (!cluster.region(name).proc) await cluster.startRegion(name);
+  // A restarted region is skipped by clients until it takes writes again.
+  await Promise.all([A, B, C].map((name) => cluster.waitReady(name)));
 });
 
 afterAll(async () => {

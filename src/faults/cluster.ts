@@ -101,8 +101,12 @@ export class LocalCluster {
     await Promise.all([...this.regions.keys()].map((name) => this.startRegion(name)));
     // Fresh regions hold writes until they have heard from a peer; the
     // cluster is ready once every region takes writes.
-    const ca = this.o.tls ? readFileSync(this.o.tls.ca) : undefined;
-    await Promise.all([...this.regions.values()].map((r) => waitForStatus(r, '/readyz', 20_000, ca)));
+    await Promise.all([...this.regions.keys()].map((name) => this.waitReady(name)));
+  }
+
+  /** Waits until the region's `/readyz` answers 200 (it takes writes). */
+  async waitReady(name: string, timeoutMs = 20_000): Promise<void> {
+    await waitForStatus(this.region(name), '/readyz', timeoutMs, this.o.tls ? readFileSync(this.o.tls.ca) : undefined);
   }
 
   region(name: string): RegionProcess {

@@ -214,6 +214,9 @@ export function probeDelta(a: ProbeCounters | null, b: ProbeCounters | null): Pr
     commitShare: wallMs > 0 ? r((b.commitMs - a.commitMs) / wallMs) : 0,
     otherTx: b.otherTx - a.otherTx,
     otherTxShare: wallMs > 0 ? r((b.otherMs - a.otherMs) / wallMs) : 0,
+    slowTx: b.slowTx - a.slowTx,
+    loopDelayP99Ms: r(b.loopDelayP99Ms),
+    loopDelayMaxMs: r(b.loopDelayMaxMs),
     loopBusy: wallMs > 0 ? r((b.loopActiveMs - a.loopActiveMs) / wallMs) : 0,
     cpu: wallMs > 0 ? r((b.cpuMs - a.cpuMs) / wallMs) : 0,
   };
@@ -233,6 +236,11 @@ export interface ProbeDelta {
   /** Snapshot, version and ack transactions, and their share of wall time. */
   otherTx: number;
   otherTxShare: number;
+  /** Transactions over 10 ms. */
+  slowTx: number;
+  /** Event loop delay between the two readings (the second resets it), ms. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
   /** Event loop utilisation (0-1) and CPU use (1 = one core). */
   loopBusy: number;
   cpu: number;

@@ -16,7 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 /** Counters since the process started; the benchmark reads differences. */
 export interface ProbeCounters {
@@ -32,6 +32,12 @@ export interface ProbeCounters {
   /** Every other write transaction (snapshots, version raises, peer acks). */
   otherTx: number;
   otherMs: number;
+  /** Transactions of either kind that took over 10 ms, and the longest one (ms). */
+  slowTx: number;
+  maxTxMs: number;
+  /** Event loop delay since the previous reading: p99 and max, ms. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
   /** Event loop busy time and CPU time since start, in ms. */
   loopActiveMs: number;
   cpuMs: number;
@@ -45,7 +51,7 @@ interface DatabaseClass {
 }
 
 const counters: ProbeCounters = {
-  seq: 0, commits: 0, entries: 0, emptyCommits: 0, commitMs: 0, maxBatch: 0, otherTx: 0, otherMs: 0, loopActiveMs: 0, cpuMs: 0, uptimeMs: 0,
+  seq: 0, commits: 0, entries: 0, emptyCommits: 0, commitMs: 0, maxBatch: 0, otherTx: 0, otherMs: 0, slowTx: 0, maxTxMs: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, loopActiveMs: 0, cpuMs: 0, uptimeMs: 0,
 };
 
 function entriesOf(arg: unknown): number | null {
@@ -61,6 +67,8 @@ function timed(run: (...args: unknown[]) => unknown): (...args: unknown[]) => un
       return run(...args);
     } finally {
       const ms = performance.now() - t0;
+      if (ms > 10) counters.slowTx++;
+      counters.maxTxMs = Math.max(counters.maxTxMs, ms);
       const n = entriesOf(args[0]);
       if (n === null) {
         counters.otherTx++;
@@ -90,7 +98,12 @@ const dir = process.env['MERIDIAN_BENCH_PROBE_DIR'];
 if (dir) {
   const out = join(dir, `probe-${process.pid}.json`);
   instrument(createRequire(import.meta.url)('better-sqlite3') as DatabaseClass);
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+  loopDelay.enable();
   process.on('SIGUSR2', () => {
+    counters.loopDelayP99Ms = loopDelay.percentile(99) / 1e6;
+    counters.loopDelayMaxMs = loopDelay.max / 1e6;
+    loopDelay.reset();
     const elu = performance.eventLoopUtilization();
     const cpu = process.cpuUsage();
     counters.seq++;

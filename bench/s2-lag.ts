@@ -122,7 +122,8 @@ async function step(
     syncLagMaxMs, drainMs, cpu, probes: before.map((b, i) => probeDelta(b, after[i] ?? null)), link: condition.link,
   };
   const total = row.writes.reduce((s, w) => s + w.throughput, 0);
-  ctx.log(`lag: ${condition.label} ${label}: ${round(total, 0)} writes/s, lag p50 ${row.lag.p50} p99 ${row.lag.p99} max ${row.lag.max} ms (n=${row.lag.count}), drain ${drainMs} ms`);
+  const stalls = row.probes.map((p) => (p ? `${p.slowTx} slow tx, loop delay p99 ${p.loopDelayP99Ms} max ${p.loopDelayMaxMs} ms` : '?'));
+  ctx.log(`lag: ${condition.label} ${label}: ${round(total, 0)} writes/s, lag p50 ${row.lag.p50} p99 ${row.lag.p99} max ${row.lag.max} ms (n=${row.lag.count}), drain ${drainMs} ms; ${stalls.join(' | ')}`);
   return row;
 }
 

@@ -46,6 +46,8 @@ export interface SessionOptions {
 
 const PROTOCOL_ERROR_CLOSE = 4400;
 const MAX_INBOUND_QUEUE = 64;
+/** Longest stretch of frame handling before timers and sockets get a turn, ms. */
+const YIELD_AFTER_MS = 5;
 /** Log pages (of 256 entries) read per event-loop turn. */
 const PAGES_PER_TURN = 16;
 
@@ -64,6 +66,8 @@ export class Session {
   private inbound: Promise<void> = Promise.resolve();
   private queued = 0;
   private paused = false;
+  private lastYield = 0;
+  private ackScheduled = false;
   readonly ae: AntiEntropy;
   /** The peer's view of its own links, from its last ping. */
   peerLinks: LinkReport[] = [];
@@ -133,23 +137,36 @@ export class Session {
       this.o.transport.pause();
     }
     this.inbound = this.inbound.then(async () => {
-      // Let timers and sockets run between frames: a long queue of frames
+      // Let timers and sockets run now and then: a long queue of frames
       // must not starve heartbeats (the link would be taken for dead).
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (this.closed) return;
-      try {
-        await this.handle(frame);
-      } catch (err) {
-        this.o.logger.warn({ err, peer: this.o.peer, frame: frame.type }, 'frame from peer rejected');
-        this.reject(`${frame.type} rejected: ${err instanceof Error ? err.message : String(err)}`);
-      } finally {
-        this.queued--;
-        if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
-          this.paused = false;
-          this.o.transport.resume();
-        }
+      if (performance.now() - this.lastYield > YIELD_AFTER_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.lastYield = performance.now();
       }
+      if (this.closed) return this.frameDone();
+      // Entries are handed to the write path at once and committed with
+      // whatever else arrives in this turn; only their acknowledgement waits
+      // for the commit. Every other frame is handled to the end, in order.
+      const handled = frame.type === 'entries' ? this.onEntries(frame.entries) : this.handle(frame);
+      const settled = handled.then(
+        () => this.frameDone(),
+        (err: unknown) => {
+          this.frameDone();
+          this.o.logger.warn({ err, peer: this.o.peer, frame: frame.type }, 'frame from peer rejected');
+          this.reject(`${frame.type} rejected: ${err instanceof Error ? err.message : String(err)}`);
+        },
+      );
+      if (frame.type !== 'entries') await settled;
     });
+  }
+
+  /** One received frame is finished with (its entries committed); resumes a paused socket. */
+  private frameDone(): void {
+    this.queued--;
+    if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
+      this.paused = false;
+      this.o.transport.resume();
+    }
   }
 
   private reject(reason: string): void {
@@ -158,6 +175,7 @@ export class Session {
     this.close();
   }
 
+  /** Handles every frame but entries (see {@link receive}) and heartbeats. */
   private async handle(frame: Frame): Promise<void> {
     switch (frame.type) {
       case 'sync-request':
@@ -171,8 +189,6 @@ export class Session {
         this.o.onPeerRestarted(frame.vv);
         if (this.lacksLoggedEntries()) this.catchUpByState();
         return this.pump();
-      case 'entries':
-        return this.onEntries(frame.entries);
       case 'ack':
         return this.onAckFrame(frame.vv);
       case 'ae-buckets':
@@ -199,9 +215,19 @@ export class Session {
     // Whatever the peer sends, it holds: never send it back.
     for (const e of entries) if ((this.peerHas.get(e.origin) ?? 0) < e.seq) this.peerHas.set(e.origin, e.seq);
     const result = await this.o.documents.applyRemote(entries, this.o.peer);
-    this.send({ type: 'ack', vv: this.o.documents.versionVector() });
+    this.ackSoon();
     // Entries beyond a gap were skipped: ask the peer to resend from what we hold.
     if (result.gaps > 0) this.start();
+  }
+
+  /** One ack for every frame committed in the same turn. */
+  private ackSoon(): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    queueMicrotask(() => {
+      this.ackScheduled = false;
+      this.send({ type: 'ack', vv: this.o.documents.versionVector() });
+    });
   }
 
   private onAckFrame(vv: VersionVector): void {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+import { FAST_REPLICATION, http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
 
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
 let cluster: Cluster | null = null;
@@ -87,6 +87,25 @@ describe('replication between three region processes', () => {
     await waitFor('B has A write', async () => (await http(`${c.url(B)}/v1/docs/notes/relayed`)).status === 200, 10_000);
     const statusB = await syncStatus(c.url(B));
     expect(statusB.peers.find((p) => p.region === A)?.state).toBe('down');
+  });
+
+  it('redials a cut peer once another region reaches it, not when its grown backoff runs out', async () => {
+    cluster = await startTestCluster([A, B, C], {
+      replication: { ...FAST_REPLICATION.replication, reconnectMinMs: 1000, reconnectMaxMs: 60_000 },
+    });
+    const c = cluster;
+    const linkAC = async () => (await syncStatus(c.url(A))).peers.find((p) => p.region === C)?.state;
+    await waitFor('links up', async () => (await syncStatus(c.url(A))).peers.every((p) => p.state === 'up'));
+    // A dials C. While the link is cut A's redials fail and its backoff grows
+    // to many seconds; B keeps telling A that it reaches C.
+    c.setFault({ kind: 'down' }, A, C);
+    await waitFor('A-C down', async () => (await linkAC()) === 'down', 10_000, 50);
+    await new Promise((r) => setTimeout(r, 6000));
+    c.heal();
+    const healed = Date.now();
+    await waitFor('A-C up again', async () => (await linkAC()) === 'up', 20_000, 50);
+    // At most one early dial per 2 s, plus a heartbeat and the dial itself.
+    expect(Date.now() - healed).toBeLessThan(4000);
   });
 
   it('detects a black-holed link within a few heartbeats and recovers after heal', async () => {

@@ -20,6 +20,8 @@ export interface Peer {
   heldAtConnect: VersionVector | null;
   attempts: number;
   reconnectTimer: NodeJS.Timeout | null;
+  /** When a dial was last started early because another region reached this peer (ms since epoch). */
+  hintedDialAt: number;
   lastError: string | null;
   /** Links established since start; every one after the first is a reconnect. */
   connects: number;

@@ -21,6 +21,9 @@ import type { Peer } from './peer.js';
 import { covers, missingCount } from '../vv.js';
 import type { LinkReport } from './protocol.js';
 
+/** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
+const HINTED_DIAL_MS = 2000;
+
 export interface ReplicatorOptions {
   config: RegionConfig;
   documents: Documents;
@@ -51,7 +54,7 @@ export class Replicator implements ReplicationView {
         region, url: p.url,
         detector: createDetector({ heartbeatMs: r.heartbeatMs, suspectAfterMisses: r.suspectAfterMisses, deadAfterMs: r.deadAfterMs }),
         session: null, closeLink: null, acks: o.store.peerAcks(region), acksDirty: false, heldAtConnect: null,
-        attempts: 0, reconnectTimer: null, lastError: null, connects: 0,
+        attempts: 0, reconnectTimer: null, hintedDialAt: 0, lastError: null, connects: 0,
       });
     }
     this.unsubscribe = o.documents.onCommitted((entries) => {
@@ -303,6 +306,28 @@ export class Replicator implements ReplicationView {
       }
       peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs: s.outbound.lagMs, digest });
       peer.session.wake();
+    }
+    this.dialPeersOthersReach(now);
+  }
+
+  /**
+   * A peer that another region reports reaching again is probably reachable
+   * from here too (the partition healed): dial it now rather than when the
+   * backoff, grown long during the outage, runs out. At most once per
+   * {@link HINTED_DIAL_MS} per peer, so a cut that isolates only this link
+   * costs an extra dial now and then.
+   */
+  private dialPeersOthersReach(now: number): void {
+    for (const peer of this.peers.values()) {
+      if (!peer.reconnectTimer || now - peer.hintedDialAt < HINTED_DIAL_MS) continue;
+      const reached = [...this.peers.values()].some(
+        (other) => other.session?.peerLinks.some((l) => l.region === peer.region && l.state === 'up') === true,
+      );
+      if (!reached) continue;
+      this.log.debug({ peer: peer.region }, 'another region reaches this peer; dialling it now');
+      clearTimeout(peer.reconnectTimer);
+      peer.hintedDialAt = now;
+      this.connect(peer);
     }
   }
 

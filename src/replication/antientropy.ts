@@ -36,6 +36,8 @@ export interface AntiEntropyPort {
 
 interface Round {
   floor: VersionVector | null;
+  /** This region's bucket digests as sent when the round began. */
+  buckets: Uint8Array[];
   docsExpected: number | null;
   docsReceived: number;
   /** doc-sv frames sent whose doc-state answer has not arrived. */
@@ -45,6 +47,8 @@ interface Round {
   driving: boolean;
   mine: Map<number, Map<DocKey, Uint8Array>>;
   startedAt: number;
+  /** When the last frame of this round arrived (ms since epoch). */
+  heardAt: number;
   done: () => void;
 }
 
@@ -81,8 +85,8 @@ export class AntiEntropy {
     const buckets = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       this.rounds.set(round, {
-        floor, docsExpected: null, docsReceived: 0, outstanding: 0, queue: [], driving: false, mine: new Map(),
-        startedAt: Date.now(), done: resolve,
+        floor, buckets, docsExpected: null, docsReceived: 0, outstanding: 0, queue: [], driving: false, mine: new Map(),
+        startedAt: Date.now(), heardAt: Date.now(), done: resolve,
       });
       this.port.send({ type: 'ae-buckets', round, buckets }).catch(() => this.abort(round));
     });
@@ -93,17 +97,31 @@ export class AntiEntropy {
     for (const round of [...this.rounds.keys()]) this.abort(round);
   }
 
+  /**
+   * Ends rounds that heard nothing from the peer for `idleMs`, so that a
+   * round whose answers went missing cannot keep anti-entropy off this link.
+   */
+  abortIdle(now: number, idleMs: number): void {
+    for (const [id, round] of [...this.rounds]) {
+      if (now - round.heardAt < idleMs) continue;
+      this.port.logger.warn({ peer: this.port.peer, idleMs: now - round.heardAt }, 'anti-entropy round heard nothing; abandoned');
+      this.abort(id);
+    }
+  }
+
   async onBuckets(frame: AeBucketsFrame): Promise<void> {
-    const round = this.rounds.get(frame.round);
-    const mine = this.port.documents.digests.bucketDigests();
-    const differing = differingBuckets(mine, frame.buckets);
+    const round = this.heard(frame.round);
     if (round) {
-      // The peer's answer to our round: it will send ae-docs for each differing bucket.
+      // The peer's answer to our round: it sends ae-docs for each bucket
+      // where its digests differ from the ones we sent, whatever changed here since.
+      const differing = differingBuckets(round.buckets, frame.buckets);
       round.docsExpected = differing.length;
       round.mine = this.docsIn(differing);
       this.drive(frame.round, round);
       return;
     }
+    const mine = this.port.documents.digests.bucketDigests();
+    const differing = differingBuckets(mine, frame.buckets);
     await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
     const docs = this.docsIn(differing);
     for (const bucket of differing) {
@@ -112,8 +130,15 @@ export class AntiEntropy {
     }
   }
 
+  /** The round `id` if this region runs it, marked as having heard from the peer. */
+  private heard(id: number): Round | undefined {
+    const round = this.rounds.get(id);
+    if (round) round.heardAt = Date.now();
+    return round;
+  }
+
   async onDocs(frame: AeDocsFrame): Promise<void> {
-    const round = this.rounds.get(frame.round);
+    const round = this.heard(frame.round);
     if (!round) return;
     const { documents } = this.port;
     const mine = round.mine.get(frame.bucket) ?? new Map<DocKey, Uint8Array>();
@@ -177,7 +202,7 @@ export class AntiEntropy {
     if (!frame.sv) return;
     const update = documents.readYjs(frame.doc, frame.sv);
     const answer: Frame | null = update ? { type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null } : null;
-    const round = this.rounds.get(frame.round);
+    const round = this.heard(frame.round);
     if (!round) {
       if (answer) await this.port.send(answer);
       return;

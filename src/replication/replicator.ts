@@ -337,8 +337,10 @@ export class Replicator implements ReplicationView {
     // every peer for the documents' full state, whichever side usually starts.
     const stuck = this.o.documents.pendingDocs() > 0 && this.pendingSeen;
     this.pendingSeen = this.o.documents.pendingDocs() > 0;
+    const idleMs = Math.max(10_000, 4 * this.o.config.replication.deadAfterMs);
     for (const peer of this.peers.values()) {
       const s = peer.session;
+      s?.ae.abortIdle(Date.now(), idleMs);
       if (!s || s.ae.running) continue;
       if (stuck) {
         this.log.warn({ peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');

@@ -92,6 +92,22 @@ describe('the write path', () => {
     expect(target.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
   });
 
+  it('commits a burst of peer entries in bounded turns, applying every one', async () => {
+    const source = node();
+    const target = node();
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    await Promise.all(Array.from({ length: 3000 }, (_, i) => source.docs.put(docKey('c', `burst${i % 300}`), { i })));
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    // 30 frames of 100 entries arrive in one turn, as from a peer streaming its log.
+    const frames = Array.from({ length: 30 }, (_, f) => entries.slice(f * 100, f * 100 + 100));
+    const results = await Promise.all(frames.map((frame) => target.docs.applyRemote(frame, 'r0' as RegionId)));
+    expect(results.reduce((n, r) => n + r.applied, 0)).toBe(3000);
+    // At most 1024 entries per commit: no single turn holds them all.
+    expect(target.commits()).toBeGreaterThanOrEqual(3);
+    expect(target.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
   it('rejects a garbage update from a peer and changes nothing', async () => {
     const target = node();
     const key = docKey('c', 'guarded');

@@ -34,6 +34,12 @@ import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Job, type Settle, type StageHost } from './stage.js';
 
+/**
+ * Most log entries and document merges staged into one group commit; more
+ * wait for the next turn, so that one commit never holds the event loop long.
+ */
+const MAX_COMMIT_UNITS = 1024;
+
 export interface DocumentsOptions {
   store: Store;
   logger: Logger;
@@ -263,8 +269,16 @@ class DocumentsImpl implements Documents {
   }
 
   private flush(): void {
-    const jobs = this.queue;
-    this.queue = [];
+    // One commit per turn, bounded: a burst from a catching-up peer must not
+    // hold the event loop (heartbeats, reads) for seconds.
+    let units = 0;
+    let take = 0;
+    while (take < this.queue.length && (take === 0 || units < MAX_COMMIT_UNITS)) {
+      const job = this.queue[take++]!;
+      units += job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
+    }
+    const jobs = this.queue.slice(0, take);
+    this.queue = this.queue.slice(take);
     try {
       this.cache.hold(() => this.commitJobs(jobs));
     } finally {

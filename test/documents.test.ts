@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Y from 'yjs';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDocuments } from '../src/docs/documents.js';
@@ -106,6 +107,31 @@ describe('the write path', () => {
     // At most 1024 entries per commit: no single turn holds them all.
     expect(target.commits()).toBeGreaterThanOrEqual(3);
     expect(target.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
+  it('shows corruption in its digest however it is found, and a merge from a peer restores it', async () => {
+    const key = docKey('c', 'fragile');
+    const first = node();
+    await first.docs.put(key, { kept: 'safe' });
+    const good = first.docs.readYjs(key)!;
+    const digest = first.docs.digests.regionDigest();
+    await closeNode(first);
+    const db = new Database(join(first.dir, 'meridian.db'));
+    db.prepare('UPDATE log SET data = zeroblob(length(data))').run();
+    db.close();
+
+    const second = node(first.dir);
+    expect(second.docs.digests.regionDigest()).toBe(digest);
+    // Streaming the log to a peer finds the bad entry before any read loads the document.
+    expect(second.store.readLog(0, 10)).toEqual([]);
+    expect(second.docs.digests.regionDigest()).not.toBe(digest);
+    const marked = second.docs.digests.regionDigest();
+    expect(second.docs.read(key).value).toBeNull();
+    expect(second.docs.digests.regionDigest()).toBe(marked);
+    // Anti-entropy brings the state back, and with it the digest.
+    await second.docs.applyState(key, good, 'r0' as RegionId);
+    expect(second.docs.read(key).value).toEqual({ kept: 'safe' });
+    expect(second.docs.digests.regionDigest()).toBe(digest);
   });
 
   it('rejects a garbage update from a peer and changes nothing', async () => {

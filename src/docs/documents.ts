@@ -79,6 +79,7 @@ class DocumentsImpl implements Documents {
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => undefined;
   private readonly stopCompactor: () => void;
+  private readonly stopCorruptWatch: () => void;
   /** What staging a job may do to this write path. */
   private readonly stager: StageHost;
 
@@ -100,6 +101,10 @@ class DocumentsImpl implements Documents {
       notePending: (doc, live) => this.notePending(doc, live),
     };
     this.indexDigests();
+    // However corruption is found (loading a document, or reading the log
+    // for a peer), its digest turns to zeros and the index must say so, or
+    // peers would see no difference to repair.
+    this.stopCorruptWatch = options.store.onCorrupt((doc, before) => this.digests.update(doc, before, new Uint8Array(32)));
     this.stopCompactor = startCompactor({
       store: this.store,
       logger: this.log,
@@ -235,6 +240,7 @@ class DocumentsImpl implements Documents {
   async close(): Promise<void> {
     this.closed = true;
     this.stopCompactor();
+    this.stopCorruptWatch();
     while (this.queue.length > 0 || this.flushScheduled) await this.idle;
     this.cache.clear();
   }
@@ -398,7 +404,6 @@ class DocumentsImpl implements Documents {
     const loaded = loadLiveDoc(this.store, this.writer, doc);
     if (!loaded) return null;
     if (loaded.corrupt > 0) {
-      this.digests.update(doc, loaded.storedDigest, loaded.live.digest ?? new Uint8Array(32));
       const { collection, id } = splitDocKey(doc);
       this.log.error({ collection, id, corrupt: loaded.corrupt }, 'corrupt stored data skipped; repairing from peers');
     }

@@ -20,13 +20,10 @@ export interface LoadedDoc {
   live: LiveDoc;
   /** Stored entries or snapshot that failed their checksum and were skipped. */
   corrupt: number;
-  /** The digest stored before loading (a corrupt doc's is replaced by zeros). */
-  storedDigest: Uint8Array | null;
 }
 
 /** Loads a document from its snapshot and later log entries; null if never stored. */
 export function loadLiveDoc(store: Store, writer: WriterId, doc: DocKey): LoadedDoc | null {
-  // Read before loading: finding corruption marks the stored digest.
   const storedDigest = store.summary(doc)?.digest ?? null;
   const stored = store.loadDoc(doc);
   if (!stored) return null;
@@ -50,5 +47,5 @@ export function loadLiveDoc(store: Store, writer: WriterId, doc: DocKey): Loaded
     // Loading is a non-local transaction that may have replaced the client id.
     ydoc.clientID = stableClientId(writer, doc);
   }
-  return { live: { ydoc, lastLsn, digest }, corrupt: stored.corrupt, storedDigest };
+  return { live: { ydoc, lastLsn, digest }, corrupt: stored.corrupt };
 }

@@ -43,7 +43,7 @@ interface Round {
   /** doc-sv frames sent whose doc-state answer has not arrived. */
   outstanding: number;
   /** Frames waiting to be sent, at most WINDOW doc-sv in flight. */
-  queue: Frame[];
+  queue: Outgoing[];
   driving: boolean;
   mine: Map<number, Map<DocKey, Uint8Array>>;
   startedAt: number;
@@ -52,6 +52,13 @@ interface Round {
   done: () => void;
 }
 
+/**
+ * A frame to send, or a document whose full state is to be sent: read only
+ * when its turn comes, so that a round over many documents neither holds
+ * them all in memory nor reads them all while handling one inbound frame.
+ */
+type Outgoing = Frame | { type: 'full-state'; round: number; doc: DocKey };
+
 const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
 /**
  * doc-sv requests in flight per round. Sending happens outside the ordered
@@ -59,6 +66,8 @@ const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
  * exchanging many documents never wait on each other's full buffers.
  */
 const WINDOW = 32;
+/** Longest stretch of sending before timers and sockets get a turn, ms. */
+const YIELD_AFTER_MS = 5;
 /** Received document states queued for commit before the next one waits. */
 const MAX_APPLYING = 1024;
 
@@ -146,8 +155,7 @@ export class AntiEntropy {
     for (const [doc, digest] of mine) {
       const other = theirs.get(doc);
       if (!other) {
-        const update = documents.readYjs(doc);
-        if (update) round.queue.push({ type: 'doc-state', round: frame.round, doc, update, sv: null });
+        round.queue.push({ type: 'full-state', round: frame.round, doc });
       } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
         round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV });
       }
@@ -165,10 +173,22 @@ export class AntiEntropy {
     round.driving = true;
     void (async () => {
       try {
+        let turnStarted = performance.now();
         while (round.queue.length > 0 && round.outstanding < WINDOW && this.rounds.get(id) === round) {
-          const frame = round.queue.shift()!;
-          if (frame.type === 'doc-sv') round.outstanding++;
-          await this.port.send(frame);
+          // Sending does not wait while the link has room: give timers and sockets their turn.
+          if (performance.now() - turnStarted > YIELD_AFTER_MS) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            turnStarted = performance.now();
+            continue;
+          }
+          const next = round.queue.shift()!;
+          if (next.type === 'full-state') {
+            const update = this.port.documents.readYjs(next.doc);
+            if (update) await this.port.send({ type: 'doc-state', round: next.round, doc: next.doc, update, sv: null });
+            continue;
+          }
+          if (next.type === 'doc-sv') round.outstanding++;
+          await this.port.send(next);
         }
         round.driving = false;
         await this.maybeFinish(id, round);

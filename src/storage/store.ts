@@ -36,6 +36,7 @@ export class SqliteStore implements Store {
   private readonly gc: GarbageCollector;
   /** Corrupt entries and snapshots seen since open, so each is counted and logged once. */
   private readonly corruptSeen = new Set<string>();
+  private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array) => void>();
   private logEntries: number;
   private logBytes: number;
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
@@ -165,7 +166,7 @@ export class SqliteStore implements Store {
       this.corruptSeen.add(key);
       this.logger.error({ doc, ...details }, `${what} failed its checksum; skipped, document marked for repair`);
     }
-    this.s.markCorrupt.run(doc);
+    this.markCorrupt(doc as DocKey);
   }
 
   /**
@@ -291,7 +292,15 @@ export class SqliteStore implements Store {
 
   /** Sets the digest to 32 zero bytes, which no document state hashes to, so peers see a difference. */
   markCorrupt(doc: DocKey): void {
+    const before = this.summary(doc)?.digest;
     this.s.markCorrupt.run(doc);
+    if (!before || before.every((b) => b === 0)) return;
+    for (const listener of this.corruptListeners) listener(doc, before);
+  }
+
+  onCorrupt(listener: (doc: DocKey, before: Uint8Array) => void): () => void {
+    this.corruptListeners.add(listener);
+    return () => this.corruptListeners.delete(listener);
   }
 
   /** `documents` counts documents that are not deleted; `dbBytes` is the database plus WAL file size. */

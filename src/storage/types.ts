@@ -117,6 +117,11 @@ export interface Store {
   summary(doc: DocKey): DocSummary | null;
   /** Marks a document whose stored data failed its checksum, so that anti-entropy repairs it. */
   markCorrupt(doc: DocKey): void;
+  /**
+   * Called whenever a document is marked corrupt (by any read that finds a
+   * bad checksum), with the digest it had: the digest index must follow.
+   */
+  onCorrupt(listener: (doc: DocKey, before: Uint8Array) => void): () => void;
 
   stats(): StorageStats;
   /** `PRAGMA quick_check`; returns the problems found (empty when healthy). */

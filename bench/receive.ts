@@ -54,7 +54,7 @@ function nullSession(peer: RegionId, target: ReturnType<typeof openFloorDocument
     peer, documents: target.documents, store: target.store, logger: pino({ level: 'silent' }),
     transport: { send: noop, buffered: () => 0, close: noop, pause: noop, resume: noop },
     batchBytes: 256 * 1024, maxBufferedBytes: 4 << 20, maxFrameBytes: 16 << 20,
-    onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: noop,
+    onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: noop, leavesCatchUp: () => false,
     onRejected: (reason) => {
       throw new Error(`receive floor: frame rejected: ${reason}`);
     },

@@ -64,7 +64,7 @@ function join2(a: Region, b: Region, hook: Hook = () => true): { sa: Session; sb
       peer: peer.name, documents: me.docs, store: me.store, logger,
       transport: { send: outbox(peer), buffered: () => 0, close: noop, pause: noop, resume: noop },
       batchBytes: 64 * 1024, maxBufferedBytes: 1 << 20, maxFrameBytes: 1 << 24,
-      onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: noop,
+      onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: noop, leavesCatchUp: () => false,
       onRejected: (reason) => {
         throw new Error(`frame rejected: ${reason}`);
       },

@@ -174,6 +174,31 @@ describe('replication between three region processes', () => {
     }
   });
 
+  it('catches a wiped region up by state from one peer only, not from every peer', async () => {
+    cluster = await startTestCluster();
+    const c = cluster;
+    for (let i = 0; i < 20; i++) {
+      expect((await http(`${c.url(A)}/v1/docs/items/d${i}`, { method: 'PUT', body: { i } })).status).toBe(200);
+    }
+    await waitForConvergence(c);
+    // Once compacted and acknowledged everywhere, the entries leave the logs: a wiped region needs state.
+    const collected = async (r: string) => {
+      const text = String((await http(`${c.url(r)}/metrics`)).body);
+      return Number(/meridian_log_entries_collected_total\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    await waitFor('logs collected', async () => (await collected(A)) >= 20 && (await collected(B)) >= 20, 15_000);
+    const { readFileSync } = await import('node:fs');
+    const catchUps = (r: string) =>
+      readFileSync(c.region(r).logPath, 'utf8').split('\n').filter((l) => l.includes('catching it up by state')).length;
+    const before = { [A]: catchUps(A), [B]: catchUps(B) };
+    await c.wipe(C);
+    await waitForConvergence(c);
+    expect((await http<{ ids: string[] }>(`${c.url(C)}/v1/docs/items?limit=100`)).body.ids).toHaveLength(20);
+    // A sorts first among the regions that reach C: it alone sends the state.
+    expect(catchUps(A) - before[A]!).toBeGreaterThanOrEqual(1);
+    expect(catchUps(B) - before[B]!).toBe(0);
+  });
+
   it('writes on as a new writer when its data directory is restored from an older backup', async () => {
     cluster = await startTestCluster();
     const c = cluster;

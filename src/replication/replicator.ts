@@ -123,6 +123,7 @@ export class Replicator implements ReplicationView {
         peer.heldAtConnect = new Map(vv);
         this.notify();
       },
+      leavesCatchUp: (waitedMs) => this.leavesCatchUp(region, waitedMs),
       onRejected: (reason) => {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
@@ -306,6 +307,7 @@ export class Replicator implements ReplicationView {
       }
       peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs: s.outbound.lagMs, digest });
       peer.session.wake();
+      peer.session.retryCatchUp();
     }
     this.dialPeersOthersReach(now);
   }
@@ -329,6 +331,23 @@ export class Replicator implements ReplicationView {
       peer.hintedDialAt = now;
       this.connect(peer);
     }
+  }
+
+  /**
+   * Whether to leave catching `target` up by state to another region. Of the
+   * regions that reach it and hold everything, the first by name sends the
+   * state, so that a wiped region is not sent every document by every peer. A region that is
+   * not first waits three heartbeats before deciding: time for the others
+   * to redial `target` (they are told it is back) and say so in a heartbeat.
+   */
+  private leavesCatchUp(target: RegionId, waitedMs: number): boolean {
+    const before = [...this.peers.values()].filter((o) => o.region !== target && o.region < this.region);
+    if (before.length === 0) return false;
+    if (waitedMs < 3 * this.o.config.replication.heartbeatMs) return true;
+    // Only to a region known to hold all this one does: it can send the same.
+    const mine = this.o.documents.versionVector();
+    return before.some((o) => o.session !== null && covers(o.session.peerHas, mine)
+      && o.session.peerLinks.some((l) => l.region === target && l.state === 'up'));
   }
 
   private antiEntropy(): void {

@@ -42,6 +42,11 @@ export interface SessionOptions {
   onAck: (vv: VersionVector) => void;
   /** A frame failed to decode or apply; the link is being closed. */
   onRejected: (reason: string) => void;
+  /**
+   * Whether to leave catching this peer up by state to another region, the
+   * peer having needed it for `waitedMs` (see Replicator).
+   */
+  leavesCatchUp: (waitedMs: number) => boolean;
 }
 
 const PROTOCOL_ERROR_CLOSE = 4400;
@@ -62,6 +67,8 @@ export class Session {
   private drainTimer: NodeJS.Timeout | null = null;
   private gapSeen = false;
   private lastCatchUp = 0;
+  /** Since when the peer has needed a catch-up by state that no round has started on yet (ms epoch). */
+  private catchUpWantedSince: number | null = null;
   private closed = false;
   private inbound: Promise<void> = Promise.resolve();
   private queued = 0;
@@ -309,10 +316,25 @@ export class Session {
     return false;
   }
 
+  /**
+   * Called every heartbeat: a peer that needs entries no longer in the log
+   * is caught up by state, whether it needed them since its link opened (and
+   * the catch-up was left to another region that has not done it) or since
+   * this region received them by state from a third one.
+   */
+  retryCatchUp(): void {
+    if (!this.started || this.ae.running || this.closed) return;
+    if (this.lacksLoggedEntries()) this.catchUpByState();
+    else this.catchUpWantedSince = null;
+  }
+
   /** Entries the peer needs were garbage-collected here: send state instead. */
   private catchUpByState(): void {
-    if (Date.now() - this.lastCatchUp < 2000) return;
-    this.lastCatchUp = Date.now();
+    const now = Date.now();
+    this.catchUpWantedSince ??= now;
+    if (now - this.lastCatchUp < 2000 || this.o.leavesCatchUp(now - this.catchUpWantedSince)) return;
+    this.catchUpWantedSince = null;
+    this.lastCatchUp = now;
     this.o.logger.info({ peer: this.o.peer }, 'peer lacks entries no longer in the log; catching it up by state');
     this.ae.start().catch((err: unknown) => this.o.logger.warn({ err }, 'anti-entropy round failed'));
   }

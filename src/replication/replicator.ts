@@ -336,9 +336,10 @@ export class Replicator implements ReplicationView {
   /**
    * Whether to leave catching `target` up by state to another region. Of the
    * regions that reach it and hold everything, the first by name sends the
-   * state, so that a wiped region is not sent every document by every peer. A region that is
-   * not first waits three heartbeats before deciding: time for the others
-   * to redial `target` (they are told it is back) and say so in a heartbeat.
+   * state, so that a wiped region is not sent every document by every peer.
+   * A region that is not first waits three heartbeats before deciding: time
+   * for the others to redial `target` (they are told it is back) and say so
+   * in a heartbeat.
    */
   private leavesCatchUp(target: RegionId, waitedMs: number): boolean {
     const before = [...this.peers.values()].filter((o) => o.region !== target && o.region < this.region);

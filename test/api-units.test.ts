@@ -6,7 +6,8 @@ import type { VersionVector, WriterId } from '../src/ids.js';
 import { authorize, collectionAllowed, createAuthenticator, type Principal } from '../src/api/auth.js';
 import { errorBody, toMeridianError } from '../src/api/errors.js';
 import { decodeStateVectorParam } from '../src/api/routes-yjs.js';
-import { missingEntries, parseAfter, parseReplicas, parseWaitMs } from '../src/api/session.js';
+import { parseAfter, parseReplicas, parseWaitMs } from '../src/api/session.js';
+import { missingByWriter } from '../src/vv.js';
 import { createMetrics } from '../src/metrics.js';
 
 function codeOf(fn: () => unknown): string {
@@ -139,7 +140,7 @@ describe('session headers', () => {
       ['a~1' as WriterId, 4],
       ['b~1' as WriterId, 9],
     ]);
-    expect(missingEntries(want, have)).toEqual({ 'a~1': 6, 'c~1': 2 });
+    expect(missingByWriter(want, have)).toEqual({ 'a~1': 6, 'c~1': 2 });
   });
 });
 

@@ -134,6 +134,27 @@ describe('the write path', () => {
     expect(second.docs.digests.regionDigest()).toBe(digest);
   });
 
+  it('keeps its digest index true to the store when merged state cannot be stored', async () => {
+    const source = node();
+    const key = docKey('c', 'merged');
+    await source.docs.put(key, { v: 1 });
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    const failing: Store = Object.create(store) as Store;
+    failing.saveSnapshots = () => {
+      throw new Error('disk full');
+    };
+    const docs = createDocuments({ store: failing, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    open.push({ docs, store });
+    await docs.applyState(key, source.docs.readYjs(key)!, 'r0' as RegionId);
+    // The document is marked for repair; a fresh index built from the store agrees.
+    const digest = docs.digests.regionDigest();
+    await closeNode({ docs, store });
+    expect(node(dir).docs.digests.regionDigest()).toBe(digest);
+    expect(digest).not.toBe(source.docs.digests.regionDigest());
+  });
+
   it('rejects a garbage update from a peer and changes nothing', async () => {
     const target = node();
     const key = docKey('c', 'guarded');

@@ -81,9 +81,6 @@ export function parseAfter(header: string | string[] | undefined): VersionVector
   return decodeVersion(header);
 }
 
-/** For each writer, how many of its entries `have` lacks to reach `want`. */
-export const missingEntries = missingByWriter;
-
 export function createSession(deps: {
   documents: Documents;
   replication: ReplicationView;
@@ -122,7 +119,7 @@ export function createSession(deps: {
       if (want === null) return;
       const waitMs = parseWaitMs(request.headers[WAIT_HEADER], limits);
       if (await replication.waitForVersion(want, waitMs)) return;
-      const missing = missingEntries(want, documents.versionVector());
+      const missing = missingByWriter(want, documents.versionVector());
       throw new MeridianError('lagging', `this region has not yet applied the requested version after ${waitMs} ms`, {
         missing,
       });

@@ -32,7 +32,7 @@ import type {
 import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
-import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Job, type Settle, type StageHost } from './stage.js';
+import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
  * Most log entries and document merges staged into one group commit; more
@@ -325,7 +325,7 @@ class DocumentsImpl implements Documents {
     this.afterCommit(batch, lsns);
   }
 
-  private afterCommit(batch: ReturnType<typeof emptyBatch>, lsns: number[]): void {
+  private afterCommit(batch: Batch, lsns: number[]): void {
     for (const [doc, summary] of batch.summaries) {
       this.digests.update(doc, batch.before.get(doc) ?? null, summary.digest);
       const live = batch.touched.get(doc);
@@ -352,10 +352,9 @@ class DocumentsImpl implements Documents {
       this.log.error({ err }, 'could not store merged state; it will be fetched again');
       for (const s of snapshots) {
         this.cache.evict(s.doc);
-        const summary = batch.summaries.get(s.doc);
         try {
+          // The digest index follows through the store's onCorrupt listener.
           this.store.markCorrupt(s.doc);
-          this.digests.update(s.doc, summary?.digest ?? null, new Uint8Array(32));
         } catch (markErr) {
           this.log.error({ err: markErr, doc: s.doc }, 'could not mark document for repair');
         }
@@ -389,7 +388,7 @@ class DocumentsImpl implements Documents {
     return loaded;
   }
 
-  private touch(doc: DocKey, batch: ReturnType<typeof emptyBatch>): LiveDoc {
+  private touch(doc: DocKey, batch: Batch): LiveDoc {
     let live = batch.touched.get(doc) ?? this.live(doc);
     if (!live) {
       live = { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null };

@@ -70,6 +70,11 @@ export class LocalCluster {
 
   constructor(private readonly o: ClusterOptions) {}
 
+  /** The CA that region certificates are signed with, for health checks over https. */
+  private caCert(): Buffer | undefined {
+    return this.o.tls ? readFileSync(this.o.tls.ca) : undefined;
+  }
+
   private get scheme(): string {
     return this.o.tls ? 'https' : 'http';
   }
@@ -106,7 +111,7 @@ export class LocalCluster {
 
   /** Waits until the region's `/readyz` answers 200 (it takes writes). */
   async waitReady(name: string, timeoutMs = 20_000): Promise<void> {
-    await waitForStatus(this.region(name), '/readyz', timeoutMs, this.o.tls ? readFileSync(this.o.tls.ca) : undefined);
+    await waitForStatus(this.region(name), '/readyz', timeoutMs, this.caCert());
   }
 
   region(name: string): RegionProcess {
@@ -138,7 +143,7 @@ export class LocalCluster {
     proc.once('exit', () => {
       if (r.proc === proc) r.proc = null;
     });
-    await waitForStatus(r, '/healthz', timeoutMs, this.o.tls ? readFileSync(this.o.tls.ca) : undefined);
+    await waitForStatus(r, '/healthz', timeoutMs, this.caCert());
   }
 
   /** SIGKILL: the process dies at once, mid-write if it was writing. */

@@ -240,11 +240,6 @@ export class AntiEntropy {
     if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
   }
 
-  /** Resolves once every merge received so far is durable; rejects if one failed. */
-  async settled(): Promise<void> {
-    await Promise.all([...this.applying]);
-  }
-
   private async maybeFinish(id: number, round: Round): Promise<void> {
     if (round.docsExpected === null || round.docsReceived < round.docsExpected) return;
     if (round.outstanding > 0 || round.queue.length > 0 || round.driving || this.rounds.get(id) !== round) return;

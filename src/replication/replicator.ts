@@ -322,9 +322,7 @@ export class Replicator implements ReplicationView {
   private dialPeersOthersReach(now: number): void {
     for (const peer of this.peers.values()) {
       if (!peer.reconnectTimer || now - peer.hintedDialAt < HINTED_DIAL_MS) continue;
-      const reached = [...this.peers.values()].some(
-        (other) => other.session?.peerLinks.some((l) => l.region === peer.region && l.state === 'up') === true,
-      );
+      const reached = [...this.peers.values()].some((other) => other.session?.peerReaches(peer.region) === true);
       if (!reached) continue;
       this.log.debug({ peer: peer.region }, 'another region reaches this peer; dialling it now');
       clearTimeout(peer.reconnectTimer);
@@ -347,8 +345,7 @@ export class Replicator implements ReplicationView {
     if (waitedMs < 3 * this.o.config.replication.heartbeatMs) return true;
     // Only to a region known to hold all this one does: it can send the same.
     const mine = this.o.documents.versionVector();
-    return before.some((o) => o.session !== null && covers(o.session.peerHas, mine)
-      && o.session.peerLinks.some((l) => l.region === target && l.state === 'up'));
+    return before.some((o) => o.session !== null && covers(o.session.peerHas, mine) && o.session.peerReaches(target));
   }
 
   private antiEntropy(): void {

@@ -116,6 +116,11 @@ export class Session {
     return true;
   }
 
+  /** Did the peer's last heartbeat report its own link to `region` as `up`? */
+  peerReaches(region: RegionId): boolean {
+    return this.peerLinks.some((l) => l.region === region && l.state === 'up');
+  }
+
   ping(frame: Omit<PingFrame, 'type'>): void {
     this.send({ type: 'ping', ...frame });
   }

@@ -81,7 +81,8 @@ export class BenchCluster {
       regions: o.proxies === false ? await directSpecs(o.regions) : o.regions.map((region) => ({ region })),
       baseDir: o.workDir,
       cluster: 'meridian-bench',
-      extra: o.extra ?? {},
+      // The load generator is one caller keeping hundreds of requests in flight.
+      extra: { limits: { maxConcurrentRequests: 1024, maxConcurrentPerCaller: 1024 }, ...(o.extra ?? {}) },
       env,
     });
     const bench = new BenchCluster(cluster, o, probeDir);

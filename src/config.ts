@@ -12,8 +12,11 @@ import type { SyncMode } from './storage/types.js';
 
 /** pino levels; `silent` turns logging off. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-/** `read` allows GET requests only; `read-write` allows every document request. */
-export type TokenScope = 'read' | 'read-write';
+/**
+ * `read` allows GET requests only; `read-write` allows every document request;
+ * `status` allows `/v1/sync` and `/metrics` only (for monitoring).
+ */
+export type TokenScope = 'read' | 'read-write' | 'status';
 
 /** A peer region this region replicates with (full mesh: list every other region). */
 export interface PeerConfig {
@@ -80,10 +83,31 @@ export interface ReplicationConfig {
 export interface LimitsConfig {
   /** Largest request body; larger requests get 413. Default 1 MiB. */
   readonly bodyBytes: number;
-  /** Largest binary Yjs update accepted from a client; default 1 MiB. */
+  /**
+   * Largest Yjs update a region accepts, from a client or a peer, and the
+   * largest a local write may produce (beyond it: 413 `body_too_large`).
+   * Default 1 MiB. Keep it equal across regions: an entry larger than a
+   * peer's limit is quarantined there and reaches it only by state repair.
+   */
   readonly yjsUpdateBytes: number;
+  /**
+   * Most JSON nodes (objects, arrays and values, keys counted with their
+   * values) one PUT, PATCH or ops write may hold; beyond it 413 `too_complex`.
+   * Bounds the event-loop time one write takes. Default 5000.
+   */
+  readonly maxWriteNodes: number;
   /** Requests served at once; beyond this requests get 429. Default 256. */
   readonly maxConcurrentRequests: number;
+  /**
+   * Requests one caller (a token, or a client address when no tokens are
+   * configured) may have in flight; beyond this its requests get 429.
+   * Default a quarter of `maxConcurrentRequests` (64).
+   */
+  readonly maxConcurrentPerCaller: number;
+  /** Time for a request body to arrive in full, in ms (at most `requestTimeoutMs`); then 408. Default 10000. */
+  readonly bodyTimeoutMs: number;
+  /** Requests that may wait for a version or for replicas at once; beyond this 503. Default 1024. */
+  readonly maxWaiters: number;
   /** Time to receive a whole request, in ms; default 30000. */
   readonly requestTimeoutMs: number;
   /** Time to receive request headers, in ms (at most `requestTimeoutMs`); default 10000. */
@@ -111,6 +135,21 @@ export interface TokenConfig {
   readonly collections: readonly string[];
   /** Label used in logs; default `auth.tokens[<index>]`. */
   readonly name: string;
+  /** Limits on what this token may write; absent means none. */
+  readonly quota?: TokenQuotaConfig;
+}
+
+/**
+ * Per-token write limits, each off unless set. Counted by each region on its
+ * own, in memory since it started (see README, Security model).
+ */
+export interface TokenQuotaConfig {
+  /** Sustained writes per second (token bucket); beyond it 429 with `retry-after`. Null: unlimited. */
+  readonly writesPerSecond: number | null;
+  /** Writes allowed at once above the sustained rate; default `max(1, ceil(writesPerSecond))`. */
+  readonly writeBurst: number;
+  /** Documents the token may create; beyond it 403 `quota_exceeded`. Null: unlimited. */
+  readonly maxDocuments: number | null;
 }
 
 /** Who may use the HTTP API. */
@@ -191,7 +230,11 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
   limits: {
     bodyBytes: MIB,
     yjsUpdateBytes: MIB,
+    maxWriteNodes: 5_000,
     maxConcurrentRequests: 256,
+    maxConcurrentPerCaller: 64,
+    bodyTimeoutMs: 10_000,
+    maxWaiters: 1024,
     requestTimeoutMs: 30_000,
     headersTimeoutMs: 10_000,
     keepAliveTimeoutMs: 5000,
@@ -259,13 +302,22 @@ const ReplicationSchema = strict({
 const LimitsSchema = strict({
   bodyBytes: Type.Optional(int(1)),
   yjsUpdateBytes: Type.Optional(int(1)),
+  maxWriteNodes: Type.Optional(int(1)),
   maxConcurrentRequests: Type.Optional(int(1)),
+  maxConcurrentPerCaller: Type.Optional(int(1)),
+  bodyTimeoutMs: Type.Optional(ms()),
+  maxWaiters: Type.Optional(int(0)),
   requestTimeoutMs: Type.Optional(ms()),
   headersTimeoutMs: Type.Optional(ms()),
   keepAliveTimeoutMs: Type.Optional(ms()),
   connectionTimeoutMs: Type.Optional(ms()),
   defaultWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
   maxWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
+});
+const QuotaSchema = strict({
+  writesPerSecond: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e6 })),
+  writeBurst: Type.Optional(int(1, 1e6)),
+  maxDocuments: Type.Optional(int(0)),
 });
 const ConfigSchema = strict({
   region: Type.String({ pattern: REGION_RE }),
@@ -283,9 +335,10 @@ const ConfigSchema = strict({
         Type.Array(
           strict({
             token: text(16, 4096),
-            scope: oneOf<TokenScope>(['read', 'read-write']),
+            scope: oneOf<TokenScope>(['read', 'read-write', 'status']),
             collections: Type.Optional(Type.Array(Type.String({ pattern: COLLECTION_RE }))),
             name: Type.Optional(text(1, 128)),
+            quota: Type.Optional(QuotaSchema),
           }),
         ),
       ),
@@ -351,18 +404,35 @@ function resolve(c: ConfigInput, baseDir: string): RegionConfig {
     secret: c.secret,
     storage: { ...DEFAULTS.storage, ...c.storage },
     replication: { ...DEFAULTS.replication, ...c.replication },
-    limits: { ...DEFAULTS.limits, ...c.limits },
+    limits: resolveLimits(c.limits),
     auth: {
       tokens: (c.auth?.tokens ?? []).map((t, i) => ({
         token: t.token,
         scope: t.scope,
         collections: t.collections ?? ['*'],
         name: t.name ?? `auth.tokens[${i}]`,
+        ...(t.quota === undefined ? {} : { quota: resolveQuota(t.quota) }),
       })),
       protectMetrics: c.auth?.protectMetrics ?? DEFAULTS.auth.protectMetrics,
     },
     tls: c.tls ? { ca: c.tls.ca === undefined ? null : abs(c.tls.ca), cert: abs(c.tls.cert), key: abs(c.tls.key) } : null,
     log: { level: c.log?.level ?? DEFAULTS.log.level },
+  };
+}
+
+/** The per-caller cap follows `maxConcurrentRequests` unless set. */
+function resolveLimits(given: ConfigInput['limits']): LimitsConfig {
+  const maxConcurrentRequests = given?.maxConcurrentRequests ?? DEFAULTS.limits.maxConcurrentRequests;
+  const maxConcurrentPerCaller = Math.max(1, Math.floor(maxConcurrentRequests / 4));
+  return { ...DEFAULTS.limits, maxConcurrentPerCaller, ...given };
+}
+
+function resolveQuota(q: Static<typeof QuotaSchema>): TokenQuotaConfig {
+  const writesPerSecond = q.writesPerSecond ?? null;
+  return {
+    writesPerSecond,
+    writeBurst: q.writeBurst ?? Math.max(1, Math.ceil(writesPerSecond ?? 1)),
+    maxDocuments: q.maxDocuments ?? null,
   };
 }
 
@@ -396,11 +466,13 @@ function crossCheck(c: ConfigInput, baseDir: string): ConfigProblem[] {
     }
   }
   const r = { ...DEFAULTS.replication, ...c.replication };
-  const l = { ...DEFAULTS.limits, ...c.limits };
+  const l = resolveLimits(c.limits);
   order('replication.reconnectMinMs', 'replication.reconnectMaxMs', r.reconnectMinMs, r.reconnectMaxMs);
   order('replication.heartbeatMs', 'replication.deadAfterMs', r.heartbeatMs, r.deadAfterMs);
   order('replication.batchBytes', 'replication.maxFrameBytes', r.batchBytes, r.maxFrameBytes);
   order('limits.headersTimeoutMs', 'limits.requestTimeoutMs', l.headersTimeoutMs, l.requestTimeoutMs);
+  order('limits.bodyTimeoutMs', 'limits.requestTimeoutMs', l.bodyTimeoutMs, l.requestTimeoutMs);
+  order('limits.maxConcurrentPerCaller', 'limits.maxConcurrentRequests', l.maxConcurrentPerCaller, l.maxConcurrentRequests);
   order('limits.defaultWaitMs', 'limits.maxWaitMs', l.defaultWaitMs, l.maxWaitMs);
   return problems;
 }

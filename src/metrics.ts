@@ -44,6 +44,18 @@ export interface Metrics {
   readonly corruptEntries: Counter;
   /** Documents holding updates whose dependencies have not arrived. */
   readonly pendingDocs: Gauge;
+  /** Entries from a peer that this region could not apply and kept in quarantine. */
+  readonly quarantinedEntries: Counter<'peer'>;
+  readonly conflicts: Counter;
+  /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
+  readonly waitingRequests: Gauge;
+  /**
+   * Requests refused by a load or quota limit, by reason: `busy`, `caller_busy`,
+   * `body_timeout`, `write_rate`, `document_quota`, `waiters`.
+   */
+  readonly requestsRefused: Counter<'reason'>;
+  /** Repeated log lines left out by the per-source log limiter, by event. */
+  readonly logSuppressed: Counter<'event'>;
 
   /** Registers work to run before every scrape; returns a function that removes it. */
   onCollect(hook: CollectHook): () => void;
@@ -141,6 +153,34 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     pendingDocs: new Gauge({
       name: 'meridian_pending_docs',
       help: 'Documents holding updates whose dependencies have not arrived.',
+      registers,
+    }),
+    conflicts: new Counter({
+      name: 'meridian_conflicts_total',
+      help: 'Documents whose replicas held different content under the same Yjs ids; the losing state is kept as a conflict.',
+      registers,
+    }),
+    quarantinedEntries: new Counter({
+      name: 'meridian_quarantined_entries_total',
+      help: 'Entries from a peer that this region could not apply, kept in quarantine.',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    waitingRequests: new Gauge({
+      name: 'meridian_waiting_requests',
+      help: 'Requests holding for a version or for replicas.',
+      registers,
+    }),
+    requestsRefused: new Counter({
+      name: 'meridian_requests_refused_total',
+      help: 'Requests refused by a load or quota limit.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    logSuppressed: new Counter({
+      name: 'meridian_log_suppressed_total',
+      help: 'Repeated log lines left out by the per-source log limiter.',
+      labelNames: ['event'] as const,
       registers,
     }),
     onCollect(hook) {

@@ -38,11 +38,14 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     store, logger: logger.child({ module: 'documents' }),
     cacheDocs: config.storage.cacheDocs,
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
+    maxWriteNodes: config.limits.maxWriteNodes,
     compactAfterEntries: config.storage.compactAfterEntries,
     compactIntervalMs: config.storage.compactIntervalMs,
   });
   const metrics = createMetrics(region, { processMetrics: true });
   let corruptCounted = 0;
+  let conflictsCounted = 0;
+  const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
     metrics.corruptEntries.inc(stats.corruptEntries - corruptCounted);
@@ -50,6 +53,14 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     metrics.databaseBytes.set(stats.dbBytes);
     metrics.documentsLoaded.set(documents.cachedDocs());
     metrics.pendingDocs.set(documents.pendingDocs());
+    // Counted from the table: the total survives restarts.
+    metrics.conflicts.inc(documents.conflictCount() - conflictsCounted);
+    conflictsCounted = documents.conflictCount();
+    for (const [peer, count] of store.quarantine.counts()) {
+      // Counted from the table: the total survives restarts.
+      metrics.quarantinedEntries.inc({ peer }, count - (quarantineCounted.get(peer) ?? 0));
+      quarantineCounted.set(peer, count);
+    }
   });
   const replicator = new Replicator({
     config, documents, store, logger, metrics,
@@ -60,7 +71,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     : undefined;
   const app = buildApp({ config, documents, replication: replicator, metrics, logger, ...(https ? { https } : {}) });
   await acceptLinks(app, {
-    config, logger,
+    config, logger, metrics,
     onLink: (peer, link) => replicator.attach(peer, link),
     onRefused: (claimed, reason) => replicator.refused(claimed, reason),
   });

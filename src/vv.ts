@@ -2,7 +2,7 @@
  * Version vector arithmetic, shared by the API (session guarantees) and
  * replication (lag, acknowledgements).
  */
-import type { VersionVector } from './ids.js';
+import type { VersionVector, WriterId } from './ids.js';
 
 /** Does `have` hold everything `want` names? */
 export function covers(have: VersionVector, want: VersionVector): boolean {
@@ -24,5 +24,43 @@ export function missingByWriter(want: VersionVector, have: VersionVector): Recor
     const gap = seq - (have.get(origin) ?? 0);
     if (gap > 0) out[origin] = gap;
   }
+  return out;
+}
+
+/**
+ * Every sequence number (and log lsn, and entry timestamp in ms) is below
+ * 2^48: a peer's frame that says otherwise is a protocol error, and storage
+ * refuses to record one. 2^48 writes is nine years at a million a second per
+ * writer, and the bound keeps `seq + 1` exact, so that no loop over
+ * sequence numbers can stall on a number that no longer grows.
+ */
+export const MAX_SEQ = 2 ** 48;
+
+/** The first writer for which `claim` exceeds `bound` (absent counts as 0), or null. */
+export function firstExcess(
+  claim: VersionVector,
+  bound: VersionVector,
+): { writer: WriterId; claimed: number; bound: number } | null {
+  for (const [writer, seq] of claim) {
+    const limit = bound.get(writer) ?? 0;
+    if (seq > limit) return { writer, claimed: seq, bound: limit };
+  }
+  return null;
+}
+
+/** `claim` with each entry lowered to what `cap` allows (entries `cap` lacks are dropped). */
+export function capped(claim: VersionVector, cap: VersionVector): VersionVector {
+  const out: VersionVector = new Map();
+  for (const [writer, seq] of claim) {
+    const n = Math.min(seq, cap.get(writer) ?? 0);
+    if (n > 0) out.set(writer, n);
+  }
+  return out;
+}
+
+/** Per writer, the larger of the two. */
+export function merged(a: VersionVector, b: VersionVector): VersionVector {
+  const out: VersionVector = new Map(a);
+  for (const [writer, seq] of b) if (seq > (out.get(writer) ?? 0)) out.set(writer, seq);
   return out;
 }

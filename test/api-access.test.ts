@@ -106,11 +106,14 @@ describe('with tokens configured', () => {
     expect((await node.app.inject({ url: '/v1/docs/other/d', headers: bearer(SCOPED) })).statusCode).toBe(403);
   });
 
-  test('/v1/sync needs any valid token', async () => {
+  test('/v1/sync needs a token for every collection; a collection-scoped one is 403', async () => {
     expect((await node.app.inject({ url: '/v1/sync' })).statusCode).toBe(401);
-    for (const token of [ADMIN, READER, SCOPED]) {
+    for (const token of [ADMIN, READER]) {
       expect((await node.app.inject({ url: '/v1/sync', headers: bearer(token) })).statusCode).toBe(200);
     }
+    const scoped = await node.app.inject({ url: '/v1/sync', headers: bearer(SCOPED) });
+    expect(scoped.statusCode).toBe(403);
+    expect(scoped.json()).toMatchObject({ error: 'forbidden' });
   });
 
   test('health endpoints need no token', async () => {

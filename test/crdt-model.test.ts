@@ -233,6 +233,29 @@ describe('ops', () => {
     expect(readDocument(r.doc)).toEqual({ t: 'z' });
   });
 
+  it('never splits a character: an index or range end inside a surrogate pair is refused', () => {
+    const r = region('a', 1);
+    // The reproduction of issue 8 item 7: an emoji, then "X" at index 1.
+    ops(r, [{ op: 'insertText', path: ['t'], index: 0, text: '\u{1F600}' }]);
+    const before = Y.encodeStateAsUpdate(r.doc);
+    expectError(() => ops(r, [{ op: 'insertText', path: ['t'], index: 1, text: 'X' }]), 'invalid_ops', /surrogate pair/);
+    expectError(() => ops(r, [{ op: 'deleteText', path: ['t'], index: 0, length: 1 }]), 'invalid_ops', /surrogate pair/);
+    expectError(() => ops(r, [{ op: 'deleteText', path: ['t'], index: 1, length: 1 }]), 'invalid_ops', /surrogate pair/);
+    expect(Y.encodeStateAsUpdate(r.doc)).toEqual(before);
+    // Within one request, later ops see the pairs earlier ops inserted.
+    expectError(
+      () => ops(r, [{ op: 'insertText', path: ['t'], index: 2, text: 'a\u{1F680}b' }, { op: 'insertText', path: ['t'], index: 4, text: 'X' }]),
+      'invalid_ops',
+      /ops\[1\].*surrogate pair/,
+    );
+    ops(r, [
+      { op: 'insertText', path: ['t'], index: 2, text: 'X' },
+      { op: 'insertText', path: ['t'], index: 0, text: '\u{1F680}' },
+      { op: 'deleteText', path: ['t'], index: 2, length: 2 },
+    ]);
+    expect(readDocument(r.doc)).toEqual({ t: '\u{1F680}X' });
+  });
+
   it('is atomic: a failing op leaves the doc unchanged and emits nothing', () => {
     const r = region('a', 1);
     ops(r, [{ op: 'set', path: ['n'], value: 1 }]);
@@ -429,13 +452,13 @@ describe('digest', () => {
 });
 
 describe('client ids', () => {
-  it('are deterministic, nonzero uint32 and differ by writer and document', () => {
+  it('are deterministic, in the region range (2^32 up) and differ by writer and document', () => {
     const w1 = 'us-east~1' as WriterId;
     const w2 = 'us-east~2' as WriterId;
     const d1 = 'c/1' as DocKey;
     const id = stableClientId(w1, d1);
     expect(id).toBe(stableClientId(w1, d1));
-    expect(Number.isInteger(id) && id > 0 && id < 2 ** 32).toBe(true);
+    expect(Number.isSafeInteger(id) && id >= 2 ** 32).toBe(true);
     expect(stableClientId(w2, d1)).not.toBe(id);
     expect(stableClientId(w1, 'c/2' as DocKey)).not.toBe(id);
   });

@@ -12,6 +12,17 @@ import { openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
 
 const logger = pino({ level: 'silent' });
+
+/** A Yjs update that writes `value` as a document, as another region would. */
+function updateOf(value: Record<string, number>): Uint8Array {
+  const ydoc = new Y.Doc();
+  ydoc.transact(() => {
+    const root = ydoc.getMap('root');
+    for (const [k, v] of Object.entries(value)) root.set(k, v);
+    root.set('\u0000live', true);
+  });
+  return Y.encodeStateAsUpdate(ydoc);
+}
 const dirs: string[] = [];
 const open: { docs: Documents; store: Store }[] = [];
 
@@ -86,9 +97,9 @@ describe('the write path', () => {
     await source.docs.patch(key, { m: 2 });
     const entries = updates.map((update, i) => ({ origin: source.docs.writer, seq: i + 1, doc: key, ts: Date.now(), update }));
     const gap = await target.docs.applyRemote([entries[1]!], 'r0' as RegionId);
-    expect(gap).toEqual({ applied: 0, duplicates: 0, gaps: 1 });
-    expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 2, duplicates: 0, gaps: 0 });
-    expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 0, duplicates: 2, gaps: 0 });
+    expect(gap).toEqual({ applied: 0, duplicates: 0, gaps: 1, quarantined: 0 });
+    expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 2, duplicates: 0, gaps: 0, quarantined: 0 });
+    expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 0, duplicates: 2, gaps: 0, quarantined: 0 });
     expect(target.docs.read(key).value).toEqual({ m: 2, n: 1 });
     expect(target.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
   });
@@ -155,14 +166,51 @@ describe('the write path', () => {
     expect(digest).not.toBe(source.docs.digests.regionDigest());
   });
 
-  it('rejects a garbage update from a peer and changes nothing', async () => {
+  it('quarantines an entry from a peer it cannot apply, holds its seq, and marks the document for repair', async () => {
     const target = node();
     const key = docKey('c', 'guarded');
     await target.docs.put(key, { safe: true });
     const before = target.docs.digests.regionDigest();
-    const garbage = { origin: 'r0~x' as never, seq: 1, doc: key, ts: 0, update: new Uint8Array([1, 2, 3, 250, 250, 250]) };
-    await expect(target.docs.applyRemote([garbage], 'r0' as RegionId)).rejects.toMatchObject({ code: 'invalid_update' });
+    const origin = 'r0~x' as never;
+    const garbage = { origin, seq: 1, doc: key, ts: 0, update: new Uint8Array([1, 2, 3, 250, 250, 250]) };
+    const later = { origin, seq: 2, doc: docKey('c', 'other'), ts: 0, update: updateOf({ n: 1 }) };
+    const result = await target.docs.applyRemote([garbage, later], 'r0' as RegionId);
+    expect(result).toMatchObject({ applied: 1, quarantined: 1, gaps: 0 });
+    expect(target.docs.versionVector().get(origin)).toBe(2);
     expect(target.docs.read(key).value).toEqual({ safe: true });
-    expect(target.docs.digests.regionDigest()).toBe(before);
+    expect(target.docs.read(docKey('c', 'other')).value).toEqual({ n: 1 });
+    expect(target.store.summary(key)?.digest.every((b) => b === 0)).toBe(true);
+    expect(target.docs.digests.regionDigest()).not.toBe(before);
+    expect(target.store.quarantine.counts().get('r0' as RegionId)).toBe(1);
+    expect(target.store.quarantine.list(0, 10)).toMatchObject([{ origin, seq: 1, doc: key, peer: 'r0' }]);
+    // Sent again (a reconnect), it is a duplicate: nothing more is kept.
+    await target.docs.applyRemote([garbage], 'r0' as RegionId);
+    expect(target.store.quarantine.counts().get('r0' as RegionId)).toBe(1);
+  });
+
+  it('refuses a local write whose update exceeds the limit, keeping what the same commit already staged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    const docs = createDocuments({ store, logger, cacheDocs: 10, yjsUpdateBytes: 4096, compactIntervalMs: 0 });
+    open.push({ docs, store });
+    const key = docKey('c', 'd');
+    // Both writes are staged in one commit; the second is refused.
+    const [first, second] = await Promise.allSettled([docs.put(key, { a: 1 }), docs.patch(key, { big: 'x'.repeat(10_000) })]);
+    expect(first.status).toBe('fulfilled');
+    expect(second).toMatchObject({ status: 'rejected', reason: { code: 'body_too_large' } });
+    expect(docs.read(key).value).toEqual({ a: 1 });
+    await docs.patch(key, { b: 2 });
+    expect(docs.read(key).value).toEqual({ a: 1, b: 2 });
+    expect(docs.versionVector().get(docs.writer)).toBe(2);
+  });
+
+  it('refuses a write of more JSON nodes than the limit before any work', async () => {
+    const n = node();
+    const body = Object.fromEntries(Array.from({ length: 90_000 }, (_, i) => [i.toString(36), {}]));
+    await expect(n.docs.put(docKey('c', 'huge'), body)).rejects.toMatchObject({ code: 'too_complex' });
+    await expect(n.docs.ops(docKey('c', 'huge'), [{ op: 'set', path: ['v'], value: body }])).rejects.toMatchObject({ code: 'too_complex' });
+    expect(n.docs.read(docKey('c', 'huge')).value).toBeNull();
+    expect(n.docs.versionVector().size).toBe(0);
   });
 });

@@ -11,8 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { bucketOf } from '../src/docs/digest-index.js';
 import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
-import { docKey, type DocKey, type RegionId } from '../src/ids.js';
-import { decodeFrame, type Frame } from '../src/replication/protocol.js';
+import { docKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../src/ids.js';
+import { decodeFrame, encodeFrame, type Frame } from '../src/replication/protocol.js';
 import { Session } from '../src/replication/session.js';
 import { openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
@@ -142,5 +142,96 @@ describe('anti-entropy rounds', () => {
     sa.ae.abortIdle(Date.now() + 20_000, 10_000);
     expect(sa.ae.running).toBe(false);
     await within(round, 1000, 'the abandoned round');
+  });
+});
+
+/** One session of `me` whose peer is played by the test: frames in by hand, frames out and closes recorded. */
+function lone(me: Region, peer: RegionId) {
+  const sent: Frame[] = [];
+  const closes: { code: number; reason: string }[] = [];
+  const acks: VersionVector[] = [];
+  const noop = (): void => undefined;
+  const session = new Session({
+    peer, documents: me.docs, store: me.store, logger,
+    transport: {
+      send: (bytes) => sent.push(decodeFrame(bytes, 1 << 24)), buffered: () => 0,
+      close: (code, reason) => closes.push({ code, reason }), pause: noop, resume: noop,
+    },
+    batchBytes: 64 * 1024, maxBufferedBytes: 1 << 20, maxFrameBytes: 1 << 24,
+    onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: (vv) => acks.push(vv), leavesCatchUp: () => false,
+    onRejected: noop,
+  });
+  cleanups.unshift(async () => session.close());
+  const deliver = async (frame: Frame): Promise<void> => {
+    session.receive(encodeFrame(frame));
+    // Frames are handled in order on later turns; a doc-sv is answered after everything before it.
+    const answered = sent.length;
+    session.receive(encodeFrame({ type: 'doc-sv', round: 1, doc: docKey('ae', 'barrier'), sv: new Uint8Array([0]), parts: null }));
+    await expect.poll(() => closes.length > 0 || sent.slice(answered).some((f) => f.type === 'doc-state')).toBe(true);
+  };
+  return { session, sent, closes, acks, deliver };
+}
+
+describe('floors and acknowledgements from a peer', () => {
+  it('adopt the floor of a round that rebuilds an empty region, third writers included', async () => {
+    const a = region('ap-south');
+    const b = region('eu-west');
+    const c = region('us-east');
+    await c.docs.put(docKey('ae', 'from-c'), { by: 'c' });
+    await a.docs.applyRemote(c.store.readLog(0, 100), c.name);
+    await a.docs.put(docKey('ae', 'from-a'), { by: 'a' });
+    // Neither side has sent a sync request or a ping: the floor must be stated within the round.
+    const { sa } = join2(a, b);
+    await within(sa.ae.start(), 5000, 'the rebuilding round');
+    await expect.poll(() => b.docs.versionVector()).toEqual(a.docs.versionVector());
+    expect(b.docs.read(docKey('ae', 'from-c')).value).toEqual({ by: 'c' });
+  });
+
+  it('refuse, changing nothing, a floor for a round not answered, beyond what the peer stated, or beyond this region', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const before = b.docs.versionVector();
+    const other = 'us-east~forged' as WriterId;
+    const cases: { floor: VersionVector; answer: boolean; stated: VersionVector; reason: RegExp }[] = [
+      { floor: new Map([[other, 5]]), answer: false, stated: new Map([[other, 5]]), reason: /not answered/ },
+      { floor: new Map([[other, 6]]), answer: true, stated: new Map([[other, 5]]), reason: /beyond the 5 the peer stated/ },
+      { floor: new Map([[b.docs.writer, 9]]), answer: true, stated: new Map([[b.docs.writer, 9]]), reason: /ack claims 9 of this region's writer/ },
+    ];
+    for (const c of cases) {
+      const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+      await deliver({ type: 'sync-request', vv: new Map() });
+      await deliver({ type: 'ack', vv: c.stated });
+      if (c.answer) await deliver({ type: 'ae-buckets', round: 7, buckets: [] });
+      if (closes.length === 0) await deliver({ type: 'ae-done', round: 7, floor: c.floor });
+      expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(c.reason) }]);
+      expect(b.docs.versionVector()).toEqual(before);
+    }
+  });
+
+  it('refuse a floor naming this region beyond what it holds, even one the peer stated', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const before = b.docs.versionVector();
+    const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+    // The restore path: a sync request may say it holds more of this writer, once. The
+    // replicator then changes writer (not wired here); the floor must still not raise it.
+    await deliver({ type: 'sync-request', vv: new Map([[b.docs.writer, 5]]) });
+    await deliver({ type: 'ae-buckets', round: 3, buckets: [] });
+    await deliver({ type: 'ae-done', round: 3, floor: new Map([[b.docs.writer, 2]]) });
+    expect(closes[0]?.reason).toMatch(/floor names this region's writer at 2, beyond the 1 it holds/);
+    expect(b.docs.versionVector()).toEqual(before);
+  });
+
+  it('record acknowledgements only up to what this region holds', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const mine = b.docs.writer;
+    const { closes, acks, deliver } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    await deliver({ type: 'ack', vv: new Map([[mine, 1], ['us-east~ahead' as WriterId, 40]]) });
+    expect(closes).toEqual([]);
+    expect(acks.at(-1)).toEqual(new Map([[mine, 1]]));
+    await deliver({ type: 'ack', vv: new Map([[mine, 2]]) });
+    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ack claims 2 of this region's writer, which holds 1/) }]);
   });
 });

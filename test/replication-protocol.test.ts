@@ -6,6 +6,9 @@ import {
   FRAME_MAGIC,
   MAX_BUCKETS,
   MAX_REASON_BYTES,
+  MAX_ROUND,
+  MAX_SEQ,
+  MAX_WRITERS,
   MSG_AE_BUCKETS,
   MSG_AE_DOCS,
   MSG_DOC_STATE,
@@ -27,7 +30,9 @@ const docArb = fc.tuple(nameArb, nameArb).map(([c, id]) => `${c}/${id}` as DocKe
 const idArb = fc.string({ unit: 'binary', minLength: 1, maxLength: 16 });
 const writerArb = idArb.map((s) => s as WriterId);
 const regionArb = idArb.map((s) => s as RegionId);
-const natArb = fc.maxSafeNat();
+/** Sequence numbers, timestamps and counters: below MAX_SEQ. */
+const natArb = fc.integer({ min: 0, max: MAX_SEQ - 1 });
+const roundArb = fc.integer({ min: 0, max: MAX_ROUND - 1 });
 const msArb = fc.double({ min: 0, max: 1e13, noNaN: true, noDefaultInfinity: true });
 const bytesArb = fc.uint8Array({ maxLength: 64 });
 const vvArb: fc.Arbitrary<VersionVector> = fc
@@ -39,7 +44,7 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   vvArb.map((vv): Frame => ({ type: 'ack', vv })),
   fc
     .array(
-      fc.record({ origin: writerArb, seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), doc: docArb, ts: natArb, update: bytesArb }),
+      fc.record({ origin: writerArb, seq: fc.integer({ min: 1, max: MAX_SEQ - 1 }), doc: docArb, ts: natArb, update: bytesArb }),
       { maxLength: 5 },
     )
     .map((entries): Frame => ({ type: 'entries', entries })),
@@ -53,20 +58,23 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   }).map((p): Frame => ({ type: 'ping', ...p })),
   fc.record({ id: natArb, sentAt: msArb }).map((p): Frame => ({ type: 'pong', ...p })),
   fc
-    .record({ round: natArb, buckets: fc.array(fc.uint8Array({ minLength: 8, maxLength: 8 }), { maxLength: 64 }) })
+    .record({ round: roundArb, buckets: fc.array(fc.uint8Array({ minLength: 8, maxLength: 8 }), { maxLength: 64 }) })
     .map((p): Frame => ({ type: 'ae-buckets', ...p })),
   fc
     .record({
-      round: natArb,
+      round: roundArb,
       bucket: fc.integer({ min: 0, max: MAX_BUCKETS - 1 }),
       docs: fc.array(fc.record({ doc: docArb, digest: fc.uint8Array({ minLength: 32, maxLength: 32 }) }), { maxLength: 5 }),
     })
     .map((p): Frame => ({ type: 'ae-docs', ...p })),
-  fc.record({ round: natArb, doc: docArb, sv: bytesArb }).map((p): Frame => ({ type: 'doc-sv', ...p })),
+  fc.record({ round: roundArb, doc: docArb, sv: bytesArb, parts: fc.option(fc.uint8Array({ minLength: 64, maxLength: 64 }), { nil: null }) }).map((p): Frame => ({ type: 'doc-sv', ...p })),
   fc
-    .record({ round: natArb, doc: docArb, update: bytesArb, sv: fc.option(bytesArb, { nil: null }) })
+    .record({ round: roundArb, doc: docArb, update: bytesArb, kind: fc.constantFrom('offer' as const, 'answer' as const) })
+    .map((p): Frame => ({ type: 'doc-replace', ...p })),
+  fc
+    .record({ round: roundArb, doc: docArb, update: bytesArb, sv: fc.option(bytesArb, { nil: null }) })
     .map((p): Frame => ({ type: 'doc-state', ...p })),
-  fc.record({ round: natArb, floor: vvArb }).map((p): Frame => ({ type: 'ae-done', ...p })),
+  fc.record({ round: roundArb, floor: vvArb }).map((p): Frame => ({ type: 'ae-done', ...p })),
   fc
     .record({ code: fc.stringMatching(/^[a-z_]{1,20}$/), message: fc.string({ unit: 'binary', maxLength: 40 }) })
     .map((p): Frame => ({ type: 'error', ...p })),
@@ -123,7 +131,7 @@ describe('frame codec', () => {
   });
 
   it('throws only ProtocolError on random bytes, with or without a valid header', () => {
-    const header = fc.integer({ min: 1, max: 12 }).map((code) => [FRAME_MAGIC, PROTOCOL_VERSION, code]);
+    const header = fc.integer({ min: 1, max: 13 }).map((code) => [FRAME_MAGIC, PROTOCOL_VERSION, code]);
     const input = fc.oneof(
       fc.uint8Array({ maxLength: 200 }),
       fc.tuple(header, fc.uint8Array({ maxLength: 200 })).map(([h, body]) => new Uint8Array([...h, ...body])),
@@ -149,7 +157,7 @@ describe('frame codec', () => {
   });
 
   it('refuses frames over the size limit before reading them', () => {
-    const bytes = encodeFrame({ type: 'doc-sv', round: 1, doc: 'a/b' as DocKey, sv: new Uint8Array(100) });
+    const bytes = encodeFrame({ type: 'doc-sv', round: 1, doc: 'a/b' as DocKey, sv: new Uint8Array(100), parts: null });
     expect(decodeFrame(bytes, bytes.length).type).toBe('doc-sv');
     expect(() => decodeFrame(bytes, bytes.length - 1)).toThrow(/exceeds limit/);
   });
@@ -157,14 +165,15 @@ describe('frame codec', () => {
   it('rejects wrong magic, unknown versions and unknown frame types', () => {
     const good = encodeFrame({ type: 'pong', id: 1, sentAt: 2 });
     expectProtocolError(new Uint8Array([0x00, ...good.subarray(1)]), /not a meridian frame/);
-    expectProtocolError(new Uint8Array([FRAME_MAGIC, PROTOCOL_VERSION + 1, ...good.subarray(2)]), /unsupported protocol version 2/);
+    expectProtocolError(new Uint8Array([FRAME_MAGIC, PROTOCOL_VERSION + 1, ...good.subarray(2)]), new RegExp(`unsupported protocol version ${PROTOCOL_VERSION + 1}`));
     expectProtocolError(new Uint8Array([FRAME_MAGIC, PROTOCOL_VERSION, 200]), /unknown frame type 200/);
     expectProtocolError(new Uint8Array(), /truncated/);
   });
 
   it('checks counts and lengths against the remaining bytes before allocating', () => {
-    const hugeCount = raw(MSG_SYNC_REQUEST, (e) => encoding.writeVarUint(e, 2 ** 52));
+    const hugeCount = raw(MSG_SYNC_REQUEST, (e) => encoding.writeVarUint(e, MAX_WRITERS));
     expectProtocolError(hugeCount, /truncated frame: vv/);
+    expectProtocolError(raw(MSG_SYNC_REQUEST, (e) => encoding.writeVarUint(e, 2 ** 52)), /vv: 4503599627370496 out of range/);
     const hugeUpdate = raw(MSG_DOC_STATE, (e) => {
       encoding.writeVarUint(e, 1);
       encoding.writeVarString(e, 'a/b');
@@ -268,7 +277,7 @@ describe('frame codec', () => {
     expect(() => encodeFrame({ type: 'pong', id: -1, sentAt: 0 })).toThrow(RangeError);
     expect(() => encodeFrame({ type: 'pong', id: 1.5, sentAt: 0 })).toThrow(RangeError);
     expect(() => encodeFrame({ type: 'pong', id: 1, sentAt: Number.NaN })).toThrow(RangeError);
-    expect(() => encodeFrame({ type: 'doc-sv', round: 0, doc: 'nope' as DocKey, sv: new Uint8Array() })).toThrow(RangeError);
+    expect(() => encodeFrame({ type: 'doc-sv', round: 0, doc: 'nope' as DocKey, sv: new Uint8Array(), parts: null })).toThrow(RangeError);
     expect(() => encodeFrame({ type: 'ae-docs', round: 0, bucket: 0, docs: [{ doc, digest: new Uint8Array(31) }] })).toThrow(RangeError);
     expect(() => encodeFrame({ type: 'ae-buckets', round: 0, buckets: [new Uint8Array(9)] })).toThrow(RangeError);
     const entry = { origin: 'w~1' as WriterId, seq: 0, doc, ts: 0, update: new Uint8Array() };

@@ -12,6 +12,8 @@ import Fastify, {
   type FastifyHttpOptions,
   type FastifyHttpsOptions,
   type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
 import type { Logger } from 'pino';
@@ -20,12 +22,18 @@ import type { Documents } from '../docs/types.js';
 import type { Metrics } from '../metrics.js';
 import type { ReplicationView } from '../replication/types.js';
 import { installAuth } from './auth.js';
-import { installErrorHandling } from './errors.js';
-import { installConcurrencyLimit } from './limits.js';
+import { errorBody, installErrorHandling } from './errors.js';
+import { MeridianError } from '../errors.js';
+import { createLogLimiter } from '../log-limiter.js';
+import { installBodyTimeout } from './body-timeout.js';
+import { callerOf, installConcurrencyLimit } from './limits.js';
+import { createQuotas, installWriteRate } from './quotas.js';
+import { installRefusals } from './refusals.js';
 import { healthRoutes } from './routes-health.js';
 import { docRoutes } from './routes-docs.js';
 import { syncRoutes } from './routes-sync.js';
 import { yjsRoutes } from './routes-yjs.js';
+import { conflictRoutes } from './routes-conflicts.js';
 import { checkName, validatorCompiler } from './schemas.js';
 import { createSession } from './session.js';
 
@@ -55,8 +63,8 @@ export const LOG_REDACT_PATHS = [
   '*.headers.authorization',
 ];
 
-/** Routes served even when the node is at its concurrency cap. */
-const UNCAPPED_ROUTES: ReadonlySet<string> = new Set(['/healthz']);
+/** Routes served even when the node is at its concurrency cap, and never counted against it. */
+const UNCAPPED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * The fastify constructor options that carry the API's limits. The headers
@@ -72,6 +80,13 @@ export function serverOptions(limits: ApiConfig['limits']): FastifyServerOptions
     logController: new LogController({ disableRequestLogging: true }),
     // Names may be 128 characters (percent-encoded up to 3 bytes each); longer ones get 400, not 404.
     routerOptions: { maxParamLength: 1024 },
+    // URLs the router cannot even parse answer in the API's own error shape.
+    frameworkErrors: (err, _request, reply) => {
+      const refused = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new MeridianError('invalid_name', 'names are 1-128 characters; this one is far longer')
+        : new MeridianError('bad_request', 'the URL is not valid (a malformed percent-escape?)');
+      void (reply as unknown as FastifyReply).code(refused.status).type('application/json; charset=utf-8').send(errorBody(refused));
+    },
   };
 }
 
@@ -118,9 +133,25 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
   // Only the content types the routes declare are parsed; anything else gets 415.
   api.removeContentTypeParser('text/plain');
 
-  // In this order: refuse excess load before anything else, then check access, all before the body is read.
-  installConcurrencyLimit(api, config.limits.maxConcurrentRequests, UNCAPPED_ROUTES);
-  installAuth(api, config.auth);
+  // In this order, all before the body is read: check access (which tells who
+  // the caller is), refuse excess load per caller and in all, then charge the
+  // caller's write rate.
+  const principals = installAuth(api, config.auth);
+  const caller = (request: FastifyRequest): string => callerOf(principals, request);
+  const limiter = createLogLimiter({
+    logger: api.log, onSuppressed: (event) => metrics.logSuppressed.inc({ event }),
+  });
+  const refusals = installRefusals(api, { metrics, limiter, callerOf: caller });
+  installConcurrencyLimit(api, {
+    max: config.limits.maxConcurrentRequests,
+    maxPerCaller: config.limits.maxConcurrentPerCaller,
+    exempt: UNCAPPED_ROUTES,
+    callerOf: caller,
+    onRefused: (request, reason) => refusals.record(request, reason),
+  });
+  const quotas = createQuotas({ principals, documents, refusals });
+  installWriteRate(api, quotas);
+  installBodyTimeout(api, config.limits.bodyTimeoutMs, (request) => refusals.record(request, 'body_timeout'));
 
   // Names are checked before a request may wait for a version, so a bad name fails at once.
   api.addHook('preValidation', async (request) => {
@@ -129,15 +160,18 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     if (params['id'] !== undefined) checkName(params['id'], 'id');
   });
 
-  const session = createSession({ documents, replication, metrics, limits: config.limits });
-  api.addHook('preHandler', async (request) => {
-    if (request.routeOptions.url?.startsWith('/v1/') === true) await session.awaitAfter(request);
+  const session = createSession({ documents, replication, metrics, limits: config.limits, refusals, quotas });
+  api.addHook('preHandler', async (request, reply) => {
+    if (request.routeOptions.url?.startsWith('/v1/') === true) await session.awaitAfter(request, reply);
   });
+  // Closing waits for requests in flight; a request waiting a minute for a version must not hold it up.
+  api.addHook('preClose', async () => session.endWaits());
 
   await api.register(healthRoutes, {
     region: config.region, replication, metrics, shuttingDown: deps.shuttingDown, writesOpen: () => documents.writesOpen(),
   });
   await api.register(syncRoutes, { replication });
   await api.register(docRoutes, { documents, session });
+  await api.register(conflictRoutes, { documents });
   await api.register(yjsRoutes, { documents, session, yjsUpdateBytes: config.limits.yjsUpdateBytes });
 }

@@ -1,30 +1,41 @@
 /**
- * Access control of the HTTP API: bearer tokens with a scope (`read` or
- * `read-write`) and the collections they may reach. With no tokens
- * configured the API is open.
+ * Access control of the HTTP API: bearer tokens with a scope (`read`,
+ * `read-write` or `status`) and the collections they may reach. With no
+ * tokens configured the API is open.
+ *
+ * `/v1/sync` tells the region's digest, writer id, peers and their errors:
+ * it is for operators, so it needs a token that reaches every collection
+ * (`*`) or the `status` scope, which reaches `/v1/sync` and `/metrics` and
+ * nothing else. The health endpoints stay public for load balancers.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { TokenQuotaConfig, TokenScope } from '../config.js';
 import { MeridianError } from '../errors.js';
 
 /** A configured token (see `TokenConfig` in src/config.ts). */
 export interface AccessToken {
   readonly token: string;
-  readonly scope: 'read' | 'read-write';
+  readonly scope: TokenScope;
   /** Exact collection names or prefixes ending in `*`; absent means every collection. */
   readonly collections?: readonly string[];
   /** Label for logs; the token itself is never logged. */
   readonly name?: string;
+  readonly quota?: TokenQuotaConfig;
 }
 
 /** Who made a request, once its token matched. */
 export interface Principal {
+  /** The token's position in the configuration: names need not be unique, this is. */
+  readonly id: number;
   readonly name: string;
-  readonly scope: 'read' | 'read-write';
+  readonly scope: TokenScope;
   readonly collections: readonly string[];
+  readonly quota: TokenQuotaConfig | null;
 }
 
-export type Access = 'read' | 'write';
+/** `status`: region-wide status (`/v1/sync`); `any`: any valid token (protected `/metrics`). */
+export type Access = 'read' | 'write' | 'status' | 'any';
 
 export interface Authenticator {
   /** False when no tokens are configured: every request is let through. */
@@ -50,7 +61,9 @@ const BEARER = /^Bearer +(\S+) *$/i;
 export function createAuthenticator(tokens: readonly AccessToken[]): Authenticator {
   const known = tokens.map((t, i) => ({
     digest: sha256(t.token),
-    principal: { name: t.name ?? `token ${i}`, scope: t.scope, collections: t.collections ?? ['*'] } as Principal,
+    principal: {
+      id: i, name: t.name ?? `token ${i}`, scope: t.scope, collections: t.collections ?? ['*'], quota: t.quota ?? null,
+    } satisfies Principal,
   }));
   return {
     enabled: known.length > 0,
@@ -74,6 +87,12 @@ export function collectionAllowed(patterns: readonly string[], collection: strin
 
 /** Throws `forbidden` unless the principal may do `need`. */
 export function authorize(principal: Principal, need: Requirement): void {
+  if (need.access === 'any') return;
+  if (need.access === 'status') {
+    if (principal.scope === 'status' || principal.collections.includes('*')) return;
+    throw new MeridianError('forbidden', "region status needs a token for every collection ('*') or the status scope");
+  }
+  if (principal.scope === 'status') throw new MeridianError('forbidden', 'this token may only read region status');
   if (need.access === 'write' && principal.scope !== 'read-write') {
     throw new MeridianError('forbidden', 'this token may only read');
   }
@@ -82,36 +101,54 @@ export function authorize(principal: Principal, need: Requirement): void {
   }
 }
 
+/** The route of region-wide replication status. */
+const STATUS_ROUTE = '/v1/sync';
+
 /**
  * What a request needs: every `/v1` route needs a token (writing needs
- * `read-write`), `/metrics` needs one when `protectMetrics` is set, and the
- * health endpoints and unknown routes need none.
+ * `read-write`, `/v1/sync` needs `status` or every collection), `/metrics`
+ * needs one when `protectMetrics` is set, and the health endpoints and
+ * unknown routes need none.
  */
 export function requirementOf(request: FastifyRequest, protectMetrics: boolean): Requirement | null {
   const route = request.routeOptions.url;
   if (route === undefined) return null;
-  if (route === '/metrics') return protectMetrics ? { access: 'read', collection: null } : null;
+  if (route === '/metrics') return protectMetrics ? { access: 'any', collection: null } : null;
+  if (route === STATUS_ROUTE) return { access: 'status', collection: null };
   if (!route.startsWith('/v1/')) return null;
   const params = (request.params ?? {}) as Record<string, string | undefined>;
   const access: Access = request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write';
   return { access, collection: params['collection'] ?? null };
 }
 
-/** Adds the access check, before the body is read, to every route of `app`. */
+/** Who each request is, for the limits that apply per caller. */
+export interface Principals {
+  /** The principal of an authorized request; null when no token was needed or none are configured. */
+  principalOf(request: FastifyRequest): Principal | null;
+}
+
+/**
+ * Adds the access check, before the body is read, to every route of `app`,
+ * and remembers who each authorized request is.
+ */
 export function installAuth(
   app: FastifyInstance,
   options: { tokens: readonly AccessToken[]; protectMetrics: boolean },
-): void {
+): Principals {
   const authenticator = createAuthenticator(options.tokens);
-  if (!authenticator.enabled) return;
+  const principals = new WeakMap<FastifyRequest, Principal>();
+  const none: Principals = { principalOf: () => null };
+  if (!authenticator.enabled) return none;
   app.addHook('onRequest', async (request) => {
     const need = requirementOf(request, options.protectMetrics);
     if (need === null) return;
     const principal = authenticator.identify(request.headers.authorization);
     if (principal === null) throw new MeridianError('unauthorized', 'a valid bearer token is required');
     authorize(principal, need);
+    principals.set(request, principal);
     request.log.debug({ principal: principal.name }, 'authorized');
   });
+  return { principalOf: (request) => principals.get(request) ?? null };
 }
 
 function sha256(s: string): Buffer {

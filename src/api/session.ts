@@ -3,15 +3,21 @@
  * until this region has applied that version (read-your-writes across
  * regions); `meridian-replicas: N` holds a write's acknowledgement until N
  * regions store it. `meridian-wait-ms` bounds either wait.
+ *
+ * A wait holds memory until it ends, so waits are bounded: one ends as soon
+ * as its client disconnects, and at most `maxWaiters` run at once (beyond
+ * that a request is refused with 503 `unavailable` and `retry-after`).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { VersionVector } from '../ids.js';
 import type { Documents, WriteAck } from '../docs/types.js';
 import { decodeVersion, encodeVersion } from '../docs/token.js';
-import { missingByWriter } from '../vv.js';
+import { covers, missingByWriter } from '../vv.js';
 import type { ReplicationView } from '../replication/types.js';
 import type { Metrics, WriteKind } from '../metrics.js';
+import type { Quotas } from './quotas.js';
+import type { Refusals } from './refusals.js';
 
 export const AFTER_HEADER = 'meridian-after';
 export const WAIT_HEADER = 'meridian-wait-ms';
@@ -21,6 +27,8 @@ export const VERSION_HEADER = 'meridian-version';
 export interface SessionLimits {
   readonly defaultWaitMs: number;
   readonly maxWaitMs: number;
+  /** Requests that may wait at once. */
+  readonly maxWaiters: number;
 }
 
 /** How a write asks to be acknowledged. */
@@ -36,8 +44,16 @@ export interface WriteResponse {
 }
 
 export interface Session {
-  /** Resolves once this region has applied the request's `meridian-after`; throws `lagging` on timeout. */
-  awaitAfter(request: FastifyRequest): Promise<void>;
+  /**
+   * Resolves once this region has applied the request's `meridian-after`;
+   * throws `lagging` on timeout or when the client went away, `unavailable`
+   * when too many requests wait already.
+   */
+  awaitAfter(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  /** Requests waiting now. */
+  waiting(): number;
+  /** Ends every wait now (they answer as timed out): the node is closing and should not wait out a minute. */
+  endWaits(): void;
   /**
    * Runs one local write: checks its headers first (so a bad header writes
    * nothing), times and counts the commit, sets `meridian-version`, then waits
@@ -81,13 +97,72 @@ export function parseAfter(header: string | string[] | undefined): VersionVector
   return decodeVersion(header);
 }
 
+/** What a wait runs: resolves true when reached, false on timeout or abort. */
+type Wait = (signal: AbortSignal) => Promise<boolean>;
+
+/** Seconds a request refused for too many waiters is told to wait. */
+const WAITERS_RETRY_AFTER_S = 1;
+
 export function createSession(deps: {
   documents: Documents;
   replication: ReplicationView;
   metrics: Metrics;
   limits: SessionLimits;
+  refusals?: Refusals;
+  quotas?: Quotas;
 }): Session {
   const { documents, replication, metrics, limits } = deps;
+  let waiting = 0;
+  const active = new Set<AbortController>();
+
+  /** Takes one of the `maxWaiters` slots, or throws `unavailable`; returns its release. */
+  function reserveWait(request: FastifyRequest): () => void {
+    if (waiting >= limits.maxWaiters) {
+      deps.refusals?.record(request, 'waiters', WAITERS_RETRY_AFTER_S);
+      throw new MeridianError('unavailable', `${limits.maxWaiters} requests are waiting already; retry shortly`);
+    }
+    waiting += 1;
+    metrics.waitingRequests.set(waiting);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      waiting -= 1;
+      metrics.waitingRequests.set(waiting);
+    };
+  }
+
+  /** Runs one wait, ending it when the client disconnects or the node closes. */
+  async function untilDisconnected(request: FastifyRequest, reply: FastifyReply, wait: Wait): Promise<boolean> {
+    const disconnected = new AbortController();
+    const abort = (): void => disconnected.abort();
+    // 'close' before the response is sent means the client went away.
+    reply.raw.once('close', abort);
+    if (request.raw.socket?.destroyed === true) abort();
+    active.add(disconnected);
+    try {
+      return await wait(disconnected.signal);
+    } finally {
+      active.delete(disconnected);
+      reply.raw.off('close', abort);
+    }
+  }
+
+  /** Commits one write through `run`, settling the creation quota whatever happens. */
+  async function commit(request: FastifyRequest, kind: LocalWriteKind, run: () => Promise<WriteAck>): Promise<WriteAck> {
+    const settle = kind === 'delete' ? null : (deps.quotas?.reserveCreation(request) ?? null);
+    const started = performance.now();
+    let ack: WriteAck;
+    try {
+      ack = await run();
+    } finally {
+      // Whether it threw or not, the quota looks at the document itself.
+      settle?.();
+    }
+    metrics.writeLatencySeconds.observe({ kind }, (performance.now() - started) / 1000);
+    metrics.writes.inc({ kind });
+    return ack;
+  }
 
   function writeOptions(request: FastifyRequest): WriteOptions {
     const header = request.headers[REPLICAS_HEADER];
@@ -96,11 +171,18 @@ export function createSession(deps: {
     return { replicas, waitMs: parseWaitMs(request.headers[WAIT_HEADER], limits) };
   }
 
-  async function acknowledge(reply: FastifyReply, ack: WriteAck, options: WriteOptions): Promise<WriteResponse> {
+  async function acknowledge(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    ack: WriteAck,
+    options: WriteOptions,
+  ): Promise<WriteResponse> {
     const version = encodeVersion(ack.version);
     void reply.header(VERSION_HEADER, version);
     if (options.replicas > 1) {
-      const held = await replication.waitForReplicas(ack.origin, ack.seq, options.replicas, options.waitMs);
+      const held = await untilDisconnected(request, reply, (signal) =>
+        replication.waitForReplicas(ack.origin, ack.seq, options.replicas, options.waitMs, signal),
+      );
       if (!held) {
         throw new MeridianError(
           'quorum_timeout',
@@ -114,24 +196,39 @@ export function createSession(deps: {
   }
 
   return {
-    async awaitAfter(request) {
+    async awaitAfter(request, reply) {
       const want = parseAfter(request.headers[AFTER_HEADER]);
       if (want === null) return;
       const waitMs = parseWaitMs(request.headers[WAIT_HEADER], limits);
-      if (await replication.waitForVersion(want, waitMs)) return;
+      if (covers(documents.versionVector(), want)) return;
+      const release = reserveWait(request);
+      try {
+        if (await untilDisconnected(request, reply, (signal) => replication.waitForVersion(want, waitMs, signal))) return;
+      } finally {
+        release();
+      }
       const missing = missingByWriter(want, documents.versionVector());
       throw new MeridianError('lagging', `this region has not yet applied the requested version after ${waitMs} ms`, {
         missing,
       });
     },
 
+    waiting: () => waiting,
+
+    endWaits() {
+      for (const controller of active) controller.abort();
+    },
+
     async write(request, reply, kind, run) {
       const options = writeOptions(request);
-      const started = performance.now();
-      const ack = await run();
-      metrics.writeLatencySeconds.observe({ kind }, (performance.now() - started) / 1000);
-      metrics.writes.inc({ kind });
-      return acknowledge(reply, ack, options);
+      // A write that will wait for replicas takes its slot first: refused, it must not have been stored.
+      const release = options.replicas > 1 ? reserveWait(request) : null;
+      try {
+        const ack = await commit(request, kind, run);
+        return await acknowledge(request, reply, ack, options);
+      } finally {
+        release?.();
+      }
     },
   };
 }

@@ -4,21 +4,42 @@
  * document, so that reloading a document from storage keeps writing under
  * the same id and the state vector does not grow an entry per reload.
  *
- * The client id also breaks ties: when two regions set the same field
- * concurrently, Yjs keeps the value from the higher client id.
+ * Region client ids live at and above {@link REGION_CLIENT_BASE} (2^32), a
+ * range ordinary Yjs clients never use (they draw random uint32 ids), so a
+ * client can be refused any write under a region's id, even the id of a
+ * region incarnation this region has not heard of yet.
+ *
+ * The client id also breaks ties: when two writers set the same field
+ * concurrently, Yjs keeps the value from the higher client id, so a region's
+ * write wins such a tie against a binary-update client's.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
 
+/** Lowest client id of a region writer; every id from here up is reserved for regions. */
+export const REGION_CLIENT_BASE = 2 ** 32;
+
 /**
- * A deterministic nonzero uint32 from sha256(writer, doc). Two writers of
- * one document collide with probability about 2^-32 per pair.
+ * A deterministic id in [2^32, 2^32 + 2^48) from sha256(writer, doc). Two
+ * writers of one document collide with probability about 2^-48 per pair.
  */
 export function stableClientId(writer: WriterId, doc: DocKey): number {
   const digest = createHash('sha256').update(writer).update('\u0000').update(doc).digest();
-  const id = digest.readUInt32BE(0);
-  return id === 0 ? 1 : id;
+  return REGION_CLIENT_BASE + digest.readUIntBE(0, 6);
+}
+
+/**
+ * A random region-range id, for a document whose stored state may lack some
+ * of this writer's own structs (corrupt data): its stable id could reuse clocks.
+ */
+export function freshRegionClientId(): number {
+  return REGION_CLIENT_BASE + randomInt(2 ** 47) * 2 + randomInt(2);
+}
+
+/** Whether `client` is in the range reserved for region writers. */
+export function isRegionClient(client: number): boolean {
+  return client >= REGION_CLIENT_BASE;
 }
 
 /**

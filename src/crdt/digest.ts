@@ -1,11 +1,16 @@
 /**
  * A fingerprint of a doc's Yjs state, for comparing replicas cheaply.
  *
- * A state vector alone does not identify a state: deleting an item writes a
- * delete-set entry but no new struct, so it does not advance the state
- * vector. The digest therefore covers the state vector and the delete set.
- * Since every struct's content is fixed by its id, docs with equal state
- * vectors and equal delete sets hold the same document.
+ * It has two parts. The structure covers the state vector and the delete
+ * set: a state vector alone does not identify a state, since deleting an
+ * item writes a delete-set entry but no new struct. The content covers what
+ * a reader sees: every root type's entries and items, in document order.
+ * Were every struct's content fixed by its id, the structure would suffice;
+ * but two clients can write different content under one Yjs client id, and
+ * then replicas with equal structures hold different documents. The content
+ * part makes that visible, and the pair tells it apart from an ordinary
+ * difference (equal structure, unequal content: a collision, see
+ * docs/conflicts.ts).
  */
 import { createHash } from 'node:crypto';
 import * as encoding from 'lib0/encoding';
@@ -14,13 +19,31 @@ import * as Y from 'yjs';
 /** A delete set as sorted, merged `[clock, length]` ranges per client. */
 type Ranges = Array<[number, number]>;
 
+/** The two halves of a document digest (32 bytes each). */
+export interface DigestParts {
+  structure: Uint8Array;
+  content: Uint8Array;
+}
+
 /**
- * sha256 (32 bytes) of the doc's integrated state: state vector and delete
- * set, both sorted by client, ranges merged. Equal exactly when the two docs
- * hold the same Yjs state, whatever order their updates arrived in. Structs
- * still pending (waiting for missing dependencies) are not covered.
+ * sha256 (32 bytes) of both parts. Equal exactly when the two docs hold the
+ * same Yjs state and the same content, whatever order their updates arrived
+ * in. Structs still pending (waiting for missing dependencies) are not covered.
  */
 export function docDigest(doc: Y.Doc): Uint8Array {
+  return combineDigest(digestParts(doc));
+}
+
+export function combineDigest(parts: DigestParts): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(parts.structure).update(parts.content).digest());
+}
+
+export function digestParts(doc: Y.Doc): DigestParts {
+  return { structure: structureDigest(doc), content: contentDigest(doc) };
+}
+
+/** sha256 of the state vector and delete set, both sorted by client, ranges merged. */
+function structureDigest(doc: Y.Doc): Uint8Array {
   const encoder = encoding.createEncoder();
   const clients = Array.from(doc.store.clients.keys()).sort((a, b) => a - b);
   encoding.writeVarUint(encoder, clients.length);
@@ -59,4 +82,85 @@ function deleteRanges(doc: Y.Doc): Map<number, Ranges> {
     if (merged.length > 0) out.set(client, merged);
   }
   return out;
+}
+
+/**
+ * sha256 of what a reader sees: root types by name, map entries by key, and
+ * sequence items in order, deleted ones left out. Adjacent strings are hashed
+ * as one run and other contents value by value, so the result does not
+ * depend on how Yjs happened to split or merge items on each replica.
+ */
+function contentDigest(doc: Y.Doc): Uint8Array {
+  const hash = createHash('sha256');
+  for (const name of [...doc.share.keys()].sort()) {
+    // A root exists on a replica as soon as code there asks for it, and as
+    // whatever class it was first asked for: only its content counts.
+    const root = doc.share.get(name)!;
+    if (!hasVisible(root)) continue;
+    hash.update(`root:${name}\0`);
+    hashEntries(hash, root);
+  }
+  return new Uint8Array(hash.digest());
+}
+
+type Hash = ReturnType<typeof createHash>;
+/** Any Yjs type, as Yjs itself names it. */
+type AnyType = Parameters<typeof Y.findRootTypeKey>[0];
+
+function hasVisible(type: AnyType): boolean {
+  for (const item of type._map.values()) if (!item.deleted) return true;
+  for (let item = type._start; item !== null; item = item.right) if (!item.deleted) return true;
+  return false;
+}
+
+function hashType(hash: Hash, type: AnyType): void {
+  hash.update(`type:${type.constructor.name}:${type instanceof Y.XmlElement ? type.nodeName : ''}`);
+  hashEntries(hash, type);
+}
+
+function hashEntries(hash: Hash, type: AnyType): void {
+  hash.update('{');
+  for (const key of [...type._map.keys()].sort()) {
+    const item = type._map.get(key)!;
+    if (item.deleted) continue;
+    hash.update(`key:${key}\0`);
+    hashContent(hash, item.content);
+  }
+  hash.update('[');
+  let run = '';
+  for (let item = type._start; item !== null; item = item.right) {
+    if (item.deleted) continue;
+    if (item.content instanceof Y.ContentString) {
+      run += item.content.str;
+      continue;
+    }
+    if (run) hash.update(`str:${run.length}:${run}`);
+    run = '';
+    hashContent(hash, item.content);
+  }
+  if (run) hash.update(`str:${run.length}:${run}`);
+  hash.update(']}');
+}
+
+function hashContent(hash: Hash, content: Y.Item['content']): void {
+  if (content instanceof Y.ContentType) return hashType(hash, content.type);
+  if (content instanceof Y.ContentString) {
+    hash.update(`str:${content.str.length}:${content.str}`);
+    return;
+  }
+  if (content instanceof Y.ContentBinary) {
+    hash.update(`bin:${content.content.byteLength}:`).update(content.content);
+    return;
+  }
+  if (content instanceof Y.ContentFormat) {
+    hash.update(`fmt:${JSON.stringify([content.key, content.value])}\0`);
+    return;
+  }
+  if (content instanceof Y.ContentEmbed) {
+    hash.update(`embed:${JSON.stringify(content.embed)}\0`);
+    return;
+  }
+  for (const value of content.getContent()) {
+    hash.update(`val:${value === undefined ? 'undefined' : (JSON.stringify(value) ?? 'null')}\0`);
+  }
 }

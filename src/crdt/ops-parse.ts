@@ -37,7 +37,8 @@ function fail(message: string, index?: number): never {
  * `set {value}`, `delete`, `increment {by: safe integer}`,
  * `add|remove {value: scalar}`, `insertText {index, text}`,
  * `deleteText {index, length}` (index and length non-negative safe
- * integers, counted in UTF-16 code units). Throws
+ * integers, counted in UTF-16 code units; `ops.ts` refuses an index or
+ * range end inside a surrogate pair). Throws
  * `MeridianError('invalid_ops')` naming the first bad op by
  * index and what is wrong with it. Returns fresh op objects.
  */

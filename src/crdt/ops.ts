@@ -9,6 +9,7 @@ import { MeridianError } from '../errors.js';
 import { canonicalJson, isJsonObject } from './json.js';
 import { LIVE_KEY, clearValue, counterMap, marker, markerKind, rootMap, setMap, textType, toYValue, type TypedKind } from './layout.js';
 import { parseOps } from './ops-parse.js';
+import { TextShadow } from './text-shadow.js';
 import type { Json, Op, Path, WriteContext } from './types.js';
 
 /** What the check knows of a value: enough to decide whether each op fits. */
@@ -16,7 +17,7 @@ type Shadow =
   | { kind: 'object'; map: Y.Map<unknown> | null; children: Map<string, Shadow | null> }
   | { kind: 'counter'; slot: number }
   | { kind: 'set' }
-  | { kind: 'text'; length: number }
+  | { kind: 'text'; text: TextShadow }
   | { kind: 'value' };
 
 type ObjectShadow = Extract<Shadow, { kind: 'object' }>;
@@ -26,7 +27,8 @@ type ObjectShadow = Extract<Shadow, { kind: 'object' }>;
  * intermediate objects are created by set, increment, add and insertText;
  * delete, remove and deleteText of something absent do nothing. Throws,
  * before writing anything, `invalid_ops` for a malformed op (see
- * `parseOps`), a text index or range outside the text, or a counter slot
+ * `parseOps`), a text index or range outside the text or with an end
+ * inside a surrogate pair (which would split a character), or a counter slot
  * leaving the safe integer range; `type_mismatch` for increment on a
  * non-counter, add/remove on a non-set, insertText/deleteText on a non-text,
  * or a path through a non-object.
@@ -56,7 +58,7 @@ function shadowOfStored(doc: Y.Doc, value: unknown, path: Path, ctx: WriteContex
     case 'set':
       return { kind: 'set' };
     case 'text':
-      return { kind: 'text', length: textType(doc, path).length };
+      return { kind: 'text', text: new TextShadow(textType(doc, path).toString()) };
     default:
       return { kind: 'value' };
   }
@@ -134,24 +136,28 @@ function simulate(doc: Y.Doc, root: ObjectShadow, op: Op, ctx: WriteContext, i: 
       return;
     case 'insertText':
     case 'deleteText': {
-      const length = target?.kind === 'text' ? target.length : 0;
-      const next = textLengthAfter(op, length, i);
-      if (target?.kind === 'text') target.length = next;
-      else if (op.op === 'insertText') parent?.children.set(key, { kind: 'text', length: next });
+      const text = target?.kind === 'text' ? target.text : new TextShadow('');
+      editText(op, text, i);
+      if (target === null && op.op === 'insertText') parent?.children.set(key, { kind: 'text', text });
       return;
     }
   }
 }
 
-function textLengthAfter(op: Extract<Op, { op: 'insertText' | 'deleteText' }>, length: number, i: number): number {
-  if (op.op === 'insertText') {
-    if (op.index > length) outOfRange(i, `index ${op.index} is beyond the text's length ${length}`);
-    return length + op.text.length;
+/** Checks a text op against the text as earlier ops left it, then applies it there. */
+function editText(op: Extract<Op, { op: 'insertText' | 'deleteText' }>, text: TextShadow, i: number): void {
+  const end = op.op === 'insertText' ? op.index : op.index + op.length;
+  if (end > text.length) {
+    const what = op.op === 'insertText' ? `index ${op.index}` : `range ${op.index}..${end}`;
+    outOfRange(i, `${what} is beyond the text's length ${text.length}`);
   }
-  if (op.index + op.length > length) {
-    outOfRange(i, `range ${op.index}..${op.index + op.length} is beyond the text's length ${length}`);
+  for (const at of new Set([op.index, end])) {
+    if (text.splitsPair(at)) {
+      outOfRange(i, `index ${at} falls inside a surrogate pair (indexes count UTF-16 code units; a character outside the BMP takes two)`);
+    }
   }
-  return length - op.length;
+  if (op.op === 'insertText') text.insert(op.index, op.text);
+  else text.delete(op.index, op.length);
 }
 
 /** Walks to the map holding the op's target, creating missing objects when `create`. */

@@ -11,19 +11,25 @@ import { MeridianError } from '../errors.js';
 import { splitDocKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { JsonObject, Op } from '../crdt/types.js';
 import {
+  admitClientUpdate,
   applyOps,
   applyUpdateSafely,
+  type DigestParts,
   deleteDocument,
+  digestParts,
+  loadDoc,
   mergePatch,
   putDocument,
   readDocument,
   stableClientId,
   validateUpdate,
 } from '../crdt/index.js';
+import { DEFAULT_MAX_WRITE_NODES, assertWriteBudget, countJsonNodes, countOpNodes } from '../crdt/budget.js';
 import type { NewLogEntry, Store } from '../storage/types.js';
 import { DocCache, snapshotOf, type LiveDoc } from './cache.js';
 import type {
   CommittedEntry,
+  Conflict,
   Documents,
   ReadResult,
   RemoteApplyResult,
@@ -32,6 +38,8 @@ import type {
 import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
+import { Digester } from './digester.js';
+import type { ReplaceResult } from './replace.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
@@ -45,8 +53,10 @@ export interface DocumentsOptions {
   logger: Logger;
   /** Most documents held in memory at once. */
   cacheDocs: number;
-  /** Largest Yjs update accepted from a client or a peer. */
+  /** Largest Yjs update accepted from a client or a peer, and produced by a local write. */
   yjsUpdateBytes: number;
+  /** Most JSON nodes one PUT, PATCH or ops write may hold (default {@link DEFAULT_MAX_WRITE_NODES}). */
+  maxWriteNodes?: number;
   /** Compact a document's log into its snapshot after this many entries (0: never in background). */
   compactAfterEntries?: number;
   compactIntervalMs?: number;
@@ -64,7 +74,19 @@ export function createDocuments(options: DocumentsOptions): Documents {
 }
 
 class DocumentsImpl implements Documents {
-  readonly digests = new DigestIndex();
+  private readonly index = new DigestIndex();
+  private readonly digester: Digester;
+  readonly digests = {
+    regionDigest: (): string => {
+      this.digester.settle();
+      return this.index.regionDigest();
+    },
+    bucketDigests: (): Uint8Array[] => {
+      // Anti-entropy reads the store's summaries next: they must be exact too.
+      this.digester.settleAndStore();
+      return this.index.bucketDigests();
+    },
+  };
   private readonly store: Store;
   private readonly log: Logger;
   private readonly cache: DocCache;
@@ -82,6 +104,7 @@ class DocumentsImpl implements Documents {
   private readonly stopCorruptWatch: () => void;
   /** What staging a job may do to this write path. */
   private readonly stager: StageHost;
+  private readonly maxWriteNodes: number;
 
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
@@ -90,21 +113,32 @@ class DocumentsImpl implements Documents {
     this.now = options.now ?? Date.now;
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
+    this.maxWriteNodes = options.maxWriteNodes ?? DEFAULT_MAX_WRITE_NODES;
     void options.writesOpen?.then(() => (this.writesAccepted = true));
     this.stager = {
       writer: () => this.writer,
       yjsUpdateBytes: options.yjsUpdateBytes,
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
+      existing: (doc, batch) => batch.touched.get(doc) ?? this.live(doc),
       touch: (doc, batch) => this.touch(doc, batch),
-      evict: (doc) => this.cache.evict(doc),
+      discard: (doc, batch) => this.discard(doc, batch),
       notePending: (doc, live) => this.notePending(doc, live),
     };
+    this.digester = new Digester({
+      store: this.store, index: this.index, logger: this.log,
+      live: (doc) => this.cache.peek(doc),
+      load: (doc) => this.loadDoc(doc),
+    });
     this.indexDigests();
+    this.digester.resumeStale();
     // However corruption is found (loading a document, or reading the log
     // for a peer), its digest turns to zeros and the index must say so, or
     // peers would see no difference to repair.
-    this.stopCorruptWatch = options.store.onCorrupt((doc, before) => this.digests.update(doc, before, new Uint8Array(32)));
+    this.stopCorruptWatch = options.store.onCorrupt((doc, before) => {
+      const indexed = this.digester.corrupted(doc);
+      this.index.update(doc, indexed === undefined ? before : indexed, new Uint8Array(32));
+    });
     this.stopCompactor = startCompactor({
       store: this.store,
       logger: this.log,
@@ -134,7 +168,7 @@ class DocumentsImpl implements Documents {
     let after: DocKey | null = null;
     for (;;) {
       const page = this.store.docSummaries(after, 1000);
-      for (const s of page) this.digests.update(s.doc, null, s.digest);
+      for (const s of page) this.index.update(s.doc, null, s.digest);
       if (page.length < 1000) return;
       after = page[page.length - 1]!.doc;
     }
@@ -143,15 +177,24 @@ class DocumentsImpl implements Documents {
   // ---- local writes -------------------------------------------------------
 
   async put(doc: DocKey, value: JsonObject): Promise<WriteAck> {
-    return this.required(this.local(doc, (y) => (putDocument(y, value, this.ctx(), LOCAL_ORIGIN), true)));
+    const nodes = this.budget(countJsonNodes(value, this.maxWriteNodes), 'the document');
+    return this.required(this.local(doc, (y) => (putDocument(y, value, this.ctx(), LOCAL_ORIGIN), true), undefined, nodes));
   }
 
   async patch(doc: DocKey, patch: JsonObject): Promise<WriteAck> {
-    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true)));
+    const nodes = this.budget(countJsonNodes(patch, this.maxWriteNodes), 'the patch');
+    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true), undefined, nodes));
   }
 
   async ops(doc: DocKey, ops: Op[]): Promise<WriteAck> {
-    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true)));
+    const nodes = this.budget(countOpNodes(ops, this.maxWriteNodes), 'the ops request');
+    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), undefined, nodes));
+  }
+
+  /** Refuses a write beyond the node budget, before it is queued; returns its size. */
+  private budget(nodes: number, what: string): number {
+    assertWriteBudget(nodes, this.maxWriteNodes, what);
+    return nodes;
   }
 
   remove(doc: DocKey): Promise<WriteAck | null> {
@@ -160,13 +203,11 @@ class DocumentsImpl implements Documents {
 
   async applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck> {
     validateUpdate(update, this.options.yjsUpdateBytes);
+    const decoded = Y.decodeUpdate(update);
     const mutate = (y: Y.Doc): boolean => {
-      // A client may resend structs it got from us, but never write new ones
-      // under a region's client id: two different structs with one id never converge.
-      const fresh = Y.diffUpdate(update, Y.encodeStateVector(y));
-      const writers = new Set([this.writer, ...this.vv.keys()]);
-      const reservedClients = new Set([...writers].map((w) => stableClientId(w, doc)));
-      validateUpdate(fresh, this.options.yjsUpdateBytes, { reservedClients });
+      // A client may resend structs it got from us, but never write other
+      // content under an id already used, nor lean on changes nobody holds.
+      admitClientUpdate(y, decoded);
       applyUpdateSafely(y, update, LOCAL_ORIGIN);
       return true;
     };
@@ -233,6 +274,29 @@ class DocumentsImpl implements Documents {
     return this.enqueue<void>((s) => ({ kind: 'state', doc, update, from, ...s }));
   }
 
+  replaceState(doc: DocKey, state: Uint8Array, from: RegionId): Promise<ReplaceResult> {
+    validateUpdate(state, Number.MAX_SAFE_INTEGER);
+    return this.enqueue<ReplaceResult>((s) => ({ kind: 'replace', doc, state, from, ...s }));
+  }
+
+  digestParts(doc: DocKey): DigestParts | null {
+    const live = this.live(doc);
+    return live ? digestParts(live.ydoc) : null;
+  }
+
+  conflicts(doc: DocKey, afterId: number, limit: number): Conflict[] {
+    return this.store.conflicts.list(doc, afterId, limit).map((c) => {
+      const lost = loadDoc([c.lostState], 1);
+      const value = readDocument(lost);
+      lost.destroy();
+      return { id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), value, state: c.lostState };
+    });
+  }
+
+  conflictCount(): number {
+    return this.store.conflicts.count();
+  }
+
   raiseVersion(vv: VersionVector): Promise<void> {
     return this.enqueue<void>((s) => ({ kind: 'raise', vv, ...s }));
   }
@@ -240,8 +304,11 @@ class DocumentsImpl implements Documents {
   async close(): Promise<void> {
     this.closed = true;
     this.stopCompactor();
-    this.stopCorruptWatch();
     while (this.queue.length > 0 || this.flushScheduled) await this.idle;
+    // Stored now, so that the next start need not recompute them.
+    this.digester.settleAndStore();
+    this.digester.stop();
+    this.stopCorruptWatch();
     this.cache.clear();
   }
 
@@ -257,9 +324,9 @@ class DocumentsImpl implements Documents {
     return ack;
   }
 
-  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array): Promise<WriteAck | null> {
+  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array, nodes = 1): Promise<WriteAck | null> {
     if (!this.writesAccepted) await this.options.writesOpen;
-    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, raw, ...s }));
+    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, raw, nodes, ...s }));
   }
 
   private enqueue<T>(make: (settle: Settle<T>) => Job): Promise<T> {
@@ -277,11 +344,18 @@ class DocumentsImpl implements Documents {
   private flush(): void {
     // One commit per turn, bounded: a burst from a catching-up peer must not
     // hold the event loop (heartbeats, reads) for seconds.
+    // Local writes also count their JSON nodes: several of the largest
+    // writes go to consecutive turns, not into one long turn.
     let units = 0;
+    let nodes = 0;
     let take = 0;
-    while (take < this.queue.length && (take === 0 || units < MAX_COMMIT_UNITS)) {
-      const job = this.queue[take++]!;
+    while (take < this.queue.length) {
+      const job = this.queue[take]!;
+      const jobNodes = job.kind === 'local' ? job.nodes : 0;
+      if (take > 0 && (units >= MAX_COMMIT_UNITS || nodes + jobNodes > this.maxWriteNodes)) break;
       units += job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
+      nodes += jobNodes;
+      take++;
     }
     const jobs = this.queue.slice(0, take);
     this.queue = this.queue.slice(take);
@@ -310,12 +384,16 @@ class DocumentsImpl implements Documents {
       }
     }
     let lsns: number[];
+    const digests = this.digester.takeComputed();
     try {
       summarizeBatch(batch);
-      lsns = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()] });
+      lsns = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests });
+      // Kept before their seqs count as held: a crash in between resends them.
+      this.keepQuarantined(batch);
       const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
       if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
     } catch (err) {
+      this.digester.giveBack(digests);
       this.log.error({ err }, 'commit failed; the writes of this batch are not acknowledged');
       for (const doc of batch.touched.keys()) this.cache.evict(doc);
       const fault = new MeridianError('internal', 'the region could not store the write; retry', undefined, { cause: err });
@@ -326,10 +404,9 @@ class DocumentsImpl implements Documents {
   }
 
   private afterCommit(batch: Batch, lsns: number[]): void {
-    for (const [doc, summary] of batch.summaries) {
-      this.digests.update(doc, batch.before.get(doc) ?? null, summary.digest);
-      const live = batch.touched.get(doc);
-      if (live) live.digest = summary.digest;
+    for (const [doc, live] of batch.changed) if (this.cache.peek(doc) !== live) this.cache.set(doc, live);
+    for (const doc of batch.summaries.keys()) {
+      this.digester.markStale(doc, batch.before.get(doc) ?? null);
     }
     for (const [w, s] of batch.vv) if (s > (this.vv.get(w) ?? 0)) this.vv.set(w, s);
     const committed: CommittedEntry[] = [];
@@ -344,6 +421,7 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(doc);
       return live ? [snapshotOf(doc, live)] : [];
     });
+    this.keepConflicts(batch);
     try {
       this.store.saveSnapshots(snapshots);
     } catch (err) {
@@ -360,6 +438,7 @@ class DocumentsImpl implements Documents {
         }
       }
     }
+    this.repairQuarantined(batch);
     for (const done of batch.done) done();
     if (committed.length === 0) return;
     for (const listener of this.listeners) {
@@ -367,6 +446,51 @@ class DocumentsImpl implements Documents {
         listener(committed);
       } catch (err) {
         this.log.error({ err }, 'commit listener failed');
+      }
+    }
+  }
+
+  /** Stores the states that lost a content conflict in this batch. */
+  private keepConflicts(batch: Batch): void {
+    for (const c of batch.conflicts) {
+      const { collection, id } = splitDocKey(c.doc);
+      try {
+        this.store.conflicts.add(c);
+        this.log.warn(
+          { collection, id, winner: c.winner, kept: hex(c.keptDigest), lost: hex(c.lostDigest) },
+          'replicas held different content under the same Yjs ids; the lower content digest won, the other state is kept as a conflict',
+        );
+      } catch (err) {
+        this.log.error({ err, collection, id }, 'could not store a conflict record; the conflict will be found again');
+      }
+    }
+  }
+
+  /** Stores the entries the batch could not apply, each logged once. */
+  private keepQuarantined(batch: Batch): void {
+    for (const q of batch.quarantined) {
+      if (!this.store.quarantine.add(q)) continue;
+      const { collection, id } = splitDocKey(q.doc);
+      this.log.warn(
+        { peer: q.peer, origin: q.origin, seq: q.seq, collection, id, bytes: q.update.byteLength, reason: q.reason },
+        'entry from peer could not be applied; quarantined, document left for repair by state',
+      );
+    }
+  }
+
+  /**
+   * Gives each document of a quarantined entry a digest no state has, so
+   * that anti-entropy fetches the peer's state of it. The live copy is
+   * dropped so that it reloads with the digest now stored.
+   */
+  private repairQuarantined(batch: Batch): void {
+    for (const doc of new Set(batch.quarantined.map((q) => q.doc))) {
+      this.cache.evict(doc);
+      try {
+        // The digest index follows through the store's onCorrupt listener.
+        this.store.markCorrupt(doc);
+      } catch (err) {
+        this.log.error({ err, doc }, 'could not mark document for repair');
       }
     }
   }
@@ -390,13 +514,36 @@ class DocumentsImpl implements Documents {
 
   private touch(doc: DocKey, batch: Batch): LiveDoc {
     let live = batch.touched.get(doc) ?? this.live(doc);
-    if (!live) {
-      live = { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null };
-      this.cache.set(doc, live);
-    }
+    // A new document joins the cache only once committed (see afterCommit):
+    // a refused write must not leave an empty document that reads as present.
+    live ??= { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null };
     if (!batch.touched.has(doc)) batch.before.set(doc, live.digest);
     batch.touched.set(doc, live);
     return live;
+  }
+
+  /**
+   * Replaces a live doc that a refused job may have half-changed: a fresh
+   * copy from disk, with what this batch already staged for it replayed, so
+   * that later jobs of the batch and the commit see only accepted changes.
+   * (State merged into it earlier in the batch is dropped; anti-entropy
+   * brings it again.)
+   */
+  private discard(doc: DocKey, batch: Batch): void {
+    this.cache.evict(doc);
+    batch.touched.delete(doc);
+    const staged = batch.entries.filter((e) => e.doc === doc);
+    if (staged.length === 0 && !batch.changed.has(doc) && !batch.snapshots.has(doc)) {
+      batch.before.delete(doc);
+      return;
+    }
+    const live = this.touch(doc, batch);
+    // Replayed entries count as remote to Yjs, which may then pick a new client id.
+    const clientId = live.ydoc.clientID;
+    for (const entry of staged) applyUpdateSafely(live.ydoc, entry.update, 'replay');
+    live.ydoc.clientID = clientId;
+    if (batch.changed.has(doc)) batch.changed.set(doc, live);
+    this.notePending(doc, live);
   }
 
   private loadDoc(doc: DocKey): LiveDoc | null {
@@ -407,7 +554,13 @@ class DocumentsImpl implements Documents {
       this.log.error({ collection, id, corrupt: loaded.corrupt }, 'corrupt stored data skipped; repairing from peers');
     }
     this.notePending(doc, loaded.live);
+    // A digest computed since the store last saw this document is the one the index holds.
+    const indexed = this.digester.indexedOf(doc);
+    if (indexed !== undefined && loaded.corrupt === 0) loaded.live.digest = indexed;
     return loaded.live;
   }
 }
 
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}

@@ -3,7 +3,7 @@
  */
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
-import { stableClientId } from '../crdt/index.js';
+import { freshRegionClientId, stableClientId } from '../crdt/index.js';
 import type { Store } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
@@ -40,7 +40,7 @@ export function loadLiveDoc(store: Store, writer: WriterId, doc: DocKey): Loaded
   if (stored.corrupt > 0) {
     // Our own lost entries may have spent Yjs clocks that peers have seen:
     // write under a fresh client id until anti-entropy repairs the doc.
-    ydoc.clientID = Math.floor(Math.random() * 0xfffffffe) + 1;
+    ydoc.clientID = freshRegionClientId();
     store.markCorrupt(doc);
     digest = new Uint8Array(32);
   } else {

@@ -5,10 +5,11 @@
  */
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
-import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
-import { applyUpdateSafely, docDigest, validateUpdate } from '../crdt/index.js';
-import type { DocSummary, NewLogEntry } from '../storage/types.js';
+import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
+import { applyUpdateSafely, validateUpdate } from '../crdt/index.js';
+import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
+import { resolveConflict, type ReplaceResult } from './replace.js';
 import type { RemoteApplyResult, WriteAck } from './types.js';
 
 /** Transaction origin of writes made through this region's API. */
@@ -17,16 +18,17 @@ export const LOCAL_ORIGIN = Symbol('local');
 export type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
 
 export type Job =
-  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; raw?: Uint8Array } & Settle<WriteAck | null>)
+  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; raw?: Uint8Array; nodes: number } & Settle<WriteAck | null>)
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
   | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
-  | ({ kind: 'raise'; vv: VersionVector } & Settle<void>);
+  | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
+  | ({ kind: 'replace'; doc: DocKey; state: Uint8Array; from: RegionId } & Settle<ReplaceResult>);
 
 /** What one flush is about to commit. */
 export interface Batch {
   entries: NewLogEntry[];
   from: (RegionId | null)[];
-  summaries: Map<DocKey, DocSummary>;
+  summaries: Map<DocKey, DocChange>;
   /** Documents changed by the batch, summarized once before the commit. */
   changed: Map<DocKey, LiveDoc>;
   /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
@@ -35,6 +37,10 @@ export interface Batch {
   /** Each touched document's stored digest before this batch. */
   before: Map<DocKey, Uint8Array | null>;
   vv: VersionVector;
+  /** Entries from peers this region could not apply: kept aside, their seqs counted as held. */
+  quarantined: QuarantinedEntry[];
+  /** States that lost a content conflict in this batch (see replace.ts). */
+  conflicts: NewConflict[];
   done: (() => void)[];
 }
 
@@ -46,15 +52,20 @@ export interface StageHost {
   now(): number;
   /** This region's own highest committed sequence number. */
   appliedSeq(): number;
+  /** The live doc, as this batch has it so far; null when the region has never seen it. */
+  existing(doc: DocKey, batch: Batch): LiveDoc | null;
   /** The live doc to change in this batch, created when the region has never seen it. */
   touch(doc: DocKey, batch: Batch): LiveDoc;
-  /** Drops a live doc that may be half-changed; it is reloaded from disk. */
-  evict(doc: DocKey): void;
+  /**
+   * Drops a live doc that a refused job may have half-changed; what the
+   * batch already staged for it is kept.
+   */
+  discard(doc: DocKey, batch: Batch): void;
   notePending(doc: DocKey, live: LiveDoc): void;
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), touched: new Map(), before: new Map(), vv: new Map(vv), done: [] };
+  return { entries: [], from: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), touched: new Map(), before: new Map(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -66,7 +77,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       return stageRemote(host, job, batch);
     case 'state': {
       const live = host.touch(job.doc, batch);
-      applyGuarded(host, job.doc, live, job.update, { peer: job.from });
+      applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch);
       batch.snapshots.add(job.doc);
       summarize(job.doc, live, batch);
       batch.done.push(() => job.resolve());
@@ -76,7 +87,31 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       for (const [w, s] of job.vv) if (s > (batch.vv.get(w) ?? 0)) batch.vv.set(w, s);
       batch.done.push(() => job.resolve());
       return;
+    case 'replace':
+      return stageReplace(host, job, batch);
   }
+}
+
+/** A peer's whole state that may win a content conflict (see replace.ts). */
+function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, batch: Batch): void {
+  const existing = host.existing(job.doc, batch);
+  const resolution = existing
+    ? resolveConflict(job.doc, existing, job.state, { self: regionOfWriter(host.writer()), peer: job.from }, existing.ydoc.clientID, host.now())
+    : ({ outcome: 'unrelated' } as const);
+  let mine: Uint8Array | null = null;
+  if (resolution.outcome !== 'unrelated') {
+    batch.conflicts.push(resolution.conflict);
+    mine = resolution.outcome === 'kept' ? Y.encodeStateAsUpdate(existing!.ydoc) : resolution.conflict.lostState;
+  }
+  if (resolution.outcome === 'replaced') {
+    const live = host.touch(job.doc, batch);
+    live.ydoc.destroy();
+    live.ydoc = resolution.ydoc;
+    host.notePending(job.doc, live);
+    batch.snapshots.add(job.doc);
+    summarize(job.doc, live, batch);
+  }
+  batch.done.push(() => job.resolve({ outcome: resolution.outcome, mine }));
 }
 
 function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch: Batch): void {
@@ -92,15 +127,16 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
     changed = job.mutate(live.ydoc);
   } catch (err) {
     // A rejected op changes nothing; anything else may have half-applied.
-    if (!(err instanceof MeridianError) || err.code === 'invalid_update') host.evict(job.doc);
+    if (!(err instanceof MeridianError) || err.code === 'invalid_update') host.discard(job.doc, batch);
     throw err;
   } finally {
     live.ydoc.off('update', capture);
   }
-  host.notePending(job.doc, live);
   // Parts of a client's update that wait for missing dependencies are not in
   // the update event; log the raw update so that they are not lost.
   const logged = job.raw && live.ydoc.store.pendingStructs !== before ? job.raw : update;
+  if (changed && logged) refuseOversized(host, job.doc, logged, batch);
+  host.notePending(job.doc, live);
   if (!changed || !logged) {
     batch.done.push(() => job.resolve(changed ? ackOf(host, host.appliedSeq(), batch.vv) : null));
     return;
@@ -114,8 +150,22 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   batch.done.push(() => job.resolve(ackOf(host, seq, vv)));
 }
 
+/**
+ * Peers refuse an update above their `yjsUpdateBytes`; a local write that
+ * produced one is refused here (413) and its changes dropped from memory.
+ */
+function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch: Batch): void {
+  if (update.byteLength <= host.yjsUpdateBytes) return;
+  host.discard(doc, batch);
+  throw new MeridianError(
+    'body_too_large',
+    `the write would replicate as a ${update.byteLength}-byte update; regions accept at most ${host.yjsUpdateBytes} (limits.yjsUpdateBytes): split it into smaller writes`,
+    { updateBytes: update.byteLength, limit: host.yjsUpdateBytes },
+  );
+}
+
 function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {
-  const result: RemoteApplyResult = { applied: 0, duplicates: 0, gaps: 0 };
+  const result: RemoteApplyResult = { applied: 0, duplicates: 0, gaps: 0, quarantined: 0 };
   for (const entry of job.entries) {
     const held = batch.vv.get(entry.origin) ?? 0;
     if (entry.seq <= held) {
@@ -126,9 +176,19 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
       result.gaps++;
       continue;
     }
-    validateUpdate(entry.update, host.yjsUpdateBytes);
-    const live = host.touch(entry.doc, batch);
-    applyGuarded(host, entry.doc, live, entry.update, { peer: job.from });
+    // One entry this region cannot apply must not stop the stream: it is
+    // kept aside, its seq counts as held, and the document is repaired by state.
+    let live: LiveDoc;
+    try {
+      validateUpdate(entry.update, host.yjsUpdateBytes);
+      live = host.touch(entry.doc, batch);
+      applyGuarded(host, entry.doc, live, entry.update, { peer: job.from }, batch);
+    } catch (err) {
+      batch.vv.set(entry.origin, entry.seq);
+      batch.quarantined.push({ ...entry, peer: job.from, reason: err instanceof Error ? err.message : String(err) });
+      result.quarantined++;
+      continue;
+    }
     batch.vv.set(entry.origin, entry.seq);
     batch.entries.push(entry);
     batch.from.push(job.from);
@@ -138,11 +198,11 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
   batch.done.push(() => job.resolve(result));
 }
 
-function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown): void {
+function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown, batch: Batch): void {
   try {
     applyUpdateSafely(live.ydoc, update, origin);
   } catch (err) {
-    host.evict(doc);
+    host.discard(doc, batch);
     throw err;
   }
   host.notePending(doc, live);
@@ -153,15 +213,18 @@ function ackOf(host: StageHost, seq: number, vv: VersionVector): WriteAck {
 }
 
 function summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {
-  // Marked only: the digest walks the whole document, so it is computed once
-  // per document per batch, by {@link summarizeBatch}, not once per write.
+  // Marked only: summarized once per document per batch, by {@link summarizeBatch}.
   batch.changed.set(doc, live);
 }
 
-/** Digests of every document the batch changed, as the commit stores them. */
+/**
+ * What the commit stores of every document the batch changed. Digests are
+ * not among it: they walk the whole document, so they are computed after
+ * the commit (see digester.ts).
+ */
 export function summarizeBatch(batch: Batch): void {
   for (const [doc, live] of batch.changed) {
     const root = live.ydoc.getMap('root');
-    batch.summaries.set(doc, { doc, digest: docDigest(live.ydoc), deleted: root.size === 0 });
+    batch.summaries.set(doc, { doc, deleted: root.size === 0 });
   }
 }

@@ -1,6 +1,8 @@
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Json, JsonObject, Op } from '../crdt/types.js';
 import type { LogEntry, NewLogEntry } from '../storage/types.js';
+import type { DigestParts } from '../crdt/digest.js';
+import type { ReplaceResult } from './replace.js';
 
 /** The result of an acknowledged (durably committed) local write. */
 export interface WriteAck {
@@ -18,6 +20,22 @@ export interface ReadResult {
   version: VersionVector;
 }
 
+/** A document state that lost a content conflict, as the API shows it. */
+export interface Conflict {
+  id: number;
+  /** When the conflict was resolved here (ms epoch). */
+  at: number;
+  /** The region whose state won (this one or the peer it met). */
+  winner: RegionId;
+  /** Hex digests of the state kept and of the state that lost. */
+  keptDigest: string;
+  lostDigest: string;
+  /** The losing state as JSON (null when it reads as absent). */
+  value: JsonObject | null;
+  /** The losing state as a Yjs update. */
+  state: Uint8Array;
+}
+
 /** A stored log entry and the peer it came from (null when written here). */
 export interface CommittedEntry extends LogEntry {
   from: RegionId | null;
@@ -29,6 +47,12 @@ export interface RemoteApplyResult {
   duplicates: number;
   /** Entries skipped because an earlier seq of the same origin is still missing. */
   gaps: number;
+  /**
+   * Entries this region could not apply (too large for its limit, invalid,
+   * failing to integrate): kept in quarantine, their seqs counted as held,
+   * their documents left for repair by state.
+   */
+  quarantined: number;
 }
 
 /**
@@ -63,6 +87,18 @@ export interface Documents {
   applyRemote(entries: NewLogEntry[], from: RegionId): Promise<RemoteApplyResult>;
   /** Merges a peer's full or partial document state (anti-entropy and catch-up by state). */
   applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<void>;
+  /**
+   * Offers a peer's whole state of a document whose replicas were found to
+   * hold the same structure with different content (see replace.ts). The
+   * state that loses is kept as a conflict record.
+   */
+  replaceState(doc: DocKey, state: Uint8Array, from: RegionId): Promise<ReplaceResult>;
+  /** The two halves of the document's digest, computed now; null when unknown here. */
+  digestParts(doc: DocKey): DigestParts | null;
+  /** The conflicts recorded here for a document, after id `afterId`, oldest first. */
+  conflicts(doc: DocKey, afterId: number, limit: number): Conflict[];
+  /** Conflicts recorded in this region. */
+  conflictCount(): number;
   /** The document's state vector, or null when this region has never seen it. */
   stateVector(doc: DocKey): Uint8Array | null;
 

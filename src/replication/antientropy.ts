@@ -10,9 +10,19 @@
  *   B -> A  doc-state(diff against A's sv, B's sv)
  *   A -> B  doc-state(diff against B's sv, no sv)
  *   A -> B  ae-done(r, floor)
+ * When B finds, on a doc-sv, that its document has A's structure but other
+ * content (two clients wrote under one Yjs client id), it also sends
+ * doc-replace(offer, its state), and A answers doc-replace(answer, its own
+ * state from before); each side then resolves the conflict by the same rule.
  * Data flows both ways; `floor` is A's version vector when the round began,
  * which B may adopt once it has applied everything before ae-done (frames on
  * a link are processed in order), because by then B holds all of A's state.
+ *
+ * A floor raises B's version vector past entries B never saw, so B accepts
+ * one only for a round whose ae-buckets it answered, once per round, and
+ * only as far as A has stated it holds (A states its floor in an ack just
+ * before its ae-buckets) and never past what B holds of its own writer;
+ * anything else is a protocol error that changes nothing.
  */
 import * as Y from 'yjs';
 import { randomInt } from 'node:crypto';
@@ -21,7 +31,11 @@ import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import type { DocSummary, Store } from '../storage/types.js';
 import { BUCKETS, bucketOf } from '../docs/digest-index.js';
-import type { AeBucketsFrame, AeDocsFrame, AeDoneFrame, DocStateFrame, DocSvFrame, Frame } from './protocol.js';
+import {
+  DOC_PARTS_BYTES, MAX_ROUND, ProtocolError,
+  type AeBucketsFrame, type AeDocsFrame, type AeDoneFrame, type DocReplaceFrame, type DocStateFrame, type DocSvFrame, type Frame,
+} from './protocol.js';
+import { firstExcess } from '../vv.js';
 
 export interface AntiEntropyPort {
   peer: RegionId;
@@ -32,6 +46,8 @@ export interface AntiEntropyPort {
   send(frame: Frame): Promise<void>;
   /** A received frame turned out bad after all: close the link. */
   fail(reason: string): void;
+  /** What the peer has stated it holds on this link (sync request, acks, pings, entries sent). */
+  peerStated(): VersionVector;
 }
 
 interface Round {
@@ -70,14 +86,20 @@ const WINDOW = 32;
 const YIELD_AFTER_MS = 5;
 /** Received document states queued for commit before the next one waits. */
 const MAX_APPLYING = 1024;
+/** Peer rounds answered and not yet done that are remembered; a peer runs one at a time. */
+const MAX_ANSWERED = 8;
 
 export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
+  /** Rounds the peer started whose ae-buckets this region answered, oldest first: only these may end with a floor. */
+  private readonly answered = new Set<number>();
   /** Merges of received document states not yet committed. */
   private readonly applying = new Set<Promise<void>>();
   /** Rounds completed (as initiator) since the link opened. */
   completed = 0;
   docsRepaired = 0;
+  /** Content conflicts resolved on this link (as winner or loser). */
+  conflictsResolved = 0;
 
   constructor(private readonly port: AntiEntropyPort) {}
 
@@ -88,7 +110,7 @@ export class AntiEntropy {
   /** Starts a round; resolves when it completes or the link closes. */
   start(): Promise<void> {
     const { documents } = this.port;
-    const round = randomInt(1, 2 ** 31);
+    const round = randomInt(1, MAX_ROUND);
     // A region with held-back updates does not fully hold what its vector says.
     const floor = documents.pendingDocs() === 0 ? documents.versionVector() : null;
     const buckets = documents.digests.bucketDigests();
@@ -97,13 +119,16 @@ export class AntiEntropy {
         floor, buckets, docsExpected: null, docsReceived: 0, outstanding: 0, queue: [], driving: false, mine: new Map(),
         startedAt: Date.now(), heardAt: Date.now(), done: resolve,
       });
-      this.port.send({ type: 'ae-buckets', round, buckets }).catch(() => this.abort(round));
+      // The peer accepts the floor only as far as this region has stated it holds: state it first.
+      const stated = floor ? this.port.send({ type: 'ack', vv: floor }) : Promise.resolve();
+      stated.then(() => this.port.send({ type: 'ae-buckets', round, buckets })).catch(() => this.abort(round));
     });
   }
 
   /** Ends every round; called when the link closes. */
   close(): void {
     for (const round of [...this.rounds.keys()]) this.abort(round);
+    this.answered.clear();
   }
 
   /**
@@ -129,6 +154,7 @@ export class AntiEntropy {
       this.drive(frame.round, round);
       return;
     }
+    this.noteAnswered(frame.round);
     const mine = this.port.documents.digests.bucketDigests();
     const differing = differingBuckets(mine, frame.buckets);
     await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
@@ -157,11 +183,11 @@ export class AntiEntropy {
       if (!other) {
         round.queue.push({ type: 'full-state', round: frame.round, doc });
       } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
-        round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV });
+        round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV, parts: this.partsOf(doc) });
       }
     }
     for (const doc of theirs.keys()) {
-      if (!mine.has(doc)) round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV });
+      if (!mine.has(doc)) round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV, parts: null });
     }
     round.docsReceived++;
     this.drive(frame.round, round);
@@ -201,6 +227,10 @@ export class AntiEntropy {
 
   async onDocSv(frame: DocSvFrame): Promise<void> {
     const { documents } = this.port;
+    if (frame.parts && this.conflicts(frame.doc, frame.parts)) {
+      const state = documents.readYjs(frame.doc);
+      if (state) await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
+    }
     const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
     const sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
     await this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
@@ -233,11 +263,68 @@ export class AntiEntropy {
     this.drive(frame.round, round);
   }
 
-  /** The peer finished its round: adopt its floor. */
+  /**
+   * The peer's whole state of a document whose replicas conflict: resolve it
+   * (see docs/replace.ts), and answer an offer with this region's state from
+   * before, so that the peer resolves it the same way and keeps the loser too.
+   */
+  async onDocReplace(frame: DocReplaceFrame): Promise<void> {
+    const result = await this.port.documents.replaceState(frame.doc, frame.update, this.port.peer);
+    if (result.outcome !== 'unrelated') this.conflictsResolved++;
+    if (frame.kind === 'offer' && result.mine) {
+      await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: result.mine, kind: 'answer' });
+    }
+  }
+
+  /** Same structure (state vector and delete set) with other content: a conflict no diff repairs. */
+  private conflicts(doc: DocKey, theirs: Uint8Array): boolean {
+    const mine = this.port.documents.digestParts(doc);
+    if (!mine) return false;
+    const sameStructure = Buffer.from(mine.structure).equals(theirs.subarray(0, 32));
+    return sameStructure && !Buffer.from(mine.content).equals(theirs.subarray(32));
+  }
+
+  private partsOf(doc: DocKey): Uint8Array | null {
+    const parts = this.port.documents.digestParts(doc);
+    if (!parts) return null;
+    const out = new Uint8Array(DOC_PARTS_BYTES);
+    out.set(parts.structure, 0);
+    out.set(parts.content, 32);
+    return out;
+  }
+
+  /**
+   * The peer finished its round: adopt its floor. Throws {@link ProtocolError},
+   * changing nothing, for a round this region did not answer or a floor
+   * beyond what the peer stated it holds or this region holds of its own writer.
+   */
   async onDone(frame: AeDoneFrame): Promise<void> {
+    if (!this.answered.delete(frame.round)) throw new ProtocolError(`round ${frame.round} was not answered here`);
+    this.checkFloor(frame.floor);
     // Everything of the round must be durable first; a failed merge fails this too.
     await Promise.all([...this.applying]);
     if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
+  }
+
+  private noteAnswered(round: number): void {
+    this.answered.delete(round);
+    this.answered.add(round);
+    for (const old of this.answered) {
+      if (this.answered.size <= MAX_ANSWERED) break;
+      this.answered.delete(old);
+    }
+  }
+
+  /** A floor claims that the peer sent all its state up to it: bound it by what the peer can stand behind. */
+  private checkFloor(floor: VersionVector): void {
+    const { documents } = this.port;
+    const stated = firstExcess(floor, this.port.peerStated());
+    if (stated) {
+      throw new ProtocolError(`floor ${stated.writer}:${stated.claimed} beyond the ${stated.bound} the peer stated it holds`);
+    }
+    const own = floor.get(documents.writer) ?? 0;
+    const held = documents.versionVector().get(documents.writer) ?? 0;
+    if (own > held) throw new ProtocolError(`floor names this region's writer at ${own}, beyond the ${held} it holds`);
   }
 
   private async maybeFinish(id: number, round: Round): Promise<void> {

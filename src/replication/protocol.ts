@@ -8,7 +8,11 @@
  * Every frame comes from another process, so decoding treats it as hostile:
  * each count and length is checked against the bytes that remain before
  * anything is read or allocated, and every defect surfaces as one error type,
- * {@link ProtocolError}, whose reason fits a WebSocket close frame.
+ * {@link ProtocolError}, whose reason fits a WebSocket close frame. Every
+ * number has a bound: sequence numbers, timestamps and counters below
+ * {@link MAX_SEQ} (2^48), round ids below {@link MAX_ROUND}, times finite and
+ * below 2^48 ms, version vectors at most {@link MAX_WRITERS} writers. What a
+ * frame claims is checked against what this region asked for by the session.
  *
  * Frames are described by their fields (`struct`, `list`, `uint`, ...), and
  * the same description both writes and reads them, so the two cannot drift
@@ -19,15 +23,16 @@ import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import {
-  ProtocolError, bytes, docKey, fixed, float, list, nullable, oneOf, optional, readByte, regionId, remaining, struct, text, uint,
-  vv, writerId, type Field, type Fields,
+  ProtocolError, bytes, docKey, fixed, float, list, nullable, oneOf, optional, readByte, regionId, remaining, seq, struct, text,
+  uint, vv, writerId, type Field, type Fields,
 } from './wire.js';
+import { MAX_SEQ } from '../vv.js';
 
-export { ProtocolError, MAX_ID_BYTES, MAX_REASON_BYTES } from './wire.js';
+export { ProtocolError, MAX_ID_BYTES, MAX_REASON_BYTES, MAX_SEQ, MAX_WRITERS } from './wire.js';
 import type { NewLogEntry } from '../storage/types.js';
 import type { PeerState } from './types.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** First byte of every frame (`M`); anything else is not ours. */
 export const FRAME_MAGIC = 0x4d;
 
@@ -42,11 +47,16 @@ export const MSG_DOC_SV = 8;
 export const MSG_DOC_STATE = 9;
 export const MSG_AE_DONE = 10;
 export const MSG_ERROR = 11;
+export const MSG_DOC_REPLACE = 12;
 
+/** Anti-entropy round ids are below this (drawn at random by the initiator). */
+export const MAX_ROUND = 2 ** 31;
 /** Most anti-entropy buckets a round may use. */
 export const MAX_BUCKETS = 4096;
 export const BUCKET_DIGEST_BYTES = 8;
 export const DOC_DIGEST_BYTES = 32;
+/** A document's digest in two halves: structure (state vector, delete set), then content. */
+export const DOC_PARTS_BYTES = 64;
 const MAX_ERROR_CODE_BYTES = 64;
 const MAX_ERROR_MESSAGE_BYTES = 1024;
 const PEER_STATES: readonly PeerState[] = ['up', 'suspect', 'down'];
@@ -81,10 +91,22 @@ export interface AeDocsFrame {
   bucket: number;
   docs: { doc: DocKey; digest: Uint8Array }[];
 }
-/** "My state vector for doc (empty if I lack it): send what I miss, and your state vector." */
-export interface DocSvFrame { type: 'doc-sv'; round: number; doc: DocKey; sv: Uint8Array }
+/**
+ * "My state vector for doc (empty if I lack it): send what I miss, and your
+ * state vector." `parts` is the sender's digest in two halves (null when it
+ * lacks the doc): equal structure with unequal content is a conflict that no
+ * diff repairs, answered with a doc-replace offer.
+ */
+export interface DocSvFrame { type: 'doc-sv'; round: number; doc: DocKey; sv: Uint8Array; parts: Uint8Array | null }
 /** A Yjs update for doc; a non-null sv asks the receiver to answer with its own diff against sv. */
 export interface DocStateFrame { type: 'doc-state'; round: number; doc: DocKey; update: Uint8Array; sv: Uint8Array | null }
+/**
+ * The sender's whole state of a document whose replicas conflict (same
+ * structure, other content). An `offer` is answered by an `answer` with the
+ * receiver's own state from before it resolved the conflict, so that both
+ * sides resolve it and both keep the losing state (see docs/replace.ts).
+ */
+export interface DocReplaceFrame { type: 'doc-replace'; round: number; doc: DocKey; update: Uint8Array; kind: 'offer' | 'answer' }
 /** The sender has sent everything for this round; floor is its version vector when the round began. */
 export interface AeDoneFrame { type: 'ae-done'; round: number; floor: VersionVector }
 /** Why the sender is about to close. */
@@ -92,7 +114,7 @@ export interface ErrorFrame { type: 'error'; code: string; message: string }
 
 export type Frame =
   | SyncRequestFrame | EntriesFrame | AckFrame | PingFrame | PongFrame | AeBucketsFrame
-  | AeDocsFrame | DocSvFrame | DocStateFrame | AeDoneFrame | ErrorFrame;
+  | AeDocsFrame | DocSvFrame | DocStateFrame | DocReplaceFrame | AeDoneFrame | ErrorFrame;
 export type FrameType = Frame['type'];
 
 // ---- one codec per frame type ----
@@ -107,8 +129,11 @@ function frame<T extends FrameType>(_type: T, code: number, fields: Fields<Omit<
   return { code, body: struct(fields) };
 }
 
-const round = uint();
-const entry = struct<NewLogEntry>({ origin: writerId, seq: uint(1), doc: docKey, ts: uint(), update: bytes });
+// Every number a peer sends has a bound (see MAX_SEQ): sequence numbers and
+// timestamps below 2^48, rounds below 2^31, counts below what the bytes left can hold.
+const round = uint(0, MAX_ROUND);
+const counter = seq;
+const entry = struct<NewLogEntry>({ origin: writerId, seq: uint(1, MAX_SEQ), doc: docKey, ts: seq, update: bytes });
 const linkReport = struct<LinkReport>({ region: regionId, state: oneOf(PEER_STATES) });
 
 const CODECS: { [T in FrameType]: Codec<T> } = {
@@ -116,14 +141,14 @@ const CODECS: { [T in FrameType]: Codec<T> } = {
   entries: frame('entries', MSG_ENTRIES, { entries: list(entry) }),
   ack: frame('ack', MSG_ACK, { vv }),
   ping: frame('ping', MSG_PING, {
-    id: uint(),
+    id: counter,
     sentAt: float,
     vv,
     links: list(linkReport),
     lagMs: float,
     digest: optional(text(1, 128)),
   }),
-  pong: frame('pong', MSG_PONG, { id: uint(), sentAt: float }),
+  pong: frame('pong', MSG_PONG, { id: counter, sentAt: float }),
   'ae-buckets': frame('ae-buckets', MSG_AE_BUCKETS, {
     round,
     buckets: list(fixed(BUCKET_DIGEST_BYTES), MAX_BUCKETS),
@@ -133,8 +158,9 @@ const CODECS: { [T in FrameType]: Codec<T> } = {
     bucket: uint(0, MAX_BUCKETS),
     docs: list(struct({ doc: docKey, digest: fixed(DOC_DIGEST_BYTES) })),
   }),
-  'doc-sv': frame('doc-sv', MSG_DOC_SV, { round, doc: docKey, sv: bytes }),
+  'doc-sv': frame('doc-sv', MSG_DOC_SV, { round, doc: docKey, sv: bytes, parts: nullable(fixed(DOC_PARTS_BYTES)) }),
   'doc-state': frame('doc-state', MSG_DOC_STATE, { round, doc: docKey, update: bytes, sv: nullable(bytes) }),
+  'doc-replace': frame('doc-replace', MSG_DOC_REPLACE, { round, doc: docKey, update: bytes, kind: oneOf(['offer', 'answer'] as const) }),
   'ae-done': frame('ae-done', MSG_AE_DONE, { round, floor: vv }),
   error: frame('error', MSG_ERROR, {
     code: text(1, MAX_ERROR_CODE_BYTES),

@@ -18,7 +18,7 @@ import { CloseCode } from './handshake.js';
 import { Session } from './session.js';
 import type { Link } from './transport.js';
 import type { Peer } from './peer.js';
-import { covers, missingCount } from '../vv.js';
+import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport } from './protocol.js';
 
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
@@ -118,7 +118,8 @@ export class Replicator implements ReplicationView {
       onAck: (vv) => this.onAck(peer, vv),
       onPeerRestarted: (vv) => {
         this.checkOwnWrites(region, vv);
-        peer.acks = new Map(vv);
+        // What the peer holds beyond this region (its own writes, a third region's) is no acknowledgement.
+        peer.acks = capped(vv, this.o.documents.versionVector());
         peer.acksDirty = true;
         peer.heldAtConnect = new Map(vv);
         this.notify();
@@ -182,6 +183,7 @@ export class Replicator implements ReplicationView {
       digest: this.o.documents.digests.regionDigest(),
       isolated: peers.length > 0 && peers.every((p) => p.state === 'down'),
       pendingDocs: this.o.documents.pendingDocs(),
+      conflicts: this.o.documents.conflictCount(),
       peers,
     };
   }
@@ -214,13 +216,13 @@ export class Replicator implements ReplicationView {
     return this.waitUntil(() => [...this.peers.values()].some((p) => p.heldAtConnect !== null), timeoutMs);
   }
 
-  waitForVersion(vv: VersionVector, timeoutMs: number): Promise<boolean> {
-    return this.waitUntil(() => covers(this.o.documents.versionVector(), vv), timeoutMs);
+  waitForVersion(vv: VersionVector, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.waitUntil(() => covers(this.o.documents.versionVector(), vv), timeoutMs, signal);
   }
 
-  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number): Promise<boolean> {
+  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const count = () => 1 + [...this.peers.values()].filter((p) => (p.acks.get(origin) ?? 0) >= seq).length;
-    return this.waitUntil(() => count() >= replicas, timeoutMs);
+    return this.waitUntil(() => count() >= replicas, timeoutMs, signal);
   }
 
   // ---- internals --------------------------------------------------------------
@@ -246,6 +248,7 @@ export class Replicator implements ReplicationView {
       inbound: {
         pendingUpdates: p.session ? missingCount(p.session.peerHas, mine) : 0,
         lagMs: p.session && state !== 'down' ? p.session.peerLagMs : 0,
+        quarantined: this.o.store.quarantine.counts().get(p.region) ?? 0,
       },
     };
   }
@@ -425,20 +428,25 @@ export class Replicator implements ReplicationView {
     for (const w of [...this.waiters]) w();
   }
 
-  private waitUntil(ok: () => boolean, timeoutMs: number): Promise<boolean> {
+  /** Waits for `ok`; a waiter whose `signal` aborts (its client left) is dropped at once, not at its timeout. */
+  private waitUntil(ok: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     if (ok()) return Promise.resolve(true);
+    if (signal?.aborted === true) return Promise.resolve(false);
     return new Promise((resolve) => {
       const check = () => {
         if (!ok()) return;
         finish(true);
       };
+      const abandon = () => finish(false);
       const finish = (value: boolean) => {
         clearTimeout(timer);
         this.waiters.delete(check);
+        signal?.removeEventListener('abort', abandon);
         resolve(value);
       };
       const timer = setTimeout(() => finish(ok()), timeoutMs);
       this.waiters.add(check);
+      signal?.addEventListener('abort', abandon, { once: true });
     });
   }
 }

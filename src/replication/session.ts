@@ -6,6 +6,15 @@
  *
  * Frames from the peer are processed strictly one after another, so a
  * round's `ae-done` is handled only after every `doc-state` before it.
+ *
+ * Threat model: the peer holds the cluster secret, but a frame from it is
+ * still only a claim. The codec bounds every number (see MAX_SEQ); this
+ * session bounds the claims: what the peer acknowledges is recorded only up
+ * to what this region holds; no one may claim more of this region's current
+ * writer than it holds, except once per link in a sync request (this region
+ * was restored from a backup); a floor counts only up to what the peer
+ * stated (see AntiEntropy). A claim beyond is a protocol error: the link
+ * closes with 4400, the frame is counted and logged, and nothing changes.
  */
 import type { Logger } from 'pino';
 import type { RegionId, VersionVector, WriterId } from '../ids.js';
@@ -13,6 +22,7 @@ import type { Documents } from '../docs/types.js';
 import type { NewLogEntry, Store } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
 import { decodeFrame, encodeFrame, ProtocolError, type Frame, type LinkReport, type PingFrame } from './protocol.js';
+import { capped } from '../vv.js';
 
 /** The socket side of a link, as the session needs it. */
 export interface LinkTransport {
@@ -33,12 +43,16 @@ export interface SessionOptions {
   batchBytes: number;
   maxBufferedBytes: number;
   maxFrameBytes: number;
-  /** The peer (re)stated what it holds: its acknowledgements are exactly this now. */
+  /**
+   * The peer (re)stated what it holds: its acknowledgements are exactly this
+   * now, up to what this region holds. `vv` may hold more of this region's
+   * own writer than it holds (restored from a backup); at most once per link.
+   */
   onPeerRestarted: (vv: VersionVector) => void;
   /** Called for every frame from the peer (a sign of life). */
   onHeard: () => void;
   onPong: (rttMs: number) => void;
-  /** The peer acknowledged storing `vv`. */
+  /** The peer acknowledged storing `vv` (never beyond what this region holds). */
   onAck: (vv: VersionVector) => void;
   /** A frame failed to decode or apply; the link is being closed. */
   onRejected: (reason: string) => void;
@@ -75,6 +89,8 @@ export class Session {
   private paused = false;
   private lastYield = 0;
   private ackScheduled = false;
+  /** Whether the peer already claimed more of this region's writer than it held (a restore) on this link. */
+  private restoreClaimed = false;
   readonly ae: AntiEntropy;
   /** The peer's view of its own links, from its last ping. */
   peerLinks: LinkReport[] = [];
@@ -89,6 +105,7 @@ export class Session {
       fail: (reason) => {
         if (!this.closed) this.reject(reason);
       },
+      peerStated: () => this.peerHas,
     });
   }
 
@@ -142,7 +159,8 @@ export class Session {
     }
     // Pings are answered at once so that a busy apply queue is not taken for a dead link.
     if (frame.type === 'ping') return this.onPing(frame);
-    if (frame.type === 'pong') return this.o.onPong(performance.now() - frame.sentAt);
+    // A pong echoes our clock; one from the future was not an answer to us.
+    if (frame.type === 'pong') return frame.sentAt <= performance.now() ? this.o.onPong(performance.now() - frame.sentAt) : undefined;
     this.queued++;
     if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
       this.paused = true;
@@ -191,6 +209,7 @@ export class Session {
   private async handle(frame: Frame): Promise<void> {
     switch (frame.type) {
       case 'sync-request':
+        this.checkRestoreClaim(frame.vv);
         // The peer's truth replaces our guesses: resend from there.
         this.peerHas.clear();
         this.sent.clear();
@@ -211,6 +230,8 @@ export class Session {
         return this.ae.onDocSv(frame);
       case 'doc-state':
         return this.ae.onDocState(frame);
+      case 'doc-replace':
+        return this.ae.onDocReplace(frame);
       case 'ae-done':
         await this.ae.onDone(frame);
         this.send({ type: 'ack', vv: this.o.documents.versionVector() });
@@ -224,6 +245,10 @@ export class Session {
   }
 
   private async onEntries(entries: NewLogEntry[]): Promise<void> {
+    const writer = this.o.documents.writer;
+    let own = 0;
+    for (const e of entries) if (e.origin === writer && e.seq > own) own = e.seq;
+    if (own > 0) this.checkOwnClaim(new Map([[writer, own]]), 'entries');
     // Whatever the peer sends, it holds: never send it back.
     for (const e of entries) if ((this.peerHas.get(e.origin) ?? 0) < e.seq) this.peerHas.set(e.origin, e.seq);
     const result = await this.o.documents.applyRemote(entries, this.o.peer);
@@ -243,9 +268,10 @@ export class Session {
   }
 
   private onAckFrame(vv: VersionVector): void {
+    this.checkOwnClaim(vv, 'ack');
     raise(this.peerHas, vv);
     raise(this.sent, vv);
-    this.o.onAck(vv);
+    this.o.onAck(this.acknowledged(vv));
     // Entries skipped as beyond a gap may follow on from what the peer now
     // holds (caught up by state, or via another region): read the log again.
     // Without a skipped gap nothing behind the cursor is needed.
@@ -258,12 +284,56 @@ export class Session {
 
   private onPing(frame: PingFrame): void {
     this.send({ type: 'pong', id: frame.id, sentAt: frame.sentAt });
-    raise(this.peerHas, frame.vv);
-    // A region only reports what it has durably applied: as good as an ack.
-    this.o.onAck(frame.vv);
+    // Until the peer's sync request is handled, what it holds is not known
+    // (a restored region learns from it that it must change writer).
+    if (this.started) {
+      try {
+        this.checkOwnClaim(frame.vv, 'ping');
+      } catch (err) {
+        this.o.logger.warn({ err, peer: this.o.peer }, 'frame from peer rejected');
+        return this.reject(`ping rejected: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      raise(this.peerHas, frame.vv);
+      // A region only reports what it has durably applied: as good as an ack.
+      this.o.onAck(this.acknowledged(frame.vv));
+    }
     this.peerLinks = frame.links;
     this.peerLagMs = frame.lagMs;
     this.peerDigest = frame.digest ?? null;
+  }
+
+  /**
+   * What of `vv` counts as an acknowledgement: only what this region holds
+   * (and so may have sent). A peer may hold more (its own writes, a third
+   * region's); that is what it holds, not what it acknowledges.
+   */
+  private acknowledged(vv: VersionVector): VersionVector {
+    return capped(vv, this.o.documents.versionVector());
+  }
+
+  /**
+   * No peer can hold more of this region's current writer than it holds:
+   * entries are numbered here, and this region's vector rises before any is
+   * sent. Throws {@link ProtocolError} for a claim beyond.
+   */
+  private checkOwnClaim(vv: VersionVector, what: string): void {
+    const writer = this.o.documents.writer;
+    const claimed = vv.get(writer) ?? 0;
+    const held = this.o.documents.versionVector().get(writer) ?? 0;
+    if (claimed > held) throw new ProtocolError(`${what} claims ${claimed} of this region's writer, which holds ${held}`);
+  }
+
+  /**
+   * A sync request that holds more of this region's writer than it does is
+   * how a data directory restored from a backup learns to change writer
+   * (Replicator.checkOwnWrites). It is believed once per link: after the
+   * change the claim names an old writer, so a second one is forged.
+   */
+  private checkRestoreClaim(vv: VersionVector): void {
+    const writer = this.o.documents.writer;
+    if ((vv.get(writer) ?? 0) <= (this.o.documents.versionVector().get(writer) ?? 0)) return;
+    if (this.restoreClaimed) this.checkOwnClaim(vv, 'second sync-request');
+    this.restoreClaimed = true;
   }
 
   /** Streams log entries the peer lacks, while the send buffer has room. */

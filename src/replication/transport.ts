@@ -13,6 +13,8 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { RegionConfig } from '../config.js';
 import type { RegionId } from '../ids.js';
+import { createLogLimiter } from '../log-limiter.js';
+import type { Metrics } from '../metrics.js';
 import {
   CHALLENGE_PATH, HEADER, REPLICATE_PATH, createDialHeaders, createNonceStore, parseChallenge, verifyAccept, verifyDial,
 } from './handshake.js';
@@ -30,13 +32,20 @@ export interface AcceptOptions {
   onLink: (region: RegionId, link: Link) => void;
   /** A dial was refused; `region` is what the dialer claimed to be, if anything. */
   onRefused: (region: string | null, reason: string) => void;
+  /** Where repeated refusals left out of the log are counted (`meridian_log_suppressed_total`). */
+  metrics?: Pick<Metrics, 'logSuppressed'>;
 }
+
+/** The log event of a refused dial, as the log limiter and its metric name it. */
+export const LINK_REFUSED_EVENT = 'replication_link_refused';
 
 /** Registers the replication endpoint on the region's HTTP server. */
 export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promise<void> {
   const { config } = o;
   await app.register(websocket, { options: { maxPayload: config.replication.maxFrameBytes, perMessageDeflate: false } });
   const nonces = createNonceStore();
+  // Anyone who reaches the port can be refused as often as they like: one line per source and minute.
+  const refusals = createLogLimiter({ logger: o.logger, onSuppressed: (event) => o.metrics?.logSuppressed.inc({ event }) });
   const peers = new Set(config.peers.map((p) => p.region as RegionId));
   const proofs = new WeakMap<IncomingMessage, { proof: string; region: RegionId }>();
   app.websocketServer.on('headers', (headers: string[], req: IncomingMessage) => {
@@ -54,7 +63,8 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
       });
       if (!verdict.ok) {
         const claimed = typeof req.headers[HEADER.region] === 'string' ? (req.headers[HEADER.region] as string) : null;
-        o.logger.warn({ claimed, ip: req.ip, status: verdict.status, reason: verdict.reason }, 'replication link refused');
+        const fields = { claimed, ip: req.ip, status: verdict.status, reason: verdict.reason };
+        refusals.warn(LINK_REFUSED_EVENT, req.ip, fields, 'replication link refused');
         o.onRefused(claimed, verdict.reason);
         return reply.code(verdict.status).send({ error: 'link_refused', message: verdict.reason });
       }

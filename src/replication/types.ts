@@ -13,7 +13,11 @@ export interface PeerStatus {
   /** Why the last connection attempt failed or was refused, if it did. */
   lastError: string | null;
   outbound: { pendingUpdates: number; pendingBytes: number; lagMs: number };
-  inbound: { pendingUpdates: number; lagMs: number };
+  /**
+   * `quarantined`: entries from this peer that this region could not apply
+   * (kept in its quarantine table, documents repaired by state), ever.
+   */
+  inbound: { pendingUpdates: number; lagMs: number; quarantined: number };
 }
 
 export interface SyncStatus {
@@ -24,6 +28,8 @@ export interface SyncStatus {
   isolated: boolean;
   /** Documents holding updates whose dependencies have not arrived. */
   pendingDocs: number;
+  /** Content conflicts recorded in this region (see `GET /v1/docs/{c}/{id}/conflicts`). */
+  conflicts: number;
   peers: PeerStatus[];
 }
 
@@ -38,8 +44,14 @@ export interface DocSyncStatus {
 export interface ReplicationView {
   status(): SyncStatus;
   docStatus(doc: DocKey): DocSyncStatus;
-  /** Resolves true once this region has applied everything in `vv`, false on timeout. */
-  waitForVersion(vv: VersionVector, timeoutMs: number): Promise<boolean>;
-  /** Resolves true once `replicas` regions (this one included) durably hold (origin, seq). */
-  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * Resolves true once this region has applied everything in `vv`, false on
+   * timeout or as soon as `signal` aborts (the wait is then forgotten).
+   */
+  waitForVersion(vv: VersionVector, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Resolves true once `replicas` regions (this one included) durably hold
+   * (origin, seq); false on timeout or as soon as `signal` aborts.
+   */
+  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
 }

@@ -7,11 +7,16 @@
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import { NAME_PATTERN, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
+import { MAX_SEQ } from '../vv.js';
+
+export { MAX_SEQ } from '../vv.js';
 
 /** Longest region, writer or cluster name, in UTF-8 bytes. */
 export const MAX_ID_BYTES = 256;
 /** WebSocket close reasons may hold 123 bytes; keep a margin. */
 export const MAX_REASON_BYTES = 120;
+/** Most writers a version vector may name (each region adds one per restore from a backup). */
+export const MAX_WRITERS = 1 << 16;
 /** 8 varuint bytes carry 56 bits, enough for every safe integer. */
 const MAX_VARUINT_BYTES = 8;
 
@@ -97,20 +102,30 @@ export function uint(min = 0, max = Number.MAX_SAFE_INTEGER + 1): Field<number> 
   };
 }
 
-/** Finite, non-negative float64 (milliseconds). */
+/**
+ * Sequence numbers, timestamps (ms since the epoch) and counters: below
+ * {@link MAX_SEQ}, whatever a peer sends.
+ */
+export const seq = uint(0, MAX_SEQ);
+
+/** A duration or clock reading in ms, as float64: finite, non-negative and below {@link MAX_SEQ}. */
 export const float: Field<number> = {
   min: 8,
   write(e, n, what) {
-    if (!Number.isFinite(n) || n < 0) throw new RangeError(`${what} must be finite and non-negative, got ${n}`);
+    if (!inMsRange(n)) throw new RangeError(`${what} must be finite, non-negative and below 2^48, got ${n}`);
     encoding.writeFloat64(e, n);
   },
   read(d, what) {
     need(d, 8, what);
     const n = decoding.readFloat64(d);
-    if (!Number.isFinite(n) || n < 0) throw new ProtocolError(`${what}: not a finite non-negative number`);
+    if (!inMsRange(n)) throw new ProtocolError(`${what}: not a finite non-negative number below 2^48`);
     return n;
   },
 };
+
+function inMsRange(n: number): boolean {
+  return Number.isFinite(n) && n >= 0 && n < MAX_SEQ;
+}
 
 /** UTF-8 text of minBytes..maxBytes, optionally checked further. */
 export function text<T extends string = string>(minBytes: number, maxBytes: number, valid?: (s: string) => boolean): Field<T> {
@@ -240,9 +255,9 @@ export function struct<T>(fields: Fields<T>): Field<T> {
 export const writerId = text<WriterId>(1, MAX_ID_BYTES);
 export const regionId = text<RegionId>(1, MAX_ID_BYTES);
 export const docKey = text<DocKey>(3, 257, isDocKey);
-const pairs = list(struct({ writer: writerId, seq: uint() }));
+const pairs = list(struct({ writer: writerId, seq }), MAX_WRITERS);
 
-/** Count, then (writer, seq) pairs; a writer may appear once. */
+/** Count, then (writer, seq) pairs; a writer may appear once, and each seq is below {@link MAX_SEQ}. */
 export const vv: Field<VersionVector> = {
   min: 1,
   write: (e, map, what) => pairs.write(e, [...map].map(([writer, n]) => ({ writer, seq: n })), what),

@@ -71,9 +71,45 @@ CREATE TABLE peer_acks (
 ) WITHOUT ROWID;
 `;
 
+// Conflicts: a document state that lost when two replicas held the same Yjs
+// structs with different content (see docs/conflicts); kept, never merged.
+// Quarantine: log entries from a peer that this region could not apply;
+// kept so an operator can inspect them, while the stream goes on without them.
+// digest_stale: the document changed after its digest was computed (digests
+// are computed after the commit, off the write path); recomputed at start.
+const V2_SCHEMA = `
+ALTER TABLE docs ADD COLUMN digest_stale INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX docs_stale ON docs (doc) WHERE digest_stale = 1;
+
+CREATE TABLE conflicts (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  doc         TEXT    NOT NULL,
+  at          INTEGER NOT NULL,
+  winner      TEXT    NOT NULL,
+  kept_digest BLOB    NOT NULL,
+  lost_digest BLOB    NOT NULL,
+  lost_state  BLOB    NOT NULL
+);
+CREATE INDEX conflicts_by_doc ON conflicts (doc, id);
+
+CREATE TABLE quarantine (
+  id     INTEGER PRIMARY KEY AUTOINCREMENT,
+  at     INTEGER NOT NULL,
+  peer   TEXT    NOT NULL,
+  origin TEXT    NOT NULL,
+  seq    INTEGER NOT NULL,
+  doc    TEXT    NOT NULL,
+  ts     INTEGER NOT NULL,
+  data   BLOB    NOT NULL,
+  reason TEXT    NOT NULL,
+  UNIQUE (origin, seq)
+);
+`;
+
 /** All migrations, oldest first; `version` is the schema version after it ran. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'log, docs, snapshots, progress, peer acks', up: (db) => db.exec(V1_SCHEMA) },
+  { version: 2, description: 'stale digests, conflicts and quarantined entries', up: (db) => db.exec(V2_SCHEMA) },
 ];
 
 /** The schema version this code writes and understands. */

@@ -4,13 +4,26 @@
  * Functions run inside the caller's transaction where they write.
  */
 import type { VersionVector, WriterId } from '../ids.js';
+import { MAX_SEQ } from '../vv.js';
+import { StoreOpenError } from './errors.js';
 import type { Statements } from './statements.js';
 
-/** Walks the origin's applied seq forward over entries held in the log. */
+/** Walks the origin's applied seq forward over entries held in the log, never to MAX_SEQ. */
 function walkForward(s: Statements, origin: string, from: number): number {
   let seq = from;
-  while (s.hasEntry.get(origin, seq + 1) !== undefined) seq += 1;
+  while (seq + 1 < MAX_SEQ && s.hasEntry.get(origin, seq + 1) !== undefined) seq += 1;
   return seq;
+}
+
+/**
+ * Defence in depth behind the wire codec: a seq at or beyond MAX_SEQ is
+ * never recorded (beyond 2^53 `seq + 1 === seq`, and a loop over sequence
+ * numbers would spin). Throws, so the caller's transaction rolls back.
+ */
+function checkSeq(origin: string, seq: number): void {
+  if (!Number.isSafeInteger(seq) || seq < 0 || seq >= MAX_SEQ) {
+    throw new RangeError(`seq ${seq} of ${origin} is not below MAX_SEQ (2^48); refused`);
+  }
 }
 
 /**
@@ -19,6 +32,7 @@ function walkForward(s: Statements, origin: string, from: number): number {
  * stops before the gap and catches up when the gap is filled.
  */
 export function advanceProgress(s: Statements, origin: string, seqs: number[]): void {
+  for (const seq of seqs) checkSeq(origin, seq);
   let applied = s.getProgress.get(origin)?.seq ?? 0;
   for (const seq of [...seqs].sort((a, b) => a - b)) {
     if (seq === applied + 1) applied = seq;
@@ -32,6 +46,7 @@ export function advanceProgress(s: Statements, origin: string, seqs: number[]): 
  * that for {@link logFloor}.
  */
 export function raiseProgress(s: Statements, vv: VersionVector): void {
+  for (const [origin, target] of vv) checkSeq(origin, target);
   for (const [origin, target] of vv) {
     const applied = s.getProgress.get(origin)?.seq ?? 0;
     if (target <= applied) continue;
@@ -41,12 +56,28 @@ export function raiseProgress(s: Statements, vv: VersionVector): void {
   }
 }
 
+/**
+ * The applied seq per origin. Throws {@link StoreOpenError} if one is at or
+ * beyond MAX_SEQ: only a forged anti-entropy floor accepted before the bound
+ * existed puts one there, and writing on would stall (see checkSeq). The
+ * region refuses to start rather than guess which writes it really holds.
+ */
 export function readVersionVector(s: Statements): VersionVector {
   const vv: VersionVector = new Map();
   for (const row of s.origins.all()) {
+    if (row.seq >= MAX_SEQ || row.missing_upto >= MAX_SEQ) throw poisonedProgress(row.origin, Math.max(row.seq, row.missing_upto));
     if (row.seq > 0) vv.set(row.origin as WriterId, row.seq);
   }
   return vv;
+}
+
+function poisonedProgress(origin: string, seq: number): StoreOpenError {
+  return new StoreOpenError(
+    'corrupt',
+    `the database records writer ${origin} as applied up to ${seq}, beyond MAX_SEQ (2^48): a forged number from a peer ` +
+      'poisoned it (see "Security model" in the README). Move the data directory aside and start the region with an ' +
+      'empty one: it rebuilds from its peers. Keep the old directory until the rebuilt region has caught up.',
+  );
 }
 
 /**

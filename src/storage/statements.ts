@@ -101,7 +101,15 @@ export function prepareStatements(db: Database.Database) {
     ),
     upsertSummary: db.prepare<[string, Uint8Array, number]>(
       `INSERT INTO docs (doc, digest, deleted) VALUES (?, ?, ?)
-       ON CONFLICT (doc) DO UPDATE SET digest = excluded.digest, deleted = excluded.deleted`,
+       ON CONFLICT (doc) DO UPDATE SET digest = excluded.digest, deleted = excluded.deleted, digest_stale = 0`,
+    ),
+    markChanged: db.prepare<[string, number]>(
+      `INSERT INTO docs (doc, digest, deleted, digest_stale) VALUES (?, zeroblob(32), ?, 1)
+       ON CONFLICT (doc) DO UPDATE SET deleted = excluded.deleted, digest_stale = 1`,
+    ),
+    setDigest: db.prepare<[Uint8Array, string]>('UPDATE docs SET digest = ?, digest_stale = 0 WHERE doc = ?'),
+    staleSummaries: db.prepare<[string, number], DocRow>(
+      'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE digest_stale = 1 AND doc > ? ORDER BY doc LIMIT ?',
     ),
     bumpLogCount: db.prepare<[number, string]>('UPDATE docs SET log_count = log_count + ? WHERE doc = ?'),
     getDoc: db.prepare<[string], DocRow>(

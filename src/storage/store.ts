@@ -12,6 +12,8 @@ import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
 import { GarbageCollector } from './gc.js';
 import { runQuickCheck } from './integrity.js';
+import { SqliteQuarantine } from './quarantine.js';
+import { SqliteConflicts } from './conflicts.js';
 import {
   advanceProgress,
   entriesBeyond,
@@ -20,7 +22,7 @@ import {
   readVersionVector,
 } from './progress.js';
 import { prepareStatements, toEntry, toSummary, type LogRow, type Statements } from './statements.js';
-import type { CommitBatch, DocSummary, LogEntry, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
+import type { CommitBatch, ConflictStore, DocDigest, DocSummary, LogEntry, QuarantineStore, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
 
 const DIGEST_BYTES = 32;
 
@@ -34,6 +36,8 @@ interface CommitResult {
 export class SqliteStore implements Store {
   private readonly s: Statements;
   private readonly gc: GarbageCollector;
+  readonly quarantine: QuarantineStore;
+  readonly conflicts: ConflictStore;
   /** Corrupt entries and snapshots seen since open, so each is counted and logged once. */
   private readonly corruptSeen = new Set<string>();
   private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array) => void>();
@@ -43,6 +47,7 @@ export class SqliteStore implements Store {
   private readonly snapshotTx: Database.Transaction<(snapshots: Snapshot[]) => void>;
   private readonly raiseTx: Database.Transaction<(vv: VersionVector) => void>;
   private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
+  private readonly digestTx: Database.Transaction<(digests: DocDigest[]) => void>;
 
   constructor(
     private readonly db: Database.Database,
@@ -52,6 +57,8 @@ export class SqliteStore implements Store {
   ) {
     this.s = prepareStatements(db);
     this.gc = new GarbageCollector(db, this.s);
+    this.quarantine = new SqliteQuarantine(db);
+    this.conflicts = new SqliteConflicts(db);
     const totals = this.s.logTotals.get();
     this.logEntries = totals?.n ?? 0;
     this.logBytes = totals?.bytes ?? 0;
@@ -60,6 +67,9 @@ export class SqliteStore implements Store {
       for (const snapshot of snapshots) this.writeSnapshot(snapshot);
     });
     this.raiseTx = db.transaction((vv: VersionVector) => raiseProgress(this.s, vv));
+    this.digestTx = db.transaction((digests: DocDigest[]) => {
+      for (const d of digests) this.s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+    });
     this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => {
       this.s.clearPeerAcks.run(peer);
       for (const [origin, seq] of vv) this.s.insertPeerAck.run(peer, origin, seq);
@@ -110,11 +120,10 @@ export class SqliteStore implements Store {
       if (seqs === undefined) perOrigin.set(entry.origin, [entry.seq]);
       else seqs.push(entry.seq);
     }
-    for (const summary of batch.docs) {
-      if (summary.digest.byteLength !== DIGEST_BYTES) {
-        throw new Error(`digest of ${summary.doc} has ${summary.digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
-      }
-      s.upsertSummary.run(summary.doc, summary.digest, summary.deleted ? 1 : 0);
+    for (const d of batch.digests ?? []) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+    for (const change of batch.docs) {
+      if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0);
+      else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0);
     }
     for (const [doc, count] of perDoc) {
       s.ensureDoc.run(doc);
@@ -290,6 +299,14 @@ export class SqliteStore implements Store {
     return row === undefined ? null : toSummary(row);
   }
 
+  setDigests(digests: DocDigest[]): void {
+    if (digests.length > 0) this.digestTx.immediate(digests);
+  }
+
+  staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[] {
+    return this.s.staleSummaries.all(afterDoc ?? '', limit).map(toSummary);
+  }
+
   /** Sets the digest to 32 zero bytes, which no document state hashes to, so peers see a difference. */
   markCorrupt(doc: DocKey): void {
     const before = this.summary(doc)?.digest;
@@ -327,6 +344,11 @@ export class SqliteStore implements Store {
       this.db.close();
     }
   }
+}
+
+function checkedDigest(doc: DocKey, digest: Uint8Array): Uint8Array {
+  if (digest.byteLength !== DIGEST_BYTES) throw new Error(`digest of ${doc} has ${digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
+  return digest;
 }
 
 function fileSize(path: string): number {

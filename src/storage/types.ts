@@ -17,6 +17,27 @@ export interface LogEntry {
 
 export type NewLogEntry = Omit<LogEntry, 'lsn'>;
 
+/** A log entry from a peer that this region could not apply, kept for an operator. */
+export interface QuarantinedEntry extends NewLogEntry {
+  /** The peer that sent it. */
+  peer: RegionId;
+  /** Why it was not applied (too large, invalid, failed to integrate). */
+  reason: string;
+}
+
+/**
+ * Entries from peers kept aside instead of applied (the `quarantine`
+ * table), one row per (origin, seq), so each is stored and reported once.
+ */
+export interface QuarantineStore {
+  /** Keeps an entry; false (nothing written) when its (origin, seq) is already kept. */
+  add(entry: QuarantinedEntry): boolean;
+  /** Entries kept per sending peer, since the data directory was created. */
+  counts(): ReadonlyMap<RegionId, number>;
+  /** Kept entries after row id `afterId`, oldest first, with their row id and the time they were kept. */
+  list(afterId: number, limit: number): (QuarantinedEntry & { id: number; at: number })[];
+}
+
 /** What a document needs to be rebuilt in memory. */
 export interface StoredDoc {
   /** Compacted state (a Yjs update) or null if never compacted. */
@@ -40,10 +61,25 @@ export interface DocSummary {
   deleted: boolean;
 }
 
+/** A document a commit changed; without a digest, its stored digest is marked stale. */
+export interface DocChange {
+  doc: DocKey;
+  deleted: boolean;
+  digest?: Uint8Array;
+}
+
+/** A document's digest, computed after the commit that changed it. */
+export interface DocDigest {
+  doc: DocKey;
+  digest: Uint8Array;
+}
+
 /** Everything a group commit writes, in one SQLite transaction. */
 export interface CommitBatch {
   entries: NewLogEntry[];
-  docs: DocSummary[];
+  docs: DocChange[];
+  /** Digests computed since earlier commits; stored before `docs`, which may mark them stale again. */
+  digests?: DocDigest[];
 }
 
 /** A snapshot replacing all log entries of one document up to `uptoLsn`. */
@@ -76,6 +112,10 @@ export interface Store {
    */
   rotateWriter(): WriterId;
   readonly path: string;
+  /** Entries from peers that this region could not apply. */
+  readonly quarantine: QuarantineStore;
+  /** States that lost a content conflict, kept. */
+  readonly conflicts: ConflictStore;
 
   /** Appends entries and updates document summaries in one transaction; returns the lsns. */
   commit(batch: CommitBatch): number[];
@@ -115,6 +155,10 @@ export interface Store {
   /** All document summaries, in doc key order, paged. */
   docSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
   summary(doc: DocKey): DocSummary | null;
+  /** Stores digests computed after their documents' commits (clears their stale mark). */
+  setDigests(digests: DocDigest[]): void;
+  /** Summaries of documents whose stored digest is stale, in doc key order, paged. */
+  staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
   /** Marks a document whose stored data failed its checksum, so that anti-entropy repairs it. */
   markCorrupt(doc: DocKey): void;
   /**
@@ -127,6 +171,33 @@ export interface Store {
   /** `PRAGMA quick_check`; returns the problems found (empty when healthy). */
   quickCheck(): string[];
   close(): void;
+}
+
+/** A document state that lost a conflict (see storage/conflicts.ts). */
+export interface NewConflict {
+  doc: DocKey;
+  /** When the conflict was resolved here (ms epoch). */
+  at: number;
+  /** The region whose state won (this one or the peer it met). */
+  winner: RegionId;
+  /** Digest of the state kept. */
+  keptDigest: Uint8Array;
+  /** Digest of the state that lost. */
+  lostDigest: Uint8Array;
+  /** The losing state, whole, as a Yjs update. */
+  lostState: Uint8Array;
+}
+
+export interface ConflictRecord extends NewConflict {
+  id: number;
+}
+
+export interface ConflictStore {
+  add(conflict: NewConflict): void;
+  /** A document's conflicts with id > `afterId`, oldest first. */
+  list(doc: DocKey, afterId: number, limit: number): ConflictRecord[];
+  /** Conflicts recorded in this data directory. */
+  count(): number;
 }
 
 export type SyncMode = 'off' | 'normal' | 'full' | 'extra';

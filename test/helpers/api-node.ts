@@ -40,6 +40,7 @@ export function standaloneReplicationView(
       digest: '',
       isolated: peers.length > 0 && !peers.some((p) => p.state === 'up'),
       pendingDocs: documents.pendingDocs(),
+      conflicts: documents.conflictCount(),
       peers,
     }),
     docStatus: (doc: DocKey) => ({
@@ -47,12 +48,12 @@ export function standaloneReplicationView(
       latestLocal: null,
       regions: [{ region, hasLatest: true, missingUpdates: 0 }],
     }),
-    async waitForVersion(vv, timeoutMs) {
+    async waitForVersion(vv, timeoutMs, signal) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const have = documents.versionVector();
         if ([...vv].every(([writer, seq]) => (have.get(writer) ?? 0) >= seq)) return true;
-        if (Date.now() >= deadline) return false;
+        if (Date.now() >= deadline || signal?.aborted === true) return false;
         await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
       }
     },
@@ -76,7 +77,7 @@ export function downPeer(region: string): PeerStatus {
     route: 'none',
     lastError: 'connection refused',
     outbound: { pendingUpdates: 0, pendingBytes: 0, lagMs: 0 },
-    inbound: { pendingUpdates: 0, lagMs: 0 },
+    inbound: { pendingUpdates: 0, lagMs: 0, quarantined: 0 },
   };
 }
 
@@ -112,6 +113,7 @@ export async function startApiNode(options: ApiNodeOptions = {}): Promise<ApiNod
       scope: t.scope ?? 'read-write',
       collections: t.collections ?? ['*'],
       name: t.name ?? `token ${i}`,
+      ...(t.quota === undefined ? {} : { quota: t.quota }),
     })),
     protectMetrics: options.protectMetrics ?? false,
   };

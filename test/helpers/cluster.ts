@@ -101,6 +101,7 @@ export interface SyncBody {
   digest: string;
   isolated: boolean;
   pendingDocs: number;
+  conflicts: number;
   peers: {
     region: string;
     state: string;

@@ -1,0 +1,114 @@
+/**
+ * Per-token write quotas: a write rate (token bucket; 429 `too_many_requests`
+ * with `retry-after`) and a number of documents the token may create (403
+ * `quota_exceeded`). Both are off unless the token's `quota` sets them, and
+ * apply only when tokens are configured.
+ *
+ * Where the counts live: in this region's memory, since it started. Each
+ * region counts the writes it takes itself (a token may write up to its rate
+ * at every region it reaches), and a restart begins a new count; replicated
+ * writes are never counted or refused, since refusing them would split the
+ * regions. A document counts once it exists after a write of this token that
+ * found it absent; deleting it does not give the count back.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { MeridianError } from '../errors.js';
+import type { DocKey } from '../ids.js';
+import type { Documents } from '../docs/types.js';
+import { requirementOf, type Principal, type Principals } from './auth.js';
+import type { Refusals } from './refusals.js';
+import { docOf, type DocParams } from './schemas.js';
+import { createTokenBucket, type TokenBucket } from './token-bucket.js';
+
+/** Called once a write ends, committed or not: the document counts if it now exists. */
+export type SettleCreation = () => void;
+
+export interface Quotas {
+  /** Charges one write to the caller's rate; throws `too_many_requests` beyond it. */
+  chargeWrite(request: FastifyRequest): void;
+  /**
+   * Before a write that may create a document: reserves the creation, or
+   * throws `quota_exceeded` when the token has created its last one.
+   */
+  reserveCreation(request: FastifyRequest): SettleCreation;
+}
+
+export interface QuotaDeps {
+  principals: Principals;
+  documents: Pick<Documents, 'stateVector'>;
+  refusals: Refusals;
+  /** A monotonic clock in ms. */
+  now?: () => number;
+}
+
+/** Documents a token has created, and those its writes in flight may create. */
+interface Creations {
+  created: Set<DocKey>;
+  pending: Map<DocKey, number>;
+}
+
+const NOTHING: SettleCreation = () => undefined;
+
+export function createQuotas(deps: QuotaDeps): Quotas {
+  const now = deps.now ?? (() => performance.now());
+  const buckets = new Map<number, TokenBucket>();
+  const creations = new Map<number, Creations>();
+
+  function bucketOf(p: Principal, rate: number): TokenBucket {
+    let bucket = buckets.get(p.id);
+    if (bucket === undefined) {
+      bucket = createTokenBucket(rate, p.quota?.writeBurst ?? 1, now);
+      buckets.set(p.id, bucket);
+    }
+    return bucket;
+  }
+
+  function creationsOf(p: Principal): Creations {
+    let c = creations.get(p.id);
+    if (c === undefined) {
+      c = { created: new Set(), pending: new Map() };
+      creations.set(p.id, c);
+    }
+    return c;
+  }
+
+  return {
+    chargeWrite(request) {
+      const principal = deps.principals.principalOf(request);
+      const rate = principal?.quota?.writesPerSecond ?? null;
+      if (principal === null || rate === null) return;
+      const wait = bucketOf(principal, rate).take();
+      if (wait === 0) return;
+      deps.refusals.record(request, 'write_rate', wait);
+      throw new MeridianError('too_many_requests', `this token may write ${rate} times a second; retry later`);
+    },
+
+    reserveCreation(request) {
+      const principal = deps.principals.principalOf(request);
+      const max = principal?.quota?.maxDocuments ?? null;
+      const params = request.params as Partial<DocParams> | undefined;
+      if (principal === null || max === null || params?.collection === undefined || params.id === undefined) return NOTHING;
+      const doc = docOf(params as DocParams);
+      const c = creationsOf(principal);
+      if (c.created.has(doc) || deps.documents.stateVector(doc) !== null) return NOTHING;
+      if (c.created.size + c.pending.size >= max && !c.pending.has(doc)) {
+        deps.refusals.record(request, 'document_quota');
+        throw new MeridianError('quota_exceeded', `this token may create ${max} documents and has created them`);
+      }
+      c.pending.set(doc, (c.pending.get(doc) ?? 0) + 1);
+      return () => {
+        const left = (c.pending.get(doc) ?? 1) - 1;
+        if (left > 0) c.pending.set(doc, left);
+        else c.pending.delete(doc);
+        if (deps.documents.stateVector(doc) !== null) c.created.add(doc);
+      };
+    },
+  };
+}
+
+/** Charges every write request of `app` to its token's rate, before the body is read. */
+export function installWriteRate(app: FastifyInstance, quotas: Quotas): void {
+  app.addHook('onRequest', async (request) => {
+    if (requirementOf(request, false)?.access === 'write') quotas.chargeWrite(request);
+  });
+}

@@ -1,0 +1,47 @@
+/**
+ * `GET /v1/docs/:collection/:id/conflicts`: the document states that lost a
+ * content conflict in this region (two clients wrote different content under
+ * one Yjs client id; see docs/replace.ts), oldest first, paged by id.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { MeridianError } from '../errors.js';
+import type { Documents } from '../docs/types.js';
+import { DocParams, docOf } from './schemas.js';
+
+const MAX_CONFLICTS = 100;
+
+const ConflictQuery = Type.Object({
+  after: Type.Integer({ minimum: 0, default: 0 }),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_CONFLICTS, default: 20 }),
+});
+type ConflictQuery = Static<typeof ConflictQuery>;
+
+export async function conflictRoutes(app: FastifyInstance, deps: { documents: Documents }): Promise<void> {
+  const { documents } = deps;
+  app.get<{ Params: DocParams; Querystring: ConflictQuery }>(
+    '/v1/docs/:collection/:id/conflicts',
+    { schema: { params: DocParams, querystring: ConflictQuery } },
+    async (request) => {
+      const doc = docOf(request.params);
+      const { after, limit } = request.query;
+      const found = documents.conflicts(doc, after, limit + 1);
+      if (found.length === 0 && after === 0 && documents.stateVector(doc) === null) {
+        throw new MeridianError('not_found', `document ${doc} does not exist`);
+      }
+      const page = found.slice(0, limit);
+      return {
+        conflicts: page.map((c) => ({
+          id: c.id,
+          at: new Date(c.at).toISOString(),
+          winner: c.winner,
+          keptDigest: c.keptDigest,
+          lostDigest: c.lostDigest,
+          value: c.value,
+          yjs: Buffer.from(c.state).toString('base64'),
+        })),
+        next: found.length > limit ? (page[page.length - 1]?.id ?? null) : null,
+      };
+    },
+  );
+}

@@ -1,0 +1,139 @@
+/**
+ * What a client's binary Yjs update may do to a document, checked against
+ * the document before anything is applied.
+ *
+ * Threat model: any holder of a write token can post any bytes that decode
+ * as a Yjs update (validate.ts has already checked the format). Yjs trusts
+ * that a struct id (client, clock) names one piece of content everywhere;
+ * an update that breaks this, or that leans on changes nobody holds, is
+ * accepted by Yjs without complaint and leaves replicas apart for good:
+ * - a struct under a region's client id (2^32 and up) or under an id whose
+ *   clocks this document already holds with other content: replicas that
+ *   saw different versions never converge (Yjs drops the second silently);
+ * - a struct, reference or deletion beyond what this document and the update
+ *   itself hold: Yjs parks it as pending, and since the dependency may never
+ *   exist, the document would wait for it forever.
+ * Both are refused before the document is touched.
+ */
+import * as Y from 'yjs';
+import { MeridianError } from '../errors.js';
+import { isRegionClient } from './clientid.js';
+
+type Decoded = ReturnType<typeof Y.decodeUpdate>;
+type Struct = Decoded['structs'][number];
+
+/**
+ * Throws `client_id_conflict` (409) for a struct under a region's client id
+ * or one that rewrites content this document holds under the same id, and
+ * `invalid_update` (400) for an update that depends on changes this region
+ * does not hold. `decoded` is `Y.decodeUpdate` of the update.
+ */
+export function admitClientUpdate(doc: Y.Doc, decoded: Decoded): void {
+  const reach = new Map<number, number>();
+  const held = (client: number): number => reach.get(client) ?? Y.getState(doc.store, client);
+  for (const struct of decoded.structs) {
+    const { client, clock } = struct.id;
+    const known = Y.getState(doc.store, client);
+    // Resending a region's structs is fine (they are compared below); writing new ones is not.
+    if (isRegionClient(client) && clock + struct.length > known) {
+      conflict(`client id ${client} belongs to a region writer; clients use ids below 2^32`);
+    }
+    if (struct instanceof Y.Skip) missing(`the update skips clocks of client ${client}`);
+    if (clock > held(client)) missing(`struct ${client}:${clock} follows clocks this region does not hold`);
+    if (clock < known) checkSameAsHeld(doc, struct, Math.min(clock + struct.length, known));
+    reach.set(client, Math.max(held(client), clock + struct.length));
+  }
+  for (const struct of decoded.structs) {
+    if (!(struct instanceof Y.Item)) continue;
+    const parent = struct.parent instanceof Y.ID ? struct.parent : null;
+    for (const ref of [struct.origin, struct.rightOrigin, parent]) {
+      if (ref !== null && ref.clock >= held(ref.client)) {
+        missing(`struct ${struct.id.client}:${struct.id.clock} refers to ${ref.client}:${ref.clock}, which this region does not hold`);
+      }
+    }
+  }
+  for (const [client, ranges] of decoded.ds.clients) {
+    for (const { clock, len } of ranges) {
+      if (clock + len > held(client)) missing(`the update deletes ${client}:${clock}+${len}, which this region does not hold`);
+    }
+  }
+}
+
+function conflict(message: string): never {
+  throw new MeridianError('client_id_conflict', message);
+}
+
+function missing(message: string): never {
+  throw new MeridianError(
+    'invalid_update',
+    `${message}; send updates built on this region's state (if they came from another region, retry once it has replicated)`,
+  );
+}
+
+/**
+ * Each clock of `struct` below `end` must match what the document holds under
+ * that id: same kind of content, same values, same neighbours at insertion
+ * and same parent. Of a deleted item only the place is left (its content was
+ * garbage-collected), so only the place is compared; of a collected type
+ * nothing is left, and a resend of it changes nothing.
+ */
+function checkSameAsHeld(doc: Y.Doc, struct: Struct, end: number): void {
+  if (!(struct instanceof Y.Item)) return;
+  const { client } = struct.id;
+  const structs = doc.store.clients.get(client);
+  if (structs === undefined) return;
+  let clock = struct.id.clock;
+  let index = Y.findIndexSS(structs, clock);
+  while (clock < end) {
+    const held = structs[index++];
+    if (held === undefined) return;
+    const upto = Math.min(end, held.id.clock + held.length);
+    if (held instanceof Y.Item && !sameUnits(struct, held, clock, upto)) {
+      conflict(`client ${client} already wrote different content at clock ${clock}; use a fresh Yjs client id`);
+    }
+    clock = upto;
+  }
+}
+
+/** Whether `a` and `b` hold the same units over clocks [from, to); `b` is held (its content may be collected). */
+function sameUnits(a: Y.Item, b: Y.Item, from: number, to: number): boolean {
+  if (!sameId(originAt(a, from), originAt(b, from)) || !sameId(a.rightOrigin, b.rightOrigin)) return false;
+  if ((a.parentSub ?? null) !== (b.parentSub ?? null) || !sameParent(a, b)) return false;
+  if (b.content instanceof Y.ContentDeleted) return true;
+  if (a.content.constructor !== b.content.constructor) return false;
+  const slice = (item: Y.Item) => unitsOf(item.content).slice(from - item.id.clock, to - item.id.clock);
+  return JSON.stringify(slice(a)) === JSON.stringify(slice(b));
+}
+
+/** The left neighbour a unit was inserted after: the item's origin for its first unit, the previous unit otherwise. */
+function originAt(item: Y.Item, clock: number): Y.ID | null {
+  return clock === item.id.clock ? item.origin : Y.createID(item.id.client, clock - 1);
+}
+
+function sameId(a: Y.ID | null, b: Y.ID | null): boolean {
+  return a === null || b === null ? a === b : a.client === b.client && a.clock === b.clock;
+}
+
+/** A decoded struct names its parent (a root name or an item id); an integrated one holds the type. */
+function sameParent(decoded: Y.Item, held: Y.Item): boolean {
+  const named = decoded.parent as unknown;
+  const type = held.parent as unknown;
+  if (!(type instanceof Y.AbstractType)) return true;
+  if (typeof named === 'string') return type._item === null && Y.findRootTypeKey(type) === named;
+  if (named instanceof Y.ID) return type._item !== null && sameId(named, type._item.id);
+  // No parent in the encoding: it follows from the origins, compared above.
+  return true;
+}
+
+/** The comparable units of a content, one per clock. */
+function unitsOf(content: Y.Item['content']): unknown[] {
+  if (content instanceof Y.ContentString) return Array.from({ length: content.getLength() }, (_, i) => content.str.charCodeAt(i));
+  if (content instanceof Y.ContentType) {
+    const type: unknown = content.type;
+    return [content.type.constructor.name, type instanceof Y.XmlElement ? type.nodeName : null];
+  }
+  if (content instanceof Y.ContentBinary) return [Array.from(content.content)];
+  if (content instanceof Y.ContentFormat) return [content.key, content.value];
+  if (content instanceof Y.ContentDeleted) return new Array<null>(content.getLength()).fill(null);
+  return content.getContent();
+}

@@ -1,0 +1,161 @@
+/**
+ * Document digests, computed after the commit rather than before the reply.
+ *
+ * A digest walks the whole document, so computing it on the write path
+ * would make every write cost as much as the document is large. Instead a
+ * commit marks its documents stale, and the digester recomputes them in
+ * small slices between requests, moves the region's digest index along, and
+ * hands the results to the next commit to store (or stores them itself when
+ * no commit comes).
+ * Reading the region digest settles what is still stale first, and
+ * anti-entropy also stores the results before it reads the store's summaries.
+ */
+import type { Logger } from 'pino';
+import type { DocKey } from '../ids.js';
+import { docDigest } from '../crdt/index.js';
+import type { DocDigest, Store } from '../storage/types.js';
+import type { LiveDoc } from './cache.js';
+import type { DigestIndex } from './digest-index.js';
+
+/** Longest stretch of digest work before requests get a turn, ms. */
+const SLICE_MS = 4;
+/** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
+const STORE_ALONE_MS = 1000;
+
+export interface DigesterOptions {
+  store: Store;
+  index: DigestIndex;
+  logger: Logger;
+  /** The cached live doc, if any (newer than anything on disk). */
+  live(doc: DocKey): LiveDoc | undefined;
+  /** Loads a doc from disk without caching it. */
+  load(doc: DocKey): LiveDoc | null;
+}
+
+export class Digester {
+  /** Stale documents, with the digest each now contributes to the index. */
+  private readonly stale = new Map<DocKey, Uint8Array | null>();
+  /** Computed and in the index, not yet stored. */
+  private computed = new Map<DocKey, Uint8Array>();
+  private sliceScheduled = false;
+  private storeTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly o: DigesterOptions) {}
+
+  /** Queues the documents whose stored digests were stale at start. */
+  resumeStale(): void {
+    let after: DocKey | null = null;
+    for (;;) {
+      const page = this.o.store.staleSummaries(after, 1000);
+      for (const s of page) this.markStale(s.doc, s.digest);
+      if (page.length < 1000) return;
+      after = page[page.length - 1]!.doc;
+    }
+  }
+
+  /** `doc` changed; `indexed` is the digest it contributes to the index now (null: none). */
+  markStale(doc: DocKey, indexed: Uint8Array | null): void {
+    if (!this.stale.has(doc)) this.stale.set(doc, indexed);
+    this.schedule();
+  }
+
+  /**
+   * The digest `doc` contributes to the index when the store may not have
+   * it yet (stale, or computed and unstored); undefined when the store has it.
+   */
+  indexedOf(doc: DocKey): Uint8Array | null | undefined {
+    return this.stale.has(doc) ? this.stale.get(doc) : this.computed.get(doc);
+  }
+
+  /**
+   * `doc` was marked corrupt in the store (digest set to zeros, which the
+   * index must follow); returns what it contributed before, when known here.
+   */
+  corrupted(doc: DocKey): Uint8Array | null | undefined {
+    const before = this.indexedOf(doc);
+    this.computed.delete(doc);
+    if (this.stale.has(doc)) this.stale.set(doc, new Uint8Array(32));
+    return before;
+  }
+
+  /** Computes every stale digest now, so the index is exact. */
+  settle(): void {
+    for (const doc of [...this.stale.keys()]) this.compute(doc);
+  }
+
+  /** As {@link settle}, and stores the digests too, so the store's summaries are exact. */
+  settleAndStore(): void {
+    this.settle();
+    this.storeAlone();
+  }
+
+  /** Digests computed since the last call, for the next commit to store. */
+  takeComputed(): DocDigest[] {
+    const out = [...this.computed].map(([doc, digest]) => ({ doc, digest }));
+    this.computed.clear();
+    return out;
+  }
+
+  /** Digests a failed commit did not store: stored with a later one. */
+  giveBack(digests: DocDigest[]): void {
+    for (const d of digests) if (!this.computed.has(d.doc)) this.computed.set(d.doc, d.digest);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.storeTimer) clearTimeout(this.storeTimer);
+    this.storeTimer = null;
+  }
+
+  private schedule(): void {
+    if (this.sliceScheduled || this.stopped) return;
+    this.sliceScheduled = true;
+    setImmediate(() => this.slice());
+  }
+
+  private slice(): void {
+    this.sliceScheduled = false;
+    if (this.stopped) return;
+    const started = performance.now();
+    for (const doc of this.stale.keys()) {
+      this.compute(doc);
+      if (performance.now() - started > SLICE_MS) break;
+    }
+    if (this.stale.size > 0) this.schedule();
+    if (this.computed.size > 0 && !this.storeTimer) {
+      this.storeTimer = setTimeout(() => this.storeAlone(), STORE_ALONE_MS);
+      this.storeTimer.unref();
+    }
+  }
+
+  private compute(doc: DocKey): void {
+    const indexed = this.stale.get(doc);
+    if (indexed === undefined) return;
+    this.stale.delete(doc);
+    const cached = this.o.live(doc);
+    const live = cached ?? this.o.load(doc);
+    if (!live) return;
+    try {
+      const digest = docDigest(live.ydoc);
+      this.o.index.update(doc, indexed, digest);
+      live.digest = digest;
+      this.computed.set(doc, digest);
+    } finally {
+      if (!cached) live.ydoc.destroy();
+    }
+  }
+
+  /** Stores computed digests that no commit has carried. */
+  private storeAlone(): void {
+    if (this.storeTimer) clearTimeout(this.storeTimer);
+    this.storeTimer = null;
+    const digests = this.takeComputed();
+    try {
+      this.o.store.setDigests(digests);
+    } catch (err) {
+      // Not lost: the documents stay marked stale on disk and are recomputed at the next start.
+      this.o.logger.warn({ err, docs: digests.length }, 'could not store document digests; they are recomputed at start');
+    }
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The `quarantine` table: log entries from peers that this region could not
+ * apply (larger than its `yjsUpdateBytes`, invalid, or failing to
+ * integrate). They are kept so an operator can inspect them, while the
+ * stream from the peer goes on and anti-entropy repairs the document by state.
+ */
+import type Database from 'better-sqlite3';
+import type { DocKey, RegionId, WriterId } from '../ids.js';
+import type { QuarantineStore, QuarantinedEntry } from './types.js';
+
+interface QuarantineRow {
+  id: number;
+  at: number;
+  peer: string;
+  origin: string;
+  seq: number;
+  doc: string;
+  ts: number;
+  data: Uint8Array;
+  reason: string;
+}
+
+/** Longest reason stored: error messages from untrusted input can be long. */
+const MAX_REASON = 500;
+
+/** {@link QuarantineStore} over one open database (schema v2 or later). */
+export class SqliteQuarantine implements QuarantineStore {
+  private readonly insert: Database.Statement<[number, string, string, number, string, number, Uint8Array, string]>;
+  private readonly page: Database.Statement<[number, number], QuarantineRow>;
+  /** Per-peer counts, read once at open and kept in step with {@link add}. */
+  private readonly perPeer = new Map<RegionId, number>();
+
+  constructor(db: Database.Database, private readonly now: () => number = Date.now) {
+    this.insert = db.prepare(
+      `INSERT INTO quarantine (at, peer, origin, seq, doc, ts, data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (origin, seq) DO NOTHING`,
+    );
+    this.page = db.prepare('SELECT * FROM quarantine WHERE id > ? ORDER BY id LIMIT ?');
+    const rows = db.prepare<[], { peer: string; n: number }>('SELECT peer, count(*) AS n FROM quarantine GROUP BY peer').all();
+    for (const row of rows) this.perPeer.set(row.peer as RegionId, row.n);
+  }
+
+  add(entry: QuarantinedEntry): boolean {
+    const { peer, origin, seq, doc, ts, update, reason } = entry;
+    const info = this.insert.run(this.now(), peer, origin, seq, doc, ts, update, reason.slice(0, MAX_REASON));
+    if (info.changes === 0) return false;
+    this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
+    return true;
+  }
+
+  counts(): ReadonlyMap<RegionId, number> {
+    return new Map(this.perPeer);
+  }
+
+  list(afterId: number, limit: number): (QuarantinedEntry & { id: number; at: number })[] {
+    return this.page.all(afterId, limit).map((r) => ({
+      id: r.id,
+      at: r.at,
+      peer: r.peer as RegionId,
+      origin: r.origin as WriterId,
+      seq: r.seq,
+      doc: r.doc as DocKey,
+      ts: r.ts,
+      update: r.data,
+      reason: r.reason,
+    }));
+  }
+}

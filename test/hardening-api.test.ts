@@ -1,0 +1,468 @@
+/**
+ * Hardening of the HTTP API and the replication endpoint against ordinary
+ * clients (issue 8, items 4, 5, 9, 10 and 11). Each test starts with the
+ * reproduction of the issue, scaled down: real sockets where the socket is
+ * the point (slow bodies, disconnects, upgrades), `inject` elsewhere.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import Fastify from 'fastify';
+import { pino, type Logger } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { WebSocket } from 'ws';
+import { parseConfig } from '../src/config.js';
+import { encodeVersion } from '../src/docs/token.js';
+import { docKey, type WriterId } from '../src/ids.js';
+import { createLogLimiter } from '../src/log-limiter.js';
+import { createMetrics } from '../src/metrics.js';
+import { startRegion, type RunningRegion } from '../src/region.js';
+import { REPLICATE_PATH } from '../src/replication/handshake.js';
+import { acceptLinks } from '../src/replication/transport.js';
+import { downPeer, startApiNode, type ApiNode } from './helpers/api-node.js';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+function captureLogger(lines: string[]): Logger {
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
+      done();
+    },
+  });
+  return pino({ level: 'info' }, sink);
+}
+
+/** The value of one series in a Prometheus text scrape; 0 when absent. */
+function metricValue(scrape: string, series: string): number {
+  const line = scrape.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+async function listen(node: ApiNode): Promise<number> {
+  await node.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = node.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+interface SlowAnswer {
+  status: number;
+  body: string;
+  /** Milliseconds from the first byte sent to the answer. */
+  afterMs: number;
+}
+
+/**
+ * A PUT that declares a 100-byte body and sends one byte every 100 ms, from
+ * `localAddress`; resolves with the first answer (the client hangs up then).
+ */
+function slowPut(port: number, url: string, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<SlowAnswer> {
+  const started = Date.now();
+  const socket = connect({ host: '127.0.0.1', port, localAddress });
+  const lines = [`PUT ${url} HTTP/1.1`, 'host: meridian', 'content-type: application/json', 'content-length: 100'];
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  const drip = setInterval(() => socket.write(' '), 100);
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const finish = (): void => {
+      clearInterval(drip);
+      socket.destroy();
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+      resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4), afterMs: Date.now() - started });
+    };
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      const head = text.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? -1);
+      if (head >= 0 && text.length - head - 4 >= length) finish();
+    });
+    socket.on('close', () => (text === '' ? reject(new Error('closed without an answer')) : finish()));
+    socket.on('error', () => clearInterval(drip));
+  });
+}
+
+/** A plain request from `localAddress` with a JSON body; resolves with status and body. */
+function send(
+  port: number,
+  method: string,
+  url: string,
+  options: { headers?: Record<string, string>; body?: unknown; localAddress?: string } = {},
+): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const headers = { ...options.headers, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) };
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, method, path: url, headers, agent: false, localAddress: options.localAddress ?? '127.0.0.1' },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+describe('slow bodies (item 4)', () => {
+  const SLOW = 'slow-token-0123456789abcdef';
+  const OTHER = 'other-token-0123456789abcdef';
+  let node: ApiNode | null = null;
+
+  afterEach(async () => {
+    await node?.close();
+    node = null;
+  });
+
+  test('slow PUTs of one token neither lock out another token nor outlive the body timeout', async () => {
+    const logLines: string[] = [];
+    node = await startApiNode({
+      tokens: [{ token: SLOW, name: 'slow' }, { token: OTHER, name: 'other' }],
+      limits: { maxConcurrentRequests: 8, maxConcurrentPerCaller: 4, bodyTimeoutMs: 500, requestTimeoutMs: 20_000 },
+      logLines,
+    });
+    const port = await listen(node);
+    // The reproduction: more slow bodies than the node has slots, 100 bytes declared, a byte at a time.
+    const slow = Array.from({ length: 12 }, (_, i) => slowPut(port, `/v1/docs/notes/slow-${i}`, bearer(SLOW)));
+    await sleep(200);
+
+    const other = await send(port, 'PUT', '/v1/docs/notes/served', { headers: bearer(OTHER), body: { ok: true } });
+    expect(other.status).toBe(200);
+
+    const answers = await Promise.all(slow);
+    const byStatus = (status: number) => answers.filter((a) => a.status === status);
+    expect(byStatus(429)).toHaveLength(8);
+    expect(byStatus(408)).toHaveLength(4);
+    for (const cut of byStatus(408)) {
+      expect(JSON.parse(cut.body)).toMatchObject({ error: 'request_timeout' });
+      // Cut off at the body timeout, far before the 20 s request timeout.
+      expect(cut.afterMs).toBeLessThan(5000);
+    }
+    const scrape = await node.metrics.scrape();
+    expect(metricValue(scrape, 'meridian_requests_refused_total{reason="caller_busy",region="test"}')).toBe(8);
+    expect(metricValue(scrape, 'meridian_requests_refused_total{reason="body_timeout",region="test"}')).toBe(4);
+    // Twelve refusals, one line per reason for this caller.
+    expect(logLines.filter((l) => l.includes('request refused by a limit'))).toHaveLength(2);
+  });
+
+  test('without tokens the cap is per client address', async () => {
+    node = await startApiNode({ limits: { maxConcurrentRequests: 8, maxConcurrentPerCaller: 4, bodyTimeoutMs: 500 } });
+    const port = await listen(node);
+    const slow = Array.from({ length: 12 }, (_, i) => slowPut(port, `/v1/docs/c/slow-${i}`, {}, '127.0.0.2'));
+    await sleep(200);
+    const other = await send(port, 'PUT', '/v1/docs/c/served', { body: { ok: true } });
+    expect(other.status).toBe(200);
+    const statuses = (await Promise.all(slow)).map((a) => a.status).sort((a, b) => a - b);
+    expect(statuses).toEqual([...Array<number>(4).fill(408), ...Array<number>(8).fill(429)]);
+  });
+
+  test('/healthz, /readyz and /metrics answer while every slot is taken, and never count', async () => {
+    node = await startApiNode({
+      tokens: [{ token: SLOW, name: 'slow' }, { token: OTHER, name: 'other' }],
+      limits: { maxConcurrentRequests: 4, maxConcurrentPerCaller: 4, bodyTimeoutMs: 3000 },
+    });
+    const port = await listen(node);
+    const slow = Array.from({ length: 4 }, (_, i) => slowPut(port, `/v1/docs/notes/slow-${i}`, bearer(SLOW)));
+    await sleep(200);
+    for (const url of ['/healthz', '/readyz', '/metrics']) {
+      expect((await send(port, 'GET', url)).status, url).toBe(200);
+    }
+    const refused = await send(port, 'GET', '/v1/docs/notes/x', { headers: bearer(OTHER) });
+    expect(refused.status).toBe(429);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect((await Promise.all(slow)).map((a) => a.status)).toEqual([408, 408, 408, 408]);
+    // The slots are free again.
+    expect((await send(port, 'PUT', '/v1/docs/notes/after', { headers: bearer(OTHER), body: { a: 1 } })).status).toBe(200);
+  });
+});
+
+describe('abandoned waits (item 5)', () => {
+  const unreachable = encodeVersion(new Map([['elsewhere~zz' as WriterId, 7]]));
+  const dirs: string[] = [];
+  const regions: RunningRegion[] = [];
+
+  afterAll(async () => {
+    for (const region of regions) await region.close();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A real region in this process (real replicator, real sockets); returns its port. */
+  async function startSolo(limits: Record<string, number> = {}): Promise<number> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'meridian-waits-'));
+    dirs.push(dir);
+    const raw = { region: 'solo', listen: { port: 0 }, dataDir: dir, secret: 'solo-secret-0123456789', storage: { synchronous: 'off' }, limits };
+    const region = await startRegion(parseConfig(raw, dir), { logger: pino({ level: 'silent' }) });
+    regions.push(region);
+    return Number(new URL(region.url).port);
+  }
+
+  async function waiting(port: number): Promise<number> {
+    const scrape = (await send(port, 'GET', '/metrics')).body;
+    return metricValue(scrape, 'meridian_waiting_requests{region="solo"}');
+  }
+
+  /** Timers alive in this process (the region's own are unref'd and not listed): each wait holds one until it ends. */
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+  async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await probe())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(20);
+    }
+  }
+
+  /** A read that waits a minute for a version nobody will write; the caller hangs up when it likes. */
+  function waitForever(port: number): ClientRequest {
+    const req = httpRequest({
+      host: '127.0.0.1', port, path: '/v1/docs/c/d', agent: false,
+      headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' },
+    });
+    req.on('error', () => undefined);
+    req.end();
+    return req;
+  }
+
+  test('a wait ends when its client disconnects', async () => {
+    const port = await startSolo();
+    const waits = 20;
+    for (let round = 0; round < 3; round++) {
+      const requests = Array.from({ length: waits }, () => waitForever(port));
+      await until(`${waits} waits`, () => timers() >= waits);
+      await sleep(30);
+      for (const req of requests) req.destroy();
+      // The reproduction: before, each wait kept its timer (and memory) for its full minute.
+      await until('every wait gone', () => timers() < waits / 4);
+    }
+    expect(await waiting(port)).toBe(0);
+  });
+
+  test('closing the region ends the waits it holds (answered 503) instead of waiting them out', async () => {
+    const port = await startSolo();
+    const region = regions.at(-1);
+    const answer = send(port, 'GET', '/v1/docs/c/d', { headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' } });
+    await until('1 waiting', async () => (await waiting(port)) === 1);
+    await region?.close();
+    expect((await answer).status).toBe(503);
+  });
+
+  test('beyond maxWaiters a request is 503 unavailable with retry-after', async () => {
+    const port = await startSolo({ maxWaiters: 5 });
+    const requests = Array.from({ length: 5 }, () => waitForever(port));
+    await until('5 waiting', async () => (await waiting(port)) === 5);
+    const refused = await send(port, 'GET', '/v1/docs/c/d', { headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' } });
+    expect(refused.status).toBe(503);
+    expect(JSON.parse(refused.body)).toMatchObject({ error: 'unavailable' });
+    expect(refused.headers['retry-after']).toMatch(/^\d+$/);
+    // A request that needs no wait is served as usual.
+    expect((await send(port, 'PUT', '/v1/docs/c/d', { body: { n: 1 } })).status).toBe(200);
+    for (const req of requests) req.destroy();
+    await until('no waiter left', async () => (await waiting(port)) === 0);
+  });
+});
+
+describe('waits for replicas (item 5)', () => {
+  test('beyond maxWaiters a write that asks for replicas is refused before it is stored', async () => {
+    const node = await startApiNode({ peers: [downPeer('b')], limits: { maxWaiters: 1 } });
+    try {
+      const headers = { 'meridian-replicas': '2', 'meridian-wait-ms': '400' };
+      const holding = node.app.inject({ method: 'PUT', url: '/v1/docs/c/first', payload: { a: 1 }, headers });
+      await sleep(100);
+      const refused = await node.app.inject({ method: 'PUT', url: '/v1/docs/c/second', payload: { a: 1 }, headers });
+      expect(refused.statusCode).toBe(503);
+      expect(refused.json()).toMatchObject({ error: 'unavailable' });
+      expect(node.documents.read(docKey('c', 'second')).value).toBeNull();
+      expect((await holding).statusCode).toBe(504);
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe('per-token quotas (item 9)', () => {
+  const LIMITED = 'limited-token-0123456789abcdef';
+  const CAPPED = 'capped-token-0123456789abcdef';
+  const FREE = 'free-token-0123456789abcdef';
+  let node: ApiNode;
+
+  beforeAll(async () => {
+    node = await startApiNode({
+      tokens: [
+        { token: LIMITED, name: 'limited', quota: { writesPerSecond: 0.5, writeBurst: 3, maxDocuments: null } },
+        { token: CAPPED, name: 'capped', quota: { writesPerSecond: null, writeBurst: 1, maxDocuments: 2 } },
+        { token: FREE, name: 'free' },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+
+  const put = (token: string, id: string, body: unknown = { v: 1 }) =>
+    node.app.inject({ method: 'PUT', url: `/v1/docs/q/${id}`, payload: body as object, headers: bearer(token) });
+
+  test('writes beyond a token rate get 429 with retry-after in whole seconds; other tokens and reads go on', async () => {
+    for (let i = 0; i < 3; i++) expect((await put(LIMITED, `r${i}`)).statusCode).toBe(200);
+    const refused = await put(LIMITED, 'r3');
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'too_many_requests' });
+    expect(refused.headers['retry-after']).toBe('2');
+    expect((await node.app.inject({ url: '/v1/docs/q/r0', headers: bearer(LIMITED) })).statusCode).toBe(200);
+    for (let i = 0; i < 10; i++) expect((await put(FREE, `f${i}`)).statusCode).toBe(200);
+    expect(node.documents.read(docKey('q', 'r3')).value).toBeNull();
+  });
+
+  test('a token creates at most maxDocuments documents (403 quota_exceeded), and may still update them', async () => {
+    // A refused write creates nothing and costs nothing.
+    expect((await put(CAPPED, 'c0', [1, 2])).statusCode).toBe(400);
+    expect((await put(CAPPED, 'c1')).statusCode).toBe(200);
+    expect((await put(CAPPED, 'c2')).statusCode).toBe(200);
+    expect((await put(CAPPED, 'c1', { v: 2 })).statusCode).toBe(200);
+    const patched = await node.app.inject({ method: 'PATCH', url: '/v1/docs/q/c2', payload: { w: 1 }, headers: bearer(CAPPED) });
+    expect(patched.statusCode).toBe(200);
+    const third = await put(CAPPED, 'c3');
+    expect(third.statusCode).toBe(403);
+    expect(third.json()).toMatchObject({ error: 'quota_exceeded' });
+    const ops = await node.app.inject({
+      method: 'POST', url: '/v1/docs/q/c4/ops', headers: bearer(CAPPED),
+      payload: { ops: [{ op: 'increment', path: ['n'], by: 1 }] },
+    });
+    expect(ops.statusCode).toBe(403);
+    // Deleting does not give a creation back.
+    expect((await node.app.inject({ method: 'DELETE', url: '/v1/docs/q/c1', headers: bearer(CAPPED) })).statusCode).toBe(200);
+    expect((await put(CAPPED, 'c5')).statusCode).toBe(403);
+    expect((await put(FREE, 'c3')).statusCode).toBe(200);
+    const scrape = await node.metrics.scrape();
+    expect(metricValue(scrape, 'meridian_requests_refused_total{reason="document_quota",region="test"}')).toBe(3);
+  });
+
+  test('quotas are configured per token and off by default', () => {
+    const base = { region: 'a', listen: { port: 0 }, dataDir: '.', secret: 'secret-secret' };
+    const token = { token: 't'.repeat(16), scope: 'read-write' };
+    const other = { ...token, token: 'u'.repeat(16) };
+    const parsed = parseConfig({ ...base, auth: { tokens: [{ ...token, quota: { writesPerSecond: 5 } }, other] } }, '/tmp');
+    expect(parsed.auth.tokens[0]?.quota).toEqual({ writesPerSecond: 5, writeBurst: 5, maxDocuments: null });
+    expect(parsed.auth.tokens[1]?.quota).toBeUndefined();
+    expect(() => parseConfig({ ...base, auth: { tokens: [{ ...token, quota: { writesPerSecond: 0 } }] } }, '/tmp')).toThrow(
+      /auth\.tokens\[0\]\.quota\.writesPerSecond/,
+    );
+  });
+});
+
+describe('region status needs a region-wide token (item 10)', () => {
+  const STATUS = 'status-token-0123456789abcdef';
+  const SCOPED = 'scoped-token-0123456789abcdef';
+  const READ_ALL = 'readall-token-0123456789abcdef';
+  let node: ApiNode;
+
+  beforeAll(async () => {
+    node = await startApiNode({
+      tokens: [
+        { token: STATUS, scope: 'status', name: 'monitor' },
+        { token: SCOPED, scope: 'read-write', collections: ['notes'], name: 'scoped' },
+        { token: READ_ALL, scope: 'read', name: 'reader' },
+      ],
+      protectMetrics: true,
+    });
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+
+  const get = (url: string, token?: string) => node.app.inject({ url, ...(token === undefined ? {} : { headers: bearer(token) }) });
+
+  test('/v1/sync refuses a collection-scoped token and serves status and every-collection tokens', async () => {
+    const scoped = await get('/v1/sync', SCOPED);
+    expect(scoped.statusCode).toBe(403);
+    expect(scoped.json()).toMatchObject({ error: 'forbidden' });
+    expect(scoped.body).not.toContain(node.documents.writer);
+    expect((await get('/v1/sync', STATUS)).statusCode).toBe(200);
+    expect((await get('/v1/sync', READ_ALL)).statusCode).toBe(200);
+  });
+
+  test('a status token reads /v1/sync and /metrics and nothing else', async () => {
+    expect((await get('/metrics', STATUS)).statusCode).toBe(200);
+    for (const url of ['/v1/docs/notes/a', '/v1/docs/notes', '/v1/docs/notes/a/sync', '/v1/docs/notes/a/yjs']) {
+      expect((await get(url, STATUS)).statusCode, url).toBe(403);
+    }
+    const write = await node.app.inject({ method: 'PUT', url: '/v1/docs/notes/a', payload: { a: 1 }, headers: bearer(STATUS) });
+    expect(write.statusCode).toBe(403);
+  });
+
+  test('document sync stays collection-scoped, health stays public', async () => {
+    expect((await get('/v1/docs/notes/a/sync', SCOPED)).statusCode).toBe(200);
+    expect((await get('/v1/docs/other/a/sync', SCOPED)).statusCode).toBe(403);
+    expect((await get('/healthz')).statusCode).toBe(200);
+    expect((await get('/readyz')).statusCode).toBe(200);
+  });
+});
+
+describe('log flooding (item 11)', () => {
+  test('the limiter logs the first event of a source, then one line a minute with the count left out', () => {
+    const lines: string[] = [];
+    let now = 0;
+    const suppressed: string[] = [];
+    const limiter = createLogLimiter({
+      logger: captureLogger(lines), intervalMs: 60_000, now: () => now, onSuppressed: (e) => suppressed.push(e),
+    });
+    for (let i = 0; i < 100; i++) limiter.warn('refused', '10.0.0.1', { i }, 'refused');
+    limiter.warn('refused', '10.0.0.2', {}, 'refused');
+    expect(lines).toHaveLength(2);
+    expect(suppressed).toHaveLength(99);
+    now = 60_000;
+    limiter.warn('refused', '10.0.0.1', {}, 'refused');
+    expect(lines).toHaveLength(3);
+    expect(JSON.parse(lines[2] ?? '{}')).toMatchObject({ source: '10.0.0.1', suppressed: 99, event: 'refused' });
+  });
+
+  test('the limiter forgets the stalest sources beyond maxSources', () => {
+    const lines: string[] = [];
+    const limiter = createLogLimiter({ logger: captureLogger(lines), maxSources: 2, now: () => 0 });
+    for (const source of ['a', 'b', 'c', 'a']) limiter.warn('e', source, {}, 'm');
+    // 'a' was forgotten when 'c' came, so it is logged again; memory stays at two sources.
+    expect(lines).toHaveLength(4);
+  });
+
+  test('unauthenticated replication upgrades write one warning per source, the rest counted', async () => {
+    const lines: string[] = [];
+    const dir = mkdtempSync(path.join(tmpdir(), 'meridian-flood-'));
+    const config = parseConfig(
+      { region: 'eu-west', listen: { port: 0 }, dataDir: dir, secret: 'flood-secret-0123456789', peers: [{ region: 'ap-south', url: 'http://127.0.0.1:1' }] },
+      dir,
+    );
+    const metrics = createMetrics('eu-west');
+    const app = Fastify();
+    try {
+      await acceptLinks(app, { config, logger: captureLogger(lines), onLink: () => undefined, onRefused: () => undefined, metrics });
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      const attempts = 60;
+      for (let i = 0; i < attempts; i++) {
+        const status = await new Promise<number>((resolve, reject) => {
+          const ws = new WebSocket(`ws://127.0.0.1:${port}${REPLICATE_PATH}`);
+          ws.once('unexpected-response', (_req, res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          ws.once('open', () => reject(new Error('an unauthenticated upgrade was accepted')));
+          ws.once('error', reject);
+        });
+        expect(status).toBe(400);
+      }
+      const warnings = lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 40);
+      expect(warnings).toHaveLength(1);
+      const scrape = await metrics.scrape();
+      expect(metricValue(scrape, 'meridian_log_suppressed_total{event="replication_link_refused",region="eu-west"}')).toBe(attempts - 1);
+    } finally {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * Hardening item 1 across regions: two clients write different content
+ * under one Yjs client id and clock at two regions at once. The regions must
+ * see the difference (digests cover content), resolve it the same way
+ * everywhere within an anti-entropy round, and keep the losing state as a
+ * conflict record that the API shows and `/v1/sync` counts.
+ */
+import * as Y from 'yjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, startTestCluster, syncStatus, waitFor } from './helpers/cluster.js';
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+let cluster: Cluster;
+const A = 'ap-south';
+const B = 'eu-west';
+
+beforeAll(async () => {
+  cluster = await startTestCluster([A, B]);
+}, 60_000);
+
+afterAll(async () => {
+  await cluster.dispose();
+});
+
+function collidingUpdate(text: string): Uint8Array {
+  const doc = new Y.Doc();
+  doc.clientID = 31337;
+  doc.getMap('root').set('title', text);
+  return Y.encodeStateAsUpdate(doc);
+}
+
+async function postYjs(region: string, path: string, update: Uint8Array): Promise<number> {
+  const res = await fetch(`${cluster.url(region)}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: update,
+  });
+  return res.status;
+}
+
+describe('a Yjs client-id collision between regions', () => {
+  it('converges to one content everywhere and keeps the other as a conflict at both regions', async () => {
+    const path = '/v1/docs/notes/collide';
+    // The regions cannot see each other's write: both accept theirs.
+    cluster.isolate(A);
+    await waitFor('A isolated', async () => (await syncStatus(cluster.url(A))).isolated);
+    expect(await postYjs(A, `${path}/yjs`, collidingUpdate('written at A'))).toBe(200);
+    expect(await postYjs(B, `${path}/yjs`, collidingUpdate('written at B'))).toBe(200);
+    cluster.heal();
+
+    const converged = await waitFor('one content everywhere', async () => {
+      const [a, b] = await Promise.all([http<{ title: string }>(`${cluster.url(A)}${path}`), http<{ title: string }>(`${cluster.url(B)}${path}`)]);
+      const [sa, sb] = await Promise.all([syncStatus(cluster.url(A)), syncStatus(cluster.url(B))]);
+      const same = a.body.title === b.body.title && sa.digest === sb.digest && sa.conflicts > 0 && sb.conflicts > 0;
+      return same ? a.body.title : undefined;
+    }, 30_000);
+    expect(['written at A', 'written at B']).toContain(converged);
+
+    const loser = converged === 'written at A' ? 'written at B' : 'written at A';
+    for (const region of [A, B]) {
+      const res = await http<{ conflicts: { value: { title: string }; winner: string; yjs: string }[] }>(`${cluster.url(region)}${path}/conflicts`);
+      expect(res.status).toBe(200);
+      expect(res.body.conflicts.map((c) => c.value.title)).toContain(loser);
+      const lost = new Y.Doc();
+      Y.applyUpdate(lost, Buffer.from(res.body.conflicts[0]!.yjs, 'base64'));
+      expect(lost.getMap('root').get('title')).toBe(loser);
+    }
+    const metrics = await (await fetch(`${cluster.url(A)}/metrics`)).text();
+    expect(metrics).toMatch(/^meridian_conflicts_total(\{[^}]*\})? [1-9]/m);
+  }, 60_000);
+
+  it('answers 404 for the conflicts of a document that does not exist', async () => {
+    expect((await http(`${cluster.url(A)}/v1/docs/notes/nothing-here/conflicts`)).status).toBe(404);
+  });
+});

@@ -1,0 +1,418 @@
+/**
+ * Issue 8, items 12 and 13: a peer that holds the cluster secret sends
+ * forged numbers. A real region is driven through a real WebSocket after a
+ * valid handshake, impersonating its (stopped) peer; every forged frame must
+ * close the link with 4400 and change nothing, and the region must keep
+ * answering and taking writes, also after a restart. Unit tests at the end
+ * pin the codec and storage bounds.
+ */
+import * as encoding from 'lib0/encoding';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { DocKey, RegionId, VersionVector, WriterId } from '../src/ids.js';
+import { CHALLENGE_PATH, REPLICATE_PATH, createDialHeaders } from '../src/replication/handshake.js';
+import {
+  FRAME_MAGIC, MAX_ROUND, MSG_ACK, MSG_AE_DONE, MSG_ENTRIES, MSG_SYNC_REQUEST, PROTOCOL_VERSION, ProtocolError,
+  decodeFrame, encodeFrame, type Frame,
+} from '../src/replication/protocol.js';
+import { DB_FILE, openStore } from '../src/storage/sqlite.js';
+import { MAX_SEQ } from '../src/vv.js';
+import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+
+const SECRET = 'local-cluster-secret';
+const IMPOSTOR = 'ap-south' as RegionId;
+const TARGET = 'eu-west' as RegionId;
+/** The number of issue 8 item 12: the largest safe integer. */
+const FORGED_SEQ = Number.MAX_SAFE_INTEGER;
+/** Below every bound the codec checks, so only the semantic checks can refuse it. */
+const PLAUSIBLE_SEQ = 2 ** 40;
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+let cluster: Cluster;
+let target: string;
+
+beforeAll(async () => {
+  cluster = await startTestCluster([IMPOSTOR, TARGET]);
+  target = cluster.url(TARGET);
+  await http(`${cluster.url(IMPOSTOR)}/v1/docs/peer/from-impostor`, { method: 'PUT', body: { by: 'ap-south' } });
+  await http(`${target}/v1/docs/peer/from-target`, { method: 'PUT', body: { by: 'eu-west' } });
+  await waitForConvergence(cluster);
+  // The impostor takes the place of the real peer, which would otherwise supersede its link.
+  await cluster.stopRegion(IMPOSTOR);
+}, 90_000);
+
+afterAll(async () => {
+  await cluster?.dispose();
+});
+
+// ---- a peer that speaks the protocol by hand ----------------------------------
+
+/** One link to the target region, authenticated as IMPOSTOR with the real secret. */
+class ImpostorLink {
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private waiters: (() => void)[] = [];
+  private pinger: NodeJS.Timeout | null = null;
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      this.frames.push(decodeFrame(new Uint8Array(data), 1 << 26));
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.closed = new Promise((resolve) =>
+      ws.once('close', (code, reason) => {
+        if (this.pinger) clearInterval(this.pinger);
+        resolve({ code, reason: reason.toString() });
+      }),
+    );
+  }
+
+  /** Heartbeats stating `vv`, as a real peer sends, so that the region does not time the link out. */
+  keepAlive(vv: VersionVector): void {
+    let id = 0;
+    this.pinger = setInterval(() => this.send({ type: 'ping', id: ++id, sentAt: performance.now(), vv, links: [], lagMs: 0 }), 150);
+  }
+
+  static async open(): Promise<ImpostorLink> {
+    const { body } = await http<{ nonce: string }>(`${target}${CHALLENGE_PATH}`);
+    const { headers } = createDialHeaders({ secret: SECRET, cluster: 'meridian-local', self: IMPOSTOR, peer: TARGET, serverNonce: body.nonce });
+    const ws = new WebSocket(`${target.replace('http', 'ws')}${REPLICATE_PATH}`, { headers });
+    const link = new ImpostorLink(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return link;
+  }
+
+  /** The first frame matching `type`, waiting for it. */
+  async next<T extends Frame['type']>(type: T, timeoutMs = 10_000): Promise<Extract<Frame, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.frames.find((f) => f.type === type);
+      if (found) return found as Extract<Frame, { type: T }>;
+      if (Date.now() > deadline) throw new Error(`no ${type} frame within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+
+  send(frame: Frame | Uint8Array): void {
+    this.ws.send(frame instanceof Uint8Array ? frame : encodeFrame(frame));
+  }
+
+  /** The close code, or 'open' if the region kept the link for `ms`. */
+  async closeCode(ms = 10_000): Promise<number | 'open'> {
+    const timeout = new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), ms));
+    const result = await Promise.race([this.closed, timeout]);
+    return result === 'open' ? 'open' : result.code;
+  }
+
+  close(): void {
+    this.ws.close(1000);
+  }
+}
+
+/** A frame written by hand, to carry numbers the encoder refuses to write. */
+function rawFrame(code: number, body: (e: encoding.Encoder) => void): Uint8Array {
+  const e = encoding.createEncoder();
+  encoding.writeUint8(e, FRAME_MAGIC);
+  encoding.writeUint8(e, PROTOCOL_VERSION);
+  encoding.writeUint8(e, code);
+  body(e);
+  return encoding.toUint8Array(e);
+}
+
+function writeVv(e: encoding.Encoder, vv: VersionVector): void {
+  encoding.writeVarUint(e, vv.size);
+  for (const [writer, seq] of vv) {
+    encoding.writeVarString(e, writer);
+    encoding.writeVarUint(e, seq);
+  }
+}
+
+const rawAeDone = (round: number, floor: VersionVector): Uint8Array =>
+  rawFrame(MSG_AE_DONE, (e) => {
+    encoding.writeVarUint(e, round);
+    writeVv(e, floor);
+  });
+const rawAck = (vv: VersionVector): Uint8Array => rawFrame(MSG_ACK, (e) => writeVv(e, vv));
+
+// ---- what the target region holds ------------------------------------------------
+
+interface Observed {
+  vv: VersionVector;
+  writer: string;
+  pending: { outbound: number; inbound: number };
+}
+
+/** The target's current writer id, as `/v1/sync` reports it. */
+async function writerOf(): Promise<string> {
+  return (await http<{ writer: string }>(`${target}/v1/sync`)).body.writer;
+}
+
+/** The target's version vector (from the sync request it opens every link with), writer and pending counts. */
+async function observe(): Promise<Observed> {
+  const link = await ImpostorLink.open();
+  const request = await link.next('sync-request');
+  link.close();
+  await link.closed;
+  const status = await syncStatus(target);
+  const peer = status.peers.find((p) => p.region === IMPOSTOR)!;
+  return { vv: request.vv, writer: await writerOf(), pending: { outbound: peer.outbound.pendingUpdates, inbound: peer.inbound.pendingUpdates } };
+}
+
+/** Opens a link and states that the impostor holds what the target holds (so nothing is streamed). */
+async function linkHoldingAll(): Promise<{ link: ImpostorLink; theirs: VersionVector }> {
+  const link = await ImpostorLink.open();
+  const theirs = (await link.next('sync-request')).vv;
+  link.send({ type: 'sync-request', vv: theirs });
+  link.keepAlive(theirs);
+  return { link, theirs };
+}
+
+/** Waits until the region has handled every frame sent before: doc-sv is answered in order. */
+async function barrier(link: ImpostorLink): Promise<void> {
+  link.send({ type: 'doc-sv', round: 1, doc: 'peer/barrier' as DocKey, sv: new Uint8Array([0]), parts: null });
+  await link.next('doc-state');
+}
+
+/**
+ * The target as it stands once the impostor has stated it holds everything
+ * (a valid sync request changes the pending counts; a forged frame must not).
+ */
+async function baseline(): Promise<Observed> {
+  const { link } = await linkHoldingAll();
+  await barrier(link);
+  link.close();
+  await link.closed;
+  return observe();
+}
+
+/** Takes part in a round as its initiator, as far as the target answering its ae-buckets. */
+async function answeredRound(link: ImpostorLink): Promise<number> {
+  const round = 1234;
+  link.send({ type: 'ae-buckets', round, buckets: [] });
+  await link.next('ae-buckets');
+  return round;
+}
+
+async function expectServingAndUnchanged(before: Observed): Promise<void> {
+  const health = await http(`${target}/healthz`, { timeoutMs: 5000 });
+  expect(health.status).toBe(200);
+  const after = await observe();
+  expect(after.writer).toBe(before.writer);
+  expect(after.vv).toEqual(before.vv);
+  expect(after.pending).toEqual(before.pending);
+}
+
+function ownWriter(o: Observed): WriterId {
+  return o.writer as WriterId;
+}
+
+describe('forged numbers from a peer holding the cluster secret (issue 8 item 12)', () => {
+  it('closes the link on an ae-done whose floor names this region at 2^53-1, and keeps taking writes', async () => {
+    const before = await baseline();
+    const { link } = await linkHoldingAll();
+    const round = await answeredRound(link);
+    link.send(rawAeDone(round, new Map([[ownWriter(before), FORGED_SEQ]])));
+    expect(await link.closeCode()).toBe(4400);
+    await expectServingAndUnchanged(before);
+
+    const put = await http(`${target}/v1/docs/peer/after-forged-floor`, { method: 'PUT', body: { ok: 1 }, timeoutMs: 10_000 });
+    expect(put.status).toBe(200);
+    const after = await observe();
+    expect(after.vv.get(ownWriter(before))).toBe((before.vv.get(ownWriter(before)) ?? 0) + 1);
+  }, 60_000);
+
+  it('closes the link on sequence numbers at or above MAX_SEQ anywhere in a frame', async () => {
+    const before = await baseline();
+    const other = 'us-east~forged' as WriterId;
+    const forged: Uint8Array[] = [
+      rawAck(new Map([[other, MAX_SEQ]])),
+      rawFrame(MSG_SYNC_REQUEST, (e) => writeVv(e, new Map([[other, FORGED_SEQ]]))),
+      rawFrame(MSG_ENTRIES, (e) => {
+        encoding.writeVarUint(e, 1);
+        encoding.writeVarString(e, other);
+        encoding.writeVarUint(e, FORGED_SEQ);
+        encoding.writeVarString(e, 'peer/forged');
+        encoding.writeVarUint(e, 0);
+        encoding.writeVarUint8Array(e, new Uint8Array([0, 0]));
+      }),
+    ];
+    for (const bytes of forged) {
+      const link = await ImpostorLink.open();
+      await link.next('sync-request');
+      link.send(bytes);
+      expect(await link.closeCode()).toBe(4400);
+    }
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
+  it('still takes writes after a restart that follows a forged floor', async () => {
+    const before = await baseline();
+    const { link } = await linkHoldingAll();
+    const round = await answeredRound(link);
+    link.send(rawAeDone(round, new Map([[ownWriter(before), MAX_SEQ - 1]])));
+    expect(await link.closeCode()).toBe(4400);
+    await cluster.restart(TARGET);
+    const put = await waitFor('a write after restart', async () => {
+      const r = await http(`${target}/v1/docs/peer/after-restart`, { method: 'PUT', body: { ok: 2 }, timeoutMs: 10_000 });
+      return r.status === 200 ? r : undefined;
+    }, 30_000, 250);
+    expect(put.status).toBe(200);
+    const after = await observe();
+    expect(after.writer).toBe(before.writer);
+    expect(after.vv.get(ownWriter(before))).toBe((before.vv.get(ownWriter(before)) ?? 0) + 1);
+  }, 90_000);
+});
+
+describe('forged floors and acknowledgements (issue 8 item 13)', () => {
+  it('refuses an ae-done for a round this region never answered', async () => {
+    const before = await baseline();
+    const { link, theirs } = await linkHoldingAll();
+    link.send({ type: 'ae-done', round: 4321, floor: theirs });
+    expect(await link.closeCode()).toBe(4400);
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
+  it('refuses a floor for a writer the sender never said it holds', async () => {
+    const before = await baseline();
+    const { link } = await linkHoldingAll();
+    const round = await answeredRound(link);
+    link.send({ type: 'ae-done', round, floor: new Map([['us-east~forged' as WriterId, PLAUSIBLE_SEQ]]) });
+    expect(await link.closeCode()).toBe(4400);
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
+  it('refuses a floor above what the sender said it holds, and one above what this region holds of its own writer', async () => {
+    const before = await baseline();
+    const impostorWriter = [...before.vv.keys()].find((w) => w !== ownWriter(before))!;
+    for (const floor of [
+      new Map([[impostorWriter, PLAUSIBLE_SEQ]]),
+      new Map([[ownWriter(before), (before.vv.get(ownWriter(before)) ?? 0) + 1]]),
+    ]) {
+      const { link } = await linkHoldingAll();
+      const round = await answeredRound(link);
+      link.send({ type: 'ae-done', round, floor });
+      expect(await link.closeCode()).toBe(4400);
+    }
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
+  it('refuses an acknowledgement of more of its own writes than this region holds or sent', async () => {
+    const before = await baseline();
+    const { link } = await linkHoldingAll();
+    link.send({ type: 'ack', vv: new Map([[ownWriter(before), PLAUSIBLE_SEQ]]) });
+    expect(await link.closeCode()).toBe(4400);
+    await expectServingAndUnchanged(before);
+    const metrics = await http<string>(`${target}/metrics`);
+    expect(String(metrics.body)).toMatch(/meridian_frames_rejected_total\{[^}]*peer="ap-south"[^}]*\} [1-9]/);
+  }, 60_000);
+
+  it('records acknowledgements of other writers only up to what this region holds', async () => {
+    const before = await baseline();
+    const impostorWriter = [...before.vv.keys()].find((w) => w !== ownWriter(before))!;
+    const { link, theirs } = await linkHoldingAll();
+    // A peer may hold more than this region (its own unsent writes, a third region's): not a protocol error.
+    link.send({ type: 'ack', vv: new Map([...theirs, [impostorWriter, PLAUSIBLE_SEQ], ['us-east~other' as WriterId, PLAUSIBLE_SEQ]]) });
+    link.send({ type: 'ping', id: 1, sentAt: 1, vv: theirs, links: [], lagMs: 0 });
+    await link.next('pong');
+    expect(await link.closeCode(500)).toBe('open');
+    link.close();
+    await link.closed;
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
+  it('follows a restored peer that holds more of its writes once per link, and refuses a second claim', async () => {
+    const before = await baseline();
+    const link = await ImpostorLink.open();
+    const theirs = (await link.next('sync-request')).vv;
+    const mine = ownWriter(before);
+    // Legitimate for a data directory restored from a backup: write on as a new writer.
+    link.send({ type: 'sync-request', vv: new Map([...theirs, [mine, (theirs.get(mine) ?? 0) + 5]]) });
+    const rotated = await waitFor('writer rotation', async () => {
+      const w = await writerOf();
+      return w !== before.writer ? w : undefined;
+    });
+    link.send({ type: 'sync-request', vv: new Map([[rotated as WriterId, 5]]) });
+    expect(await link.closeCode()).toBe(4400);
+    expect(await writerOf()).toBe(rotated);
+    const put = await http(`${target}/v1/docs/peer/after-rotation`, { method: 'PUT', body: { ok: 3 } });
+    expect(put.status).toBe(200);
+  }, 60_000);
+});
+
+// ---- unit: the bounds themselves -----------------------------------------------
+
+describe('codec bounds', () => {
+  const w = 'w~1' as WriterId;
+  const decode = (bytes: Uint8Array): Frame => decodeFrame(bytes, 1 << 20);
+
+  it('accepts sequence numbers below MAX_SEQ and refuses MAX_SEQ and above', () => {
+    expect(MAX_SEQ).toBe(2 ** 48);
+    expect(decode(rawAck(new Map([[w, MAX_SEQ - 1]])))).toEqual({ type: 'ack', vv: new Map([[w, MAX_SEQ - 1]]) });
+    for (const seq of [MAX_SEQ, FORGED_SEQ]) {
+      expect(() => decode(rawAck(new Map([[w, seq]])))).toThrow(ProtocolError);
+      expect(() => decode(rawAeDone(1, new Map([[w, seq]])))).toThrow(/out of range/);
+      expect(() => encodeFrame({ type: 'ack', vv: new Map([[w, seq]]) })).toThrow(RangeError);
+    }
+  });
+
+  it('bounds entry timestamps, round ids, ping ids and times', () => {
+    const entry = { origin: w, seq: 1, doc: 'a/b' as DocKey, ts: MAX_SEQ, update: new Uint8Array([0, 0]) };
+    expect(() => encodeFrame({ type: 'entries', entries: [entry] })).toThrow(RangeError);
+    expect(() => encodeFrame({ type: 'ae-done', round: MAX_ROUND, floor: new Map() })).toThrow(RangeError);
+    expect(decode(encodeFrame({ type: 'ae-done', round: MAX_ROUND - 1, floor: new Map() })).type).toBe('ae-done');
+    expect(() => decode(rawAeDone(MAX_ROUND, new Map()))).toThrow(/round: .* out of range/);
+    expect(() => encodeFrame({ type: 'pong', id: MAX_SEQ, sentAt: 0 })).toThrow(RangeError);
+    expect(() => encodeFrame({ type: 'pong', id: 1, sentAt: 1e300 })).toThrow(RangeError);
+  });
+});
+
+describe('storage bounds', () => {
+  const logger = pino({ level: 'silent' });
+
+  function withStore(run: (dir: string) => void): void {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-bounds-'));
+    try {
+      run(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('never raises a version vector entry to MAX_SEQ or beyond', () => {
+    withStore((dir) => {
+      const store = openStore({ dataDir: dir, region: TARGET, synchronous: 'normal', logger });
+      try {
+        expect(() => store.raiseVersionVector(new Map([[store.writer, FORGED_SEQ]]))).toThrow(/MAX_SEQ/);
+        expect(store.versionVector().get(store.writer)).toBeUndefined();
+      } finally {
+        store.close();
+      }
+    });
+  });
+
+  it('refuses, with a message saying what to do, a database whose progress is already beyond MAX_SEQ', () => {
+    withStore((dir) => {
+      openStore({ dataDir: dir, region: TARGET, synchronous: 'normal', logger }).close();
+      const db = new Database(join(dir, DB_FILE));
+      db.prepare('INSERT INTO progress (origin, seq, missing_upto) VALUES (?, ?, ?)').run('eu-west~poisoned', FORGED_SEQ, FORGED_SEQ);
+      db.close();
+      const store = openStore({ dataDir: dir, region: TARGET, synchronous: 'normal', logger });
+      try {
+        expect(() => store.versionVector()).toThrow(/beyond MAX_SEQ.*data directory/s);
+      } finally {
+        store.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * Issue 8, items 2 and 3: one write can neither stop replication nor freeze
+ * a region. Real region processes, real sockets, real SQLite files.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+
+/** The body of the issue's reproduction: ~850 KB of empty objects. */
+function emptyObjects(count: number, prefix = 'k'): Record<string, object> {
+  const body: Record<string, object> = {};
+  for (let i = 0; i < count; i++) body[`${prefix}${i.toString(36)}`] = {};
+  return body;
+}
+
+async function putRaw(url: string, json: string): Promise<number> {
+  const res = await fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: json });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+describe('the work and size of one write are bounded', () => {
+  let cluster: Cluster;
+  let url: string;
+
+  beforeAll(async () => {
+    // Peers accept updates of at most 256 KiB here; the body limit stays 1 MiB.
+    cluster = await startTestCluster(['solo'], { limits: { yjsUpdateBytes: 256 * 1024 } });
+    url = cluster.regions.get('solo')!.url;
+  });
+  afterAll(async () => {
+    await cluster.dispose();
+  });
+
+  it('refuses the 90,000-object PUT with 413 too_complex and changes nothing', async () => {
+    const before = await syncStatus(url);
+    const body = emptyObjects(90_000);
+    expect(JSON.stringify(body).length).toBeLessThan(1024 * 1024);
+    const res = await http<{ error: string }>(`${url}/v1/docs/c/huge`, { method: 'PUT', body });
+    expect(res.status).toBe(413);
+    expect(res.body.error).toBe('too_complex');
+    expect((await http(`${url}/v1/docs/c/huge`)).status).toBe(404);
+    expect((await syncStatus(url)).digest).toBe(before.digest);
+    const ops = [{ op: 'set', path: ['v'], value: emptyObjects(6_000) }];
+    const opsRes = await http<{ error: string }>(`${url}/v1/docs/c/huge/ops`, { method: 'POST', body: ops });
+    expect(opsRes.status).toBe(413);
+    expect(opsRes.body.error).toBe('too_complex');
+  });
+
+  it('refuses a write whose update peers would refuse, and keeps the document as it was', async () => {
+    const doc = `${url}/v1/docs/c/big`;
+    expect((await http(doc, { method: 'PUT', body: { a: 1 } })).status).toBe(200);
+    const digest = (await syncStatus(url)).digest;
+    // One node, 300 KB of text: under the body limit, over the update limit.
+    const res = await http<{ error: string; message: string }>(doc, { method: 'PUT', body: { a: 1, s: 'x'.repeat(300_000) } });
+    expect(res.status).toBe(413);
+    expect(res.body.error).toBe('body_too_large');
+    expect(res.body.message).toMatch(/yjsUpdateBytes/);
+    expect((await http(doc)).body).toEqual({ a: 1 });
+    expect((await syncStatus(url)).digest).toBe(digest);
+    // The in-memory document was put back: the next write builds on the stored one.
+    expect((await http(doc, { method: 'PATCH', body: { b: 2 } })).status).toBe(200);
+    expect((await http(doc)).body).toEqual({ a: 1, b: 2 });
+  });
+
+  it('keeps /healthz fast while the largest accepted writes arrive concurrently', async () => {
+    const writers = 4;
+    const rounds = 4;
+    let writing = true;
+    const latencies: number[] = [];
+    const probe = (async () => {
+      while (writing) {
+        const t = performance.now();
+        const res = await fetch(`${url}/healthz`);
+        await res.arrayBuffer();
+        latencies.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const statuses = await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        const out: number[] = [];
+        for (let round = 0; round < rounds; round++) {
+          // A fresh key set each round: the PUT deletes 5,000 maps and creates 5,000.
+          const json = JSON.stringify(emptyObjects(4_999, `r${round}k`));
+          out.push(await putRaw(`${url}/v1/docs/load/w${w}`, json));
+        }
+        return out;
+      }),
+    );
+    writing = false;
+    await probe;
+    expect(statuses.flat().every((s) => s === 200)).toBe(true);
+    const p99 = percentile(latencies, 99);
+    console.log(`healthz under ${writers}x${rounds} PUTs of 5,000 nodes: n=${latencies.length} p50=${percentile(latencies, 50).toFixed(1)} ms p99=${p99.toFixed(1)} ms max=${Math.max(...latencies).toFixed(1)} ms`);
+    expect(latencies.length).toBeGreaterThan(10);
+    // Generous for a loaded CI machine; before the bound one such write held the loop for seconds.
+    expect(p99).toBeLessThan(1000);
+  });
+});
+
+describe('an entry a peer cannot apply does not stop the link', () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    // Regions configured differently: "small" refuses updates above 64 KiB.
+    cluster = await startTestCluster(['large', 'small'], {}, { small: { limits: { yjsUpdateBytes: 64 * 1024 } } });
+  });
+  afterAll(async () => {
+    await cluster.dispose();
+  });
+
+  it('quarantines it, keeps replicating later writes, and repairs the document by state', async () => {
+    const large = cluster.regions.get('large')!;
+    const small = cluster.regions.get('small')!;
+    const text = 'x'.repeat(150_000);
+    expect((await http(`${large.url}/v1/docs/c/wide`, { method: 'PUT', body: { text } })).status).toBe(200);
+    expect((await http(`${large.url}/v1/docs/c/after`, { method: 'PUT', body: { n: 1 } })).status).toBe(200);
+
+    // Later writes reach the smaller region over the same link.
+    await waitFor('the later write at small', async () => (await http(`${small.url}/v1/docs/c/after`)).status === 200);
+    const status = await syncStatus(small.url);
+    const link = status.peers.find((p) => p.region === 'large')!;
+    expect(link.state).toBe('up');
+    expect((link.inbound as { quarantined?: number }).quarantined).toBe(1);
+    expect((await http<string>(`${small.url}/metrics`)).body).toMatch(/meridian_quarantined_entries_total\{[^}]*peer="large"[^}]*\} 1/);
+
+    // Anti-entropy repairs the document by state, and the regions converge.
+    await waitFor('state repair of the quarantined document', async () => {
+      const r = await http<{ text?: string }>(`${small.url}/v1/docs/c/wide`);
+      return r.status === 200 && r.body.text === text;
+    }, 30_000, 250);
+    await waitForConvergence(cluster);
+
+    expect((await http(`${large.url}/v1/docs/c/next`, { method: 'PUT', body: { n: 2 } })).status).toBe(200);
+    await waitFor('a write after the repair', async () => (await http(`${small.url}/v1/docs/c/next`)).status === 200);
+    const after = (await syncStatus(small.url)).peers.find((p) => p.region === 'large')!;
+    expect(after.lastError).toBeNull();
+    const logged = readFileSync(small.logPath, 'utf8').split('\n').filter((l) => l.includes('quarantined'));
+    expect(logged).toHaveLength(1);
+  });
+});

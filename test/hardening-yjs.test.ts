@@ -1,0 +1,164 @@
+/**
+ * What a client's binary Yjs update may do (hardening items 1, 6 and 8):
+ * never write under a region's client id, never rewrite content already
+ * held under an id, never lean on changes nobody holds; and document
+ * digests that see content, not only structure.
+ */
+import * as Y from 'yjs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { docDigest, stableClientId } from '../src/crdt/index.js';
+import { docKey, type WriterId } from '../src/ids.js';
+import { startApiNode, type ApiNode } from './helpers/api-node.js';
+
+let node: ApiNode;
+
+beforeEach(async () => {
+  node = await startApiNode({ region: 'us-east' });
+});
+
+afterEach(async () => {
+  await node.close();
+});
+
+const URL = '/v1/docs/notes/one/yjs';
+
+function post(update: Uint8Array) {
+  return node.app.inject({ method: 'POST', url: URL, headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from(update) });
+}
+
+async function state(): Promise<{ json: unknown; version: string | undefined; yjs: Buffer }> {
+  const json = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' });
+  const yjs = await node.app.inject({ method: 'GET', url: URL });
+  return { json: json.json(), version: json.headers['meridian-version'] as string | undefined, yjs: yjs.rawPayload };
+}
+
+/** An update writing `text` to the root map under a chosen client id. */
+function updateAs(clientId: number, text: string, base?: Uint8Array): Uint8Array {
+  const doc = new Y.Doc();
+  if (base) Y.applyUpdate(doc, base);
+  doc.clientID = clientId;
+  const before = Y.encodeStateVector(doc);
+  doc.getMap('root').set('text', text);
+  return Y.encodeStateAsUpdate(doc, before);
+}
+
+describe('client ids', () => {
+  it('refuses writes under any region client id, even of a region incarnation never heard of', async () => {
+    const unseen = stableClientId('ap-south~never-heard-of' as WriterId, docKey('notes', 'one'));
+    const res = await post(updateAs(unseen, 'forged'));
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ error: 'client_id_conflict' });
+    expect((await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' })).statusCode).toBe(404);
+  });
+
+  it('refuses different content under a client id and clock it already holds, and changes nothing', async () => {
+    expect((await post(updateAs(4242, 'first'))).statusCode).toBe(200);
+    const before = await state();
+    const res = await post(updateAs(4242, 'second'));
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ error: 'client_id_conflict' });
+    const after = await state();
+    expect(after.json).toEqual({ text: 'first' });
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(after.version).toBe(before.version);
+  });
+
+  it('accepts the same update again (a client resending what it sent)', async () => {
+    const update = updateAs(4242, 'same');
+    expect((await post(update)).statusCode).toBe(200);
+    expect((await post(update)).statusCode).toBe(200);
+    expect((await state()).json).toEqual({ text: 'same' });
+  });
+
+  it('accepts structs a client got from the region, resent with its own edits', async () => {
+    expect((await node.app.inject({ method: 'PUT', url: '/v1/docs/notes/one', payload: { a: 1 } })).statusCode).toBe(200);
+    const base = (await state()).yjs;
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, base);
+    doc.clientID = 777;
+    doc.getMap('root').set('b', 2);
+    expect((await post(Y.encodeStateAsUpdate(doc))).statusCode).toBe(200);
+    expect((await state()).json).toEqual({ a: 1, b: 2 });
+  });
+});
+
+describe('updates that depend on changes nobody holds', () => {
+  it('refuses deletions of items this region does not hold, and never leaves the document pending', async () => {
+    expect((await post(updateAs(4242, 'kept'))).statusCode).toBe(200);
+    const before = await state();
+    // 2,000 unknown clients each deleting a range of length 2^40.
+    const ds = new Map<number, { clock: number; len: number }[]>();
+    for (let c = 0; c < 2000; c++) ds.set(10_000 + c, [{ clock: 0, len: 2 ** 40 }]);
+    const res = await post(encodeDeleteSet(ds));
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'invalid_update' });
+    expect(node.documents.pendingDocs()).toBe(0);
+    const after = await state();
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(after.version).toBe(before.version);
+  });
+
+  it('refuses a struct whose origin this region does not hold', async () => {
+    const elsewhere = new Y.Doc();
+    elsewhere.clientID = 99;
+    elsewhere.getArray('list').insert(0, ['held elsewhere']);
+    const missing = Y.encodeStateAsUpdate(elsewhere);
+    const sv = Y.encodeStateVector(elsewhere);
+    elsewhere.clientID = 100;
+    elsewhere.getArray('list').insert(1, ['after it']);
+    const res = await post(Y.encodeStateAsUpdate(elsewhere, sv));
+    expect(res.statusCode).toBe(400);
+    expect(node.documents.pendingDocs()).toBe(0);
+    // Once the dependency is here, the same update is taken.
+    expect((await post(missing)).statusCode).toBe(200);
+    expect((await post(Y.encodeStateAsUpdate(elsewhere, sv))).statusCode).toBe(200);
+    expect(node.documents.pendingDocs()).toBe(0);
+  });
+});
+
+describe('document digests', () => {
+  it('differ when content under the same ids differs, and agree however updates arrived', () => {
+    const a = new Y.Doc();
+    Y.applyUpdate(a, updateAs(5, 'one'));
+    const b = new Y.Doc();
+    Y.applyUpdate(b, updateAs(5, 'two'));
+    expect(Y.encodeStateVector(a)).toEqual(Y.encodeStateVector(b));
+    expect(docDigest(a)).not.toEqual(docDigest(b));
+
+    const text = new Y.Doc();
+    text.clientID = 9;
+    const parts: Uint8Array[] = [];
+    text.on('update', (u: Uint8Array) => parts.push(u));
+    for (const ch of 'hello world') text.getText('t').insert(text.getText('t').length, ch);
+    text.getText('t').delete(0, 3);
+    const forward = new Y.Doc();
+    const backward = new Y.Doc();
+    for (const u of parts) Y.applyUpdate(forward, u);
+    Y.applyUpdate(backward, Y.mergeUpdates([...parts].reverse()));
+    forward.getMap('never-written');
+    expect(docDigest(forward)).toEqual(docDigest(backward));
+  });
+});
+
+/** A V1 update with no structs and the given delete set. */
+function encodeDeleteSet(ds: Map<number, { clock: number; len: number }[]>): Uint8Array {
+  const bytes: number[] = [];
+  const varuint = (n: number) => {
+    while (n >= 0x80) {
+      bytes.push((n % 0x80) | 0x80);
+      n = Math.floor(n / 0x80);
+    }
+    bytes.push(n);
+  };
+  varuint(0);
+  varuint(ds.size);
+  for (const [client, ranges] of ds) {
+    varuint(client);
+    varuint(ranges.length);
+    for (const r of ranges) {
+      varuint(r.clock);
+      varuint(r.len);
+    }
+  }
+  return new Uint8Array(bytes);
+}

@@ -1,0 +1,143 @@
+/**
+ * The cross-region property: regions fed accepted inputs (in any order, at
+ * the same moment at several regions) end with equal digests, nothing
+ * pending, and every touched document reading the same everywhere. Also the
+ * Yjs inputs that only several regions can produce: two clients posting
+ * different content under one clientID to two regions at once, and a client
+ * writing under another region's writer clientID.
+ */
+import fc from 'fast-check';
+import * as Y from 'yjs';
+import { stableClientId } from '../../src/crdt/clientid.js';
+import { docKey, type WriterId } from '../../src/ids.js';
+import { undocumentedAnswer, type DocRef, type FuzzStats } from './fuzz-oracle.js';
+import type { FuzzResponse, FuzzTarget } from './fuzz-target.js';
+import { YjsClients, stepUpdate, yjsStepArb, type Edit, type YjsStep } from './fuzz-yjs.js';
+
+/** Sequence numbers at or beyond this are not plausible (see item 12). */
+const SEQ_BOUND = 2 ** 48;
+
+export type ConvergeStep =
+  | { kind: 'yjs'; step: YjsStep }
+  /** The same clientID and clock, different content, posted to regions 0 and 1 at once. */
+  | { kind: 'collide'; clientId: number; left: Edit[]; right: Edit[] }
+  /** A client writes under the clientID of region `owner`'s writer, at region `at`. */
+  | { kind: 'as-writer'; owner: number; at: number; edits: Edit[] };
+
+const editArb: fc.Arbitrary<Edit> = fc.oneof(
+  fc.record({ t: fc.constant('set' as const), key: fc.constantFrom('a', 'b'), value: fc.oneof(fc.integer(), fc.constant('x')) }),
+  fc.record({ t: fc.constant('text' as const), name: fc.constant('t'), index: fc.nat(3), text: fc.constantFrom('a', 'XY') }),
+);
+
+export function convergeStepArb(regions: number): fc.Arbitrary<ConvergeStep> {
+  return fc.oneof(
+    { arbitrary: yjsStepArb(regions).map((step): ConvergeStep => ({ kind: 'yjs', step })), weight: 6 },
+    {
+      arbitrary: fc.record({
+        kind: fc.constant('collide' as const), clientId: fc.integer({ min: 1, max: 2 ** 31 }),
+        left: fc.array(editArb, { minLength: 1, maxLength: 2 }), right: fc.array(editArb, { minLength: 1, maxLength: 2 }),
+      }),
+      weight: 2,
+    },
+    {
+      arbitrary: fc.record({ kind: fc.constant('as-writer' as const), owner: fc.nat(regions - 1), at: fc.nat(regions - 1), edits: fc.array(editArb, { minLength: 1, maxLength: 2 }) }),
+      weight: 1,
+    },
+  );
+}
+
+export interface ConvergeContext {
+  targets: FuzzTarget[];
+  stats?: FuzzStats;
+}
+
+/** Runs the steps on `doc`; returns undocumented answers (the convergence check comes after). */
+export async function runConvergeSteps(ctx: ConvergeContext, doc: DocRef, steps: ConvergeStep[]): Promise<string[]> {
+  const violations: string[] = [];
+  const clients = new YjsClients();
+  const path = `/v1/docs/${doc.collection}/${doc.id}/yjs`;
+  const post = async (target: FuzzTarget, update: Uint8Array): Promise<void> => {
+    const res = await target.send({ method: 'POST', path, headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update) });
+    record(ctx, res, violations, target.name);
+  };
+  for (const s of steps) {
+    ctx.stats?.countCase(`converge:${s.kind}`);
+    if (s.kind === 'yjs') {
+      const target = ctx.targets[s.step.region % ctx.targets.length]!;
+      await post(target, await stepUpdate(target, doc, clients, s.step));
+    } else if (s.kind === 'collide') {
+      const [a, b] = [clientUpdate(s.clientId, s.left), clientUpdate(s.clientId, s.right)];
+      await Promise.all([post(ctx.targets[0]!, a), post(ctx.targets[1 % ctx.targets.length]!, b)]);
+    } else {
+      const owner = ctx.targets[s.owner % ctx.targets.length]!;
+      const writer = (await syncOf(owner)).writer as WriterId;
+      await post(ctx.targets[s.at % ctx.targets.length]!, clientUpdate(stableClientId(writer, docKey(doc.collection, doc.id)), s.edits));
+    }
+  }
+  return violations;
+}
+
+function record(ctx: ConvergeContext, res: FuzzResponse, violations: string[], where: string): void {
+  ctx.stats?.countAnswer(res);
+  const problem = undocumentedAnswer(res);
+  if (problem !== null) violations.push(`${where}: ${problem}`);
+}
+
+function clientUpdate(clientId: number, edits: Edit[]): Uint8Array {
+  const ydoc = new Y.Doc();
+  ydoc.clientID = clientId;
+  for (const e of edits) {
+    if (e.t === 'set') ydoc.getMap('root').set(e.key, e.value);
+    if (e.t === 'text') ydoc.getText(e.name).insert(0, e.text);
+  }
+  return Y.encodeStateAsUpdate(ydoc);
+}
+
+interface SyncBody {
+  writer: string;
+  digest: string;
+  pendingDocs: number;
+  peers: { region: string; state: string; outbound: { pendingUpdates: number }; inbound: { pendingUpdates: number } }[];
+}
+
+export async function syncOf(target: FuzzTarget): Promise<SyncBody> {
+  const res = await target.send({ method: 'GET', path: '/v1/sync', headers: {} });
+  if (res.status !== 200) throw new Error(`${target.name}: /v1/sync answered ${res.status}`);
+  return JSON.parse(res.body.toString('utf8')) as SyncBody;
+}
+
+/**
+ * Waits until every region reports the same digest with nothing pending and
+ * every link up, then compares every touched document as read at each
+ * region. Returns what differs (empty when converged).
+ */
+export async function convergence(targets: FuzzTarget[], docs: DocRef[], timeoutMs = 20_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let last: SyncBody[] = [];
+  for (;;) {
+    last = await Promise.all(targets.map(syncOf));
+    const quiet = last.every((s) => s.pendingDocs === 0 && s.peers.every((p) => p.state === 'up' && p.outbound.pendingUpdates === 0));
+    if (quiet && new Set(last.map((s) => s.digest)).size === 1) break;
+    if (Date.now() > deadline) return [`no convergence within ${timeoutMs} ms: ${describeSync(targets, last)}`];
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const violations: string[] = [];
+  for (const doc of docs) {
+    const reads = await Promise.all(targets.map((t) => t.send({ method: 'GET', path: `/v1/docs/${doc.collection}/${doc.id}`, headers: {} })));
+    const seen = reads.map((r) => `${r.status} ${r.body.toString('utf8')}`);
+    if (new Set(seen).size > 1) {
+      violations.push(`${doc.collection}/${doc.id} differs with equal digests (item 1): ${targets.map((t, i) => `${t.name}: ${seen[i]?.slice(0, 160)}`).join(' | ')}`);
+    }
+  }
+  return violations;
+}
+
+function describeSync(targets: FuzzTarget[], sync: SyncBody[]): string {
+  return sync.map((s, i) => {
+    const peers = s.peers.map((p) => {
+      const huge = p.outbound.pendingUpdates >= SEQ_BOUND || p.inbound.pendingUpdates >= SEQ_BOUND ? ' (beyond 2^48: item 13)' : '';
+      return `${p.region} ${p.state} out ${p.outbound.pendingUpdates} in ${p.inbound.pendingUpdates}${huge}`;
+    });
+    return `${targets[i]?.name}: digest ${s.digest.slice(0, 12)} pendingDocs ${s.pendingDocs} [${peers.join('; ')}]`;
+  }).join(' | ');
+}

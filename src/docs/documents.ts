@@ -42,11 +42,14 @@ import { Digester } from './digester.js';
 import type { ReplaceResult } from './replace.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
-/**
- * Most log entries and document merges staged into one group commit; more
- * wait for the next turn, so that one commit never holds the event loop long.
- */
+/** Most local writes staged into one group commit. */
 const MAX_COMMIT_UNITS = 1024;
+/**
+ * Log entries and document merges from peers staged into one group commit
+ * (at least one job); more wait for the next turn, so that one commit never
+ * holds the event loop long while a region catches up.
+ */
+const PEER_UNITS_PER_COMMIT = 256;
 
 export interface DocumentsOptions {
   store: Store;
@@ -94,7 +97,10 @@ class DocumentsImpl implements Documents {
   private readonly vv: VersionVector;
   private readonly pending = new Set<DocKey>();
   private readonly listeners = new Set<(entries: CommittedEntry[]) => void>();
-  private queue: Job[] = [];
+  /** Writes of this region's clients, first in every commit. */
+  private localQueue: Job[] = [];
+  /** Entries, states and floors from peers, in arrival order, a bounded share per commit. */
+  private peerQueue: Job[] = [];
   private flushScheduled = false;
   private closed = false;
   private writesAccepted: boolean;
@@ -304,7 +310,7 @@ class DocumentsImpl implements Documents {
   async close(): Promise<void> {
     this.closed = true;
     this.stopCompactor();
-    while (this.queue.length > 0 || this.flushScheduled) await this.idle;
+    while (this.queued() > 0 || this.flushScheduled) await this.idle;
     // Stored now, so that the next start need not recompute them.
     this.digester.settleAndStore();
     this.digester.stop();
@@ -332,7 +338,8 @@ class DocumentsImpl implements Documents {
   private enqueue<T>(make: (settle: Settle<T>) => Job): Promise<T> {
     if (this.closed) return Promise.reject(new MeridianError('unavailable', 'region is shutting down'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push(make({ resolve, reject } as Settle<T>));
+      const job = make({ resolve, reject } as Settle<T>);
+      (job.kind === 'local' ? this.localQueue : this.peerQueue).push(job);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         this.idle = new Promise((r) => (this.markIdle = r));
@@ -341,35 +348,57 @@ class DocumentsImpl implements Documents {
     });
   }
 
+  private queued(): number {
+    return this.localQueue.length + this.peerQueue.length;
+  }
+
   private flush(): void {
-    // One commit per turn, bounded: a burst from a catching-up peer must not
-    // hold the event loop (heartbeats, reads) for seconds.
-    // Local writes also count their JSON nodes: several of the largest
-    // writes go to consecutive turns, not into one long turn.
-    let units = 0;
-    let nodes = 0;
-    let take = 0;
-    while (take < this.queue.length) {
-      const job = this.queue[take]!;
-      const jobNodes = job.kind === 'local' ? job.nodes : 0;
-      if (take > 0 && (units >= MAX_COMMIT_UNITS || nodes + jobNodes > this.maxWriteNodes)) break;
-      units += job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
-      nodes += jobNodes;
-      take++;
-    }
-    const jobs = this.queue.slice(0, take);
-    this.queue = this.queue.slice(take);
+    const jobs = [...this.takeLocal(), ...this.takeFromPeers()];
     try {
       this.cache.hold(() => this.commitJobs(jobs));
     } finally {
       this.flushScheduled = false;
-      if (this.queue.length > 0) {
+      if (this.queued() > 0) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
       } else {
         this.markIdle();
       }
     }
+  }
+
+  /**
+   * This region's own writes come first in every commit, so that a region
+   * catching up with its peers keeps serving its clients. They are bounded
+   * by their JSON nodes: several of the largest writes go to consecutive
+   * turns, not into one long turn.
+   */
+  private takeLocal(): Job[] {
+    let nodes = 0;
+    let take = 0;
+    for (const job of this.localQueue) {
+      const jobNodes = job.kind === 'local' ? job.nodes : 0;
+      if (take > 0 && (take >= MAX_COMMIT_UNITS || nodes + jobNodes > this.maxWriteNodes)) break;
+      nodes += jobNodes;
+      take++;
+    }
+    return this.localQueue.splice(0, take);
+  }
+
+  /**
+   * Then a bounded share of what peers sent, in arrival order: a burst from
+   * a catching-up link must not hold the event loop (client requests,
+   * heartbeats) for long; the rest waits a turn.
+   */
+  private takeFromPeers(): Job[] {
+    let units = 0;
+    let take = 0;
+    for (const job of this.peerQueue) {
+      if (take > 0 && units >= PEER_UNITS_PER_COMMIT) break;
+      units += job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
+      take++;
+    }
+    return this.peerQueue.splice(0, take);
   }
 
   private commitJobs(jobs: Job[]): void {

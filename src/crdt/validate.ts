@@ -24,15 +24,6 @@ import { MAX_DEPTH } from './json.js';
 /** Nesting accepted inside embedded JSON values (arrays, objects) of an update. */
 const MAX_VALUE_DEPTH = MAX_DEPTH * 2;
 
-export interface ValidateOptions {
-  /**
-   * Client ids no update may write structs under (for instance the ids
-   * regions write under): a second writer of an id would make replicas
-   * hold different structs under the same id, which never converges.
-   */
-  reservedClients?: ReadonlySet<number>;
-}
-
 /** What applying an update left behind. */
 export interface ApplyResult {
   /** The doc holds structs or deletions whose dependencies are still missing. */
@@ -48,11 +39,11 @@ function refuse(message: string, cause?: unknown): never {
  * update of at most `maxBytes` bytes that decodes in full into sane structs
  * and deletions. Touches no live document.
  */
-export function validateUpdate(update: Uint8Array, maxBytes: number, options: ValidateOptions = {}): void {
+export function validateUpdate(update: Uint8Array, maxBytes: number): void {
   if (!(update instanceof Uint8Array)) refuse('the update must be binary');
   if (update.byteLength === 0) refuse('the update is empty');
   if (update.byteLength > maxBytes) refuse(`the update is ${update.byteLength} bytes; at most ${maxBytes} are accepted`);
-  checkDecoded(update, options);
+  checkDecoded(update);
 }
 
 /**
@@ -63,9 +54,9 @@ export function validateUpdate(update: Uint8Array, maxBytes: number, options: Va
  * doc may be half-applied: the caller must discard (evict) it and reload it
  * from storage.
  */
-export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknown, options: ValidateOptions = {}): ApplyResult {
+export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknown): ApplyResult {
   if (!(update instanceof Uint8Array) || update.byteLength === 0) refuse('the update is empty');
-  checkDecoded(update, options);
+  checkDecoded(update);
   try {
     Y.applyUpdate(doc, update, origin);
   } catch (err) {
@@ -74,7 +65,7 @@ export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknow
   return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
 }
 
-function checkDecoded(update: Uint8Array, options: ValidateOptions): void {
+function checkDecoded(update: Uint8Array): void {
   precheck(update);
   let decoded: ReturnType<typeof Y.decodeUpdate>;
   try {
@@ -82,10 +73,8 @@ function checkDecoded(update: Uint8Array, options: ValidateOptions): void {
   } catch (err) {
     refuse('the update is not a valid Yjs update', err);
   }
-  const reserved = options.reservedClients;
   for (const struct of decoded.structs) {
     const { client, clock } = struct.id;
-    if (reserved?.has(client) === true) refuse(`the update writes as reserved client ${client}`);
     if (!(struct.length >= 1) || !Number.isSafeInteger(clock + struct.length)) {
       refuse(`struct ${client}:${clock} has an invalid length`);
     }

@@ -39,17 +39,11 @@ import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
+import { hex, keepConflicts, keepQuarantined, repairQuarantined } from './incidents.js';
+import { JobQueue } from './queue.js';
 import type { ReplaceResult } from './replace.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
-/** Most local writes staged into one group commit. */
-const MAX_COMMIT_UNITS = 1024;
-/**
- * Log entries and document merges from peers staged into one group commit
- * (at least one job); more wait for the next turn, so that one commit never
- * holds the event loop long while a region catches up.
- */
-const PEER_UNITS_PER_COMMIT = 256;
 
 export interface DocumentsOptions {
   store: Store;
@@ -97,10 +91,7 @@ class DocumentsImpl implements Documents {
   private readonly vv: VersionVector;
   private readonly pending = new Set<DocKey>();
   private readonly listeners = new Set<(entries: CommittedEntry[]) => void>();
-  /** Writes of this region's clients, first in every commit. */
-  private localQueue: Job[] = [];
-  /** Entries, states and floors from peers, in arrival order, a bounded share per commit. */
-  private peerQueue: Job[] = [];
+  private readonly queue: JobQueue;
   private flushScheduled = false;
   private closed = false;
   private writesAccepted: boolean;
@@ -120,6 +111,7 @@ class DocumentsImpl implements Documents {
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
     this.maxWriteNodes = options.maxWriteNodes ?? DEFAULT_MAX_WRITE_NODES;
+    this.queue = new JobQueue(this.maxWriteNodes);
     void options.writesOpen?.then(() => (this.writesAccepted = true));
     this.stager = {
       writer: () => this.writer,
@@ -184,17 +176,17 @@ class DocumentsImpl implements Documents {
 
   async put(doc: DocKey, value: JsonObject): Promise<WriteAck> {
     const nodes = this.budget(countJsonNodes(value, this.maxWriteNodes), 'the document');
-    return this.required(this.local(doc, (y) => (putDocument(y, value, this.ctx(), LOCAL_ORIGIN), true), undefined, nodes));
+    return this.required(this.local(doc, (y) => (putDocument(y, value, this.ctx(), LOCAL_ORIGIN), true), nodes));
   }
 
   async patch(doc: DocKey, patch: JsonObject): Promise<WriteAck> {
     const nodes = this.budget(countJsonNodes(patch, this.maxWriteNodes), 'the patch');
-    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true), undefined, nodes));
+    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true), nodes));
   }
 
   async ops(doc: DocKey, ops: Op[]): Promise<WriteAck> {
     const nodes = this.budget(countOpNodes(ops, this.maxWriteNodes), 'the ops request');
-    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), undefined, nodes));
+    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), nodes));
   }
 
   /** Refuses a write beyond the node budget, before it is queued; returns its size. */
@@ -217,7 +209,7 @@ class DocumentsImpl implements Documents {
       applyUpdateSafely(y, update, LOCAL_ORIGIN);
       return true;
     };
-    return this.required(this.local(doc, mutate, update));
+    return this.required(this.local(doc, mutate));
   }
 
   // ---- reads --------------------------------------------------------------
@@ -310,7 +302,7 @@ class DocumentsImpl implements Documents {
   async close(): Promise<void> {
     this.closed = true;
     this.stopCompactor();
-    while (this.queued() > 0 || this.flushScheduled) await this.idle;
+    while (this.queue.size > 0 || this.flushScheduled) await this.idle;
     // Stored now, so that the next start need not recompute them.
     this.digester.settleAndStore();
     this.digester.stop();
@@ -330,16 +322,15 @@ class DocumentsImpl implements Documents {
     return ack;
   }
 
-  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, raw?: Uint8Array, nodes = 1): Promise<WriteAck | null> {
+  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, nodes = 1): Promise<WriteAck | null> {
     if (!this.writesAccepted) await this.options.writesOpen;
-    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, raw, nodes, ...s }));
+    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, ...s }));
   }
 
   private enqueue<T>(make: (settle: Settle<T>) => Job): Promise<T> {
     if (this.closed) return Promise.reject(new MeridianError('unavailable', 'region is shutting down'));
     return new Promise<T>((resolve, reject) => {
-      const job = make({ resolve, reject } as Settle<T>);
-      (job.kind === 'local' ? this.localQueue : this.peerQueue).push(job);
+      this.queue.push(make({ resolve, reject } as Settle<T>));
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         this.idle = new Promise((r) => (this.markIdle = r));
@@ -348,57 +339,19 @@ class DocumentsImpl implements Documents {
     });
   }
 
-  private queued(): number {
-    return this.localQueue.length + this.peerQueue.length;
-  }
-
   private flush(): void {
-    const jobs = [...this.takeLocal(), ...this.takeFromPeers()];
+    const jobs = this.queue.next();
     try {
       this.cache.hold(() => this.commitJobs(jobs));
     } finally {
       this.flushScheduled = false;
-      if (this.queued() > 0) {
+      if (this.queue.size > 0) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
       } else {
         this.markIdle();
       }
     }
-  }
-
-  /**
-   * This region's own writes come first in every commit, so that a region
-   * catching up with its peers keeps serving its clients. They are bounded
-   * by their JSON nodes: several of the largest writes go to consecutive
-   * turns, not into one long turn.
-   */
-  private takeLocal(): Job[] {
-    let nodes = 0;
-    let take = 0;
-    for (const job of this.localQueue) {
-      const jobNodes = job.kind === 'local' ? job.nodes : 0;
-      if (take > 0 && (take >= MAX_COMMIT_UNITS || nodes + jobNodes > this.maxWriteNodes)) break;
-      nodes += jobNodes;
-      take++;
-    }
-    return this.localQueue.splice(0, take);
-  }
-
-  /**
-   * Then a bounded share of what peers sent, in arrival order: a burst from
-   * a catching-up link must not hold the event loop (client requests,
-   * heartbeats) for long; the rest waits a turn.
-   */
-  private takeFromPeers(): Job[] {
-    let units = 0;
-    let take = 0;
-    for (const job of this.peerQueue) {
-      if (take > 0 && units >= PEER_UNITS_PER_COMMIT) break;
-      units += job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
-      take++;
-    }
-    return this.peerQueue.splice(0, take);
   }
 
   private commitJobs(jobs: Job[]): void {
@@ -418,7 +371,7 @@ class DocumentsImpl implements Documents {
       summarizeBatch(batch);
       lsns = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests });
       // Kept before their seqs count as held: a crash in between resends them.
-      this.keepQuarantined(batch);
+      keepQuarantined(this.store, this.log, batch);
       const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
       if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
     } catch (err) {
@@ -450,7 +403,7 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(doc);
       return live ? [snapshotOf(doc, live)] : [];
     });
-    this.keepConflicts(batch);
+    keepConflicts(this.store, this.log, batch);
     try {
       this.store.saveSnapshots(snapshots);
     } catch (err) {
@@ -467,7 +420,7 @@ class DocumentsImpl implements Documents {
         }
       }
     }
-    this.repairQuarantined(batch);
+    repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
     if (committed.length === 0) return;
     for (const listener of this.listeners) {
@@ -475,51 +428,6 @@ class DocumentsImpl implements Documents {
         listener(committed);
       } catch (err) {
         this.log.error({ err }, 'commit listener failed');
-      }
-    }
-  }
-
-  /** Stores the states that lost a content conflict in this batch. */
-  private keepConflicts(batch: Batch): void {
-    for (const c of batch.conflicts) {
-      const { collection, id } = splitDocKey(c.doc);
-      try {
-        this.store.conflicts.add(c);
-        this.log.warn(
-          { collection, id, winner: c.winner, kept: hex(c.keptDigest), lost: hex(c.lostDigest) },
-          'replicas held different content under the same Yjs ids; the lower content digest won, the other state is kept as a conflict',
-        );
-      } catch (err) {
-        this.log.error({ err, collection, id }, 'could not store a conflict record; the conflict will be found again');
-      }
-    }
-  }
-
-  /** Stores the entries the batch could not apply, each logged once. */
-  private keepQuarantined(batch: Batch): void {
-    for (const q of batch.quarantined) {
-      if (!this.store.quarantine.add(q)) continue;
-      const { collection, id } = splitDocKey(q.doc);
-      this.log.warn(
-        { peer: q.peer, origin: q.origin, seq: q.seq, collection, id, bytes: q.update.byteLength, reason: q.reason },
-        'entry from peer could not be applied; quarantined, document left for repair by state',
-      );
-    }
-  }
-
-  /**
-   * Gives each document of a quarantined entry a digest no state has, so
-   * that anti-entropy fetches the peer's state of it. The live copy is
-   * dropped so that it reloads with the digest now stored.
-   */
-  private repairQuarantined(batch: Batch): void {
-    for (const doc of new Set(batch.quarantined.map((q) => q.doc))) {
-      this.cache.evict(doc);
-      try {
-        // The digest index follows through the store's onCorrupt listener.
-        this.store.markCorrupt(doc);
-      } catch (err) {
-        this.log.error({ err, doc }, 'could not mark document for repair');
       }
     }
   }
@@ -590,6 +498,3 @@ class DocumentsImpl implements Documents {
   }
 }
 
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString('hex');
-}

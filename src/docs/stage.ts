@@ -18,7 +18,7 @@ export const LOCAL_ORIGIN = Symbol('local');
 export type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
 
 export type Job =
-  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; raw?: Uint8Array; nodes: number } & Settle<WriteAck | null>)
+  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; nodes: number } & Settle<WriteAck | null>)
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
   | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
   | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
@@ -116,7 +116,6 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
 
 function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch: Batch): void {
   const live = host.touch(job.doc, batch);
-  const before = live.ydoc.store.pendingStructs;
   let update: Uint8Array | null = null;
   const capture = (u: Uint8Array, origin: unknown) => {
     if (origin === LOCAL_ORIGIN) update = update ? Y.mergeUpdates([update, u]) : u;
@@ -132,9 +131,9 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   } finally {
     live.ydoc.off('update', capture);
   }
-  // Parts of a client's update that wait for missing dependencies are not in
-  // the update event; log the raw update so that they are not lost.
-  const logged = job.raw && live.ydoc.store.pendingStructs !== before ? job.raw : update;
+  // Client updates that would wait for missing dependencies are refused
+  // before they get here (crdt/admit.ts), so the update event holds it all.
+  const logged: Uint8Array | null = update;
   if (changed && logged) refuseOversized(host, job.doc, logged, batch);
   host.notePending(job.doc, live);
   if (!changed || !logged) {

@@ -1,0 +1,59 @@
+/**
+ * What a commit keeps besides documents: states that lost a content
+ * conflict, and entries from peers this region could not apply. Each is
+ * stored, logged once, and (for quarantined entries) its document is marked
+ * for repair by state.
+ */
+import type { Logger } from 'pino';
+import { splitDocKey } from '../ids.js';
+import type { Store } from '../storage/types.js';
+import type { Batch } from './stage.js';
+
+/** Stores the entries the batch could not apply, each logged once. Runs inside the commit's error handling. */
+export function keepQuarantined(store: Store, log: Logger, batch: Batch): void {
+  for (const q of batch.quarantined) {
+    if (!store.quarantine.add(q)) continue;
+    const { collection, id } = splitDocKey(q.doc);
+    log.warn(
+      { peer: q.peer, origin: q.origin, seq: q.seq, collection, id, bytes: q.update.byteLength, reason: q.reason },
+      'entry from peer could not be applied; quarantined, document left for repair by state',
+    );
+  }
+}
+
+/**
+ * Gives each document of a quarantined entry a digest no state has, so that
+ * anti-entropy fetches the peer's state of it. `evict` drops the live copy,
+ * so that it reloads with the digest now stored.
+ */
+export function repairQuarantined(store: Store, log: Logger, batch: Batch, evict: (doc: Batch['entries'][number]['doc']) => void): void {
+  for (const doc of new Set(batch.quarantined.map((q) => q.doc))) {
+    evict(doc);
+    try {
+      // The digest index follows through the store's onCorrupt listener.
+      store.markCorrupt(doc);
+    } catch (err) {
+      log.error({ err, doc }, 'could not mark document for repair');
+    }
+  }
+}
+
+/** Stores the states that lost a content conflict in this batch. */
+export function keepConflicts(store: Store, log: Logger, batch: Batch): void {
+  for (const c of batch.conflicts) {
+    const { collection, id } = splitDocKey(c.doc);
+    try {
+      store.conflicts.add(c);
+      log.warn(
+        { collection, id, winner: c.winner, kept: hex(c.keptDigest), lost: hex(c.lostDigest) },
+        'replicas held different content under the same Yjs ids; the lower content digest won, the other state is kept as a conflict',
+      );
+    } catch (err) {
+      log.error({ err, collection, id }, 'could not store a conflict record; the conflict will be found again');
+    }
+  }
+}
+
+export function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}

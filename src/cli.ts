@@ -9,8 +9,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig, type RegionConfig } from './config.js';
+import { ConfigError, type RegionConfig } from './config.js';
+import { loadConfigWithEnv } from './config-env.js';
 import { createLogger } from './logger.js';
+import { LockHeldError } from './lockfile.js';
+import { parsePort, parsePortBase, UsageError } from './usage-error.js';
 
 /** A started region, as the composition root returns it. */
 interface RunningRegion {
@@ -27,6 +30,7 @@ interface RegionModule {
 const EXIT_STARTUP_FAILED = 1;
 const EXIT_FORCED = 1;
 const EXIT_BAD_CONFIG = 2;
+const DEFAULT_SIM_CONTROL_PORT = 7100;
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -52,8 +56,9 @@ export function buildProgram(): Command {
   program
     .command('start')
     .description('run one region node')
-    .requiredOption('-c, --config <file>', 'region config file (JSON)')
-    .action(async (opts: { config: string }) => start(opts.config));
+    .option('-c, --config <file>', 'region config file (JSON); default $MERIDIAN_CONFIG. MERIDIAN_* variables override it (README, Configuration)')
+    .option('--stop-with-parent', 'stop when stdin closes (the parent process exited or died); set by dev and sim')
+    .action(async (opts: { config?: string; stopWithParent?: boolean }) => start(opts.config, opts.stopWithParent === true));
 
   program
     .command('dev')
@@ -66,12 +71,10 @@ export function buildProgram(): Command {
     .description('start a local cluster with a fault proxy on every link, and simulate outages from a prompt')
     .option('--regions <dir>', 'folder of region configs whose names and ports the simulation uses', path.join(packageRoot(), 'regions'))
     .option('--data <dir>', 'folder for the simulation\'s data, configs and logs', path.join(packageRoot(), 'data', 'sim'))
-    .option('--control-port <port>', 'port of the HTTP control endpoint', '7100')
+    .option('--control-port <port>', 'port of the HTTP control endpoint (default: the port base, else 7100)')
+    .option('--port-base <port>', 'control endpoint on this port, region i on port base + i (instead of the configs\' ports)')
     .option('--no-prompt', 'take commands only from the control endpoint')
-    .action(async (opts: { regions: string; data: string; controlPort: string; prompt: boolean }) => {
-      const { runSim } = await import('./faults/sim.js');
-      await runSim({ regions: opts.regions, dataDir: opts.data, controlPort: Number(opts.controlPort), prompt: opts.prompt });
-    });
+    .action(async (opts: SimCommandOptions) => sim(opts));
 
   program
     .command('proxy')
@@ -81,8 +84,9 @@ export function buildProgram(): Command {
     .option('--control-port <port>', 'port of the HTTP control endpoint (POST /fault, GET /stats)', '0')
     .option('--fault <fault>', 'initial fault, e.g. "latency 50ms ±10ms"')
     .action(async (opts: { listen: string; upstream: string; controlPort: string; fault?: string }) => {
+      const controlPort = parsePort(opts.controlPort, '--control-port', true);
       const { runStandaloneProxy } = await import('./faults/proxy-standalone.js');
-      await runStandaloneProxy({ ...opts, controlPort: Number(opts.controlPort) });
+      await runStandaloneProxy({ ...opts, controlPort });
     });
 
   program
@@ -95,15 +99,16 @@ export function buildProgram(): Command {
     .option('--report <dir>', 'report folder (default verify-report/<timestamp>-<seed>)')
     .option('--faults <list>', 'comma-separated fault kinds: isolate,bridge,oneway,blackhole,stall,latency,slicer,bandwidth,kill,pause,wipe,flap (or all, none)')
     .option('--quick', 'a short fixed run (seed 1 unless given) with isolate, kill and blackhole')
+    .option('--port-base <port>', 'region i listens on port base + i (default: free ports)')
     .action(async (opts: VerifyCommandOptions) => (await import('./verify/run.js')).verifyCommand(opts));
 
   return program;
 }
 
 /** Loads the config, or prints why it cannot and sets exit code 2. */
-function configOrExit(file: string): RegionConfig | null {
+function configOrExit(file: string | undefined): RegionConfig | null {
   try {
-    return loadConfig(file);
+    return loadConfigWithEnv(file, process.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
@@ -112,7 +117,24 @@ function configOrExit(file: string): RegionConfig | null {
   }
 }
 
-async function start(file: string): Promise<void> {
+interface SimCommandOptions {
+  regions: string;
+  data: string;
+  controlPort?: string;
+  portBase?: string;
+  prompt: boolean;
+}
+
+/** Checks every option (ports, the regions folder) before the simulator starts anything. */
+async function sim(opts: SimCommandOptions): Promise<void> {
+  const { readRegionSpecs, runSim } = await import('./faults/sim.js');
+  const count = readRegionSpecs(opts.regions).length;
+  const portBase = opts.portBase === undefined ? undefined : parsePortBase(opts.portBase, '--port-base', count);
+  const controlPort = opts.controlPort === undefined ? (portBase ?? DEFAULT_SIM_CONTROL_PORT) : parsePort(opts.controlPort, '--control-port', true);
+  await runSim({ regions: opts.regions, dataDir: opts.data, controlPort, prompt: opts.prompt, ...(portBase === undefined ? {} : { portBase }) });
+}
+
+async function start(file: string | undefined, stopWithParent: boolean): Promise<void> {
   const config = configOrExit(file);
   if (!config) return;
   const logger = createLogger({ level: config.log.level, region: config.region });
@@ -121,18 +143,31 @@ async function start(file: string): Promise<void> {
     const { startRegion }: RegionModule = await import('./region.js');
     region = await startRegion(config, { logger });
   } catch (err) {
-    logger.fatal({ err }, 'failed to start');
+    const refused = err instanceof LockHeldError;
+    if (!refused) logger.fatal({ err }, 'failed to start');
     process.stderr.write(`meridian: region ${config.region} failed to start: ${messageOf(err)}\n`);
     // Whatever did start (database, timers) must not keep the process alive.
-    process.exit(EXIT_STARTUP_FAILED);
+    process.exit(refused ? EXIT_BAD_CONFIG : EXIT_STARTUP_FAILED);
   }
-  closeOnSignals(region, logger);
+  const stop = closeOnSignals(region, logger);
+  if (stopWithParent) stopWhenStdinCloses(() => stop('parent exited'));
 }
 
-/** First SIGTERM/SIGINT: orderly close, exit 0. A second one: exit at once. */
-function closeOnSignals(region: RunningRegion, logger: Logger): void {
+/**
+ * The parent (dev, sim, a test) holds the other end of stdin: when it exits
+ * or is killed, the pipe closes and the region shuts down instead of living
+ * on, orphaned, holding its port and data directory.
+ */
+function stopWhenStdinCloses(stop: () => void): void {
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+}
+
+/** First SIGTERM/SIGINT: orderly close, exit 0. A second one: exit at once. Returns the same shutdown, to call directly. */
+function closeOnSignals(region: RunningRegion, logger: Logger): (reason: string) => void {
   let closing = false;
-  const onSignal = (signal: NodeJS.Signals) => {
+  const onSignal = (signal: string) => {
     if (closing) {
       logger.warn({ signal }, 'second signal: exiting before shutdown completed');
       process.exit(EXIT_FORCED);
@@ -149,6 +184,7 @@ function closeOnSignals(region: RunningRegion, logger: Logger): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  return onSignal;
 }
 
 async function dev(regionsDir: string): Promise<void> {
@@ -172,11 +208,22 @@ function isMain(): boolean {
   return entry !== undefined && existsSync(entry) && realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
 }
 
+/**
+ * The user's mistakes (bad options, a folder in use, a bad config) are one
+ * line and exit 2; anything else is one line and exit 1, with the stack only
+ * when MERIDIAN_DEBUG is set.
+ */
+function exitOnError(err: unknown): never {
+  const mistake = err instanceof UsageError || err instanceof LockHeldError || err instanceof ConfigError;
+  const detail = !mistake && process.env['MERIDIAN_DEBUG'] && err instanceof Error ? (err.stack ?? err.message) : messageOf(err);
+  process.stderr.write(`meridian: ${detail}\n`);
+  process.exit(mistake ? EXIT_BAD_CONFIG : 1);
+}
+
 if (isMain()) {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    process.stderr.write(`meridian: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
+    exitOnError(err);
   }
 }

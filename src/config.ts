@@ -55,6 +55,12 @@ export interface StorageConfig {
   readonly logRetentionMs: number;
   /** How often log entries acknowledged by every peer are dropped, in ms; default 5000. */
   readonly gcIntervalMs: number;
+  /**
+   * Group commits run on a writer thread with its own SQLite connection, so
+   * that waiting for the disk never holds the thread serving requests and
+   * links; default true. False commits on the main thread.
+   */
+  readonly writerThread: boolean;
 }
 
 /** Peer links, failure detection and anti-entropy. */
@@ -215,6 +221,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     compactIntervalMs: 1000,
     logRetentionMs: 7 * 24 * 3600 * 1000,
     gcIntervalMs: 5000,
+    writerThread: true,
   },
   replication: {
     heartbeatMs: 1000,
@@ -287,6 +294,7 @@ const StorageSchema = strict({
   compactIntervalMs: Type.Optional(ms()),
   logRetentionMs: Type.Optional(int(1)),
   gcIntervalMs: Type.Optional(ms()),
+  writerThread: Type.Optional(Type.Boolean()),
 });
 const ReplicationSchema = strict({
   heartbeatMs: Type.Optional(ms()),
@@ -363,6 +371,11 @@ const validate = new Ajv({ allErrors: true, strict: true }).compile<ConfigInput>
 
 /** Reads, validates and resolves a region config file. Throws {@link ConfigError}. */
 export function loadConfig(file: string): RegionConfig {
+  return parseConfig(readConfigFile(file), path.dirname(path.resolve(file)), file);
+}
+
+/** Reads and parses a config file as JSON, unvalidated (see `config-env.ts`). Throws {@link ConfigError}. */
+export function readConfigFile(file: string): unknown {
   let json: string;
   try {
     json = readFileSync(file, 'utf8');
@@ -376,7 +389,7 @@ export function loadConfig(file: string): RegionConfig {
   } catch (err) {
     throw new ConfigError(file, [{ path: '', message: `invalid JSON: ${jsonErrorText(err, json)}` }], { cause: err });
   }
-  return parseConfig(raw, path.dirname(path.resolve(file)), file);
+  return raw;
 }
 
 /**

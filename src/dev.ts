@@ -84,8 +84,9 @@ export function startDev(opts: DevOptions): DevCluster {
   }
 
   const members = configs.map(({ file, config }): Member => {
-    const child = spawn(process.execPath, [opts.cliScript, 'start', '--config', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    // stdin is a pipe from the supervisor: should it die, even by SIGKILL, the region sees it close and stops.
+    const child = spawn(process.execPath, [opts.cliScript, 'start', '--config', file, '--stop-with-parent'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group, so a terminal's Ctrl-C reaches only the supervisor,
       // which then sends exactly one SIGTERM (a second signal makes a region exit at once).
       detached: true,

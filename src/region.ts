@@ -4,14 +4,16 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { RegionConfig } from './config.js';
+import type { RegionConfig, TlsConfig } from './config.js';
 import type { RegionId } from './ids.js';
 import { openStore } from './storage/sqlite.js';
+import { lockDir } from './lockfile.js';
 import { createDocuments } from './docs/documents.js';
 import { createMetrics } from './metrics.js';
 import { buildApp } from './api/app.js';
-import { Replicator } from './replication/replicator.js';
-import { acceptLinks, dialLink } from './replication/transport.js';
+import { Replicator, type ReplicationOptions } from './replication/replicator.js';
+import { acceptLinks, dialLink, type LinkOptions, type TlsMaterial } from './replication/transport.js';
+import type { ApiConfig } from './api/app.js';
 
 export interface RunningRegion {
   /** Base URL the region serves on. */
@@ -23,9 +25,17 @@ export interface RunningRegion {
 export async function startRegion(config: RegionConfig, opts: { logger: Logger }): Promise<RunningRegion> {
   const logger = opts.logger;
   const region = config.region as RegionId;
-  const store = openStore({
-    dataDir: config.dataDir, region, synchronous: config.storage.synchronous, logger,
-  });
+  // Before anything opens the database: a second process on it is refused.
+  const lock = lockDir(config.dataDir, `region ${region}`);
+  let store: ReturnType<typeof openStore>;
+  try {
+    store = openStore({
+      dataDir: config.dataDir, region, synchronous: config.storage.synchronous, writerThread: config.storage.writerThread, logger,
+    });
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   // Local writes wait for the first word from a peer: a data directory
   // restored from a backup must learn that before it writes under its old
   // writer id, and an empty one (new, or wiped) rebuilds from its peers first.
@@ -62,16 +72,16 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
       quarantineCounted.set(peer, count);
     }
   });
+  // Read once: the HTTP server and every dial share the same material.
+  const tls = loadTls(config.tls);
+  const linkConfig = linkOptions(config, tls);
   const replicator = new Replicator({
-    config, documents, store, logger, metrics,
-    dial: (peer) => dialLink(peer, { config, logger }),
+    config: replicationOptions(config), documents, store, logger, metrics,
+    dial: (peer) => dialLink(peer, { link: linkConfig, logger }),
   });
-  const https = config.tls
-    ? { key: readFileSync(config.tls.key), cert: readFileSync(config.tls.cert), ...(config.tls.ca ? { ca: readFileSync(config.tls.ca) } : {}) }
-    : undefined;
-  const app = buildApp({ config, documents, replication: replicator, metrics, logger, ...(https ? { https } : {}) });
+  const app = buildApp({ config: apiConfig(config), documents, replication: replicator, metrics, logger, ...(tls ? { https: tls } : {}) });
   await acceptLinks(app, {
-    config, logger, metrics,
+    link: linkConfig, logger, metrics,
     onLink: (peer, link) => replicator.attach(peer, link),
     onRefused: (claimed, reason) => replicator.refused(claimed, reason),
   });
@@ -80,7 +90,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {
     await documents.close();
-    store.close();
+    await store.close();
+    lock.release();
     throw err;
   }
   replicator.start();
@@ -107,8 +118,35 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
         await replicator.close();
         await app.close();
         await documents.close();
-        store.close();
+        await store.close();
+        lock.release();
         logger.info('region stopped');
       })()),
   };
+}
+
+// Each part gets a copy of only the fields it uses, so that the secret and the
+// API tokens are not even reachable from parts that have no use for them.
+
+/** Reads the certificate, key and CA files named in the configuration; null without TLS. */
+export function loadTls(tls: TlsConfig | null): TlsMaterial | null {
+  if (!tls) return null;
+  return { key: readFileSync(tls.key), cert: readFileSync(tls.cert), ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}) };
+}
+
+/** Replication's slice: identity, peers, timings and log retention; no secret, no tokens. */
+export function replicationOptions(c: RegionConfig): ReplicationOptions {
+  const { gcIntervalMs, logRetentionMs } = c.storage;
+  return { region: c.region, peers: c.peers, replication: c.replication, storage: { gcIntervalMs, logRetentionMs } };
+}
+
+/** The links' slice: identity, the cluster secret, link bounds and TLS material; no tokens. */
+export function linkOptions(c: RegionConfig, tls: TlsMaterial | null): LinkOptions {
+  const { maxFrameBytes, heartbeatMs } = c.replication;
+  return { region: c.region, cluster: c.cluster, secret: c.secret, peers: c.peers.map((p) => p.region), maxFrameBytes, heartbeatMs, tls };
+}
+
+/** The API's slice: identity, limits and tokens; no secret. */
+export function apiConfig(c: RegionConfig): ApiConfig {
+  return { region: c.region, limits: c.limits, auth: c.auth };
 }

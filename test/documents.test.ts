@@ -44,7 +44,7 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
 
 async function closeNode(h: { docs: Documents; store: Store }) {
   await h.docs.close();
-  h.store.close();
+  await h.store.close();
   open.splice(open.indexOf(h), 1);
 }
 

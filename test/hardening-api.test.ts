@@ -19,7 +19,7 @@ import { encodeVersion } from '../src/docs/token.js';
 import { docKey, type WriterId } from '../src/ids.js';
 import { createLogLimiter } from '../src/log-limiter.js';
 import { createMetrics } from '../src/metrics.js';
-import { startRegion, type RunningRegion } from '../src/region.js';
+import { linkOptions, startRegion, type RunningRegion } from '../src/region.js';
 import { REPLICATE_PATH } from '../src/replication/handshake.js';
 import { acceptLinks } from '../src/replication/transport.js';
 import { downPeer, startApiNode, type ApiNode } from './helpers/api-node.js';
@@ -439,7 +439,7 @@ describe('log flooding (item 11)', () => {
     const metrics = createMetrics('eu-west');
     const app = Fastify();
     try {
-      await acceptLinks(app, { config, logger: captureLogger(lines), onLink: () => undefined, onRefused: () => undefined, metrics });
+      await acceptLinks(app, { link: linkOptions(config, null), logger: captureLogger(lines), onLink: () => undefined, onRefused: () => undefined, metrics });
       await app.listen({ host: '127.0.0.1', port: 0 });
       const address = app.server.address();
       const port = typeof address === 'object' && address !== null ? address.port : 0;

@@ -6,14 +6,14 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
-import { openStore, SCHEMA_VERSION, StoreOpenError } from '../src/storage/sqlite.js';
-import type { NewLogEntry, Store, SyncMode } from '../src/storage/types.js';
+import { openStore, SCHEMA_VERSION, StoreOpenError, type InlineStore } from '../src/storage/sqlite.js';
+import type { NewLogEntry, SyncMode } from '../src/storage/types.js';
 
 const REGION = 'us-east' as RegionId;
 const OTHER = 'eu-west~0123456789ab' as WriterId;
 
 let dir: string;
-let open: Store[];
+let open: InlineStore[];
 let logLines: string[];
 
 beforeEach(() => {
@@ -27,14 +27,14 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function openAt(dataDir = join(dir, 'data'), region = REGION, synchronous: SyncMode = 'full'): Store {
+function openAt(dataDir = join(dir, 'data'), region = REGION, synchronous: SyncMode = 'full'): InlineStore {
   const logger = pino({ level: 'warn' }, { write: (line: string) => logLines.push(line) });
   const store = openStore({ dataDir, region, synchronous, logger });
   open.push(store);
   return store;
 }
 
-function closeStore(store: Store): void {
+function closeStore(store: InlineStore): void {
   store.close();
   open = open.filter((s) => s !== store);
 }

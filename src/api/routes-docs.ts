@@ -69,6 +69,8 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
 
   app.get<{ Params: DocParams }>(DOC, { schema: { params: DocParams } }, async (request, reply) => {
     const doc = docOf(request.params);
+    // A write to it may still be on its way to the disk: never read what is not durable.
+    await documents.settled(doc);
     const result = documents.read(doc);
     if (result.value === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
     void reply.header(VERSION_HEADER, encodeVersion(result.version));

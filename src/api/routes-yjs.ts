@@ -50,6 +50,7 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
     async (request, reply) => {
       const doc = docOf(request.params);
       const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
+      await documents.settled(doc);
       const update = documents.readYjs(doc, sv);
       if (update === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
       // Read in the same turn as the update, so the version describes it.

@@ -55,15 +55,19 @@ export class DocCache {
     live.ydoc.destroy();
   }
 
-  /** Runs `fn` with eviction suspended, then trims back to capacity. */
-  hold<T>(fn: () => T): T {
+  /**
+   * Suspends eviction until the returned function is called (once), then
+   * trims back to capacity: for as long as a group commit is staged or in flight.
+   */
+  hold(): () => void {
     this.held++;
-    try {
-      return fn();
-    } finally {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       this.held--;
       this.trim();
-    }
+    };
   }
 
   clear(): void {

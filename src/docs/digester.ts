@@ -30,6 +30,8 @@ export interface DigesterOptions {
   live(doc: DocKey): LiveDoc | undefined;
   /** Loads a doc from disk without caching it. */
   load(doc: DocKey): LiveDoc | null;
+  /** Whether a commit that changed `doc` is still on its way to the disk (its digest waits). */
+  busy(doc: DocKey): boolean;
 }
 
 export class Digester {
@@ -118,11 +120,13 @@ export class Digester {
     this.sliceScheduled = false;
     if (this.stopped) return;
     const started = performance.now();
+    const before = this.stale.size;
     for (const doc of this.stale.keys()) {
       this.compute(doc);
       if (performance.now() - started > SLICE_MS) break;
     }
-    if (this.stale.size > 0) this.schedule();
+    // Only documents still on their way to the disk left: their commit schedules the next slice.
+    if (this.stale.size > 0 && this.stale.size < before) this.schedule();
     if (this.computed.size > 0 && !this.storeTimer) {
       this.storeTimer = setTimeout(() => this.storeAlone(), STORE_ALONE_MS);
       this.storeTimer.unref();
@@ -131,7 +135,7 @@ export class Digester {
 
   private compute(doc: DocKey): void {
     const indexed = this.stale.get(doc);
-    if (indexed === undefined) return;
+    if (indexed === undefined || this.o.busy(doc)) return;
     this.stale.delete(doc);
     const cached = this.o.live(doc);
     const live = cached ?? this.o.load(doc);

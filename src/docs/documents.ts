@@ -92,6 +92,8 @@ class DocumentsImpl implements Documents {
   private readonly pending = new Set<DocKey>();
   private readonly listeners = new Set<(entries: CommittedEntry[]) => void>();
   private readonly queue: JobQueue;
+  /** The group commit on the writer thread, and the documents it changed. */
+  private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
   private flushScheduled = false;
   private closed = false;
   private writesAccepted: boolean;
@@ -127,6 +129,7 @@ class DocumentsImpl implements Documents {
       store: this.store, index: this.index, logger: this.log,
       live: (doc) => this.cache.peek(doc),
       load: (doc) => this.loadDoc(doc),
+      busy: (doc) => this.settled(doc) !== null,
     });
     this.indexDigests();
     this.digester.resumeStale();
@@ -213,6 +216,10 @@ class DocumentsImpl implements Documents {
   }
 
   // ---- reads --------------------------------------------------------------
+
+  settled(doc: DocKey): Promise<void> | null {
+    return this.inFlight?.docs.has(doc) === true ? this.inFlight.done : null;
+  }
 
   read(doc: DocKey): ReadResult {
     const live = this.live(doc);
@@ -339,22 +346,36 @@ class DocumentsImpl implements Documents {
     });
   }
 
+  /**
+   * One group commit at a time: the next batch is staged only once this one
+   * is durable, so no batch is ever built on changes that may yet fail.
+   */
   private flush(): void {
     const jobs = this.queue.next();
+    const release = this.cache.hold();
+    let inFlight: Promise<void> | null = null;
     try {
-      this.cache.hold(() => this.commitJobs(jobs));
+      inFlight = this.commitJobs(jobs);
     } finally {
-      this.flushScheduled = false;
-      if (this.queue.size > 0) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      } else {
-        this.markIdle();
-      }
+      if (inFlight === null) this.flushed(release);
+    }
+    if (inFlight !== null) void inFlight.finally(() => this.flushed(release));
+  }
+
+  private flushed(release: () => void): void {
+    release();
+    this.inFlight = null;
+    this.flushScheduled = false;
+    if (this.queue.size > 0) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    } else {
+      this.markIdle();
     }
   }
 
-  private commitJobs(jobs: Job[]): void {
+  /** Stages and commits; a promise while the commit is on the writer thread, null once done in place. */
+  private commitJobs(jobs: Job[]): Promise<void> | null {
     const batch = emptyBatch(this.vv);
     const failed: Job[] = [];
     for (const job of jobs) {
@@ -365,24 +386,41 @@ class DocumentsImpl implements Documents {
         failed.push(job);
       }
     }
-    let lsns: number[];
     const digests = this.digester.takeComputed();
-    try {
-      summarizeBatch(batch);
-      lsns = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests });
-      // Kept before their seqs count as held: a crash in between resends them.
-      keepQuarantined(this.store, this.log, batch);
-      const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
-      if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
-    } catch (err) {
+    const fail = (err: unknown): void => {
       this.digester.giveBack(digests);
       this.log.error({ err }, 'commit failed; the writes of this batch are not acknowledged');
       for (const doc of batch.touched.keys()) this.cache.evict(doc);
       const fault = new MeridianError('internal', 'the region could not store the write; retry', undefined, { cause: err });
       for (const job of jobs) if (!failed.includes(job)) job.reject(fault);
-      return;
+    };
+    const finish = (lsns: number[]): void => {
+      try {
+        // Kept before their seqs count as held: a crash in between resends them.
+        keepQuarantined(this.store, this.log, batch);
+        const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
+        if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
+      } catch (err) {
+        return fail(err);
+      }
+      this.afterCommit(batch, lsns);
+    };
+    let committed: number[] | Promise<number[]>;
+    try {
+      summarizeBatch(batch);
+      committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests });
+    } catch (err) {
+      fail(err);
+      return null;
     }
-    this.afterCommit(batch, lsns);
+    if (Array.isArray(committed)) {
+      finish(committed);
+      return null;
+    }
+    // Readers of these documents wait for the commit: nothing undurable is ever read or sent.
+    const done = committed.then(finish, fail);
+    this.inFlight = { docs: new Set(batch.touched.keys()), done };
+    return done;
   }
 
   private afterCommit(batch: Batch, lsns: number[]): void {

@@ -78,6 +78,12 @@ export interface Documents {
   /** Applies a client's binary Yjs update after validating it. */
   applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck>;
 
+  /**
+   * While a group commit that changed `doc` is being made durable (on the
+   * writer thread), a promise that settles once it is; null otherwise. Read
+   * the document only after it: its in-memory state is ahead of the disk.
+   */
+  settled(doc: DocKey): Promise<void> | null;
   read(doc: DocKey): ReadResult;
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;

@@ -103,10 +103,16 @@ export class LocalCluster {
       }
     }
     for (const spec of this.o.regions) this.writeConfig(spec);
-    await Promise.all([...this.regions.keys()].map((name) => this.startRegion(name)));
-    // Fresh regions hold writes until they have heard from a peer; the
-    // cluster is ready once every region takes writes.
-    await Promise.all([...this.regions.keys()].map((name) => this.waitReady(name)));
+    try {
+      await Promise.all([...this.regions.keys()].map((name) => this.startRegion(name)));
+      // Fresh regions hold writes until they have heard from a peer; the
+      // cluster is ready once every region takes writes.
+      await Promise.all([...this.regions.keys()].map((name) => this.waitReady(name)));
+    } catch (err) {
+      // One region failed (its port taken, say): the others must not live on, orphaned.
+      await this.stop(true);
+      throw err;
+    }
   }
 
   /** Waits until the region's `/readyz` answers 200 (it takes writes). */
@@ -131,8 +137,9 @@ export class LocalCluster {
     mkdirSync(dirname(r.logPath), { recursive: true });
     let log = this.logs.get(name);
     if (!log) this.logs.set(name, (log = createWriteStream(r.logPath, { flags: 'a' })));
-    const proc = spawn(process.execPath, [CLI, 'start', '--config', r.configPath], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    // stdin is a pipe from this process: when it dies, even by SIGKILL, the region sees it close and stops.
+    const proc = spawn(process.execPath, [CLI, 'start', '--config', r.configPath, '--stop-with-parent'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
       env: this.o.env ?? process.env,
     });
     proc.stdout?.pipe(log, { end: false });

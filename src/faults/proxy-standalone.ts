@@ -7,6 +7,7 @@
 import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { formatFault, parseFault, startFaultProxy } from './proxy.js';
+import { asUsage, UsageError } from '../usage-error.js';
 
 export interface StandaloneProxyOptions {
   listen: string;
@@ -19,17 +20,19 @@ export interface StandaloneProxyOptions {
 export function parseAddress(text: string, what: string): { host: string; port: number } {
   const m = /^(?:(.+):)?(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`${what} must be host:port or port, not '${text}'`);
+  if (!m || port > 65535) throw new UsageError(`${what} must be host:port or port, not '${text}'`);
   return { host: m[1] ?? '127.0.0.1', port };
 }
 
 export async function runStandaloneProxy(o: StandaloneProxyOptions): Promise<void> {
   const listen = parseAddress(o.listen, '--listen');
   const upstream = parseAddress(o.upstream, '--upstream');
+  // Every option is checked before the proxy listens: a refused command leaves nothing open.
+  const fault = o.fault === undefined ? null : asUsage('--fault', () => parseFault(o.fault ?? ''));
   const proxy = await startFaultProxy({
     listenHost: listen.host, listenPort: listen.port, upstreamHost: upstream.host, upstreamPort: upstream.port,
   });
-  if (o.fault) proxy.setFault(parseFault(o.fault));
+  if (fault) proxy.setFault(fault);
   const control = createServer((req, res) => {
     const reply = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
@@ -51,7 +54,12 @@ export async function runStandaloneProxy(o: StandaloneProxyOptions): Promise<voi
     });
   });
   control.listen(o.controlPort, '127.0.0.1');
-  await once(control, 'listening');
+  try {
+    await once(control, 'listening');
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
   const address = control.address();
   const controlPort = typeof address === 'object' && address ? address.port : o.controlPort;
   const { host, port } = proxy.address();

@@ -14,25 +14,36 @@ export type SimCommand =
   | { kind: 'status' }
   | { kind: 'help' };
 
-export const SIM_HELP = `commands:
-  partition REGION            isolate a region from every peer (it keeps serving its clients)
-  cut A B                     cut the link between two regions (connections reset)
-  blackhole [A [B]]           swallow every byte on the links of A (or A-B, or all)
-  stall [A [B]]               stop reading on those links (the senders' buffers fill)
-  latency 80ms [±20ms] [A [B]]  delay every chunk on those links
-  slicer N [A [B]]            deliver in pieces of at most N bytes
-  bandwidth 64kb/s [A [B]]    limit throughput on those links
-  kill REGION                 SIGKILL the region's process
-  restart REGION              SIGKILL and start again
-  stop REGION / start REGION  SIGTERM (clean shutdown) / start
-  pause REGION / resume REGION  SIGSTOP / SIGCONT
-  wipe REGION                 kill, delete its data directory, start empty (it rebuilds from its peers)
-  heal                        remove every link fault
-  status                      links, lag, pending updates and digests of every region
-  help                        this text`;
+/** Syntax and meaning of the link faults; the help text and the usage errors both come from here. */
+const LINK_FAULTS: Readonly<Record<string, { syntax: string; text: string }>> = {
+  blackhole: { syntax: 'blackhole [DIR] [A [B]]', text: 'swallow every byte on the links of A (or A-B, or all)' },
+  stall: { syntax: 'stall [DIR] [A [B]]', text: 'stop reading on those links (the senders\' buffers fill)' },
+  latency: { syntax: 'latency 80ms [±20ms] [DIR] [A [B]]', text: 'delay every chunk on those links' },
+  slicer: { syntax: 'slicer BYTES [DELAY] [DIR] [A [B]]', text: 'deliver in pieces of at most BYTES bytes, DELAY (e.g. 5ms) apart' },
+  bandwidth: { syntax: 'bandwidth 64kb/s [DIR] [A [B]]', text: 'limit throughput on those links' },
+};
+
+const HELP_ROWS: readonly (readonly [string, string])[] = [
+  ['partition REGION', 'isolate a region from every peer (it keeps serving its clients)'],
+  ['cut A B', 'cut the link between two regions (connections reset)'],
+  ...Object.values(LINK_FAULTS).map((f) => [f.syntax, f.text] as const),
+  ['kill REGION', 'SIGKILL the region\'s process'],
+  ['restart REGION', 'SIGKILL and start again'],
+  ['stop REGION / start REGION', 'SIGTERM (clean shutdown) / start'],
+  ['pause REGION / resume REGION', 'SIGSTOP / SIGCONT'],
+  ['wipe REGION', 'kill, delete its data directory, start empty (it rebuilds from its peers)'],
+  ['heal', 'remove every link fault'],
+  ['status', 'links, lag, pending updates and digests of every region'],
+  ['help', 'this text'],
+];
+
+export const SIM_HELP = [
+  'commands:',
+  ...HELP_ROWS.map(([syntax, text]) => `  ${syntax.padEnd(36)}${text}`),
+  '  DIR is upstream, downstream or both (default); A and B are region names.',
+].join('\n');
 
 const PROCESS_ACTIONS = new Set(['kill', 'restart', 'pause', 'resume', 'wipe', 'start', 'stop']);
-const LINK_FAULTS = new Set(['blackhole', 'stall', 'latency', 'slicer', 'bandwidth']);
 
 /** Parses one command line; throws an Error with a usage hint when it is not one. */
 export function parseSimCommand(line: string, regions: readonly string[]): SimCommand {
@@ -48,19 +59,37 @@ export function parseSimCommand(line: string, regions: readonly string[]): SimCo
   if (verb === 'status') return { kind: 'status' };
   if (verb === 'heal') return { kind: 'heal' };
   if (verb === 'partition' || verb === 'isolate') return { kind: 'partition', region: region(rest[0]) };
-  if (verb === 'cut') return { kind: 'fault', fault: { kind: 'down' }, a: region(rest[0]), b: region(rest[1]) };
+  if (verb === 'cut') return cutCommand(rest, region);
   if (PROCESS_ACTIONS.has(verb)) {
     return { kind: 'process', action: verb as Extract<SimCommand, { kind: 'process' }>['action'], region: region(rest[0]) };
   }
-  if (LINK_FAULTS.has(verb)) {
+  const linkFault = LINK_FAULTS[verb];
+  if (linkFault) {
     // Trailing region names select the links; everything before them describes the fault.
     const names: string[] = [];
     while (rest.length > 0 && regions.includes(rest[rest.length - 1]!)) names.unshift(rest.pop()!);
-    if (names.length > 2) throw new Error(`'${verb}' takes at most two regions`);
-    const fault = parseFault([verb, ...rest].join(' '));
+    if (names.length > 2 || (names.length === 2 && names[0] === names[1])) throw new Error(`usage: ${linkFault.syntax}: at most two different regions`);
+    const fault = faultOrUsage([verb, ...rest].join(' '), linkFault.syntax);
     return { kind: 'fault', fault, ...(names[0] ? { a: names[0] } : {}), ...(names[1] ? { b: names[1] } : {}) };
   }
   throw new Error(`unknown command '${verb}'; type 'help'`);
+}
+
+/** `cut A B`: one link needs its two ends. */
+function cutCommand(rest: string[], region: (name: string | undefined) => string): SimCommand {
+  if (rest.length !== 2 || rest[0] === rest[1]) {
+    throw new Error(`'cut' needs two different regions: cut A B (to cut one region off from every peer: partition ${rest[0] ?? 'REGION'})`);
+  }
+  return { kind: 'fault', fault: { kind: 'down' }, a: region(rest[0]), b: region(rest[1]) };
+}
+
+/** The fault, or an error that gives the simulator's syntax (with its region arguments). */
+function faultOrUsage(text: string, syntax: string): Fault {
+  try {
+    return parseFault(text);
+  } catch (err) {
+    throw new Error(`usage: ${syntax}; got '${text}' (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+  }
 }
 
 /** Runs a parsed command; returns what to print. */
@@ -136,23 +165,25 @@ export async function clusterStatus(cluster: LocalCluster): Promise<{ rows: Regi
 }
 
 export function formatStatus(status: { rows: RegionStatusRow[]; converged: boolean }): string {
-  const lines: string[] = [];
-  lines.push(pad(['region', 'process', 'peer', 'link', 'route', 'out pending', 'out lag ms', 'in pending', 'digest']));
+  const table: string[][] = [['region', 'process', 'peer', 'link', 'route', 'out pending', 'out lag ms', 'in pending', 'digest']];
   for (const r of status.rows) {
     const digest = r.digest ? r.digest.slice(0, 12) : '-';
-    if (r.peers.length === 0) lines.push(pad([r.region, r.reachable ? r.process : `${r.process} (unreachable)`, '-', '-', '-', '-', '-', '-', digest]));
+    // A paused or stopped region answers nothing: its peer columns say so instead of shifting.
+    if (r.peers.length === 0) table.push([r.region, r.process, '-', r.reachable ? '-' : 'no answer', '-', '-', '-', '-', digest]);
     r.peers.forEach((p, i) => {
-      lines.push(pad([
+      table.push([
         i === 0 ? r.region : '', i === 0 ? r.process : '', p.region, p.state, p.route,
         String(p.outboundPending), String(Math.round(p.outboundLagMs)), String(p.inboundPending), i === 0 ? digest : '',
-      ]));
+      ]);
     });
   }
+  const lines = alignColumns(table);
   lines.push(status.converged ? 'digests agree: yes (converged)' : 'digests agree: no');
   return lines.join('\n');
 }
 
-const WIDTHS = [10, 9, 10, 8, 14, 12, 11, 11, 12];
-function pad(cells: string[]): string {
-  return cells.map((c, i) => c.padEnd(WIDTHS[i] ?? 10)).join(' ').trimEnd();
+/** Pads every cell to its column's widest, so no value can push the next column out of line. */
+function alignColumns(table: string[][]): string[] {
+  const widths = table[0]!.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length)));
+  return table.map((row) => row.map((cell, col) => cell.padEnd(widths[col] ?? 0)).join('  ').trimEnd());
 }

@@ -10,39 +10,50 @@ import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { LocalCluster, type RegionSpec } from './cluster.js';
 import { clusterStatus, parseSimCommand, runSimCommand, SIM_HELP } from './sim-commands.js';
+import { lockDir, type DirLock } from '../lockfile.js';
+import { asUsage, UsageError } from '../usage-error.js';
 
 export interface SimOptions {
   /** Folder of region configs whose names and ports the simulated regions take. */
   regions: string;
-  /** Folder for the simulation's data, configs and logs. */
+  /** Folder for the simulation's data, configs and logs; locked while the simulation runs. */
   dataDir: string;
   /** Port of the HTTP control endpoint (0: any free port). */
   controlPort: number;
+  /** When set, region i (from 1, in config order) listens on `portBase + i` instead of its config's port. */
+  portBase?: number;
   /** Read commands from stdin (off when stdin is not a terminal and --no-prompt is given). */
   prompt: boolean;
 }
 
-/** Names and client ports of the region configs in a folder. */
+/** Names and client ports of the region configs in a folder; a {@link UsageError} when they cannot be read. */
 export function readRegionSpecs(dir: string): RegionSpec[] {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.json'))
-    .sort()
-    .map((f) => {
-      const raw = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { region?: unknown; listen?: { port?: unknown } };
-      if (typeof raw.region !== 'string') throw new Error(`${f}: no region name`);
-      const port = typeof raw.listen?.port === 'number' ? raw.listen.port : undefined;
-      return { region: raw.region, ...(port ? { port } : {}) };
-    });
+  const files = asUsage(`--regions ${dir}`, () => readdirSync(dir).filter((f) => f.endsWith('.json')).sort());
+  if (files.length === 0) throw new UsageError(`--regions ${dir}: no region configs (*.json) in this folder`);
+  const specs = files.map((f) => asUsage(join(dir, f), () => regionSpec(join(dir, f))));
+  if (specs.length < 2) throw new UsageError(`--regions ${dir}: a simulation needs at least two regions, found ${specs.length}`);
+  return specs;
 }
 
-export async function runSim(options: SimOptions): Promise<void> {
-  const specs = readRegionSpecs(options.regions);
-  const cluster = new LocalCluster({ regions: specs, baseDir: resolve(options.dataDir) });
-  const names = specs.map((s) => s.region);
-  process.stdout.write(`starting ${names.length} regions with a fault proxy on every link...\n`);
-  await cluster.start();
-  for (const r of cluster.regions.values()) process.stdout.write(`  ${r.name.padEnd(10)} ${r.url}   (log: ${r.logPath})\n`);
+function regionSpec(file: string): RegionSpec {
+  const raw = JSON.parse(readFileSync(file, 'utf8')) as { region?: unknown; listen?: { port?: unknown } } | null;
+  if (typeof raw?.region !== 'string') throw new Error('no region name');
+  const port = typeof raw.listen?.port === 'number' ? raw.listen.port : undefined;
+  return { region: raw.region, ...(port ? { port } : {}) };
+}
 
+/**
+ * Runs the simulator until Ctrl-C. Options are checked and the data folder
+ * locked before anything starts; should a region or the control endpoint
+ * fail to start, whatever did start is stopped before the error is thrown.
+ */
+export async function runSim(options: SimOptions): Promise<void> {
+  const base = options.portBase;
+  const specs = readRegionSpecs(options.regions).map((s, i) => (base === undefined ? s : { ...s, port: base + i + 1 }));
+  const names = specs.map((s) => s.region);
+  const baseDir = resolve(options.dataDir);
+  const lock = lockDir(baseDir, 'meridian sim');
+  const cluster = new LocalCluster({ regions: specs, baseDir });
   const run = async (line: string): Promise<{ ok: boolean; text: string }> => {
     try {
       return { ok: true, text: await runSimCommand(cluster, parseSimCommand(line, names)) };
@@ -50,12 +61,31 @@ export async function runSim(options: SimOptions): Promise<void> {
       return { ok: false, text: err instanceof Error ? err.message : String(err) };
     }
   };
-  const control = await startControl(options.controlPort, run, cluster);
+  let control: Server | null = null;
+  let started = false;
+  try {
+    // Bound first, so a taken control port fails before any region starts; it answers 503 until they have.
+    control = await startControl(options.controlPort, run, cluster, () => started);
+    process.stdout.write(`starting ${names.length} regions with a fault proxy on every link...\n`);
+    await cluster.start();
+    started = true;
+  } catch (err) {
+    control?.close();
+    await cluster.stop(true);
+    lock.release();
+    throw err;
+  }
+  for (const r of cluster.regions.values()) process.stdout.write(`  ${r.name.padEnd(10)} ${r.url}   (log: ${r.logPath})\n`);
   const address = control.address();
   const controlPort = typeof address === 'object' && address ? address.port : options.controlPort;
   process.stdout.write(`control: curl -d 'partition ${names[0]}' http://127.0.0.1:${controlPort}/command\n`);
   process.stdout.write(`type 'help' for commands, Ctrl-C to stop\n`);
+  const stop = stopOnSignals(cluster, control, lock);
+  if (options.prompt) readPrompt(run, stop);
+}
 
+/** Ctrl-C or SIGTERM: stop the regions and proxies, free the folder, exit. */
+function stopOnSignals(cluster: LocalCluster, control: Server, lock: DirLock): () => void {
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -63,12 +93,15 @@ export async function runSim(options: SimOptions): Promise<void> {
     process.stdout.write('\nstopping the simulated regions...\n');
     control.close();
     await cluster.stop();
+    lock.release();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
+  return () => void stop();
+}
 
-  if (!options.prompt) return;
+function readPrompt(run: (line: string) => Promise<{ ok: boolean; text: string }>, onClose: () => void): void {
   const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: 'sim> ' });
   rl.prompt();
   rl.on('line', (line) => {
@@ -79,15 +112,21 @@ export async function runSim(options: SimOptions): Promise<void> {
       rl.prompt();
     });
   });
-  rl.on('close', () => void stop());
+  rl.on('close', onClose);
 }
 
 async function startControl(
   port: number,
   run: (line: string) => Promise<{ ok: boolean; text: string }>,
   cluster: LocalCluster,
+  started: () => boolean,
 ): Promise<Server> {
   const server = createServer((req, res) => {
+    if (!started()) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'unavailable', message: 'the simulated regions are still starting' }));
+      return;
+    }
     if (req.method === 'GET' && req.url === '/status') {
       void clusterStatus(cluster).then((s) => {
         res.writeHead(200, { 'content-type': 'application/json' });

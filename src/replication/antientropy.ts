@@ -69,11 +69,12 @@ interface Round {
 }
 
 /**
- * A frame to send, or a document whose full state is to be sent: read only
- * when its turn comes, so that a round over many documents neither holds
- * them all in memory nor reads them all while handling one inbound frame.
+ * A frame to send, or a document whose full state or state vector is to be
+ * sent: read only when its turn comes, so that a round over many documents
+ * neither holds them all in memory nor reads them all while handling one
+ * inbound frame, and only once durable (see {@link AntiEntropy.durable}).
  */
-type Outgoing = Frame | { type: 'full-state'; round: number; doc: DocKey };
+type Outgoing = Frame | { type: 'full-state'; round: number; doc: DocKey } | { type: 'ask'; round: number; doc: DocKey };
 
 const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
 /**
@@ -175,7 +176,6 @@ export class AntiEntropy {
   async onDocs(frame: AeDocsFrame): Promise<void> {
     const round = this.heard(frame.round);
     if (!round) return;
-    const { documents } = this.port;
     const mine = round.mine.get(frame.bucket) ?? new Map<DocKey, Uint8Array>();
     const theirs = new Map(frame.docs.map((d) => [d.doc, d.digest] as const));
     for (const [doc, digest] of mine) {
@@ -183,7 +183,7 @@ export class AntiEntropy {
       if (!other) {
         round.queue.push({ type: 'full-state', round: frame.round, doc });
       } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
-        round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: documents.stateVector(doc) ?? EMPTY_SV, parts: this.partsOf(doc) });
+        round.queue.push({ type: 'ask', round: frame.round, doc });
       }
     }
     for (const doc of theirs.keys()) {
@@ -207,12 +207,14 @@ export class AntiEntropy {
             turnStarted = performance.now();
             continue;
           }
-          const next = round.queue.shift()!;
-          if (next.type === 'full-state') {
-            const update = this.port.documents.readYjs(next.doc);
-            if (update) await this.port.send({ type: 'doc-state', round: next.round, doc: next.doc, update, sv: null });
+          const queued = round.queue.shift()!;
+          if (queued.type === 'full-state') {
+            await this.durable(queued.doc);
+            const update = this.port.documents.readYjs(queued.doc);
+            if (update) await this.port.send({ type: 'doc-state', round: queued.round, doc: queued.doc, update, sv: null });
             continue;
           }
+          const next = queued.type === 'ask' ? await this.ask(queued.round, queued.doc) : queued;
           if (next.type === 'doc-sv') round.outstanding++;
           await this.port.send(next);
         }
@@ -225,8 +227,24 @@ export class AntiEntropy {
     })();
   }
 
+  /** A doc-sv for a document both sides hold with different digests. */
+  private async ask(round: number, doc: DocKey): Promise<DocSvFrame> {
+    await this.durable(doc);
+    return { type: 'doc-sv', round, doc, sv: this.port.documents.stateVector(doc) ?? EMPTY_SV, parts: this.partsOf(doc) };
+  }
+
+  /**
+   * Waits while a commit that changed `doc` is being made durable: a peer
+   * must never hold state this region could still lose in a crash (it would
+   * reuse those Yjs clocks after the restart).
+   */
+  private async durable(doc: DocKey): Promise<void> {
+    await this.port.documents.settled(doc);
+  }
+
   async onDocSv(frame: DocSvFrame): Promise<void> {
     const { documents } = this.port;
+    await this.durable(frame.doc);
     if (frame.parts && this.conflicts(frame.doc, frame.parts)) {
       const state = documents.readYjs(frame.doc);
       if (state) await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
@@ -250,6 +268,7 @@ export class AntiEntropy {
     if (this.applying.size >= MAX_APPLYING) await applied;
     this.docsRepaired++;
     if (!frame.sv) return;
+    await this.durable(frame.doc);
     const update = documents.readYjs(frame.doc, frame.sv);
     const answer: Frame | null = update ? { type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null } : null;
     const round = this.heard(frame.round);

@@ -6,12 +6,13 @@
  * status and session-guarantee queries of the HTTP API.
  */
 import type { Logger } from 'pino';
-import type { RegionConfig } from '../config.js';
+import type { PeerConfig, ReplicationConfig, StorageConfig } from '../config.js';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import type { Store } from '../storage/types.js';
+import type { DocHead, Store } from '../storage/types.js';
+import { MeridianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
+import type { DocRegionSync, DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
 import { createDetector } from './detector.js';
 import { backoffDelay } from './backoff.js';
 import { CloseCode } from './handshake.js';
@@ -24,8 +25,21 @@ import type { LinkReport } from './protocol.js';
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
 
+/**
+ * What replication needs of the configuration: who this region and its peers
+ * are, the link and timing settings, and when the log may be collected.
+ * Neither the cluster secret (links hold it) nor the API's tokens.
+ */
+export interface ReplicationOptions {
+  readonly region: RegionId;
+  readonly peers: readonly PeerConfig[];
+  readonly replication: ReplicationConfig;
+  readonly storage: Pick<StorageConfig, 'gcIntervalMs' | 'logRetentionMs'>;
+}
+
 export interface ReplicatorOptions {
-  config: RegionConfig;
+  /** This part's slice of the region's configuration. */
+  config: ReplicationOptions;
   documents: Documents;
   store: Store;
   logger: Logger;
@@ -49,7 +63,7 @@ export class Replicator implements ReplicationView {
     this.log = o.logger.child({ module: 'replication' });
     const r = o.config.replication;
     for (const p of o.config.peers) {
-      const region = p.region as RegionId;
+      const region = p.region;
       this.peers.set(region, {
         region, url: p.url,
         detector: createDetector({ heartbeatMs: r.heartbeatMs, suspectAfterMisses: r.suspectAfterMisses, deadAfterMs: r.deadAfterMs }),
@@ -66,7 +80,7 @@ export class Replicator implements ReplicationView {
   }
 
   get region(): RegionId {
-    return this.o.config.region as RegionId;
+    return this.o.config.region;
   }
 
   /** Starts dialing, heartbeats, garbage collection and anti-entropy. */
@@ -188,14 +202,41 @@ export class Replicator implements ReplicationView {
     };
   }
 
+  /**
+   * Which regions hold every update of `doc` that this region knows of: the
+   * document's newest entry per origin in the log, against each peer's
+   * acknowledgements. One index read of the document's entries, plus one
+   * per (peer, origin) that lags.
+   */
   docStatus(doc: DocKey): DocSyncStatus {
-    const latest = this.o.store.latestEntry(doc, this.o.documents.writer);
-    const regions = [...this.peers.values()].map((p) => {
-      const has = latest ? (p.acks.get(latest.origin) ?? 0) >= latest.seq : true;
-      const missing = latest ? Math.max(0, latest.seq - (p.acks.get(latest.origin) ?? 0)) : 0;
-      return { region: p.region, hasLatest: has, missingUpdates: missing };
-    });
-    return { doc, latestLocal: latest, regions: [{ region: this.region, hasLatest: true, missingUpdates: 0 }, ...regions] };
+    const summary = this.o.store.summary(doc);
+    if (summary === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
+    const now = Date.now();
+    const heads = this.o.store.docHeads(doc);
+    const self = { region: this.region, hasLatest: true, missingUpdates: 0, lagMs: 0 };
+    const peers = [...this.peers.values()].map((p) => ({ region: p.region, ...this.docLag(doc, heads, p.acks, now) }));
+    return {
+      doc,
+      deleted: summary.deleted,
+      latestLocal: this.o.store.latestEntry(doc, this.o.documents.writer),
+      latest: heads.map((h) => ({ origin: h.origin, seq: h.seq, ts: h.ts })),
+      regions: [self, ...peers],
+    };
+  }
+
+  /** What of the document's entries in `heads` a peer that acknowledged `acks` lacks. */
+  private docLag(doc: DocKey, heads: DocHead[], acks: VersionVector, now: number): Omit<DocRegionSync, 'region'> {
+    let missingUpdates = 0;
+    let oldest = Infinity;
+    for (const head of heads) {
+      const acked = acks.get(head.origin) ?? 0;
+      if (acked >= head.seq) continue;
+      const beyond = this.o.store.docEntriesBeyond(doc, head.origin, acked);
+      if (beyond === null) continue;
+      missingUpdates += beyond.count;
+      oldest = Math.min(oldest, beyond.ts);
+    }
+    return { hasLatest: missingUpdates === 0, missingUpdates, lagMs: missingUpdates === 0 ? 0 : Math.max(0, now - oldest) };
   }
 
   /**

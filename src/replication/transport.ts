@@ -6,12 +6,10 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { readFileSync } from 'node:fs';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
-import type { RegionConfig } from '../config.js';
 import type { RegionId } from '../ids.js';
 import { createLogLimiter } from '../log-limiter.js';
 import type { Metrics } from '../metrics.js';
@@ -26,8 +24,34 @@ export interface Link extends LinkTransport {
   onClose(fn: (code: number, reason: string) => void): void;
 }
 
+/** TLS material, read from its files once by the composition root and shared with the HTTP server. */
+export interface TlsMaterial {
+  readonly key: Buffer;
+  readonly cert: Buffer;
+  /** CA certificate(s) peers must chain to; absent: the system's CAs. */
+  readonly ca?: Buffer;
+}
+
+/**
+ * What links need of the configuration: who this region is, the cluster
+ * secret that proves it, and the bounds of a link. Never the API's tokens.
+ */
+export interface LinkOptions {
+  readonly region: RegionId;
+  readonly cluster: string;
+  readonly secret: string;
+  /** The regions that may dial in. */
+  readonly peers: readonly RegionId[];
+  /** Largest frame accepted from a peer (`replication.maxFrameBytes`). */
+  readonly maxFrameBytes: number;
+  /** Heartbeat interval (`replication.heartbeatMs`); bounds how long a dial may take. */
+  readonly heartbeatMs: number;
+  /** Presented and trusted when dialling `https://` peers; null for plain http/ws. */
+  readonly tls: TlsMaterial | null;
+}
+
 export interface AcceptOptions {
-  config: RegionConfig;
+  link: LinkOptions;
   logger: Logger;
   onLink: (region: RegionId, link: Link) => void;
   /** A dial was refused; `region` is what the dialer claimed to be, if anything. */
@@ -41,25 +65,25 @@ export const LINK_REFUSED_EVENT = 'replication_link_refused';
 
 /** Registers the replication endpoint on the region's HTTP server. */
 export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promise<void> {
-  const { config } = o;
-  await app.register(websocket, { options: { maxPayload: config.replication.maxFrameBytes, perMessageDeflate: false } });
+  const { link } = o;
+  await app.register(websocket, { options: { maxPayload: link.maxFrameBytes, perMessageDeflate: false } });
   const nonces = createNonceStore();
   // Anyone who reaches the port can be refused as often as they like: one line per source and minute.
   const refusals = createLogLimiter({ logger: o.logger, onSuppressed: (event) => o.metrics?.logSuppressed.inc({ event }) });
-  const peers = new Set(config.peers.map((p) => p.region as RegionId));
+  const peers: ReadonlySet<RegionId> = new Set(link.peers);
   const proofs = new WeakMap<IncomingMessage, { proof: string; region: RegionId }>();
   app.websocketServer.on('headers', (headers: string[], req: IncomingMessage) => {
     const accepted = proofs.get(req);
     if (accepted) headers.push(`${HEADER.proof}: ${accepted.proof}`);
   });
 
-  app.get(CHALLENGE_PATH, async () => ({ nonce: nonces.issue(), region: config.region }));
+  app.get(CHALLENGE_PATH, async () => ({ nonce: nonces.issue(), region: link.region }));
 
   app.get(REPLICATE_PATH, {
     websocket: true,
     preValidation: async (req, reply) => {
       const verdict = verifyDial(req.headers, {
-        secret: config.secret, cluster: config.cluster, self: config.region as RegionId, peers, nonces,
+        secret: link.secret, cluster: link.cluster, self: link.region, peers, nonces,
       });
       if (!verdict.ok) {
         const claimed = typeof req.headers[HEADER.region] === 'string' ? (req.headers[HEADER.region] as string) : null;
@@ -81,17 +105,17 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
 }
 
 export interface DialOptions {
-  config: RegionConfig;
+  link: LinkOptions;
   logger: Logger;
 }
 
 /** Dials a peer: fetches a challenge, upgrades with a proof, checks the peer's proof. */
 export async function dialLink(peer: { region: RegionId; url: string }, o: DialOptions): Promise<Link> {
-  const { config } = o;
+  const { link } = o;
   const base = new URL(peer.url);
-  const tls = tlsOptions(config);
+  const tls = link.tls ?? {};
   // A dial stuck on a black-holed path must not outlast the heal by long.
-  const timeoutMs = Math.min(5000, Math.max(2000, config.replication.heartbeatMs * 3));
+  const timeoutMs = Math.min(5000, Math.max(2000, link.heartbeatMs * 3));
   const body = await getJson(new URL(CHALLENGE_PATH, base), tls, timeoutMs);
   const challenge = parseChallenge(body);
   if (!challenge) throw new Error(`peer ${peer.url} sent no valid challenge`);
@@ -99,12 +123,12 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
     throw new Error(`peer at ${peer.url} is region '${challenge.region}', not '${peer.region}': check the peers in the config`);
   }
   const { headers, transcript } = createDialHeaders({
-    secret: config.secret, cluster: config.cluster, self: config.region as RegionId, peer: peer.region, serverNonce: challenge.nonce,
+    secret: link.secret, cluster: link.cluster, self: link.region, peer: peer.region, serverNonce: challenge.nonce,
   });
   const url = new URL(REPLICATE_PATH, base);
   url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(url, {
-    headers, maxPayload: config.replication.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
+    headers, maxPayload: link.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
   });
   return new Promise<Link>((resolve, reject) => {
     let verified = false;
@@ -163,17 +187,7 @@ function wrapSocket(ws: WebSocket, logger: Logger): Link {
   };
 }
 
-function tlsOptions(config: RegionConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
-  const tls = config.tls;
-  if (!tls) return {};
-  return {
-    ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}),
-    ...(tls.cert ? { cert: readFileSync(tls.cert) } : {}),
-    ...(tls.key ? { key: readFileSync(tls.key) } : {}),
-  };
-}
-
-function getJson(url: URL, tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }, timeoutMs: number): Promise<unknown> {
+function getJson(url: URL, tls: Partial<TlsMaterial>, timeoutMs: number): Promise<unknown> {
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'GET', timeout: timeoutMs, ...tls }, (res) => {

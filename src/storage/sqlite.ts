@@ -1,6 +1,8 @@
 /**
  * The region's durable store: one SQLite database, `<dataDir>/meridian.db`,
- * in WAL mode, behind the synchronous {@link Store} interface.
+ * in WAL mode, behind the {@link Store} interface. Group commits may run on
+ * a writer thread with its own connection (./writer.ts), so that waiting for
+ * the disk never holds the event loop; everything else runs on this one.
  *
  * What `synchronous` guarantees in WAL mode (SQLite's PRAGMA synchronous and
  * WAL documentation):
@@ -28,7 +30,11 @@ import { pino, type Logger } from 'pino';
 import { corruptDatabaseError, isCorruptionError, loadWriterId, quickCheck } from './integrity.js';
 import { migrate } from './migrations.js';
 import { SqliteStore } from './store.js';
-import type { Store, StoreOptions, SyncMode } from './types.js';
+import { CommitWriter, writerThreadFile } from './writer.js';
+import type { CommitBatch, Store, StoreOptions, SyncMode } from './types.js';
+
+/** A store that commits in place (no writer thread): commit and close return at once. */
+export type InlineStore = Omit<Store, 'commit' | 'close'> & { commit(batch: CommitBatch): number[]; close(): void };
 
 export { StoreOpenError, type StoreOpenFailure } from './errors.js';
 export { quickCheck } from './integrity.js';
@@ -58,6 +64,8 @@ function configure(db: Database.Database, path: string, synchronous: SyncMode): 
  * `PRAGMA quick_check`, one written by a newer schema, or one that belongs
  * to another region.
  */
+export function openStore(options: StoreOptions & { writerThread?: false; logger?: Logger }): InlineStore;
+export function openStore(options: StoreOptions & { logger?: Logger }): Store;
 export function openStore(options: StoreOptions & { logger?: Logger }): Store {
   mkdirSync(options.dataDir, { recursive: true });
   const path = join(options.dataDir, DB_FILE);
@@ -70,7 +78,10 @@ export function openStore(options: StoreOptions & { logger?: Logger }): Store {
     const { from, to } = migrate(db, path);
     if (from !== to) logger.info({ path, from, to }, 'database schema migrated');
     const writer = loadWriterId(db, options.region, path);
-    return new SqliteStore(db, path, writer, logger);
+    const file = options.writerThread === true ? writerThreadFile(options.writerThreadFile) : null;
+    const thread = file === null ? null : new CommitWriter(file, { path, synchronous: options.synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS });
+    if (options.writerThread === true && !thread) logger.debug('no compiled writer thread here; committing in place');
+    return new SqliteStore(db, path, writer, logger, thread);
   } catch (err) {
     db.close();
     if (isCorruptionError(err)) throw corruptDatabaseError(path, [(err as Error).message], err);

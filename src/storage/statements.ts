@@ -38,6 +38,14 @@ export interface ProgressRow {
   missing_upto: number;
 }
 
+/** Per origin, the newest of a document's entries in the log and how many the log holds. */
+export interface DocHeadRow {
+  origin: string;
+  seq: number;
+  ts: number;
+  n: number;
+}
+
 /** A log entry that its document's snapshot covers. */
 export interface GcRow {
   lsn: number;
@@ -79,6 +87,15 @@ export function prepareStatements(db: Database.Database) {
     // entries, while an origin can have the whole log.
     latestOfDoc: db.prepare<[string, string], { seq: number | null }>(
       'SELECT max(seq) AS seq FROM log WHERE doc = ? AND +origin = ?',
+    ),
+    // Both read the document's entries through the (doc, lsn) index and never
+    // touch the update blobs: the cost follows that document's entries in
+    // the log (bounded by compaction and GC), not the size of the log.
+    docHeads: db.prepare<[string], DocHeadRow>(
+      'SELECT origin, max(seq) AS seq, max(ts) AS ts, count(*) AS n FROM log WHERE doc = ? GROUP BY origin ORDER BY origin',
+    ),
+    docBeyond: db.prepare<[string, string, number], { n: number; ts: number | null }>(
+      'SELECT count(*) AS n, min(ts) AS ts FROM log WHERE doc = ? AND +origin = ? AND seq > ?',
     ),
     countDocEntriesAfter: db.prepare<[string, number], { n: number }>(
       'SELECT count(*) AS n FROM log WHERE doc = ? AND lsn > ?',

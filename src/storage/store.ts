@@ -10,27 +10,21 @@ import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
+import { checkedDigest, writeBatch, type CommitResult } from './batch.js';
+import type { CommitWriter } from './writer.js';
 import { GarbageCollector } from './gc.js';
 import { runQuickCheck } from './integrity.js';
 import { SqliteQuarantine } from './quarantine.js';
 import { SqliteConflicts } from './conflicts.js';
 import {
-  advanceProgress,
   entriesBeyond,
   raiseProgress,
   readLogFloor,
   readVersionVector,
 } from './progress.js';
 import { prepareStatements, toEntry, toSummary, type LogRow, type Statements } from './statements.js';
-import type { CommitBatch, ConflictStore, DocDigest, DocSummary, LogEntry, QuarantineStore, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
+import type { CommitBatch, ConflictStore, DocDigest, DocHead, DocSummary, LogEntry, QuarantineStore, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
 
-const DIGEST_BYTES = 32;
-
-interface CommitResult {
-  lsns: number[];
-  added: number;
-  bytes: number;
-}
 
 /** The SQLite implementation of {@link Store}; construct it through `openStore`. */
 export class SqliteStore implements Store {
@@ -54,6 +48,8 @@ export class SqliteStore implements Store {
     readonly path: string,
     private currentWriter: WriterId,
     private readonly logger: Logger,
+    /** Commits on the writer thread when set; in place otherwise. */
+    private readonly committer: CommitWriter | null = null,
   ) {
     this.s = prepareStatements(db);
     this.gc = new GarbageCollector(db, this.s);
@@ -62,7 +58,7 @@ export class SqliteStore implements Store {
     const totals = this.s.logTotals.get();
     this.logEntries = totals?.n ?? 0;
     this.logBytes = totals?.bytes ?? 0;
-    this.commitTx = db.transaction((batch: CommitBatch) => this.writeBatch(batch));
+    this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch));
     this.snapshotTx = db.transaction((snapshots: Snapshot[]) => {
       for (const snapshot of snapshots) this.writeSnapshot(snapshot);
     });
@@ -94,43 +90,15 @@ export class SqliteStore implements Store {
    * duplicate is dropped; its document summary is still applied). Entries of
    * a document with no summary row yet get one with an all-zero digest.
    */
-  commit(batch: CommitBatch): number[] {
-    const result = this.commitTx.immediate(batch);
+  commit(batch: CommitBatch): number[] | Promise<number[]> {
+    if (this.committer) return this.committer.commit(batch).then((result) => this.counted(result));
+    return this.counted(this.commitTx.immediate(batch));
+  }
+
+  private counted(result: CommitResult): number[] {
     this.logEntries += result.added;
     this.logBytes += result.bytes;
     return result.lsns;
-  }
-
-  private writeBatch(batch: CommitBatch): CommitResult {
-    const s = this.s;
-    const result: CommitResult = { lsns: [], added: 0, bytes: 0 };
-    const perDoc = new Map<string, number>();
-    const perOrigin = new Map<string, number[]>();
-    for (const entry of batch.entries) {
-      const info = s.insertEntry.run(entry.origin, entry.seq, entry.doc, entry.ts, entry.update, entryChecksum(entry));
-      if (info.changes === 0) {
-        result.lsns.push(-1);
-        continue;
-      }
-      result.lsns.push(Number(info.lastInsertRowid));
-      result.added += 1;
-      result.bytes += entry.update.byteLength;
-      perDoc.set(entry.doc, (perDoc.get(entry.doc) ?? 0) + 1);
-      const seqs = perOrigin.get(entry.origin);
-      if (seqs === undefined) perOrigin.set(entry.origin, [entry.seq]);
-      else seqs.push(entry.seq);
-    }
-    for (const d of batch.digests ?? []) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
-    for (const change of batch.docs) {
-      if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0);
-      else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0);
-    }
-    for (const [doc, count] of perDoc) {
-      s.ensureDoc.run(doc);
-      s.bumpLogCount.run(count, doc);
-    }
-    for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);
-    return result;
   }
 
   /**
@@ -242,6 +210,15 @@ export class SqliteStore implements Store {
     return seq === null ? null : { origin, seq };
   }
 
+  docHeads(doc: DocKey): DocHead[] {
+    return this.s.docHeads.all(doc).map((r) => ({ origin: r.origin as WriterId, seq: r.seq, ts: r.ts, entries: r.n }));
+  }
+
+  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null {
+    const row = this.s.docBeyond.get(doc, origin, afterSeq);
+    return row === undefined || row.n === 0 || row.ts === null ? null : { count: row.n, ts: row.ts };
+  }
+
   hasEntry(origin: WriterId, seq: number): boolean {
     return this.s.hasEntry.get(origin, seq) !== undefined;
   }
@@ -335,8 +312,16 @@ export class SqliteStore implements Store {
     return runQuickCheck(this.s.quickCheck);
   }
 
-  /** Checkpoints the WAL into the database file, truncates it, and closes. Idempotent. */
-  close(): void {
+  /**
+   * Lets the writer thread finish what was posted, then checkpoints the WAL
+   * into the database file, truncates it, and closes. Idempotent.
+   */
+  close(): void | Promise<void> {
+    if (!this.committer) return this.closeConnection();
+    return this.committer.close().then(() => this.closeConnection());
+  }
+
+  private closeConnection(): void {
     if (!this.db.open) return;
     try {
       this.s.checkpoint.get();
@@ -346,10 +331,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function checkedDigest(doc: DocKey, digest: Uint8Array): Uint8Array {
-  if (digest.byteLength !== DIGEST_BYTES) throw new Error(`digest of ${doc} has ${digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
-  return digest;
-}
 
 function fileSize(path: string): number {
   return statSync(path, { throwIfNoEntry: false })?.size ?? 0;

@@ -38,6 +38,16 @@ export interface QuarantineStore {
   list(afterId: number, limit: number): (QuarantinedEntry & { id: number; at: number })[];
 }
 
+/** The newest entry of one document from one origin that the log holds. */
+export interface DocHead {
+  origin: WriterId;
+  seq: number;
+  /** Origin wall-clock ms of that entry. */
+  ts: number;
+  /** Entries of this document from this origin in the log. */
+  entries: number;
+}
+
 /** What a document needs to be rebuilt in memory. */
 export interface StoredDoc {
   /** Compacted state (a Yjs update) or null if never compacted. */
@@ -117,8 +127,13 @@ export interface Store {
   /** States that lost a content conflict, kept. */
   readonly conflicts: ConflictStore;
 
-  /** Appends entries and updates document summaries in one transaction; returns the lsns. */
-  commit(batch: CommitBatch): number[];
+  /**
+   * Appends entries and updates document summaries in one transaction;
+   * returns the lsns once the transaction is durable. An engine that commits
+   * on another thread returns a promise; one that commits in place returns
+   * the lsns at once (no promise on the hot path when none is needed).
+   */
+  commit(batch: CommitBatch): number[] | Promise<number[]>;
   /** Snapshot plus later log entries of a document; null when the store has never seen it. */
   loadDoc(doc: DocKey): StoredDoc | null;
   /** Stores a compacted snapshot; log entries up to uptoLsn are no longer needed to load the doc. */
@@ -134,6 +149,14 @@ export interface Store {
   logFloor(): Map<WriterId, number>;
   /** The highest-seq entry of `origin` for `doc` still in the log, if any. */
   latestEntry(doc: DocKey, origin: WriterId): { origin: WriterId; seq: number } | null;
+  /**
+   * Per origin (in origin order), the newest entry of `doc` still in the log;
+   * empty when the log holds none (never written here, or all compacted and
+   * collected). An index read of that document's entries.
+   */
+  docHeads(doc: DocKey): DocHead[];
+  /** How many entries of `doc` from `origin` with seq > `afterSeq` the log holds, and the oldest one's origin ts. */
+  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null;
   /** Has the store an entry (origin, seq)? */
   hasEntry(origin: WriterId, seq: number): boolean;
   /** Wall-clock time (origin ts) of the oldest entry beyond `vv`, or null if none. */
@@ -170,7 +193,8 @@ export interface Store {
   stats(): StorageStats;
   /** `PRAGMA quick_check`; returns the problems found (empty when healthy). */
   quickCheck(): string[];
-  close(): void;
+  /** Finishes posted commits and closes; a promise when there were commits on another thread to finish. */
+  close(): void | Promise<void>;
 }
 
 /** A document state that lost a conflict (see storage/conflicts.ts). */
@@ -207,4 +231,12 @@ export interface StoreOptions {
   dataDir: string;
   region: RegionId;
   synchronous: SyncMode;
+  /**
+   * Commit on a writer thread with its own connection, so the fsync never
+   * holds the event loop (default false; the region turns it on). Falls
+   * back to committing in place where the compiled thread is not available.
+   */
+  writerThread?: boolean;
+  /** The compiled writer thread script; default the one beside the storage module (tests running sources point at dist/). */
+  writerThreadFile?: string;
 }

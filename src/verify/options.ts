@@ -34,6 +34,8 @@ export interface VerifyOptions {
   convergeTimeoutMs?: number;
   /** Least share of writes a running region must acknowledge during faults; default 0.9. */
   minAvailability?: number;
+  /** Region i (from 1) listens on `portBase + i`; default: free ports. */
+  portBase?: number;
 }
 
 export interface ResolvedOptions {
@@ -48,6 +50,7 @@ export interface ResolvedOptions {
   requestTimeoutMs: number;
   convergeTimeoutMs: number;
   minAvailability: number;
+  portBase: number | null;
 }
 
 const REGION_NAMES = ['us-east', 'eu-west', 'ap-south', 'sa-east', 'af-south', 'ap-north', 'eu-north', 'ca-central'];
@@ -77,6 +80,10 @@ export function resolveOptions(o: VerifyOptions, now = new Date()): ResolvedOpti
   const clients = quick ? 2 : (o.clients ?? 3);
   if (!Number.isInteger(regions) || regions < 2 || regions > 16) throw new Error('--regions must be a whole number from 2 to 16');
   if (!Number.isInteger(clients) || clients < 1 || clients > 64) throw new Error('--clients must be a whole number from 1 to 64');
+  const portBase = o.portBase ?? null;
+  if (portBase !== null && !(Number.isInteger(portBase) && portBase >= 1 && portBase + regions <= 65535)) {
+    throw new Error(`--port-base must leave room for ${regions} ports up to 65535, not ${portBase}`);
+  }
   const faults = quick
     ? QUICK_FAULTS
     : o.faults === undefined
@@ -95,6 +102,7 @@ export function resolveOptions(o: VerifyOptions, now = new Date()): ResolvedOpti
     requestTimeoutMs: o.requestTimeoutMs ?? 2000,
     convergeTimeoutMs: o.convergeTimeoutMs ?? (quick ? 20_000 : 60_000),
     minAvailability: o.minAvailability ?? 0.9,
+    portBase,
   };
 }
 

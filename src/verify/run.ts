@@ -44,7 +44,7 @@ export async function runVerify(options: VerifyOptions = {}): Promise<VerifyResu
   const baseDir = mkdtempSync(join(tmpdir(), 'meridian-verify-'));
   const proxyRandom = new Random(o.seed).fork('proxies');
   const cluster = new LocalCluster({
-    regions: o.regions.map((region) => ({ region })),
+    regions: o.regions.map((region, i) => ({ region, ...(o.portBase === null ? {} : { port: o.portBase + i + 1 }) })),
     baseDir,
     extra: REGION_CONFIG,
     random: () => proxyRandom.next(),
@@ -182,6 +182,7 @@ export interface VerifyCommandOptions {
   report?: string;
   faults?: string;
   quick?: boolean;
+  portBase?: string;
 }
 
 /**
@@ -210,6 +211,7 @@ export async function verifyCommand(opts: VerifyCommandOptions): Promise<void> {
       ...(opts.clients !== undefined ? { clients: wholeNumber(opts.clients, '--clients') } : {}),
       ...(opts.report !== undefined ? { report: opts.report } : {}),
       ...(opts.faults !== undefined ? { faults: opts.faults } : {}),
+      ...(opts.portBase !== undefined ? { portBase: wholeNumber(opts.portBase, '--port-base') } : {}),
       quick: opts.quick === true,
     };
     resolveOptions(options);
@@ -226,7 +228,8 @@ export async function verifyCommand(opts: VerifyCommandOptions): Promise<void> {
   try {
     result = await runVerify(options);
   } catch (err) {
-    process.stderr.write(`meridian verify: the run could not complete: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // One line: a port in use or a region that would not start is not a bug of the verifier.
+    process.stderr.write(`meridian verify: the run could not complete: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 2;
     return;
   } finally {

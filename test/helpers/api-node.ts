@@ -45,8 +45,10 @@ export function standaloneReplicationView(
     }),
     docStatus: (doc: DocKey) => ({
       doc,
+      deleted: false,
       latestLocal: null,
-      regions: [{ region, hasLatest: true, missingUpdates: 0 }],
+      latest: [],
+      regions: [{ region, hasLatest: true, missingUpdates: 0, lagMs: 0 }],
     }),
     async waitForVersion(vv, timeoutMs, signal) {
       const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,60 @@
+/**
+ * Writing one group commit's batch: the statements both the store's own
+ * connection and the writer thread run, inside the caller's transaction.
+ */
+import type { DocKey } from '../ids.js';
+import { entryChecksum } from './checksum.js';
+import { advanceProgress } from './progress.js';
+import type { Statements } from './statements.js';
+import type { CommitBatch } from './types.js';
+
+const DIGEST_BYTES = 32;
+
+/** What a commit did: one lsn per entry (-1 for a duplicate), and what it added to the log. */
+export interface CommitResult {
+  lsns: number[];
+  added: number;
+  bytes: number;
+}
+
+/**
+ * Appends the entries (dropping duplicates of a stored (origin, seq)),
+ * stores digests, then document changes (which may mark those stale
+ * again), bumps per-document log counts and advances the version vector.
+ * Entries of a document with no summary row yet get one with an all-zero digest.
+ */
+export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
+  const result: CommitResult = { lsns: [], added: 0, bytes: 0 };
+  const perDoc = new Map<string, number>();
+  const perOrigin = new Map<string, number[]>();
+  for (const entry of batch.entries) {
+    const info = s.insertEntry.run(entry.origin, entry.seq, entry.doc, entry.ts, entry.update, entryChecksum(entry));
+    if (info.changes === 0) {
+      result.lsns.push(-1);
+      continue;
+    }
+    result.lsns.push(Number(info.lastInsertRowid));
+    result.added += 1;
+    result.bytes += entry.update.byteLength;
+    perDoc.set(entry.doc, (perDoc.get(entry.doc) ?? 0) + 1);
+    const seqs = perOrigin.get(entry.origin);
+    if (seqs === undefined) perOrigin.set(entry.origin, [entry.seq]);
+    else seqs.push(entry.seq);
+  }
+  for (const d of batch.digests ?? []) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+  for (const change of batch.docs) {
+    if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0);
+    else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0);
+  }
+  for (const [doc, count] of perDoc) {
+    s.ensureDoc.run(doc);
+    s.bumpLogCount.run(count, doc);
+  }
+  for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);
+  return result;
+}
+
+export function checkedDigest(doc: DocKey, digest: Uint8Array): Uint8Array {
+  if (digest.byteLength !== DIGEST_BYTES) throw new Error(`digest of ${doc} has ${digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
+  return digest;
+}

@@ -1,0 +1,87 @@
+/**
+ * The main thread's side of the writer thread (./writer-thread.ts): posts
+ * group commits to it and resolves each once the thread has committed it.
+ * Batches are committed in the order they were posted.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { CommitResult } from './batch.js';
+import type { CommitBatch, SyncMode } from './types.js';
+
+export type WriterRequest = { type: 'commit'; id: number; batch: CommitBatch } | { type: 'close' };
+export type WriterReply =
+  | { type: 'committed'; id: number; result: CommitResult }
+  | { type: 'failed'; id: number; message: string }
+  | { type: 'closed' };
+
+interface Waiting {
+  resolve: (result: CommitResult) => void;
+  reject: (err: Error) => void;
+}
+
+/** The compiled worker beside this module; absent when running from TypeScript sources (tests). */
+const WORKER_FILE = fileURLToPath(new URL('./writer-thread.js', import.meta.url));
+
+/** The writer thread's script, if it exists: `file`, or the compiled one beside this module. */
+export function writerThreadFile(file?: string): string | null {
+  const candidate = file ?? WORKER_FILE;
+  return existsSync(candidate) ? candidate : null;
+}
+
+export class CommitWriter {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 1;
+  private closed: Promise<void> | null = null;
+  private failure: Error | null = null;
+
+  constructor(file: string, options: { path: string; synchronous: SyncMode; busyTimeoutMs: number }) {
+    this.worker = new Worker(file, { workerData: options });
+    this.worker.on('message', (reply: WriterReply) => this.onReply(reply));
+    // A writer thread that dies takes every pending commit with it: fail them, and every later one.
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => {
+      if (this.closed === null) this.fail(new Error(`writer thread exited (code ${code})`));
+    });
+  }
+
+  commit(batch: CommitBatch): Promise<CommitResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<CommitResult>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'commit', id, batch } satisfies WriterRequest);
+    });
+  }
+
+  /** Lets posted commits finish, closes the thread's connection, and ends the thread. */
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      if (this.failure) {
+        void this.worker.terminate().then(() => resolve());
+        return;
+      }
+      this.worker.once('exit', () => resolve());
+      this.worker.postMessage({ type: 'close' } satisfies WriterRequest);
+    });
+    return this.closed;
+  }
+
+  private onReply(reply: WriterReply): void {
+    if (reply.type === 'closed') {
+      void this.worker.terminate();
+      return;
+    }
+    const waiting = this.waiting.get(reply.id);
+    this.waiting.delete(reply.id);
+    if (reply.type === 'committed') waiting?.resolve(reply.result);
+    else waiting?.reject(new Error(reply.message));
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const waiting of this.waiting.values()) waiting.reject(err);
+    this.waiting.clear();
+  }
+}

@@ -2,12 +2,15 @@
  * Scenario 3, catching up: (a) one region cut off from both peers while the
  * other two write, then healed: time until its links are back and until all
  * three agree; (b) one region wiped and restarted empty: time until it holds
- * every document again. Floors: the same log entries applied in this
+ * every document again; (c) every region writing at 100/s while one is cut
+ * off and healed: its clients' write latency while it catches up
+ * (catchup-latency.ts). Floors: the same log entries applied in this
  * process through the write path's remote apply, in frames of 256; the same
  * documents' states merged in this process.
  */
 import { readFileSync } from 'node:fs';
 import type { DocKey, RegionId } from '../src/ids.js';
+import { latencyTables, measureCatchUpLatency, type CatchUpLatencyResult } from './catchup-latency.js';
 import { BenchCluster, probeDelta, sleep, type ProbeDelta } from './cluster.js';
 import { REGIONS, type BenchContext } from './context.js';
 import { openFloorDocuments } from './floor.js';
@@ -64,6 +67,7 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
   const rate = ctx.quick ? 200 : 300;
   const rebuildDocs = ctx.quick ? 5000 : 100_000;
   const outageDocs = ctx.quick ? 1000 : 5000;
+  const latency = await runLatency(ctx);
   ctx.log('catch-up: starting three region processes');
   const bench = await BenchCluster.start({
     regions: REGIONS, workDir: ctx.dir('catchup'), profileDir: ctx.profileDir ? `${ctx.profileDir}/catchup` : null,
@@ -89,15 +93,45 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       `${outageDocs} documents each; writes stop at the heal. (b) ${rebuildDocs.toLocaleString('en-US')} documents are ` +
       `written at ap-south, then ${ISOLATED} is killed, its data directory deleted and the process restarted. ` +
       `Floors, in this process: (a) the same number of log entries applied through \`applyRemote\` in frames of ` +
-      `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents) merged into a fresh region through \`applyState\`, 256 at once.`,
-    tables: tables(outage, rebuild, outageFloor, rebuildFloor),
+      `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents) merged into a fresh region through \`applyState\`, 256 at once. ` +
+      `(c) A fresh three-region cluster; every region takes ${latency.rate} PUTs/s of new documents (open loop, HTTP) for the ` +
+      `whole run; after ${latency.steadyS} s of steady state ${ISOLATED} is cut off (every link) for ${latency.cutS} s while ` +
+      'all keep writing, then healed; writes go on until 10 s after convergence.',
+    tables: [...tables(outage, rebuild, outageFloor, rebuildFloor), ...latencyTables(latency, outageFloor.perS)],
     notes: [
       'Times count from the heal. Links come back when the dialing peers\' reconnect backoff next fires; catch-up ms is first link up → equal digests and nothing pending anywhere, and updates/s and MB/s are over that window (an upper bound when it is shorter than the 25 ms polling).',
       'rebuild: the restarted region\'s commits and other transactions show whether it caught up through the log (commits) or by document state (one snapshot transaction per document); links dropped: "peer silent; closing link" in any region\'s log (an event loop blocked past the 5 s dead timeout); state rounds: catch-up-by-state rounds started.',
+      '(c): latency counts from each write\'s scheduled send time; windows are by send time, in seconds from the heal. Steady: writes sent in the steady period before the cut. Catch-up: writes sent from the heal until convergence. Caught up: the cut-off region answered a `/v1/sync` held with `meridian-after` set to everything the other regions had acknowledged at the heal; peers hold its writes: the same the other way; converged: the later of the two. updates/s: missed updates over first link up → caught up (the cut-off region also applies live writes meanwhile); floor: the in-process `applyRemote` floor of (a). Peer polls: `/v1/sync` of each other region every 100 ms, counted from its first report of the link up after the heal to the end; longest silence: the largest `lastSeenMs` they reported for the cut-off region meanwhile (default config: suspect after 3 s, down after 5 s). Lost writes: acknowledged documents that some region does not list after the run. generator late: how late a request left this process against its schedule.',
     ],
-    data: { outage, rebuild, outageFloor, rebuildFloor },
+    data: { outage, rebuild, outageFloor, rebuildFloor, latency },
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** Part (c), on a cluster of its own so that (a) and (b) start from the same state as before. */
+async function runLatency(ctx: BenchContext): Promise<CatchUpLatencyResult> {
+  const cutMs = ctx.quick ? 10_000 : 30_000;
+  ctx.log('catch-up (c): starting three region processes');
+  const bench = await BenchCluster.start({
+    regions: REGIONS, workDir: ctx.dir('catchup-latency'),
+    profileDir: ctx.profileDir ? `${ctx.profileDir}/catchup-latency` : null,
+  });
+  try {
+    await waitLinksUp(bench, 20_000);
+    ctx.log(`catch-up (c): 100 PUTs/s at every region; ${ISOLATED} cut off for ${cutMs / 1000} s, then healed`);
+    const r = await measureCatchUpLatency(bench, {
+      isolated: ISOLATED, rate: 100, steadyMs: ctx.quick ? 5000 : 10_000, cutMs, afterMs: 10_000, timeoutMs: 120_000,
+    });
+    const cut = r.regions.find((g) => g.region === ISOLATED);
+    ctx.log(
+      `catch-up (c): ${r.missed} updates missed; first link up ${r.firstUpMs} ms, converged ${r.convergedMs} ms after the heal ` +
+        `(${r.updatesPerS} updates/s); ${ISOLATED} writes steady p99 ${cut?.steady.p99} ms, during catch-up p99 ` +
+        `${cut?.catchUp.p99} max ${cut?.catchUp.max} ms; lost ${r.lost}`,
+    );
+    return r;
+  } finally {
+    await bench.stop();
+  }
 }
 
 async function runOutage(ctx: BenchContext, bench: BenchCluster, outageMs: number, rate: number, docs: number): Promise<OutageResult> {

@@ -61,3 +61,10 @@ export function round(x: number, digits = 3): number {
 export function ratio(a: number, b: number): number | null {
   return b === 0 ? null : round(a / b, 2);
 }
+
+/** The summary of latencies given in milliseconds. */
+export function latencyOf(values: Iterable<number>): LatencySummary {
+  const l = new Latency();
+  for (const v of values) l.record(v);
+  return l.summary();
+}

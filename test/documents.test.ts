@@ -121,8 +121,8 @@ describe('the write path', () => {
     await local;
     expect(commitsAtAck).toBe(1);
     expect(results.reduce((n, r) => n + r.applied, 0)).toBe(3000);
-    // At most 256 peer entries (or one frame beyond) per commit: no single turn holds them all.
-    expect(target.commits()).toBeGreaterThanOrEqual(10);
+    // Bounded turns: at most 1024 peer entries (and a few ms of staging) per commit.
+    expect(target.commits()).toBeGreaterThanOrEqual(3);
     for (const id of ['burst0', 'burst299']) {
       expect(target.docs.digestParts(docKey('c', id))).toEqual(source.docs.digestParts(docKey('c', id)));
     }

@@ -40,10 +40,16 @@ import { loadLiveDoc, newYDoc } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, keepConflicts, keepQuarantined, repairQuarantined } from './incidents.js';
-import { JobQueue } from './queue.js';
+import { JobQueue, unitsOf } from './queue.js';
 import type { ReplaceResult } from './replace.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
+/**
+ * Staging time per commit given to peer work after the local writes: a
+ * catching-up region applies what it missed in short turns, between which
+ * its clients' requests and its heartbeats are served.
+ */
+const PEER_STAGING_MS = 5;
 
 export interface DocumentsOptions {
   store: Store;
@@ -351,11 +357,10 @@ class DocumentsImpl implements Documents {
    * is durable, so no batch is ever built on changes that may yet fail.
    */
   private flush(): void {
-    const jobs = this.queue.next();
     const release = this.cache.hold();
     let inFlight: Promise<void> | null = null;
     try {
-      inFlight = this.commitJobs(jobs);
+      inFlight = this.commitJobs();
     } finally {
       if (inFlight === null) this.flushed(release);
     }
@@ -374,17 +379,31 @@ class DocumentsImpl implements Documents {
     }
   }
 
-  /** Stages and commits; a promise while the commit is on the writer thread, null once done in place. */
-  private commitJobs(jobs: Job[]): Promise<void> | null {
+  /**
+   * Stages this region's own writes, then peer work while the turn's budget
+   * lasts, and commits; a promise while the commit is on the writer thread,
+   * null once done in place.
+   */
+  private commitJobs(): Promise<void> | null {
     const batch = emptyBatch(this.vv);
+    const jobs: Job[] = [];
     const failed: Job[] = [];
-    for (const job of jobs) {
+    const stage = (job: Job): void => {
+      jobs.push(job);
       try {
         stageJob(this.stager, job, batch);
       } catch (err) {
         job.reject(err);
         failed.push(job);
       }
+    };
+    for (const job of this.queue.takeLocal()) stage(job);
+    const started = performance.now();
+    let units = 0;
+    for (let job = this.queue.takePeer(units); job; job = this.queue.takePeer(units)) {
+      stage(job);
+      units += unitsOf(job);
+      if (performance.now() - started > PEER_STAGING_MS) break;
     }
     const digests = this.digester.takeComputed();
     const fail = (err: unknown): void => {

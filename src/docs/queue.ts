@@ -1,19 +1,17 @@
 /**
  * The jobs waiting for the write path's next group commit, in two lines:
  * this region's own writes, and what peers sent. Each commit takes every
- * local write first (bounded by their JSON nodes) and then a bounded share
- * of peer work, so that a region catching up with its peers keeps serving
- * its clients, and one commit never holds the event loop long.
+ * local write first (bounded by their JSON nodes), then peer work for as
+ * long as the turn's budget lasts (see Documents), so that a region catching
+ * up with its peers keeps serving its clients and one commit never holds the
+ * event loop long.
  */
 import type { Job } from './stage.js';
 
 /** Most local writes staged into one group commit. */
 const MAX_LOCAL_JOBS = 1024;
-/**
- * Log entries and document merges from peers staged into one group commit
- * (at least one job); more wait for the next turn.
- */
-const PEER_UNITS_PER_COMMIT = 256;
+/** Most log entries and document merges from peers staged into one group commit (at least one job). */
+const MAX_PEER_UNITS = 1024;
 
 export class JobQueue {
   /** Writes of this region's clients, first in every commit. */
@@ -32,13 +30,8 @@ export class JobQueue {
     (job.kind === 'local' ? this.local : this.peers).push(job);
   }
 
-  /** The jobs of the next commit, removed from the queue. */
-  next(): Job[] {
-    return [...this.takeLocal(), ...this.takeFromPeers()];
-  }
-
-  /** Several of the largest writes go to consecutive turns, not into one long turn. */
-  private takeLocal(): Job[] {
+  /** The local writes of the next commit. Several of the largest go to consecutive turns, not into one long turn. */
+  takeLocal(): Job[] {
     let nodes = 0;
     let take = 0;
     for (const job of this.local) {
@@ -50,14 +43,14 @@ export class JobQueue {
     return this.local.splice(0, take);
   }
 
-  private takeFromPeers(): Job[] {
-    let units = 0;
-    let take = 0;
-    for (const job of this.peers) {
-      if (take > 0 && units >= PEER_UNITS_PER_COMMIT) break;
-      units += job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
-      take++;
-    }
-    return this.peers.splice(0, take);
+  /** The next peer job for a commit that holds `units` of peer work so far; undefined when none, or when it is full. */
+  takePeer(units: number): Job | undefined {
+    if (units >= MAX_PEER_UNITS) return undefined;
+    return this.peers.shift();
   }
+}
+
+/** How much peer work a job is: its entries, or one. */
+export function unitsOf(job: Job): number {
+  return job.kind === 'remote' ? Math.max(1, job.entries.length) : 1;
 }

@@ -22,6 +22,10 @@ import type { Peer } from './peer.js';
 import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport } from './protocol.js';
 
+/** How long a read of a peer's unacknowledged entries is reused, ms. */
+const PENDING_REFRESH_MS = 500;
+/** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */
+const LARGE_BACKLOG = 10_000;
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
 
@@ -53,6 +57,8 @@ export class Replicator implements ReplicationView {
   private readonly log: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly waiters = new Set<() => void>();
+  /** The last read of each peer's unacknowledged entries (see pendingFor). */
+  private readonly pendingCache = new Map<RegionId, { at: number; value: { ts: number; count: number; bytes: number } | null }>();
   private pingId = 0;
   /** Whether documents had pending updates at the last anti-entropy tick. */
   private pendingSeen = false;
@@ -268,10 +274,26 @@ export class Replicator implements ReplicationView {
 
   // ---- internals --------------------------------------------------------------
 
+  /**
+   * The entries a peer has not acknowledged: none when its acks cover this
+   * region's vector. The read walks every such entry, and status is asked
+   * for every heartbeat and by every `/v1/sync`: a large backlog (a peer cut
+   * off or catching up) is read again at most every {@link PENDING_REFRESH_MS}.
+   */
+  private pendingFor(p: Peer, mine: VersionVector, now: number): { ts: number; count: number; bytes: number } | null {
+    if (missingCount(mine, p.acks) === 0) return null;
+    const cached = this.pendingCache.get(p.region);
+    const large = (cached?.value?.count ?? 0) >= LARGE_BACKLOG;
+    if (cached && large && now - cached.at < PENDING_REFRESH_MS) return cached.value;
+    const value = this.o.store.oldestBeyond(p.acks);
+    this.pendingCache.set(p.region, { at: now, value });
+    return value;
+  }
+
   private peerStatus(p: Peer, now: number): PeerStatus {
     const state: PeerState = p.session ? p.detector.state(now) : 'down';
-    const pending = this.o.store.oldestBeyond(p.acks);
     const mine = this.o.documents.versionVector();
+    const pending = this.pendingFor(p, mine, now);
     return {
       region: p.region,
       url: p.url,

@@ -67,8 +67,10 @@ const PROTOCOL_ERROR_CLOSE = 4400;
 const MAX_INBOUND_QUEUE = 64;
 /** Longest stretch of frame handling before timers and sockets get a turn, ms. */
 const YIELD_AFTER_MS = 5;
-/** Log pages (of 256 entries) read per event-loop turn. */
+/** Log pages (of 256 entries) read per event-loop turn at most. */
 const PAGES_PER_TURN = 16;
+/** Longest stretch of log streaming in one turn, ms: a catching-up peer must not hold this region's clients. */
+const PUMP_TURN_MS = 4;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
@@ -342,10 +344,12 @@ export class Session {
     this.pumping = true;
     let pages = 0;
     let more = false;
+    const started = performance.now();
     try {
       while (this.o.transport.buffered() < this.o.maxBufferedBytes) {
-        // Yield now and then: a long log the peer mostly holds is skipped, not sent.
-        if (++pages > PAGES_PER_TURN) {
+        // Yield now and then: a long log the peer mostly holds is skipped, not
+        // sent, and a long one it lacks is sent in short turns.
+        if (++pages > PAGES_PER_TURN || (pages > 1 && performance.now() - started > PUMP_TURN_MS)) {
           more = true;
           break;
         }

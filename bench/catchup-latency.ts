@@ -1,0 +1,228 @@
+/**
+ * Scenario 3 (c), local writes while a region catches up: every region takes
+ * PUTs at a fixed rate (open loop, HTTP) for the whole run; one region is cut
+ * off from every link, everyone keeps writing, then the links are healed.
+ * Each write is kept with its send time, and latency is reported per region
+ * in windows of one second from 5 s before the heal to 10 s after
+ * convergence, beside the same region's steady state before the cut.
+ */
+import type { VersionVector } from '../src/ids.js';
+import { decodeVersion } from '../src/docs/token.js';
+import { merged, missingCount } from '../src/vv.js';
+import { sleep, type BenchCluster } from './cluster.js';
+import { timeToVersion, watchPeers, type PeerView } from './catchup-watch.js';
+import { pacedLoad, type PacedLoad, type TimedRequest } from './paced.js';
+import type { Table } from './report.js';
+import { latencyOf, round, type LatencySummary } from './stats.js';
+
+export interface CatchUpLatencyOptions {
+  isolated: string;
+  /** PUTs per second at every region. */
+  rate: number;
+  steadyMs: number;
+  cutMs: number;
+  /** How long writes go on after convergence (and the windows reach). */
+  afterMs: number;
+  /** Give up waiting for convergence after this long from the heal. */
+  timeoutMs: number;
+}
+
+/** Latency of the writes due in one window; `fromS` counts from the heal. */
+export interface LatencyWindow {
+  fromS: number;
+  count: number;
+  failed: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface RegionLatency {
+  region: string;
+  /** Writes due in the steady period before the cut (the successful ones), and those that failed. */
+  steady: LatencySummary;
+  steadyFailed: number;
+  /** Writes due from the heal until convergence. */
+  catchUp: LatencySummary;
+  windows: LatencyWindow[];
+  failed: number;
+  errors: Record<string, number>;
+  /** The slowest writes from 5 s before the heal on: due time (s from the heal) and ms. */
+  slowest: { atS: number; ms: number }[];
+  /** Largest delay of a request leaving this process against its schedule (the generator falling behind). */
+  sendDelayMaxMs: number;
+}
+
+export interface CatchUpLatencyResult {
+  isolated: string;
+  rate: number;
+  steadyS: number;
+  cutS: number;
+  /** Updates the cut-off region lacked at the heal. */
+  missed: number;
+  /** From the heal: first link of the cut-off region up; it holds what the others had at the heal; they hold what it had. */
+  firstUpMs: number | null;
+  caughtUpMs: number | null;
+  deliveredMs: number | null;
+  convergedMs: number | null;
+  /** `missed` over first link up → caught up. */
+  updatesPerS: number | null;
+  peers: PeerView[];
+  regions: RegionLatency[];
+  /** Acknowledged writes missing from some region after the run. */
+  lost: number;
+}
+
+const COLLECTION = 'cl';
+
+/** Runs the measurement on a started cluster whose links are up. */
+export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLatencyOptions): Promise<CatchUpLatencyResult> {
+  const acked = new Map(bench.names.map((n) => [n, { vv: new Map() as VersionVector, ids: new Set<string>() }]));
+  const loads = new Map(bench.names.map((n) => [n, writeLoad(bench, n, o.rate, acked.get(n)!)]));
+  await sleep(1000);
+  const steadyFrom = performance.now();
+  await sleep(o.steadyMs);
+  const cutAt = performance.now();
+  bench.cluster.isolate(o.isolated);
+  await sleep(o.cutMs);
+  const others = bench.names.filter((n) => n !== o.isolated);
+  const target = others.reduce<VersionVector>((vv, n) => merged(vv, acked.get(n)!.vv), new Map());
+  const cutVv = new Map(acked.get(o.isolated)!.vv);
+  const missed = missingCount(target, cutVv);
+  const healedAt = performance.now();
+  bench.cluster.heal();
+  const watch = watchPeers(bench, o.isolated, healedAt);
+  const [caughtUpMs, ...delivered] = await Promise.all([
+    timeToVersion(bench, o.isolated, target, healedAt, o.timeoutMs),
+    ...others.map((n) => timeToVersion(bench, n, cutVv, healedAt, o.timeoutMs)),
+  ]);
+  const deliveredMs = delivered.some((d) => d === null) ? null : Math.max(...(delivered as number[]));
+  const convergedMs = caughtUpMs === null || deliveredMs === null ? null : Math.max(caughtUpMs, deliveredMs);
+  await sleep(o.afterMs);
+  await Promise.all([...loads.values()].map((l) => l.stop()));
+  const peers = await watch.stop();
+  const firstUpMs = watch.firstUpMs();
+  const endMs = (convergedMs ?? o.timeoutMs) + o.afterMs;
+  return {
+    isolated: o.isolated, rate: o.rate, steadyS: o.steadyMs / 1000, cutS: o.cutMs / 1000, missed,
+    firstUpMs, caughtUpMs, deliveredMs, convergedMs,
+    updatesPerS: caughtUpMs !== null && firstUpMs !== null && caughtUpMs > firstUpMs
+      ? round((missed / (caughtUpMs - firstUpMs)) * 1000, 0) : null,
+    peers,
+    regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt, healedAt, convergedMs, endMs })),
+    lost: await lostWrites(bench, acked),
+  };
+}
+
+/** PUTs of a fresh document each at `rate`/s; folds each acknowledged version into `acked`. */
+function writeLoad(bench: BenchCluster, region: string, rate: number, acked: { vv: VersionVector; ids: Set<string> }): PacedLoad {
+  const client = bench.client(region);
+  return pacedLoad({
+    rate,
+    op: async (i) => {
+      const id = `${region}-${i}`;
+      const r = await client.request(`/v1/docs/${COLLECTION}/${id}`, { method: 'PUT', body: `{"i":${i}}`, timeoutMs: 30_000 });
+      if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+      acked.vv = merged(acked.vv, decodeVersion((JSON.parse(r.body) as { version: string }).version));
+      acked.ids.add(id);
+    },
+  });
+}
+
+interface Marks {
+  steadyFrom: number;
+  cutAt: number;
+  healedAt: number;
+  convergedMs: number | null;
+  /** Last window end, ms from the heal. */
+  endMs: number;
+}
+
+function regionLatency(region: string, load: PacedLoad, m: Marks): RegionLatency {
+  const since = (r: TimedRequest): number => r.dueAt - m.healedAt;
+  const ok = load.done.filter((r) => r.ok);
+  const inSteady = load.done.filter((r) => r.dueAt >= m.steadyFrom && r.dueAt < m.cutAt);
+  const steady = inSteady.filter((r) => r.ok).map((r) => r.ms);
+  const catchUpEnd = m.convergedMs ?? m.endMs;
+  const catchUp = ok.filter((r) => since(r) >= 0 && since(r) < catchUpEnd).map((r) => r.ms);
+  const windows: LatencyWindow[] = [];
+  for (let from = -5000; from < m.endMs; from += 1000) {
+    const inside = load.done.filter((r) => since(r) >= from && since(r) < from + 1000);
+    const s = latencyOf(inside.filter((r) => r.ok).map((r) => r.ms));
+    windows.push({ fromS: from / 1000, count: inside.length, failed: inside.filter((r) => !r.ok).length, p50: s.p50, p99: s.p99, max: s.max });
+  }
+  const slowest = load.done
+    .filter((r) => since(r) >= -5000)
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 10)
+    .map((r) => ({ atS: round(since(r) / 1000, 2), ms: round(r.ms, 1) }));
+  return {
+    region, steady: latencyOf(steady), steadyFailed: inSteady.length - steady.length, catchUp: latencyOf(catchUp), windows,
+    failed: load.done.filter((r) => !r.ok).length, errors: load.errors, slowest,
+    sendDelayMaxMs: round(Math.max(0, ...load.done.map((r) => r.sendDelayMs)), 1),
+  };
+}
+
+/** Waits for the cluster to settle, then counts acknowledged documents some region does not list. */
+async function lostWrites(bench: BenchCluster, acked: Map<string, { ids: Set<string> }>): Promise<number> {
+  await bench.waitConverged(60_000, 200);
+  let lost = 0;
+  for (const name of bench.names) {
+    const listed = new Set<string>();
+    let after: string | null = null;
+    do {
+      const query: string = `limit=1000${after === null ? '' : `&after=${after}`}`;
+      const page = await bench.client(name).json<{ ids: string[]; next: string | null }>(`/v1/docs/${COLLECTION}?${query}`);
+      for (const id of page.ids) listed.add(id);
+      after = page.next;
+    } while (after !== null);
+    for (const { ids } of acked.values()) for (const id of ids) if (!listed.has(id)) lost++;
+  }
+  return lost;
+}
+
+/**
+ * For the report: the cut-off region's windows in full, one summary line per
+ * region, and the catch-up figures (`floorPerS`: the in-process apply floor).
+ */
+export function latencyTables(r: CatchUpLatencyResult, floorPerS: number | null): Table[] {
+  const cut = r.regions.find((g) => g.region === r.isolated);
+  const phase = (fromS: number): string =>
+    fromS < 0 ? 'cut off' : r.convergedMs === null || fromS * 1000 < r.convergedMs ? 'catching up' : 'after';
+  const vsSteady = (p99: number, steady: LatencySummary): number | null => (steady.p99 > 0 ? round(p99 / steady.p99, 2) : null);
+  const bad = (v: PeerView): number => (v.polls['suspect'] ?? 0) + (v.polls['down'] ?? 0);
+  return [
+    {
+      title: `(c) writes at ${r.isolated} (cut off ${r.cutS} s, ${r.rate} PUTs/s at every region), 1 s windows by send time`,
+      columns: ['s from heal', 'phase', 'writes', 'failed', 'p50', 'p99', 'max', 'p99 / steady p99'],
+      rows: cut ? [
+        [`steady (${r.steadyS} s before cut)`, 'steady', cut.steady.count, cut.steadyFailed, cut.steady.p50, cut.steady.p99, cut.steady.max, 1],
+        ...cut.windows.map((w) => [w.fromS, phase(w.fromS), w.count, w.failed, w.p50, w.p99, w.max, vsSteady(w.p99, cut.steady)]),
+      ] : [],
+    },
+    {
+      title: '(c) every region: steady state before the cut, and writes sent from the heal to convergence',
+      columns: [
+        'region', 'steady p50', 'steady p99', 'steady max', 'catch-up writes', 'catch-up p50', 'catch-up p99',
+        'catch-up max', 'p99 / steady p99', 'worst window p99', 'failed', 'generator late max',
+      ],
+      rows: r.regions.map((g) => [
+        g.region === r.isolated ? `${g.region} (cut off)` : g.region, g.steady.p50, g.steady.p99, g.steady.max,
+        g.catchUp.count, g.catchUp.p50, g.catchUp.p99, g.catchUp.max, vsSteady(g.catchUp.p99, g.steady),
+        Math.max(0, ...g.windows.map((w) => w.p99)), g.failed, g.sendDelayMaxMs,
+      ]),
+    },
+    {
+      title: `(c) catch-up of ${r.isolated} under load`,
+      columns: [
+        'missed updates', 'first link up ms', 'caught up ms', 'peers hold its writes ms', 'converged ms', 'updates/s',
+        'floor updates/s', 'rate / floor', 'peer polls suspect/down after up', 'longest peer silence ms', 'lost writes',
+      ],
+      rows: [[
+        r.missed, r.firstUpMs, r.caughtUpMs, r.deliveredMs, r.convergedMs, r.updatesPerS, floorPerS,
+        r.updatesPerS !== null && floorPerS ? round(r.updatesPerS / floorPerS, 2) : null,
+        r.peers.map((v) => `${v.observer}: ${bad(v)}`).join(', '), Math.max(0, ...r.peers.map((v) => v.maxSilenceMs)), r.lost,
+      ]],
+    },
+  ];
+}

@@ -125,34 +125,47 @@ describe('region configs', () => {
 describe('docker-compose.yml', () => {
   const networks = asMap(compose.networks);
   const volumes = asMap(compose.volumes);
+  const proxies = Object.keys(services).filter((s) => s.startsWith('wan-'));
+  const envOf = (name: string) => asMap(asMap(services[name]).environment ?? {});
 
-  it('has one service per region config', () => {
-    expect(Object.keys(services).sort()).toEqual(regionNames);
-    expect(compose.name).toBe('meridian');
+  it('has one service per region config and one link proxy per pair, and works with compose v1 (no top-level name)', () => {
+    expect(Object.keys(services).filter((s) => !proxies.includes(s)).sort()).toEqual(regionNames);
+    expect(proxies.sort()).toEqual(['wan-ap-south-eu-west', 'wan-ap-south-us-east', 'wan-eu-west-us-east']);
+    expect(compose).not.toHaveProperty('name');
+    expect(compose).not.toHaveProperty('version');
   });
 
-  it.each(regionNames)('%s builds the image, keeps data in a volume and checks /healthz', (name) => {
+  it.each(regionNames)('%s keeps data in its own volume and publishes its port on 127.0.0.1 by default', (name) => {
     const svc = asMap(services[name]);
-    const build = asMap(svc.build);
-    expect(build.context).toBe('.');
-    expect(existsSync(path.join(ROOT, String(build.dockerfile)))).toBe(true);
-    expect(build.dockerfile).toBe('Dockerfile');
-    // Partition commands name the container after the region.
-    expect(svc.container_name).toBe(name);
+    // Two stacks side by side need container names of their own.
+    expect(svc).not.toHaveProperty('container_name');
+    expect(svc.image).toBe('${MERIDIAN_IMAGE:-meridian:local}');
     expect(svc.command).toEqual(['start', '--config', `/app/regions/compose/${name}.json`]);
+    // The image's HEALTHCHECK probes /readyz on the port of the config the container runs.
+    expect(svc).not.toHaveProperty('healthcheck');
 
     const mounts = asList(svc.volumes).map(String);
     expect(mounts).toHaveLength(1);
     const [volume, target] = mounts[0]!.split(':');
     expect(target).toBe('/data');
     expect(Object.keys(volumes)).toContain(volume);
-    expect(Object.values(services).filter((s) => asList(asMap(s).volumes).map(String).some((m) => m.startsWith(`${volume}:`)))).toHaveLength(1);
+    expect(Object.values(services).filter((s) => asList(asMap(s).volumes ?? []).map(String).some((m) => m.startsWith(`${volume}:`)))).toHaveLength(1);
 
     const port = inCompose.get(name)!.listen.port;
-    expect(asList(svc.ports)).toEqual([`${port}:${port}`]);
-    const probe = asList(asMap(svc.healthcheck).test).map(String);
-    expect(probe[0]).toBe('CMD');
-    expect(probe.join(' ')).toContain(`http://127.0.0.1:${port}/healthz`);
+    const portVar = `MERIDIAN_PORT_${name.toUpperCase().replace(/-/g, '_')}`;
+    expect(asList(svc.ports)).toEqual([`\${MERIDIAN_BIND:-127.0.0.1}:\${${portVar}-${port}}:${port}`]);
+    expect(envOf(name).MERIDIAN_SECRET).toBe('${MERIDIAN_SECRET:-local-dev-secret-change-me}');
+  });
+
+  it('builds the image once, from a base image given as a build argument', () => {
+    const built = Object.entries(services).filter(([, s]) => asMap(s).build !== undefined);
+    expect(built.map(([name]) => name)).toEqual(['us-east']);
+    const build = asMap(asMap(built[0]![1]).build);
+    expect(build.context).toBe('.');
+    expect(build.dockerfile).toBe('Dockerfile');
+    expect(asMap(build.args).BASE_IMAGE).toBe('${MERIDIAN_BASE_IMAGE:-node:20-bookworm-slim}');
+    // Services without `build` would try to pull the image if created first.
+    for (const name of Object.keys(services).filter((s) => s !== 'us-east')) expect(asList(asMap(services[name]).depends_on)).toContain('us-east');
   });
 
   it.each(regionNames)('%s is on wan and on a client network shared with no other region', (name) => {
@@ -168,15 +181,40 @@ describe('docker-compose.yml', () => {
     expect(networks[clients[0]!]).toBeNull();
   });
 
-  it('passes `docker compose config` where the docker compose client is installed', () => {
-    const version = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' });
-    if (version.status !== 0) {
-      console.log('note: `docker compose` is not available here; the compose file was checked structurally only');
+  it('sends every link through its proxy: the region whose name sorts first dials the proxy, which leads to the other', () => {
+    for (const proxy of proxies) {
+      const [dialler, accepter] = regionNames.filter((r) => proxy.includes(r)).sort();
+      const svc = asMap(services[proxy]);
+      expect(asList(svc.networks)).toEqual(['wan']);
+      const port = inCompose.get(accepter!)!.listen.port;
+      expect(svc.command).toEqual(['proxy', '--listen', `0.0.0.0:${port}`, '--upstream', `${accepter}:${port}`, '--control-port', '7300']);
+      expect(asList(asMap(svc.healthcheck).test).join(' ')).toContain('http://127.0.0.1:7300/stats');
+      const peers = String(envOf(dialler!).MERIDIAN_PEERS).split(',');
+      expect(peers).toContain(`${accepter}=http://${proxy}:${port}`);
+    }
+    // Every other peer URL is the file's.
+    for (const name of regionNames) {
+      const fromEnv = envOf(name).MERIDIAN_PEERS;
+      if (fromEnv === undefined) continue;
+      for (const item of String(fromEnv).split(',')) {
+        const [peer, url] = item.split('=');
+        const fileUrl = inCompose.get(name)!.peers.find((p) => p.region === peer)!.url;
+        expect([fileUrl, ...proxies.map((p) => `http://${p}:${inCompose.get(peer!)!.listen.port}`)]).toContain(url);
+      }
+    }
+  });
+
+  it('passes `config` of docker compose v2 or docker-compose v1, where installed', () => {
+    const clients = [['docker', 'compose'], ['docker-compose']].filter(([cmd, ...sub]) => spawnSync(cmd!, [...sub, 'version'], { encoding: 'utf8' }).status === 0);
+    if (clients.length === 0) {
+      console.log('note: no docker compose client is installed here; the compose file was checked structurally only');
       return;
     }
-    const check = spawnSync('docker', ['compose', '-f', path.join(ROOT, 'docker-compose.yml'), 'config', '-q'], { encoding: 'utf8' });
-    expect(check.stderr).toBe('');
-    expect(check.status).toBe(0);
+    for (const [cmd, ...sub] of clients) {
+      const check = spawnSync(cmd!, [...sub, '-f', path.join(ROOT, 'docker-compose.yml'), 'config', '-q'], { encoding: 'utf8' });
+      expect(check.stderr).toBe('');
+      expect(check.status).toBe(0);
+    }
   });
 });
 
@@ -187,8 +225,22 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/^CMD \["start", "--config", "\/app\/regions\/compose\/us-east\.json"\]$/m);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/^VOLUME \["\/data"\]$/m);
-    expect(dockerfile).toMatch(/MERIDIAN_HEALTHCHECK_URL=http:\/\/127\.0\.0\.1:7101\/healthz/);
-    expect(dockerfile).toMatch(/^HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "-e", "fetch\(process\.env\.MERIDIAN_HEALTHCHECK_URL\)/m);
     expect(existsSync(path.join(COMPOSE_REGIONS, 'us-east.json'))).toBe(true);
+  });
+
+  it('takes its base image as a build argument, defaulting to the official Node image, and pulls no frontend', () => {
+    expect(dockerfile).toMatch(/^ARG BASE_IMAGE=node:20-bookworm-slim$/m);
+    expect(dockerfile.match(/^FROM .*$/gm)).toEqual(['FROM ${BASE_IMAGE} AS build', 'FROM ${BASE_IMAGE}']);
+    expect(dockerfile).not.toMatch(/^# syntax=/m);
+    expect(existsSync(path.join(ROOT, 'scripts', 'docker-base.sh'))).toBe(true);
+  });
+
+  it('checks health on /readyz through the config the container runs, not a fixed port', () => {
+    expect(dockerfile).toMatch(/^HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "scripts\/healthcheck\.mjs"\]$/m);
+    expect(dockerfile).toMatch(/^COPY scripts\/healthcheck\.mjs \.\/scripts\/healthcheck\.mjs$/m);
+    expect(dockerfile).not.toMatch(/7101\/(healthz|readyz)/);
+    const probe = readFileSync(path.join(ROOT, 'scripts', 'healthcheck.mjs'), 'utf8');
+    expect(probe).toContain("path: '/readyz'");
+    expect(probe).toContain('loadConfigWithEnv');
   });
 });

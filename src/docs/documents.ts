@@ -50,6 +50,12 @@ import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Jo
  * its clients' requests and its heartbeats are served.
  */
 const PEER_STAGING_MS = 5;
+/** Entries of one frame from a peer staged as one job at most. */
+const REMOTE_JOB_ENTRIES = 64;
+
+function addResults(a: RemoteApplyResult, b: RemoteApplyResult): RemoteApplyResult {
+  return { applied: a.applied + b.applied, duplicates: a.duplicates + b.duplicates, gaps: a.gaps + b.gaps, quarantined: a.quarantined + b.quarantined };
+}
 
 export interface DocumentsOptions {
   store: Store;
@@ -277,7 +283,11 @@ class DocumentsImpl implements Documents {
   // ---- from peers ---------------------------------------------------------
 
   applyRemote(entries: NewLogEntry[], from: RegionId): Promise<RemoteApplyResult> {
-    return this.enqueue<RemoteApplyResult>((s) => ({ kind: 'remote', entries, from, ...s }));
+    if (entries.length <= REMOTE_JOB_ENTRIES) return this.enqueue<RemoteApplyResult>((s) => ({ kind: 'remote', entries, from, ...s }));
+    // In jobs of a few entries, so that a commit's staging budget can stop between them.
+    const parts: Promise<RemoteApplyResult>[] = [];
+    for (let i = 0; i < entries.length; i += REMOTE_JOB_ENTRIES) parts.push(this.applyRemote(entries.slice(i, i + REMOTE_JOB_ENTRIES), from));
+    return Promise.all(parts).then((results) => results.reduce(addResults));
   }
 
   applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<void> {

@@ -21,7 +21,7 @@ import type { RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import type { NewLogEntry, Store } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
-import { decodeFrame, encodeFrame, ProtocolError, type Frame, type LinkReport, type PingFrame } from './protocol.js';
+import { decodeFrame, encodeFrame, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame } from './protocol.js';
 import { capped } from '../vv.js';
 
 /** The socket side of a link, as the session needs it. */
@@ -152,17 +152,11 @@ export class Session {
   /** Receives one binary message; decoding and applying happen in arrival order. */
   receive(bytes: Uint8Array): void {
     this.o.onHeard();
-    let frame: Frame;
-    try {
-      frame = decodeFrame(bytes, this.o.maxFrameBytes);
-    } catch (err) {
-      this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
-      return;
-    }
-    // Pings are answered at once so that a busy apply queue is not taken for a dead link.
-    if (frame.type === 'ping') return this.onPing(frame);
-    // A pong echoes our clock; one from the future was not an answer to us.
-    if (frame.type === 'pong') return frame.sentAt <= performance.now() ? this.o.onPong(performance.now() - frame.sentAt) : undefined;
+    // Heartbeats are decoded and answered at once, so that a busy apply queue
+    // is not taken for a dead link. Every other frame is decoded in its turn
+    // below: a burst of large frames from a peer catching this region up is
+    // decoded between client requests, not all at once.
+    if (bytes[2] === MSG_PING || bytes[2] === MSG_PONG) return this.heartbeat(bytes);
     this.queued++;
     if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
       this.paused = true;
@@ -176,6 +170,13 @@ export class Session {
         this.lastYield = performance.now();
       }
       if (this.closed) return this.frameDone();
+      let frame: Frame;
+      try {
+        frame = decodeFrame(bytes, this.o.maxFrameBytes);
+      } catch (err) {
+        this.frameDone();
+        return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
+      }
       // Entries are handed to the write path at once and committed with
       // whatever else arrives in this turn; only their acknowledgement waits
       // for the commit. Every other frame is handled to the end, in order.
@@ -190,6 +191,18 @@ export class Session {
       );
       if (frame.type !== 'entries') await settled;
     });
+  }
+
+  private heartbeat(bytes: Uint8Array): void {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, this.o.maxFrameBytes);
+    } catch (err) {
+      return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
+    }
+    if (frame.type === 'ping') return this.onPing(frame);
+    // A pong echoes our clock; one from the future was not an answer to us.
+    if (frame.type === 'pong' && frame.sentAt <= performance.now()) this.o.onPong(performance.now() - frame.sentAt);
   }
 
   /** One received frame is finished with (its entries committed); resumes a paused socket. */

@@ -22,6 +22,8 @@ import type { Peer } from './peer.js';
 import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport } from './protocol.js';
 
+/** How long (in dead timeouts) a silent peer is still redialled about once a heartbeat. */
+const PROBE_WINDOW_DEAD_TIMES = 12;
 /** How long a read of a peer's unacknowledged entries is reused, ms. */
 const PENDING_REFRESH_MS = 500;
 /** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */
@@ -461,10 +463,19 @@ export class Replicator implements ReplicationView {
     );
   }
 
+  /**
+   * A peer heard from within {@link PROBE_WINDOW_DEAD_TIMES} dead timeouts is
+   * probably only cut off: it is redialled about once a heartbeat, so that a
+   * healed link is used within one. A peer silent for longer backs off up to
+   * `reconnectMaxMs`, so a region that is really down is not hammered.
+   */
   private scheduleReconnect(peer: Peer): void {
     if (this.stopped || peer.reconnectTimer) return;
     const r = this.o.config.replication;
-    const delay = backoffDelay(peer.attempts++, { minMs: r.reconnectMinMs, maxMs: r.reconnectMaxMs });
+    const silentMs = peer.detector.lastSeenMs(Date.now());
+    const recent = silentMs !== null && silentMs < PROBE_WINDOW_DEAD_TIMES * r.deadAfterMs;
+    const maxMs = recent ? Math.min(r.reconnectMaxMs, Math.max(r.reconnectMinMs, r.heartbeatMs)) : r.reconnectMaxMs;
+    const delay = backoffDelay(peer.attempts++, { minMs: r.reconnectMinMs, maxMs });
     peer.reconnectTimer = setTimeout(() => this.connect(peer), delay);
   }
 

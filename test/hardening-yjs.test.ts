@@ -116,6 +116,38 @@ describe('updates that depend on changes nobody holds', () => {
   });
 });
 
+describe('values JSON cannot carry', () => {
+  it('takes a BigInt value and keeps digests, reads and the write path working', async () => {
+    const doc = new Y.Doc();
+    doc.clientID = 77;
+    doc.getMap('root').set('n', 10n);
+    expect((await post(Y.encodeStateAsUpdate(doc))).statusCode).toBe(200);
+    expect(() => node.documents.digests.regionDigest()).not.toThrow();
+    expect((await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' })).statusCode).toBe(200);
+    // Resending it is compared to what is held, without throwing.
+    expect((await post(Y.encodeStateAsUpdate(doc))).statusCode).toBe(200);
+    expect((await node.app.inject({ method: 'PATCH', url: '/v1/docs/notes/one', payload: { after: 1 } })).statusCode).toBe(200);
+  });
+});
+
+describe('a state offered by a peer', () => {
+  it('changes nothing when it does not conflict, and is refused when it is not an update', async () => {
+    expect((await post(updateAs(4242, 'held'))).statusCode).toBe(200);
+    const before = await state();
+    const other = new Y.Doc();
+    other.clientID = 9;
+    other.getMap('root').set('text', 'unrelated');
+    const key = docKey('notes', 'one');
+    expect((await node.documents.replaceState(key, Y.encodeStateAsUpdate(other), 'eu-west' as never)).outcome).toBe('unrelated');
+    expect((await node.documents.replaceState(docKey('notes', 'absent'), Y.encodeStateAsUpdate(other), 'eu-west' as never)).outcome).toBe('unrelated');
+    await expect(Promise.resolve().then(() => node.documents.replaceState(key, new Uint8Array([1, 2, 3]), 'eu-west' as never))).rejects.toMatchObject({ code: 'invalid_update' });
+    const after = await state();
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(node.documents.conflictCount()).toBe(0);
+    expect((await node.app.inject({ method: 'GET', url: '/v1/docs/notes/absent' })).statusCode).toBe(404);
+  });
+});
+
 describe('document digests', () => {
   it('differ when content under the same ids differs, and agree however updates arrived', () => {
     const a = new Y.Doc();

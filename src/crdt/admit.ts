@@ -18,9 +18,10 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { isRegionClient } from './clientid.js';
+import { valueKey } from './json.js';
+import type { DecodedUpdate } from './validate.js';
 
-type Decoded = ReturnType<typeof Y.decodeUpdate>;
-type Struct = Decoded['structs'][number];
+type Struct = DecodedUpdate['structs'][number];
 
 /**
  * Throws `client_id_conflict` (409) for a struct under a region's client id
@@ -28,7 +29,7 @@ type Struct = Decoded['structs'][number];
  * `invalid_update` (400) for an update that depends on changes this region
  * does not hold. `decoded` is `Y.decodeUpdate` of the update.
  */
-export function admitClientUpdate(doc: Y.Doc, decoded: Decoded): void {
+export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate): void {
   const reach = new Map<number, number>();
   const held = (client: number): number => reach.get(client) ?? Y.getState(doc.store, client);
   for (const struct of decoded.structs) {
@@ -102,7 +103,7 @@ function sameUnits(a: Y.Item, b: Y.Item, from: number, to: number): boolean {
   if (b.content instanceof Y.ContentDeleted) return true;
   if (a.content.constructor !== b.content.constructor) return false;
   const slice = (item: Y.Item) => unitsOf(item.content).slice(from - item.id.clock, to - item.id.clock);
-  return JSON.stringify(slice(a)) === JSON.stringify(slice(b));
+  return valueKey(slice(a)) === valueKey(slice(b));
 }
 
 /** The left neighbour a unit was inserted after: the item's origin for its first unit, the previous unit otherwise. */

@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
+import { valueKey } from './json.js';
 
 /** A delete set as sorted, merged `[clock, length]` ranges per client. */
 type Ranges = Array<[number, number]>;
@@ -153,14 +154,14 @@ function hashContent(hash: Hash, content: Y.Item['content']): void {
     return;
   }
   if (content instanceof Y.ContentFormat) {
-    hash.update(`fmt:${JSON.stringify([content.key, content.value])}\0`);
+    hash.update(`fmt:${valueKey([content.key, content.value])}\0`);
     return;
   }
   if (content instanceof Y.ContentEmbed) {
-    hash.update(`embed:${JSON.stringify(content.embed)}\0`);
+    hash.update(`embed:${valueKey(content.embed)}\0`);
     return;
   }
   for (const value of content.getContent()) {
-    hash.update(`val:${value === undefined ? 'undefined' : (JSON.stringify(value) ?? 'null')}\0`);
+    hash.update(`val:${valueKey(value)}\0`);
   }
 }

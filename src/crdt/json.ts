@@ -114,6 +114,16 @@ export function canonicalJson(value: Json): string {
   return JSON.stringify(value);
 }
 
+/**
+ * A text that identifies any value a Yjs update can carry (JSON, but also
+ * BigInt, Uint8Array and undefined, which JSON.stringify refuses or drops),
+ * for hashing and comparing content. Never throws on decoded values.
+ */
+export function valueKey(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `bigint:${v.toString()}` : v)) ?? 'undefined';
+}
+
 /** Deep equality of JSON values, ignoring object key order. */
 export function jsonEqual(a: Json, b: Json): boolean {
   return canonicalJson(a) === canonicalJson(b);

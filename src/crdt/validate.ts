@@ -37,13 +37,13 @@ function refuse(message: string, cause?: unknown): never {
 /**
  * Throws `MeridianError('invalid_update')` unless `update` is a non-empty V1
  * update of at most `maxBytes` bytes that decodes in full into sane structs
- * and deletions. Touches no live document.
+ * and deletions. Touches no live document. Returns the decoded update.
  */
-export function validateUpdate(update: Uint8Array, maxBytes: number): void {
+export function validateUpdate(update: Uint8Array, maxBytes: number): DecodedUpdate {
   if (!(update instanceof Uint8Array)) refuse('the update must be binary');
   if (update.byteLength === 0) refuse('the update is empty');
   if (update.byteLength > maxBytes) refuse(`the update is ${update.byteLength} bytes; at most ${maxBytes} are accepted`);
-  checkDecoded(update);
+  return checkDecoded(update);
 }
 
 /**
@@ -57,6 +57,14 @@ export function validateUpdate(update: Uint8Array, maxBytes: number): void {
 export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknown): ApplyResult {
   if (!(update instanceof Uint8Array) || update.byteLength === 0) refuse('the update is empty');
   checkDecoded(update);
+  return applyValidated(doc, update, origin);
+}
+
+/**
+ * As {@link applyUpdateSafely}, for an update {@link validateUpdate} has
+ * already accepted: decoding it a second time would only repeat the work.
+ */
+export function applyValidated(doc: Y.Doc, update: Uint8Array, origin: unknown): ApplyResult {
   try {
     Y.applyUpdate(doc, update, origin);
   } catch (err) {
@@ -65,9 +73,12 @@ export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknow
   return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
 }
 
-function checkDecoded(update: Uint8Array): void {
+/** An update's structs and delete set, as `Y.decodeUpdate` returns them. */
+export type DecodedUpdate = ReturnType<typeof Y.decodeUpdate>;
+
+function checkDecoded(update: Uint8Array): DecodedUpdate {
   precheck(update);
-  let decoded: ReturnType<typeof Y.decodeUpdate>;
+  let decoded: DecodedUpdate;
   try {
     decoded = Y.decodeUpdate(update);
   } catch (err) {
@@ -88,6 +99,7 @@ function checkDecoded(update: Uint8Array): void {
       if (!(len >= 1) || !Number.isSafeInteger(clock + len)) refuse(`deletion ${client}:${clock} has an invalid length`);
     }
   }
+  return decoded;
 }
 
 /**

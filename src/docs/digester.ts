@@ -138,15 +138,21 @@ export class Digester {
     if (indexed === undefined || this.o.busy(doc)) return;
     this.stale.delete(doc);
     const cached = this.o.live(doc);
-    const live = cached ?? this.o.load(doc);
-    if (!live) return;
+    let live: LiveDoc | null = cached ?? null;
     try {
+      live ??= this.o.load(doc);
+      if (!live) return;
       const digest = docDigest(live.ydoc);
       this.o.index.update(doc, indexed, digest);
       live.digest = digest;
       this.computed.set(doc, digest);
+    } catch (err) {
+      // This runs between requests, where nothing would catch it: one
+      // document that cannot be read or hashed must not end the process. It
+      // keeps its old digest (stale on disk, so the next start tries again).
+      this.o.logger.error({ err, doc }, 'could not compute a document digest; it keeps its previous one');
     } finally {
-      if (!cached) live.ydoc.destroy();
+      if (live && !cached) live.ydoc.destroy();
     }
   }
 

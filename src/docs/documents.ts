@@ -13,7 +13,7 @@ import type { JsonObject, Op } from '../crdt/types.js';
 import {
   admitClientUpdate,
   applyOps,
-  applyUpdateSafely,
+  applyValidated,
   type DigestParts,
   deleteDocument,
   digestParts,
@@ -215,13 +215,12 @@ class DocumentsImpl implements Documents {
   }
 
   async applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck> {
-    validateUpdate(update, this.options.yjsUpdateBytes);
-    const decoded = Y.decodeUpdate(update);
+    const decoded = validateUpdate(update, this.options.yjsUpdateBytes);
     const mutate = (y: Y.Doc): boolean => {
       // A client may resend structs it got from us, but never write other
       // content under an id already used, nor lean on changes nobody holds.
       admitClientUpdate(y, decoded);
-      applyUpdateSafely(y, update, LOCAL_ORIGIN);
+      applyValidated(y, update, LOCAL_ORIGIN);
       return true;
     };
     return this.required(this.local(doc, mutate));
@@ -544,7 +543,7 @@ class DocumentsImpl implements Documents {
     const live = this.touch(doc, batch);
     // Replayed entries count as remote to Yjs, which may then pick a new client id.
     const clientId = live.ydoc.clientID;
-    for (const entry of staged) applyUpdateSafely(live.ydoc, entry.update, 'replay');
+    for (const entry of staged) applyValidated(live.ydoc, entry.update, 'replay');
     live.ydoc.clientID = clientId;
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);

@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { applyUpdateSafely, validateUpdate } from '../crdt/index.js';
+import { applyValidated, validateUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -197,9 +197,10 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
   batch.done.push(() => job.resolve(result));
 }
 
+/** Applies an update validateUpdate accepted (at enqueue for states, in stageRemote for entries). */
 function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown, batch: Batch): void {
   try {
-    applyUpdateSafely(live.ydoc, update, origin);
+    applyValidated(live.ydoc, update, origin);
   } catch (err) {
     host.discard(doc, batch);
     throw err;

@@ -5,18 +5,14 @@
  * `/v1/sync` request held with `meridian-after` until it does). All requests
  * go through the observer sockets, so they never queue behind the writes.
  */
-import { AFTER_HEADER, WAIT_HEADER } from '../src/api/session.js';
+import { AFTER_HEADER, WAIT_HEADER, type PeerStatus } from '../src/contract.js';
 import { encodeVersion } from '../src/docs/token.js';
 import type { VersionVector } from '../src/ids.js';
 import { sleep, type BenchCluster } from './cluster.js';
 import { round } from './stats.js';
 
 /** The parts of a `/v1/sync` peer entry the watch reads. */
-interface PeerEntry {
-  region: string;
-  state: string;
-  lastSeenMs: number | null;
-}
+type PeerEntry = Pick<PeerStatus, 'region' | 'state' | 'lastSeenMs'>;
 
 /** How one other region saw the catching-up region, from its link's first `up` after the heal on. */
 export interface PeerView {

@@ -10,21 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { freePort, LocalCluster, type RegionSpec } from '../src/faults/cluster.js';
 import { HttpClient } from './http.js';
 import type { ProbeCounters } from './probe.js';
+import type { SyncStatus } from '../src/contract.js';
 
-/** The parts of `GET /v1/sync` the benchmarks read. */
-export interface SyncBody {
-  region: string;
-  writer: string;
-  digest: string;
-  pendingDocs: number;
-  peers: {
-    region: string;
-    state: string;
-    rttMs: number | null;
-    outbound: { pendingUpdates: number; pendingBytes: number; lagMs: number };
-    inbound: { pendingUpdates: number; lagMs: number };
-  }[];
-}
+/** `GET /v1/sync`, as the wire contract states it. */
+export type SyncBody = SyncStatus;
 
 export interface BenchClusterOptions {
   regions: string[];

@@ -14,7 +14,8 @@ import type { RegionId } from '../src/ids.js';
 import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
 import { openStore } from '../src/storage/sqlite.js';
-import type { Store, SyncMode } from '../src/storage/types.js';
+import type { Store } from '../src/storage/types.js';
+import type { SyncMode } from '../src/storage/sqlite-options.js';
 import { Latency, round, type LatencySummary } from './stats.js';
 
 /** An in-process write path and the group commits it made. */

@@ -5,7 +5,7 @@
  */
 import type { WriterId } from '../src/ids.js';
 import { decodeVersion, encodeVersion } from '../src/docs/token.js';
-import { AFTER_HEADER, WAIT_HEADER } from '../src/api/session.js';
+import { AFTER_HEADER, WAIT_HEADER } from '../src/contract.js';
 import { sleep, type BenchCluster } from './cluster.js';
 import type { Latency } from './stats.js';
 

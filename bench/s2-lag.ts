@@ -22,8 +22,12 @@ interface Condition {
   link: [number, number, number];
 }
 
+/** `puts`: single-field PUTs over 500 documents per region. `mixed`: see {@link mixedWrite}. */
+type Workload = 'puts' | 'mixed';
+
 interface LagRow {
   condition: string;
+  workload: Workload;
   load: string;
   writes: LoadResult[];
   lag: LatencySummary;
@@ -40,6 +44,12 @@ interface LagRow {
 
 const PROBES_PER_SECOND = 20;
 const DOCS = 500;
+/** Rate per region of the mixed workload (issue goal: lag p99 within link + 10 ms at this rate). */
+const MIXED_RATE = 250;
+/** Mixed workload: a few hot documents (counters, sets), tens merged by patches, thousands replaced by PUTs. */
+const MIXED_HOT = 4;
+const MIXED_PATCHED = 40;
+const MIXED_PUT = 3000;
 
 export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
@@ -64,8 +74,9 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
         bench.cluster.setFault(condition.fault);
         await sleep(1500);
       }
-      for (const rate of rates) rows.push(await step(ctx, bench, follower, condition, rate, durationMs));
-      if (!ctx.quick) rows.push(await step(ctx, bench, follower, condition, null, durationMs));
+      for (const rate of rates) rows.push(await step(ctx, bench, follower, condition, 'puts', rate, durationMs));
+      if (!ctx.quick) rows.push(await step(ctx, bench, follower, condition, 'puts', null, durationMs));
+      if (proxies) rows.push(await step(ctx, bench, follower, condition, 'mixed', MIXED_RATE, durationMs));
     } finally {
       await bench.stop();
     }
@@ -81,7 +92,10 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
     setup:
       `Three region processes (${REGIONS.join(', ')}; default config, synchronous=full), all driven from this ` +
       `process. "direct": regions dial each other on loopback; "50 ± 10 ms": every link goes through a fault proxy ` +
-      `(in this process) that holds each chunk 50 ± 10 ms one way, in order. Each region takes single-field PUTs at the rate shown (open loop, ` +
+      `(in this process) that holds each chunk 50 ± 10 ms one way, in order. Workload "puts": each region takes single-field PUTs over ${DOCS} ` +
+      `documents at the rate shown; "mixed" (${MIXED_RATE}/s, with latency): 1 in 10 writes a counter increment and 1 in 10 a set add on ` +
+      `${MIXED_HOT} documents every region shares, 3 in 10 merge patches on ${MIXED_PATCHED} shared documents, the rest PUTs over ` +
+      `${MIXED_PUT} documents per region (open loop, ` +
       `${durationMs / 1000} s per step; "closed 8" = 8 clients per region). About ${PROBES_PER_SECOND} writes/s per ` +
       'region are followed: on acknowledgement, a GET with `meridian-after: <that write only>` and ' +
       '`meridian-wait-ms: 30000` goes to each other region; lag = answer time − acknowledgement time. Floor: the ' +
@@ -100,13 +114,14 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
 }
 
 async function step(
-  ctx: BenchContext, bench: BenchCluster, follower: Follower, condition: Condition, rate: number | null, durationMs: number,
+  ctx: BenchContext, bench: BenchCluster, follower: Follower, condition: Condition, workload: Workload,
+  rate: number | null, durationMs: number,
 ): Promise<LagRow> {
   const label = rate === null ? 'closed 8' : `${rate}/s`;
   const before = await Promise.all(REGIONS.map((r) => bench.probe(r)));
   const meters = REGIONS.map((r) => cpuMeter(bench.pid(r)));
   const sampler = sampleSyncLag(bench);
-  const followed = await writeAndFollow(bench, follower, rate, durationMs);
+  const followed = await writeAndFollow(bench, follower, workload, rate, durationMs);
   const cpu = meters.map((m) => m());
   const drainStart = performance.now();
   const drained = await bench.waitConverged(120_000);
@@ -117,19 +132,19 @@ async function step(
     .flatMap((s) => s.peers.map((p) => p.rttMs))
     .filter((x): x is number => x !== null);
   const row: LagRow = {
-    condition: condition.label, load: label, ...followed,
+    condition: condition.label, workload, load: label, ...followed,
     heartbeatRttMs: rtts.length > 0 ? round(rtts.reduce((a, b) => a + b, 0) / rtts.length, 2) : null,
     syncLagMaxMs, drainMs, cpu, probes: before.map((b, i) => probeDelta(b, after[i] ?? null)), link: condition.link,
   };
   const total = row.writes.reduce((s, w) => s + w.throughput, 0);
   const stalls = row.probes.map((p) => (p ? `${p.slowTx} slow tx, loop delay p99 ${p.loopDelayP99Ms} max ${p.loopDelayMaxMs} ms` : '?'));
-  ctx.log(`lag: ${condition.label} ${label}: ${round(total, 0)} writes/s, lag p50 ${row.lag.p50} p99 ${row.lag.p99} max ${row.lag.max} ms (n=${row.lag.count}), drain ${drainMs} ms; ${stalls.join(' | ')}`);
+  ctx.log(`lag: ${condition.label} ${workload} ${label}: ${round(total, 0)} writes/s, lag p50 ${row.lag.p50} p99 ${row.lag.p99} max ${row.lag.max} ms (n=${row.lag.count}), drain ${drainMs} ms; ${stalls.join(' | ')}`);
   return row;
 }
 
 /** Every region writes at `rate` (or 8 clients each when null); a sample of writes is followed to the other regions. */
 async function writeAndFollow(
-  bench: BenchCluster, follower: Follower, rate: number | null, durationMs: number,
+  bench: BenchCluster, follower: Follower, workload: Workload, rate: number | null, durationMs: number,
 ): Promise<Pick<LagRow, 'writes' | 'lag' | 'observerGet' | 'unseen'>> {
   const lag = new Latency();
   const observerGet = new Latency();
@@ -140,8 +155,8 @@ async function writeAndFollow(
     let n = 0;
     const op: Operation = async () => {
       const i = n++;
-      const doc = `lag/${origin}-${i % DOCS}`;
-      const r = await bench.client(origin).request(`/v1/docs/${doc}`, { method: 'PUT', body: `{"v":${i}}` });
+      const { doc, path, method, body } = workload === 'mixed' ? mixedWrite(origin, i) : { ...putWrite(origin, i, DOCS), path: '' };
+      const r = await bench.client(origin).request(`/v1/docs/${doc}${path}`, { method, body });
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
       if (i % every !== 0) return;
       const p = followWrite(bench, follower, origin, doc, r.body, { lag, observerGet }).then(
@@ -159,6 +174,38 @@ async function writeAndFollow(
   }));
   await Promise.all([...pending]);
   return { writes, lag: lag.summary(), observerGet: observerGet.summary(), unseen };
+}
+
+interface WriteRequest {
+  doc: string;
+  /** Appended to the document's URL (`/ops`). */
+  path: string;
+  method: 'PUT' | 'PATCH' | 'POST';
+  body: string;
+}
+
+function putWrite(origin: string, i: number, docs: number): Omit<WriteRequest, 'path'> {
+  return { doc: `lag/${origin}-${i % docs}`, method: 'PUT', body: `{"v":${i}}` };
+}
+
+/**
+ * One write of the mixed workload: 1 in 10 a counter increment and 1 in 10 a
+ * set add on a few documents every region shares (concurrent merges on the
+ * same Yjs documents), 3 in 10 merge patches on tens of shared documents, and
+ * the rest PUTs over thousands of this region's documents.
+ */
+function mixedWrite(origin: string, i: number): WriteRequest {
+  const kind = i % 10;
+  if (kind === 0 || kind === 1) {
+    const op = kind === 0
+      ? { op: 'increment', path: ['hits', origin], by: 1 }
+      : { op: 'add', path: ['seen'], value: `${origin}-${i % 200}` };
+    return { doc: `lag-hot/h${i % MIXED_HOT}`, path: '/ops', method: 'POST', body: JSON.stringify({ ops: [op] }) };
+  }
+  if (kind <= 4) {
+    return { doc: `lag-patch/p${i % MIXED_PATCHED}`, path: '', method: 'PATCH', body: `{"${origin}":{"f${i % 8}":${i}}}` };
+  }
+  return { ...putWrite(origin, i, MIXED_PUT), path: '' };
 }
 
 /** Polls `/v1/sync` of every region once a second; `stop` resolves to the largest outbound lagMs seen. */
@@ -185,7 +232,7 @@ function table(rows: LagRow[]): Table {
   return {
     title: 'Write acknowledged at its origin → visible at each other region',
     columns: [
-      'link', 'load / region', 'writes/s (all)', 'write p50', 'write p99', 'lag p50', 'lag p99', 'lag max',
+      'link', 'workload', 'load / region', 'writes/s (all)', 'write p50', 'write p99', 'lag p50', 'lag p99', 'lag max',
       'p50 − link', 'p99 − link', 'GET p50', 'heartbeat RTT', '/v1/sync lagMs max', 'followed', 'unseen', 'batch',
       'CPU / region', 'drain ms',
     ],
@@ -195,7 +242,7 @@ function table(rows: LagRow[]): Table {
       const batches = r.probes.map((p) => p?.meanBatch ?? 0);
       const cpus = r.cpu.filter((c): c is number => c !== null);
       return [
-        r.condition, r.load, round(total, 0), worst((w) => w.latency.p50), worst((w) => w.latency.p99),
+        r.condition, r.workload, r.load, round(total, 0), worst((w) => w.latency.p50), worst((w) => w.latency.p99),
         r.lag.p50, r.lag.p99, r.lag.max, round(r.lag.p50 - r.link[1], 1), round(r.lag.p99 - r.link[2], 1),
         r.observerGet.p50, r.heartbeatRttMs, r.syncLagMaxMs, r.lag.count, r.unseen,
         round(batches.reduce((a, b) => a + b, 0) / batches.length, 1),

@@ -6,6 +6,7 @@
 #   up                  build the image (on a local base image where node:20-bookworm-slim
 #                       cannot be pulled: scripts/docker-base.sh) and start the stack; waits until healthy
 #   down [--wipe]       remove the containers and networks; --wipe also the volumes (all data)
+#   regions             the stack's region names, one a line
 #   url R               the published base URL of region R, e.g. http://127.0.0.1:7101
 #   wait R              wait until region R's container is healthy (/readyz answers 200)
 #   isolate R           cut region R off the WAN (its clients still reach it)
@@ -14,7 +15,8 @@
 #   kill R              SIGKILL the region's process (no orderly shutdown)
 #   wipe R              delete R's container and volume, start it empty: it rebuilds from its peers
 #   link A B FAULT      fault on the link between regions A and B, through its proxy service:
-#                       "latency 100ms ±20ms", "bandwidth 64kb/s", "slicer 16 5ms", "blackhole", "stall", "down", "heal"
+#                       "latency 100ms ±20ms", "bandwidth 64kb/s", "loss 5%", "slicer 16 5ms", "blackhole", "stall", "down", "heal";
+#                       latency, loss and bandwidth combine: "latency 80ms ±20ms, loss 1%, bandwidth 1mb/s"
 #   links               each link proxy's fault and byte counters
 #   sync R              R's /v1/sync (links, lag, digest), from inside its container
 #   help
@@ -118,6 +120,7 @@ case $cmd in
     r=$(region "${1:-}")
     echo "http://$(compose port "$r" "$(port_of "$r")" | tail -n1 | sed 's/^0\.0\.0\.0:/127.0.0.1:/')" ;;
   wait) wait_healthy "$(region "${1:-}")" ;;
+  regions) regions ;;
   help|-h|--help) usage ;;
   *) usage >&2; exit 64 ;;
 esac

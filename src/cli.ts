@@ -97,9 +97,10 @@ export function buildProgram(): Command {
     .option('--regions <n>', 'number of regions', '3')
     .option('--clients <n>', 'clients per region', '3')
     .option('--report <dir>', 'report folder (default verify-report/<timestamp>-<seed>)')
-    .option('--faults <list>', 'comma-separated fault kinds: isolate,bridge,oneway,blackhole,stall,latency,slicer,bandwidth,kill,pause,wipe,flap (or all, none)')
+    .option('--faults <list>', 'comma-separated fault kinds: isolate,bridge,oneway,blackhole,stall,latency,slicer,bandwidth,wan,kill,pause,wipe,flap (or all, none)')
     .option('--quick', 'a short fixed run (seed 1 unless given) with isolate, kill and blackhole')
     .option('--port-base <port>', 'region i listens on port base + i (default: free ports)')
+    .option('--target <where>', 'local (regions of its own, default) or compose (the running stack of scripts/compose.sh up; its regions, not --regions)')
     .action(async (opts: VerifyCommandOptions) => (await import('./verify/run.js')).verifyCommand(opts));
 
   return program;

@@ -25,6 +25,8 @@ export const ENV_VARS = {
   MERIDIAN_TOKENS_FILE: 'auth.tokens: a JSON file holding the array of tokens',
   MERIDIAN_PROTECT_METRICS: 'auth.protectMetrics: `true` or `false`',
   MERIDIAN_LOG_LEVEL: 'log.level',
+  MERIDIAN_CORS_ORIGINS: 'cors.origins: `https://a.example,https://b.example` or `*` (empty: CORS off)',
+  MERIDIAN_UI: 'ui.enabled: `true` or `false` (the dashboard at /ui)',
 } as const;
 
 /** Name of a variable this module reads. */
@@ -44,6 +46,8 @@ const TARGETS: Record<Exclude<EnvVar, 'MERIDIAN_CONFIG'>, readonly [string, stri
   MERIDIAN_TOKENS_FILE: ['auth', 'tokens'],
   MERIDIAN_PROTECT_METRICS: ['auth', 'protectMetrics'],
   MERIDIAN_LOG_LEVEL: ['log', 'level'],
+  MERIDIAN_CORS_ORIGINS: ['cors', 'origins'],
+  MERIDIAN_UI: ['ui', 'enabled'],
 };
 
 /** A variable's value turned into the JSON the schema expects; throws a message for the variable. */
@@ -56,6 +60,8 @@ const DECODERS: Partial<Record<EnvVar, Decoder>> = {
   MERIDIAN_SECRET_FILE: (value) => readText(value).replace(/\r?\n$/, ''),
   MERIDIAN_TOKENS_FILE: (value) => parseJson(readText(value)),
   MERIDIAN_PROTECT_METRICS: decodeBoolean,
+  MERIDIAN_CORS_ORIGINS: (value) => value.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+  MERIDIAN_UI: decodeBoolean,
 };
 
 /**

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { RegionId } from './ids.js';
-import type { SyncMode } from './storage/types.js';
+import type { SyncMode } from './storage/sqlite-options.js';
 
 /** pino levels; `silent` turns logging off. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -126,6 +126,27 @@ export interface LimitsConfig {
   readonly defaultWaitMs: number;
   /** Longest wait a request may ask for, in ms; default 60000. */
   readonly maxWaitMs: number;
+  /**
+   * Bytes of change-feed events that may wait unsent to one subscriber; a
+   * consumer further behind is cut off with the position to resume from.
+   * Default 1 MiB.
+   */
+  readonly feedQueueBytes: number;
+  /** Change-feed streams one region serves at once; beyond this 503 `unavailable`. Default 1000. */
+  readonly maxFeedSubscribers: number;
+  /** Interval of the `: ping` comments on idle change-feed streams, in ms; default 15000. */
+  readonly feedHeartbeatMs: number;
+  /** Live (WebSocket) connections one document may have in a region; beyond this 503. Default 500. */
+  readonly liveConnectionsPerDoc: number;
+  /** Live connections a region may have; beyond this 503. Default 10000. */
+  readonly liveConnections: number;
+  /**
+   * Bytes queued for one live client beyond which it is dropped (it reconnects
+   * and resyncs), so that one slow reader never slows the others. Default 4 MiB.
+   */
+  readonly liveSendBufferBytes: number;
+  /** Interval of pings and keep-alive messages to live clients, in ms (below y-websocket's 30 s); default 10000. */
+  readonly liveKeepAliveMs: number;
 }
 
 /** An access token for the HTTP API, sent as `Authorization: Bearer <token>`. */
@@ -176,6 +197,28 @@ export interface TlsConfig {
   readonly key: string;
 }
 
+/** The dashboard served at `/ui`. */
+export interface UiConfig {
+  /** Serve the dashboard (static files; its data comes from the API with the API's tokens). Default true. */
+  readonly enabled: boolean;
+  /**
+   * Base URL of a `meridian sim` control endpoint; when set, `POST /v1/sim/command`
+   * forwards simulator commands there (a `read-write` token when auth is on).
+   * Set by `meridian sim` only; default null.
+   */
+  readonly simControl: string | null;
+}
+
+/** Cross-origin requests from browser apps (CORS). */
+export interface CorsConfig {
+  /**
+   * Origins (`https://app.example.com`, scheme, host and port, no path) whose
+   * pages may call the API; `*` allows any page. Empty (the default) turns
+   * CORS off: browsers then refuse cross-origin calls.
+   */
+  readonly origins: readonly string[];
+}
+
 /** A region's configuration, with every default filled in and every path absolute. */
 export interface RegionConfig {
   /** This region's name: 1-32 characters of `a-z`, `0-9` and `-`. Required. */
@@ -199,13 +242,16 @@ export interface RegionConfig {
   readonly tls: TlsConfig | null;
   /** `level`: one of fatal, error, warn, info (default), debug, trace, silent. */
   readonly log: { readonly level: LogLevel };
+  /** Browser apps on other origins; default none (off). */
+  readonly cors: CorsConfig;
+  readonly ui: UiConfig;
 }
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
 
 /** The part of {@link RegionConfig} that a config file may leave out. */
-export type ConfigDefaults = Pick<RegionConfig, 'cluster' | 'peers' | 'storage' | 'replication' | 'limits' | 'auth' | 'tls' | 'log'> & {
+export type ConfigDefaults = Pick<RegionConfig, 'cluster' | 'peers' | 'storage' | 'replication' | 'limits' | 'auth' | 'tls' | 'log' | 'ui' | 'cors'> & {
   readonly listen: Pick<ListenConfig, 'host'>;
 };
 
@@ -248,10 +294,19 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     connectionTimeoutMs: 60_000,
     defaultWaitMs: 5000,
     maxWaitMs: 60_000,
+    feedQueueBytes: MIB,
+    maxFeedSubscribers: 1000,
+    feedHeartbeatMs: 15_000,
+    liveConnectionsPerDoc: 500,
+    liveConnections: 10_000,
+    liveSendBufferBytes: 4 * MIB,
+    liveKeepAliveMs: 10_000,
   },
   auth: { tokens: [], protectMetrics: false },
   tls: null,
   log: { level: 'info' },
+  cors: { origins: [] },
+  ui: { enabled: true, simControl: null },
 });
 
 /** One thing wrong with a config: where (`peers[0].url`, empty for the whole file) and what. */
@@ -280,6 +335,8 @@ const PATTERN_HINTS: Record<string, string> = {
   '^(?:[A-Za-z0-9._~-]{1,128}|[A-Za-z0-9._~-]{0,127}\\*)$': 'must be a collection name or a prefix ending in *',
 };
 const [REGION_RE, CLUSTER_RE, COLLECTION_RE] = Object.keys(PATTERN_HINTS) as [string, string, string];
+const ORIGIN_RE = '^(?:\\*|https?://[^/?#\\s*]+/?)$';
+PATTERN_HINTS[ORIGIN_RE] = "must be '*' or an origin: http(s)://host[:port] without path";
 
 const strict = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false });
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => Type.Integer({ minimum, maximum });
@@ -321,6 +378,13 @@ const LimitsSchema = strict({
   connectionTimeoutMs: Type.Optional(ms()),
   defaultWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
   maxWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
+  feedQueueBytes: Type.Optional(int(1024)),
+  maxFeedSubscribers: Type.Optional(int(0)),
+  feedHeartbeatMs: Type.Optional(int(100, MAX_TIMER_MS)),
+  liveConnectionsPerDoc: Type.Optional(int(1)),
+  liveConnections: Type.Optional(int(1)),
+  liveSendBufferBytes: Type.Optional(int(1024)),
+  liveKeepAliveMs: Type.Optional(int(100, 25_000)),
 });
 const QuotaSchema = strict({
   writesPerSecond: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e6 })),
@@ -355,6 +419,8 @@ const ConfigSchema = strict({
   ),
   tls: Type.Optional(strict({ ca: Type.Optional(text(1, 4096)), cert: text(1, 4096), key: text(1, 4096) })),
   log: Type.Optional(strict({ level: Type.Optional(oneOf<LogLevel>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])) })),
+  cors: Type.Optional(strict({ origins: Type.Array(Type.String({ pattern: ORIGIN_RE, maxLength: 2048 }), { maxItems: 1000 }) })),
+  ui: Type.Optional(strict({ enabled: Type.Optional(Type.Boolean()), simControl: Type.Optional(text(1, 2048)) })),
 });
 type ConfigInput = Static<typeof ConfigSchema>;
 
@@ -430,6 +496,12 @@ function resolve(c: ConfigInput, baseDir: string): RegionConfig {
     },
     tls: c.tls ? { ca: c.tls.ca === undefined ? null : abs(c.tls.ca), cert: abs(c.tls.cert), key: abs(c.tls.key) } : null,
     log: { level: c.log?.level ?? DEFAULTS.log.level },
+    // Browsers send the origin without a trailing slash; compare like with like.
+    cors: { origins: (c.cors?.origins ?? []).map((o) => o.replace(/\/$/, '')) },
+    ui: {
+      enabled: c.ui?.enabled ?? DEFAULTS.ui.enabled,
+      simControl: c.ui?.simControl === undefined ? null : (normalizeUrl(c.ui.simControl) ?? c.ui.simControl),
+    },
   };
 }
 
@@ -477,6 +549,9 @@ function crossCheck(c: ConfigInput, baseDir: string): ConfigProblem[] {
     if (file !== undefined && statSync(path.resolve(baseDir, file), { throwIfNoEntry: false })?.isFile() !== true) {
       problems.push({ path: `tls.${field}`, message: `file not found: ${path.resolve(baseDir, file)}` });
     }
+  }
+  if (c.ui?.simControl !== undefined && normalizeUrl(c.ui.simControl) === null) {
+    problems.push({ path: 'ui.simControl', message: 'must be an http:// or https:// URL without credentials, query or fragment' });
   }
   const r = { ...DEFAULTS.replication, ...c.replication };
   const l = resolveLimits(c.limits);

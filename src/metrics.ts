@@ -3,10 +3,18 @@
  * (never the global one), so several regions can run in one process, as they
  * do in tests. Modules update the typed fields; `/metrics` renders them.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 
 /** Work run before each scrape, to copy values that live elsewhere into gauges. */
 export type CollectHook = () => void | Promise<void>;
+
+/**
+ * A gauge set in milliseconds, the unit its callers measure in, and exposed
+ * in seconds, the base unit Prometheus expects (its name ends in `_seconds`).
+ */
+export interface MillisecondsGauge<L extends string> {
+  set(labels: LabelValues<L>, ms: number): void;
+}
 
 /** Kinds of committed writes, for {@link Metrics.writes} and {@link Metrics.writeLatencySeconds}. */
 export type WriteKind = 'put' | 'patch' | 'ops' | 'delete' | 'yjs' | 'remote';
@@ -26,14 +34,14 @@ export interface Metrics {
   readonly documentsLoaded: Gauge;
   /** Size of the SQLite database in bytes. */
   readonly databaseBytes: Gauge;
-  /** Replication lag to or from a peer, in milliseconds (direction `outbound` or `inbound`). */
-  readonly peerLagMs: Gauge<'peer' | 'direction'>;
+  /** Replication lag to or from a peer (direction `outbound` or `inbound`); set in ms, exposed in seconds. */
+  readonly peerLagMs: MillisecondsGauge<'peer' | 'direction'>;
   /** Updates not yet acknowledged by a peer. */
   readonly peerPendingUpdates: Gauge<'peer'>;
   /** Bytes of updates not yet acknowledged by a peer. */
   readonly peerPendingBytes: Gauge<'peer'>;
-  /** Last heartbeat round-trip time to a peer, in milliseconds. */
-  readonly heartbeatRttMs: Gauge<'peer'>;
+  /** Last heartbeat round-trip time to a peer; set in ms, exposed in seconds. */
+  readonly heartbeatRttMs: MillisecondsGauge<'peer'>;
   /** Connections to a peer re-established after a loss. */
   readonly reconnects: Counter<'peer'>;
   /** Frames from a peer that were dropped as invalid. */
@@ -56,6 +64,13 @@ export interface Metrics {
   readonly requestsRefused: Counter<'reason'>;
   /** Repeated log lines left out by the per-source log limiter, by event. */
   readonly logSuppressed: Counter<'event'>;
+  /** Change-feed streams open now. */
+  readonly feedSubscribers: Gauge;
+  /**
+   * Change-feed streams cut off (`slow_consumer`, `resume_too_large`) or
+   * refused at the region's stream limit (`subscriber_limit`), by reason.
+   */
+  readonly feedCutoffs: Counter<'reason'>;
 
   /** Registers work to run before every scrape; returns a function that removes it. */
   onCollect(hook: CollectHook): () => void;
@@ -66,8 +81,16 @@ export interface Metrics {
 }
 
 export interface MetricsOptions {
-  /** Also collect the process metrics (CPU, memory, event loop lag). Off by default. */
+  /**
+   * Also collect prom-client's default process and Node.js metrics (CPU,
+   * memory, event loop lag), under their stock names (`process_*`, `nodejs_*`)
+   * so that standard Node.js dashboards work. Off by default.
+   */
   processMetrics?: boolean;
+}
+
+function inSeconds<L extends string>(gauge: Gauge<L>): MillisecondsGauge<L> {
+  return { set: (labels, ms) => gauge.set(labels, ms / 1000) };
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -76,7 +99,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export function createMetrics(region: string, options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ region });
-  if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'meridian_' });
+  if (options.processMetrics === true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
   const hooks = new Set<CollectHook>();
 
@@ -103,13 +126,13 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       registers,
     }),
     documentsLoaded: new Gauge({ name: 'meridian_documents_loaded', help: 'Documents held in memory.', registers }),
-    databaseBytes: new Gauge({ name: 'meridian_database_bytes', help: 'Size of the SQLite database.', registers }),
-    peerLagMs: new Gauge({
-      name: 'meridian_peer_lag_milliseconds',
-      help: 'Replication lag to (outbound) or from (inbound) a peer.',
+    databaseBytes: new Gauge({ name: 'meridian_database_bytes', help: 'Size of the SQLite database in bytes.', registers }),
+    peerLagMs: inSeconds(new Gauge({
+      name: 'meridian_peer_lag_seconds',
+      help: 'Replication lag to (outbound) or from (inbound) a peer, in seconds.',
       labelNames: ['peer', 'direction'] as const,
       registers,
-    }),
+    })),
     peerPendingUpdates: new Gauge({
       name: 'meridian_peer_pending_updates',
       help: 'Updates not yet acknowledged by a peer.',
@@ -122,12 +145,12 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       labelNames: ['peer'] as const,
       registers,
     }),
-    heartbeatRttMs: new Gauge({
-      name: 'meridian_heartbeat_rtt_milliseconds',
-      help: 'Last heartbeat round-trip time to a peer.',
+    heartbeatRttMs: inSeconds(new Gauge({
+      name: 'meridian_heartbeat_rtt_seconds',
+      help: 'Last heartbeat round-trip time to a peer, in seconds.',
       labelNames: ['peer'] as const,
       registers,
-    }),
+    })),
     reconnects: new Counter({
       name: 'meridian_peer_reconnects_total',
       help: 'Connections to a peer re-established after a loss.',
@@ -181,6 +204,13 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       name: 'meridian_log_suppressed_total',
       help: 'Repeated log lines left out by the per-source log limiter.',
       labelNames: ['event'] as const,
+      registers,
+    }),
+    feedSubscribers: new Gauge({ name: 'meridian_feed_subscribers', help: 'Change-feed streams open.', registers }),
+    feedCutoffs: new Counter({
+      name: 'meridian_feed_cutoffs_total',
+      help: 'Change-feed streams cut off or refused, by reason.',
+      labelNames: ['reason'] as const,
       registers,
     }),
     onCollect(hook) {

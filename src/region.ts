@@ -14,6 +14,9 @@ import { buildApp } from './api/app.js';
 import { Replicator, type ReplicationOptions } from './replication/replicator.js';
 import { acceptLinks, dialLink, type LinkOptions, type TlsMaterial } from './replication/transport.js';
 import type { ApiConfig } from './api/app.js';
+import { StatusHistory, startSampler } from './api/status-history.js';
+import { liveRoutes } from './api/routes-live.js';
+import { Rooms } from './live/rooms.js';
 
 export interface RunningRegion {
   /** Base URL the region serves on. */
@@ -79,11 +82,24 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     config: replicationOptions(config), documents, store, logger, metrics,
     dial: (peer) => dialLink(peer, { link: linkConfig, logger }),
   });
-  const app = buildApp({ config: apiConfig(config), documents, replication: replicator, metrics, logger, ...(tls ? { https: tls } : {}) });
+  const history = new StatusHistory();
+  const app = buildApp({
+    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store,
+    ...(tls ? { https: tls } : {}),
+  });
   await acceptLinks(app, {
     link: linkConfig, logger, metrics,
     onLink: (peer, link) => replicator.attach(peer, link),
     onRefused: (claimed, reason) => replicator.refused(claimed, reason),
+  });
+  // Live clients: after the links, whose registration brings the WebSocket plugin.
+  const rooms = new Rooms({
+    maxPerDoc: config.limits.liveConnectionsPerDoc, maxTotal: config.limits.liveConnections,
+    relay: replicator, versionVector: () => documents.versionVector(),
+  });
+  const stopLive = documents.onCommitted((entries) => rooms.committed(entries));
+  await app.register(liveRoutes, {
+    documents, rooms, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }),
   });
 
   try {
@@ -95,6 +111,9 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     throw err;
   }
   replicator.start();
+  const sampler = startSampler({
+    history, status: () => replicator.status(), onError: (err) => logger.warn({ err }, 'status sample failed'),
+  });
   if (hasPeers) {
     const waitMs = config.replication.deadAfterMs * 3;
     if (rebuilding) logger.info({ waitMs }, 'empty data directory: holding writes until caught up with a peer');
@@ -115,8 +134,11 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     url,
     close: () =>
       (closing ??= (async () => {
+        sampler.stop();
         await replicator.close();
         await app.close();
+        stopLive();
+        rooms.close();
         await documents.close();
         await store.close();
         lock.release();
@@ -146,7 +168,7 @@ export function linkOptions(c: RegionConfig, tls: TlsMaterial | null): LinkOptio
   return { region: c.region, cluster: c.cluster, secret: c.secret, peers: c.peers.map((p) => p.region), maxFrameBytes, heartbeatMs, tls };
 }
 
-/** The API's slice: identity, limits and tokens; no secret. */
+/** The API's slice: identity, limits, tokens, CORS origins and the dashboard switch; no secret. */
 export function apiConfig(c: RegionConfig): ApiConfig {
-  return { region: c.region, limits: c.limits, auth: c.auth };
+  return { region: c.region, limits: c.limits, auth: c.auth, cors: c.cors, ui: c.ui };
 }

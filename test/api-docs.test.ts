@@ -221,7 +221,7 @@ describe('listing', () => {
 
   test('limit must be 1..1000 and after a valid name', async () => {
     for (const limit of ['0', '1001', 'abc', '2.5', '-1']) {
-      const body = expectError(await node.app.inject({ url: `/v1/docs/paged?limit=${limit}` }), 400, 'invalid_body');
+      const body = expectError(await node.app.inject({ url: `/v1/docs/paged?limit=${limit}` }), 400, 'invalid_query');
       expect(body.field).toBe('querystring/limit');
     }
     expect((await node.app.inject({ url: '/v1/docs/paged?limit=1000' })).statusCode).toBe(200);

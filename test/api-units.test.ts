@@ -156,9 +156,9 @@ describe('state vector parameter', () => {
   });
 
   test('rejects what is not base64', () => {
-    expect(codeOf(() => decodeStateVectorParam('%%%'))).toBe('invalid_body');
-    expect(codeOf(() => decodeStateVectorParam('A'))).toBe('invalid_body');
-    expect(codeOf(() => decodeStateVectorParam('AAAA==='))).toBe('invalid_body');
+    expect(codeOf(() => decodeStateVectorParam('%%%'))).toBe('invalid_query');
+    expect(codeOf(() => decodeStateVectorParam('A'))).toBe('invalid_query');
+    expect(codeOf(() => decodeStateVectorParam('AAAA==='))).toBe('invalid_query');
   });
 });
 
@@ -193,8 +193,8 @@ describe('metrics', () => {
     m.framesRejected.inc({ peer: 'west', reason: 'checksum' });
     m.heartbeatRttMs.set({ peer: 'west' }, 3);
     const text = await m.scrape();
-    expect(text).toContain('meridian_peer_lag_milliseconds{peer="west",direction="outbound",region="r"} 12');
+    expect(text).toContain('meridian_peer_lag_seconds{peer="west",direction="outbound",region="r"} 0.012');
     expect(text).toContain('meridian_frames_rejected_total{peer="west",reason="checksum",region="r"} 1');
-    expect(text).toContain('meridian_heartbeat_rtt_milliseconds{peer="west",region="r"} 3');
+    expect(text).toContain('meridian_heartbeat_rtt_seconds{peer="west",region="r"} 0.003');
   });
 });

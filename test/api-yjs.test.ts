@@ -54,12 +54,12 @@ describe('GET yjs', () => {
     expect(doc.getMap('root').get('title')).toBe('changed');
   });
 
-  test('an unknown document is 404 and bad state vectors are 400 invalid_body', async () => {
+  test('an unknown document is 404 and bad state vectors are 400 invalid_query', async () => {
     expect((await node.app.inject({ url: '/v1/docs/y/none/yjs' })).statusCode).toBe(404);
     for (const sv of ['%25%25', 'A', Buffer.from([9]).toString('base64url')]) {
       const res = await node.app.inject({ url: `/v1/docs/y/a/yjs?sv=${sv}` });
       expect(res.statusCode).toBe(400);
-      expect(res.json()).toMatchObject({ error: 'invalid_body' });
+      expect(res.json()).toMatchObject({ error: 'invalid_query', field: 'querystring/sv' });
     }
   });
 });

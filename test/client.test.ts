@@ -206,6 +206,17 @@ describe('session version', () => {
     expect(s.unmerged).toEqual([]);
   });
 
+  it('sets its tokens aside and takes them back as pending', () => {
+    const s = new SessionVersion('v-lost');
+    s.observe(s.begin(), 'v-lost-2', true);
+    s.observe({ after: 'v-old', pending: [], generation: -1 }, 'v-concurrent', true);
+    expect(s.setAside()).toEqual(['v-lost-2', 'v-concurrent']);
+    expect(s.begin()).toMatchObject({ after: null, pending: [] });
+    s.observe(s.begin(), 'v-new', true);
+    s.restore(['v-lost-2', 'v-concurrent']);
+    expect(s.begin()).toMatchObject({ after: 'v-new', pending: ['v-lost-2', 'v-concurrent'] });
+  });
+
   it('drops a stale read answer instead of going back', () => {
     const s = new SessionVersion('v-start');
     const read = s.begin();

@@ -3,7 +3,8 @@
  * brings up the three regions with their link proxies, and runs the README's
  * outage toolbox commands verbatim: a region cut off the WAN while both sides
  * keep writing, a SIGKILLed region under writes, 100 ms of latency on one
- * link. After each, every region must hold the same digest and every
+ * link, 10% packet loss on another; then a short `meridian verify --target
+ * compose` run (its workload, faults and checker) against the same stack. After each, every region must hold the same digest and every
  * acknowledged write. Everything it creates (containers, networks, volumes,
  * the image) is removed at the end; the base image stays cached.
  *
@@ -11,10 +12,13 @@
  * (`.ci/run` installs them). Runs in its own compose project on free host ports,
  * so a user's stack on 7101-7103 is not touched.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { converged, missingWrites, REGIONS, ROOT, sh, syncOf, until, Writer, type Region } from './compose-stack.js';
+import { runVerify } from '../src/verify/run.js';
+import { formatSummary } from '../src/verify/report.js';
 
 const PROJECT = `meridian-e2e-${process.pid}`;
 const ENV: NodeJS.ProcessEnv = {
@@ -36,6 +40,8 @@ const README_COMMANDS = {
   wait: 'scripts/compose.sh wait ap-south',
   latency: 'scripts/compose.sh link eu-west us-east "latency 100ms"',
   heal: 'scripts/compose.sh link eu-west us-east heal',
+  loss: 'scripts/compose.sh link ap-south us-east "loss 10%"',
+  lossHeal: 'scripts/compose.sh link ap-south us-east heal',
   sync: 'scripts/compose.sh sync eu-west',
   down: 'scripts/compose.sh down --wipe',
 } as const;
@@ -134,4 +140,31 @@ describe('docker-compose stack', () => {
       return rtt !== null && rtt < 100 ? rtt : `rtt ${rtt}`;
     });
   }, 120_000);
+
+  it('converges under writes with packet loss on one link', async () => {
+    sh(README_COMMANDS.loss, ENV);
+    expect(sh('scripts/compose.sh links', ENV)).toMatch(/wan-ap-south-us-east: .*loss 10%/);
+    const writers = await writingDuring('loss', async () => {
+      await pause(6000);
+    });
+    // Converged while the loss is still on: retransmission delays slow the link, they do not break it.
+    await converged(() => urls);
+    expect(await missingWrites(urls, writers.flatMap((w) => w.acked))).toEqual([]);
+    sh(README_COMMANDS.lossHeal, ENV);
+  }, 180_000);
+
+  it('passes a short meridian verify --target compose run', async () => {
+    const report = mkdtempSync(path.join(tmpdir(), 'meridian-e2e-verify-'));
+    try {
+      const result = await runVerify({
+        target: 'compose', env: { ...process.env, ...ENV }, seed: 11, duration: '20s', clients: 2,
+        faults: 'isolate,kill,latency,wan', report, convergeTimeoutMs: 90_000, log: (line) => console.log(line),
+      });
+      console.log(formatSummary(result));
+      expect(result.faults.ran.length).toBeGreaterThan(0);
+      expect(result.ok).toBe(true);
+    } finally {
+      rmSync(report, { recursive: true, force: true });
+    }
+  }, 240_000);
 });

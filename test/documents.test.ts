@@ -161,13 +161,15 @@ describe('the write path', () => {
     dirs.push(dir);
     const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
     const failing: Store = Object.create(store) as Store;
-    failing.saveSnapshots = () => {
-      throw new Error('disk full');
+    // Merged state is stored in the commit that changes its summary: that commit fails whole.
+    failing.commit = (batch) => {
+      if ((batch.snapshots ?? []).length > 0) throw new Error('disk full');
+      return store.commit(batch);
     };
     const docs = createDocuments({ store: failing, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
     open.push({ docs, store });
-    await docs.applyState(key, source.docs.readYjs(key)!, 'r0' as RegionId);
-    // The document is marked for repair; a fresh index built from the store agrees.
+    await expect(docs.applyState(key, source.docs.readYjs(key)!, 'r0' as RegionId)).rejects.toThrow(/could not store/);
+    // Nothing of it is stored or indexed, so the digests still differ; a fresh index built from the store agrees.
     const digest = docs.digests.regionDigest();
     await closeNode({ docs, store });
     expect(node(dir).docs.digests.regionDigest()).toBe(digest);

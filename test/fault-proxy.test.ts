@@ -77,10 +77,15 @@ afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-async function setup(mode: 'echo' | 'sink' = 'echo'): Promise<{ server: TestServer; proxy: FaultProxy }> {
+async function setup(
+  mode: 'echo' | 'sink' = 'echo',
+  random?: () => number,
+): Promise<{ server: TestServer; proxy: FaultProxy }> {
   const server = await startServer(mode);
   cleanups.push(() => server.close());
-  const proxy = await startFaultProxy({ upstreamHost: '127.0.0.1', upstreamPort: server.port, name: 'test' });
+  const proxy = await startFaultProxy({
+    upstreamHost: '127.0.0.1', upstreamPort: server.port, name: 'test', ...(random ? { random } : {}),
+  });
   cleanups.push(() => proxy.close());
   return { server, proxy };
 }
@@ -248,6 +253,69 @@ describe('FaultProxy', () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
   });
 
+  /** Round-trip times of `count` one-byte pings, one after the other. */
+  async function pingTimes(c: TestClient, count: number): Promise<number[]> {
+    const times: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const before = c.data().length;
+      const t0 = performance.now();
+      c.socket.write('p');
+      await waitFor(() => c.data().length === before + 1, 10_000);
+      times.push(performance.now() - t0);
+    }
+    return times;
+  }
+
+  it('loss 0% holds no chunk back, even when every random draw would count as lost', async () => {
+    // random() = 0 is below any loss threshold above zero: this is the boundary.
+    const { proxy } = await setup('echo', () => 0);
+    const c = await client(proxy);
+    // 300 ms each way makes the retransmission timeout 600 ms: a lost chunk would add at least that.
+    proxy.setFault(parseFault('latency 300ms, loss 0%'));
+    for (const rtt of await pingTimes(c, 3)) {
+      expect(rtt).toBeGreaterThanOrEqual(599);
+      expect(rtt).toBeLessThan(1200);
+    }
+  });
+
+  it('loss holds chunks for a retransmission timeout', async () => {
+    const { proxy } = await setup('echo', () => 0);
+    const c = await client(proxy);
+    proxy.setFault(parseFault('loss 1%'));
+    // Every draw is "lost": each direction waits the minimum RTO of 200 ms.
+    for (const rtt of await pingTimes(c, 2)) expect(rtt).toBeGreaterThanOrEqual(399);
+    proxy.setFault(parseFault('loss 1% downstream'));
+    for (const rtt of await pingTimes(c, 2)) expect(rtt).toBeGreaterThanOrEqual(199);
+  });
+
+  it('loss with jitter delivers every byte in order', async () => {
+    const { proxy } = await setup('echo');
+    const c = await client(proxy);
+    proxy.setFault(parseFault('latency 5ms ±5ms, loss 20%'));
+    let expected = '';
+    for (let i = 0; i < 200; i++) {
+      const line = `${String(i).padStart(4, '0')}\n`;
+      expected += line;
+      c.socket.write(line);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await waitFor(() => c.data().length === expected.length, 20_000);
+    expect(c.data().toString()).toBe(expected);
+  });
+
+  it('a wan fault honours latency and bandwidth together', async () => {
+    const { server, proxy } = await setup('sink');
+    const c = await client(proxy);
+    proxy.setFault(parseFault('latency 200ms, bandwidth 100kb/s upstream'));
+    const t0 = performance.now();
+    c.socket.write(randomBytes(25_000));
+    await waitFor(() => server.receivedBytes() > 0);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(199);
+    await waitFor(() => server.receivedBytes() === 25_000);
+    // 200 ms of latency, then 25 kB at 100 kB/s (the first slice leaves at once).
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(200 + 150);
+  });
+
   it('resets the client when the upstream refuses the connection', async () => {
     const { server, proxy } = await setup('echo');
     await server.close();
@@ -295,6 +363,14 @@ describe('parseFault', () => {
     ['bandwidth 1mib/s downstream', { kind: 'bandwidth', bytesPerSecond: 1_048_576, direction: 'downstream' }],
     ['slicer 16', { kind: 'slicer', maxBytes: 16 }],
     ['slicer 16 5ms upstream', { kind: 'slicer', maxBytes: 16, delayMs: 5, direction: 'upstream' }],
+    ['loss 5%', { kind: 'loss', percent: 5 }],
+    ['loss 0.5% upstream', { kind: 'loss', percent: 0.5, direction: 'upstream' }],
+    [
+      'latency 80ms ±20ms, loss 1%, bandwidth 1mb/s upstream',
+      { kind: 'wan', latencyMs: 80, jitterMs: 20, lossPercent: 1, bytesPerSecond: 1_000_000, direction: 'upstream' },
+    ],
+    ['loss 2%,latency 50ms', { kind: 'wan', latencyMs: 50, lossPercent: 2 }],
+    ['bandwidth 64kb/s, loss 0%', { kind: 'wan', latencyMs: 0, lossPercent: 0, bytesPerSecond: 64_000 }],
   ];
   it.each(accepted)('parses %j', (text, fault) => {
     expect(parseFault(text)).toEqual(fault);
@@ -324,6 +400,15 @@ describe('parseFault', () => {
     'slicer -3',
     'slicer 16 5',
     'stall upstream downstream',
+    'loss',
+    'loss 5',
+    'loss 101%',
+    'loss -1%',
+    'loss 5% 6%',
+    'latency 80ms upstream, loss 1%',
+    'latency 80ms, latency 90ms',
+    'latency 80ms, blackhole',
+    'latency 80ms,',
   ];
   it.each(rejected)('rejects %j with a bad_request error', (text) => {
     expect(() => parseFault(text)).toThrow(MeridianError);
@@ -339,6 +424,8 @@ describe('parseFault', () => {
     const proxy = new FaultProxy({ upstreamHost: '127.0.0.1', upstreamPort: 1 });
     expect(() => proxy.setFault({ kind: 'latency', ms: -1 })).toThrow(MeridianError);
     expect(() => proxy.setFault({ kind: 'bandwidth', bytesPerSecond: Number.NaN })).toThrow(MeridianError);
+    expect(() => proxy.setFault({ kind: 'loss', percent: 150 })).toThrow(MeridianError);
+    expect(() => proxy.setFault({ kind: 'wan', latencyMs: 10, bytesPerSecond: 0 })).toThrow(MeridianError);
     expect(proxy.currentFault()).toEqual({ kind: 'none' });
     await proxy.close();
   });

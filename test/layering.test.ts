@@ -64,8 +64,14 @@ const BOUNDARIES: Record<string, Probe[]> = {
   ],
   'replication never reaches into the SQLite engine': [
     ...forbid('src/replication/probe.ts', '../storage/sqlite.js', '../storage/store.js', '../storage/statements.js',
-      '../storage/gc.js', '../storage/integrity.js', 'better-sqlite3'),
+      '../storage/gc.js', '../storage/integrity.js', '../storage/writer.js', '../storage/sqlite-options.js', '../storage/memory.js',
+      'better-sqlite3'),
     ...allow('src/replication/probe.ts', '../storage/types.js', '../docs/types.js', './session.js', 'ws'),
+  ],
+  'the write path depends on the storage contract, never on an engine': [
+    ...forbid('src/docs/probe.ts', '../storage/sqlite.js', '../storage/store.js', '../storage/memory.js', '../storage/batch.js',
+      '../storage/sqlite-options.js', 'better-sqlite3'),
+    ...allow('src/docs/probe.ts', '../storage/types.js', './cache.js', '../crdt/index.js'),
   ],
   'the API never reaches into replication internals': [
     ...forbid('src/api/probe.ts', '../replication/replicator.js', '../replication/session.js', '../replication/transport.js',
@@ -79,12 +85,13 @@ const BOUNDARIES: Record<string, Probe[]> = {
   'only src/region.ts (the composition root) constructs concrete parts': [
     ...forbid('src/probe.ts', './storage/sqlite.js', './docs/documents.js', './replication/replicator.js', './replication/transport.js', './api/app.js'),
     ...forbid('src/verify/probe.ts', '../storage/sqlite.js', '../docs/documents.js', '../api/app.js'),
-    ...forbid('src/docs/probe.ts', '../storage/sqlite.js', '../replication/replicator.js'),
+    ...forbid('src/docs/probe.ts', '../storage/sqlite.js', '../storage/memory.js', '../replication/replicator.js'),
+    ...forbid('src/api/probe.ts', '../storage/memory.js'),
     ...forbid('src/faults/sim.ts', '../replication/replicator.js'),
     ...allow('src/region.ts', './storage/sqlite.js', './docs/documents.js', './replication/replicator.js', './replication/transport.js', './api/app.js'),
     // Tooling excepted, as it always was: tests, benchmarks and the local cluster.
     ...allow('src/faults/cluster.ts', '../storage/sqlite.js', '../replication/replicator.js'),
-    ...allow('test/probe.test.ts', '../src/storage/sqlite.js', '../src/replication/replicator.js', '../src/api/app.js'),
+    ...allow('test/probe.test.ts', '../src/storage/sqlite.js', '../src/storage/memory.js', '../src/replication/replicator.js', '../src/api/app.js'),
     ...allow('bench/probe.ts', '../src/storage/sqlite.js', '../src/docs/documents.js'),
     // Inside a part, its own modules are its own business.
     ...allow('src/docs/probe.ts', './documents.js', '../storage/types.js'),

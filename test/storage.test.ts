@@ -7,7 +7,8 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { openStore, SCHEMA_VERSION, StoreOpenError, type InlineStore } from '../src/storage/sqlite.js';
-import type { NewLogEntry, SyncMode } from '../src/storage/types.js';
+import type { NewLogEntry } from '../src/storage/types.js';
+import type { SyncMode } from '../src/storage/sqlite-options.js';
 
 const REGION = 'us-east' as RegionId;
 const OTHER = 'eu-west~0123456789ab' as WriterId;
@@ -179,7 +180,7 @@ describe('corruption', () => {
       entries: [entry(store.writer, 1, X), entry(store.writer, 2, X), entry(store.writer, 3, X)],
       docs: [{ doc: X, digest: digest(1), deleted: false }],
     });
-    store.saveSnapshot({ doc: X, state: Uint8Array.from([9, 9]), pending: null, uptoLsn: lsns[1]! });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([9, 9]), pending: null, uptoLsn: lsns[1]! }]);
     const path = store.path;
     closeStore(store);
     withRaw(path, (db) => {
@@ -387,7 +388,7 @@ describe('snapshots and garbage collection', () => {
     expect(store.docsNeedingCompaction(2, 10)).toEqual([X]);
     expect(store.docsNeedingCompaction(4, 10)).toEqual([]);
 
-    store.saveSnapshot({ doc: X, state: Uint8Array.from([7, 7]), pending: Uint8Array.from([8]), uptoLsn: lsns[1]! });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([7, 7]), pending: Uint8Array.from([8]), uptoLsn: lsns[1]! }]);
     const loaded = store.loadDoc(X)!;
     expect(loaded.snapshot).toEqual(Buffer.from([7, 7]));
     expect(loaded.pending).toEqual(Buffer.from([8]));
@@ -397,13 +398,13 @@ describe('snapshots and garbage collection', () => {
     expect(store.docsNeedingCompaction(2, 10)).toEqual([]);
 
     // An older snapshot never replaces a newer one.
-    store.saveSnapshot({ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[0]! });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[0]! }]);
     expect(store.loadDoc(X)!.snapshot).toEqual(Buffer.from([7, 7]));
-    store.saveSnapshot({ doc: X, state: Uint8Array.from([6]), pending: null, uptoLsn: lsns[3]! });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), pending: null, uptoLsn: lsns[3]! }]);
     expect(store.loadDoc(X)).toMatchObject({ snapshot: Buffer.from([6]), pending: null, entries: [] });
     expect(store.docsNeedingCompaction(1, 10)).toEqual([Y]);
     expect(() =>
-      store.saveSnapshot({ doc: docKey('notes', 'nope'), state: new Uint8Array(1), pending: null, uptoLsn: 1 }),
+      store.saveSnapshots([{ doc: docKey('notes', 'nope'), state: new Uint8Array(1), pending: null, uptoLsn: 1 }]),
     ).toThrow(/unknown document/);
   });
 
@@ -417,7 +418,7 @@ describe('snapshots and garbage collection', () => {
       docs: [],
     });
     // X is compacted up to OTHER:1, which covers w:1 and w:2 but not w:3; Y is not compacted.
-    store.saveSnapshot({ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[2]! });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[2]! }]);
     store.setPeerAcks(b, new Map([[w, 4], [OTHER, 1]]));
     store.setPeerAcks(c, new Map([[w, 1]]));
 
@@ -445,7 +446,7 @@ describe('snapshots and garbage collection', () => {
     const lsns = store.commit({ entries, docs: [] });
     const upto = lsns[2399]!;
     for (let i = 0; i < 7; i++) {
-      store.saveSnapshot({ doc: docKey('bulk', `d${i}`), state: new Uint8Array(1), pending: null, uptoLsn: upto });
+      store.saveSnapshots([{ doc: docKey('bulk', `d${i}`), state: new Uint8Array(1), pending: null, uptoLsn: upto }]);
     }
     expect(store.collectGarbage([], 0)).toBe(2400);
     expect(store.stats().logEntries).toBe(100);

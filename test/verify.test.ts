@@ -83,6 +83,14 @@ describe('options', () => {
     expect(reproduceCommand(o)).toBe('node dist/src/cli.js verify --seed 77 --duration 2m --regions 4 --clients 2 --faults kill,pause');
     expect(resolveOptions({ quick: true }).seed).toBe(1);
   });
+
+  it('takes the compose stack as a target, and nothing else', () => {
+    expect(resolveOptions({}).target).toBe('local');
+    const o = resolveOptions({ seed: 5, duration: '20s', target: 'compose', faults: 'wan,kill' });
+    expect(reproduceCommand(o)).toContain('verify --seed 5 --target compose');
+    expect(o.faults).toEqual(['wan', 'kill']);
+    expect(() => resolveOptions({ target: 'kubernetes' as never })).toThrow(/--target must be local or compose/);
+  });
 });
 
 describe('response classification', () => {

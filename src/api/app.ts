@@ -16,6 +16,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
+import cors from '@fastify/cors';
 import type { Logger } from 'pino';
 import type { RegionConfig } from '../config.js';
 import type { Documents } from '../docs/types.js';
@@ -26,19 +27,26 @@ import { errorBody, installErrorHandling } from './errors.js';
 import { MeridianError } from '../errors.js';
 import { createLogLimiter } from '../log-limiter.js';
 import { installBodyTimeout } from './body-timeout.js';
+import { corsOptions } from './cors.js';
 import { callerOf, installConcurrencyLimit } from './limits.js';
 import { createQuotas, installWriteRate } from './quotas.js';
 import { installRefusals } from './refusals.js';
+import { installOpenApi } from './openapi.js';
 import { healthRoutes } from './routes-health.js';
 import { docRoutes } from './routes-docs.js';
 import { syncRoutes } from './routes-sync.js';
 import { yjsRoutes } from './routes-yjs.js';
+import { stripQueryToken } from './routes-live.js';
 import { conflictRoutes } from './routes-conflicts.js';
+import { EVENT_ROUTES, eventRoutes } from './routes-events.js';
+import type { FeedLog } from '../docs/feed.js';
+import { historyRoutes, packagedUiAssets, uiRoutes, type UiAssets } from './routes-ui.js';
+import { StatusHistory } from './status-history.js';
 import { checkName, validatorCompiler } from './schemas.js';
 import { createSession } from './session.js';
 
 /** The parts of the region config the API reads. */
-export type ApiConfig = Pick<RegionConfig, 'region' | 'limits' | 'auth'>;
+export type ApiConfig = Pick<RegionConfig, 'region' | 'limits' | 'auth'> & Partial<Pick<RegionConfig, 'cors' | 'ui'>>;
 
 export interface ApiDeps {
   config: ApiConfig;
@@ -53,6 +61,12 @@ export interface ApiDeps {
    * answers 503 while requests are still served. Closing the app does the same.
    */
   shuttingDown?: () => boolean;
+  /** The log, for change feeds to resume from a position; without it a resume sends every document in scope. */
+  feedLog?: FeedLog;
+  /** Recent status samples for `/v1/sync/history`, filled by the caller's sampler; default an empty one. */
+  history?: StatusHistory;
+  /** Where the dashboard's files are (served when `config.ui.enabled`); default the package's `ui/` and uPlot. */
+  uiAssets?: UiAssets;
 }
 
 /** Log paths that may hold credentials; pino replaces them. */
@@ -64,7 +78,8 @@ export const LOG_REDACT_PATHS = [
 ];
 
 /** Routes served even when the node is at its concurrency cap, and never counted against it. */
-const UNCAPPED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+// Change feeds are long-lived: they have their own bound (`limits.maxFeedSubscribers`) instead.
+const UNCAPPED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', ...EVENT_ROUTES]);
 
 /**
  * The fastify constructor options that carry the API's limits. The headers
@@ -80,6 +95,8 @@ export function serverOptions(limits: ApiConfig['limits']): FastifyServerOptions
     logController: new LogController({ disableRequestLogging: true }),
     // Names may be 128 characters (percent-encoded up to 3 bytes each); longer ones get 400, not 404.
     routerOptions: { maxParamLength: 1024 },
+    // A live client's `?token=` is taken out before routing, so nothing logs it.
+    rewriteUrl: (req) => stripQueryToken(req),
     // URLs the router cannot even parse answer in the API's own error shape.
     frameworkErrors: (err, _request, reply) => {
       const refused = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
@@ -122,6 +139,11 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     );
   });
 
+  // First, so that the generator sees every route registered after it, the peer links' included.
+  installOpenApi(app);
+  // At the root, so that preflights are answered before the API's access control, on every route.
+  const corsPlugin = corsOptions(config.cors);
+  if (corsPlugin !== null) void app.register(cors, corsPlugin);
   void app.register(apiScope, { ...deps, shuttingDown });
   return app;
 }
@@ -130,6 +152,8 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
 async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: () => boolean }): Promise<void> {
   const { config, documents, replication, metrics } = deps;
   api.setValidatorCompiler(validatorCompiler());
+  // Response schemas document the API (OpenAPI); they never filter or coerce what a route answers.
+  api.setSerializerCompiler(() => (data) => JSON.stringify(data));
   // Only the content types the routes declare are parsed; anything else gets 415.
   api.removeContentTypeParser('text/plain');
 
@@ -171,7 +195,12 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     region: config.region, replication, metrics, shuttingDown: deps.shuttingDown, writesOpen: () => documents.writesOpen(),
   });
   await api.register(syncRoutes, { replication });
+  await api.register(historyRoutes, { region: config.region, history: deps.history ?? new StatusHistory() });
+  if (config.ui?.enabled === true) {
+    await api.register(uiRoutes, { region: config.region, ui: config.ui, assets: deps.uiAssets ?? packagedUiAssets(), logger: deps.logger });
+  }
   await api.register(docRoutes, { documents, session });
   await api.register(conflictRoutes, { documents });
   await api.register(yjsRoutes, { documents, session, yjsUpdateBytes: config.limits.yjsUpdateBytes });
+  await api.register(eventRoutes, { documents, replication, log: deps.feedLog ?? null, limits: config.limits, metrics });
 }

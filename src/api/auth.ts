@@ -101,8 +101,8 @@ export function authorize(principal: Principal, need: Requirement): void {
   }
 }
 
-/** The route of region-wide replication status. */
-const STATUS_ROUTE = '/v1/sync';
+/** The routes of region-wide replication status (and its recent history). */
+const STATUS_ROUTES: ReadonlySet<string> = new Set(['/v1/sync', '/v1/sync/history']);
 
 /**
  * What a request needs: every `/v1` route needs a token (writing needs
@@ -114,7 +114,7 @@ export function requirementOf(request: FastifyRequest, protectMetrics: boolean):
   const route = request.routeOptions.url;
   if (route === undefined) return null;
   if (route === '/metrics') return protectMetrics ? { access: 'any', collection: null } : null;
-  if (route === STATUS_ROUTE) return { access: 'status', collection: null };
+  if (STATUS_ROUTES.has(route)) return { access: 'status', collection: null };
   if (!route.startsWith('/v1/')) return null;
   const params = (request.params ?? {}) as Record<string, string | undefined>;
   const access: Access = request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write';
@@ -142,13 +142,32 @@ export function installAuth(
   app.addHook('onRequest', async (request) => {
     const need = requirementOf(request, options.protectMetrics);
     if (need === null) return;
-    const principal = authenticator.identify(request.headers.authorization);
+    const principal = authenticator.identify(authorizationOf(request));
     if (principal === null) throw new MeridianError('unauthorized', 'a valid bearer token is required');
     authorize(principal, need);
     principals.set(request, principal);
     request.log.debug({ principal: principal.name }, 'authorized');
   });
   return { principalOf: (request) => principals.get(request) ?? null };
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route also takes its bearer token as `?token=` (EventSource and WebSocket clients cannot set headers). */
+    queryToken?: boolean;
+  }
+}
+
+/**
+ * The request's `Authorization` header, or for a route with
+ * `config.queryToken`, its `?token=` query parameter as a bearer value.
+ * Requests are not logged with their URL, so the token stays out of logs.
+ */
+export function authorizationOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header !== undefined || request.routeOptions.config.queryToken !== true) return header;
+  const token = (request.query as Record<string, unknown> | undefined)?.['token'];
+  return typeof token === 'string' ? `Bearer ${token}` : undefined;
 }
 
 function sha256(s: string): Buffer {

@@ -5,14 +5,11 @@
  * deliberate answers are logged and reported without internals.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ErrorBody } from '../contract.js';
 import { MeridianError, type ErrorCode } from '../errors.js';
 
-/** The JSON body of an error response. */
-export interface ErrorBody {
-  error: ErrorCode;
-  message: string;
-  [detail: string]: unknown;
-}
+/** The JSON body of an error response (part of the wire contract). */
+export type { ErrorBody } from '../contract.js';
 
 /** Fastify's own errors, by code, and what callers see for them. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -55,14 +52,33 @@ export function installErrorHandling(app: FastifyInstance): void {
     } else if (mapped.status >= 500) {
       request.log.info({ code: mapped.code, reason: mapped.message }, 'request not served');
     }
+    if (mapped.code === 'unsupported_media_type') return replyWith(reply, unsupportedMediaType(request));
     if (mapped.code === 'unauthorized') void reply.header('www-authenticate', 'Bearer');
     if (mapped.code === 'too_many_requests') void reply.header('retry-after', '1');
-    return reply.code(mapped.status).type('application/json; charset=utf-8').send(errorBody(mapped));
+    return replyWith(reply, mapped);
   });
   app.setNotFoundHandler((request, reply) => {
     const err = new MeridianError('not_found', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`);
     return reply.code(err.status).send(errorBody(err));
   });
+}
+
+function replyWith(reply: FastifyReply, err: MeridianError): FastifyReply {
+  return reply.code(err.status).type('application/json; charset=utf-8').send(errorBody(err));
+}
+
+/** Body types a route parses when it declares none (fastify's JSON parser). */
+const DEFAULT_ACCEPTED: readonly string[] = ['application/json'];
+
+/**
+ * `unsupported_media_type` naming what was sent and what the route accepts:
+ * the `consumes` of its schema, which the OpenAPI document shows too.
+ */
+export function unsupportedMediaType(request: FastifyRequest): MeridianError {
+  const accepted = [...(request.routeOptions.schema?.consumes ?? DEFAULT_ACCEPTED)];
+  const sent = request.headers['content-type'];
+  const what = sent === undefined ? 'a body without a content type' : `content type '${sent.split(';')[0]?.trim() ?? ''}'`;
+  return new MeridianError('unsupported_media_type', `${what} is not accepted here; send ${accepted.join(' or ')}`, { accepted });
 }
 
 function validationError(err: FastifyError): MeridianError {
@@ -75,7 +91,9 @@ function validationError(err: FastifyError): MeridianError {
   let problem = first?.message ?? 'is invalid';
   if (typeof missing === 'string') problem = 'is required';
   else if (typeof extra === 'string') problem = 'is not allowed';
-  return new MeridianError('invalid_body', `${field} ${problem}`, { field }, { cause: err });
+  // Everything in a URL's query is the query's mistake; the rest (body, headers) is the body's.
+  const code = context === 'querystring' ? 'invalid_query' : 'invalid_body';
+  return new MeridianError(code, `${field} ${problem}`, { field }, { cause: err });
 }
 
 function messageFor(code: ErrorCode, fallback: string): string {
@@ -84,8 +102,6 @@ function messageFor(code: ErrorCode, fallback: string): string {
       return 'the request body is not valid JSON';
     case 'body_too_large':
       return 'the request body is too large';
-    case 'unsupported_media_type':
-      return 'unsupported content type';
     default:
       return fallback;
   }

@@ -7,13 +7,15 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
+import { errorResponses } from './openapi.js';
+import { ConflictPage } from './responses.js';
 import { DocParams, docOf } from './schemas.js';
 
 const MAX_CONFLICTS = 100;
 
 const ConflictQuery = Type.Object({
-  after: Type.Integer({ minimum: 0, default: 0 }),
-  limit: Type.Integer({ minimum: 1, maximum: MAX_CONFLICTS, default: 20 }),
+  after: Type.Optional(Type.Integer({ minimum: 0, default: 0, description: '`next` of the previous page' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_CONFLICTS, default: 20 })),
 });
 type ConflictQuery = Static<typeof ConflictQuery>;
 
@@ -21,10 +23,16 @@ export async function conflictRoutes(app: FastifyInstance, deps: { documents: Do
   const { documents } = deps;
   app.get<{ Params: DocParams; Querystring: ConflictQuery }>(
     '/v1/docs/:collection/:id/conflicts',
-    { schema: { params: DocParams, querystring: ConflictQuery } },
+    {
+      schema: {
+        summary: 'The states of a document that lost a content conflict in this region, oldest first', tags: ['documents'],
+        params: DocParams, querystring: ConflictQuery, response: { 200: ConflictPage, ...errorResponses('not_found') },
+      },
+    },
     async (request) => {
       const doc = docOf(request.params);
-      const { after, limit } = request.query;
+      // The validator has filled in the defaults.
+      const { after = 0, limit = 20 } = request.query;
       const found = documents.conflicts(doc, after, limit + 1);
       if (found.length === 0 && after === 0 && documents.stateVector(doc) === null) {
         throw new MeridianError('not_found', `document ${doc} does not exist`);

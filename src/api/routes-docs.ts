@@ -5,17 +5,24 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { MeridianError } from '../errors.js';
-import { parseOps } from '../crdt/index.js';
-import type { JsonObject } from '../crdt/types.js';
+import { OpsBody } from '../crdt/ops-parse.js';
+import type { JsonObject, Op } from '../crdt/types.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
+import { errorResponses } from './openapi.js';
+import { DocumentBody, ListPage, WriteAck } from './responses.js';
 import {
   CollectionParams,
+  DEFAULT_LIST_LIMIT,
   DocParams,
+  JSON_BODY,
   JsonObjectBody,
   ListQuery,
+  MergePatchBody,
   checkName,
   docOf,
+  validatorCompiler,
+  withOpsBody,
 } from './schemas.js';
 import { VERSION_HEADER, type Session } from './session.js';
 
@@ -25,6 +32,9 @@ export interface DocRouteDeps {
 }
 
 const DOC = '/v1/docs/:collection/:id';
+const tags = ['documents'];
+/** What any write of a JSON document may answer beyond the hooks' codes. */
+const WRITE_ERRORS = ['too_complex', 'body_too_large', 'unavailable'] as const;
 
 /** Registers the JSON document routes. */
 export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promise<void> {
@@ -32,14 +42,19 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
 
   app.put<{ Params: DocParams; Body: JsonObject }>(
     DOC,
-    { schema: { params: DocParams, body: JsonObjectBody } },
+    {
+      schema: {
+        summary: 'Write a whole document', tags, consumes: JSON_BODY, params: DocParams, body: JsonObjectBody,
+        response: { 200: WriteAck, ...errorResponses(...WRITE_ERRORS) },
+      },
+    },
     async (request, reply) => {
       const doc = docOf(request.params);
       return session.write(request, reply, 'put', () => documents.put(doc, request.body));
     },
   );
 
-  // Merge patches may be sent as application/merge-patch+json (RFC 7386); only this route parses it.
+  // Merge patches may be sent as application/merge-patch+json (RFC 7396); only this route parses it.
   await app.register(async (scope) => {
     scope.addContentTypeParser(
       'application/merge-patch+json',
@@ -48,7 +63,13 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
     );
     scope.patch<{ Params: DocParams; Body: JsonObject }>(
       DOC,
-      { schema: { params: DocParams, body: JsonObjectBody } },
+      {
+        schema: {
+          summary: 'Merge a JSON merge patch (RFC 7396) into a document', tags,
+          consumes: [...JSON_BODY, 'application/merge-patch+json'], params: DocParams, body: MergePatchBody,
+          response: { 200: WriteAck, ...errorResponses(...WRITE_ERRORS) },
+        },
+      },
       async (request, reply) => {
         const doc = docOf(request.params);
         return session.write(request, reply, 'patch', () => documents.patch(doc, request.body));
@@ -57,17 +78,26 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
   });
 
   // The CRDT model owns the shape of operations; its parser reports the first bad one (`invalid_ops`).
-  app.post<{ Params: DocParams; Body: unknown }>(
+  app.post<{ Params: DocParams; Body: Op[] }>(
     `${DOC}/ops`,
-    { schema: { params: DocParams } },
+    {
+      schema: {
+        summary: 'Apply typed CRDT operations to a document, atomically', tags, consumes: JSON_BODY, params: DocParams, body: OpsBody,
+        response: { 200: WriteAck, ...errorResponses('invalid_ops', 'type_mismatch', ...WRITE_ERRORS) },
+      },
+      validatorCompiler: withOpsBody(validatorCompiler()),
+    },
     async (request, reply) => {
       const doc = docOf(request.params);
-      const ops = parseOps(request.body);
+      const ops = request.body;
       return session.write(request, reply, 'ops', () => documents.ops(doc, ops));
     },
   );
 
-  app.get<{ Params: DocParams }>(DOC, { schema: { params: DocParams } }, async (request, reply) => {
+  const readSchema = {
+    summary: 'Read a document as plain JSON', tags, params: DocParams, response: { 200: DocumentBody, ...errorResponses('not_found') },
+  };
+  app.get<{ Params: DocParams }>(DOC, { schema: readSchema }, async (request, reply) => {
     const doc = docOf(request.params);
     // A write to it may still be on its way to the disk: never read what is not durable.
     await documents.settled(doc);
@@ -77,7 +107,11 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
     return result.value;
   });
 
-  app.delete<{ Params: DocParams }>(DOC, { schema: { params: DocParams } }, async (request, reply) => {
+  const deleteSchema = {
+    summary: 'Delete a document (a replicated tombstone)', tags, params: DocParams,
+    response: { 200: WriteAck, ...errorResponses('not_found', 'unavailable') },
+  };
+  app.delete<{ Params: DocParams }>(DOC, { schema: deleteSchema }, async (request, reply) => {
     const doc = docOf(request.params);
     return session.write(request, reply, 'delete', async () => {
       const ack = await documents.remove(doc);
@@ -88,11 +122,16 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
 
   app.get<{ Params: CollectionParams; Querystring: ListQuery }>(
     '/v1/docs/:collection',
-    { schema: { params: CollectionParams, querystring: ListQuery } },
+    {
+      schema: {
+        summary: 'List the document ids of a collection, a page at a time', tags, params: CollectionParams, querystring: ListQuery,
+        response: { 200: ListPage },
+      },
+    },
     async (request) => {
       const collection = checkName(request.params.collection, 'collection');
       const after = request.query.after === undefined ? null : checkName(request.query.after, 'after');
-      return documents.list(collection, after, request.query.limit);
+      return documents.list(collection, after, request.query.limit ?? DEFAULT_LIST_LIMIT);
     },
   );
 }

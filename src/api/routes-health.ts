@@ -10,6 +10,9 @@ import type { FastifyInstance } from 'fastify';
 import type { RegionId } from '../ids.js';
 import type { Metrics } from '../metrics.js';
 import type { ReplicationView } from '../replication/types.js';
+import { Health, MetricsText, NotReady, Ready } from './responses.js';
+
+const tags = ['health'];
 
 export interface HealthRouteDeps {
   region: RegionId;
@@ -25,9 +28,15 @@ export interface HealthRouteDeps {
 export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): Promise<void> {
   const { region, replication, metrics, shuttingDown, writesOpen } = deps;
 
-  app.get('/healthz', async () => ({ status: 'ok', region }));
+  app.get('/healthz', {
+    schema: { summary: 'Liveness: 200 while the process serves (never needs a token)', tags, response: { 200: Health } },
+  }, async () => ({ status: 'ok', region }));
 
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/readyz', {
+    schema: {
+      summary: 'Readiness: 503 while shutting down or holding writes after start', tags, response: { 200: Ready, 503: NotReady },
+    },
+  }, async (_request, reply) => {
     if (shuttingDown()) return reply.code(503).send({ ready: false, region, reason: 'shutting down' });
     if (!writesOpen()) {
       return reply.code(503).send({ ready: false, region, reason: 'holding writes until a peer answers' });
@@ -35,7 +44,9 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
     return { ready: true, region, isolated: replication.status().isolated };
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', {
+    schema: { summary: 'Prometheus metrics', tags, produces: ['text/plain'], response: { 200: MetricsText } },
+  }, async (_request, reply) => {
     const text = await metrics.scrape();
     return reply.type(metrics.contentType).send(text);
   });

@@ -7,6 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
+import { errorResponses } from './openapi.js';
+import { WriteAck, YjsUpdateBody } from './responses.js';
 import { DocParams, YjsQuery, docOf } from './schemas.js';
 import { VERSION_HEADER, type Session } from './session.js';
 
@@ -23,13 +25,13 @@ const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 /**
  * Decodes the `sv` query parameter (standard or URL-safe base64). Whether the
  * bytes are a state vector is for `Documents.readYjs` to judge.
- * @throws MeridianError `invalid_body` when it is not base64.
+ * @throws MeridianError `invalid_query` when it is not base64.
  */
 export function decodeStateVectorParam(sv: string): Uint8Array {
   // A `+` that was not percent-encoded arrives as a space.
   const text = sv.replace(/ /g, '+');
   if (!BASE64.test(text) || text.replace(/=+$/, '').length % 4 === 1) {
-    throw new MeridianError('invalid_body', 'sv must be a base64 Yjs state vector', { field: 'querystring/sv' });
+    throw new MeridianError('invalid_query', 'sv must be a base64 Yjs state vector', { field: 'querystring/sv' });
   }
   // A copy: small Buffers are slices of a shared pool, and decoders that look past a view's end would read it.
   return new Uint8Array(Buffer.from(text, 'base64'));
@@ -46,7 +48,12 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
 
   app.get<{ Params: DocParams; Querystring: YjsQuery }>(
     '/v1/docs/:collection/:id/yjs',
-    { schema: { params: DocParams, querystring: YjsQuery } },
+    {
+      schema: {
+        summary: 'Read a document as a binary Yjs update', tags: ['yjs'], params: DocParams, querystring: YjsQuery,
+        produces: [OCTETS], response: { 200: YjsUpdateBody, ...errorResponses('not_found', 'invalid_query') },
+      },
+    },
     async (request, reply) => {
       const doc = docOf(request.params);
       const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
@@ -61,7 +68,15 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
 
   app.post<{ Params: DocParams; Body: Buffer | undefined }>(
     '/v1/docs/:collection/:id/yjs',
-    { schema: { params: DocParams }, bodyLimit: yjsUpdateBytes },
+    {
+      schema: {
+        summary: 'Apply a binary Yjs update to a document', tags: ['yjs'], consumes: [OCTETS], params: DocParams,
+        // Documented, not validated: the update is checked by Documents, which knows the document.
+        body: { content: { [OCTETS]: { schema: { description: 'a binary Yjs update' } } } },
+        response: { 200: WriteAck, ...errorResponses('invalid_update', 'client_id_conflict', 'body_too_large', 'unavailable') },
+      },
+      bodyLimit: yjsUpdateBytes,
+    },
     async (request, reply) => {
       const doc = docOf(request.params);
       const body = request.body;

@@ -19,10 +19,10 @@ import type { Metrics, WriteKind } from '../metrics.js';
 import type { Quotas } from './quotas.js';
 import type { Refusals } from './refusals.js';
 
-export const AFTER_HEADER = 'meridian-after';
-export const WAIT_HEADER = 'meridian-wait-ms';
-export const REPLICAS_HEADER = 'meridian-replicas';
-export const VERSION_HEADER = 'meridian-version';
+import { AFTER_HEADER, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER } from '../contract.js';
+
+// The header names are part of the wire contract; routes import them from here too.
+export { AFTER_HEADER, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER };
 
 export interface SessionLimits {
   readonly defaultWaitMs: number;

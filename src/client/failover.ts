@@ -15,6 +15,7 @@ import {
 } from './errors.js';
 import type { RegionEndpoint, RegionTable } from './regions.js';
 import type { SessionTicket, SessionVersion } from './session.js';
+import type { StalePolicy, Staleness } from './stale.js';
 import {
   AFTER_HEADER,
   REPLICAS_HEADER,
@@ -38,6 +39,8 @@ export interface Call {
   idempotent: boolean;
   /** `meridian-replicas`; 1 asks for the serving region alone. */
   replicas: number;
+  /** Sent without the session version, and its answer not folded into it (status reads). */
+  sessionless?: boolean;
 }
 
 /** A region's answer to a call: 2xx, or a 4xx the caller interprets. */
@@ -46,11 +49,14 @@ export interface Served {
   status: number;
   body: unknown;
   headers: Headers;
+  /** Non-null when the call was served without some of the session's earlier writes. */
+  stale: Staleness | null;
 }
 
 export interface RouterDeps {
   regions: RegionTable;
   session: SessionVersion;
+  stale: StalePolicy;
   fetch: FetchLike;
   /** Aborted when the client closes. */
   closed: AbortSignal;
@@ -59,7 +65,8 @@ export interface RouterDeps {
   token?: string;
 }
 
-type Verdict = { kind: 'served'; served: Served } | { kind: 'skip'; reason: string };
+type Skip = { kind: 'skip'; reason: string };
+type Verdict = { kind: 'served'; served: Served } | Skip;
 
 /** Sends calls to the best region that serves them. */
 export class Router {
@@ -76,9 +83,25 @@ export class Router {
   async execute(call: Call): Promise<Served> {
     if (this.d.closed.aborted) throw new MeridianClientError('the client is closed');
     await this.d.regions.ready;
+    if (call.sessionless === true) {
+      return this.tryEach((region) => this.send(region, call, null).then((ex) => this.judge(region, call, ex, null)));
+    }
+    try {
+      return await this.tryEach((region) => this.attempt(region, call));
+    } catch (err) {
+      const stuck = err instanceof UnavailableError && err.attempts.some((a) => a.reason === 'lagging');
+      if (!stuck || !this.d.stale.stuck(Date.now())) throw err;
+      // Waited long enough for a lost region: go on without the writes only it holds.
+      this.d.stale.setAside(this.d.session.setAside(), Date.now());
+      return this.tryEach((region) => this.attempt(region, call));
+    }
+  }
+
+  /** Tries regions in order until one serves. */
+  private async tryEach(attempt: (region: RegionEndpoint) => Promise<Verdict>): Promise<Served> {
     const failures: FailedAttempt[] = [];
     for (const region of this.d.regions.order()) {
-      const verdict = await this.attempt(region, call);
+      const verdict = await attempt(region);
       if (this.d.closed.aborted) throw new MeridianClientError('the client was closed during the request');
       if (verdict.kind === 'served') {
         this.lastRegion = region.name;
@@ -89,15 +112,46 @@ export class Router {
     throw new UnavailableError(failures);
   }
 
-  /** One attempt at one region: first the session's pending tokens, then the call itself. */
+  /**
+   * One attempt at one region: first whether it has the tokens set aside (if
+   * any), then the session's pending tokens, then the call itself.
+   */
   private async attempt(region: RegionEndpoint, call: Call): Promise<Verdict> {
+    const aside = this.d.stale.state === null ? null : await this.checkAside(region, call, this.d.stale.state);
+    if (aside?.kind === 'skip') return aside;
+    const verdict = await this.attemptSession(region, call);
+    if (verdict.kind !== 'served') return verdict;
+    if (aside === null) this.d.stale.served();
+    return { kind: 'served', served: { ...verdict.served, stale: aside?.stale ?? null } };
+  }
+
+  /**
+   * Asks `region`, without waiting, whether it has applied the tokens set
+   * aside. When it has, they rejoin the session (as pending, so the call
+   * covers them) and the call is whole; otherwise the call is served stale.
+   */
+  private async checkAside(
+    region: RegionEndpoint,
+    call: Call,
+    aside: Staleness,
+  ): Promise<Skip | { kind: 'checked'; stale: Staleness | null }> {
+    for (const token of aside.behind) {
+      const ex = await this.send(region, foldCall(call.collection), token, 0);
+      const missing = laggingMissing(ex);
+      if (missing !== null) return { kind: 'checked', stale: { ...aside, missing } };
+      const verdict = this.judge(region, foldCall(call.collection), ex, null);
+      if (verdict.kind === 'skip') return verdict;
+      expectOk(verdict.served);
+    }
+    this.d.session.restore(this.d.stale.caughtUp());
+    return { kind: 'checked', stale: null };
+  }
+
+  /** The call with the session: first the session's pending tokens, then the call itself. */
+  private async attemptSession(region: RegionEndpoint, call: Call): Promise<Verdict> {
     const ticket = this.d.session.begin();
     for (const token of ticket.pending) {
-      // Any request carrying the token proves the region has applied it; a one-id list is the cheapest.
-      const fold: Call = {
-        method: 'GET', path: `/v1/docs/${encodeURIComponent(call.collection)}?limit=1`,
-        collection: call.collection, write: false, idempotent: true, replicas: 1,
-      };
+      const fold = foldCall(call.collection);
       const verdict = this.judge(region, fold, await this.send(region, fold, token), null);
       if (verdict.kind === 'skip') return verdict;
       expectOk(verdict.served);
@@ -105,15 +159,15 @@ export class Router {
     return this.judge(region, call, await this.send(region, call, ticket.after), ticket);
   }
 
-  private send(region: RegionEndpoint, call: Call, after: string | null): Promise<Exchange> {
-    const headers: Record<string, string> = { [WAIT_HEADER]: String(this.d.waitMs) };
+  private send(region: RegionEndpoint, call: Call, after: string | null, waitMs = this.d.waitMs): Promise<Exchange> {
+    const headers: Record<string, string> = { [WAIT_HEADER]: String(waitMs) };
     if (this.d.token !== undefined) headers['authorization'] = `Bearer ${this.d.token}`;
     if (after !== null) headers[AFTER_HEADER] = after;
     if (call.replicas > 1) headers[REPLICAS_HEADER] = String(call.replicas);
     // A region may hold the request for each wait it was asked to do before it answers.
     const waits = (after === null ? 0 : 1) + (call.replicas > 1 ? 1 : 0);
     const request: HttpRequest = {
-      method: call.method, path: call.path, headers, timeoutMs: this.d.timeoutMs + waits * this.d.waitMs,
+      method: call.method, path: call.path, headers, timeoutMs: this.d.timeoutMs + waits * waitMs,
       ...(call.body === undefined ? {} : { body: call.body }),
       ...(call.contentType === undefined ? {} : { contentType: call.contentType }),
     };
@@ -133,7 +187,7 @@ export class Router {
       if (ex.kind === 'lost' && !call.idempotent) throw new OutcomeUnknownError(region.name, ex.reason, { cause: ex.error });
       return { kind: 'skip', reason: ex.reason };
     }
-    const served: Served = { region: region.name, status: ex.status, body: ex.body, headers: ex.headers };
+    const served: Served = { region: region.name, status: ex.status, body: ex.body, headers: ex.headers, stale: null };
     const code = errorCode(ex.body);
     if (ex.status < 500 && ex.status !== 429) {
       this.d.regions.served(region.name);
@@ -160,6 +214,22 @@ export class Router {
       : served.headers.get(VERSION_HEADER);
     if (typeof version === 'string' && version !== '') this.d.session.observe(ticket, version, call.write);
   }
+}
+
+/** A request carrying a token proves the region has applied it; a one-id list is the cheapest. */
+function foldCall(collection: string): Call {
+  return {
+    method: 'GET', path: `/v1/docs/${encodeURIComponent(collection)}?limit=1`,
+    collection, write: false, idempotent: true, replicas: 1,
+  };
+}
+
+/** The `missing` of a `lagging` answer (empty when it has none); null for any other exchange. */
+function laggingMissing(ex: Exchange): Record<string, number> | null {
+  if (ex.kind !== 'answer' || ex.status !== 503 || errorCode(ex.body) !== 'lagging') return null;
+  const missing = (ex.body as { missing?: unknown }).missing;
+  if (typeof missing !== 'object' || missing === null) return {};
+  return Object.fromEntries(Object.entries(missing).filter((e): e is [string, number] => typeof e[1] === 'number'));
 }
 
 function errorCode(body: unknown): string | null {

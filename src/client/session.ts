@@ -67,4 +67,24 @@ export class SessionVersion {
     }
     if (ownWrite && version !== this.token && !this.pending.includes(version)) this.pending.push(version);
   }
+
+  /**
+   * Drops the token and the pending tokens, and returns them (the token
+   * first): later requests carry none of them, so no region waits for them.
+   */
+  setAside(): string[] {
+    const dropped = [...(this.token === null ? [] : [this.token]), ...this.pending];
+    this.token = null;
+    this.pending = [];
+    this.generation += 1;
+    return dropped;
+  }
+
+  /**
+   * Takes back tokens set aside once a region is known to have applied them:
+   * they become pending, so the next request covers them again.
+   */
+  restore(tokens: readonly string[]): void {
+    for (const t of tokens) if (t !== this.token && !this.pending.includes(t)) this.pending.push(t);
+  }
 }

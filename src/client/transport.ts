@@ -8,10 +8,8 @@
 /** The `fetch` the client uses; pass one to add a dispatcher, tracing or a proxy. */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
-export const AFTER_HEADER = 'meridian-after';
-export const WAIT_HEADER = 'meridian-wait-ms';
-export const REPLICAS_HEADER = 'meridian-replicas';
-export const VERSION_HEADER = 'meridian-version';
+// The header names are part of the wire contract the server shares.
+export { AFTER_HEADER, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER } from '../contract.js';
 
 /** One request, independent of the region it goes to. */
 export interface HttpRequest {

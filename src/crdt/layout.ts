@@ -52,6 +52,15 @@ function kindOfName(name: string): TypedKind | null {
   return KINDS.find((k) => name.startsWith(`${k}:`)) ?? null;
 }
 
+/**
+ * Whether a root-level shared type is one the JSON model writes (the tree or
+ * a counter, set or text behind a marker). Any other (an editor's
+ * `XmlFragment`, a `Y.Text` bound at the root) is foreign to the JSON view.
+ */
+export function isModelShare(name: string): boolean {
+  return name === ROOT_NAME || kindOfName(name) !== null;
+}
+
 /** One slot per writer: key = writer id, value = that writer's running total. */
 export function counterMap(doc: Y.Doc, path: Path): Y.Map<unknown> {
   return doc.getMap<unknown>(namedTypeName('counter', path));

@@ -10,7 +10,7 @@
  */
 import * as Y from 'yjs';
 import { MAX_DEPTH, canonicalJson, isJsonScalar, isPlainObject, isReservedKey, setOwn } from './json.js';
-import { counterMap, markerKind, rootMap, setMap, textType, type TypedKind } from './layout.js';
+import { counterMap, isModelShare, markerKind, rootMap, setMap, textType, type TypedKind } from './layout.js';
 import type { Json, JsonObject, Path } from './types.js';
 
 /**
@@ -20,15 +20,82 @@ import type { Json, JsonObject, Path } from './types.js';
 const RENDER_DEPTH = MAX_DEPTH * 2;
 
 /**
- * The document as JSON: null when the root map is empty (never written, or
- * deleted); otherwise the tree without reserved keys, counters as numbers
- * (the sum of all writers' slots), sets as arrays sorted by the canonical
- * JSON of their elements, and texts as strings.
+ * Where the JSON view shows root-level shared types the model does not
+ * write (an editor's `XmlFragment`, a `Y.Text` bound at the root), by share
+ * name. Read-only: a write that carries this field stores it as a plain field.
+ */
+export const FOREIGN_SHARES_KEY = '$yjs';
+
+/**
+ * The document as JSON: null when it holds nothing (never written, or
+ * deleted, and no editor content); otherwise the tree without reserved
+ * keys, counters as numbers (the sum of all writers' slots), sets as arrays
+ * sorted by the canonical JSON of their elements, and texts as strings,
+ * plus {@link FOREIGN_SHARES_KEY} when the document holds foreign shared
+ * types (see {@link renderForeignShares}); a tree field of that name wins.
  */
 export function readDocument(doc: Y.Doc): JsonObject | null {
   const root = rootMap(doc);
-  if (root.size === 0) return null;
-  return renderMap(doc, root, [], 0);
+  const foreign = renderForeignShares(doc);
+  if (root.size === 0 && foreign === null) return null;
+  const out = root.size === 0 ? {} : renderMap(doc, root, [], 0);
+  if (foreign !== null && !Object.hasOwn(out, FOREIGN_SHARES_KEY)) setOwn(out, FOREIGN_SHARES_KEY, foreign);
+  return out;
+}
+
+/** Whether the document holds anything: a root key (reserved ones included) or foreign content. */
+export function documentHoldsContent(doc: Y.Doc): boolean {
+  return rootMap(doc).size > 0 || foreignShares(doc).length > 0;
+}
+
+/** Root-level shared types outside the model that hold live content. */
+function foreignShares(doc: Y.Doc): [string, Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>][] {
+  return [...doc.share.entries()].filter(([name, type]) => !isModelShare(name) && holdsLiveItem(type));
+}
+
+function holdsLiveItem(type: Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>): boolean {
+  for (let item: Y.Item | null = type._start; item !== null; item = item.right) if (!item.deleted) return true;
+  for (const item of type._map.values()) if (!item.deleted) return true;
+  return false;
+}
+
+/**
+ * Foreign shared types by name, rendered without assuming their kind (a
+ * share received from a peer or client has no class until someone names
+ * it): a sequence of characters as a string (a `Y.Text`), XML elements and
+ * texts as their XML string (an `XmlFragment`), other sequences as arrays,
+ * and keyed types as objects. Null when there are none.
+ */
+export function renderForeignShares(doc: Y.Doc): JsonObject | null {
+  const shares = foreignShares(doc);
+  if (shares.length === 0) return null;
+  const out: JsonObject = {};
+  for (const [name, type] of shares.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    setOwn(out, name, renderForeign(doc, type));
+  }
+  return out;
+}
+
+function renderForeign(doc: Y.Doc, type: Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>): Json {
+  if (type._start === null) {
+    const out: JsonObject = {};
+    for (const key of Array.from(type._map.keys()).sort()) {
+      const item = type._map.get(key);
+      if (item && !item.deleted) setOwn(out, key, renderValue(doc, item.content.getContent().at(-1), null, 1));
+    }
+    return out;
+  }
+  const pieces: Json[] = [];
+  for (let item: Y.Item | null = type._start; item !== null; item = item.right) {
+    if (item.deleted || !item.countable) continue;
+    for (const value of item.content.getContent() as unknown[]) pieces.push(renderPiece(doc, value));
+  }
+  return pieces.every((p) => typeof p === 'string') ? pieces.join('') : pieces;
+}
+
+function renderPiece(doc: Y.Doc, value: unknown): Json {
+  if (value instanceof Y.XmlElement || value instanceof Y.XmlText || value instanceof Y.XmlFragment) return value.toString();
+  return renderValue(doc, value, null, 1);
 }
 
 /** Whether the document exists: its root map has any key, reserved ones included. */

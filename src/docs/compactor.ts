@@ -1,17 +1,20 @@
 /**
  * Background compaction: folds a document's log entries into its snapshot,
  * so that loading it reads one blob and the log can be garbage-collected.
- * Runs in small slices between requests; each slice is synchronous, so it
- * never sees a document between its in-memory change and its commit.
+ * Runs in small slices between requests. A slice encodes the snapshots here
+ * and hands them to the store as one batch, which an engine with a writer
+ * thread writes there: the event loop never waits for that disk write.
+ * Documents whose group commit is still in flight are left for a later
+ * slice, so a snapshot never holds a change that is not yet durable.
  */
 import type { Logger } from 'pino';
 import type { DocKey } from '../ids.js';
-import type { Store } from '../storage/types.js';
+import type { Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { snapshotOf } from './cache.js';
 
 export interface CompactorOptions {
-  store: Store;
+  store: Pick<Maintenance, 'docsNeedingCompaction' | 'saveSnapshots'>;
   logger: Logger;
   everyMs: number;
   /** Documents compacted per slice. */
@@ -21,32 +24,49 @@ export interface CompactorOptions {
   live: (doc: DocKey) => LiveDoc | undefined;
   /** Loads a doc from disk without caching it. */
   load: (doc: DocKey) => LiveDoc | null;
+  /** Whether the doc has changes in a commit that is not yet durable. */
+  busy: (doc: DocKey) => boolean;
 }
 
 /** Starts compacting in the background; returns a function that stops it. */
 export function startCompactor(options: CompactorOptions): () => void {
-  const { store, logger, batch = 64 } = options;
+  const { logger } = options;
   if (options.everyMs <= 0) return () => undefined;
   let tick = 0;
+  /** The slice being written: the next one starts only after it, so slices never pile up. */
+  let writing = false;
+  const failed = (err: unknown): void => logger.error({ err }, 'compaction failed; will retry');
   const timer = setInterval(() => {
+    if (writing) return;
     // Mostly compact busy documents; now and then also the quiet ones, whose
     // few entries would otherwise keep the log from being collected.
     const minEntries = ++tick % 10 === 0 ? 1 : Math.max(1, options.afterEntries);
     try {
-      // One transaction for the slice: one fsync, not one per document.
-      const snapshots = [];
-      for (const doc of store.docsNeedingCompaction(minEntries, batch)) {
-        const cached = options.live(doc);
-        const live = cached ?? options.load(doc);
-        if (!live) continue;
-        snapshots.push(snapshotOf(doc, live));
-        if (!cached) live.ydoc.destroy();
-      }
-      store.saveSnapshots(snapshots);
+      const written = options.store.saveSnapshots(slice(options, minEntries));
+      if (written === undefined) return;
+      writing = true;
+      written.then(() => (writing = false), (err: unknown) => {
+        writing = false;
+        failed(err);
+      });
     } catch (err) {
-      logger.error({ err }, 'compaction failed; will retry');
+      failed(err);
     }
   }, options.everyMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** Snapshots of the documents most in need of compaction, skipping those with a commit in flight. */
+function slice(options: CompactorOptions, minEntries: number) {
+  const snapshots = [];
+  for (const doc of options.store.docsNeedingCompaction(minEntries, options.batch ?? 64)) {
+    if (options.busy(doc)) continue;
+    const cached = options.live(doc);
+    const live = cached ?? options.load(doc);
+    if (!live) continue;
+    snapshots.push(snapshotOf(doc, live));
+    if (!cached) live.ydoc.destroy();
+  }
+  return snapshots;
 }

@@ -13,7 +13,7 @@
 import type { Logger } from 'pino';
 import type { DocKey } from '../ids.js';
 import { docDigest } from '../crdt/index.js';
-import type { DocDigest, Store } from '../storage/types.js';
+import type { DocDigest, DocumentStates } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import type { DigestIndex } from './digest-index.js';
 
@@ -23,7 +23,7 @@ const SLICE_MS = 4;
 const STORE_ALONE_MS = 1000;
 
 export interface DigesterOptions {
-  store: Store;
+  store: Pick<DocumentStates, 'staleSummaries' | 'setDigests'>;
   index: DigestIndex;
   logger: Logger;
   /** The cached live doc, if any (newer than anything on disk). */

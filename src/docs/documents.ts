@@ -25,7 +25,7 @@ import {
   validateUpdate,
 } from '../crdt/index.js';
 import { DEFAULT_MAX_WRITE_NODES, assertWriteBudget, countJsonNodes, countOpNodes } from '../crdt/budget.js';
-import type { NewLogEntry, Store } from '../storage/types.js';
+import type { DocumentStates, Incidents, Maintenance, NewLogEntry, PeerProgress, ReplicationLog, WriterIdentity } from '../storage/types.js';
 import { DocCache, snapshotOf, type LiveDoc } from './cache.js';
 import type {
   CommittedEntry,
@@ -57,8 +57,11 @@ function addResults(a: RemoteApplyResult, b: RemoteApplyResult): RemoteApplyResu
   return { applied: a.applied + b.applied, duplicates: a.duplicates + b.duplicates, gaps: a.gaps + b.gaps, quarantined: a.quarantined + b.quarantined };
 }
 
+/** What the write path needs of the store: every role but reading the log. */
+export type DocumentsStore = WriterIdentity & DocumentStates & Pick<ReplicationLog, 'commit'> & PeerProgress & Maintenance & Incidents;
+
 export interface DocumentsOptions {
-  store: Store;
+  store: DocumentsStore;
   logger: Logger;
   /** Most documents held in memory at once. */
   cacheDocs: number;
@@ -96,7 +99,7 @@ class DocumentsImpl implements Documents {
       return this.index.bucketDigests();
     },
   };
-  private readonly store: Store;
+  private readonly store: DocumentsStore;
   private readonly log: Logger;
   private readonly cache: DocCache;
   private readonly now: () => number;
@@ -159,6 +162,7 @@ class DocumentsImpl implements Documents {
       afterEntries: options.compactAfterEntries ?? 32,
       live: (doc) => this.cache.peek(doc),
       load: (doc) => this.loadDoc(doc),
+      busy: (doc) => this.settled(doc) !== null,
     });
   }
 
@@ -244,7 +248,7 @@ class DocumentsImpl implements Documents {
       try {
         Y.decodeStateVector(stateVector);
       } catch (err) {
-        throw new MeridianError('invalid_body', 'sv is not a valid Yjs state vector', undefined, { cause: err });
+        throw new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err });
       }
     }
     return Y.encodeStateAsUpdate(live.ydoc, stateVector);
@@ -406,10 +410,12 @@ class DocumentsImpl implements Documents {
         failed.push(job);
       }
     };
-    for (const job of this.queue.takeLocal()) stage(job);
+    const locals = this.queue.takeLocal();
+    for (const job of locals) stage(job);
+    const besideLocal = locals.length > 0;
     const started = performance.now();
     let units = 0;
-    for (let job = this.queue.takePeer(units); job; job = this.queue.takePeer(units)) {
+    for (let job = this.queue.takePeer(units, besideLocal); job; job = this.queue.takePeer(units, besideLocal)) {
       stage(job);
       units += unitsOf(job);
       if (performance.now() - started > PEER_STAGING_MS) break;
@@ -436,7 +442,12 @@ class DocumentsImpl implements Documents {
     let committed: number[] | Promise<number[]>;
     try {
       summarizeBatch(batch);
-      committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests });
+      // State merged from a peer is stored in the same transaction as the summary it changed.
+      const snapshots = [...batch.snapshots].flatMap((doc) => {
+        const live = batch.touched.get(doc);
+        return live ? [snapshotOf(doc, live)] : [];
+      });
+      committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots });
     } catch (err) {
       fail(err);
       return null;
@@ -465,27 +476,7 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
     });
-    const snapshots = [...batch.snapshots].flatMap((doc) => {
-      const live = batch.touched.get(doc);
-      return live ? [snapshotOf(doc, live)] : [];
-    });
     keepConflicts(this.store, this.log, batch);
-    try {
-      this.store.saveSnapshots(snapshots);
-    } catch (err) {
-      // State merged from a peer lives only in memory now: drop it, so that
-      // the digests differ again and anti-entropy sends it once more.
-      this.log.error({ err }, 'could not store merged state; it will be fetched again');
-      for (const s of snapshots) {
-        this.cache.evict(s.doc);
-        try {
-          // The digest index follows through the store's onCorrupt listener.
-          this.store.markCorrupt(s.doc);
-        } catch (markErr) {
-          this.log.error({ err: markErr, doc: s.doc }, 'could not mark document for repair');
-        }
-      }
-    }
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
     if (committed.length === 0) return;

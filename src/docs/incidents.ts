@@ -6,11 +6,11 @@
  */
 import type { Logger } from 'pino';
 import { splitDocKey } from '../ids.js';
-import type { Store } from '../storage/types.js';
+import type { Incidents, Maintenance } from '../storage/types.js';
 import type { Batch } from './stage.js';
 
 /** Stores the entries the batch could not apply, each logged once. Runs inside the commit's error handling. */
-export function keepQuarantined(store: Store, log: Logger, batch: Batch): void {
+export function keepQuarantined(store: Pick<Incidents, 'quarantine'>, log: Logger, batch: Batch): void {
   for (const q of batch.quarantined) {
     if (!store.quarantine.add(q)) continue;
     const { collection, id } = splitDocKey(q.doc);
@@ -26,7 +26,7 @@ export function keepQuarantined(store: Store, log: Logger, batch: Batch): void {
  * anti-entropy fetches the peer's state of it. `evict` drops the live copy,
  * so that it reloads with the digest now stored.
  */
-export function repairQuarantined(store: Store, log: Logger, batch: Batch, evict: (doc: Batch['entries'][number]['doc']) => void): void {
+export function repairQuarantined(store: Pick<Maintenance, 'markCorrupt'>, log: Logger, batch: Batch, evict: (doc: Batch['entries'][number]['doc']) => void): void {
   for (const doc of new Set(batch.quarantined.map((q) => q.doc))) {
     evict(doc);
     try {
@@ -39,7 +39,7 @@ export function repairQuarantined(store: Store, log: Logger, batch: Batch, evict
 }
 
 /** Stores the states that lost a content conflict in this batch. */
-export function keepConflicts(store: Store, log: Logger, batch: Batch): void {
+export function keepConflicts(store: Pick<Incidents, 'conflicts'>, log: Logger, batch: Batch): void {
   for (const c of batch.conflicts) {
     const { collection, id } = splitDocKey(c.doc);
     try {

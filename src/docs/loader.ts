@@ -4,7 +4,7 @@
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
 import { freshRegionClientId, stableClientId } from '../crdt/index.js';
-import type { Store } from '../storage/types.js';
+import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
 export function newYDoc(clientId: number): Y.Doc {
@@ -23,7 +23,11 @@ export interface LoadedDoc {
 }
 
 /** Loads a document from its snapshot and later log entries; null if never stored. */
-export function loadLiveDoc(store: Store, writer: WriterId, doc: DocKey): LoadedDoc | null {
+export function loadLiveDoc(
+  store: Pick<DocumentStates, 'summary' | 'loadDoc'> & Pick<Maintenance, 'markCorrupt'>,
+  writer: WriterId,
+  doc: DocKey,
+): LoadedDoc | null {
   const storedDigest = store.summary(doc)?.digest ?? null;
   const stored = store.loadDoc(doc);
   if (!stored) return null;

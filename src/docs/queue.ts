@@ -1,7 +1,8 @@
 /**
  * The jobs waiting for the write path's next group commit, in two lines:
  * this region's own writes, and what peers sent. Each commit takes every
- * local write first (bounded by their JSON nodes), then peer work for as
+ * local write first (bounded by their JSON nodes), then peer work (a little
+ * beside local writes, much when there are none) for as
  * long as the turn's budget lasts (see Documents), so that a region catching
  * up with its peers keeps serving its clients and one commit never holds the
  * event loop long.
@@ -12,6 +13,13 @@ import type { Job } from './stage.js';
 const MAX_LOCAL_JOBS = 1024;
 /** Most log entries and document merges from peers staged into one group commit (at least one job). */
 const MAX_PEER_UNITS = 1024;
+/**
+ * Most peer units in a commit that also carries local writes. A client's
+ * write waits for the commit in flight and then for its own; keeping its own
+ * small keeps a catching-up region's write latency near its steady state,
+ * while commits with no local write still take large steps through the backlog.
+ */
+const PEER_UNITS_BESIDE_LOCAL = 64;
 
 export class JobQueue {
   /** Writes of this region's clients, first in every commit. */
@@ -43,9 +51,12 @@ export class JobQueue {
     return this.local.splice(0, take);
   }
 
-  /** The next peer job for a commit that holds `units` of peer work so far; undefined when none, or when it is full. */
-  takePeer(units: number): Job | undefined {
-    if (units >= MAX_PEER_UNITS) return undefined;
+  /**
+   * The next peer job for a commit that holds `units` of peer work so far
+   * (and local writes, if `besideLocal`); undefined when none, or when it is full.
+   */
+  takePeer(units: number, besideLocal: boolean): Job | undefined {
+    if (units >= (besideLocal ? PEER_UNITS_BESIDE_LOCAL : MAX_PEER_UNITS)) return undefined;
     return this.peers.shift();
   }
 }

@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { applyValidated, validateUpdate } from '../crdt/index.js';
+import { applyValidated, documentHoldsContent, validateUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -224,7 +224,7 @@ function summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {
  */
 export function summarizeBatch(batch: Batch): void {
   for (const [doc, live] of batch.changed) {
-    const root = live.ydoc.getMap('root');
-    batch.summaries.set(doc, { doc, deleted: root.size === 0 });
+    // A document holding only editor content (an XmlFragment) is listed too.
+    batch.summaries.set(doc, { doc, deleted: !documentHoldsContent(live.ydoc) });
   }
 }

@@ -4,7 +4,7 @@
  * leave strictly in arrival order, whatever the fault does to their timing.
  */
 import type { Socket } from 'node:net';
-import { faultApplies, type Fault, type StreamDirection } from './proxy-fault.js';
+import { faultApplies, retransmitTimeoutMs, wanShape, type Fault, type StreamDirection, type WanShape } from './proxy-fault.js';
 
 /** Above this many queued bytes the source is paused, so delay faults keep TCP backpressure. */
 const QUEUE_HIGH_WATER = 1 << 20;
@@ -14,7 +14,7 @@ const BANDWIDTH_SLICES_PER_SECOND = 20;
 interface Chunk {
   data: Buffer;
   arrivedAt: number;
-  /** Latency drawn for this chunk when it reached the head of the queue under a latency fault. */
+  /** Delay drawn for this chunk (latency, plus a retransmission timeout if "lost") when it reached the head of the queue. */
   delayMs?: number;
 }
 
@@ -125,27 +125,41 @@ export class Pipe {
    * returns how long to wait first. Returns null to keep going at once.
    */
   private step(fault: Fault, head: Chunk): number | null {
-    switch (fault.kind) {
-      case 'latency': {
-        head.delayMs ??= Math.max(0, fault.ms + (2 * this.opts.random() - 1) * (fault.jitterMs ?? 0));
-        const wait = head.arrivedAt + head.delayMs - performance.now();
-        if (wait > 0) return wait;
-        this.forward(head.data.length);
-        return null;
-      }
-      case 'bandwidth': {
-        const slice = Math.max(1, Math.floor(fault.bytesPerSecond / BANDWIDTH_SLICES_PER_SECOND));
-        const sent = this.forward(slice);
-        return (sent * 1000) / fault.bytesPerSecond;
-      }
-      case 'slicer': {
-        this.forward(1 + Math.floor(this.opts.random() * fault.maxBytes));
-        return this.queue.length > 0 ? (fault.delayMs ?? 0) : null;
-      }
-      default:
-        this.forward(head.data.length);
-        return null;
+    const shape = wanShape(fault);
+    if (shape) return this.stepWan(shape, head);
+    if (fault.kind === 'slicer') {
+      this.forward(1 + Math.floor(this.opts.random() * fault.maxBytes));
+      return this.queue.length > 0 ? (fault.delayMs ?? 0) : null;
     }
+    this.forward(head.data.length);
+    return null;
+  }
+
+  /**
+   * Holds the head chunk for its delay, then sends it at the allowed rate.
+   * Chunks queue behind a held one, as bytes behind a lost TCP segment do.
+   */
+  private stepWan(shape: WanShape, head: Chunk): number | null {
+    head.delayMs ??= this.drawDelay(shape);
+    const wait = head.arrivedAt + head.delayMs - performance.now();
+    if (wait > 0) return wait;
+    if (shape.bytesPerSecond === Infinity) {
+      this.forward(head.data.length);
+      return null;
+    }
+    const slice = Math.max(1, Math.floor(shape.bytesPerSecond / BANDWIDTH_SLICES_PER_SECOND));
+    return (this.forward(slice) * 1000) / shape.bytesPerSecond;
+  }
+
+  /** Latency ± jitter, plus a retransmission timeout ± jitter for a chunk drawn as lost. */
+  private drawDelay(shape: WanShape): number {
+    const jitter = (): number => (shape.jitterMs > 0 ? (2 * this.opts.random() - 1) * shape.jitterMs : 0);
+    let delay = Math.max(0, shape.latencyMs + jitter());
+    // The loss draw is made only under loss, so seeded runs of the other faults see the same numbers as before.
+    if (shape.lossPercent > 0 && this.opts.random() * 100 < shape.lossPercent) {
+      delay += Math.max(0, retransmitTimeoutMs(shape.latencyMs) + jitter());
+    }
+    return delay;
   }
 
   /** Writes up to `max` bytes from the head of the queue; returns how many. */

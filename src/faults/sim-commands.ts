@@ -3,8 +3,9 @@
  * against a {@link LocalCluster}. Shared by the interactive prompt and the
  * HTTP control endpoint, so both accept exactly the same commands.
  */
-import { parseFault, type Fault } from './proxy.js';
+import { formatFault, parseFault, type Fault } from './proxy.js';
 import type { LocalCluster } from './cluster.js';
+import type { SyncStatus } from '../contract.js';
 
 export type SimCommand =
   | { kind: 'partition'; region: string }
@@ -19,6 +20,7 @@ const LINK_FAULTS: Readonly<Record<string, { syntax: string; text: string }>> = 
   blackhole: { syntax: 'blackhole [DIR] [A [B]]', text: 'swallow every byte on the links of A (or A-B, or all)' },
   stall: { syntax: 'stall [DIR] [A [B]]', text: 'stop reading on those links (the senders\' buffers fill)' },
   latency: { syntax: 'latency 80ms [±20ms] [DIR] [A [B]]', text: 'delay every chunk on those links' },
+  loss: { syntax: 'loss 5% [DIR] [A [B]]', text: 'hold that share of chunks for a TCP retransmission timeout' },
   slicer: { syntax: 'slicer BYTES [DELAY] [DIR] [A [B]]', text: 'deliver in pieces of at most BYTES bytes, DELAY (e.g. 5ms) apart' },
   bandwidth: { syntax: 'bandwidth 64kb/s [DIR] [A [B]]', text: 'limit throughput on those links' },
 };
@@ -40,6 +42,7 @@ const HELP_ROWS: readonly (readonly [string, string])[] = [
 export const SIM_HELP = [
   'commands:',
   ...HELP_ROWS.map(([syntax, text]) => `  ${syntax.padEnd(36)}${text}`),
+  '  latency, loss and bandwidth combine, separated by commas: latency 80ms ±20ms, loss 1%, bandwidth 1mb/s [DIR] [A [B]]',
   '  DIR is upstream, downstream or both (default); A and B are region names.',
 ].join('\n');
 
@@ -108,7 +111,7 @@ export async function runSimCommand(cluster: LocalCluster, cmd: SimCommand): Pro
     case 'fault': {
       cluster.setFault(cmd.fault, cmd.a, cmd.b);
       const where = cmd.a && cmd.b ? `${cmd.a} <-> ${cmd.b}` : cmd.a ? `links of ${cmd.a}` : 'all links';
-      return `${where}: ${cmd.fault.kind}`;
+      return `${where}: ${formatFault(cmd.fault)}`;
     }
     case 'process':
       switch (cmd.action) {
@@ -133,8 +136,13 @@ export interface RegionStatusRow {
   peers: { region: string; state: string; route: string; outboundPending: number; outboundLagMs: number; inboundPending: number }[];
 }
 
+/** What {@link clusterStatus} reads of a cluster: local processes or the verifier's compose stack. */
+export interface StatusSource {
+  readonly regions: ReadonlyMap<string, { readonly name: string; readonly url: string; readonly proc: object | null; readonly paused: boolean }>;
+}
+
 /** Asks every region for its sync status (an unreachable region gets a row too). */
-export async function clusterStatus(cluster: LocalCluster): Promise<{ rows: RegionStatusRow[]; converged: boolean }> {
+export async function clusterStatus(cluster: StatusSource): Promise<{ rows: RegionStatusRow[]; converged: boolean }> {
   const rows = await Promise.all([...cluster.regions.values()].map(async (r): Promise<RegionStatusRow> => {
     const base: RegionStatusRow = {
       region: r.name, url: r.url, process: r.proc ? (r.paused ? 'paused' : 'running') : 'stopped',
@@ -143,10 +151,7 @@ export async function clusterStatus(cluster: LocalCluster): Promise<{ rows: Regi
     if (!r.proc || r.paused) return base;
     try {
       const res = await fetch(`${r.url}/v1/sync`, { signal: AbortSignal.timeout(1500) });
-      const body = (await res.json()) as {
-        digest: string; pendingDocs: number;
-        peers: { region: string; state: string; route: string; outbound: { pendingUpdates: number; lagMs: number }; inbound: { pendingUpdates: number } }[];
-      };
+      const body = (await res.json()) as SyncStatus;
       return {
         ...base, reachable: true, digest: body.digest, pendingDocs: body.pendingDocs,
         peers: body.peers.map((p) => ({

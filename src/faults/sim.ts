@@ -53,7 +53,9 @@ export async function runSim(options: SimOptions): Promise<void> {
   const names = specs.map((s) => s.region);
   const baseDir = resolve(options.dataDir);
   const lock = lockDir(baseDir, 'meridian sim');
-  const cluster = new LocalCluster({ regions: specs, baseDir });
+  // Filled in once the control endpoint is bound, before the regions' configs are written.
+  const regionExtra: Record<string, unknown> = {};
+  const cluster = new LocalCluster({ regions: specs, baseDir, extra: regionExtra });
   const run = async (line: string): Promise<{ ok: boolean; text: string }> => {
     try {
       return { ok: true, text: await runSimCommand(cluster, parseSimCommand(line, names)) };
@@ -66,6 +68,8 @@ export async function runSim(options: SimOptions): Promise<void> {
   try {
     // Bound first, so a taken control port fails before any region starts; it answers 503 until they have.
     control = await startControl(options.controlPort, run, cluster, () => started);
+    // The regions' dashboards send the simulator its commands through their own API (`POST /v1/sim/command`).
+    regionExtra['ui'] = { enabled: true, simControl: `http://127.0.0.1:${portOf(control)}` };
     process.stdout.write(`starting ${names.length} regions with a fault proxy on every link...\n`);
     await cluster.start();
     started = true;
@@ -76,12 +80,17 @@ export async function runSim(options: SimOptions): Promise<void> {
     throw err;
   }
   for (const r of cluster.regions.values()) process.stdout.write(`  ${r.name.padEnd(10)} ${r.url}   (log: ${r.logPath})\n`);
-  const address = control.address();
-  const controlPort = typeof address === 'object' && address ? address.port : options.controlPort;
+  const controlPort = portOf(control);
   process.stdout.write(`control: curl -d 'partition ${names[0]}' http://127.0.0.1:${controlPort}/command\n`);
+  process.stdout.write(`dashboard: ${cluster.url(names[0] ?? '')}/ui (at every region; it drives the simulator too)\n`);
   process.stdout.write(`type 'help' for commands, Ctrl-C to stop\n`);
   const stop = stopOnSignals(cluster, control, lock);
   if (options.prompt) readPrompt(run, stop);
+}
+
+function portOf(server: Server): number {
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : 0;
 }
 
 /** Ctrl-C or SIGTERM: stop the regions and proxies, free the folder, exit. */

@@ -29,7 +29,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import type { DocSummary, Store } from '../storage/types.js';
+import type { DocSummary, DocumentStates } from '../storage/types.js';
 import { BUCKETS, bucketOf } from '../docs/digest-index.js';
 import {
   DOC_PARTS_BYTES, MAX_ROUND, ProtocolError,
@@ -40,7 +40,8 @@ import { firstExcess } from '../vv.js';
 export interface AntiEntropyPort {
   peer: RegionId;
   documents: Documents;
-  store: Store;
+  /** The stored summaries it compares with the peer's. */
+  store: Pick<DocumentStates, 'docSummaries'>;
   logger: Logger;
   /** Sends a frame, waiting while the link's send buffer is full. */
   send(frame: Frame): Promise<void>;

@@ -50,18 +50,8 @@ export const HEADER = {
   proof: 'meridian-proof',
 } as const;
 
-/** WebSocket close codes of replication links. */
-export const CloseCode = {
-  ProtocolError: 4400,
-  Unauthorized: 4401,
-  UnknownPeer: 4403,
-  HeartbeatTimeout: 4408,
-  /** A newer link for the same pair of regions replaced this one. */
-  Superseded: 4409,
-  IncompatibleVersion: 4426,
-  ShuttingDown: 4503,
-} as const;
-export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+/** WebSocket close codes of replication links: part of the wire contract. */
+export { CloseCode } from '../contract.js';
 
 export const NONCE_BYTES = 32;
 const NONCE_PATTERN = /^[A-Za-z0-9+/]{43}=$/;

@@ -30,7 +30,9 @@ import { MAX_SEQ } from '../vv.js';
 
 export { ProtocolError, MAX_ID_BYTES, MAX_REASON_BYTES, MAX_SEQ, MAX_WRITERS } from './wire.js';
 import type { NewLogEntry } from '../storage/types.js';
-import type { PeerState } from './types.js';
+import { MAX_AWARENESS_BYTES, type PeerState } from './types.js';
+
+export { MAX_AWARENESS_BYTES };
 
 export const PROTOCOL_VERSION = 2;
 /** First byte of every frame (`M`); anything else is not ours. */
@@ -48,6 +50,17 @@ export const MSG_DOC_STATE = 9;
 export const MSG_AE_DONE = 10;
 export const MSG_ERROR = 11;
 export const MSG_DOC_REPLACE = 12;
+/**
+ * Ephemeral presence of live clients. Sent only to peers that announced it
+ * in the handshake ({@link FEATURES_HEADER}): a peer of this protocol
+ * version that did not would close the link on an unknown frame type.
+ */
+export const MSG_AWARENESS = 13;
+
+/** Request and response header in which a node lists the optional frames it understands. */
+export const FEATURES_HEADER = 'meridian-features';
+/** The feature token of {@link MSG_AWARENESS}. */
+export const FEATURE_AWARENESS = 'awareness';
 
 /** Anti-entropy round ids are below this (drawn at random by the initiator). */
 export const MAX_ROUND = 2 ** 31;
@@ -111,10 +124,12 @@ export interface DocReplaceFrame { type: 'doc-replace'; round: number; doc: DocK
 export interface AeDoneFrame { type: 'ae-done'; round: number; floor: VersionVector }
 /** Why the sender is about to close. */
 export interface ErrorFrame { type: 'error'; code: string; message: string }
+/** A live client's presence in `doc` (a y-protocols awareness update); never stored. */
+export interface AwarenessFrame { type: 'awareness'; doc: DocKey; update: Uint8Array }
 
 export type Frame =
   | SyncRequestFrame | EntriesFrame | AckFrame | PingFrame | PongFrame | AeBucketsFrame
-  | AeDocsFrame | DocSvFrame | DocStateFrame | DocReplaceFrame | AeDoneFrame | ErrorFrame;
+  | AeDocsFrame | DocSvFrame | DocStateFrame | DocReplaceFrame | AeDoneFrame | ErrorFrame | AwarenessFrame;
 export type FrameType = Frame['type'];
 
 // ---- one codec per frame type ----
@@ -135,6 +150,22 @@ const round = uint(0, MAX_ROUND);
 const counter = seq;
 const entry = struct<NewLogEntry>({ origin: writerId, seq: uint(1, MAX_SEQ), doc: docKey, ts: seq, update: bytes });
 const linkReport = struct<LinkReport>({ region: regionId, state: oneOf(PEER_STATES) });
+
+/** A byte array of at most `max` bytes. */
+function boundedBytes(max: number): Field<Uint8Array> {
+  return {
+    min: bytes.min,
+    write(e, b, what) {
+      if (b.length > max) throw new RangeError(`${what} of ${b.length} bytes exceeds ${max}`);
+      bytes.write(e, b, what);
+    },
+    read(d, what) {
+      const b = bytes.read(d, what);
+      if (b.length > max) throw new ProtocolError(`${what} of ${b.length} bytes exceeds ${max}`);
+      return b;
+    },
+  };
+}
 
 const CODECS: { [T in FrameType]: Codec<T> } = {
   'sync-request': frame('sync-request', MSG_SYNC_REQUEST, { vv }),
@@ -166,6 +197,7 @@ const CODECS: { [T in FrameType]: Codec<T> } = {
     code: text(1, MAX_ERROR_CODE_BYTES),
     message: text(0, MAX_ERROR_MESSAGE_BYTES),
   }),
+  awareness: frame('awareness', MSG_AWARENESS, { doc: docKey, update: boundedBytes(MAX_AWARENESS_BYTES) }),
 };
 
 const BY_CODE = new Map<number, [FrameType, Codec<FrameType>]>();

@@ -9,10 +9,10 @@ import type { Logger } from 'pino';
 import type { PeerConfig, ReplicationConfig, StorageConfig } from '../config.js';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import type { DocHead, Store } from '../storage/types.js';
+import type { DocHead, DocumentStates, Incidents, Maintenance, PeerProgress, ReplicationLog } from '../storage/types.js';
 import { MeridianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { DocRegionSync, DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
+import type { AwarenessRelay, DocRegionSync, DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
 import { createDetector } from './detector.js';
 import { backoffDelay } from './backoff.js';
 import { CloseCode } from './handshake.js';
@@ -47,18 +47,20 @@ export interface ReplicatorOptions {
   /** This part's slice of the region's configuration. */
   config: ReplicationOptions;
   documents: Documents;
-  store: Store;
+  /** The log it streams, the summaries and progress it compares, log GC, and quarantine counts it reports. */
+  store: ReplicationLog & DocumentStates & PeerProgress & Pick<Maintenance, 'collectGarbage'> & Pick<Incidents, 'quarantine'>;
   logger: Logger;
   metrics: Metrics;
   /** Opens a link to a peer; resolves once authenticated, rejects with the reason otherwise. */
   dial: (peer: Peer) => Promise<Link>;
 }
 
-export class Replicator implements ReplicationView {
+export class Replicator implements ReplicationView, AwarenessRelay {
   readonly peers = new Map<RegionId, Peer>();
   private readonly log: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly waiters = new Set<() => void>();
+  private readonly awarenessListeners = new Set<(doc: DocKey, update: Uint8Array, from: RegionId) => void>();
   /** The last read of each peer's unacknowledged entries (see pendingFor). */
   private readonly pendingCache = new Map<RegionId, { at: number; value: { ts: number; count: number; bytes: number } | null }>();
   private pingId = 0;
@@ -147,6 +149,10 @@ export class Replicator implements ReplicationView {
         this.notify();
       },
       leavesCatchUp: (waitedMs) => this.leavesCatchUp(region, waitedMs),
+      ephemeral: link.ephemeral,
+      onAwareness: (doc, update) => {
+        for (const listener of this.awarenessListeners) listener(doc, update, region);
+      },
       onRejected: (reason) => {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
@@ -192,6 +198,17 @@ export class Replicator implements ReplicationView {
   refused(claimed: string | null, reason: string): void {
     const peer = claimed ? this.peers.get(claimed as RegionId) : undefined;
     if (peer) peer.lastError = `inbound link refused: ${reason}`;
+  }
+
+  // ---- AwarenessRelay ---------------------------------------------------------
+
+  relayAwareness(doc: DocKey, update: Uint8Array): void {
+    for (const peer of this.peers.values()) peer.session?.sendAwareness(doc, update);
+  }
+
+  onAwareness(listener: (doc: DocKey, update: Uint8Array, from: RegionId) => void): () => void {
+    this.awarenessListeners.add(listener);
+    return () => this.awarenessListeners.delete(listener);
   }
 
   // ---- ReplicationView --------------------------------------------------------
@@ -337,14 +354,18 @@ export class Replicator implements ReplicationView {
     this.notify();
   }
 
+  /** On the store's writer thread when it has one: the heartbeat never waits for the disk. */
   private persistAcks(peer: Peer): void {
     if (!peer.acksDirty) return;
     peer.acksDirty = false;
-    try {
-      this.o.store.setPeerAcks(peer.region, peer.acks);
-    } catch (err) {
+    const failed = (err: unknown): void => {
       peer.acksDirty = true;
       this.log.error({ err, peer: peer.region }, 'could not store peer acknowledgements');
+    };
+    try {
+      void this.o.store.setPeerAcks(peer.region, peer.acks)?.catch(failed);
+    } catch (err) {
+      failed(err);
     }
   }
 
@@ -440,13 +461,19 @@ export class Replicator implements ReplicationView {
     }
   }
 
+  /** One GC step; on the store's writer thread when it has one, so the event loop never waits for it. */
   private collectGarbage(): void {
+    const counted = (n: number): void => {
+      if (n > 0) this.o.metrics.entriesCollected.inc(n);
+    };
+    const failed = (err: unknown): void => this.log.error({ err }, 'log garbage collection failed; will retry');
     try {
       const cutoff = Date.now() - this.o.config.storage.logRetentionMs;
       const n = this.o.store.collectGarbage([...this.peers.keys()], cutoff);
-      if (n > 0) this.o.metrics.entriesCollected.inc(n);
+      if (typeof n === 'number') counted(n);
+      else n.then(counted, failed);
     } catch (err) {
-      this.log.error({ err }, 'log garbage collection failed; will retry');
+      failed(err);
     }
   }
 

@@ -19,9 +19,12 @@
 import type { Logger } from 'pino';
 import type { RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import type { NewLogEntry, Store } from '../storage/types.js';
+import type { DocumentStates, NewLogEntry, ReplicationLog } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
-import { decodeFrame, encodeFrame, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame } from './protocol.js';
+import {
+  decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
+} from './protocol.js';
+import type { DocKey } from '../ids.js';
 import { capped } from '../vv.js';
 
 /** The socket side of a link, as the session needs it. */
@@ -37,7 +40,8 @@ export interface LinkTransport {
 export interface SessionOptions {
   peer: RegionId;
   documents: Documents;
-  store: Store;
+  /** The log it streams to the peer; summaries for anti-entropy. */
+  store: ReplicationLog & DocumentStates;
   logger: Logger;
   transport: LinkTransport;
   batchBytes: number;
@@ -61,6 +65,10 @@ export interface SessionOptions {
    * peer having needed it for `waitedMs` (see Replicator).
    */
   leavesCatchUp: (waitedMs: number) => boolean;
+  /** The peer announced ephemeral (awareness) frames in the handshake: they may be sent to it. */
+  ephemeral?: boolean;
+  /** A live client's presence relayed by the peer. */
+  onAwareness?: (doc: DocKey, update: Uint8Array) => void;
 }
 
 const PROTOCOL_ERROR_CLOSE = 4400;
@@ -149,6 +157,15 @@ export class Session {
     this.o.transport.send(encodeFrame(frame));
   }
 
+  /**
+   * Sends a live client's presence, if the peer speaks it and the link has
+   * room: presence is ephemeral, so a busy link drops it rather than queue it.
+   */
+  sendAwareness(doc: DocKey, update: Uint8Array): void {
+    if (this.o.ephemeral !== true || this.o.transport.buffered() >= this.o.maxBufferedBytes) return;
+    this.send({ type: 'awareness', doc, update });
+  }
+
   /** Receives one binary message; decoding and applying happen in arrival order. */
   receive(bytes: Uint8Array): void {
     this.o.onHeard();
@@ -156,7 +173,7 @@ export class Session {
     // is not taken for a dead link. Every other frame is decoded in its turn
     // below: a burst of large frames from a peer catching this region up is
     // decoded between client requests, not all at once.
-    if (bytes[2] === MSG_PING || bytes[2] === MSG_PONG) return this.heartbeat(bytes);
+    if (bytes[2] === MSG_PING || bytes[2] === MSG_PONG || bytes[2] === MSG_AWARENESS) return this.heartbeat(bytes);
     this.queued++;
     if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
       this.paused = true;
@@ -201,6 +218,8 @@ export class Session {
       return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
     }
     if (frame.type === 'ping') return this.onPing(frame);
+    // Presence waits behind nothing: it is relayed at once, never stored.
+    if (frame.type === 'awareness') return this.o.onAwareness?.(frame.doc, frame.update);
     // A pong echoes our clock; one from the future was not an answer to us.
     if (frame.type === 'pong' && frame.sentAt <= performance.now()) this.o.onPong(performance.now() - frame.sentAt);
   }

@@ -17,9 +17,12 @@ import {
   CHALLENGE_PATH, HEADER, REPLICATE_PATH, createDialHeaders, createNonceStore, parseChallenge, verifyAccept, verifyDial,
 } from './handshake.js';
 import type { LinkTransport } from './session.js';
+import { FEATURES_HEADER, FEATURE_AWARENESS } from './protocol.js';
 
 /** An authenticated link, as the replicator uses it. */
 export interface Link extends LinkTransport {
+  /** Both ends announced ephemeral (awareness) frames in the handshake. */
+  readonly ephemeral: boolean;
   onMessage(fn: (bytes: Uint8Array) => void): void;
   onClose(fn: (code: number, reason: string) => void): void;
 }
@@ -75,6 +78,7 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
   app.websocketServer.on('headers', (headers: string[], req: IncomingMessage) => {
     const accepted = proofs.get(req);
     if (accepted) headers.push(`${HEADER.proof}: ${accepted.proof}`);
+    if (accepted && announcesAwareness(req.headers[FEATURES_HEADER])) headers.push(`${FEATURES_HEADER}: ${FEATURE_AWARENESS}`);
   });
 
   app.get(CHALLENGE_PATH, async () => ({ nonce: nonces.issue(), region: link.region }));
@@ -100,7 +104,7 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
       socket.terminate();
       return;
     }
-    o.onLink(accepted.region, wrapSocket(socket, o.logger));
+    o.onLink(accepted.region, wrapSocket(socket, o.logger, announcesAwareness(req.headers[FEATURES_HEADER])));
   });
 }
 
@@ -128,12 +132,14 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   const url = new URL(REPLICATE_PATH, base);
   url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(url, {
-    headers, maxPayload: link.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
+    headers: { ...headers, [FEATURES_HEADER]: FEATURE_AWARENESS }, maxPayload: link.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
   });
   return new Promise<Link>((resolve, reject) => {
     let verified = false;
+    let ephemeral = false;
     ws.once('upgrade', (res) => {
       verified = verifyAccept(transcript, res.headers[HEADER.proof]);
+      ephemeral = announcesAwareness(res.headers[FEATURES_HEADER]);
     });
     ws.once('open', () => {
       if (!verified) {
@@ -141,7 +147,7 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
         reject(new Error(`peer ${peer.region} failed to prove it holds the cluster secret`));
         return;
       }
-      resolve(wrapSocket(ws, o.logger));
+      resolve(wrapSocket(ws, o.logger, ephemeral));
     });
     ws.once('unexpected-response', (_req, res) => {
       readBody(res).then(
@@ -154,7 +160,15 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   });
 }
 
-function wrapSocket(ws: WebSocket, logger: Logger): Link {
+/**
+ * Whether a handshake header lists awareness frames. Peers of the same
+ * protocol version without them never get one (they would close the link).
+ */
+function announcesAwareness(header: string | string[] | undefined): boolean {
+  return typeof header === 'string' && header.split(',').some((f) => f.trim() === FEATURE_AWARENESS);
+}
+
+function wrapSocket(ws: WebSocket, logger: Logger, ephemeral: boolean): Link {
   ws.on('error', (err) => logger.debug({ err }, 'replication socket error'));
   // The peer may speak in the same packet as the upgrade response, before the
   // replicator has attached: hold such frames until it does.
@@ -168,6 +182,7 @@ function wrapSocket(ws: WebSocket, logger: Logger): Link {
     else early.push(bytes);
   });
   return {
+    ephemeral,
     send: (bytes) => ws.send(bytes, { binary: true }),
     buffered: () => ws.bufferedAmount,
     close: (code, reason) => {

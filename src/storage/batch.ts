@@ -1,20 +1,23 @@
 /**
- * Writing one group commit's batch: the statements both the store's own
- * connection and the writer thread run, inside the caller's transaction.
+ * Writing one batch (a group commit, or snapshots alone): the statements
+ * both the store's own connection and the writer thread run, inside the
+ * caller's transaction.
  */
-import type { DocKey } from '../ids.js';
-import { entryChecksum } from './checksum.js';
+import type { DocKey, RegionId, VersionVector } from '../ids.js';
+import { entryChecksum, snapshotChecksum } from './checksum.js';
 import { advanceProgress } from './progress.js';
 import type { Statements } from './statements.js';
-import type { CommitBatch } from './types.js';
+import type { CommitBatch, Snapshot } from './types.js';
 
 const DIGEST_BYTES = 32;
 
-/** What a commit did: one lsn per entry (-1 for a duplicate), and what it added to the log. */
+/** What a commit did: one lsn per entry (-1 for a duplicate), what it added to the log, and snapshots it ignored. */
 export interface CommitResult {
   lsns: number[];
   added: number;
   bytes: number;
+  /** Documents whose snapshot was older than the stored one, and so not written. */
+  olderSnapshots: DocKey[];
 }
 
 /**
@@ -24,7 +27,7 @@ export interface CommitResult {
  * Entries of a document with no summary row yet get one with an all-zero digest.
  */
 export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
-  const result: CommitResult = { lsns: [], added: 0, bytes: 0 };
+  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [] };
   const perDoc = new Map<string, number>();
   const perOrigin = new Map<string, number[]>();
   for (const entry of batch.entries) {
@@ -51,7 +54,32 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
     s.bumpLogCount.run(count, doc);
   }
   for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);
+  for (const snapshot of batch.snapshots ?? []) {
+    if (!writeSnapshot(s, snapshot)) result.olderSnapshots.push(snapshot.doc);
+  }
   return result;
+}
+
+/**
+ * Stores a snapshot; false (nothing written) when it is older than the
+ * stored one, whose log entries may already be collected. Throws for a
+ * document the store has never seen.
+ */
+function writeSnapshot(s: Statements, snapshot: Snapshot): boolean {
+  const row = s.getDoc.get(snapshot.doc);
+  if (row === undefined) throw new Error(`cannot store a snapshot of unknown document ${snapshot.doc}`);
+  if (snapshot.uptoLsn < row.snapshot_lsn) return false;
+  const { doc, state, pending, uptoLsn } = snapshot;
+  s.upsertSnapshot.run(doc, state, pending, uptoLsn, snapshotChecksum(snapshot));
+  const remaining = s.countDocEntriesAfter.get(doc, uptoLsn)?.n ?? 0;
+  s.setSnapshotLsn.run(uptoLsn, remaining, doc);
+  return true;
+}
+
+/** Replaces everything recorded for `peer`: a rebuilt peer may acknowledge less than before. */
+export function writePeerAcks(s: Statements, peer: RegionId, vv: VersionVector): void {
+  s.clearPeerAcks.run(peer);
+  for (const [origin, seq] of vv) s.insertPeerAck.run(peer, origin, seq);
 }
 
 export function checkedDigest(doc: DocKey, digest: Uint8Array): Uint8Array {

@@ -2,11 +2,11 @@
  * Checks made when a data directory is opened: is the file sound, and does it
  * belong to this region. Each failure explains what the operator should do.
  */
-import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { regionOfWriter, type RegionId, type WriterId } from '../ids.js';
 import { StoreOpenError } from './errors.js';
+import { newWriterId } from './writer-id.js';
 
 /** How many quick_check problems are collected; the first few are enough to diagnose. */
 const MAX_PROBLEMS = 20;
@@ -42,7 +42,7 @@ export const QUICK_CHECK_SQL = `PRAGMA quick_check(${MAX_PROBLEMS})`;
  * integrity_check does). Returns the problems, empty when the file is sound.
  * A check that stops on a corruption error reports that error as its problem.
  */
-export function runQuickCheck(statement: Database.Statement<[], { quick_check: string }>): string[] {
+export function runQuickCheck(statement: Pick<Database.Statement<[], { quick_check: string }>, 'all'>): string[] {
   try {
     const rows = statement.all();
     if (rows.length === 1 && rows[0]?.quick_check === 'ok') return [];
@@ -60,12 +60,6 @@ export function runQuickCheck(statement: Database.Statement<[], { quick_check: s
 /** {@link runQuickCheck} on a connection, for one-off checks. */
 export function quickCheck(db: Database.Database): string[] {
   return runQuickCheck(db.prepare<[], { quick_check: string }>(QUICK_CHECK_SQL));
-}
-
-export function newWriterId(region: RegionId): WriterId {
-  // 48 random bits: a region would need millions of fresh data directories
-  // before two incarnations were likely to share a writer id.
-  return `${region}~${randomBytes(6).toString('hex')}` as WriterId;
 }
 
 /**

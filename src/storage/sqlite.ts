@@ -1,8 +1,9 @@
 /**
  * The region's durable store: one SQLite database, `<dataDir>/meridian.db`,
- * in WAL mode, behind the {@link Store} interface. Group commits may run on
- * a writer thread with its own connection (./writer.ts), so that waiting for
- * the disk never holds the event loop; everything else runs on this one.
+ * in WAL mode, behind the {@link Store} contract. Group commits, snapshot
+ * batches and GC may run on a writer thread with its own connection
+ * (./writer.ts), so that waiting for the disk never holds the event loop;
+ * reads run on this one.
  *
  * What `synchronous` guarantees in WAL mode (SQLite's PRAGMA synchronous and
  * WAL documentation):
@@ -31,10 +32,21 @@ import { corruptDatabaseError, isCorruptionError, loadWriterId, quickCheck } fro
 import { migrate } from './migrations.js';
 import { SqliteStore } from './store.js';
 import { CommitWriter, writerThreadFile } from './writer.js';
-import type { CommitBatch, Store, StoreOptions, SyncMode } from './types.js';
+import type { SqliteOptions, SyncMode } from './sqlite-options.js';
+import type { RegionId, VersionVector } from '../ids.js';
+import type { CommitBatch, Snapshot, Store } from './types.js';
 
-/** A store that commits in place (no writer thread): commit and close return at once. */
-export type InlineStore = Omit<Store, 'commit' | 'close'> & { commit(batch: CommitBatch): number[]; close(): void };
+/** The SQLite engine: the contract plus what only SQLite has (its file, `quick_check`). */
+export type SqliteEngine = Store & { readonly path: string; quickCheck(): string[] };
+
+/** A SQLite store that writes in place (no writer thread): every write returns at once. */
+export type InlineStore = Omit<SqliteEngine, 'commit' | 'saveSnapshots' | 'collectGarbage' | 'setPeerAcks' | 'close'> & {
+  commit(batch: CommitBatch): number[];
+  saveSnapshots(snapshots: Snapshot[]): void;
+  collectGarbage(peers: RegionId[], olderThanTs: number): number;
+  setPeerAcks(peer: RegionId, vv: VersionVector): void;
+  close(): void;
+};
 
 export { StoreOpenError, type StoreOpenFailure } from './errors.js';
 export { quickCheck } from './integrity.js';
@@ -64,9 +76,9 @@ function configure(db: Database.Database, path: string, synchronous: SyncMode): 
  * `PRAGMA quick_check`, one written by a newer schema, or one that belongs
  * to another region.
  */
-export function openStore(options: StoreOptions & { writerThread?: false; logger?: Logger }): InlineStore;
-export function openStore(options: StoreOptions & { logger?: Logger }): Store;
-export function openStore(options: StoreOptions & { logger?: Logger }): Store {
+export function openStore(options: SqliteOptions & { writerThread?: false; logger?: Logger }): InlineStore;
+export function openStore(options: SqliteOptions & { logger?: Logger }): SqliteEngine;
+export function openStore(options: SqliteOptions & { logger?: Logger }): SqliteEngine {
   mkdirSync(options.dataDir, { recursive: true });
   const path = join(options.dataDir, DB_FILE);
   const logger = (options.logger ?? pino()).child({ module: 'storage' });

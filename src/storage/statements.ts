@@ -72,119 +72,160 @@ export function toEntry(row: LogRow): LogEntry {
 
 const LOG_COLUMNS = 'lsn, origin, seq, doc, ts, data, checksum';
 
+/**
+ * What the store uses of a prepared statement, under a name this module
+ * exports: the type of {@link prepareStatements} is inferred, and
+ * declaration emit must be able to name every statement type in it (the
+ * library's own statement type lives in a namespace it does not export).
+ */
+export interface Prepared<P extends unknown[] = unknown[], R = unknown> {
+  run(...params: P): Database.RunResult;
+  get(...params: P): R | undefined;
+  all(...params: P): R[];
+}
+
+function prep<P extends unknown[] = unknown[], R = unknown>(db: Database.Database, sql: string): Prepared<P, R> {
+  return db.prepare<P, R>(sql);
+}
+
 /** Prepares the store's statements; call once per connection. */
 export function prepareStatements(db: Database.Database) {
   return {
-    insertEntry: db.prepare<[string, number, string, number, Uint8Array, number]>(
+    insertEntry: prep<[string, number, string, number, Uint8Array, number]>(
+      db,
       'INSERT INTO log (origin, seq, doc, ts, data, checksum) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin, seq) DO NOTHING',
     ),
-    hasEntry: db.prepare<[string, number], { one: number }>('SELECT 1 AS one FROM log WHERE origin = ? AND seq = ?'),
-    readLog: db.prepare<[number, number], LogRow>(`SELECT ${LOG_COLUMNS} FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?`),
-    docEntries: db.prepare<[string, number], LogRow>(
+    hasEntry: prep<[string, number], { one: number }>(db, 'SELECT 1 AS one FROM log WHERE origin = ? AND seq = ?'),
+    readLog: prep<[number, number], LogRow>(db, `SELECT ${LOG_COLUMNS} FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?`),
+    docEntries: prep<[string, number], LogRow>(
+      db,
       `SELECT ${LOG_COLUMNS} FROM log WHERE doc = ? AND lsn > ? ORDER BY lsn`,
     ),
     // "+origin" keeps SQLite on the (doc, lsn) index: a document has few
     // entries, while an origin can have the whole log.
-    latestOfDoc: db.prepare<[string, string], { seq: number | null }>(
+    latestOfDoc: prep<[string, string], { seq: number | null }>(
+      db,
       'SELECT max(seq) AS seq FROM log WHERE doc = ? AND +origin = ?',
     ),
     // Both read the document's entries through the (doc, lsn) index and never
     // touch the update blobs: the cost follows that document's entries in
     // the log (bounded by compaction and GC), not the size of the log.
-    docHeads: db.prepare<[string], DocHeadRow>(
+    docHeads: prep<[string], DocHeadRow>(
+      db,
       'SELECT origin, max(seq) AS seq, max(ts) AS ts, count(*) AS n FROM log WHERE doc = ? GROUP BY origin ORDER BY origin',
     ),
-    docBeyond: db.prepare<[string, string, number], { n: number; ts: number | null }>(
+    docBeyond: prep<[string, string, number], { n: number; ts: number | null }>(
+      db,
       'SELECT count(*) AS n, min(ts) AS ts FROM log WHERE doc = ? AND +origin = ? AND seq > ?',
     ),
-    countDocEntriesAfter: db.prepare<[string, number], { n: number }>(
+    countDocEntriesAfter: prep<[string, number], { n: number }>(
+      db,
       'SELECT count(*) AS n FROM log WHERE doc = ? AND lsn > ?',
     ),
-    deleteEntry: db.prepare<[number]>('DELETE FROM log WHERE lsn = ?'),
+    deleteEntry: prep<[number]>(db, 'DELETE FROM log WHERE lsn = ?'),
     // Only entries covered by their document's snapshot, within an lsn window:
     // the window bounds the rows examined, whatever the share that qualifies.
-    gcScan: db.prepare<[number, number], GcRow>(
+    gcScan: prep<[number, number], GcRow>(
+      db,
       `SELECT l.lsn, l.origin, l.seq, l.ts, length(l.data) AS bytes
          FROM log l JOIN docs d ON d.doc = l.doc
         WHERE l.lsn > ? AND l.lsn <= ? AND l.lsn <= d.snapshot_lsn ORDER BY l.lsn`,
     ),
-    maxLsn: db.prepare<[], { lsn: number | null }>('SELECT max(lsn) AS lsn FROM log'),
-    logTotals: db.prepare<[], { n: number; bytes: number }>(
+    maxLsn: prep<[], { lsn: number | null }>(db, 'SELECT max(lsn) AS lsn FROM log'),
+    logTotals: prep<[], { n: number; bytes: number }>(
+      db,
       'SELECT count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log',
     ),
 
-    ensureDoc: db.prepare<[string]>(
+    ensureDoc: prep<[string]>(
+      db,
       'INSERT INTO docs (doc, digest) VALUES (?, zeroblob(32)) ON CONFLICT (doc) DO NOTHING',
     ),
-    upsertSummary: db.prepare<[string, Uint8Array, number]>(
+    upsertSummary: prep<[string, Uint8Array, number]>(
+      db,
       `INSERT INTO docs (doc, digest, deleted) VALUES (?, ?, ?)
        ON CONFLICT (doc) DO UPDATE SET digest = excluded.digest, deleted = excluded.deleted, digest_stale = 0`,
     ),
-    markChanged: db.prepare<[string, number]>(
+    markChanged: prep<[string, number]>(
+      db,
       `INSERT INTO docs (doc, digest, deleted, digest_stale) VALUES (?, zeroblob(32), ?, 1)
        ON CONFLICT (doc) DO UPDATE SET deleted = excluded.deleted, digest_stale = 1`,
     ),
-    setDigest: db.prepare<[Uint8Array, string]>('UPDATE docs SET digest = ?, digest_stale = 0 WHERE doc = ?'),
-    staleSummaries: db.prepare<[string, number], DocRow>(
+    setDigest: prep<[Uint8Array, string]>(db, 'UPDATE docs SET digest = ?, digest_stale = 0 WHERE doc = ?'),
+    staleSummaries: prep<[string, number], DocRow>(
+      db,
       'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE digest_stale = 1 AND doc > ? ORDER BY doc LIMIT ?',
     ),
-    bumpLogCount: db.prepare<[number, string]>('UPDATE docs SET log_count = log_count + ? WHERE doc = ?'),
-    getDoc: db.prepare<[string], DocRow>(
+    bumpLogCount: prep<[number, string]>(db, 'UPDATE docs SET log_count = log_count + ? WHERE doc = ?'),
+    getDoc: prep<[string], DocRow>(
+      db,
       'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE doc = ?',
     ),
-    setSnapshotLsn: db.prepare<[number, number, string]>(
+    setSnapshotLsn: prep<[number, number, string]>(
+      db,
       'UPDATE docs SET snapshot_lsn = ?, log_count = ? WHERE doc = ?',
     ),
     // "log_count > 0" lets SQLite use the partial index docs_to_compact.
-    toCompact: db.prepare<[number, number], { doc: string }>(
+    toCompact: prep<[number, number], { doc: string }>(
+      db,
       'SELECT doc FROM docs WHERE log_count > 0 AND log_count >= ? ORDER BY log_count DESC, doc LIMIT ?',
     ),
-    listLive: db.prepare<[string, string, number], { doc: string }>(
+    listLive: prep<[string, string, number], { doc: string }>(
+      db,
       'SELECT doc FROM docs WHERE deleted = 0 AND doc > ? AND doc < ? ORDER BY doc LIMIT ?',
     ),
-    summaries: db.prepare<[string, number], DocRow>(
+    summaries: prep<[string, number], DocRow>(
+      db,
       'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE doc > ? ORDER BY doc LIMIT ?',
     ),
-    markCorrupt: db.prepare<[string]>('UPDATE docs SET digest = zeroblob(32) WHERE doc = ?'),
-    countLiveDocs: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM docs WHERE deleted = 0'),
+    markCorrupt: prep<[string]>(db, 'UPDATE docs SET digest = zeroblob(32) WHERE doc = ?'),
+    countLiveDocs: prep<[], { n: number }>(db, 'SELECT count(*) AS n FROM docs WHERE deleted = 0'),
 
-    getSnapshot: db.prepare<[string], SnapshotRow>(
+    getSnapshot: prep<[string], SnapshotRow>(
+      db,
       'SELECT state, pending, upto_lsn, checksum FROM snapshots WHERE doc = ?',
     ),
-    upsertSnapshot: db.prepare<[string, Uint8Array, Uint8Array | null, number, number]>(
+    upsertSnapshot: prep<[string, Uint8Array, Uint8Array | null, number, number]>(
+      db,
       `INSERT INTO snapshots (doc, state, pending, upto_lsn, checksum) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (doc) DO UPDATE SET state = excluded.state, pending = excluded.pending,
          upto_lsn = excluded.upto_lsn, checksum = excluded.checksum`,
     ),
 
-    origins: db.prepare<[], ProgressRow>('SELECT origin, seq, missing_upto FROM progress'),
-    getProgress: db.prepare<[string], ProgressRow>(
+    origins: prep<[], ProgressRow>(db, 'SELECT origin, seq, missing_upto FROM progress'),
+    getProgress: prep<[string], ProgressRow>(
+      db,
       'SELECT origin, seq, missing_upto FROM progress WHERE origin = ?',
     ),
-    raiseProgress: db.prepare<[string, number]>(
+    raiseProgress: prep<[string, number]>(
+      db,
       `INSERT INTO progress (origin, seq) VALUES (?, ?)
        ON CONFLICT (origin) DO UPDATE SET seq = max(seq, excluded.seq)`,
     ),
-    raiseMissing: db.prepare<[string, number]>(
+    raiseMissing: prep<[string, number]>(
+      db,
       `INSERT INTO progress (origin, missing_upto) VALUES (?, ?)
        ON CONFLICT (origin) DO UPDATE SET missing_upto = max(missing_upto, excluded.missing_upto)`,
     ),
-    minSeq: db.prepare<[string], { seq: number | null }>('SELECT min(seq) AS seq FROM log WHERE origin = ?'),
-    countSeqRange: db.prepare<[string, number, number], { n: number }>(
+    minSeq: prep<[string], { seq: number | null }>(db, 'SELECT min(seq) AS seq FROM log WHERE origin = ?'),
+    countSeqRange: prep<[string, number, number], { n: number }>(
+      db,
       'SELECT count(*) AS n FROM log WHERE origin = ? AND seq > ? AND seq <= ?',
     ),
-    beyond: db.prepare<[string, number], { ts: number | null; n: number; bytes: number }>(
+    beyond: prep<[string, number], { ts: number | null; n: number; bytes: number }>(
+      db,
       'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log WHERE origin = ? AND seq > ?',
     ),
 
-    peerAcks: db.prepare<[string], { origin: string; seq: number }>(
+    peerAcks: prep<[string], { origin: string; seq: number }>(
+      db,
       'SELECT origin, seq FROM peer_acks WHERE peer = ?',
     ),
-    clearPeerAcks: db.prepare<[string]>('DELETE FROM peer_acks WHERE peer = ?'),
-    insertPeerAck: db.prepare<[string, string, number]>('INSERT INTO peer_acks (peer, origin, seq) VALUES (?, ?, ?)'),
+    clearPeerAcks: prep<[string]>(db, 'DELETE FROM peer_acks WHERE peer = ?'),
+    insertPeerAck: prep<[string, string, number]>(db, 'INSERT INTO peer_acks (peer, origin, seq) VALUES (?, ?, ?)'),
 
-    checkpoint: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
-    quickCheck: db.prepare<[], { quick_check: string }>(QUICK_CHECK_SQL),
+    checkpoint: prep(db, 'PRAGMA wal_checkpoint(TRUNCATE)'),
+    quickCheck: prep<[], { quick_check: string }>(db, QUICK_CHECK_SQL),
   };
 }
 

@@ -2,17 +2,19 @@
  * The {@link Store} over one open SQLite connection. Opening, configuring and
  * checking the database happen in ./sqlite.ts; this class only runs the
  * prepared statements, each public method in at most one transaction.
+ * Reads run on this connection; writes that wait for the disk (commits,
+ * snapshot batches, GC) go to the writer thread when there is one.
  */
-import { newWriterId } from './integrity.js';
+import { newWriterId } from './writer-id.js';
 import { regionOfWriter } from '../ids.js';
 import { statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
-import { checkedDigest, writeBatch, type CommitResult } from './batch.js';
+import { checkedDigest, writeBatch, writePeerAcks, type CommitResult } from './batch.js';
 import type { CommitWriter } from './writer.js';
-import { GarbageCollector } from './gc.js';
+import { GarbageCollector, type GcResult } from './gc.js';
 import { runQuickCheck } from './integrity.js';
 import { SqliteQuarantine } from './quarantine.js';
 import { SqliteConflicts } from './conflicts.js';
@@ -38,7 +40,6 @@ export class SqliteStore implements Store {
   private logEntries: number;
   private logBytes: number;
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
-  private readonly snapshotTx: Database.Transaction<(snapshots: Snapshot[]) => void>;
   private readonly raiseTx: Database.Transaction<(vv: VersionVector) => void>;
   private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
   private readonly digestTx: Database.Transaction<(digests: DocDigest[]) => void>;
@@ -59,17 +60,11 @@ export class SqliteStore implements Store {
     this.logEntries = totals?.n ?? 0;
     this.logBytes = totals?.bytes ?? 0;
     this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch));
-    this.snapshotTx = db.transaction((snapshots: Snapshot[]) => {
-      for (const snapshot of snapshots) this.writeSnapshot(snapshot);
-    });
     this.raiseTx = db.transaction((vv: VersionVector) => raiseProgress(this.s, vv));
     this.digestTx = db.transaction((digests: DocDigest[]) => {
       for (const d of digests) this.s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
     });
-    this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => {
-      this.s.clearPeerAcks.run(peer);
-      for (const [origin, seq] of vv) this.s.insertPeerAck.run(peer, origin, seq);
-    });
+    this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(this.s, peer, vv));
   }
 
   get writer(): WriterId {
@@ -89,6 +84,7 @@ export class SqliteStore implements Store {
    * or -1 when an entry with the same (origin, seq) was already stored (the
    * duplicate is dropped; its document summary is still applied). Entries of
    * a document with no summary row yet get one with an all-zero digest.
+   * On the writer thread when there is one, in place otherwise.
    */
   commit(batch: CommitBatch): number[] | Promise<number[]> {
     if (this.committer) return this.committer.commit(batch).then((result) => this.counted(result));
@@ -98,6 +94,7 @@ export class SqliteStore implements Store {
   private counted(result: CommitResult): number[] {
     this.logEntries += result.added;
     this.logBytes += result.bytes;
+    for (const doc of result.olderSnapshots) this.logger.warn({ doc }, 'older snapshot ignored');
     return result.lsns;
   }
 
@@ -147,29 +144,14 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Stores a snapshot. Throws for a document the store has never seen.
-   * A snapshot older than the stored one (lower uptoLsn) is ignored: entries
-   * it would need may already be garbage-collected.
+   * A batch of snapshots alone, written where commits are (on the writer
+   * thread when there is one): compaction never waits for the disk on the
+   * event loop, and takes its turn among the commits.
    */
-  saveSnapshot(snapshot: Snapshot): void {
-    this.snapshotTx.immediate([snapshot]);
-  }
-
-  saveSnapshots(snapshots: Snapshot[]): void {
-    if (snapshots.length > 0) this.snapshotTx.immediate(snapshots);
-  }
-
-  private writeSnapshot(snapshot: Snapshot): void {
-    const row = this.s.getDoc.get(snapshot.doc);
-    if (row === undefined) throw new Error(`cannot store a snapshot of unknown document ${snapshot.doc}`);
-    if (snapshot.uptoLsn < row.snapshot_lsn) {
-      this.logger.warn({ doc: snapshot.doc, uptoLsn: snapshot.uptoLsn, stored: row.snapshot_lsn }, 'older snapshot ignored');
-      return;
-    }
-    const { doc, state, pending, uptoLsn } = snapshot;
-    this.s.upsertSnapshot.run(doc, state, pending, uptoLsn, snapshotChecksum(snapshot));
-    const remaining = this.s.countDocEntriesAfter.get(doc, uptoLsn)?.n ?? 0;
-    this.s.setSnapshotLsn.run(uptoLsn, remaining, doc);
+  saveSnapshots(snapshots: Snapshot[]): void | Promise<void> {
+    if (snapshots.length === 0) return;
+    const written = this.commit({ entries: [], docs: [], snapshots });
+    if (!Array.isArray(written)) return written.then(() => undefined);
   }
 
   /** Ties are broken by doc key, so the order is stable. */
@@ -231,8 +213,14 @@ export class SqliteStore implements Store {
     return readVersionVector(this.s);
   }
 
+  /**
+   * Takes the write lock only when an origin really rises: after most
+   * commits nothing does (the commit advanced it), and a read does not
+   * wait for a snapshot batch or GC step the writer thread is making.
+   */
   raiseVersionVector(vv: VersionVector): void {
-    this.raiseTx.immediate(vv);
+    const rises = [...vv].some(([origin, seq]) => seq > (this.s.getProgress.get(origin)?.seq ?? 0));
+    if (rises) this.raiseTx.immediate(vv);
   }
 
   peerAcks(peer: RegionId): VersionVector {
@@ -240,20 +228,26 @@ export class SqliteStore implements Store {
   }
 
   /** Replaces everything recorded for `peer`: a rebuilt peer may acknowledge less than before. */
-  setPeerAcks(peer: RegionId, vv: VersionVector): void {
+  setPeerAcks(peer: RegionId, vv: VersionVector): void | Promise<void> {
+    if (this.committer) return this.committer.setPeerAcks(peer, vv);
     this.peerAcksTx.immediate(peer, vv);
   }
 
   /**
    * Deletes entries covered by their document's snapshot that every peer in
-   * `peers` has acknowledged, or whose origin ts is below `olderThanTs`.
+   * `peers` has acknowledged, or whose origin ts is below `olderThanTs`, on
+   * the writer thread when there is one (it holds the pass's cursor then).
    * With no peers, acknowledgement is not required. Examines at most 100k
    * lsns per call (resuming where the last call stopped, so a log beyond that
    * takes several calls to go through), in transactions of 2000 lsns; returns
    * how many entries were deleted.
    */
-  collectGarbage(peers: RegionId[], olderThanTs: number): number {
-    const { deleted, bytes } = this.gc.collect(peers, olderThanTs);
+  collectGarbage(peers: RegionId[], olderThanTs: number): number | Promise<number> {
+    if (this.committer) return this.committer.collect(peers, olderThanTs).then((result) => this.collected(result));
+    return this.collected(this.gc.collect(peers, olderThanTs));
+  }
+
+  private collected({ deleted, bytes }: GcResult): number {
     this.logEntries -= deleted;
     this.logBytes -= bytes;
     return deleted;
@@ -308,6 +302,7 @@ export class SqliteStore implements Store {
     };
   }
 
+  /** SQLite's `PRAGMA quick_check` (engine-specific, not part of the contract); the problems found, empty when healthy. */
   quickCheck(): string[] {
     return runQuickCheck(this.s.quickCheck);
   }

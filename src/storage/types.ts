@@ -84,12 +84,14 @@ export interface DocDigest {
   digest: Uint8Array;
 }
 
-/** Everything a group commit writes, in one SQLite transaction. */
+/** Everything a group commit writes, in one transaction. */
 export interface CommitBatch {
   entries: NewLogEntry[];
   docs: DocChange[];
   /** Digests computed since earlier commits; stored before `docs`, which may mark them stale again. */
   digests?: DocDigest[];
+  /** Snapshots stored last, after the entries and summaries they may cover (documents merged by state, compaction). */
+  snapshots?: Snapshot[];
 }
 
 /** A snapshot replacing all log entries of one document up to `uptoLsn`. */
@@ -108,11 +110,28 @@ export interface StorageStats {
   corruptEntries: number;
 }
 
-/**
- * The durable store of one region. Synchronous (better-sqlite3); every method
- * either completes its transaction or throws with nothing written.
- */
-export interface Store {
+// ---- the storage contract ---------------------------------------------------
+//
+// One role per concern, so that each part depends only on what it uses:
+// the write path on document states, the log append and progress; a peer
+// session on the log; anti-entropy on summaries; maintenance on compaction,
+// GC and the integrity watch. `Store` is their intersection, built by the
+// composition root. Engine settings (file paths, `synchronous`, SQLite's
+// `quick_check`) belong to the engine (./sqlite.ts), not to the contract.
+//
+// Every method either completes or throws with nothing written. Methods that
+// write to disk on the hot or periodic paths (commit, snapshots, GC, peer
+// acknowledgements) may answer with a promise: an engine
+// that writes on another thread does, one that writes in place answers at
+// once, so the hot path takes no promise it does not need. Reads are
+// synchronous: the write path stages a batch in one event-loop turn and must
+// see a document's stored state within it (a cold load that waited would
+// let another batch in between); SQLite serves them from the main connection
+// in WAL mode without waiting for a writer, and an engine whose reads are
+// remote would keep a cache in front (see README, "Storage and durability").
+
+/** Which writer (region incarnation) this data directory writes as. */
+export interface WriterIdentity {
   /** This data directory's writer id; created on first open of an empty directory. */
   readonly writer: WriterId;
   /**
@@ -121,29 +140,33 @@ export interface Store {
    * the old id would reuse sequence numbers and Yjs clocks peers have seen.
    */
   rotateWriter(): WriterId;
-  readonly path: string;
-  /** Entries from peers that this region could not apply. */
-  readonly quarantine: QuarantineStore;
-  /** States that lost a content conflict, kept. */
-  readonly conflicts: ConflictStore;
+}
 
-  /**
-   * Appends entries and updates document summaries in one transaction;
-   * returns the lsns once the transaction is durable. An engine that commits
-   * on another thread returns a promise; one that commits in place returns
-   * the lsns at once (no promise on the hot path when none is needed).
-   */
-  commit(batch: CommitBatch): number[] | Promise<number[]>;
+/** Stored document states: loading, listing and per-document summaries. */
+export interface DocumentStates {
   /** Snapshot plus later log entries of a document; null when the store has never seen it. */
   loadDoc(doc: DocKey): StoredDoc | null;
-  /** Stores a compacted snapshot; log entries up to uptoLsn are no longer needed to load the doc. */
-  saveSnapshot(snapshot: Snapshot): void;
-  /** Stores several snapshots in one transaction (one fsync). */
-  saveSnapshots(snapshots: Snapshot[]): void;
-  /** Documents with at least `minEntries` log entries newer than their snapshot, most entries first. */
-  docsNeedingCompaction(minEntries: number, limit: number): DocKey[];
+  /** Document ids of a collection after `after`, ascending; deleted documents are left out. */
+  listDocs(collection: string, after: string | null, limit: number): string[];
+  /** All document summaries, in doc key order, paged. */
+  docSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
+  summary(doc: DocKey): DocSummary | null;
+  /** Summaries of documents whose stored digest is stale, in doc key order, paged. */
+  staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
+  /** Stores digests computed after their documents' commits (clears their stale mark). */
+  setDigests(digests: DocDigest[]): void;
+}
 
-  /** Entries with lsn > afterLsn in lsn order. */
+/** The append-only replication log. */
+export interface ReplicationLog {
+  /**
+   * Appends entries, updates document summaries and stores snapshots in one
+   * transaction; returns one lsn per entry (-1 for a duplicate (origin, seq),
+   * which is dropped) once the transaction is durable. A promise when the
+   * engine commits elsewhere; the lsns at once when it commits in place.
+   */
+  commit(batch: CommitBatch): number[] | Promise<number[]>;
+  /** Entries with lsn > afterLsn in lsn order; fewer than `limit` means the end of the log. */
   readLog(afterLsn: number, limit: number): LogEntry[];
   /** Lowest seq still held in the log for each origin (entries below were garbage-collected). */
   logFloor(): Map<WriterId, number>;
@@ -152,48 +175,69 @@ export interface Store {
   /**
    * Per origin (in origin order), the newest entry of `doc` still in the log;
    * empty when the log holds none (never written here, or all compacted and
-   * collected). An index read of that document's entries.
+   * collected).
    */
   docHeads(doc: DocKey): DocHead[];
   /** How many entries of `doc` from `origin` with seq > `afterSeq` the log holds, and the oldest one's origin ts. */
   docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null;
   /** Has the store an entry (origin, seq)? */
   hasEntry(origin: WriterId, seq: number): boolean;
-  /** Wall-clock time (origin ts) of the oldest entry beyond `vv`, or null if none. */
+  /** Wall-clock time (origin ts) of the oldest entry beyond `vv`, with how many and their update bytes; null if none. */
   oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null;
+}
 
+/** How far this region has applied each origin, and what peers acknowledged. */
+export interface PeerProgress {
   /** Highest contiguous applied seq per origin. */
   versionVector(): VersionVector;
-  /** Raises the applied seq of origins (never lowers). */
+  /** Raises the applied seq of origins (never lowers); seqs skipped this way are not served from the log. */
   raiseVersionVector(vv: VersionVector): void;
-
   /** What a peer region has acknowledged storing. */
   peerAcks(peer: RegionId): VersionVector;
-  setPeerAcks(peer: RegionId, vv: VersionVector): void;
-  /** Drops entries acknowledged by all `peers` (and compacted), or older than `olderThanTs` (and compacted). */
-  collectGarbage(peers: RegionId[], olderThanTs: number): number;
+  /**
+   * Replaces everything recorded for `peer` (a rebuilt peer may acknowledge
+   * less than before); a promise when the engine writes elsewhere.
+   */
+  setPeerAcks(peer: RegionId, vv: VersionVector): void | Promise<void>;
+}
 
-  /** Document ids of a collection after `after`, ascending. */
-  listDocs(collection: string, after: string | null, limit: number): string[];
-  /** All document summaries, in doc key order, paged. */
-  docSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
-  summary(doc: DocKey): DocSummary | null;
-  /** Stores digests computed after their documents' commits (clears their stale mark). */
-  setDigests(digests: DocDigest[]): void;
-  /** Summaries of documents whose stored digest is stale, in doc key order, paged. */
-  staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
-  /** Marks a document whose stored data failed its checksum, so that anti-entropy repairs it. */
+/** Background upkeep: compaction, log GC and the integrity watch. */
+export interface Maintenance {
+  /** Documents with at least `minEntries` log entries newer than their snapshot, most entries first, ties by doc key. */
+  docsNeedingCompaction(minEntries: number, limit: number): DocKey[];
+  /**
+   * Stores snapshots in one transaction; log entries up to each `uptoLsn`
+   * are no longer needed to load the document. A snapshot older than the
+   * stored one is ignored; one of a document never stored fails the call.
+   */
+  saveSnapshots(snapshots: Snapshot[]): void | Promise<void>;
+  /**
+   * One bounded step of log GC: drops entries covered by their document's
+   * snapshot that every peer in `peers` acknowledged (with no peers, none
+   * is waited for) or whose origin ts is below `olderThanTs`; returns how many.
+   */
+  collectGarbage(peers: RegionId[], olderThanTs: number): number | Promise<number>;
+  /** Marks a document whose stored data failed its checksum: its digest turns to zeros, so anti-entropy repairs it. */
   markCorrupt(doc: DocKey): void;
   /**
    * Called whenever a document is marked corrupt (by any read that finds a
    * bad checksum), with the digest it had: the digest index must follow.
    */
   onCorrupt(listener: (doc: DocKey, before: Uint8Array) => void): () => void;
-
   stats(): StorageStats;
-  /** `PRAGMA quick_check`; returns the problems found (empty when healthy). */
-  quickCheck(): string[];
-  /** Finishes posted commits and closes; a promise when there were commits on another thread to finish. */
+}
+
+/** What the store keeps for an operator: quarantined entries and lost conflict states. */
+export interface Incidents {
+  /** Entries from peers that this region could not apply. */
+  readonly quarantine: QuarantineStore;
+  /** States that lost a content conflict, kept. */
+  readonly conflicts: ConflictStore;
+}
+
+/** The durable store of one region: every role, as the composition root builds it. */
+export interface Store extends WriterIdentity, DocumentStates, ReplicationLog, PeerProgress, Maintenance, Incidents {
+  /** Finishes posted writes and closes; a promise when there were writes on another thread to finish. */
   close(): void | Promise<void>;
 }
 
@@ -222,21 +266,4 @@ export interface ConflictStore {
   list(doc: DocKey, afterId: number, limit: number): ConflictRecord[];
   /** Conflicts recorded in this data directory. */
   count(): number;
-}
-
-export type SyncMode = 'off' | 'normal' | 'full' | 'extra';
-
-export interface StoreOptions {
-  /** Folder of the region's data; created if missing. */
-  dataDir: string;
-  region: RegionId;
-  synchronous: SyncMode;
-  /**
-   * Commit on a writer thread with its own connection, so the fsync never
-   * holds the event loop (default false; the region turns it on). Falls
-   * back to committing in place where the compiled thread is not available.
-   */
-  writerThread?: boolean;
-  /** The compiled writer thread script; default the one beside the storage module (tests running sources point at dist/). */
-  writerThreadFile?: string;
 }

@@ -1,15 +1,20 @@
 /**
  * The writer thread: owns a second connection to the region database and
- * runs the group commits, so that the fsync each one waits for never holds
- * the event loop that serves requests and links. It takes one batch at a
- * time, in the order they were posted, and answers with what it stored or
- * why it could not; a commit is durable when its answer is sent.
+ * does the store's writes that wait for the disk (group commits, snapshot
+ * batches from compaction, GC steps, peer acknowledgements), so that no fsync ever holds the event
+ * loop that serves requests and links. It takes one request at a time, in
+ * the order they were posted, and answers with what it did or why it could
+ * not; a commit is durable when its answer is sent.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { writeBatch, type CommitResult } from './batch.js';
+import { writeBatch, writePeerAcks, type CommitResult } from './batch.js';
+import type { SyncMode } from './sqlite-options.js';
 import { prepareStatements } from './statements.js';
-import type { CommitBatch, SyncMode } from './types.js';
+// Imported after ./statements.js: declaration emit of its inferred `Statements` type depends on the order.
+import { GarbageCollector } from './gc.js';
+import type { RegionId, VersionVector } from '../ids.js';
+import type { CommitBatch } from './types.js';
 import type { WriterReply, WriterRequest } from './writer.js';
 
 const { path, synchronous, busyTimeoutMs } = workerData as { path: string; synchronous: SyncMode; busyTimeoutMs: number };
@@ -19,7 +24,22 @@ db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
 db.pragma('foreign_keys = ON');
 const statements = prepareStatements(db);
 const commit = db.transaction((batch: CommitBatch): CommitResult => writeBatch(statements, batch));
+const gc = new GarbageCollector(db, statements);
+const storeAcks = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(statements, peer, vv));
 const port = parentPort!;
+
+function run(request: Exclude<WriterRequest, { type: 'close' }>): WriterReply {
+  try {
+    if (request.type === 'gc') return { type: 'collected', id: request.id, result: gc.collect(request.peers, request.olderThanTs) };
+    if (request.type === 'acks') {
+      storeAcks.immediate(request.peer, request.vv);
+      return { type: 'stored', id: request.id, result: null };
+    }
+    return { type: 'committed', id: request.id, result: commit.immediate(request.batch) };
+  } catch (err) {
+    return { type: 'failed', id: request.id, message: err instanceof Error ? err.message : String(err) };
+  }
+}
 
 port.on('message', (request: WriterRequest) => {
   if (request.type === 'close') {
@@ -27,11 +47,5 @@ port.on('message', (request: WriterRequest) => {
     port.postMessage({ type: 'closed' } satisfies WriterReply);
     return;
   }
-  let reply: WriterReply;
-  try {
-    reply = { type: 'committed', id: request.id, result: commit.immediate(request.batch) };
-  } catch (err) {
-    reply = { type: 'failed', id: request.id, message: err instanceof Error ? err.message : String(err) };
-  }
-  port.postMessage(reply);
+  port.postMessage(run(request));
 });

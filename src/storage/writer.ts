@@ -1,22 +1,33 @@
 /**
  * The main thread's side of the writer thread (./writer-thread.ts): posts
- * group commits to it and resolves each once the thread has committed it.
- * Batches are committed in the order they were posted.
+ * the store's writes to it (group commits, snapshot batches, GC steps, peer
+ * acknowledgements) and
+ * resolves each once the thread has done it. Requests run one at a time in
+ * the order they were posted.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { CommitResult } from './batch.js';
-import type { CommitBatch, SyncMode } from './types.js';
+import type { GcResult } from './gc.js';
+import type { SyncMode } from './sqlite-options.js';
+import type { RegionId, VersionVector } from '../ids.js';
+import type { CommitBatch } from './types.js';
 
-export type WriterRequest = { type: 'commit'; id: number; batch: CommitBatch } | { type: 'close' };
+export type WriterRequest =
+  | { type: 'commit'; id: number; batch: CommitBatch }
+  | { type: 'gc'; id: number; peers: string[]; olderThanTs: number }
+  | { type: 'acks'; id: number; peer: RegionId; vv: VersionVector }
+  | { type: 'close' };
 export type WriterReply =
   | { type: 'committed'; id: number; result: CommitResult }
+  | { type: 'collected'; id: number; result: GcResult }
+  | { type: 'stored'; id: number; result: null }
   | { type: 'failed'; id: number; message: string }
   | { type: 'closed' };
 
 interface Waiting {
-  resolve: (result: CommitResult) => void;
+  resolve: (result: CommitResult | GcResult | null) => void;
   reject: (err: Error) => void;
 }
 
@@ -39,23 +50,38 @@ export class CommitWriter {
   constructor(file: string, options: { path: string; synchronous: SyncMode; busyTimeoutMs: number }) {
     this.worker = new Worker(file, { workerData: options });
     this.worker.on('message', (reply: WriterReply) => this.onReply(reply));
-    // A writer thread that dies takes every pending commit with it: fail them, and every later one.
+    // A writer thread that dies takes every pending request with it: fail them, and every later one.
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
       if (this.closed === null) this.fail(new Error(`writer thread exited (code ${code})`));
     });
   }
 
+  /** Commits a batch (entries, summaries, snapshots) in one transaction. */
   commit(batch: CommitBatch): Promise<CommitResult> {
+    return this.post((id) => ({ type: 'commit', id, batch })) as Promise<CommitResult>;
+  }
+
+  /** One bounded GC step on the thread's connection (see `GarbageCollector.collect`). */
+  collect(peers: string[], olderThanTs: number): Promise<GcResult> {
+    return this.post((id) => ({ type: 'gc', id, peers, olderThanTs })) as Promise<GcResult>;
+  }
+
+  /** Replaces what is recorded for `peer`, in turn with the commits and GC steps (which reads it). */
+  setPeerAcks(peer: RegionId, vv: VersionVector): Promise<void> {
+    return this.post((id) => ({ type: 'acks', id, peer, vv })).then(() => undefined);
+  }
+
+  private post(request: (id: number) => WriterRequest): Promise<CommitResult | GcResult | null> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    return new Promise<CommitResult>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'commit', id, batch } satisfies WriterRequest);
+      this.worker.postMessage(request(id));
     });
   }
 
-  /** Lets posted commits finish, closes the thread's connection, and ends the thread. */
+  /** Lets posted requests finish, closes the thread's connection, and ends the thread. */
   close(): Promise<void> {
     this.closed ??= new Promise<void>((resolve) => {
       if (this.failure) {
@@ -75,8 +101,8 @@ export class CommitWriter {
     }
     const waiting = this.waiting.get(reply.id);
     this.waiting.delete(reply.id);
-    if (reply.type === 'committed') waiting?.resolve(reply.result);
-    else waiting?.reject(new Error(reply.message));
+    if (reply.type === 'failed') waiting?.reject(new Error(reply.message));
+    else waiting?.resolve(reply.result);
   }
 
   private fail(err: Error): void {

@@ -4,10 +4,10 @@
  * workload equal when read at each region. Returns the documents it read,
  * which the checker compares with the history.
  */
-import type { LocalCluster } from '../faults/cluster.js';
 import { clusterStatus, type RegionStatusRow } from '../faults/sim-commands.js';
 import type { JsonObject } from '../crdt/types.js';
 import type { FinalState } from './checker.js';
+import type { VerifyCluster } from './target.js';
 import { request, sleep } from './workload.js';
 
 export interface ConvergenceResult {
@@ -25,7 +25,7 @@ export interface ConvergenceResult {
 
 /** Polls until converged or `timeoutMs` has passed; reads the documents once the digests agree, and at the end. */
 export async function awaitConvergence(
-  cluster: LocalCluster,
+  cluster: VerifyCluster,
   docs: readonly string[],
   timeoutMs: number,
   pollMs = 250,
@@ -63,7 +63,7 @@ function whyNot(r: RegionStatusRow): string[] {
 }
 
 /** Every document at every region; a document that cannot be read is left out for that region. */
-async function readAll(cluster: LocalCluster, docs: readonly string[]): Promise<FinalState> {
+async function readAll(cluster: VerifyCluster, docs: readonly string[]): Promise<FinalState> {
   const out = new Map<string, Map<string, JsonObject | null>>();
   await Promise.all([...cluster.regions.values()].map(async (r) => {
     const m = new Map<string, JsonObject | null>();

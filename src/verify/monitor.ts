@@ -4,7 +4,8 @@
  * resident memory and open file descriptors from /proc every few seconds.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import type { LocalCluster } from '../faults/cluster.js';
+import type { SyncStatus } from '../contract.js';
+import type { VerifyCluster } from './target.js';
 import { request, sleep } from './workload.js';
 
 export interface SyncSample {
@@ -27,7 +28,7 @@ export interface ProcSample {
 }
 
 export interface MonitorOptions {
-  cluster: LocalCluster;
+  cluster: VerifyCluster;
   clock: () => number;
   intervalMs?: number;
   procEveryMs?: number;
@@ -35,9 +36,6 @@ export interface MonitorOptions {
   onTick?: () => void;
 }
 
-interface SyncBody {
-  peers?: { outbound?: { pendingUpdates?: number; lagMs?: number } }[];
-}
 
 export class Monitor {
   readonly sync: SyncSample[] = [];
@@ -85,9 +83,9 @@ export class Monitor {
       const atMs = this.o.clock();
       const reply = r.proc && !r.paused ? await request(`${r.url}/v1/sync`, 'GET', undefined, 800) : null;
       if (!reply || 'error' in reply || reply.status !== 200) return { atMs, region: r.name, reachable: false, lagMs: 0, pending: 0 };
-      const peers = (reply.body as SyncBody | null)?.peers ?? [];
-      const lagMs = Math.max(0, ...peers.map((p) => p.outbound?.lagMs ?? 0));
-      const pending = peers.reduce((n, p) => n + (p.outbound?.pendingUpdates ?? 0), 0);
+      const peers = (reply.body as SyncStatus | null)?.peers ?? [];
+      const lagMs = Math.max(0, ...peers.map((p) => p.outbound.lagMs));
+      const pending = peers.reduce((n, p) => n + p.outbound.pendingUpdates, 0);
       return { atMs, region: r.name, reachable: true, lagMs, pending };
     }));
     this.sync.push(...rows);

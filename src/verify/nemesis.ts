@@ -1,16 +1,17 @@
 /**
- * Runs a fault schedule against a local cluster: sets and heals link faults,
- * kills, pauses and wipes region processes, and keeps track of when each
+ * Runs a fault schedule against a cluster (local processes or a compose
+ * stack): sets and heals link faults, kills, pauses and wipes regions, and keeps track of when each
  * region's process could serve and of any process that died on its own.
  */
-import type { LocalCluster } from '../faults/cluster.js';
 import type { Fault } from '../faults/proxy.js';
+import type { SyncStatus } from '../contract.js';
+import type { VerifyCluster } from './target.js';
 import type { History } from './history.js';
 import { resourcesOf, type PlannedFault } from './schedule.js';
 import { request, sleep } from './workload.js';
 
 export interface NemesisOptions {
-  cluster: LocalCluster;
+  cluster: VerifyCluster;
   schedule: readonly PlannedFault[];
   history: History;
   /** Milliseconds since the workload started. */
@@ -79,9 +80,9 @@ export class Nemesis {
 
   /** Heals every link, resumes paused and starts stopped regions. Call after {@link run} resolved. */
   async healAll(): Promise<void> {
-    this.o.cluster.heal();
+    await this.o.cluster.heal();
     for (const r of this.o.cluster.regions.values()) {
-      if (r.paused) this.o.cluster.resume(r.name);
+      if (r.paused) await this.o.cluster.resume(r.name);
       if (!r.proc) await this.startRegion(r.name);
       else this.markUp(r.name);
     }
@@ -135,7 +136,7 @@ export class Nemesis {
         return;
       case 'pause':
         this.markDown(region);
-        cluster.pause(region);
+        await cluster.pause(region);
         return;
       case 'wipe':
         await this.wipe(f, region);
@@ -144,7 +145,7 @@ export class Nemesis {
         await this.flap(f);
         return;
       default:
-        if (f.fault) this.setLinks(f, f.fault);
+        if (f.fault) await this.setLinks(f, f.fault);
     }
   }
 
@@ -152,14 +153,14 @@ export class Nemesis {
     const region = f.region ?? '';
     if (f.kind === 'kill') await this.startRegion(region);
     else if (f.kind === 'pause') {
-      this.o.cluster.resume(region);
+      await this.o.cluster.resume(region);
       this.markUp(region);
-    } else if (f.fault) this.setLinks(f, { kind: 'none' });
+    } else if (f.fault) await this.setLinks(f, { kind: 'none' });
   }
 
-  private setLinks(f: PlannedFault, fault: Fault): void {
-    if (f.link) this.o.cluster.setFault(fault, f.link[0], f.link[1]);
-    else if (f.region) this.o.cluster.setFault(fault, f.region);
+  private async setLinks(f: PlannedFault, fault: Fault): Promise<void> {
+    if (f.link) await this.o.cluster.setFault(fault, f.link[0], f.link[1]);
+    else if (f.region) await this.o.cluster.setFault(fault, f.region);
   }
 
   /** Down and up at the planned offsets; the link ends up. */
@@ -169,9 +170,9 @@ export class Nemesis {
       await this.until(f.startMs + offset);
       if (this.stopping) break;
       down = !down;
-      this.setLinks(f, down ? { kind: 'down' } : { kind: 'none' });
+      await this.setLinks(f, down ? { kind: 'down' } : { kind: 'none' });
     }
-    this.setLinks(f, { kind: 'none' });
+    await this.setLinks(f, { kind: 'none' });
   }
 
   /**
@@ -200,8 +201,9 @@ export class Nemesis {
     const url = `${this.o.cluster.url(region)}/v1/sync`;
     while (Date.now() < deadline && !this.stopping) {
       const reply = await request(url, 'GET', undefined, 1000);
-      const body = 'error' in reply ? null : (reply.body as { peers?: { outbound: { pendingUpdates: number } }[] } | null);
-      if (body?.peers && body.peers.every((p) => p.outbound.pendingUpdates === 0)) return true;
+      const body = 'error' in reply ? null : (reply.body as SyncStatus | null);
+      // An error body (a region still starting) has no peers: not drained yet.
+      if (Array.isArray(body?.peers) && body.peers.every((p) => p.outbound.pendingUpdates === 0)) return true;
       await sleep(100);
     }
     return false;

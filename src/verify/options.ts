@@ -36,7 +36,18 @@ export interface VerifyOptions {
   minAvailability?: number;
   /** Region i (from 1) listens on `portBase + i`; default: free ports. */
   portBase?: number;
+  /**
+   * `local` (default): regions of the run's own, on loopback. `compose`: the
+   * regions of the running docker-compose stack (`scripts/compose.sh up`),
+   * whatever `regions` and `portBase` say.
+   */
+  target?: VerifyTarget;
+  /** With `target: 'compose'`: the environment of the compose commands (e.g. COMPOSE_PROJECT_NAME); default this process's. */
+  env?: NodeJS.ProcessEnv;
 }
+
+/** Where a run's regions come from. */
+export type VerifyTarget = 'local' | 'compose';
 
 export interface ResolvedOptions {
   seed: number;
@@ -51,6 +62,8 @@ export interface ResolvedOptions {
   convergeTimeoutMs: number;
   minAvailability: number;
   portBase: number | null;
+  target: VerifyTarget;
+  env?: NodeJS.ProcessEnv;
 }
 
 const REGION_NAMES = ['us-east', 'eu-west', 'ap-south', 'sa-east', 'af-south', 'ap-north', 'eu-north', 'ca-central'];
@@ -84,6 +97,8 @@ export function resolveOptions(o: VerifyOptions, now = new Date()): ResolvedOpti
   if (portBase !== null && !(Number.isInteger(portBase) && portBase >= 1 && portBase + regions <= 65535)) {
     throw new Error(`--port-base must leave room for ${regions} ports up to 65535, not ${portBase}`);
   }
+  const target = o.target ?? 'local';
+  if (target !== 'local' && target !== 'compose') throw new Error(`--target must be local or compose, not '${String(target)}'`);
   const faults = quick
     ? QUICK_FAULTS
     : o.faults === undefined
@@ -103,12 +118,14 @@ export function resolveOptions(o: VerifyOptions, now = new Date()): ResolvedOpti
     convergeTimeoutMs: o.convergeTimeoutMs ?? (quick ? 20_000 : 60_000),
     minAvailability: o.minAvailability ?? 0.9,
     portBase,
+    target,
+    ...(o.env ? { env: o.env } : {}),
   };
 }
 
 /** The shell command that repeats a run with the same seed and options. */
 export function reproduceCommand(o: ResolvedOptions): string {
-  const base = `node dist/src/cli.js verify --seed ${o.seed}`;
+  const base = `node dist/src/cli.js verify --seed ${o.seed}${o.target === 'compose' ? ' --target compose' : ''}`;
   if (o.quick) return `${base} --quick`;
   const faults = o.faults.length === FAULT_KINDS.length ? '' : ` --faults ${o.faults.length ? o.faults.join(',') : 'none'}`;
   return `${base} --duration ${formatDuration(o.durationMs)} --regions ${o.regions.length} --clients ${o.clients}${faults}`;

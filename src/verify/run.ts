@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalCluster } from '../faults/cluster.js';
+import { ComposeCluster } from './compose-target.js';
+import type { VerifyCluster } from './target.js';
 import { writeRates } from './analysis.js';
 import { awaitConvergence } from './converge.js';
 import { History } from './history.js';
@@ -32,15 +34,17 @@ const REGION_CONFIG = {
   log: { level: 'warn' },
 };
 const DEAD_AFTER_MS = REGION_CONFIG.replication.deadAfterMs;
+/** The compose stack's regions run with the default timings (src/config.ts). */
+const COMPOSE_DEAD_AFTER_MS = 5000;
 
 /** Runs one verification and writes its report; resolves with the verdicts (it does not set the exit code). */
 export async function runVerify(options: VerifyOptions = {}): Promise<VerifyResult> {
   const o = resolveOptions(options);
   mkdirSync(o.reportDir, { recursive: true });
-  const { durationMs, faults } = planFaults(o);
+  if (o.target === 'compose') return verifyCompose(o);
+  const { durationMs, faults } = planFaults(o, DEAD_AFTER_MS);
   const run = { ...o, durationMs };
-  o.log(`meridian verify: seed ${o.seed}, ${o.regions.length} regions x ${o.clients} clients, ${durationMs / 1000} s, ${faults.length} faults (${o.faults.join(', ') || 'none'})`);
-  o.log(`report: ${resolve(o.reportDir)}`);
+  announce(run, faults);
   const baseDir = mkdtempSync(join(tmpdir(), 'meridian-verify-'));
   const proxyRandom = new Random(o.seed).fork('proxies');
   const cluster = new LocalCluster({
@@ -68,10 +72,30 @@ export async function runVerify(options: VerifyOptions = {}): Promise<VerifyResu
   }
 }
 
+/**
+ * Runs against the compose stack that is already up: its regions, its
+ * published ports, faults through scripts/compose.sh. The stack is left
+ * running and healed.
+ */
+async function verifyCompose(o: ResolvedOptions): Promise<VerifyResult> {
+  const cluster = await ComposeCluster.connect(o.env ? { env: o.env } : {});
+  const regions = [...cluster.regions.keys()];
+  const { durationMs, faults } = planFaults({ ...o, regions }, COMPOSE_DEAD_AFTER_MS);
+  const run = { ...o, regions, durationMs };
+  announce(run, faults);
+  return exercise(cluster, run, faults);
+}
+
+function announce(o: ResolvedOptions, faults: PlannedFault[]): void {
+  const where = o.target === 'compose' ? 'the compose stack\'s ' : '';
+  o.log(`meridian verify: seed ${o.seed}, ${where}${o.regions.length} regions x ${o.clients} clients, ${o.durationMs / 1000} s, ${faults.length} faults (${o.faults.join(', ') || 'none'})`);
+  o.log(`report: ${resolve(o.reportDir)}`);
+}
+
 /** The run's length and fault schedule: fixed with `quick`, drawn from the seed otherwise. */
-function planFaults(o: ResolvedOptions): { durationMs: number; faults: PlannedFault[] } {
+function planFaults(o: ResolvedOptions, deadAfterMs: number): { durationMs: number; faults: PlannedFault[] } {
   if (o.quick) return quickSchedule(o.regions);
-  const faults = generateSchedule({ seed: o.seed, durationMs: o.durationMs, regions: o.regions, kinds: o.faults, deadAfterMs: DEAD_AFTER_MS });
+  const faults = generateSchedule({ seed: o.seed, durationMs: o.durationMs, regions: o.regions, kinds: o.faults, deadAfterMs });
   return { durationMs: o.durationMs, faults };
 }
 
@@ -85,7 +109,7 @@ interface Actors {
   phase: { name: string };
 }
 
-function createActors(cluster: LocalCluster, o: ResolvedOptions, schedule: PlannedFault[]): Actors {
+function createActors(cluster: VerifyCluster, o: ResolvedOptions, schedule: PlannedFault[]): Actors {
   const t0 = performance.now();
   const clock = () => performance.now() - t0;
   const history = new History(join(o.reportDir, 'history.jsonl'), clock);
@@ -93,7 +117,7 @@ function createActors(cluster: LocalCluster, o: ResolvedOptions, schedule: Plann
   const random = new Random(o.seed);
   const clients = o.regions.flatMap((region) =>
     Array.from({ length: o.clients }, (_, i) => new Client({
-      name: `${region}.${i + 1}`, region, url: cluster.url(region), rng: random.fork(`client ${region}.${i + 1}`),
+      name: `${region}.${i + 1}`, region, url: () => cluster.url(region), rng: random.fork(`client ${region}.${i + 1}`),
       plan, history, timeoutMs: o.requestTimeoutMs, thinkMs: [5, 30],
     })));
   const nemesis = new Nemesis({
@@ -112,7 +136,7 @@ function createActors(cluster: LocalCluster, o: ResolvedOptions, schedule: Plann
   return { history, clients, nemesis, monitor, clock, phase };
 }
 
-async function exercise(cluster: LocalCluster, o: ResolvedOptions, schedule: PlannedFault[]): Promise<VerifyResult> {
+async function exercise(cluster: VerifyCluster, o: ResolvedOptions, schedule: PlannedFault[]): Promise<VerifyResult> {
   const startedAt = new Date().toISOString();
   const a = createActors(cluster, o, schedule);
   try {
@@ -183,6 +207,7 @@ export interface VerifyCommandOptions {
   faults?: string;
   quick?: boolean;
   portBase?: string;
+  target?: string;
 }
 
 /**
@@ -196,8 +221,9 @@ export interface VerifyCommandOptions {
  *   .option('--duration <d>', 'length of the faulty workload, e.g. 30s or 10m', '30s')
  *   .option('--regions <n>', 'number of regions', '3').option('--clients <n>', 'clients per region', '3')
  *   .option('--report <dir>', 'report folder (default verify-report/<timestamp>-<seed>)')
- *   .option('--faults <list>', 'comma-separated fault kinds: isolate,bridge,oneway,blackhole,stall,latency,slicer,bandwidth,kill,pause,wipe,flap (or all, none)')
+ *   .option('--faults <list>', 'comma-separated fault kinds: isolate,bridge,oneway,blackhole,stall,latency,slicer,bandwidth,wan,kill,pause,wipe,flap (or all, none)')
  *   .option('--quick', 'a short fixed run (seed 1 unless given) with isolate, kill and blackhole')
+ *   .option('--target <where>', 'local (regions of its own) or compose (the running docker-compose stack)')
  *   .action(async (opts: VerifyCommandOptions) => (await import('./verify/run.js')).verifyCommand(opts));
  * ```
  */
@@ -212,6 +238,7 @@ export async function verifyCommand(opts: VerifyCommandOptions): Promise<void> {
       ...(opts.report !== undefined ? { report: opts.report } : {}),
       ...(opts.faults !== undefined ? { faults: opts.faults } : {}),
       ...(opts.portBase !== undefined ? { portBase: wholeNumber(opts.portBase, '--port-base') } : {}),
+      ...(opts.target !== undefined ? { target: opts.target as VerifyOptions['target'] } : {}),
       quick: opts.quick === true,
     };
     resolveOptions(options);

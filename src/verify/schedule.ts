@@ -9,7 +9,7 @@ import { Random } from './random.js';
 
 /** Every kind of fault a run can inject. */
 export const FAULT_KINDS = [
-  'isolate', 'bridge', 'oneway', 'blackhole', 'stall', 'latency', 'slicer', 'bandwidth', 'kill', 'pause', 'wipe', 'flap',
+  'isolate', 'bridge', 'oneway', 'blackhole', 'stall', 'latency', 'slicer', 'bandwidth', 'wan', 'kill', 'pause', 'wipe', 'flap',
 ] as const;
 
 export type VerifyFaultKind = (typeof FAULT_KINDS)[number];
@@ -19,7 +19,7 @@ const NEEDS_PEERS: ReadonlySet<VerifyFaultKind> = new Set(FAULT_KINDS.filter((k)
 
 const ALIASES: Record<string, VerifyFaultKind> = {
   partition: 'isolate', cut: 'bridge', 'one-way': 'oneway', sigkill: 'kill', restart: 'kill', sigstop: 'pause',
-  flapping: 'flap', slice: 'slicer', slicing: 'slicer', 'wipe-and-rebuild': 'wipe',
+  flapping: 'flap', slice: 'slicer', slicing: 'slicer', 'wipe-and-rebuild': 'wipe', loss: 'wan',
 };
 
 /** One fault of the schedule. Times are milliseconds from the start of the workload. */
@@ -212,6 +212,8 @@ function linkFault(rng: Random, kind: VerifyFaultKind): Fault | undefined {
       return { kind: 'slicer', maxBytes: rng.int(1, 64), delayMs: rng.int(0, 5) };
     case 'bandwidth':
       return { kind: 'bandwidth', bytesPerSecond: rng.int(2, 64) * 1024 };
+    case 'wan':
+      return { kind: 'wan', latencyMs: rng.int(20, 150), jitterMs: rng.int(0, 30), lossPercent: rng.int(1, 10), bytesPerSecond: rng.int(32, 512) * 1024 };
     default:
       return undefined;
   }
@@ -225,6 +227,8 @@ function faultDetail(f: Fault): string {
       return `${f.maxBytes}B/${f.delayMs ?? 0}ms`;
     case 'bandwidth':
       return `${Math.round(f.bytesPerSecond / 1024)}KiB/s`;
+    case 'wan':
+      return `${f.latencyMs}ms±${f.jitterMs ?? 0}ms ${f.lossPercent ?? 0}% ${Math.round((f.bytesPerSecond ?? 0) / 1024)}KiB/s`;
     case 'blackhole':
       return f.direction && f.direction !== 'both' ? f.direction : '';
     default:

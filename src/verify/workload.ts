@@ -33,7 +33,8 @@ export interface ClientOptions {
   /** Unique in the run, e.g. `us-east.2`; used in elements, tokens and field names. */
   name: string;
   region: string;
-  url: string;
+  /** Read before each request: a restarted container may be published on another port. */
+  url: () => string;
   rng: Random;
   plan: WorkloadPlan;
   history: History;
@@ -118,12 +119,12 @@ export class Client {
 
   private async ops(op: Exclude<OpValue, { kind: 'patch' }>): Promise<Outcome> {
     const body = { ops: [opBody(op)] };
-    return this.record(op, () => request(`${this.o.url}/v1/docs/${op.doc}/ops`, 'POST', body, this.o.timeoutMs));
+    return this.record(op, () => request(`${this.o.url()}/v1/docs/${op.doc}/ops`, 'POST', body, this.o.timeoutMs));
   }
 
   private async patch(op: Extract<OpValue, { kind: 'patch' }>): Promise<Outcome> {
     const body = { [op.field]: op.value };
-    return this.record(op, () => request(`${this.o.url}/v1/docs/${op.doc}`, 'PATCH', body, this.o.timeoutMs));
+    return this.record(op, () => request(`${this.o.url()}/v1/docs/${op.doc}`, 'PATCH', body, this.o.timeoutMs));
   }
 
   private async record(op: OpValue, send: () => Promise<Reply>): Promise<Outcome> {
@@ -136,7 +137,7 @@ export class Client {
 
   /** The text's current length at this region, so the insert lands at its end; 0 when unknown. */
   private async textLength(doc: string): Promise<number> {
-    const reply = await request(`${this.o.url}/v1/docs/${doc}`, 'GET', undefined, this.o.timeoutMs);
+    const reply = await request(`${this.o.url()}/v1/docs/${doc}`, 'GET', undefined, this.o.timeoutMs);
     if ('error' in reply || reply.status !== 200) return 0;
     const text = (reply.body as Record<string, unknown> | null)?.[FIELDS.text];
     return typeof text === 'string' ? text.length : 0;

@@ -1,0 +1,147 @@
+/**
+ * The change-feed subscribers of one region: one listener on the write
+ * path's commits, which reads each changed document once per commit and
+ * hands the commit to every subscriber; each subscriber turns it into
+ * events for its scope and keeps its position.
+ */
+import type { DocKey, VersionVector } from '../ids.js';
+import type { JsonObject } from '../crdt/types.js';
+import type { CommittedEntry, Documents } from '../docs/types.js';
+import { encodeVersion } from '../docs/token.js';
+import { changesOf, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
+import { splitDocKey } from '../ids.js';
+import type { SseEvent, SseStream } from './feed-stream.js';
+
+/** Why a stream was cut off, as the final event and the metric say. */
+export type CutoffReason = 'slow_consumer' | 'resume_too_large';
+
+/** The `change` event of a document. */
+export function changeEvent(change: FeedChange, withId = true): SseEvent {
+  const version = encodeVersion(change.position);
+  const { collection, id } = splitDocKey(change.doc);
+  const data = { collection, id, version, value: change.value };
+  // Without an id the consumer's resume position stays where it was (see the state resume).
+  return withId ? { id: version, event: 'change', data } : { event: 'change', data };
+}
+
+/** The last event of a cut-off stream: where to resume from, and why. */
+export function cutoffEvent(position: VersionVector, reason: CutoffReason): SseEvent {
+  const version = encodeVersion(position);
+  return { id: version, event: 'cutoff', data: { version, reason } };
+}
+
+/**
+ * One open feed: its scope, its stream, and the position its consumer has
+ * reached. It takes commits once live, after its resume was sent.
+ */
+export class FeedSubscriber {
+  private live = false;
+
+  constructor(
+    readonly scope: FeedScope,
+    readonly stream: SseStream,
+    private position: VersionVector,
+    private readonly onCutoff: (reason: CutoffReason) => void,
+  ) {}
+
+  /** The position the consumer has reached. */
+  get current(): VersionVector {
+    return this.position;
+  }
+
+  /** Moves the position on without events (everything up to it was sent otherwise). */
+  advanceTo(position: VersionVector): void {
+    this.position = position;
+  }
+
+  /** Sends `ready` with the position and takes commits from now on. */
+  goLive(mode: 'live' | 'log' | 'state'): void {
+    const version = encodeVersion(this.position);
+    this.live = this.stream.send({ id: version, event: 'ready', data: { version, mode } }, true);
+  }
+
+  /** Sends one change of a resume if it fits (no cut-off: the resume waits for the consumer instead). */
+  offer(change: FeedChange, withId = true): boolean {
+    if (!this.stream.send(changeEvent(change, withId))) return false;
+    if (withId) this.position = change.position;
+    return true;
+  }
+
+  /** Sends the commit's changes in scope; cuts the stream off when the consumer lags past the bound. */
+  commit(entries: readonly FeedEntry[], version: VersionVector, valueOf: (doc: DocKey) => JsonObject | null): void {
+    if (!this.live || !this.stream.isOpen) return;
+    const { changes, position } = changesOf(this.scope, entries, this.position, version, valueOf);
+    if (!this.sendAll(changes)) return;
+    this.position = position;
+  }
+
+  /** Sends changes in order; false (and the stream cut off) when one did not fit. */
+  private sendAll(changes: readonly FeedChange[]): boolean {
+    for (const change of changes) {
+      if (!this.stream.send(changeEvent(change))) {
+        this.cutOff('slow_consumer');
+        return false;
+      }
+      this.position = change.position;
+    }
+    return true;
+  }
+
+  /** Ends the stream with its resumable position. */
+  cutOff(reason: CutoffReason): void {
+    this.stream.finish(cutoffEvent(this.position, reason));
+    this.onCutoff(reason);
+  }
+}
+
+/** Every subscriber of a region, fed from the write path's commits. */
+export class FeedHub {
+  private readonly subscribers = new Set<FeedSubscriber>();
+  private reserved = 0;
+  private readonly stopListening: () => void;
+
+  constructor(private readonly documents: Documents) {
+    this.stopListening = documents.onCommitted((entries) => this.dispatch(entries));
+  }
+
+  /** Streams open, and feeds about to open (waiting for their position). */
+  get size(): number {
+    return this.subscribers.size + this.reserved;
+  }
+
+  /** Holds a place for a feed that waits before it opens; false at `max`. Release it with {@link unreserve}. */
+  reserve(max: number): boolean {
+    if (this.size >= max) return false;
+    this.reserved += 1;
+    return true;
+  }
+
+  unreserve(): void {
+    this.reserved -= 1;
+  }
+
+  /** Adds a subscriber until its stream closes; it counts at once, and takes commits once live. */
+  add(subscriber: FeedSubscriber): void {
+    if (!subscriber.stream.isOpen) return;
+    this.subscribers.add(subscriber);
+    subscriber.stream.onClose(() => this.subscribers.delete(subscriber));
+  }
+
+  /** Ends every stream (the node is closing) and stops listening. */
+  close(): void {
+    this.stopListening();
+    for (const s of [...this.subscribers]) s.stream.end();
+  }
+
+  private dispatch(entries: CommittedEntry[]): void {
+    if (this.subscribers.size === 0) return;
+    // Listeners run right after the commit, before the next one is staged: memory holds exactly what is durable.
+    const version = this.documents.versionVector();
+    const values = new Map<DocKey, JsonObject | null>();
+    const valueOf = (doc: DocKey): JsonObject | null => {
+      if (!values.has(doc)) values.set(doc, this.documents.read(doc).value);
+      return values.get(doc) ?? null;
+    };
+    for (const s of [...this.subscribers]) s.commit(entries, version, valueOf);
+  }
+}

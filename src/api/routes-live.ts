@@ -1,0 +1,129 @@
+/**
+ * `GET /v1/live/{collection}/{id}`: the WebSocket endpoint of live (Yjs
+ * editor) clients, spoken by an unmodified y-websocket provider whose
+ * serverUrl is `ws://<region>/v1/live/{collection}` and room `{id}`.
+ *
+ * Who may call it: holders of a token that reaches the collection (read
+ * scope to connect and receive, read-write to send updates); with no tokens
+ * configured, anyone. Browsers cannot set headers on a WebSocket, so the
+ * token may also come as `?token=` (y-websocket's `params` option); it is
+ * taken out of the URL before routing ({@link stripQueryToken}), so no log
+ * line, error or hook ever sees it. What the connection may then send and
+ * the bounds on it are in src/live/connection.ts. Before the upgrade, the
+ * region answers 401/403 for a bad token and 503 beyond its connection
+ * bounds (`limits.liveConnections`, `limits.liveConnectionsPerDoc`).
+ */
+import type { IncomingMessage } from 'node:http';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { AuthConfig, LimitsConfig } from '../config.js';
+import type { Documents } from '../docs/types.js';
+import { MeridianError } from '../errors.js';
+import type { DocKey } from '../ids.js';
+import { createLogLimiter } from '../log-limiter.js';
+import { LiveConnection } from '../live/connection.js';
+import type { Rooms } from '../live/rooms.js';
+import type { Metrics } from '../metrics.js';
+import { authorize, createAuthenticator, type Principal } from './auth.js';
+import { DocParams, docOf } from './schemas.js';
+
+/** The route of live connections. */
+export const LIVE_ROUTE = '/v1/live/:collection/:id';
+const LIVE_PREFIX = '/v1/live/';
+
+const LiveQuery = Type.Object({
+  token: Type.Optional(Type.String({ description: 'The bearer token, for clients that cannot set headers; never logged.' })),
+  versions: Type.Optional(Type.String({ description: '`1`: send a meridian-version message (type 100) after each commit.' })),
+});
+const ErrorReply = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
+
+export interface LiveRouteDeps {
+  documents: Documents;
+  rooms: Rooms;
+  limits: Pick<LimitsConfig, 'yjsUpdateBytes' | 'liveSendBufferBytes' | 'liveKeepAliveMs'>;
+  auth: Pick<AuthConfig, 'tokens'>;
+  metrics: Pick<Metrics, 'requestsRefused' | 'logSuppressed'>;
+  logger: Logger;
+}
+
+const queryTokens = new WeakMap<IncomingMessage, string>();
+
+/**
+ * For fastify's `rewriteUrl`: removes `token` from the query of a live URL
+ * and keeps it aside for the route, so the URL that is routed and logged
+ * never holds it. Other URLs pass unchanged.
+ */
+export function stripQueryToken(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  if (!url.startsWith(LIVE_PREFIX) || q < 0) return url;
+  const params = new URLSearchParams(url.slice(q + 1));
+  const token = params.get('token');
+  if (token === null) return url;
+  params.delete('token');
+  queryTokens.set(req, token);
+  const rest = params.toString();
+  const stripped = url.slice(0, q) + (rest ? `?${rest}` : '');
+  // fastify keeps the URL as received here; it must not hold the token either.
+  (req as IncomingMessage & { originalUrl?: string }).originalUrl = stripped;
+  return stripped;
+}
+
+/** Registers the live route; the WebSocket plugin must be registered before. */
+export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Promise<void> {
+  const { documents, rooms, limits, metrics } = deps;
+  const authenticator = createAuthenticator(deps.auth.tokens);
+  const limiter = createLogLimiter({ logger: deps.logger, onSuppressed: (event) => metrics.logSuppressed.inc({ event }) });
+  const principals = new WeakMap<IncomingMessage, Principal | null>();
+
+  const refused = (request: FastifyRequest, reason: string, fields: Record<string, unknown>): void => {
+    metrics.requestsRefused.inc({ reason });
+    limiter.warn(reason, principals.get(request.raw)?.name ?? request.ip, { reason, ...fields }, 'live client refused');
+  };
+
+  app.get<{ Params: DocParams }>(LIVE_ROUTE, {
+    websocket: true,
+    schema: {
+      summary: 'Live Yjs connection (y-websocket protocol) to a document',
+      description: 'WebSocket upgrade speaking y-protocols sync and awareness. See the README, "Live clients (Yjs editors)".',
+      tags: ['live'],
+      params: DocParams,
+      querystring: LiveQuery,
+      response: { 401: ErrorReply, 403: ErrorReply, 503: ErrorReply },
+    },
+    preValidation: async (request) => {
+      const doc = docOf(request.params);
+      principals.set(request.raw, identify(request));
+      const admission = rooms.admission(doc);
+      if (admission !== null) {
+        refused(request, 'live_connections', { doc, bound: admission });
+        const bound = admission === 'region_full' ? 'limits.liveConnections' : 'limits.liveConnectionsPerDoc';
+        throw new MeridianError('too_many_connections', `this region is at its bound of live connections (${bound}); try another region or later`);
+      }
+    },
+  }, (socket, request) => {
+    const doc: DocKey = docOf(request.params);
+    const principal = principals.get(request.raw) ?? null;
+    const query = request.query as { versions?: string };
+    new LiveConnection({
+      doc, socket, documents, rooms,
+      canWrite: !authenticator.enabled || principal?.scope === 'read-write',
+      wantsVersions: query.versions === '1',
+      maxUpdateBytes: limits.yjsUpdateBytes,
+      sendBufferBytes: limits.liveSendBufferBytes,
+      keepAliveMs: limits.liveKeepAliveMs,
+      onRefused: (reason, err) => refused(request, reason, { doc, ...(err ? { code: err.code, message: err.message } : {}) }),
+    });
+  });
+
+  /** The caller's principal (null with auth off); throws 401/403 like the HTTP API. */
+  function identify(request: FastifyRequest): Principal | null {
+    if (!authenticator.enabled) return null;
+    const fromQuery = queryTokens.get(request.raw);
+    const principal = authenticator.identify(fromQuery === undefined ? request.headers.authorization : `Bearer ${fromQuery}`);
+    if (principal === null) throw new MeridianError('unauthorized', 'a valid bearer token is required (header, or ?token= for browsers)');
+    authorize(principal, { access: 'read', collection: (request.params as DocParams).collection });
+    return principal;
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * One live client's WebSocket: the y-websocket protocol as the region
+ * speaks it (see messages.ts), with the bounds that keep one client from
+ * hurting the others.
+ *
+ * Threat model: anyone holding a token with read scope may open a
+ * connection (the route checks it before the upgrade) and send any bytes.
+ * Updates need write scope and take the one write path of HTTP Yjs writes
+ * (`Documents.applyYjs`: size, format and admission checks); a refused
+ * update closes the connection with a code that names the refusal, and
+ * nothing of it reaches anyone. Messages are handled one at a time, in
+ * order, and a client sending faster than they are handled is paused (TCP
+ * pushes back). A client that reads slower than its document changes is
+ * dropped once its send buffer passes its bound, never slowing the others.
+ */
+import type { WebSocket } from 'ws';
+import { MeridianError } from '../errors.js';
+import type { DocKey } from '../ids.js';
+import type { Documents } from '../docs/types.js';
+import { KEEP_ALIVE_MESSAGE, decodeClientMessage, isEmptyUpdate, syncStep1, syncStep2, type ClientMessage } from './messages.js';
+import type { Room } from './room.js';
+import type { LiveMember, Rooms } from './rooms.js';
+import { closeCodeOf, MAX_AWARENESS_BYTES } from './close-codes.js';
+
+export interface ConnectionOptions {
+  doc: DocKey;
+  socket: WebSocket;
+  documents: Documents;
+  rooms: Rooms;
+  /** Whether the client's token may write. */
+  canWrite: boolean;
+  wantsVersions: boolean;
+  /** Largest update accepted (`limits.yjsUpdateBytes`). */
+  maxUpdateBytes: number;
+  /** Bytes queued for the client beyond which it is dropped (`limits.liveSendBufferBytes`). */
+  sendBufferBytes: number;
+  /** Interval of pings and keep-alive messages (`limits.liveKeepAliveMs`). */
+  keepAliveMs: number;
+  /** A refusal, for the metric and the rate-limited log. */
+  onRefused: (reason: string, err?: MeridianError) => void;
+}
+
+/** Messages waiting to be handled beyond which the socket is paused. */
+const MAX_INBOUND_QUEUE = 32;
+/** An empty Yjs update and state vector, for a document this region has never seen. */
+const EMPTY_UPDATE = new Uint8Array([0, 0]);
+const EMPTY_STATE_VECTOR = new Uint8Array([0]);
+
+export class LiveConnection implements LiveMember {
+  readonly wantsVersions: boolean;
+  private readonly room: Room<LiveMember>;
+  private inbound: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private paused = false;
+  private closed = false;
+  private awaitingPong = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly o: ConnectionOptions) {
+    this.wantsVersions = o.wantsVersions;
+    this.room = o.rooms.join(o.doc, this);
+    const { socket } = o;
+    socket.on('message', (data, isBinary) => this.receive(data, isBinary));
+    socket.on('pong', () => (this.awaitingPong = false));
+    socket.on('close', () => this.closeDown());
+    socket.on('error', () => this.closeDown());
+    this.timer = setInterval(() => this.keepAlive(), o.keepAliveMs);
+    this.timer.unref();
+    this.send(syncStep1(o.documents.stateVector(o.doc) ?? EMPTY_STATE_VECTOR));
+    const states = this.room.statesMessage();
+    if (states) this.send(states);
+  }
+
+  /** Queues bytes for the client, or drops the client if it is not reading. */
+  send(bytes: Uint8Array): void {
+    const { socket } = this.o;
+    if (this.closed || socket.readyState !== socket.OPEN) return;
+    // One message always goes out, however large (a big document's first sync); beyond that the bound holds.
+    if (socket.bufferedAmount > 0 && socket.bufferedAmount + bytes.length > this.o.sendBufferBytes) {
+      this.o.onRefused('live_slow_client');
+      // A close frame would wait behind the full buffer: cut the connection. The client reconnects and resyncs.
+      socket.terminate();
+      this.closeDown();
+      return;
+    }
+    socket.send(bytes, { binary: true });
+  }
+
+  /** Closes with a refusal's code and reason (a `MeridianError` code), e.g. while the region stops. */
+  close(err: MeridianError): void {
+    if (this.closed) return;
+    const { socket } = this.o;
+    socket.close(closeCodeOf(err), err.code);
+    this.closeDown();
+    // A client that never answers the closing handshake is cut after a while.
+    setTimeout(() => socket.terminate(), 2000).unref();
+  }
+
+  private receive(data: unknown, isBinary: boolean): void {
+    if (this.closed) return;
+    const bytes = toBytes(data);
+    if (!isBinary || bytes === null) return this.refuse(new MeridianError('bad_request', 'live messages are binary'));
+    this.queued++;
+    if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
+      this.paused = true;
+      this.o.socket.pause();
+    }
+    this.inbound = this.inbound.then(async () => {
+      try {
+        if (!this.closed) await this.handle(bytes);
+      } catch (err) {
+        this.refuse(err instanceof MeridianError ? err : new MeridianError('internal', 'the message could not be handled', undefined, { cause: err }));
+      } finally {
+        this.queued--;
+        if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
+          this.paused = false;
+          this.o.socket.resume();
+        }
+      }
+    });
+  }
+
+  private async handle(bytes: Uint8Array): Promise<void> {
+    let message: ClientMessage;
+    try {
+      message = decodeClientMessage(bytes);
+    } catch (err) {
+      throw new MeridianError('bad_request', 'the message is not a y-websocket message', undefined, { cause: err });
+    }
+    const { documents, doc } = this.o;
+    switch (message.type) {
+      case 'sync-step-1': {
+        // What is in memory but not yet on disk must not be shown: wait for the commit.
+        await documents.settled(doc);
+        return this.send(syncStep2(documents.readYjs(doc, message.stateVector) ?? EMPTY_UPDATE));
+      }
+      case 'update':
+        return this.applyUpdate(message.update);
+      case 'awareness':
+        if (message.update.length > MAX_AWARENESS_BYTES) {
+          throw new MeridianError('body_too_large', `awareness updates are at most ${MAX_AWARENESS_BYTES} bytes`);
+        }
+        return this.applyAwareness(message.update);
+      case 'query-awareness': {
+        const states = this.room.statesMessage();
+        if (states) this.send(states);
+        return;
+      }
+      case 'ignored':
+        return;
+    }
+  }
+
+  private async applyUpdate(update: Uint8Array): Promise<void> {
+    // A client answering sync step 1 with nothing new sends an empty update, read-only or not.
+    if (isEmptyUpdate(update)) return;
+    if (!this.o.canWrite) throw new MeridianError('forbidden', 'this token may only read: its updates are refused');
+    if (update.length > this.o.maxUpdateBytes) {
+      throw new MeridianError('body_too_large', `updates are at most ${this.o.maxUpdateBytes} bytes (limits.yjsUpdateBytes)`);
+    }
+    // Sent on to the room's clients by Rooms.committed once durable, like every other write.
+    await this.o.documents.applyYjs(this.o.doc, update);
+  }
+
+  private applyAwareness(update: Uint8Array): void {
+    try {
+      this.room.applyFromMember(this, update);
+    } catch (err) {
+      throw new MeridianError('bad_request', 'the awareness update does not decode', undefined, { cause: err });
+    }
+  }
+
+  private refuse(err: MeridianError): void {
+    this.o.onRefused('live_update_refused', err);
+    this.close(err);
+  }
+
+  private keepAlive(): void {
+    const { socket } = this.o;
+    if (this.awaitingPong) {
+      // No pong for a whole interval: the path is dead; free the slot.
+      socket.terminate();
+      return this.closeDown();
+    }
+    this.awaitingPong = true;
+    socket.ping();
+    // y-websocket reconnects after 30 s without a message; pings are not messages to a browser.
+    this.send(KEEP_ALIVE_MESSAGE);
+  }
+
+  private closeDown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.o.rooms.leave(this.room, this);
+  }
+}
+
+function toBytes(data: unknown): Uint8Array | null {
+  if (Buffer.isBuffer(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (Array.isArray(data)) return toBytes(Buffer.concat(data as Buffer[]));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return null;
+}
+
+

@@ -1,0 +1,24 @@
+/**
+ * Settings of the SQLite engine, kept out of the storage contract
+ * (./types.ts): another engine has no `synchronous` pragma or database file.
+ */
+import type { RegionId } from '../ids.js';
+
+/** SQLite's `PRAGMA synchronous`; what each guarantees in WAL mode is written above `openStore` (./sqlite.ts). */
+export type SyncMode = 'off' | 'normal' | 'full' | 'extra';
+
+export interface SqliteOptions {
+  /** Folder of the region's data; created if missing. */
+  dataDir: string;
+  region: RegionId;
+  synchronous: SyncMode;
+  /**
+   * Write (commits, snapshots, GC) on a writer thread with its own
+   * connection, so the fsync never holds the event loop (default false; the
+   * region turns it on). Falls back to writing in place where the compiled
+   * thread is not available.
+   */
+  writerThread?: boolean;
+  /** The compiled writer thread script; default the one beside the storage module (tests running sources point at dist/). */
+  writerThreadFile?: string;
+}

@@ -1,0 +1,124 @@
+/**
+ * Change feeds across real region processes: replicated changes, resuming
+ * at another region, and the SDK's subscription following a failover.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, type ChangeEvent } from '../src/client/index.js';
+import { http, startTestCluster, waitFor } from './helpers/cluster.js';
+import { openFeed, valuesByDoc, type FeedReader } from './helpers/feed-reader.js';
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+
+const A = 'ap-south';
+const B = 'eu-west';
+const C = 'us-east';
+const REGIONS = [A, B, C];
+
+let cluster: Cluster;
+const feeds: FeedReader[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster(REGIONS);
+}, 60_000);
+
+afterEach(() => {
+  for (const f of feeds.splice(0)) f.close();
+});
+
+afterAll(async () => {
+  await cluster.dispose();
+});
+
+async function feed(region: string, path: string, headers: Record<string, string> = {}): Promise<FeedReader> {
+  const f = await openFeed(cluster.url(region) + path, headers);
+  expect(f.status).toBe(200);
+  feeds.push(f);
+  await f.until('ready', (r) => r.messages.some((m) => m.event === 'ready'));
+  return f;
+}
+
+async function put(region: string, collection: string, id: string, value: Record<string, unknown>): Promise<void> {
+  const res = await http(`${cluster.url(region)}/v1/docs/${collection}/${id}`, { method: 'PUT', body: value });
+  expect(res.status).toBe(200);
+}
+
+/** Open change-feed streams at a region, from its metrics. */
+async function subscribersAt(region: string): Promise<number> {
+  const res = await http<string>(`${cluster.url(region)}/metrics`);
+  const match = /^meridian_feed_subscribers\{[^}]*\} (\d+)/m.exec(String(res.body));
+  return match ? Number(match[1]) : 0;
+}
+
+// The last test kills a region: tests after it would need to start it again.
+describe('change feeds across regions', () => {
+  it('a subscriber at one region sees the changes written at another', async () => {
+    const atA = await feed(A, '/v1/events/replicated');
+    await put(B, 'replicated', 'x', { n: 1, from: B });
+    await put(C, 'replicated', 'y', { n: 1, from: C });
+    await atA.until('both replicated changes', (r) => r.changes().length === 2);
+    expect(atA.changes().map((c) => [c.id, c.value]).sort()).toEqual([['x', { n: 1, from: B }], ['y', { n: 1, from: C }]]);
+  });
+
+  it('resumes at a different region from Last-Event-ID without missing or repeating a change', async () => {
+    const first = await feed(A, '/v1/events/moving');
+    let n = 0;
+    const write = async (region: string): Promise<void> => {
+      n += 1;
+      await put(region, 'moving', `d${n % 4}`, { n });
+    };
+    for (let i = 0; i < 8; i++) await write(i % 2 === 0 ? B : C);
+    await first.until('the first writes', (r) => r.changes().length === 8);
+    first.close();
+    // Writes go on at every region while the consumer is away, A included.
+    for (let i = 0; i < 12; i++) await write(REGIONS[i % 3] ?? A);
+
+    const resumed = await feed(C, '/v1/events/moving', { 'last-event-id': first.lastId() ?? '' });
+    const lastOf = new Map<string, number>();
+    for (let i = 1; i <= n; i++) lastOf.set(`d${i % 4}`, i);
+    const seenLast = (r: FeedReader) => [...valuesByDoc([...first.changes(), ...r.changes()])].every(([id, values]) => values.at(-1) === lastOf.get(id));
+    await resumed.until('every document as last written', seenLast);
+
+    // Per document, the values seen only grow: nothing seen before the reconnect came again.
+    for (const [, values] of valuesByDoc([...first.changes(), ...resumed.changes()])) {
+      expect([...values].sort((a, b) => a - b)).toEqual(values);
+      expect(new Set(values).size).toBe(values.length);
+    }
+    const ids = [...first.messages, ...resumed.messages].filter((m) => m.event === 'change').map((m) => m.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("the SDK's subscription follows a failover (SIGKILL) and sees every change exactly once", async () => {
+    const client = createClient({ regions: REGIONS.map((name) => ({ name, url: cluster.url(name) })), probeIntervalMs: 500, timeoutMs: 2000 });
+    const seen: ChangeEvent[] = [];
+    const before = new Map(await Promise.all(REGIONS.map(async (r) => [r, await subscribersAt(r)] as const)));
+    const unsubscribe = client.subscribe('failover', undefined, (change) => seen.push(change));
+    try {
+      const on = await waitFor('the subscription to open', async () => {
+        for (const region of REGIONS) if ((await subscribersAt(region)) > (before.get(region) ?? 0)) return region;
+        return undefined;
+      });
+      const writer = REGIONS.find((r) => r !== on) ?? B;
+      let written = 0;
+      const write = async (): Promise<void> => {
+        written += 1;
+        await put(writer, 'failover', `w${written}`, { n: written });
+      };
+      for (let i = 0; i < 5; i++) await write();
+      await waitFor('the first changes', async () => seen.length >= 5);
+      await cluster.kill(on);
+      for (let i = 0; i < 10; i++) await write();
+      await waitFor('every change after the failover', async () => seen.length >= written, 30_000);
+      // A moment for anything sent twice to arrive.
+      await put(writer, 'failover', 'last', { n: 0 });
+      await waitFor('the marker', async () => seen.some((c) => c.id === 'last'));
+
+      const ids = seen.filter((c) => c.id !== 'last').map((c) => c.id);
+      expect(ids.sort()).toEqual(Array.from({ length: written }, (_, i) => `w${i + 1}`).sort());
+      expect(new Set(seen.map((c) => c.version)).size).toBe(seen.length);
+      expect(REGIONS.filter((r) => r !== on)).toContain(client.status().regions.find((r) => r.healthy === true)?.name);
+    } finally {
+      unsubscribe();
+      client.close();
+    }
+  }, 90_000);
+});

@@ -1,0 +1,269 @@
+/**
+ * The storage contract (src/storage/types.ts), asserted the same way over
+ * every engine: SQLite on real files in a temp dir, writing through its
+ * writer thread, and the in-memory engine. An engine is a few lines of
+ * setup below; every assertion is shared. Every write is awaited, as the
+ * contract allows any engine to answer with a promise.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
+import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
+import { openStore } from '../src/storage/sqlite.js';
+import type { NewLogEntry, Store } from '../src/storage/types.js';
+
+const REGION = 'us-east' as RegionId;
+const OTHER = 'eu-west~0123456789ab' as WriterId;
+const B = 'eu-west' as RegionId;
+const C = 'ap-south' as RegionId;
+/** The compiled thread (the test setup builds dist/ before the tests). */
+const THREAD = resolve('dist/src/storage/writer-thread.js');
+const logger = pino({ level: 'silent' });
+
+/** Opens a store, and opens it again on the same data after it was closed. */
+interface Engine {
+  name: string;
+  open(): { store: Store; reopen: () => Store; dispose: () => void };
+}
+
+const ENGINES: Engine[] = [
+  {
+    name: 'SQLite, through the writer thread',
+    open: () => {
+      const dir = mkdtempSync(join(tmpdir(), 'meridian-conformance-'));
+      const open = (): Store => openStore({ dataDir: dir, region: REGION, synchronous: 'full', writerThread: true, writerThreadFile: THREAD, logger });
+      return { store: open(), reopen: open, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 'memory',
+    open: () => {
+      const volume = memoryVolume();
+      const open = (): Store => new MemoryStore(volume, REGION);
+      return { store: open(), reopen: open, dispose: () => undefined };
+    },
+  },
+];
+
+const X = docKey('notes', 'x');
+const Y = docKey('notes', 'y');
+
+function entry(origin: WriterId, seq: number, doc: DocKey, ts = 1000 + seq): NewLogEntry {
+  return { origin, seq, doc, ts, update: Uint8Array.from([seq & 0xff, 1, 2, 3]) };
+}
+
+function digest(n: number): Uint8Array {
+  return new Uint8Array(32).fill(n);
+}
+
+/** Bytes as a plain array: engines may answer with a Buffer or a Uint8Array, both Uint8Array. */
+function bytes(u: Uint8Array | null | undefined): number[] | null {
+  return u ? [...u] : null;
+}
+
+describe.each(ENGINES)('storage contract: $name', (engine) => {
+  let opened: Store[] = [];
+  let dispose: () => void = () => undefined;
+
+  function start(): { store: Store; reopen: () => Promise<Store> } {
+    const { store, reopen, dispose: d } = engine.open();
+    opened.push(store);
+    dispose = d;
+    return {
+      store,
+      reopen: async () => {
+        await store.close();
+        opened = opened.filter((s) => s !== store);
+        const again = reopen();
+        opened.push(again);
+        return again;
+      },
+    };
+  }
+
+  afterEach(async () => {
+    for (const store of opened) await store.close();
+    opened = [];
+    dispose();
+  });
+
+  it('appends in commit order under increasing lsns, and pages through the log', async () => {
+    const { store } = start();
+    const w = store.writer;
+    const first = await store.commit({ entries: [entry(w, 1, X), entry(OTHER, 1, Y)], docs: [] });
+    const second = await store.commit({ entries: [entry(w, 2, Y)], docs: [] });
+    const lsns = [...first, ...second];
+    expect(lsns.every((lsn, i) => i === 0 || lsn > lsns[i - 1]!)).toBe(true);
+    const log = store.readLog(0, 10);
+    expect(log.map((e) => e.lsn)).toEqual(lsns);
+    expect(log.map((e) => [e.origin, e.seq, e.doc])).toEqual([[w, 1, X], [OTHER, 1, Y], [w, 2, Y]]);
+    expect(bytes(log[0]!.update)).toEqual([1, 1, 2, 3]);
+    expect(store.readLog(lsns[0]!, 1).map((e) => e.lsn)).toEqual([lsns[1]]);
+    expect(store.readLog(lsns[2]!, 10)).toEqual([]);
+    expect(store.hasEntry(w, 2)).toBe(true);
+    expect(store.hasEntry(w, 3)).toBe(false);
+  });
+
+  it('stores an (origin, seq) once: a duplicate gets -1 and changes nothing', async () => {
+    const { store } = start();
+    const [lsn] = await store.commit({ entries: [entry(OTHER, 1, X)], docs: [] });
+    const again = await store.commit({ entries: [entry(OTHER, 1, X), entry(OTHER, 2, X)], docs: [] });
+    expect(again[0]).toBe(-1);
+    expect(again[1]).toBeGreaterThan(lsn!);
+    expect(store.readLog(0, 10).map((e) => e.seq)).toEqual([1, 2]);
+    expect(store.versionVector().get(OTHER)).toBe(2);
+    expect(store.stats().logEntries).toBe(2);
+  });
+
+  it('writes nothing of a batch that fails', async () => {
+    const { store } = start();
+    await expect(Promise.resolve().then(() =>
+      store.commit({ entries: [entry(OTHER, 1, X)], docs: [{ doc: X, deleted: false, digest: new Uint8Array(5) }] }))).rejects.toThrow(/digest/);
+    expect(store.readLog(0, 10)).toEqual([]);
+    expect(store.versionVector().size).toBe(0);
+    expect(store.summary(X)).toBeNull();
+  });
+
+  it('loads a document from its snapshot and the entries after it; an older snapshot is ignored', async () => {
+    const { store } = start();
+    const w = store.writer;
+    const lsns = await store.commit({ entries: [1, 2, 3, 4].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(1) }] });
+    expect(store.docsNeedingCompaction(4, 10)).toEqual([X]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([7]), pending: Uint8Array.from([8]), uptoLsn: lsns[1]! }]);
+    let loaded = store.loadDoc(X)!;
+    expect(bytes(loaded.snapshot)).toEqual([7]);
+    expect(bytes(loaded.pending)).toEqual([8]);
+    expect(loaded.snapshotLsn).toBe(lsns[1]);
+    expect(loaded.entries.map((e) => e.seq)).toEqual([3, 4]);
+    expect(store.docsNeedingCompaction(3, 10)).toEqual([]);
+    expect(store.docsNeedingCompaction(2, 10)).toEqual([X]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[0]! }]);
+    loaded = store.loadDoc(X)!;
+    expect(bytes(loaded.snapshot)).toEqual([7]);
+    expect(store.loadDoc(Y)).toBeNull();
+    await expect(Promise.resolve().then(() =>
+      store.saveSnapshots([{ doc: Y, state: Uint8Array.from([1]), pending: null, uptoLsn: 1 }]))).rejects.toThrow(/unknown document/);
+  });
+
+  it('stores a merged state with the summary it changed, in one commit', async () => {
+    const { store } = start();
+    await store.commit({ entries: [], docs: [{ doc: Y, deleted: false, digest: digest(4) }], snapshots: [{ doc: Y, state: Uint8Array.from([5]), pending: null, uptoLsn: 0 }] });
+    expect(bytes(store.loadDoc(Y)!.snapshot)).toEqual([5]);
+    expect(store.loadDoc(Y)!.entries).toEqual([]);
+    expect(bytes(store.summary(Y)!.digest)).toEqual(bytes(digest(4)));
+  });
+
+  it('advances the version vector over contiguous seqs, raises it on request, never lowers it', async () => {
+    const { store } = start();
+    await store.commit({ entries: [entry(OTHER, 1, X), entry(OTHER, 2, X), entry(OTHER, 4, X)], docs: [] });
+    expect(store.versionVector().get(OTHER)).toBe(2);
+    await store.commit({ entries: [entry(OTHER, 3, X)], docs: [] });
+    expect(store.versionVector().get(OTHER)).toBe(4);
+    store.raiseVersionVector(new Map([[OTHER, 9]]));
+    expect(store.versionVector().get(OTHER)).toBe(9);
+    // Seqs 5..9 were never stored: the log cannot serve them.
+    expect(store.logFloor().get(OTHER)).toBe(10);
+    store.raiseVersionVector(new Map([[OTHER, 3]]));
+    expect(store.versionVector().get(OTHER)).toBe(9);
+    expect(() => store.raiseVersionVector(new Map([[OTHER, 2 ** 48]]))).toThrow(/MAX_SEQ/);
+    expect(store.oldestBeyond(new Map([[OTHER, 2]]))).toEqual({ ts: 1003, count: 2, bytes: 8 });
+    expect(store.oldestBeyond(new Map([[OTHER, 9]]))).toBeNull();
+  });
+
+  it('answers per-document log questions', async () => {
+    const { store } = start();
+    const w = store.writer;
+    await store.commit({ entries: [entry(w, 1, X), entry(OTHER, 1, X), entry(OTHER, 2, X), entry(OTHER, 3, Y)], docs: [] });
+    expect(store.latestEntry(X, OTHER)).toEqual({ origin: OTHER, seq: 2 });
+    expect(store.latestEntry(Y, w)).toBeNull();
+    expect(store.docHeads(X)).toEqual([
+      { origin: OTHER, seq: 2, ts: 1002, entries: 2 },
+      { origin: w, seq: 1, ts: 1001, entries: 1 },
+    ].sort((a, b) => (a.origin < b.origin ? -1 : 1)));
+    expect(store.docEntriesBeyond(X, OTHER, 1)).toEqual({ count: 1, ts: 1002 });
+    expect(store.docEntriesBeyond(X, OTHER, 2)).toBeNull();
+  });
+
+  it('keeps what each peer acknowledged, replacing what it said before', async () => {
+    const { store } = start();
+    await store.setPeerAcks(B, new Map([[OTHER, 5], [store.writer, 2]]));
+    expect(store.peerAcks(B)).toEqual(new Map([[OTHER, 5], [store.writer, 2]]));
+    await store.setPeerAcks(B, new Map([[OTHER, 1]]));
+    expect(store.peerAcks(B)).toEqual(new Map([[OTHER, 1]]));
+    expect(store.peerAcks(C).size).toBe(0);
+  });
+
+  it('collects only compacted entries that every peer acknowledged, or that are older than the cutoff', async () => {
+    const { store } = start();
+    const w = store.writer;
+    const lsns = await store.commit({ entries: [1, 2, 3, 4].map((s) => entry(w, s, X, s * 10)), docs: [] });
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[2]! }]);
+    await store.setPeerAcks(B, new Map([[w, 2]]));
+    await store.setPeerAcks(C, new Map([[w, 1]]));
+    expect(await store.collectGarbage([B, C], 0)).toBe(1);
+    expect(store.hasEntry(w, 1)).toBe(false);
+    expect(store.logFloor().get(w)).toBe(2);
+    // Seq 2 is acknowledged by B only, but older than the cutoff; seq 4 is not compacted.
+    expect(await store.collectGarbage([B, C], 21)).toBe(1);
+    expect(await store.collectGarbage([], 1_000_000)).toBe(1);
+    expect(store.readLog(0, 10).map((e) => e.seq)).toEqual([4]);
+    expect(store.loadDoc(X)!.entries.map((e) => e.seq)).toEqual([4]);
+    expect(store.stats().logEntries).toBe(1);
+  });
+
+  it('lists live documents of a collection and pages through summaries in key order', async () => {
+    const { store } = start();
+    const ids = ['b', 'a', 'd', 'c', 'e'];
+    await store.commit({ entries: [], docs: ids.map((id, i) => ({ doc: docKey('notes', id), deleted: id === 'd', digest: digest(i + 1) })) });
+    await store.commit({ entries: [], docs: [{ doc: docKey('notesx', 'z'), deleted: false, digest: digest(9) }, { doc: docKey('other', 'a'), deleted: false }] });
+    expect(store.listDocs('notes', null, 2)).toEqual(['a', 'b']);
+    expect(store.listDocs('notes', 'b', 10)).toEqual(['c', 'e']);
+    const all = store.docSummaries(null, 3);
+    expect(all.map((s) => s.doc)).toEqual(['notes/a', 'notes/b', 'notes/c']);
+    expect(store.docSummaries(all[2]!.doc, 10).map((s) => s.doc)).toEqual(['notes/d', 'notes/e', 'notesx/z', 'other/a']);
+    expect(store.summary(docKey('notes', 'd'))).toMatchObject({ doc: 'notes/d', deleted: true });
+    expect(bytes(store.summary(docKey('notes', 'd'))!.digest)).toEqual(bytes(digest(3)));
+    expect(store.staleSummaries(null, 10).map((s) => s.doc)).toEqual(['other/a']);
+    store.setDigests([{ doc: docKey('other', 'a'), digest: digest(7) }]);
+    expect(store.staleSummaries(null, 10)).toEqual([]);
+    expect(store.stats().documents).toBe(6);
+  });
+
+  it('marks a corrupt document with an all-zero digest and tells its listeners', async () => {
+    const { store } = start();
+    await store.commit({ entries: [], docs: [{ doc: X, deleted: false, digest: digest(5) }] });
+    const heard: [DocKey, Uint8Array][] = [];
+    const stop = store.onCorrupt((doc, before) => heard.push([doc, before]));
+    store.markCorrupt(X);
+    store.markCorrupt(X);
+    stop();
+    expect(bytes(store.summary(X)!.digest)).toEqual(bytes(new Uint8Array(32)));
+    expect(heard.map(([doc, before]) => [doc, bytes(before)])).toEqual([[X, bytes(digest(5))]]);
+  });
+
+  it('holds every acknowledged write after a close and reopen', async () => {
+    const { store, reopen } = start();
+    const w = store.writer;
+    const lsns = await store.commit({ entries: [1, 2, 3].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(2) }] });
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), pending: null, uptoLsn: lsns[0]! }]);
+    await store.setPeerAcks(B, new Map([[w, 3]]));
+    store.raiseVersionVector(new Map([[OTHER, 4]]));
+    store.quarantine.add({ ...entry(OTHER, 7, Y), peer: B, reason: 'too large' });
+    const again = await reopen();
+    expect(again.writer).toBe(w);
+    expect(again.readLog(0, 10).map((e) => e.lsn)).toEqual(lsns);
+    expect(bytes(again.loadDoc(X)!.snapshot)).toEqual([6]);
+    expect(again.loadDoc(X)!.snapshotLsn).toBe(lsns[0]);
+    expect(again.loadDoc(X)!.entries.map((e) => e.seq)).toEqual([2, 3]);
+    expect(bytes(again.summary(X)!.digest)).toEqual(bytes(digest(2)));
+    expect(again.versionVector()).toEqual(new Map([[w, 3], [OTHER, 4]]));
+    expect(again.peerAcks(B)).toEqual(new Map([[w, 3]]));
+    expect(again.quarantine.counts().get(B)).toBe(1);
+    // New lsns continue above the old ones.
+    const [next] = await again.commit({ entries: [entry(w, 4, X)], docs: [] });
+    expect(next).toBeGreaterThan(lsns[2]!);
+  });
+});

@@ -3,7 +3,7 @@
  *
  * Runs Meridian's benchmarks on this machine, each next to a floor measured
  * in the same run, prints progress, and writes bench/results/<date>.json and
- * .md. Scenarios: write (1), lag (2), catchup (3), many (4), hot (5).
+ * .md. Scenarios: write (1), lag (2), catchup (3), many (4), hot (5), live (6).
  */
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { summarizeProfiles } from './profile.js';
 import { writeReport, type RunReport, type ScenarioResult } from './report.js';
 import { catchUp } from './s3-catchup.js';
 import { hotDocument } from './s5-hot.js';
+import { liveEditors } from './s6-live.js';
 import { manyDocuments } from './s4-many.js';
 import { replicationLag } from './s2-lag.js';
 import { writePath } from './s1-write.js';
@@ -26,11 +27,12 @@ const SCENARIOS: { id: string; run: (ctx: BenchContext) => Promise<ScenarioResul
   { id: 'catchup', run: catchUp },
   { id: 'many', run: manyDocuments },
   { id: 'hot', run: hotDocument },
+  { id: 'live', run: liveEditors },
 ];
 
-const USAGE = `usage: npm run bench -- [--quick] [--only write,lag,catchup,many,hot] [--profile] [--out <dir>]
-  --quick     short runs and small counts (under two minutes)
-  --only      run only these scenarios (names or numbers 1-5, comma separated)
+const USAGE = `usage: npm run bench -- [--quick] [--only write,lag,catchup,many,hot,live] [--profile] [--out <dir>]
+  --quick     short runs and small counts (under three minutes)
+  --only      run only these scenarios (names or numbers 1-6, comma separated)
   --profile   write V8 CPU profiles of the region processes and summarise them
   --out       folder for the results (default bench/results)
   --wait-quiet <s>  before each scenario, wait up to <s> seconds for the 1-minute load average to fall below half the cores`;

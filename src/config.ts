@@ -420,7 +420,7 @@ const ConfigSchema = strict({
   tls: Type.Optional(strict({ ca: Type.Optional(text(1, 4096)), cert: text(1, 4096), key: text(1, 4096) })),
   log: Type.Optional(strict({ level: Type.Optional(oneOf<LogLevel>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])) })),
   cors: Type.Optional(strict({ origins: Type.Array(Type.String({ pattern: ORIGIN_RE, maxLength: 2048 }), { maxItems: 1000 }) })),
-  ui: Type.Optional(strict({ enabled: Type.Optional(Type.Boolean()), simControl: Type.Optional(text(1, 2048)) })),
+  ui: Type.Optional(strict({ enabled: Type.Optional(Type.Boolean()), simControl: Type.Optional(Type.Union([text(1, 2048), Type.Null()])) })),
 });
 type ConfigInput = Static<typeof ConfigSchema>;
 
@@ -500,7 +500,7 @@ function resolve(c: ConfigInput, baseDir: string): RegionConfig {
     cors: { origins: (c.cors?.origins ?? []).map((o) => o.replace(/\/$/, '')) },
     ui: {
       enabled: c.ui?.enabled ?? DEFAULTS.ui.enabled,
-      simControl: c.ui?.simControl === undefined ? null : (normalizeUrl(c.ui.simControl) ?? c.ui.simControl),
+      simControl: c.ui?.simControl == null ? null : (normalizeUrl(c.ui.simControl) ?? c.ui.simControl),
     },
   };
 }
@@ -550,7 +550,7 @@ function crossCheck(c: ConfigInput, baseDir: string): ConfigProblem[] {
       problems.push({ path: `tls.${field}`, message: `file not found: ${path.resolve(baseDir, file)}` });
     }
   }
-  if (c.ui?.simControl !== undefined && normalizeUrl(c.ui.simControl) === null) {
+  if (c.ui?.simControl != null && normalizeUrl(c.ui.simControl) === null) {
     problems.push({ path: 'ui.simControl', message: 'must be an http:// or https:// URL without credentials, query or fragment' });
   }
   const r = { ...DEFAULTS.replication, ...c.replication };

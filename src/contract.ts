@@ -54,6 +54,8 @@ export const ERRORS = {
   unavailable: 503,
   /** A live connection beyond `limits.liveConnections` or `limits.liveConnectionsPerDoc`. */
   too_many_connections: 503,
+  /** A live client's document was replaced by a peer's state (a content conflict): reload it. */
+  document_replaced: 410,
   quorum_timeout: 504,
 } as const;
 
@@ -87,6 +89,57 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
+/**
+ * WebSocket close codes of live clients (`GET /v1/live/{collection}/{id}`).
+ * They follow y-websocket's convention: 4400-4499 mirror HTTP 4xx and are
+ * final (y-websocket stops reconnecting and emits `closed`); every other
+ * code, 4500-4599 included, makes it reconnect. The close reason is the
+ * stable error code.
+ */
+export const LIVE_CLOSE = {
+  /** The message is not y-websocket (`bad_request`). */
+  badMessage: 4400,
+  /**
+   * The update was refused as `invalid_update`: malformed, or built on
+   * changes this region does not hold yet (edits made at another region).
+   * A 45xx code, so y-websocket reconnects: its sync then sends everything
+   * the region lacks, dependencies included.
+   */
+  invalidUpdate: 4500,
+  /** The token may only read and the client sent an update (`forbidden`). */
+  forbidden: 4403,
+  /** The update writes under a region's client id or rewrites held content (`client_id_conflict`). */
+  clientIdConflict: 4409,
+  /**
+   * A peer's state replaced the document (`document_replaced`, a content
+   * conflict): the client's Y.Doc holds the losing content under the same
+   * ids, so it must start over with a new Y.Doc. Final for y-websocket.
+   */
+  documentReplaced: 4410,
+  /** The update or awareness message is too large (`body_too_large`). */
+  tooLarge: 4413,
+  /** The region is stopping or not taking writes yet (`unavailable`): reconnect. */
+  unavailable: 4503,
+} as const;
+
+// ----------------------------------------------------------- change feeds
+
+/** Request header of a change feed: the version token to resume after (EventSource sends it on reconnects). */
+export const LAST_EVENT_ID_HEADER = 'last-event-id';
+
+/** The event names of a change feed (`GET /v1/events/...`). */
+export const FEED_EVENT = {
+  /** A document changed: `{collection, id, version, value}`. */
+  change: 'change',
+  /** The feed is live at `{version, mode}` after its resume. */
+  ready: 'ready',
+  /** A resume by state follows: drop what the next `change` events do not name. */
+  reset: 'reset',
+  /** The last event of a stream the region ends: `{version, reason}`. */
+  cutoff: 'cutoff',
+} as const;
+export type FeedEventName = (typeof FEED_EVENT)[keyof typeof FEED_EVENT];
+
 // --------------------------------------------------------- GET /v1/sync
 
 /** The state of a link to a peer, as the failure detector sees it. */
@@ -109,6 +162,21 @@ export interface PeerStatus {
    * (kept in its quarantine table, documents repaired by state), ever.
    */
   inbound: { pendingUpdates: number; lagMs: number; quarantined: number };
+  /**
+   * The peer's region digest from its last heartbeat, kept after its link
+   * drops (see `reportAgeMs`); null before the first heartbeat.
+   */
+  digest: string | null;
+  /** The peer's own links as its last heartbeat reported them (empty before the first). */
+  links: LinkStatus[];
+  /** Age of that heartbeat, ms; null before the first. */
+  reportAgeMs: number | null;
+}
+
+/** One link of a peer, as the peer reported it. */
+export interface LinkStatus {
+  region: RegionId;
+  state: PeerState;
 }
 
 /** The body of `GET /v1/sync`: a region's replication status. */
@@ -122,6 +190,11 @@ export interface SyncStatus {
   pendingDocs: number;
   /** Content conflicts recorded in this region (see `GET /v1/docs/{c}/{id}/conflicts`). */
   conflicts: number;
+  /**
+   * The regions agree: every peer is up and its last heartbeat carried this
+   * region's digest, and nothing is pending either way.
+   */
+  agree: boolean;
   peers: PeerStatus[];
 }
 

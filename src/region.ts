@@ -16,6 +16,7 @@ import { acceptLinks, dialLink, type LinkOptions, type TlsMaterial } from './rep
 import type { ApiConfig } from './api/app.js';
 import { StatusHistory, startSampler } from './api/status-history.js';
 import { liveRoutes } from './api/routes-live.js';
+import { createWriteRates } from './api/quotas.js';
 import { Rooms } from './live/rooms.js';
 
 export interface RunningRegion {
@@ -83,8 +84,10 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     dial: (peer) => dialLink(peer, { link: linkConfig, logger }),
   });
   const history = new StatusHistory();
+  // One write rate per token, whether it writes over HTTP or a live connection.
+  const writeRates = createWriteRates();
   const app = buildApp({
-    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store,
+    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store, writeRates,
     ...(tls ? { https: tls } : {}),
   });
   await acceptLinks(app, {
@@ -95,11 +98,12 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   // Live clients: after the links, whose registration brings the WebSocket plugin.
   const rooms = new Rooms({
     maxPerDoc: config.limits.liveConnectionsPerDoc, maxTotal: config.limits.liveConnections,
-    relay: replicator, versionVector: () => documents.versionVector(),
+    relay: replicator, versionVector: () => documents.versionVector(), stateOf: (doc) => documents.readYjs(doc),
   });
   const stopLive = documents.onCommitted((entries) => rooms.committed(entries));
+  const stopLiveStates = documents.onStateChanged((changes) => rooms.stateChanged(changes));
   await app.register(liveRoutes, {
-    documents, rooms, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }),
+    documents, rooms, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }), writeRates,
   });
 
   try {
@@ -138,6 +142,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
         await replicator.close();
         await app.close();
         stopLive();
+        stopLiveStates();
         rooms.close();
         await documents.close();
         await store.close();

@@ -79,6 +79,12 @@ describe('loadConfig', () => {
     expect(c.peers).toEqual([]);
   });
 
+  it('accepts ui.simControl null, its default, as written in a config file', () => {
+    const c = parseConfig({ ...minimal(), ui: { simControl: null } }, dir);
+    expect(c.ui.simControl).toBeNull();
+    expect(() => parseConfig({ ...minimal(), ui: { simControl: 'ftp://x' } }, dir)).toThrow(/ui\.simControl/);
+  });
+
   it('returns a deeply frozen config', () => {
     const c = parseConfig({ ...minimal(), peers: [{ region: 'eu-west', url: 'http://a:1' }] }, dir);
     expect(Object.isFrozen(c)).toBe(true);

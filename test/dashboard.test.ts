@@ -2,7 +2,8 @@
  * The dashboard at `/ui`: its files and headers (fastify inject), the
  * simulator route, and, in a real headless Chromium against a 3-region
  * cluster of real processes, a link cut by the fault proxy shown down with
- * its lag rising, then recovery after the heal.
+ * its lag rising, then recovery after the heal; and a link between two other
+ * regions shown down from their heartbeats' reports.
  *
  * Chromium is the system's (/usr/bin/chromium; `.ci/run` installs the Debian
  * package when it is missing). Without it the browser test fails: a skipped
@@ -194,6 +195,21 @@ describe('dashboard in a real browser', () => {
     await waitFor('lag back to 0', async () => (await shownLag(page, 'eu-west')) === 0, 30_000);
     await page.waitForSelector('#agreement[data-agree="yes"]', { timeout: 30_000 });
     await page.screenshot({ path: path.join(OUTPUT, 'dashboard-healed.png'), fullPage: true });
+
+    // A link between two other regions, as their heartbeats report it.
+    const between = '#graph g.reported[data-pair="eu-west|us-east"]';
+    await page.waitForSelector(`${between}[data-state="up"]`, { timeout: 30_000 });
+    c.setFault({ kind: 'down' }, 'eu-west', 'us-east');
+    try {
+      await page.waitForSelector(`${between}[data-state="down"]`, { timeout: 30_000 });
+      expect(await page.textContent(between)).toMatch(/down · reported by (eu-west|us-east)/);
+      // This region's own links are untouched by it.
+      await page.waitForSelector('#graph [data-link="eu-west"][data-state="up"]');
+      await page.screenshot({ path: path.join(OUTPUT, 'dashboard-others-cut.png'), fullPage: true });
+    } finally {
+      c.heal();
+    }
+    await page.waitForSelector(`${between}[data-state="up"]`, { timeout: 30_000 });
 
     // One document's per-region status, from the search box.
     await page.fill('#doc-collection', 'notes');

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULTS, type LimitsConfig } from '../src/config.js';
@@ -34,10 +34,13 @@ interface Node {
 }
 
 /** A region node with the real store, write path and API, listening on a free port. */
-async function startNode(limits: Partial<LimitsConfig> = {}): Promise<Node> {
+async function startNode(
+  limits: Partial<LimitsConfig> = {},
+  logger: Logger = pino({ level: 'silent' }),
+  beforeListen: (app: FastifyInstance) => void = () => undefined,
+): Promise<Node> {
   const region = 'events' as RegionId;
   const dir = mkdtempSync(path.join(tmpdir(), 'meridian-events-'));
-  const logger = pino({ level: 'silent' });
   const store = openStore({ dataDir: dir, region, synchronous: 'off', logger });
   // Compacting every document at once lets a test collect the log behind a consumer.
   const documents = createDocuments({
@@ -55,6 +58,7 @@ async function startNode(limits: Partial<LimitsConfig> = {}): Promise<Node> {
     config: { region, limits: { ...DEFAULTS.limits, ...limits }, auth },
     documents, replication: standaloneReplicationView(documents, region), metrics, logger, feedLog: store,
   });
+  beforeListen(app);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
@@ -223,6 +227,31 @@ describe('change feeds', () => {
     await ready(viaQuery);
     await put('notes', 'n1', { n: 1 });
     await viaQuery.until('the change', (r) => r.changes().length === 1);
+  });
+});
+
+describe('change feed tokens', () => {
+  it('never lets a ?token= reach the log, a hook or the routed URL', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (line: string) => void lines.push(line) });
+    // What any hook, plugin or log line could take of a request: its URL, original URL and query.
+    const seen: string[] = [];
+    const logged = await startNode({}, logger, (app) => app.addHook('onRequest', async (request) => {
+      seen.push(JSON.stringify({ url: request.url, originalUrl: request.originalUrl, query: request.query }));
+    }));
+    try {
+      const reader = await openFeed(`${logged.url}/v1/events/notes/n1?token=${READ_NOTES}&after=`);
+      expect(reader.status).not.toBe(401);
+      reader.close();
+      const denied = await openFeed(`${logged.url}/v1/events/secrets?token=${READ_NOTES}`);
+      expect(denied.status).toBe(403);
+    } finally {
+      await logged.close();
+    }
+    // The other parameters stay.
+    expect(seen[0]).toContain('after');
+    expect(seen.join('\n')).not.toContain(READ_NOTES);
+    expect(lines.join('\n')).not.toContain(READ_NOTES);
   });
 });
 

@@ -9,6 +9,7 @@ import Fastify from 'fastify';
 import * as decoding from 'lib0/decoding';
 import { pino } from 'pino';
 import * as encoding from 'lib0/encoding';
+import * as awarenessProtocol from 'y-protocols/awareness';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
 import { WebsocketProvider } from 'y-websocket';
@@ -23,6 +24,7 @@ import { http, startTestCluster, waitFor } from './helpers/cluster.js';
 
 const RW = 'live-test-token-read-write';
 const RO = 'live-test-token-read-only!';
+const RATED = 'live-test-token-two-writes-a-second';
 const PER_DOC = 3;
 const SEND_BUFFER = 64 * 1024;
 
@@ -35,7 +37,12 @@ const sockets: WebSocket[] = [];
 beforeAll(async () => {
   cluster = await startTestCluster(['solo'], {
     limits: { liveConnectionsPerDoc: PER_DOC, liveSendBufferBytes: SEND_BUFFER, yjsUpdateBytes: 256 * 1024 },
-    auth: { tokens: [{ token: RW, scope: 'read-write' }, { token: RO, scope: 'read' }] },
+    auth: {
+      tokens: [
+        { token: RW, scope: 'read-write' }, { token: RO, scope: 'read' },
+        { token: RATED, scope: 'read-write', quota: { writesPerSecond: 2, writeBurst: 1 } },
+      ],
+    },
   });
   const solo = cluster.regions.get('solo');
   if (!solo) throw new Error('no region');
@@ -83,6 +90,14 @@ function raw(path: string, headers: Record<string, string> = {}): Raw {
     refusedWith: new Promise((resolve) => ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))),
     closed: new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }))),
   };
+}
+
+/** A y-websocket awareness message carrying `update`. */
+function awarenessMessage(update: Uint8Array): Uint8Array {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, 1);
+  encoding.writeVarUint8Array(e, update);
+  return encoding.toUint8Array(e);
 }
 
 /** A y-websocket update message carrying `update`. */
@@ -150,9 +165,65 @@ describe('bounds', () => {
   test('an oversized update closes its connection with 4413; nothing of it is stored', async () => {
     const c = raw('bound/big', auth);
     await c.opened;
-    c.ws.send(updateMessage(textUpdate('x'.repeat(300 * 1024))));
+    // Just over limits.yjsUpdateBytes (256 KiB): within the message bound's framing slack, so decoded and refused.
+    c.ws.send(updateMessage(textUpdate('x'.repeat(256 * 1024 + 100))));
     expect((await c.closed).code).toBe(4413);
     expect((await http(`${base}/v1/docs/bound/big`, { headers: auth })).status).toBe(404);
+  });
+
+  test('a message far over the update bound is refused from its header (1009), not buffered; the region keeps serving', async () => {
+    const c = raw('bound/huge', auth);
+    await c.opened;
+    // The WebSocket server's own bound is the peer links' 16 MiB; this is 2 MiB.
+    c.ws.send(updateMessage(textUpdate('x'.repeat(2 * 1024 * 1024))));
+    expect((await c.closed).code).toBe(1009);
+    expect((await http(`${base}/v1/docs/bound/huge`, { headers: auth })).status).toBe(404);
+    const metrics = await http<string>(`${base}/metrics`);
+    expect(String(metrics.body)).toMatch(/meridian_requests_refused_total\{[^}]*reason="live_update_refused"[^}]*\} [1-9]/);
+    const after = provider('bound', 'huge');
+    await synced(after);
+  });
+
+  test("a token's write rate covers its live updates and HTTP writes together: an update over it is held, then stored", async () => {
+    const rated = { authorization: `Bearer ${RATED}` };
+    const c = raw('rate/doc', rated);
+    await c.opened;
+    // The HTTP write takes the token's one-write burst; the live update must wait for the rate.
+    expect((await http(`${base}/v1/docs/rate/other`, { method: 'PUT', headers: rated, body: { n: 1 } })).status).toBe(200);
+    c.ws.send(updateMessage(textUpdate('held, not lost')));
+    await waitFor('the held update counted', async () =>
+      /reason="live_write_rate"[^}]*\} [1-9]/.test(String((await http<string>(`${base}/metrics`)).body)));
+    const stored = await waitFor('the update stored', async () => {
+      const got = await http<{ $yjs?: { body?: string } }>(`${base}/v1/docs/rate/doc`, { headers: auth });
+      return got.body.$yjs?.body;
+    });
+    expect(stored).toBe('held, not lost');
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    c.ws.close();
+  });
+
+  test('awareness beyond its per-connection rate is dropped and counted; the connection stays open', async () => {
+    const watcher = raw('bound/presence', auth);
+    const flooder = raw('bound/presence', auth);
+    await Promise.all([watcher.opened, flooder.opened]);
+    const presence = new awarenessProtocol.Awareness(new Y.Doc());
+    const sent = 400;
+    for (let i = 0; i < sent; i++) {
+      presence.setLocalStateField('cursor', i);
+      flooder.ws.send(awarenessMessage(awarenessProtocol.encodeAwarenessUpdate(presence, [presence.clientID])));
+    }
+    const metrics = await waitFor('drops counted', async () => {
+      const body = String((await http<string>(`${base}/metrics`)).body);
+      return /reason="live_awareness_dropped"[^}]*\} [1-9]/.test(body) ? body : undefined;
+    });
+    expect(metrics).toBeTruthy();
+    // A dropped message reaches nobody, so the watcher can never have them all.
+    const awarenessOf = (m: Uint8Array): boolean => m[0] === 1;
+    expect(watcher.messages.filter(awarenessOf).length).toBeLessThan(sent);
+    expect(flooder.ws.readyState).toBe(WebSocket.OPEN);
+    presence.destroy();
+    watcher.ws.close();
+    flooder.ws.close();
   });
 
   test('a client that does not read is dropped; another client of the document keeps receiving', async () => {

@@ -9,10 +9,11 @@ import { HISTORY_SAMPLES, StatusHistory, sampleOf, startSampler } from '../src/a
 import { startApiNode, type ApiNode } from './helpers/api-node.js';
 
 const STATUS: SyncStatus = {
-  region: 'ap-south', writer: 'ap-south~000000000001', digest: 'ab', isolated: false, pendingDocs: 0, conflicts: 0,
+  region: 'ap-south', writer: 'ap-south~000000000001', digest: 'ab', isolated: false, pendingDocs: 0, conflicts: 0, agree: false,
   peers: [{
     region: 'eu-west', url: 'http://127.0.0.1:1', state: 'down', rttMs: null, lastSeenMs: null, route: 'via us-east', lastError: null,
     outbound: { pendingUpdates: 7, pendingBytes: 700, lagMs: 1234 }, inbound: { pendingUpdates: 0, lagMs: 0, quarantined: 0 },
+    digest: null, links: [{ region: 'us-east', state: 'up' }], reportAgeMs: null,
   }],
 } as unknown as SyncStatus;
 

@@ -1,6 +1,8 @@
-// The regions as a graph, seen from this region: one edge per peer link,
-// coloured by its state, labelled with RTT and lag both ways; a link that is
-// down but routed through another region is drawn through that region.
+// The regions as a graph: every region and every link, coloured by its
+// state. This region's links are labelled with RTT and lag both ways (a link
+// down but routed through another region is drawn through it); links
+// between two other regions are drawn thinner, as the peers reported them.
+import { allLinks } from '/ui/links.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const W = 640;
@@ -23,28 +25,45 @@ function layout(names) {
 }
 
 const ms = (v) => (v === null || v === undefined ? '–' : `${Math.round(v)}`);
+const age = (v) => (v < 1000 ? 'just now' : `${Math.round(v / 1000)} s ago`);
+
+/** Label lines of one link. */
+function labels(link) {
+  if (!link.own) return [`${link.state} · reported by ${link.by}, ${age(link.ageMs)}`];
+  const p = link.peer;
+  return [
+    `${p.state} · ${p.route} · RTT ${ms(p.rttMs)} ms`,
+    `→ lag ${ms(p.outbound.lagMs)} ms (${p.outbound.pendingUpdates})  ← lag ${ms(p.inbound.lagMs)} ms (${p.inbound.pendingUpdates})`,
+  ];
+}
+
+function drawLink(pos, link) {
+  const from = pos.get(link.a);
+  const to = pos.get(link.b);
+  const attrs = { class: `link ${link.state}${link.own ? '' : ' reported'}`, 'data-pair': link.pair, 'data-state': link.state };
+  if (link.own) attrs['data-link'] = link.b;
+  else attrs['data-reported-by'] = link.by;
+  const g = el('g', attrs);
+  g.append(el('line', { x1: from.x, y1: from.y, x2: to.x, y2: to.y }));
+  const via = link.own ? /^via (.+)$/.exec(link.peer.route)?.[1] : undefined;
+  if (via && pos.has(via)) {
+    const hop = pos.get(via);
+    g.append(el('polyline', { class: 'via', points: `${from.x},${from.y} ${hop.x},${hop.y} ${to.x},${to.y}` }));
+  }
+  const lines = labels(link);
+  const mx = (from.x + to.x) / 2;
+  const my = (from.y + to.y) / 2 - 8 * (lines.length - 1);
+  lines.forEach((text, i) => g.append(el('text', { x: mx, y: my + 16 * i, class: 'label' }, text)));
+  return g;
+}
 
 /** Redraws the graph from a `/v1/sync` status. */
 export function drawGraph(svg, status) {
   svg.replaceChildren();
-  const pos = layout([status.region, ...status.peers.map((p) => p.region)]);
-  const self = pos.get(status.region);
-  for (const p of status.peers) {
-    const at = pos.get(p.region);
-    const via = /^via (.+)$/.exec(p.route)?.[1];
-    const g = el('g', { class: `link ${p.state}`, 'data-link': p.region, 'data-state': p.state });
-    g.append(el('line', { x1: self.x, y1: self.y, x2: at.x, y2: at.y }));
-    if (via && pos.has(via)) {
-      const hop = pos.get(via);
-      g.append(el('polyline', { class: 'via', points: `${self.x},${self.y} ${hop.x},${hop.y} ${at.x},${at.y}` }));
-    }
-    const mx = (self.x + at.x) / 2;
-    const my = (self.y + at.y) / 2;
-    g.append(el('text', { x: mx, y: my - 8, class: 'label' }, `${p.state} · ${p.route} · RTT ${ms(p.rttMs)} ms`));
-    g.append(el('text', { x: mx, y: my + 8, class: 'label' },
-      `→ lag ${ms(p.outbound.lagMs)} ms (${p.outbound.pendingUpdates})  ← lag ${ms(p.inbound.lagMs)} ms (${p.inbound.pendingUpdates})`));
-    svg.append(g);
-  }
+  const { regions, links } = allLinks(status);
+  const pos = layout(regions);
+  // Reported links first, so this region's own (with more to say) are drawn over them.
+  for (const link of [...links.filter((l) => !l.own), ...links.filter((l) => l.own)]) svg.append(drawLink(pos, link));
   for (const [name, { x, y }] of pos) {
     const g = el('g', { class: name === status.region ? 'node self' : 'node' });
     g.append(el('circle', { cx: x, cy: y, r: 26 }));

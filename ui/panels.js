@@ -14,27 +14,40 @@ function row(cells, attrs = {}) {
 
 const round = (v) => (v === null || v === undefined ? null : Math.round(v));
 
+/** A peer's digest beside this region's: `same` or its first characters, with the report's age. */
+function peerDigest(status, p) {
+  if (p.digest === null || p.digest === undefined) return null;
+  const which = p.digest === status.digest ? 'same' : p.digest.slice(0, 8);
+  return p.reportAgeMs !== null && p.reportAgeMs >= 1000 ? `${which} (${Math.round(p.reportAgeMs / 1000)} s ago)` : which;
+}
+
 /** The links table: one row per peer. */
 export function drawLinks(tbody, status) {
   tbody.replaceChildren(...status.peers.map((p) => row([
     p.region, p.state, p.route, p.rttMs === null ? null : p.rttMs.toFixed(1),
-    round(p.outbound.lagMs), p.outbound.pendingUpdates, round(p.inbound.lagMs), p.inbound.pendingUpdates, p.lastError,
-  ], { 'data-peer': p.region, 'data-state': p.state, 'data-out-lag': String(p.outbound.lagMs), class: p.state })));
+    round(p.outbound.lagMs), p.outbound.pendingUpdates, round(p.inbound.lagMs), p.inbound.pendingUpdates,
+    peerDigest(status, p), p.lastError,
+  ], {
+    'data-peer': p.region, 'data-state': p.state, 'data-out-lag': String(p.outbound.lagMs),
+    'data-digest': p.digest === status.digest ? 'same' : 'differs', class: p.state,
+  })));
 }
 
 /**
- * Whether this region and its peers agree, as far as this region can tell:
- * every link up and nothing pending either way (each region only knows its
- * own digest, so equal content is inferred from the acknowledgements).
+ * Whether the regions agree, from `agree` of `/v1/sync` (every peer up with
+ * this region's digest in its last heartbeat, nothing pending), with the
+ * reasons when they do not.
  */
 export function agreement(status) {
-  const down = status.peers.filter((p) => p.state !== 'up').length;
-  const pending = status.peers.reduce((n, p) => n + p.outbound.pendingUpdates + p.inbound.pendingUpdates, 0) + status.pendingDocs;
-  if (down === 0 && pending === 0) return { agree: 'yes', text: 'regions agree: nothing pending either way' };
+  if (status.agree) return { agree: 'yes', text: 'regions agree: same digest, nothing pending' };
   const parts = [];
+  const down = status.peers.filter((p) => p.state !== 'up').length;
+  const differ = status.peers.filter((p) => p.digest !== status.digest).map((p) => p.region);
+  const pending = status.peers.reduce((n, p) => n + p.outbound.pendingUpdates + p.inbound.pendingUpdates, 0) + status.pendingDocs;
+  if (differ.length > 0) parts.push(`digest differs at ${differ.join(', ')}`);
   if (down > 0) parts.push(`${down} link(s) not up`);
   if (pending > 0) parts.push(`${pending} update(s) pending`);
-  return { agree: 'no', text: `regions differ: ${parts.join(', ')}` };
+  return { agree: 'no', text: `regions differ: ${parts.join(', ') || 'not yet reported'}` };
 }
 
 /** Held writes, held updates, quarantined entries and conflicts, when there are any. */

@@ -22,21 +22,20 @@ import type { RegionConfig } from '../config.js';
 import type { Documents } from '../docs/types.js';
 import type { Metrics } from '../metrics.js';
 import type { ReplicationView } from '../replication/types.js';
-import { installAuth } from './auth.js';
+import { installAuth, stripQueryToken } from './auth.js';
 import { errorBody, installErrorHandling } from './errors.js';
 import { MeridianError } from '../errors.js';
 import { createLogLimiter } from '../log-limiter.js';
 import { installBodyTimeout } from './body-timeout.js';
 import { corsOptions } from './cors.js';
 import { callerOf, installConcurrencyLimit } from './limits.js';
-import { createQuotas, installWriteRate } from './quotas.js';
+import { createQuotas, installWriteRate, type WriteRates } from './quotas.js';
 import { installRefusals } from './refusals.js';
 import { installOpenApi } from './openapi.js';
 import { healthRoutes } from './routes-health.js';
 import { docRoutes } from './routes-docs.js';
 import { syncRoutes } from './routes-sync.js';
 import { yjsRoutes } from './routes-yjs.js';
-import { stripQueryToken } from './routes-live.js';
 import { conflictRoutes } from './routes-conflicts.js';
 import { EVENT_ROUTES, eventRoutes } from './routes-events.js';
 import type { FeedLog } from '../docs/feed.js';
@@ -67,6 +66,8 @@ export interface ApiDeps {
   history?: StatusHistory;
   /** Where the dashboard's files are (served when `config.ui.enabled`); default the package's `ui/` and uPlot. */
   uiAssets?: UiAssets;
+  /** The tokens' write rates, shared with the live endpoint; default the API's own. */
+  writeRates?: WriteRates;
 }
 
 /** Log paths that may hold credentials; pino replaces them. */
@@ -95,7 +96,7 @@ export function serverOptions(limits: ApiConfig['limits']): FastifyServerOptions
     logController: new LogController({ disableRequestLogging: true }),
     // Names may be 128 characters (percent-encoded up to 3 bytes each); longer ones get 400, not 404.
     routerOptions: { maxParamLength: 1024 },
-    // A live client's `?token=` is taken out before routing, so nothing logs it.
+    // The `?token=` of live clients and change feeds is taken out before routing, so nothing logs it.
     rewriteUrl: (req) => stripQueryToken(req),
     // URLs the router cannot even parse answer in the API's own error shape.
     frameworkErrors: (err, _request, reply) => {
@@ -173,7 +174,7 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     callerOf: caller,
     onRefused: (request, reason) => refusals.record(request, reason),
   });
-  const quotas = createQuotas({ principals, documents, refusals });
+  const quotas = createQuotas({ principals, documents, refusals, rates: deps.writeRates });
   installWriteRate(api, quotas);
   installBodyTimeout(api, config.limits.bodyTimeoutMs, (request) => refusals.record(request, 'body_timeout'));
 

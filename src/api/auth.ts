@@ -9,6 +9,7 @@
  * nothing else. The health endpoints stay public for load balancers.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TokenQuotaConfig, TokenScope } from '../config.js';
 import { MeridianError } from '../errors.js';
@@ -151,23 +152,47 @@ export function installAuth(
   return { principalOf: (request) => principals.get(request) ?? null };
 }
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** The route also takes its bearer token as `?token=` (EventSource and WebSocket clients cannot set headers). */
-    queryToken?: boolean;
-  }
+/**
+ * URL prefixes of the routes that also take their bearer token as
+ * `?token=`: live (WebSocket) clients and change feeds (EventSource), which
+ * cannot set headers in a browser.
+ */
+export const QUERY_TOKEN_PREFIXES: readonly string[] = ['/v1/live/', '/v1/events/'];
+
+/** `?token=` values taken out of the URL, by raw request. */
+const queryTokens = new WeakMap<IncomingMessage, string>();
+
+/**
+ * For fastify's `rewriteUrl`: removes `token` from the query of a URL under
+ * {@link QUERY_TOKEN_PREFIXES} and keeps it aside for
+ * {@link authorizationOf}, so the URL that is routed, logged, or handed to
+ * any hook or error never holds it. Other URLs pass unchanged.
+ */
+export function stripQueryToken(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  if (q < 0 || !QUERY_TOKEN_PREFIXES.some((prefix) => url.startsWith(prefix))) return url;
+  const params = new URLSearchParams(url.slice(q + 1));
+  const token = params.get('token');
+  if (token === null) return url;
+  params.delete('token');
+  queryTokens.set(req, token);
+  const rest = params.toString();
+  const stripped = url.slice(0, q) + (rest ? `?${rest}` : '');
+  // fastify keeps the URL as received here; it must not hold the token either.
+  (req as IncomingMessage & { originalUrl?: string }).originalUrl = stripped;
+  return stripped;
 }
 
 /**
- * The request's `Authorization` header, or for a route with
- * `config.queryToken`, its `?token=` query parameter as a bearer value.
- * Requests are not logged with their URL, so the token stays out of logs.
+ * The request's `Authorization` header, else the `?token=` that
+ * {@link stripQueryToken} took out of its URL, as a bearer value.
  */
 export function authorizationOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
-  if (header !== undefined || request.routeOptions.config.queryToken !== true) return header;
-  const token = (request.query as Record<string, unknown> | undefined)?.['token'];
-  return typeof token === 'string' ? `Bearer ${token}` : undefined;
+  if (header !== undefined) return header;
+  const token = queryTokens.get(request.raw);
+  return token === undefined ? undefined : `Bearer ${token}`;
 }
 
 function sha256(s: string): Buffer {

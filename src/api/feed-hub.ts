@@ -5,10 +5,11 @@
  * events for its scope and keeps its position.
  */
 import type { DocKey, VersionVector } from '../ids.js';
+import { FEED_EVENT } from '../contract.js';
 import type { JsonObject } from '../crdt/types.js';
-import type { CommittedEntry, Documents } from '../docs/types.js';
+import type { CommittedEntry, Documents, StateChange } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
-import { changesOf, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
+import { changesOf, inScope, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
 import { splitDocKey } from '../ids.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
@@ -21,13 +22,13 @@ export function changeEvent(change: FeedChange, withId = true): SseEvent {
   const { collection, id } = splitDocKey(change.doc);
   const data = { collection, id, version, value: change.value };
   // Without an id the consumer's resume position stays where it was (see the state resume).
-  return withId ? { id: version, event: 'change', data } : { event: 'change', data };
+  return withId ? { id: version, event: FEED_EVENT.change, data } : { event: FEED_EVENT.change, data };
 }
 
 /** The last event of a cut-off stream: where to resume from, and why. */
 export function cutoffEvent(position: VersionVector, reason: CutoffReason): SseEvent {
   const version = encodeVersion(position);
-  return { id: version, event: 'cutoff', data: { version, reason } };
+  return { id: version, event: FEED_EVENT.cutoff, data: { version, reason } };
 }
 
 /**
@@ -57,7 +58,7 @@ export class FeedSubscriber {
   /** Sends `ready` with the position and takes commits from now on. */
   goLive(mode: 'live' | 'log' | 'state'): void {
     const version = encodeVersion(this.position);
-    this.live = this.stream.send({ id: version, event: 'ready', data: { version, mode } }, true);
+    this.live = this.stream.send({ id: version, event: FEED_EVENT.ready, data: { version, mode } }, true);
   }
 
   /** Sends one change of a resume if it fits (no cut-off: the resume waits for the consumer instead). */
@@ -73,6 +74,18 @@ export class FeedSubscriber {
     const { changes, position } = changesOf(this.scope, entries, this.position, version, valueOf);
     if (!this.sendAll(changes)) return;
     this.position = position;
+  }
+
+  /**
+   * Sends the documents in scope that changed by state (repair, catch-up, a
+   * conflict replace). Such changes write no log entry and raise no
+   * version, so each event carries the position the consumer already holds:
+   * resuming from it is as complete as before, and the value is current.
+   */
+  stateChanged(docs: readonly DocKey[], valueOf: (doc: DocKey) => JsonObject | null): void {
+    if (!this.live || !this.stream.isOpen) return;
+    const changes = docs.filter((doc) => inScope(this.scope, doc)).map((doc) => ({ doc, position: this.position, value: valueOf(doc) }));
+    this.sendAll(changes);
   }
 
   /** Sends changes in order; false (and the stream cut off) when one did not fit. */
@@ -99,9 +112,11 @@ export class FeedHub {
   private readonly subscribers = new Set<FeedSubscriber>();
   private reserved = 0;
   private readonly stopListening: () => void;
+  private readonly stopStates: () => void;
 
   constructor(private readonly documents: Documents) {
     this.stopListening = documents.onCommitted((entries) => this.dispatch(entries));
+    this.stopStates = documents.onStateChanged((changes) => this.dispatchStates(changes));
   }
 
   /** Streams open, and feeds about to open (waiting for their position). */
@@ -130,6 +145,7 @@ export class FeedHub {
   /** Ends every stream (the node is closing) and stops listening. */
   close(): void {
     this.stopListening();
+    this.stopStates();
     for (const s of [...this.subscribers]) s.stream.end();
   }
 
@@ -137,11 +153,23 @@ export class FeedHub {
     if (this.subscribers.size === 0) return;
     // Listeners run right after the commit, before the next one is staged: memory holds exactly what is durable.
     const version = this.documents.versionVector();
+    const valueOf = this.valueReader();
+    for (const s of [...this.subscribers]) s.commit(entries, version, valueOf);
+  }
+
+  private dispatchStates(changes: StateChange[]): void {
+    if (this.subscribers.size === 0) return;
+    const docs = changes.map((c) => c.doc);
+    const valueOf = this.valueReader();
+    for (const s of [...this.subscribers]) s.stateChanged(docs, valueOf);
+  }
+
+  /** Reads each document once per commit, however many subscribers want it. */
+  private valueReader(): (doc: DocKey) => JsonObject | null {
     const values = new Map<DocKey, JsonObject | null>();
-    const valueOf = (doc: DocKey): JsonObject | null => {
+    return (doc) => {
       if (!values.has(doc)) values.set(doc, this.documents.read(doc).value);
       return values.get(doc) ?? null;
     };
-    for (const s of [...this.subscribers]) s.commit(entries, version, valueOf);
   }
 }

@@ -16,6 +16,7 @@ import type { Documents } from '../docs/types.js';
 import { LogScan, changesOf, planResume, type FeedLog, type FeedScope, type ResumePlan } from '../docs/feed.js';
 import { docKey } from '../ids.js';
 import { merged } from '../vv.js';
+import { FEED_EVENT } from '../contract.js';
 import type { FeedSubscriber } from './feed-hub.js';
 
 /** Rounds that wait for a commit in flight before a round reads anyway. */
@@ -82,7 +83,7 @@ async function sendState(
   position: VersionVector,
   valueOf: (doc: DocKey) => JsonObject | null,
 ): Promise<void> {
-  const reset = { event: 'reset', data: { collection: sub.scope.collection, id: sub.scope.id } };
+  const reset = { event: FEED_EVENT.reset, data: { collection: sub.scope.collection, id: sub.scope.id } };
   while (sub.stream.isOpen && !sub.stream.send(reset)) await sub.stream.drained();
   for (const doc of docs) {
     while (sub.stream.isOpen && !sub.offer({ doc, position, value: valueOf(doc) }, false)) await sub.stream.drained();

@@ -43,6 +43,7 @@ const MEANING: Record<ErrorCode, string> = {
   unsupported_media_type: 'the content type is missing or not accepted here (`accepted` lists the types)',
   too_many_requests: 'too many requests in flight or per second; retry after `retry-after`',
   too_many_connections: 'this region is at its bound of live connections; try another region or later',
+  document_replaced: "a peer region's state replaced the document (content conflict); live clients open it again with a new Y.Doc",
   internal: 'a fault of the node (logged; the message is generic)',
   lagging: 'this region has not yet applied `meridian-after` within the wait (`missing` counts per writer)',
   unavailable: 'the region is starting, shutting down or at its wait limit; retry elsewhere or later',

@@ -33,8 +33,37 @@ export interface Quotas {
   reserveCreation(request: FastifyRequest): SettleCreation;
 }
 
+/**
+ * The write-rate buckets of every token, one per token: shared by the HTTP
+ * API and live connections, so a token writes at its rate whichever way it
+ * writes.
+ */
+export interface WriteRates {
+  /** Takes one write from the token's rate: 0 when taken (or it has none), else the seconds until one is there. */
+  take(principal: Principal): number;
+}
+
+/** Write-rate buckets, made on a token's first write; `now` is a monotonic clock in ms. */
+export function createWriteRates(now: () => number = () => performance.now()): WriteRates {
+  const buckets = new Map<number, TokenBucket>();
+  return {
+    take(principal) {
+      const rate = principal.quota?.writesPerSecond ?? null;
+      if (rate === null) return 0;
+      let bucket = buckets.get(principal.id);
+      if (bucket === undefined) {
+        bucket = createTokenBucket(rate, principal.quota?.writeBurst ?? 1, now);
+        buckets.set(principal.id, bucket);
+      }
+      return bucket.take();
+    },
+  };
+}
+
 export interface QuotaDeps {
   principals: Principals;
+  /** The write rates to charge; shared with live connections (see {@link WriteRates}). */
+  rates?: WriteRates;
   documents: Pick<Documents, 'stateVector'>;
   refusals: Refusals;
   /** A monotonic clock in ms. */
@@ -50,18 +79,8 @@ interface Creations {
 const NOTHING: SettleCreation = () => undefined;
 
 export function createQuotas(deps: QuotaDeps): Quotas {
-  const now = deps.now ?? (() => performance.now());
-  const buckets = new Map<number, TokenBucket>();
+  const rates = deps.rates ?? createWriteRates(deps.now);
   const creations = new Map<number, Creations>();
-
-  function bucketOf(p: Principal, rate: number): TokenBucket {
-    let bucket = buckets.get(p.id);
-    if (bucket === undefined) {
-      bucket = createTokenBucket(rate, p.quota?.writeBurst ?? 1, now);
-      buckets.set(p.id, bucket);
-    }
-    return bucket;
-  }
 
   function creationsOf(p: Principal): Creations {
     let c = creations.get(p.id);
@@ -75,10 +94,10 @@ export function createQuotas(deps: QuotaDeps): Quotas {
   return {
     chargeWrite(request) {
       const principal = deps.principals.principalOf(request);
-      const rate = principal?.quota?.writesPerSecond ?? null;
-      if (principal === null || rate === null) return;
-      const wait = bucketOf(principal, rate).take();
+      if (principal === null) return;
+      const wait = rates.take(principal);
       if (wait === 0) return;
+      const rate = principal.quota?.writesPerSecond ?? 0;
       deps.refusals.record(request, 'write_rate', wait);
       throw new MeridianError('too_many_requests', `this token may write ${rate} times a second; retry later`);
     },

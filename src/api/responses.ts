@@ -46,16 +46,23 @@ export const ListPage = Type.Object(
   { description: 'one page of document ids, in id order', examples: [{ ids: ['a', 'b'], next: 'b' }, { ids: [], next: null }] },
 );
 
+const PeerStateSchema = Type.Union([Type.Literal('up'), Type.Literal('suspect'), Type.Literal('down')]);
+
 const PeerStatusSchema = Type.Object({
   region: Type.String(),
   url: Type.String(),
-  state: Type.Union([Type.Literal('up'), Type.Literal('suspect'), Type.Literal('down')]),
+  state: PeerStateSchema,
   rttMs: Nullable(Ms),
   lastSeenMs: Nullable(Ms),
   route: Type.String({ description: '`direct`, `via <region>` or `none`' }),
   lastError: Nullable(Type.String()),
   outbound: Type.Object({ pendingUpdates: Count, pendingBytes: Count, lagMs: Ms }),
   inbound: Type.Object({ pendingUpdates: Count, lagMs: Ms, quarantined: Count }),
+  digest: Nullable(Type.String({ description: "the peer's region digest from its last heartbeat (kept after the link drops)" })),
+  links: Type.Array(Type.Object({ region: Type.String(), state: PeerStateSchema }), {
+    description: "the peer's own links, as its last heartbeat reported them",
+  }),
+  reportAgeMs: Nullable(Type.Number({ minimum: 0, description: 'age of that heartbeat, ms' })),
 });
 
 export const SyncStatusSchema = Type.Object({
@@ -65,14 +72,16 @@ export const SyncStatusSchema = Type.Object({
   isolated: Type.Boolean({ description: 'no peer is up; the region still serves reads and writes' }),
   pendingDocs: Count,
   conflicts: Count,
+  agree: Type.Boolean({ description: "every peer is up, its last heartbeat carried this region's digest, and nothing is pending either way" }),
   peers: Type.Array(PeerStatusSchema),
 }, {
   description: 'replication status of this region',
   examples: [{
-    region: 'us-east', writer: 'us-east~34bd45d55526', digest: '9f2c', isolated: false, pendingDocs: 0, conflicts: 0,
+    region: 'us-east', writer: 'us-east~34bd45d55526', digest: '9f2c', isolated: false, pendingDocs: 0, conflicts: 0, agree: true,
     peers: [{
       region: 'eu-west', url: 'http://eu-west:7102', state: 'up', rttMs: 0.4, lastSeenMs: 120, route: 'direct', lastError: null,
       outbound: { pendingUpdates: 0, pendingBytes: 0, lagMs: 0 }, inbound: { pendingUpdates: 0, lagMs: 0, quarantined: 0 },
+      digest: '9f2c', links: [{ region: 'us-east', state: 'up' }, { region: 'ap-south', state: 'up' }], reportAgeMs: 120,
     }],
   }],
 });

@@ -17,6 +17,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { LimitsConfig } from '../config.js';
 import { MeridianError } from '../errors.js';
+import { LAST_EVENT_ID_HEADER } from '../contract.js';
 import type { VersionVector } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import { decodeVersion } from '../docs/token.js';
@@ -51,7 +52,7 @@ const EventQuery = Type.Object({
 type EventQuery = Static<typeof EventQuery>;
 
 const EventHeaders = Type.Object({
-  'last-event-id': Type.Optional(Type.String({ description: 'resume position: the id of the last event received' })),
+  [LAST_EVENT_ID_HEADER]: Type.Optional(Type.String({ description: 'resume position: the id of the last event received' })),
 });
 
 const ErrorResponse = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
@@ -106,7 +107,6 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
   app.get<{ Params: DocParams; Querystring: EventQuery }>(
     EVENT_ROUTES[1],
     {
-      config: { queryToken: true },
       schema: {
         summary: 'Stream the changes of one document (Server-Sent Events)',
         tags: ['events'], params: DocParams, querystring: EventQuery, headers: EventHeaders, response: responses,
@@ -120,7 +120,6 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
   app.get<{ Params: CollectionParams; Querystring: EventQuery }>(
     EVENT_ROUTES[0],
     {
-      config: { queryToken: true },
       schema: {
         summary: 'Stream the changes of every document of a collection (Server-Sent Events)',
         tags: ['events'], params: CollectionParams, querystring: EventQuery, headers: EventHeaders, response: responses,
@@ -134,7 +133,7 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
 
 /** `Last-Event-ID` (sent by EventSource on reconnects), else `?after=`; null for a fresh feed. */
 function positionOf(request: FastifyRequest<{ Querystring: EventQuery }>): VersionVector | null {
-  const header = request.headers['last-event-id'];
+  const header = request.headers[LAST_EVENT_ID_HEADER];
   if (Array.isArray(header)) throw new MeridianError('invalid_token', 'Last-Event-ID must appear once');
   const token = header ?? request.query.after;
   return token === undefined ? null : decodeVersion(token);

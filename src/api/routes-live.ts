@@ -7,7 +7,7 @@
  * scope to connect and receive, read-write to send updates); with no tokens
  * configured, anyone. Browsers cannot set headers on a WebSocket, so the
  * token may also come as `?token=` (y-websocket's `params` option); it is
- * taken out of the URL before routing ({@link stripQueryToken}), so no log
+ * taken out of the URL before routing (`stripQueryToken` in auth.ts), so no log
  * line, error or hook ever sees it. What the connection may then send and
  * the bounds on it are in src/live/connection.ts. Before the upgrade, the
  * region answers 401/403 for a bad token and 503 beyond its connection
@@ -25,18 +25,18 @@ import { createLogLimiter } from '../log-limiter.js';
 import { LiveConnection } from '../live/connection.js';
 import type { Rooms } from '../live/rooms.js';
 import type { Metrics } from '../metrics.js';
-import { authorize, createAuthenticator, type Principal } from './auth.js';
+import { authorizationOf, authorize, createAuthenticator, type Principal } from './auth.js';
+import { errorResponses } from './openapi.js';
+import type { WriteRates } from './quotas.js';
 import { DocParams, docOf } from './schemas.js';
 
 /** The route of live connections. */
 export const LIVE_ROUTE = '/v1/live/:collection/:id';
-const LIVE_PREFIX = '/v1/live/';
 
 const LiveQuery = Type.Object({
   token: Type.Optional(Type.String({ description: 'The bearer token, for clients that cannot set headers; never logged.' })),
   versions: Type.Optional(Type.String({ description: '`1`: send a meridian-version message (type 100) after each commit.' })),
 });
-const ErrorReply = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
 
 export interface LiveRouteDeps {
   documents: Documents;
@@ -45,29 +45,8 @@ export interface LiveRouteDeps {
   auth: Pick<AuthConfig, 'tokens'>;
   metrics: Pick<Metrics, 'requestsRefused' | 'logSuppressed'>;
   logger: Logger;
-}
-
-const queryTokens = new WeakMap<IncomingMessage, string>();
-
-/**
- * For fastify's `rewriteUrl`: removes `token` from the query of a live URL
- * and keeps it aside for the route, so the URL that is routed and logged
- * never holds it. Other URLs pass unchanged.
- */
-export function stripQueryToken(req: IncomingMessage): string {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  if (!url.startsWith(LIVE_PREFIX) || q < 0) return url;
-  const params = new URLSearchParams(url.slice(q + 1));
-  const token = params.get('token');
-  if (token === null) return url;
-  params.delete('token');
-  queryTokens.set(req, token);
-  const rest = params.toString();
-  const stripped = url.slice(0, q) + (rest ? `?${rest}` : '');
-  // fastify keeps the URL as received here; it must not hold the token either.
-  (req as IncomingMessage & { originalUrl?: string }).originalUrl = stripped;
-  return stripped;
+  /** The tokens' write rates, shared with the HTTP API. */
+  writeRates: WriteRates;
 }
 
 /** Registers the live route; the WebSocket plugin must be registered before. */
@@ -90,7 +69,7 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
       tags: ['live'],
       params: DocParams,
       querystring: LiveQuery,
-      response: { 401: ErrorReply, 403: ErrorReply, 503: ErrorReply },
+      response: errorResponses('unauthorized', 'forbidden', 'invalid_name', 'too_many_connections'),
     },
     preValidation: async (request) => {
       const doc = docOf(request.params);
@@ -113,6 +92,7 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
       maxUpdateBytes: limits.yjsUpdateBytes,
       sendBufferBytes: limits.liveSendBufferBytes,
       keepAliveMs: limits.liveKeepAliveMs,
+      takeWrite: () => (principal === null ? 0 : deps.writeRates.take(principal)),
       onRefused: (reason, err) => refused(request, reason, { doc, ...(err ? { code: err.code, message: err.message } : {}) }),
     });
   });
@@ -120,8 +100,7 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
   /** The caller's principal (null with auth off); throws 401/403 like the HTTP API. */
   function identify(request: FastifyRequest): Principal | null {
     if (!authenticator.enabled) return null;
-    const fromQuery = queryTokens.get(request.raw);
-    const principal = authenticator.identify(fromQuery === undefined ? request.headers.authorization : `Bearer ${fromQuery}`);
+    const principal = authenticator.identify(authorizationOf(request));
     if (principal === null) throw new MeridianError('unauthorized', 'a valid bearer token is required (header, or ?token= for browsers)');
     authorize(principal, { access: 'read', collection: (request.params as DocParams).collection });
     return principal;

@@ -9,11 +9,20 @@
  * announced again on connect. Refusals that reconnecting cannot fix
  * (close codes 4400-4499: a read-only token, a bad update) end the session
  * instead of moving it: every region would refuse the same.
+ *
+ * One of them needs the app: `document_replaced` (4410). A peer region's
+ * state replaced the document (a content conflict, two writers under one
+ * Yjs client id), and `ydoc` holds the losing content under the same ids as
+ * the winning one, so no sync can repair it. The session ends and calls
+ * `onReplaced`; the app opens the document again with a new `Y.Doc` and
+ * binds its editor to that one. The losing state stays readable at
+ * `GET /v1/docs/{collection}/{id}/conflicts`.
  */
 import { Awareness } from 'y-protocols/awareness';
 import { WebsocketProvider } from 'y-websocket';
 import type * as Y from 'yjs';
 import type { RegionEndpoint } from './regions.js';
+import { LIVE_CLOSE } from '../contract.js';
 
 export interface LiveOptions {
   /** Regions in the order to try them, nearest healthy first (e.g. the client's region table); asked at every move. */
@@ -28,6 +37,12 @@ export interface LiveOptions {
   versions?: boolean;
   /** Told each time the session connects to a region's endpoint (the first one included). */
   onRegion?: (region: RegionEndpoint) => void;
+  /**
+   * Told when the document was replaced by a peer's state (close code 4410,
+   * `document_replaced`): the session has ended, and `ydoc` must not be
+   * synced again. Call `live()` again with a new `Y.Doc`.
+   */
+  onReplaced?: () => void;
 }
 
 /** The live session of one document. */
@@ -61,6 +76,13 @@ export function live(collection: string, id: string, ydoc: Y.Doc, options: LiveO
     const next = new WebsocketProvider(serverUrl, id, ydoc, {
       awareness, params, disableBc: true,
       ...(options.WebSocketPolyfill !== undefined ? { WebSocketPolyfill: options.WebSocketPolyfill as typeof WebSocket } : {}),
+    });
+    next.on('closed', (event) => {
+      if (event.code !== LIVE_CLOSE.documentReplaced || destroyed || next !== provider) return;
+      // y-websocket already stopped (a 44xx code); nothing of `ydoc` may reach a region again.
+      destroyed = true;
+      next.destroy();
+      options.onReplaced?.();
     });
     next.on('connection-close', () => {
       if (destroyed || next !== provider || !next.shouldConnect) return;

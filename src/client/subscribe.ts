@@ -6,6 +6,7 @@
  * changed since, so the handler sees each change once.
  */
 import type { JsonObject } from '../crdt/types.js';
+import { FEED_EVENT, LAST_EVENT_ID_HEADER } from '../contract.js';
 import { MeridianClientError, RequestError } from './errors.js';
 import type { RegionEndpoint, RegionTable } from './regions.js';
 import { SseParser, type SseMessage } from './sse.js';
@@ -76,15 +77,15 @@ export function openSubscription(
 
   const onMessage = (m: SseMessage): void => {
     if (m.id !== undefined) state.position = m.id;
-    if (m.event === 'change') {
+    if (m.event === FEED_EVENT.change) {
       try {
         handler(JSON.parse(m.data) as ChangeEvent);
       } catch (err) {
         report(err instanceof Error ? err : new Error(String(err)));
       }
-    } else if (m.event === 'reset') {
+    } else if (m.event === FEED_EVENT.reset) {
       options.onReset?.();
-    } else if (m.event === 'cutoff' && (JSON.parse(m.data) as { reason?: string }).reason === 'resume_too_large') {
+    } else if (m.event === FEED_EVENT.cutoff && (JSON.parse(m.data) as { reason?: string }).reason === 'resume_too_large') {
       // The position cannot be resumed from here: start afresh, and say so.
       state.position = null;
       options.onReset?.();
@@ -94,7 +95,7 @@ export function openSubscription(
   const streamFrom = async (region: RegionEndpoint): Promise<Outcome> => {
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     if (deps.token !== undefined) headers['authorization'] = `Bearer ${deps.token}`;
-    if (state.position !== null) headers['last-event-id'] = state.position;
+    if (state.position !== null) headers[LAST_EVENT_ID_HEADER] = state.position;
     const attempt = new AbortController();
     const abort = (): void => attempt.abort();
     signal.addEventListener('abort', abort);

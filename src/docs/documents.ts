@@ -33,6 +33,7 @@ import type {
   Documents,
   ReadResult,
   RemoteApplyResult,
+  StateChange,
   WriteAck,
 } from './types.js';
 import { startCompactor } from './compactor.js';
@@ -106,6 +107,7 @@ class DocumentsImpl implements Documents {
   private readonly vv: VersionVector;
   private readonly pending = new Set<DocKey>();
   private readonly listeners = new Set<(entries: CommittedEntry[]) => void>();
+  private readonly stateListeners = new Set<(changes: StateChange[]) => void>();
   private readonly queue: JobQueue;
   /** The group commit on the writer thread, and the documents it changed. */
   private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
@@ -281,6 +283,11 @@ class DocumentsImpl implements Documents {
   onCommitted(listener: (entries: CommittedEntry[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  onStateChanged(listener: (changes: StateChange[]) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
   }
 
   // ---- from peers ---------------------------------------------------------
@@ -479,10 +486,15 @@ class DocumentsImpl implements Documents {
     keepConflicts(this.store, this.log, batch);
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
-    if (committed.length === 0) return;
-    for (const listener of this.listeners) {
+    if (committed.length > 0) this.announce(this.listeners, committed);
+    if (batch.stateChanges.size > 0) this.announce(this.stateListeners, [...batch.stateChanges.values()]);
+  }
+
+  /** Tells each listener; one that throws is logged and the others still hear. */
+  private announce<T>(listeners: ReadonlySet<(changes: T[]) => void>, changes: T[]): void {
+    for (const listener of listeners) {
       try {
-        listener(committed);
+        listener(changes);
       } catch (err) {
         this.log.error({ err }, 'commit listener failed');
       }

@@ -10,7 +10,7 @@ import { applyValidated, documentHoldsContent, validateUpdate } from '../crdt/in
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
-import type { RemoteApplyResult, WriteAck } from './types.js';
+import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 
 /** Transaction origin of writes made through this region's API. */
 export const LOCAL_ORIGIN = Symbol('local');
@@ -33,6 +33,8 @@ export interface Batch {
   changed: Map<DocKey, LiveDoc>;
   /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
   snapshots: Set<DocKey>;
+  /** Docs whose content a state merge or replace changed, announced after the commit. */
+  stateChanges: Map<DocKey, StateChange>;
   touched: Map<DocKey, LiveDoc>;
   /** Each touched document's stored digest before this batch. */
   before: Map<DocKey, Uint8Array | null>;
@@ -65,7 +67,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), touched: new Map(), before: new Map(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
+  return { entries: [], from: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -77,7 +79,16 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       return stageRemote(host, job, batch);
     case 'state': {
       const live = host.touch(job.doc, batch);
-      applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch);
+      // Yjs emits `update` only when the merge added structs or deletions.
+      let grew = false;
+      const mark = (): void => void (grew = true);
+      live.ydoc.on('update', mark);
+      try {
+        applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch);
+      } finally {
+        live.ydoc.off('update', mark);
+      }
+      if (grew && !batch.stateChanges.has(job.doc)) batch.stateChanges.set(job.doc, { doc: job.doc, replaced: false });
       batch.snapshots.add(job.doc);
       summarize(job.doc, live, batch);
       batch.done.push(() => job.resolve());
@@ -109,6 +120,7 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
     live.ydoc = resolution.ydoc;
     host.notePending(job.doc, live);
     batch.snapshots.add(job.doc);
+    batch.stateChanges.set(job.doc, { doc: job.doc, replaced: true });
     summarize(job.doc, live, batch);
   }
   batch.done.push(() => job.resolve({ outcome: resolution.outcome, mine }));

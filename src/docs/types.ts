@@ -41,6 +41,21 @@ export interface CommittedEntry extends LogEntry {
   from: RegionId | null;
 }
 
+/**
+ * A document whose content changed by state (anti-entropy repair, catch-up
+ * by state, a conflict replace), not by log entries: such changes never
+ * reach {@link Documents.onCommitted}.
+ */
+export interface StateChange {
+  doc: DocKey;
+  /**
+   * True when a peer's state replaced this region's (a content conflict, see
+   * replace.ts): clients holding the old state must start over, since the
+   * losing content sits under the same Yjs ids as the winning one.
+   */
+  replaced: boolean;
+}
+
 /** What applying a batch of entries from a peer did. */
 export interface RemoteApplyResult {
   applied: number;
@@ -116,6 +131,12 @@ export interface Documents {
   raiseVersion(vv: VersionVector): Promise<void>;
   /** Called after every commit with the entries it stored, in lsn order. */
   onCommitted(listener: (entries: CommittedEntry[]) => void): () => void;
+  /**
+   * Called after a commit that stored merged or replaced state, once it is
+   * durable, with the documents whose content it changed (after the
+   * commit's {@link onCommitted} call, if any).
+   */
+  onStateChanged(listener: (changes: StateChange[]) => void): () => void;
   /** Count of documents holding Yjs updates whose dependencies are missing. */
   pendingDocs(): number;
   /** Documents held in memory. */

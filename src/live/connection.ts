@@ -10,8 +10,12 @@
  * update closes the connection with a code that names the refusal, and
  * nothing of it reaches anyone. Messages are handled one at a time, in
  * order, and a client sending faster than they are handled is paused (TCP
- * pushes back). A client that reads slower than its document changes is
- * dropped once its send buffer passes its bound, never slowing the others.
+ * pushes back). A message longer than the largest update or awareness
+ * message is refused from its frame header, before it is buffered (ws
+ * closes with 1009). Awareness messages are rate-limited per connection
+ * ({@link AWARENESS_PER_SECOND}); the excess is dropped and counted. A
+ * client that reads slower than its document changes is dropped once its
+ * send buffer passes its bound, never slowing the others.
  */
 import type { WebSocket } from 'ws';
 import { MeridianError } from '../errors.js';
@@ -21,6 +25,7 @@ import { KEEP_ALIVE_MESSAGE, decodeClientMessage, isEmptyUpdate, syncStep1, sync
 import type { Room } from './room.js';
 import type { LiveMember, Rooms } from './rooms.js';
 import { closeCodeOf, MAX_AWARENESS_BYTES } from './close-codes.js';
+import { createTokenBucket, type TokenBucket } from '../api/token-bucket.js';
 
 export interface ConnectionOptions {
   doc: DocKey;
@@ -36,10 +41,24 @@ export interface ConnectionOptions {
   sendBufferBytes: number;
   /** Interval of pings and keep-alive messages (`limits.liveKeepAliveMs`). */
   keepAliveMs: number;
+  /**
+   * Charges one update to the token's write rate (shared with HTTP writes):
+   * 0 when charged, else the seconds until the rate allows one.
+   */
+  takeWrite: () => number;
   /** A refusal, for the metric and the rate-limited log. */
   onRefused: (reason: string, err?: MeridianError) => void;
 }
 
+/**
+ * Awareness messages a connection may send per second, and in a burst;
+ * beyond, they are dropped (presence is renewed every 15 s, so a dropped
+ * state heals) and counted as `live_awareness_dropped`.
+ */
+export const AWARENESS_PER_SECOND = 30;
+export const AWARENESS_BURST = 60;
+/** Bytes of message framing (type, sub-type, length) allowed beyond the largest update. */
+const MESSAGE_SLACK_BYTES = 1024;
 /** Messages waiting to be handled beyond which the socket is paused. */
 const MAX_INBOUND_QUEUE = 32;
 /** An empty Yjs update and state vector, for a document this region has never seen. */
@@ -55,15 +74,17 @@ export class LiveConnection implements LiveMember {
   private closed = false;
   private awaitingPong = false;
   private readonly timer: NodeJS.Timeout;
+  private readonly awarenessBudget: TokenBucket = createTokenBucket(AWARENESS_PER_SECOND, AWARENESS_BURST, () => performance.now());
 
   constructor(private readonly o: ConnectionOptions) {
     this.wantsVersions = o.wantsVersions;
     this.room = o.rooms.join(o.doc, this);
     const { socket } = o;
+    limitMessageBytes(socket, Math.max(o.maxUpdateBytes, MAX_AWARENESS_BYTES) + MESSAGE_SLACK_BYTES);
     socket.on('message', (data, isBinary) => this.receive(data, isBinary));
     socket.on('pong', () => (this.awaitingPong = false));
     socket.on('close', () => this.closeDown());
-    socket.on('error', () => this.closeDown());
+    socket.on('error', (err) => this.failed(err));
     this.timer = setInterval(() => this.keepAlive(), o.keepAliveMs);
     this.timer.unref();
     this.send(syncStep1(o.documents.stateVector(o.doc) ?? EMPTY_STATE_VECTOR));
@@ -140,6 +161,7 @@ export class LiveConnection implements LiveMember {
         if (message.update.length > MAX_AWARENESS_BYTES) {
           throw new MeridianError('body_too_large', `awareness updates are at most ${MAX_AWARENESS_BYTES} bytes`);
         }
+        if (this.awarenessBudget.take() > 0) return this.o.onRefused('live_awareness_dropped');
         return this.applyAwareness(message.update);
       case 'query-awareness': {
         const states = this.room.statesMessage();
@@ -158,8 +180,26 @@ export class LiveConnection implements LiveMember {
     if (update.length > this.o.maxUpdateBytes) {
       throw new MeridianError('body_too_large', `updates are at most ${this.o.maxUpdateBytes} bytes (limits.yjsUpdateBytes)`);
     }
+    await this.writeRate();
+    if (this.closed) return;
     // Sent on to the room's clients by Rooms.committed once durable, like every other write.
     await this.o.documents.applyYjs(this.o.doc, update);
+  }
+
+  /**
+   * Waits until the token's write rate allows this update. Unlike HTTP (429),
+   * a live update is held, not refused: y-websocket has no way to resend one
+   * refused, and holding it pauses the client's socket (TCP pushes back)
+   * once its queue is full.
+   */
+  private async writeRate(): Promise<void> {
+    let wait = this.o.takeWrite();
+    if (wait === 0) return;
+    this.o.onRefused('live_write_rate');
+    while (wait > 0 && !this.closed) {
+      await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait * 1000)));
+      wait = this.o.takeWrite();
+    }
   }
 
   private applyAwareness(update: Uint8Array): void {
@@ -188,12 +228,31 @@ export class LiveConnection implements LiveMember {
     this.send(KEEP_ALIVE_MESSAGE);
   }
 
+  /** A socket error; a message over the size bound is counted as a refusal (ws has closed with 1009). */
+  private failed(err: Error & { code?: string }): void {
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      this.o.onRefused('live_update_refused', new MeridianError('body_too_large', 'the message is longer than the largest update (limits.yjsUpdateBytes)'));
+    }
+    this.closeDown();
+  }
+
   private closeDown(): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     this.o.rooms.leave(this.room, this);
   }
+}
+
+/**
+ * Lowers the socket's message bound below the WebSocket server's (which is
+ * the peer links' `replication.maxFrameBytes`): ws then refuses a longer
+ * message from its frame header, before buffering it. ws has no per-socket
+ * option for it; its receiver reads the bound for every frame.
+ */
+function limitMessageBytes(socket: WebSocket, maxBytes: number): void {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+  if (receiver?._maxPayload !== undefined && (receiver._maxPayload === 0 || receiver._maxPayload > maxBytes)) receiver._maxPayload = maxBytes;
 }
 
 function toBytes(data: unknown): Uint8Array | null {

@@ -5,7 +5,8 @@
  * replicated entries) arrive from `Documents.onCommitted`, after they are
  * durable, so a client never sees an update the region could still lose.
  */
-import type { CommittedEntry } from '../docs/types.js';
+import type { CommittedEntry, StateChange } from '../docs/types.js';
+import { MeridianError } from '../errors.js';
 import { encodeVersion } from '../docs/token.js';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { AwarenessRelay } from '../replication/types.js';
@@ -16,6 +17,8 @@ import { Room, type RoomMember } from './room.js';
 export interface LiveMember extends RoomMember {
   /** Whether the client asked for meridian-version messages (`?versions=1`). */
   readonly wantsVersions: boolean;
+  /** Ends the connection with the refusal's close code. */
+  close(err: MeridianError): void;
 }
 
 export interface RoomsOptions {
@@ -27,6 +30,8 @@ export interface RoomsOptions {
   relay?: AwarenessRelay;
   /** The region's version vector, read after a commit. */
   versionVector: () => VersionVector;
+  /** The document's whole durable state as a Yjs update (`Documents.readYjs`); null if unknown. */
+  stateOf: (doc: DocKey) => Uint8Array | null;
 }
 
 /** Why a connection may not open now; null when it may. */
@@ -89,6 +94,28 @@ export class Rooms {
     const version = versionMessage(encodeVersion(this.o.versionVector()));
     for (const room of touched) {
       for (const member of room.members) if (member.wantsVersions) member.send(version);
+    }
+  }
+
+  /**
+   * Tells the clients of documents changed by state (repair, catch-up, a
+   * conflict replace; `Documents.onStateChanged`). A merge sends the whole
+   * state: Yjs ignores what a client already holds, and a region keeps no
+   * record of what each client has. A replace ends every connection of the
+   * document with `document_replaced` (4410): their Y.Docs hold the losing
+   * content under the winning one's ids, which no update can correct.
+   */
+  stateChanged(changes: readonly StateChange[]): void {
+    for (const { doc, replaced } of changes) {
+      const room = this.rooms.get(doc);
+      if (!room) continue;
+      if (replaced) {
+        const err = new MeridianError('document_replaced', 'a peer region\'s state replaced this document (a content conflict): open it again with a new Y.Doc');
+        for (const member of [...room.members]) member.close(err);
+        continue;
+      }
+      const state = this.o.stateOf(doc);
+      if (state) room.broadcast(updateMessage(state));
     }
   }
 

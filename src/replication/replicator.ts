@@ -63,6 +63,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private readonly awarenessListeners = new Set<(doc: DocKey, update: Uint8Array, from: RegionId) => void>();
   /** The last read of each peer's unacknowledged entries (see pendingFor). */
   private readonly pendingCache = new Map<RegionId, { at: number; value: { ts: number; count: number; bytes: number } | null }>();
+  /** What each peer's last heartbeat said (digest, links), kept after its link drops: `/v1/sync` shows it with its age. */
+  private readonly reports = new Map<RegionId, { digest: string | null; links: LinkReport[]; at: number }>();
   private pingId = 0;
   /** Whether documents had pending updates at the last anti-entropy tick. */
   private pendingSeen = false;
@@ -153,6 +155,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       onAwareness: (doc, update) => {
         for (const listener of this.awarenessListeners) listener(doc, update, region);
       },
+      onReport: (digest, links) => this.reports.set(region, { digest, links: this.knownLinks(links), at: Date.now() }),
       onRejected: (reason) => {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
@@ -216,13 +219,16 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   status(): SyncStatus {
     const now = Date.now();
     const peers = [...this.peers.values()].map((p) => this.peerStatus(p, now));
+    const digest = this.o.documents.digests.regionDigest();
+    const pendingDocs = this.o.documents.pendingDocs();
     return {
       region: this.region,
       writer: this.o.documents.writer,
-      digest: this.o.documents.digests.regionDigest(),
+      digest,
       isolated: peers.length > 0 && peers.every((p) => p.state === 'down'),
-      pendingDocs: this.o.documents.pendingDocs(),
+      pendingDocs,
       conflicts: this.o.documents.conflictCount(),
+      agree: pendingDocs === 0 && peers.every((p) => agreesWith(p, digest)),
       peers,
     };
   }
@@ -313,6 +319,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const state: PeerState = p.session ? p.detector.state(now) : 'down';
     const mine = this.o.documents.versionVector();
     const pending = this.pendingFor(p, mine, now);
+    const report = this.reports.get(p.region);
     return {
       region: p.region,
       url: p.url,
@@ -332,7 +339,19 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         lagMs: p.session && state !== 'down' ? p.session.peerLagMs : 0,
         quarantined: this.o.store.quarantine.counts().get(p.region) ?? 0,
       },
+      digest: report?.digest ?? null,
+      links: report?.links ?? [],
+      reportAgeMs: report ? Math.max(0, now - report.at) : null,
     };
+  }
+
+  /** A peer's link reports about configured regions, one each: a peer cannot fill `/v1/sync` with names of its own. */
+  private knownLinks(links: LinkReport[]): LinkReport[] {
+    const known = new Map<RegionId, LinkReport>();
+    for (const { region, state } of links) {
+      if ((region === this.region || this.peers.has(region)) && !known.has(region)) known.set(region, { region, state });
+    }
+    return [...known.values()];
   }
 
   private route(p: Peer, state: PeerState): string {
@@ -550,4 +569,9 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       signal?.addEventListener('abort', abandon, { once: true });
     });
   }
+}
+
+/** Whether a peer holds what this region holds, as its last heartbeat shows: up, same digest, nothing pending. */
+function agreesWith(p: PeerStatus, digest: string): boolean {
+  return p.state === 'up' && p.digest === digest && p.outbound.pendingUpdates === 0 && p.inbound.pendingUpdates === 0;
 }

@@ -69,6 +69,8 @@ export interface SessionOptions {
   ephemeral?: boolean;
   /** A live client's presence relayed by the peer. */
   onAwareness?: (doc: DocKey, update: Uint8Array) => void;
+  /** The peer's heartbeat said what its region digest is (null from a peer that does not send it) and how its links are. */
+  onReport?: (digest: string | null, links: LinkReport[]) => void;
 }
 
 const PROTOCOL_ERROR_CLOSE = 4400;
@@ -334,6 +336,7 @@ export class Session {
     this.peerLinks = frame.links;
     this.peerLagMs = frame.lagMs;
     this.peerDigest = frame.digest ?? null;
+    this.o.onReport?.(this.peerDigest, frame.links);
   }
 
   /**

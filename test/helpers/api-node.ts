@@ -41,6 +41,7 @@ export function standaloneReplicationView(
       isolated: peers.length > 0 && !peers.some((p) => p.state === 'up'),
       pendingDocs: documents.pendingDocs(),
       conflicts: documents.conflictCount(),
+      agree: peers.length === 0 && documents.pendingDocs() === 0,
       peers,
     }),
     docStatus: (doc: DocKey) => ({
@@ -80,6 +81,9 @@ export function downPeer(region: string): PeerStatus {
     lastError: 'connection refused',
     outbound: { pendingUpdates: 0, pendingBytes: 0, lagMs: 0 },
     inbound: { pendingUpdates: 0, lagMs: 0, quarantined: 0 },
+    digest: null,
+    links: [],
+    reportAgeMs: null,
   };
 }
 

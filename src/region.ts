@@ -16,7 +16,7 @@ import { acceptLinks, dialLink, type LinkOptions, type TlsMaterial } from './rep
 import type { ApiConfig } from './api/app.js';
 import { StatusHistory, startSampler } from './api/status-history.js';
 import { liveRoutes } from './api/routes-live.js';
-import { createWriteRates } from './api/quotas.js';
+import { createDocumentCreations, createWriteRates } from './api/quotas.js';
 import { Rooms } from './live/rooms.js';
 
 export interface RunningRegion {
@@ -86,8 +86,9 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const history = new StatusHistory();
   // One write rate per token, whether it writes over HTTP or a live connection.
   const writeRates = createWriteRates();
+  const creations = createDocumentCreations(documents);
   const app = buildApp({
-    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store, writeRates,
+    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store, writeRates, creations,
     ...(tls ? { https: tls } : {}),
   });
   await acceptLinks(app, {
@@ -103,7 +104,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const stopLive = documents.onCommitted((entries) => rooms.committed(entries));
   const stopLiveStates = documents.onStateChanged((changes) => rooms.stateChanged(changes));
   await app.register(liveRoutes, {
-    documents, rooms, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }), writeRates,
+    documents, rooms, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }), writeRates, creations,
   });
 
   try {

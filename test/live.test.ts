@@ -25,6 +25,7 @@ import { http, startTestCluster, waitFor } from './helpers/cluster.js';
 const RW = 'live-test-token-read-write';
 const RO = 'live-test-token-read-only!';
 const RATED = 'live-test-token-two-writes-a-second';
+const ONE_DOC = 'live-test-token-may-create-one-document';
 const PER_DOC = 3;
 const SEND_BUFFER = 64 * 1024;
 
@@ -41,6 +42,7 @@ beforeAll(async () => {
       tokens: [
         { token: RW, scope: 'read-write' }, { token: RO, scope: 'read' },
         { token: RATED, scope: 'read-write', quota: { writesPerSecond: 2, writeBurst: 1 } },
+        { token: ONE_DOC, scope: 'read-write', quota: { maxDocuments: 1 } },
       ],
     },
   });
@@ -160,6 +162,27 @@ describe('bounds', () => {
     const other = raw('bound/other', auth);
     await other.opened;
     for (const c of [...open, other]) c.ws.close();
+  });
+
+  test("a token's document quota holds for live updates, counted together with its HTTP writes", async () => {
+    const oneDoc = { authorization: `Bearer ${ONE_DOC}` };
+    expect((await http(`${base}/v1/docs/quota/first`, { method: 'PUT', headers: oneDoc, body: { n: 1 } })).status).toBe(200);
+    const c = raw(`quota/second?token=${encodeURIComponent(ONE_DOC)}`);
+    await c.opened;
+    c.ws.send(updateMessage(textUpdate('a second document')));
+    const closed = await c.closed;
+    expect(closed.code).toBe(4403);
+    expect(closed.reason).toBe('quota_exceeded');
+    expect((await http(`${base}/v1/docs/quota/second`, { headers: oneDoc })).status).toBe(404);
+    // Its existing document still takes live updates.
+    const ok = raw(`quota/first?token=${encodeURIComponent(ONE_DOC)}`);
+    await ok.opened;
+    ok.ws.send(updateMessage(textUpdate('more')));
+    await waitFor('the update to its own document is stored', async () => {
+      const got = await http<Record<string, unknown>>(`${base}/v1/docs/quota/first`, { headers: oneDoc });
+      return JSON.stringify(got.body).includes('more') ? true : undefined;
+    });
+    ok.ws.close();
   });
 
   test('an oversized update closes its connection with 4413; nothing of it is stored', async () => {

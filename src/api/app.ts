@@ -29,7 +29,7 @@ import { createLogLimiter } from '../log-limiter.js';
 import { installBodyTimeout } from './body-timeout.js';
 import { corsOptions } from './cors.js';
 import { callerOf, installConcurrencyLimit } from './limits.js';
-import { createQuotas, installWriteRate, type WriteRates } from './quotas.js';
+import { createQuotas, installWriteRate, type DocumentCreations, type WriteRates } from './quotas.js';
 import { installRefusals } from './refusals.js';
 import { installOpenApi } from './openapi.js';
 import { healthRoutes } from './routes-health.js';
@@ -68,6 +68,8 @@ export interface ApiDeps {
   uiAssets?: UiAssets;
   /** The tokens' write rates, shared with the live endpoint; default the API's own. */
   writeRates?: WriteRates;
+  /** Documents created per token, shared with live connections (made here when absent). */
+  creations?: DocumentCreations;
 }
 
 /** Log paths that may hold credentials; pino replaces them. */
@@ -174,7 +176,7 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     callerOf: caller,
     onRefused: (request, reason) => refusals.record(request, reason),
   });
-  const quotas = createQuotas({ principals, documents, refusals, rates: deps.writeRates });
+  const quotas = createQuotas({ principals, documents, refusals, rates: deps.writeRates, creations: deps.creations });
   installWriteRate(api, quotas);
   installBodyTimeout(api, config.limits.bodyTimeoutMs, (request) => refusals.record(request, 'body_timeout'));
 

@@ -60,10 +60,58 @@ export function createWriteRates(now: () => number = () => performance.now()): W
   };
 }
 
+/**
+ * The documents each token has created, and those its writes in flight may
+ * create: shared by the HTTP API and live connections, so that a token's
+ * `quota.maxDocuments` holds whichever way it writes.
+ */
+export interface DocumentCreations {
+  /**
+   * Before a write by `principal` that may create `doc`: reserves the
+   * creation and returns what to call once the write ends; null when the
+   * token has created its last document.
+   */
+  reserve(principal: Principal, doc: DocKey): SettleCreation | null;
+}
+
+/** Creation counts, made on a token's first write that may create a document. */
+export function createDocumentCreations(documents: Pick<Documents, 'stateVector'>): DocumentCreations {
+  const creations = new Map<number, Creations>();
+  return {
+    reserve(principal, doc) {
+      const max = principal.quota?.maxDocuments ?? null;
+      if (max === null) return NOTHING;
+      let c = creations.get(principal.id);
+      if (c === undefined) {
+        c = { created: new Set(), pending: new Map() };
+        creations.set(principal.id, c);
+      }
+      const mine = c;
+      if (mine.created.has(doc) || documents.stateVector(doc) !== null) return NOTHING;
+      if (mine.created.size + mine.pending.size >= max && !mine.pending.has(doc)) return null;
+      mine.pending.set(doc, (mine.pending.get(doc) ?? 0) + 1);
+      return () => {
+        const left = (mine.pending.get(doc) ?? 1) - 1;
+        if (left > 0) mine.pending.set(doc, left);
+        else mine.pending.delete(doc);
+        if (documents.stateVector(doc) !== null) mine.created.add(doc);
+      };
+    },
+  };
+}
+
+/** The error a write gets when its token has created its last document. */
+export function documentQuotaExceeded(principal: Principal): MeridianError {
+  const max = principal.quota?.maxDocuments ?? 0;
+  return new MeridianError('quota_exceeded', `this token may create ${max} documents and has created them`);
+}
+
 export interface QuotaDeps {
   principals: Principals;
   /** The write rates to charge; shared with live connections (see {@link WriteRates}). */
   rates?: WriteRates;
+  /** The creation counts; shared with live connections (see {@link DocumentCreations}). */
+  creations?: DocumentCreations;
   documents: Pick<Documents, 'stateVector'>;
   refusals: Refusals;
   /** A monotonic clock in ms. */
@@ -80,16 +128,7 @@ const NOTHING: SettleCreation = () => undefined;
 
 export function createQuotas(deps: QuotaDeps): Quotas {
   const rates = deps.rates ?? createWriteRates(deps.now);
-  const creations = new Map<number, Creations>();
-
-  function creationsOf(p: Principal): Creations {
-    let c = creations.get(p.id);
-    if (c === undefined) {
-      c = { created: new Set(), pending: new Map() };
-      creations.set(p.id, c);
-    }
-    return c;
-  }
+  const creations = deps.creations ?? createDocumentCreations(deps.documents);
 
   return {
     chargeWrite(request) {
@@ -104,23 +143,12 @@ export function createQuotas(deps: QuotaDeps): Quotas {
 
     reserveCreation(request) {
       const principal = deps.principals.principalOf(request);
-      const max = principal?.quota?.maxDocuments ?? null;
       const params = request.params as Partial<DocParams> | undefined;
-      if (principal === null || max === null || params?.collection === undefined || params.id === undefined) return NOTHING;
-      const doc = docOf(params as DocParams);
-      const c = creationsOf(principal);
-      if (c.created.has(doc) || deps.documents.stateVector(doc) !== null) return NOTHING;
-      if (c.created.size + c.pending.size >= max && !c.pending.has(doc)) {
-        deps.refusals.record(request, 'document_quota');
-        throw new MeridianError('quota_exceeded', `this token may create ${max} documents and has created them`);
-      }
-      c.pending.set(doc, (c.pending.get(doc) ?? 0) + 1);
-      return () => {
-        const left = (c.pending.get(doc) ?? 1) - 1;
-        if (left > 0) c.pending.set(doc, left);
-        else c.pending.delete(doc);
-        if (deps.documents.stateVector(doc) !== null) c.created.add(doc);
-      };
+      if (principal === null || params?.collection === undefined || params.id === undefined) return NOTHING;
+      const settle = creations.reserve(principal, docOf(params as DocParams));
+      if (settle !== null) return settle;
+      deps.refusals.record(request, 'document_quota');
+      throw documentQuotaExceeded(principal);
     },
   };
 }

@@ -27,7 +27,7 @@ import type { Rooms } from '../live/rooms.js';
 import type { Metrics } from '../metrics.js';
 import { authorizationOf, authorize, createAuthenticator, type Principal } from './auth.js';
 import { errorResponses } from './openapi.js';
-import type { WriteRates } from './quotas.js';
+import { documentQuotaExceeded, type DocumentCreations, type WriteRates } from './quotas.js';
 import { DocParams, docOf } from './schemas.js';
 
 /** The route of live connections. */
@@ -47,6 +47,8 @@ export interface LiveRouteDeps {
   logger: Logger;
   /** The tokens' write rates, shared with the HTTP API. */
   writeRates: WriteRates;
+  /** Documents created per token, shared with the HTTP API. */
+  creations: DocumentCreations;
 }
 
 /** Registers the live route; the WebSocket plugin must be registered before. */
@@ -93,6 +95,12 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
       sendBufferBytes: limits.liveSendBufferBytes,
       keepAliveMs: limits.liveKeepAliveMs,
       takeWrite: () => (principal === null ? 0 : deps.writeRates.take(principal)),
+      reserveCreation: () => {
+        if (principal === null) return () => undefined;
+        const settle = deps.creations.reserve(principal, doc);
+        if (settle === null) throw documentQuotaExceeded(principal);
+        return settle;
+      },
       onRefused: (reason, err) => refused(request, reason, { doc, ...(err ? { code: err.code, message: err.message } : {}) }),
     });
   });

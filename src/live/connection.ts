@@ -46,6 +46,12 @@ export interface ConnectionOptions {
    * 0 when charged, else the seconds until the rate allows one.
    */
   takeWrite: () => number;
+  /**
+   * Before an update that may create the document: reserves it against the
+   * token's `quota.maxDocuments` (throws `quota_exceeded`) and returns what to
+   * call once the update is applied or refused.
+   */
+  reserveCreation: () => () => void;
   /** A refusal, for the metric and the rate-limited log. */
   onRefused: (reason: string, err?: MeridianError) => void;
 }
@@ -182,8 +188,13 @@ export class LiveConnection implements LiveMember {
     }
     await this.writeRate();
     if (this.closed) return;
-    // Sent on to the room's clients by Rooms.committed once durable, like every other write.
-    await this.o.documents.applyYjs(this.o.doc, update);
+    const settle = this.o.reserveCreation();
+    try {
+      // Sent on to the room's clients by Rooms.committed once durable, like every other write.
+      await this.o.documents.applyYjs(this.o.doc, update);
+    } finally {
+      settle();
+    }
   }
 
   /**

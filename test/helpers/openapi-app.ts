@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/api/app.js';
 import { liveRoutes } from '../../src/api/routes-live.js';
-import { createWriteRates } from '../../src/api/quotas.js';
+import { createDocumentCreations, createWriteRates } from '../../src/api/quotas.js';
 import { parseConfig } from '../../src/config.js';
 import { createDocuments } from '../../src/docs/documents.js';
 import { Rooms } from '../../src/live/rooms.js';
@@ -56,7 +56,7 @@ export async function buildRecordedApp(): Promise<RecordedApp> {
     maxPerDoc: config.limits.liveConnectionsPerDoc, maxTotal: config.limits.liveConnections, versionVector: () => documents.versionVector(),
     stateOf: (doc) => documents.readYjs(doc),
   });
-  await app.register(liveRoutes, { documents, rooms, limits: config.limits, auth: config.auth, metrics, logger, writeRates: createWriteRates() });
+  await app.register(liveRoutes, { documents, rooms, limits: config.limits, auth: config.auth, metrics, logger, writeRates: createWriteRates(), creations: createDocumentCreations(documents) });
   await app.ready();
   return {
     app,

@@ -4,7 +4,8 @@
  * benchmark can report the group-commit batch size and the share of time
  * the event loop spends committing. It wraps better-sqlite3's
  * `Database#transaction`, which the store calls once per statement group at
- * open; nothing in the region's code changes.
+ * open, and watches the messages to and from the writer thread; nothing in
+ * the region's code changes.
  *
  * On SIGUSR2 the counters are written as JSON to
  * `$MERIDIAN_BENCH_PROBE_DIR/probe-<pid>.json`. With
@@ -17,6 +18,7 @@ import { Session } from 'node:inspector';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 
 /** Counters since the process started; the benchmark reads differences. */
 export interface ProbeCounters {
@@ -60,27 +62,62 @@ function entriesOf(arg: unknown): number | null {
   return Array.isArray(entries) ? entries.length : null;
 }
 
+/** Counts one write transaction: a group commit of `entries` log entries, or another kind (null). */
+function record(entries: number | null, ms: number): void {
+  if (ms > 10) counters.slowTx++;
+  counters.maxTxMs = Math.max(counters.maxTxMs, ms);
+  if (entries === null) {
+    counters.otherTx++;
+    counters.otherMs += ms;
+    return;
+  }
+  counters.commits++;
+  counters.entries += entries;
+  if (entries === 0) counters.emptyCommits++;
+  counters.commitMs += ms;
+  counters.maxBatch = Math.max(counters.maxBatch, entries);
+}
+
 function timed(run: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
   return (...args: unknown[]) => {
     const t0 = performance.now();
     try {
       return run(...args);
     } finally {
-      const ms = performance.now() - t0;
-      if (ms > 10) counters.slowTx++;
-      counters.maxTxMs = Math.max(counters.maxTxMs, ms);
-      const n = entriesOf(args[0]);
-      if (n === null) {
-        counters.otherTx++;
-        counters.otherMs += ms;
-      } else {
-        counters.commits++;
-        counters.entries += n;
-        if (n === 0) counters.emptyCommits++;
-        counters.commitMs += ms;
-        counters.maxBatch = Math.max(counters.maxBatch, n);
-      }
+      record(entriesOf(args[0]), performance.now() - t0);
     }
+  };
+}
+
+/**
+ * Commits made on the writer thread (`storage.writerThread`, the default)
+ * run in a worker this module is not loaded into: they are counted here from
+ * the messages that carry them, as the time from posting a request to its
+ * answer (the transaction, its fsync, and any wait behind the request before
+ * it). Snapshot-only batches, GC steps and peer acks count as other
+ * transactions.
+ */
+function instrumentWorkers(): void {
+  const posted = new Map<number, { at: number; entries: number | null }>();
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (this: Worker, message: unknown, transfer?: Parameters<Worker['postMessage']>[1]) {
+    const request = message as { type?: unknown; id?: unknown; batch?: { entries?: unknown[]; snapshots?: unknown[] } };
+    if (typeof request?.id === 'number' && typeof request.type === 'string') {
+      const entries = request.type === 'commit' ? request.batch?.entries?.length ?? 0 : null;
+      const snapshotsOnly = entries === 0 && (request.batch?.snapshots?.length ?? 0) > 0;
+      posted.set(request.id, { at: performance.now(), entries: snapshotsOnly ? null : entries });
+    }
+    return post.call(this, message, transfer);
+  };
+  const emit = Worker.prototype.emit;
+  Worker.prototype.emit = function (this: Worker, event: string | symbol, ...args: unknown[]): boolean {
+    const reply = args[0] as { id?: unknown } | undefined;
+    if (event === 'message' && typeof reply?.id === 'number') {
+      const request = posted.get(reply.id);
+      posted.delete(reply.id);
+      if (request) record(request.entries, performance.now() - request.at);
+    }
+    return emit.call(this, event, ...args);
   };
 }
 
@@ -98,6 +135,7 @@ const dir = process.env['MERIDIAN_BENCH_PROBE_DIR'];
 if (dir) {
   const out = join(dir, `probe-${process.pid}.json`);
   instrument(createRequire(import.meta.url)('better-sqlite3') as DatabaseClass);
+  instrumentWorkers();
   const loopDelay = monitorEventLoopDelay({ resolution: 5 });
   loopDelay.enable();
   process.on('SIGUSR2', () => {

@@ -168,7 +168,7 @@ function notes(http: HttpRow[], floor: FloorRow[]): string[] {
     out.push(`${failed} requests failed: ${errs.map(([m, c]) => `${m} (${c})`).join('; ')}`);
   }
   out.push('sent late p99: how late the generator sent requests against the open-loop schedule (its own delay, counted in the latencies).');
-  out.push('batch: log entries per group commit (probe in the region process); commit share: wall time inside group-commit transactions (fsync included).');
+  out.push('batch: log entries per group commit (probe in the region process); commit share: wall time inside group-commit transactions (fsync included; on the writer thread, from posting a batch to its answer).');
   out.push('Ratios are HTTP / floor (a): latency ratios above 1 and writes/s ratios below 1 are the cost of HTTP, JSON and the process boundary.');
   return out;
 }

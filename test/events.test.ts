@@ -10,7 +10,8 @@ import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULTS, type LimitsConfig } from '../src/config.js';
-import type { RegionId } from '../src/ids.js';
+import { splitDocKey, type DocKey, type RegionId } from '../src/ids.js';
+import { inScope } from '../src/docs/feed.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
@@ -101,6 +102,19 @@ async function put(collection: string, id: string, value: Record<string, unknown
 }
 
 const ready = (f: FeedReader) => f.until('ready', (r) => r.messages.some((m) => m.event === 'ready'));
+
+describe('feed scope', () => {
+  it('matches a document exactly as its collection and id read, prefixes included', () => {
+    const docs = ['notes/a', 'notes/ab', 'notes2/a', 'note/a', 'notes/a.b', 'x/notes'].map((d) => d as DocKey);
+    const scopes = [{ collection: 'notes', id: null }, { collection: 'notes', id: 'a' }, { collection: 'note', id: 'a' }, { collection: 'notes2', id: null }];
+    for (const scope of scopes) {
+      for (const doc of docs) {
+        const { collection, id } = splitDocKey(doc);
+        expect(inScope(scope, doc), `${scope.collection}/${scope.id} ∋ ${doc}`).toBe(collection === scope.collection && (scope.id === null || scope.id === id));
+      }
+    }
+  });
+});
 
 describe('change feeds', () => {
   it('reports the changes in scope: a document feed its document, a collection feed every document of it', async () => {

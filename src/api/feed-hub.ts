@@ -4,13 +4,12 @@
  * hands the commit to every subscriber; each subscriber turns it into
  * events for its scope and keeps its position.
  */
-import type { DocKey, VersionVector } from '../ids.js';
+import { splitDocKey, type DocKey, type VersionVector } from '../ids.js';
 import { FEED_EVENT } from '../contract.js';
 import type { JsonObject } from '../crdt/types.js';
 import type { CommittedEntry, Documents, StateChange } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
 import { changesOf, inScope, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
-import { splitDocKey } from '../ids.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
 /** Why a stream was cut off, as the final event and the metric say. */
@@ -68,10 +67,17 @@ export class FeedSubscriber {
     return true;
   }
 
-  /** Sends the commit's changes in scope; cuts the stream off when the consumer lags past the bound. */
-  commit(entries: readonly FeedEntry[], version: VersionVector, valueOf: (doc: DocKey) => JsonObject | null): void {
+  /**
+   * Sends the commit's changes in scope; cuts the stream off when the
+   * consumer lags past the bound. `collections`: those the entries touch (a
+   * feed of another one only moves its position on).
+   */
+  commit(
+    entries: readonly FeedEntry[], collections: ReadonlySet<string>, version: VersionVector, valueOf: (doc: DocKey) => JsonObject | null,
+  ): void {
     if (!this.live || !this.stream.isOpen) return;
-    const { changes, position } = changesOf(this.scope, entries, this.position, version, valueOf);
+    const mine = collections.has(this.scope.collection) ? entries : [];
+    const { changes, position } = changesOf(this.scope, mine, this.position, version, valueOf);
     if (!this.sendAll(changes)) return;
     this.position = position;
   }
@@ -154,7 +160,8 @@ export class FeedHub {
     // Listeners run right after the commit, before the next one is staged: memory holds exactly what is durable.
     const version = this.documents.versionVector();
     const valueOf = this.valueReader();
-    for (const s of [...this.subscribers]) s.commit(entries, version, valueOf);
+    const collections = new Set(entries.map((e) => splitDocKey(e.doc).collection));
+    for (const s of [...this.subscribers]) s.commit(entries, collections, version, valueOf);
   }
 
   private dispatchStates(changes: StateChange[]): void {

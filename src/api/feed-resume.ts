@@ -39,7 +39,7 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
   let stateRounds = 0;
   while (sub.stream.isOpen) {
     const version = documents.versionVector();
-    const plan = planOf(deps.log, scan, sub.scope, sub.current, version);
+    const plan = await planOf(deps.log, scan, sub.scope, sub.current, version);
     const docs = plan.mode === 'log' ? plan.docs : docsInScope(documents, sub.scope);
     // A commit in flight holds its documents ahead of the disk: read them once it is durable.
     const busy = settling < SETTLE_ROUNDS ? docs.map((d) => documents.settled(d)).find((p) => p !== null) : undefined;
@@ -66,7 +66,9 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
   }
 }
 
-function planOf(log: FeedLog | null, scan: LogScan | null, scope: FeedScope, since: VersionVector, version: VersionVector): ResumePlan {
+async function planOf(
+  log: FeedLog | null, scan: LogScan | null, scope: FeedScope, since: VersionVector, version: VersionVector,
+): Promise<ResumePlan> {
   if (log === null || scan === null) return { mode: 'state', position: merged(since, version) };
   return planResume(scan, log, scope, since, version);
 }

@@ -5,7 +5,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bucketOf } from '../src/docs/digest-index.js';
@@ -30,9 +30,12 @@ interface Region {
   store: Store;
 }
 
-function region(name: string): Region {
+/** The compiled writer thread (the test setup builds dist/ before the tests). */
+const WRITER_THREAD = resolve('dist/src/storage/writer-thread.js');
+
+function region(name: string, writerThread = false): Region {
   const dir = mkdtempSync(join(tmpdir(), 'meridian-ae-'));
-  const store = openStore({ dataDir: dir, region: name as RegionId, synchronous: 'normal', logger });
+  const store = openStore({ dataDir: dir, region: name as RegionId, synchronous: 'normal', writerThread, writerThreadFile: WRITER_THREAD, logger });
   const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
   cleanups.push(async () => {
     await docs.close();
@@ -233,5 +236,30 @@ describe('floors and acknowledgements from a peer', () => {
     expect(acks.at(-1)).toEqual(new Map([[mine, 1]]));
     await deliver({ type: 'ack', vv: new Map([[mine, 2]]) });
     expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ack claims 2 of this region's writer, which holds 1/) }]);
+  });
+
+  it('are never provoked by this region: a commit readable in the log is sent only once it counts as held', async () => {
+    const b = region('eu-west', true);
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const { session, sent, closes, deliver } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    const sentEntries = () => sent.flatMap((f) => (f.type === 'entries' ? f.entries.map((e) => e.seq) : []));
+    expect(sentEntries()).toEqual([1]);
+    const written = b.docs.put(docKey('ae', 'y'), { v: 2 });
+    // Let the write reach the writer thread, then hold this thread until its
+    // commit is readable: the region has not yet counted it as held.
+    for (let i = 0; i < 100 && b.store.readLog(0, 10).length < 2; i++) await new Promise((r) => setImmediate(r));
+    const until = performance.now() + 5000;
+    while (b.store.readLog(0, 10).length < 2 && performance.now() < until) { /* the commit is on another thread */ }
+    expect(b.store.readLog(0, 10).length).toBe(2);
+    expect(b.docs.versionVector().get(b.docs.writer)).toBe(1);
+    session.wake();
+    expect(sentEntries()).toEqual([1]);
+    await written;
+    session.wake(); // as the replicator does on every commit
+    expect(sentEntries()).toEqual([1, 2]);
+    // A peer that holds what it was sent claims no more than this region holds.
+    await deliver({ type: 'ack', vv: new Map([[b.docs.writer, 2]]) });
+    expect(closes).toEqual([]);
   });
 });

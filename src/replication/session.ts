@@ -229,6 +229,10 @@ export class Session {
   /** One received frame is finished with (its entries committed); resumes a paused socket. */
   private frameDone(): void {
     this.queued--;
+    // While this side does not read the socket, the peer's heartbeats wait
+    // in it: the silence is this region's backlog, not the peer's. Each frame
+    // worked off counts as heard, so only silence after the resume counts.
+    if (this.paused) this.o.onHeard();
     if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
       this.paused = false;
       this.o.transport.resume();
@@ -379,9 +383,16 @@ export class Session {
     this.pumping = true;
     let pages = 0;
     let more = false;
+    let tail = false;
     const started = performance.now();
+    // A commit on the writer thread is readable in the log before this
+    // thread counts it as held; sent then, it could come back from a third
+    // region as a claim of more of this region's writes than it holds.
+    // Commits are one at a time, so such entries are the log's tail: they
+    // are sent when their commit is announced (which wakes this pump).
+    const held = this.o.documents.versionVector();
     try {
-      while (this.o.transport.buffered() < this.o.maxBufferedBytes) {
+      while (!tail && this.o.transport.buffered() < this.o.maxBufferedBytes) {
         // Yield now and then: a long log the peer mostly holds is skipped, not
         // sent, and a long one it lacks is sent in short turns.
         if (++pages > PAGES_PER_TURN || (pages > 1 && performance.now() - started > PUMP_TURN_MS)) {
@@ -395,6 +406,10 @@ export class Session {
         for (const e of page) {
           // A full send buffer stops the page here; the rest is read again later.
           if (out.length === 0 && this.o.transport.buffered() >= this.o.maxBufferedBytes) break;
+          if (e.seq > (held.get(e.origin) ?? 0)) {
+            tail = true;
+            break;
+          }
           this.cursor = e.lsn;
           const have = this.sent.get(e.origin) ?? 0;
           if (e.seq <= have) continue;

@@ -238,6 +238,27 @@ describe('floors and acknowledgements from a peer', () => {
     expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ack claims 2 of this region's writer, which holds 1/) }]);
   });
 
+  it('are not sent back: entries a peer sent are never streamed to it, and their duplicates change nothing', async () => {
+    const a = region('ap-south');
+    const b = region('eu-west');
+    await a.docs.put(docKey('ae', 'from-a'), { by: 'a' });
+    const { session, sent, closes, deliver } = lone(b, a.name);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    const fromA = a.store.readLog(0, 10).map(({ lsn: _lsn, ...e }) => e);
+    await deliver({ type: 'entries', entries: fromA });
+    expect(b.docs.read(docKey('ae', 'from-a')).value).toEqual({ by: 'a' });
+    session.wake(b.store.readLog(0, 10));
+    session.wake();
+    expect(sent.filter((f) => f.type === 'entries')).toEqual([]);
+    // The same entries again (by another path): nothing to store, nothing sent.
+    const stored = b.store.readLog(0, 10).length;
+    await deliver({ type: 'entries', entries: fromA });
+    session.wake();
+    expect(b.store.readLog(0, 10).length).toBe(stored);
+    expect(sent.filter((f) => f.type === 'entries')).toEqual([]);
+    expect(closes).toEqual([]);
+  });
+
   it('are never provoked by this region: a commit readable in the log is sent only once it counts as held', async () => {
     const b = region('eu-west', true);
     await b.docs.put(docKey('ae', 'x'), { v: 1 });

@@ -99,9 +99,10 @@ export class Digester {
     return out;
   }
 
-  /** Digests a failed commit did not store: stored with a later one. */
+  /** Digests a commit did not store (it failed, or had nothing else to store): stored with a later one. */
   giveBack(digests: DocDigest[]): void {
     for (const d of digests) if (!this.computed.has(d.doc)) this.computed.set(d.doc, d.digest);
+    this.armStore();
   }
 
   stop(): void {
@@ -127,10 +128,14 @@ export class Digester {
     }
     // Only documents still on their way to the disk left: their commit schedules the next slice.
     if (this.stale.size > 0 && this.stale.size < before) this.schedule();
-    if (this.computed.size > 0 && !this.storeTimer) {
-      this.storeTimer = setTimeout(() => this.storeAlone(), STORE_ALONE_MS);
-      this.storeTimer.unref();
-    }
+    this.armStore();
+  }
+
+  /** Stores computed digests alone if no commit carries them within {@link STORE_ALONE_MS}. */
+  private armStore(): void {
+    if (this.computed.size === 0 || this.storeTimer || this.stopped) return;
+    this.storeTimer = setTimeout(() => this.storeAlone(), STORE_ALONE_MS);
+    this.storeTimer.unref();
   }
 
   private compute(doc: DocKey): void {
@@ -161,6 +166,7 @@ export class Digester {
     if (this.storeTimer) clearTimeout(this.storeTimer);
     this.storeTimer = null;
     const digests = this.takeComputed();
+    if (digests.length === 0) return;
     try {
       this.o.store.setDigests(digests);
     } catch (err) {

@@ -439,7 +439,9 @@ class DocumentsImpl implements Documents {
       try {
         // Kept before their seqs count as held: a crash in between resends them.
         keepQuarantined(this.store, this.log, batch);
-        const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
+        // The commit advanced the origins of the entries it stored; only
+        // quarantined entries' seqs count as held without a stored entry.
+        const raise = batch.quarantined.length === 0 ? [] : [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
         if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
       } catch (err) {
         return fail(err);
@@ -454,7 +456,15 @@ class DocumentsImpl implements Documents {
         const live = batch.touched.get(doc);
         return live ? [snapshotOf(doc, live)] : [];
       });
-      committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots });
+      // A batch of duplicates only (entries that reached this region by two
+      // paths) has nothing to store: no transaction, no fsync; its digests
+      // wait for the next commit.
+      if (batch.entries.length === 0 && batch.summaries.size === 0 && snapshots.length === 0) {
+        this.digester.giveBack(digests);
+        committed = [];
+      } else {
+        committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots });
+      }
     } catch (err) {
       fail(err);
       return null;

@@ -28,9 +28,10 @@ export function loadLiveDoc(
   writer: WriterId,
   doc: DocKey,
 ): LoadedDoc | null {
-  const storedDigest = store.summary(doc)?.digest ?? null;
+  // A new document is the common miss: one read tells it.
   const stored = store.loadDoc(doc);
   if (!stored) return null;
+  const storedDigest = store.summary(doc)?.digest ?? null;
   const ydoc = newYDoc(0);
   let lastLsn = stored.snapshotLsn;
   Y.transact(ydoc, () => {

@@ -86,7 +86,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     this.unsubscribe = o.documents.onCommitted((entries) => {
       const remote = entries.filter((e) => e.from !== null).length;
       if (remote > 0) o.metrics.writes.inc({ kind: 'remote' }, remote);
-      for (const peer of this.peers.values()) peer.session?.wake();
+      for (const peer of this.peers.values()) peer.session?.wake(entries);
       this.notify();
     });
   }

@@ -19,7 +19,7 @@
 import type { Logger } from 'pino';
 import type { RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import type { DocumentStates, NewLogEntry, ReplicationLog } from '../storage/types.js';
+import type { DocumentStates, LogEntry, NewLogEntry, ReplicationLog } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
 import {
   decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
@@ -79,6 +79,8 @@ const MAX_INBOUND_QUEUE = 64;
 const YIELD_AFTER_MS = 5;
 /** Log pages (of 256 entries) read per event-loop turn at most. */
 const PAGES_PER_TURN = 16;
+/** Entries read from the log at once. */
+const LOG_PAGE = 256;
 /** Longest stretch of log streaming in one turn, ms: a catching-up peer must not hold this region's clients. */
 const PUMP_TURN_MS = 4;
 
@@ -88,6 +90,12 @@ export class Session {
   /** Highest seq per origin sent on this link. */
   private readonly sent: VersionVector = new Map();
   private cursor = 0;
+  /**
+   * The lsn of the last entry committed since this session opened (null
+   * before one): every log entry is announced by its commit, one commit at
+   * a time, so a cursor here has read everything the peer may be sent.
+   */
+  private logEnd: number | null = null;
   private started = false;
   private pumping = false;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -126,8 +134,19 @@ export class Session {
     this.send({ type: 'sync-request', vv: this.o.documents.versionVector() });
   }
 
-  /** New local commits: stream them if the peer is caught up. */
-  wake(): void {
+  /**
+   * A commit was announced (`committed`, in lsn order) or there is news of
+   * the peer: stream what it lacks. A peer whose cursor stood at the log's
+   * end before the commit is sent the commit's entries from memory rather
+   * than read back from the log.
+   */
+  wake(committed: readonly LogEntry[] = []): void {
+    const end = this.logEnd;
+    const last = committed[committed.length - 1];
+    if (last !== undefined) this.logEnd = last.lsn;
+    if (last !== undefined && end !== null && this.cursor === end && this.started && !this.pumping && !this.closed) {
+      if (this.stream(committed, this.o.documents.versionVector())) return;
+    }
     this.pump();
   }
 
@@ -383,7 +402,6 @@ export class Session {
     this.pumping = true;
     let pages = 0;
     let more = false;
-    let tail = false;
     const started = performance.now();
     // A commit on the writer thread is readable in the log before this
     // thread counts it as held; sent then, it could come back from a third
@@ -392,41 +410,16 @@ export class Session {
     // are sent when their commit is announced (which wakes this pump).
     const held = this.o.documents.versionVector();
     try {
-      while (!tail && this.o.transport.buffered() < this.o.maxBufferedBytes) {
+      // At the log's end (most acks and pings find it there), nothing to read.
+      while (this.cursor !== this.logEnd && this.o.transport.buffered() < this.o.maxBufferedBytes) {
         // Yield now and then: a long log the peer mostly holds is skipped, not
         // sent, and a long one it lacks is sent in short turns.
         if (++pages > PAGES_PER_TURN || (pages > 1 && performance.now() - started > PUMP_TURN_MS)) {
           more = true;
           break;
         }
-        const page = this.o.store.readLog(this.cursor, 256);
-        if (page.length === 0) break;
-        let out: NewLogEntry[] = [];
-        let bytes = 0;
-        for (const e of page) {
-          // A full send buffer stops the page here; the rest is read again later.
-          if (out.length === 0 && this.o.transport.buffered() >= this.o.maxBufferedBytes) break;
-          if (e.seq > (held.get(e.origin) ?? 0)) {
-            tail = true;
-            break;
-          }
-          this.cursor = e.lsn;
-          const have = this.sent.get(e.origin) ?? 0;
-          if (e.seq <= have) continue;
-          if (e.seq > have + 1) {
-            this.gapSeen = true;
-            continue;
-          }
-          this.sent.set(e.origin, e.seq);
-          out.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update });
-          bytes += e.update.byteLength + 64;
-          if (bytes >= this.o.batchBytes) {
-            this.send({ type: 'entries', entries: out });
-            out = [];
-            bytes = 0;
-          }
-        }
-        if (out.length > 0) this.send({ type: 'entries', entries: out });
+        const page = this.o.store.readLog(this.cursor, LOG_PAGE);
+        if (!this.stream(page, held) || page.length < LOG_PAGE) break;
       }
     } finally {
       this.pumping = false;
@@ -434,6 +427,42 @@ export class Session {
     if (more) setImmediate(() => this.pump());
     else if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
     else if (this.gapSeen && !this.ae.running) this.catchUpByState();
+  }
+
+  /**
+   * Sends what the peer lacks of `page` (log entries in lsn order) and moves
+   * the cursor past what it covered; false when it stopped early, at a full
+   * send buffer or at an entry this region does not count as held yet.
+   */
+  private stream(page: readonly LogEntry[], held: VersionVector): boolean {
+    let out: NewLogEntry[] = [];
+    let bytes = 0;
+    let whole = true;
+    for (const e of page) {
+      // A full send buffer stops the page here; the rest is read again later.
+      if ((out.length === 0 && this.o.transport.buffered() >= this.o.maxBufferedBytes) || e.seq > (held.get(e.origin) ?? 0)) {
+        whole = false;
+        break;
+      }
+      this.cursor = e.lsn;
+      // What the peer sent or stated it holds is never sent to it.
+      const have = Math.max(this.sent.get(e.origin) ?? 0, this.peerHas.get(e.origin) ?? 0);
+      if (e.seq <= have) continue;
+      if (e.seq > have + 1) {
+        this.gapSeen = true;
+        continue;
+      }
+      this.sent.set(e.origin, e.seq);
+      out.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update });
+      bytes += e.update.byteLength + 64;
+      if (bytes >= this.o.batchBytes) {
+        this.send({ type: 'entries', entries: out });
+        out = [];
+        bytes = 0;
+      }
+    }
+    if (out.length > 0) this.send({ type: 'entries', entries: out });
+    return whole;
   }
 
   /** Does the peer lack entries that are no longer in this region's log? */

@@ -108,6 +108,28 @@ describe('replication between three region processes', () => {
     expect(Date.now() - healed).toBeLessThan(4000);
   });
 
+  it('relays a write through the third region once the direct link to its origin is silent', async () => {
+    // Anti-entropy only once a minute: the write must arrive as a relayed log entry.
+    cluster = await startTestCluster([A, B, C], { replication: { ...FAST_REPLICATION.replication, antiEntropyMs: 60_000 } });
+    const c = cluster;
+    await waitFor('links up', async () => (await Promise.all([A, B, C].map((r) => syncStatus(c.url(r)))))
+      .every((s) => s.peers.every((p) => p.state === 'up')));
+    // Heartbeats have told every region how its peers' links are.
+    await new Promise((r) => setTimeout(r, 500));
+    await http(`${c.url(A)}/v1/docs/relay/before`, { method: 'PUT', body: { v: 1 } });
+    await waitFor('B has the write from A', async () => (await http(`${c.url(B)}/v1/docs/relay/before`)).status === 200, 5000, 20);
+    // A's bytes to B now vanish; C holds the next write but leaves it to A while B reports that link up.
+    c.setFault({ kind: 'blackhole' }, A, B);
+    await http(`${c.url(A)}/v1/docs/relay/during`, { method: 'PUT', body: { v: 2 } });
+    await waitFor('C has it', async () => (await http(`${c.url(C)}/v1/docs/relay/during`)).status === 200, 5000, 20);
+    const started = Date.now();
+    await waitFor('B has it through C', async () => (await http<{ v: number }>(`${c.url(B)}/v1/docs/relay/during`)).body.v === 2, 10_000, 50);
+    // Three missed heartbeats make the link suspect, B's next heartbeat tells C.
+    expect(Date.now() - started).toBeLessThan(5000);
+    c.heal();
+    await waitForConvergence(c);
+  });
+
   it('detects a black-holed link within a few heartbeats and recovers after heal', async () => {
     cluster = await startTestCluster();
     const c = cluster;

@@ -156,6 +156,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         for (const listener of this.awarenessListeners) listener(doc, update, region);
       },
       onReport: (digest, links) => this.reports.set(region, { digest, links: this.knownLinks(links), at: Date.now() }),
+      holds: (other, writer, seq) => (this.peers.get(other)?.session?.peerHas.get(writer) ?? 0) >= seq,
       onRejected: (reason) => {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });

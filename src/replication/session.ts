@@ -17,7 +17,7 @@
  * closes with 4400, the frame is counted and logged, and nothing changes.
  */
 import type { Logger } from 'pino';
-import type { RegionId, VersionVector, WriterId } from '../ids.js';
+import { regionOfWriter, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import type { DocumentStates, LogEntry, NewLogEntry, ReplicationLog } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
@@ -71,6 +71,11 @@ export interface SessionOptions {
   onAwareness?: (doc: DocKey, update: Uint8Array) => void;
   /** The peer's heartbeat said what its region digest is (null from a peer that does not send it) and how its links are. */
   onReport?: (digest: string | null, links: LinkReport[]) => void;
+  /**
+   * Whether `region`, over its link with this region, has shown it holds
+   * `seq` of `writer`. Without it every entry the peer lacks is relayed.
+   */
+  holds?: (region: RegionId, writer: WriterId, seq: number) => boolean;
 }
 
 const PROTOCOL_ERROR_CLOSE = 4400;
@@ -96,6 +101,10 @@ export class Session {
    * a time, so a cursor here has read everything the peer may be sent.
    */
   private logEnd: number | null = null;
+  /** Regions the peer reported its link to as up in its last heartbeat. */
+  private linkedUp = new Set<RegionId>();
+  /** This region's name. */
+  private readonly region: RegionId;
   private started = false;
   private pumping = false;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -119,6 +128,7 @@ export class Session {
   peerLagMs = 0;
 
   constructor(private readonly o: SessionOptions) {
+    this.region = regionOfWriter(o.documents.writer);
     this.ae = new AntiEntropy({
       peer: o.peer, documents: o.documents, store: o.store, logger: o.logger,
       send: (frame) => this.sendWhenWritable(frame),
@@ -357,6 +367,7 @@ export class Session {
       this.o.onAck(this.acknowledged(frame.vv));
     }
     this.peerLinks = frame.links;
+    this.followLinks(frame.links);
     this.peerLagMs = frame.lagMs;
     this.peerDigest = frame.digest ?? null;
     this.o.onReport?.(this.peerDigest, frame.links);
@@ -453,6 +464,7 @@ export class Session {
         continue;
       }
       this.sent.set(e.origin, e.seq);
+      if (this.sentByItsRegion(e)) continue;
       out.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update });
       bytes += e.update.byteLength + 64;
       if (bytes >= this.o.batchBytes) {
@@ -463,6 +475,42 @@ export class Session {
     }
     if (out.length > 0) this.send({ type: 'entries', entries: out });
     return whole;
+  }
+
+  /**
+   * In a full mesh each region sends its own writes to every peer: an entry
+   * is not relayed to a peer whose link to the entry's region is up when
+   * that region holds it (it sends it), which halves what every region
+   * receives. It counts as sent; should that link go down, see
+   * {@link followLinks}.
+   */
+  private sentByItsRegion(e: LogEntry): boolean {
+    if (this.o.holds === undefined) return false;
+    const region = regionOfWriter(e.origin);
+    return region !== this.o.peer && region !== this.region && this.linkedUp.has(region) && this.o.holds(region, e.origin, e.seq);
+  }
+
+  /**
+   * The peer's links from its heartbeat. When one that was up is not any
+   * more, what this region left to that link's far end is relayed after
+   * all: the log is read again from what the peer holds of that region.
+   */
+  private followLinks(links: readonly LinkReport[]): void {
+    const up = new Set(links.filter((l) => l.state === 'up').map((l) => l.region));
+    const lost = [...this.linkedUp].filter((r) => !up.has(r));
+    this.linkedUp = up;
+    if (lost.length === 0) return;
+    let rewind = false;
+    for (const [writer, seq] of this.sent) {
+      if (!lost.includes(regionOfWriter(writer))) continue;
+      const has = this.peerHas.get(writer) ?? 0;
+      if (seq <= has) continue;
+      this.sent.set(writer, has);
+      rewind = true;
+    }
+    if (!rewind) return;
+    this.cursor = 0;
+    this.pump();
   }
 
   /** Does the peer lack entries that are no longer in this region's log? */

@@ -117,7 +117,11 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   }
   replicator.start();
   const sampler = startSampler({
-    history, status: () => replicator.status(), onError: (err) => logger.warn({ err }, 'status sample failed'),
+    history, status: async () => {
+      await replicator.settled();
+      return replicator.status();
+    },
+    onError: (err) => logger.warn({ err }, 'status sample failed'),
   });
   if (hasPeers) {
     const waitMs = config.replication.deadAfterMs * 3;

@@ -41,6 +41,7 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
     if (!writesOpen()) {
       return reply.code(503).send({ ready: false, region, reason: 'holding writes until a peer answers' });
     }
+    await replication.settled();
     return { ready: true, region, isolated: replication.status().isolated };
   });
 

@@ -18,7 +18,10 @@ export async function syncRoutes(app: FastifyInstance, deps: { replication: Repl
       description: 'Needs a token whose collections include `*`, or a `status` token.',
       tags: ['sync'], response: { 200: SyncStatusSchema },
     },
-  }, async (): Promise<SyncStatus> => replication.status());
+  }, async (): Promise<SyncStatus> => {
+    await replication.settled();
+    return replication.status();
+  });
 
   app.get<{ Params: DocParams }>(
     '/v1/docs/:collection/:id/sync',

@@ -164,9 +164,10 @@ export function createSession(deps: {
     return ack;
   }
 
-  function writeOptions(request: FastifyRequest): WriteOptions {
+  async function writeOptions(request: FastifyRequest): Promise<WriteOptions> {
     const header = request.headers[REPLICAS_HEADER];
     // status() may do real work; only a write that asks for replicas pays for it.
+    if (header !== undefined) await replication.settled();
     const replicas = header === undefined ? 1 : parseReplicas(header, replication.status().peers.length);
     return { replicas, waitMs: parseWaitMs(request.headers[WAIT_HEADER], limits) };
   }
@@ -220,7 +221,7 @@ export function createSession(deps: {
     },
 
     async write(request, reply, kind, run) {
-      const options = writeOptions(request);
+      const options = await writeOptions(request);
       // A write that will wait for replicas takes its slot first: refused, it must not have been stored.
       const release = options.replicas > 1 ? reserveWait(request) : null;
       try {

@@ -87,20 +87,32 @@ export interface Sampler {
  */
 export function startSampler(opts: {
   history: StatusHistory;
-  status: () => SyncStatus;
+  status: () => SyncStatus | Promise<SyncStatus>;
   onError: (err: unknown) => void;
   intervalMs?: number;
   now?: () => number;
 }): Sampler {
   const now = opts.now ?? Date.now;
   let failing = false;
-  const sample = (): void => {
+  const failed = (err: unknown): void => {
+    if (!failing) opts.onError(err);
+    failing = true;
+  };
+  const add = (status: SyncStatus): void => {
     try {
-      opts.history.add(sampleOf(opts.status(), now()));
+      opts.history.add(sampleOf(status, now()));
       failing = false;
     } catch (err) {
-      if (!failing) opts.onError(err);
-      failing = true;
+      failed(err);
+    }
+  };
+  const sample = (): void => {
+    try {
+      const status = opts.status();
+      if (status instanceof Promise) status.then(add, failed);
+      else add(status);
+    } catch (err) {
+      failed(err);
     }
   };
   const timer = setInterval(sample, opts.intervalMs ?? SAMPLE_INTERVAL_MS);

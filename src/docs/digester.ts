@@ -86,6 +86,33 @@ export class Digester {
     for (const doc of [...this.stale.keys()]) this.compute(doc);
   }
 
+  /**
+   * As {@link settle} when at most `limit` documents are stale (a few
+   * milliseconds of work); false, doing nothing, when more are: after a
+   * catch-up thousands may be, and computing them at once would hold every
+   * request and heartbeat behind it.
+   */
+  settleFew(limit: number): boolean {
+    if (this.stale.size > limit) return false;
+    this.settle();
+    return true;
+  }
+
+  /** As {@link settle}, in slices between which requests and frames are served. */
+  async settleInTurns(): Promise<void> {
+    while (!this.stopped) {
+      const before = this.stale.size;
+      const started = performance.now();
+      for (const doc of [...this.stale.keys()]) {
+        if (performance.now() - started > SLICE_MS) break;
+        this.compute(doc);
+      }
+      // Done, or only documents whose commit is in flight are left (settle leaves them too).
+      if (this.stale.size === 0 || this.stale.size === before) return;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** As {@link settle}, and stores the digests too, so the store's summaries are exact. */
   settleAndStore(): void {
     this.settle();

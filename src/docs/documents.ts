@@ -51,6 +51,8 @@ import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Jo
  * its clients' requests and its heartbeats are served.
  */
 const PEER_STAGING_MS = 5;
+/** Stale document digests computed inline for a region digest at most (a few ms); more are computed in turns. */
+const SETTLE_INLINE_DOCS = 256;
 /** Entries of one frame from a peer staged as one job at most. */
 const REMOTE_JOB_ENTRIES = 64;
 
@@ -94,6 +96,8 @@ class DocumentsImpl implements Documents {
       this.digester.settle();
       return this.index.regionDigest();
     },
+    regionDigestIfCheap: (): string | null => (this.digester.settleFew(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
+    settled: (): Promise<void> => this.digester.settleInTurns(),
     bucketDigests: (): Uint8Array[] => {
       // Anti-entropy reads the store's summaries next: they must be exact too.
       this.digester.settleAndStore();

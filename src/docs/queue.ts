@@ -20,12 +20,21 @@ const MAX_PEER_UNITS = 1024;
  * while commits with no local write still take large steps through the backlog.
  */
 const PEER_UNITS_BESIDE_LOCAL = 64;
+/**
+ * Most peer units in a commit without local writes while clients write
+ * (one did within {@link CLIENTS_ACTIVE_MS}): a client's write that arrives
+ * while it is on the writer thread waits for all of it.
+ */
+const PEER_UNITS_WHILE_CLIENTS_WRITE = 128;
+const CLIENTS_ACTIVE_MS = 1000;
 
 export class JobQueue {
   /** Writes of this region's clients, first in every commit. */
   private local: Job[] = [];
   /** Entries, states and floors from peers, in arrival order. Their order matters (sequence numbers). */
   private peers: Job[] = [];
+  /** When the last local write arrived (performance.now()). */
+  private localAt = -Infinity;
 
   /** @param maxNodes most JSON nodes of local writes in one commit (`limits.maxWriteNodes`) */
   constructor(private readonly maxNodes: number) {}
@@ -35,6 +44,7 @@ export class JobQueue {
   }
 
   push(job: Job): void {
+    if (job.kind === 'local') this.localAt = performance.now();
     (job.kind === 'local' ? this.local : this.peers).push(job);
   }
 
@@ -56,7 +66,9 @@ export class JobQueue {
    * (and local writes, if `besideLocal`); undefined when none, or when it is full.
    */
   takePeer(units: number, besideLocal: boolean): Job | undefined {
-    if (units >= (besideLocal ? PEER_UNITS_BESIDE_LOCAL : MAX_PEER_UNITS)) return undefined;
+    const clientsWrite = performance.now() - this.localAt < CLIENTS_ACTIVE_MS;
+    const most = besideLocal ? PEER_UNITS_BESIDE_LOCAL : clientsWrite ? PEER_UNITS_WHILE_CLIENTS_WRITE : MAX_PEER_UNITS;
+    if (units >= most) return undefined;
     return this.peers.shift();
   }
 }

@@ -142,7 +142,15 @@ export interface Documents {
   /** Documents held in memory. */
   cachedDocs(): number;
   /** The region digest and its anti-entropy buckets. */
-  readonly digests: { regionDigest(): string; bucketDigests(): Uint8Array[] };
+  readonly digests: {
+    /** Exact: computes every changed document's digest first, at once. */
+    regionDigest(): string;
+    /** The exact region digest when few documents changed since it was known; null rather than compute many at once. */
+    regionDigestIfCheap(): string | null;
+    /** Resolves once changed documents' digests are computed, in slices between other work. */
+    settled(): Promise<void>;
+    bucketDigests(): Uint8Array[];
+  };
 
   /** Finishes queued writes and stops taking new ones. */
   close(): Promise<void>;

@@ -217,6 +217,10 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   // ---- ReplicationView --------------------------------------------------------
 
+  settled(): Promise<void> {
+    return this.o.documents.digests.settled();
+  }
+
   status(): SyncStatus {
     const now = Date.now();
     const peers = [...this.peers.values()].map((p) => this.peerStatus(p, now));
@@ -392,7 +396,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private heartbeat(): void {
     const now = Date.now();
     const vv = this.o.documents.versionVector();
-    const digest = this.o.documents.digests.regionDigest();
+    // Null (unknown to peers) while many digests wait to be computed, after a catch-up.
+    const digest = this.o.documents.digests.regionDigestIfCheap();
     const links: LinkReport[] = [...this.peers.values()].map((p) => ({
       region: p.region,
       state: p.session ? p.detector.state(now) : 'down',
@@ -414,7 +419,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         if (this.dials(peer)) this.scheduleReconnect(peer);
         continue;
       }
-      peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs: s.outbound.lagMs, digest });
+      peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs: s.outbound.lagMs, ...(digest === null ? {} : { digest }) });
       peer.session.wake();
       peer.session.retryCatchUp();
     }
@@ -458,7 +463,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   }
 
   private antiEntropy(): void {
-    const digest = this.o.documents.digests.regionDigest();
+    // While many digests wait to be computed the stream is busy anyway: compare at the next interval.
+    const digest = this.o.documents.digests.regionDigestIfCheap();
     // Updates held back for missing dependencies over a whole interval: ask
     // every peer for the documents' full state, whichever side usually starts.
     const stuck = this.o.documents.pendingDocs() > 0 && this.pendingSeen;
@@ -474,7 +480,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         continue;
       }
       // Otherwise only when the log stream has nothing left to say and the digests still differ.
-      if (!this.dials(peer) || !s.peerDigest || s.peerDigest === digest) continue;
+      if (!this.dials(peer) || digest === null || !s.peerDigest || s.peerDigest === digest) continue;
       if (!s.caughtUp() || missingCount(s.peerHas, this.o.documents.versionVector()) > 0) continue;
       this.log.info({ peer: peer.region }, 'digests differ with nothing pending; running anti-entropy');
       s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));

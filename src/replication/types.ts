@@ -6,7 +6,10 @@ export type { DocRegionSync, DocSyncStatus, PeerState, PeerStatus, SyncStatus } 
 
 /** What the HTTP API may ask of replication. */
 export interface ReplicationView {
+  /** Computes the region digest first: await {@link settled} before, or it may hold the event loop after a catch-up. */
   status(): SyncStatus;
+  /** Resolves once status() has little left to compute (changed documents' digests, in slices between other work). */
+  settled(): Promise<void>;
   /** Throws a `not_found` MeridianError for a document this region has never seen. */
   docStatus(doc: DocKey): DocSyncStatus;
   /**

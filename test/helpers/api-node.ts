@@ -34,6 +34,7 @@ export function standaloneReplicationView(
   peers: PeerStatus[] = [],
 ): ReplicationView {
   return {
+    settled: () => documents.digests.settled(),
     status: () => ({
       region,
       writer: documents.writer,

@@ -1,0 +1,66 @@
+/**
+ * Document digests after a burst of changes (a catch-up marks thousands of
+ * documents changed at once): computed in turns between other work, never
+ * all in one turn, and exactly what computing them at once gives.
+ */
+import { pino } from 'pino';
+import * as Y from 'yjs';
+import { describe, expect, it } from 'vitest';
+import type { LiveDoc } from '../src/docs/cache.js';
+import { DigestIndex } from '../src/docs/digest-index.js';
+import { Digester } from '../src/docs/digester.js';
+import { docKey, type DocKey } from '../src/ids.js';
+
+function digester(docs: Map<DocKey, LiveDoc>) {
+  const index = new DigestIndex();
+  const stored: number[] = [];
+  const d = new Digester({
+    index, logger: pino({ level: 'silent' }),
+    store: { staleSummaries: () => [], setDigests: (digests) => void stored.push(digests.length) },
+    live: (doc) => docs.get(doc), load: () => null, busy: () => false,
+  });
+  for (const doc of docs.keys()) d.markStale(doc, null);
+  return { d, index };
+}
+
+function documents(n: number): Map<DocKey, LiveDoc> {
+  const docs = new Map<DocKey, LiveDoc>();
+  for (let i = 0; i < n; i++) {
+    const ydoc = new Y.Doc();
+    ydoc.getMap('root').set('text', `document ${i} `.repeat(1 + (i % 40)));
+    docs.set(docKey('c', `d${i}`), { ydoc, lastLsn: 0, digest: null });
+  }
+  return docs;
+}
+
+describe('document digests after a burst of changes', () => {
+  it('are computed in turns (other work runs between them) and come out as computing them at once', async () => {
+    const docs = documents(3000);
+    const inTurns = digester(docs);
+    const atOnce = digester(docs);
+    // A heartbeat's digest is not worth computing 3000 documents in one turn.
+    expect(inTurns.d.settleFew(256)).toBe(false);
+    let servedMeanwhile = 0;
+    const tick = (): void => {
+      servedMeanwhile++;
+      if (servedMeanwhile < 1000) setImmediate(tick);
+    };
+    setImmediate(tick);
+    await inTurns.d.settleInTurns();
+    expect(servedMeanwhile).toBeGreaterThan(1);
+    expect(inTurns.d.settleFew(256)).toBe(true);
+    atOnce.d.settle();
+    expect(inTurns.index.regionDigest()).toBe(atOnce.index.regionDigest());
+    inTurns.d.stop();
+    atOnce.d.stop();
+  });
+
+  it('are computed at once when few changed', () => {
+    const docs = documents(10);
+    const few = digester(docs);
+    const before = few.index.regionDigest();
+    expect(few.d.settleFew(256)).toBe(true);
+    expect(few.index.regionDigest()).not.toBe(before);
+    few.d.stop();
+  });
+});

@@ -176,9 +176,34 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       if (code !== CloseCode.Superseded && code !== 1000) peer.lastError = `closed ${code}${reason ? `: ${reason}` : ''}`;
       this.detach(peer);
       if (this.dials(peer)) this.scheduleReconnect(peer);
+      this.reportLinks();
     });
     this.log.info({ peer: region }, 'link up');
     session.start();
+    this.reportLinks();
+  }
+
+  /**
+   * A heartbeat to every peer now, out of turn, when a link came up or went
+   * down: peers leave relaying this region's other peers' writes to them
+   * (or take it up) by the links heartbeats report, so they should not wait
+   * a heartbeat interval to learn of the change (after a heal, that is when
+   * each region's backlog is streamed).
+   */
+  private reportLinks(): void {
+    const now = Date.now();
+    const vv = this.o.documents.versionVector();
+    const digest = this.o.documents.digests.regionDigestIfCheap();
+    const links = this.linkReports(now);
+    for (const peer of this.peers.values()) {
+      if (!peer.session || peer.detector.state(now) === 'down') continue;
+      const lagMs = this.peerStatus(peer, now).outbound.lagMs;
+      peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs, ...(digest === null ? {} : { digest }) });
+    }
+  }
+
+  private linkReports(now: number): LinkReport[] {
+    return [...this.peers.values()].map((p) => ({ region: p.region, state: p.session ? p.detector.state(now) : 'down' }));
   }
 
   /**
@@ -398,10 +423,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const vv = this.o.documents.versionVector();
     // Null (unknown to peers) while many digests wait to be computed, after a catch-up.
     const digest = this.o.documents.digests.regionDigestIfCheap();
-    const links: LinkReport[] = [...this.peers.values()].map((p) => ({
-      region: p.region,
-      state: p.session ? p.detector.state(now) : 'down',
-    }));
+    const links = this.linkReports(now);
     for (const peer of this.peers.values()) {
       this.persistAcks(peer);
       const s = this.peerStatus(peer, now);

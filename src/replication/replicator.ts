@@ -20,7 +20,7 @@ import { Session } from './session.js';
 import type { Link } from './transport.js';
 import type { Peer } from './peer.js';
 import { capped, covers, missingCount } from '../vv.js';
-import type { LinkReport } from './protocol.js';
+import type { LinkReport, PingFrame } from './protocol.js';
 
 /** How long (in dead timeouts) a silent peer is still redialled about once a heartbeat. */
 const PROBE_WINDOW_DEAD_TIMES = 12;
@@ -192,18 +192,20 @@ export class Replicator implements ReplicationView, AwarenessRelay {
    */
   private reportLinks(): void {
     const now = Date.now();
-    const vv = this.o.documents.versionVector();
-    const digest = this.o.documents.digests.regionDigestIfCheap();
-    const links = this.linkReports(now);
+    const ping = this.pings(now);
     for (const peer of this.peers.values()) {
       if (!peer.session || peer.detector.state(now) === 'down') continue;
-      const lagMs = this.peerStatus(peer, now).outbound.lagMs;
-      peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs, ...(digest === null ? {} : { digest }) });
+      peer.session.ping(ping(this.peerStatus(peer, now).outbound.lagMs));
     }
   }
 
-  private linkReports(now: number): LinkReport[] {
-    return [...this.peers.values()].map((p) => ({ region: p.region, state: p.session ? p.detector.state(now) : 'down' }));
+  /** What this region's heartbeats say now: the same to every peer but for the lag toward it. */
+  private pings(now: number): (lagMs: number) => Omit<PingFrame, 'type'> {
+    const vv = this.o.documents.versionVector();
+    // Null (unknown to peers) while many digests wait to be computed, after a catch-up.
+    const digest = this.o.documents.digests.regionDigestIfCheap();
+    const links: LinkReport[] = [...this.peers.values()].map((p) => ({ region: p.region, state: p.session ? p.detector.state(now) : 'down' }));
+    return (lagMs) => ({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs, ...(digest === null ? {} : { digest }) });
   }
 
   /**
@@ -420,10 +422,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   private heartbeat(): void {
     const now = Date.now();
-    const vv = this.o.documents.versionVector();
-    // Null (unknown to peers) while many digests wait to be computed, after a catch-up.
-    const digest = this.o.documents.digests.regionDigestIfCheap();
-    const links = this.linkReports(now);
+    const ping = this.pings(now);
     for (const peer of this.peers.values()) {
       this.persistAcks(peer);
       const s = this.peerStatus(peer, now);
@@ -441,7 +440,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         if (this.dials(peer)) this.scheduleReconnect(peer);
         continue;
       }
-      peer.session.ping({ id: ++this.pingId, sentAt: performance.now(), vv, links, lagMs: s.outbound.lagMs, ...(digest === null ? {} : { digest }) });
+      peer.session.ping(ping(s.outbound.lagMs));
       peer.session.wake();
       peer.session.retryCatchUp();
     }

@@ -98,18 +98,21 @@ export class Digester {
     return true;
   }
 
-  /** As {@link settle}, in slices between which requests and frames are served. */
+  /**
+   * As {@link settle} for the documents stale now, in slices between which
+   * requests and frames are served. Documents that change meanwhile are left
+   * to the caller's settle (few), so that steady writes cannot keep it going.
+   */
   async settleInTurns(): Promise<void> {
-    while (!this.stopped) {
-      const before = this.stale.size;
-      const started = performance.now();
-      for (const doc of [...this.stale.keys()]) {
-        if (performance.now() - started > SLICE_MS) break;
-        this.compute(doc);
+    const docs = [...this.stale.keys()];
+    let started = performance.now();
+    for (const doc of docs) {
+      if (this.stopped) return;
+      if (performance.now() - started > SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        started = performance.now();
       }
-      // Done, or only documents whose commit is in flight are left (settle leaves them too).
-      if (this.stale.size === 0 || this.stale.size === before) return;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.compute(doc);
     }
   }
 

@@ -86,6 +86,8 @@ const YIELD_AFTER_MS = 5;
 const PAGES_PER_TURN = 16;
 /** Entries read from the log at once. */
 const LOG_PAGE = 256;
+/** Shortest time between two re-reads of the log for links a peer lost, ms. */
+const REREAD_MIN_MS = 1000;
 /** Longest stretch of log streaming in one turn, ms: a catching-up peer must not hold this region's clients. */
 const PUMP_TURN_MS = 4;
 
@@ -103,6 +105,8 @@ export class Session {
   private logEnd: number | null = null;
   /** Regions the peer reported its link to as up in its last heartbeat. */
   private linkedUp = new Set<RegionId>();
+  /** When the log was last read again for links the peer lost (performance.now()). */
+  private rereadAt = -Infinity;
   /** This region's name. */
   private readonly region: RegionId;
   private started = false;
@@ -498,8 +502,13 @@ export class Session {
   private followLinks(links: readonly LinkReport[]): void {
     const up = new Set(links.filter((l) => l.state === 'up').map((l) => l.region));
     const lost = [...this.linkedUp].filter((r) => !up.has(r));
+    // At most one re-read per REREAD_MIN_MS, however often a peer's links
+    // flap: until then the lost ones count as up, and a later heartbeat
+    // finds them lost again.
+    const now = performance.now();
+    if (lost.length > 0 && now - this.rereadAt < REREAD_MIN_MS) for (const r of lost) up.add(r);
     this.linkedUp = up;
-    if (lost.length === 0) return;
+    if (lost.length === 0 || now - this.rereadAt < REREAD_MIN_MS) return;
     let rewind = false;
     for (const [writer, seq] of this.sent) {
       if (!lost.includes(regionOfWriter(writer))) continue;
@@ -509,6 +518,7 @@ export class Session {
       rewind = true;
     }
     if (!rewind) return;
+    this.rereadAt = now;
     this.cursor = 0;
     this.pump();
   }

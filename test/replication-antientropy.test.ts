@@ -14,7 +14,8 @@ import type { Documents } from '../src/docs/types.js';
 import { docKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../src/ids.js';
 import { decodeFrame, encodeFrame, type Frame } from '../src/replication/protocol.js';
 import { Session } from '../src/replication/session.js';
-import { openStore } from '../src/storage/sqlite.js';
+import Database from 'better-sqlite3';
+import { DB_FILE, openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
 
 const logger = pino({ level: 'silent' });
@@ -28,6 +29,7 @@ interface Region {
   name: RegionId;
   docs: Documents;
   store: Store;
+  dir: string;
 }
 
 /** The compiled writer thread (the test setup builds dist/ before the tests). */
@@ -42,7 +44,7 @@ function region(name: string, writerThread = false): Region {
     store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { name: name as RegionId, docs, store };
+  return { name: name as RegionId, docs, store, dir };
 }
 
 /** Called before a frame is delivered; returning false drops it. */
@@ -266,10 +268,17 @@ describe('floors and acknowledgements from a peer', () => {
     await deliver({ type: 'sync-request', vv: new Map() });
     const sentEntries = () => sent.flatMap((f) => (f.type === 'entries' ? f.entries.map((e) => e.seq) : []));
     expect(sentEntries()).toEqual([1]);
+    // Another connection holds the write lock: the commit reaches the writer
+    // thread and waits there.
+    const blocker = new Database(join(b.dir, DB_FILE));
+    blocker.exec('BEGIN IMMEDIATE');
     const written = b.docs.put(docKey('ae', 'y'), { v: 2 });
-    // Let the write reach the writer thread, then hold this thread until its
-    // commit is readable: the region has not yet counted it as held.
-    for (let i = 0; i < 100 && b.store.readLog(0, 10).length < 2; i++) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(b.store.readLog(0, 10).length).toBe(1);
+    // Released, it commits; this thread does not yield until the commit is
+    // readable, so the region has not yet counted it as held.
+    blocker.exec('COMMIT');
+    blocker.close();
     const until = performance.now() + 5000;
     while (b.store.readLog(0, 10).length < 2 && performance.now() < until) { /* the commit is on another thread */ }
     expect(b.store.readLog(0, 10).length).toBe(2);

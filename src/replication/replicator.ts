@@ -194,9 +194,20 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const now = Date.now();
     const ping = this.pings(now);
     for (const peer of this.peers.values()) {
+      const s = this.observe(peer, now);
       if (!peer.session || peer.detector.state(now) === 'down') continue;
-      peer.session.ping(ping(this.peerStatus(peer, now).outbound.lagMs));
+      peer.session.ping(ping(s.outbound.lagMs));
     }
+  }
+
+  /** The peer's status, also set in its gauges (so they exist once a ping has gone out, before any pong). */
+  private observe(peer: Peer, now: number): PeerStatus {
+    const s = this.peerStatus(peer, now);
+    this.o.metrics.peerLagMs.set({ peer: peer.region, direction: 'outbound' }, s.outbound.lagMs);
+    this.o.metrics.peerLagMs.set({ peer: peer.region, direction: 'inbound' }, s.inbound.lagMs);
+    this.o.metrics.peerPendingUpdates.set({ peer: peer.region }, s.outbound.pendingUpdates);
+    this.o.metrics.peerPendingBytes.set({ peer: peer.region }, s.outbound.pendingBytes);
+    return s;
   }
 
   /** What this region's heartbeats say now: the same to every peer but for the lag toward it. */
@@ -425,11 +436,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const ping = this.pings(now);
     for (const peer of this.peers.values()) {
       this.persistAcks(peer);
-      const s = this.peerStatus(peer, now);
-      this.o.metrics.peerLagMs.set({ peer: peer.region, direction: 'outbound' }, s.outbound.lagMs);
-      this.o.metrics.peerLagMs.set({ peer: peer.region, direction: 'inbound' }, s.inbound.lagMs);
-      this.o.metrics.peerPendingUpdates.set({ peer: peer.region }, s.outbound.pendingUpdates);
-      this.o.metrics.peerPendingBytes.set({ peer: peer.region }, s.outbound.pendingBytes);
+      const s = this.observe(peer, now);
       if (!peer.session) continue;
       if (peer.detector.state(now) === 'down') {
         // Silent for deadAfterMs: a black-holed link that TCP will not notice.

@@ -41,7 +41,7 @@ function region(name: string, writerThread = false): Region {
   const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
   cleanups.push(async () => {
     await docs.close();
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   return { name: name as RegionId, docs, store, dir };
@@ -189,6 +189,8 @@ describe('floors and acknowledgements from a peer', () => {
     const { sa } = join2(a, b);
     await within(sa.ae.start(), 5000, 'the rebuilding round');
     await expect.poll(() => b.docs.versionVector()).toEqual(a.docs.versionVector());
+    // Stored too: a restart starts from the same version.
+    expect(b.store.versionVector()).toEqual(b.docs.versionVector());
     expect(b.docs.read(docKey('ae', 'from-c')).value).toEqual({ by: 'c' });
   });
 

@@ -40,6 +40,8 @@ export class Digester {
   /** Computed and in the index, not yet stored. */
   private computed = new Map<DocKey, Uint8Array>();
   private sliceScheduled = false;
+  /** The settle in turns under way, if any. */
+  private settling: Promise<void> | null = null;
   private storeTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -102,8 +104,14 @@ export class Digester {
    * As {@link settle} for the documents stale now, in slices between which
    * requests and frames are served. Documents that change meanwhile are left
    * to the caller's settle (few), so that steady writes cannot keep it going.
+   * Callers while one runs share it.
    */
-  async settleInTurns(): Promise<void> {
+  settleInTurns(): Promise<void> {
+    this.settling ??= this.computeInTurns().finally(() => (this.settling = null));
+    return this.settling;
+  }
+
+  private async computeInTurns(): Promise<void> {
     const docs = [...this.stale.keys()];
     let started = performance.now();
     for (const doc of docs) {

@@ -443,9 +443,11 @@ class DocumentsImpl implements Documents {
       try {
         // Kept before their seqs count as held: a crash in between resends them.
         keepQuarantined(this.store, this.log, batch);
-        // The commit advanced the origins of the entries it stored; only
-        // quarantined entries' seqs count as held without a stored entry.
-        const raise = batch.quarantined.length === 0 ? [] : [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0));
+        // The commit advanced each origin to its last stored entry; what the
+        // batch holds beyond (floors, quarantined entries) is raised here.
+        const stored = new Map<WriterId, number>();
+        for (const e of batch.entries) if (e.seq > (stored.get(e.origin) ?? 0)) stored.set(e.origin, e.seq);
+        const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0) && s > (stored.get(w) ?? 0));
         if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
       } catch (err) {
         return fail(err);

@@ -484,8 +484,8 @@ export class Session {
   /**
    * In a full mesh each region sends its own writes to every peer: an entry
    * is not relayed to a peer whose link to the entry's region is up when
-   * that region holds it (it sends it), which halves what every region
-   * receives. It counts as sent; should that link go down, see
+   * that region holds it (it sends it), so that no region receives a write
+   * once per path. It counts as sent; should that link go down, see
    * {@link followLinks}.
    */
   private sentByItsRegion(e: LogEntry): boolean {

@@ -18,6 +18,7 @@ import { StatusHistory, startSampler } from './api/status-history.js';
 import { liveRoutes } from './api/routes-live.js';
 import { createDocumentCreations, createWriteRates } from './api/quotas.js';
 import { Rooms } from './live/rooms.js';
+import { CatchUpPacer } from './pacer.js';
 
 export interface RunningRegion {
   /** Base URL the region serves on. */
@@ -47,7 +48,10 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const rebuilding = hasPeers && store.versionVector().size === 0;
   let openWrites: () => void = () => undefined;
   const writesOpen = hasPeers ? new Promise<void>((resolve) => (openWrites = resolve)) : undefined;
+  // One share of the event loop for catch-up, however many links and commits do it.
+  const pacer = new CatchUpPacer();
   const documents = createDocuments({
+    pacer,
     ...(writesOpen ? { writesOpen } : {}),
     store, logger: logger.child({ module: 'documents' }),
     cacheDocs: config.storage.cacheDocs,
@@ -80,7 +84,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const tls = loadTls(config.tls);
   const linkConfig = linkOptions(config, tls);
   const replicator = new Replicator({
-    config: replicationOptions(config), documents, store, logger, metrics,
+    config: replicationOptions(config), documents, store, logger, metrics, pacer,
     dial: (peer) => dialLink(peer, { link: linkConfig, logger }),
   });
   const history = new StatusHistory();

@@ -107,6 +107,19 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.hasEntry(w, 3)).toBe(false);
   });
 
+  it('says up to which lsn a version vector covers the whole log', async () => {
+    const { store } = start();
+    const w = store.writer;
+    expect(store.heldThrough(new Map())).toBe(0);
+    const lsns = await store.commit({ entries: [entry(w, 1, X), entry(OTHER, 1, X), entry(w, 2, Y), entry(OTHER, 2, Y)], docs: [] });
+    expect(store.heldThrough(new Map())).toBe(lsns[0]! - 1);
+    expect(store.heldThrough(new Map([[w, 1]]))).toBe(lsns[0]);
+    expect(store.heldThrough(new Map([[w, 2], [OTHER, 1]]))).toBe(lsns[2]);
+    expect(store.heldThrough(new Map([[w, 1], [OTHER, 2]]))).toBe(lsns[1]);
+    expect(store.heldThrough(new Map([[w, 2], [OTHER, 2]]))).toBe(lsns[3]);
+    expect(store.heldThrough(new Map([[w, 9], [OTHER, 9]]))).toBe(lsns[3]);
+  });
+
   it('stores an (origin, seq) once: a duplicate gets -1 and changes nothing', async () => {
     const { store } = start();
     const [lsn] = await store.commit({ entries: [entry(OTHER, 1, X)], docs: [] });

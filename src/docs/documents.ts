@@ -42,6 +42,7 @@ import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, keepConflicts, keepQuarantined, repairQuarantined } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
+import { CatchUpPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
@@ -50,11 +51,11 @@ import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Jo
  * catching-up region applies what it missed in short turns, between which
  * its clients' requests and its heartbeats are served.
  */
-const PEER_STAGING_MS = 5;
+const PEER_STAGING_MS = 1;
 /** Stale document digests computed inline for a region digest at most (a few ms); more are computed in turns. */
 const SETTLE_INLINE_DOCS = 256;
 /** Entries of one frame from a peer staged as one job at most. */
-const REMOTE_JOB_ENTRIES = 64;
+const REMOTE_JOB_ENTRIES = 16;
 
 function addResults(a: RemoteApplyResult, b: RemoteApplyResult): RemoteApplyResult {
   return { applied: a.applied + b.applied, duplicates: a.duplicates + b.duplicates, gaps: a.gaps + b.gaps, quarantined: a.quarantined + b.quarantined };
@@ -81,6 +82,8 @@ export interface DocumentsOptions {
    * hold would count as concurrent with the older values it cannot see.
    */
   writesOpen?: Promise<void>;
+  /** Shares the event loop between clients and catch-up (one per region; a fresh one when absent). */
+  pacer?: CatchUpPacer;
   now?: () => number;
 }
 
@@ -116,6 +119,8 @@ class DocumentsImpl implements Documents {
   /** The group commit on the writer thread, and the documents it changed. */
   private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
   private flushScheduled = false;
+  /** A commit of peer work only, put off so that clients get the event loop (see CatchUpPacer). */
+  private restTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private writesAccepted: boolean;
   private idle: Promise<void> = Promise.resolve();
@@ -125,6 +130,7 @@ class DocumentsImpl implements Documents {
   /** What staging a job may do to this write path. */
   private readonly stager: StageHost;
   private readonly maxWriteNodes: number;
+  private readonly pacer: CatchUpPacer;
 
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
@@ -134,7 +140,8 @@ class DocumentsImpl implements Documents {
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
     this.maxWriteNodes = options.maxWriteNodes ?? DEFAULT_MAX_WRITE_NODES;
-    this.queue = new JobQueue(this.maxWriteNodes);
+    this.pacer = options.pacer ?? new CatchUpPacer();
+    this.queue = new JobQueue(this.maxWriteNodes, this.pacer);
     void options.writesOpen?.then(() => (this.writesAccepted = true));
     this.stager = {
       writer: () => this.writer,
@@ -367,7 +374,14 @@ class DocumentsImpl implements Documents {
   private enqueue<T>(make: (settle: Settle<T>) => Job): Promise<T> {
     if (this.closed) return Promise.reject(new MeridianError('unavailable', 'region is shutting down'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push(make({ resolve, reject } as Settle<T>));
+      const job = make({ resolve, reject } as Settle<T>);
+      this.queue.push(job);
+      // A client's write does not wait out a rest given to peer work.
+      if (this.restTimer !== null && job.kind === 'local') {
+        clearTimeout(this.restTimer);
+        this.restTimer = null;
+        setImmediate(() => this.flush());
+      }
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         this.idle = new Promise((r) => (this.markIdle = r));
@@ -397,7 +411,15 @@ class DocumentsImpl implements Documents {
     this.flushScheduled = false;
     if (this.queue.size > 0) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      const rest = this.queue.hasLocal ? 0 : this.pacer.wait();
+      if (rest > 0) {
+        this.restTimer = setTimeout(() => {
+          this.restTimer = null;
+          this.flush();
+        }, rest);
+      } else {
+        setImmediate(() => this.flush());
+      }
     } else {
       this.markIdle();
     }
@@ -409,6 +431,7 @@ class DocumentsImpl implements Documents {
    * null once done in place.
    */
   private commitJobs(): Promise<void> | null {
+    const began = performance.now();
     const batch = emptyBatch(this.vv);
     const jobs: Job[] = [];
     const failed: Job[] = [];
@@ -440,6 +463,7 @@ class DocumentsImpl implements Documents {
       for (const job of jobs) if (!failed.includes(job)) job.reject(fault);
     };
     const finish = (lsns: number[]): void => {
+      const finishing = performance.now();
       try {
         // Kept before their seqs count as held: a crash in between resends them.
         keepQuarantined(this.store, this.log, batch);
@@ -453,6 +477,7 @@ class DocumentsImpl implements Documents {
         return fail(err);
       }
       this.afterCommit(batch, lsns);
+      if (!besideLocal) this.pacer.spent(performance.now() - finishing);
     };
     let committed: number[] | Promise<number[]>;
     try {
@@ -475,6 +500,7 @@ class DocumentsImpl implements Documents {
       fail(err);
       return null;
     }
+    if (!besideLocal) this.pacer.spent(performance.now() - began);
     if (Array.isArray(committed)) {
       finish(committed);
       return null;

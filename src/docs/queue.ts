@@ -7,6 +7,7 @@
  * up with its peers keeps serving its clients and one commit never holds the
  * event loop long.
  */
+import type { CatchUpPacer } from '../pacer.js';
 import type { Job } from './stage.js';
 
 /** Most local writes staged into one group commit. */
@@ -19,32 +20,39 @@ const MAX_PEER_UNITS = 1024;
  * small keeps a catching-up region's write latency near its steady state,
  * while commits with no local write still take large steps through the backlog.
  */
-const PEER_UNITS_BESIDE_LOCAL = 64;
+const PEER_UNITS_BESIDE_LOCAL = 16;
 /**
  * Most peer units in a commit without local writes while clients write
- * (one did within {@link CLIENTS_ACTIVE_MS}): a client's write that arrives
- * while it is on the writer thread waits for all of it.
+ * (see CatchUpPacer): a client's write that arrives while it is on the
+ * writer thread waits for all of it.
  */
-const PEER_UNITS_WHILE_CLIENTS_WRITE = 128;
-const CLIENTS_ACTIVE_MS = 1000;
+const PEER_UNITS_WHILE_CLIENTS_WRITE = 32;
 
 export class JobQueue {
   /** Writes of this region's clients, first in every commit. */
   private local: Job[] = [];
   /** Entries, states and floors from peers, in arrival order. Their order matters (sequence numbers). */
   private peers: Job[] = [];
-  /** When the last local write arrived (performance.now()). */
-  private localAt = -Infinity;
+  /**
+   * @param maxNodes most JSON nodes of local writes in one commit (`limits.maxWriteNodes`)
+   * @param pacer told of every local write
+   */
+  constructor(
+    private readonly maxNodes: number,
+    private readonly pacer: CatchUpPacer,
+  ) {}
 
-  /** @param maxNodes most JSON nodes of local writes in one commit (`limits.maxWriteNodes`) */
-  constructor(private readonly maxNodes: number) {}
+  /** Is a local write waiting? */
+  get hasLocal(): boolean {
+    return this.local.length > 0;
+  }
 
   get size(): number {
     return this.local.length + this.peers.length;
   }
 
   push(job: Job): void {
-    if (job.kind === 'local') this.localAt = performance.now();
+    if (job.kind === 'local') this.pacer.clientWrote();
     (job.kind === 'local' ? this.local : this.peers).push(job);
   }
 
@@ -66,8 +74,7 @@ export class JobQueue {
    * (and local writes, if `besideLocal`); undefined when none, or when it is full.
    */
   takePeer(units: number, besideLocal: boolean): Job | undefined {
-    const clientsWrite = performance.now() - this.localAt < CLIENTS_ACTIVE_MS;
-    const most = besideLocal ? PEER_UNITS_BESIDE_LOCAL : clientsWrite ? PEER_UNITS_WHILE_CLIENTS_WRITE : MAX_PEER_UNITS;
+    const most = besideLocal ? PEER_UNITS_BESIDE_LOCAL : this.pacer.clientsActive() ? PEER_UNITS_WHILE_CLIENTS_WRITE : MAX_PEER_UNITS;
     if (units >= most) return undefined;
     return this.peers.shift();
   }

@@ -21,6 +21,7 @@ import type { Link } from './transport.js';
 import type { Peer } from './peer.js';
 import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
+import type { CatchUpPacer } from '../pacer.js';
 
 /** How long (in dead timeouts) a silent peer is still redialled about once a heartbeat. */
 const PROBE_WINDOW_DEAD_TIMES = 12;
@@ -53,6 +54,8 @@ export interface ReplicatorOptions {
   metrics: Metrics;
   /** Opens a link to a peer; resolves once authenticated, rejects with the reason otherwise. */
   dial: (peer: Peer) => Promise<Link>;
+  /** Shared with the write path (see CatchUpPacer); none: catch-up is not paced. */
+  pacer?: CatchUpPacer;
 }
 
 export class Replicator implements ReplicationView, AwarenessRelay {
@@ -136,6 +139,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const session = new Session({
       peer: region, documents: this.o.documents, store: this.o.store, logger: this.log, transport: link,
       batchBytes: r.batchBytes, maxBufferedBytes: r.maxBufferedBytes, maxFrameBytes: r.maxFrameBytes,
+      ...(this.o.pacer ? { pacer: this.o.pacer } : {}),
       onHeard: () => peer.detector.heard(Date.now()),
       onPong: (ms) => {
         peer.detector.rtt(ms);

@@ -25,7 +25,8 @@ import {
   decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
 } from './protocol.js';
 import type { DocKey } from '../ids.js';
-import { capped } from '../vv.js';
+import { capped, merged } from '../vv.js';
+import type { CatchUpPacer } from '../pacer.js';
 
 /** The socket side of a link, as the session needs it. */
 export interface LinkTransport {
@@ -76,12 +77,14 @@ export interface SessionOptions {
    * `seq` of `writer`. Without it every entry the peer lacks is relayed.
    */
   holds?: (region: RegionId, writer: WriterId, seq: number) => boolean;
+  /** Paces streaming a backlog to the peer and decoding what it sends while this region's clients write. */
+  pacer?: CatchUpPacer;
 }
 
 const PROTOCOL_ERROR_CLOSE = 4400;
 const MAX_INBOUND_QUEUE = 64;
 /** Longest stretch of frame handling before timers and sockets get a turn, ms. */
-const YIELD_AFTER_MS = 5;
+const YIELD_AFTER_MS = 1;
 /** Log pages (of 256 entries) read per event-loop turn at most. */
 const PAGES_PER_TURN = 16;
 /** Entries read from the log at once. */
@@ -89,7 +92,7 @@ const LOG_PAGE = 256;
 /** Shortest time between two re-reads of the log for links a peer lost, ms. */
 const REREAD_MIN_MS = 1000;
 /** Longest stretch of log streaming in one turn, ms: a catching-up peer must not hold this region's clients. */
-const PUMP_TURN_MS = 4;
+const PUMP_TURN_MS = 1;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
@@ -112,6 +115,8 @@ export class Session {
   private started = false;
   private pumping = false;
   private drainTimer: NodeJS.Timeout | null = null;
+  /** The next turn of streaming a backlog, put off by the pacer. */
+  private pacedTimer: NodeJS.Timeout | null = null;
   private gapSeen = false;
   private lastCatchUp = 0;
   /** Since when the peer has needed a catch-up by state that no round has started on yet (ms epoch). */
@@ -167,6 +172,7 @@ export class Session {
   close(): void {
     this.closed = true;
     if (this.drainTimer) clearTimeout(this.drainTimer);
+    if (this.pacedTimer) clearTimeout(this.pacedTimer);
     this.ae.close();
   }
 
@@ -217,14 +223,17 @@ export class Session {
     this.inbound = this.inbound.then(async () => {
       // Let timers and sockets run now and then: a long queue of frames
       // must not starve heartbeats (the link would be taken for dead).
-      if (performance.now() - this.lastYield > YIELD_AFTER_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+      const wait = this.o.pacer?.wait() ?? 0;
+      if (wait > 0 || performance.now() - this.lastYield > YIELD_AFTER_MS) {
+        await new Promise<void>((resolve) => (wait > 0 ? setTimeout(resolve, wait) : setImmediate(resolve)));
         this.lastYield = performance.now();
       }
       if (this.closed) return this.frameDone();
       let frame: Frame;
+      const decoding = performance.now();
       try {
         frame = decodeFrame(bytes, this.o.maxFrameBytes);
+        this.o.pacer?.spent(performance.now() - decoding);
       } catch (err) {
         this.frameDone();
         return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
@@ -288,7 +297,7 @@ export class Session {
         this.sent.clear();
         raise(this.peerHas, frame.vv);
         raise(this.sent, frame.vv);
-        this.cursor = 0;
+        this.rewind();
         this.started = true;
         this.o.onPeerRestarted(frame.vv);
         if (this.lacksLoggedEntries()) this.catchUpByState();
@@ -350,7 +359,7 @@ export class Session {
     // Without a skipped gap nothing behind the cursor is needed.
     if (this.gapSeen) {
       this.gapSeen = false;
-      this.cursor = 0;
+      this.rewind();
     }
     this.pump();
   }
@@ -413,7 +422,16 @@ export class Session {
 
   /** Streams log entries the peer lacks, while the send buffer has room. */
   private pump(): void {
-    if (!this.started || this.pumping || this.closed) return;
+    if (!this.started || this.pumping || this.closed || this.pacedTimer !== null) return;
+    // Commits and acks wake the pump too: a backlog waits its paced turn whoever wakes it.
+    const wait = this.cursor === this.logEnd ? 0 : (this.o.pacer?.wait() ?? 0);
+    if (wait > 0) {
+      this.pacedTimer = setTimeout(() => {
+        this.pacedTimer = null;
+        this.pump();
+      }, wait);
+      return;
+    }
     this.pumping = true;
     let pages = 0;
     let more = false;
@@ -439,6 +457,8 @@ export class Session {
     } finally {
       this.pumping = false;
     }
+    // Reading a backlog is catch-up work: paced while this region's clients write.
+    if (pages > 0) this.o.pacer?.spent(performance.now() - started);
     if (more) setImmediate(() => this.pump());
     else if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
     else if (this.gapSeen && !this.ae.running) this.catchUpByState();
@@ -519,8 +539,17 @@ export class Session {
     }
     if (!rewind) return;
     this.rereadAt = now;
-    this.cursor = 0;
+    this.rewind();
     this.pump();
+  }
+
+  /**
+   * Moves the cursor back to just before the first logged entry that is
+   * neither sent nor held by the peer: a peer that holds most of a long log
+   * (a link back after a cut, a gap) costs no read of what it holds.
+   */
+  private rewind(): void {
+    this.cursor = this.o.store.heldThrough(merged(this.sent, this.peerHas));
   }
 
   /** Does the peer lack entries that are no longer in this region's log? */

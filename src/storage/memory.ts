@@ -223,6 +223,15 @@ export class MemoryStore implements Store {
     return this.held.has(key(origin, seq));
   }
 
+  heldThrough(vv: VersionVector): number {
+    let last = 0;
+    for (const [lsn, e] of this.v.log) {
+      if (e.seq > (vv.get(e.origin) ?? 0)) return last;
+      last = lsn;
+    }
+    return last;
+  }
+
   oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null {
     const beyond = [...this.v.log.values()].filter((e) => e.seq > (vv.get(e.origin) ?? 0));
     if (beyond.length === 0) return null;

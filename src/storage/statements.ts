@@ -212,6 +212,8 @@ export function prepareStatements(db: Database.Database) {
       db,
       'SELECT count(*) AS n FROM log WHERE origin = ? AND seq > ? AND seq <= ?',
     ),
+    firstBeyond: prep<[string, number], { lsn: number | null }>(db, 'SELECT min(lsn) AS lsn FROM log WHERE origin = ? AND seq > ?'),
+    lastLsn: prep<[], { lsn: number | null }>(db, 'SELECT max(lsn) AS lsn FROM log'),
     beyond: prep<[string, number], { ts: number | null; n: number; bytes: number }>(
       db,
       'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log WHERE origin = ? AND seq > ?',

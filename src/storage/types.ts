@@ -182,6 +182,12 @@ export interface ReplicationLog {
   docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null;
   /** Has the store an entry (origin, seq)? */
   hasEntry(origin: WriterId, seq: number): boolean;
+  /**
+   * The highest lsn up to which `vv` covers every log entry (each has seq
+   * <= vv's seq of its origin): where reading the log for a peer that holds
+   * `vv` may start. 0 when the first entry is not covered; the last lsn when all are.
+   */
+  heldThrough(vv: VersionVector): number;
   /** Wall-clock time (origin ts) of the oldest entry beyond `vv`, with how many and their update bytes; null if none. */
   oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null;
 }

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { CatchUpPacer } from '../src/pacer.js';
+
+describe('catch-up pacer', () => {
+  it('never holds catch-up back while no client writes', () => {
+    const pacer = new CatchUpPacer(0.25);
+    pacer.spent(1000);
+    expect(pacer.wait()).toBe(0);
+  });
+
+  it('holds catch-up to its share while clients write, and never for long', async () => {
+    const pacer = new CatchUpPacer(0.25);
+    pacer.clientWrote();
+    expect(pacer.clientsActive()).toBe(true);
+    pacer.spent(5);
+    expect(pacer.wait()).toBe(0); // within the burst
+    pacer.spent(15);
+    const wait = pacer.wait();
+    // 10 ms overdrawn at a quarter share: about 40 ms to earn it back.
+    expect(wait).toBeGreaterThan(30);
+    expect(wait).toBeLessThanOrEqual(40);
+    pacer.spent(10_000);
+    expect(pacer.wait()).toBe(50);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(pacer.wait()).toBe(50);
+  });
+
+  it('lets catch-up run flat out again a second after the last client write', async () => {
+    const pacer = new CatchUpPacer(0.25);
+    pacer.clientWrote();
+    pacer.spent(100);
+    expect(pacer.wait()).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 1050));
+    expect(pacer.clientsActive()).toBe(false);
+    expect(pacer.wait()).toBe(0);
+  });
+});

@@ -13,9 +13,9 @@
 /** A client wrote within this long: its region is serving clients, ms. */
 const CLIENTS_ACTIVE_MS = 1000;
 /** Share of the event loop catch-up work may take while clients write. */
-const DEFAULT_SHARE = 0.25;
+const DEFAULT_SHARE = 0.2;
 /** Catch-up time that may be used at once before pacing starts, ms. */
-const BURST_MS = 10;
+const BURST_MS = 5;
 /** Longest single wait: catch-up never stops, ms. */
 const MAX_WAIT_MS = 50;
 

@@ -12,9 +12,9 @@ describe('catch-up pacer', () => {
     const pacer = new CatchUpPacer(0.25);
     pacer.clientWrote();
     expect(pacer.clientsActive()).toBe(true);
-    pacer.spent(5);
+    pacer.spent(4);
     expect(pacer.wait()).toBe(0); // within the burst
-    pacer.spent(15);
+    pacer.spent(11);
     const wait = pacer.wait();
     // 10 ms overdrawn at a quarter share: about 40 ms to earn it back.
     expect(wait).toBeGreaterThan(30);

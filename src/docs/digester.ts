@@ -18,7 +18,7 @@ import type { LiveDoc } from './cache.js';
 import type { DigestIndex } from './digest-index.js';
 
 /** Longest stretch of digest work before requests get a turn, ms. */
-const SLICE_MS = 1;
+const SLICE_MS = 4;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 

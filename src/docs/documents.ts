@@ -49,9 +49,10 @@ import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Jo
 /**
  * Staging time per commit given to peer work after the local writes: a
  * catching-up region applies what it missed in short turns, between which
- * its clients' requests and its heartbeats are served.
+ * its clients' requests and its heartbeats are served; shortest while
+ * clients write, longer (larger commits, fewer fsyncs) while none does.
  */
-const PEER_STAGING_MS = 1;
+const PEER_STAGING_MS = { clientsWrite: 1, idle: 5 };
 /** Stale document digests computed inline for a region digest at most (a few ms); more are computed in turns. */
 const SETTLE_INLINE_DOCS = 256;
 /** Entries of one frame from a peer staged as one job at most. */
@@ -448,11 +449,12 @@ class DocumentsImpl implements Documents {
     for (const job of locals) stage(job);
     const besideLocal = locals.length > 0;
     const started = performance.now();
+    const stagingMs = this.pacer.clientsActive() ? PEER_STAGING_MS.clientsWrite : PEER_STAGING_MS.idle;
     let units = 0;
     for (let job = this.queue.takePeer(units, besideLocal); job; job = this.queue.takePeer(units, besideLocal)) {
       stage(job);
       units += unitsOf(job);
-      if (performance.now() - started > PEER_STAGING_MS) break;
+      if (performance.now() - started > stagingMs) break;
     }
     const digests = this.digester.takeComputed();
     const fail = (err: unknown): void => {

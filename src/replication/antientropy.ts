@@ -85,7 +85,7 @@ const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
  */
 const WINDOW = 32;
 /** Longest stretch of sending before timers and sockets get a turn, ms. */
-const YIELD_AFTER_MS = 1;
+const YIELD_AFTER_MS = 5;
 /** Received document states queued for commit before the next one waits. */
 const MAX_APPLYING = 1024;
 /** Peer rounds answered and not yet done that are remembered; a peer runs one at a time. */

@@ -23,8 +23,13 @@ import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
 import type { CatchUpPacer } from '../pacer.js';
 
-/** How long (in dead timeouts) a silent peer is still redialled about once a heartbeat. */
-const PROBE_WINDOW_DEAD_TIMES = 12;
+/**
+ * How long (in dead timeouts) a silent peer is still redialled about once a
+ * heartbeat: five minutes by default, longer than most partitions, so a
+ * healed one is used within a heartbeat; a dial of a peer that is down costs
+ * it one refused connection.
+ */
+const PROBE_WINDOW_DEAD_TIMES = 60;
 /** How long a read of a peer's unacknowledged entries is reused, ms. */
 const PENDING_REFRESH_MS = 500;
 /** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */

@@ -1,27 +1,28 @@
 /**
- * Shares a region's event loop between its clients and catch-up work (the
- * log streamed to a peer that is behind, peer entries applied) while clients
- * write. Catch-up work reports the time it took; once it has used more than
- * its share of the wall-clock time, its next turn waits. With no client
- * writing, catch-up runs flat out.
+ * Shares a region's event loop between its clients and background work
+ * while clients write: catch-up (the log streamed to a peer that is behind,
+ * frames decoded, peer entries applied) and the digests of changed
+ * documents (thousands after a catch-up). Background work reports the time
+ * it took; once it has used more than its share of the wall-clock time, its
+ * next turn waits. With no client writing, it runs flat out.
  *
- * One pacer per region, shared by the write path and every link: a region
- * that catches up with two peers while sending a third its backlog must not
- * take three shares.
+ * One pacer per region, shared by the write path, the digests and every
+ * link: a region that catches up with two peers while sending a third its
+ * backlog must not take three shares.
  */
 
 /** A client wrote within this long: its region is serving clients, ms. */
 const CLIENTS_ACTIVE_MS = 1000;
-/** Share of the event loop catch-up work may take while clients write. */
+/** Share of the event loop background work may take while clients write. */
 const DEFAULT_SHARE = 0.2;
-/** Catch-up time that may be used at once before pacing starts, ms. */
+/** Background time that may be used at once before pacing starts, ms. */
 const BURST_MS = 5;
-/** Longest single wait: catch-up never stops, ms. */
+/** Longest single wait: background work never stops, ms. */
 const MAX_WAIT_MS = 50;
 
-export class CatchUpPacer {
+export class BackgroundPacer {
   private clientAt = -Infinity;
-  /** Catch-up time left to use now, ms; negative when overdrawn. */
+  /** Background time left to use now, ms; negative when overdrawn. */
   private budget = BURST_MS;
   private refilledAt = performance.now();
 
@@ -37,13 +38,13 @@ export class CatchUpPacer {
     return performance.now() - this.clientAt < CLIENTS_ACTIVE_MS;
   }
 
-  /** Catch-up work took `ms` of this thread. */
+  /** Background work took `ms` of this thread. */
   spent(ms: number): void {
     this.refill();
     if (this.clientsActive()) this.budget -= ms;
   }
 
-  /** How long catch-up work waits before its next turn, ms (0: go on now). */
+  /** How long background work waits before its next turn, ms (0: go on now). */
   wait(): number {
     this.refill();
     if (this.budget >= 0 || !this.clientsActive()) return 0;

@@ -18,7 +18,7 @@ import { StatusHistory, startSampler } from './api/status-history.js';
 import { liveRoutes } from './api/routes-live.js';
 import { createDocumentCreations, createWriteRates } from './api/quotas.js';
 import { Rooms } from './live/rooms.js';
-import { CatchUpPacer } from './pacer.js';
+import { BackgroundPacer } from './pacer.js';
 
 export interface RunningRegion {
   /** Base URL the region serves on. */
@@ -49,7 +49,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   let openWrites: () => void = () => undefined;
   const writesOpen = hasPeers ? new Promise<void>((resolve) => (openWrites = resolve)) : undefined;
   // One share of the event loop for catch-up, however many links and commits do it.
-  const pacer = new CatchUpPacer();
+  const pacer = new BackgroundPacer();
   const documents = createDocuments({
     pacer,
     ...(writesOpen ? { writesOpen } : {}),

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { CatchUpPacer } from '../src/pacer.js';
+import { BackgroundPacer } from '../src/pacer.js';
 
 describe('catch-up pacer', () => {
   it('never holds catch-up back while no client writes', () => {
-    const pacer = new CatchUpPacer(0.25);
+    const pacer = new BackgroundPacer(0.25);
     pacer.spent(1000);
     expect(pacer.wait()).toBe(0);
   });
 
   it('holds catch-up to its share while clients write, and never for long', async () => {
-    const pacer = new CatchUpPacer(0.25);
+    const pacer = new BackgroundPacer(0.25);
     pacer.clientWrote();
     expect(pacer.clientsActive()).toBe(true);
     pacer.spent(4);
@@ -26,7 +26,7 @@ describe('catch-up pacer', () => {
   });
 
   it('lets catch-up run flat out again a second after the last client write', async () => {
-    const pacer = new CatchUpPacer(0.25);
+    const pacer = new BackgroundPacer(0.25);
     pacer.clientWrote();
     pacer.spent(100);
     expect(pacer.wait()).toBeGreaterThan(0);

@@ -12,6 +12,7 @@ import type { DocKey } from '../ids.js';
 import type { Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { snapshotOf } from './cache.js';
+import type { BackgroundPacer } from '../pacer.js';
 
 export interface CompactorOptions {
   store: Pick<Maintenance, 'docsNeedingCompaction' | 'saveSnapshots'>;
@@ -26,6 +27,8 @@ export interface CompactorOptions {
   load: (doc: DocKey) => LiveDoc | null;
   /** Whether the doc has changes in a commit that is not yet durable. */
   busy: (doc: DocKey) => boolean;
+  /** While it holds background work back (clients write, a catch-up runs), a tick is skipped. */
+  pacer?: BackgroundPacer;
 }
 
 /** Starts compacting in the background; returns a function that stops it. */
@@ -37,12 +40,15 @@ export function startCompactor(options: CompactorOptions): () => void {
   let writing = false;
   const failed = (err: unknown): void => logger.error({ err }, 'compaction failed; will retry');
   const timer = setInterval(() => {
-    if (writing) return;
+    if (writing || (options.pacer?.wait() ?? 0) > 0) return;
     // Mostly compact busy documents; now and then also the quiet ones, whose
     // few entries would otherwise keep the log from being collected.
     const minEntries = ++tick % 10 === 0 ? 1 : Math.max(1, options.afterEntries);
+    const started = performance.now();
     try {
-      const written = options.store.saveSnapshots(slice(options, minEntries));
+      const snapshots = slice(options, minEntries);
+      options.pacer?.spent(performance.now() - started);
+      const written = options.store.saveSnapshots(snapshots);
       if (written === undefined) return;
       writing = true;
       written.then(() => (writing = false), (err: unknown) => {

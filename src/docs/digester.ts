@@ -16,6 +16,7 @@ import { docDigest } from '../crdt/index.js';
 import type { DocDigest, DocumentStates } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import type { DigestIndex } from './digest-index.js';
+import type { BackgroundPacer } from '../pacer.js';
 
 /** Longest stretch of digest work before requests get a turn, ms. */
 const SLICE_MS = 4;
@@ -32,6 +33,8 @@ export interface DigesterOptions {
   load(doc: DocKey): LiveDoc | null;
   /** Whether a commit that changed `doc` is still on its way to the disk (its digest waits). */
   busy(doc: DocKey): boolean;
+  /** Paces the digests of changed documents while clients write (thousands after a catch-up). */
+  pacer?: BackgroundPacer;
 }
 
 export class Digester {
@@ -152,7 +155,9 @@ export class Digester {
   private schedule(): void {
     if (this.sliceScheduled || this.stopped) return;
     this.sliceScheduled = true;
-    setImmediate(() => this.slice());
+    const wait = this.o.pacer?.wait() ?? 0;
+    if (wait > 0) setTimeout(() => this.slice(), wait);
+    else setImmediate(() => this.slice());
   }
 
   private slice(): void {
@@ -164,6 +169,7 @@ export class Digester {
       this.compute(doc);
       if (performance.now() - started > SLICE_MS) break;
     }
+    this.o.pacer?.spent(performance.now() - started);
     // Only documents still on their way to the disk left: their commit schedules the next slice.
     if (this.stale.size > 0 && this.stale.size < before) this.schedule();
     this.armStore();

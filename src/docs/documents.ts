@@ -42,7 +42,7 @@ import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, keepConflicts, keepQuarantined, repairQuarantined } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
-import { CatchUpPacer } from '../pacer.js';
+import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
 import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
@@ -84,7 +84,7 @@ export interface DocumentsOptions {
    */
   writesOpen?: Promise<void>;
   /** Shares the event loop between clients and catch-up (one per region; a fresh one when absent). */
-  pacer?: CatchUpPacer;
+  pacer?: BackgroundPacer;
   now?: () => number;
 }
 
@@ -120,7 +120,7 @@ class DocumentsImpl implements Documents {
   /** The group commit on the writer thread, and the documents it changed. */
   private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
   private flushScheduled = false;
-  /** A commit of peer work only, put off so that clients get the event loop (see CatchUpPacer). */
+  /** A commit of peer work only, put off so that clients get the event loop (see BackgroundPacer). */
   private restTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private writesAccepted: boolean;
@@ -131,7 +131,7 @@ class DocumentsImpl implements Documents {
   /** What staging a job may do to this write path. */
   private readonly stager: StageHost;
   private readonly maxWriteNodes: number;
-  private readonly pacer: CatchUpPacer;
+  private readonly pacer: BackgroundPacer;
 
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
@@ -141,7 +141,7 @@ class DocumentsImpl implements Documents {
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
     this.maxWriteNodes = options.maxWriteNodes ?? DEFAULT_MAX_WRITE_NODES;
-    this.pacer = options.pacer ?? new CatchUpPacer();
+    this.pacer = options.pacer ?? new BackgroundPacer();
     this.queue = new JobQueue(this.maxWriteNodes, this.pacer);
     void options.writesOpen?.then(() => (this.writesAccepted = true));
     this.stager = {
@@ -159,6 +159,7 @@ class DocumentsImpl implements Documents {
       live: (doc) => this.cache.peek(doc),
       load: (doc) => this.loadDoc(doc),
       busy: (doc) => this.settled(doc) !== null,
+      pacer: this.pacer,
     });
     this.indexDigests();
     this.digester.resumeStale();
@@ -177,6 +178,7 @@ class DocumentsImpl implements Documents {
       live: (doc) => this.cache.peek(doc),
       load: (doc) => this.loadDoc(doc),
       busy: (doc) => this.settled(doc) !== null,
+      pacer: this.pacer,
     });
   }
 

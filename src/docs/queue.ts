@@ -7,7 +7,7 @@
  * up with its peers keeps serving its clients and one commit never holds the
  * event loop long.
  */
-import type { CatchUpPacer } from '../pacer.js';
+import type { BackgroundPacer } from '../pacer.js';
 import type { Job } from './stage.js';
 
 /** Most local writes staged into one group commit. */
@@ -23,7 +23,7 @@ const MAX_PEER_UNITS = 1024;
 const PEER_UNITS_BESIDE_LOCAL = 16;
 /**
  * Most peer units in a commit without local writes while clients write
- * (see CatchUpPacer): a client's write that arrives while it is on the
+ * (see BackgroundPacer): a client's write that arrives while it is on the
  * writer thread waits for all of it.
  */
 const PEER_UNITS_WHILE_CLIENTS_WRITE = 32;
@@ -39,7 +39,7 @@ export class JobQueue {
    */
   constructor(
     private readonly maxNodes: number,
-    private readonly pacer: CatchUpPacer,
+    private readonly pacer: BackgroundPacer,
   ) {}
 
   /** Is a local write waiting? */

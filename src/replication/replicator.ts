@@ -21,7 +21,7 @@ import type { Link } from './transport.js';
 import type { Peer } from './peer.js';
 import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
-import type { CatchUpPacer } from '../pacer.js';
+import type { BackgroundPacer } from '../pacer.js';
 
 /**
  * How long (in dead timeouts) a silent peer is still redialled about once a
@@ -59,8 +59,8 @@ export interface ReplicatorOptions {
   metrics: Metrics;
   /** Opens a link to a peer; resolves once authenticated, rejects with the reason otherwise. */
   dial: (peer: Peer) => Promise<Link>;
-  /** Shared with the write path (see CatchUpPacer); none: catch-up is not paced. */
-  pacer?: CatchUpPacer;
+  /** Shared with the write path (see BackgroundPacer); none: catch-up is not paced. */
+  pacer?: BackgroundPacer;
 }
 
 export class Replicator implements ReplicationView, AwarenessRelay {

@@ -26,7 +26,7 @@ import {
 } from './protocol.js';
 import type { DocKey } from '../ids.js';
 import { capped, merged } from '../vv.js';
-import type { CatchUpPacer } from '../pacer.js';
+import type { BackgroundPacer } from '../pacer.js';
 
 /** The socket side of a link, as the session needs it. */
 export interface LinkTransport {
@@ -78,7 +78,7 @@ export interface SessionOptions {
    */
   holds?: (region: RegionId, writer: WriterId, seq: number) => boolean;
   /** Paces streaming a backlog to the peer and decoding what it sends while this region's clients write. */
-  pacer?: CatchUpPacer;
+  pacer?: BackgroundPacer;
 }
 
 const PROTOCOL_ERROR_CLOSE = 4400;

@@ -276,7 +276,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     reconnectMinMs: 100,
     reconnectMaxMs: 10_000,
     antiEntropyMs: 30_000,
-    batchBytes: 256 * KIB,
+    batchBytes: 64 * KIB,
     maxBufferedBytes: 4 * MIB,
     maxFrameBytes: 16 * MIB,
   },

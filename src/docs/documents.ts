@@ -54,7 +54,7 @@ import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Jo
  */
 const PEER_STAGING_MS = { clientsWrite: 1, idle: 5 };
 /** Stale document digests computed inline for a region digest at most (a few ms); more are computed in turns. */
-const SETTLE_INLINE_DOCS = 256;
+const SETTLE_INLINE_DOCS = 32;
 /** Entries of one frame from a peer staged as one job at most. */
 const REMOTE_JOB_ENTRIES = 16;
 

@@ -25,7 +25,7 @@ import {
   decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
 } from './protocol.js';
 import type { DocKey } from '../ids.js';
-import { capped, merged } from '../vv.js';
+import { capped, covers, merged } from '../vv.js';
 import type { BackgroundPacer } from '../pacer.js';
 
 /** The socket side of a link, as the session needs it. */
@@ -93,12 +93,25 @@ const LOG_PAGE = 256;
 const REREAD_MIN_MS = 1000;
 /** Longest stretch of log streaming in one turn, ms: a catching-up peer must not hold this region's clients. */
 const PUMP_TURN_MS = 1;
+/**
+ * Bytes of entries sent and not yet acknowledged at most: a backlog waits
+ * here, not in socket buffers where the link's heartbeats would queue
+ * behind it (its round-trip time would measure the backlog, not the link).
+ */
+const UNACKED_WINDOW_BYTES = 512 * 1024;
+/** A window that no acknowledgement moves for this long is let go (a peer that never acknowledges cannot stop the link), ms. */
+const UNACKED_STALL_MS = 10_000;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
   readonly peerHas: VersionVector = new Map();
   /** Highest seq per origin sent on this link. */
   private readonly sent: VersionVector = new Map();
+  /** Frames of entries sent and not yet acknowledged, oldest first: their bytes and the seqs that acknowledge them. */
+  private unacked: { bytes: number; upto: VersionVector }[] = [];
+  private unackedBytes = 0;
+  /** When the window last moved (performance.now()). */
+  private unackedMovedAt = 0;
   private cursor = 0;
   /**
    * The lsn of the last entry committed since this session opened (null
@@ -297,6 +310,8 @@ export class Session {
         this.sent.clear();
         raise(this.peerHas, frame.vv);
         raise(this.sent, frame.vv);
+        this.unacked = [];
+        this.unackedBytes = 0;
         this.rewind();
         this.started = true;
         this.o.onPeerRestarted(frame.vv);
@@ -354,6 +369,7 @@ export class Session {
     raise(this.peerHas, vv);
     raise(this.sent, vv);
     this.o.onAck(this.acknowledged(vv));
+    this.settleUnacked();
     // Entries skipped as beyond a gap may follow on from what the peer now
     // holds (caught up by state, or via another region): read the log again.
     // Without a skipped gap nothing behind the cursor is needed.
@@ -378,6 +394,9 @@ export class Session {
       raise(this.peerHas, frame.vv);
       // A region only reports what it has durably applied: as good as an ack.
       this.o.onAck(this.acknowledged(frame.vv));
+      this.settleUnacked();
+      // Also how a window that no acknowledgement moves is found and let go (see sendFull).
+      if (this.unacked.length > 0) this.pump();
     }
     this.peerLinks = frame.links;
     this.followLinks(frame.links);
@@ -444,7 +463,7 @@ export class Session {
     const held = this.o.documents.versionVector();
     try {
       // At the log's end (most acks and pings find it there), nothing to read.
-      while (this.cursor !== this.logEnd && this.o.transport.buffered() < this.o.maxBufferedBytes) {
+      while (this.cursor !== this.logEnd && !this.sendFull()) {
         // Yield now and then: a long log the peer mostly holds is skipped, not
         // sent, and a long one it lacks is sent in short turns.
         if (++pages > PAGES_PER_TURN || (pages > 1 && performance.now() - started > PUMP_TURN_MS)) {
@@ -475,7 +494,7 @@ export class Session {
     let whole = true;
     for (const e of page) {
       // A full send buffer stops the page here; the rest is read again later.
-      if ((out.length === 0 && this.o.transport.buffered() >= this.o.maxBufferedBytes) || e.seq > (held.get(e.origin) ?? 0)) {
+      if ((out.length === 0 && this.sendFull()) || e.seq > (held.get(e.origin) ?? 0)) {
         whole = false;
         break;
       }
@@ -492,13 +511,44 @@ export class Session {
       out.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update });
       bytes += e.update.byteLength + 64;
       if (bytes >= this.o.batchBytes) {
-        this.send({ type: 'entries', entries: out });
+        this.sendEntries(out, bytes);
         out = [];
         bytes = 0;
       }
     }
-    if (out.length > 0) this.send({ type: 'entries', entries: out });
+    if (out.length > 0) this.sendEntries(out, bytes);
     return whole;
+  }
+
+  private sendEntries(entries: NewLogEntry[], bytes: number): void {
+    const upto: VersionVector = new Map();
+    for (const e of entries) if (e.seq > (upto.get(e.origin) ?? 0)) upto.set(e.origin, e.seq);
+    if (this.unacked.length === 0) this.unackedMovedAt = performance.now();
+    this.unacked.push({ bytes, upto });
+    this.unackedBytes += bytes;
+    this.send({ type: 'entries', entries });
+  }
+
+  /** No more entries now: the send buffer is full, or the window of unacknowledged entries is. */
+  private sendFull(): boolean {
+    if (this.o.transport.buffered() >= this.o.maxBufferedBytes) return true;
+    if (this.unackedBytes < UNACKED_WINDOW_BYTES) return false;
+    if (performance.now() - this.unackedMovedAt < UNACKED_STALL_MS) return true;
+    this.o.logger.warn({ peer: this.o.peer, unackedBytes: this.unackedBytes }, 'peer acknowledges nothing; sending on');
+    this.unacked = [];
+    this.unackedBytes = 0;
+    return false;
+  }
+
+  /** Drops the frames the peer now holds; streams on if that opened the window. */
+  private settleUnacked(): void {
+    if (this.unacked.length === 0) return;
+    const wasFull = this.unackedBytes >= UNACKED_WINDOW_BYTES;
+    while (this.unacked.length > 0 && covers(this.peerHas, this.unacked[0]!.upto)) {
+      this.unackedBytes -= this.unacked.shift()!.bytes;
+      this.unackedMovedAt = performance.now();
+    }
+    if (wasFull && this.unackedBytes < UNACKED_WINDOW_BYTES) this.pump();
   }
 
   /**

@@ -212,7 +212,10 @@ export function prepareStatements(db: Database.Database) {
       db,
       'SELECT count(*) AS n FROM log WHERE origin = ? AND seq > ? AND seq <= ?',
     ),
-    firstBeyond: prep<[string, number], { lsn: number | null }>(db, 'SELECT min(lsn) AS lsn FROM log WHERE origin = ? AND seq > ?'),
+    // An origin's entries are stored in seq order (never past a gap), so its
+    // lowest seq beyond is also its lowest lsn beyond: one index seek, not a
+    // scan of everything the peer lacks.
+    firstBeyond: prep<[string, number], { lsn: number }>(db, 'SELECT lsn FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT 1'),
     lastLsn: prep<[], { lsn: number | null }>(db, 'SELECT max(lsn) AS lsn FROM log'),
     beyond: prep<[string, number], { ts: number | null; n: number; bytes: number }>(
       db,

@@ -205,12 +205,12 @@ export class SqliteStore implements Store {
     return this.s.hasEntry.get(origin, seq) !== undefined;
   }
 
-  /** One range read of the (origin, seq) index per origin: a peer that holds most of the log costs no scan of it. */
+  /** One seek of the (origin, seq) index per origin: neither what the peer holds nor what it lacks is scanned. */
   heldThrough(vv: VersionVector): number {
     let first = Infinity;
     for (const { origin } of this.s.origins.all()) {
-      const lsn = this.s.firstBeyond.get(origin, vv.get(origin as WriterId) ?? 0)?.lsn ?? null;
-      if (lsn !== null && lsn < first) first = lsn;
+      const lsn = this.s.firstBeyond.get(origin, vv.get(origin as WriterId) ?? 0)?.lsn;
+      if (lsn !== undefined && lsn < first) first = lsn;
     }
     return first === Infinity ? (this.s.lastLsn.get()?.lsn ?? 0) : first - 1;
   }

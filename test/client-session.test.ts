@@ -24,7 +24,7 @@ const endpoints: { name: string; url: string }[] = [];
 beforeAll(async () => {
   cluster = await startTestCluster([A, B, C]);
   endpoints.push({ name: A, url: cluster.url(A) });
-  for (const [name, ms] of [[B, 15], [C, 40]] as const) {
+  for (const [name, ms] of [[B, 40], [C, 80]] as const) {
     const proxy = await startFaultProxy({ upstreamHost: '127.0.0.1', upstreamPort: cluster.region(name).port, name: `client->${name}` });
     proxy.setFault({ kind: 'latency', ms });
     proxies.push(proxy);

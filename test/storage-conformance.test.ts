@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
 import { openStore } from '../src/storage/sqlite.js';
+import { PENDING_READ_LIMIT } from '../src/storage/pending.js';
 import type { NewLogEntry, Store } from '../src/storage/types.js';
 
 const REGION = 'us-east' as RegionId;
@@ -184,6 +185,21 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(() => store.raiseVersionVector(new Map([[OTHER, 2 ** 48]]))).toThrow(/MAX_SEQ/);
     expect(store.oldestBeyond(new Map([[OTHER, 2]]))).toEqual({ ts: 1003, count: 2, bytes: 8 });
     expect(store.oldestBeyond(new Map([[OTHER, 9]]))).toBeNull();
+  });
+
+  it('answers what a peer lacks from a bounded read: past the read limit, counted by seq and sized by the mean', async () => {
+    const { store } = start();
+    const n = PENDING_READ_LIMIT + 500;
+    // The first half of the entries are 4 bytes, the rest 8: the estimate follows what the read saw.
+    const sized = (seq: number) => ({ ...entry(OTHER, seq, X), update: new Uint8Array(seq <= n / 2 ? 4 : 8).fill(1) });
+    await store.commit({ entries: Array.from({ length: n }, (_, i) => sized(i + 1)), docs: [] });
+    const whole = store.oldestBeyond(new Map([[OTHER, n - 10]]));
+    expect(whole).toEqual({ ts: 1000 + n - 9, count: 10, bytes: 80 });
+    const capped = store.oldestBeyond(new Map())!;
+    expect(capped.ts).toBe(1001);
+    expect(capped.count).toBe(n);
+    const read = (n / 2) * 4 + (PENDING_READ_LIMIT - n / 2) * 8;
+    expect(capped.bytes).toBe(Math.round((read / PENDING_READ_LIMIT) * n));
   });
 
   it('answers per-document log questions', async () => {

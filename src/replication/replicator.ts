@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { PeerConfig, ReplicationConfig, StorageConfig } from '../config.js';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import type { DocHead, DocumentStates, Incidents, Maintenance, PeerProgress, ReplicationLog } from '../storage/types.js';
+import type { DocHead, DocumentStates, Incidents, Maintenance, PeerProgress, PendingEntries, ReplicationLog } from '../storage/types.js';
 import { MeridianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { AwarenessRelay, DocRegionSync, DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
@@ -33,7 +33,7 @@ const PROBE_WINDOW_DEAD_TIMES = 60;
 /** How long a read of a peer's unacknowledged entries is reused, ms. */
 const PENDING_REFRESH_MS = 500;
 /** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */
-const LARGE_BACKLOG = 10_000;
+const LARGE_BACKLOG = 1000;
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
 
@@ -70,7 +70,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private readonly waiters = new Set<() => void>();
   private readonly awarenessListeners = new Set<(doc: DocKey, update: Uint8Array, from: RegionId) => void>();
   /** The last read of each peer's unacknowledged entries (see pendingFor). */
-  private readonly pendingCache = new Map<RegionId, { at: number; value: { ts: number; count: number; bytes: number } | null }>();
+  private readonly pendingCache = new Map<RegionId, { at: number; value: PendingEntries | null }>();
   /** What each peer's last heartbeat said (digest, links), kept after its link drops: `/v1/sync` shows it with its age. */
   private readonly reports = new Map<RegionId, { digest: string | null; links: LinkReport[]; at: number }>();
   private pingId = 0;
@@ -353,11 +353,12 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   /**
    * The entries a peer has not acknowledged: none when its acks cover this
-   * region's vector. The read walks every such entry, and status is asked
-   * for every heartbeat and by every `/v1/sync`: a large backlog (a peer cut
-   * off or catching up) is read again at most every {@link PENDING_REFRESH_MS}.
+   * region's vector. Status is asked for every heartbeat and by every
+   * `/v1/sync`, and the store reads up to a thousand entries per origin to
+   * answer: a large backlog (a peer cut off or catching up) is read again at
+   * most every {@link PENDING_REFRESH_MS}.
    */
-  private pendingFor(p: Peer, mine: VersionVector, now: number): { ts: number; count: number; bytes: number } | null {
+  private pendingFor(p: Peer, mine: VersionVector, now: number): PendingEntries | null {
     if (missingCount(mine, p.acks) === 0) return null;
     const cached = this.pendingCache.get(p.region);
     const large = (cached?.value?.count ?? 0) >= LARGE_BACKLOG;

@@ -11,6 +11,7 @@ import { regionOfWriter } from '../ids.js';
 import { MAX_SEQ } from '../vv.js';
 import { conflictsOf, quarantineOf } from './memory-records.js';
 import { newWriterId } from './writer-id.js';
+import { PENDING_READ_LIMIT, PendingTotal, type PendingEntries } from './pending.js';
 import type {
   CommitBatch, ConflictRecord, ConflictStore, DocDigest, DocHead, DocSummary, LogEntry, QuarantineStore, QuarantinedEntry,
   Snapshot, StorageStats, Store, StoredDoc,
@@ -232,10 +233,19 @@ export class MemoryStore implements Store {
     return last;
   }
 
-  oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null {
-    const beyond = [...this.v.log.values()].filter((e) => e.seq > (vv.get(e.origin) ?? 0));
-    if (beyond.length === 0) return null;
-    return { ts: Math.min(...beyond.map((e) => e.ts)), count: beyond.length, bytes: beyond.reduce((n, e) => n + e.update.byteLength, 0) };
+  oldestBeyond(vv: VersionVector): PendingEntries | null {
+    const pending = new PendingTotal();
+    for (const [origin, p] of this.v.progress) {
+      const after = vv.get(origin) ?? 0;
+      const read = [...this.v.log.values()]
+        .filter((e) => e.origin === origin && e.seq > after)
+        .sort((a, b) => a.seq - b.seq)
+        .slice(0, PENDING_READ_LIMIT);
+      if (read.length === 0) continue;
+      const bytes = read.reduce((n, e) => n + e.update.byteLength, 0);
+      pending.add({ ts: Math.min(...read.map((e) => e.ts)), n: read.length, bytes }, p.seq - after);
+    }
+    return pending.result();
   }
 
   versionVector(): VersionVector {

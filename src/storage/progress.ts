@@ -6,6 +6,7 @@
 import type { VersionVector, WriterId } from '../ids.js';
 import { MAX_SEQ } from '../vv.js';
 import { StoreOpenError } from './errors.js';
+import { PENDING_READ_LIMIT, PendingTotal, type PendingEntries } from './pending.js';
 import type { Statements } from './statements.js';
 
 /** Walks the origin's applied seq forward over entries held in the log, never to MAX_SEQ. */
@@ -97,26 +98,20 @@ export function readLogFloor(s: Statements): Map<WriterId, number> {
 }
 
 /**
- * Oldest origin timestamp, count and update bytes of the entries beyond `vv`.
- * One range read of the (origin, seq) index per origin, so its cost follows
- * the size of the lag, not the size of the log.
+ * Oldest origin timestamp, count and update bytes of the entries beyond `vv`
+ * (see {@link PendingEntries}). One bounded range read of the (origin, seq)
+ * index per origin: `/v1/sync` and every heartbeat ask, and a peer cut off
+ * for hours lacks millions of entries.
  */
-export function entriesBeyond(
-  s: Statements,
-  vv: VersionVector,
-): { ts: number; count: number; bytes: number } | null {
-  let ts = Infinity;
-  let count = 0;
-  let bytes = 0;
+export function entriesBeyond(s: Statements, vv: VersionVector): PendingEntries | null {
+  const pending = new PendingTotal();
   for (const row of s.origins.all()) {
     const after = vv.get(row.origin as WriterId) ?? 0;
-    const range = s.beyond.get(row.origin, after);
-    if (range === undefined || range.n === 0 || range.ts === null) continue;
-    ts = Math.min(ts, range.ts);
-    count += range.n;
-    bytes += range.bytes;
+    const read = s.beyond.get(row.origin, after, PENDING_READ_LIMIT);
+    if (read === undefined || read.n === 0 || read.ts === null) continue;
+    pending.add({ ts: read.ts, n: read.n, bytes: read.bytes }, row.seq - after);
   }
-  return count === 0 ? null : { ts, count, bytes };
+  return pending.result();
 }
 
 /**

@@ -217,9 +217,11 @@ export function prepareStatements(db: Database.Database) {
     // scan of everything the peer lacks.
     firstBeyond: prep<[string, number], { lsn: number }>(db, 'SELECT lsn FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT 1'),
     lastLsn: prep<[], { lsn: number | null }>(db, 'SELECT max(lsn) AS lsn FROM log'),
-    beyond: prep<[string, number], { ts: number | null; n: number; bytes: number }>(
+    // At most `limit` entries: a peer cut off for hours lacks millions.
+    beyond: prep<[string, number, number], { ts: number | null; n: number; bytes: number }>(
       db,
-      'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log WHERE origin = ? AND seq > ?',
+      'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(length(data)), 0) AS bytes ' +
+        'FROM (SELECT ts, data FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?)',
     ),
 
     peerAcks: prep<[string], { origin: string; seq: number }>(

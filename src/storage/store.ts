@@ -25,6 +25,7 @@ import {
   readVersionVector,
 } from './progress.js';
 import { prepareStatements, toEntry, toSummary, type LogRow, type Statements } from './statements.js';
+import type { PendingEntries } from './pending.js';
 import type { CommitBatch, ConflictStore, DocDigest, DocHead, DocSummary, LogEntry, QuarantineStore, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
 
 
@@ -215,7 +216,7 @@ export class SqliteStore implements Store {
     return first === Infinity ? (this.s.lastLsn.get()?.lsn ?? 0) : first - 1;
   }
 
-  oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null {
+  oldestBeyond(vv: VersionVector): PendingEntries | null {
     return entriesBeyond(this.s, vv);
   }
 

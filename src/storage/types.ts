@@ -1,4 +1,7 @@
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
+import type { PendingEntries } from './pending.js';
+
+export type { PendingEntries };
 
 /** One change to one document, as it is kept in the append-only log. */
 export interface LogEntry {
@@ -188,8 +191,12 @@ export interface ReplicationLog {
    * `vv` may start. 0 when the first entry is not covered; the last lsn when all are.
    */
   heldThrough(vv: VersionVector): number;
-  /** Wall-clock time (origin ts) of the oldest entry beyond `vv`, with how many and their update bytes; null if none. */
-  oldestBeyond(vv: VersionVector): { ts: number; count: number; bytes: number } | null;
+  /**
+   * Wall-clock time (origin ts) of the oldest entry beyond `vv`, with how many
+   * and their update bytes; null if none. Reads at most PENDING_READ_LIMIT
+   * entries per origin (see pending.ts): its cost does not grow with the lag.
+   */
+  oldestBeyond(vv: VersionVector): PendingEntries | null;
 }
 
 /** How far this region has applied each origin, and what peers acknowledged. */

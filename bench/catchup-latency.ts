@@ -78,7 +78,7 @@ const COLLECTION = 'cl';
 /** Runs the measurement on a started cluster whose links are up. */
 export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLatencyOptions): Promise<CatchUpLatencyResult> {
   const acked = new Map(bench.names.map((n) => [n, { vv: new Map() as VersionVector, ids: new Set<string>() }]));
-  const loads = new Map(bench.names.map((n) => [n, writeLoad(bench, n, o.rate, acked.get(n)!)]));
+  const loads = new Map(bench.names.map((n) => [n, writeLoad(bench, n, COLLECTION, o.rate, acked.get(n)!)]));
   await sleep(1000);
   const steadyFrom = performance.now();
   await sleep(o.steadyMs);
@@ -110,18 +110,20 @@ export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLaten
       ? round((missed / (caughtUpMs - firstUpMs)) * 1000, 0) : null,
     peers,
     regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt, healedAt, convergedMs, endMs })),
-    lost: await lostWrites(bench, acked),
+    lost: await lostWrites(bench, COLLECTION, acked),
   };
 }
 
 /** PUTs of a fresh document each at `rate`/s; folds each acknowledged version into `acked`. */
-function writeLoad(bench: BenchCluster, region: string, rate: number, acked: { vv: VersionVector; ids: Set<string> }): PacedLoad {
+function writeLoad(
+  bench: BenchCluster, region: string, collection: string, rate: number, acked: { vv: VersionVector; ids: Set<string> },
+): PacedLoad {
   const client = bench.client(region);
   return pacedLoad({
     rate,
     op: async (i) => {
       const id = `${region}-${i}`;
-      const r = await client.request(`/v1/docs/${COLLECTION}/${id}`, { method: 'PUT', body: `{"i":${i}}`, timeoutMs: 30_000 });
+      const r = await client.request(`/v1/docs/${collection}/${id}`, { method: 'PUT', body: `{"i":${i}}`, timeoutMs: 30_000 });
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
       acked.vv = merged(acked.vv, decodeVersion((JSON.parse(r.body) as { version: string }).version));
       acked.ids.add(id);
@@ -164,7 +166,7 @@ function regionLatency(region: string, load: PacedLoad, m: Marks): RegionLatency
 }
 
 /** Waits for the cluster to settle, then counts acknowledged documents some region does not list. */
-async function lostWrites(bench: BenchCluster, acked: Map<string, { ids: Set<string> }>): Promise<number> {
+async function lostWrites(bench: BenchCluster, collection: string, acked: Map<string, { ids: Set<string> }>): Promise<number> {
   await bench.waitConverged(60_000, 200);
   let lost = 0;
   for (const name of bench.names) {
@@ -172,7 +174,7 @@ async function lostWrites(bench: BenchCluster, acked: Map<string, { ids: Set<str
     let after: string | null = null;
     do {
       const query: string = `limit=1000${after === null ? '' : `&after=${after}`}`;
-      const page = await bench.client(name).json<{ ids: string[]; next: string | null }>(`/v1/docs/${COLLECTION}?${query}`);
+      const page = await bench.client(name).json<{ ids: string[]; next: string | null }>(`/v1/docs/${collection}?${query}`);
       for (const id of page.ids) listed.add(id);
       after = page.next;
     } while (after !== null);
@@ -222,6 +224,108 @@ export function latencyTables(r: CatchUpLatencyResult, floorPerS: number | null)
         r.missed, r.firstUpMs, r.caughtUpMs, r.deliveredMs, r.convergedMs, r.updatesPerS, floorPerS,
         r.updatesPerS !== null && floorPerS ? round(r.updatesPerS / floorPerS, 2) : null,
         r.peers.map((v) => `${v.observer}: ${bad(v)}`).join(', '), Math.max(0, ...r.peers.map((v) => v.maxSilenceMs)), r.lost,
+      ]],
+    },
+  ];
+}
+
+export interface RebuildLatencyOptions {
+  wiped: string;
+  /** PUTs per second at every region. */
+  rate: number;
+  steadyMs: number;
+  afterMs: number;
+  timeoutMs: number;
+}
+
+export interface RebuildLatencyResult {
+  wiped: string;
+  rate: number;
+  steadyS: number;
+  /** From the kill: the restarted region answered `/healthz`. */
+  restartMs: number;
+  /** From the kill: the restarted region acknowledged its first write (it holds writes until caught up with a peer). */
+  firstWriteMs: number | null;
+  /** From the kill: the restarted region holds what the other regions had acknowledged at the kill. */
+  rebuiltMs: number | null;
+  /** Every region's writes: `catchUp` are those sent from the kill until rebuilt. */
+  regions: RegionLatency[];
+  /** The wiped region's writes sent after it acknowledged its first one, until rebuilt. */
+  afterFirstWrite: LatencySummary;
+  /** Acknowledged writes missing from some region after the run, but for those the wiped region acknowledged before the kill. */
+  lost: number;
+  /** Writes the wiped region acknowledged before the kill that no region holds: gone with its disk before they were replicated. */
+  goneWithDisk: number;
+}
+
+const REBUILD_COLLECTION = 'rl';
+
+/**
+ * Writes at every region while one is killed, its data directory deleted and
+ * the process restarted, until it has rebuilt from its peers: on a started
+ * cluster whose regions already hold the documents to rebuild.
+ */
+export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLatencyOptions): Promise<RebuildLatencyResult> {
+  const acked = new Map(bench.names.map((n) => [n, { vv: new Map() as VersionVector, ids: new Set<string>() }]));
+  const loads = new Map(bench.names.map((n) => [n, writeLoad(bench, n, REBUILD_COLLECTION, o.rate, acked.get(n)!)]));
+  await sleep(1000);
+  const steadyFrom = performance.now();
+  await sleep(o.steadyMs);
+  const others = bench.names.filter((n) => n !== o.wiped);
+  const target = others.reduce<VersionVector>((vv, n) => merged(vv, acked.get(n)!.vv), new Map());
+  const killedAt = performance.now();
+  await bench.cluster.wipe(o.wiped);
+  const restartMs = performance.now() - killedAt;
+  // Acknowledged by the wiped region before the kill: none of these may be in flight any more.
+  const beforeKill = new Set(acked.get(o.wiped)!.ids);
+  const rebuiltMs = await timeToVersion(bench, o.wiped, target, killedAt, o.timeoutMs);
+  await sleep(o.afterMs);
+  await Promise.all([...loads.values()].map((l) => l.stop()));
+  const endMs = (rebuiltMs ?? o.timeoutMs) + o.afterMs;
+  const wipedLoad = loads.get(o.wiped)!;
+  const acks = wipedLoad.done.filter((r) => r.ok && r.dueAt >= killedAt).map((r) => r.dueAt + r.ms - killedAt);
+  const firstWriteMs = acks.length > 0 ? Math.min(...acks) : null;
+  const rebuiltEnd = rebuiltMs ?? endMs;
+  const afterFirstWrite = firstWriteMs === null ? latencyOf([]) : latencyOf(
+    wipedLoad.done.filter((r) => r.ok && r.dueAt - killedAt >= firstWriteMs && r.dueAt - killedAt < rebuiltEnd).map((r) => r.ms),
+  );
+  const counted = new Map([...acked].map(([n, a]) => [n, { ids: n === o.wiped ? new Set([...a.ids].filter((id) => !beforeKill.has(id))) : a.ids }]));
+  const lost = await lostWrites(bench, REBUILD_COLLECTION, counted);
+  const goneWithDisk = (await lostWrites(bench, REBUILD_COLLECTION, new Map([[o.wiped, { ids: beforeKill }]]))) / bench.names.length;
+  return {
+    wiped: o.wiped, rate: o.rate, steadyS: o.steadyMs / 1000, restartMs: round(restartMs, 0),
+    firstWriteMs: firstWriteMs === null ? null : round(firstWriteMs, 0), rebuiltMs,
+    regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt: killedAt, healedAt: killedAt, convergedMs: rebuiltMs, endMs })),
+    afterFirstWrite, lost, goneWithDisk: round(goneWithDisk, 0),
+  };
+}
+
+/** For the report: one line per region, and the rebuilt region's figures. */
+export function rebuildLatencyTables(r: RebuildLatencyResult, docs: number): Table[] {
+  const vsSteady = (p99: number, steady: LatencySummary): number | null => (steady.p99 > 0 ? round(p99 / steady.p99, 2) : null);
+  return [
+    {
+      title: `(d) writes while ${r.wiped} is rebuilt (${docs.toLocaleString('en-US')} documents, ${r.rate} PUTs/s at every region): steady state before the kill, and writes sent from the kill until rebuilt`,
+      columns: [
+        'region', 'steady p50', 'steady p99', 'steady max', 'rebuild writes', 'rebuild p50', 'rebuild p99', 'rebuild max',
+        'p99 / steady p99', 'worst 1 s window p99', 'failed',
+      ],
+      rows: r.regions.map((g) => [
+        g.region === r.wiped ? `${g.region} (wiped)` : g.region, g.steady.p50, g.steady.p99, g.steady.max,
+        g.catchUp.count, g.catchUp.p50, g.catchUp.p99, g.catchUp.max, vsSteady(g.catchUp.p99, g.steady),
+        Math.max(0, ...g.windows.map((w) => w.p99)), g.failed,
+      ]),
+    },
+    {
+      title: `(d) ${r.wiped} rebuilt under load`,
+      columns: [
+        'restart ms', 'first write acknowledged ms', 'rebuilt ms', 'writes after the first: n', 'p50', 'p99', 'max',
+        'p99 / steady p99', 'lost writes', 'acknowledged before the kill, gone with the disk',
+      ],
+      rows: [[
+        r.restartMs, r.firstWriteMs, r.rebuiltMs, r.afterFirstWrite.count, r.afterFirstWrite.p50, r.afterFirstWrite.p99,
+        r.afterFirstWrite.max, vsSteady(r.afterFirstWrite.p99, r.regions.find((g) => g.region === r.wiped)?.steady ?? r.afterFirstWrite),
+        r.lost, r.goneWithDisk,
       ]],
     },
   ];

@@ -10,7 +10,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { DocKey, RegionId } from '../src/ids.js';
-import { latencyTables, measureCatchUpLatency, type CatchUpLatencyResult } from './catchup-latency.js';
+import {
+  latencyTables, measureCatchUpLatency, measureRebuildLatency, rebuildLatencyTables, type CatchUpLatencyResult, type RebuildLatencyResult,
+} from './catchup-latency.js';
 import { BenchCluster, probeDelta, sleep, type ProbeDelta } from './cluster.js';
 import { REGIONS, type BenchContext } from './context.js';
 import { openFloorDocuments } from './floor.js';
@@ -74,10 +76,12 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
   });
   let outage: OutageResult;
   let rebuild: RebuildResult;
+  let rebuildLatency: RebuildLatencyResult;
   try {
     await waitLinksUp(bench, 20_000);
     outage = await runOutage(ctx, bench, outageMs, rate, outageDocs);
     rebuild = await runRebuild(ctx, bench, rebuildDocs, 2 * outageDocs, ctx.quick ? 120_000 : 300_000);
+    rebuildLatency = await runRebuildLatency(ctx, bench, rebuild.docs, ctx.quick ? 120_000 : 300_000);
   } finally {
     await bench.stop();
   }
@@ -96,14 +100,21 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents) merged into a fresh region through \`applyState\`, 256 at once. ` +
       `(c) A fresh three-region cluster; every region takes ${latency.rate} PUTs/s of new documents (open loop, HTTP) for the ` +
       `whole run; after ${latency.steadyS} s of steady state ${ISOLATED} is cut off (every link) for ${latency.cutS} s while ` +
-      'all keep writing, then healed; writes go on until 10 s after convergence.',
-    tables: [...tables(outage, rebuild, outageFloor, rebuildFloor), ...latencyTables(latency, outageFloor.perS)],
+      'all keep writing, then healed; writes go on until 10 s after convergence. ' +
+      `(d) After (b), on the same cluster: every region takes ${rebuildLatency.rate} PUTs/s of new documents; after ` +
+      `${rebuildLatency.steadyS} s ${ISOLATED} is wiped again (killed, data directory deleted, restarted) while all keep writing; ` +
+      'writes go on until 5 s after it is rebuilt.',
+    tables: [
+      ...tables(outage, rebuild, outageFloor, rebuildFloor), ...latencyTables(latency, outageFloor.perS),
+      ...rebuildLatencyTables(rebuildLatency, rebuild.docs),
+    ],
     notes: [
       'Times count from the heal. Links come back when the dialing peers\' reconnect backoff next fires; catch-up ms is first link up → equal digests and nothing pending anywhere, and updates/s and MB/s are over that window (an upper bound when it is shorter than the 25 ms polling).',
       'rebuild: the restarted region\'s commits and other transactions show whether it caught up through the log (commits) or by document state (one snapshot transaction per document); links dropped: "peer silent; closing link" in any region\'s log (an event loop blocked past the 5 s dead timeout); state rounds: catch-up-by-state rounds started.',
       '(c): latency counts from each write\'s scheduled send time; windows are by send time, in seconds from the heal. Steady: writes sent in the steady period before the cut. Catch-up: writes sent from the heal until convergence. Caught up: the cut-off region answered a `/v1/sync` held with `meridian-after` set to everything the other regions had acknowledged at the heal; peers hold its writes: the same the other way; converged: the later of the two. updates/s: missed updates over first link up → caught up (the cut-off region also applies live writes meanwhile); floor: the in-process `applyRemote` floor of (a). Peer polls: `/v1/sync` of each other region every 100 ms, counted from its first report of the link up after the heal to the end; longest silence: the largest `lastSeenMs` they reported for the cut-off region meanwhile (default config: suspect after 3 s, down after 5 s). Lost writes: acknowledged documents that some region does not list after the run. generator late: how late a request left this process against its schedule.',
+      '(d): windows and latency as in (c), counted from the kill. The wiped region refuses connections while it restarts (its failed writes), then holds writes until it holds what a peer held when their link opened (see "Replication" in the README: `/readyz` answers 503 meanwhile, so clients write elsewhere): first write acknowledged is when that hold ended, and its later writes are shown apart. Rebuilt: it answered a `/v1/sync` held with `meridian-after` set to what the other regions had acknowledged at the kill. Gone with the disk: writes the wiped region acknowledged before the kill that no region holds (acknowledged locally, not yet replicated; see `meridian-replicas`).',
     ],
-    data: { outage, rebuild, outageFloor, rebuildFloor, latency },
+    data: { outage, rebuild, outageFloor, rebuildFloor, latency, rebuildLatency },
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -132,6 +143,18 @@ async function runLatency(ctx: BenchContext): Promise<CatchUpLatencyResult> {
   } finally {
     await bench.stop();
   }
+}
+
+/** Part (d): (b) again, with every region taking writes throughout. */
+async function runRebuildLatency(ctx: BenchContext, bench: BenchCluster, docs: number, timeoutMs: number): Promise<RebuildLatencyResult> {
+  ctx.log(`rebuild (d): 100 PUTs/s at every region; ${ISOLATED} wiped again while they write`);
+  const r = await measureRebuildLatency(bench, { wiped: ISOLATED, rate: 100, steadyMs: ctx.quick ? 5000 : 10_000, afterMs: 5000, timeoutMs });
+  const peers = r.regions.filter((g) => g.region !== ISOLATED).map((g) => `${g.region} p99 ${g.steady.p99} → ${g.catchUp.p99} ms`);
+  ctx.log(
+    `rebuild (d): ${docs} documents back after ${r.rebuiltMs} ms; first write at ${ISOLATED} acknowledged ${r.firstWriteMs} ms ` +
+      `after the kill, then p99 ${r.afterFirstWrite.p99} ms; ${peers.join(', ')}; lost ${r.lost}`,
+  );
+  return r;
 }
 
 async function runOutage(ctx: BenchContext, bench: BenchCluster, outageMs: number, rate: number, docs: number): Promise<OutageResult> {

@@ -17,6 +17,7 @@ import { Session } from '../src/replication/session.js';
 import Database from 'better-sqlite3';
 import { DB_FILE, openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
+import { BackgroundPacer } from '../src/pacer.js';
 
 const logger = pino({ level: 'silent' });
 const cleanups: (() => Promise<void>)[] = [];
@@ -51,7 +52,7 @@ function region(name: string, writerThread = false): Region {
 type Hook = (frame: Frame, to: RegionId) => Promise<boolean> | boolean;
 
 /** Two sessions joined by in-order, in-memory delivery of encoded frames. */
-function join2(a: Region, b: Region, hook: Hook = () => true): { sa: Session; sb: Session } {
+function join2(a: Region, b: Region, hook: Hook = () => true, pacer?: BackgroundPacer): { sa: Session; sb: Session } {
   const sessions = new Map<RegionId, Session>();
   const outbox = (to: Region) => {
     let chain = Promise.resolve();
@@ -73,6 +74,7 @@ function join2(a: Region, b: Region, hook: Hook = () => true): { sa: Session; sb
       onRejected: (reason) => {
         throw new Error(`frame rejected: ${reason}`);
       },
+      ...(pacer ? { pacer } : {}),
     });
   };
   const sa = session(a, b);
@@ -131,6 +133,23 @@ describe('anti-entropy rounds', () => {
     await within(sa.ae.start(), 5000, 'the second round');
     await expect.poll(() => b.docs.read(late).value).toEqual({ written: 'during the round' });
     await expect.poll(() => b.docs.digests.regionDigest()).toBe(a.docs.digests.regionDigest());
+  });
+
+  it('rebuild an empty region of more documents than one page of summaries, paced while clients write', async () => {
+    const a = region('ap-south');
+    const b = region('eu-west');
+    const keys = Array.from({ length: 1200 }, (_, i) => docKey('ae', `many-${i}`));
+    await Promise.all(keys.map((key, i) => a.docs.put(key, { i })));
+    const pacer = new BackgroundPacer();
+    const writing = setInterval(() => pacer.clientWrote(), 20);
+    try {
+      const { sa } = join2(a, b, () => true, pacer);
+      await within(sa.ae.start(), 30_000, 'the paced round');
+    } finally {
+      clearInterval(writing);
+    }
+    await expect.poll(() => b.docs.versionVector()).toEqual(a.docs.versionVector());
+    for (const [i, key] of keys.entries()) expect(b.docs.read(key).value).toEqual({ i });
   });
 
   it('abandons a round whose answers never come, so later rounds can run', async () => {

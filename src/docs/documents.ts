@@ -37,7 +37,7 @@ import type {
   WriteAck,
 } from './types.js';
 import { startCompactor } from './compactor.js';
-import { loadLiveDoc, newYDoc } from './loader.js';
+import { loadLiveDoc, newYDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, keepConflicts, keepQuarantined, repairQuarantined } from './incidents.js';
@@ -258,6 +258,13 @@ class DocumentsImpl implements Documents {
   }
 
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
+    // The whole state of a document not in memory is what the store holds,
+    // merged without building the document: a peer rebuilt from this region
+    // reads every document once, and each would otherwise pass through the cache.
+    if (!stateVector && this.cache.peek(doc) === undefined) {
+      const stored = storedUpdate(this.store, doc);
+      if (stored) return stored;
+    }
     const live = this.live(doc);
     if (!live) return null;
     if (stateVector) {

@@ -54,3 +54,19 @@ export function loadLiveDoc(
   }
   return { live: { ydoc, lastLsn, digest }, corrupt: stored.corrupt };
 }
+
+/**
+ * A document's whole state as one Yjs update, straight from the store
+ * (snapshot and later entries merged, no document built); null when the store
+ * has none, or when any part fails its checksum (loading it live marks and
+ * repairs that).
+ */
+export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey): Uint8Array | null {
+  const stored = store.loadDoc(doc);
+  if (!stored || stored.corrupt > 0) return null;
+  const parts: Uint8Array[] = [];
+  for (const u of [stored.snapshot, stored.pending]) if (u) parts.push(u);
+  for (const e of stored.entries) parts.push(e.update);
+  if (parts.length === 0) return null;
+  return parts.length === 1 ? parts[0]! : Y.mergeUpdates(parts);
+}

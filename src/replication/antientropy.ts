@@ -36,6 +36,7 @@ import {
   type AeBucketsFrame, type AeDocsFrame, type AeDoneFrame, type DocReplaceFrame, type DocStateFrame, type DocSvFrame, type Frame,
 } from './protocol.js';
 import { firstExcess } from '../vv.js';
+import type { BackgroundPacer } from '../pacer.js';
 
 export interface AntiEntropyPort {
   peer: RegionId;
@@ -49,6 +50,8 @@ export interface AntiEntropyPort {
   fail(reason: string): void;
   /** What the peer has stated it holds on this link (sync request, acks, pings, entries sent). */
   peerStated(): VersionVector;
+  /** Shared with the write path (see BackgroundPacer): reading and sending document states is catch-up work. */
+  pacer?: BackgroundPacer;
 }
 
 interface Round {
@@ -86,6 +89,8 @@ const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
 const WINDOW = 32;
 /** Longest stretch of sending before timers and sockets get a turn, ms. */
 const YIELD_AFTER_MS = 5;
+/** Document summaries read in one turn while listing a round's buckets. */
+const SUMMARY_PAGE = 500;
 /** Received document states queued for commit before the next one waits. */
 const MAX_APPLYING = 1024;
 /** Peer rounds answered and not yet done that are remembered; a peer runs one at a time. */
@@ -152,7 +157,7 @@ export class AntiEntropy {
       // where its digests differ from the ones we sent, whatever changed here since.
       const differing = differingBuckets(round.buckets, frame.buckets);
       round.docsExpected = differing.length;
-      round.mine = this.docsIn(differing);
+      round.mine = await this.docsIn(differing, round);
       this.drive(frame.round, round);
       return;
     }
@@ -160,7 +165,7 @@ export class AntiEntropy {
     const mine = this.port.documents.digests.bucketDigests();
     const differing = differingBuckets(mine, frame.buckets);
     await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
-    const docs = this.docsIn(differing);
+    const docs = await this.docsIn(differing);
     for (const bucket of differing) {
       const list = [...(docs.get(bucket) ?? new Map<DocKey, Uint8Array>())].map(([doc, digest]) => ({ doc, digest }));
       await this.port.send({ type: 'ae-docs', round: frame.round, bucket, docs: list });
@@ -199,26 +204,28 @@ export class AntiEntropy {
     if (round.driving) return;
     round.driving = true;
     void (async () => {
+      // This thread's time spent reading and encoding since the last turn
+      // given up (not the waits for commits or a full send buffer).
+      let used = 0;
       try {
-        let turnStarted = performance.now();
         while (round.queue.length > 0 && round.outstanding < WINDOW && this.rounds.get(id) === round) {
-          // Sending does not wait while the link has room: give timers and sockets their turn.
-          if (performance.now() - turnStarted > YIELD_AFTER_MS) {
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            turnStarted = performance.now();
+          // Sending does not wait while the link has room: give timers,
+          // sockets and this region's clients their turn.
+          if (used > YIELD_AFTER_MS || (this.port.pacer?.wait() ?? 0) > 0) {
+            await this.giveTurn(used);
+            used = 0;
             continue;
           }
           const queued = round.queue.shift()!;
-          if (queued.type === 'full-state') {
-            await this.durable(queued.doc);
-            const update = this.port.documents.readYjs(queued.doc);
-            if (update) await this.port.send({ type: 'doc-state', round: queued.round, doc: queued.doc, update, sv: null });
-            continue;
-          }
-          const next = queued.type === 'ask' ? await this.ask(queued.round, queued.doc) : queued;
-          if (next.type === 'doc-sv') round.outstanding++;
-          await this.port.send(next);
+          if (queued.type === 'full-state' || queued.type === 'ask') await this.durable(queued.doc);
+          const began = performance.now();
+          const next = this.frameFor(queued);
+          if (next?.type === 'doc-sv') round.outstanding++;
+          const sent = next ? this.port.send(next) : null;
+          used += performance.now() - began;
+          await sent;
         }
+        this.port.pacer?.spent(used);
         round.driving = false;
         await this.maybeFinish(id, round);
       } catch {
@@ -228,10 +235,28 @@ export class AntiEntropy {
     })();
   }
 
-  /** A doc-sv for a document both sides hold with different digests. */
-  private async ask(round: number, doc: DocKey): Promise<DocSvFrame> {
-    await this.durable(doc);
-    return { type: 'doc-sv', round, doc, sv: this.port.documents.stateVector(doc) ?? EMPTY_SV, parts: this.partsOf(doc) };
+  /** Reports `used` ms of background work and waits for the next turn (later while this region's clients write). */
+  private async giveTurn(used: number): Promise<void> {
+    this.port.pacer?.spent(used);
+    const wait = this.port.pacer?.wait() ?? 0;
+    await new Promise<void>((resolve) => (wait > 0 ? setTimeout(resolve, wait) : setImmediate(resolve)));
+  }
+
+  /**
+   * The frame for a queued item, read now (the document durable): a full
+   * state, a doc-sv for a document both sides hold with different digests,
+   * or the frame itself; null for a document gone meanwhile.
+   */
+  private frameFor(queued: Outgoing): Frame | null {
+    const { documents } = this.port;
+    if (queued.type === 'full-state') {
+      const update = documents.readYjs(queued.doc);
+      return update ? { type: 'doc-state', round: queued.round, doc: queued.doc, update, sv: null } : null;
+    }
+    if (queued.type === 'ask') {
+      return { type: 'doc-sv', round: queued.round, doc: queued.doc, sv: documents.stateVector(queued.doc) ?? EMPTY_SV, parts: this.partsOf(queued.doc) };
+    }
+    return queued;
   }
 
   /**
@@ -250,9 +275,12 @@ export class AntiEntropy {
       const state = documents.readYjs(frame.doc);
       if (state) await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
     }
+    const began = performance.now();
     const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
     const sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
-    await this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
+    const sent = this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
+    this.port.pacer?.spent(performance.now() - began);
+    await sent;
   }
 
   async onDocState(frame: DocStateFrame): Promise<void> {
@@ -270,7 +298,9 @@ export class AntiEntropy {
     this.docsRepaired++;
     if (!frame.sv) return;
     await this.durable(frame.doc);
+    const began = performance.now();
     const update = documents.readYjs(frame.doc, frame.sv);
+    this.port.pacer?.spent(performance.now() - began);
     const answer: Frame | null = update ? { type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null } : null;
     const round = this.heard(frame.round);
     if (!round) {
@@ -363,14 +393,19 @@ export class AntiEntropy {
     round?.done();
   }
 
-  /** This region's documents in the given buckets, with their digests. */
-  private docsIn(buckets: number[]): Map<number, Map<DocKey, Uint8Array>> {
+  /**
+   * This region's documents in the given buckets, with their digests. Every
+   * summary is read (a bucket is a hash of the key), so in pages, each one
+   * a paced turn: a region rebuilt from this one differs in every bucket.
+   */
+  private async docsIn(buckets: number[], round?: Round): Promise<Map<number, Map<DocKey, Uint8Array>>> {
     const wanted = new Set(buckets);
     const out = new Map<number, Map<DocKey, Uint8Array>>();
     if (wanted.size === 0) return out;
     let after: DocKey | null = null;
     for (;;) {
-      const page: DocSummary[] = this.port.store.docSummaries(after, 2000);
+      const began = performance.now();
+      const page: DocSummary[] = this.port.store.docSummaries(after, SUMMARY_PAGE);
       for (const s of page) {
         const b = bucketOf(s.doc);
         if (!wanted.has(b)) continue;
@@ -378,8 +413,14 @@ export class AntiEntropy {
         if (!docs) out.set(b, (docs = new Map()));
         docs.set(s.doc, s.digest);
       }
-      if (page.length < 2000) return out;
+      if (page.length < SUMMARY_PAGE) {
+        this.port.pacer?.spent(performance.now() - began);
+        return out;
+      }
       after = page[page.length - 1]!.doc;
+      // A round busy listing its documents is not idle (see abortIdle).
+      if (round) round.heardAt = Date.now();
+      await this.giveTurn(performance.now() - began);
     }
   }
 }

@@ -158,6 +158,7 @@ export class Session {
         if (!this.closed) this.reject(reason);
       },
       peerStated: () => this.peerHas,
+      ...(o.pacer ? { pacer: o.pacer } : {}),
     });
   }
 

@@ -97,7 +97,7 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       `${outageDocs} documents each; writes stop at the heal. (b) ${rebuildDocs.toLocaleString('en-US')} documents are ` +
       `written at ap-south, then ${ISOLATED} is killed, its data directory deleted and the process restarted. ` +
       `Floors, in this process: (a) the same number of log entries applied through \`applyRemote\` in frames of ` +
-      `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents) merged into a fresh region through \`applyState\`, 256 at once. ` +
+      `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents), read as for a peer (\`stateForPeer\`), merged into a fresh region through \`applyState\`, 256 at once. ` +
       `(c) A fresh three-region cluster; every region takes ${latency.rate} PUTs/s of new documents (open loop, HTTP) for the ` +
       `whole run; after ${latency.steadyS} s of steady state ${ISOLATED} is cut off (every link) for ${latency.cutS} s while ` +
       'all keep writing, then healed; writes go on until 10 s after convergence. ' +
@@ -316,7 +316,7 @@ export async function stateFloor(ctx: BenchContext, docs: number): Promise<Apply
     await closedLoop({
       clients: 256, durationMs: 3_600_000, maxRequests: docs,
       op: async (i) => {
-        const update = source.documents.readYjs(key(i));
+        const update = source.documents.stateForPeer(key(i));
         if (!update) throw new Error(`floor source lacks ${key(i)}`);
         bytes += update.byteLength;
         await target.documents.applyState(key(i), update, 'source' as RegionId);

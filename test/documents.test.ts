@@ -87,7 +87,7 @@ describe('the write path', () => {
     expect(second.docs.read(key).value).toEqual({ a: 1, b: 2 });
   });
 
-  it('serves the whole state of a document not in memory from the store, whole and mergeable', async () => {
+  it('gives a peer the whole state of a document not in memory from the store, whole and mergeable', async () => {
     const n = node(undefined, 2);
     const key = docKey('c', 'cold');
     await n.docs.put(key, { a: 1, gone: 0 });
@@ -95,7 +95,7 @@ describe('the write path', () => {
     await n.docs.put(docKey('c', 'x'), { x: 1 });
     await n.docs.put(docKey('c', 'y'), { y: 1 });
     // Evicted: the state is the stored parts merged, not a loaded document.
-    const state = n.docs.readYjs(key)!;
+    const state = n.docs.stateForPeer(key)!;
     const peer = node();
     await peer.docs.applyState(key, state, 'r1' as RegionId);
     expect(peer.docs.read(key).value).toEqual({ a: 1, b: 2 });

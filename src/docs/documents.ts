@@ -257,14 +257,17 @@ class DocumentsImpl implements Documents {
     return { value: live ? readDocument(live.ydoc) : null, version: new Map(this.vv) };
   }
 
-  readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
-    // The whole state of a document not in memory is what the store holds,
-    // merged without building the document: a peer rebuilt from this region
-    // reads every document once, and each would otherwise pass through the cache.
-    if (!stateVector && this.cache.peek(doc) === undefined) {
+  stateForPeer(doc: DocKey): Uint8Array | null {
+    // Merged from the store without building the document: each one would
+    // otherwise pass through the cache, pushing out the documents clients use.
+    if (this.cache.peek(doc) === undefined) {
       const stored = storedUpdate(this.store, doc);
       if (stored) return stored;
     }
+    return this.readYjs(doc);
+  }
+
+  readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
     const live = this.live(doc);
     if (!live) return null;
     if (stateVector) {

@@ -102,6 +102,13 @@ export interface Documents {
   read(doc: DocKey): ReadResult;
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;
+  /**
+   * The document's whole state for a peer: from memory if it is loaded, else
+   * straight from the store without loading it (a peer rebuilt from this
+   * region reads every document once). The same content as readYjs, not
+   * always the same bytes; null if unknown.
+   */
+  stateForPeer(doc: DocKey): Uint8Array | null;
   list(collection: string, after: string | null, limit: number): { ids: string[]; next: string | null };
 
   /** Applies log entries received from a peer (validated, idempotent, order-independent). */

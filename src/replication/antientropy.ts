@@ -250,7 +250,7 @@ export class AntiEntropy {
   private frameFor(queued: Outgoing): Frame | null {
     const { documents } = this.port;
     if (queued.type === 'full-state') {
-      const update = documents.readYjs(queued.doc);
+      const update = documents.stateForPeer(queued.doc);
       return update ? { type: 'doc-state', round: queued.round, doc: queued.doc, update, sv: null } : null;
     }
     if (queued.type === 'ask') {

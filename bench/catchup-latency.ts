@@ -110,7 +110,7 @@ export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLaten
       ? round((missed / (caughtUpMs - firstUpMs)) * 1000, 0) : null,
     peers,
     regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt, healedAt, convergedMs, endMs })),
-    lost: await lostWrites(bench, COLLECTION, acked),
+    lost: lostWrites(await listEverywhere(bench, COLLECTION), acked.values()),
   };
 }
 
@@ -165,10 +165,10 @@ function regionLatency(region: string, load: PacedLoad, m: Marks): RegionLatency
   };
 }
 
-/** Waits for the cluster to settle, then counts acknowledged documents some region does not list. */
-async function lostWrites(bench: BenchCluster, collection: string, acked: Map<string, { ids: Set<string> }>): Promise<number> {
+/** Waits for the cluster to settle, then lists `collection` at every region. */
+async function listEverywhere(bench: BenchCluster, collection: string): Promise<Set<string>[]> {
   await bench.waitConverged(60_000, 200);
-  let lost = 0;
+  const all: Set<string>[] = [];
   for (const name of bench.names) {
     const listed = new Set<string>();
     let after: string | null = null;
@@ -178,8 +178,15 @@ async function lostWrites(bench: BenchCluster, collection: string, acked: Map<st
       for (const id of page.ids) listed.add(id);
       after = page.next;
     } while (after !== null);
-    for (const { ids } of acked.values()) for (const id of ids) if (!listed.has(id)) lost++;
+    all.push(listed);
   }
+  return all;
+}
+
+/** Acknowledged documents some region does not list, counted once per region that lacks them. */
+function lostWrites(listed: Set<string>[], acked: Iterable<{ ids: Iterable<string> }>): number {
+  let lost = 0;
+  for (const { ids } of acked) for (const id of ids) for (const region of listed) if (!region.has(id)) lost++;
   return lost;
 }
 
@@ -289,14 +296,15 @@ export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLaten
   const afterFirstWrite = firstWriteMs === null ? latencyOf([]) : latencyOf(
     wipedLoad.done.filter((r) => r.ok && r.dueAt - killedAt >= firstWriteMs && r.dueAt - killedAt < rebuiltEnd).map((r) => r.ms),
   );
-  const counted = new Map([...acked].map(([n, a]) => [n, { ids: n === o.wiped ? new Set([...a.ids].filter((id) => !beforeKill.has(id))) : a.ids }]));
-  const lost = await lostWrites(bench, REBUILD_COLLECTION, counted);
-  const goneWithDisk = (await lostWrites(bench, REBUILD_COLLECTION, new Map([[o.wiped, { ids: beforeKill }]]))) / bench.names.length;
+  const listed = await listEverywhere(bench, REBUILD_COLLECTION);
+  const counted = [...acked].map(([n, a]) => ({ ids: n === o.wiped ? [...a.ids].filter((id) => !beforeKill.has(id)) : a.ids }));
+  const lost = lostWrites(listed, counted);
+  const goneWithDisk = [...beforeKill].filter((id) => listed.every((region) => !region.has(id))).length;
   return {
     wiped: o.wiped, rate: o.rate, steadyS: o.steadyMs / 1000, restartMs: round(restartMs, 0),
     firstWriteMs: firstWriteMs === null ? null : round(firstWriteMs, 0), rebuiltMs,
     regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt: killedAt, healedAt: killedAt, convergedMs: rebuiltMs, endMs })),
-    afterFirstWrite, lost, goneWithDisk: round(goneWithDisk, 0),
+    afterFirstWrite, lost, goneWithDisk,
   };
 }
 

@@ -67,8 +67,12 @@ interface Round {
   driving: boolean;
   mine: Map<number, Map<DocKey, Uint8Array>>;
   startedAt: number;
-  /** When the last frame of this round arrived (ms since epoch). */
-  heardAt: number;
+  /**
+   * When the round last moved (ms since epoch): a frame of it arrived, or this
+   * region listed a page of its documents or sent a frame of it. A round
+   * streaming thousands of states hears nothing back meanwhile, and is not idle.
+   */
+  activeAt: number;
   done: () => void;
 }
 
@@ -124,7 +128,7 @@ export class AntiEntropy {
     return new Promise<void>((resolve) => {
       this.rounds.set(round, {
         floor, buckets, docsExpected: null, docsReceived: 0, outstanding: 0, queue: [], driving: false, mine: new Map(),
-        startedAt: Date.now(), heardAt: Date.now(), done: resolve,
+        startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       });
       // The peer accepts the floor only as far as this region has stated it holds: state it first.
       const stated = floor ? this.port.send({ type: 'ack', vv: floor }) : Promise.resolve();
@@ -139,13 +143,14 @@ export class AntiEntropy {
   }
 
   /**
-   * Ends rounds that heard nothing from the peer for `idleMs`, so that a
-   * round whose answers went missing cannot keep anti-entropy off this link.
+   * Ends rounds that neither heard from the peer nor moved themselves for
+   * `idleMs`, so that a round whose answers went missing cannot keep
+   * anti-entropy off this link.
    */
   abortIdle(now: number, idleMs: number): void {
     for (const [id, round] of [...this.rounds]) {
-      if (now - round.heardAt < idleMs) continue;
-      this.port.logger.warn({ peer: this.port.peer, idleMs: now - round.heardAt }, 'anti-entropy round heard nothing; abandoned');
+      if (now - round.activeAt < idleMs) continue;
+      this.port.logger.warn({ peer: this.port.peer, idleMs: now - round.activeAt }, 'anti-entropy round idle; abandoned');
       this.abort(id);
     }
   }
@@ -175,7 +180,7 @@ export class AntiEntropy {
   /** The round `id` if this region runs it, marked as having heard from the peer. */
   private heard(id: number): Round | undefined {
     const round = this.rounds.get(id);
-    if (round) round.heardAt = Date.now();
+    if (round) round.activeAt = Date.now();
     return round;
   }
 
@@ -224,6 +229,7 @@ export class AntiEntropy {
           const sent = next ? this.port.send(next) : null;
           used += performance.now() - began;
           await sent;
+          round.activeAt = Date.now();
         }
         this.port.pacer?.spent(used);
         round.driving = false;
@@ -418,8 +424,7 @@ export class AntiEntropy {
         return out;
       }
       after = page[page.length - 1]!.doc;
-      // A round busy listing its documents is not idle (see abortIdle).
-      if (round) round.heardAt = Date.now();
+      if (round) round.activeAt = Date.now();
       await this.giveTurn(performance.now() - began);
     }
   }

@@ -74,12 +74,15 @@ export interface CatchUpLatencyResult {
 }
 
 const COLLECTION = 'cl';
+/** Writes before the steady period of (c), not counted. */
+export const WARM_UP_MS = 5000;
 
 /** Runs the measurement on a started cluster whose links are up. */
 export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLatencyOptions): Promise<CatchUpLatencyResult> {
   const acked = new Map(bench.names.map((n) => [n, { vv: new Map() as VersionVector, ids: new Set<string>() }]));
   const loads = new Map(bench.names.map((n) => [n, writeLoad(bench, n, COLLECTION, o.rate, acked.get(n)!)]));
-  await sleep(1000);
+  // Not counted: a fresh cluster's first seconds (JIT compilation, connections opening) are not its steady state.
+  await sleep(WARM_UP_MS);
   const steadyFrom = performance.now();
   await sleep(o.steadyMs);
   const cutAt = performance.now();

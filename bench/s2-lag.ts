@@ -54,6 +54,7 @@ const MIXED_PUT = 3000;
 export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
   const durationMs = ctx.quick ? 2500 : 10_000;
+  const warmUpMs = ctx.quick ? 2000 : 5000;
   const rates = ctx.quick ? [100, 400] : [100, 250, 500, 1000];
   const conditions: Condition[] = [
     { label: 'direct', fault: { kind: 'none' }, link: [0, 0, 0] },
@@ -74,6 +75,9 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
         bench.cluster.setFault(condition.fault);
         await sleep(1500);
       }
+      // The first seconds after a start (JIT compilation, connections opening)
+      // are reported as a row of their own, not mixed into the steady steps.
+      rows.push(await step(ctx, bench, follower, condition, 'puts', rates[0]!, warmUpMs, `${rates[0]}/s, first ${warmUpMs / 1000} s`));
       for (const rate of rates) rows.push(await step(ctx, bench, follower, condition, 'puts', rate, durationMs));
       if (!ctx.quick) rows.push(await step(ctx, bench, follower, condition, 'puts', null, durationMs));
       if (proxies) rows.push(await step(ctx, bench, follower, condition, 'mixed', MIXED_RATE, durationMs));
@@ -96,7 +100,8 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
       `documents at the rate shown; "mixed" (${MIXED_RATE}/s, with latency): 1 in 10 writes a counter increment and 1 in 10 a set add on ` +
       `${MIXED_HOT} documents every region shares, 3 in 10 merge patches on ${MIXED_PATCHED} shared documents, the rest PUTs over ` +
       `${MIXED_PUT} documents per region (open loop, ` +
-      `${durationMs / 1000} s per step; "closed 8" = 8 clients per region). About ${PROBES_PER_SECOND} writes/s per ` +
+      `${durationMs / 1000} s per step; "closed 8" = 8 clients per region). Each cluster first takes ${warmUpMs / 1000} s of ` +
+      `puts at ${rates[0]}/s, shown as its own row ("first ${warmUpMs / 1000} s"): the regions and this process compile their hot paths and open their connections then. About ${PROBES_PER_SECOND} writes/s per ` +
       'region are followed: on acknowledgement, a GET with `meridian-after: <that write only>` and ' +
       '`meridian-wait-ms: 30000` goes to each other region; lag = answer time − acknowledgement time. Floor: the ' +
       'link latency plus one plain GET ' +
@@ -115,9 +120,8 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
 
 async function step(
   ctx: BenchContext, bench: BenchCluster, follower: Follower, condition: Condition, workload: Workload,
-  rate: number | null, durationMs: number,
+  rate: number | null, durationMs: number, label = rate === null ? 'closed 8' : `${rate}/s`,
 ): Promise<LagRow> {
-  const label = rate === null ? 'closed 8' : `${rate}/s`;
   const before = await Promise.all(REGIONS.map((r) => bench.probe(r)));
   const meters = REGIONS.map((r) => cpuMeter(bench.pid(r)));
   const sampler = sampleSyncLag(bench);

@@ -208,8 +208,13 @@ export interface DocRegionSync {
    * origin (for this region itself: always true).
    */
   hasLatest: boolean;
-  /** Updates of this document (only this one) that the region has not acknowledged. */
+  /**
+   * Updates of this document (only this one) that the region has not
+   * acknowledged, counted up to 10,000 per origin.
+   */
   missingUpdates: number;
+  /** The count stopped at that limit for some origin: the region lacks at least `missingUpdates`. */
+  missingUpdatesCapped: boolean;
   /** Age of the oldest of those updates (origin clock), ms; 0 when none is missing. */
   lagMs: number;
 }

@@ -23,7 +23,7 @@ interface DocSync {
   deleted: boolean;
   latestLocal: { origin: string; seq: number } | null;
   latest: { origin: string; seq: number; ts: number }[];
-  regions: { region: string; hasLatest: boolean; missingUpdates: number; lagMs: number }[];
+  regions: { region: string; hasLatest: boolean; missingUpdates: number; missingUpdatesCapped: boolean; lagMs: number }[];
 }
 
 async function docSync(url: string, path: string): Promise<DocSync> {
@@ -72,8 +72,8 @@ describe('per-document sync status', () => {
         const s = await docSync(c.url(viewer), 's/x');
         return s.latest.length === 2 && regionOf(s, viewer === A ? B : A).hasLatest ? s : undefined;
       });
-      expect(status.regions[0]).toEqual({ region: viewer, hasLatest: true, missingUpdates: 0, lagMs: 0 });
-      expect(regionOf(status, C)).toMatchObject({ hasLatest: false, missingUpdates: 3 });
+      expect(status.regions[0]).toEqual({ region: viewer, hasLatest: true, missingUpdates: 0, missingUpdatesCapped: false, lagMs: 0 });
+      expect(regionOf(status, C)).toMatchObject({ hasLatest: false, missingUpdates: 3, missingUpdatesCapped: false });
       expect(regionOf(status, C).lagMs).toBeGreaterThan(0);
       expect(status.deleted).toBe(false);
     }

@@ -209,11 +209,22 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.latestEntry(X, OTHER)).toEqual({ origin: OTHER, seq: 2 });
     expect(store.latestEntry(Y, w)).toBeNull();
     expect(store.docHeads(X)).toEqual([
-      { origin: OTHER, seq: 2, ts: 1002, entries: 2 },
-      { origin: w, seq: 1, ts: 1001, entries: 1 },
+      { origin: OTHER, seq: 2, ts: 1002 },
+      { origin: w, seq: 1, ts: 1001 },
     ].sort((a, b) => (a.origin < b.origin ? -1 : 1)));
-    expect(store.docEntriesBeyond(X, OTHER, 1)).toEqual({ count: 1, ts: 1002 });
-    expect(store.docEntriesBeyond(X, OTHER, 2)).toBeNull();
+    expect(store.docEntriesBeyond(X, OTHER, 1, 100)).toEqual({ count: 1, ts: 1002 });
+    expect(store.docEntriesBeyond(X, OTHER, 2, 100)).toBeNull();
+  });
+
+  it('counts a document\'s entries beyond a seq only up to the limit asked for', async () => {
+    const { store } = start();
+    await store.commit({ entries: Array.from({ length: 30 }, (_, i) => entry(OTHER, i + 1, i % 3 === 2 ? Y : X)), docs: [] });
+    expect(store.docEntriesBeyond(X, OTHER, 0, 100)).toEqual({ count: 20, ts: 1001 });
+    expect(store.docEntriesBeyond(X, OTHER, 0, 5)).toEqual({ count: 5, ts: 1001 });
+    expect(store.docEntriesBeyond(X, OTHER, 10, 5)).toEqual({ count: 5, ts: 1011 });
+    expect(store.docEntriesBeyond(X, OTHER, 29, 5)).toBeNull();
+    expect(store.docHeads(X)).toEqual([{ origin: OTHER, seq: 29, ts: 1029 }]);
+    expect(store.docHeads(Y)).toEqual([{ origin: OTHER, seq: 30, ts: 1030 }]);
   });
 
   it('keeps what each peer acknowledged, replacing what it said before', async () => {

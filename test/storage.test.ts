@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { openStore, SCHEMA_VERSION, StoreOpenError, type InlineStore } from '../src/storage/sqlite.js';
+import { prepareStatements } from '../src/storage/statements.js';
 import type { NewLogEntry } from '../src/storage/types.js';
 import type { SyncMode } from '../src/storage/sqlite-options.js';
 
@@ -196,6 +197,46 @@ describe('corruption', () => {
     expect(loaded.entries.map((e) => e.seq)).toEqual([1, 2]);
     expect(loaded.corrupt).toBe(2);
     expect(reopened.stats().corruptEntries).toBe(2);
+  });
+});
+
+describe('per-document log questions', () => {
+  it('are index seeks, not reads of every entry of the document', () => {
+    const store = openAt();
+    store.commit({ entries: [entry(OTHER, 1, X), entry(store.writer, 1, X)], docs: [] });
+    const path = join(dir, 'data', 'meridian.db');
+    closeStore(store);
+    withRaw(path, (db) => {
+      const s = prepareStatements(db);
+      const plans = {
+        latestOfDoc: [X, OTHER], docOrigins: [X, X], docHead: [X, OTHER], docBeyondCount: [X, OTHER, 0, 10], docBeyondFirst: [X, OTHER, 0],
+      } as const;
+      for (const [name, params] of Object.entries(plans)) {
+        const source = s[name as keyof typeof plans].source;
+        const plan = db.prepare(`EXPLAIN QUERY PLAN ${source}`).all(...params) as { detail: string }[];
+        const steps = plan.map((p) => p.detail).filter((d) => /\blog\b/.test(d));
+        expect(steps.length, name).toBeGreaterThan(0);
+        for (const step of steps) expect(step, name).toMatch(/^SEARCH .*INDEX log_by_doc_origin \(doc=\?/);
+      }
+    });
+  });
+
+  it('gets its index when a database of schema version 2 is opened', () => {
+    const store = openAt();
+    store.commit({ entries: [entry(OTHER, 1, X), entry(OTHER, 2, X)], docs: [] });
+    const path = join(dir, 'data', 'meridian.db');
+    closeStore(store);
+    withRaw(path, (db) => {
+      db.exec('DROP INDEX log_by_doc_origin');
+      db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
+    });
+    const reopened = openAt();
+    expect(reopened.docHeads(X)).toEqual([{ origin: OTHER, seq: 2, ts: 1002 }]);
+    closeStore(reopened);
+    withRaw(path, (db) => {
+      expect(db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(String(SCHEMA_VERSION));
+      expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'log_by_doc_origin'").pluck().get()).toBe('log_by_doc_origin');
+    });
   });
 });
 

@@ -93,15 +93,15 @@ export const DocSyncStatusSchema = Type.Object({
   deleted: Type.Boolean(),
   latestLocal: Nullable(Update),
   latest: Type.Array(Type.Object({ origin: Type.String(), seq: Count, ts: Type.Number() })),
-  regions: Type.Array(Type.Object({ region: Type.String(), hasLatest: Type.Boolean(), missingUpdates: Count, lagMs: Ms })),
+  regions: Type.Array(Type.Object({ region: Type.String(), hasLatest: Type.Boolean(), missingUpdates: Count, missingUpdatesCapped: Type.Boolean(), lagMs: Ms })),
 }, {
   description: 'per region, whether it holds the latest version of this document as far as this region knows',
   examples: [{
     doc: 'notes/a', deleted: false, latestLocal: { origin: 'us-east~34bd45d55526', seq: 7 },
     latest: [{ origin: 'us-east~34bd45d55526', seq: 7, ts: 1767225600000 }],
     regions: [
-      { region: 'us-east', hasLatest: true, missingUpdates: 0, lagMs: 0 },
-      { region: 'eu-west', hasLatest: false, missingUpdates: 1, lagMs: 230 },
+      { region: 'us-east', hasLatest: true, missingUpdates: 0, missingUpdatesCapped: false, lagMs: 0 },
+      { region: 'eu-west', hasLatest: false, missingUpdates: 1, missingUpdatesCapped: false, lagMs: 230 },
     ],
   }],
 });

@@ -34,6 +34,8 @@ const PROBE_WINDOW_DEAD_TIMES = 60;
 const PENDING_REFRESH_MS = 500;
 /** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */
 const LARGE_BACKLOG = 1000;
+/** Entries of one document from one origin counted for a peer that lacks them (`GET /v1/docs/{collection}/{id}/sync`). */
+const MISSING_COUNT_LIMIT = 10_000;
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
 
@@ -296,7 +298,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     if (summary === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
     const now = Date.now();
     const heads = this.o.store.docHeads(doc);
-    const self = { region: this.region, hasLatest: true, missingUpdates: 0, lagMs: 0 };
+    const self = { region: this.region, hasLatest: true, missingUpdates: 0, missingUpdatesCapped: false, lagMs: 0 };
     const peers = [...this.peers.values()].map((p) => ({ region: p.region, ...this.docLag(doc, heads, p.acks, now) }));
     return {
       doc,
@@ -307,19 +309,28 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     };
   }
 
-  /** What of the document's entries in `heads` a peer that acknowledged `acks` lacks. */
+  /**
+   * What of the document's entries in `heads` a peer that acknowledged
+   * `acks` lacks, counted up to {@link MISSING_COUNT_LIMIT} per origin so
+   * that the answer costs the same whatever the backlog.
+   */
   private docLag(doc: DocKey, heads: DocHead[], acks: VersionVector, now: number): Omit<DocRegionSync, 'region'> {
     let missingUpdates = 0;
+    let missingUpdatesCapped = false;
     let oldest = Infinity;
     for (const head of heads) {
       const acked = acks.get(head.origin) ?? 0;
       if (acked >= head.seq) continue;
-      const beyond = this.o.store.docEntriesBeyond(doc, head.origin, acked);
+      const beyond = this.o.store.docEntriesBeyond(doc, head.origin, acked, MISSING_COUNT_LIMIT);
       if (beyond === null) continue;
       missingUpdates += beyond.count;
+      missingUpdatesCapped ||= beyond.count >= MISSING_COUNT_LIMIT;
       oldest = Math.min(oldest, beyond.ts);
     }
-    return { hasLatest: missingUpdates === 0, missingUpdates, lagMs: missingUpdates === 0 ? 0 : Math.max(0, now - oldest) };
+    return {
+      hasLatest: missingUpdates === 0, missingUpdates, missingUpdatesCapped,
+      lagMs: missingUpdates === 0 ? 0 : Math.max(0, now - oldest),
+    };
   }
 
   /**

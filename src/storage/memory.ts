@@ -209,15 +209,15 @@ export class MemoryStore implements Store {
   docHeads(doc: DocKey): DocHead[] {
     const heads = new Map<WriterId, DocHead>();
     for (const e of this.entriesOf(doc)) {
-      const h = heads.get(e.origin) ?? { origin: e.origin, seq: 0, ts: 0, entries: 0 };
-      heads.set(e.origin, { origin: e.origin, seq: Math.max(h.seq, e.seq), ts: Math.max(h.ts, e.ts), entries: h.entries + 1 });
+      const h = heads.get(e.origin);
+      if (!h || e.seq > h.seq) heads.set(e.origin, { origin: e.origin, seq: e.seq, ts: e.ts });
     }
     return [...heads.values()].sort((a, b) => byDoc({ doc: a.origin }, { doc: b.origin }));
   }
 
-  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null {
-    const beyond = this.entriesOf(doc).filter((e) => e.origin === origin && e.seq > afterSeq);
-    return beyond.length === 0 ? null : { count: beyond.length, ts: Math.min(...beyond.map((e) => e.ts)) };
+  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number, limit: number): { count: number; ts: number } | null {
+    const beyond = this.entriesOf(doc).filter((e) => e.origin === origin && e.seq > afterSeq).sort((a, b) => a.seq - b.seq);
+    return beyond.length === 0 ? null : { count: Math.min(beyond.length, Math.max(1, limit)), ts: beyond[0]!.ts };
   }
 
   hasEntry(origin: WriterId, seq: number): boolean {

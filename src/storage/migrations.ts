@@ -106,10 +106,18 @@ CREATE TABLE quarantine (
 );
 `;
 
+// Per-document questions about each origin (its newest entry, how many a
+// peer lacks) are index seeks: through (doc, lsn) they read every entry of
+// the document, and a hot document keeps millions while a peer is down.
+const V3_SCHEMA = `
+CREATE INDEX log_by_doc_origin ON log (doc, origin, seq);
+`;
+
 /** All migrations, oldest first; `version` is the schema version after it ran. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'log, docs, snapshots, progress, peer acks', up: (db) => db.exec(V1_SCHEMA) },
   { version: 2, description: 'stale digests, conflicts and quarantined entries', up: (db) => db.exec(V2_SCHEMA) },
+  { version: 3, description: 'log index by document and origin', up: (db) => db.exec(V3_SCHEMA) },
 ];
 
 /** The schema version this code writes and understands. */

@@ -38,14 +38,6 @@ export interface ProgressRow {
   missing_upto: number;
 }
 
-/** Per origin, the newest of a document's entries in the log and how many the log holds. */
-export interface DocHeadRow {
-  origin: string;
-  seq: number;
-  ts: number;
-  n: number;
-}
-
 /** A log entry that its document's snapshot covers. */
 export interface GcRow {
   lsn: number;
@@ -101,22 +93,34 @@ export function prepareStatements(db: Database.Database) {
       db,
       `SELECT ${LOG_COLUMNS} FROM log WHERE doc = ? AND lsn > ? ORDER BY lsn`,
     ),
-    // "+origin" keeps SQLite on the (doc, lsn) index: a document has few
-    // entries, while an origin can have the whole log.
+    // Per-document questions about an origin are seeks of the (doc, origin,
+    // seq) index: their cost does not follow how many entries the document
+    // has in the log (millions for a hot document while a peer is down).
     latestOfDoc: prep<[string, string], { seq: number | null }>(
       db,
-      'SELECT max(seq) AS seq FROM log WHERE doc = ? AND +origin = ?',
+      'SELECT max(seq) AS seq FROM log WHERE doc = ? AND origin = ?',
     ),
-    // Both read the document's entries through the (doc, lsn) index and never
-    // touch the update blobs: the cost follows that document's entries in
-    // the log (bounded by compaction and GC), not the size of the log.
-    docHeads: prep<[string], DocHeadRow>(
+    // Skips from one origin to the next: one seek per origin, not per entry.
+    docOrigins: prep<[string, string], { origin: string }>(
       db,
-      'SELECT origin, max(seq) AS seq, max(ts) AS ts, count(*) AS n FROM log WHERE doc = ? GROUP BY origin ORDER BY origin',
+      `WITH RECURSIVE o(origin) AS (
+         SELECT (SELECT min(origin) FROM log WHERE doc = ?)
+         UNION ALL
+         SELECT (SELECT min(l.origin) FROM log AS l WHERE l.doc = ? AND l.origin > o.origin) FROM o WHERE o.origin IS NOT NULL
+       )
+       SELECT origin FROM o WHERE origin IS NOT NULL`,
     ),
-    docBeyond: prep<[string, string, number], { n: number; ts: number | null }>(
+    docHead: prep<[string, string], { seq: number; ts: number }>(
       db,
-      'SELECT count(*) AS n, min(ts) AS ts FROM log WHERE doc = ? AND +origin = ? AND seq > ?',
+      'SELECT seq, ts FROM log WHERE doc = ? AND origin = ? ORDER BY seq DESC LIMIT 1',
+    ),
+    docBeyondCount: prep<[string, string, number, number], { n: number }>(
+      db,
+      'SELECT count(*) AS n FROM (SELECT 1 FROM log WHERE doc = ? AND origin = ? AND seq > ? LIMIT ?)',
+    ),
+    docBeyondFirst: prep<[string, string, number], { ts: number }>(
+      db,
+      'SELECT ts FROM log WHERE doc = ? AND origin = ? AND seq > ? ORDER BY seq LIMIT 1',
     ),
     countDocEntriesAfter: prep<[string, number], { n: number }>(
       db,

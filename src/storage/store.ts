@@ -187,19 +187,25 @@ export class SqliteStore implements Store {
     return readLogFloor(this.s);
   }
 
-  /** Reads the document's entries through the (doc, lsn) index; their number is bounded by compaction and GC. */
+  /** One seek of the (doc, origin, seq) index. */
   latestEntry(doc: DocKey, origin: WriterId): { origin: WriterId; seq: number } | null {
     const seq = this.s.latestOfDoc.get(doc, origin)?.seq ?? null;
     return seq === null ? null : { origin, seq };
   }
 
+  /** Two seeks per origin of the document, however many entries it has. */
   docHeads(doc: DocKey): DocHead[] {
-    return this.s.docHeads.all(doc).map((r) => ({ origin: r.origin as WriterId, seq: r.seq, ts: r.ts, entries: r.n }));
+    return this.s.docOrigins.all(doc, doc).flatMap(({ origin }) => {
+      const head = this.s.docHead.get(doc, origin);
+      return head === undefined ? [] : [{ origin: origin as WriterId, seq: head.seq, ts: head.ts }];
+    });
   }
 
-  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null {
-    const row = this.s.docBeyond.get(doc, origin, afterSeq);
-    return row === undefined || row.n === 0 || row.ts === null ? null : { count: row.n, ts: row.ts };
+  /** Reads at most `limit` index entries. */
+  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number, limit: number): { count: number; ts: number } | null {
+    const first = this.s.docBeyondFirst.get(doc, origin, afterSeq);
+    if (first === undefined) return null;
+    return { count: this.s.docBeyondCount.get(doc, origin, afterSeq, Math.max(1, limit))?.n ?? 1, ts: first.ts };
   }
 
   hasEntry(origin: WriterId, seq: number): boolean {

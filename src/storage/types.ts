@@ -47,8 +47,6 @@ export interface DocHead {
   seq: number;
   /** Origin wall-clock ms of that entry. */
   ts: number;
-  /** Entries of this document from this origin in the log. */
-  entries: number;
 }
 
 /** What a document needs to be rebuilt in memory. */
@@ -181,8 +179,13 @@ export interface ReplicationLog {
    * collected).
    */
   docHeads(doc: DocKey): DocHead[];
-  /** How many entries of `doc` from `origin` with seq > `afterSeq` the log holds, and the oldest one's origin ts. */
-  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number): { count: number; ts: number } | null;
+  /**
+   * How many entries of `doc` from `origin` with seq > `afterSeq` the log
+   * holds, counted up to `limit` (a count of `limit` means at least that
+   * many), and the origin ts of the first of them; null when none. Its cost
+   * follows `limit`, not the document's entries in the log.
+   */
+  docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number, limit: number): { count: number; ts: number } | null;
   /** Has the store an entry (origin, seq)? */
   hasEntry(origin: WriterId, seq: number): boolean;
   /**

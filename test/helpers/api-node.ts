@@ -50,7 +50,7 @@ export function standaloneReplicationView(
       deleted: false,
       latestLocal: null,
       latest: [],
-      regions: [{ region, hasLatest: true, missingUpdates: 0, lagMs: 0 }],
+      regions: [{ region, hasLatest: true, missingUpdates: 0, missingUpdatesCapped: false, lagMs: 0 }],
     }),
     async waitForVersion(vv, timeoutMs, signal) {
       const deadline = Date.now() + timeoutMs;

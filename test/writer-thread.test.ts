@@ -96,6 +96,25 @@ describe('the writer thread', () => {
     expect(store.stats().logEntries).toBe(1);
   });
 
+  it('steps through a large log one GC window at a time: a commit posted meanwhile does not wait for the whole step', async () => {
+    const store = open(true);
+    const w = store.writer;
+    const n = 10_000;
+    const lsns = await store.commit({ entries: Array.from({ length: n }, (_, i) => entry(w, i + 1)), docs: [{ doc: X, deleted: false }] });
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([5]), pending: null, uptoLsn: lsns[n - 1]! }]);
+    await store.setPeerAcks(PEER, new Map([[w, n]]));
+    const order: string[] = [];
+    const collected = store.collectGarbage([PEER], 0);
+    const committed = store.commit({ entries: [entry(w, n + 1)], docs: [] });
+    void Promise.resolve(collected).then(() => order.push('gc'));
+    void Promise.resolve(committed).then(() => order.push('commit'));
+    expect(await collected).toBe(n);
+    expect(await committed).toEqual([n + 1]);
+    expect(order).toEqual(['commit', 'gc']);
+    expect(store.readLog(0, 10).map((e) => e.seq)).toEqual([n + 1]);
+    expect(store.stats().logEntries).toBe(1);
+  });
+
   it('serves the write path: readers wait for the commit, and a reopened store holds every write', async () => {
     const store = open(true);
     const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });

@@ -10,13 +10,15 @@ import { ackedByAll } from './progress.js';
 import type { GcRow, Statements } from './statements.js';
 
 /** Lsns examined (and at most deleted) per transaction. */
-const WINDOW = 2000;
-/** Lsns examined per call at most; the next call resumes where this one stopped. */
-const CALL_BUDGET = 100_000;
+export const GC_WINDOW = 2000;
+/** Lsns examined per call at most, unless the caller asks for fewer; the next call resumes where this one stopped. */
+export const GC_CALL_BUDGET = 100_000;
 
 export interface GcResult {
   deleted: number;
   bytes: number;
+  /** The call reached the end of the log: the next one starts a new pass. */
+  passEnded: boolean;
 }
 
 type Deletable = (row: GcRow) => boolean;
@@ -32,7 +34,7 @@ export class GarbageCollector {
   ) {
     this.deleteWindow = db.transaction((from: number, to: number, deletable: Deletable): GcResult => {
       const removedUpto = new Map<string, number>();
-      const result: GcResult = { deleted: 0, bytes: 0 };
+      const result: GcResult = { deleted: 0, bytes: 0, passEnded: false };
       for (const row of s.gcScan.all(from, to)) {
         if (!deletable(row)) continue;
         s.deleteEntry.run(row.lsn);
@@ -46,21 +48,24 @@ export class GarbageCollector {
     });
   }
 
-  /** One bounded step of garbage collection; see `Store.collectGarbage`. */
-  collect(peers: readonly string[], olderThanTs: number): GcResult {
+  /** One bounded step of garbage collection, over at most `budget` lsns; see `Store.collectGarbage`. */
+  collect(peers: readonly string[], olderThanTs: number, budget = GC_CALL_BUDGET): GcResult {
     const acked = ackedByAll(this.s, peers);
     const deletable: Deletable = (row) => row.ts < olderThanTs || acked(row.origin, row.seq);
     const end = this.s.maxLsn.get()?.lsn ?? 0;
-    const stop = Math.min(end, this.cursor + CALL_BUDGET);
-    const total: GcResult = { deleted: 0, bytes: 0 };
+    const stop = Math.min(end, this.cursor + Math.max(1, budget));
+    const total: GcResult = { deleted: 0, bytes: 0, passEnded: false };
     while (this.cursor < stop) {
-      const to = Math.min(stop, this.cursor + WINDOW);
+      const to = Math.min(stop, this.cursor + GC_WINDOW);
       const result = this.deleteWindow.immediate(this.cursor, to, deletable);
       total.deleted += result.deleted;
       total.bytes += result.bytes;
       this.cursor = to;
     }
-    if (this.cursor >= end) this.cursor = 0;
+    if (this.cursor >= end) {
+      this.cursor = 0;
+      total.passEnded = true;
+    }
     return total;
   }
 }

@@ -14,7 +14,7 @@ import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
 import { checkedDigest, writeBatch, writePeerAcks, type CommitResult } from './batch.js';
 import type { CommitWriter } from './writer.js';
-import { GarbageCollector, type GcResult } from './gc.js';
+import { GC_CALL_BUDGET, GC_WINDOW, GarbageCollector, type GcResult } from './gc.js';
 import { runQuickCheck } from './integrity.js';
 import { SqliteQuarantine } from './quarantine.js';
 import { SqliteConflicts } from './conflicts.js';
@@ -39,6 +39,8 @@ export class SqliteStore implements Store {
   private readonly corruptSeen = new Set<string>();
   private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array) => void>();
   private logEntries: number;
+  /** The collection stepping through the log on the writer thread, if one is under way. */
+  private collecting: Promise<number> | null = null;
   private logBytes: number;
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
   private readonly raiseTx: Database.Transaction<(vv: VersionVector) => void>;
@@ -257,11 +259,24 @@ export class SqliteStore implements Store {
    * With no peers, acknowledgement is not required. Examines at most 100k
    * lsns per call (resuming where the last call stopped, so a log beyond that
    * takes several calls to go through), in transactions of 2000 lsns; returns
-   * how many entries were deleted.
+   * how many entries were deleted. On the writer thread each transaction is
+   * a request of its own, so that commits posted meanwhile wait for one
+   * window, not for the whole step (hundreds of ms on a large log).
    */
   collectGarbage(peers: RegionId[], olderThanTs: number): number | Promise<number> {
-    if (this.committer) return this.committer.collect(peers, olderThanTs).then((result) => this.collected(result));
+    // A call while the last one still steps through the log shares it.
+    if (this.committer) return (this.collecting ??= this.collectOnWriter(this.committer, peers, olderThanTs).finally(() => (this.collecting = null)));
     return this.collected(this.gc.collect(peers, olderThanTs));
+  }
+
+  private async collectOnWriter(committer: CommitWriter, peers: RegionId[], olderThanTs: number): Promise<number> {
+    let deleted = 0;
+    for (let examined = 0; examined < GC_CALL_BUDGET; examined += GC_WINDOW) {
+      const result = await committer.collect(peers, olderThanTs, GC_WINDOW);
+      deleted += this.collected(result);
+      if (result.passEnded) break;
+    }
+    return deleted;
   }
 
   private collected({ deleted, bytes }: GcResult): number {

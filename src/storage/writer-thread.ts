@@ -30,7 +30,7 @@ const port = parentPort!;
 
 function run(request: Exclude<WriterRequest, { type: 'close' }>): WriterReply {
   try {
-    if (request.type === 'gc') return { type: 'collected', id: request.id, result: gc.collect(request.peers, request.olderThanTs) };
+    if (request.type === 'gc') return { type: 'collected', id: request.id, result: gc.collect(request.peers, request.olderThanTs, request.budget) };
     if (request.type === 'acks') {
       storeAcks.immediate(request.peer, request.vv);
       return { type: 'stored', id: request.id, result: null };

@@ -16,7 +16,7 @@ import type { CommitBatch } from './types.js';
 
 export type WriterRequest =
   | { type: 'commit'; id: number; batch: CommitBatch }
-  | { type: 'gc'; id: number; peers: string[]; olderThanTs: number }
+  | { type: 'gc'; id: number; peers: string[]; olderThanTs: number; budget: number }
   | { type: 'acks'; id: number; peer: RegionId; vv: VersionVector }
   | { type: 'close' };
 export type WriterReply =
@@ -62,9 +62,9 @@ export class CommitWriter {
     return this.post((id) => ({ type: 'commit', id, batch })) as Promise<CommitResult>;
   }
 
-  /** One bounded GC step on the thread's connection (see `GarbageCollector.collect`). */
-  collect(peers: string[], olderThanTs: number): Promise<GcResult> {
-    return this.post((id) => ({ type: 'gc', id, peers, olderThanTs })) as Promise<GcResult>;
+  /** One GC step over at most `budget` lsns on the thread's connection (see `GarbageCollector.collect`). */
+  collect(peers: string[], olderThanTs: number, budget: number): Promise<GcResult> {
+    return this.post((id) => ({ type: 'gc', id, peers, olderThanTs, budget })) as Promise<GcResult>;
   }
 
   /** Replaces what is recorded for `peer`, in turn with the commits and GC steps (which reads it). */

@@ -209,7 +209,7 @@ describe('per-document log questions', () => {
     withRaw(path, (db) => {
       const s = prepareStatements(db);
       const plans = {
-        latestOfDoc: [X, OTHER], docOrigins: [X, X], docHead: [X, OTHER], docBeyondCount: [X, OTHER, 0, 10], docBeyondFirst: [X, OTHER, 0],
+        docOrigins: [X, X], docHead: [X, OTHER], docBeyondCount: [X, OTHER, 0, 10], docBeyondFirst: [X, OTHER, 0],
       } as const;
       for (const [name, params] of Object.entries(plans)) {
         const source = s[name as keyof typeof plans].source;

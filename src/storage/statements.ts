@@ -96,10 +96,6 @@ export function prepareStatements(db: Database.Database) {
     // Per-document questions about an origin are seeks of the (doc, origin,
     // seq) index: their cost does not follow how many entries the document
     // has in the log (millions for a hot document while a peer is down).
-    latestOfDoc: prep<[string, string], { seq: number | null }>(
-      db,
-      'SELECT max(seq) AS seq FROM log WHERE doc = ? AND origin = ?',
-    ),
     // Skips from one origin to the next: one seek per origin, not per entry.
     docOrigins: prep<[string, string], { origin: string }>(
       db,

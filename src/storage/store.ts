@@ -191,8 +191,8 @@ export class SqliteStore implements Store {
 
   /** One seek of the (doc, origin, seq) index. */
   latestEntry(doc: DocKey, origin: WriterId): { origin: WriterId; seq: number } | null {
-    const seq = this.s.latestOfDoc.get(doc, origin)?.seq ?? null;
-    return seq === null ? null : { origin, seq };
+    const head = this.s.docHead.get(doc, origin);
+    return head === undefined ? null : { origin, seq: head.seq };
   }
 
   /** Two seeks per origin of the document, however many entries it has. */
@@ -207,7 +207,7 @@ export class SqliteStore implements Store {
   docEntriesBeyond(doc: DocKey, origin: WriterId, afterSeq: number, limit: number): { count: number; ts: number } | null {
     const first = this.s.docBeyondFirst.get(doc, origin, afterSeq);
     if (first === undefined) return null;
-    return { count: this.s.docBeyondCount.get(doc, origin, afterSeq, Math.max(1, limit))?.n ?? 1, ts: first.ts };
+    return { count: this.s.docBeyondCount.get(doc, origin, afterSeq, Math.max(1, limit))!.n, ts: first.ts };
   }
 
   hasEntry(origin: WriterId, seq: number): boolean {

@@ -63,7 +63,7 @@ interface Round {
   /** doc-sv frames sent whose doc-state answer has not arrived. */
   outstanding: number;
   /** Frames waiting to be sent, at most WINDOW doc-sv in flight. */
-  queue: Outgoing[];
+  queue: Outbox;
   driving: boolean;
   mine: Map<number, Map<DocKey, Uint8Array>>;
   startedAt: number;
@@ -83,6 +83,45 @@ interface Round {
  * inbound frame, and only once durable (see {@link AntiEntropy.durable}).
  */
 type Outgoing = Frame | { type: 'full-state'; round: number; doc: DocKey } | { type: 'ask'; round: number; doc: DocKey };
+
+/**
+ * A round's frames to send, in order, except that answers to the peer's
+ * doc-sv go ahead of the rest. A rebuild queues one item per document
+ * (100,000s): taking from the front must not move the rest, as
+ * `Array.prototype.shift` does on an array that large.
+ */
+class Outbox {
+  private items: Outgoing[] = [];
+  private head = 0;
+  private answers: Frame[] = [];
+
+  get length(): number {
+    return this.items.length - this.head + this.answers.length;
+  }
+
+  push(item: Outgoing): void {
+    this.items.push(item);
+  }
+
+  pushFirst(frame: Frame): void {
+    this.answers.push(frame);
+  }
+
+  shift(): Outgoing | undefined {
+    if (this.answers.length > 0) return this.answers.shift();
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head]!;
+    this.head++;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 4096 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+}
 
 const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
 /**
@@ -127,7 +166,7 @@ export class AntiEntropy {
     const buckets = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       this.rounds.set(round, {
-        floor, buckets, docsExpected: null, docsReceived: 0, outstanding: 0, queue: [], driving: false, mine: new Map(),
+        floor, buckets, docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mine: new Map(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       });
       // The peer accepts the floor only as far as this region has stated it holds: state it first.
@@ -314,7 +353,7 @@ export class AntiEntropy {
       return;
     }
     // Queued ahead of the rest, so it leaves before this round's ae-done.
-    if (answer) round.queue.unshift(answer);
+    if (answer) round.queue.pushFirst(answer);
     round.outstanding--;
     this.drive(frame.round, round);
   }

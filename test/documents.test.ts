@@ -185,7 +185,12 @@ describe('the write path', () => {
     };
     const docs = createDocuments({ store: failing, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
     open.push({ docs, store });
-    await expect(docs.applyState(key, source.docs.readYjs(key)!, 'r0' as RegionId)).rejects.toThrow(/could not store/);
+    expect(docs.storageFault()).toBeNull();
+    await expect(docs.applyState(key, source.docs.readYjs(key)!, 'r0' as RegionId)).rejects.toThrow(/storage refused the write/);
+    // Readiness says why until a commit succeeds (test/storage-fault.test.ts).
+    expect(docs.storageFault()).toBe('disk full');
+    await docs.put(docKey('c', 'other'), { v: 2 });
+    expect(docs.storageFault()).toBeNull();
     // Nothing of it is stored or indexed, so the digests still differ; a fresh index built from the store agrees.
     const digest = docs.digests.regionDigest();
     await closeNode({ docs, store });

@@ -199,7 +199,10 @@ describe('bounds', () => {
     await c.opened;
     // The WebSocket server's own bound is the peer links' 16 MiB; this is 2 MiB.
     c.ws.send(updateMessage(textUpdate('x'.repeat(2 * 1024 * 1024))));
-    expect((await c.closed).code).toBe(1009);
+    // 1009; or 1006 when the server's TCP reset (the rest of the message
+    // unread) overtakes its close frame on a loaded machine. The refusal
+    // itself is counted below either way.
+    expect([1009, 1006]).toContain((await c.closed).code);
     expect((await http(`${base}/v1/docs/bound/huge`, { headers: auth })).status).toBe(404);
     const metrics = await http<string>(`${base}/metrics`);
     expect(String(metrics.body)).toMatch(/meridian_requests_refused_total\{[^}]*reason="live_update_refused"[^}]*\} [1-9]/);

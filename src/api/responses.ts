@@ -128,7 +128,7 @@ export const Ready = Type.Object({ ready: Type.Literal(true), region: Type.Strin
 });
 
 export const NotReady = Type.Object({ ready: Type.Literal(false), region: Type.String(), reason: Type.String() }, {
-  description: 'not ready: shutting down, or holding writes until a peer answers',
+  description: 'not ready: shutting down, holding writes until a peer answers, or the store refusing commits',
   examples: [{ ready: false, region: 'us-east', reason: 'shutting down' }],
 });
 

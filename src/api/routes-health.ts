@@ -2,8 +2,8 @@
  * Liveness, readiness and metrics. `/healthz` answers while the process
  * serves at all. `/readyz` is 503 while a freshly started region still holds
  * writes until it hears from (or, with an empty data directory, catches up
- * with) a peer, and once shutdown begins, so that a load balancer or the
- * client sends traffic elsewhere. An isolated region (no peer up) is still
+ * with) a peer, while its store refuses commits, and once shutdown begins,
+ * so that a load balancer or the client sends traffic elsewhere. An isolated region (no peer up) is still
  * ready: it keeps serving reads and writes.
  */
 import type { FastifyInstance } from 'fastify';
@@ -22,11 +22,13 @@ export interface HealthRouteDeps {
   shuttingDown: () => boolean;
   /** False while local writes are held after start. */
   writesOpen: () => boolean;
+  /** Why the store refused the last commit, while that counts (see Documents.storageFault). */
+  storageFault: () => string | null;
 }
 
 /** Registers `/healthz`, `/readyz` and `/metrics`. */
 export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): Promise<void> {
-  const { region, replication, metrics, shuttingDown, writesOpen } = deps;
+  const { region, replication, metrics, shuttingDown, writesOpen, storageFault } = deps;
 
   app.get('/healthz', {
     schema: { summary: 'Liveness: 200 while the process serves (never needs a token)', tags, response: { 200: Health } },
@@ -34,12 +36,16 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
 
   app.get('/readyz', {
     schema: {
-      summary: 'Readiness: 503 while shutting down or holding writes after start', tags, response: { 200: Ready, 503: NotReady },
+      summary: 'Readiness: 503 while shutting down, holding writes after start, or while the store refuses commits', tags, response: { 200: Ready, 503: NotReady },
     },
   }, async (_request, reply) => {
     if (shuttingDown()) return reply.code(503).send({ ready: false, region, reason: 'shutting down' });
     if (!writesOpen()) {
       return reply.code(503).send({ ready: false, region, reason: 'holding writes until a peer answers' });
+    }
+    const fault = storageFault();
+    if (fault !== null) {
+      return reply.code(503).send({ ready: false, region, reason: `storage failing, writes refused: ${fault}` });
     }
     await replication.settled();
     return { ready: true, region, isolated: replication.status().isolated };

@@ -36,6 +36,7 @@ import type {
   StateChange,
   WriteAck,
 } from './types.js';
+import { STORAGE_FAULT_MS } from './types.js';
 import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
@@ -117,6 +118,8 @@ class DocumentsImpl implements Documents {
   private readonly listeners = new Set<(entries: CommittedEntry[]) => void>();
   private readonly stateListeners = new Set<(changes: StateChange[]) => void>();
   private readonly queue: JobQueue;
+  /** The last commit's failure, while none has succeeded since (see storageFault). */
+  private commitFault: { message: string; at: number } | null = null;
   /** The group commit on the writer thread, and the documents it changed. */
   private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
   private flushScheduled = false;
@@ -189,6 +192,11 @@ class DocumentsImpl implements Documents {
 
   writesOpen(): boolean {
     return this.writesAccepted;
+  }
+
+  storageFault(): string | null {
+    const fault = this.commitFault;
+    return fault !== null && Date.now() - fault.at < STORAGE_FAULT_MS ? fault.message : null;
   }
 
   rotateWriter(): WriterId {
@@ -470,14 +478,18 @@ class DocumentsImpl implements Documents {
     }
     const digests = this.digester.takeComputed();
     const fail = (err: unknown): void => {
+      this.commitFault = { message: err instanceof Error ? err.message : String(err), at: Date.now() };
       this.digester.giveBack(digests);
       this.log.error({ err }, 'commit failed; the writes of this batch are not acknowledged');
       for (const doc of batch.touched.keys()) this.cache.evict(doc);
-      const fault = new MeridianError('internal', 'the region could not store the write; retry', undefined, { cause: err });
+      // Not 'internal': that hides its message, and this one says what to do.
+      const fault = new MeridianError('unavailable', 'the region\'s storage refused the write (see its log); retry, here or at another region', undefined, { cause: err });
       for (const job of jobs) if (!failed.includes(job)) job.reject(fault);
     };
+    let stored = false;
     const finish = (lsns: number[]): void => {
       const finishing = performance.now();
+      if (stored) this.commitFault = null;
       try {
         // Kept before their seqs count as held: a crash in between resends them.
         keepQuarantined(this.store, this.log, batch);
@@ -508,6 +520,7 @@ class DocumentsImpl implements Documents {
         this.digester.giveBack(digests);
         committed = [];
       } else {
+        stored = true;
         committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots });
       }
     } catch (err) {

@@ -75,6 +75,13 @@ export interface RemoteApplyResult {
  * enters here, is persisted (group commit), and only then announced through
  * {@link Documents.onCommitted}.
  */
+/**
+ * How long a failed commit counts against readiness when none succeeds
+ * after it, ms: long enough that clients move to another region, short
+ * enough that a region nobody writes to any more is tried again.
+ */
+export const STORAGE_FAULT_MS = 10_000;
+
 export interface Documents {
   readonly writer: WriterId;
   /**
@@ -84,6 +91,12 @@ export interface Documents {
   rotateWriter(): WriterId;
   /** False while local writes wait for the region to hear from (or catch up with) a peer. */
   writesOpen(): boolean;
+  /**
+   * Why the store refused the last commit (disk full, the database locked
+   * by another process, I/O errors), while no commit has succeeded since and
+   * for at most {@link STORAGE_FAULT_MS} after it; null otherwise.
+   */
+  storageFault(): string | null;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

@@ -54,6 +54,7 @@ export interface Metrics {
   readonly pendingDocs: Gauge;
   /** Entries from a peer that this region could not apply and kept in quarantine. */
   readonly quarantinedEntries: Counter<'peer'>;
+  readonly commitsRefused: Counter;
   readonly conflicts: Counter;
   /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
   readonly waitingRequests: Gauge;
@@ -176,6 +177,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     pendingDocs: new Gauge({
       name: 'meridian_pending_docs',
       help: 'Documents holding updates whose dependencies have not arrived.',
+      registers,
+    }),
+    commitsRefused: new Counter({
+      name: 'meridian_commits_refused_total',
+      help: 'Group commits the store refused (disk full, database locked, I/O error); their writes were answered 503.',
       registers,
     }),
     conflicts: new Counter({

@@ -63,6 +63,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const metrics = createMetrics(region, { processMetrics: true });
   let corruptCounted = 0;
   let conflictsCounted = 0;
+  let commitsRefusedCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -71,6 +72,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     metrics.databaseBytes.set(stats.dbBytes);
     metrics.documentsLoaded.set(documents.cachedDocs());
     metrics.pendingDocs.set(documents.pendingDocs());
+    metrics.commitsRefused.inc(documents.refusedCommits() - commitsRefusedCounted);
+    commitsRefusedCounted = documents.refusedCommits();
     // Counted from the table: the total survives restarts.
     metrics.conflicts.inc(documents.conflictCount() - conflictsCounted);
     conflictsCounted = documents.conflictCount();

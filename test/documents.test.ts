@@ -189,6 +189,7 @@ describe('the write path', () => {
     await expect(docs.applyState(key, source.docs.readYjs(key)!, 'r0' as RegionId)).rejects.toThrow(/storage refused the write/);
     // Readiness says why until a commit succeeds (test/storage-fault.test.ts).
     expect(docs.storageFault()).toBe('disk full');
+    expect(docs.refusedCommits()).toBe(1);
     await docs.put(docKey('c', 'other'), { v: 2 });
     expect(docs.storageFault()).toBeNull();
     // Nothing of it is stored or indexed, so the digests still differ; a fresh index built from the store agrees.

@@ -48,6 +48,8 @@ describe('a store that refuses commits', () => {
       expect(read.body).toEqual({ n: 1 });
       // The refused write changed nothing.
       expect((await http(`${url}/v1/docs/f/during`, { timeoutMs: 30_000 })).status).toBe(404);
+      const metrics = await http<string>(`${url}/metrics`, { timeoutMs: 30_000 });
+      expect(String(metrics.body)).toMatch(/meridian_commits_refused_total\{[^}]*\} [1-9]/);
     } finally {
       other.exec('ROLLBACK');
       other.close();

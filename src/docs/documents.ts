@@ -120,6 +120,7 @@ class DocumentsImpl implements Documents {
   private readonly queue: JobQueue;
   /** The last commit's failure, while none has succeeded since (see storageFault). */
   private commitFault: { message: string; at: number } | null = null;
+  private commitsRefused = 0;
   /** The group commit on the writer thread, and the documents it changed. */
   private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
   private flushScheduled = false;
@@ -192,6 +193,10 @@ class DocumentsImpl implements Documents {
 
   writesOpen(): boolean {
     return this.writesAccepted;
+  }
+
+  refusedCommits(): number {
+    return this.commitsRefused;
   }
 
   storageFault(): string | null {
@@ -479,6 +484,7 @@ class DocumentsImpl implements Documents {
     const digests = this.digester.takeComputed();
     const fail = (err: unknown): void => {
       this.commitFault = { message: err instanceof Error ? err.message : String(err), at: Date.now() };
+      this.commitsRefused++;
       this.digester.giveBack(digests);
       this.log.error({ err }, 'commit failed; the writes of this batch are not acknowledged');
       for (const doc of batch.touched.keys()) this.cache.evict(doc);

@@ -97,6 +97,8 @@ export interface Documents {
    * for at most {@link STORAGE_FAULT_MS} after it; null otherwise.
    */
   storageFault(): string | null;
+  /** Commits the store refused since this process started (their writes were answered 503). */
+  refusedCommits(): number;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

@@ -26,6 +26,19 @@ export interface HealthRouteDeps {
   storageFault: () => string | null;
 }
 
+/**
+ * SQLite's own texts for what stops commits; anything else (a constraint
+ * naming columns, a thread's exit) stays in the log: `/readyz` needs no token.
+ */
+const STORAGE_FAULTS = [
+  'database is locked', 'database or disk is full', 'disk I/O error', 'database disk image is malformed',
+  'attempt to write a readonly database', 'unable to open database file',
+];
+
+function publicFault(message: string): string {
+  return STORAGE_FAULTS.find((known) => message.startsWith(known)) ?? 'see the region\'s log';
+}
+
 /** Registers `/healthz`, `/readyz` and `/metrics`. */
 export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): Promise<void> {
   const { region, replication, metrics, shuttingDown, writesOpen, storageFault } = deps;
@@ -45,7 +58,7 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
     }
     const fault = storageFault();
     if (fault !== null) {
-      return reply.code(503).send({ ready: false, region, reason: `storage failing, writes refused: ${fault}` });
+      return reply.code(503).send({ ready: false, region, reason: `storage failing, writes refused: ${publicFault(fault)}` });
     }
     await replication.settled();
     return { ready: true, region, isolated: replication.status().isolated };

@@ -71,17 +71,17 @@ export interface RemoteApplyResult {
 }
 
 /**
- * The one write path of a region. Every change, from HTTP or from a peer,
- * enters here, is persisted (group commit), and only then announced through
- * {@link Documents.onCommitted}.
- */
-/**
  * How long a failed commit counts against readiness when none succeeds
  * after it, ms: long enough that clients move to another region, short
  * enough that a region nobody writes to any more is tried again.
  */
 export const STORAGE_FAULT_MS = 10_000;
 
+/**
+ * The one write path of a region. Every change, from HTTP or from a peer,
+ * enters here, is persisted (group commit), and only then announced through
+ * {@link Documents.onCommitted}.
+ */
 export interface Documents {
   readonly writer: WriterId;
   /**

@@ -393,7 +393,7 @@ describe('storage bounds', () => {
     withStore((dir) => {
       const store = openStore({ dataDir: dir, region: TARGET, synchronous: 'normal', logger });
       try {
-        expect(() => store.raiseVersionVector(new Map([[store.writer, FORGED_SEQ]]))).toThrow(/MAX_SEQ/);
+        expect(() => store.commit({ entries: [], docs: [], raise: new Map([[store.writer, FORGED_SEQ]]) })).toThrow(/MAX_SEQ/);
         expect(store.versionVector().get(store.writer)).toBeUndefined();
       } finally {
         store.close();

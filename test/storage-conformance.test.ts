@@ -14,7 +14,7 @@ import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
 import { openStore } from '../src/storage/sqlite.js';
 import { PENDING_READ_LIMIT } from '../src/storage/pending.js';
-import type { NewLogEntry, Store } from '../src/storage/types.js';
+import { MAX_CONFLICTS_PER_DOC, type NewLogEntry, type Store } from '../src/storage/types.js';
 
 const REGION = 'us-east' as RegionId;
 const OTHER = 'eu-west~0123456789ab' as WriterId;
@@ -170,19 +170,21 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(bytes(store.summary(Y)!.digest)).toEqual(bytes(digest(4)));
   });
 
-  it('advances the version vector over contiguous seqs, raises it on request, never lowers it', async () => {
+  it('advances the version vector over contiguous seqs, raises it with a commit, never lowers it', async () => {
     const { store } = start();
     await store.commit({ entries: [entry(OTHER, 1, X), entry(OTHER, 2, X), entry(OTHER, 4, X)], docs: [] });
     expect(store.versionVector().get(OTHER)).toBe(2);
     await store.commit({ entries: [entry(OTHER, 3, X)], docs: [] });
     expect(store.versionVector().get(OTHER)).toBe(4);
-    store.raiseVersionVector(new Map([[OTHER, 9]]));
+    await store.commit({ entries: [], docs: [], raise: new Map([[OTHER, 9]]) });
     expect(store.versionVector().get(OTHER)).toBe(9);
     // Seqs 5..9 were never stored: the log cannot serve them.
     expect(store.logFloor().get(OTHER)).toBe(10);
-    store.raiseVersionVector(new Map([[OTHER, 3]]));
+    await store.commit({ entries: [], docs: [], raise: new Map([[OTHER, 3]]) });
     expect(store.versionVector().get(OTHER)).toBe(9);
-    expect(() => store.raiseVersionVector(new Map([[OTHER, 2 ** 48]]))).toThrow(/MAX_SEQ/);
+    // A raise that fails takes the batch's entries with it.
+    await expect(async () => store.commit({ entries: [entry(OTHER, 10, X)], docs: [], raise: new Map([[OTHER, 2 ** 48]]) })).rejects.toThrow(/MAX_SEQ/);
+    expect(store.hasEntry(OTHER, 10)).toBe(false);
     expect(store.oldestBeyond(new Map([[OTHER, 2]]))).toEqual({ ts: 1003, count: 2, bytes: 8 });
     expect(store.oldestBeyond(new Map([[OTHER, 9]]))).toBeNull();
   });
@@ -267,7 +269,7 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.summary(docKey('notes', 'd'))).toMatchObject({ doc: 'notes/d', deleted: true });
     expect(bytes(store.summary(docKey('notes', 'd'))!.digest)).toEqual(bytes(digest(3)));
     expect(store.staleSummaries(null, 10).map((s) => s.doc)).toEqual(['other/a']);
-    store.setDigests([{ doc: docKey('other', 'a'), digest: digest(7) }]);
+    await store.setDigests([{ doc: docKey('other', 'a'), digest: digest(7) }]);
     expect(store.staleSummaries(null, 10)).toEqual([]);
     expect(store.stats().documents).toBe(6);
   });
@@ -284,14 +286,48 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(heard.map(([doc, before]) => [doc, bytes(before)])).toEqual([[X, bytes(digest(5))]]);
   });
 
+  it('keeps quarantined entries (once per origin and seq) and conflict records with the commit that met them', async () => {
+    const { store, reopen } = start();
+    const lost = { doc: X, at: 5, winner: B, keptDigest: digest(1), lostDigest: digest(2), lostState: Uint8Array.from([9, 9]) };
+    await store.commit({
+      entries: [entry(OTHER, 1, X)], docs: [{ doc: X, deleted: false, digest: digest(1) }], raise: new Map([[OTHER, 2]]),
+      quarantined: [{ ...entry(OTHER, 2, Y), peer: B, reason: 'x'.repeat(2000) }], conflicts: [lost],
+    });
+    // The same entry again (a resend) is not kept twice.
+    await store.commit({ entries: [], docs: [], quarantined: [{ ...entry(OTHER, 2, Y), peer: C, reason: 'again' }, { ...entry(OTHER, 3, Y), peer: C, reason: 'bad' }] });
+    expect(store.quarantine.counts()).toEqual(new Map([[B, 1], [C, 1]]));
+    const kept = store.quarantine.list(0, 10);
+    expect(kept.map((q) => [q.peer, q.seq])).toEqual([[B, 2], [C, 3]]);
+    expect(kept[0]!.reason.length).toBeLessThanOrEqual(500);
+    expect(store.conflicts.count()).toBe(1);
+    expect(store.conflicts.list(X, 0, 10).map((c) => [c.winner, bytes(c.lostState)])).toEqual([[B, [9, 9]]]);
+    const again = await reopen();
+    expect(again.quarantine.counts()).toEqual(new Map([[B, 1], [C, 1]]));
+    expect(again.conflicts.count()).toBe(1);
+    expect(again.versionVector().get(OTHER)).toBe(2);
+  });
+
+  it('keeps the newest conflict records of a document only, and counts every one', async () => {
+    const { store, reopen } = start();
+    const lost = (doc: DocKey, n: number) => ({ doc, at: n, winner: B, keptDigest: digest(1), lostDigest: digest(2), lostState: Uint8Array.from([n]) });
+    await store.commit({ entries: [], docs: [{ doc: Y, deleted: false, digest: digest(1) }], conflicts: [lost(Y, 0)] });
+    await store.commit({ entries: [], docs: [], conflicts: Array.from({ length: MAX_CONFLICTS_PER_DOC + 3 }, (_, i) => lost(X, i)) });
+    await store.commit({ entries: [], docs: [], conflicts: [lost(X, 100)] });
+    const kept = store.conflicts.list(X, 0, 100).map((c) => c.at);
+    expect(kept).toEqual([...Array.from({ length: MAX_CONFLICTS_PER_DOC - 1 }, (_, i) => i + 4), 100]);
+    // Another document's records are not touched.
+    expect(store.conflicts.list(Y, 0, 100).map((c) => c.at)).toEqual([0]);
+    expect(store.conflicts.count()).toBe(MAX_CONFLICTS_PER_DOC + 5);
+    expect((await reopen()).conflicts.count()).toBe(MAX_CONFLICTS_PER_DOC + 5);
+  });
+
   it('holds every acknowledged write after a close and reopen', async () => {
     const { store, reopen } = start();
     const w = store.writer;
     const lsns = await store.commit({ entries: [1, 2, 3].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(2) }] });
     await store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), pending: null, uptoLsn: lsns[0]! }]);
     await store.setPeerAcks(B, new Map([[w, 3]]));
-    store.raiseVersionVector(new Map([[OTHER, 4]]));
-    store.quarantine.add({ ...entry(OTHER, 7, Y), peer: B, reason: 'too large' });
+    await store.commit({ entries: [], docs: [], raise: new Map([[OTHER, 7]]), quarantined: [{ ...entry(OTHER, 7, Y), peer: B, reason: 'too large' }] });
     const again = await reopen();
     expect(again.writer).toBe(w);
     expect(again.readLog(0, 10).map((e) => e.lsn)).toEqual(lsns);
@@ -299,7 +335,7 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(again.loadDoc(X)!.snapshotLsn).toBe(lsns[0]);
     expect(again.loadDoc(X)!.entries.map((e) => e.seq)).toEqual([2, 3]);
     expect(bytes(again.summary(X)!.digest)).toEqual(bytes(digest(2)));
-    expect(again.versionVector()).toEqual(new Map([[w, 3], [OTHER, 4]]));
+    expect(again.versionVector()).toEqual(new Map([[w, 3], [OTHER, 7]]));
     expect(again.peerAcks(B)).toEqual(new Map([[w, 3]]));
     expect(again.quarantine.counts().get(B)).toBe(1);
     // New lsns continue above the old ones.

@@ -374,13 +374,13 @@ describe('version vector', () => {
     expect(store.versionVector().get(OTHER)).toBe(1);
   });
 
-  it('is raised explicitly but never lowered, and walks on over stored entries', () => {
+  it('is raised by a commit but never lowered, and walks on over stored entries', () => {
     const store = openAt();
     const w = store.writer;
     store.commit({ entries: [entry(w, 1, X), entry(w, 2, X), entry(w, 5, X)], docs: [] });
-    store.raiseVersionVector(new Map([[w, 1]]));
+    store.commit({ entries: [], docs: [], raise: new Map([[w, 1]]) });
     expect(store.versionVector().get(w)).toBe(2);
-    store.raiseVersionVector(new Map([[w, 4], [OTHER, 7]]));
+    store.commit({ entries: [], docs: [], raise: new Map([[w, 4], [OTHER, 7]]) });
     expect(store.versionVector()).toEqual(new Map([[w, 5], [OTHER, 7]]));
     // Entries 3 and 4 were skipped over: the log can serve this origin from 5 on.
     expect(store.logFloor()).toEqual(new Map([[w, 5], [OTHER, 8]]));

@@ -127,10 +127,13 @@ export class Digester {
     }
   }
 
-  /** As {@link settle}, and stores the digests too, so the store's summaries are exact. */
-  settleAndStore(): void {
+  /**
+   * As {@link settle}, and stores the digests too, so the store's summaries
+   * are exact once the returned promise (if any) resolves.
+   */
+  settleAndStore(): Promise<void> | undefined {
     this.settle();
-    this.storeAlone();
+    return this.storeAlone();
   }
 
   /** Digests computed since the last call, for the next commit to store. */
@@ -205,17 +208,23 @@ export class Digester {
     }
   }
 
-  /** Stores computed digests that no commit has carried. */
-  private storeAlone(): void {
+  /**
+   * Stores computed digests that no commit has carried; a promise while the
+   * store writes them elsewhere (it never rejects).
+   */
+  private storeAlone(): Promise<void> | undefined {
     if (this.storeTimer) clearTimeout(this.storeTimer);
     this.storeTimer = null;
     const digests = this.takeComputed();
     if (digests.length === 0) return;
-    try {
-      this.o.store.setDigests(digests);
-    } catch (err) {
-      // Not lost: the documents stay marked stale on disk and are recomputed at the next start.
+    // Not lost when refused: the documents stay marked stale on disk and are recomputed at the next start.
+    const refused = (err: unknown): void => {
       this.o.logger.warn({ err, docs: digests.length }, 'could not store document digests; they are recomputed at start');
+    };
+    try {
+      return this.o.store.setDigests(digests)?.catch(refused);
+    } catch (err) {
+      refused(err);
     }
   }
 }

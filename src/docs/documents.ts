@@ -41,7 +41,7 @@ import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
-import { hex, keepConflicts, keepQuarantined, repairQuarantined } from './incidents.js';
+import { hex, logIncidents, repairQuarantined } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
@@ -103,9 +103,9 @@ class DocumentsImpl implements Documents {
     },
     regionDigestIfCheap: (): string | null => (this.digester.settleFew(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
     settled: (): Promise<void> => this.digester.settleInTurns(),
-    bucketDigests: (): Uint8Array[] => {
+    bucketDigests: async (): Promise<Uint8Array[]> => {
       // Anti-entropy reads the store's summaries next: they must be exact too.
-      this.digester.settleAndStore();
+      await this.digester.settleAndStore();
       return this.index.bucketDigests();
     },
   };
@@ -374,7 +374,7 @@ class DocumentsImpl implements Documents {
     this.stopCompactor();
     while (this.queue.size > 0 || this.flushScheduled) await this.idle;
     // Stored now, so that the next start need not recompute them.
-    this.digester.settleAndStore();
+    await this.digester.settleAndStore();
     this.digester.stop();
     this.stopCorruptWatch();
     this.cache.clear();
@@ -496,18 +496,6 @@ class DocumentsImpl implements Documents {
     const finish = (lsns: number[]): void => {
       const finishing = performance.now();
       if (stored) this.commitFault = null;
-      try {
-        // Kept before their seqs count as held: a crash in between resends them.
-        keepQuarantined(this.store, this.log, batch);
-        // The commit advanced each origin to its last stored entry; what the
-        // batch holds beyond (floors, quarantined entries) is raised here.
-        const stored = new Map<WriterId, number>();
-        for (const e of batch.entries) if (e.seq > (stored.get(e.origin) ?? 0)) stored.set(e.origin, e.seq);
-        const raise = [...batch.vv].filter(([w, s]) => s > (this.vv.get(w) ?? 0) && s > (stored.get(w) ?? 0));
-        if (raise.length > 0) this.store.raiseVersionVector(new Map(raise));
-      } catch (err) {
-        return fail(err);
-      }
       this.afterCommit(batch, lsns);
       if (!besideLocal) this.pacer.spent(performance.now() - finishing);
     };
@@ -519,15 +507,20 @@ class DocumentsImpl implements Documents {
         const live = batch.touched.get(doc);
         return live ? [snapshotOf(doc, live)] : [];
       });
+      const raise = raisedBeyond(batch, this.vv);
       // A batch of duplicates only (entries that reached this region by two
       // paths) has nothing to store: no transaction, no fsync; its digests
       // wait for the next commit.
-      if (batch.entries.length === 0 && batch.summaries.size === 0 && snapshots.length === 0) {
+      if (batch.entries.length === 0 && batch.summaries.size === 0 && snapshots.length === 0 && raise === undefined
+        && batch.quarantined.length === 0 && batch.conflicts.length === 0) {
         this.digester.giveBack(digests);
         committed = [];
       } else {
         stored = true;
-        committed = this.store.commit({ entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots });
+        committed = this.store.commit({
+          entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots, raise,
+          quarantined: batch.quarantined, conflicts: batch.conflicts,
+        });
       }
     } catch (err) {
       fail(err);
@@ -558,7 +551,7 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
     });
-    keepConflicts(this.store, this.log, batch);
+    logIncidents(this.log, batch);
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
     if (committed.length > 0) this.announce(this.listeners, committed);
@@ -642,3 +635,14 @@ class DocumentsImpl implements Documents {
   }
 }
 
+/**
+ * What the batch holds beyond its stored entries (floors, quarantined
+ * entries), to raise in its commit; undefined when nothing rises. The commit
+ * itself advances each origin to its last stored entry.
+ */
+function raisedBeyond(batch: Batch, applied: VersionVector): VersionVector | undefined {
+  const stored = new Map<WriterId, number>();
+  for (const e of batch.entries) if (e.seq > (stored.get(e.origin) ?? 0)) stored.set(e.origin, e.seq);
+  const raise = [...batch.vv].filter(([w, s]) => s > (applied.get(w) ?? 0) && s > (stored.get(w) ?? 0));
+  return raise.length > 0 ? new Map(raise) : undefined;
+}

@@ -1,22 +1,32 @@
 /**
  * What a commit keeps besides documents: states that lost a content
- * conflict, and entries from peers this region could not apply. Each is
- * stored, logged once, and (for quarantined entries) its document is marked
- * for repair by state.
+ * conflict, and entries from peers this region could not apply. The commit
+ * stores them; here each is logged, and (for quarantined entries) its
+ * document is marked for repair by state.
  */
 import type { Logger } from 'pino';
 import { splitDocKey } from '../ids.js';
-import type { Incidents, Maintenance } from '../storage/types.js';
+import type { Maintenance } from '../storage/types.js';
 import type { Batch } from './stage.js';
 
-/** Stores the entries the batch could not apply, each logged once. Runs inside the commit's error handling. */
-export function keepQuarantined(store: Pick<Incidents, 'quarantine'>, log: Logger, batch: Batch): void {
+/**
+ * Logs what the batch's commit kept besides documents: entries it could not
+ * apply (a peer's entry reaches one commit only: its seq is held after it)
+ * and states that lost a content conflict.
+ */
+export function logIncidents(log: Logger, batch: Batch): void {
   for (const q of batch.quarantined) {
-    if (!store.quarantine.add(q)) continue;
     const { collection, id } = splitDocKey(q.doc);
     log.warn(
       { peer: q.peer, origin: q.origin, seq: q.seq, collection, id, bytes: q.update.byteLength, reason: q.reason },
       'entry from peer could not be applied; quarantined, document left for repair by state',
+    );
+  }
+  for (const c of batch.conflicts) {
+    const { collection, id } = splitDocKey(c.doc);
+    log.warn(
+      { collection, id, winner: c.winner, kept: hex(c.keptDigest), lost: hex(c.lostDigest) },
+      'replicas held different content under the same Yjs ids; the lower content digest won, the other state is kept as a conflict',
     );
   }
 }
@@ -34,22 +44,6 @@ export function repairQuarantined(store: Pick<Maintenance, 'markCorrupt'>, log: 
       store.markCorrupt(doc);
     } catch (err) {
       log.error({ err, doc }, 'could not mark document for repair');
-    }
-  }
-}
-
-/** Stores the states that lost a content conflict in this batch. */
-export function keepConflicts(store: Pick<Incidents, 'conflicts'>, log: Logger, batch: Batch): void {
-  for (const c of batch.conflicts) {
-    const { collection, id } = splitDocKey(c.doc);
-    try {
-      store.conflicts.add(c);
-      log.warn(
-        { collection, id, winner: c.winner, kept: hex(c.keptDigest), lost: hex(c.lostDigest) },
-        'replicas held different content under the same Yjs ids; the lower content digest won, the other state is kept as a conflict',
-      );
-    } catch (err) {
-      log.error({ err, collection, id }, 'could not store a conflict record; the conflict will be found again');
     }
   }
 }

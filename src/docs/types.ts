@@ -171,7 +171,8 @@ export interface Documents {
     regionDigestIfCheap(): string | null;
     /** Resolves once changed documents' digests are computed, in slices between other work. */
     settled(): Promise<void>;
-    bucketDigests(): Uint8Array[];
+    /** Per-bucket digests, once every digest they cover is stored too (anti-entropy reads the store's summaries next). */
+    bucketDigests(): Promise<Uint8Array[]>;
   };
 
   /** Finishes queued writes and stops taking new ones. */

@@ -163,15 +163,20 @@ export class AntiEntropy {
     const round = randomInt(1, MAX_ROUND);
     // A region with held-back updates does not fully hold what its vector says.
     const floor = documents.pendingDocs() === 0 ? documents.versionVector() : null;
-    const buckets = documents.digests.bucketDigests();
+    // Settles stale digests before the round's clock starts (thousands take a while); storing them is the round's first wait.
+    const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
-      this.rounds.set(round, {
-        floor, buckets, docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mine: new Map(),
+      const state: Round = {
+        floor, buckets: [], docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mine: new Map(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
-      });
-      // The peer accepts the floor only as far as this region has stated it holds: state it first.
-      const stated = floor ? this.port.send({ type: 'ack', vv: floor }) : Promise.resolve();
-      stated.then(() => this.port.send({ type: 'ae-buckets', round, buckets })).catch(() => this.abort(round));
+      };
+      this.rounds.set(round, state);
+      void bucketDigests.then(async (buckets) => {
+        state.buckets = buckets;
+        // The peer accepts the floor only as far as this region has stated it holds: state it first.
+        if (floor) await this.port.send({ type: 'ack', vv: floor });
+        await this.port.send({ type: 'ae-buckets', round, buckets });
+      }).catch(() => this.abort(round));
     });
   }
 
@@ -206,7 +211,7 @@ export class AntiEntropy {
       return;
     }
     this.noteAnswered(frame.round);
-    const mine = this.port.documents.digests.bucketDigests();
+    const mine = await this.port.documents.digests.bucketDigests();
     const differing = differingBuckets(mine, frame.buckets);
     await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
     const docs = await this.docsIn(differing);

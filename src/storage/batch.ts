@@ -5,9 +5,9 @@
  */
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
-import { advanceProgress } from './progress.js';
+import { advanceProgress, raiseProgress } from './progress.js';
 import type { Statements } from './statements.js';
-import type { CommitBatch, Snapshot } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINE_REASON, type CommitBatch, type DocDigest, type Snapshot } from './types.js';
 
 const DIGEST_BYTES = 32;
 
@@ -18,16 +18,23 @@ export interface CommitResult {
   bytes: number;
   /** Documents whose snapshot was older than the stored one, and so not written. */
   olderSnapshots: DocKey[];
+  /** The sending peer of each quarantined entry kept (one already kept is not). */
+  quarantinedFrom: RegionId[];
+  /** Conflict records added. */
+  conflicts: number;
+  /** Documents whose oldest conflict records were dropped to stay within {@link MAX_CONFLICTS_PER_DOC}, with how many. */
+  conflictsDropped: [DocKey, number][];
 }
 
 /**
  * Appends the entries (dropping duplicates of a stored (origin, seq)),
  * stores digests, then document changes (which may mark those stale
- * again), bumps per-document log counts and advances the version vector.
+ * again), bumps per-document log counts, advances and raises the version
+ * vector, and keeps quarantined entries and conflict records.
  * Entries of a document with no summary row yet get one with an all-zero digest.
  */
-export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
-  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [] };
+export function writeBatch(s: Statements, batch: CommitBatch, now = Date.now()): CommitResult {
+  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [], quarantinedFrom: [], conflicts: 0, conflictsDropped: [] };
   const perDoc = new Map<string, number>();
   const perOrigin = new Map<string, number[]>();
   for (const entry of batch.entries) {
@@ -44,7 +51,7 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
     if (seqs === undefined) perOrigin.set(entry.origin, [entry.seq]);
     else seqs.push(entry.seq);
   }
-  for (const d of batch.digests ?? []) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+  writeDigests(s, batch.digests ?? []);
   for (const change of batch.docs) {
     if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0);
     else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0);
@@ -54,8 +61,21 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
     s.bumpLogCount.run(count, doc);
   }
   for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);
+  if (batch.raise) raiseProgress(s, batch.raise);
   for (const snapshot of batch.snapshots ?? []) {
     if (!writeSnapshot(s, snapshot)) result.olderSnapshots.push(snapshot.doc);
+  }
+  for (const q of batch.quarantined ?? []) {
+    const info = s.insertQuarantined.run(now, q.peer, q.origin, q.seq, q.doc, q.ts, q.update, q.reason.slice(0, MAX_QUARANTINE_REASON));
+    if (info.changes > 0) result.quarantinedFrom.push(q.peer);
+  }
+  for (const c of batch.conflicts ?? []) {
+    s.insertConflict.run(c.doc, c.at, c.winner, c.keptDigest, c.lostDigest, c.lostState);
+    result.conflicts += 1;
+  }
+  for (const doc of new Set((batch.conflicts ?? []).map((c) => c.doc))) {
+    const dropped = s.pruneConflicts.run(doc, doc, MAX_CONFLICTS_PER_DOC).changes;
+    if (dropped > 0) result.conflictsDropped.push([doc, dropped]);
   }
   return result;
 }
@@ -76,13 +96,18 @@ function writeSnapshot(s: Statements, snapshot: Snapshot): boolean {
   return true;
 }
 
+/** Stores digests and clears their documents' stale mark. */
+export function writeDigests(s: Statements, digests: DocDigest[]): void {
+  for (const d of digests) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+}
+
 /** Replaces everything recorded for `peer`: a rebuilt peer may acknowledge less than before. */
 export function writePeerAcks(s: Statements, peer: RegionId, vv: VersionVector): void {
   s.clearPeerAcks.run(peer);
   for (const [origin, seq] of vv) s.insertPeerAck.run(peer, origin, seq);
 }
 
-export function checkedDigest(doc: DocKey, digest: Uint8Array): Uint8Array {
+function checkedDigest(doc: DocKey, digest: Uint8Array): Uint8Array {
   if (digest.byteLength !== DIGEST_BYTES) throw new Error(`digest of ${doc} has ${digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
   return digest;
 }

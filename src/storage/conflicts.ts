@@ -6,7 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { DocKey, RegionId } from '../ids.js';
-import type { ConflictRecord, ConflictStore, NewConflict } from './types.js';
+import type { ConflictRecord, ConflictStore } from './types.js';
 
 interface ConflictRow {
   id: number;
@@ -18,23 +18,24 @@ interface ConflictRow {
   lost_state: Uint8Array;
 }
 
-/** {@link ConflictStore} over one open database (schema v2 or later). */
+/**
+ * {@link ConflictStore} over one open database (schema v2 or later).
+ * Records are kept by commits (./batch.ts), which report how many.
+ */
 export class SqliteConflicts implements ConflictStore {
-  private readonly insert: Database.Statement<[string, number, string, Uint8Array, Uint8Array, Uint8Array]>;
   private readonly ofDoc: Database.Statement<[string, number, number], ConflictRow>;
   private total: number;
 
   constructor(db: Database.Database) {
-    this.insert = db.prepare(
-      'INSERT INTO conflicts (doc, at, winner, kept_digest, lost_digest, lost_state) VALUES (?, ?, ?, ?, ?, ?)',
-    );
     this.ofDoc = db.prepare('SELECT * FROM conflicts WHERE doc = ? AND id > ? ORDER BY id LIMIT ?');
-    this.total = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM conflicts').get()?.n ?? 0;
+    // Ids are never reused and a document's newest record is never dropped,
+    // so the highest id is how many were ever recorded.
+    this.total = db.prepare<[], { n: number | null }>('SELECT max(id) AS n FROM conflicts').get()?.n ?? 0;
   }
 
-  add(c: NewConflict): void {
-    this.insert.run(c.doc, c.at, c.winner, c.keptDigest, c.lostDigest, c.lostState);
-    this.total++;
+  /** A commit kept `n` records. */
+  kept(n: number): void {
+    this.total += n;
   }
 
   list(doc: DocKey, afterId: number, limit: number): ConflictRecord[] {

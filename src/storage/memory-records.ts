@@ -4,16 +4,30 @@
  */
 import type { RegionId } from '../ids.js';
 import type { MemoryVolume } from './memory.js';
-import type { ConflictStore, NewConflict, QuarantineStore } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINE_REASON, type ConflictStore, type NewConflict, type QuarantineStore, type QuarantinedEntry } from './types.js';
 
-/** Quarantined entries, one per (origin, seq), as the SQLite table keeps them. */
+/** Keeps a quarantined entry, one per (origin, seq), as the SQLite table does. */
+export function keepQuarantined(v: MemoryVolume, entry: QuarantinedEntry): void {
+  if (v.quarantined.some((q) => q.origin === entry.origin && q.seq === entry.seq)) return;
+  v.quarantined.push({ ...entry, reason: entry.reason.slice(0, MAX_QUARANTINE_REASON), id: v.quarantined.length + 1, at: Date.now() });
+}
+
+/** Keeps a conflict record, numbered in the order kept (ids never reused), and the newest few of its document only. */
+export function keepConflict(v: MemoryVolume, conflict: NewConflict): void {
+  v.conflicts.push({ ...conflict, id: lastConflictId(v) + 1 });
+  const ofDoc = v.conflicts.filter((c) => c.doc === conflict.doc);
+  const drop = new Set(ofDoc.slice(0, Math.max(0, ofDoc.length - MAX_CONFLICTS_PER_DOC)));
+  if (drop.size > 0) v.conflicts = v.conflicts.filter((c) => !drop.has(c));
+}
+
+/** The newest record is never dropped: its id counts every record ever kept. */
+function lastConflictId(v: MemoryVolume): number {
+  return v.conflicts[v.conflicts.length - 1]?.id ?? 0;
+}
+
+/** Quarantined entries, as kept by commits. */
 export function quarantineOf(v: MemoryVolume): QuarantineStore {
   return {
-    add: (entry) => {
-      if (v.quarantined.some((q) => q.origin === entry.origin && q.seq === entry.seq)) return false;
-      v.quarantined.push({ ...entry, id: v.quarantined.length + 1, at: Date.now() });
-      return true;
-    },
     counts: () => {
       const counts = new Map<RegionId, number>();
       for (const q of v.quarantined) counts.set(q.peer, (counts.get(q.peer) ?? 0) + 1);
@@ -23,11 +37,10 @@ export function quarantineOf(v: MemoryVolume): QuarantineStore {
   };
 }
 
-/** Conflict records, numbered in the order they were kept. */
+/** Conflict records, as kept by commits. */
 export function conflictsOf(v: MemoryVolume): ConflictStore {
   return {
-    add: (conflict: NewConflict) => void v.conflicts.push({ ...conflict, id: v.conflicts.length + 1 }),
     list: (doc, afterId, limit) => v.conflicts.filter((c) => c.doc === doc && c.id > afterId).slice(0, limit),
-    count: () => v.conflicts.length,
+    count: () => lastConflictId(v),
   };
 }

@@ -9,7 +9,7 @@
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { regionOfWriter } from '../ids.js';
 import { MAX_SEQ } from '../vv.js';
-import { conflictsOf, quarantineOf } from './memory-records.js';
+import { conflictsOf, keepConflict, keepQuarantined, quarantineOf } from './memory-records.js';
 import { newWriterId } from './writer-id.js';
 import { PENDING_READ_LIMIT, PendingTotal, type PendingEntries } from './pending.js';
 import type {
@@ -107,7 +107,10 @@ export class MemoryStore implements Store {
     for (const d of batch.digests ?? []) this.setDigest(d);
     for (const c of batch.docs) Object.assign(this.docRow(c.doc), c.digest ? { digest: c.digest, stale: false } : { stale: true }, { deleted: c.deleted });
     for (const [origin, list] of seqs) this.advance(origin, list);
+    if (batch.raise) this.raise(batch.raise);
     for (const s of batch.snapshots ?? []) this.writeSnapshot(s);
+    for (const q of batch.quarantined ?? []) keepQuarantined(this.v, q);
+    for (const c of batch.conflicts ?? []) keepConflict(this.v, c);
     return lsns;
   }
 
@@ -116,6 +119,7 @@ export class MemoryStore implements Store {
       if (d.digest && d.digest.byteLength !== DIGEST_BYTES) throw new Error(`digest of ${d.doc} has ${d.digest.byteLength} bytes, expected ${DIGEST_BYTES}`);
     }
     for (const e of batch.entries) checkSeq(e.origin, e.seq);
+    for (const [origin, seq] of batch.raise ?? []) checkSeq(origin, seq);
     const known = new Set([...batch.entries, ...batch.docs].map((x) => x.doc));
     for (const s of batch.snapshots ?? []) {
       if (!this.v.docs.has(s.doc) && !known.has(s.doc)) throw new Error(`cannot store a snapshot of unknown document ${s.doc}`);
@@ -252,8 +256,8 @@ export class MemoryStore implements Store {
     return new Map([...this.v.progress].filter(([, p]) => p.seq > 0).map(([origin, p]) => [origin, p.seq] as const));
   }
 
-  raiseVersionVector(vv: VersionVector): void {
-    for (const [origin, target] of vv) checkSeq(origin, target);
+  /** Raises applied seqs (never lowers); seqs skipped this way are not served from the log. */
+  private raise(vv: VersionVector): void {
     for (const [origin, target] of vv) {
       const p = this.progressOf(origin);
       if (target <= p.seq) continue;

@@ -20,32 +20,24 @@ interface QuarantineRow {
   reason: string;
 }
 
-/** Longest reason stored: error messages from untrusted input can be long. */
-const MAX_REASON = 500;
-
-/** {@link QuarantineStore} over one open database (schema v2 or later). */
+/**
+ * {@link QuarantineStore} over one open database (schema v2 or later).
+ * Entries are kept by commits (./batch.ts), which report each one kept.
+ */
 export class SqliteQuarantine implements QuarantineStore {
-  private readonly insert: Database.Statement<[number, string, string, number, string, number, Uint8Array, string]>;
   private readonly page: Database.Statement<[number, number], QuarantineRow>;
-  /** Per-peer counts, read once at open and kept in step with {@link add}. */
+  /** Per-peer counts, read once at open and kept in step with {@link kept}. */
   private readonly perPeer = new Map<RegionId, number>();
 
-  constructor(db: Database.Database, private readonly now: () => number = Date.now) {
-    this.insert = db.prepare(
-      `INSERT INTO quarantine (at, peer, origin, seq, doc, ts, data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (origin, seq) DO NOTHING`,
-    );
+  constructor(db: Database.Database) {
     this.page = db.prepare('SELECT * FROM quarantine WHERE id > ? ORDER BY id LIMIT ?');
     const rows = db.prepare<[], { peer: string; n: number }>('SELECT peer, count(*) AS n FROM quarantine GROUP BY peer').all();
     for (const row of rows) this.perPeer.set(row.peer as RegionId, row.n);
   }
 
-  add(entry: QuarantinedEntry): boolean {
-    const { peer, origin, seq, doc, ts, update, reason } = entry;
-    const info = this.insert.run(this.now(), peer, origin, seq, doc, ts, update, reason.slice(0, MAX_REASON));
-    if (info.changes === 0) return false;
+  /** A commit kept an entry from `peer`. */
+  kept(peer: RegionId): void {
     this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
-    return true;
   }
 
   counts(): ReadonlyMap<RegionId, number> {

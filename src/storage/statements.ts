@@ -231,6 +231,22 @@ export function prepareStatements(db: Database.Database) {
     clearPeerAcks: prep<[string]>(db, 'DELETE FROM peer_acks WHERE peer = ?'),
     insertPeerAck: prep<[string, string, number]>(db, 'INSERT INTO peer_acks (peer, origin, seq) VALUES (?, ?, ?)'),
 
+    insertQuarantined: prep<[number, string, string, number, string, number, Uint8Array, string]>(
+      db,
+      `INSERT INTO quarantine (at, peer, origin, seq, doc, ts, data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (origin, seq) DO NOTHING`,
+    ),
+    insertConflict: prep<[string, number, string, Uint8Array, Uint8Array, Uint8Array]>(
+      db,
+      'INSERT INTO conflicts (doc, at, winner, kept_digest, lost_digest, lost_state) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    // Keeps the newest `offset` records of the document (two seeks of conflicts_by_doc).
+    pruneConflicts: prep<[string, string, number]>(
+      db,
+      `DELETE FROM conflicts WHERE doc = ? AND id <= coalesce(
+         (SELECT id FROM conflicts WHERE doc = ? ORDER BY id DESC LIMIT 1 OFFSET ?), 0)`,
+    ),
+
     checkpoint: prep(db, 'PRAGMA wal_checkpoint(TRUNCATE)'),
     quickCheck: prep<[], { quick_check: string }>(db, QUICK_CHECK_SQL),
   };

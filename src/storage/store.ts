@@ -12,29 +12,24 @@ import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
-import { checkedDigest, writeBatch, writePeerAcks, type CommitResult } from './batch.js';
+import { writeBatch, writeDigests, writePeerAcks, type CommitResult } from './batch.js';
 import type { CommitWriter } from './writer.js';
 import { GC_CALL_BUDGET, GC_WINDOW, GarbageCollector, type GcResult } from './gc.js';
 import { runQuickCheck } from './integrity.js';
 import { SqliteQuarantine } from './quarantine.js';
 import { SqliteConflicts } from './conflicts.js';
-import {
-  entriesBeyond,
-  raiseProgress,
-  readLogFloor,
-  readVersionVector,
-} from './progress.js';
+import { entriesBeyond, readLogFloor, readVersionVector } from './progress.js';
 import { prepareStatements, toEntry, toSummary, type LogRow, type Statements } from './statements.js';
 import type { PendingEntries } from './pending.js';
-import type { CommitBatch, ConflictStore, DocDigest, DocHead, DocSummary, LogEntry, QuarantineStore, Snapshot, StorageStats, Store, StoredDoc } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, type CommitBatch, type DocDigest, type DocHead, type DocSummary, type LogEntry, type Snapshot, type StorageStats, type Store, type StoredDoc } from './types.js';
 
 
 /** The SQLite implementation of {@link Store}; construct it through `openStore`. */
 export class SqliteStore implements Store {
   private readonly s: Statements;
   private readonly gc: GarbageCollector;
-  readonly quarantine: QuarantineStore;
-  readonly conflicts: ConflictStore;
+  readonly quarantine: SqliteQuarantine;
+  readonly conflicts: SqliteConflicts;
   /** Corrupt entries and snapshots seen since open, so each is counted and logged once. */
   private readonly corruptSeen = new Set<string>();
   private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array) => void>();
@@ -43,7 +38,6 @@ export class SqliteStore implements Store {
   private collecting: Promise<number> | null = null;
   private logBytes: number;
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
-  private readonly raiseTx: Database.Transaction<(vv: VersionVector) => void>;
   private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
   private readonly digestTx: Database.Transaction<(digests: DocDigest[]) => void>;
 
@@ -63,10 +57,7 @@ export class SqliteStore implements Store {
     this.logEntries = totals?.n ?? 0;
     this.logBytes = totals?.bytes ?? 0;
     this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch));
-    this.raiseTx = db.transaction((vv: VersionVector) => raiseProgress(this.s, vv));
-    this.digestTx = db.transaction((digests: DocDigest[]) => {
-      for (const d of digests) this.s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
-    });
+    this.digestTx = db.transaction((digests: DocDigest[]) => writeDigests(this.s, digests));
     this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(this.s, peer, vv));
   }
 
@@ -97,6 +88,11 @@ export class SqliteStore implements Store {
   private counted(result: CommitResult): number[] {
     this.logEntries += result.added;
     this.logBytes += result.bytes;
+    for (const peer of result.quarantinedFrom) this.quarantine.kept(peer);
+    this.conflicts.kept(result.conflicts);
+    for (const [doc, dropped] of result.conflictsDropped) {
+      this.logger.warn({ doc, dropped, kept: MAX_CONFLICTS_PER_DOC }, 'oldest conflict records of the document dropped: it keeps only the newest');
+    }
     for (const doc of result.olderSnapshots) this.logger.warn({ doc }, 'older snapshot ignored');
     return result.lsns;
   }
@@ -232,16 +228,6 @@ export class SqliteStore implements Store {
     return readVersionVector(this.s);
   }
 
-  /**
-   * Takes the write lock only when an origin really rises: after most
-   * commits nothing does (the commit advanced it), and a read does not
-   * wait for a snapshot batch or GC step the writer thread is making.
-   */
-  raiseVersionVector(vv: VersionVector): void {
-    const rises = [...vv].some(([origin, seq]) => seq > (this.s.getProgress.get(origin)?.seq ?? 0));
-    if (rises) this.raiseTx.immediate(vv);
-  }
-
   peerAcks(peer: RegionId): VersionVector {
     return new Map(this.s.peerAcks.all(peer).map((r) => [r.origin as WriterId, r.seq] as const));
   }
@@ -302,8 +288,11 @@ export class SqliteStore implements Store {
     return row === undefined ? null : toSummary(row);
   }
 
-  setDigests(digests: DocDigest[]): void {
-    if (digests.length > 0) this.digestTx.immediate(digests);
+  /** On the writer thread when there is one, in place otherwise. */
+  setDigests(digests: DocDigest[]): void | Promise<void> {
+    if (digests.length === 0) return;
+    if (this.committer) return this.committer.setDigests(digests);
+    this.digestTx.immediate(digests);
   }
 
   staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[] {

@@ -24,17 +24,18 @@ export type NewLogEntry = Omit<LogEntry, 'lsn'>;
 export interface QuarantinedEntry extends NewLogEntry {
   /** The peer that sent it. */
   peer: RegionId;
-  /** Why it was not applied (too large, invalid, failed to integrate). */
+  /** Why it was not applied (too large, invalid, failed to integrate); kept up to {@link MAX_QUARANTINE_REASON} characters. */
   reason: string;
 }
+
+/** Longest quarantine reason kept: error messages from untrusted input can be long. */
+export const MAX_QUARANTINE_REASON = 500;
 
 /**
  * Entries from peers kept aside instead of applied (the `quarantine`
  * table), one row per (origin, seq), so each is stored and reported once.
  */
 export interface QuarantineStore {
-  /** Keeps an entry; false (nothing written) when its (origin, seq) is already kept. */
-  add(entry: QuarantinedEntry): boolean;
   /** Entries kept per sending peer, since the data directory was created. */
   counts(): ReadonlyMap<RegionId, number>;
   /** Kept entries after row id `afterId`, oldest first, with their row id and the time they were kept. */
@@ -93,6 +94,16 @@ export interface CommitBatch {
   digests?: DocDigest[];
   /** Snapshots stored last, after the entries and summaries they may cover (documents merged by state, compaction). */
   snapshots?: Snapshot[];
+  /**
+   * Applied seqs raised beyond the entries (never lowered): floors, and the
+   * seqs of quarantined entries. In the same transaction as what they cover,
+   * so no crash can count a seq as held without it.
+   */
+  raise?: VersionVector;
+  /** Entries from peers this region could not apply, kept one per (origin, seq) (a repeat is ignored). */
+  quarantined?: QuarantinedEntry[];
+  /** States that lost a content conflict, kept whole (the newest {@link MAX_CONFLICTS_PER_DOC} of a document). */
+  conflicts?: NewConflict[];
 }
 
 /** A snapshot replacing all log entries of one document up to `uptoLsn`. */
@@ -121,8 +132,8 @@ export interface StorageStats {
 // `quick_check`) belong to the engine (./sqlite.ts), not to the contract.
 //
 // Every method either completes or throws with nothing written. Methods that
-// write to disk on the hot or periodic paths (commit, snapshots, GC, peer
-// acknowledgements) may answer with a promise: an engine
+// write to disk on the hot or periodic paths (commit, snapshots, digests, GC,
+// peer acknowledgements) may answer with a promise: an engine
 // that writes on another thread does, one that writes in place answers at
 // once, so the hot path takes no promise it does not need. Reads are
 // synchronous: the write path stages a batch in one event-loop turn and must
@@ -154,8 +165,11 @@ export interface DocumentStates {
   summary(doc: DocKey): DocSummary | null;
   /** Summaries of documents whose stored digest is stale, in doc key order, paged. */
   staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
-  /** Stores digests computed after their documents' commits (clears their stale mark). */
-  setDigests(digests: DocDigest[]): void;
+  /**
+   * Stores digests computed after their documents' commits (clears their
+   * stale mark); a promise when the engine writes elsewhere.
+   */
+  setDigests(digests: DocDigest[]): void | Promise<void>;
 }
 
 /** The append-only replication log. */
@@ -206,8 +220,6 @@ export interface ReplicationLog {
 export interface PeerProgress {
   /** Highest contiguous applied seq per origin. */
   versionVector(): VersionVector;
-  /** Raises the applied seq of origins (never lowers); seqs skipped this way are not served from the log. */
-  raiseVersionVector(vv: VersionVector): void;
   /** What a peer region has acknowledged storing. */
   peerAcks(peer: RegionId): VersionVector;
   /**
@@ -243,7 +255,11 @@ export interface Maintenance {
   stats(): StorageStats;
 }
 
-/** What the store keeps for an operator: quarantined entries and lost conflict states. */
+/**
+ * What the store keeps for an operator: quarantined entries and lost
+ * conflict states. Read here; kept through a commit (`CommitBatch`), so that
+ * they are as durable as the batch that met them.
+ */
 export interface Incidents {
   /** Entries from peers that this region could not apply. */
   readonly quarantine: QuarantineStore;
@@ -256,6 +272,13 @@ export interface Store extends WriterIdentity, DocumentStates, ReplicationLog, P
   /** Finishes posted writes and closes; a promise when there were writes on another thread to finish. */
   close(): void | Promise<void>;
 }
+
+/**
+ * Conflict records kept per document; a commit that adds more drops the
+ * oldest. Each holds a whole document state, so without a bound clients
+ * racing under one Yjs client id could fill the disk.
+ */
+export const MAX_CONFLICTS_PER_DOC = 16;
 
 /** A document state that lost a conflict (see storage/conflicts.ts). */
 export interface NewConflict {
@@ -277,9 +300,8 @@ export interface ConflictRecord extends NewConflict {
 }
 
 export interface ConflictStore {
-  add(conflict: NewConflict): void;
   /** A document's conflicts with id > `afterId`, oldest first. */
   list(doc: DocKey, afterId: number, limit: number): ConflictRecord[];
-  /** Conflicts recorded in this data directory. */
+  /** Conflicts recorded in this data directory since it was created, dropped ones included (it never falls). */
   count(): number;
 }

@@ -1,20 +1,21 @@
 /**
  * The writer thread: owns a second connection to the region database and
  * does the store's writes that wait for the disk (group commits, snapshot
- * batches from compaction, GC steps, peer acknowledgements), so that no fsync ever holds the event
- * loop that serves requests and links. It takes one request at a time, in
- * the order they were posted, and answers with what it did or why it could
- * not; a commit is durable when its answer is sent.
+ * batches from compaction, GC steps, peer acknowledgements, digests), so
+ * that no fsync ever holds the event loop that serves requests and links.
+ * It takes one request at a time, in the order they were posted, and
+ * answers with what it did or why it could not; a commit is durable when its
+ * answer is sent.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { writeBatch, writePeerAcks, type CommitResult } from './batch.js';
+import { writeBatch, writeDigests, writePeerAcks, type CommitResult } from './batch.js';
 import type { SyncMode } from './sqlite-options.js';
 import { prepareStatements } from './statements.js';
 // Imported after ./statements.js: declaration emit of its inferred `Statements` type depends on the order.
 import { GarbageCollector } from './gc.js';
 import type { RegionId, VersionVector } from '../ids.js';
-import type { CommitBatch } from './types.js';
+import type { CommitBatch, DocDigest } from './types.js';
 import type { WriterReply, WriterRequest } from './writer.js';
 
 const { path, synchronous, busyTimeoutMs } = workerData as { path: string; synchronous: SyncMode; busyTimeoutMs: number };
@@ -26,6 +27,7 @@ const statements = prepareStatements(db);
 const commit = db.transaction((batch: CommitBatch): CommitResult => writeBatch(statements, batch));
 const gc = new GarbageCollector(db, statements);
 const storeAcks = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(statements, peer, vv));
+const storeDigests = db.transaction((digests: DocDigest[]) => writeDigests(statements, digests));
 const port = parentPort!;
 
 function run(request: Exclude<WriterRequest, { type: 'close' }>): WriterReply {
@@ -33,6 +35,10 @@ function run(request: Exclude<WriterRequest, { type: 'close' }>): WriterReply {
     if (request.type === 'gc') return { type: 'collected', id: request.id, result: gc.collect(request.peers, request.olderThanTs, request.budget) };
     if (request.type === 'acks') {
       storeAcks.immediate(request.peer, request.vv);
+      return { type: 'stored', id: request.id, result: null };
+    }
+    if (request.type === 'digests') {
+      storeDigests.immediate(request.digests);
       return { type: 'stored', id: request.id, result: null };
     }
     return { type: 'committed', id: request.id, result: commit.immediate(request.batch) };

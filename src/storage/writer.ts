@@ -1,7 +1,7 @@
 /**
  * The main thread's side of the writer thread (./writer-thread.ts): posts
  * the store's writes to it (group commits, snapshot batches, GC steps, peer
- * acknowledgements) and
+ * acknowledgements, digests) and
  * resolves each once the thread has done it. Requests run one at a time in
  * the order they were posted.
  */
@@ -12,12 +12,13 @@ import type { CommitResult } from './batch.js';
 import type { GcResult } from './gc.js';
 import type { SyncMode } from './sqlite-options.js';
 import type { RegionId, VersionVector } from '../ids.js';
-import type { CommitBatch } from './types.js';
+import type { CommitBatch, DocDigest } from './types.js';
 
 export type WriterRequest =
   | { type: 'commit'; id: number; batch: CommitBatch }
   | { type: 'gc'; id: number; peers: string[]; olderThanTs: number; budget: number }
   | { type: 'acks'; id: number; peer: RegionId; vv: VersionVector }
+  | { type: 'digests'; id: number; digests: DocDigest[] }
   | { type: 'close' };
 export type WriterReply =
   | { type: 'committed'; id: number; result: CommitResult }
@@ -70,6 +71,11 @@ export class CommitWriter {
   /** Replaces what is recorded for `peer`, in turn with the commits and GC steps (which reads it). */
   setPeerAcks(peer: RegionId, vv: VersionVector): Promise<void> {
     return this.post((id) => ({ type: 'acks', id, peer, vv })).then(() => undefined);
+  }
+
+  /** Stores document digests that no commit carried. */
+  setDigests(digests: DocDigest[]): Promise<void> {
+    return this.post((id) => ({ type: 'digests', id, digests })).then(() => undefined);
   }
 
   private post(request: (id: number) => WriterRequest): Promise<CommitResult | GcResult | null> {

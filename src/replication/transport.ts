@@ -69,7 +69,18 @@ export const LINK_REFUSED_EVENT = 'replication_link_refused';
 /** Registers the replication endpoint on the region's HTTP server. */
 export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promise<void> {
   const { link } = o;
-  await app.register(websocket, { options: { maxPayload: link.maxFrameBytes, perMessageDeflate: false } });
+  await app.register(websocket, {
+    options: { maxPayload: link.maxFrameBytes, perMessageDeflate: false },
+    // The plugin logs every socket error at error level. Most are the other
+    // end's doing (a message over the bound, a protocol violation, a reset),
+    // which the link or live connection counts and logs at a limited rate:
+    // one line per bad message would let any client flood the log.
+    errorHandler: (err: Error & { code?: unknown }, socket, request) => {
+      if (typeof err.code === 'string') request.log.debug({ err }, 'websocket closed: error from the other end');
+      else request.log.error({ err }, 'websocket handler failed');
+      socket.terminate();
+    },
+  });
   const nonces = createNonceStore();
   // Anyone who reaches the port can be refused as often as they like: one line per source and minute.
   const refusals = createLogLimiter({ logger: o.logger, onSuppressed: (event) => o.metrics?.logSuppressed.inc({ event }) });

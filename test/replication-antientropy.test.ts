@@ -367,4 +367,29 @@ describe('the window of unacknowledged entries', () => {
     expect(entries().map((e) => e.seq)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
     expect(closes).toEqual([]);
   });
+
+  it('cannot be stopped by a peer that never acknowledges: after 10 s without one, the rest is sent', async () => {
+    const a = region('ap-south');
+    const value = 'x'.repeat(4000);
+    // About 640 KB: more than the 512 KiB window of unacknowledged entries.
+    for (let i = 0; i < 160; i++) await a.docs.put(docKey('w', `d${i}`), { value });
+    const { sent, closes, deliver } = lone(a, 'eu-west' as RegionId);
+    const seqs = () => sent.flatMap((f) => (f.type === 'entries' ? f.entries.map((e) => e.seq) : []));
+    await deliver({ type: 'sync-request', vv: new Map() });
+    // The peer pings (stating it holds nothing) and never acknowledges.
+    const ping = (id: number) => deliver({ type: 'ping', id, sentAt: performance.now(), vv: new Map(), links: [], lagMs: 0 });
+    await ping(1);
+    await new Promise((r) => setTimeout(r, 200));
+    const held = seqs().length;
+    expect(held).toBeLessThan(160);
+    await new Promise((r) => setTimeout(r, 5000));
+    await ping(2);
+    expect(seqs().length).toBe(held);
+    await new Promise((r) => setTimeout(r, 5500));
+    // The stalled window is let go at the next heartbeat.
+    await ping(3);
+    await expect.poll(() => seqs().length).toBe(160);
+    expect(seqs()).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+    expect(closes).toEqual([]);
+  }, 30_000);
 });

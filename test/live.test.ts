@@ -333,6 +333,26 @@ describe('what the document is', () => {
     c.ws.close();
   });
 
+  test("a client's own update is not sent back to it; the document's other clients get it", async () => {
+    const writer = raw('echo/doc?versions=1', auth);
+    const other = raw('echo/doc', auth);
+    await Promise.all([writer.opened, other.opened]);
+    // y-sync messages: type 0, then 1 (sync step 2) or 2 (update) carry document content.
+    const carriesContent = (m: Uint8Array): boolean => {
+      const d = decoding.createDecoder(m);
+      return decoding.readVarUint(d) === 0 && decoding.readVarUint(d) !== 0 && decoding.readVarUint8Array(d).byteLength > 2;
+    };
+    await new Promise((r) => setTimeout(r, 100));
+    const before = writer.messages.length;
+    writer.ws.send(updateMessage(textUpdate('mine')));
+    await waitFor('the other client gets the update', async () => other.messages.some(carriesContent));
+    // The commit's version message reaches the writer (so it was told), its own update does not.
+    await waitFor('the version message', async () => writer.messages.slice(before).some((m) => decoding.readVarUint(decoding.createDecoder(m)) === 100));
+    expect(writer.messages.slice(before).filter(carriesContent)).toEqual([]);
+    writer.ws.close();
+    other.ws.close();
+  });
+
   test('a document holding only editor content (an XmlFragment) is served by GET and listed', async () => {
     const p = provider('editor', 'page');
     await synced(p);

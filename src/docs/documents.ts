@@ -247,7 +247,7 @@ class DocumentsImpl implements Documents {
     return this.local(doc, (y) => deleteDocument(y, LOCAL_ORIGIN));
   }
 
-  async applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck> {
+  async applyYjs(doc: DocKey, update: Uint8Array, source?: object): Promise<WriteAck> {
     const decoded = validateUpdate(update, this.options.yjsUpdateBytes);
     const mutate = (y: Y.Doc): boolean => {
       // A client may resend structs it got from us, but never write other
@@ -256,7 +256,7 @@ class DocumentsImpl implements Documents {
       applyValidated(y, update, LOCAL_ORIGIN);
       return true;
     };
-    return this.required(this.local(doc, mutate));
+    return this.required(this.local(doc, mutate, 1, source));
   }
 
   // ---- reads --------------------------------------------------------------
@@ -392,9 +392,9 @@ class DocumentsImpl implements Documents {
     return ack;
   }
 
-  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, nodes = 1): Promise<WriteAck | null> {
+  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, nodes = 1, source?: object): Promise<WriteAck | null> {
     if (!this.writesAccepted) await this.options.writesOpen;
-    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, ...s }));
+    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, source, ...s }));
   }
 
   private enqueue<T>(make: (settle: Settle<T>) => Job): Promise<T> {
@@ -547,7 +547,7 @@ class DocumentsImpl implements Documents {
     batch.entries.forEach((e, i) => {
       const lsn = lsns[i] ?? -1;
       if (lsn < 0) return;
-      committed.push({ ...e, lsn, from: batch.from[i] ?? null });
+      committed.push({ ...e, lsn, from: batch.from[i] ?? null, source: batch.sources[i] ?? null });
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
     });

@@ -18,7 +18,7 @@ export const LOCAL_ORIGIN = Symbol('local');
 export type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
 
 export type Job =
-  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; nodes: number } & Settle<WriteAck | null>)
+  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; nodes: number; source?: object } & Settle<WriteAck | null>)
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
   | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
   | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
@@ -27,7 +27,10 @@ export type Job =
 /** What one flush is about to commit. */
 export interface Batch {
   entries: NewLogEntry[];
+  /** Per entry: the peer it came from (null for this region's own writes). */
   from: (RegionId | null)[];
+  /** Per entry: the local connection it came from (`Documents.applyYjs`), if any. */
+  sources: (object | null)[];
   summaries: Map<DocKey, DocChange>;
   /** Documents changed by the batch, summarized once before the commit. */
   changed: Map<DocKey, LiveDoc>;
@@ -67,7 +70,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -156,6 +159,7 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   batch.vv.set(host.writer(), seq);
   batch.entries.push({ origin: host.writer(), seq, doc: job.doc, ts: host.now(), update: logged });
   batch.from.push(null);
+  batch.sources.push(job.source ?? null);
   summarize(job.doc, live, batch);
   const vv = new Map(batch.vv);
   batch.done.push(() => job.resolve(ackOf(host, seq, vv)));
@@ -203,6 +207,7 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     batch.vv.set(entry.origin, entry.seq);
     batch.entries.push(entry);
     batch.from.push(job.from);
+    batch.sources.push(null);
     summarize(entry.doc, live, batch);
     result.applied++;
   }

@@ -38,7 +38,10 @@ export interface Conflict {
 
 /** A stored log entry and the peer it came from (null when written here). */
 export interface CommittedEntry extends LogEntry {
+  /** The peer the entry came from; null for this region's own writes. */
   from: RegionId | null;
+  /** The local connection that wrote it (`applyYjs`'s `source`), so that it is not sent its own update back. */
+  source: object | null;
 }
 
 /**
@@ -105,8 +108,11 @@ export interface Documents {
   ops(doc: DocKey, ops: Op[]): Promise<WriteAck>;
   /** Deletes the document (a replicated tombstone). Resolves null if it did not exist. */
   remove(doc: DocKey): Promise<WriteAck | null>;
-  /** Applies a client's binary Yjs update after validating it. */
-  applyYjs(doc: DocKey, update: Uint8Array): Promise<WriteAck>;
+  /**
+   * Applies a client's binary Yjs update after validating it; `source` is
+   * the connection it came from, if any (it is not sent the update back).
+   */
+  applyYjs(doc: DocKey, update: Uint8Array, source?: object): Promise<WriteAck>;
 
   /**
    * While a group commit that changed `doc` is being made durable (on the

@@ -191,7 +191,7 @@ export class LiveConnection implements LiveMember {
     const settle = this.o.reserveCreation();
     try {
       // Sent on to the room's clients by Rooms.committed once durable, like every other write.
-      await this.o.documents.applyYjs(this.o.doc, update);
+      await this.o.documents.applyYjs(this.o.doc, update, this);
     } finally {
       settle();
     }

@@ -87,7 +87,8 @@ export class Rooms {
     for (const entry of entries) {
       const room = this.rooms.get(entry.doc);
       if (!room) continue;
-      room.broadcast(updateMessage(entry.update));
+      // The client that wrote it holds it: not sent back.
+      room.broadcast(updateMessage(entry.update), entry.source as LiveMember | null ?? undefined);
       touched.add(room);
     }
     if (touched.size === 0) return;

@@ -40,8 +40,15 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'meridian-tls-'));
   const tls = makeCertificates(dir);
   ca = readFileSync(tls.ca);
-  cluster = new LocalCluster({ regions: [{ region: 'ap-south' }, { region: 'eu-west' }], baseDir: dir, extra: FAST_REPLICATION, tls });
-  await cluster.start();
+  const start = async (attempt: number): Promise<LocalCluster> => {
+    const baseDir = join(dir, `cluster-${attempt}`);
+    const c = new LocalCluster({ regions: [{ region: 'ap-south' }, { region: 'eu-west' }], baseDir, extra: FAST_REPLICATION, tls });
+    await c.start();
+    return c;
+  };
+  // Ports are picked free and bound a moment later by the region process; a
+  // test running beside this one can take one in between. Start again then.
+  cluster = await start(1).catch(async () => start(2));
 }, 60_000);
 
 afterAll(async () => {

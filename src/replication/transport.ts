@@ -66,6 +66,15 @@ export interface AcceptOptions {
 /** The log event of a refused dial, as the log limiter and its metric name it. */
 export const LINK_REFUSED_EVENT = 'replication_link_refused';
 
+/**
+ * ws's refusals of what the other end sent (`WS_ERR_*`) and socket errors
+ * (`ECONNRESET`, `EPIPE`, ...); an error a handler throws (ours carry
+ * lower-case codes) is not one of them.
+ */
+function fromOtherEnd(err: { code?: unknown }): boolean {
+  return typeof err.code === 'string' && /^(WS_ERR_|E[A-Z0-9]+$)/.test(err.code);
+}
+
 /** Registers the replication endpoint on the region's HTTP server. */
 export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promise<void> {
   const { link } = o;
@@ -76,7 +85,7 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
     // which the link or live connection counts and logs at a limited rate:
     // one line per bad message would let any client flood the log.
     errorHandler: (err: Error & { code?: unknown }, socket, request) => {
-      if (typeof err.code === 'string') request.log.debug({ err }, 'websocket closed: error from the other end');
+      if (fromOtherEnd(err)) request.log.debug({ err }, 'websocket closed: error from the other end');
       else request.log.error({ err }, 'websocket handler failed');
       socket.terminate();
     },

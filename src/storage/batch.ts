@@ -33,7 +33,7 @@ export interface CommitResult {
  * vector, and keeps quarantined entries and conflict records.
  * Entries of a document with no summary row yet get one with an all-zero digest.
  */
-export function writeBatch(s: Statements, batch: CommitBatch, now = Date.now()): CommitResult {
+export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
   const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [], quarantinedFrom: [], conflicts: 0, conflictsDropped: [] };
   const perDoc = new Map<string, number>();
   const perOrigin = new Map<string, number[]>();
@@ -66,7 +66,7 @@ export function writeBatch(s: Statements, batch: CommitBatch, now = Date.now()):
     if (!writeSnapshot(s, snapshot)) result.olderSnapshots.push(snapshot.doc);
   }
   for (const q of batch.quarantined ?? []) {
-    const info = s.insertQuarantined.run(now, q.peer, q.origin, q.seq, q.doc, q.ts, q.update, q.reason.slice(0, MAX_QUARANTINE_REASON));
+    const info = s.insertQuarantined.run(Date.now(), q.peer, q.origin, q.seq, q.doc, q.ts, q.update, q.reason.slice(0, MAX_QUARANTINE_REASON));
     if (info.changes > 0) result.quarantinedFrom.push(q.peer);
   }
   for (const c of batch.conflicts ?? []) {

@@ -44,7 +44,7 @@ export interface Metrics {
   readonly heartbeatRttMs: MillisecondsGauge<'peer'>;
   /** Connections to a peer re-established after a loss. */
   readonly reconnects: Counter<'peer'>;
-  /** Frames from a peer that were dropped as invalid. */
+  /** Frames from a peer refused: invalid ones (the link is closed) and presence over a bound (dropped). */
   readonly framesRejected: Counter<'peer' | 'reason'>;
   /** Log entries removed by garbage collection. */
   readonly entriesCollected: Counter;
@@ -160,7 +160,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     framesRejected: new Counter({
       name: 'meridian_frames_rejected_total',
-      help: 'Frames from a peer dropped as invalid.',
+      help: 'Frames from a peer refused: invalid ones (the link is closed), and presence over the link\'s rate or a room\'s bound (dropped).',
       labelNames: ['peer', 'reason'] as const,
       registers,
     }),

@@ -107,6 +107,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   const rooms = new Rooms({
     maxPerDoc: config.limits.liveConnectionsPerDoc, maxTotal: config.limits.liveConnections,
     relay: replicator, versionVector: () => documents.versionVector(), stateOf: (doc) => documents.readYjs(doc),
+    onPeerPresenceDropped: (peer) => metrics.framesRejected.inc({ peer, reason: 'awareness_bound' }),
   });
   const stopLive = documents.onCommitted((entries) => rooms.committed(entries));
   const stopLiveStates = documents.onStateChanged((changes) => rooms.stateChanged(changes));

@@ -352,6 +352,57 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
 
 // ---- unit: the bounds themselves -----------------------------------------------
 
+describe('presence from a peer holding the cluster secret', () => {
+  /** An awareness update (y-protocols encoding) giving each id a state. */
+  const presence = (ids: number[]): Uint8Array => {
+    const e = encoding.createEncoder();
+    encoding.writeVarUint(e, ids.length);
+    for (const id of ids) {
+      encoding.writeVarUint(e, id);
+      encoding.writeVarUint(e, 1);
+      encoding.writeVarString(e, JSON.stringify({ cursor: id }));
+    }
+    return encoding.toUint8Array(e);
+  };
+  const rejected = async (reason: string): Promise<number> => {
+    const body = String((await http<string>(`${target}/metrics`)).body);
+    const line = body.split('\n').find((l) => l.startsWith('meridian_frames_rejected_total') && l.includes(`reason="${reason}"`));
+    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  };
+
+  it('holds no more ids in a room than the peer\'s own clients could, and drops a flood over the link\'s rate; the link stays up', async () => {
+    const doc = 'peer/presence' as DocKey;
+    const watcher = new WebSocket(`${target.replace('http', 'ws')}/v1/live/${doc}`);
+    const received: Uint8Array[] = [];
+    watcher.on('message', (data: Buffer) => received.push(new Uint8Array(data)));
+    await new Promise<void>((resolve, reject) => {
+      watcher.once('open', () => resolve());
+      watcher.once('error', reject);
+    });
+    const awarenessMessages = (): number => received.filter((m) => m[0] === 1).length;
+    const { link } = await linkHoldingAll();
+    try {
+      // liveConnectionsPerDoc (500) clients of 4 ids each, and one more.
+      const tooMany = Array.from({ length: 500 * 4 + 1 }, (_, i) => 1000 + i);
+      link.send({ type: 'awareness', doc, update: presence(tooMany) });
+      await waitFor('the oversized presence dropped', async () => (await rejected('awareness_bound')) >= 1);
+      expect(awarenessMessages()).toBe(0);
+
+      link.send({ type: 'awareness', doc, update: presence([7]) });
+      await waitFor('a peer\'s ordinary presence relayed', async () => awarenessMessages() === 1);
+
+      // Far beyond the link's rate, for a document nobody here watches.
+      for (let i = 0; i < 20_000; i++) link.send({ type: 'awareness', doc: 'peer/nobody' as DocKey, update: presence([i]) });
+      await waitFor('the flood counted', async () => (await rejected('awareness_rate')) >= 1, 20_000);
+      expect((await http(`${target}/healthz`, { timeoutMs: 5000 })).status).toBe(200);
+      expect(await link.closeCode(500)).toBe('open');
+    } finally {
+      link.close();
+      watcher.terminate();
+    }
+  });
+});
+
 describe('codec bounds', () => {
   const w = 'w~1' as WriterId;
   const decode = (bytes: Uint8Array): Frame => decodeFrame(bytes, 1 << 20);

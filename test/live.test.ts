@@ -255,6 +255,39 @@ describe('bounds', () => {
     flooder.ws.close();
   });
 
+  test('a client announcing more presence ids than a client holds is refused and counted; its own presence still goes through', async () => {
+    const watcher = raw('bound/many-ids', auth);
+    const greedy = raw('bound/many-ids', auth);
+    await Promise.all([watcher.opened, greedy.opened]);
+    const presence = (ids: number[]): Uint8Array => {
+      const e = encoding.createEncoder();
+      encoding.writeVarUint(e, ids.length);
+      for (const id of ids) {
+        encoding.writeVarUint(e, id);
+        encoding.writeVarUint(e, 1);
+        encoding.writeVarString(e, JSON.stringify({ user: `u${id}` }));
+      }
+      return encoding.toUint8Array(e);
+    };
+    const awarenessOf = (m: Uint8Array): boolean => m[0] === 1;
+    greedy.ws.send(awarenessMessage(presence(Array.from({ length: 1000 }, (_, i) => 5000 + i))));
+    await waitFor('the refusal counted', async () =>
+      /reason="live_presence_ids"[^}]*\} [1-9]/.test(String((await http<string>(`${base}/metrics`)).body)));
+    expect(watcher.messages.filter(awarenessOf)).toHaveLength(0);
+    greedy.ws.send(awarenessMessage(presence([42])));
+    await waitFor('its own presence relayed', async () => watcher.messages.filter(awarenessOf).length === 1);
+    // A client that joins now is told of the one id, not the thousand.
+    const late = raw('bound/many-ids', auth);
+    await late.opened;
+    const states = await waitFor('the states message', async () => late.messages.find(awarenessOf));
+    const decoder = decoding.createDecoder(states);
+    decoding.readVarUint(decoder);
+    const update = decoding.readVarUint8Array(decoder);
+    expect(decoding.readVarUint(decoding.createDecoder(update))).toBe(1);
+    expect(greedy.ws.readyState).toBe(WebSocket.OPEN);
+    for (const c of [watcher, greedy, late]) c.ws.close();
+  });
+
   test('a client that does not read is dropped; another client of the document keeps receiving', async () => {
     const slow = raw('slow/doc', auth);
     await slow.opened;

@@ -18,7 +18,7 @@ import type { Documents } from '../docs/types.js';
 import { requirementOf, type Principal, type Principals } from './auth.js';
 import type { Refusals } from './refusals.js';
 import { docOf, type DocParams } from './schemas.js';
-import { createTokenBucket, type TokenBucket } from './token-bucket.js';
+import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 
 /** Called once a write ends, committed or not: the document counts if it now exists. */
 export type SettleCreation = () => void;

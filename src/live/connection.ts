@@ -25,7 +25,7 @@ import { KEEP_ALIVE_MESSAGE, decodeClientMessage, isEmptyUpdate, syncStep1, sync
 import type { Room } from './room.js';
 import type { LiveMember, Rooms } from './rooms.js';
 import { closeCodeOf, MAX_AWARENESS_BYTES } from './close-codes.js';
-import { createTokenBucket, type TokenBucket } from '../api/token-bucket.js';
+import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 
 export interface ConnectionOptions {
   doc: DocKey;
@@ -214,11 +214,13 @@ export class LiveConnection implements LiveMember {
   }
 
   private applyAwareness(update: Uint8Array): void {
+    let applied: boolean;
     try {
-      this.room.applyFromMember(this, update);
+      applied = this.room.applyFromMember(this, update);
     } catch (err) {
       throw new MeridianError('bad_request', 'the awareness update does not decode', undefined, { cause: err });
     }
+    if (!applied) this.o.onRefused('live_presence_ids');
   }
 
   private refuse(err: MeridianError): void {

@@ -7,6 +7,7 @@
  * in memory, while the room has clients, and is relayed to the peers whose
  * links are up (see `AwarenessRelay`); nothing is queued for a link that is down.
  */
+import * as decoding from 'lib0/decoding';
 import * as awarenessProtocol from 'y-protocols/awareness';
 import * as Y from 'yjs';
 import type { DocKey, RegionId } from '../ids.js';
@@ -24,13 +25,28 @@ export type RelayToPeers = (doc: DocKey, update: Uint8Array) => void;
 interface PeerOrigin { peer: RegionId }
 const DISCONNECT = 'disconnect';
 
+/**
+ * Presence ids one live client may hold. y-websocket announces one (its
+ * Y.Doc's client id), two for a moment when it replaces its Y.Doc. Without
+ * a bound one message of 64 KB could announce thousands, each kept 30 s,
+ * sent to every client of the document and relayed to every region.
+ */
+export const PRESENCE_IDS_PER_CLIENT = 4;
+
 export class Room<M extends RoomMember = RoomMember> {
   readonly members = new Set<M>();
   private readonly awareness: awarenessProtocol.Awareness;
-  /** The awareness client ids each member announced, removed when it leaves. */
-  private readonly controlled = new Map<M, Set<number>>();
+  /** Who announced each presence id now held: a member, or the peer that relayed it. */
+  private readonly owner = new Map<number, M | RegionId>();
+  /** The presence ids each member and each peer holds (the inverse of `owner`). */
+  private readonly held = new Map<M | RegionId, Set<number>>();
 
-  constructor(readonly doc: DocKey, private readonly relay: RelayToPeers) {
+  /**
+   * @param maxPeerIds presence ids one peer may hold here: as many as its own
+   *   clients of the document could (`limits.liveConnectionsPerDoc` times
+   *   {@link PRESENCE_IDS_PER_CLIENT})
+   */
+  constructor(readonly doc: DocKey, private readonly relay: RelayToPeers, private readonly maxPeerIds: number) {
     // The Y.Doc only gives the Awareness a client id; the region itself has no presence.
     this.awareness = new awarenessProtocol.Awareness(new Y.Doc());
     this.awareness.setLocalState(null);
@@ -39,15 +55,14 @@ export class Room<M extends RoomMember = RoomMember> {
 
   join(member: M): void {
     this.members.add(member);
-    this.controlled.set(member, new Set());
   }
 
   /** Removes a member and, for everyone else here and at the peers, the presence it announced. */
   leave(member: M): void {
     this.members.delete(member);
-    const ids = this.controlled.get(member);
-    this.controlled.delete(member);
+    const ids = this.held.get(member);
     if (ids && ids.size > 0) awarenessProtocol.removeAwarenessStates(this.awareness, [...ids], DISCONNECT);
+    this.held.delete(member);
   }
 
   /** Sends bytes to every member but `except`. */
@@ -57,16 +72,37 @@ export class Room<M extends RoomMember = RoomMember> {
 
   /**
    * Applies a member's awareness update (y-protocols encoding).
+   * Returns false, applying nothing, when it would leave the member holding
+   * more than {@link PRESENCE_IDS_PER_CLIENT} presence ids.
    * @throws Error when the update does not decode.
    */
-  applyFromMember(member: M, update: Uint8Array): void {
+  applyFromMember(member: M, update: Uint8Array): boolean {
+    if (!this.fits(member, update, PRESENCE_IDS_PER_CLIENT)) return false;
     awarenessProtocol.applyAwarenessUpdate(this.awareness, update, member);
+    return true;
   }
 
-  /** Applies an awareness update relayed by a peer; malformed ones are dropped by the caller. */
-  applyFromPeer(peer: RegionId, update: Uint8Array): void {
+  /**
+   * Applies an awareness update relayed by a peer; false, applying nothing,
+   * when it would leave the peer holding more than `maxPeerIds` ids here.
+   * @throws Error when the update does not decode.
+   */
+  applyFromPeer(peer: RegionId, update: Uint8Array): boolean {
+    if (!this.fits(peer, update, this.maxPeerIds)) return false;
     const origin: PeerOrigin = { peer };
     awarenessProtocol.applyAwarenessUpdate(this.awareness, update, origin);
+    return true;
+  }
+
+  /** Would `owner` hold at most `most` ids once `update` is applied? Ids it hands back (null states) are not counted off. */
+  private fits(owner: M | RegionId, update: Uint8Array, most: number): boolean {
+    const holds = this.held.get(owner);
+    const taken = new Set<number>();
+    for (const id of announcedIds(update)) {
+      if (holds?.has(id) !== true) taken.add(id);
+      if ((holds?.size ?? 0) + taken.size > most) return false;
+    }
+    return true;
   }
 
   /** Every known presence state as one message, or null when there is none. */
@@ -83,11 +119,9 @@ export class Room<M extends RoomMember = RoomMember> {
 
   private onAwarenessChange({ added, updated, removed }: AwarenessChange, origin: unknown): void {
     const member = this.isMember(origin) ? origin : undefined;
-    if (member) {
-      const ids = this.controlled.get(member);
-      for (const id of added) ids?.add(id);
-      for (const id of removed) ids?.delete(id);
-    }
+    const announcer = member ?? (isPeerOrigin(origin) ? origin.peer : undefined);
+    if (announcer !== undefined) for (const id of [...added, ...updated]) this.own(id, announcer);
+    for (const id of removed) this.own(id, undefined);
     const changed = [...added, ...updated, ...removed];
     if (changed.length === 0) return;
     const update = awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed);
@@ -100,6 +134,47 @@ export class Room<M extends RoomMember = RoomMember> {
   private isMember(origin: unknown): origin is M {
     return typeof origin === 'object' && origin !== null && this.members.has(origin as M);
   }
+
+  /** Records who holds presence id `id` now (undefined: nobody, it was removed). */
+  private own(id: number, owner: M | RegionId | undefined): void {
+    const before = this.owner.get(id);
+    if (before === owner) return;
+    if (before !== undefined) {
+      const ids = this.held.get(before);
+      ids?.delete(id);
+      if (ids?.size === 0) this.held.delete(before);
+    }
+    if (owner === undefined) {
+      this.owner.delete(id);
+      return;
+    }
+    // A member that left holds nothing: what it announced on its way out is not kept as its.
+    if (typeof owner !== 'string' && !this.members.has(owner)) return;
+    this.owner.set(id, owner);
+    let ids = this.held.get(owner);
+    if (!ids) this.held.set(owner, (ids = new Set()));
+    ids.add(id);
+  }
+}
+
+function isPeerOrigin(origin: unknown): origin is PeerOrigin {
+  return typeof origin === 'object' && origin !== null && typeof (origin as Partial<PeerOrigin>).peer === 'string';
+}
+
+/**
+ * The client ids an awareness update (y-protocols encoding) gives a state
+ * to; ids it sets to null are left out.
+ * @throws Error when it does not decode (each entry takes at least three bytes, so this ends).
+ */
+function announcedIds(update: Uint8Array): number[] {
+  const decoder = decoding.createDecoder(update);
+  const ids: number[] = [];
+  for (let n = decoding.readVarUint(decoder); n > 0; n--) {
+    const id = decoding.readVarUint(decoder);
+    decoding.readVarUint(decoder);
+    if (decoding.readVarString(decoder) !== 'null') ids.push(id);
+  }
+  return ids;
 }
 
 interface AwarenessChange {

@@ -11,7 +11,7 @@ import { encodeVersion } from '../docs/token.js';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { AwarenessRelay } from '../replication/types.js';
 import { updateMessage, versionMessage } from './messages.js';
-import { Room, type RoomMember } from './room.js';
+import { PRESENCE_IDS_PER_CLIENT, Room, type RoomMember } from './room.js';
 
 /** A member that may also want to hear the version token of each commit. */
 export interface LiveMember extends RoomMember {
@@ -32,6 +32,8 @@ export interface RoomsOptions {
   versionVector: () => VersionVector;
   /** The document's whole durable state as a Yjs update (`Documents.readYjs`); null if unknown. */
   stateOf: (doc: DocKey) => Uint8Array | null;
+  /** Presence relayed by `peer` was dropped: it would have held more ids in a room than its clients could. */
+  onPeerPresenceDropped?: (peer: RegionId) => void;
 }
 
 /** Why a connection may not open now; null when it may. */
@@ -62,7 +64,7 @@ export class Rooms {
   join(doc: DocKey, member: LiveMember): Room<LiveMember> {
     let room = this.rooms.get(doc);
     if (!room) {
-      room = new Room<LiveMember>(doc, (d, update) => this.o.relay?.relayAwareness(d, update));
+      room = new Room<LiveMember>(doc, (d, update) => this.o.relay?.relayAwareness(d, update), this.o.maxPerDoc * PRESENCE_IDS_PER_CLIENT);
       this.rooms.set(doc, room);
     }
     room.join(member);
@@ -131,11 +133,13 @@ export class Rooms {
     // Presence of a document nobody here watches is of no use: dropped.
     const room = this.rooms.get(doc);
     if (!room) return;
+    let applied: boolean;
     try {
-      room.applyFromPeer(from, update);
+      applied = room.applyFromPeer(from, update);
     } catch {
       // Malformed presence from a peer changes nothing; the frame's size was bounded by the codec.
       return;
     }
+    if (!applied) this.o.onPeerPresenceDropped?.(from);
   }
 }

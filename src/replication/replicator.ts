@@ -166,6 +166,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       onAwareness: (doc, update) => {
         for (const listener of this.awarenessListeners) listener(doc, update, region);
       },
+      onAwarenessDropped: () => this.o.metrics.framesRejected.inc({ peer: region, reason: 'awareness_rate' }),
       onReport: (digest, links) => this.reports.set(region, { digest, links: this.knownLinks(links), at: Date.now() }),
       holds: (other, writer, seq) => (this.peers.get(other)?.session?.peerHas.get(writer) ?? 0) >= seq,
       onRejected: (reason) => {

@@ -27,6 +27,7 @@ import {
 import type { DocKey } from '../ids.js';
 import { capped, covers, merged } from '../vv.js';
 import type { BackgroundPacer } from '../pacer.js';
+import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 
 /** The socket side of a link, as the session needs it. */
 export interface LinkTransport {
@@ -70,6 +71,8 @@ export interface SessionOptions {
   ephemeral?: boolean;
   /** A live client's presence relayed by the peer. */
   onAwareness?: (doc: DocKey, update: Uint8Array) => void;
+  /** Presence from the peer beyond {@link PEER_AWARENESS_PER_SECOND} or its bytes was dropped. */
+  onAwarenessDropped?: () => void;
   /** The peer's heartbeat said what its region digest is (null from a peer that does not send it) and how its links are. */
   onReport?: (digest: string | null, links: LinkReport[]) => void;
   /**
@@ -101,6 +104,15 @@ const PUMP_TURN_MS = 1;
 const UNACKED_WINDOW_BYTES = 512 * 1024;
 /** A window that no acknowledgement moves for this long is let go (a peer that never acknowledges cannot stop the link), ms. */
 const UNACKED_STALL_MS = 10_000;
+/**
+ * Presence frames and bytes a peer may send per second (bursts of twice
+ * as many). Each frame is handled at once, beside nothing (see heartbeat),
+ * and fanned out to every live client of its document: beyond these a
+ * buggy peer would take the event loop. Dropped presence heals with the
+ * client's next renewal.
+ */
+export const PEER_AWARENESS_PER_SECOND = 2000;
+export const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
@@ -138,6 +150,8 @@ export class Session {
   private inbound: Promise<void> = Promise.resolve();
   private queued = 0;
   private paused = false;
+  private readonly awarenessFrames: TokenBucket = createTokenBucket(PEER_AWARENESS_PER_SECOND, 2 * PEER_AWARENESS_PER_SECOND, () => performance.now());
+  private readonly awarenessBytes: TokenBucket = createTokenBucket(PEER_AWARENESS_BYTES_PER_SECOND, 2 * PEER_AWARENESS_BYTES_PER_SECOND, () => performance.now());
   private lastYield = 0;
   private ackScheduled = false;
   /** Whether the peer already claimed more of this region's writer than it held (a restore) on this link. */
@@ -269,6 +283,10 @@ export class Session {
   }
 
   private heartbeat(bytes: Uint8Array): void {
+    // Over its rate, presence is dropped before it costs a decode.
+    if (bytes[2] === MSG_AWARENESS && (this.awarenessFrames.take() > 0 || this.awarenessBytes.take(bytes.byteLength) > 0)) {
+      return this.o.onAwarenessDropped?.();
+    }
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, this.o.maxFrameBytes);

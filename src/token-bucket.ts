@@ -4,8 +4,8 @@
  */
 
 export interface TokenBucket {
-  /** Takes one token: 0 when taken, else the seconds until one will be there (nothing taken). */
-  take(): number;
+  /** Takes `cost` tokens (default one): 0 when taken, else the seconds until they will be there (nothing taken). */
+  take(cost?: number): number;
 }
 
 /** A full bucket; `now` is a monotonic clock in ms. */
@@ -13,15 +13,15 @@ export function createTokenBucket(rate: number, burst: number, now: () => number
   let tokens = burst;
   let at = now();
   return {
-    take() {
+    take(cost = 1) {
       const t = now();
       tokens = Math.min(burst, tokens + ((t - at) / 1000) * rate);
       at = t;
-      if (tokens >= 1) {
-        tokens -= 1;
+      if (tokens >= cost) {
+        tokens -= cost;
         return 0;
       }
-      return (1 - tokens) / rate;
+      return (cost - tokens) / rate;
     },
   };
 }

@@ -23,6 +23,7 @@ import { linkOptions, startRegion, type RunningRegion } from '../src/region.js';
 import { REPLICATE_PATH } from '../src/replication/handshake.js';
 import { acceptLinks } from '../src/replication/transport.js';
 import { downPeer, startApiNode, type ApiNode } from './helpers/api-node.js';
+import { http, startTestCluster } from './helpers/cluster.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -179,6 +180,38 @@ describe('slow bodies (item 4)', () => {
     expect((await Promise.all(slow)).map((a) => a.status)).toEqual([408, 408, 408, 408]);
     // The slots are free again.
     expect((await send(port, 'PUT', '/v1/docs/notes/after', { headers: bearer(OTHER), body: { a: 1 } })).status).toBe(200);
+  });
+});
+
+describe('bodies refused before they arrive', () => {
+  test('an oversized body is answered 413 while the client is still sending it, never reset under it', async () => {
+    // A region process (in this process the client would write the whole body before the server reads a byte),
+    // and a body far larger than socket buffers hold: the answer comes while most of it is still to be written.
+    const cluster = await startTestCluster(['solo']);
+    try {
+      const port = Number(new URL(cluster.url('solo')).port);
+      const body = Buffer.alloc(8 * 1024 * 1024, 0x20);
+      const outcomes: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        outcomes.push(await new Promise<string>((resolve) => {
+          const req = httpRequest(
+            { host: '127.0.0.1', port, method: 'PUT', path: '/v1/docs/big/one', headers: { 'content-type': 'application/json', 'content-length': String(body.length) } },
+            (res) => {
+              let text = '';
+              res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+              res.on('end', () => resolve(`${res.statusCode} ${(JSON.parse(text) as { error?: string }).error}`));
+            },
+          );
+          // Once the answer is in, the client's own hang-up may still fail the rest of its write: not what is tested.
+          req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+          req.end(body);
+        }));
+      }
+      expect(outcomes).toEqual(Array<string>(10).fill('413 body_too_large'));
+      expect((await http(`${cluster.url('solo')}/healthz`)).status).toBe(200);
+    } finally {
+      await cluster.dispose();
+    }
   });
 });
 

@@ -27,6 +27,7 @@ import { errorBody, installErrorHandling } from './errors.js';
 import { MeridianError } from '../errors.js';
 import { createLogLimiter } from '../log-limiter.js';
 import { installBodyTimeout } from './body-timeout.js';
+import { installLingeringClose } from './linger.js';
 import { corsOptions } from './cors.js';
 import { callerOf, installConcurrencyLimit } from './limits.js';
 import { createQuotas, installWriteRate, type DocumentCreations, type WriteRates } from './quotas.js';
@@ -128,6 +129,7 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     : Fastify(options)) as unknown as FastifyInstance;
   app.server.headersTimeout = config.limits.headersTimeoutMs;
   installErrorHandling(app);
+  installLingeringClose(app);
 
   let closing = false;
   app.addHook('preClose', async () => {

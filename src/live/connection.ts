@@ -170,6 +170,8 @@ export class LiveConnection implements LiveMember {
         if (this.awarenessBudget.take() > 0) return this.o.onRefused('live_awareness_dropped');
         return this.applyAwareness(message.update);
       case 'query-awareness': {
+        // A two-byte question whose answer is every state in the room: it shares the awareness rate.
+        if (this.awarenessBudget.take() > 0) return this.o.onRefused('live_awareness_dropped');
         const states = this.room.statesMessage();
         if (states) this.send(states);
         return;

@@ -8,11 +8,12 @@
  * (`*`) or the `status` scope, which reaches `/v1/sync` and `/metrics` and
  * nothing else. The health endpoints stay public for load balancers.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TokenQuotaConfig, TokenScope } from '../config.js';
 import { MeridianError } from '../errors.js';
+import { sha256 } from '../sha256.js';
 
 /** A configured token (see `TokenConfig` in src/config.ts). */
 export interface AccessToken {
@@ -195,6 +196,3 @@ export function authorizationOf(request: FastifyRequest): string | undefined {
   return token === undefined ? undefined : `Bearer ${token}`;
 }
 
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}

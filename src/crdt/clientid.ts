@@ -13,7 +13,8 @@
  * concurrently, Yjs keeps the value from the higher client id, so a region's
  * write wins such a tie against a binary-update client's.
  */
-import { createHash, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { sha256 } from '../sha256.js';
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
 
@@ -25,7 +26,7 @@ export const REGION_CLIENT_BASE = 2 ** 32;
  * writers of one document collide with probability about 2^-48 per pair.
  */
 export function stableClientId(writer: WriterId, doc: DocKey): number {
-  const digest = createHash('sha256').update(writer).update('\u0000').update(doc).digest();
+  const digest = sha256(writer, '\u0000', doc);
   return REGION_CLIENT_BASE + digest.readUIntBE(0, 6);
 }
 

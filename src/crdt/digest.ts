@@ -12,7 +12,7 @@
  * difference (equal structure, unequal content: a collision, see
  * docs/conflicts.ts).
  */
-import { createHash } from 'node:crypto';
+import { Sha256, sha256 } from '../sha256.js';
 import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { valueKey } from './json.js';
@@ -36,7 +36,7 @@ export function docDigest(doc: Y.Doc): Uint8Array {
 }
 
 export function combineDigest(parts: DigestParts): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(parts.structure).update(parts.content).digest());
+  return new Uint8Array(sha256(parts.structure, parts.content));
 }
 
 export function digestParts(doc: Y.Doc): DigestParts {
@@ -63,7 +63,7 @@ function structureDigest(doc: Y.Doc): Uint8Array {
       encoding.writeVarUint(encoder, len);
     }
   }
-  return new Uint8Array(createHash('sha256').update(encoding.toUint8Array(encoder)).digest());
+  return new Uint8Array(sha256(encoding.toUint8Array(encoder)));
 }
 
 function deleteRanges(doc: Y.Doc): Map<number, Ranges> {
@@ -92,7 +92,7 @@ function deleteRanges(doc: Y.Doc): Map<number, Ranges> {
  * depend on how Yjs happened to split or merge items on each replica.
  */
 function contentDigest(doc: Y.Doc): Uint8Array {
-  const hash = createHash('sha256');
+  const hash = new Sha256();
   for (const name of [...doc.share.keys()].sort()) {
     // A root exists on a replica as soon as code there asks for it, and as
     // whatever class it was first asked for: only its content counts.
@@ -104,7 +104,7 @@ function contentDigest(doc: Y.Doc): Uint8Array {
   return new Uint8Array(hash.digest());
 }
 
-type Hash = ReturnType<typeof createHash>;
+type Hash = Sha256;
 /** Any Yjs type, as Yjs itself names it. */
 type AnyType = Parameters<typeof Y.findRootTypeKey>[0];
 

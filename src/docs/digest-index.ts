@@ -5,7 +5,7 @@
  * digests exactly when they hold the same documents in the same states
  * (deletions included, because document digests cover delete sets).
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../sha256.js';
 import type { DocKey } from '../ids.js';
 
 export const BUCKETS = 1024;
@@ -39,12 +39,12 @@ export class DigestIndex {
 
 /** Which bucket a document falls in: stable across regions and versions. */
 export function bucketOf(doc: DocKey): number {
-  const h = createHash('sha256').update(doc).digest();
+  const h = sha256(doc);
   return h.readUInt16BE(0) % BUCKETS;
 }
 
 function contribution(doc: DocKey, digest: Uint8Array): Uint8Array {
-  return createHash('sha256').update(doc).update('\0').update(digest).digest();
+  return sha256(doc, '\0', digest);
 }
 
 function xorInto(target: Uint8Array, value: Uint8Array): void {

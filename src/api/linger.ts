@@ -37,8 +37,9 @@ export function installLingeringClose(app: FastifyInstance): void {
  * open meanwhile: a Node client that sees the server's FIN while it writes
  * fails its request with EPIPE.
  */
-function linger(socket: Socket): void {
-  if (lingering.has(socket)) return;
+function linger(socket: Socket | undefined): void {
+  // Requests injected in-process (tests, tools) have a stand-in socket without it.
+  if (typeof socket?.destroySoon !== 'function' || lingering.has(socket)) return;
   lingering.add(socket);
   const close = socket.destroySoon.bind(socket);
   socket.destroySoon = function lingeringClose(this: Socket): void {

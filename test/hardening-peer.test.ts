@@ -23,6 +23,7 @@ import {
 import { DB_FILE, openStore } from '../src/storage/sqlite.js';
 import { MAX_SEQ } from '../src/vv.js';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+import { presenceUpdate } from './helpers/presence.js';
 
 const SECRET = 'local-cluster-secret';
 const IMPOSTOR = 'ap-south' as RegionId;
@@ -350,20 +351,8 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
   }, 60_000);
 });
 
-// ---- unit: the bounds themselves -----------------------------------------------
-
 describe('presence from a peer holding the cluster secret', () => {
-  /** An awareness update (y-protocols encoding) giving each id a state. */
-  const presence = (ids: number[]): Uint8Array => {
-    const e = encoding.createEncoder();
-    encoding.writeVarUint(e, ids.length);
-    for (const id of ids) {
-      encoding.writeVarUint(e, id);
-      encoding.writeVarUint(e, 1);
-      encoding.writeVarString(e, JSON.stringify({ cursor: id }));
-    }
-    return encoding.toUint8Array(e);
-  };
+  const presence = presenceUpdate;
   const rejected = async (reason: string): Promise<number> => {
     const body = String((await http<string>(`${target}/metrics`)).body);
     const line = body.split('\n').find((l) => l.startsWith('meridian_frames_rejected_total') && l.includes(`reason="${reason}"`));
@@ -402,6 +391,8 @@ describe('presence from a peer holding the cluster secret', () => {
     }
   });
 });
+
+// ---- unit: the bounds themselves -----------------------------------------------
 
 describe('codec bounds', () => {
   const w = 'w~1' as WriterId;

@@ -21,6 +21,7 @@ import {
   FEATURES_HEADER, FRAME_MAGIC, MAX_AWARENESS_BYTES, MSG_AWARENESS, PROTOCOL_VERSION, ProtocolError, decodeFrame, encodeFrame,
 } from '../src/replication/protocol.js';
 import { http, startTestCluster, waitFor } from './helpers/cluster.js';
+import { presenceUpdate } from './helpers/presence.js';
 
 const RW = 'live-test-token-read-write';
 const RO = 'live-test-token-read-only!';
@@ -259,16 +260,7 @@ describe('bounds', () => {
     const watcher = raw('bound/many-ids', auth);
     const greedy = raw('bound/many-ids', auth);
     await Promise.all([watcher.opened, greedy.opened]);
-    const presence = (ids: number[]): Uint8Array => {
-      const e = encoding.createEncoder();
-      encoding.writeVarUint(e, ids.length);
-      for (const id of ids) {
-        encoding.writeVarUint(e, id);
-        encoding.writeVarUint(e, 1);
-        encoding.writeVarString(e, JSON.stringify({ user: `u${id}` }));
-      }
-      return encoding.toUint8Array(e);
-    };
+    const presence = presenceUpdate;
     const awarenessOf = (m: Uint8Array): boolean => m[0] === 1;
     greedy.ws.send(awarenessMessage(presence(Array.from({ length: 1000 }, (_, i) => 5000 + i))));
     await waitFor('the refusal counted', async () =>

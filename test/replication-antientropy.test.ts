@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bucketOf } from '../src/docs/digest-index.js';
+import { bucketOf } from '../src/buckets.js';
 import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
 import { docKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../src/ids.js';

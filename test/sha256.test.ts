@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import { stableClientId } from '../src/crdt/clientid.js';
 import { docDigest } from '../src/crdt/digest.js';
-import { bucketOf } from '../src/docs/digest-index.js';
+import { bucketOf } from '../src/buckets.js';
 import type { DocKey, WriterId } from '../src/ids.js';
 import { Sha256, sha256 } from '../src/sha256.js';
 

@@ -15,6 +15,7 @@ import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
 import { openStore } from '../src/storage/sqlite.js';
 import { PENDING_READ_LIMIT } from '../src/storage/pending.js';
 import { MAX_CONFLICTS_PER_DOC, type NewLogEntry, type Store } from '../src/storage/types.js';
+import { bucketOf } from '../src/buckets.js';
 
 const REGION = 'us-east' as RegionId;
 const OTHER = 'eu-west~0123456789ab' as WriterId;
@@ -272,6 +273,24 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     await store.setDigests([{ doc: docKey('other', 'a'), digest: digest(7) }]);
     expect(store.staleSummaries(null, 10)).toEqual([]);
     expect(store.stats().documents).toBe(6);
+  });
+
+  it('lists the documents of one anti-entropy bucket, however they were stored, across a reopen', async () => {
+    const { store, reopen } = start();
+    const w = store.writer;
+    const docs = Array.from({ length: 40 }, (_, i) => docKey('buckets', `d${i}`));
+    // Three ways a document row is made: by a log entry, by a summary with a digest, by a stale summary.
+    await store.commit({ entries: docs.slice(0, 14).map((doc, i) => entry(w, i + 1, doc)), docs: [] });
+    await store.commit({ entries: [], docs: docs.slice(14, 27).map((doc, i) => ({ doc, deleted: false, digest: digest(i + 1) })) });
+    await store.commit({ entries: [], docs: docs.slice(27).map((doc) => ({ doc, deleted: true })) });
+    const expected = (bucket: number): string[] => docs.filter((d) => bucketOf(d) === bucket).sort();
+    const buckets = [...new Set(docs.map((d) => bucketOf(d)))];
+    for (const b of buckets) expect(store.bucketSummaries(b).map((s) => s.doc)).toEqual(expected(b));
+    const again = await reopen();
+    for (const b of buckets) expect(again.bucketSummaries(b).map((s) => s.doc)).toEqual(expected(b));
+    const empty = Array.from({ length: 1024 }, (_, b) => b).find((b) => !buckets.includes(b))!;
+    expect(again.bucketSummaries(empty)).toEqual([]);
+    expect(bytes(again.bucketSummaries(bucketOf(docs[14]!)).find((s) => s.doc === docs[14])!.digest)).toEqual(bytes(digest(1)));
   });
 
   it('marks a corrupt document with an all-zero digest and tells its listeners', async () => {

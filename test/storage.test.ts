@@ -10,6 +10,7 @@ import { openStore, SCHEMA_VERSION, StoreOpenError, type InlineStore } from '../
 import { prepareStatements } from '../src/storage/statements.js';
 import type { NewLogEntry } from '../src/storage/types.js';
 import type { SyncMode } from '../src/storage/sqlite-options.js';
+import { bucketOf } from '../src/buckets.js';
 
 const REGION = 'us-east' as RegionId;
 const OTHER = 'eu-west~0123456789ab' as WriterId;
@@ -228,6 +229,9 @@ describe('per-document log questions', () => {
     closeStore(store);
     withRaw(path, (db) => {
       db.exec('DROP INDEX log_by_doc_origin');
+      // What later versions added too.
+      db.exec('DROP INDEX docs_by_bucket');
+      db.exec('ALTER TABLE docs DROP COLUMN bucket');
       db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
     });
     const reopened = openAt();
@@ -236,6 +240,28 @@ describe('per-document log questions', () => {
     withRaw(path, (db) => {
       expect(db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(String(SCHEMA_VERSION));
       expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'log_by_doc_origin'").pluck().get()).toBe('log_by_doc_origin');
+    });
+  });
+
+  it('gives the documents of a database of schema version 3 their anti-entropy buckets', () => {
+    const store = openAt();
+    const docs = Array.from({ length: 30 }, (_, i) => docKey('old', `d${i}`));
+    store.commit({ entries: docs.map((doc, i) => entry(OTHER, i + 1, doc)), docs: [] });
+    const path = join(dir, 'data', 'meridian.db');
+    closeStore(store);
+    withRaw(path, (db) => {
+      db.exec('DROP INDEX docs_by_bucket');
+      db.exec('ALTER TABLE docs DROP COLUMN bucket');
+      db.prepare("UPDATE meta SET value = '3' WHERE key = 'schema_version'").run();
+    });
+    const reopened = openAt();
+    for (const b of new Set(docs.map((d) => bucketOf(d)))) {
+      expect(reopened.bucketSummaries(b).map((s) => s.doc)).toEqual(docs.filter((d) => bucketOf(d) === b).sort());
+    }
+    closeStore(reopened);
+    withRaw(path, (db) => {
+      expect(db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(String(SCHEMA_VERSION));
+      expect(db.prepare('SELECT count(*) FROM docs WHERE bucket < 0').pluck().get()).toBe(0);
     });
   });
 });

@@ -5,10 +5,9 @@
  * digests exactly when they hold the same documents in the same states
  * (deletions included, because document digests cover delete sets).
  */
+import { BUCKETS, bucketOf } from '../buckets.js';
 import { sha256 } from '../sha256.js';
 import type { DocKey } from '../ids.js';
-
-export const BUCKETS = 1024;
 
 export class DigestIndex {
   private readonly region = new Uint8Array(32);
@@ -37,11 +36,6 @@ export class DigestIndex {
   }
 }
 
-/** Which bucket a document falls in: stable across regions and versions. */
-export function bucketOf(doc: DocKey): number {
-  const h = sha256(doc);
-  return h.readUInt16BE(0) % BUCKETS;
-}
 
 function contribution(doc: DocKey, digest: Uint8Array): Uint8Array {
   return sha256(doc, '\0', digest);

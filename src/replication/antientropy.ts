@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import type { DocSummary, DocumentStates } from '../storage/types.js';
-import { BUCKETS, bucketOf } from '../docs/digest-index.js';
+import { BUCKETS, bucketOf } from '../buckets.js';
 import {
   DOC_PARTS_BYTES, MAX_ROUND, ProtocolError,
   type AeBucketsFrame, type AeDocsFrame, type AeDoneFrame, type DocReplaceFrame, type DocStateFrame, type DocSvFrame, type Frame,
@@ -42,7 +42,7 @@ export interface AntiEntropyPort {
   peer: RegionId;
   documents: Documents;
   /** The stored summaries it compares with the peer's. */
-  store: Pick<DocumentStates, 'docSummaries'>;
+  store: Pick<DocumentStates, 'docSummaries' | 'bucketSummaries'>;
   logger: Logger;
   /** Sends a frame, waiting while the link's send buffer is full. */
   send(frame: Frame): Promise<void>;
@@ -134,6 +134,12 @@ const WINDOW = 32;
 const YIELD_AFTER_MS = 5;
 /** Document summaries read in one turn while listing a round's buckets. */
 const SUMMARY_PAGE = 500;
+/**
+ * Differing buckets up to which their documents are read bucket by bucket
+ * (an index read each, in proportion to the documents in them); beyond,
+ * one pass over every document's summary costs less.
+ */
+const MOST_BUCKETS_READ_ONE_BY_ONE = BUCKETS / 4;
 /** Received document states queued for commit before the next one waits. */
 const MAX_APPLYING = 1024;
 /** Peer rounds answered and not yet done that are remembered; a peer runs one at a time. */
@@ -452,6 +458,20 @@ export class AntiEntropy {
     const wanted = new Set(buckets);
     const out = new Map<number, Map<DocKey, Uint8Array>>();
     if (wanted.size === 0) return out;
+    if (wanted.size <= MOST_BUCKETS_READ_ONE_BY_ONE) {
+      let began = performance.now();
+      for (const bucket of wanted) {
+        out.set(bucket, new Map(this.port.store.bucketSummaries(bucket).map((s) => [s.doc, s.digest])));
+        if (performance.now() - began > YIELD_AFTER_MS) {
+          if (round) round.activeAt = Date.now();
+          await this.giveTurn(performance.now() - began);
+          began = performance.now();
+        }
+      }
+      this.port.pacer?.spent(performance.now() - began);
+      return out;
+    }
+    // Most buckets differ (a region rebuilt or long cut off): one pass over every document reads less.
     let after: DocKey | null = null;
     for (;;) {
       const began = performance.now();

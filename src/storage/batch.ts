@@ -3,6 +3,7 @@
  * both the store's own connection and the writer thread run, inside the
  * caller's transaction.
  */
+import { bucketOf } from '../buckets.js';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
 import { advanceProgress, raiseProgress } from './progress.js';
@@ -53,11 +54,11 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
   }
   writeDigests(s, batch.digests ?? []);
   for (const change of batch.docs) {
-    if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0);
-    else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0);
+    if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0, bucketOf(change.doc));
+    else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0, bucketOf(change.doc));
   }
   for (const [doc, count] of perDoc) {
-    s.ensureDoc.run(doc);
+    s.ensureDoc.run(doc, bucketOf(doc));
     s.bumpLogCount.run(count, doc);
   }
   for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);

@@ -8,6 +8,7 @@
  */
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 import { regionOfWriter } from '../ids.js';
+import { bucketOf } from '../buckets.js';
 import { MAX_SEQ } from '../vv.js';
 import { conflictsOf, keepConflict, keepQuarantined, quarantineOf } from './memory-records.js';
 import { newWriterId } from './writer-id.js';
@@ -301,6 +302,10 @@ export class MemoryStore implements Store {
 
   docSummaries(afterDoc: DocKey | null, limit: number): DocSummary[] {
     return this.summaries(afterDoc, limit, () => true);
+  }
+
+  bucketSummaries(bucket: number): DocSummary[] {
+    return this.summaries(null, Infinity, () => true).filter((s) => bucketOf(s.doc) === bucket);
   }
 
   staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[] {

@@ -5,6 +5,7 @@
  * migrations at the end; never edit one that has shipped.
  */
 import type Database from 'better-sqlite3';
+import { bucketOf } from '../buckets.js';
 import { StoreOpenError } from './errors.js';
 
 export interface Migration {
@@ -113,11 +114,27 @@ const V3_SCHEMA = `
 CREATE INDEX log_by_doc_origin ON log (doc, origin, seq);
 `;
 
+// Anti-entropy lists the documents of the buckets whose digests differ.
+// Without the bucket beside each document that meant reading every
+// document's summary and hashing its key, on both ends of every round
+// where any bucket differed: work that grew with the documents held, not
+// with the differences (hundreds of ms of a region's CPU per round at
+// 110,000 documents). Documents stored before get theirs here (4.7 s for
+// a million on a 2-core machine).
+function addBuckets(db: Database.Database): void {
+  db.exec('ALTER TABLE docs ADD COLUMN bucket INTEGER NOT NULL DEFAULT -1');
+  // A function of this connection only: nothing stored refers to it.
+  db.function('meridian_bucket_v4', { deterministic: true }, (doc: unknown) => bucketOf(String(doc)));
+  db.exec('UPDATE docs SET bucket = meridian_bucket_v4(doc)');
+  db.exec('CREATE INDEX docs_by_bucket ON docs (bucket, doc)');
+}
+
 /** All migrations, oldest first; `version` is the schema version after it ran. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'log, docs, snapshots, progress, peer acks', up: (db) => db.exec(V1_SCHEMA) },
   { version: 2, description: 'stale digests, conflicts and quarantined entries', up: (db) => db.exec(V2_SCHEMA) },
   { version: 3, description: 'log index by document and origin', up: (db) => db.exec(V3_SCHEMA) },
+  { version: 4, description: 'the anti-entropy bucket of each document', up: addBuckets },
 ];
 
 /** The schema version this code writes and understands. */

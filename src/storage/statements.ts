@@ -137,18 +137,19 @@ export function prepareStatements(db: Database.Database) {
       'SELECT count(*) AS n, coalesce(sum(length(data)), 0) AS bytes FROM log',
     ),
 
-    ensureDoc: prep<[string]>(
+    // Each insert carries the document's anti-entropy bucket (bucketOf), computed by the caller.
+    ensureDoc: prep<[string, number]>(
       db,
-      'INSERT INTO docs (doc, digest) VALUES (?, zeroblob(32)) ON CONFLICT (doc) DO NOTHING',
+      'INSERT INTO docs (doc, digest, bucket) VALUES (?, zeroblob(32), ?) ON CONFLICT (doc) DO NOTHING',
     ),
-    upsertSummary: prep<[string, Uint8Array, number]>(
+    upsertSummary: prep<[string, Uint8Array, number, number]>(
       db,
-      `INSERT INTO docs (doc, digest, deleted) VALUES (?, ?, ?)
+      `INSERT INTO docs (doc, digest, deleted, bucket) VALUES (?, ?, ?, ?)
        ON CONFLICT (doc) DO UPDATE SET digest = excluded.digest, deleted = excluded.deleted, digest_stale = 0`,
     ),
-    markChanged: prep<[string, number]>(
+    markChanged: prep<[string, number, number]>(
       db,
-      `INSERT INTO docs (doc, digest, deleted, digest_stale) VALUES (?, zeroblob(32), ?, 1)
+      `INSERT INTO docs (doc, digest, deleted, digest_stale, bucket) VALUES (?, zeroblob(32), ?, 1, ?)
        ON CONFLICT (doc) DO UPDATE SET deleted = excluded.deleted, digest_stale = 1`,
     ),
     setDigest: prep<[Uint8Array, string]>(db, 'UPDATE docs SET digest = ?, digest_stale = 0 WHERE doc = ?'),
@@ -177,6 +178,10 @@ export function prepareStatements(db: Database.Database) {
     summaries: prep<[string, number], DocRow>(
       db,
       'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE doc > ? ORDER BY doc LIMIT ?',
+    ),
+    bucketSummaries: prep<[number], DocRow>(
+      db,
+      'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE bucket = ? ORDER BY doc',
     ),
     markCorrupt: prep<[string]>(db, 'UPDATE docs SET digest = zeroblob(32) WHERE doc = ?'),
     countLiveDocs: prep<[], { n: number }>(db, 'SELECT count(*) AS n FROM docs WHERE deleted = 0'),

@@ -283,6 +283,10 @@ export class SqliteStore implements Store {
     return this.s.summaries.all(afterDoc ?? '', limit).map(toSummary);
   }
 
+  bucketSummaries(bucket: number): DocSummary[] {
+    return this.s.bucketSummaries.all(bucket).map(toSummary);
+  }
+
   summary(doc: DocKey): DocSummary | null {
     const row = this.s.getDoc.get(doc);
     return row === undefined ? null : toSummary(row);

@@ -162,6 +162,8 @@ export interface DocumentStates {
   listDocs(collection: string, after: string | null, limit: number): string[];
   /** All document summaries, in doc key order, paged. */
   docSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];
+  /** The summaries of the documents in one anti-entropy bucket (`bucketOf`), in doc key order. */
+  bucketSummaries(bucket: number): DocSummary[];
   summary(doc: DocKey): DocSummary | null;
   /** Summaries of documents whose stored digest is stale, in doc key order, paged. */
   staleSummaries(afterDoc: DocKey | null, limit: number): DocSummary[];

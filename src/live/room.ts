@@ -148,8 +148,6 @@ export class Room<M extends RoomMember = RoomMember> {
       this.owner.delete(id);
       return;
     }
-    // A member that left holds nothing: what it announced on its way out is not kept as its.
-    if (typeof owner !== 'string' && !this.members.has(owner)) return;
     this.owner.set(id, owner);
     let ids = this.held.get(owner);
     if (!ids) this.held.set(owner, (ids = new Set()));

@@ -208,6 +208,23 @@ describe('bodies refused before they arrive', () => {
         }));
       }
       expect(outcomes).toEqual(Array<string>(10).fill('413 body_too_large'));
+
+      // A client that declares a gigabyte and keeps sending is still cut off: the lingering is bounded.
+      const endless = connect({ host: '127.0.0.1', port });
+      endless.on('error', () => undefined);
+      endless.write('PUT /v1/docs/big/two HTTP/1.1\r\nhost: meridian\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n');
+      let answer = '';
+      endless.on('data', (c: Buffer) => (answer += c.toString('utf8')));
+      const started = Date.now();
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = setInterval(() => {
+        if (!endless.destroyed) endless.write(chunk);
+      }, 1);
+      await new Promise<void>((resolve) => endless.once('close', () => resolve()));
+      clearInterval(pump);
+      expect(answer).toMatch(/^HTTP\/1\.1 413/);
+      // At most 2 s or 16 MiB after the answer; generous for a loaded machine.
+      expect(Date.now() - started).toBeLessThan(10_000);
       expect((await http(`${cluster.url('solo')}/healthz`)).status).toBe(200);
     } finally {
       await cluster.dispose();

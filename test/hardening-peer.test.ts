@@ -380,9 +380,14 @@ describe('presence from a peer holding the cluster secret', () => {
       link.send({ type: 'awareness', doc, update: presence([7]) });
       await waitFor('a peer\'s ordinary presence relayed', async () => awarenessMessages() === 1);
 
-      // Far beyond the link's rate, for a document nobody here watches.
+      // Far beyond the link's bytes a second (4 MiB, bursts of 8), in frames well within its count.
+      const big = new Uint8Array(60 * 1024);
+      for (let i = 0; i < 200; i++) link.send({ type: 'awareness', doc: 'peer/nobody' as DocKey, update: big });
+      await waitFor('the bytes counted', async () => (await rejected('awareness_rate')) >= 1, 20_000);
+      const afterBytes = await rejected('awareness_rate');
+      // Far beyond the link's frames a second, for a document nobody here watches.
       for (let i = 0; i < 20_000; i++) link.send({ type: 'awareness', doc: 'peer/nobody' as DocKey, update: presence([i]) });
-      await waitFor('the flood counted', async () => (await rejected('awareness_rate')) >= 1, 20_000);
+      await waitFor('the flood counted', async () => (await rejected('awareness_rate')) > afterBytes, 20_000);
       expect((await http(`${target}/healthz`, { timeoutMs: 5000 })).status).toBe(200);
       expect(await link.closeCode(500)).toBe('open');
     } finally {

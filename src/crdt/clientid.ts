@@ -14,9 +14,9 @@
  * write wins such a tie against a binary-update client's.
  */
 import { randomInt } from 'node:crypto';
-import { sha256 } from '../sha256.js';
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
+import { sha256 } from '../sha256.js';
 
 /** Lowest client id of a region writer; every id from here up is reserved for regions. */
 export const REGION_CLIENT_BASE = 2 ** 32;

@@ -36,7 +36,6 @@ export class DigestIndex {
   }
 }
 
-
 function contribution(doc: DocKey, digest: Uint8Array): Uint8Array {
   return sha256(doc, '\0', digest);
 }

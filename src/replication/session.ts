@@ -111,8 +111,8 @@ const UNACKED_STALL_MS = 10_000;
  * buggy peer would take the event loop. Dropped presence heals with the
  * client's next renewal.
  */
-export const PEER_AWARENESS_PER_SECOND = 2000;
-export const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
+const PEER_AWARENESS_PER_SECOND = 2000;
+const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
 
 export class Session {
   /** What the peer is known to hold, per origin. */

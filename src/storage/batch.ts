@@ -53,12 +53,19 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
     else seqs.push(entry.seq);
   }
   writeDigests(s, batch.digests ?? []);
+  // A document's summary and its entries usually come in one batch: its bucket is hashed once.
+  const buckets = new Map<string, number>();
+  const bucket = (doc: string): number => {
+    let b = buckets.get(doc);
+    if (b === undefined) buckets.set(doc, (b = bucketOf(doc)));
+    return b;
+  };
   for (const change of batch.docs) {
-    if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0, bucketOf(change.doc));
-    else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0, bucketOf(change.doc));
+    if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0, bucket(change.doc));
+    else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0, bucket(change.doc));
   }
   for (const [doc, count] of perDoc) {
-    s.ensureDoc.run(doc, bucketOf(doc));
+    s.ensureDoc.run(doc, bucket(doc));
     s.bumpLogCount.run(count, doc);
   }
   for (const [origin, seqs] of perOrigin) advanceProgress(s, origin, seqs);

@@ -64,7 +64,8 @@ export function buildProgram(): Command {
     .command('dev')
     .description('run every region config of a folder on this machine, logs in one terminal')
     .option('--regions <dir>', 'folder of region configs (*.json)', path.join(packageRoot(), 'regions'))
-    .action(async (opts: { regions: string }) => dev(opts.regions));
+    .option('--no-restart', 'leave a region that crashes or is killed stopped (default: start it again after 1 s, backing off to 30 s)')
+    .action(async (opts: { regions: string; restart: boolean }) => dev(opts.regions, opts.restart));
 
   program
     .command('sim')
@@ -188,10 +189,10 @@ function closeOnSignals(region: RunningRegion, logger: Logger): (reason: string)
   return onSignal;
 }
 
-async function dev(regionsDir: string): Promise<void> {
+async function dev(regionsDir: string, restart: boolean): Promise<void> {
   const { runDev } = await import('./dev.js');
   try {
-    process.exitCode = await runDev({ regionsDir, cliScript: fileURLToPath(import.meta.url) });
+    process.exitCode = await runDev({ regionsDir, cliScript: fileURLToPath(import.meta.url), restart });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);

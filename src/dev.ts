@@ -18,6 +18,8 @@ export interface DevOptions {
   print?: (line: string) => void;
   /** How long regions get to shut down before they are killed; default 10 s. */
   killAfterMs?: number;
+  /** Start again a region that exits on its own (a crash, a kill); default true. */
+  restart?: boolean;
 }
 
 /** A running development cluster. */
@@ -29,7 +31,7 @@ export interface DevCluster {
    * `killAfterMs`. A second call kills the remaining ones at once.
    */
   stop(): void;
-  /** Resolves once every region has exited: 0 after {@link stop}, 1 if they all died on their own. */
+  /** Resolves once every region has exited: 0 after {@link stop}, 1 if they all died on their own and none is restarted. */
   readonly done: Promise<number>;
 }
 
@@ -38,10 +40,20 @@ interface Member {
   url: string;
   file: string;
   child: ChildProcess;
+  startedAt: number;
+  /** Wait before the next restart, ms. */
+  backoffMs: number;
 }
 
 const DEFAULT_KILL_AFTER_MS = 10_000;
 const REPEAT_SIGNAL_MS = 500;
+/** First wait before a crashed region starts again; doubled at each crash that follows soon after, ms. */
+const FIRST_RESTART_MS = 1000;
+const MAX_RESTART_MS = 30_000;
+/** A region that ran this long before it crashed is restarted after the first wait again, ms. */
+const STABLE_RUN_MS = 60_000;
+/** What `meridian start` exits with when its config is invalid or its data folder is held: a restart cannot help. */
+const EXIT_BAD_CONFIG = 2;
 
 /** The region configs of a folder, sorted by file name. Throws ConfigError if there are none or one is invalid. */
 export function readRegionConfigs(dir: string): { file: string; config: RegionConfig }[] {
@@ -83,7 +95,7 @@ export function startDev(opts: DevOptions): DevCluster {
     say('dev', `regions without access tokens (open to anyone who can reach them): ${open.join(', ')}`);
   }
 
-  const members = configs.map(({ file, config }): Member => {
+  const launch = (name: string, file: string): ChildProcess => {
     // stdin is a pipe from the supervisor: should it die, even by SIGKILL, the region sees it close and stops.
     const child = spawn(process.execPath, [opts.cliScript, 'start', '--config', file, '--stop-with-parent'], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -91,18 +103,40 @@ export function startDev(opts: DevOptions): DevCluster {
       // which then sends exactly one SIGTERM (a second signal makes a region exit at once).
       detached: true,
     });
-    return { name: config.region, url: regionUrl(config), file, child };
-  });
-  for (const m of members) {
-    for (const stream of [m.child.stdout, m.child.stderr]) {
-      if (stream) createInterface({ input: stream }).on('line', (line) => say(m.name, formatLogLine(line)));
+    for (const stream of [child.stdout, child.stderr]) {
+      if (stream) createInterface({ input: stream }).on('line', (line) => say(name, formatLogLine(line)));
     }
-  }
-  return supervise(members, opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS, say);
+    return child;
+  };
+  const members = configs.map(({ file, config }): Member => ({
+    name: config.region,
+    url: regionUrl(config),
+    file,
+    child: launch(config.region, file),
+    startedAt: Date.now(),
+    backoffMs: FIRST_RESTART_MS,
+  }));
+  return supervise(members, { killAfterMs: opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS, restart: opts.restart ?? true, launch, say });
 }
 
-function supervise(members: Member[], killAfterMs: number, say: (name: string, line: string) => void): DevCluster {
+interface Supervision {
+  killAfterMs: number;
+  restart: boolean;
+  launch: (name: string, file: string) => ChildProcess;
+  say: (name: string, line: string) => void;
+}
+
+/**
+ * Keeps the regions running: one that exits on its own is started again
+ * (after 1 s, doubling while it keeps crashing, at most 30 s), as a service
+ * manager would, so that a crash is followed by the recovery a real
+ * deployment sees. Not restarted: a region that exited 0 (stopped on purpose)
+ * or 2 (its config or data folder is refused: starting again cannot help).
+ */
+function supervise(members: Member[], o: Supervision): DevCluster {
+  const { killAfterMs, say } = o;
   const alive = new Set(members);
+  const restarts = new Map<Member, NodeJS.Timeout>();
   let stopping = false;
   let killTimer: NodeJS.Timeout | undefined;
   let finish: (code: number) => void = () => undefined;
@@ -111,17 +145,37 @@ function supervise(members: Member[], killAfterMs: number, say: (name: string, l
   const killAll = (signal: NodeJS.Signals) => {
     for (const m of alive) m.child.kill(signal);
   };
-  for (const m of members) {
-    const gone = (how: string) => {
-      if (!alive.delete(m)) return;
-      if (!stopping) say('dev', `${m.name} exited unexpectedly (${how}); the other regions keep running`);
-      if (alive.size > 0) return;
-      clearTimeout(killTimer);
-      finish(stopping ? 0 : 1);
+  const settleIfAllGone = () => {
+    if (alive.size > 0 || restarts.size > 0) return;
+    clearTimeout(killTimer);
+    finish(stopping ? 0 : 1);
+  };
+  const watch = (m: Member) => {
+    const child = m.child;
+    const gone = (how: string, restartable: boolean) => {
+      if (m.child !== child || !alive.delete(m)) return;
+      if (!stopping) {
+        if (!(o.restart && restartable)) say('dev', `${m.name} exited unexpectedly (${how}); the other regions keep running`);
+        else {
+          if (Date.now() - m.startedAt >= STABLE_RUN_MS) m.backoffMs = FIRST_RESTART_MS;
+          const waitMs = m.backoffMs;
+          m.backoffMs = Math.min(MAX_RESTART_MS, m.backoffMs * 2);
+          say('dev', `${m.name} exited unexpectedly (${how}); restarting it in ${waitMs / 1000} s, the other regions keep running`);
+          restarts.set(m, setTimeout(() => {
+            restarts.delete(m);
+            m.child = o.launch(m.name, m.file);
+            m.startedAt = Date.now();
+            alive.add(m);
+            watch(m);
+          }, waitMs));
+        }
+      }
+      settleIfAllGone();
     };
-    m.child.on('close', (code, signal) => gone(signal ? `signal ${signal}` : `exit code ${code}`));
-    m.child.on('error', (err) => gone(`could not run: ${err.message}`));
-  }
+    child.on('close', (code, signal) => gone(signal ? `signal ${signal}` : `exit code ${code}`, code !== 0 && code !== EXIT_BAD_CONFIG));
+    child.on('error', (err) => gone(`could not run: ${err.message}`, false));
+  };
+  for (const m of members) watch(m);
 
   const stop = () => {
     if (stopping) {
@@ -130,7 +184,12 @@ function supervise(members: Member[], killAfterMs: number, say: (name: string, l
       return;
     }
     stopping = true;
-    if (alive.size === 0) return;
+    for (const timer of restarts.values()) clearTimeout(timer);
+    restarts.clear();
+    if (alive.size === 0) {
+      settleIfAllGone();
+      return;
+    }
     say('dev', `stopping ${alive.size} region(s)`);
     killAll('SIGTERM');
     killTimer = setTimeout(() => {

@@ -148,6 +148,7 @@ process.on('SIGTERM', () => {
 log(30, 'region ready', { url: 'http://x', peers: ['a'] });
 process.stderr.write('plain text line\\n');
 if (region.includes('crash')) setTimeout(() => process.exit(3), 100);
+if (region.includes('refused')) setTimeout(() => process.exit(2), 100);
 setInterval(() => {}, 1000);
 `;
   let script: string;
@@ -166,20 +167,23 @@ setInterval(() => {}, 1000);
     running = null;
   });
 
-  function dev(names: string[], killAfterMs = 10_000): DevCluster {
+  function dev(names: string[], killAfterMs = 10_000, restart = true): DevCluster {
     const dir = path.join(tmp, `dev-${names.join('-')}`);
     names.forEach((name, i) => config(`${name}.json`, valid(name, 7101 + i), dir));
     lines = [];
-    running = startDev({ regionsDir: dir, cliScript: script, print: (l) => lines.push(l), killAfterMs });
+    running = startDev({ regionsDir: dir, cliScript: script, print: (l) => lines.push(l), killAfterMs, restart });
     return running;
   }
 
-  it('prints URLs, prefixes each region line, reports a crash and keeps the others', async () => {
+  it('prints URLs, prefixes each region line, restarts a region that crashed and keeps the others', async () => {
     const cluster = dev(['aa-calm', 'bb-crash']);
     const pad = (name: string) => `${name.padEnd(8)}  `;
     expect(lines.slice(0, 2)).toEqual([`${pad('aa-calm')}http://127.0.0.1:7101`, `${pad('bb-crash')}http://127.0.0.1:7102`]);
     expect(lines[2]).toMatch(/^dev\s+the dev cluster runs without access tokens/);
-    await waitFor(() => lines.some((l) => l.includes('bb-crash exited unexpectedly (exit code 3)')));
+    await waitFor(() => lines.some((l) => l.includes('bb-crash exited unexpectedly (exit code 3); restarting it in 1 s')));
+    // Started again, crashed again: the wait doubles.
+    await waitFor(() => lines.some((l) => l.includes('bb-crash exited unexpectedly (exit code 3); restarting it in 2 s')));
+    expect(lines.filter((l) => l === `${pad('bb-crash')}info  region ready url=http://x peers=["a"]`)).toHaveLength(2);
     // The calm region's output arrives on its own schedule: wait for it rather than race it.
     await waitFor(() => lines.includes(`${pad('aa-calm')}plain text line`));
     expect(lines).toContain(`${pad('aa-calm')}info  region ready url=http://x peers=["a"]`);
@@ -198,9 +202,21 @@ setInterval(() => {}, 1000);
     expect(lines.some((l) => l.includes('still running after 300 ms: cc-stubborn; killing them'))).toBe(true);
   });
 
-  it('ends with code 1 when every region died on its own', async () => {
-    const cluster = dev(['dd-crash']);
-    expect(await cluster.done).toBe(1);
+  it('does not restart a region whose config is refused, nor any with restarts off; ends with code 1 when all died', async () => {
+    const refused = dev(['dd-refused']);
+    expect(await refused.done).toBe(1);
+    expect(lines.some((l) => l.includes('dd-refused exited unexpectedly (exit code 2); the other regions keep running'))).toBe(true);
+    const crashed = dev(['ee-crash'], 10_000, false);
+    expect(await crashed.done).toBe(1);
+    expect(lines.some((l) => l.includes('ee-crash exited unexpectedly (exit code 3); the other regions keep running'))).toBe(true);
+  });
+
+  it('stops a region waiting for its restart at once', async () => {
+    const cluster = dev(['ff-crash']);
+    await waitFor(() => lines.some((l) => l.includes('restarting it in 1 s')));
+    cluster.stop();
+    expect(await cluster.done).toBe(0);
+    expect(lines.filter((l) => l.includes('region ready'))).toHaveLength(1);
   });
 });
 

@@ -193,6 +193,40 @@ describe('change feeds', () => {
     expect(resumed.messages.filter((m) => m.id !== undefined).map((m) => m.event)).toEqual(['ready']);
   });
 
+  it('lets other requests in while it resumes a large collection by state to a consumer that reads at once', async () => {
+    // A bound the resume never reaches: the consumer keeps up, so nothing but the resume itself may pause it.
+    const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });
+    try {
+      const first = await openFeed(`${roomy.url}/v1/events/bulk`, AUTH);
+      await ready(first);
+      await put('bulk', 'first', { n: 0 }, roomy.url);
+      await first.until('the first change', (r) => r.changes().length === 1);
+      first.close();
+      const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
+      for (let i = 0; i < 400; i++) await put('bulk', `d${i}`, wide, roomy.url);
+      await waitFor('the log collected', async () => {
+        await roomy.store.collectGarbage([], Date.now() + 1);
+        return roomy.store.stats().logEntries === 0;
+      }, 30_000);
+
+      const resumed = await openFeed(`${roomy.url}/v1/events/bulk`, { ...AUTH, 'last-event-id': first.lastId() ?? '' });
+      try {
+        await resumed.until('the reset', (r) => r.messages.some((m) => m.event === 'reset'));
+        // Rendering 401 documents of 200 keys takes far longer than one turn; a
+        // request sent once the resume has begun is answered before it ends.
+        expect((await http(`${roomy.url}/healthz`)).status).toBe(200);
+        const changesBeforeHealth = resumed.changes().length;
+        await ready(resumed);
+        expect(resumed.changes()).toHaveLength(401);
+        expect(changesBeforeHealth).toBeLessThan(401);
+      } finally {
+        resumed.close();
+      }
+    } finally {
+      await roomy.close();
+    }
+  }, 60_000);
+
   it('cuts off a consumer that stops reading, with a position to resume from, while others keep receiving', async () => {
     const reader = await feed('/v1/events/slow');
     await ready(reader);

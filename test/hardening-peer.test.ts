@@ -22,6 +22,8 @@ import {
 } from '../src/replication/protocol.js';
 import { DB_FILE, openStore } from '../src/storage/sqlite.js';
 import { MAX_SEQ } from '../src/vv.js';
+import { digestParts } from '../src/crdt/digest.js';
+import * as Y from 'yjs';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
 import { presenceUpdate } from './helpers/presence.js';
 
@@ -214,6 +216,12 @@ async function expectServingAndUnchanged(before: Observed): Promise<void> {
   expect(after.pending).toEqual(before.pending);
 }
 
+function loadState(state: Uint8Array): Y.Doc {
+  const doc = new Y.Doc();
+  Y.applyUpdate(doc, state);
+  return doc;
+}
+
 function ownWriter(o: Observed): WriterId {
   return o.writer as WriterId;
 }
@@ -231,6 +239,36 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
     expect(put.status).toBe(200);
     const after = await observe();
     expect(after.vv.get(ownWriter(before))).toBe((before.vv.get(ownWriter(before)) ?? 0) + 1);
+  }, 60_000);
+
+  it('refuses a doc-replace nobody asked for, even one that would win the conflict rule, and keeps the document', async () => {
+    const doc = 'peer/from-target' as DocKey;
+    const held = new Uint8Array(await (await fetch(`${target}/v1/docs/${doc}/yjs`)).arrayBuffer());
+    const mine = digestParts(loadState(held));
+    // The same structure with other bytes in its one string: a content
+    // conflict, forged to sort first (the rule's winner) when it can.
+    const at = Buffer.from(held).indexOf('eu-west');
+    expect(at).toBeGreaterThan(0);
+    let forged: Uint8Array | null = null;
+    for (let i = 0; i < 1000 && forged === null; i++) {
+      const candidate = new Uint8Array(held);
+      candidate.set(Buffer.from(`zz-${String(i).padStart(4, '0')}`), at);
+      const theirs = digestParts(loadState(candidate));
+      expect(Buffer.from(theirs.structure).equals(Buffer.from(mine.structure))).toBe(true);
+      if (Buffer.compare(Buffer.from(theirs.content), Buffer.from(mine.content)) < 0) forged = candidate;
+    }
+    expect(forged).not.toBeNull();
+    const before = await http<{ by: string }>(`${target}/v1/docs/${doc}`);
+    for (const kind of ['offer', 'answer'] as const) {
+      const { link } = await linkHoldingAll();
+      link.send({ type: 'doc-replace', round: 77, doc, update: forged!, kind });
+      expect(await link.closeCode()).toBe(4400);
+    }
+    const after = await http<{ by: string }>(`${target}/v1/docs/${doc}`);
+    expect(after.body).toEqual(before.body);
+    expect(after.body.by).toBe('eu-west');
+    const status = await syncStatus(target);
+    expect(status.peers.find((p) => p.region === IMPOSTOR)?.lastError).toMatch(/doc-replace rejected: an answer of peer\/from-target in round 77/);
   }, 60_000);
 
   it('closes the link on sequence numbers at or above MAX_SEQ anywhere in a frame', async () => {

@@ -7,6 +7,7 @@
 import * as Y from 'yjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docDigest, stableClientId } from '../src/crdt/index.js';
+import { MAX_TYPE_DEPTH } from '../src/crdt/admit.js';
 import { docKey, type WriterId } from '../src/ids.js';
 import { startApiNode, type ApiNode } from './helpers/api-node.js';
 
@@ -113,6 +114,74 @@ describe('updates that depend on changes nobody holds', () => {
     expect((await post(missing)).statusCode).toBe(200);
     expect((await post(Y.encodeStateAsUpdate(elsewhere, sv))).statusCode).toBe(200);
     expect(node.documents.pendingDocs()).toBe(0);
+  });
+});
+
+describe('shared types nested inside one another', () => {
+  /** Maps `levels` deep under root.deep, built on `base`, as one update under `clientId`. */
+  function nestedMaps(levels: number, clientId: number, base?: Uint8Array): Uint8Array {
+    const doc = new Y.Doc();
+    if (base) Y.applyUpdate(doc, base);
+    doc.clientID = clientId;
+    const before = Y.encodeStateVector(doc);
+    let map = doc.getMap('root');
+    while (map.has('deep')) map = map.get('deep') as Y.Map<unknown>;
+    for (let i = 0; i < levels; i++) {
+      const inner = new Y.Map<unknown>();
+      map.set('deep', inner);
+      map = inner;
+    }
+    map.set('leaf', 'here');
+    return Y.encodeStateAsUpdate(doc, before);
+  }
+
+  it('refuses an update nesting types past the bound and changes nothing, however deep the attempt', async () => {
+    expect((await post(updateAs(7, 'kept'))).statusCode).toBe(200);
+    const before = await state();
+    for (const levels of [MAX_TYPE_DEPTH + 1, 3000]) {
+      const res = await post(nestedMaps(levels, 8));
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'invalid_update' });
+      expect(res.json().message).toContain(`nests shared types deeper than ${MAX_TYPE_DEPTH} levels`);
+    }
+    expect(await state()).toEqual(before);
+  });
+
+  it('takes the bound itself, and counts levels the document already holds', async () => {
+    // A chain of MAX_TYPE_DEPTH - 1 maps under root, then one more (the bound), then one too many.
+    const first = nestedMaps(MAX_TYPE_DEPTH - 1, 9);
+    expect((await post(first)).statusCode).toBe(200);
+    const held = (await node.app.inject({ method: 'GET', url: URL })).rawPayload;
+    expect((await post(nestedMaps(1, 10, new Uint8Array(held)))).statusCode).toBe(200);
+    const again = (await node.app.inject({ method: 'GET', url: URL })).rawPayload;
+    const refused = await post(nestedMaps(1, 11, new Uint8Array(again)));
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().message).toContain('nests shared types deeper');
+  });
+
+  it('refuses nested XML elements past the bound, and takes long texts and wide documents', async () => {
+    const doc = new Y.Doc();
+    doc.clientID = 12;
+    let element: Y.XmlElement | Y.XmlFragment = doc.getXmlFragment('prosemirror');
+    for (let i = 0; i < MAX_TYPE_DEPTH + 5; i++) {
+      const child = new Y.XmlElement('div');
+      element.insert(0, [child]);
+      element = child;
+    }
+    const res = await post(Y.encodeStateAsUpdate(doc));
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toContain('nests shared types deeper');
+
+    // A text typed letter by letter: every item's place is its origin's, a chain thousands long.
+    const typed = new Y.Doc();
+    typed.clientID = 13;
+    const text = new Y.Text();
+    typed.getMap('root').set('text', text);
+    const list = new Y.Array<Y.Map<unknown>>();
+    typed.getMap('root').set('list', list);
+    for (let i = 0; i < 3000; i++) text.insert(i, 'x');
+    for (let i = 0; i < 500; i++) list.push([new Y.Map()]);
+    expect((await post(Y.encodeStateAsUpdate(typed))).statusCode).toBe(200);
   });
 });
 

@@ -23,6 +23,8 @@ import type { FeedSubscriber } from './feed-hub.js';
 const SETTLE_ROUNDS = 10;
 /** Resumes by state one feed may need in a row before it is cut off (`resume_too_large`). */
 const STATE_ROUNDS = 2;
+/** Longest stretch a resume by state renders documents before it lets other work run, ms. */
+const STATE_TURN_MS = 10;
 
 export interface ResumeDeps {
   documents: Documents;
@@ -87,7 +89,15 @@ async function sendState(
 ): Promise<void> {
   const reset = { event: FEED_EVENT.reset, data: { collection: sub.scope.collection, id: sub.scope.id } };
   while (sub.stream.isOpen && !sub.stream.send(reset)) await sub.stream.drained();
+  let turnStarted = performance.now();
   for (const doc of docs) {
+    // A consumer that reads as fast as it is sent never fills the stream's
+    // bound: without a pause a large collection would hold the event loop
+    // (requests, links, heartbeats) for as long as it takes to render it.
+    if (performance.now() - turnStarted > STATE_TURN_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      turnStarted = performance.now();
+    }
     while (sub.stream.isOpen && !sub.offer({ doc, position, value: valueOf(doc) }, false)) await sub.stream.drained();
   }
 }

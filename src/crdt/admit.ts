@@ -18,7 +18,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { isRegionClient } from './clientid.js';
-import { valueKey } from './json.js';
+import { MAX_DEPTH, valueKey } from './json.js';
 import type { DecodedUpdate } from './validate.js';
 
 type Struct = DecodedUpdate['structs'][number];
@@ -27,7 +27,8 @@ type Struct = DecodedUpdate['structs'][number];
  * Throws `client_id_conflict` (409) for a struct under a region's client id
  * or one that rewrites content this document holds under the same id, and
  * `invalid_update` (400) for an update that depends on changes this region
- * does not hold. `decoded` is `Y.decodeUpdate` of the update.
+ * does not hold or nests types deeper than {@link MAX_TYPE_DEPTH}.
+ * `decoded` is `Y.decodeUpdate` of the update.
  */
 export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate): void {
   const reach = new Map<number, number>();
@@ -56,6 +57,102 @@ export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate): void {
   for (const [client, ranges] of decoded.ds.clients) {
     for (const { clock, len } of ranges) {
       if (clock + len > held(client)) missing(`the update deletes ${client}:${clock}+${len}, which this region does not hold`);
+    }
+  }
+  // Last: every reference is now known to be held or in the update.
+  checkTypeDepth(doc, decoded);
+}
+
+/**
+ * Shared types a client may nest inside one another (maps in maps, XML
+ * elements in elements). Each level costs every reader a step of recursion
+ * (rendering, digests, Yjs's own toString and toJSON) and the garbage
+ * collector a pointer to chase: 70,000 nested maps overflow the stack of a
+ * digest, which would leave the document out of anti-entropy for good.
+ */
+export const MAX_TYPE_DEPTH = MAX_DEPTH * 2;
+
+/**
+ * Throws `invalid_update` if a new type of the update would sit deeper than
+ * {@link MAX_TYPE_DEPTH}. A new item's place is named by its parent (a root,
+ * or the item holding a type) or, when the encoding leaves the parent out,
+ * by its origin's; either may be held by the document or new in the update.
+ */
+function checkTypeDepth(doc: Y.Doc, decoded: DecodedUpdate): void {
+  const types = decoded.structs.filter((s): s is Y.Item => s instanceof Y.Item && s.content instanceof Y.ContentType);
+  if (types.length === 0) return;
+  const fresh = new Map<number, Y.Item[]>();
+  for (const s of decoded.structs) {
+    if (!(s instanceof Y.Item)) continue;
+    const list = fresh.get(s.id.client);
+    if (list) list.push(s);
+    else fresh.set(s.id.client, [s]);
+  }
+  for (const list of fresh.values()) list.sort((a, b) => a.id.clock - b.id.clock);
+  const freshAt = (id: Y.ID): Y.Item | null => {
+    const list = fresh.get(id.client);
+    if (!list) return null;
+    let lo = 0;
+    let hi = list.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const item = list[mid]!;
+      if (id.clock < item.id.clock) hi = mid - 1;
+      else if (id.clock >= item.id.clock + item.length) lo = mid + 1;
+      else return item;
+    }
+    return null;
+  };
+  const heldDepths = new Map<unknown, number>();
+  /** Levels above a type the document holds (a root: 0), counted up to one past the bound. */
+  const heldDepth = (type: unknown): number => {
+    if (!(type instanceof Y.AbstractType)) return 0;
+    const known = heldDepths.get(type);
+    if (known !== undefined) return known;
+    let depth = 0;
+    for (let t: Y.AbstractType<unknown> = type; t._item !== null && depth <= MAX_TYPE_DEPTH; depth++) t = t._item.parent as Y.AbstractType<unknown>;
+    heldDepths.set(type, depth);
+    return depth;
+  };
+  /** Depth of the type each new item sits in. */
+  const sitsAt = new Map<Y.Item, number>();
+  const depthOf = (start: Y.Item): number => {
+    // Iterative: chains of origins run as long as a text typed letter by letter.
+    const chain: { item: Y.Item; step: number }[] = [];
+    let base = 0;
+    for (let item: Y.Item | null = start; item !== null;) {
+      const known = sitsAt.get(item);
+      if (known !== undefined) {
+        base = known;
+        break;
+      }
+      const parent = item.parent as unknown;
+      const ref = parent instanceof Y.ID ? parent : typeof parent === 'string' ? null : (item.origin ?? item.rightOrigin);
+      if (ref === null) {
+        chain.push({ item, step: 0 });
+        break;
+      }
+      const step = parent instanceof Y.ID ? 1 : 0;
+      chain.push({ item, step });
+      const next = freshAt(ref);
+      if (next !== null) {
+        item = next;
+        continue;
+      }
+      const held = Y.getItem(doc.store, ref) as Y.Item | Y.GC;
+      base = held instanceof Y.Item ? (step === 1 && held.content instanceof Y.ContentType ? heldDepth(held.content.type) - 1 : heldDepth(held.parent)) : 0;
+      break;
+    }
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const { item, step } = chain[i]!;
+      base += step;
+      sitsAt.set(item, base);
+    }
+    return sitsAt.get(start)!;
+  };
+  for (const item of types) {
+    if (depthOf(item) + 1 > MAX_TYPE_DEPTH) {
+      throw new MeridianError('invalid_update', `struct ${item.id.client}:${item.id.clock} nests shared types deeper than ${MAX_TYPE_DEPTH} levels`);
     }
   }
 }

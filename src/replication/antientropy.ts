@@ -66,6 +66,8 @@ interface Round {
   queue: Outbox;
   driving: boolean;
   mine: Map<number, Map<DocKey, Uint8Array>>;
+  /** Documents asked about with their digest parts: the peer may offer its state of these, once each. */
+  mayOffer: Set<DocKey>;
   startedAt: number;
   /**
    * When the round last moved (ms since epoch): a frame of it arrived, or this
@@ -144,6 +146,8 @@ const MOST_BUCKETS_READ_ONE_BY_ONE = BUCKETS / 4;
 const MAX_APPLYING = 1024;
 /** Peer rounds answered and not yet done that are remembered; a peer runs one at a time. */
 const MAX_ANSWERED = 8;
+/** Offers of this region's state awaiting the peer's answer that are remembered (the peer need not answer). */
+const MAX_OFFERED = 1024;
 
 export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
@@ -151,6 +155,8 @@ export class AntiEntropy {
   private readonly answered = new Set<number>();
   /** Merges of received document states not yet committed. */
   private readonly applying = new Set<Promise<void>>();
+  /** (round, document) of offers this region sent, oldest first: only these may be answered. */
+  private readonly offered = new Set<string>();
   /** Rounds completed (as initiator) since the link opened. */
   completed = 0;
   docsRepaired = 0;
@@ -173,7 +179,7 @@ export class AntiEntropy {
     const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       const state: Round = {
-        floor, buckets: [], docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mine: new Map(),
+        floor, buckets: [], docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mine: new Map(), mayOffer: new Set(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -310,7 +316,9 @@ export class AntiEntropy {
       return update ? { type: 'doc-state', round: queued.round, doc: queued.doc, update, sv: null } : null;
     }
     if (queued.type === 'ask') {
-      return { type: 'doc-sv', round: queued.round, doc: queued.doc, sv: documents.stateVector(queued.doc) ?? EMPTY_SV, parts: this.partsOf(queued.doc) };
+      const parts = this.partsOf(queued.doc);
+      if (parts) this.rounds.get(queued.round)?.mayOffer.add(queued.doc);
+      return { type: 'doc-sv', round: queued.round, doc: queued.doc, sv: documents.stateVector(queued.doc) ?? EMPTY_SV, parts };
     }
     return queued;
   }
@@ -329,7 +337,14 @@ export class AntiEntropy {
     await this.durable(frame.doc);
     if (frame.parts && this.conflicts(frame.doc, frame.parts)) {
       const state = documents.readYjs(frame.doc);
-      if (state) await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
+      if (state) {
+        this.offered.add(offerKey(frame.round, frame.doc));
+        for (const oldest of this.offered) {
+          if (this.offered.size <= MAX_OFFERED) break;
+          this.offered.delete(oldest);
+        }
+        await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
+      }
     }
     const began = performance.now();
     const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
@@ -375,6 +390,16 @@ export class AntiEntropy {
    * before, so that the peer resolves it the same way and keeps the loser too.
    */
   async onDocReplace(frame: DocReplaceFrame): Promise<void> {
+    // A state that replaces this region's on the rule alone is taken only as
+    // the protocol asks for it: an offer after this region asked about the
+    // document with its digest parts, an answer after it offered its own.
+    const expected = frame.kind === 'offer'
+      ? this.rounds.get(frame.round)?.mayOffer.delete(frame.doc) === true
+      : this.offered.delete(offerKey(frame.round, frame.doc));
+    if (!expected) {
+      this.port.fail(`doc-replace rejected: an ${frame.kind} of ${frame.doc} in round ${frame.round}, which this region did not ask for`);
+      return;
+    }
     const result = await this.port.documents.replaceState(frame.doc, frame.update, this.port.peer);
     if (result.outcome !== 'unrelated') this.conflictsResolved++;
     if (frame.kind === 'offer' && result.mine) {
@@ -502,4 +527,8 @@ function differingBuckets(a: Uint8Array[], b: Uint8Array[]): number[] {
     if (!x || !y || !Buffer.from(x).equals(Buffer.from(y))) out.push(i);
   }
   return out;
+}
+
+function offerKey(round: number, doc: DocKey): string {
+  return `${round}\0${doc}`;
 }

@@ -12,7 +12,9 @@
 #   isolate R           cut region R off the WAN (its clients still reach it)
 #   reconnect R         put R back on the WAN under its service name
 #   stop|start|pause|unpause|restart R
-#   kill R              SIGKILL the region's process (no orderly shutdown)
+#   kill R              SIGKILL the region's container (no orderly shutdown); it stays down until `start R`
+#   crash R             SIGKILL the region's process inside its container, as a crash would: Docker starts it
+#                       again at once (restart: on-failure) and it recovers from its volume
 #   wipe R              delete R's container and volume, start it empty: it rebuilds from its peers
 #   link A B FAULT      fault on the link between regions A and B, through its proxy service:
 #                       "latency 100ms ±20ms", "bandwidth 64kb/s", "loss 5%", "slicer 16 5ms", "blackhole", "stall", "down", "heal";
@@ -86,6 +88,10 @@ case $cmd in
     compose "$cmd" "$(region "${1:-}")" ;;
   kill)
     compose kill -s SIGKILL "$(region "${1:-}")" ;;
+  crash)
+    # Every process of the container but its init (which then exits with the region's status); kill(-1) spares the caller.
+    # The container ends with the region, taking this command along: 137 is the expected status.
+    docker exec "$(container_of "$(region "${1:-}")")" node -e 'process.kill(-1, "SIGKILL")' || [[ $? -eq 137 ]] ;;
   wipe)
     r=$(region "${1:-}"); id=$(container_of "$r")
     volume=$(docker inspect -f '{{ range .Mounts }}{{ if eq .Destination "/data" }}{{ .Name }}{{ end }}{{ end }}' "$id")

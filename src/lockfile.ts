@@ -3,10 +3,13 @@
  * folder would share its SQLite files and configs, and quietly cut the first
  * one off; it is refused instead, with the holder's pid in the message.
  *
- * The lock is a file created exclusively (`O_EXCL`) holding the owner's pid.
- * A lock whose pid no longer runs, or is this very process (a container
- * restarted as pid 1 again), is stale and taken over. It is removed when the
- * holder releases it or exits; a SIGKILLed holder leaves it behind, stale.
+ * The lock is a file created exclusively (`O_EXCL`) holding the owner's pid
+ * and, where the system tells (Linux), when that process started. A lock
+ * whose pid no longer runs, runs a process that started at another time (the
+ * pid was reused: a container restarted after a crash numbers its processes
+ * from 1 again), or is this very process, is stale and taken over. It is
+ * removed when the holder releases it or exits; a SIGKILLed holder leaves
+ * it behind, stale.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,12 +48,12 @@ export function lockDir(dir: string, holder: string): DirLock {
   for (let attempt = 0; ; attempt++) {
     const fd = tryCreate(path);
     if (fd !== null) {
-      writeSync(fd, `${process.pid}\n${holder}\n`);
+      writeSync(fd, `${process.pid}\n${holder}\n${startTimeOf(process.pid) ?? ''}\n`);
       closeSync(fd);
       return held(path);
     }
     const owner = readOwner(path);
-    if (owner !== null && isRunning(owner.pid) && owner.pid !== process.pid) throw new LockHeldError(dir, owner.pid, owner.holder);
+    if (owner !== null && isRunning(owner) && owner.pid !== process.pid) throw new LockHeldError(dir, owner.pid, owner.holder);
     // Stale (or unreadable, half-written by a holder that died): take it over, once.
     if (attempt > 0) throw new LockHeldError(dir, owner?.pid ?? 0, owner?.holder ?? 'another process');
     rmSync(path, { force: true });
@@ -79,7 +82,14 @@ function tryCreate(path: string): number | null {
   }
 }
 
-function readOwner(path: string): { pid: number; holder: string } | null {
+interface Owner {
+  pid: number;
+  holder: string;
+  /** When the holder started (clock ticks since boot), if the lock says. */
+  started: string | null;
+}
+
+function readOwner(path: string): Owner | null {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -87,17 +97,28 @@ function readOwner(path: string): { pid: number; holder: string } | null {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
-  const [pidText, holder] = text.split('\n');
+  const [pidText, holder, started] = text.split('\n');
   const pid = Number(pidText);
-  return Number.isSafeInteger(pid) && pid > 0 ? { pid, holder: holder || 'another process' } : null;
+  return Number.isSafeInteger(pid) && pid > 0 ? { pid, holder: holder || 'another process', started: started || null } : null;
 }
 
-/** Signal 0 checks existence; EPERM means it runs under another user. */
-function isRunning(pid: number): boolean {
+/** Signal 0 checks existence (EPERM: it runs under another user); the start time, that it is the same process. */
+function isRunning(owner: Owner): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(owner.pid, 0);
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const started = startTimeOf(owner.pid);
+  return owner.started === null || started === null || started === owner.started;
+}
+
+/** Field 22 of `/proc/<pid>/stat` (after the command name, which may hold spaces); null where there is no procfs. */
+export function startTimeOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
   }
 }

@@ -2,7 +2,8 @@
  * `npm run test:compose`: the docker-compose stack for real. Builds the image,
  * brings up the three regions with their link proxies, and runs the README's
  * outage toolbox commands verbatim: a region cut off the WAN while both sides
- * keep writing, a SIGKILLed region under writes, 100 ms of latency on one
+ * keep writing, a SIGKILLed region under writes, a region whose process
+ * crashed inside its container (restarted by Docker), 100 ms of latency on one
  * link, 10% packet loss on another; then a short `meridian verify --target
  * compose` run (its workload, faults and checker) against the same stack. After each, every region must hold the same digest and every
  * acknowledged write. Everything it creates (containers, networks, volumes,
@@ -38,6 +39,7 @@ const README_COMMANDS = {
   kill: 'scripts/compose.sh kill ap-south',
   start: 'scripts/compose.sh start ap-south',
   wait: 'scripts/compose.sh wait ap-south',
+  crash: 'scripts/compose.sh crash us-east',
   latency: 'scripts/compose.sh link eu-west us-east "latency 100ms"',
   heal: 'scripts/compose.sh link eu-west us-east heal',
   loss: 'scripts/compose.sh link ap-south us-east "loss 10%"',
@@ -116,6 +118,23 @@ describe('docker-compose stack', () => {
       refreshUrls();
       await pause(2000);
     });
+    await converged(() => urls);
+    expect(await missingWrites(urls, writers.flatMap((w) => w.acked))).toEqual([]);
+  }, 300_000);
+
+  it('restarts a region whose process crashed, by itself, with nothing acknowledged lost', async () => {
+    const restarts = () => Number(sh(`docker inspect -f '{{.RestartCount}}' $(docker ps -aq --filter label=com.docker.compose.project=${PROJECT} --filter label=com.docker.compose.service=us-east)`, ENV));
+    expect(restarts()).toBe(0);
+    const writers = await writingDuring('crash', async () => {
+      await pause(2000);
+      sh(README_COMMANDS.crash, ENV);
+      // No `start`: the restart policy brings it back.
+      await until('us-east restarted by docker', 60_000, async () => (restarts() > 0 ? true : 'not restarted'));
+      sh('scripts/compose.sh wait us-east', ENV, 150_000);
+      refreshUrls();
+      await pause(2000);
+    });
+    expect(restarts()).toBe(1);
     await converged(() => urls);
     expect(await missingWrites(urls, writers.flatMap((w) => w.acked))).toEqual([]);
   }, 300_000);

@@ -46,6 +46,7 @@ export interface Metrics {
   readonly reconnects: Counter<'peer'>;
   /** Frames from a peer refused: invalid ones (the link is closed) and presence over a bound (dropped). */
   readonly framesRejected: Counter<'peer' | 'reason'>;
+  readonly framesUnsent: Counter<'peer' | 'reason'>;
   /** Log entries removed by garbage collection. */
   readonly entriesCollected: Counter;
   /** Stored entries or snapshots whose checksum did not match. */
@@ -161,6 +162,12 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     framesRejected: new Counter({
       name: 'meridian_frames_rejected_total',
       help: 'Frames from a peer refused: invalid ones (the link is closed), and presence over the link\'s rate or a room\'s bound (dropped).',
+      labelNames: ['peer', 'reason'] as const,
+      registers,
+    }),
+    framesUnsent: new Counter({
+      name: 'meridian_frames_unsent_total',
+      help: 'Frames this region did not send to a peer: a document state larger than replication.maxFrameBytes (the link stays).',
       labelNames: ['peer', 'reason'] as const,
       registers,
     }),

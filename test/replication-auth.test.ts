@@ -66,6 +66,21 @@ describe('replication endpoint authentication', () => {
     expect((await upgrade(dialHeaders(SECRET, 'ap-south', await challenge(), 'other-cluster'))).status).toBe(403);
   });
 
+  it('refuses a link in the name of a peer this region dials itself, and keeps its own link', async () => {
+    const dialer = cluster.url('ap-south');
+    const { nonce } = (await http<{ nonce: string }>(`${dialer}${CHALLENGE_PATH}`)).body;
+    const headers = createDialHeaders({ secret: SECRET, cluster: 'meridian-local', self: 'eu-west' as RegionId, peer: 'ap-south' as RegionId, serverNonce: nonce }).headers;
+    const ws = new WebSocket(`${dialer.replace('http', 'ws')}${REPLICATE_PATH}`, { headers });
+    const status = await new Promise<number>((resolve, reject) => {
+      ws.once('open', () => resolve(101));
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('error', reject);
+    });
+    ws.terminate();
+    expect(status).toBe(409);
+    expect((await syncStatus(dialer)).peers.find((p) => p.region === 'eu-west')?.state).toBe('up');
+  });
+
   it('refuses a replayed handshake', async () => {
     const headers = dialHeaders(SECRET, 'ap-south', await challenge());
     const first = await upgrade(headers);

@@ -17,9 +17,10 @@ import {
 } from '../src/replication/handshake.js';
 import { PROTOCOL_VERSION } from '../src/replication/protocol.js';
 
-const A = 'us-east' as RegionId;
+// A dials B (its name sorts first); C is another peer of B.
+const A = 'ap-south' as RegionId;
 const B = 'eu-west' as RegionId;
-const C = 'ap-south' as RegionId;
+const C = 'us-east' as RegionId;
 const SECRET = 'correct horse battery staple';
 const CLUSTER = 'prod';
 
@@ -69,6 +70,13 @@ describe('replication handshake', () => {
     expect(verifyDial(dial({ self: B }).headers, ctx)).toMatchObject({ ok: false, status: 403 });
     const otherCluster = verifyDial(dial({ cluster: 'staging' }).headers, ctx);
     expect(otherCluster).toEqual({ ok: false, status: 403, reason: 'cluster mismatch' });
+  });
+
+  it('refuses, once authenticated, a peer whose name sorts after its own: this region dials that one', () => {
+    const { ctx, dial } = setup();
+    expect(verifyDial(dial({ self: C }).headers, ctx)).toMatchObject({ ok: false, status: 409, reason: /this region dials that peer itself/ });
+    // An unauthenticated dial learns only that its proof is wrong.
+    expect(verifyDial(dial({ self: C, secret: 'guess' }).headers, ctx)).toEqual({ ok: false, status: 401, reason: 'bad proof' });
   });
 
   it('refuses an incompatible protocol version with 426', () => {

@@ -225,14 +225,14 @@ export type DialVerdict =
       /** For the `meridian-proof` header of the upgrade response. */
       proof: string;
     }
-  | { ok: false; status: 400 | 401 | 403 | 426; reason: string };
+  | { ok: false; status: 400 | 401 | 403 | 409 | 426; reason: string };
 
 function header(headers: IncomingHttpHeaders, name: string): string | null {
   const v = headers[name];
   return typeof v === 'string' && v.length > 0 ? v : null;
 }
 
-function refuse(status: 400 | 401 | 403 | 426, reason: string): DialVerdict {
+function refuse(status: 400 | 401 | 403 | 409 | 426, reason: string): DialVerdict {
   return { ok: false, status, reason };
 }
 
@@ -262,5 +262,10 @@ export function verifyDial(headers: IncomingHttpHeaders, ctx: AcceptContext): Di
   const t: Transcript = { secret, cluster, dialer: region, acceptor, protocolVersion, serverNonce, clientNonce };
   if (!proofMatches(proof, dialMac(t))) return refuse(401, 'bad proof');
   if (!ctx.nonces.consume(serverNonce)) return refuse(401, 'server nonce unknown, expired or already used');
+  // Of each pair the region whose name sorts first dials: that peer never
+  // dials this one. A link in its name would replace the one this region
+  // dialled, which it never redials (a second process configured as that
+  // region, or a peer that got hold of the secret).
+  if (acceptor < region) return refuse(409, 'this region dials that peer itself; a link from it is refused (is a second process configured under its name?)');
   return { ok: true, region, protocolVersion, proof: acceptProof(t) };
 }

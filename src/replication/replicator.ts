@@ -16,6 +16,7 @@ import type { AwarenessRelay, DocRegionSync, DocSyncStatus, PeerState, PeerStatu
 import { createDetector } from './detector.js';
 import { backoffDelay } from './backoff.js';
 import { CloseCode } from './handshake.js';
+import { createLogLimiter, type LogLimiter } from '../log-limiter.js';
 import { Session } from './session.js';
 import type { Link } from './transport.js';
 import type { Peer } from './peer.js';
@@ -68,6 +69,8 @@ export interface ReplicatorOptions {
 export class Replicator implements ReplicationView, AwarenessRelay {
   readonly peers = new Map<RegionId, Peer>();
   private readonly log: Logger;
+  /** One line a minute per peer: anti-entropy finds the same document every round. */
+  private readonly unsentLog: LogLimiter;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly waiters = new Set<() => void>();
   private readonly awarenessListeners = new Set<(doc: DocKey, update: Uint8Array, from: RegionId) => void>();
@@ -83,6 +86,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   constructor(private readonly o: ReplicatorOptions) {
     this.log = o.logger.child({ module: 'replication' });
+    this.unsentLog = createLogLimiter({ logger: this.log });
     const r = o.config.replication;
     for (const p of o.config.peers) {
       const region = p.region;
@@ -172,6 +176,11 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       onRejected: (reason) => {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
+      },
+      onUnsent: (reason) => {
+        peer.lastError = reason;
+        this.o.metrics.framesUnsent.inc({ peer: region, reason: 'too_large' });
+        this.unsentLog.warn('frame_too_large', region, { peer: region, reason }, 'frame too large for the link; not sent');
       },
     });
     peer.session = session;

@@ -62,6 +62,8 @@ export interface SessionOptions {
   onAck: (vv: VersionVector) => void;
   /** A frame failed to decode or apply; the link is being closed. */
   onRejected: (reason: string) => void;
+  /** A frame this region would send is larger than `maxFrameBytes`: it was not sent (the link stays). */
+  onUnsent?: (reason: string) => void;
   /**
    * Whether to leave catching this peer up by state to another region, the
    * peer having needed it for `waitedMs` (see Replicator).
@@ -223,7 +225,15 @@ export class Session {
 
   send(frame: Frame): void {
     if (this.closed) return;
-    this.o.transport.send(encodeFrame(frame));
+    const bytes = encodeFrame(frame);
+    // A peer with the same bound would close the link on it (1009) and the
+    // next round would send it again: keep the link, and say what to change.
+    if (bytes.length > this.o.maxFrameBytes) {
+      const what = 'doc' in frame ? `${frame.type} of ${frame.doc}` : frame.type;
+      this.o.onUnsent?.(`${what} is ${bytes.length} bytes, over replication.maxFrameBytes (${this.o.maxFrameBytes}): not sent; raise it above that at every region`);
+      return;
+    }
+    this.o.transport.send(bytes);
   }
 
   /**

@@ -33,6 +33,18 @@ export function splitDocKey(key: DocKey): { collection: string; id: string } {
   return { collection: key.slice(0, slash), id: key.slice(slash + 1) };
 }
 
+/**
+ * What a writer id can be: a region name (`^[a-z0-9-]{1,32}$`, as configs
+ * require), `~`, and hex (12 digits from this version on). Writer ids travel
+ * in every version vector and version token; one a peer made up (any bytes,
+ * any length) would be stored and relayed for good.
+ */
+const WRITER_PATTERN = /^[a-z0-9-]{1,32}~[0-9a-f]{1,32}$/;
+
+export function isWriterId(s: string): boolean {
+  return WRITER_PATTERN.test(s);
+}
+
 export function regionOfWriter(writer: WriterId): RegionId {
   const tilde = writer.lastIndexOf('~');
   return (tilde < 0 ? writer : writer.slice(0, tilde)) as RegionId;

@@ -241,6 +241,18 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
     expect(after.vv.get(ownWriter(before))).toBe((before.vv.get(ownWriter(before)) ?? 0) + 1);
   }, 60_000);
 
+  it('closes the link on entries whose origin is not a writer id, and stores none of them', async () => {
+    const before = await baseline();
+    const update = new Uint8Array([0, 0]);
+    for (const origin of [`${'z'.repeat(200)}~ab`, 'Mallory~beef', 'ap-south~not-hex', 'ap-south']) {
+      const { link } = await linkHoldingAll();
+      link.send({ type: 'entries', entries: [{ origin: origin as WriterId, seq: 1, doc: 'peer/made-up' as DocKey, ts: Date.now(), update }] });
+      expect(await link.closeCode()).toBe(4400);
+      expect((await syncStatus(target)).peers.find((p) => p.region === IMPOSTOR)?.lastError).toMatch(/is not a writer id/);
+    }
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
   it('refuses a doc-replace nobody asked for, even one that would win the conflict rule, and keeps the document', async () => {
     const doc = 'peer/from-target' as DocKey;
     const held = new Uint8Array(await (await fetch(`${target}/v1/docs/${doc}/yjs`)).arrayBuffer());

@@ -17,7 +17,7 @@
  * closes with 4400, the frame is counted and logged, and nothing changes.
  */
 import type { Logger } from 'pino';
-import { regionOfWriter, type RegionId, type VersionVector, type WriterId } from '../ids.js';
+import { isWriterId, regionOfWriter, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import type { DocumentStates, LogEntry, NewLogEntry, ReplicationLog } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
@@ -371,6 +371,9 @@ export class Session {
   }
 
   private async onEntries(entries: NewLogEntry[]): Promise<void> {
+    for (const e of entries) {
+      if (!isWriterId(e.origin)) throw new ProtocolError(`entries: an origin of ${e.origin.length} characters is not a writer id (<region>~<hex>)`);
+    }
     const writer = this.o.documents.writer;
     let own = 0;
     for (const e of entries) if (e.origin === writer && e.seq > own) own = e.seq;

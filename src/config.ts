@@ -97,6 +97,13 @@ export interface LimitsConfig {
    */
   readonly yjsUpdateBytes: number;
   /**
+   * Largest encoded Yjs state a local write may leave a document with
+   * (beyond it: 413 `body_too_large`). Default 8 MiB. A document's whole
+   * state travels in one frame (catch-up by state, rebuilds, conflicts): keep
+   * it well below `replication.maxFrameBytes`.
+   */
+  readonly maxDocumentBytes: number;
+  /**
    * Most JSON nodes (objects, arrays and values, keys counted with their
    * values) one PUT, PATCH or ops write may hold; beyond it 413 `too_complex`.
    * Bounds the event-loop time one write takes. Default 5000.
@@ -283,6 +290,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
   limits: {
     bodyBytes: MIB,
     yjsUpdateBytes: MIB,
+    maxDocumentBytes: 8 * MIB,
     maxWriteNodes: 5_000,
     maxConcurrentRequests: 256,
     maxConcurrentPerCaller: 64,
@@ -367,6 +375,7 @@ const ReplicationSchema = strict({
 const LimitsSchema = strict({
   bodyBytes: Type.Optional(int(1)),
   yjsUpdateBytes: Type.Optional(int(1)),
+  maxDocumentBytes: Type.Optional(int(1)),
   maxWriteNodes: Type.Optional(int(1)),
   maxConcurrentRequests: Type.Optional(int(1)),
   maxConcurrentPerCaller: Type.Optional(int(1)),

@@ -56,6 +56,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
     store, logger: logger.child({ module: 'documents' }),
     cacheDocs: config.storage.cacheDocs,
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
+    maxDocumentBytes: config.limits.maxDocumentBytes,
     maxWriteNodes: config.limits.maxWriteNodes,
     compactAfterEntries: config.storage.compactAfterEntries,
     compactIntervalMs: config.storage.compactIntervalMs,

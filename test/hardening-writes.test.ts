@@ -147,3 +147,40 @@ describe('an entry a peer cannot apply does not stop the link', () => {
     expect(logged).toHaveLength(1);
   });
 });
+
+describe('the size of one document is bounded', () => {
+  let cluster: Cluster;
+  let url: string;
+  const LIMIT = 600 * 1024;
+
+  beforeAll(async () => {
+    cluster = await startTestCluster(['solo'], { limits: { yjsUpdateBytes: 256 * 1024, maxDocumentBytes: LIMIT } });
+    url = cluster.regions.get('solo')!.url;
+  });
+  afterAll(async () => {
+    await cluster.dispose();
+  });
+
+  const patch = (body: Record<string, unknown>) => http<{ error?: string; message?: string }>(`${url}/v1/docs/big/doc`, { method: 'PATCH', body });
+  const part = (i: number) => String(i).repeat(200_000);
+
+  it('refuses a write that grows a document past limits.maxDocumentBytes, keeps nothing of it, and takes one that shrinks it', async () => {
+    expect((await patch({ part0: part(0) })).status).toBe(200);
+    expect((await patch({ part1: part(1) })).status).toBe(200);
+    expect((await patch({ part2: part(2) })).status).toBe(200);
+    const refused = await patch({ part3: part(3) });
+    expect(refused.status).toBe(413);
+    expect(refused.body).toMatchObject({ error: 'body_too_large' });
+    expect(refused.body.message).toMatch(new RegExp(`would leave the document with \\d+ bytes of state; regions keep at most ${LIMIT} per document \\(limits\\.maxDocumentBytes\\)`));
+    const kept = await http<Record<string, string>>(`${url}/v1/docs/big/doc`);
+    expect(Object.keys(kept.body).sort()).toEqual(['part0', 'part1', 'part2']);
+    // Deleting makes room: the same write is taken afterwards.
+    expect((await patch({ part0: null })).status).toBe(200);
+    expect((await patch({ part3: part(3) })).status).toBe(200);
+    const after = await http<Record<string, string>>(`${url}/v1/docs/big/doc`);
+    expect(Object.keys(after.body).sort()).toEqual(['part1', 'part2', 'part3']);
+    // Other documents are not affected.
+    expect((await http(`${url}/v1/docs/big/other`, { method: 'PUT', body: { part: part(4) } })).status).toBe(200);
+  });
+});
+

@@ -38,7 +38,8 @@ const sockets: WebSocket[] = [];
 
 beforeAll(async () => {
   cluster = await startTestCluster(['solo'], {
-    limits: { liveConnectionsPerDoc: PER_DOC, liveSendBufferBytes: SEND_BUFFER, yjsUpdateBytes: 256 * 1024 },
+    // A slow client is shown by a document of 12 MB (maxDocumentBytes raised for it).
+    limits: { liveConnectionsPerDoc: PER_DOC, liveSendBufferBytes: SEND_BUFFER, yjsUpdateBytes: 256 * 1024, maxDocumentBytes: 32 * 1024 * 1024 },
     auth: {
       tokens: [
         { token: RW, scope: 'read-write' }, { token: RO, scope: 'read' },

@@ -9,6 +9,11 @@ export interface LiveDoc {
   lastLsn: number;
   /** The digest last stored for this document (null when never stored). */
   digest: Uint8Array | null;
+  /**
+   * At least the size of the document's encoded state, bytes: measured, then
+   * raised by each update applied since; null until a local write measures it.
+   */
+  sizeBound: number | null;
 }
 
 /**

@@ -73,6 +73,8 @@ export interface DocumentsOptions {
   cacheDocs: number;
   /** Largest Yjs update accepted from a client or a peer, and produced by a local write. */
   yjsUpdateBytes: number;
+  /** Largest encoded state a local write may leave a document with (beyond it: 413 `body_too_large`); default unbounded. */
+  maxDocumentBytes?: number;
   /** Most JSON nodes one PUT, PATCH or ops write may hold (default {@link DEFAULT_MAX_WRITE_NODES}). */
   maxWriteNodes?: number;
   /** Compact a document's log into its snapshot after this many entries (0: never in background). */
@@ -151,6 +153,7 @@ class DocumentsImpl implements Documents {
     this.stager = {
       writer: () => this.writer,
       yjsUpdateBytes: options.yjsUpdateBytes,
+      maxDocumentBytes: options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER,
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
       existing: (doc, batch) => batch.touched.get(doc) ?? this.live(doc),
@@ -590,7 +593,7 @@ class DocumentsImpl implements Documents {
     let live = batch.touched.get(doc) ?? this.live(doc);
     // A new document joins the cache only once committed (see afterCommit):
     // a refused write must not leave an empty document that reads as present.
-    live ??= { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null };
+    live ??= { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null, sizeBound: 0 };
     if (!batch.touched.has(doc)) batch.before.set(doc, live.digest);
     batch.touched.set(doc, live);
     return live;

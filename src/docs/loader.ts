@@ -52,7 +52,7 @@ export function loadLiveDoc(
     // Loading is a non-local transaction that may have replaced the client id.
     ydoc.clientID = stableClientId(writer, doc);
   }
-  return { live: { ydoc, lastLsn, digest }, corrupt: stored.corrupt };
+  return { live: { ydoc, lastLsn, digest, sizeBound: null }, corrupt: stored.corrupt };
 }
 
 /**

@@ -54,6 +54,7 @@ export interface StageHost {
   /** The writer id local writes are made under now. */
   writer(): WriterId;
   readonly yjsUpdateBytes: number;
+  readonly maxDocumentBytes: number;
   now(): number;
   /** This region's own highest committed sequence number. */
   appliedSeq(): number;
@@ -121,6 +122,7 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
     const live = host.touch(job.doc, batch);
     live.ydoc.destroy();
     live.ydoc = resolution.ydoc;
+    live.sizeBound = null;
     host.notePending(job.doc, live);
     batch.snapshots.add(job.doc);
     batch.stateChanges.set(job.doc, { doc: job.doc, replaced: true });
@@ -135,6 +137,9 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   const capture = (u: Uint8Array, origin: unknown) => {
     if (origin === LOCAL_ORIGIN) update = update ? Y.mergeUpdates([update, u]) : u;
   };
+  // Measured once per load, for the first local write; raised by updates after.
+  live.sizeBound ??= Y.encodeStateAsUpdate(live.ydoc).byteLength;
+  const sizeBefore = live.sizeBound;
   live.ydoc.on('update', capture);
   let changed: boolean;
   try {
@@ -149,7 +154,10 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   // Client updates that would wait for missing dependencies are refused
   // before they get here (crdt/admit.ts), so the update event holds it all.
   const logged: Uint8Array | null = update;
-  if (changed && logged) refuseOversized(host, job.doc, logged, batch);
+  if (changed && logged) {
+    refuseOversized(host, job.doc, logged, batch);
+    refuseTooLarge(host, job.doc, live, sizeBefore, logged, batch);
+  }
   host.notePending(job.doc, live);
   if (!changed || !logged) {
     batch.done.push(() => job.resolve(changed ? ackOf(host, host.appliedSeq(), batch.vv) : null));
@@ -176,6 +184,31 @@ function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch
     'body_too_large',
     `the write would replicate as a ${update.byteLength}-byte update; regions accept at most ${host.yjsUpdateBytes} (limits.yjsUpdateBytes): split it into smaller writes`,
     { updateBytes: update.byteLength, limit: host.yjsUpdateBytes },
+  );
+}
+
+/**
+ * A document's whole state must fit one replication frame (catch-up by
+ * state, rebuilds, conflicts): a local write that grows it past
+ * `maxDocumentBytes` is refused (413) and its changes dropped. Only growth is
+ * refused: a write that deletes is taken from a document already over it.
+ */
+function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: number, update: Uint8Array, batch: Batch): void {
+  const bound = before + update.byteLength;
+  if (bound <= host.maxDocumentBytes) {
+    live.sizeBound = bound;
+    return;
+  }
+  const size = Y.encodeStateAsUpdate(live.ydoc).byteLength;
+  if (size <= host.maxDocumentBytes || size <= before) {
+    live.sizeBound = size;
+    return;
+  }
+  host.discard(doc, batch);
+  throw new MeridianError(
+    'body_too_large',
+    `the write would leave the document with ${size} bytes of state; regions keep at most ${host.maxDocumentBytes} per document (limits.maxDocumentBytes), so that its whole state fits one replication frame: spread the data over more documents`,
+    { documentBytes: size, limit: host.maxDocumentBytes },
   );
 }
 
@@ -222,6 +255,7 @@ function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8
     host.discard(doc, batch);
     throw err;
   }
+  if (live.sizeBound !== null) live.sizeBound += update.byteLength;
   host.notePending(doc, live);
 }
 

@@ -35,7 +35,7 @@ export function splitDocKey(key: DocKey): { collection: string; id: string } {
 
 /**
  * What a writer id can be: a region name (`^[a-z0-9-]{1,32}$`, as configs
- * require), `~`, and hex (12 digits from this version on). Writer ids travel
+ * require), `~`, and hex (regions draw 12 digits). Writer ids travel
  * in every version vector and version token; one a peer made up (any bytes,
  * any length) would be stored and relayed for good.
  */

@@ -139,8 +139,11 @@ function checkTypeDepth(doc: Y.Doc, decoded: DecodedUpdate): void {
         item = next;
         continue;
       }
-      const held = Y.getItem(doc.store, ref) as Y.Item | Y.GC;
-      base = held instanceof Y.Item ? (step === 1 && held.content instanceof Y.ContentType ? heldDepth(held.content.type) - 1 : heldDepth(held.parent)) : 0;
+      // Whether it names the item holding the parent type or a neighbour, the
+      // held item sits where the new one's chain starts. A reference into
+      // collected structs has no type left (Yjs collects what it places there).
+      const held = heldItem(doc, ref);
+      base = held ? heldDepth(held.parent) : 0;
       break;
     }
     for (let i = chain.length - 1; i >= 0; i--) {
@@ -155,6 +158,13 @@ function checkTypeDepth(doc: Y.Doc, decoded: DecodedUpdate): void {
       throw new MeridianError('invalid_update', `struct ${item.id.client}:${item.id.clock} nests shared types deeper than ${MAX_TYPE_DEPTH} levels`);
     }
   }
+}
+
+/** The item the document holds at `id`; null where it holds none (collected, or structs of this update that are not items). */
+function heldItem(doc: Y.Doc, id: Y.ID): Y.Item | null {
+  if (id.clock >= Y.getState(doc.store, id.client)) return null;
+  const struct = Y.getItem(doc.store, id) as Y.Item | Y.GC;
+  return struct instanceof Y.Item ? struct : null;
 }
 
 function conflict(message: string): never {

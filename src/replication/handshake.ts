@@ -236,6 +236,11 @@ function refuse(status: 400 | 401 | 403 | 409 | 426, reason: string): DialVerdic
   return { ok: false, status, reason };
 }
 
+/** Of each pair of regions the one whose name sorts first dials the other, which only accepts. */
+export function dialsTo(self: RegionId, peer: RegionId): boolean {
+  return self < peer;
+}
+
 /**
  * The acceptor's check of an upgrade request. Consumes the server nonce only
  * when the proof is right. Reasons echo nothing the caller sent but a version number.
@@ -262,10 +267,9 @@ export function verifyDial(headers: IncomingHttpHeaders, ctx: AcceptContext): Di
   const t: Transcript = { secret, cluster, dialer: region, acceptor, protocolVersion, serverNonce, clientNonce };
   if (!proofMatches(proof, dialMac(t))) return refuse(401, 'bad proof');
   if (!ctx.nonces.consume(serverNonce)) return refuse(401, 'server nonce unknown, expired or already used');
-  // Of each pair the region whose name sorts first dials: that peer never
-  // dials this one. A link in its name would replace the one this region
-  // dialled, which it never redials (a second process configured as that
-  // region, or a peer that got hold of the secret).
-  if (acceptor < region) return refuse(409, 'this region dials that peer itself; a link from it is refused (is a second process configured under its name?)');
+  // That peer never dials this one: a link in its name would replace the one
+  // this region dialled, which it never redials (a second process configured
+  // as that region, or a peer that got hold of the secret).
+  if (dialsTo(acceptor, region)) return refuse(409, 'this region dials that peer itself; a link from it is refused (is a second process configured under its name?)');
   return { ok: true, region, protocolVersion, proof: acceptProof(t) };
 }

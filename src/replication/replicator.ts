@@ -15,7 +15,7 @@ import type { Metrics } from '../metrics.js';
 import type { AwarenessRelay, DocRegionSync, DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
 import { createDetector } from './detector.js';
 import { backoffDelay } from './backoff.js';
-import { CloseCode } from './handshake.js';
+import { CloseCode, dialsTo } from './handshake.js';
 import { createLogLimiter, type LogLimiter } from '../log-limiter.js';
 import { Session } from './session.js';
 import type { Link } from './transport.js';
@@ -134,7 +134,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   /** Whether this region dials `peer` (else it waits to be dialled). */
   dials(peer: Peer): boolean {
-    return this.region < peer.region;
+    return dialsTo(this.region, peer.region);
   }
 
   /** Wires an authenticated link (dialled or accepted) to its peer. */

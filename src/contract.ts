@@ -85,6 +85,8 @@ export const CloseCode = {
   /** A newer link for the same pair of regions replaced this one. */
   Superseded: 4409,
   IncompatibleVersion: 4426,
+  /** The peer left more unread than a link may hold (see `replication.maxBufferedBytes`). */
+  Backlog: 4429,
   ShuttingDown: 4503,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -177,10 +177,11 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         peer.lastError = reason;
         this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
       },
-      onUnsent: (reason) => {
+      onUnsent: (reason, kind) => {
         peer.lastError = reason;
-        this.o.metrics.framesUnsent.inc({ peer: region, reason: 'too_large' });
-        this.unsentLog.warn('frame_too_large', region, { peer: region, reason }, 'frame too large for the link; not sent');
+        this.o.metrics.framesUnsent.inc({ peer: region, reason: kind });
+        if (kind === 'too_large') this.unsentLog.warn('frame_too_large', region, { peer: region, reason }, 'frame too large for the link; not sent');
+        else this.log.warn({ peer: region, reason }, 'peer reads nothing; closing the link');
       },
     });
     peer.session = session;
@@ -194,7 +195,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     link.onClose((code, reason) => {
       if (peer.session !== session) return;
       this.log.info({ peer: region, code, reason }, 'link closed');
-      if (code !== CloseCode.Superseded && code !== 1000) peer.lastError = `closed ${code}${reason ? `: ${reason}` : ''}`;
+      // A session that ended itself has said why (a refused frame, a peer that reads nothing).
+      if (code !== CloseCode.Superseded && code !== 1000 && !session.isClosed()) peer.lastError = `closed ${code}${reason ? `: ${reason}` : ''}`;
       this.detach(peer);
       if (this.dials(peer)) this.scheduleReconnect(peer);
       this.reportLinks();

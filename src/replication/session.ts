@@ -28,6 +28,7 @@ import type { DocKey } from '../ids.js';
 import { capped, covers, merged } from '../vv.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
+import { CloseCode } from '../contract.js';
 
 /** The socket side of a link, as the session needs it. */
 export interface LinkTransport {
@@ -62,8 +63,12 @@ export interface SessionOptions {
   onAck: (vv: VersionVector) => void;
   /** A frame failed to decode or apply; the link is being closed. */
   onRejected: (reason: string) => void;
-  /** A frame this region would send is larger than `maxFrameBytes`: it was not sent (the link stays). */
-  onUnsent?: (reason: string) => void;
+  /**
+   * A frame this region would send was not: larger than `maxFrameBytes`
+   * (`too_large`; the link stays), or the peer leaves more than
+   * {@link backlogBound} unread (`backlog`; the link is being closed).
+   */
+  onUnsent?: (reason: string, kind: 'too_large' | 'backlog') => void;
   /**
    * Whether to leave catching this peer up by state to another region, the
    * peer having needed it for `waitedMs` (see Replicator).
@@ -86,7 +91,9 @@ export interface SessionOptions {
   pacer?: BackgroundPacer;
 }
 
-const PROTOCOL_ERROR_CLOSE = 4400;
+const PROTOCOL_ERROR_CLOSE = CloseCode.ProtocolError;
+/** Room beyond a full send buffer and one largest frame, for heartbeats and acknowledgements. */
+const BACKLOG_SLACK_BYTES = 1 << 20;
 const MAX_INBOUND_QUEUE = 64;
 /** Longest stretch of frame handling before timers and sockets get a turn, ms. */
 const YIELD_AFTER_MS = 1;
@@ -199,6 +206,11 @@ export class Session {
     this.pump();
   }
 
+  /** Did this side end the session (a refused frame, a peer that reads nothing) or the replicator? */
+  isClosed(): boolean {
+    return this.closed;
+  }
+
   close(): void {
     this.closed = true;
     if (this.drainTimer) clearTimeout(this.drainTimer);
@@ -230,7 +242,19 @@ export class Session {
     // next round would send it again: keep the link, and say what to change.
     if (bytes.length > this.o.maxFrameBytes) {
       const what = 'doc' in frame ? `${frame.type} of ${frame.doc}` : frame.type;
-      this.o.onUnsent?.(`${what} is ${bytes.length} bytes, over replication.maxFrameBytes (${this.o.maxFrameBytes}): not sent; raise it above that at every region`);
+      this.o.onUnsent?.(`${what} is ${bytes.length} bytes, over replication.maxFrameBytes (${this.o.maxFrameBytes}): not sent; raise it above that at every region`, 'too_large');
+      return;
+    }
+    // Entries and states wait for a full send buffer to drain; acks and pongs
+    // answer the peer's frames at once. A peer that sends and never reads
+    // would have them pile up here without end: the link goes instead, and
+    // the peer resumes from what it acknowledged when it links again.
+    const waiting = this.o.transport.buffered();
+    if (waiting + bytes.length > backlogBound(this.o)) {
+      const reason = `peer reads nothing: ${waiting} bytes wait to be sent to it`;
+      this.o.onUnsent?.(reason, 'backlog');
+      this.o.transport.close(CloseCode.Backlog, reason);
+      this.close();
       return;
     }
     this.o.transport.send(bytes);
@@ -681,6 +705,15 @@ export class Session {
     if (this.closed) throw new Error('link closed');
     this.send(frame);
   }
+}
+
+/**
+ * Most bytes a link may hold unsent: a full send buffer (beyond which entries
+ * and states wait), one largest frame sent just below it, and room for
+ * heartbeats and acknowledgements.
+ */
+export function backlogBound(o: { maxBufferedBytes: number; maxFrameBytes: number }): number {
+  return o.maxBufferedBytes + o.maxFrameBytes + BACKLOG_SLACK_BYTES;
 }
 
 function raise(target: VersionVector, by: VersionVector): void {

@@ -24,12 +24,14 @@ interface RunningRegion {
 
 /** What `start` needs from the composition root (src/region.ts). */
 interface RegionModule {
-  startRegion(config: RegionConfig, opts: { logger: Logger }): Promise<RunningRegion>;
+  startRegion(config: RegionConfig, opts: { logger: Logger; onFatal?: (err: Error) => void }): Promise<RunningRegion>;
 }
 
 const EXIT_STARTUP_FAILED = 1;
 const EXIT_FORCED = 1;
 const EXIT_BAD_CONFIG = 2;
+/** The writer thread ended: a supervisor starts the region again. */
+const EXIT_WRITER_LOST = 3;
 const DEFAULT_SIM_CONTROL_PORT = 7100;
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -143,7 +145,8 @@ async function start(file: string | undefined, stopWithParent: boolean): Promise
   let region: RunningRegion;
   try {
     const { startRegion }: RegionModule = await import('./region.js');
-    region = await startRegion(config, { logger });
+    // Started again by its supervisor (dev, compose, a service manager), it reopens the database and recovers.
+    region = await startRegion(config, { logger, onFatal: (err) => exitLost(config.region, err) });
   } catch (err) {
     const refused = err instanceof LockHeldError;
     if (!refused) logger.fatal({ err }, 'failed to start');
@@ -153,6 +156,11 @@ async function start(file: string | undefined, stopWithParent: boolean): Promise
   }
   const stop = closeOnSignals(region, logger);
   if (stopWithParent) stopWhenStdinCloses(() => stop('parent exited'));
+}
+
+function exitLost(region: string, err: Error): never {
+  process.stderr.write(`meridian: region ${region} lost its writer thread (${err.message}); exiting so that it is started again\n`);
+  process.exit(EXIT_WRITER_LOST);
 }
 
 /**

@@ -27,7 +27,12 @@ export interface RunningRegion {
   close(): Promise<void>;
 }
 
-export async function startRegion(config: RegionConfig, opts: { logger: Logger }): Promise<RunningRegion> {
+/**
+ * `onFatal`: the region can take no more writes until its process starts
+ * again (its writer thread ended); without it the region stays up and
+ * answers every write 503.
+ */
+export async function startRegion(config: RegionConfig, opts: { logger: Logger; onFatal?: (err: Error) => void }): Promise<RunningRegion> {
   const logger = opts.logger;
   const region = config.region as RegionId;
   // Before anything opens the database: a second process on it is refused.
@@ -36,6 +41,10 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger }
   try {
     store = openStore({
       dataDir: config.dataDir, region, synchronous: config.storage.synchronous, writerThread: config.storage.writerThread, logger,
+      onWriterLost: (err) => {
+        logger.fatal({ err }, 'writer thread ended: no write can be taken until the region starts again');
+        opts.onFatal?.(err);
+      },
     });
   } catch (err) {
     lock.release();

@@ -3,7 +3,7 @@
  * results as writing in place, visible to the main connection once durable,
  * in posting order, and documents never read ahead of the disk.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -135,6 +135,33 @@ describe('the writer thread', () => {
     const reopened = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
     stores.push(reopened);
     expect(reopened.listDocs('c', null, 1000)).toHaveLength(201);
+  });
+});
+
+describe('a writer thread that ends on its own', () => {
+  it('refuses every write from then on and says so once, through onWriterLost; a closed store does not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-writer-'));
+    dirs.push(dir);
+    // A thread that ends as a crash would, at the first request it is given.
+    const crashing = join(dir, 'crashing-thread.mjs');
+    writeFileSync(crashing, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(7));\n");
+    const lost: Error[] = [];
+    const store = openStore({
+      dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', writerThread: true, writerThreadFile: crashing, logger, onWriterLost: (err) => lost.push(err),
+    });
+    stores.push(store);
+    await expect(store.commit({ entries: [entry(store.writer, 1)], docs: [] })).rejects.toThrow(/writer thread exited \(code 7\)/);
+    await expect(store.commit({ entries: [entry(store.writer, 2)], docs: [] })).rejects.toThrow(/writer thread exited/);
+    expect(lost.map((e) => e.message)).toEqual(['writer thread exited (code 7)']);
+    expect(store.versionVector().size).toBe(0);
+
+    const calm: Error[] = [];
+    const closing = openStore({
+      dataDir: join(dir, 'other'), region: 'r1' as RegionId, synchronous: 'full', writerThread: true, writerThreadFile: THREAD, logger, onWriterLost: (err) => calm.push(err),
+    });
+    await closing.commit({ entries: [entry(closing.writer, 1)], docs: [] });
+    await closing.close();
+    expect(calm).toEqual([]);
   });
 });
 

@@ -21,4 +21,11 @@ export interface SqliteOptions {
   writerThread?: boolean;
   /** The compiled writer thread script; default the one beside the storage module (tests running sources point at dist/). */
   writerThreadFile?: string;
+  /**
+   * The writer thread ended on its own (a crash, or out of memory). Every
+   * write is refused from then on; what a commit in flight did is unknown
+   * until the database is opened again, so the region's process should
+   * exit and be started again (the CLI does).
+   */
+  onWriterLost?: (err: Error) => void;
 }

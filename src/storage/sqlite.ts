@@ -91,7 +91,9 @@ export function openStore(options: SqliteOptions & { logger?: Logger }): SqliteE
     if (from !== to) logger.info({ path, from, to }, 'database schema migrated');
     const writer = loadWriterId(db, options.region, path);
     const file = options.writerThread === true ? writerThreadFile(options.writerThreadFile) : null;
-    const thread = file === null ? null : new CommitWriter(file, { path, synchronous: options.synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS });
+    const thread = file === null ? null : new CommitWriter(file, {
+      path, synchronous: options.synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS, ...(options.onWriterLost ? { onLost: options.onWriterLost } : {}),
+    });
     if (options.writerThread === true && !thread) logger.debug('no compiled writer thread here; committing in place');
     return new SqliteStore(db, path, writer, logger, thread);
   } catch (err) {

@@ -48,8 +48,13 @@ export class CommitWriter {
   private closed: Promise<void> | null = null;
   private failure: Error | null = null;
 
-  constructor(file: string, options: { path: string; synchronous: SyncMode; busyTimeoutMs: number }) {
-    this.worker = new Worker(file, { workerData: options });
+  private readonly onLost: ((err: Error) => void) | undefined;
+
+  /** `onLost` is called once if the thread ends before {@link close}. */
+  constructor(file: string, options: { path: string; synchronous: SyncMode; busyTimeoutMs: number; onLost?: (err: Error) => void }) {
+    const { onLost, ...workerData } = options;
+    this.onLost = onLost;
+    this.worker = new Worker(file, { workerData });
     this.worker.on('message', (reply: WriterReply) => this.onReply(reply));
     // A writer thread that dies takes every pending request with it: fail them, and every later one.
     this.worker.on('error', (err) => this.fail(err));
@@ -112,6 +117,7 @@ export class CommitWriter {
   }
 
   private fail(err: Error): void {
+    if (this.failure === null && this.closed === null) this.onLost?.(err);
     this.failure ??= err;
     for (const waiting of this.waiting.values()) waiting.reject(err);
     this.waiting.clear();

@@ -3,19 +3,22 @@
  * `ready`, then live changes, with nothing missed or sent twice in between.
  *
  * A resume goes in rounds. Each round plans from the subscriber's position
- * at the region's version now, reads the documents and sends as many
- * changes as fit the bound, all in one turn of the event loop, so what it
- * reads is exactly what the version holds. If everything fitted the
- * subscriber goes live in that same turn; otherwise the round waits for the
- * consumer to read (a resume waits rather than cuts off) and the next round
- * plans again from where the last change sent left the position.
+ * at the region's version now and sends as many changes as fit the bound,
+ * reading each document as it sends it, in turns of at most 10 ms between
+ * which requests, frames and heartbeats are served: a value may be newer
+ * than the round's version, never older, and a later round sends again
+ * what changed after it. A round that sent everything, with nothing
+ * committed meanwhile, makes the subscriber live in the turn of its last
+ * change; one that changed meanwhile is followed by another round; one
+ * that filled the bound waits for the consumer to read (a resume waits
+ * rather than cuts off).
  */
 import type { DocKey, VersionVector } from '../ids.js';
 import type { JsonObject } from '../crdt/types.js';
 import type { Documents } from '../docs/types.js';
-import { LogScan, changesOf, planResume, type FeedLog, type FeedScope, type ResumePlan } from '../docs/feed.js';
+import { LogScan, planResume, positionsOf, type FeedChange, type FeedLog, type FeedScope, type ResumePlan } from '../docs/feed.js';
 import { docKey } from '../ids.js';
-import { merged } from '../vv.js';
+import { covers, merged } from '../vv.js';
 import { FEED_EVENT } from '../contract.js';
 import type { FeedSubscriber } from './feed-hub.js';
 
@@ -23,8 +26,8 @@ import type { FeedSubscriber } from './feed-hub.js';
 const SETTLE_ROUNDS = 10;
 /** Resumes by state one feed may need in a row before it is cut off (`resume_too_large`). */
 const STATE_ROUNDS = 2;
-/** Longest stretch a resume by state renders documents before it lets other work run, ms. */
-const STATE_TURN_MS = 10;
+/** Longest stretch a resume renders documents before it lets other work run, ms. */
+const RENDER_TURN_MS = 10;
 
 export interface ResumeDeps {
   documents: Documents;
@@ -39,6 +42,8 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
   const scan = deps.log === null ? null : new LogScan(deps.log);
   let settling = 0;
   let stateRounds = 0;
+  // The version each document was read at, when later than its round's plan: a later round does not send that version again.
+  const readAt = new Map<DocKey, VersionVector>();
   while (sub.stream.isOpen) {
     const version = documents.versionVector();
     const plan = await planOf(deps.log, scan, sub.scope, sub.current, version);
@@ -52,11 +57,15 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
     }
     settling = 0;
     if (plan.mode === 'log') {
-      const { changes, position } = changesOf(sub.scope, plan.entries, sub.current, version, valueOf);
-      if (changes.every((change) => sub.offer(change))) {
+      const { changes, position } = positionsOf(sub.scope, plan.entries, sub.current, version);
+      if (await offerInTurns(sub, changes, documents, valueOf, readAt)) {
         sub.advanceTo(position);
-        return sub.goLive(stateRounds > 0 ? 'state' : 'log');
+        // Live from here only if no commit came between the plan and now: its changes would be missed.
+        const now = documents.versionVector();
+        if (covers(version, now)) return sub.goLive(stateRounds > 0 ? 'state' : 'log');
+        continue;
       }
+      if (!sub.stream.isOpen) return;
     } else {
       stateRounds += 1;
       if (stateRounds > STATE_ROUNDS) return sub.cutOff('resume_too_large');
@@ -94,12 +103,49 @@ async function sendState(
     // A consumer that reads as fast as it is sent never fills the stream's
     // bound: without a pause a large collection would hold the event loop
     // (requests, links, heartbeats) for as long as it takes to render it.
-    if (performance.now() - turnStarted > STATE_TURN_MS) {
+    if (performance.now() - turnStarted > RENDER_TURN_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       turnStarted = performance.now();
     }
     while (sub.stream.isOpen && !sub.offer({ doc, position, value: valueOf(doc) }, false)) await sub.stream.drained();
   }
+}
+
+/**
+ * Sends `changes` in order, reading each document as it is sent, in turns
+ * of at most {@link RENDER_TURN_MS}; false once the stream's bound is full
+ * or the stream closed. A document read in a later turn may hold newer
+ * changes than its position: `readAt` keeps the version it was read at, and
+ * a change already covered by it is not sent again.
+ */
+async function offerInTurns(
+  sub: FeedSubscriber,
+  changes: readonly Omit<FeedChange, 'value'>[],
+  documents: Documents,
+  valueOf: (doc: DocKey) => JsonObject | null,
+  readAt: Map<DocKey, VersionVector>,
+): Promise<boolean> {
+  let turnStarted = performance.now();
+  let turnVersion: VersionVector | null = null;
+  for (const change of changes) {
+    if (performance.now() - turnStarted > RENDER_TURN_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      turnStarted = performance.now();
+      turnVersion = documents.versionVector();
+    }
+    // A commit in flight holds its documents ahead of the disk: read this one once it is durable.
+    const inFlight = documents.settled(change.doc);
+    if (inFlight !== null) {
+      await inFlight;
+      turnStarted = performance.now();
+      turnVersion = documents.versionVector();
+    }
+    const seen = readAt.get(change.doc);
+    if (seen !== undefined && covers(seen, change.position)) continue;
+    if (!sub.stream.isOpen || !sub.offer({ ...change, value: valueOf(change.doc) })) return false;
+    if (turnVersion !== null) readAt.set(change.doc, turnVersion);
+  }
+  return true;
 }
 
 /** Every live document of the scope (a single document is named even when deleted: its feed says null). */

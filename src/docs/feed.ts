@@ -70,17 +70,28 @@ export function changesOf(
   after: VersionVector,
   valueOf: (doc: DocKey) => JsonObject | null,
 ): { changes: FeedChange[]; position: VersionVector } {
+  const { changes, position } = positionsOf(scope, entries, from, after);
+  return { changes: changes.map((c) => ({ ...c, value: valueOf(c.doc) })), position };
+}
+
+/** As {@link changesOf}, without reading the documents: for a caller that reads each when it sends it. */
+export function positionsOf(
+  scope: FeedScope,
+  entries: readonly FeedEntry[],
+  from: VersionVector,
+  after: VersionVector,
+): { changes: Omit<FeedChange, 'value'>[]; position: VersionVector } {
   const lastIndex = new Map<DocKey, number>();
   entries.forEach((e, i) => {
     if (inScope(scope, e.doc)) lastIndex.set(e.doc, i);
   });
   const ordered = [...lastIndex].sort((a, b) => a[1] - b[1]);
-  const changes: FeedChange[] = [];
+  const changes: Omit<FeedChange, 'value'>[] = [];
   const running: VersionVector = new Map(from);
   let next = 0;
   for (const [doc, upto] of ordered) {
     for (; next <= upto; next++) raise(running, entries[next]!);
-    changes.push({ doc, position: new Map(running), value: valueOf(doc) });
+    changes.push({ doc, position: new Map(running) });
   }
   const position = merged(from, after);
   const last = changes[changes.length - 1];

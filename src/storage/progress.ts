@@ -100,13 +100,15 @@ export function readLogFloor(s: Statements): Map<WriterId, number> {
 /**
  * Oldest origin timestamp, count and update bytes of the entries beyond `vv`
  * (see {@link PendingEntries}). One bounded range read of the (origin, seq)
- * index per origin: `/v1/sync` and every heartbeat ask, and a peer cut off
- * for hours lacks millions of entries.
+ * index per origin the peer lacks entries of: `/v1/sync` and every
+ * heartbeat ask, and a peer cut off for hours lacks millions of entries.
  */
 export function entriesBeyond(s: Statements, vv: VersionVector): PendingEntries | null {
   const pending = new PendingTotal();
   for (const row of s.origins.all()) {
     const after = vv.get(row.origin as WriterId) ?? 0;
+    // Nothing of this origin beyond what the peer holds: no read (a region knows every writer there ever was).
+    if (after >= row.seq) continue;
     const read = s.beyond.get(row.origin, after, PENDING_READ_LIMIT);
     if (read === undefined || read.n === 0 || read.ts === null) continue;
     pending.add({ ts: read.ts, n: read.n, bytes: read.bytes }, row.seq - after);

@@ -10,9 +10,12 @@ import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULTS, type LimitsConfig } from '../src/config.js';
-import { splitDocKey, type DocKey, type RegionId } from '../src/ids.js';
+import { docKey, splitDocKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { inScope } from '../src/docs/feed.js';
 import { createDocuments } from '../src/docs/documents.js';
+import type { Documents } from '../src/docs/types.js';
+import { putDocument } from '../src/crdt/model.js';
+import * as Y from 'yjs';
 import { openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
@@ -29,6 +32,7 @@ const AUTH = { authorization: `Bearer ${RW}` };
 interface Node {
   url: string;
   app: FastifyInstance;
+  documents: Documents;
   metrics: Metrics;
   store: Store;
   close(): Promise<void>;
@@ -66,6 +70,7 @@ async function startNode(
   return {
     url: `http://127.0.0.1:${port}`,
     app,
+    documents,
     metrics,
     store,
     async close() {
@@ -267,6 +272,44 @@ describe('change feeds', () => {
         expect(new Set(resumed.changes().map((c) => c.id)).size).toBe(400);
       } finally {
         ticking = false;
+        resumed.close();
+      }
+    } finally {
+      await roomy.close();
+    }
+  }, 60_000);
+
+  it('sends, before ready, a document a peer repaired by state while the resume ran, though the log does not name it', async () => {
+    const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });
+    try {
+      await put('repair', 'target', { v: 'before' }, roomy.url);
+      const first = await openFeed(`${roomy.url}/v1/events/repair`, AUTH);
+      await ready(first);
+      await put('repair', 'first', { n: 0 }, roomy.url);
+      await first.until('the first change', (r) => r.changes().length === 1);
+      first.close();
+      const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
+      for (let i = 0; i < 400; i++) await put('repair', `d${i}`, wide, roomy.url);
+
+      // A peer's state for the target: a change made elsewhere, merged with no log entry and no new version.
+      const target = docKey('repair', 'target');
+      const elsewhere = new Y.Doc();
+      Y.applyUpdate(elsewhere, roomy.documents.stateForPeer(target)!);
+      const before = Y.encodeStateVector(elsewhere);
+      putDocument(elsewhere, { v: 'repaired' }, { writer: 'peer~1' as WriterId }, null);
+      const repair = Y.encodeStateAsUpdate(elsewhere, before);
+
+      const resumed = await openFeed(`${roomy.url}/v1/events/repair`, { ...AUTH, 'last-event-id': first.lastId() ?? '' });
+      try {
+        await roomy.documents.applyState(target, repair, 'peer' as RegionId);
+        // Merged while the 400 documents were being sent: not live yet, so only the resume can send it.
+        expect(resumed.messages.some((m) => m.event === 'ready')).toBe(false);
+        await ready(resumed);
+        const readyAt = resumed.messages.findIndex((m) => m.event === 'ready');
+        const repaired = resumed.messages.findIndex((m) => m.event === 'change' && (JSON.parse(m.data) as { id: string; value: { v?: string } | null }).value?.v === 'repaired');
+        expect(repaired).toBeGreaterThanOrEqual(0);
+        expect(repaired).toBeLessThan(readyAt);
+      } finally {
         resumed.close();
       }
     } finally {

@@ -12,6 +12,9 @@ import { encodeVersion } from '../docs/token.js';
 import { changesOf, inScope, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
+/** Documents changed by state a resume keeps to send before `ready`; beyond it the feed is cut off (`resume_too_large`). */
+const MAX_STATES_MISSED = 50_000;
+
 /** Why a stream was cut off, as the final event and the metric say. */
 export type CutoffReason = 'slow_consumer' | 'resume_too_large';
 
@@ -36,6 +39,9 @@ export function cutoffEvent(position: VersionVector, reason: CutoffReason): SseE
  */
 export class FeedSubscriber {
   private live = false;
+  /** Documents in scope that changed by state before the feed went live; sent just before `ready`. */
+  private statesMissed = new Set<DocKey>();
+  private statesOverflowed = false;
 
   constructor(
     readonly scope: FeedScope,
@@ -52,6 +58,24 @@ export class FeedSubscriber {
   /** Moves the position on without events (everything up to it was sent otherwise). */
   advanceTo(position: VersionVector): void {
     this.position = position;
+  }
+
+  /**
+   * Sends the documents that changed by state while the resume ran, as they
+   * are now; false if the bound filled first (the rest wait for the next
+   * try), or if there were too many to keep (the stream is cut off with
+   * `resume_too_large`: list the collection and subscribe afresh).
+   */
+  sendStatesMissed(valueOf: (doc: DocKey) => JsonObject | null): boolean {
+    if (this.statesOverflowed) {
+      this.cutOff('resume_too_large');
+      return false;
+    }
+    for (const doc of this.statesMissed) {
+      if (!this.offer({ doc, position: this.position, value: valueOf(doc) })) return false;
+      this.statesMissed.delete(doc);
+    }
+    return true;
   }
 
   /** Sends `ready` with the position and takes commits from now on. */
@@ -89,7 +113,16 @@ export class FeedSubscriber {
    * resuming from it is as complete as before, and the value is current.
    */
   stateChanged(docs: readonly DocKey[], valueOf: (doc: DocKey) => JsonObject | null): void {
-    if (!this.live || !this.stream.isOpen) return;
+    if (!this.stream.isOpen) return;
+    if (!this.live) {
+      // A resume under way may have sent them already, or may not name them at all.
+      for (const doc of docs) {
+        if (!inScope(this.scope, doc)) continue;
+        if (this.statesMissed.size < MAX_STATES_MISSED) this.statesMissed.add(doc);
+        else this.statesOverflowed = true;
+      }
+      return;
+    }
     const changes = docs.filter((doc) => inScope(this.scope, doc)).map((doc) => ({ doc, position: this.position, value: valueOf(doc) }));
     this.sendAll(changes);
   }

@@ -62,8 +62,8 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
         sub.advanceTo(position);
         // Live from here only if no commit came between the plan and now: its changes would be missed.
         const now = documents.versionVector();
-        if (covers(version, now)) return sub.goLive(stateRounds > 0 ? 'state' : 'log');
-        continue;
+        if (!covers(version, now)) continue;
+        if (sub.sendStatesMissed(valueOf)) return sub.goLive(stateRounds > 0 ? 'state' : 'log');
       }
       if (!sub.stream.isOpen) return;
     } else {

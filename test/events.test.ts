@@ -108,6 +108,18 @@ async function put(collection: string, id: string, value: Record<string, unknown
 
 const ready = (f: FeedReader) => f.until('ready', (r) => r.messages.some((m) => m.event === 'ready'));
 
+/** A feed position in `collection` of `node`, then 400 documents of 200 keys written after it; returns the position. */
+async function positionBehindWideDocs(node: Node, collection: string): Promise<string> {
+  const first = await openFeed(`${node.url}/v1/events/${collection}`, AUTH);
+  await ready(first);
+  await put(collection, 'first', { n: 0 }, node.url);
+  await first.until('the first change', (r) => r.changes().length === 1);
+  first.close();
+  const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
+  for (let i = 0; i < 400; i++) await put(collection, `d${i}`, wide, node.url);
+  return first.lastId() ?? '';
+}
+
 describe('feed scope', () => {
   it('matches a document exactly as its collection and id read, prefixes included', () => {
     const docs = ['notes/a', 'notes/ab', 'notes2/a', 'note/a', 'notes/a.b', 'x/notes'].map((d) => d as DocKey);
@@ -202,19 +214,13 @@ describe('change feeds', () => {
     // A bound the resume never reaches: the consumer keeps up, so nothing but the resume itself may pause it.
     const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });
     try {
-      const first = await openFeed(`${roomy.url}/v1/events/bulk`, AUTH);
-      await ready(first);
-      await put('bulk', 'first', { n: 0 }, roomy.url);
-      await first.until('the first change', (r) => r.changes().length === 1);
-      first.close();
-      const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
-      for (let i = 0; i < 400; i++) await put('bulk', `d${i}`, wide, roomy.url);
+      const position = await positionBehindWideDocs(roomy, 'bulk');
       await waitFor('the log collected', async () => {
         await roomy.store.collectGarbage([], Date.now() + 1);
         return roomy.store.stats().logEntries === 0;
       }, 30_000);
 
-      const resumed = await openFeed(`${roomy.url}/v1/events/bulk`, { ...AUTH, 'last-event-id': first.lastId() ?? '' });
+      const resumed = await openFeed(`${roomy.url}/v1/events/bulk`, { ...AUTH, 'last-event-id': position });
       try {
         await resumed.until('the reset', (r) => r.messages.some((m) => m.event === 'reset'));
         // Rendering 401 documents of 200 keys takes far longer than one turn; a
@@ -235,13 +241,7 @@ describe('change feeds', () => {
   it('lets other work run while it resumes a large collection from the log to a consumer that reads at once', async () => {
     const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });
     try {
-      const first = await openFeed(`${roomy.url}/v1/events/wide`, AUTH);
-      await ready(first);
-      await put('wide', 'first', { n: 0 }, roomy.url);
-      await first.until('the first change', (r) => r.changes().length === 1);
-      first.close();
-      const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
-      for (let i = 0; i < 400; i++) await put('wide', `d${i}`, wide, roomy.url);
+      const position = await positionBehindWideDocs(roomy, 'wide');
 
       // The longest the event loop (region and test share it) went without a turn while the resume ran.
       let longest = 0;
@@ -255,7 +255,7 @@ describe('change feeds', () => {
       };
       setTimeout(tick, 1);
       const started = performance.now();
-      const resumed = await openFeed(`${roomy.url}/v1/events/wide`, { ...AUTH, 'last-event-id': first.lastId() ?? '' });
+      const resumed = await openFeed(`${roomy.url}/v1/events/wide`, { ...AUTH, 'last-event-id': position });
       try {
         // Writes while the resume runs: each new version reaches the consumer once, in the resume or live.
         const late = Array.from({ length: 10 }, (_, i) => `d${i * 40 + 39}`);
@@ -283,13 +283,7 @@ describe('change feeds', () => {
     const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });
     try {
       await put('repair', 'target', { v: 'before' }, roomy.url);
-      const first = await openFeed(`${roomy.url}/v1/events/repair`, AUTH);
-      await ready(first);
-      await put('repair', 'first', { n: 0 }, roomy.url);
-      await first.until('the first change', (r) => r.changes().length === 1);
-      first.close();
-      const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
-      for (let i = 0; i < 400; i++) await put('repair', `d${i}`, wide, roomy.url);
+      const position = await positionBehindWideDocs(roomy, 'repair');
 
       // A peer's state for the target: a change made elsewhere, merged with no log entry and no new version.
       const target = docKey('repair', 'target');
@@ -299,7 +293,7 @@ describe('change feeds', () => {
       putDocument(elsewhere, { v: 'repaired' }, { writer: 'peer~1' as WriterId }, null);
       const repair = Y.encodeStateAsUpdate(elsewhere, before);
 
-      const resumed = await openFeed(`${roomy.url}/v1/events/repair`, { ...AUTH, 'last-event-id': first.lastId() ?? '' });
+      const resumed = await openFeed(`${roomy.url}/v1/events/repair`, { ...AUTH, 'last-event-id': position });
       try {
         await roomy.documents.applyState(target, repair, 'peer' as RegionId);
         // Merged while the 400 documents were being sent: not live yet, so only the resume can send it.

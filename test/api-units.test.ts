@@ -6,7 +6,7 @@ import type { VersionVector, WriterId } from '../src/ids.js';
 import { authorize, collectionAllowed, createAuthenticator, type Principal } from '../src/api/auth.js';
 import { errorBody, toMeridianError } from '../src/api/errors.js';
 import { decodeStateVectorParam } from '../src/api/routes-yjs.js';
-import { parseAfter, parseReplicas, parseWaitMs } from '../src/api/session.js';
+import { parseAfter, parseReplicas, parseWaitMs, type SessionLimits } from '../src/api/session.js';
 import { missingByWriter } from '../src/vv.js';
 import { createMetrics } from '../src/metrics.js';
 
@@ -61,8 +61,8 @@ describe('authenticator', () => {
   });
 
   test('authorize enforces scope and collections', () => {
-    const reader: Principal = { name: 'r', scope: 'read', collections: ['*'] };
-    const writer: Principal = { name: 'w', scope: 'read-write', collections: ['notes', 'app-*'] };
+    const reader: Principal = { id: 0, name: 'r', scope: 'read', collections: ['*'], quota: null };
+    const writer: Principal = { id: 1, name: 'w', scope: 'read-write', collections: ['notes', 'app-*'], quota: null };
     expect(codeOf(() => authorize(reader, { access: 'read', collection: 'x' }))).toBe('ok');
     expect(codeOf(() => authorize(reader, { access: 'write', collection: 'x' }))).toBe('forbidden');
     expect(codeOf(() => authorize(writer, { access: 'write', collection: 'notes' }))).toBe('ok');
@@ -101,7 +101,7 @@ describe('error mapping', () => {
 });
 
 describe('session headers', () => {
-  const limits = { defaultWaitMs: 500, maxWaitMs: 2000 };
+  const limits: SessionLimits = { defaultWaitMs: 500, maxWaitMs: 2000, maxWaiters: 1024 };
 
   test('meridian-wait-ms defaults, caps and rejects junk', () => {
     expect(parseWaitMs(undefined, limits)).toBe(500);

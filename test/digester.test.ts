@@ -28,7 +28,7 @@ function documents(n: number): Map<DocKey, LiveDoc> {
   for (let i = 0; i < n; i++) {
     const ydoc = new Y.Doc();
     ydoc.getMap('root').set('text', `document ${i} `.repeat(1 + (i % 40)));
-    docs.set(docKey('c', `d${i}`), { ydoc, lastLsn: 0, digest: null });
+    docs.set(docKey('c', `d${i}`), { ydoc, lastLsn: 0, digest: null, sizeBound: null });
   }
   return docs;
 }

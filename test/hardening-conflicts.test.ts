@@ -33,7 +33,7 @@ async function postYjs(region: string, path: string, update: Uint8Array): Promis
   const res = await fetch(`${cluster.url(region)}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/octet-stream' },
-    body: update,
+    body: Buffer.from(update),
   });
   return res.status;
 }

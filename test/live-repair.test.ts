@@ -88,7 +88,7 @@ describe('changes that arrive by state', () => {
     await cutOff(A);
     for (const [region, text] of [[A, 'written at A'], [B, 'written at B']] as const) {
       const res = await fetch(`${cluster.url(region)}${path}/yjs`, {
-        method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: colliding(text),
+        method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(colliding(text)),
       });
       expect(res.status).toBe(200);
     }

@@ -297,7 +297,7 @@ describe('bounds', () => {
       const before = Y.encodeStateVector(writer);
       writer.getText('body').insert(0, chunk);
       const res = await fetch(`${base}/v1/docs/slow/doc/yjs`, {
-        method: 'POST', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(writer, before),
+        method: 'POST', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: Buffer.from(Y.encodeStateAsUpdate(writer, before)),
       });
       expect(res.status).toBe(200);
     }

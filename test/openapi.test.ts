@@ -7,6 +7,7 @@
  */
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ValidateFunction } from 'ajv';
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isPeerRoute, OPENAPI_ROUTE } from '../src/api/openapi.js';
 import { buildRecordedApp, type RecordedApp } from './helpers/openapi-app.js';
@@ -162,7 +163,7 @@ describe('real answers match the document', () => {
     return schema;
   }
 
-  async function expectDocumented(path: string, method: string, request: Parameters<RecordedApp['app']['inject']>[0]) {
+  async function expectDocumented(path: string, method: string, request: InjectOptions) {
     const res = await built.app.inject(request);
     const validate = compile(responseSchema(path, method, res.statusCode));
     const body: unknown = res.json();

@@ -94,7 +94,7 @@ describe('replication endpoint authentication', () => {
     const before = (await syncStatus(target)).digest;
     // The real ap-south redials and supersedes the impostor's link (4409),
     // at times before its bytes are read: then the impostor dials again.
-    let code = CloseCode.Superseded;
+    let code: number = CloseCode.Superseded;
     for (let attempt = 0; attempt < 5 && code === CloseCode.Superseded; attempt++) {
       const res = await upgrade(dialHeaders(SECRET, 'ap-south', await challenge()));
       expect(res.status).toBe(101);

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
+import type { LiveDoc } from '../src/docs/cache.js';
 import { startCompactor } from '../src/docs/compactor.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
@@ -166,10 +167,10 @@ describe('a writer thread that ends on its own', () => {
 });
 
 describe('compaction', () => {
-  function liveDoc(): { ydoc: Y.Doc; lastLsn: number; digest: null } {
+  function liveDoc(): LiveDoc {
     const ydoc = new Y.Doc();
     ydoc.getMap('root').set('v', 1);
-    return { ydoc, lastLsn: 2, digest: null };
+    return { ydoc, lastLsn: 2, digest: null, sizeBound: null };
   }
 
   it('leaves a document whose commit is in flight, and starts no slice before the last one is written', async () => {

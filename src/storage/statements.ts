@@ -74,6 +74,8 @@ export interface Prepared<P extends unknown[] = unknown[], R = unknown> {
   run(...params: P): Database.RunResult;
   get(...params: P): R | undefined;
   all(...params: P): R[];
+  /** The statement's SQL text (tests explain its query plan). */
+  readonly source: string;
 }
 
 function prep<P extends unknown[] = unknown[], R = unknown>(db: Database.Database, sql: string): Prepared<P, R> {

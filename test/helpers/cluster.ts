@@ -98,6 +98,7 @@ export async function waitFor<T>(
 
 export interface SyncBody {
   region: string;
+  writer: string;
   digest: string;
   isolated: boolean;
   pendingDocs: number;

@@ -2,14 +2,14 @@
  * A region whose store refuses commits (here another process holds the
  * database's write lock past the busy timeout; a full disk or an I/O error
  * fails the same way): writes are refused with a clear 503 and change
- * nothing, `/readyz` says why so that clients and load balancers go
- * elsewhere, reads go on, and the region takes writes again on its own once
+ * nothing, `/readyz` says why (and, while a commit waits, that it waits)
+ * so that clients and load balancers go elsewhere, reads go on, and the region takes writes again on its own once
  * the store does.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { http, startTestCluster } from './helpers/cluster.js';
+import { http, startTestCluster, waitFor } from './helpers/cluster.js';
 
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
 let cluster: Cluster | null = null;
@@ -33,7 +33,14 @@ describe('a store that refuses commits', () => {
     other.exec('BEGIN IMMEDIATE');
     try {
       // The writer thread waits out its busy timeout (5 s), then the commit fails.
-      const refused = await http<ErrorBody>(`${url}/v1/docs/f/during`, { method: 'PUT', body: { n: 2 }, timeoutMs: 30_000 });
+      const refusing = http<ErrorBody>(`${url}/v1/docs/f/during`, { method: 'PUT', body: { n: 2 }, timeoutMs: 30_000 });
+      // Meanwhile, past 2 s, the region says its commits wait for the disk.
+      const stalled = await waitFor('/readyz to report the waiting commit', async () => {
+        const r = await http<ReadyBody>(`${url}/readyz`, { timeoutMs: 30_000 });
+        return r.status === 503 && r.body.reason?.startsWith('storage stalled') ? r.body : undefined;
+      }, 20_000);
+      expect(stalled.reason).toMatch(/^storage stalled: a commit has waited [2-9] s for the disk$/);
+      const refused = await refusing;
       expect(refused.status).toBe(503);
       expect(refused.body.error).toBe('unavailable');
       expect(refused.body.message).toMatch(/storage refused the write .*retry, here or at another region/);

@@ -199,6 +199,7 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
   await api.register(healthRoutes, {
     region: config.region, replication, metrics, shuttingDown: deps.shuttingDown, writesOpen: () => documents.writesOpen(),
     storageFault: () => documents.storageFault(),
+    commitWaitingMs: () => documents.commitWaitingMs(),
   });
   await api.register(syncRoutes, { replication });
   await api.register(historyRoutes, { region: config.region, history: deps.history ?? new StatusHistory() });

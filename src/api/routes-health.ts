@@ -2,7 +2,8 @@
  * Liveness, readiness and metrics. `/healthz` answers while the process
  * serves at all. `/readyz` is 503 while a freshly started region still holds
  * writes until it hears from (or, with an empty data directory, catches up
- * with) a peer, while its store refuses commits, and once shutdown begins,
+ * with) a peer, while its store refuses commits or a commit has waited for
+ * it over 2 s, and once shutdown begins,
  * so that a load balancer or the client sends traffic elsewhere. An isolated region (no peer up) is still
  * ready: it keeps serving reads and writes.
  */
@@ -11,6 +12,7 @@ import type { RegionId } from '../ids.js';
 import type { Metrics } from '../metrics.js';
 import type { ReplicationView } from '../replication/types.js';
 import { Health, MetricsText, NotReady, Ready } from './responses.js';
+import { COMMIT_STALL_MS } from '../docs/types.js';
 
 const tags = ['health'];
 
@@ -24,6 +26,8 @@ export interface HealthRouteDeps {
   writesOpen: () => boolean;
   /** Why the store refused the last commit, while that counts (see Documents.storageFault). */
   storageFault: () => string | null;
+  /** How long the commit on its way to the store has waited, ms (see Documents.commitWaitingMs). */
+  commitWaitingMs: () => number;
 }
 
 /**
@@ -41,7 +45,7 @@ function publicFault(message: string): string {
 
 /** Registers `/healthz`, `/readyz` and `/metrics`. */
 export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): Promise<void> {
-  const { region, replication, metrics, shuttingDown, writesOpen, storageFault } = deps;
+  const { region, replication, metrics, shuttingDown, writesOpen, storageFault, commitWaitingMs } = deps;
 
   app.get('/healthz', {
     schema: { summary: 'Liveness: 200 while the process serves (never needs a token)', tags, response: { 200: Health } },
@@ -49,7 +53,7 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
 
   app.get('/readyz', {
     schema: {
-      summary: 'Readiness: 503 while shutting down, holding writes after start, or while the store refuses commits', tags, response: { 200: Ready, 503: NotReady },
+      summary: 'Readiness: 503 while shutting down, holding writes after start, while the store refuses commits, or while a commit has waited over 2 s for it', tags, response: { 200: Ready, 503: NotReady },
     },
   }, async (_request, reply) => {
     if (shuttingDown()) return reply.code(503).send({ ready: false, region, reason: 'shutting down' });
@@ -59,6 +63,10 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
     const fault = storageFault();
     if (fault !== null) {
       return reply.code(503).send({ ready: false, region, reason: `storage failing, writes refused: ${publicFault(fault)}` });
+    }
+    const waiting = commitWaitingMs();
+    if (waiting > COMMIT_STALL_MS) {
+      return reply.code(503).send({ ready: false, region, reason: `storage stalled: a commit has waited ${Math.round(waiting / 1000)} s for the disk` });
     }
     await replication.settled();
     return { ready: true, region, isolated: replication.status().isolated };

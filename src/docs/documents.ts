@@ -36,7 +36,7 @@ import type {
   StateChange,
   WriteAck,
 } from './types.js';
-import { STORAGE_FAULT_MS } from './types.js';
+import { COMMIT_STALL_MS, STORAGE_FAULT_MS } from './types.js';
 import { startCompactor } from './compactor.js';
 import { loadLiveDoc, newYDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
@@ -124,7 +124,7 @@ class DocumentsImpl implements Documents {
   private commitFault: { message: string; at: number } | null = null;
   private commitsRefused = 0;
   /** The group commit on the writer thread, and the documents it changed. */
-  private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void> } | null = null;
+  private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void>; since: number } | null = null;
   private flushScheduled = false;
   /** A commit of peer work only, put off so that clients get the event loop (see BackgroundPacer). */
   private restTimer: NodeJS.Timeout | null = null;
@@ -205,6 +205,10 @@ class DocumentsImpl implements Documents {
   storageFault(): string | null {
     const fault = this.commitFault;
     return fault !== null && Date.now() - fault.at < STORAGE_FAULT_MS ? fault.message : null;
+  }
+
+  commitWaitingMs(): number {
+    return this.inFlight === null ? 0 : Date.now() - this.inFlight.since;
   }
 
   rotateWriter(): WriterId {
@@ -535,8 +539,13 @@ class DocumentsImpl implements Documents {
       return null;
     }
     // Readers of these documents wait for the commit: nothing undurable is ever read or sent.
-    const done = committed.then(finish, fail);
-    this.inFlight = { docs: new Set(batch.touched.keys()), done };
+    const since = Date.now();
+    const stalled = setTimeout(() => {
+      this.log.error({ waitedMs: Date.now() - since, writes: batch.entries.length }, 'a commit is waiting for the disk; writes queue behind it and /readyz answers 503 until it ends');
+    }, COMMIT_STALL_MS);
+    stalled.unref();
+    const done = committed.then(finish, fail).finally(() => clearTimeout(stalled));
+    this.inFlight = { docs: new Set(batch.touched.keys()), done, since };
     return done;
   }
 

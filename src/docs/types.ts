@@ -81,6 +81,13 @@ export interface RemoteApplyResult {
 export const STORAGE_FAULT_MS = 10_000;
 
 /**
+ * A commit that has waited this long for the store (a disk that stopped
+ * answering, the database's write lock held elsewhere) makes the region not
+ * ready and is logged, ms: writes queue behind it meanwhile.
+ */
+export const COMMIT_STALL_MS = 2_000;
+
+/**
  * The one write path of a region. Every change, from HTTP or from a peer,
  * enters here, is persisted (group commit), and only then announced through
  * {@link Documents.onCommitted}.
@@ -100,6 +107,8 @@ export interface Documents {
    * for at most {@link STORAGE_FAULT_MS} after it; null otherwise.
    */
   storageFault(): string | null;
+  /** How long the commit now on its way to the store has waited, ms (0 with none). */
+  commitWaitingMs(): number;
   /** Commits the store refused since this process started (their writes were answered 503). */
   refusedCommits(): number;
 

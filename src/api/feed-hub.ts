@@ -40,7 +40,7 @@ export function cutoffEvent(position: VersionVector, reason: CutoffReason): SseE
 export class FeedSubscriber {
   private live = false;
   /** Documents in scope that changed by state before the feed went live; sent just before `ready`. */
-  private statesMissed = new Set<DocKey>();
+  private readonly statesMissed = new Set<DocKey>();
   private statesOverflowed = false;
 
   constructor(

@@ -87,6 +87,28 @@ describe('change feeds across regions', () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
+  it('goes live while a document in scope is written without pause', async () => {
+    const first = await feed(C, '/v1/events/hot');
+    await put(C, 'hot', 'x', { n: 0 });
+    await first.until('the first change', (r) => r.changes().length === 1);
+    first.close();
+    let writing = true;
+    let n = 0;
+    // Four clients back to back: a commit of this document is nearly always on its way to the disk.
+    const writers = Array.from({ length: 4 }, async () => {
+      while (writing) await put(C, 'hot', 'x', { n: ++n });
+    });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const resumed = await feed(C, '/v1/events/hot', { 'last-event-id': first.lastId() ?? '' });
+      const last = n;
+      await resumed.until('a live change after ready', (r) => r.changes().some((c) => Number(c.value?.['n']) > last));
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+    }
+  });
+
   it("the SDK's subscription follows a failover (SIGKILL) and sees every change exactly once", async () => {
     const client = createClient({ regions: REGIONS.map((name) => ({ name, url: cluster.url(name) })), probeIntervalMs: 500, timeoutMs: 2000 });
     const seen: ChangeEvent[] = [];

@@ -28,6 +28,12 @@ const SETTLE_ROUNDS = 10;
 const STATE_ROUNDS = 2;
 /** Longest stretch a resume renders documents before it lets other work run, ms. */
 const RENDER_TURN_MS = 10;
+/**
+ * Rounds in a row that writes overtook (the version moved while they were
+ * sent) after which the next round is sent in one turn: under writes that
+ * never pause, a resume still goes live.
+ */
+const OVERTAKEN_ROUNDS = 10;
 
 export interface ResumeDeps {
   documents: Documents;
@@ -42,6 +48,7 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
   const scan = deps.log === null ? null : new LogScan(deps.log);
   let settling = 0;
   let stateRounds = 0;
+  let overtaken = 0;
   // The version each document was read at, when later than its round's plan: a later round does not send that version again.
   const readAt = new Map<DocKey, VersionVector>();
   while (sub.stream.isOpen) {
@@ -58,11 +65,14 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
     settling = 0;
     if (plan.mode === 'log') {
       const { changes, position } = positionsOf(sub.scope, plan.entries, sub.current, version);
-      if (await offerInTurns(sub, changes, documents, valueOf, readAt)) {
+      const oneTurn = overtaken >= OVERTAKEN_ROUNDS;
+      if (await offerInTurns(sub, changes, documents, valueOf, readAt, oneTurn)) {
         sub.advanceTo(position);
         // Live from here only if no commit came between the plan and now: its changes would be missed.
-        const now = documents.versionVector();
-        if (!covers(version, now)) continue;
+        if (!covers(version, documents.versionVector())) {
+          overtaken += 1;
+          continue;
+        }
         if (sub.sendStatesMissed(valueOf)) return sub.goLive(stateRounds > 0 ? 'state' : 'log');
       }
       if (!sub.stream.isOpen) return;
@@ -113,10 +123,11 @@ async function sendState(
 
 /**
  * Sends `changes` in order, reading each document as it is sent, in turns
- * of at most {@link RENDER_TURN_MS}; false once the stream's bound is full
- * or the stream closed. A document read in a later turn may hold newer
- * changes than its position: `readAt` keeps the version it was read at, and
- * a change already covered by it is not sent again.
+ * of at most {@link RENDER_TURN_MS} (or all in this one, `oneTurn`, reading
+ * a document a commit has on its way as it is); false once the stream's
+ * bound is full or the stream closed. A document read in a later turn may
+ * hold newer changes than its position: `readAt` keeps the version it was
+ * read at, and a change already covered by it is not sent again.
  */
 async function offerInTurns(
   sub: FeedSubscriber,
@@ -124,17 +135,18 @@ async function offerInTurns(
   documents: Documents,
   valueOf: (doc: DocKey) => JsonObject | null,
   readAt: Map<DocKey, VersionVector>,
+  oneTurn: boolean,
 ): Promise<boolean> {
   let turnStarted = performance.now();
   let turnVersion: VersionVector | null = null;
   for (const change of changes) {
-    if (performance.now() - turnStarted > RENDER_TURN_MS) {
+    if (!oneTurn && performance.now() - turnStarted > RENDER_TURN_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       turnStarted = performance.now();
       turnVersion = documents.versionVector();
     }
     // A commit in flight holds its documents ahead of the disk: read this one once it is durable.
-    const inFlight = documents.settled(change.doc);
+    const inFlight = oneTurn ? null : documents.settled(change.doc);
     if (inFlight !== null) {
       await inFlight;
       turnStarted = performance.now();

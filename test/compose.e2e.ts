@@ -156,8 +156,12 @@ describe('docker-compose stack', () => {
     // The README's view of the same status, from inside the container.
     const status = JSON.parse(sh(README_COMMANDS.sync, ENV)) as { peers: { region: string; rttMs: number }[] };
     expect(status.peers.find((p) => p.region === 'us-east')!.rttMs).toBeGreaterThanOrEqual(100);
-    // Only the chosen link is slowed.
-    expect((await rttOf('ap-south', 'us-east'))!).toBeLessThan(100);
+    // Only the chosen link is slowed (asked until answered: a status request can fail on a keep-alive socket the region just closed).
+    const other = await until('the ap-south - us-east RTT', 10_000, async () => {
+      const rtt = await rttOf('ap-south', 'us-east');
+      return rtt !== null ? rtt : 'no answer';
+    });
+    expect(other).toBeLessThan(100);
     sh(README_COMMANDS.heal, ENV);
     await until('the RTT to fall back', 30_000, async () => {
       const rtt = await rttOf('eu-west', 'us-east');

@@ -156,7 +156,7 @@ describe('docker-compose stack', () => {
     // The README's view of the same status, from inside the container.
     const status = JSON.parse(sh(README_COMMANDS.sync, ENV)) as { peers: { region: string; rttMs: number }[] };
     expect(status.peers.find((p) => p.region === 'us-east')!.rttMs).toBeGreaterThanOrEqual(100);
-    // Only the chosen link is slowed (asked until answered: a status request can fail on a keep-alive socket the region just closed).
+    // Only the chosen link is slowed (asked until answered: a status request may fail, e.g. on a keep-alive socket the region just closed).
     const other = await until('the ap-south - us-east RTT', 10_000, async () => {
       const rtt = await rttOf('ap-south', 'us-east');
       return rtt !== null ? rtt : 'no answer';

@@ -12,8 +12,12 @@ import { encodeVersion } from '../docs/token.js';
 import { changesOf, inScope, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
-/** Documents changed by state a resume keeps to send before `ready`; beyond it the feed is cut off (`resume_too_large`). */
-const MAX_STATES_MISSED = 50_000;
+/**
+ * Documents changed by state a resume keeps to send before `ready`; beyond it
+ * the feed is cut off (`resume_too_large`). About as much memory per feed as
+ * its stream's queue (`limits.feedQueueBytes`).
+ */
+const MAX_STATES_MISSED = 10_000;
 
 /** Why a stream was cut off, as the final event and the metric say. */
 export type CutoffReason = 'slow_consumer' | 'resume_too_large';

@@ -46,6 +46,7 @@ export interface Metrics {
   readonly reconnects: Counter<'peer'>;
   /** Frames from a peer refused: invalid ones (the link is closed) and presence over a bound (dropped). */
   readonly framesRejected: Counter<'peer' | 'reason'>;
+  /** Frames not sent to a peer: a state over maxFrameBytes (the link stays), or a peer that reads nothing (the link is closed). */
   readonly framesUnsent: Counter<'peer' | 'reason'>;
   /** Log entries removed by garbage collection. */
   readonly entriesCollected: Counter;
@@ -167,7 +168,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     framesUnsent: new Counter({
       name: 'meridian_frames_unsent_total',
-      help: 'Frames this region did not send to a peer: a document state larger than replication.maxFrameBytes (the link stays).',
+      help: 'Frames this region did not send to a peer: a document state larger than replication.maxFrameBytes (too_large; the link stays), or one to a peer that leaves too much unread (backlog; the link is closed).',
       labelNames: ['peer', 'reason'] as const,
       registers,
     }),

@@ -712,7 +712,7 @@ export class Session {
  * and states wait), one largest frame sent just below it, and room for
  * heartbeats and acknowledgements.
  */
-export function backlogBound(o: { maxBufferedBytes: number; maxFrameBytes: number }): number {
+function backlogBound(o: { maxBufferedBytes: number; maxFrameBytes: number }): number {
   return o.maxBufferedBytes + o.maxFrameBytes + BACKLOG_SLACK_BYTES;
 }
 

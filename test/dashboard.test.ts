@@ -13,6 +13,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -239,6 +240,12 @@ describe('dashboard in a real browser', () => {
     try {
       const sent: (string | undefined)[] = [];
       page.on('request', (r) => { if (r.url().includes('/v1/sync')) sent.push(r.headers()['authorization']); });
+      // Answers to requests without the right token come late, so one is still on its way when the right token
+      // is entered: its refusal must not ask for a token again.
+      await page.route('**/v1/sync**', async (route) => {
+        if (route.request().headers()['authorization'] !== `Bearer ${STATUS_TOKEN}`) await sleep(2000);
+        await route.continue();
+      });
       await page.goto(`${region.url}/ui`);
       await page.waitForSelector('#token-form:not([hidden])');
       await page.fill('#token', 'wrong-token-0123456789');
@@ -248,6 +255,8 @@ describe('dashboard in a real browser', () => {
       await page.click('#token-form button');
       await page.waitForFunction(() => document.getElementById('region')?.textContent === 'solo');
       await page.waitForSelector('#token-form[hidden]', { state: 'attached' });
+      await sleep(2500);
+      expect(await page.isHidden('#token-form')).toBe(true);
       expect(await page.evaluate(() => sessionStorage.getItem('meridian-token'))).toBe('status-token-0123456789abcdef');
       expect(sent).toContain(`Bearer ${STATUS_TOKEN}`);
     } finally {

@@ -4,21 +4,32 @@
 const TOKEN_KEY = 'meridian-token';
 
 /** Thrown when the API wants a (better) token: 401 or 403. */
-export class NeedsToken extends Error {}
+export class NeedsToken extends Error {
+  constructor(message, sentToken) {
+    super(message);
+    /** The token the refused request carried (null for none). */
+    this.sentToken = sentToken;
+  }
+}
+
+/** The token requests carry now (null for none). */
+export function currentToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
 
 export function setToken(token) {
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
-function headers(extra = {}) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
+function headers(token, extra = {}) {
   return token ? { ...extra, authorization: `Bearer ${token}` } : extra;
 }
 
 /** GET or POST a JSON route; resolves the parsed body, throws with the API's message otherwise. */
 export async function api(path, { method = 'GET', body } = {}) {
-  const init = { method, headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }) };
+  const token = currentToken();
+  const init = { method, headers: headers(token, body === undefined ? {} : { 'content-type': 'application/json' }) };
   if (body !== undefined) init.body = JSON.stringify(body);
   const res = await fetch(path, { ...init, signal: AbortSignal.timeout(method === 'GET' ? 5000 : 65000) });
   const text = await res.text();
@@ -28,7 +39,7 @@ export async function api(path, { method = 'GET', body } = {}) {
   } catch {
     parsed = { message: text };
   }
-  if (res.status === 401 || res.status === 403) throw new NeedsToken(parsed?.message ?? `HTTP ${res.status}`);
+  if (res.status === 401 || res.status === 403) throw new NeedsToken(parsed?.message ?? `HTTP ${res.status}`, token);
   if (!res.ok) throw new Error(parsed?.message ?? `HTTP ${res.status}`);
   return parsed;
 }

@@ -1,6 +1,6 @@
 // The dashboard: polls `/v1/sync` and `/v1/sync/history` once a second and
 // redraws. Every figure comes from the region's public API.
-import { api, NeedsToken, readiness, setToken } from '/ui/api.js';
+import { api, currentToken, NeedsToken, readiness, setToken } from '/ui/api.js';
 import { Charts, History } from '/ui/charts.js';
 import { drawGraph } from '/ui/graph.js';
 import { agreement, drawDoc, drawLinks, drawProblems } from '/ui/panels.js';
@@ -50,9 +50,13 @@ async function poll() {
     ]);
     history.add(past.samples);
     render(status, ready);
+    $('token-form').hidden = true;
     showError(null);
   } catch (err) {
-    if (err instanceof NeedsToken) askForToken(err.message);
+    // A poll sent before the operator entered a token may be refused after it: not a reason to ask again.
+    if (err instanceof NeedsToken) {
+      if (err.sentToken === currentToken()) askForToken(err.message);
+    }
     else showError(`cannot reach the region: ${err.message}`);
   }
 }

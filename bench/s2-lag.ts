@@ -14,6 +14,7 @@ import type { ScenarioResult, Table } from './report.js';
 import { Latency, round, type LatencySummary } from './stats.js';
 import { createFollower, followWrite, waitLinksUp, type Follower } from './follow.js';
 import { receiveFloor, type ReceiveResult } from './receive.js';
+import { httpFloor, type HttpFloorRow } from './http-floor.js';
 
 interface Condition {
   label: string;
@@ -90,6 +91,9 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
     receive.push(await receiveFloor(ctx, { rate, durationMs: Math.min(durationMs, 5000), k: 4 }));
     ctx.log(`lag: receive floor ${rate}/s: visible p50 ${receive[receive.length - 1]!.visible.p50} p99 ${receive[receive.length - 1]!.visible.p99} ms`);
   }
+  ctx.log(`lag: HTTP floor: ${REGIONS.length} bare Fastify processes at ${rates.join(', ')}/s each`);
+  const http = await httpFloor({ processes: REGIONS.length, rates, durationMs, warmUpMs });
+  for (const row of http) ctx.log(`lag: HTTP floor ${row.rate}/s: p50 ${worstOf(row.loads, (l) => l.latency.p50)} p99 ${worstOf(row.loads, (l) => l.latency.p99)} ms`);
   return {
     id: 'lag',
     title: '2. Replication lag under load',
@@ -106,14 +110,15 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
       '`meridian-wait-ms: 30000` goes to each other region; lag = answer time − acknowledgement time. Floor: the ' +
       'link latency plus one plain GET ' +
       '(column "GET p50", sent alongside).',
-    tables: [table(rows), receiveTable(receive)],
+    tables: [table(rows), receiveTable(receive), httpFloorTable(http, rows)],
     notes: [
       'lag − link: lag p50 minus the link\'s middle latency, lag p99 minus its highest; the first-round goal is p99 − link ≤ 20 ms at moderate load.',
       'heartbeat RTT: the regions\' own measurement of the link round trip (mean over peers, end of step); /v1/sync lagMs max: the largest outbound lag the regions reported, sampled once a second.',
       'drain: time after the step until every region reported equal digests and nothing pending.',
       'Receive floor: the same load on one region in this process, no network and no HTTP: local writes at the rate, and frames of 4 entries from two peers handed to real replication sessions; visible = frame arrival → its entries committed (fsync included).',
+      `HTTP floor: the same open-loop PUTs from this process against ${REGIONS.length} bare Fastify processes (one route that parses the JSON body and answers a small JSON object; no storage, no replication), ${warmUpMs / 1000} s not counted, then ${durationMs / 1000} s per rate: the latency this machine gives a request that does nothing. Region / floor compares the worst region's write p99 on direct links with the worst floor process's p99 at the same rate.`,
     ],
-    data: { rows, receive },
+    data: { rows, receive, http },
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -251,6 +256,29 @@ function table(rows: LagRow[]): Table {
         r.observerGet.p50, r.heartbeatRttMs, r.syncLagMaxMs, r.lag.count, r.unseen,
         round(batches.reduce((a, b) => a + b, 0) / batches.length, 1),
         cpus.length > 0 ? round(cpus.reduce((a, b) => a + b, 0) / cpus.length, 2) : null, r.drainMs,
+      ];
+    }),
+  };
+}
+
+/** The largest of a figure over the loads of one step (the worst region or process). */
+function worstOf(loads: LoadResult[], f: (l: LoadResult) => number): number {
+  return Math.max(...loads.map(f));
+}
+
+function httpFloorTable(floor: HttpFloorRow[], rows: LagRow[]): Table {
+  return {
+    title: 'HTTP floor: the same PUTs against bare Fastify processes, one per region',
+    columns: ['load / process', 'request p50', 'request p99', 'request max', 'CPU / process', 'region write p99 (direct)', 'region / floor p99'],
+    rows: floor.map((f) => {
+      const region = rows.find((r) => r.condition === 'direct' && r.workload === 'puts' && r.load === `${f.rate}/s`);
+      const floorP99 = worstOf(f.loads, (l) => l.latency.p99);
+      const regionP99 = region ? worstOf(region.writes, (l) => l.latency.p99) : null;
+      const cpus = f.cpu.filter((c): c is number => c !== null);
+      return [
+        `${f.rate}/s`, worstOf(f.loads, (l) => l.latency.p50), floorP99, worstOf(f.loads, (l) => l.latency.max),
+        cpus.length > 0 ? round(cpus.reduce((a, b) => a + b, 0) / cpus.length, 2) : null,
+        regionP99, regionP99 === null ? null : round(regionP99 / floorP99, 2),
       ];
     }),
   };

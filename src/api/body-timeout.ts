@@ -17,6 +17,17 @@ function declaresBody(request: FastifyRequest): boolean {
   return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
+/**
+ * Whether the whole declared body is already here. It usually arrives with
+ * the headers, and is then buffered in the request before the request is
+ * marked complete: guarding it would cost a stream and a timer per request.
+ */
+function bodyArrived(request: FastifyRequest): boolean {
+  if (request.raw.complete) return true;
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] === undefined && length !== undefined && request.raw.readableLength >= Number(length);
+}
+
 /** Installs the deadline on every route of `app`; `onTimeout` is told of each body cut off. */
 export function installBodyTimeout(
   app: FastifyInstance,
@@ -24,8 +35,7 @@ export function installBodyTimeout(
   onTimeout: (request: FastifyRequest) => void,
 ): void {
   app.addHook('preParsing', async (request, reply, payload) => {
-    // Most bodies arrive with their headers: nothing to guard.
-    if (request.raw.complete || !declaresBody(request)) return payload;
+    if (!declaresBody(request) || bodyArrived(request)) return payload;
     const guarded = new PassThrough();
     // Not pipeline(): it would destroy the request, and with it the socket the 408 goes out on.
     payload.pipe(guarded);

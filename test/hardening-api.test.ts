@@ -152,6 +152,32 @@ describe('slow bodies (item 4)', () => {
     expect(logLines.filter((l) => l.includes('request refused by a limit'))).toHaveLength(2);
   });
 
+  test('a body that comes after its headers, within the body timeout, is read whole', async () => {
+    node = await startApiNode({ limits: { maxConcurrentRequests: 8, maxConcurrentPerCaller: 4, bodyTimeoutMs: 1000 } });
+    const port = await listen(node);
+    const body = JSON.stringify({ part: 'first', rest: 'second' });
+    const socket = connect({ host: '127.0.0.1', port });
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        if (/\r\n\r\n[\s\S]*\}$/.test(text)) resolve(text);
+      });
+    });
+    socket.write(`PUT /v1/docs/c/split HTTP/1.1\r\nhost: meridian\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    await sleep(150);
+    socket.write(body.slice(0, 10));
+    await sleep(150);
+    socket.write(body.slice(10));
+    try {
+      expect(await answer).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      socket.destroy();
+    }
+    const read = await send(port, 'GET', '/v1/docs/c/split');
+    expect(JSON.parse(read.body)).toEqual({ part: 'first', rest: 'second' });
+  });
+
   test('without tokens the cap is per client address', async () => {
     node = await startApiNode({ limits: { maxConcurrentRequests: 8, maxConcurrentPerCaller: 4, bodyTimeoutMs: 500 } });
     const port = await listen(node);

@@ -56,7 +56,8 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
     const plan = await planOf(deps.log, scan, sub.scope, sub.current, version);
     const docs = plan.mode === 'log' ? plan.docs : docsInScope(documents, sub.scope);
     // A commit in flight holds its documents ahead of the disk: read them once it is durable.
-    const busy = settling < SETTLE_ROUNDS ? docs.map((d) => documents.settled(d)).find((p) => p !== null) : undefined;
+    const checked = settling < SETTLE_ROUNDS;
+    const busy = checked ? docs.map((d) => documents.settled(d)).find((p) => p !== null) : undefined;
     if (busy !== undefined && busy !== null) {
       settling += 1;
       await busy;
@@ -65,7 +66,8 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
     settling = 0;
     if (plan.mode === 'log') {
       const { changes, position } = positionsOf(sub.scope, plan.entries, sub.current, version);
-      const oneTurn = overtaken >= OVERTAKEN_ROUNDS;
+      // Only when none of its documents is in a commit on its way (just checked): a round in one turn does not wait for one.
+      const oneTurn = overtaken >= OVERTAKEN_ROUNDS && checked;
       if (await offerInTurns(sub, changes, documents, valueOf, readAt, oneTurn)) {
         sub.advanceTo(position);
         // Live from here only if no commit came between the plan and now: its changes would be missed.
@@ -123,8 +125,8 @@ async function sendState(
 
 /**
  * Sends `changes` in order, reading each document as it is sent, in turns
- * of at most {@link RENDER_TURN_MS} (or all in this one, `oneTurn`, reading
- * a document a commit has on its way as it is); false once the stream's
+ * of at most {@link RENDER_TURN_MS} (or all in this one, `oneTurn`, for
+ * documents none of which a commit has on its way); false once the stream's
  * bound is full or the stream closed. A document read in a later turn may
  * hold newer changes than its position: `readAt` keeps the version it was
  * read at, and a change already covered by it is not sent again.

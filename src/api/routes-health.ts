@@ -53,7 +53,8 @@ export async function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps):
 
   app.get('/readyz', {
     schema: {
-      summary: 'Readiness: 503 while shutting down, holding writes after start, while the store refuses commits, or while a commit has waited over 2 s for it', tags, response: { 200: Ready, 503: NotReady },
+      summary: `Readiness: 503 while shutting down, holding writes after start, while the store refuses commits, or while a commit has waited over ${COMMIT_STALL_MS / 1000} s for it`,
+      tags, response: { 200: Ready, 503: NotReady },
     },
   }, async (_request, reply) => {
     if (shuttingDown()) return reply.code(503).send({ ready: false, region, reason: 'shutting down' });

@@ -488,6 +488,7 @@ class DocumentsImpl implements Documents {
       units += unitsOf(job);
       if (performance.now() - started > stagingMs) break;
     }
+    if (besideLocal && units > 0) this.pacer.spent(performance.now() - started);
     const digests = this.digester.takeComputed();
     const fail = (err: unknown): void => {
       this.commitFault = { message: err instanceof Error ? err.message : String(err), at: Date.now() };

@@ -2,10 +2,10 @@
  * The jobs waiting for the write path's next group commit, in two lines:
  * this region's own writes, and what peers sent. Each commit takes every
  * local write first (bounded by their JSON nodes), then peer work (a little
- * beside local writes, much when there are none) for as
- * long as the turn's budget lasts (see Documents), so that a region catching
- * up with its peers keeps serving its clients and one commit never holds the
- * event loop long.
+ * beside local writes, and of a backlog only while the catch-up pacer
+ * allows; much when there are none) for as long as the turn's budget lasts (see Documents), so that a
+ * region catching up with its peers keeps serving its clients and one commit
+ * never holds the event loop long.
  */
 import type { BackgroundPacer } from '../pacer.js';
 import type { Job } from './stage.js';
@@ -33,6 +33,8 @@ export class JobQueue {
   private local: Job[] = [];
   /** Entries, states and floors from peers, in arrival order. Their order matters (sequence numbers). */
   private peers: Job[] = [];
+  /** The peer work queued, in units (see {@link unitsOf}). */
+  private peerUnits = 0;
   /**
    * @param maxNodes most JSON nodes of local writes in one commit (`limits.maxWriteNodes`)
    * @param pacer told of every local write
@@ -52,8 +54,13 @@ export class JobQueue {
   }
 
   push(job: Job): void {
-    if (job.kind === 'local') this.pacer.clientWrote();
-    (job.kind === 'local' ? this.local : this.peers).push(job);
+    if (job.kind === 'local') {
+      this.pacer.clientWrote();
+      this.local.push(job);
+    } else {
+      this.peers.push(job);
+      this.peerUnits += unitsOf(job);
+    }
   }
 
   /** The local writes of the next commit. Several of the largest go to consecutive turns, not into one long turn. */
@@ -74,9 +81,16 @@ export class JobQueue {
    * (and local writes, if `besideLocal`); undefined when none, or when it is full.
    */
   takePeer(units: number, besideLocal: boolean): Job | undefined {
+    // A backlog (more queued than one commit beside local writes takes) is
+    // paced beside local writes too: while clients write, nearly every commit
+    // carries some, so unpaced it would be most of a catch-up. What fits in
+    // one commit is live replication keeping up, and rides along.
+    if (besideLocal && units === 0 && this.peerUnits > PEER_UNITS_BESIDE_LOCAL && this.pacer.wait() > 0) return undefined;
     const most = besideLocal ? PEER_UNITS_BESIDE_LOCAL : this.pacer.clientsActive() ? PEER_UNITS_WHILE_CLIENTS_WRITE : MAX_PEER_UNITS;
     if (units >= most) return undefined;
-    return this.peers.shift();
+    const job = this.peers.shift();
+    if (job !== undefined) this.peerUnits -= unitsOf(job);
+    return job;
   }
 }
 

@@ -3,9 +3,9 @@
  * this region's own writes, and what peers sent. Each commit takes every
  * local write first (bounded by their JSON nodes), then peer work (a little
  * beside local writes, and of a backlog only while the catch-up pacer
- * allows; much when there are none) for as long as the turn's budget lasts (see Documents), so that a
- * region catching up with its peers keeps serving its clients and one commit
- * never holds the event loop long.
+ * allows; much when there are none) for as long as the turn's budget lasts
+ * (see Documents), so that a region catching up with its peers keeps
+ * serving its clients and one commit never holds the event loop long.
  */
 import type { BackgroundPacer } from '../pacer.js';
 import type { Job } from './stage.js';

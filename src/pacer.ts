@@ -38,10 +38,16 @@ export class BackgroundPacer {
     return performance.now() - this.clientAt < CLIENTS_ACTIVE_MS;
   }
 
-  /** Background work took `ms` of this thread. */
+  /**
+   * Background work took `ms` of this thread. A debt beyond one longest wait
+   * is forgiven: work that waited that long goes on anyway, and work that
+   * only asks whether it may (a backlog of peer entries beside client
+   * writes) would otherwise wait for as long as other work keeps spending:
+   * seconds, while its link stops being read and is taken for dead.
+   */
   spent(ms: number): void {
     this.refill();
-    if (this.clientsActive()) this.budget -= ms;
+    if (this.clientsActive()) this.budget = Math.max(this.budget - ms, -MAX_WAIT_MS * this.share);
   }
 
   /** How long background work waits before its next turn, ms (0: go on now). */

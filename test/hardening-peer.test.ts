@@ -15,7 +15,6 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../src/ids.js';
-import { CHALLENGE_PATH, REPLICATE_PATH, createDialHeaders } from '../src/replication/handshake.js';
 import {
   FRAME_MAGIC, MAX_ROUND, MSG_ACK, MSG_AE_DONE, MSG_ENTRIES, MSG_SYNC_REQUEST, PROTOCOL_VERSION, ProtocolError,
   decodeFrame, encodeFrame, type Frame,
@@ -25,9 +24,9 @@ import { MAX_SEQ } from '../src/vv.js';
 import { digestParts } from '../src/crdt/digest.js';
 import * as Y from 'yjs';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+import { ImpostorLink } from './helpers/impostor.js';
 import { presenceUpdate } from './helpers/presence.js';
 
-const SECRET = 'local-cluster-secret';
 const IMPOSTOR = 'ap-south' as RegionId;
 const TARGET = 'eu-west' as RegionId;
 /** The number of issue 8 item 12: the largest safe integer. */
@@ -52,76 +51,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.dispose();
 });
-
-// ---- a peer that speaks the protocol by hand ----------------------------------
-
-/** One link to the target region, authenticated as IMPOSTOR with the real secret. */
-class ImpostorLink {
-  readonly frames: Frame[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  private waiters: (() => void)[] = [];
-  private pinger: NodeJS.Timeout | null = null;
-
-  private constructor(private readonly ws: WebSocket) {
-    ws.on('message', (data: Buffer) => {
-      this.frames.push(decodeFrame(new Uint8Array(data), 1 << 26));
-      for (const w of this.waiters.splice(0)) w();
-    });
-    this.closed = new Promise((resolve) =>
-      ws.once('close', (code, reason) => {
-        if (this.pinger) clearInterval(this.pinger);
-        resolve({ code, reason: reason.toString() });
-      }),
-    );
-  }
-
-  /** Heartbeats stating `vv`, as a real peer sends, so that the region does not time the link out. */
-  keepAlive(vv: VersionVector): void {
-    let id = 0;
-    this.pinger = setInterval(() => this.send({ type: 'ping', id: ++id, sentAt: performance.now(), vv, links: [], lagMs: 0 }), 150);
-  }
-
-  static async open(): Promise<ImpostorLink> {
-    const { body } = await http<{ nonce: string }>(`${target}${CHALLENGE_PATH}`);
-    const { headers } = createDialHeaders({ secret: SECRET, cluster: 'meridian-local', self: IMPOSTOR, peer: TARGET, serverNonce: body.nonce });
-    const ws = new WebSocket(`${target.replace('http', 'ws')}${REPLICATE_PATH}`, { headers });
-    const link = new ImpostorLink(ws);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    return link;
-  }
-
-  /** The first frame matching `type`, waiting for it. */
-  async next<T extends Frame['type']>(type: T, timeoutMs = 10_000): Promise<Extract<Frame, { type: T }>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.frames.find((f) => f.type === type);
-      if (found) return found as Extract<Frame, { type: T }>;
-      if (Date.now() > deadline) throw new Error(`no ${type} frame within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  send(frame: Frame | Uint8Array): void {
-    this.ws.send(frame instanceof Uint8Array ? frame : encodeFrame(frame));
-  }
-
-  /** The close code, or 'open' if the region kept the link for `ms`. */
-  async closeCode(ms = 10_000): Promise<number | 'open'> {
-    const timeout = new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), ms));
-    const result = await Promise.race([this.closed, timeout]);
-    return result === 'open' ? 'open' : result.code;
-  }
-
-  close(): void {
-    this.ws.close(1000);
-  }
-}
 
 /** A frame written by hand, to carry numbers the encoder refuses to write. */
 function rawFrame(code: number, body: (e: encoding.Encoder) => void): Uint8Array {
@@ -163,7 +92,7 @@ async function writerOf(): Promise<string> {
 
 /** The target's version vector (from the sync request it opens every link with), writer and pending counts. */
 async function observe(): Promise<Observed> {
-  const link = await ImpostorLink.open();
+  const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
   const request = await link.next('sync-request');
   link.close();
   await link.closed;
@@ -174,7 +103,7 @@ async function observe(): Promise<Observed> {
 
 /** Opens a link and states that the impostor holds what the target holds (so nothing is streamed). */
 async function linkHoldingAll(): Promise<{ link: ImpostorLink; theirs: VersionVector }> {
-  const link = await ImpostorLink.open();
+  const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
   const theirs = (await link.next('sync-request')).vv;
   link.send({ type: 'sync-request', vv: theirs });
   link.keepAlive(theirs);
@@ -299,7 +228,7 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
       }),
     ];
     for (const bytes of forged) {
-      const link = await ImpostorLink.open();
+      const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
       await link.next('sync-request');
       link.send(bytes);
       expect(await link.closeCode()).toBe(4400);
@@ -384,7 +313,7 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
 
   it('follows a restored peer that holds more of its writes once per link, and refuses a second claim', async () => {
     const before = await baseline();
-    const link = await ImpostorLink.open();
+    const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
     const theirs = (await link.next('sync-request')).vv;
     const mine = ownWriter(before);
     // Legitimate for a data directory restored from a backup: write on as a new writer.

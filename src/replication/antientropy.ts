@@ -65,7 +65,6 @@ interface Round {
   /** Frames waiting to be sent, at most WINDOW doc-sv in flight. */
   queue: Outbox;
   driving: boolean;
-  mine: Map<number, Map<DocKey, Uint8Array>>;
   /** Documents asked about with their digest parts: the peer may offer its state of these, once each. */
   mayOffer: Set<DocKey>;
   startedAt: number;
@@ -144,6 +143,11 @@ const SUMMARY_PAGE = 500;
 const MOST_BUCKETS_READ_ONE_BY_ONE = BUCKETS / 4;
 /** Received document states queued for commit before the next one waits. */
 const MAX_APPLYING = 1024;
+/**
+ * Answers owed to the peer (its rounds' lists, doc-sv) beyond which it is
+ * asking faster than it reads: a round keeps at most WINDOW doc-sv in flight.
+ */
+const MAX_ANSWERS_OWED = 8 * WINDOW;
 /** Peer rounds answered and not yet done that are remembered; a peer runs one at a time. */
 const MAX_ANSWERED = 8;
 /** Offers of this region's state awaiting the peer's answer that are remembered (the peer need not answer). */
@@ -153,7 +157,20 @@ export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
   /** Rounds the peer started whose ae-buckets this region answered, oldest first: only these may end with a floor. */
   private readonly answered = new Set<number>();
-  /** Merges of received document states not yet committed. */
+  /** The peer's round answered last: an older one still being answered was given up. */
+  private latestAnswered: number | null = null;
+  /** When a frame of a round the peer runs last arrived (ms since epoch; 0 after its ae-done). */
+  private peerRoundAt = 0;
+  /**
+   * Answers to the peer, sent in order but beside the link's inbound frames:
+   * an answer may wait for paced reading here or for a send buffer the peer
+   * empties slowly (it may be busy applying what this region sends it), and
+   * meanwhile the peer's entries, acknowledgements and states must still be
+   * read, or each side takes the other's silence for a dead link.
+   */
+  private answers: Promise<void> = Promise.resolve();
+  private answersOwed = 0;
+  /** Merges of received document states not yet committed, oldest first. */
   private readonly applying = new Set<Promise<void>>();
   /** (round, document) of offers this region sent, oldest first: only these may be answered. */
   private readonly offered = new Set<string>();
@@ -169,6 +186,11 @@ export class AntiEntropy {
     return this.rounds.size > 0;
   }
 
+  /** Whether the peer runs a round on this link that moved in the last `withinMs`: it compares both ways. */
+  peerRunning(now: number, withinMs: number): boolean {
+    return now - this.peerRoundAt < withinMs;
+  }
+
   /** Starts a round; resolves when it completes or the link closes. */
   start(): Promise<void> {
     const { documents } = this.port;
@@ -179,7 +201,7 @@ export class AntiEntropy {
     const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       const state: Round = {
-        floor, buckets: [], docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mine: new Map(), mayOffer: new Set(),
+        floor, buckets: [], docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mayOffer: new Set(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -216,21 +238,23 @@ export class AntiEntropy {
     if (round) {
       // The peer's answer to our round: it sends ae-docs for each bucket
       // where its digests differ from the ones we sent, whatever changed here since.
-      const differing = differingBuckets(round.buckets, frame.buckets);
-      round.docsExpected = differing.length;
-      round.mine = await this.docsIn(differing, round);
+      round.docsExpected = differingBuckets(round.buckets, frame.buckets).length;
       this.drive(frame.round, round);
       return;
     }
     this.noteAnswered(frame.round);
-    const mine = await this.port.documents.digests.bucketDigests();
-    const differing = differingBuckets(mine, frame.buckets);
-    await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
-    const docs = await this.docsIn(differing);
-    for (const bucket of differing) {
-      const list = [...(docs.get(bucket) ?? new Map<DocKey, Uint8Array>())].map(([doc, digest]) => ({ doc, digest }));
-      await this.port.send({ type: 'ae-docs', round: frame.round, bucket, docs: list });
-    }
+    this.answer(async () => {
+      const mine = await this.port.documents.digests.bucketDigests();
+      const differing = differingBuckets(mine, frame.buckets);
+      await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
+      const docs = await this.docsIn(differing);
+      for (const bucket of differing) {
+        // The peer gave this round up and started another: answer that one instead.
+        if (this.latestAnswered !== frame.round) return;
+        const list = [...(docs.get(bucket) ?? new Map<DocKey, Uint8Array>())].map(([doc, digest]) => ({ doc, digest }));
+        await this.port.send({ type: 'ae-docs', round: frame.round, bucket, docs: list });
+      }
+    });
   }
 
   /** The round `id` if this region runs it, marked as having heard from the peer. */
@@ -243,7 +267,12 @@ export class AntiEntropy {
   async onDocs(frame: AeDocsFrame): Promise<void> {
     const round = this.heard(frame.round);
     if (!round) return;
-    const mine = round.mine.get(frame.bucket) ?? new Map<DocKey, Uint8Array>();
+    // Read bucket by bucket as the peer's lists arrive, not all at once on
+    // its ae-buckets: listing every document (a rebuild differs in every
+    // bucket) would hold this link's inbound frames for seconds.
+    const began = performance.now();
+    const mine = new Map(this.port.store.bucketSummaries(frame.bucket).map((s) => [s.doc, s.digest] as const));
+    this.port.pacer?.spent(performance.now() - began);
     const theirs = new Map(frame.docs.map((d) => [d.doc, d.digest] as const));
     for (const [doc, digest] of mine) {
       const other = theirs.get(doc);
@@ -332,30 +361,34 @@ export class AntiEntropy {
     await this.port.documents.settled(doc);
   }
 
-  async onDocSv(frame: DocSvFrame): Promise<void> {
-    const { documents } = this.port;
-    await this.durable(frame.doc);
-    if (frame.parts && this.conflicts(frame.doc, frame.parts)) {
-      const state = documents.readYjs(frame.doc);
-      if (state) {
-        this.offered.add(offerKey(frame.round, frame.doc));
-        for (const oldest of this.offered) {
-          if (this.offered.size <= MAX_OFFERED) break;
-          this.offered.delete(oldest);
+  onDocSv(frame: DocSvFrame): void {
+    this.peerRoundAt = Date.now();
+    this.answer(async () => {
+      const { documents } = this.port;
+      await this.durable(frame.doc);
+      if (frame.parts && this.conflicts(frame.doc, frame.parts)) {
+        const state = documents.readYjs(frame.doc);
+        if (state) {
+          this.offered.add(offerKey(frame.round, frame.doc));
+          for (const oldest of this.offered) {
+            if (this.offered.size <= MAX_OFFERED) break;
+            this.offered.delete(oldest);
+          }
+          await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
         }
-        await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
       }
-    }
-    const began = performance.now();
-    const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
-    const sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
-    const sent = this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
-    this.port.pacer?.spent(performance.now() - began);
-    await sent;
+      const began = performance.now();
+      const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
+      const sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
+      const sent = this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
+      this.port.pacer?.spent(performance.now() - began);
+      await sent;
+    });
   }
 
   async onDocState(frame: DocStateFrame): Promise<void> {
     const { documents } = this.port;
+    if (!this.rounds.has(frame.round)) this.peerRoundAt = Date.now();
     // Not awaited one by one: documents received together share one commit
     // (a rebuild of many documents would otherwise cost an fsync each, and a
     // receiver that slow stops reading its socket, heartbeats included).
@@ -365,7 +398,11 @@ export class AntiEntropy {
       () => this.applying.delete(applied),
       (err: unknown) => this.port.fail(`doc-state rejected: ${err instanceof Error ? err.message : String(err)}`),
     );
-    if (this.applying.size >= MAX_APPLYING) await applied;
+    // Waits for the oldest merge, not this one: the link is read again as
+    // soon as any commit makes room, so a long queue of merges still lets
+    // the peer's frames through now and then (each one worked off counts as
+    // hearing from it).
+    while (this.applying.size >= MAX_APPLYING) await this.applying.values().next().value;
     this.docsRepaired++;
     if (!frame.sv) return;
     await this.durable(frame.doc);
@@ -375,7 +412,7 @@ export class AntiEntropy {
     const answer: Frame | null = update ? { type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null } : null;
     const round = this.heard(frame.round);
     if (!round) {
-      if (answer) await this.port.send(answer);
+      if (answer) this.answer(() => this.port.send(answer));
       return;
     }
     // Queued ahead of the rest, so it leaves before this round's ae-done.
@@ -432,12 +469,28 @@ export class AntiEntropy {
   async onDone(frame: AeDoneFrame): Promise<void> {
     if (!this.answered.delete(frame.round)) throw new ProtocolError(`round ${frame.round} was not answered here`);
     this.checkFloor(frame.floor);
+    this.peerRoundAt = 0;
     // Everything of the round must be durable first; a failed merge fails this too.
     await Promise.all([...this.applying]);
     if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
   }
 
+  /** Queues an answer to the peer behind the ones owed (see {@link answers}); a failed one closes the link. */
+  private answer(send: () => Promise<void>): void {
+    if (this.answersOwed >= MAX_ANSWERS_OWED) throw new ProtocolError(`more than ${MAX_ANSWERS_OWED} requests unanswered: the peer asks faster than it reads`);
+    this.answersOwed++;
+    this.answers = this.answers.then(send).then(
+      () => void this.answersOwed--,
+      (err: unknown) => {
+        this.answersOwed--;
+        this.port.fail(`answer failed: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+  }
+
   private noteAnswered(round: number): void {
+    this.latestAnswered = round;
+    this.peerRoundAt = Date.now();
     this.answered.delete(round);
     this.answered.add(round);
     for (const old of this.answered) {
@@ -479,7 +532,7 @@ export class AntiEntropy {
    * summary is read (a bucket is a hash of the key), so in pages, each one
    * a paced turn: a region rebuilt from this one differs in every bucket.
    */
-  private async docsIn(buckets: number[], round?: Round): Promise<Map<number, Map<DocKey, Uint8Array>>> {
+  private async docsIn(buckets: number[]): Promise<Map<number, Map<DocKey, Uint8Array>>> {
     const wanted = new Set(buckets);
     const out = new Map<number, Map<DocKey, Uint8Array>>();
     if (wanted.size === 0) return out;
@@ -488,7 +541,6 @@ export class AntiEntropy {
       for (const bucket of wanted) {
         out.set(bucket, new Map(this.port.store.bucketSummaries(bucket).map((s) => [s.doc, s.digest])));
         if (performance.now() - began > YIELD_AFTER_MS) {
-          if (round) round.activeAt = Date.now();
           await this.giveTurn(performance.now() - began);
           began = performance.now();
         }
@@ -513,7 +565,6 @@ export class AntiEntropy {
         return out;
       }
       after = page[page.length - 1]!.doc;
-      if (round) round.activeAt = Date.now();
       await this.giveTurn(performance.now() - began);
     }
   }

@@ -536,6 +536,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       s?.ae.abortIdle(Date.now(), idleMs);
       if (!s || s.ae.running) continue;
       if (stuck) {
+        // A round the peer runs here repairs them as well as one of ours would.
+        if (s.ae.peerRunning(Date.now(), this.o.config.replication.deadAfterMs)) continue;
         this.log.warn({ peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');
         s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
         continue;

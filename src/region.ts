@@ -146,7 +146,9 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     if (rebuilding) logger.info({ waitMs }, 'empty data directory: holding writes until caught up with a peer');
     const ready = rebuilding ? replicator.caughtUpWithAPeer(waitMs) : replicator.heardFromAPeer(waitMs);
     void ready.then((ok) => {
-      if (rebuilding || !ok) logger.info({ ok }, ok ? 'caught up with a peer; taking writes' : 'no peer answered; taking writes alone');
+      if (ok && rebuilding) logger.info('caught up with a peer; taking writes');
+      else if (!ok && rebuilding) logger.warn({ waitMs }, 'not caught up with a peer in time; taking writes while the rebuild goes on');
+      else if (!ok) logger.warn({ waitMs }, 'no peer answered; taking writes alone');
       openWrites();
     });
   }

@@ -197,10 +197,11 @@ describe('replication between three region processes', () => {
   });
 
   it('catches a wiped region up by state from one peer only, not from every peer', async () => {
-    cluster = await startTestCluster();
+    // B waits three of its heartbeats before deciding: short ones, so that it decides while A's round still runs.
+    cluster = await startTestCluster(undefined, {}, { [B]: { replication: { ...FAST_REPLICATION.replication, heartbeatMs: 40 } } });
     const c = cluster;
     for (let i = 0; i < 20; i++) {
-      expect((await http(`${c.url(A)}/v1/docs/items/d${i}`, { method: 'PUT', body: { i } })).status).toBe(200);
+      expect((await http(`${c.url(A)}/v1/docs/items/d${i}`, { method: 'PUT', body: { i, pad: 'x'.repeat(20_000) } })).status).toBe(200);
     }
     await waitForConvergence(c);
     // Once compacted and acknowledged everywhere, the entries leave the logs: a wiped region needs state.
@@ -213,9 +214,23 @@ describe('replication between three region processes', () => {
     const catchUps = (r: string) =>
       readFileSync(c.region(r).logPath, 'utf8').split('\n').filter((l) => l.includes('catching it up by state')).length;
     const before = { [A]: catchUps(A), [B]: catchUps(B) };
+    // B's clients keep writing: A is always a few of B's writes behind, which
+    // B's log still holds, so B leaves the state to A all the same.
+    let writing = true;
+    let written = 0;
+    const writes = (async () => {
+      while (writing) {
+        expect((await http(`${c.url(B)}/v1/docs/live/b${written}`, { method: 'PUT', body: { written } })).status).toBe(200);
+        written++;
+      }
+    })();
     await c.wipe(C);
+    await waitFor('C rebuilt', async () => (await http<{ ids: string[] }>(`${c.url(C)}/v1/docs/items?limit=100`)).body.ids.length === 20, 30_000);
+    await new Promise((r) => setTimeout(r, 2_000));
+    writing = false;
+    await writes;
     await waitForConvergence(c);
-    expect((await http<{ ids: string[] }>(`${c.url(C)}/v1/docs/items?limit=100`)).body.ids).toHaveLength(20);
+    expect((await http<{ ids: string[] }>(`${c.url(C)}/v1/docs/live?limit=1000`)).body.ids).toHaveLength(written);
     // A sorts first among the regions that reach C: it alone sends the state.
     expect(catchUps(A) - before[A]!).toBeGreaterThanOrEqual(1);
     expect(catchUps(B) - before[B]!).toBe(0);

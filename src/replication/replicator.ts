@@ -78,8 +78,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private readonly pendingCache = new Map<RegionId, { at: number; value: PendingEntries | null }>();
   /** What each peer's last heartbeat said (digest, links), kept after its link drops: `/v1/sync` shows it with its age. */
   private readonly reports = new Map<RegionId, { digest: string | null; links: LinkReport[]; at: number }>();
-  /** Per peer wanting a catch-up by state: this region's version vector when it began to wait for another to do it. */
-  private readonly catchUpFrom = new Map<RegionId, VersionVector>();
+  /** Per peer wanting a catch-up by state: when this region began to wait for another to do it, and what it held then. */
+  private readonly catchUpFrom = new Map<RegionId, { since: number; held: VersionVector }>();
   private pingId = 0;
   /** Whether documents had pending updates at the last anti-entropy tick. */
   private pendingSeen = false;
@@ -167,7 +167,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         peer.heldAtConnect = new Map(vv);
         this.notify();
       },
-      leavesCatchUp: (waitedMs) => this.leavesCatchUp(region, waitedMs),
+      leavesCatchUp: (since, now) => this.leavesCatchUp(region, since, now),
       ephemeral: link.ephemeral,
       onAwareness: (doc, update) => {
         for (const listener of this.awarenessListeners) listener(doc, update, region);
@@ -516,19 +516,17 @@ export class Replicator implements ReplicationView, AwarenessRelay {
    * for the others to redial `target` (they are told it is back) and say so
    * in a heartbeat.
    */
-  private leavesCatchUp(target: RegionId, waitedMs: number): boolean {
+  private leavesCatchUp(target: RegionId, since: number, now: number): boolean {
     const before = [...this.peers.values()].filter((o) => o.region !== target && o.region < this.region);
     if (before.length === 0) return false;
-    if (waitedMs < 3 * this.o.config.replication.heartbeatMs) {
-      this.catchUpFrom.set(target, this.o.documents.versionVector());
-      return true;
-    }
+    let from = this.catchUpFrom.get(target);
+    if (from?.since !== since) this.catchUpFrom.set(target, (from = { since, held: this.o.documents.versionVector() }));
+    if (now - since < 3 * this.o.config.replication.heartbeatMs) return true;
     // Only to a region known to hold all this one held when the wait began:
     // it can send the same. Not all it holds now: while clients write, a
     // peer is always a few writes behind, and those are still in this
     // region's log, streamed to `target` as any entries are.
-    const then = this.catchUpFrom.get(target) ?? this.o.documents.versionVector();
-    return before.some((o) => o.session !== null && covers(o.session.peerHas, then) && o.session.peerReaches(target));
+    return before.some((o) => o.session !== null && covers(o.session.peerHas, from.held) && o.session.peerReaches(target));
   }
 
   private antiEntropy(): void {

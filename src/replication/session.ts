@@ -71,9 +71,9 @@ export interface SessionOptions {
   onUnsent?: (reason: string, kind: 'too_large' | 'backlog') => void;
   /**
    * Whether to leave catching this peer up by state to another region, the
-   * peer having needed it for `waitedMs` (see Replicator).
+   * peer having needed it since `waitingSince` (ms since epoch; see Replicator).
    */
-  leavesCatchUp: (waitedMs: number) => boolean;
+  leavesCatchUp: (waitingSince: number, now: number) => boolean;
   /** The peer announced ephemeral (awareness) frames in the handshake: they may be sent to it. */
   ephemeral?: boolean;
   /** A live client's presence relayed by the peer. */
@@ -683,7 +683,7 @@ export class Session {
   private catchUpByState(): void {
     const now = Date.now();
     this.catchUpWantedSince ??= now;
-    if (now - this.lastCatchUp < 2000 || this.o.leavesCatchUp(now - this.catchUpWantedSince)) return;
+    if (now - this.lastCatchUp < 2000 || this.o.leavesCatchUp(this.catchUpWantedSince, now)) return;
     this.catchUpWantedSince = null;
     this.lastCatchUp = now;
     this.o.logger.info({ peer: this.o.peer }, 'peer lacks entries no longer in the log; catching it up by state');

@@ -10,7 +10,7 @@
  */
 import * as Y from 'yjs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { DocKey, RegionId } from '../src/ids.js';
+import type { DocKey, RegionId, VersionVector } from '../src/ids.js';
 import { FAST_REPLICATION, http, startTestCluster, syncStatus } from './helpers/cluster.js';
 import { ImpostorLink } from './helpers/impostor.js';
 
@@ -43,12 +43,18 @@ async function linkState(): Promise<string | undefined> {
   return (await syncStatus(target)).peers.find((p) => p.region === PEER)?.state;
 }
 
-it('keeps reading a peer whose requests wait for room on the link: the link stays up and every answer arrives', async () => {
+/** A link as PEER that states it holds what the target holds, keeps heartbeats going, and reads nothing until resumed. */
+async function quietLink(): Promise<{ link: ImpostorLink; vv: VersionVector }> {
   const link = await ImpostorLink.open(target, PEER, TARGET);
   const vv = (await link.next('sync-request')).vv;
   link.send({ type: 'sync-request', vv });
   link.keepAlive(vv);
   link.pause();
+  return { link, vv };
+}
+
+it('keeps reading a peer whose requests wait for room on the link: the link stays up and every answer arrives', async () => {
+  const { link, vv } = await quietLink();
   // A round of the peer's (every bucket differs from all-zero digests), then
   // more state than the buffers hold, then a stream of small frames.
   link.send({ type: 'ae-buckets', round: 7, buckets: Array.from({ length: 1024 }, () => new Uint8Array(8)) });
@@ -72,12 +78,27 @@ it('keeps reading a peer whose requests wait for room on the link: the link stay
   await link.closed;
 }, 60_000);
 
+it('answers only the latest of the rounds a peer starts without waiting for their answers', async () => {
+  const { link } = await quietLink();
+  // States that fill the link first, so the rounds' answers queue behind them.
+  for (let i = 0; i < 12; i++) link.send({ type: 'doc-sv', round: 99, doc: BIG, sv: EMPTY_SV, parts: null });
+  const rounds = Array.from({ length: 10 }, (_, i) => 100 + i);
+  for (const round of rounds) link.send({ type: 'ae-buckets', round, buckets: Array.from({ length: 1024 }, () => new Uint8Array(8)) });
+  await new Promise((r) => setTimeout(r, 1_000));
+  link.resume();
+  const last = rounds[rounds.length - 1]!;
+  const answered = async (): Promise<Set<number>> =>
+    new Set(link.frames.flatMap((f) => (f.type === 'ae-buckets' ? [f.round] : [])));
+  const deadline = Date.now() + 20_000;
+  while (!(await answered()).has(last) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  // By the time their turn came the peer had started the last one: the others are given up unanswered.
+  expect([...(await answered())]).toEqual([last]);
+  link.close();
+  await link.closed;
+}, 30_000);
+
 it('closes the link to a peer that asks far more than it reads, says why, and keeps serving', async () => {
-  const link = await ImpostorLink.open(target, PEER, TARGET);
-  const vv = (await link.next('sync-request')).vv;
-  link.send({ type: 'sync-request', vv });
-  link.keepAlive(vv);
-  link.pause();
+  const { link } = await quietLink();
   for (let i = 0; i < 400; i++) link.send({ type: 'doc-sv', round: 9, doc: BIG, sv: EMPTY_SV, parts: null });
   // The region reads them all while its answers wait for room; then the close is read.
   await new Promise((r) => setTimeout(r, 2_000));

@@ -243,14 +243,16 @@ export class AntiEntropy {
       return;
     }
     this.noteAnswered(frame.round);
+    // The peer gave this round up and started another: answer that one instead.
+    const superseded = (): boolean => this.latestAnswered !== frame.round;
     this.answer(async () => {
+      if (superseded()) return;
       const mine = await this.port.documents.digests.bucketDigests();
       const differing = differingBuckets(mine, frame.buckets);
       await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });
       const docs = await this.docsIn(differing);
       for (const bucket of differing) {
-        // The peer gave this round up and started another: answer that one instead.
-        if (this.latestAnswered !== frame.round) return;
+        if (superseded()) return;
         const list = [...(docs.get(bucket) ?? new Map<DocKey, Uint8Array>())].map(([doc, digest]) => ({ doc, digest }));
         await this.port.send({ type: 'ae-docs', round: frame.round, bucket, docs: list });
       }

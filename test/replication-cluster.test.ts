@@ -198,7 +198,7 @@ describe('replication between three region processes', () => {
 
   it('catches a wiped region up by state from one peer only, not from every peer', async () => {
     // B waits three of its heartbeats before deciding: short ones, so that it decides while A's round still runs.
-    cluster = await startTestCluster(undefined, {}, { [B]: { replication: { ...FAST_REPLICATION.replication, heartbeatMs: 40 } } });
+    cluster = await startTestCluster(undefined, {}, { [B]: { replication: { ...FAST_REPLICATION.replication, heartbeatMs: 150 } } });
     const c = cluster;
     for (let i = 0; i < 20; i++) {
       expect((await http(`${c.url(A)}/v1/docs/items/d${i}`, { method: 'PUT', body: { i, pad: 'x'.repeat(20_000) } })).status).toBe(200);

@@ -35,7 +35,7 @@ import {
   DOC_PARTS_BYTES, MAX_ROUND, ProtocolError,
   type AeBucketsFrame, type AeDocsFrame, type AeDoneFrame, type DocReplaceFrame, type DocStateFrame, type DocSvFrame, type Frame,
 } from './protocol.js';
-import { firstExcess } from '../vv.js';
+import { covers, firstExcess } from '../vv.js';
 import type { BackgroundPacer } from '../pacer.js';
 
 export interface AntiEntropyPort {
@@ -174,6 +174,8 @@ export class AntiEntropy {
   private readonly applying = new Set<Promise<void>>();
   /** (round, document) of offers this region sent, oldest first: only these may be answered. */
   private readonly offered = new Set<string>();
+  /** The floor of the last round this region completed, and when: the peer states it once it has applied the round. */
+  private lastFloor: { floor: VersionVector; at: number } | null = null;
   /** Rounds completed (as initiator) since the link opened. */
   completed = 0;
   docsRepaired = 0;
@@ -189,6 +191,18 @@ export class AntiEntropy {
   /** Whether the peer runs a round on this link that moved in the last `withinMs`: it compares both ways. */
   peerRunning(now: number, withinMs: number): boolean {
     return now - this.peerRoundAt < withinMs;
+  }
+
+  /**
+   * Whether a round this region completed in the last `withinMs` sent a
+   * floor that the peer has not yet stated it holds. A peer applies a round's
+   * states before its ae-done, and a peer being rebuilt may take a minute to
+   * get there: until it does, it still looks as if it lacked everything.
+   */
+  floorUnstated(peerHas: VersionVector, now: number, withinMs: number): boolean {
+    if (!this.lastFloor) return false;
+    if (covers(peerHas, this.lastFloor.floor) || now - this.lastFloor.at >= withinMs) this.lastFloor = null;
+    return this.lastFloor !== null;
   }
 
   /** Starts a round; resolves when it completes or the link closes. */
@@ -518,6 +532,7 @@ export class AntiEntropy {
     if (round.outstanding > 0 || round.queue.length > 0 || round.driving || this.rounds.get(id) !== round) return;
     this.rounds.delete(id);
     await this.port.send({ type: 'ae-done', round: id, floor: round.floor ?? new Map() });
+    if (round.floor) this.lastFloor = { floor: round.floor, at: Date.now() };
     this.completed++;
     this.port.logger.debug({ peer: this.port.peer, ms: Date.now() - round.startedAt }, 'anti-entropy round done');
     round.done();

@@ -95,6 +95,13 @@ const PROTOCOL_ERROR_CLOSE = CloseCode.ProtocolError;
 /** Room beyond a full send buffer and one largest frame, for heartbeats and acknowledgements. */
 const BACKLOG_SLACK_BYTES = 1 << 20;
 const MAX_INBOUND_QUEUE = 64;
+/**
+ * Longest wait for a peer to state the floor of a completed catch-up round
+ * before catching it up by state again. It states it once it has applied
+ * the round, in order on a live link; the bound only keeps a peer that drops
+ * an ae-done from being left behind for as long as the link stays up.
+ */
+const FLOOR_WAIT_MS = 120_000;
 /** Longest stretch of frame handling before timers and sockets get a turn, ms. */
 const YIELD_AFTER_MS = 1;
 /** Log pages (of 256 entries) read per event-loop turn at most. */
@@ -683,7 +690,10 @@ export class Session {
   private catchUpByState(): void {
     const now = Date.now();
     this.catchUpWantedSince ??= now;
-    if (now - this.lastCatchUp < 2000 || this.o.leavesCatchUp(this.catchUpWantedSince, now)) return;
+    if (now - this.lastCatchUp < 2000) return;
+    // The peer is still applying the last round's states: another round would send them all again.
+    if (this.ae.floorUnstated(this.peerHas, now, FLOOR_WAIT_MS)) return;
+    if (this.o.leavesCatchUp(this.catchUpWantedSince, now)) return;
     this.catchUpWantedSince = null;
     this.lastCatchUp = now;
     this.o.logger.info({ peer: this.o.peer }, 'peer lacks entries no longer in the log; catching it up by state');

@@ -322,7 +322,8 @@ export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLaten
 }
 
 /** For the report: one line per region, and the rebuilt region's figures. */
-export function rebuildLatencyTables(r: RebuildLatencyResult, docs: number): Table[] {
+/** `events`: from the regions' logs over the same period (see s3-catchup.ts), when counted. */
+export function rebuildLatencyTables(r: RebuildLatencyResult, docs: number, events?: { linkDrops: number; stateRounds: number }): Table[] {
   const vsSteady = (p99: number, steady: LatencySummary): number | null => (steady.p99 > 0 ? round(p99 / steady.p99, 2) : null);
   const wipedSteady = r.regions.find((g) => g.region === r.wiped)?.steady;
   const afterRow = (l: LatencySummary): (number | null)[] => [l.count, l.p50, l.p99, l.max, wipedSteady ? vsSteady(l.p99, wipedSteady) : null];
@@ -343,11 +344,14 @@ export function rebuildLatencyTables(r: RebuildLatencyResult, docs: number): Tab
       title: `(d) ${r.wiped} rebuilt under load`,
       columns: [
         'restart ms', 'first write acknowledged ms', 'held writes drained ms', 'rebuilt ms', 'writes sent', 'n', 'p50', 'p99', 'max',
-        'p99 / steady p99', 'lost writes', 'acknowledged before the kill, gone with the disk',
+        'p99 / steady p99', 'lost writes', 'acknowledged before the kill, gone with the disk', 'links dropped', 'state rounds',
       ],
       rows: [
-        [r.restartMs, r.firstWriteMs, r.heldDrainedMs, r.rebuiltMs, 'after the first acknowledged', ...afterRow(r.afterFirstWrite), r.lost, r.goneWithDisk],
-        ['', '', '', '', 'after the held ones drained', ...afterRow(r.afterDrained), '', ''],
+        [
+          r.restartMs, r.firstWriteMs, r.heldDrainedMs, r.rebuiltMs, 'after the first acknowledged', ...afterRow(r.afterFirstWrite), r.lost, r.goneWithDisk,
+          events?.linkDrops ?? null, events?.stateRounds ?? null,
+        ],
+        ['', '', '', '', 'after the held ones drained', ...afterRow(r.afterDrained), '', '', '', ''],
       ],
     },
   ];

@@ -76,7 +76,7 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
   });
   let outage: OutageResult;
   let rebuild: RebuildResult;
-  let rebuildLatency: RebuildLatencyResult;
+  let rebuildLatency: RebuildLatencyRun;
   try {
     await waitLinksUp(bench, 20_000);
     outage = await runOutage(ctx, bench, outageMs, rate, outageDocs);
@@ -107,13 +107,13 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       'writes go on until 5 s after it is rebuilt.',
     tables: [
       ...tables(outage, rebuild, outageFloor, rebuildFloor), ...latencyTables(latency, outageFloor.perS),
-      ...rebuildLatencyTables(rebuildLatency, rebuild.docs),
+      ...rebuildLatencyTables(rebuildLatency, rebuild.docs, rebuildLatency.events),
     ],
     notes: [
       'Times count from the heal. Links come back when the dialing peers\' reconnect backoff next fires; catch-up ms is first link up → equal digests and nothing pending anywhere, and updates/s and MB/s are over that window (an upper bound when it is shorter than the 25 ms polling).',
       'rebuild: the restarted region\'s commits and other transactions show whether it caught up through the log (commits) or by document state (one snapshot transaction per document); links dropped: "peer silent; closing link" in any region\'s log (an event loop blocked past the 5 s dead timeout); state rounds: catch-up-by-state rounds started.',
       '(c): latency counts from each write\'s scheduled send time; windows are by send time, in seconds from the heal. Steady: writes sent in the steady period before the cut. Catch-up: writes sent from the heal until convergence. Caught up: the cut-off region answered a `/v1/sync` held with `meridian-after` set to everything the other regions had acknowledged at the heal; peers hold its writes: the same the other way; converged: the later of the two. updates/s: missed updates over first link up → caught up (the cut-off region also applies live writes meanwhile); floor: the in-process `applyRemote` floor of (a). Peer polls: `/v1/sync` of each other region every 100 ms, counted from its first report of the link up after the heal to the end; longest silence: the largest `lastSeenMs` they reported for the cut-off region meanwhile (default config: suspect after 3 s, down after 5 s). Lost writes: acknowledged documents that some region does not list after the run. generator late: how late a request left this process against its schedule.',
-      '(d): windows and latency as in (c), counted from the kill. The wiped region refuses connections while it restarts (its failed writes), then holds writes until it holds what a peer held when their link opened (see "Replication" in the README: `/readyz` answers 503 meanwhile, so clients write elsewhere): first write acknowledged is when that hold ended, and its later writes are shown apart; the writes held meanwhile are released at once, and until the last of them is acknowledged (held writes drained) later writes queue behind them, so the writes sent after that are shown apart too. Rebuilt: it answered a `/v1/sync` held with `meridian-after` set to what the other regions had acknowledged at the kill. Gone with the disk: writes the wiped region acknowledged before the kill that no region holds (acknowledged locally, not yet replicated; see `meridian-replicas`).',
+      '(d): windows and latency as in (c), counted from the kill. The wiped region refuses connections while it restarts (its failed writes), then holds writes until it holds what a peer held when their link opened (see "Replication" in the README: `/readyz` answers 503 meanwhile, so clients write elsewhere): first write acknowledged is when that hold ended, and its later writes are shown apart; the writes held meanwhile are released at once, and until the last of them is acknowledged (held writes drained) later writes queue behind them, so the writes sent after that are shown apart too. Rebuilt: it answered a `/v1/sync` held with `meridian-after` set to what the other regions had acknowledged at the kill. Gone with the disk: writes the wiped region acknowledged before the kill that no region holds (acknowledged locally, not yet replicated; see `meridian-replicas`). Links dropped and state rounds: as in (b), from the kill until 5 s after rebuilt.',
     ],
     data: { outage, rebuild, outageFloor, rebuildFloor, latency, rebuildLatency },
     seconds: (performance.now() - started) / 1000,
@@ -146,14 +146,20 @@ async function runLatency(ctx: BenchContext): Promise<CatchUpLatencyResult> {
   }
 }
 
+/** Part (d) and what the regions' logs show of it. */
+type RebuildLatencyRun = RebuildLatencyResult & { events: { linkDrops: number; stateRounds: number } };
+
 /** Part (d): (b) again, with every region taking writes throughout. */
-async function runRebuildLatency(ctx: BenchContext, bench: BenchCluster, docs: number, timeoutMs: number): Promise<RebuildLatencyResult> {
+async function runRebuildLatency(ctx: BenchContext, bench: BenchCluster, docs: number, timeoutMs: number): Promise<RebuildLatencyRun> {
   ctx.log(`rebuild (d): 100 PUTs/s at every region; ${ISOLATED} wiped again while they write`);
-  const r = await measureRebuildLatency(bench, { wiped: ISOLATED, rate: 100, steadyMs: ctx.quick ? 5000 : 10_000, afterMs: 5000, timeoutMs });
+  const since = new Date().toISOString();
+  const measured = await measureRebuildLatency(bench, { wiped: ISOLATED, rate: 100, steadyMs: ctx.quick ? 5000 : 10_000, afterMs: 5000, timeoutMs });
+  const r = { ...measured, events: logEvents(bench, since) };
   const peers = r.regions.filter((g) => g.region !== ISOLATED).map((g) => `${g.region} p99 ${g.steady.p99} → ${g.catchUp.p99} ms`);
   ctx.log(
     `rebuild (d): ${docs} documents back after ${r.rebuiltMs} ms; first write at ${ISOLATED} acknowledged ${r.firstWriteMs} ms ` +
-      `after the kill, then p99 ${r.afterFirstWrite.p99} ms (${r.afterDrained.p99} ms once the held writes drained at ${r.heldDrainedMs} ms); ${peers.join(', ')}; lost ${r.lost}`,
+      `after the kill, then p99 ${r.afterFirstWrite.p99} ms (${r.afterDrained.p99} ms once the held writes drained at ${r.heldDrainedMs} ms); ${peers.join(', ')}; lost ${r.lost}; ` +
+      `links dropped ${r.events.linkDrops} times, ${r.events.stateRounds} catch-up-by-state rounds started`,
   );
   return r;
 }

@@ -20,13 +20,6 @@ import type { BackgroundPacer } from '../pacer.js';
 
 /** Longest stretch of digest work before requests get a turn, ms. */
 const SLICE_MS = 4;
-/**
- * How long a changed document waits before its digest is computed, ms: a
- * document written at every commit (a hot counter, an edited text) gets one
- * digest per this, not one per commit. Readers that need exact digests
- * settle what is stale themselves.
- */
-const COALESCE_MS = 50;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 
@@ -162,11 +155,10 @@ export class Digester {
     this.storeTimer = null;
   }
 
-  private schedule(continued = false): void {
+  private schedule(): void {
     if (this.sliceScheduled || this.stopped) return;
     this.sliceScheduled = true;
-    // A backlog goes on at once (or when the pacer says); a fresh change waits to coalesce.
-    const wait = Math.max(this.o.pacer?.wait() ?? 0, continued ? 0 : COALESCE_MS);
+    const wait = this.o.pacer?.wait() ?? 0;
     if (wait > 0) setTimeout(() => this.slice(), wait);
     else setImmediate(() => this.slice());
   }
@@ -182,7 +174,7 @@ export class Digester {
     }
     this.o.pacer?.spent(performance.now() - started);
     // Only documents still on their way to the disk left: their commit schedules the next slice.
-    if (this.stale.size > 0 && this.stale.size < before) this.schedule(true);
+    if (this.stale.size > 0 && this.stale.size < before) this.schedule();
     this.armStore();
   }
 

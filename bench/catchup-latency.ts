@@ -321,9 +321,12 @@ export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLaten
   };
 }
 
-/** For the report: one line per region, and the rebuilt region's figures. */
-/** `events`: from the regions' logs over the same period (see s3-catchup.ts), when counted. */
-export function rebuildLatencyTables(r: RebuildLatencyResult, docs: number, events?: { linkDrops: number; stateRounds: number }): Table[] {
+/**
+ * For the report: one line per region, and the rebuilt region's figures;
+ * `events`, when counted, from the regions' logs over the same period (see s3-catchup.ts).
+ */
+export function rebuildLatencyTables(r: RebuildLatencyResult & { events?: { linkDrops: number; stateRounds: number } }, docs: number): Table[] {
+  const { events } = r;
   const vsSteady = (p99: number, steady: LatencySummary): number | null => (steady.p99 > 0 ? round(p99 / steady.p99, 2) : null);
   const wipedSteady = r.regions.find((g) => g.region === r.wiped)?.steady;
   const afterRow = (l: LatencySummary): (number | null)[] => [l.count, l.p50, l.p99, l.max, wipedSteady ? vsSteady(l.p99, wipedSteady) : null];

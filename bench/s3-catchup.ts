@@ -107,7 +107,7 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       'writes go on until 5 s after it is rebuilt.',
     tables: [
       ...tables(outage, rebuild, outageFloor, rebuildFloor), ...latencyTables(latency, outageFloor.perS),
-      ...rebuildLatencyTables(rebuildLatency, rebuild.docs, rebuildLatency.events),
+      ...rebuildLatencyTables(rebuildLatency, rebuild.docs),
     ],
     notes: [
       'Times count from the heal. Links come back when the dialing peers\' reconnect backoff next fires; catch-up ms is first link up → equal digests and nothing pending anywhere, and updates/s and MB/s are over that window (an upper bound when it is shorter than the 25 ms polling).',

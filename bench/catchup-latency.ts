@@ -269,6 +269,12 @@ export interface RebuildLatencyResult {
   heldDrainedMs: number | null;
   /** The wiped region's writes sent after the held backlog drained, until rebuilt. */
   afterDrained: LatencySummary;
+  /**
+   * The wiped region's writes sent from the kill until rebuilt that failed:
+   * refused while it held writes (503 after a short wait), or not answered
+   * while the process was down. `ms` is how long each took to fail.
+   */
+  refused: LatencySummary;
   /** Acknowledged writes missing from some region after the run, but for those the wiped region acknowledged before the kill. */
   lost: number;
   /** Writes the wiped region acknowledged before the kill that no region holds: gone with its disk before they were replicated. */
@@ -309,6 +315,7 @@ export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLaten
   const held = firstWriteMs === null ? [] : wipedLoad.done.filter((r) => r.ok && r.dueAt >= killedAt && r.dueAt - killedAt < firstWriteMs);
   const heldDrainedMs = firstWriteMs === null ? null : Math.max(firstWriteMs, ...held.map((r) => r.dueAt + r.ms - killedAt));
   const afterDrained = latencyOf(heldDrainedMs === null ? [] : sentBetween(heldDrainedMs));
+  const refused = latencyOf(wipedLoad.done.filter((r) => !r.ok && r.dueAt >= killedAt && r.dueAt - killedAt < rebuiltEnd).map((r) => r.ms));
   const listed = await listEverywhere(bench, REBUILD_COLLECTION);
   const counted = [...acked].map(([n, a]) => ({ ids: n === o.wiped ? [...a.ids].filter((id) => !beforeKill.has(id)) : a.ids }));
   const lost = lostWrites(listed, counted);
@@ -317,7 +324,7 @@ export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLaten
     wiped: o.wiped, rate: o.rate, steadyS: o.steadyMs / 1000, restartMs: round(restartMs, 0),
     firstWriteMs: firstWriteMs === null ? null : round(firstWriteMs, 0), rebuiltMs,
     regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt: killedAt, healedAt: killedAt, convergedMs: rebuiltMs, endMs })),
-    afterFirstWrite, heldDrainedMs: heldDrainedMs === null ? null : round(heldDrainedMs, 0), afterDrained, lost, goneWithDisk,
+    afterFirstWrite, heldDrainedMs: heldDrainedMs === null ? null : round(heldDrainedMs, 0), afterDrained, refused, lost, goneWithDisk,
   };
 }
 
@@ -347,14 +354,15 @@ export function rebuildLatencyTables(r: RebuildLatencyResult & { events?: { link
       title: `(d) ${r.wiped} rebuilt under load`,
       columns: [
         'restart ms', 'first write acknowledged ms', 'held writes drained ms', 'rebuilt ms', 'writes sent', 'n', 'p50', 'p99', 'max',
-        'p99 / steady p99', 'lost writes', 'acknowledged before the kill, gone with the disk', 'links dropped', 'state rounds',
+        'p99 / steady p99', 'refused or failed', 'ms to fail, p50', 'ms to fail, max',
+        'lost writes', 'acknowledged before the kill, gone with the disk', 'links dropped', 'state rounds',
       ],
       rows: [
         [
-          r.restartMs, r.firstWriteMs, r.heldDrainedMs, r.rebuiltMs, 'after the first acknowledged', ...afterRow(r.afterFirstWrite), r.lost, r.goneWithDisk,
-          events?.linkDrops ?? null, events?.stateRounds ?? null,
+          r.restartMs, r.firstWriteMs, r.heldDrainedMs, r.rebuiltMs, 'after the first acknowledged', ...afterRow(r.afterFirstWrite),
+          r.refused.count, r.refused.p50, r.refused.max, r.lost, r.goneWithDisk, events?.linkDrops ?? null, events?.stateRounds ?? null,
         ],
-        ['', '', '', '', 'after the held ones drained', ...afterRow(r.afterDrained), '', '', '', ''],
+        ['', '', '', '', 'after the held ones drained', ...afterRow(r.afterDrained), '', '', '', '', '', '', ''],
       ],
     },
   ];

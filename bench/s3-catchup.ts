@@ -158,7 +158,8 @@ async function runRebuildLatency(ctx: BenchContext, bench: BenchCluster, docs: n
   const peers = r.regions.filter((g) => g.region !== ISOLATED).map((g) => `${g.region} p99 ${g.steady.p99} → ${g.catchUp.p99} ms`);
   ctx.log(
     `rebuild (d): ${docs} documents back after ${r.rebuiltMs} ms; first write at ${ISOLATED} acknowledged ${r.firstWriteMs} ms ` +
-      `after the kill, then p99 ${r.afterFirstWrite.p99} ms (${r.afterDrained.p99} ms once the held writes drained at ${r.heldDrainedMs} ms); ${peers.join(', ')}; lost ${r.lost}; ` +
+      `after the kill, then p99 ${r.afterFirstWrite.p99} ms (${r.afterDrained.p99} ms once the held writes drained at ${r.heldDrainedMs} ms); ` +
+      `${r.refused.count} refused or failed (at most ${r.refused.max} ms each); ${peers.join(', ')}; lost ${r.lost}; ` +
       `links dropped ${r.events.linkDrops} times, ${r.events.stateRounds} catch-up-by-state rounds started`,
   );
   return r;

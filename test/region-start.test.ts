@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { freePort } from '../src/faults/cluster.js';
 import { startRegion, type RunningRegion } from '../src/region.js';
-import { http } from './helpers/cluster.js';
+import { http, waitFor } from './helpers/cluster.js';
 
 let dir: string | null = null;
 let region: RunningRegion | null = null;
@@ -19,7 +19,7 @@ afterEach(async () => {
 });
 
 describe('a region whose peers do not answer', () => {
-  it('is not ready while it holds writes, then takes them alone', async () => {
+  it('is not ready while it holds writes, refuses them within a second, then takes them alone', async () => {
     dir = mkdtempSync(join(tmpdir(), 'meridian-start-'));
     const silentPeer = await freePort();
     const config = parseConfig({
@@ -28,20 +28,31 @@ describe('a region whose peers do not answer', () => {
       dataDir: 'data',
       secret: 'test-secret',
       peers: [{ region: 'eu-west', url: `http://127.0.0.1:${silentPeer}` }],
-      replication: { heartbeatMs: 100, deadAfterMs: 700 },
+      replication: { heartbeatMs: 100, deadAfterMs: 1500 },
     }, dir);
     region = await startRegion(config, { logger: pino({ level: 'silent' }) });
+    const { url } = region;
 
     const held = await http<{ ready: boolean; reason: string }>(`${region.url}/readyz`);
     expect(held.status).toBe(503);
     expect(held.body).toMatchObject({ ready: false, reason: expect.stringMatching(/holding writes/) });
     expect((await http(`${region.url}/healthz`)).status).toBe(200);
 
-    // The write waits for the hold (3 × deadAfterMs) and then lands.
+    // A write waits a moment, not the whole hold (3 × deadAfterMs = 4.5 s): it is
+    // refused, nothing written, so that its client can go to another region.
+    const began = Date.now();
+    const refused = await http<{ error: string; message: string }>(`${region.url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ error: 'unavailable', message: expect.stringMatching(/has just started/) });
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(Date.now() - began).toBeLessThan(3000);
+    expect((await http(`${region.url}/v1/docs/t/alone`)).status).toBe(404);
+
+    // Once the hold ends (no peer answered), the region takes writes alone.
+    await waitFor('the hold to end', async () => (await http(`${url}/readyz`)).status === 200, 10_000);
     const write = await http(`${region.url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } });
     expect(write.status).toBe(200);
     const ready = await http<{ ready: boolean; isolated: boolean }>(`${region.url}/readyz`);
-    expect(ready.status).toBe(200);
     expect(ready.body).toMatchObject({ ready: true, isolated: true });
     expect((await http(`${region.url}/v1/docs/t/alone`)).body).toEqual({ alone: true });
   });

@@ -250,6 +250,8 @@ describe('replication between three region processes', () => {
     const backup = `${c.region(B).dataDir}-backup`;
     cpSync(c.region(B).dataDir, backup, { recursive: true });
     await c.startRegion(B);
+    // Writes open once a peer has answered; one sent sooner would be refused after a second.
+    await c.waitReady(B);
     const writerBefore = (await syncStatus(c.url(B))).writer;
     await inc();
     await inc();
@@ -258,6 +260,7 @@ describe('replication between three region processes', () => {
     rmSync(c.region(B).dataDir, { recursive: true, force: true });
     cpSync(backup, c.region(B).dataDir, { recursive: true });
     await c.startRegion(B);
+    await c.waitReady(B);
     await inc();
     await waitForConvergence(c);
     // Every acknowledged increment counts, also the one made after the restore.

@@ -54,7 +54,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     if (mapped.code === 'unsupported_media_type') return replyWith(reply, unsupportedMediaType(request));
     if (mapped.code === 'unauthorized') void reply.header('www-authenticate', 'Bearer');
-    if (mapped.code === 'too_many_requests') void reply.header('retry-after', '1');
+    // Both are refused before anything is done: worth trying again in a moment (`unavailable`: here or elsewhere).
+    if (mapped.code === 'too_many_requests' || mapped.code === 'unavailable') void reply.header('retry-after', '1');
     return replyWith(reply, mapped);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -8,7 +8,7 @@ import { classifyResponse, type OpRecord, type OpValue, type Outcome } from '../
 import { parseDuration, reproduceCommand, resolveOptions } from '../src/verify/options.js';
 import { Random } from '../src/verify/random.js';
 import { FAULT_KINDS, generateSchedule, parseFaultKinds, quickSchedule, resourcesOf, type VerifyFaultKind } from '../src/verify/schedule.js';
-import { outcomeOf } from '../src/verify/workload.js';
+import { outcomeOf, planDocs, workloadPlan } from '../src/verify/workload.js';
 import { runVerify } from '../src/verify/run.js';
 import type { JsonObject } from '../src/crdt/types.js';
 
@@ -70,6 +70,14 @@ describe('fault schedule', () => {
     const draw = (r: Random) => Array.from({ length: 5 }, () => r.int(0, 1000));
     expect(draw(a)).toEqual(draw(b));
     expect(draw(new Random(9).fork('x'))).not.toEqual(draw(c));
+  });
+});
+
+describe('workload', () => {
+  it('writes documents of its own in each run: a stack that outlives a run holds the earlier runs\' documents', () => {
+    const [first, second] = [planDocs(workloadPlan('a1')), planDocs(workloadPlan('a2'))];
+    expect(first.length).toBeGreaterThan(0);
+    expect(first.filter((doc) => second.includes(doc))).toEqual([]);
   });
 });
 

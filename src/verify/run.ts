@@ -22,7 +22,7 @@ import { Random } from './random.js';
 import { formatSummary, progressLine, writeReport, type VerifyResult } from './report.js';
 import { generateSchedule, quickSchedule, type PlannedFault } from './schedule.js';
 import { renderTimeline } from './timeline.js';
-import { Client, planDocs, sleep, workloadPlan } from './workload.js';
+import { Client, planDocs, sleep, workloadPlan, type WorkloadPlan } from './workload.js';
 
 export type { VerifyOptions } from './options.js';
 export type { VerifyResult } from './report.js';
@@ -107,13 +107,15 @@ interface Actors {
   monitor: Monitor;
   clock: () => number;
   phase: { name: string };
+  plan: WorkloadPlan;
 }
 
 function createActors(cluster: VerifyCluster, o: ResolvedOptions, schedule: PlannedFault[]): Actors {
   const t0 = performance.now();
   const clock = () => performance.now() - t0;
   const history = new History(join(o.reportDir, 'history.jsonl'), clock);
-  const plan = workloadPlan();
+  // Base 36 of the start time: a new name for each run, short in reports.
+  const plan = workloadPlan(Date.now().toString(36));
   const random = new Random(o.seed);
   const clients = o.regions.flatMap((region) =>
     Array.from({ length: o.clients }, (_, i) => new Client({
@@ -133,7 +135,7 @@ function createActors(cluster: VerifyCluster, o: ResolvedOptions, schedule: Plan
   const monitor = new Monitor({
     cluster, clock, onTick: () => o.log(progressLine(clock(), history.counts(), phase.name, nemesis.activeLabels())),
   });
-  return { history, clients, nemesis, monitor, clock, phase };
+  return { history, clients, nemesis, monitor, clock, phase, plan };
 }
 
 async function exercise(cluster: VerifyCluster, o: ResolvedOptions, schedule: PlannedFault[]): Promise<VerifyResult> {
@@ -143,7 +145,7 @@ async function exercise(cluster: VerifyCluster, o: ResolvedOptions, schedule: Pl
     const healAtMs = await workload(a, o.durationMs);
     a.phase.name = 'converging';
     const convergeFrom = a.clock();
-    const convergence = await awaitConvergence(cluster, planDocs(workloadPlan()), o.convergeTimeoutMs);
+    const convergence = await awaitConvergence(cluster, planDocs(a.plan), o.convergeTimeoutMs);
     const convergedAtMs = convergence.elapsedMs === null ? null : convergeFrom + convergence.elapsedMs;
     a.monitor.sampleProcs();
     await a.monitor.stop();

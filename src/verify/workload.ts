@@ -15,8 +15,13 @@ export interface WorkloadPlan {
   texts: string[];
 }
 
-export function workloadPlan(): WorkloadPlan {
-  const docs = (collection: string, prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${collection}/${prefix}${i}`);
+/**
+ * `run` names the run in every collection (`counters.<run>`): a stack that
+ * outlives one run (`--target compose`) still holds the documents of the
+ * runs before, which this run's history cannot explain.
+ */
+export function workloadPlan(run: string): WorkloadPlan {
+  const docs = (collection: string, prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${collection}.${run}/${prefix}${i}`);
   return {
     counters: docs('counters', 'c', 3),
     sets: docs('sets', 's', 2),

@@ -81,7 +81,11 @@ export interface ReplicationConfig {
   readonly batchBytes: number;
   /** Bytes queued on a link before sending pauses until the peer drains it; default 4 MiB. */
   readonly maxBufferedBytes: number;
-  /** Largest frame accepted from a peer; a larger one closes the link. Default 16 MiB. */
+  /**
+   * Largest frame accepted from a peer; a larger one closes the link.
+   * Default: room for the largest document concurrent writes can merge to,
+   * see {@link frameBytesFor}.
+   */
   readonly maxFrameBytes: number;
 }
 
@@ -99,8 +103,8 @@ export interface LimitsConfig {
   /**
    * Largest encoded Yjs state a local write may leave a document with
    * (beyond it: 413 `body_too_large`). Default 8 MiB. A document's whole
-   * state travels in one frame (catch-up by state, rebuilds, conflicts): keep
-   * it well below `replication.maxFrameBytes`.
+   * state travels in one frame (catch-up by state, rebuilds, conflicts): the
+   * default `replication.maxFrameBytes` follows it (see frameBytesFor).
    */
   readonly maxDocumentBytes: number;
   /**
@@ -491,7 +495,7 @@ function resolve(c: ConfigInput, baseDir: string): RegionConfig {
     peers: (c.peers ?? []).map((p) => ({ region: p.region as RegionId, url: normalizeUrl(p.url) ?? p.url })),
     secret: c.secret,
     storage: { ...DEFAULTS.storage, ...c.storage },
-    replication: { ...DEFAULTS.replication, ...c.replication },
+    replication: resolveReplication(c),
     limits: resolveLimits(c.limits),
     auth: {
       tokens: (c.auth?.tokens ?? []).map((t, i) => ({
@@ -515,6 +519,23 @@ function resolve(c: ConfigInput, baseDir: string): RegionConfig {
 }
 
 /** The per-caller cap follows `maxConcurrentRequests` unless set. */
+/**
+ * The frame bound a cluster of `regions` needs: each region lets a local
+ * write grow a document to `maxDocumentBytes` as it sees it, so concurrent
+ * writes in a partition can merge one to about `regions` times that, and a
+ * document's whole state must still fit one frame to be repaired or rebuilt
+ * by state. 1 MiB for the frame's own fields.
+ */
+export function frameBytesFor(regions: number, maxDocumentBytes: number): number {
+  return regions * maxDocumentBytes + MIB;
+}
+
+/** `replication.maxFrameBytes` defaults to what the cluster needs, and at least 16 MiB. */
+function resolveReplication(c: ConfigInput): ReplicationConfig {
+  const needed = frameBytesFor((c.peers ?? []).length + 1, resolveLimits(c.limits).maxDocumentBytes);
+  return { ...DEFAULTS.replication, maxFrameBytes: Math.max(DEFAULTS.replication.maxFrameBytes, needed), ...c.replication };
+}
+
 function resolveLimits(given: ConfigInput['limits']): LimitsConfig {
   const maxConcurrentRequests = given?.maxConcurrentRequests ?? DEFAULTS.limits.maxConcurrentRequests;
   const maxConcurrentPerCaller = Math.max(1, Math.floor(maxConcurrentRequests / 4));
@@ -562,7 +583,7 @@ function crossCheck(c: ConfigInput, baseDir: string): ConfigProblem[] {
   if (c.ui?.simControl != null && normalizeUrl(c.ui.simControl) === null) {
     problems.push({ path: 'ui.simControl', message: 'must be an http:// or https:// URL without credentials, query or fragment' });
   }
-  const r = { ...DEFAULTS.replication, ...c.replication };
+  const r = resolveReplication(c);
   const l = resolveLimits(c.limits);
   order('replication.reconnectMinMs', 'replication.reconnectMaxMs', r.reconnectMinMs, r.reconnectMaxMs);
   order('replication.heartbeatMs', 'replication.deadAfterMs', r.heartbeatMs, r.deadAfterMs);

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { RegionConfig, TlsConfig } from './config.js';
+import { frameBytesFor, type RegionConfig, type TlsConfig } from './config.js';
 import type { RegionId } from './ids.js';
 import { openStore } from './storage/sqlite.js';
 import { lockDir } from './lockfile.js';
@@ -35,6 +35,13 @@ export interface RunningRegion {
 export async function startRegion(config: RegionConfig, opts: { logger: Logger; onFatal?: (err: Error) => void }): Promise<RunningRegion> {
   const logger = opts.logger;
   const region = config.region as RegionId;
+  const frameNeeded = frameBytesFor(config.peers.length + 1, config.limits.maxDocumentBytes);
+  if (config.replication.maxFrameBytes < frameNeeded) {
+    logger.warn(
+      { maxFrameBytes: config.replication.maxFrameBytes, needed: frameNeeded },
+      'replication.maxFrameBytes is below the size concurrent writes can merge a document to (regions × limits.maxDocumentBytes): such a document could not be repaired or rebuilt by state; raise it at every region, or lower limits.maxDocumentBytes',
+    );
+  }
   // Before anything opens the database: a second process on it is refused.
   const lock = lockDir(config.dataDir, `region ${region}`);
   let store: ReturnType<typeof openStore>;

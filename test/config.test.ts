@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULTS, loadConfig, parseConfig, type RegionConfig } from '../src/config.js';
 
 let dir: string;
+const MIB = 1024 * 1024;
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'meridian-config-'));
@@ -63,13 +64,23 @@ describe('loadConfig', () => {
     expect(c.cluster).toBe(DEFAULTS.cluster);
     expect(c.peers).toEqual([{ region: 'eu-west', url: 'http://127.0.0.1:7102' }]);
     expect(c.storage).toEqual({ ...DEFAULTS.storage, synchronous: 'normal' });
-    expect(c.replication).toEqual(DEFAULTS.replication);
+    // Two regions may each grow a document to 8 MiB apart: its merged state must still fit a frame.
+    expect(c.replication).toEqual({ ...DEFAULTS.replication, maxFrameBytes: 17 * MIB });
     expect(c.limits).toEqual(DEFAULTS.limits);
     expect(c.auth).toEqual({
       tokens: [{ token: 'x'.repeat(16), scope: 'read', collections: ['*'], name: 'auth.tokens[0]' }],
       protectMetrics: false,
     });
     expect(c.log.level).toBe('info');
+  });
+
+  it('sizes the frame bound for the largest document concurrent writes can merge, unless it is set', () => {
+    const peers = (n: number) => Array.from({ length: n }, (_, i) => ({ region: `r${i}`, url: `http://127.0.0.1:${7200 + i}` }));
+    const frame = (patch: Record<string, unknown>) => parseConfig({ ...minimal(), ...patch }, dir).replication.maxFrameBytes;
+    expect(frame({})).toBe(16 * MIB);
+    expect(frame({ peers: peers(2) })).toBe(3 * 8 * MIB + MIB);
+    expect(frame({ peers: peers(4), limits: { maxDocumentBytes: 2 * MIB } })).toBe(16 * MIB);
+    expect(frame({ peers: peers(2), replication: { maxFrameBytes: 4 * MIB } })).toBe(4 * MIB);
   });
 
   it('gives tls null and no tokens when they are left out', () => {

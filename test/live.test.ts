@@ -18,7 +18,7 @@ import type { DocKey, RegionId } from '../src/ids.js';
 import { CHALLENGE_PATH, REPLICATE_PATH, createDialHeaders } from '../src/replication/handshake.js';
 import { acceptLinks, dialLink, type Link, type LinkOptions } from '../src/replication/transport.js';
 import {
-  FEATURES_HEADER, FRAME_MAGIC, MAX_AWARENESS_BYTES, MSG_AWARENESS, PROTOCOL_VERSION, ProtocolError, decodeFrame, encodeFrame,
+  FEATURES_HEADER, FRAME_MAGIC, UNANNOUNCED_MAX_FRAME_BYTES, MAX_AWARENESS_BYTES, MSG_AWARENESS, PROTOCOL_VERSION, ProtocolError, decodeFrame, encodeFrame,
 } from '../src/replication/protocol.js';
 import { http, startTestCluster, waitFor } from './helpers/cluster.js';
 import { presenceUpdate } from './helpers/presence.js';
@@ -418,12 +418,12 @@ describe('the awareness frame between regions', () => {
 
 describe('announcing the awareness frame in the link handshake', () => {
   const logger = pino({ level: 'silent' });
-  const link = (region: string, peers: string[]): LinkOptions => ({
+  const link = (region: string, peers: string[], maxFrameBytes = 1 << 20): LinkOptions => ({
     region: region as RegionId, cluster: 'test', secret: 'a-shared-secret', peers: peers as RegionId[],
-    maxFrameBytes: 1 << 20, heartbeatMs: 1000, tls: null,
+    maxFrameBytes, heartbeatMs: 1000, tls: null,
   });
 
-  test('a new dialer and acceptor both see the feature; a peer that does not announce it is never marked for it', async () => {
+  test('a new dialer and acceptor both see the feature and each other\'s frame bound; a peer that announces neither is never marked for the feature', async () => {
     const app = Fastify();
     const accepted: Link[] = [];
     await acceptLinks(app, { link: link('eu-west', ['ap-south']), logger, onLink: (_r, l) => accepted.push(l), onRefused: () => undefined });
@@ -431,10 +431,12 @@ describe('announcing the awareness frame in the link handshake', () => {
     const address = app.server.address();
     const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
     try {
-      const dialed = await dialLink({ region: 'eu-west' as RegionId, url }, { link: link('ap-south', ['eu-west']), logger });
+      const dialed = await dialLink({ region: 'eu-west' as RegionId, url }, { link: link('ap-south', ['eu-west'], 3 << 20), logger });
       expect(dialed.ephemeral).toBe(true);
+      expect(dialed.peerMaxFrameBytes).toBe(1 << 20);
       await waitFor('accepted', async () => accepted.length === 1);
       expect(accepted[0]?.ephemeral).toBe(true);
+      expect(accepted[0]?.peerMaxFrameBytes).toBe(3 << 20);
       dialed.close(1000, 'done');
 
       // A peer of the same protocol version from before the feature: its dial carries no features header.
@@ -447,6 +449,8 @@ describe('announcing the awareness frame in the link handshake', () => {
       expect(answered[FEATURES_HEADER]).toBeUndefined();
       await waitFor('accepted', async () => accepted.length === 2);
       expect(accepted[1]?.ephemeral).toBe(false);
+      // Nor its frame bound: taken as the one every node had before it was announced.
+      expect(accepted[1]?.peerMaxFrameBytes).toBe(UNANNOUNCED_MAX_FRAME_BYTES);
       old.terminate();
     } finally {
       for (const l of accepted) l.close(1000, 'test over');

@@ -1,9 +1,10 @@
 /**
  * A document whose state is larger than the link's frame bound: it reaches
  * the other region from the log (each entry fits), but its whole state does
- * not fit a frame. Such a frame is not sent: the link stays up (a peer with
- * the same bound would close it on the frame, at every round), the rest of a
- * rebuild goes through, and the peer's status says what to change.
+ * not fit a frame. Such a frame is not sent: the link stays up (the peer
+ * would close it on the frame, at every round), the rest of a rebuild goes
+ * through, and the peer's status says what to change. The sender's own bound
+ * is larger here: the peer's, announced in the handshake, is the one that counts.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
@@ -21,7 +22,7 @@ const BOUNDS = {
 let cluster: Awaited<ReturnType<typeof startTestCluster>>;
 
 beforeAll(async () => {
-  cluster = await startTestCluster([A, B], BOUNDS);
+  cluster = await startTestCluster([A, B], BOUNDS, { [A]: { replication: { maxFrameBytes: 16 * FRAME } } });
 }, 90_000);
 
 afterAll(async () => {
@@ -54,7 +55,7 @@ it('replicates a document larger than a frame from the log, and does not send it
   const status = await syncStatus(a);
   const peer = status.peers.find((p) => p.region === B);
   expect(peer?.state).toBe('up');
-  expect(peer?.lastError).toMatch(new RegExp(`doc-state of big/doc is \\d+ bytes, over replication\\.maxFrameBytes \\(${FRAME}\\): not sent`));
+  expect(peer?.lastError).toMatch(new RegExp(`doc-state of big/doc is \\d+ bytes, over the peer's replication\\.maxFrameBytes \\(${FRAME}\\): not sent`));
   expect((await http(`${b}/v1/docs/big/doc`)).status).toBe(404);
   // The link is not torn down round after round: no reconnect while rounds go by.
   const reconnects = async () => {

@@ -62,6 +62,22 @@ export const FEATURES_HEADER = 'meridian-features';
 /** The feature token of {@link MSG_AWARENESS}. */
 export const FEATURE_AWARENESS = 'awareness';
 
+/**
+ * Request and response header with the largest frame the node accepts
+ * (`replication.maxFrameBytes`): each end sends at most the smaller bound,
+ * so that a frame never closes the link at the other end (which the next
+ * round would send again).
+ */
+export const MAX_FRAME_HEADER = 'meridian-max-frame';
+/** What a peer that does not say accepts: the bound every node had before it was announced. */
+export const UNANNOUNCED_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** The peer's announced frame bound; {@link UNANNOUNCED_MAX_FRAME_BYTES} when absent or malformed. */
+export function announcedMaxFrame(header: string | string[] | undefined): number {
+  const n = typeof header === 'string' && /^[1-9][0-9]{0,15}$/.test(header) ? Number(header) : NaN;
+  return Number.isSafeInteger(n) ? n : UNANNOUNCED_MAX_FRAME_BYTES;
+}
+
 /** Anti-entropy round ids are below this (drawn at random by the initiator). */
 export const MAX_ROUND = 2 ** 31;
 /** Most anti-entropy buckets a round may use. */

@@ -169,6 +169,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       },
       leavesCatchUp: (since, now) => this.leavesCatchUp(region, since, now),
       ephemeral: link.ephemeral,
+      peerMaxFrameBytes: link.peerMaxFrameBytes,
       onAwareness: (doc, update) => {
         for (const listener of this.awarenessListeners) listener(doc, update, region);
       },

@@ -76,6 +76,8 @@ export interface SessionOptions {
   leavesCatchUp: (waitingSince: number, now: number) => boolean;
   /** The peer announced ephemeral (awareness) frames in the handshake: they may be sent to it. */
   ephemeral?: boolean;
+  /** The largest frame the peer accepts (announced in the handshake); frames above it or `maxFrameBytes` are not sent. */
+  peerMaxFrameBytes?: number;
   /** A live client's presence relayed by the peer. */
   onAwareness?: (doc: DocKey, update: Uint8Array) => void;
   /** Presence from the peer beyond {@link PEER_AWARENESS_PER_SECOND} or its bytes was dropped. */
@@ -245,11 +247,13 @@ export class Session {
   send(frame: Frame): void {
     if (this.closed) return;
     const bytes = encodeFrame(frame);
-    // A peer with the same bound would close the link on it (1009) and the
-    // next round would send it again: keep the link, and say what to change.
-    if (bytes.length > this.o.maxFrameBytes) {
+    // The peer would close the link on it (1009) and the next round would
+    // send it again: keep the link, and say what to change.
+    const bound = Math.min(this.o.maxFrameBytes, this.o.peerMaxFrameBytes ?? Infinity);
+    if (bytes.length > bound) {
       const what = 'doc' in frame ? `${frame.type} of ${frame.doc}` : frame.type;
-      this.o.onUnsent?.(`${what} is ${bytes.length} bytes, over replication.maxFrameBytes (${this.o.maxFrameBytes}): not sent; raise it above that at every region`, 'too_large');
+      const whose = bound < this.o.maxFrameBytes ? `the peer's replication.maxFrameBytes` : 'replication.maxFrameBytes';
+      this.o.onUnsent?.(`${what} is ${bytes.length} bytes, over ${whose} (${bound}): not sent; raise it above that at every region`, 'too_large');
       return;
     }
     // Entries and states wait for a full send buffer to drain; acks and pongs

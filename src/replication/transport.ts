@@ -17,12 +17,14 @@ import {
   CHALLENGE_PATH, HEADER, REPLICATE_PATH, createDialHeaders, createNonceStore, parseChallenge, verifyAccept, verifyDial,
 } from './handshake.js';
 import type { LinkTransport } from './session.js';
-import { FEATURES_HEADER, FEATURE_AWARENESS } from './protocol.js';
+import { FEATURES_HEADER, FEATURE_AWARENESS, MAX_FRAME_HEADER, announcedMaxFrame } from './protocol.js';
 
 /** An authenticated link, as the replicator uses it. */
 export interface Link extends LinkTransport {
   /** Both ends announced ephemeral (awareness) frames in the handshake. */
   readonly ephemeral: boolean;
+  /** The largest frame the peer accepts, as it announced in the handshake. */
+  readonly peerMaxFrameBytes: number;
   onMessage(fn: (bytes: Uint8Array) => void): void;
   onClose(fn: (code: number, reason: string) => void): void;
 }
@@ -99,6 +101,7 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
     const accepted = proofs.get(req);
     if (accepted) headers.push(`${HEADER.proof}: ${accepted.proof}`);
     if (accepted && announcesAwareness(req.headers[FEATURES_HEADER])) headers.push(`${FEATURES_HEADER}: ${FEATURE_AWARENESS}`);
+    if (accepted) headers.push(`${MAX_FRAME_HEADER}: ${link.maxFrameBytes}`);
   });
 
   app.get(CHALLENGE_PATH, async () => ({ nonce: nonces.issue(), region: link.region }));
@@ -124,7 +127,8 @@ export async function acceptLinks(app: FastifyInstance, o: AcceptOptions): Promi
       socket.terminate();
       return;
     }
-    o.onLink(accepted.region, wrapSocket(socket, o.logger, announcesAwareness(req.headers[FEATURES_HEADER])));
+    const peer = { ephemeral: announcesAwareness(req.headers[FEATURES_HEADER]), maxFrameBytes: announcedMaxFrame(req.headers[MAX_FRAME_HEADER]) };
+    o.onLink(accepted.region, wrapSocket(socket, o.logger, peer));
   });
 }
 
@@ -152,7 +156,7 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   const url = new URL(REPLICATE_PATH, base);
   url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(url, {
-    headers: { ...headers, [FEATURES_HEADER]: FEATURE_AWARENESS }, maxPayload: link.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
+    headers: { ...headers, [FEATURES_HEADER]: FEATURE_AWARENESS, [MAX_FRAME_HEADER]: String(link.maxFrameBytes) }, maxPayload: link.maxFrameBytes, handshakeTimeout: timeoutMs, perMessageDeflate: false, ...tls,
     // Masking guards proxies against scripts in browsers; a link between two
     // authenticated regions has none, and a zero mask spares drawing random
     // bytes and rewriting every payload the dialing side sends.
@@ -160,10 +164,11 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
   });
   return new Promise<Link>((resolve, reject) => {
     let verified = false;
-    let ephemeral = false;
+    const announced = { ephemeral: false, maxFrameBytes: 0 };
     ws.once('upgrade', (res) => {
       verified = verifyAccept(transcript, res.headers[HEADER.proof]);
-      ephemeral = announcesAwareness(res.headers[FEATURES_HEADER]);
+      announced.ephemeral = announcesAwareness(res.headers[FEATURES_HEADER]);
+      announced.maxFrameBytes = announcedMaxFrame(res.headers[MAX_FRAME_HEADER]);
     });
     ws.once('open', () => {
       if (!verified) {
@@ -171,7 +176,7 @@ export async function dialLink(peer: { region: RegionId; url: string }, o: DialO
         reject(new Error(`peer ${peer.region} failed to prove it holds the cluster secret`));
         return;
       }
-      resolve(wrapSocket(ws, o.logger, ephemeral));
+      resolve(wrapSocket(ws, o.logger, announced));
     });
     ws.once('unexpected-response', (_req, res) => {
       readBody(res).then(
@@ -192,7 +197,13 @@ function announcesAwareness(header: string | string[] | undefined): boolean {
   return typeof header === 'string' && header.split(',').some((f) => f.trim() === FEATURE_AWARENESS);
 }
 
-function wrapSocket(ws: WebSocket, logger: Logger, ephemeral: boolean): Link {
+/** What the peer announced in the handshake. */
+interface Announced {
+  ephemeral: boolean;
+  maxFrameBytes: number;
+}
+
+function wrapSocket(ws: WebSocket, logger: Logger, peer: Announced): Link {
   ws.on('error', (err) => logger.debug({ err }, 'replication socket error'));
   // The peer may speak in the same packet as the upgrade response, before the
   // replicator has attached: hold such frames until it does.
@@ -206,7 +217,8 @@ function wrapSocket(ws: WebSocket, logger: Logger, ephemeral: boolean): Link {
     else early.push(bytes);
   });
   return {
-    ephemeral,
+    ephemeral: peer.ephemeral,
+    peerMaxFrameBytes: peer.maxFrameBytes,
     send: (bytes) => ws.send(bytes, { binary: true }),
     buffered: () => ws.bufferedAmount,
     close: (code, reason) => {

@@ -518,7 +518,6 @@ function resolve(c: ConfigInput, baseDir: string): RegionConfig {
   };
 }
 
-/** The per-caller cap follows `maxConcurrentRequests` unless set. */
 /**
  * The frame bound a cluster of `regions` needs: each region lets a local
  * write grow a document to `maxDocumentBytes` as it sees it, so concurrent
@@ -536,6 +535,7 @@ function resolveReplication(c: ConfigInput): ReplicationConfig {
   return { ...DEFAULTS.replication, maxFrameBytes: Math.max(DEFAULTS.replication.maxFrameBytes, needed), ...c.replication };
 }
 
+/** The per-caller cap follows `maxConcurrentRequests` unless set. */
 function resolveLimits(given: ConfigInput['limits']): LimitsConfig {
   const maxConcurrentRequests = given?.maxConcurrentRequests ?? DEFAULTS.limits.maxConcurrentRequests;
   const maxConcurrentPerCaller = Math.max(1, Math.floor(maxConcurrentRequests / 4));

@@ -86,22 +86,18 @@ export interface DocumentsOptions {
    * hold would count as concurrent with the older values it cannot see.
    */
   writesOpen?: Promise<void>;
-  /**
-   * How long one write waits for {@link writesOpen} before it is refused
-   * (`unavailable`, nothing written), ms; default {@link HELD_WRITE_WAIT_MS}.
-   */
-  heldWriteWaitMs?: number;
   /** Shares the event loop between clients and catch-up (one per region; a fresh one when absent). */
   pacer?: BackgroundPacer;
   now?: () => number;
 }
 
 /**
- * Longest a write waits while writes are held: enough for a restart whose
- * peers answer, far less than a rebuild. A client refused then goes to
- * another region (the SDK does) instead of stalling here for many seconds.
+ * Longest a write waits while writes are held (see `writesOpen`): enough for
+ * a restart whose peers answer, far less than a rebuild. The write is then
+ * refused, nothing written, and its client goes to another region (the SDK
+ * does) instead of stalling here for many seconds.
  */
-export const HELD_WRITE_WAIT_MS = 1000;
+const HELD_WRITE_WAIT_MS = 1000;
 
 export function createDocuments(options: DocumentsOptions): Documents {
   return new DocumentsImpl(options);
@@ -419,7 +415,7 @@ class DocumentsImpl implements Documents {
   /** Waits, within its bound, for writes to open; refuses the write (nothing written) past it. */
   private async heldWrite(): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.options.heldWriteWaitMs ?? HELD_WRITE_WAIT_MS)));
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), HELD_WRITE_WAIT_MS)));
     const open = await Promise.race([this.options.writesOpen?.then(() => true) ?? true, late]);
     clearTimeout(timer);
     if (!open) {

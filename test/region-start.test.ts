@@ -2,6 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import WebSocket from 'ws';
+import * as Y from 'yjs';
+import * as encoding from 'lib0/encoding';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { freePort } from '../src/faults/cluster.js';
@@ -55,5 +58,43 @@ describe('a region whose peers do not answer', () => {
     const ready = await http<{ ready: boolean; isolated: boolean }>(`${region.url}/readyz`);
     expect(ready.body).toMatchObject({ ready: true, isolated: true });
     expect((await http(`${region.url}/v1/docs/t/alone`)).body).toEqual({ alone: true });
+  });
+});
+
+describe('a live update sent while the region holds writes', () => {
+  it('waits out the hold on an open connection (no refusal), then is stored', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'meridian-start-'));
+    const silentPeer = await freePort();
+    const config = parseConfig({
+      region: 'us-east',
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir: 'data',
+      secret: 'test-secret',
+      peers: [{ region: 'eu-west', url: `http://127.0.0.1:${silentPeer}` }],
+      replication: { heartbeatMs: 100, deadAfterMs: 1000 },
+    }, dir);
+    region = await startRegion(config, { logger: pino({ level: 'silent' }) });
+    const { url } = region;
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/live/t/edited`);
+    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+    await new Promise((resolve) => ws.once('open', resolve));
+    const edit = new Y.Doc();
+    edit.getText('body').insert(0, 'written during the hold');
+    const e = encoding.createEncoder();
+    encoding.writeVarUint(e, 0); // sync message
+    encoding.writeVarUint(e, 2); // update
+    encoding.writeVarUint8Array(e, Y.encodeStateAsUpdate(edit));
+    ws.send(encoding.toUint8Array(e));
+
+    // An HTTP write would be refused after 1 s; the live update is still waiting, its connection open.
+    const early = await Promise.race([closed, new Promise<null>((resolve) => setTimeout(() => resolve(null), 1500))]);
+    expect(early).toBeNull();
+    expect((await http(`${url}/readyz`)).status).toBe(503);
+    const stored = await waitFor('the update stored once the hold ended', async () => {
+      const r = await http<Record<string, unknown>>(`${url}/v1/docs/t/edited`);
+      return r.status === 200 ? r.body : undefined;
+    }, 10_000);
+    expect(JSON.stringify(stored)).toContain('written during the hold');
+    ws.close();
   });
 });

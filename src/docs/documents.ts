@@ -92,10 +92,10 @@ export interface DocumentsOptions {
 }
 
 /**
- * Longest a write waits while writes are held (see `writesOpen`): enough for
- * a restart whose peers answer, far less than a rebuild. The write is then
- * refused, nothing written, and its client goes to another region (the SDK
- * does) instead of stalling here for many seconds.
+ * Longest an HTTP write waits while writes are held (see `writesOpen`):
+ * enough for a restart whose peers answer, far less than a rebuild. The
+ * write is then refused, nothing written, and its client goes to another
+ * region (the SDK does) instead of stalling here for many seconds.
  */
 const HELD_WRITE_WAIT_MS = 1000;
 
@@ -408,7 +408,10 @@ class DocumentsImpl implements Documents {
   }
 
   private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, nodes = 1, source?: object): Promise<WriteAck | null> {
-    if (!this.writesAccepted) await this.heldWrite();
+    // A live connection's update waits out the hold: its editor goes on
+    // locally, and a refusal would only close the connection, to the same
+    // region, over and over (y-websocket reconnects where it was).
+    if (!this.writesAccepted) await (source === undefined ? this.heldWrite() : this.options.writesOpen);
     return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, source, ...s }));
   }
 

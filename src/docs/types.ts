@@ -119,7 +119,9 @@ export interface Documents {
   remove(doc: DocKey): Promise<WriteAck | null>;
   /**
    * Applies a client's binary Yjs update after validating it; `source` is
-   * the connection it came from, if any (it is not sent the update back).
+   * the live connection it came from, if any (it is not sent the update
+   * back, and it waits out a hold of writes after start rather than being
+   * refused).
    */
   applyYjs(doc: DocKey, update: Uint8Array, source?: object): Promise<WriteAck>;
 

@@ -46,7 +46,7 @@ const MEANING: Record<ErrorCode, string> = {
   document_replaced: "a peer region's state replaced the document (content conflict); live clients open it again with a new Y.Doc",
   internal: 'a fault of the node (logged; the message is generic)',
   lagging: 'this region has not yet applied `meridian-after` within the wait (`missing` counts per writer)',
-  unavailable: 'the region is starting, shutting down or at its wait limit; retry elsewhere or later',
+  unavailable: 'the region is starting, shutting down or at a limit, or its storage refused the write (not stored); retry after `retry-after`, here or at another region',
   quorum_timeout: 'fewer than `meridian-replicas` regions confirmed in time; the write stands locally (`version`)',
 };
 

@@ -21,59 +21,54 @@ afterEach(async () => {
   dir = null;
 });
 
+/** A region whose one peer never answers: it holds writes for 3 × `deadAfterMs`, then takes them alone. */
+async function startAlone(deadAfterMs: number): Promise<RunningRegion> {
+  dir = mkdtempSync(join(tmpdir(), 'meridian-start-'));
+  const silentPeer = await freePort();
+  const config = parseConfig({
+    region: 'us-east',
+    listen: { host: '127.0.0.1', port: 0 },
+    dataDir: 'data',
+    secret: 'test-secret',
+    peers: [{ region: 'eu-west', url: `http://127.0.0.1:${silentPeer}` }],
+    replication: { heartbeatMs: 100, deadAfterMs },
+  }, dir);
+  return startRegion(config, { logger: pino({ level: 'silent' }) });
+}
+
 describe('a region whose peers do not answer', () => {
   it('is not ready while it holds writes, refuses them within a second, then takes them alone', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'meridian-start-'));
-    const silentPeer = await freePort();
-    const config = parseConfig({
-      region: 'us-east',
-      listen: { host: '127.0.0.1', port: 0 },
-      dataDir: 'data',
-      secret: 'test-secret',
-      peers: [{ region: 'eu-west', url: `http://127.0.0.1:${silentPeer}` }],
-      replication: { heartbeatMs: 100, deadAfterMs: 1500 },
-    }, dir);
-    region = await startRegion(config, { logger: pino({ level: 'silent' }) });
+    region = await startAlone(1500);
     const { url } = region;
 
-    const held = await http<{ ready: boolean; reason: string }>(`${region.url}/readyz`);
+    const held = await http<{ ready: boolean; reason: string }>(`${url}/readyz`);
     expect(held.status).toBe(503);
     expect(held.body).toMatchObject({ ready: false, reason: expect.stringMatching(/holding writes/) });
-    expect((await http(`${region.url}/healthz`)).status).toBe(200);
+    expect((await http(`${url}/healthz`)).status).toBe(200);
 
     // A write waits a moment, not the whole hold (3 × deadAfterMs = 4.5 s): it is
     // refused, nothing written, so that its client can go to another region.
     const began = Date.now();
-    const refused = await http<{ error: string; message: string }>(`${region.url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } });
+    const refused = await http<{ error: string; message: string }>(`${url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } });
     expect(refused.status).toBe(503);
     expect(refused.body).toMatchObject({ error: 'unavailable', message: expect.stringMatching(/has just started/) });
     expect(refused.headers.get('retry-after')).toBe('1');
     expect(Date.now() - began).toBeLessThan(3000);
-    expect((await http(`${region.url}/v1/docs/t/alone`)).status).toBe(404);
+    expect((await http(`${url}/v1/docs/t/alone`)).status).toBe(404);
 
     // Once the hold ends (no peer answered), the region takes writes alone.
     await waitFor('the hold to end', async () => (await http(`${url}/readyz`)).status === 200, 10_000);
-    const write = await http(`${region.url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } });
+    const write = await http(`${url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } });
     expect(write.status).toBe(200);
-    const ready = await http<{ ready: boolean; isolated: boolean }>(`${region.url}/readyz`);
+    const ready = await http<{ ready: boolean; isolated: boolean }>(`${url}/readyz`);
     expect(ready.body).toMatchObject({ ready: true, isolated: true });
-    expect((await http(`${region.url}/v1/docs/t/alone`)).body).toEqual({ alone: true });
+    expect((await http(`${url}/v1/docs/t/alone`)).body).toEqual({ alone: true });
   });
 });
 
 describe('a live update sent while the region holds writes', () => {
   it('waits out the hold on an open connection (no refusal), then is stored', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'meridian-start-'));
-    const silentPeer = await freePort();
-    const config = parseConfig({
-      region: 'us-east',
-      listen: { host: '127.0.0.1', port: 0 },
-      dataDir: 'data',
-      secret: 'test-secret',
-      peers: [{ region: 'eu-west', url: `http://127.0.0.1:${silentPeer}` }],
-      replication: { heartbeatMs: 100, deadAfterMs: 1000 },
-    }, dir);
-    region = await startRegion(config, { logger: pino({ level: 'silent' }) });
+    region = await startAlone(1000);
     const { url } = region;
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/live/t/edited`);
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));

@@ -18,7 +18,7 @@ import type { DocKey, RegionId } from '../src/ids.js';
 import { CHALLENGE_PATH, REPLICATE_PATH, createDialHeaders } from '../src/replication/handshake.js';
 import { acceptLinks, dialLink, type Link, type LinkOptions } from '../src/replication/transport.js';
 import {
-  FEATURES_HEADER, FRAME_MAGIC, UNANNOUNCED_MAX_FRAME_BYTES, MAX_AWARENESS_BYTES, MSG_AWARENESS, PROTOCOL_VERSION, ProtocolError, decodeFrame, encodeFrame,
+  FEATURES_HEADER, FRAME_MAGIC, UNANNOUNCED_MAX_FRAME_BYTES, announcedMaxFrame, MAX_AWARENESS_BYTES, MSG_AWARENESS, PROTOCOL_VERSION, ProtocolError, decodeFrame, encodeFrame,
 } from '../src/replication/protocol.js';
 import { http, startTestCluster, waitFor } from './helpers/cluster.js';
 import { presenceUpdate } from './helpers/presence.js';
@@ -417,6 +417,13 @@ describe('the awareness frame between regions', () => {
 });
 
 describe('announcing the awareness frame in the link handshake', () => {
+  test('a frame bound a peer announces is read only as a plain positive integer; anything else counts as unannounced', () => {
+    expect(announcedMaxFrame('4194304')).toBe(4194304);
+    for (const bad of [undefined, '', '0', '-1', '1e9', ' 1024', '0x100', 'abc', '99999999999999999', ['1024', '2048']]) {
+      expect(announcedMaxFrame(bad)).toBe(UNANNOUNCED_MAX_FRAME_BYTES);
+    }
+  });
+
   const logger = pino({ level: 'silent' });
   const link = (region: string, peers: string[], maxFrameBytes = 1 << 20): LinkOptions => ({
     region: region as RegionId, cluster: 'test', secret: 'a-shared-secret', peers: peers as RegionId[],

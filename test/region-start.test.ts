@@ -93,3 +93,18 @@ describe('a live update sent while the region holds writes', () => {
     ws.close();
   });
 });
+
+describe('a frame bound set below what the cluster needs', () => {
+  it('is named in a warning at start', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'meridian-start-'));
+    const lines: string[] = [];
+    const config = parseConfig({
+      region: 'us-east', listen: { host: '127.0.0.1', port: 0 }, dataDir: 'data', secret: 'test-secret',
+      peers: [{ region: 'eu-west', url: `http://127.0.0.1:${await freePort()}` }],
+      replication: { maxFrameBytes: 4 * 1024 * 1024, batchBytes: 64 * 1024 },
+    }, dir);
+    region = await startRegion(config, { logger: pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }) });
+    const warning = lines.map((l) => JSON.parse(l) as { msg: string; needed?: number }).find((l) => l.msg.startsWith('replication.maxFrameBytes is below'));
+    expect(warning?.needed).toBe(2 * 8 * 1024 * 1024 + 1024 * 1024);
+  });
+});

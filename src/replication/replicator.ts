@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { PeerConfig, ReplicationConfig, StorageConfig } from '../config.js';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
-import type { Documents } from '../docs/types.js';
+import type { CommittedEntry, Documents } from '../docs/types.js';
 import type { DocHead, DocumentStates, Incidents, Maintenance, PeerProgress, PendingEntries, ReplicationLog } from '../storage/types.js';
 import { MeridianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -102,9 +102,34 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     this.unsubscribe = o.documents.onCommitted((entries) => {
       const remote = entries.filter((e) => e.from !== null).length;
       if (remote > 0) o.metrics.writes.inc({ kind: 'remote' }, remote);
+      if (remote > 0) this.ackWhatPeersHold(entries);
       for (const peer of this.peers.values()) peer.session?.wake(entries);
       this.notify();
     });
+  }
+
+  /**
+   * A peer that stated it holds a third region's entries before this region
+   * did (at link-up, or in a heartbeat) acknowledges them once this region
+   * holds them too. Otherwise, after catching up from one peer, this region
+   * would count everything it received as pending at the others until their
+   * next heartbeat, and report the cluster unconverged for that long.
+   */
+  private ackWhatPeersHold(entries: readonly CommittedEntry[]): void {
+    const origins = new Set<WriterId>();
+    for (const e of entries) if (e.from !== null) origins.add(e.origin);
+    const mine = this.o.documents.versionVector();
+    for (const peer of this.peers.values()) {
+      const stated = peer.session?.peerHas;
+      if (stated === undefined) continue;
+      for (const origin of origins) {
+        const held = Math.min(stated.get(origin) ?? 0, mine.get(origin) ?? 0);
+        if (held > (peer.acks.get(origin) ?? 0)) {
+          peer.acks.set(origin, held);
+          peer.acksDirty = true;
+        }
+      }
+    }
   }
 
   get region(): RegionId {

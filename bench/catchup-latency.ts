@@ -6,6 +6,9 @@
  * in windows of one second from 5 s before the heal to 10 s after
  * convergence, beside the same region's steady state before the cut.
  */
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { VersionVector } from '../src/ids.js';
 import { decodeVersion } from '../src/docs/token.js';
 import { merged, missingCount } from '../src/vv.js';
@@ -71,6 +74,8 @@ export interface CatchUpLatencyResult {
   regions: RegionLatency[];
   /** Acknowledged writes missing from some region after the run. */
   lost: number;
+  /** With writes lost: the folder holding every region's log, status and the missing ids. */
+  evidence: string | null;
 }
 
 const COLLECTION = 'cl';
@@ -113,7 +118,7 @@ export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLaten
       ? round((missed / (caughtUpMs - firstUpMs)) * 1000, 0) : null,
     peers,
     regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt, healedAt, convergedMs, endMs })),
-    lost: lostWrites(await listEverywhere(bench, COLLECTION), acked.values()),
+    ...(await lostWithEvidence(bench, await listEverywhere(bench, COLLECTION), [...acked.values()])),
   };
 }
 
@@ -186,11 +191,31 @@ async function listEverywhere(bench: BenchCluster, collection: string): Promise<
   return all;
 }
 
-/** Acknowledged documents some region does not list, counted once per region that lacks them. */
-function lostWrites(listed: Set<string>[], acked: Iterable<{ ids: Iterable<string> }>): number {
-  let lost = 0;
-  for (const { ids } of acked) for (const id of ids) for (const region of listed) if (!region.has(id)) lost++;
-  return lost;
+/**
+ * Acknowledged documents some region does not list, counted once per region
+ * that lacks them; with any, what a diagnosis needs is kept before the
+ * cluster's folder is removed: every region's log and `/v1/sync`, and the
+ * missing ids by region (the first 1,000 of each).
+ */
+async function lostWithEvidence(
+  bench: BenchCluster, listed: Set<string>[], acked: { ids: Iterable<string> }[],
+): Promise<{ lost: number; evidence: string | null }> {
+  const missing = listed.map((region) => {
+    const ids: string[] = [];
+    for (const { ids: acknowledged } of acked) for (const id of acknowledged) if (!region.has(id)) ids.push(id);
+    return ids;
+  });
+  const lost = missing.reduce((n, ids) => n + ids.length, 0);
+  if (lost === 0) return { lost, evidence: null };
+  const evidence = mkdtempSync(join(tmpdir(), 'meridian-bench-lost-'));
+  const byRegion: Record<string, { count: number; first: string[]; sync: unknown }> = {};
+  for (const [i, name] of bench.names.entries()) {
+    copyFileSync(bench.cluster.region(name).logPath, join(evidence, `${name}.log`));
+    const sync = await bench.sync(name).catch((err: unknown) => String(err));
+    byRegion[name] = { count: missing[i]!.length, first: missing[i]!.slice(0, 1000), sync };
+  }
+  writeFileSync(join(evidence, 'missing.json'), JSON.stringify(byRegion, null, 1));
+  return { lost, evidence };
 }
 
 /**
@@ -279,6 +304,8 @@ export interface RebuildLatencyResult {
   lost: number;
   /** Writes the wiped region acknowledged before the kill that no region holds: gone with its disk before they were replicated. */
   goneWithDisk: number;
+  /** With writes lost: the folder holding every region's log, status and the missing ids. */
+  evidence: string | null;
 }
 
 const REBUILD_COLLECTION = 'rl';
@@ -318,13 +345,13 @@ export async function measureRebuildLatency(bench: BenchCluster, o: RebuildLaten
   const refused = latencyOf(wipedLoad.done.filter((r) => !r.ok && r.dueAt >= killedAt && r.dueAt - killedAt < rebuiltEnd).map((r) => r.ms));
   const listed = await listEverywhere(bench, REBUILD_COLLECTION);
   const counted = [...acked].map(([n, a]) => ({ ids: n === o.wiped ? [...a.ids].filter((id) => !beforeKill.has(id)) : a.ids }));
-  const lost = lostWrites(listed, counted);
+  const { lost, evidence } = await lostWithEvidence(bench, listed, counted);
   const goneWithDisk = [...beforeKill].filter((id) => listed.every((region) => !region.has(id))).length;
   return {
     wiped: o.wiped, rate: o.rate, steadyS: o.steadyMs / 1000, restartMs: round(restartMs, 0),
     firstWriteMs: firstWriteMs === null ? null : round(firstWriteMs, 0), rebuiltMs,
     regions: bench.names.map((n) => regionLatency(n, loads.get(n)!, { steadyFrom, cutAt: killedAt, healedAt: killedAt, convergedMs: rebuiltMs, endMs })),
-    afterFirstWrite, heldDrainedMs: heldDrainedMs === null ? null : round(heldDrainedMs, 0), afterDrained, refused, lost, goneWithDisk,
+    afterFirstWrite, heldDrainedMs: heldDrainedMs === null ? null : round(heldDrainedMs, 0), afterDrained, refused, lost, goneWithDisk, evidence,
   };
 }
 

@@ -138,7 +138,7 @@ async function runLatency(ctx: BenchContext): Promise<CatchUpLatencyResult> {
     ctx.log(
       `catch-up (c): ${r.missed} updates missed; first link up ${r.firstUpMs} ms, converged ${r.convergedMs} ms after the heal ` +
         `(${r.updatesPerS} updates/s); ${ISOLATED} writes steady p99 ${cut?.steady.p99} ms, during catch-up p99 ` +
-        `${cut?.catchUp.p99} max ${cut?.catchUp.max} ms; lost ${r.lost}`,
+        `${cut?.catchUp.p99} max ${cut?.catchUp.max} ms; lost ${r.lost}${r.evidence ? ` (logs, status and missing ids kept in ${r.evidence})` : ''}`,
     );
     return r;
   } finally {
@@ -159,7 +159,8 @@ async function runRebuildLatency(ctx: BenchContext, bench: BenchCluster, docs: n
   ctx.log(
     `rebuild (d): ${docs} documents back after ${r.rebuiltMs} ms; first write at ${ISOLATED} acknowledged ${r.firstWriteMs} ms ` +
       `after the kill, then p99 ${r.afterFirstWrite.p99} ms (${r.afterDrained.p99} ms once the held writes drained at ${r.heldDrainedMs} ms); ` +
-      `${r.refused.count} refused or failed (at most ${r.refused.max} ms each); ${peers.join(', ')}; lost ${r.lost}; ` +
+      `${r.refused.count} refused or failed (at most ${r.refused.max} ms each); ${peers.join(', ')}; lost ${r.lost}` +
+      `${r.evidence ? ` (logs, status and missing ids kept in ${r.evidence})` : ''}; ` +
       `links dropped ${r.events.linkDrops} times, ${r.events.stateRounds} catch-up-by-state rounds started`,
   );
   return r;

@@ -161,6 +161,8 @@ export class Session {
   /** The next turn of streaming a backlog, put off by the pacer. */
   private pacedTimer: NodeJS.Timeout | null = null;
   private gapSeen = false;
+  /** Origins whose entries the stream skipped as beyond what the peer holds (see {@link stream}). */
+  private readonly gapOrigins = new Set<WriterId>();
   private lastCatchUp = 0;
   /** Since when the peer has needed a catch-up by state that no round has started on yet (ms epoch). */
   private catchUpWantedSince: number | null = null;
@@ -458,12 +460,17 @@ export class Session {
         this.o.logger.warn({ err, peer: this.o.peer }, 'frame from peer rejected');
         return this.reject(`ping rejected: ${err instanceof Error ? err.message : String(err)}`);
       }
+      const bridged = this.bridgesGap(frame.vv);
       raise(this.peerHas, frame.vv);
       // A region only reports what it has durably applied: as good as an ack.
       this.o.onAck(this.acknowledged(frame.vv));
       this.settleUnacked();
+      if (bridged) {
+        this.gapSeen = false;
+        this.rewind();
+      }
       // Also how a window that no acknowledgement moves is found and let go (see sendFull).
-      if (this.unacked.length > 0) this.pump();
+      if (bridged || this.unacked.length > 0) this.pump();
     }
     this.peerLinks = frame.links;
     this.followLinks(frame.links);
@@ -571,6 +578,7 @@ export class Session {
       if (e.seq <= have) continue;
       if (e.seq > have + 1) {
         this.gapSeen = true;
+        this.gapOrigins.add(e.origin);
         continue;
       }
       this.sent.set(e.origin, e.seq);
@@ -666,7 +674,19 @@ export class Session {
    * (a link back after a cut, a gap) costs no read of what it holds.
    */
   private rewind(): void {
+    this.gapOrigins.clear();
     this.cursor = this.o.store.heldThrough(merged(this.sent, this.peerHas));
+  }
+
+  /**
+   * Does `vv` raise what the peer holds of an origin whose entries the
+   * stream skipped? Then they may follow on from it now: a peer caught up by
+   * state by a third region learns the round's floor from it, and this link
+   * carries no acknowledgement that would say so, only its heartbeats.
+   */
+  private bridgesGap(vv: VersionVector): boolean {
+    for (const origin of this.gapOrigins) if ((vv.get(origin) ?? 0) > (this.peerHas.get(origin) ?? 0)) return true;
+    return false;
   }
 
   /** Does the peer lack entries that are no longer in this region's log? */

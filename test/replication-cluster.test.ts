@@ -108,6 +108,30 @@ describe('replication between three region processes', () => {
     expect(Date.now() - healed).toBeLessThan(4000);
   });
 
+  it('redials a peer cut off moments ago several times a heartbeat, so a healed link is back within a fraction of one', async () => {
+    // Two regions: no third one can tell A that B is reachable again.
+    cluster = await startTestCluster([A, B], {
+      replication: { ...FAST_REPLICATION.replication, heartbeatMs: 2000, deadAfterMs: 10_000, reconnectMinMs: 50, reconnectMaxMs: 10_000 },
+    });
+    const c = cluster;
+    const link = async () => (await syncStatus(c.url(A))).peers.find((p) => p.region === B)?.state;
+    const dials = () => c.linksOf(A, B)[0]!.stats().connectionsTotal;
+    await waitFor('link up', async () => (await link()) === 'up');
+    c.setFault({ kind: 'down' }, A, B);
+    await waitFor('link down', async () => (await link()) === 'down', 10_000, 20);
+    // By now the backoff has grown to its cap; every dial is refused.
+    await new Promise((r) => setTimeout(r, 4000));
+    const before = dials();
+    await new Promise((r) => setTimeout(r, 3000));
+    // At most heartbeatMs / 4 = 500 ms apart (about 11 in 3 s); once a
+    // heartbeat would be about 3.
+    expect(dials() - before).toBeGreaterThanOrEqual(6);
+    c.heal();
+    const healed = Date.now();
+    await waitFor('link up again', async () => (await link()) === 'up', 10_000, 20);
+    expect(Date.now() - healed).toBeLessThan(1500);
+  });
+
   it('relays a write through the third region once the direct link to its origin is silent', async () => {
     // Anti-entropy only once a minute: the write must arrive as a relayed log entry.
     cluster = await startTestCluster([A, B, C], { replication: { ...FAST_REPLICATION.replication, antiEntropyMs: 60_000 } });

@@ -25,12 +25,18 @@ import type { LinkReport, PingFrame } from './protocol.js';
 import type { BackgroundPacer } from '../pacer.js';
 
 /**
- * How long (in dead timeouts) a silent peer is still redialled about once a
- * heartbeat: five minutes by default, longer than most partitions, so a
- * healed one is used within a heartbeat; a dial of a peer that is down costs
- * it one refused connection.
+ * How long (in dead timeouts) a silent peer is still redialled several times
+ * a heartbeat: five minutes by default, longer than most partitions, so a
+ * healed one is used within a fraction of a heartbeat; a dial of a peer that
+ * is down costs it one refused connection.
  */
 const PROBE_WINDOW_DEAD_TIMES = 60;
+/**
+ * Dials per heartbeat of such a peer, at most. A healed link waits on
+ * average half the gap between two dials before it is used; everything
+ * written during the partition waits with it.
+ */
+const PROBES_PER_HEARTBEAT = 4;
 /** How long a read of a peer's unacknowledged entries is reused, ms. */
 const PENDING_REFRESH_MS = 500;
 /** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */
@@ -613,16 +619,17 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   /**
    * A peer heard from within {@link PROBE_WINDOW_DEAD_TIMES} dead timeouts is
-   * probably only cut off: it is redialled about once a heartbeat, so that a
-   * healed link is used within one. A peer silent for longer backs off up to
-   * `reconnectMaxMs`, so a region that is really down is not hammered.
+   * probably only cut off: it is redialled {@link PROBES_PER_HEARTBEAT} times
+   * a heartbeat, so that a healed link is used within a fraction of one. A
+   * peer silent for longer backs off up to `reconnectMaxMs`, so a region
+   * that is really down is not hammered.
    */
   private scheduleReconnect(peer: Peer): void {
     if (this.stopped || peer.reconnectTimer) return;
     const r = this.o.config.replication;
     const silentMs = peer.detector.lastSeenMs(Date.now());
     const recent = silentMs !== null && silentMs < PROBE_WINDOW_DEAD_TIMES * r.deadAfterMs;
-    const maxMs = recent ? Math.min(r.reconnectMaxMs, Math.max(r.reconnectMinMs, r.heartbeatMs)) : r.reconnectMaxMs;
+    const maxMs = recent ? Math.min(r.reconnectMaxMs, Math.max(r.reconnectMinMs, r.heartbeatMs / PROBES_PER_HEARTBEAT)) : r.reconnectMaxMs;
     const delay = backoffDelay(peer.attempts++, { minMs: r.reconnectMinMs, maxMs });
     peer.reconnectTimer = setTimeout(() => this.connect(peer), delay);
   }

@@ -160,8 +160,7 @@ export class Session {
   private drainTimer: NodeJS.Timeout | null = null;
   /** The next turn of streaming a backlog, put off by the pacer. */
   private pacedTimer: NodeJS.Timeout | null = null;
-  private gapSeen = false;
-  /** Origins whose entries the stream skipped as beyond what the peer holds (see {@link stream}). */
+  /** Origins whose entries the stream skipped as beyond what the peer holds (see {@link stream}); a rewind clears it. */
   private readonly gapOrigins = new Set<WriterId>();
   private lastCatchUp = 0;
   /** Since when the peer has needed a catch-up by state that no round has started on yet (ms epoch). */
@@ -442,10 +441,7 @@ export class Session {
     // Entries skipped as beyond a gap may follow on from what the peer now
     // holds (caught up by state, or via another region): read the log again.
     // Without a skipped gap nothing behind the cursor is needed.
-    if (this.gapSeen) {
-      this.gapSeen = false;
-      this.rewind();
-    }
+    if (this.gapOrigins.size > 0) this.rewind();
     this.pump();
   }
 
@@ -465,10 +461,7 @@ export class Session {
       // A region only reports what it has durably applied: as good as an ack.
       this.o.onAck(this.acknowledged(frame.vv));
       this.settleUnacked();
-      if (bridged) {
-        this.gapSeen = false;
-        this.rewind();
-      }
+      if (bridged) this.rewind();
       // Also how a window that no acknowledgement moves is found and let go (see sendFull).
       if (bridged || this.unacked.length > 0) this.pump();
     }
@@ -554,7 +547,7 @@ export class Session {
     if (pages > 0) this.o.pacer?.spent(performance.now() - started);
     if (more) setImmediate(() => this.pump());
     else if (this.o.transport.buffered() >= this.o.maxBufferedBytes) this.waitForDrain();
-    else if (this.gapSeen && !this.ae.running) this.catchUpByState();
+    else if (this.gapOrigins.size > 0 && !this.ae.running) this.catchUpByState();
   }
 
   /**
@@ -577,7 +570,6 @@ export class Session {
       const have = Math.max(this.sent.get(e.origin) ?? 0, this.peerHas.get(e.origin) ?? 0);
       if (e.seq <= have) continue;
       if (e.seq > have + 1) {
-        this.gapSeen = true;
         this.gapOrigins.add(e.origin);
         continue;
       }

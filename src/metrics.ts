@@ -48,6 +48,8 @@ export interface Metrics {
   readonly framesRejected: Counter<'peer' | 'reason'>;
   /** Frames not sent to a peer: a state over maxFrameBytes (the link stays), or a peer that reads nothing (the link is closed). */
   readonly framesUnsent: Counter<'peer' | 'reason'>;
+  /** Times entries sent to a live peer went unconfirmed too long and were sent again. */
+  readonly entriesResent: Counter<'peer'>;
   /** Log entries removed by garbage collection. */
   readonly entriesCollected: Counter;
   /** Stored entries or snapshots whose checksum did not match. */
@@ -170,6 +172,12 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       name: 'meridian_frames_unsent_total',
       help: 'Frames this region did not send to a peer: a document state larger than replication.maxFrameBytes (too_large; the link stays), or one to a peer that leaves too much unread (backlog; the link is closed).',
       labelNames: ['peer', 'reason'] as const,
+      registers,
+    }),
+    entriesResent: new Counter({
+      name: 'meridian_entries_resent_total',
+      help: 'Times entries sent to a peer were sent again: its heartbeats kept coming for 3 × replication.deadAfterMs while it stated it held none of them (the peer\'s lastError says how many).',
+      labelNames: ['peer'] as const,
       registers,
     }),
     entriesCollected: new Counter({

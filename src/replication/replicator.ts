@@ -37,6 +37,12 @@ const PROBE_WINDOW_DEAD_TIMES = 60;
  * written during the partition waits with it.
  */
 const PROBES_PER_HEARTBEAT = 4;
+/**
+ * How long (in dead timeouts) a peer whose heartbeats keep coming may leave
+ * entries sent to it unconfirmed before they are sent again: a live link
+ * that loses entries must not leave them pending for as long as it stays up.
+ */
+const RESEND_AFTER_DEAD_TIMEOUTS = 3;
 /** How long a read of a peer's unacknowledged entries is reused, ms. */
 const PENDING_REFRESH_MS = 500;
 /** Unacknowledged entries beyond which reading them again waits for PENDING_REFRESH_MS. */
@@ -216,6 +222,12 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         this.o.metrics.framesUnsent.inc({ peer: region, reason: kind });
         if (kind === 'too_large') this.unsentLog.warn('frame_too_large', region, { peer: region, reason }, 'frame too large for the link; not sent');
         else this.log.warn({ peer: region, reason }, 'peer reads nothing; closing the link');
+      },
+      resendAfterMs: RESEND_AFTER_DEAD_TIMEOUTS * r.deadAfterMs,
+      onResent: (reason) => {
+        peer.lastError = reason;
+        this.o.metrics.entriesResent.inc({ peer: region });
+        this.log.warn({ peer: region, reason }, 'entries sent to the peer were not confirmed; sending them again');
       },
     });
     peer.session = session;

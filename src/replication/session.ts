@@ -70,6 +70,14 @@ export interface SessionOptions {
    */
   onUnsent?: (reason: string, kind: 'too_large' | 'backlog') => void;
   /**
+   * Entries sent on this link are sent again: the peer's heartbeats kept
+   * coming for `resendAfterMs` without it stating it holds them (see
+   * {@link Session.resendUnconfirmed}).
+   */
+  onResent?: (reason: string) => void;
+  /** How long a live peer may leave entries sent to it unconfirmed before they are sent again, ms. */
+  resendAfterMs?: number;
+  /**
    * Whether to leave catching this peer up by state to another region, the
    * peer having needed it since `waitingSince` (ms since epoch; see Replicator).
    */
@@ -142,6 +150,8 @@ export class Session {
   private unackedBytes = 0;
   /** When the window last moved (performance.now()). */
   private unackedMovedAt = 0;
+  /** When what the peer holds last rose, or nothing sent was unconfirmed (performance.now()). */
+  private confirmedAt = performance.now();
   private cursor = 0;
   /**
    * The lsn of the last entry committed since this session opened (null
@@ -373,6 +383,7 @@ export class Session {
         // The peer's truth replaces our guesses: resend from there.
         this.peerHas.clear();
         this.sent.clear();
+        this.confirmedAt = performance.now();
         raise(this.peerHas, frame.vv);
         raise(this.sent, frame.vv);
         this.unacked = [];
@@ -415,7 +426,11 @@ export class Session {
     for (const e of entries) if (e.origin === writer && e.seq > own) own = e.seq;
     if (own > 0) this.checkOwnClaim(new Map([[writer, own]]), 'entries');
     // Whatever the peer sends, it holds: never send it back.
-    for (const e of entries) if ((this.peerHas.get(e.origin) ?? 0) < e.seq) this.peerHas.set(e.origin, e.seq);
+    for (const e of entries) {
+      if ((this.peerHas.get(e.origin) ?? 0) >= e.seq) continue;
+      this.peerHas.set(e.origin, e.seq);
+      this.confirmedAt = performance.now();
+    }
     const result = await this.o.documents.applyRemote(entries, this.o.peer);
     this.ackSoon();
     // Entries beyond a gap were skipped: ask the peer to resend from what we hold.
@@ -434,7 +449,7 @@ export class Session {
 
   private onAckFrame(vv: VersionVector): void {
     this.checkOwnClaim(vv, 'ack');
-    raise(this.peerHas, vv);
+    this.raisePeerHas(vv);
     raise(this.sent, vv);
     this.o.onAck(this.acknowledged(vv));
     this.settleUnacked();
@@ -457,13 +472,14 @@ export class Session {
         return this.reject(`ping rejected: ${err instanceof Error ? err.message : String(err)}`);
       }
       const bridged = this.bridgesGap(frame.vv);
-      raise(this.peerHas, frame.vv);
+      this.raisePeerHas(frame.vv);
       // A region only reports what it has durably applied: as good as an ack.
       this.o.onAck(this.acknowledged(frame.vv));
       this.settleUnacked();
-      if (bridged) this.rewind();
+      const resend = this.resendUnconfirmed();
+      if (bridged || resend) this.rewind();
       // Also how a window that no acknowledgement moves is found and let go (see sendFull).
-      if (bridged || this.unacked.length > 0) this.pump();
+      if (bridged || resend || this.unacked.length > 0) this.pump();
     }
     this.peerLinks = frame.links;
     this.followLinks(frame.links);
@@ -670,6 +686,42 @@ export class Session {
     this.cursor = this.o.store.heldThrough(merged(this.sent, this.peerHas));
   }
 
+  /** Raises what the peer is known to hold by `vv`, noting when it rose. */
+  private raisePeerHas(vv: VersionVector): void {
+    if (raise(this.peerHas, vv)) this.confirmedAt = performance.now();
+  }
+
+  /**
+   * Called on each of the peer's heartbeats. Entries sent that the peer has
+   * not stated it holds, while its heartbeats keep coming and nothing it
+   * holds rises for `resendAfterMs`, did not reach its store (a bug at either
+   * end, a frame lost): forgets them as sent, so that the stream sends them
+   * again from what the peer holds, and says so. Without it such entries
+   * would stay pending for as long as the link stays up, and anti-entropy,
+   * which waits for nothing pending, would never repair them. Not while a
+   * round runs or the peer is applying one this region sent (states queue
+   * before entries and hold its vector still).
+   */
+  private resendUnconfirmed(): boolean {
+    const now = performance.now();
+    const after = this.o.resendAfterMs;
+    if (after === undefined || this.ae.running || this.ae.floorUnstated(this.peerHas, Date.now(), FLOOR_WAIT_MS)) {
+      this.confirmedAt = now;
+      return false;
+    }
+    const unconfirmed = [...this.sent].filter(([origin, seq]) => seq > (this.peerHas.get(origin) ?? 0));
+    if (unconfirmed.length === 0) this.confirmedAt = now;
+    if (now - this.confirmedAt < after) return false;
+    const waited = Math.round(now - this.confirmedAt);
+    this.confirmedAt = now;
+    for (const [origin] of unconfirmed) this.sent.set(origin, this.peerHas.get(origin) ?? 0);
+    this.unacked = [];
+    this.unackedBytes = 0;
+    const entries = unconfirmed.reduce((n, [origin, seq]) => n + seq - (this.peerHas.get(origin) ?? 0), 0);
+    this.o.onResent?.(`peer did not confirm ${entries} entries sent to it in ${waited} ms of heartbeats; sending them again`);
+    return true;
+  }
+
   /**
    * Does `vv` raise what the peer holds of an origin whose entries the
    * stream skipped? Then they may follow on from it now: a peer caught up by
@@ -742,8 +794,13 @@ function backlogBound(o: { maxBufferedBytes: number; maxFrameBytes: number }): n
   return o.maxBufferedBytes + o.maxFrameBytes + BACKLOG_SLACK_BYTES;
 }
 
-function raise(target: VersionVector, by: VersionVector): void {
+/** Raises `target` to `by` origin by origin; whether anything rose. */
+function raise(target: VersionVector, by: VersionVector): boolean {
+  let rose = false;
   for (const [origin, seq] of by) {
-    if (seq > (target.get(origin) ?? 0)) target.set(origin as WriterId, seq);
+    if (seq <= (target.get(origin) ?? 0)) continue;
+    target.set(origin as WriterId, seq);
+    rose = true;
   }
+  return rose;
 }

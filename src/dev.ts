@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { ConfigError, loadConfig, type RegionConfig } from './config.js';
 import { formatLogLine } from './logger.js';
+import { regionNodeFlags } from './node-flags.js';
 
 export interface DevOptions {
   /** Folder of region configs; each `*.json` directly in it is one region. */
@@ -97,7 +98,7 @@ export function startDev(opts: DevOptions): DevCluster {
 
   const launch = (name: string, file: string): ChildProcess => {
     // stdin is a pipe from the supervisor: should it die, even by SIGKILL, the region sees it close and stops.
-    const child = spawn(process.execPath, [opts.cliScript, 'start', '--config', file, '--stop-with-parent'], {
+    const child = spawn(process.execPath, [...regionNodeFlags(configs.length), opts.cliScript, 'start', '--config', file, '--stop-with-parent'], {
       stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group, so a terminal's Ctrl-C reaches only the supervisor,
       // which then sends exactly one SIGTERM (a second signal makes a region exit at once).

@@ -14,6 +14,7 @@ import { join, resolve, dirname, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { startFaultProxy, type Fault, type FaultProxy } from './proxy.js';
+import { regionNodeFlags } from '../node-flags.js';
 
 /** A region's config file contents, before the cluster points its peers at proxies. */
 export interface RegionSpec {
@@ -138,7 +139,7 @@ export class LocalCluster {
     let log = this.logs.get(name);
     if (!log) this.logs.set(name, (log = createWriteStream(r.logPath, { flags: 'a' })));
     // stdin is a pipe from this process: when it dies, even by SIGKILL, the region sees it close and stops.
-    const proc = spawn(process.execPath, [CLI, 'start', '--config', r.configPath, '--stop-with-parent'], {
+    const proc = spawn(process.execPath, [...regionNodeFlags(this.o.regions.length), CLI, 'start', '--config', r.configPath, '--stop-with-parent'], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: this.o.env ?? process.env,
     });

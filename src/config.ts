@@ -42,8 +42,14 @@ export interface StorageConfig {
    * process crash, may lose the last commits on power loss. `off`: tests only.
    */
   readonly synchronous: SyncMode;
-  /** Documents kept decoded in memory (least recently used are dropped); default 10000. */
+  /** Documents kept in memory (least recently used are dropped); default 10000. */
   readonly cacheDocs: number;
+  /**
+   * Of those, the most recently used kept decoded; the rest are kept as their
+   * encoded state, a small fraction of the memory, and decoded again on use.
+   * Default 1000.
+   */
+  readonly decodedDocs: number;
   /** Log entries a document gathers after its snapshot before it is compacted; default 32. */
   readonly compactAfterEntries: number;
   /** How often the compactor looks for documents to compact, in ms; default 1000. */
@@ -274,6 +280,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
   storage: {
     synchronous: 'full',
     cacheDocs: 10_000,
+    decodedDocs: 1000,
     compactAfterEntries: 32,
     compactIntervalMs: 1000,
     logRetentionMs: 7 * 24 * 3600 * 1000,
@@ -359,6 +366,7 @@ const text = (minLength: number, maxLength: number) => Type.String({ minLength, 
 const StorageSchema = strict({
   synchronous: Type.Optional(oneOf<SyncMode>(['off', 'normal', 'full', 'extra'])),
   cacheDocs: Type.Optional(int(1)),
+  decodedDocs: Type.Optional(int(1)),
   compactAfterEntries: Type.Optional(int(1)),
   compactIntervalMs: Type.Optional(ms()),
   logRetentionMs: Type.Optional(int(1)),

@@ -71,6 +71,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     ...(writesOpen ? { writesOpen } : {}),
     store, logger: logger.child({ module: 'documents' }),
     cacheDocs: config.storage.cacheDocs,
+    decodedDocs: config.storage.decodedDocs,
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes,
     maxWriteNodes: config.limits.maxWriteNodes,

@@ -74,6 +74,39 @@ describe('the write path', () => {
     }
   });
 
+  it('serves documents it holds encoded without reading the store, and keeps its digest index true', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    let loads = 0;
+    const counted: Store = Object.create(store) as Store;
+    counted.loadDoc = (doc) => {
+      loads++;
+      return store.loadDoc(doc);
+    };
+    const docs = createDocuments({ store: counted, logger, cacheDocs: 100, decodedDocs: 4, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    open.push({ docs, store });
+    const keys = Array.from({ length: 40 }, (_, i) => docKey('c', `d${i}`));
+    for (const [i, key] of keys.entries()) await docs.put(key, { v: i });
+    await docs.digests.settled();
+    const before = loads;
+    keys.forEach((key, i) => expect(docs.read(key).value).toEqual({ v: i }));
+    expect(loads).toBe(before);
+    // Written again once revived: each under its own client id, as before it was encoded.
+    const clients = new Set<number>();
+    await Promise.all(keys.map((key, i) => docs.patch(key, { w: i })));
+    for (const key of keys) for (const client of Y.decodeStateVector(docs.stateVector(key)!).keys()) clients.add(client);
+    expect(clients.size).toBe(keys.length);
+    keys.forEach((key, i) => expect(docs.read(key).value).toEqual({ v: i, w: i }));
+    expect(docs.cachedDocs()).toBeLessThanOrEqual(100);
+    // The index kept as documents changed agrees with one built from the store.
+    const digest = docs.digests.regionDigest();
+    await closeNode({ docs, store });
+    const reopened = node(dir);
+    expect(reopened.docs.digests.regionDigest()).toBe(digest);
+    keys.forEach((key, i) => expect(reopened.docs.read(key).value).toEqual({ v: i, w: i }));
+  });
+
   it('keeps each document\'s Yjs client id across restarts, so state vectors do not grow', async () => {
     const first = node();
     const key = docKey('c', 'stable');

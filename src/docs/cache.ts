@@ -1,6 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
+import { newYDoc } from './loader.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -16,22 +17,56 @@ export interface LiveDoc {
   sizeBound: number | null;
 }
 
+/** A document the cache holds encoded: its committed state, as loading it from the store would give it. */
+interface EncodedDoc {
+  state: Uint8Array;
+  /** Structs and deletions waiting for missing dependencies. */
+  pending: Uint8Array | null;
+  clientId: number;
+  lastLsn: number;
+  sizeBound: number | null;
+}
+
 /**
- * A bounded least-recently-used set of live documents. Eviction can be held
- * back while a group commit is in progress: a document changed in memory but
- * not yet committed must never be dropped and reloaded from disk, or the
- * reloaded copy would reuse Yjs clocks that the dropped copy already spent.
+ * A bounded least-recently-used set of documents in memory: the most
+ * recently used decoded (live Yjs documents), the rest as their encoded
+ * state. A decoded document takes about 3 KiB of heap in many small objects
+ * even when it holds one field; every collection marks them all, and after
+ * a heal, when thousands of documents change at once, those collections are
+ * what a region's own clients wait for. Encoded, the same document is one
+ * small byte array, and decoding it again costs far less than a read of the
+ * store.
+ *
+ * Eviction can be held back while a group commit is in progress: a document
+ * changed in memory but not yet committed must never be dropped and reloaded
+ * (from disk or from its encoded form), or the reloaded copy would reuse Yjs
+ * clocks that the dropped copy already spent. A document is encoded only
+ * then, so its encoded form is what the store holds.
  */
 export class DocCache {
   private readonly docs = new Map<string, LiveDoc>();
+  private readonly encoded = new Map<string, EncodedDoc>();
   private held = 0;
 
-  constructor(private readonly capacity: number) {}
+  /**
+   * @param capacity most documents held, decoded or encoded
+   * @param decodedCapacity most of them held decoded
+   */
+  constructor(
+    private readonly capacity: number,
+    private readonly decodedCapacity = capacity,
+  ) {}
 
+  /** Documents held, decoded or encoded. */
   get size(): number {
+    return this.docs.size + this.encoded.size;
+  }
+
+  get decodedSize(): number {
     return this.docs.size;
   }
 
+  /** The decoded document; undefined when it is not held decoded (see {@link revive}). */
   get(key: string): LiveDoc | undefined {
     const live = this.docs.get(key);
     if (live) {
@@ -46,7 +81,34 @@ export class DocCache {
     return this.docs.get(key);
   }
 
+  /**
+   * A document held encoded, decoded again and held decoded from now on;
+   * undefined when it is not held encoded. Its `digest` is null: which
+   * digest the region's index holds for it is the caller's to say, as when
+   * it is loaded from the store.
+   */
+  revive(key: string): LiveDoc | undefined {
+    const live = this.copy(key);
+    if (live) this.set(key, live);
+    return live;
+  }
+
+  /** As {@link revive}, but a copy the caller destroys: the document stays held encoded. */
+  copy(key: string): LiveDoc | undefined {
+    const held = this.encoded.get(key);
+    if (!held) return undefined;
+    const ydoc = newYDoc(0);
+    Y.transact(ydoc, () => {
+      Y.applyUpdate(ydoc, held.state, 'load');
+      if (held.pending) Y.applyUpdate(ydoc, held.pending, 'load');
+    }, 'load');
+    // Applying is a non-local transaction that may have replaced the client id.
+    ydoc.clientID = held.clientId;
+    return { ydoc, lastLsn: held.lastLsn, digest: null, sizeBound: held.sizeBound };
+  }
+
   set(key: string, live: LiveDoc): void {
+    this.encoded.delete(key);
     this.docs.delete(key);
     this.docs.set(key, live);
     this.trim();
@@ -54,6 +116,7 @@ export class DocCache {
 
   /** Drops a document, e.g. after a failed commit left it ahead of the disk. */
   evict(key: string): void {
+    this.encoded.delete(key);
     const live = this.docs.get(key);
     if (!live) return;
     this.docs.delete(key);
@@ -76,27 +139,43 @@ export class DocCache {
   }
 
   clear(): void {
+    this.encoded.clear();
     for (const key of [...this.docs.keys()]) this.evict(key);
   }
 
   private trim(): void {
     if (this.held > 0) return;
-    while (this.docs.size > this.capacity) {
+    const decoded = Math.min(this.decodedCapacity, this.capacity);
+    while (this.docs.size > decoded) {
       const oldest = this.docs.keys().next();
       if (oldest.done) return;
-      this.evict(oldest.value);
+      const live = this.docs.get(oldest.value)!;
+      this.docs.delete(oldest.value);
+      if (this.capacity > decoded) this.encoded.set(oldest.value, encode(live));
+      live.ydoc.destroy();
+    }
+    while (this.encoded.size > this.capacity - this.docs.size) {
+      const oldest = this.encoded.keys().next();
+      if (oldest.done) return;
+      this.encoded.delete(oldest.value);
     }
   }
 }
 
-/** The compacted form of a live document. */
-export function snapshotOf(doc: DocKey, live: LiveDoc): Snapshot {
+function encode(live: LiveDoc): EncodedDoc {
+  const { state, pending } = encodedState(live);
+  return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, sizeBound: live.sizeBound };
+}
+
+/** A live document's state, and apart from it what waits for missing dependencies. */
+function encodedState(live: LiveDoc): { state: Uint8Array; pending: Uint8Array | null } {
   const { pendingStructs, pendingDs } = live.ydoc.store;
   const parts = [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => !!u);
-  return {
-    doc,
-    state: Y.encodeStateAsUpdate(live.ydoc),
-    pending: parts.length > 0 ? Y.mergeUpdates(parts) : null,
-    uptoLsn: live.lastLsn,
-  };
+  return { state: Y.encodeStateAsUpdate(live.ydoc), pending: parts.length > 0 ? Y.mergeUpdates(parts) : null };
+}
+
+/** The compacted form of a live document. */
+export function snapshotOf(doc: DocKey, live: LiveDoc): Snapshot {
+  const { state, pending } = encodedState(live);
+  return { doc, state, pending, uptoLsn: live.lastLsn };
 }

@@ -71,6 +71,8 @@ export interface DocumentsOptions {
   logger: Logger;
   /** Most documents held in memory at once. */
   cacheDocs: number;
+  /** Most of them held decoded, the most recently used; the rest are held encoded (see DocCache). Default: all. */
+  decodedDocs?: number;
   /** Largest Yjs update accepted from a client or a peer, and produced by a local write. */
   yjsUpdateBytes: number;
   /** Largest encoded state a local write may leave a document with (beyond it: 413 `body_too_large`); default unbounded. */
@@ -150,7 +152,7 @@ class DocumentsImpl implements Documents {
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
     this.log = options.logger;
-    this.cache = new DocCache(Math.max(1, options.cacheDocs));
+    this.cache = new DocCache(Math.max(1, options.cacheDocs), Math.max(1, options.decodedDocs ?? options.cacheDocs));
     this.now = options.now ?? Date.now;
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
@@ -172,7 +174,8 @@ class DocumentsImpl implements Documents {
     this.digester = new Digester({
       store: this.store, index: this.index, logger: this.log,
       live: (doc) => this.cache.peek(doc),
-      load: (doc) => this.loadDoc(doc),
+      // Held encoded, the document is as the store has it, and decoding it is quicker than reading it.
+      load: (doc) => this.cache.copy(doc) ?? this.loadDoc(doc),
       busy: (doc) => this.settled(doc) !== null,
       pacer: this.pacer,
     });
@@ -616,6 +619,14 @@ class DocumentsImpl implements Documents {
   private live(doc: DocKey): LiveDoc | null {
     const cached = this.cache.get(doc);
     if (cached) return cached;
+    const revived = this.cache.revive(doc);
+    if (revived) {
+      // As for a document loaded from the store (loadLiveDoc, loadDoc): what the index holds for it.
+      const indexed = this.digester.indexedOf(doc);
+      revived.digest = indexed !== undefined ? indexed : (this.store.summary(doc)?.digest ?? null);
+      this.notePending(doc, revived);
+      return revived;
+    }
     const loaded = this.loadDoc(doc);
     if (loaded) this.cache.set(doc, loaded);
     return loaded;

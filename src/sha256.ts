@@ -21,7 +21,22 @@ export function sha256(...parts: Part[]): Buffer {
 
 function sha256Of(parts: readonly Part[]): Buffer {
   if (parts.length === 1) return hash('sha256', parts[0]!, 'buffer');
-  return hash('sha256', Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p))), 'buffer');
+  // One buffer written part by part (from Buffer's pool when small), not a
+  // buffer per string and their concatenation: digests run for every
+  // changed document, thousands at once after a heal.
+  let bytes = 0;
+  for (const p of parts) bytes += typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : p.byteLength;
+  const joined = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (const p of parts) {
+    if (typeof p === 'string') {
+      at += joined.write(p, at, 'utf8');
+    } else {
+      joined.set(p, at);
+      at += p.byteLength;
+    }
+  }
+  return hash('sha256', joined, 'buffer');
 }
 
 /** An incremental SHA-256 (`update`, then `digest` once) that gathers small input and hashes it in one call. */

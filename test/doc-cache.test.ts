@@ -29,8 +29,8 @@ describe('the document cache', () => {
     expect(revived.ydoc.clientID).toBe(1000);
     expect(revived.lastLsn).toBe(0);
     expect(revived.sizeBound).toBe(100);
-    // Which digest the index holds is the caller's to say.
-    expect(revived.digest).toBeNull();
+    // What the region's digest index holds for it comes back too.
+    expect(revived.digest).toEqual(new Uint8Array(32).fill(0));
     expect(cache.peek('d0')).toBe(revived);
     expect(cache.decodedSize).toBe(2);
     // Reviving pushed d2 out of the decoded set; nothing was dropped.
@@ -38,6 +38,16 @@ describe('the document cache', () => {
     expect(state(cache.revive('d2')!)).toEqual(states[2]);
     expect(state(cache.revive('d1')!)).toEqual(states[1]);
     expect(cache.revive('d1')).toBeUndefined();
+  });
+
+  it('keeps the digest computed for a document it holds encoded', () => {
+    const cache = new DocCache(2, 1);
+    cache.set('d0', liveOf(0));
+    cache.set('d1', liveOf(1));
+    const computed = new Uint8Array(32).fill(9);
+    cache.noteDigest('d0', computed);
+    expect(cache.copy('d0')!.digest).toBe(computed);
+    expect(cache.revive('d0')!.digest).toBe(computed);
   });
 
   it('drops the least recently used beyond its capacity', () => {
@@ -96,5 +106,23 @@ describe('the document cache', () => {
     cache.clear();
     expect(cache.size).toBe(0);
     expect(fresh.ydoc.isDestroyed).toBe(true);
+  });
+
+  it('holds a committed document encoded at once when asked, unless it holds decoded documents only', () => {
+    const cache = new DocCache(4, 2);
+    const live = liveOf(3);
+    const before = state(live);
+    cache.set('d', live);
+    cache.keepEncoded('d', live);
+    expect(live.ydoc.isDestroyed).toBe(true);
+    expect(cache.peek('d')).toBeUndefined();
+    expect(cache.size).toBe(1);
+    expect(state(cache.revive('d')!)).toEqual(before);
+
+    const decodedOnly = new DocCache(4, 4);
+    const kept = liveOf(5);
+    decodedOnly.keepEncoded('d', kept);
+    expect(decodedOnly.peek('d')).toBe(kept);
+    expect(kept.ydoc.isDestroyed).toBe(false);
   });
 });

@@ -107,6 +107,33 @@ describe('the write path', () => {
     keys.forEach((key, i) => expect(reopened.docs.read(key).value).toEqual({ v: i, w: i }));
   });
 
+  it('reads, merges and digests documents only peers changed, held encoded, as decoded ones', async () => {
+    const source = node();
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    const target = createDocuments({ store, logger, cacheDocs: 100, decodedDocs: 4, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    open.push({ docs: target, store });
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const keys = Array.from({ length: 30 }, (_, i) => docKey('c', `p${i}`));
+    await Promise.all(keys.map((key, i) => source.docs.put(key, { v: i })));
+    await Promise.all(keys.slice(0, 15).map((key, i) => source.docs.patch(key, { w: i })));
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    // In several commits: later entries change documents earlier commits already hold encoded.
+    for (let i = 0; i < entries.length; i += 10) await target.applyRemote(entries.slice(i, i + 10), 'r0' as RegionId);
+    keys.forEach((key, i) => expect(target.read(key).value).toEqual(i < 15 ? { v: i, w: i } : { v: i }));
+    expect(target.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+    // A client's write to one of them: merged with what the peer wrote, under this region's own client id.
+    await target.patch(keys[20]!, { mine: true });
+    expect(target.read(keys[20]!).value).toEqual({ v: 20, mine: true });
+    const digest = target.digests.regionDigest();
+    await closeNode({ docs: target, store });
+    const reopened = node(dir);
+    expect(reopened.docs.digests.regionDigest()).toBe(digest);
+    expect(reopened.docs.read(keys[20]!).value).toEqual({ v: 20, mine: true });
+  });
+
   it('keeps each document\'s Yjs client id across restarts, so state vectors do not grow', async () => {
     const first = node();
     const key = docKey('c', 'stable');

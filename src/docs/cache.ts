@@ -24,6 +24,8 @@ interface EncodedDoc {
   pending: Uint8Array | null;
   clientId: number;
   lastLsn: number;
+  /** What the region's digest index holds for it (see LiveDoc.digest); kept by {@link DocCache.noteDigest}. */
+  digest: Uint8Array | null;
   sizeBound: number | null;
 }
 
@@ -81,12 +83,7 @@ export class DocCache {
     return this.docs.get(key);
   }
 
-  /**
-   * A document held encoded, decoded again and held decoded from now on;
-   * undefined when it is not held encoded. Its `digest` is null: which
-   * digest the region's index holds for it is the caller's to say, as when
-   * it is loaded from the store.
-   */
+  /** A document held encoded, decoded again and held decoded from now on; undefined when it is not held encoded. */
   revive(key: string): LiveDoc | undefined {
     const live = this.copy(key);
     if (live) this.set(key, live);
@@ -104,7 +101,7 @@ export class DocCache {
     }, 'load');
     // Applying is a non-local transaction that may have replaced the client id.
     ydoc.clientID = held.clientId;
-    return { ydoc, lastLsn: held.lastLsn, digest: null, sizeBound: held.sizeBound };
+    return { ydoc, lastLsn: held.lastLsn, digest: held.digest, sizeBound: held.sizeBound };
   }
 
   set(key: string, live: LiveDoc): void {
@@ -112,6 +109,32 @@ export class DocCache {
     this.docs.delete(key);
     this.docs.set(key, live);
     this.trim();
+  }
+
+  /**
+   * Holds a committed document encoded (as the most recently used) and
+   * destroys its Yjs document; held decoded (as {@link set}) when the cache
+   * holds decoded documents only.
+   */
+  keepEncoded(key: string, live: LiveDoc): void {
+    if (this.capacity <= this.decodedCapacity) return this.set(key, live);
+    const decoded = this.docs.get(key);
+    this.docs.delete(key);
+    if (decoded !== undefined && decoded !== live) decoded.ydoc.destroy();
+    this.encoded.delete(key);
+    this.encoded.set(key, encode(live));
+    live.ydoc.destroy();
+    this.trim();
+  }
+
+  /**
+   * A digest was computed for `key` (from a copy, when it is held encoded):
+   * what the region's index now holds for it, as a decoded document's
+   * `digest` is set in place.
+   */
+  noteDigest(key: string, digest: Uint8Array): void {
+    const held = this.encoded.get(key);
+    if (held) held.digest = digest;
   }
 
   /** Drops a document, e.g. after a failed commit left it ahead of the disk. */
@@ -164,7 +187,7 @@ export class DocCache {
 
 function encode(live: LiveDoc): EncodedDoc {
   const { state, pending } = encodedState(live);
-  return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, sizeBound: live.sizeBound };
+  return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound };
 }
 
 /** A live document's state, and apart from it what waits for missing dependencies. */

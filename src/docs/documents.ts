@@ -176,6 +176,7 @@ class DocumentsImpl implements Documents {
       live: (doc) => this.cache.peek(doc),
       // Held encoded, the document is as the store has it, and decoding it is quicker than reading it.
       load: (doc) => this.cache.copy(doc) ?? this.loadDoc(doc),
+      computed: (doc, digest) => this.cache.noteDigest(doc, digest),
       busy: (doc) => this.settled(doc) !== null,
       pacer: this.pacer,
     });
@@ -186,7 +187,12 @@ class DocumentsImpl implements Documents {
     // peers would see no difference to repair.
     this.stopCorruptWatch = options.store.onCorrupt((doc, before) => {
       const indexed = this.digester.corrupted(doc);
-      this.index.update(doc, indexed === undefined ? before : indexed, new Uint8Array(32));
+      const zeros = new Uint8Array(32);
+      this.index.update(doc, indexed === undefined ? before : indexed, zeros);
+      // A document held in memory says what the index holds for it, as after any digest.
+      const live = this.cache.peek(doc);
+      if (live) live.digest = zeros;
+      this.cache.noteDigest(doc, zeros);
     });
     this.stopCompactor = startCompactor({
       store: this.store,
@@ -576,7 +582,6 @@ class DocumentsImpl implements Documents {
   }
 
   private afterCommit(batch: Batch, lsns: number[]): void {
-    for (const [doc, live] of batch.changed) if (this.cache.peek(doc) !== live) this.cache.set(doc, live);
     for (const doc of batch.summaries.keys()) {
       this.digester.markStale(doc, batch.before.get(doc) ?? null);
     }
@@ -589,11 +594,31 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
     });
+    this.keepChanged(batch);
     logIncidents(this.log, batch);
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
     if (committed.length > 0) this.announce(this.listeners, committed);
     if (batch.stateChanges.size > 0) this.announce(this.stateListeners, [...batch.stateChanges.values()]);
+  }
+
+  /**
+   * Holds the documents the batch changed, committed now. One that only
+   * peers changed and that was not held decoded before (after a heal:
+   * thousands of new documents) is held encoded at once: decoded, it would
+   * outlive a few young-generation collections, be copied by each, and
+   * leave the old generation as garbage for a full one, while this region's
+   * clients wait; what a client writes or reads is held decoded.
+   */
+  private keepChanged(batch: Batch): void {
+    const written = new Set<DocKey>();
+    batch.entries.forEach((e, i) => {
+      if (batch.from[i] === null) written.add(e.doc);
+    });
+    for (const [doc, live] of batch.changed) {
+      if (batch.cold.has(doc) && !written.has(doc)) this.cache.keepEncoded(doc, live);
+      else if (this.cache.peek(doc) !== live) this.cache.set(doc, live);
+    }
   }
 
   /** Tells each listener; one that throws is logged and the others still hear. */
@@ -621,9 +646,6 @@ class DocumentsImpl implements Documents {
     if (cached) return cached;
     const revived = this.cache.revive(doc);
     if (revived) {
-      // As for a document loaded from the store (loadLiveDoc, loadDoc): what the index holds for it.
-      const indexed = this.digester.indexedOf(doc);
-      revived.digest = indexed !== undefined ? indexed : (this.store.summary(doc)?.digest ?? null);
       this.notePending(doc, revived);
       return revived;
     }
@@ -633,11 +655,13 @@ class DocumentsImpl implements Documents {
   }
 
   private touch(doc: DocKey, batch: Batch): LiveDoc {
-    let live = batch.touched.get(doc) ?? this.live(doc);
+    const touched = batch.touched.get(doc);
+    if (touched) return touched;
+    if (this.cache.peek(doc) === undefined) batch.cold.add(doc);
     // A new document joins the cache only once committed (see afterCommit):
     // a refused write must not leave an empty document that reads as present.
-    live ??= { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null, sizeBound: 0 };
-    if (!batch.touched.has(doc)) batch.before.set(doc, live.digest);
+    const live = this.live(doc) ?? { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null, sizeBound: 0 };
+    batch.before.set(doc, live.digest);
     batch.touched.set(doc, live);
     return live;
   }

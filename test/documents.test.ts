@@ -26,18 +26,25 @@ function updateOf(value: Record<string, number>): Uint8Array {
 const dirs: string[] = [];
 const open: { docs: Documents; store: Store }[] = [];
 
-function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000) {
+function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number) {
   if (!dirs.includes(dir)) dirs.push(dir);
   const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
   let commits = 0;
-  // Count transactions by wrapping the real store's commit.
+  let loads = 0;
+  // Count transactions and document loads by wrapping the real store.
   const counted: Store = Object.create(store) as Store;
   counted.commit = (batch) => {
     commits++;
     return store.commit(batch);
   };
-  const docs = createDocuments({ store: counted, logger, cacheDocs, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
-  const handle = { docs, store, dir, commits: () => commits };
+  counted.loadDoc = (doc) => {
+    loads++;
+    return store.loadDoc(doc);
+  };
+  const docs = createDocuments({
+    store: counted, logger, cacheDocs, ...(decodedDocs ? { decodedDocs } : {}), yjsUpdateBytes: 1 << 20, compactIntervalMs: 0,
+  });
+  const handle = { docs, store, dir, commits: () => commits, loads: () => loads };
   open.push(handle);
   return handle;
 }
@@ -75,23 +82,14 @@ describe('the write path', () => {
   });
 
   it('serves documents it holds encoded without reading the store, and keeps its digest index true', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
-    dirs.push(dir);
-    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
-    let loads = 0;
-    const counted: Store = Object.create(store) as Store;
-    counted.loadDoc = (doc) => {
-      loads++;
-      return store.loadDoc(doc);
-    };
-    const docs = createDocuments({ store: counted, logger, cacheDocs: 100, decodedDocs: 4, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
-    open.push({ docs, store });
+    const n = node(undefined, 100, 4);
+    const docs = n.docs;
     const keys = Array.from({ length: 40 }, (_, i) => docKey('c', `d${i}`));
     for (const [i, key] of keys.entries()) await docs.put(key, { v: i });
     await docs.digests.settled();
-    const before = loads;
+    const before = n.loads();
     keys.forEach((key, i) => expect(docs.read(key).value).toEqual({ v: i }));
-    expect(loads).toBe(before);
+    expect(n.loads()).toBe(before);
     // Written again once revived: each under its own client id, as before it was encoded.
     const clients = new Set<number>();
     await Promise.all(keys.map((key, i) => docs.patch(key, { w: i })));
@@ -101,19 +99,16 @@ describe('the write path', () => {
     expect(docs.cachedDocs()).toBeLessThanOrEqual(100);
     // The index kept as documents changed agrees with one built from the store.
     const digest = docs.digests.regionDigest();
-    await closeNode({ docs, store });
-    const reopened = node(dir);
+    await closeNode(n);
+    const reopened = node(n.dir);
     expect(reopened.docs.digests.regionDigest()).toBe(digest);
     keys.forEach((key, i) => expect(reopened.docs.read(key).value).toEqual({ v: i, w: i }));
   });
 
   it('reads, merges and digests documents only peers changed, held encoded, as decoded ones', async () => {
     const source = node();
-    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
-    dirs.push(dir);
-    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
-    const target = createDocuments({ store, logger, cacheDocs: 100, decodedDocs: 4, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
-    open.push({ docs: target, store });
+    const t = node(undefined, 100, 4);
+    const target = t.docs;
     const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
     source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
     const keys = Array.from({ length: 30 }, (_, i) => docKey('c', `p${i}`));
@@ -128,8 +123,8 @@ describe('the write path', () => {
     await target.patch(keys[20]!, { mine: true });
     expect(target.read(keys[20]!).value).toEqual({ v: 20, mine: true });
     const digest = target.digests.regionDigest();
-    await closeNode({ docs: target, store });
-    const reopened = node(dir);
+    await closeNode(t);
+    const reopened = node(t.dir);
     expect(reopened.docs.digests.regionDigest()).toBe(digest);
     expect(reopened.docs.read(keys[20]!).value).toEqual({ v: 20, mine: true });
   });

@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { newYDoc } from './loader.js';
+import { yDocOf } from './loader.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -36,8 +36,8 @@ interface EncodedDoc {
  * even when it holds one field; every collection marks them all, and after
  * a heal, when thousands of documents change at once, those collections are
  * what a region's own clients wait for. Encoded, the same document is one
- * small byte array, and decoding it again costs far less than a read of the
- * store.
+ * small byte array, and decoding it again costs less than a read of the
+ * store (figures: README, "Storage and durability").
  *
  * Eviction can be held back while a group commit is in progress: a document
  * changed in memory but not yet committed must never be dropped and reloaded
@@ -94,13 +94,7 @@ export class DocCache {
   copy(key: string): LiveDoc | undefined {
     const held = this.encoded.get(key);
     if (!held) return undefined;
-    const ydoc = newYDoc(0);
-    Y.transact(ydoc, () => {
-      Y.applyUpdate(ydoc, held.state, 'load');
-      if (held.pending) Y.applyUpdate(ydoc, held.pending, 'load');
-    }, 'load');
-    // Applying is a non-local transaction that may have replaced the client id.
-    ydoc.clientID = held.clientId;
+    const ydoc = yDocOf(held.pending ? [held.state, held.pending] : [held.state], held.clientId);
     return { ydoc, lastLsn: held.lastLsn, digest: held.digest, sizeBound: held.sizeBound };
   }
 

@@ -32,7 +32,7 @@ export interface DigesterOptions {
   /** Loads a doc (from disk, or a copy of one held encoded) without caching it. */
   load(doc: DocKey): LiveDoc | null;
   /** `doc`'s digest was computed: what the index now holds for it. */
-  computed?(doc: DocKey, digest: Uint8Array): void;
+  digested?(doc: DocKey, digest: Uint8Array): void;
   /** Whether a commit that changed `doc` is still on its way to the disk (its digest waits). */
   busy(doc: DocKey): boolean;
   /** Paces the digests of changed documents while clients write (thousands after a catch-up). */
@@ -199,7 +199,7 @@ export class Digester {
       const digest = docDigest(live.ydoc);
       this.o.index.update(doc, indexed, digest);
       live.digest = digest;
-      this.o.computed?.(doc, digest);
+      this.o.digested?.(doc, digest);
       this.computed.set(doc, digest);
     } catch (err) {
       // This runs between requests, where nothing would catch it: one

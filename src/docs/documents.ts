@@ -176,7 +176,7 @@ class DocumentsImpl implements Documents {
       live: (doc) => this.cache.peek(doc),
       // Held encoded, the document is as the store has it, and decoding it is quicker than reading it.
       load: (doc) => this.cache.copy(doc) ?? this.loadDoc(doc),
-      computed: (doc, digest) => this.cache.noteDigest(doc, digest),
+      digested: (doc, digest) => this.cache.noteDigest(doc, digest),
       busy: (doc) => this.settled(doc) !== null,
       pacer: this.pacer,
     });

@@ -16,6 +16,20 @@ export function newYDoc(clientId: number): Y.Doc {
   return ydoc;
 }
 
+/**
+ * A document built from stored updates, in one transaction, under
+ * `clientId`: applying is a non-local transaction that may have replaced
+ * the client id, so it is set after.
+ */
+export function yDocOf(updates: Iterable<Uint8Array>, clientId: number): Y.Doc {
+  const ydoc = newYDoc(0);
+  Y.transact(ydoc, () => {
+    for (const u of updates) Y.applyUpdate(ydoc, u, 'load');
+  }, 'load');
+  ydoc.clientID = clientId;
+  return ydoc;
+}
+
 export interface LoadedDoc {
   live: LiveDoc;
   /** Stored entries or snapshot that failed their checksum and were skipped. */
@@ -32,25 +46,15 @@ export function loadLiveDoc(
   const stored = store.loadDoc(doc);
   if (!stored) return null;
   const storedDigest = store.summary(doc)?.digest ?? null;
-  const ydoc = newYDoc(0);
-  let lastLsn = stored.snapshotLsn;
-  Y.transact(ydoc, () => {
-    for (const u of [stored.snapshot, stored.pending]) if (u) Y.applyUpdate(ydoc, u, 'load');
-    for (const e of stored.entries) {
-      Y.applyUpdate(ydoc, e.update, 'load');
-      lastLsn = Math.max(lastLsn, e.lsn);
-    }
-  }, 'load');
+  const updates = [stored.snapshot, stored.pending, ...stored.entries.map((e) => e.update)].filter((u): u is Uint8Array => u !== null);
+  const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
+  // Our own lost entries may have spent Yjs clocks that peers have seen: a
+  // corrupt document is written under a fresh client id until anti-entropy repairs it.
+  const ydoc = yDocOf(updates, stored.corrupt > 0 ? freshRegionClientId() : stableClientId(writer, doc));
   let digest = storedDigest;
   if (stored.corrupt > 0) {
-    // Our own lost entries may have spent Yjs clocks that peers have seen:
-    // write under a fresh client id until anti-entropy repairs the doc.
-    ydoc.clientID = freshRegionClientId();
     store.markCorrupt(doc);
     digest = new Uint8Array(32);
-  } else {
-    // Loading is a non-local transaction that may have replaced the client id.
-    ydoc.clientID = stableClientId(writer, doc);
   }
   return { live: { ydoc, lastLsn, digest, sizeBound: null }, corrupt: stored.corrupt };
 }

@@ -129,6 +129,23 @@ describe('the write path', () => {
     expect(reopened.docs.read(keys[20]!).value).toEqual({ v: 20, mine: true });
   });
 
+  it('stores the digest of a document only peers changed, held encoded, with the commit that changed it', async () => {
+    const source = node();
+    const t = node(undefined, 100, 4);
+    const keys = Array.from({ length: 30 }, (_, i) => docKey('c', `s${i}`));
+    await Promise.all(keys.map((key, i) => source.docs.put(key, { v: i })));
+    // Merged by state, as a rebuild does, and by entries, as a catch-up does.
+    await Promise.all(keys.slice(0, 20).map((key) => t.docs.applyState(key, source.docs.stateForPeer(key)!, 'r0' as RegionId)));
+    const updates = keys.slice(20).map((key) => source.docs.readYjs(key)!);
+    await t.docs.applyRemote(keys.slice(20).map((doc, i) => ({ origin: source.docs.writer, seq: i + 1, doc, ts: Date.now(), update: updates[i]! })), 'r0' as RegionId);
+    // Nothing left for the digester: no document's stored digest is stale, and each is the source's.
+    expect(t.store.staleSummaries(null, 100)).toEqual([]);
+    await source.docs.digests.bucketDigests();
+    for (const key of keys) expect(t.store.summary(key)!.digest).toEqual(source.store.summary(key)!.digest);
+    expect(t.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+    keys.forEach((key, i) => expect(t.docs.read(key).value).toEqual({ v: i }));
+  });
+
   it('keeps each document\'s Yjs client id across restarts, so state vectors do not grow', async () => {
     const first = node();
     const key = docKey('c', 'stable');

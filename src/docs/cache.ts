@@ -68,6 +68,11 @@ export class DocCache {
     return this.docs.size;
   }
 
+  /** Whether some documents are held encoded (decoded ones fewer than all). */
+  get holdsEncoded(): boolean {
+    return this.capacity > this.decodedCapacity;
+  }
+
   /** The decoded document; undefined when it is not held decoded (see {@link revive}). */
   get(key: string): LiveDoc | undefined {
     const live = this.docs.get(key);
@@ -108,15 +113,16 @@ export class DocCache {
   /**
    * Holds a committed document encoded (as the most recently used) and
    * destroys its Yjs document; held decoded (as {@link set}) when the cache
-   * holds decoded documents only.
+   * holds decoded documents only. `encoded`: its state as just encoded for
+   * a snapshot, if it was.
    */
-  keepEncoded(key: string, live: LiveDoc): void {
-    if (this.capacity <= this.decodedCapacity) return this.set(key, live);
+  keepEncoded(key: string, live: LiveDoc, encoded?: EncodedState): void {
+    if (!this.holdsEncoded) return this.set(key, live);
     const decoded = this.docs.get(key);
     this.docs.delete(key);
     if (decoded !== undefined && decoded !== live) decoded.ydoc.destroy();
     this.encoded.delete(key);
-    this.encoded.set(key, encode(live));
+    this.encoded.set(key, encode(live, encoded));
     live.ydoc.destroy();
     this.trim();
   }
@@ -179,13 +185,18 @@ export class DocCache {
   }
 }
 
-function encode(live: LiveDoc): EncodedDoc {
-  const { state, pending } = encodedState(live);
+function encode(live: LiveDoc, encoded = encodedState(live)): EncodedDoc {
+  const { state, pending } = encoded;
   return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound };
 }
 
-/** A live document's state, and apart from it what waits for missing dependencies. */
-function encodedState(live: LiveDoc): { state: Uint8Array; pending: Uint8Array | null } {
+/** A document's state, and apart from it what waits for missing dependencies. */
+export interface EncodedState {
+  state: Uint8Array;
+  pending: Uint8Array | null;
+}
+
+function encodedState(live: LiveDoc): EncodedState {
   const { pendingStructs, pendingDs } = live.ydoc.store;
   const parts = [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => !!u);
   return { state: Y.encodeStateAsUpdate(live.ydoc), pending: parts.length > 0 ? Y.mergeUpdates(parts) : null };

@@ -70,6 +70,18 @@ export class Digester {
   }
 
   /**
+   * `doc`'s digest was computed for the commit that changed it and stored
+   * with it (`before`: what the batch found indexed): the index takes it,
+   * and nothing about `doc` is left to compute or store.
+   */
+  committed(doc: DocKey, before: Uint8Array | null, digest: Uint8Array): void {
+    const indexed = this.stale.has(doc) ? (this.stale.get(doc) ?? null) : before;
+    this.stale.delete(doc);
+    this.computed.delete(doc);
+    this.o.index.update(doc, indexed, digest);
+  }
+
+  /**
    * The digest `doc` contributes to the index when the store may not have
    * it yet (stale, or computed and unstored); undefined when the store has it.
    */

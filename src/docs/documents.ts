@@ -17,6 +17,7 @@ import {
   type DigestParts,
   deleteDocument,
   digestParts,
+  docDigest,
   loadDoc,
   mergePatch,
   putDocument,
@@ -26,7 +27,7 @@ import {
 } from '../crdt/index.js';
 import { DEFAULT_MAX_WRITE_NODES, assertWriteBudget, countJsonNodes, countOpNodes } from '../crdt/budget.js';
 import type { DocumentStates, Incidents, Maintenance, NewLogEntry, PeerProgress, ReplicationLog, WriterIdentity } from '../storage/types.js';
-import { DocCache, snapshotOf, type LiveDoc } from './cache.js';
+import { DocCache, snapshotOf, type EncodedState, type LiveDoc } from './cache.js';
 import type {
   CommittedEntry,
   Conflict,
@@ -519,6 +520,8 @@ class DocumentsImpl implements Documents {
       units += unitsOf(job);
       if (performance.now() - started > stagingMs) break;
     }
+    const toEncode = this.toHoldEncoded(batch);
+    const digested = this.digestsOf(batch, toEncode);
     if (besideLocal && units > 0) this.pacer.spent(performance.now() - started);
     const digests = this.digester.takeComputed();
     const fail = (err: unknown): void => {
@@ -535,16 +538,21 @@ class DocumentsImpl implements Documents {
     const finish = (lsns: number[]): void => {
       const finishing = performance.now();
       if (stored) this.commitFault = null;
-      this.afterCommit(batch, lsns);
+      this.afterCommit(batch, lsns, toEncode, encodings);
       if (!besideLocal) this.pacer.spent(performance.now() - finishing);
     };
     let committed: number[] | Promise<number[]>;
+    const encodings = new Map<DocKey, EncodedState>();
     try {
       summarizeBatch(batch);
+      for (const [doc, digest] of digested) batch.summaries.set(doc, { ...batch.summaries.get(doc)!, digest });
       // State merged from a peer is stored in the same transaction as the summary it changed.
       const snapshots = [...batch.snapshots].flatMap((doc) => {
         const live = batch.touched.get(doc);
-        return live ? [snapshotOf(doc, live)] : [];
+        if (!live) return [];
+        const snapshot = snapshotOf(doc, live);
+        encodings.set(doc, snapshot);
+        return [snapshot];
       });
       const raise = raisedBeyond(batch, this.vv);
       // A batch of duplicates only (entries that reached this region by two
@@ -581,9 +589,16 @@ class DocumentsImpl implements Documents {
     return done;
   }
 
-  private afterCommit(batch: Batch, lsns: number[]): void {
-    for (const doc of batch.summaries.keys()) {
-      this.digester.markStale(doc, batch.before.get(doc) ?? null);
+  private afterCommit(batch: Batch, lsns: number[], toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>): void {
+    for (const [doc, change] of batch.summaries) {
+      const before = batch.before.get(doc) ?? null;
+      if (change.digest === undefined) {
+        this.digester.markStale(doc, before);
+        continue;
+      }
+      this.digester.committed(doc, before, change.digest);
+      const live = batch.changed.get(doc);
+      if (live) live.digest = change.digest;
     }
     for (const [w, s] of batch.vv) if (s > (this.vv.get(w) ?? 0)) this.vv.set(w, s);
     const committed: CommittedEntry[] = [];
@@ -594,7 +609,7 @@ class DocumentsImpl implements Documents {
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
     });
-    this.keepChanged(batch);
+    this.keepChanged(batch, toEncode, encodings);
     logIncidents(this.log, batch);
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
@@ -603,20 +618,46 @@ class DocumentsImpl implements Documents {
   }
 
   /**
-   * Holds the documents the batch changed, committed now. One that only
-   * peers changed and that was not held decoded before (after a heal:
-   * thousands of new documents) is held encoded at once: decoded, it would
-   * outlive a few young-generation collections, be copied by each, and
-   * leave the old generation as garbage for a full one, while this region's
-   * clients wait; what a client writes or reads is held decoded.
+   * The documents of the batch to hold encoded once it is committed: those
+   * only peers changed and that were not held decoded before (after a heal:
+   * thousands of new documents). Decoded, they would outlive a few
+   * young-generation collections, be copied by each, and leave the old
+   * generation as garbage for a full one, while this region's clients wait;
+   * what a client writes or reads is held decoded.
    */
-  private keepChanged(batch: Batch): void {
+  private toHoldEncoded(batch: Batch): Set<DocKey> {
+    const docs = new Set<DocKey>();
+    if (!this.cache.holdsEncoded) return docs;
     const written = new Set<DocKey>();
     batch.entries.forEach((e, i) => {
       if (batch.from[i] === null) written.add(e.doc);
     });
+    for (const doc of batch.changed.keys()) if (batch.cold.has(doc) && !written.has(doc)) docs.add(doc);
+    return docs;
+  }
+
+  /**
+   * Digests of documents about to be held encoded, computed while they are
+   * decoded and stored with the commit: the digester would otherwise decode
+   * each one again. One that fails is left to the digester (which logs it).
+   */
+  private digestsOf(batch: Batch, docs: ReadonlySet<DocKey>): Map<DocKey, Uint8Array> {
+    const digests = new Map<DocKey, Uint8Array>();
+    for (const doc of docs) {
+      const live = batch.changed.get(doc);
+      try {
+        if (live) digests.set(doc, docDigest(live.ydoc));
+      } catch {
+        // Marked stale after the commit instead.
+      }
+    }
+    return digests;
+  }
+
+  /** Holds the documents the batch changed, committed now (see {@link toHoldEncoded}). */
+  private keepChanged(batch: Batch, toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>): void {
     for (const [doc, live] of batch.changed) {
-      if (batch.cold.has(doc) && !written.has(doc)) this.cache.keepEncoded(doc, live);
+      if (toEncode.has(doc)) this.cache.keepEncoded(doc, live, encodings.get(doc));
       else if (this.cache.peek(doc) !== live) this.cache.set(doc, live);
     }
   }

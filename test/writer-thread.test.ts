@@ -137,6 +137,35 @@ describe('the writer thread', () => {
     stores.push(reopened);
     expect(reopened.listDocs('c', null, 1000)).toHaveLength(201);
   });
+
+  it('loads a document whose digest a commit is carrying to the disk with that digest, so the region digest stays exact', async () => {
+    const store = open(true);
+    const docs = createDocuments({ store, logger, cacheDocs: 1, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    const d = docKey('c', 'd');
+    const e = docKey('c', 'e');
+    // One commit, a cache of one: d leaves memory before its digest is computed, from the store then.
+    await Promise.all([docs.put(d, { n: 1 }), docs.put(e, { n: 1 })]);
+    await docs.digests.settled();
+    const carrying = docs.put(e, { n: 2 });
+    await new Promise((r) => setImmediate(r));
+    expect(docs.settled(e)).toBeInstanceOf(Promise);
+    // Loaded while that commit is on the thread: the store still holds d's older digest.
+    expect(docs.read(d).value).toEqual({ n: 1 });
+    await carrying;
+    await docs.patch(d, { m: 1 });
+    // Taken as soon as the write resolves: it must cover it already.
+    const digest = docs.digests.regionDigest();
+    await docs.close();
+    const dir = dirs[0]!;
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    const reopened = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    stores.push(reopened);
+    // Built from the stored digests alone.
+    const again = createDocuments({ store: reopened, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    expect(again.digests.regionDigest()).toBe(digest);
+    await again.close();
+  });
 });
 
 describe('a writer thread that ends on its own', () => {

@@ -44,6 +44,12 @@ export class Digester {
   private readonly stale = new Map<DocKey, Uint8Array | null>();
   /** Computed and in the index, not yet stored. */
   private computed = new Map<DocKey, Uint8Array>();
+  /**
+   * Computed, and on their way to the disk (taken by a commit, or stored
+   * alone): until that write is durable the store still holds the older
+   * digest, and a document loaded meanwhile must take this one.
+   */
+  private readonly storing = new Map<DocKey, Uint8Array>();
   private sliceScheduled = false;
   /** The settle in turns under way, if any. */
   private settling: Promise<void> | null = null;
@@ -78,6 +84,7 @@ export class Digester {
     const indexed = this.stale.has(doc) ? (this.stale.get(doc) ?? null) : before;
     this.stale.delete(doc);
     this.computed.delete(doc);
+    this.storing.delete(doc);
     this.o.index.update(doc, indexed, digest);
   }
 
@@ -86,7 +93,7 @@ export class Digester {
    * it yet (stale, or computed and unstored); undefined when the store has it.
    */
   indexedOf(doc: DocKey): Uint8Array | null | undefined {
-    return this.stale.has(doc) ? this.stale.get(doc) : this.computed.get(doc);
+    return this.stale.has(doc) ? this.stale.get(doc) : (this.computed.get(doc) ?? this.storing.get(doc));
   }
 
   /**
@@ -96,6 +103,7 @@ export class Digester {
   corrupted(doc: DocKey): Uint8Array | null | undefined {
     const before = this.indexedOf(doc);
     this.computed.delete(doc);
+    this.storing.delete(doc);
     if (this.stale.has(doc)) this.stale.set(doc, new Uint8Array(32));
     return before;
   }
@@ -150,15 +158,22 @@ export class Digester {
     return this.storeAlone();
   }
 
-  /** Digests computed since the last call, for the next commit to store. */
+  /** Digests computed since the last call, for the next commit to store; see {@link durable} and {@link giveBack}. */
   takeComputed(): DocDigest[] {
     const out = [...this.computed].map(([doc, digest]) => ({ doc, digest }));
+    for (const d of out) this.storing.set(d.doc, d.digest);
     this.computed.clear();
     return out;
   }
 
+  /** Digests taken by {@link takeComputed} are stored: the store answers for them from now on. */
+  durable(digests: DocDigest[]): void {
+    for (const d of digests) if (this.storing.get(d.doc) === d.digest) this.storing.delete(d.doc);
+  }
+
   /** Digests a commit did not store (it failed, or had nothing else to store): stored with a later one. */
   giveBack(digests: DocDigest[]): void {
+    this.durable(digests);
     for (const d of digests) if (!this.computed.has(d.doc)) this.computed.set(d.doc, d.digest);
     this.armStore();
   }
@@ -232,12 +247,15 @@ export class Digester {
     this.storeTimer = null;
     const digests = this.takeComputed();
     if (digests.length === 0) return;
-    // Not lost when refused: the documents stay marked stale on disk and are recomputed at the next start.
+    // Not lost when refused: tried again with a later commit (and at the next start, still marked stale on disk).
     const refused = (err: unknown): void => {
-      this.o.logger.warn({ err, docs: digests.length }, 'could not store document digests; they are recomputed at start');
+      this.o.logger.warn({ err, docs: digests.length }, 'could not store document digests; trying again with a later write');
+      this.giveBack(digests);
     };
     try {
-      return this.o.store.setDigests(digests)?.catch(refused);
+      const writing = this.o.store.setDigests(digests);
+      if (!writing) return void this.durable(digests);
+      return writing.then(() => this.durable(digests), refused);
     } catch (err) {
       refused(err);
     }

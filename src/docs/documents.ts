@@ -537,7 +537,11 @@ class DocumentsImpl implements Documents {
     let stored = false;
     const finish = (lsns: number[]): void => {
       const finishing = performance.now();
+      // Durable: readers need not wait, and digests may be taken, from here on,
+      // not only once the callers answered below have run.
+      this.inFlight = null;
       if (stored) this.commitFault = null;
+      this.digester.durable(digests);
       this.afterCommit(batch, lsns, toEncode, encodings);
       if (!besideLocal) this.pacer.spent(performance.now() - finishing);
     };

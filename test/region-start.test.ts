@@ -55,6 +55,10 @@ describe('a region whose peers do not answer', () => {
     expect(refused.headers.get('retry-after')).toBe('1');
     expect(Date.now() - began).toBeLessThan(3000);
     expect((await http(`${url}/v1/docs/t/alone`)).status).toBe(404);
+    // Past the hold's first second, a write is refused at once: its client need not wait to move on.
+    const again = Date.now();
+    expect((await http(`${url}/v1/docs/t/alone`, { method: 'PUT', body: { alone: true } })).status).toBe(503);
+    expect(Date.now() - again).toBeLessThan(300);
 
     // Once the hold ends (no peer answered), the region takes writes alone.
     await waitFor('the hold to end', async () => (await http(`${url}/readyz`)).status === 200, 10_000);

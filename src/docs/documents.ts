@@ -95,10 +95,10 @@ export interface DocumentsOptions {
 }
 
 /**
- * Longest an HTTP write waits while writes are held (see `writesOpen`):
- * enough for a restart whose peers answer, far less than a rebuild. The
- * write is then refused, nothing written, and its client goes to another
- * region (the SDK does) instead of stalling here for many seconds.
+ * How long into a hold of writes (see `writesOpen`) an HTTP write may wait
+ * for it to end: enough for a restart whose peers answer, far less than a
+ * rebuild. Past it the write is refused at once, nothing written, and its
+ * client goes to another region (the SDK does) instead of stalling here.
  */
 const HELD_WRITE_WAIT_MS = 1000;
 
@@ -149,8 +149,11 @@ class DocumentsImpl implements Documents {
   private readonly stager: StageHost;
   private readonly maxWriteNodes: number;
   private readonly pacer: BackgroundPacer;
+  /** When held writes stop waiting and are refused at once (see HELD_WRITE_WAIT_MS). */
+  private readonly heldWaitEnds: number;
 
   constructor(private readonly options: DocumentsOptions) {
+    this.heldWaitEnds = Date.now() + HELD_WRITE_WAIT_MS;
     this.store = options.store;
     this.log = options.logger;
     this.cache = new DocCache(Math.max(1, options.cacheDocs), Math.max(1, options.decodedDocs ?? options.cacheDocs));
@@ -425,10 +428,15 @@ class DocumentsImpl implements Documents {
     return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, source, ...s }));
   }
 
-  /** Waits, within its bound, for writes to open; refuses the write (nothing written) past it. */
+  /**
+   * Waits for writes to open, within the hold's first second; refuses the
+   * write (nothing written) past it: a hold that outlasts it is a rebuild
+   * or silent peers, and each write waiting a second more would only delay
+   * its client's move to another region.
+   */
   private async heldWrite(): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), HELD_WRITE_WAIT_MS)));
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, this.heldWaitEnds - Date.now()))));
     const open = await Promise.race([this.options.writesOpen?.then(() => true) ?? true, late]);
     clearTimeout(timer);
     if (!open) {

@@ -32,6 +32,17 @@ function open(writerThread: boolean): Store {
   return store;
 }
 
+/** Closes the write path and its threaded store, and opens the same data directory in place. */
+async function reopenInPlace(docs: { close(): Promise<void> }, store: Store): Promise<Store> {
+  await docs.close();
+  const dir = dirs[stores.indexOf(store)]!;
+  await store.close();
+  stores.splice(stores.indexOf(store), 1);
+  const reopened = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+  stores.push(reopened);
+  return reopened;
+}
+
 afterEach(async () => {
   for (const store of stores.splice(0)) await store.close();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -129,12 +140,7 @@ describe('the writer thread', () => {
     await write;
     expect(docs.read(key).value).toEqual({ n: 1 });
     await Promise.all(Array.from({ length: 200 }, (_, i) => docs.put(docKey('c', `many${i}`), { i })));
-    await docs.close();
-    const dir = dirs[0]!;
-    await store.close();
-    stores.splice(stores.indexOf(store), 1);
-    const reopened = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
-    stores.push(reopened);
+    const reopened = await reopenInPlace(docs, store);
     expect(reopened.listDocs('c', null, 1000)).toHaveLength(201);
   });
 
@@ -155,12 +161,7 @@ describe('the writer thread', () => {
     await docs.patch(d, { m: 1 });
     // Taken as soon as the write resolves: it must cover it already.
     const digest = docs.digests.regionDigest();
-    await docs.close();
-    const dir = dirs[0]!;
-    await store.close();
-    stores.splice(stores.indexOf(store), 1);
-    const reopened = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
-    stores.push(reopened);
+    const reopened = await reopenInPlace(docs, store);
     // Built from the stored digests alone.
     const again = createDocuments({ store: reopened, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
     expect(again.digests.regionDigest()).toBe(digest);

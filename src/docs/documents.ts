@@ -95,10 +95,11 @@ export interface DocumentsOptions {
 }
 
 /**
- * How long into a hold of writes (see `writesOpen`) an HTTP write may wait
- * for it to end: enough for a restart whose peers answer, far less than a
- * rebuild. Past it the write is refused at once, nothing written, and its
- * client goes to another region (the SDK does) instead of stalling here.
+ * How long HTTP writes may wait for a hold of writes (see `writesOpen`) to
+ * end, counted from the first write the hold met: enough for a restart
+ * whose peers answer, far less than a rebuild. Past it a write is refused
+ * at once, nothing written, and its client goes to another region (the SDK
+ * does) instead of stalling here.
  */
 const HELD_WRITE_WAIT_MS = 1000;
 
@@ -149,11 +150,10 @@ class DocumentsImpl implements Documents {
   private readonly stager: StageHost;
   private readonly maxWriteNodes: number;
   private readonly pacer: BackgroundPacer;
-  /** When held writes stop waiting and are refused at once (see HELD_WRITE_WAIT_MS). */
-  private readonly heldWaitEnds: number;
+  /** When held writes stop waiting and are refused at once (see HELD_WRITE_WAIT_MS); set by the first one. */
+  private heldWaitEnds: number | null = null;
 
   constructor(private readonly options: DocumentsOptions) {
-    this.heldWaitEnds = Date.now() + HELD_WRITE_WAIT_MS;
     this.store = options.store;
     this.log = options.logger;
     this.cache = new DocCache(Math.max(1, options.cacheDocs), Math.max(1, options.decodedDocs ?? options.cacheDocs));
@@ -429,14 +429,15 @@ class DocumentsImpl implements Documents {
   }
 
   /**
-   * Waits for writes to open, within the hold's first second; refuses the
-   * write (nothing written) past it: a hold that outlasts it is a rebuild
-   * or silent peers, and each write waiting a second more would only delay
-   * its client's move to another region.
+   * Waits for writes to open, within a second of the first write the hold
+   * met; refuses the write (nothing written) past it: a hold that outlasts
+   * it is a rebuild or silent peers, and each write waiting a second more
+   * would only delay its client's move to another region.
    */
   private async heldWrite(): Promise<void> {
+    const ends = (this.heldWaitEnds ??= Date.now() + HELD_WRITE_WAIT_MS);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, this.heldWaitEnds - Date.now()))));
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ends - Date.now()))));
     const open = await Promise.race([this.options.writesOpen?.then(() => true) ?? true, late]);
     clearTimeout(timer);
     if (!open) {

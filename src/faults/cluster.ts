@@ -267,16 +267,34 @@ export class LocalCluster {
   }
 }
 
-/** A port that was free a moment ago. */
+/** Ports this process handed out already: a cluster takes several before it binds any. */
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago, taken at random below Linux's ephemeral
+ * range (32768 and up). A port the kernel picks for `listen(0)` comes from that
+ * range, and so does the local port of every outgoing connection: between the
+ * moment it is handed out and the moment a region binds it, any connection on
+ * the host could take it.
+ */
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no free port found between 20000 and 32000 in 200 attempts');
+}
+
+async function canListen(port: number): Promise<boolean> {
   const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  const listening = once(server, 'listening').then(() => true, () => false);
+  server.listen(port, '127.0.0.1');
+  if (!(await listening)) return false;
   server.close();
   await once(server, 'close');
-  return port;
+  return true;
 }
 
 /** Waits until `path` (`/healthz` or `/readyz`) answers 200. */

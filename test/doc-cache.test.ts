@@ -1,4 +1,5 @@
 import * as Y from 'yjs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DocCache, type LiveDoc } from '../src/docs/cache.js';
 
@@ -124,5 +125,63 @@ describe('the document cache', () => {
     decodedOnly.keepEncoded('d', kept);
     expect(decodedOnly.peek('d')).toBe(kept);
     expect(kept.ydoc.isDestroyed).toBe(false);
+  });
+
+  it('evicts in least-recently-used order through any sequence of uses, evictions and clears', () => {
+    type Op = { kind: 'set' | 'get' | 'revive' | 'keepEncoded' | 'evict'; key: number } | { kind: 'clear' };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { arbitrary: fc.record({ kind: fc.constantFrom('set', 'get', 'revive', 'keepEncoded', 'evict'), key: fc.integer({ min: 0, max: 6 }) }), weight: 20 },
+      { arbitrary: fc.constant({ kind: 'clear' } as const), weight: 1 },
+    );
+    fc.assert(fc.property(fc.array(op, { minLength: 100, maxLength: 300 }), (ops) => {
+      const cache = new DocCache(5, 2);
+      // The model: keys oldest first, in each tier.
+      let decoded: number[] = [];
+      let encoded: number[] = [];
+      const trim = (): void => {
+        while (decoded.length > 2) encoded.push(decoded.shift()!);
+        while (encoded.length > 5 - decoded.length) encoded.shift();
+      };
+      const without = (list: number[], key: number): number[] => list.filter((k) => k !== key);
+      for (const o of ops) {
+        if (o.kind === 'clear') {
+          cache.clear();
+          decoded = [];
+          encoded = [];
+          continue;
+        }
+        const key = `d${o.key}`;
+        if (o.kind === 'set') {
+          cache.set(key, liveOf(o.key));
+          decoded = [...without(decoded, o.key), o.key];
+          encoded = without(encoded, o.key);
+        } else if (o.kind === 'get') {
+          if (cache.get(key) !== undefined) decoded = [...without(decoded, o.key), o.key];
+        } else if (o.kind === 'revive') {
+          if (cache.revive(key) !== undefined) {
+            encoded = without(encoded, o.key);
+            decoded = [...decoded, o.key];
+          }
+        } else if (o.kind === 'keepEncoded') {
+          const live = cache.peek(key);
+          if (live === undefined) continue;
+          cache.keepEncoded(key, live);
+          decoded = without(decoded, o.key);
+          encoded = [...without(encoded, o.key), o.key];
+        } else {
+          cache.evict(key);
+          decoded = without(decoded, o.key);
+          encoded = without(encoded, o.key);
+        }
+        trim();
+        for (let k = 0; k < 7; k++) {
+          expect(cache.peek(`d${k}`) !== undefined).toBe(decoded.includes(k));
+          const copy = cache.copy(`d${k}`);
+          expect(copy !== undefined).toBe(encoded.includes(k));
+          copy?.ydoc.destroy();
+        }
+        expect(cache.size).toBe(decoded.length + encoded.length);
+      }
+    }), { numRuns: 100 });
   });
 });

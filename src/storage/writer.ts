@@ -65,7 +65,8 @@ export class CommitWriter {
 
   /** Commits a batch (entries, summaries, snapshots) in one transaction. */
   commit(batch: CommitBatch): Promise<CommitResult> {
-    return this.post((id) => ({ type: 'commit', id, batch })) as Promise<CommitResult>;
+    const packed = packBinary(batch);
+    return this.post((id) => ({ type: 'commit', id, batch: packed.batch }), [packed.buffer]) as Promise<CommitResult>;
   }
 
   /** One GC step over at most `budget` lsns on the thread's connection (see `GarbageCollector.collect`). */
@@ -83,12 +84,12 @@ export class CommitWriter {
     return this.post((id) => ({ type: 'digests', id, digests })).then(() => undefined);
   }
 
-  private post(request: (id: number) => WriterRequest): Promise<CommitResult | GcResult | null> {
+  private post(request: (id: number) => WriterRequest, transfer: ArrayBuffer[] = []): Promise<CommitResult | GcResult | null> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage(request(id));
+      this.worker.postMessage(request(id), transfer);
     });
   }
 
@@ -121,5 +122,44 @@ export class CommitWriter {
     this.failure ??= err;
     for (const waiting of this.waiting.values()) waiting.reject(err);
     this.waiting.clear();
+  }
+}
+
+/**
+ * The batch with every byte array of its records (updates, digests,
+ * snapshots, conflict states) copied into one buffer and replaced by a view
+ * of it, so that posting the batch transfers one buffer instead of cloning
+ * each array: about half the cost of posting a commit (a few µs per entry),
+ * and the views of a frame's entries no longer carry their whole frame
+ * along. The caller's batch is left as it is.
+ */
+function packBinary(batch: CommitBatch): { batch: CommitBatch; buffer: ArrayBuffer } {
+  let bytes = 0;
+  forEachRecord(batch, (record) => {
+    for (const value of Object.values(record)) if (value instanceof Uint8Array) bytes += value.byteLength;
+  });
+  const buffer = new ArrayBuffer(bytes);
+  const all = new Uint8Array(buffer);
+  let at = 0;
+  const packed: Record<string, unknown> = { ...batch };
+  for (const [field, records] of Object.entries(batch)) {
+    if (!Array.isArray(records)) continue;
+    packed[field] = records.map((record: Record<string, unknown>) => {
+      const copy: Record<string, unknown> = { ...record };
+      for (const [key, value] of Object.entries(record)) {
+        if (!(value instanceof Uint8Array)) continue;
+        all.set(value, at);
+        copy[key] = new Uint8Array(buffer, at, value.byteLength);
+        at += value.byteLength;
+      }
+      return copy;
+    });
+  }
+  return { batch: packed as unknown as CommitBatch, buffer };
+}
+
+function forEachRecord(batch: CommitBatch, visit: (record: Record<string, unknown>) => void): void {
+  for (const records of Object.values(batch)) {
+    if (Array.isArray(records)) for (const record of records as Record<string, unknown>[]) visit(record);
   }
 }

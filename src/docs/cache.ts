@@ -223,7 +223,7 @@ export interface EncodedState {
   pending: Uint8Array | null;
 }
 
-function encodedState(live: LiveDoc): EncodedState {
+export function encodedState(live: LiveDoc): EncodedState {
   const { pendingStructs, pendingDs } = live.ydoc.store;
   const parts = [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => !!u);
   return { state: Y.encodeStateAsUpdate(live.ydoc), pending: parts.length > 0 ? Y.mergeUpdates(parts) : null };

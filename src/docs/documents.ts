@@ -27,7 +27,7 @@ import {
 } from '../crdt/index.js';
 import { DEFAULT_MAX_WRITE_NODES, assertWriteBudget, countJsonNodes, countOpNodes } from '../crdt/budget.js';
 import type { DocumentStates, Incidents, Maintenance, NewLogEntry, PeerProgress, ReplicationLog, WriterIdentity } from '../storage/types.js';
-import { DocCache, snapshotOf, type EncodedState, type LiveDoc } from './cache.js';
+import { DocCache, encodedState, snapshotOf, type EncodedState, type LiveDoc } from './cache.js';
 import type {
   CommittedEntry,
   Conflict,
@@ -585,6 +585,13 @@ class DocumentsImpl implements Documents {
     } catch (err) {
       fail(err);
       return null;
+    }
+    // The commit is on its way to the disk: the documents to hold encoded
+    // after it are encoded meanwhile (nothing changes them until it ends),
+    // so that only putting them in the cache waits for it.
+    for (const doc of toEncode) {
+      const live = batch.changed.get(doc);
+      if (live && !encodings.has(doc)) encodings.set(doc, encodedState(live));
     }
     if (!besideLocal) this.pacer.spent(performance.now() - began);
     if (Array.isArray(committed)) {

@@ -17,6 +17,7 @@ import type { DocDigest, DocumentStates } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import type { DigestIndex } from './digest-index.js';
 import type { BackgroundPacer } from '../pacer.js';
+import { createLogLimiter, type LogLimiter } from '../log-limiter.js';
 
 /** Longest stretch of digest work before requests get a turn, ms. */
 const SLICE_MS = 4;
@@ -55,8 +56,12 @@ export class Digester {
   private settling: Promise<void> | null = null;
   private storeTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** A store that refuses every write would otherwise get this warning every second, beside its failing commits' errors. */
+  private readonly refusals: LogLimiter;
 
-  constructor(private readonly o: DigesterOptions) {}
+  constructor(private readonly o: DigesterOptions) {
+    this.refusals = createLogLimiter({ logger: o.logger });
+  }
 
   /** Queues the documents whose stored digests were stale at start. */
   resumeStale(): void {
@@ -249,7 +254,7 @@ export class Digester {
     if (digests.length === 0) return;
     // Not lost when refused: tried again with a later commit (and at the next start, still marked stale on disk).
     const refused = (err: unknown): void => {
-      this.o.logger.warn({ err, docs: digests.length }, 'could not store document digests; trying again with a later write');
+      this.refusals.warn('digests-refused', 'store', { err, docs: digests.length }, 'could not store document digests; trying again with a later write');
       this.giveBack(digests);
     };
     try {

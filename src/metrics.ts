@@ -32,6 +32,7 @@ export interface Metrics {
   readonly writes: Counter<'kind'>;
   /** Documents held in memory. */
   readonly documentsLoaded: Gauge;
+  readonly documentsDecodedAgain: Counter;
   /** Size of the SQLite database in bytes. */
   readonly databaseBytes: Gauge;
   /** Replication lag to or from a peer (direction `outbound` or `inbound`); set in ms, exposed in seconds. */
@@ -131,6 +132,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       registers,
     }),
     documentsLoaded: new Gauge({ name: 'meridian_documents_loaded', help: 'Documents held in memory.', registers }),
+    documentsDecodedAgain: new Counter({
+      name: 'meridian_documents_decoded_again_total',
+      help: 'Documents decoded again from the encoded form held in memory; near the write rate, the documents in use outnumber storage.decodedDocs.',
+      registers,
+    }),
     databaseBytes: new Gauge({ name: 'meridian_database_bytes', help: 'Size of the SQLite database in bytes.', registers }),
     peerLagMs: inSeconds(new Gauge({
       name: 'meridian_peer_lag_seconds',

@@ -82,6 +82,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   let corruptCounted = 0;
   let conflictsCounted = 0;
   let commitsRefusedCounted = 0;
+  let decodedAgainCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -89,6 +90,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     corruptCounted = stats.corruptEntries;
     metrics.databaseBytes.set(stats.dbBytes);
     metrics.documentsLoaded.set(documents.cachedDocs());
+    metrics.documentsDecodedAgain.inc(documents.decodedAgain() - decodedAgainCounted);
+    decodedAgainCounted = documents.decodedAgain();
     metrics.pendingDocs.set(documents.pendingDocs());
     metrics.commitsRefused.inc(documents.refusedCommits() - commitsRefusedCounted);
     commitsRefusedCounted = documents.refusedCommits();

@@ -88,8 +88,13 @@ describe('the write path', () => {
     for (const [i, key] of keys.entries()) await docs.put(key, { v: i });
     await docs.digests.settled();
     const before = n.loads();
+    const decodedBefore = docs.decodedAgain();
     keys.forEach((key, i) => expect(docs.read(key).value).toEqual({ v: i }));
     expect(n.loads()).toBe(before);
+    // Each was held encoded when read (four decoded at most, read oldest first), and is counted.
+    expect(docs.decodedAgain() - decodedBefore).toBe(keys.length);
+    expect(docs.read(keys[keys.length - 1]!).value).toEqual({ v: keys.length - 1 });
+    expect(docs.decodedAgain() - decodedBefore).toBe(keys.length);
     // Written again once revived: each under its own client id, as before it was encoded.
     const clients = new Set<number>();
     await Promise.all(keys.map((key, i) => docs.patch(key, { w: i })));

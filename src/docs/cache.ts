@@ -51,6 +51,8 @@ export class DocCache {
   private readonly oldestDecoded = new OldestFirst(this.docs);
   private readonly oldestEncoded = new OldestFirst(this.encoded);
   private held = 0;
+  /** Documents decoded again from the form held encoded, since the cache was made. */
+  decodedAgain = 0;
 
   /**
    * @param capacity most documents held, decoded or encoded
@@ -101,6 +103,7 @@ export class DocCache {
   copy(key: string): LiveDoc | undefined {
     const held = this.encoded.get(key);
     if (!held) return undefined;
+    this.decodedAgain++;
     const ydoc = yDocOf(held.pending ? [held.state, held.pending] : [held.state], held.clientId);
     return { ydoc, lastLsn: held.lastLsn, digest: held.digest, sizeBound: held.sizeBound };
   }

@@ -345,6 +345,10 @@ class DocumentsImpl implements Documents {
     return this.cache.size;
   }
 
+  decodedAgain(): number {
+    return this.cache.decodedAgain;
+  }
+
   onCommitted(listener: (entries: CommittedEntry[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -180,6 +180,12 @@ export interface Documents {
   pendingDocs(): number;
   /** Documents held in memory. */
   cachedDocs(): number;
+  /**
+   * Documents decoded again from the encoded form the cache held them in,
+   * since start: near the write rate, the documents in use outnumber
+   * `decodedDocs`.
+   */
+  decodedAgain(): number;
   /** The region digest and its anti-entropy buckets. */
   readonly digests: {
     /** Exact: computes every changed document's digest first, at once. */

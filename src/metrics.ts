@@ -32,6 +32,7 @@ export interface Metrics {
   readonly writes: Counter<'kind'>;
   /** Documents held in memory. */
   readonly documentsLoaded: Gauge;
+  /** Documents decoded again from the encoded form the cache held them in (see `storage.decodedDocs`). */
   readonly documentsDecodedAgain: Counter;
   /** Size of the SQLite database in bytes. */
   readonly databaseBytes: Gauge;

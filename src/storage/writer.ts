@@ -134,32 +134,28 @@ export class CommitWriter {
  * along. The caller's batch is left as it is.
  */
 function packBinary(batch: CommitBatch): { batch: CommitBatch; buffer: ArrayBuffer } {
-  let bytes = 0;
-  forEachRecord(batch, (record) => {
-    for (const value of Object.values(record)) if (value instanceof Uint8Array) bytes += value.byteLength;
-  });
-  const buffer = new ArrayBuffer(bytes);
-  const all = new Uint8Array(buffer);
-  let at = 0;
   const packed: Record<string, unknown> = { ...batch };
+  const arrays: { record: Record<string, unknown>; key: string; value: Uint8Array }[] = [];
+  let bytes = 0;
   for (const [field, records] of Object.entries(batch)) {
     if (!Array.isArray(records)) continue;
     packed[field] = records.map((record: Record<string, unknown>) => {
       const copy: Record<string, unknown> = { ...record };
       for (const [key, value] of Object.entries(record)) {
         if (!(value instanceof Uint8Array)) continue;
-        all.set(value, at);
-        copy[key] = new Uint8Array(buffer, at, value.byteLength);
-        at += value.byteLength;
+        arrays.push({ record: copy, key, value });
+        bytes += value.byteLength;
       }
       return copy;
     });
   }
-  return { batch: packed as unknown as CommitBatch, buffer };
-}
-
-function forEachRecord(batch: CommitBatch, visit: (record: Record<string, unknown>) => void): void {
-  for (const records of Object.values(batch)) {
-    if (Array.isArray(records)) for (const record of records as Record<string, unknown>[]) visit(record);
+  const buffer = new ArrayBuffer(bytes);
+  const all = new Uint8Array(buffer);
+  let at = 0;
+  for (const { record, key, value } of arrays) {
+    all.set(value, at);
+    record[key] = new Uint8Array(buffer, at, value.byteLength);
+    at += value.byteLength;
   }
+  return { batch: packed as unknown as CommitBatch, buffer };
 }

@@ -45,9 +45,9 @@ export interface StorageConfig {
   /** Documents kept in memory (least recently used are dropped); default 10000. */
   readonly cacheDocs: number;
   /**
-   * Of those, the most recently used kept decoded; the rest are kept as their
-   * encoded state, a small fraction of the memory, and decoded again on use.
-   * Default 1000.
+   * Of those, at most this many kept decoded (the most recently used of
+   * those in use); the rest are kept as their encoded state, a small
+   * fraction of the memory, and decoded again on use. Default 5000.
    */
   readonly decodedDocs: number;
   /** Log entries a document gathers after its snapshot before it is compacted; default 32. */
@@ -280,7 +280,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
   storage: {
     synchronous: 'full',
     cacheDocs: 10_000,
-    decodedDocs: 1000,
+    decodedDocs: 5000,
     compactAfterEntries: 32,
     compactIntervalMs: 1000,
     logRetentionMs: 7 * 24 * 3600 * 1000,

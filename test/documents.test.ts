@@ -134,6 +134,55 @@ describe('the write path', () => {
     expect(reopened.docs.read(keys[20]!).value).toEqual({ v: 20, mine: true });
   });
 
+  it('holds decoded what peers change again within a second, and encoded what they change once', async () => {
+    const source = node();
+    const t = node(undefined, 1000, 100);
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const even = Array.from({ length: 10 }, (_, i) => docKey('c', `e${i}`));
+    const odd = Array.from({ length: 10 }, (_, i) => docKey('c', `o${i}`));
+    // The source writes them in the order the target receives them (a peer's log is applied in order).
+    const order = [[even, 0], [odd, 0], [even, 1], [even, 2], [odd, 1], [odd, 2]] as const;
+    for (const [keys, round] of order) await Promise.all(keys.map((key, i) => source.docs.patch(key, { [`r${round}`]: i })));
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    let next = 0;
+    const decodedAgain = async (): Promise<number> => {
+      const before = t.docs.decodedAgain();
+      await t.docs.applyRemote(entries.slice(next, next + 10), 'r0' as RegionId);
+      next += 10;
+      return t.docs.decodedAgain() - before;
+    };
+    // New to this region: held encoded once committed.
+    expect(await decodedAgain()).toBe(0);
+    expect(await decodedAgain()).toBe(0);
+    // Changed again at once: decoded, and held decoded from then on.
+    expect(await decodedAgain()).toBe(10);
+    expect(await decodedAgain()).toBe(0);
+    // Changed again only after more than a second: decoded for the change, then held encoded again.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(await decodedAgain()).toBe(10);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(await decodedAgain()).toBe(10);
+    expect(next).toBe(entries.length);
+    for (const keys of [even, odd]) keys.forEach((key, i) => expect(t.docs.read(key).value).toEqual({ r0: i, r1: i, r2: i }));
+    expect(t.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
+  it('holds a document a client created encoded until it is written again', async () => {
+    const n = node(undefined, 1000, 100);
+    const keys = Array.from({ length: 10 }, (_, i) => docKey('c', `n${i}`));
+    const decoded = async (round: number): Promise<number> => {
+      const before = n.docs.decodedAgain();
+      await Promise.all(keys.map((key, i) => n.docs.patch(key, { [`r${round}`]: i })));
+      return n.docs.decodedAgain() - before;
+    };
+    expect(await decoded(0)).toBe(0);
+    // Written again (however long after): decoded once, then held decoded.
+    expect(await decoded(1)).toBe(10);
+    expect(await decoded(2)).toBe(0);
+    keys.forEach((key, i) => expect(n.docs.read(key).value).toEqual({ r0: i, r1: i, r2: i }));
+  });
+
   it('stores the digest of a document only peers changed, held encoded, with the commit that changed it', async () => {
     const source = node();
     const t = node(undefined, 100, 4);

@@ -27,6 +27,8 @@ interface EncodedDoc {
   /** What the region's digest index holds for it (see LiveDoc.digest); kept by {@link DocCache.noteDigest}. */
   digest: Uint8Array | null;
   sizeBound: number | null;
+  /** When it was held encoded (performance.now()): committed, or the least recently used of the decoded ones. */
+  encodedAt: number;
 }
 
 /**
@@ -90,6 +92,13 @@ export class DocCache {
 
   peek(key: string): LiveDoc | undefined {
     return this.docs.get(key);
+  }
+
+  /** Whether the document is held decoded, or was held encoded less than `withinMs` ago. */
+  recentlyUsed(key: string, withinMs: number): boolean {
+    if (this.docs.has(key)) return true;
+    const held = this.encoded.get(key);
+    return held !== undefined && performance.now() - held.encodedAt < withinMs;
   }
 
   /** A document held encoded, decoded again and held decoded from now on; undefined when it is not held encoded. */
@@ -217,7 +226,7 @@ class OldestFirst<K> {
 
 function encode(live: LiveDoc, encoded = encodedState(live)): EncodedDoc {
   const { state, pending } = encoded;
-  return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound };
+  return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound, encodedAt: performance.now() };
 }
 
 /** A document's state, and apart from it what waits for missing dependencies. */

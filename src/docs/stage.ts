@@ -41,8 +41,13 @@ export interface Batch {
   touched: Map<DocKey, LiveDoc>;
   /** Each touched document's stored digest before this batch. */
   before: Map<DocKey, Uint8Array | null>;
-  /** Touched documents that were not held decoded before this batch (new, loaded, or held encoded). */
+  /**
+   * Touched documents not in use before this batch: new, loaded from the
+   * store, or held encoded for a while (see IN_USE_MS in documents.ts).
+   */
   cold: Set<DocKey>;
+  /** Touched documents this region never held before this batch. */
+  created: Set<DocKey>;
   vv: VersionVector;
   /** Entries from peers this region could not apply: kept aside, their seqs counted as held. */
   quarantined: QuarantinedEntry[];
@@ -73,7 +78,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */

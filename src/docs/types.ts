@@ -182,8 +182,9 @@ export interface Documents {
   cachedDocs(): number;
   /**
    * Documents decoded again from the encoded form the cache held them in,
-   * since start: near the write rate, the documents in use outnumber
-   * `decodedDocs`.
+   * since start: near the write rate, most changes find their document held
+   * encoded (each changed less than once a second, or more in use than
+   * `decodedDocs`).
    */
   decodedAgain(): number;
   /** The region digest and its anti-entropy buckets. */

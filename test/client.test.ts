@@ -157,7 +157,7 @@ describe('client SDK against three region processes', () => {
     proxy(A).heal();
     await waitForConvergence(cluster);
     for (const name of [A, B, C]) expect((await readDirect(name, 'unknown', 'ctr')).body).toEqual({ n: 1 });
-  });
+  }, 45_000);
 
   it('retries an increment elsewhere when the connection was refused (nothing was sent)', async () => {
     const c = await client([endpoint(A), endpoint(B, 20), endpoint(C, 40)]);

@@ -120,12 +120,23 @@ export async function syncStatus(url: string): Promise<SyncBody> {
   return r.body;
 }
 
-/** Waits until every region reports the same digest and nothing pending. */
+/**
+ * Waits until every region reports the same digest and nothing pending; on
+ * timeout, the error says what each region last reported.
+ */
 export async function waitForConvergence(cluster: LocalCluster, timeoutMs = 30_000): Promise<string> {
-  return waitFor('convergence', async () => {
-    const all = await Promise.all([...cluster.regions.values()].map((r) => syncStatus(r.url)));
-    const digests = new Set(all.map((s) => s.digest));
-    const quiet = all.every((s) => s.pendingDocs === 0 && s.peers.every((p) => p.outbound.pendingUpdates === 0));
-    return digests.size === 1 && quiet ? [...digests][0] : undefined;
-  }, timeoutMs, 200);
+  let last: SyncBody[] = [];
+  try {
+    return await waitFor('convergence', async () => {
+      const all = await Promise.all([...cluster.regions.values()].map((r) => syncStatus(r.url)));
+      last = all;
+      const digests = new Set(all.map((s) => s.digest));
+      const quiet = all.every((s) => s.pendingDocs === 0 && s.peers.every((p) => p.outbound.pendingUpdates === 0));
+      return digests.size === 1 && quiet ? [...digests][0] : undefined;
+    }, timeoutMs, 200);
+  } catch (err) {
+    const seen = last.map((s) => `${s.region}: digest ${s.digest.slice(0, 12)}, pending docs ${s.pendingDocs}, peers ${
+      s.peers.map((p) => `${p.region} ${p.state} (${p.outbound.pendingUpdates} to send, ${p.inbound.pendingUpdates} to receive)`).join(', ')}`);
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; last reported: ${seen.join('; ') || 'nothing'}`, { cause: err });
+  }
 }

@@ -26,7 +26,7 @@ function updateOf(value: Record<string, number>): Uint8Array {
 const dirs: string[] = [];
 const open: { docs: Documents; store: Store }[] = [];
 
-function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number) {
+function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number, inUseMs?: number) {
   if (!dirs.includes(dir)) dirs.push(dir);
   const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
   let commits = 0;
@@ -42,7 +42,7 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
     return store.loadDoc(doc);
   };
   const docs = createDocuments({
-    store: counted, logger, cacheDocs, ...(decodedDocs ? { decodedDocs } : {}), yjsUpdateBytes: 1 << 20, compactIntervalMs: 0,
+    store: counted, logger, cacheDocs, ...(decodedDocs ? { decodedDocs } : {}), ...(inUseMs ? { inUseMs } : {}), yjsUpdateBytes: 1 << 20, compactIntervalMs: 0,
   });
   const handle = { docs, store, dir, commits: () => commits, loads: () => loads };
   open.push(handle);
@@ -134,9 +134,10 @@ describe('the write path', () => {
     expect(reopened.docs.read(keys[20]!).value).toEqual({ v: 20, mine: true });
   });
 
-  it('holds decoded what peers change again within a second, and encoded what they change once', async () => {
+  it('holds decoded what peers change again within its in-use window, and encoded what they change once', async () => {
     const source = node();
-    const t = node(undefined, 1000, 100);
+    // A window of a second here (30 s by default), so that the test can outwait it.
+    const t = node(undefined, 1000, 100, 1000);
     const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
     source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
     const even = Array.from({ length: 10 }, (_, i) => docKey('c', `e${i}`));
@@ -166,6 +167,28 @@ describe('the write path', () => {
     expect(next).toBe(entries.length);
     for (const keys of [even, odd]) keys.forEach((key, i) => expect(t.docs.read(key).value).toEqual({ r0: i, r1: i, r2: i }));
     expect(t.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
+  it('by default holds decoded what peers change again seconds later', async () => {
+    const source = node();
+    const t = node(undefined, 1000, 100);
+    const keys = Array.from({ length: 10 }, (_, i) => docKey('c', `w${i}`));
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((committed) => committed.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    for (let round = 0; round < 3; round++) await Promise.all(keys.map((key, i) => source.docs.patch(key, { [`r${round}`]: i })));
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    const decodedAgain = async (round: number): Promise<number> => {
+      const before = t.docs.decodedAgain();
+      await t.docs.applyRemote(entries.slice(round * 10, round * 10 + 10), 'r0' as RegionId);
+      return t.docs.decodedAgain() - before;
+    };
+    expect(await decodedAgain(0)).toBe(0);
+    // A document changed every few seconds is in use: decoded once, then held decoded.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await decodedAgain(1)).toBe(10);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await decodedAgain(2)).toBe(0);
+    keys.forEach((key, i) => expect(t.docs.read(key).value).toEqual({ r0: i, r1: i, r2: i }));
   });
 
   it('holds a document a client created encoded until it is written again', async () => {

@@ -83,6 +83,8 @@ export interface DocumentsOptions {
   /** Compact a document's log into its snapshot after this many entries (0: never in background). */
   compactAfterEntries?: number;
   compactIntervalMs?: number;
+  /** A document held encoded and changed again within this long is held decoded from then on, ms (default {@link IN_USE_MS}). */
+  inUseMs?: number;
   /**
    * Local writes wait for this. A region rebuilding from its peers holds
    * them until it has caught up: a write made on a document it does not yet
@@ -104,12 +106,18 @@ export interface DocumentsOptions {
 const HELD_WRITE_WAIT_MS = 1000;
 /**
  * A document held encoded that is changed again within this long is in use,
- * and held decoded from then on, ms. Held encoded, each change costs a
- * decode and an encode: at 1,000 writes/s per region in three regions, where
- * each region's documents change every half second, that was thousands a
- * second per region, and the regions fell seconds behind each other.
+ * and held decoded from then on (the most recently used `decodedDocs` at
+ * most), ms. Held encoded, each change costs a decode, a digest and an
+ * encode: at 1,000 writes/s per region in three regions, where each region's
+ * documents change every half second, that was thousands a second per
+ * region and the regions fell seconds behind each other; at 100 writes/s
+ * per region over 500 documents each, where a document changes every 5 s, a
+ * window of 1 s cost each region a tenth of its CPU and its clients a
+ * quarter of their write p99 (figures: README, "Storage and durability").
+ * What changes once (after a heal, a rebuild, an append) still changes only
+ * once within it, and stays encoded.
  */
-const IN_USE_MS = 1000;
+const IN_USE_MS = 30_000;
 
 export function createDocuments(options: DocumentsOptions): Documents {
   return new DocumentsImpl(options);
@@ -732,7 +740,7 @@ class DocumentsImpl implements Documents {
   private touch(doc: DocKey, batch: Batch): LiveDoc {
     const touched = batch.touched.get(doc);
     if (touched) return touched;
-    if (!this.cache.recentlyUsed(doc, IN_USE_MS)) batch.cold.add(doc);
+    if (!this.cache.recentlyUsed(doc, this.options.inUseMs ?? IN_USE_MS)) batch.cold.add(doc);
     // A new document joins the cache only once committed (see afterCommit):
     // a refused write must not leave an empty document that reads as present.
     let live = this.live(doc);

@@ -6,6 +6,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Writable } from 'node:stream';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -216,10 +217,11 @@ function wrapSocket(ws: WebSocket, logger: Logger, peer: Announced): Link {
     if (deliver) deliver(bytes);
     else early.push(bytes);
   });
+  const send = turnCorked(ws);
   return {
     ephemeral: peer.ephemeral,
     peerMaxFrameBytes: peer.maxFrameBytes,
-    send: (bytes) => ws.send(bytes, { binary: true }),
+    send,
     buffered: () => ws.bufferedAmount,
     close: (code, reason) => {
       if (ws.readyState === WebSocket.OPEN) ws.close(code, reason);
@@ -235,6 +237,37 @@ function wrapSocket(ws: WebSocket, logger: Logger, peer: Announced): Link {
     onClose: (fn) => {
       ws.on('close', (code, reason) => fn(code, reason.toString()));
     },
+  };
+}
+
+/**
+ * Sends frames on `ws`, those of one event-loop turn written to the socket
+ * together. A rebuild or a catch-up sends thousands of frames a second
+ * (one per document state), and each written alone was a system call on
+ * this side and a wake-up on the peer's: a fifth of the sending region's
+ * time in a rebuild. The socket is corked at the turn's first frame and
+ * uncorked once the turn's callbacks have run (ws corks each frame's
+ * header and payload too; corking nests). Without the underlying socket
+ * (not a TCP or TLS stream), frames go out one by one.
+ */
+function turnCorked(ws: WebSocket): (bytes: Uint8Array) => void {
+  let corked: Writable | null = null;
+  const uncork = (): void => {
+    const socket = corked;
+    corked = null;
+    if (socket !== null && !socket.destroyed) socket.uncork();
+  };
+  return (bytes) => {
+    if (corked === null) {
+      // Not in ws's types, but the socket it writes to (ws's own sender uses it the same way).
+      const socket = (ws as unknown as { _socket?: Writable | null })._socket;
+      if (socket && !socket.destroyed) {
+        socket.cork();
+        corked = socket;
+        setImmediate(uncork);
+      }
+    }
+    ws.send(bytes, { binary: true });
   };
 }
 

@@ -32,7 +32,12 @@ import { CloseCode } from '../contract.js';
 
 /** The socket side of a link, as the session needs it. */
 export interface LinkTransport {
-  send(bytes: Uint8Array): void;
+  /**
+   * Sends a frame. A `batched` one may wait for the end of this event-loop
+   * turn, to reach the socket with the others of the turn; any other goes at
+   * once, after those before it.
+   */
+  send(bytes: Uint8Array, batched?: boolean): void;
   /** Bytes queued in user space and not yet handed to the kernel. */
   buffered(): number;
   close(code: number, reason: string): void;
@@ -255,7 +260,8 @@ export class Session {
     this.send({ type: 'ping', ...frame });
   }
 
-  send(frame: Frame): void {
+  /** `batched`: anti-entropy's frames, sent by the thousand in a rebuild (see LinkTransport.send). */
+  send(frame: Frame, batched = false): void {
     if (this.closed) return;
     const bytes = encodeFrame(frame);
     // The peer would close the link on it (1009) and the next round would
@@ -279,7 +285,7 @@ export class Session {
       this.close();
       return;
     }
-    this.o.transport.send(bytes);
+    this.o.transport.send(bytes, batched);
   }
 
   /**
@@ -781,7 +787,7 @@ export class Session {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (this.closed) throw new Error('link closed');
-    this.send(frame);
+    this.send(frame, true);
   }
 }
 

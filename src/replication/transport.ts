@@ -241,25 +241,29 @@ function wrapSocket(ws: WebSocket, logger: Logger, peer: Announced): Link {
 }
 
 /**
- * Sends frames on `ws`, those of one event-loop turn written to the socket
- * together. A rebuild or a catch-up sends thousands of frames a second
- * (one per document state), and each written alone was a system call on
- * this side and a wake-up on the peer's: a fifth of the sending region's
- * time in a rebuild. The socket is corked at the turn's first frame and
- * uncorked once the turn's callbacks have run (ws corks each frame's
- * header and payload too; corking nests). Without the underlying socket
- * (not a TCP or TLS stream), frames go out one by one.
+ * Sends frames on `ws`; batched ones (see LinkTransport.send) reach the
+ * socket together at the end of the turn. A rebuild sends a frame per
+ * document state, thousands a second, and each written alone was a system
+ * call on this side and a wake-up on the peer's: a fifth of the sending
+ * region's time. The socket is corked at the turn's first batched frame and
+ * uncorked once the turn's callbacks have run, or at once by a frame that
+ * is not batched (entries, acknowledgements, heartbeats: an entry must not
+ * wait behind the answer its write already got). ws corks each frame's
+ * header and payload too; corking nests. Without the underlying socket,
+ * frames go out one by one.
  */
-function turnCorked(ws: WebSocket): (bytes: Uint8Array) => void {
+function turnCorked(ws: WebSocket): (bytes: Uint8Array, batched?: boolean) => void {
   let corked: Writable | null = null;
   const uncork = (): void => {
     const socket = corked;
     corked = null;
     if (socket !== null && !socket.destroyed) socket.uncork();
   };
-  return (bytes) => {
-    if (corked === null) {
-      // Not in ws's types, but the socket it writes to (ws's own sender uses it the same way).
+  return (bytes, batched = false) => {
+    if (!batched) {
+      uncork();
+    } else if (corked === null) {
+      // Not in ws's types, but the socket it writes to (ws's own sender corks it the same way).
       const socket = (ws as unknown as { _socket?: Writable | null })._socket;
       if (socket && !socket.destroyed) {
         socket.cork();

@@ -56,13 +56,15 @@ export async function exchange(
     headers['content-type'] = request.contentType ?? 'application/json';
     body = JSON.stringify(request.body);
   }
-  const signal = AbortSignal.any([closed, AbortSignal.timeout(request.timeoutMs)]);
+  const { signal, done } = deadline(closed, request.timeoutMs);
   try {
     const res = await fetchFn(baseUrl + request.path, { method: request.method, headers, body, signal });
     const text = await res.text();
     return { kind: 'answer', status: res.status, body: parseBody(text), headers: res.headers };
   } catch (error) {
     return classify(error, signal);
+  } finally {
+    done();
   }
 }
 
@@ -74,14 +76,40 @@ export async function probeRtt(
   closed: AbortSignal,
 ): Promise<number> {
   const started = performance.now();
-  const res = await fetchFn(`${baseUrl}/readyz`, {
-    method: 'GET',
-    signal: AbortSignal.any([closed, AbortSignal.timeout(timeoutMs)]),
-  });
-  // Reading the body returns the connection to the pool for the next request.
-  await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`/readyz answered ${res.status}`);
-  return performance.now() - started;
+  const { signal, done } = deadline(closed, timeoutMs);
+  try {
+    const res = await fetchFn(`${baseUrl}/readyz`, { method: 'GET', signal });
+    // Reading the body returns the connection to the pool for the next request.
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`/readyz answered ${res.status}`);
+    return performance.now() - started;
+  } finally {
+    done();
+  }
+}
+
+/**
+ * A signal that aborts when `closed` does or after `timeoutMs` (reason: a
+ * `TimeoutError`), and `done` to stop both once the exchange is over. Not
+ * `AbortSignal.any([closed, AbortSignal.timeout(ms)])`: in Node 20 the
+ * timeout's signal can be garbage-collected inside the composite before it
+ * fires (nodejs/node#57736), and a request to a region that never answers
+ * then waits for ever instead of failing over. Here the timer holds the
+ * controller until it fires or is cleared.
+ */
+function deadline(closed: AbortSignal, timeoutMs: number): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const onClosed = (): void => controller.abort(closed.reason);
+  const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+  if (closed.aborted) onClosed();
+  else closed.addEventListener('abort', onClosed, { once: true });
+  return {
+    signal: controller.signal,
+    done: () => {
+      clearTimeout(timer);
+      closed.removeEventListener('abort', onClosed);
+    },
+  };
 }
 
 function classify(error: unknown, signal: AbortSignal): Exchange {

@@ -135,7 +135,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     documentsLoaded: new Gauge({ name: 'meridian_documents_loaded', help: 'Documents held in memory.', registers }),
     documentsDecodedAgain: new Counter({
       name: 'meridian_documents_decoded_again_total',
-      help: 'Documents decoded again from the encoded form held in memory (read or changed after a while held encoded); near the write rate, most changes find their document held encoded: each changed less than once a second, or more in use than storage.decodedDocs.',
+      help: 'Documents decoded again from the encoded form held in memory (read or changed after a while held encoded); near the write rate, most changes find their document held encoded: each changed less than once in 30 s, or more in use than storage.decodedDocs.',
       registers,
     }),
     databaseBytes: new Gauge({ name: 'meridian_database_bytes', help: 'Size of the SQLite database in bytes.', registers }),

@@ -183,7 +183,7 @@ export interface Documents {
   /**
    * Documents decoded again from the encoded form the cache held them in,
    * since start: near the write rate, most changes find their document held
-   * encoded (each changed less than once a second, or more in use than
+   * encoded (each changed less than once in 30 s, or more in use than
    * `decodedDocs`).
    */
   decodedAgain(): number;

@@ -42,27 +42,62 @@ function sha256Of(parts: readonly Part[]): Buffer {
 /** An incremental SHA-256 (`update`, then `digest` once) that gathers small input and hashes it in one call. */
 export class Sha256 {
   private parts: Part[] = [];
+  /**
+   * Strings given since the last binary part, joined: a document digest
+   * hashes hundreds of short strings, and encoding each into the buffer on
+   * its own cost more than the hash.
+   */
+  private text = '';
+  /** The last UTF-16 unit of {@link text} (reading it from the joined string would flatten it at every part). */
+  private lastUnit = 0;
   private gathered = 0;
   private streaming: Hash | null = null;
 
   update(part: Part): this {
-    this.parts.push(part);
-    // UTF-16 code units: at most a third of a string's UTF-8 bytes too few, enough for a bound.
-    this.gathered += typeof part === 'string' ? part.length : part.byteLength;
+    if (typeof part === 'string') {
+      // Two parts that split a surrogate pair encode as two U+FFFD, joined as
+      // one character: they stay apart.
+      if (isHighSurrogate(this.lastUnit) && isLowSurrogate(part.charCodeAt(0))) this.endText();
+      this.text += part;
+      if (part !== '') this.lastUnit = part.charCodeAt(part.length - 1);
+      // UTF-16 code units: at most a third of a string's UTF-8 bytes too few, enough for a bound.
+      this.gathered += part.length;
+    } else {
+      this.endText();
+      this.parts.push(part);
+      this.gathered += part.byteLength;
+    }
     if (this.gathered > GATHER_BYTES) this.spill();
     return this;
   }
 
   digest(): Buffer {
+    this.endText();
     if (this.streaming === null) return sha256Of(this.parts);
     this.spill();
     return this.streaming.digest();
   }
 
+  private endText(): void {
+    if (this.text === '') return;
+    this.parts.push(this.text);
+    this.text = '';
+    this.lastUnit = 0;
+  }
+
   private spill(): void {
+    this.endText();
     this.streaming ??= createHash('sha256');
     for (const part of this.parts) this.streaming.update(part);
     this.parts = [];
     this.gathered = 0;
   }
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff;
 }

@@ -63,4 +63,38 @@ describe('document digests after a burst of changes', () => {
     expect(few.index.regionDigest()).not.toBe(before);
     few.d.stop();
   });
+
+  it('of a document changed at every commit are computed a few times a second, and end exact', async () => {
+    const docs = documents(2);
+    const [[hot, live], [once]] = [...docs] as [[DocKey, LiveDoc], [DocKey, LiveDoc]];
+    const computed: DocKey[] = [];
+    const index = new DigestIndex();
+    const d = new Digester({
+      index, logger: pino({ level: 'silent' }),
+      store: { staleSummaries: () => [], setDigests: () => undefined },
+      live: (key) => docs.get(key), load: () => null, busy: () => false,
+      digested: (key) => void computed.push(key),
+    });
+    // A commit every 5 ms changes the hot document; the other changes once, midway.
+    const began = performance.now();
+    for (let i = 0; i < 60; i++) {
+      live.ydoc.getMap('root').set('n', i);
+      d.markStale(hot, live.digest);
+      if (i === 30) d.markStale(once, null);
+      await new Promise((r) => setTimeout(r, 5));
+      if (i === 30) expect(computed).toContain(once);
+    }
+    const writingMs = performance.now() - began;
+    const hotDigests = computed.filter((k) => k === hot).length;
+    expect(hotDigests).toBeGreaterThanOrEqual(1);
+    // At most one per 100 ms of writing, and in any case far fewer than the 60 commits.
+    expect(hotDigests).toBeLessThanOrEqual(Math.min(20, Math.ceil(writingMs / 100) + 1));
+    // Once the writes stop, the last change is in the index without anyone settling.
+    await new Promise((r) => setTimeout(r, 300));
+    const exact = digester(docs);
+    exact.d.settle();
+    expect(index.regionDigest()).toBe(exact.index.regionDigest());
+    d.stop();
+    exact.d.stop();
+  });
 });

@@ -21,6 +21,14 @@ import { createLogLimiter, type LogLimiter } from '../log-limiter.js';
 
 /** Longest stretch of digest work before requests get a turn, ms. */
 const SLICE_MS = 4;
+/**
+ * A document digested less than this long ago (one to two of these, ms)
+ * waits before it is digested again: one written at every commit (a hot
+ * counter, a set many clients add to) was walked once per commit, hundreds
+ * of times a second. Readers that need exact digests (heartbeats, the
+ * region digest, anti-entropy) settle what is stale themselves.
+ */
+const REDIGEST_AFTER_MS = 100;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 
@@ -51,7 +59,12 @@ export class Digester {
    * digest, and a document loaded meanwhile must take this one.
    */
   private readonly storing = new Map<DocKey, Uint8Array>();
+  /** Documents digested in the current window of {@link REDIGEST_AFTER_MS}, and in the one before it. */
+  private recent = new Set<DocKey>();
+  private previous = new Set<DocKey>();
+  private windowStarted = 0;
   private sliceScheduled = false;
+  private redigestTimer: NodeJS.Timeout | null = null;
   /** The settle in turns under way, if any. */
   private settling: Promise<void> | null = null;
   private storeTimer: NodeJS.Timeout | null = null;
@@ -185,6 +198,8 @@ export class Digester {
 
   stop(): void {
     this.stopped = true;
+    if (this.redigestTimer) clearTimeout(this.redigestTimer);
+    this.redigestTimer = null;
     if (this.storeTimer) clearTimeout(this.storeTimer);
     this.storeTimer = null;
   }
@@ -201,15 +216,42 @@ export class Digester {
     this.sliceScheduled = false;
     if (this.stopped) return;
     const started = performance.now();
-    const before = this.stale.size;
+    this.turnWindow(started);
+    let waiting = false;
+    let outOfTime = false;
     for (const doc of this.stale.keys()) {
+      if (this.recent.has(doc) || this.previous.has(doc)) {
+        waiting = true;
+        continue;
+      }
       this.compute(doc);
-      if (performance.now() - started > SLICE_MS) break;
+      if (performance.now() - started > SLICE_MS) {
+        outOfTime = true;
+        break;
+      }
     }
     this.o.pacer?.spent(performance.now() - started);
-    // Only documents still on their way to the disk left: their commit schedules the next slice.
-    if (this.stale.size > 0 && this.stale.size < before) this.schedule();
+    // Documents still on their way to the disk are left to their commit, which schedules the next slice.
+    if (outOfTime) this.schedule();
+    else if (waiting) this.redigestLater();
     this.armStore();
+  }
+
+  /** A slice once the documents digested just now may be digested again. */
+  private redigestLater(): void {
+    if (this.redigestTimer || this.stopped) return;
+    this.redigestTimer = setTimeout(() => {
+      this.redigestTimer = null;
+      this.schedule();
+    }, REDIGEST_AFTER_MS);
+    this.redigestTimer.unref();
+  }
+
+  private turnWindow(now: number): void {
+    if (now - this.windowStarted < REDIGEST_AFTER_MS) return;
+    this.previous = now - this.windowStarted < 2 * REDIGEST_AFTER_MS ? this.recent : new Set();
+    this.recent = new Set();
+    this.windowStarted = now;
   }
 
   /** Stores computed digests alone if no commit carries them within {@link STORE_ALONE_MS}. */
@@ -229,6 +271,8 @@ export class Digester {
       live ??= this.o.load(doc);
       if (!live) return;
       const digest = docDigest(live.ydoc);
+      this.turnWindow(performance.now());
+      this.recent.add(doc);
       this.o.index.update(doc, indexed, digest);
       live.digest = digest;
       this.o.digested?.(doc, digest);

@@ -9,7 +9,7 @@ import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
 import { docKey, type RegionId } from '../src/ids.js';
 import { openStore } from '../src/storage/sqlite.js';
-import type { Store } from '../src/storage/types.js';
+import type { NewLogEntry, Store } from '../src/storage/types.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -268,6 +268,36 @@ describe('the write path', () => {
     expect(await target.docs.applyRemote(entries, 'r0' as RegionId)).toEqual({ applied: 0, duplicates: 2, gaps: 0, quarantined: 0 });
     expect(target.docs.read(key).value).toEqual({ m: 2, n: 1 });
     expect(target.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
+  it('applies entries that wait for an origin behind the others, and converges once it arrives', async () => {
+    // Two regions write one document, each after taking the other's writes:
+    // b's updates depend on a's. A third region gets b's first.
+    const a = node();
+    const b = node();
+    const key = docKey('c', 'hot');
+    const fromA: NewLogEntry[] = [];
+    const fromB: NewLogEntry[] = [];
+    a.docs.onCommitted((entries) => entries.forEach((e) => e.origin === a.docs.writer && fromA.push(e)));
+    b.docs.onCommitted((entries) => entries.forEach((e) => e.origin === b.docs.writer && fromB.push(e)));
+    for (let round = 0; round < 40; round++) {
+      await a.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: `a${round}` }]);
+      await b.docs.applyRemote(fromA.slice(-1), 'r0' as RegionId);
+      await b.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: `b${round}` }]);
+    }
+    const target = node();
+    const early = await target.docs.applyRemote(fromB.slice(0, 30), 'r2' as RegionId);
+    expect(early).toEqual({ applied: 30, duplicates: 0, gaps: 0, quarantined: 0 });
+    expect(target.docs.pendingDocs()).toBe(1);
+    expect(await target.docs.applyRemote(fromA, 'r0' as RegionId)).toEqual({ applied: 40, duplicates: 0, gaps: 0, quarantined: 0 });
+    expect(await target.docs.applyRemote(fromB, 'r2' as RegionId)).toEqual({ applied: 10, duplicates: 30, gaps: 0, quarantined: 0 });
+    expect(target.docs.pendingDocs()).toBe(0);
+    expect(target.docs.read(key).value).toEqual(b.docs.read(key).value);
+    expect(target.docs.digestParts(key)).toEqual(b.docs.digestParts(key));
+    // What it logged replays to the same document.
+    await closeNode(target);
+    const reopened = node(target.dir);
+    expect(reopened.docs.read(key).value).toEqual(b.docs.read(key).value);
   });
 
   it('commits a burst of peer entries in bounded turns, applying every one', async () => {

@@ -15,6 +15,9 @@ import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 /** Transaction origin of writes made through this region's API. */
 export const LOCAL_ORIGIN = Symbol('local');
 
+/** Most entries applied as one update (see {@link runOf}). */
+const MAX_RUN = 256;
+
 export type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
 
 export type Job =
@@ -221,7 +224,9 @@ function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: num
 
 function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {
   const result: RemoteApplyResult = { applied: 0, duplicates: 0, gaps: 0, quarantined: 0 };
-  for (const entry of job.entries) {
+  const entries = job.entries;
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!;
     const held = batch.vv.get(entry.origin) ?? 0;
     if (entry.seq <= held) {
       result.duplicates++;
@@ -234,24 +239,66 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     // One entry this region cannot apply must not stop the stream: it is
     // kept aside, its seq counts as held, and the document is repaired by state.
     let live: LiveDoc;
+    let run: NewLogEntry[] = [entry];
     try {
       validateUpdate(entry.update, host.yjsUpdateBytes);
       live = host.touch(entry.doc, batch);
-      applyGuarded(host, entry.doc, live, entry.update, { peer: job.from }, batch);
+      run = holdsPending(live) ? runOf(host, entries, i, batch.vv) : run;
+      const update = run.length === 1 ? entry.update : Y.mergeUpdates(run.map((e) => e.update));
+      applyGuarded(host, entry.doc, live, update, { peer: job.from }, batch);
     } catch (err) {
-      batch.vv.set(entry.origin, entry.seq);
-      batch.quarantined.push({ ...entry, peer: job.from, reason: err instanceof Error ? err.message : String(err) });
-      result.quarantined++;
+      for (const e of run) {
+        batch.vv.set(e.origin, e.seq);
+        batch.quarantined.push({ ...e, peer: job.from, reason: err instanceof Error ? err.message : String(err) });
+      }
+      result.quarantined += run.length;
+      i += run.length - 1;
       continue;
     }
-    batch.vv.set(entry.origin, entry.seq);
-    batch.entries.push(entry);
-    batch.from.push(job.from);
-    batch.sources.push(null);
+    for (const e of run) {
+      batch.vv.set(e.origin, e.seq);
+      batch.entries.push(e);
+      batch.from.push(job.from);
+      batch.sources.push(null);
+    }
     summarize(entry.doc, live, batch);
-    result.applied++;
+    result.applied += run.length;
+    i += run.length - 1;
   }
   batch.done.push(() => job.resolve(result));
+}
+
+/** Whether Yjs holds updates of the document that wait for missing dependencies. */
+function holdsPending(live: LiveDoc): boolean {
+  return live.ydoc.store.pendingStructs !== null || live.ydoc.store.pendingDs !== null;
+}
+
+/**
+ * The entry at `start` and those right after it of the same document that
+ * are next in their origin's sequence and valid: applied as one update.
+ * While a document holds updates waiting for missing dependencies, Yjs
+ * merges each update it is given into the waiting ones and tries them all
+ * again, so an apply costs more the more wait; a region whose link from one
+ * origin falls a little behind the others (a document written everywhere at
+ * once) would apply ever more slowly. One apply per run pays that once.
+ */
+function runOf(host: StageHost, entries: readonly NewLogEntry[], start: number, vv: VersionVector): NewLogEntry[] {
+  const first = entries[start]!;
+  const run = [first];
+  const next = new Map<WriterId, number>([[first.origin, first.seq]]);
+  for (let j = start + 1; j < entries.length && run.length < MAX_RUN; j++) {
+    const e = entries[j]!;
+    if (e.doc !== first.doc || e.seq !== (next.get(e.origin) ?? vv.get(e.origin) ?? 0) + 1) break;
+    try {
+      validateUpdate(e.update, host.yjsUpdateBytes);
+    } catch {
+      // Staged on its own, and kept aside alone.
+      break;
+    }
+    run.push(e);
+    next.set(e.origin, e.seq);
+  }
+  return run;
 }
 
 /** Applies an update validateUpdate accepted (at enqueue for states, in stageRemote for entries). */

@@ -300,6 +300,32 @@ describe('the write path', () => {
     expect(reopened.docs.read(key).value).toEqual(b.docs.read(key).value);
   });
 
+  it('keeps an invalid entry aside alone when it falls amid entries applied together', async () => {
+    const a = node();
+    const b = node();
+    const key = docKey('c', 'hot-bad');
+    const fromA: NewLogEntry[] = [];
+    const fromB: NewLogEntry[] = [];
+    a.docs.onCommitted((entries) => entries.forEach((e) => e.origin === a.docs.writer && fromA.push(e)));
+    b.docs.onCommitted((entries) => entries.forEach((e) => e.origin === b.docs.writer && fromB.push(e)));
+    for (let round = 0; round < 10; round++) {
+      await a.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }]);
+      await b.docs.applyRemote(fromA.slice(-1), 'r0' as RegionId);
+      await b.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }]);
+    }
+    const target = node();
+    // b's entries wait for a's; the sixth is garbage a buggy peer sent in its place.
+    const frame = fromB.map((e, i) => (i === 5 ? { ...e, update: new Uint8Array([200, 1, 2]) } : e));
+    expect(await target.docs.applyRemote(frame, 'r2' as RegionId)).toEqual({ applied: 9, duplicates: 0, gaps: 0, quarantined: 1 });
+    expect(target.docs.versionVector().get(b.docs.writer)).toBe(10);
+    // The rest of the stream goes on: a's entries land; b's after the sixth wait for it until the repair by state.
+    expect(await target.docs.applyRemote(fromA, 'r0' as RegionId)).toEqual({ applied: 10, duplicates: 0, gaps: 0, quarantined: 0 });
+    expect(target.docs.pendingDocs()).toBe(1);
+    await target.docs.applyState(key, b.docs.readYjs(key)!, 'r2' as RegionId);
+    expect(target.docs.pendingDocs()).toBe(0);
+    expect(target.docs.digestParts(key)).toEqual(b.docs.digestParts(key));
+  });
+
   it('commits a burst of peer entries in bounded turns, applying every one', async () => {
     const source = node();
     const target = node();

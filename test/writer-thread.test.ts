@@ -16,7 +16,7 @@ import { createDocuments } from '../src/docs/documents.js';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
 import { openStore } from '../src/storage/sqlite.js';
-import type { Store } from '../src/storage/types.js';
+import type { CommitBatch, NewLogEntry, Store } from '../src/storage/types.js';
 
 /** The compiled thread (the test setup builds dist/ before the tests). */
 const THREAD = resolve('dist/src/storage/writer-thread.js');
@@ -74,6 +74,22 @@ describe('the writer thread', () => {
     const w = store.writer;
     await expect(store.commit({ entries: [entry(w, 1)], docs: [{ doc: X, deleted: false, digest: new Uint8Array(3) }] })).rejects.toThrow(/digest/);
     expect(await store.commit({ entries: [entry(w, 1)], docs: [] })).toEqual([1]);
+  });
+
+  it('refuses a commit staged after one that failed, and the next in its chain; an unchained commit goes on', async () => {
+    const store = open(true);
+    const w = store.writer;
+    // Posted together: the thread takes them in turn.
+    const failing = store.commit({ entries: [entry(w, 1)], docs: [{ doc: X, deleted: false, digest: new Uint8Array(3) }], chain: { id: 1, follows: null } });
+    const staged = store.commit({ entries: [entry(w, 2)], docs: [], chain: { id: 2, follows: 1 } });
+    const stagedOnThat = store.commit({ entries: [entry(w, 3)], docs: [], chain: { id: 3, follows: 2 } });
+    const unchained = store.commit({ entries: [entry(w, 1)], docs: [], chain: { id: 4, follows: null } });
+    await expect(failing).rejects.toThrow(/digest/);
+    await expect(staged).rejects.toThrow(/it was staged after failed/);
+    await expect(stagedOnThat).rejects.toThrow(/it was staged after failed/);
+    expect(await unchained).toEqual([1]);
+    expect(store.readLog(0, 10).map((e) => e.seq)).toEqual([1]);
+    expect(store.versionVector().get(w)).toBe(1);
   });
 
   // The lock stands for a disk that is slow to answer: on the event loop's
@@ -166,6 +182,117 @@ describe('the writer thread', () => {
     const again = createDocuments({ store: reopened, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
     expect(again.digests.regionDigest()).toBe(digest);
     await again.close();
+  });
+});
+
+/** A Yjs update that writes `{ i }` as a new document, as another region would. */
+function documentUpdate(i: number): Uint8Array {
+  const ydoc = new Y.Doc();
+  ydoc.getMap('root').set('i', i);
+  ydoc.getMap('root').set('\u0000live', true);
+  return Y.encodeStateAsUpdate(ydoc);
+}
+
+/** `n` entries of a peer's writer, one new document each, seqs 1..n. */
+function peerEntries(n: number): NewLogEntry[] {
+  const origin = 'r2~00000000000000a1' as WriterId;
+  return Array.from({ length: n }, (_, i) => ({ origin, seq: i + 1, doc: docKey('p', `d${i}`), ts: 1, update: documentUpdate(i) }));
+}
+
+/** The real store, with every commit recorded as it is posted (and `tamper` given the first). */
+function recording(store: Store, tamper?: (batch: CommitBatch) => CommitBatch) {
+  const posted: { batch: CommitBatch; outstanding: number }[] = [];
+  let outstanding = 0;
+  const wrapped: Store = Object.create(store) as Store;
+  wrapped.commit = (batch) => {
+    const sent = posted.length === 0 && tamper ? tamper(batch) : batch;
+    posted.push({ batch, outstanding });
+    const result = store.commit(sent);
+    if (!(result instanceof Promise)) return result;
+    outstanding++;
+    return result.finally(() => outstanding--);
+  };
+  return { store: wrapped, posted };
+}
+
+/** Every seq of `origin` the log holds, ascending. */
+function storedSeqs(store: Store, origin: WriterId): number[] {
+  return store.readLog(0, 100_000).filter((e) => e.origin === origin).map((e) => e.seq).sort((a, b) => a - b);
+}
+
+describe('the write path on a writer thread, staging ahead', () => {
+  it('stages peer work on other documents while a commit is written; a client\'s write never rides ahead, and every write is durable', async () => {
+    const store = open(true);
+    const { store: rec, posted } = recording(store);
+    const docs = createDocuments({ store: rec, logger, cacheDocs: 10_000, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    const entries = peerEntries(3000);
+    const origin = entries[0]!.origin;
+    const applying = docs.applyRemote(entries, PEER);
+    await new Promise((r) => setImmediate(r));
+    const local = docs.put(docKey('c', 'mine'), { n: 1 });
+    const [result] = await Promise.all([applying, local]);
+    expect(result.applied).toBe(3000);
+    const chained = posted.filter((p) => p.batch.chain?.follows != null);
+    expect(chained.length).toBeGreaterThan(0);
+    for (const p of chained) {
+      // Staged while the commit it follows was on the thread, on other documents, with no client's write.
+      expect(p.outstanding).toBe(1);
+      expect(p.batch.entries.every((e) => e.origin === origin)).toBe(true);
+      const before = posted.find((q) => q.batch.chain?.id === p.batch.chain!.follows)!;
+      const inFlight = new Set(before.batch.docs.map((d) => d.doc));
+      expect(p.batch.docs.some((d) => inFlight.has(d.doc))).toBe(false);
+    }
+    expect(Math.max(...posted.map((p) => p.outstanding))).toBe(1);
+    expect(storedSeqs(store, origin)).toEqual(entries.map((e) => e.seq));
+    const reopened = await reopenInPlace(docs, store);
+    expect(reopened.listDocs('p', null, 10_000)).toHaveLength(3000);
+    expect(reopened.listDocs('c', null, 10)).toEqual(['mine']);
+  });
+
+  it('never writes a batch staged on a commit that failed: the log skips no seq, and the peer\'s resend fills it', async () => {
+    const store = open(true);
+    // The database is locked, so the first commit waits on the thread while the next is staged; it then fails
+    // (a digest of 3 bytes stands for a disk error). The lock goes as soon as the next is posted: written, that
+    // one would leave the first one's seqs missing below its own.
+    const lock = new Database(join(dirs[stores.indexOf(store)]!, 'meridian.db'));
+    lock.exec('BEGIN IMMEDIATE');
+    const { store: rec, posted } = recording(store, (batch) => ({
+      ...batch, docs: batch.docs.map((d, i) => (i === 0 ? { ...d, digest: new Uint8Array(3) } : d)),
+    }));
+    let unlocked = false;
+    const watch = setInterval(() => {
+      if (!unlocked && posted.some((p) => p.batch.chain?.follows != null)) {
+        unlocked = true;
+        lock.exec('ROLLBACK');
+      }
+    }, 1);
+    const docs = createDocuments({ store: rec, logger, cacheDocs: 10_000, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    const entries = peerEntries(2000);
+    const origin = entries[0]!.origin;
+    try {
+      const jobs = [];
+      for (let i = 0; i < entries.length; i += 16) jobs.push(docs.applyRemote(entries.slice(i, i + 16), PEER));
+      const outcomes = await Promise.allSettled(jobs);
+      expect(unlocked).toBe(true);
+      const refused = outcomes.filter((o) => o.status === 'rejected');
+      expect(refused.length).toBeGreaterThan(0);
+      for (const o of refused) expect(String((o as PromiseRejectedResult).reason)).toMatch(/storage refused the write/);
+      // What is stored is a prefix of the peer's seqs, and the write path counts exactly that.
+      const stored = storedSeqs(store, origin);
+      expect(stored).toEqual(stored.map((_, i) => i + 1));
+      expect(docs.versionVector().get(origin) ?? 0).toBe(stored.length);
+      expect(store.versionVector().get(origin) ?? 0).toBe(stored.length);
+      // The peer sends again from what this region holds.
+      const rest = entries.slice(stored.length);
+      for (let i = 0; i < rest.length; i += 16) await docs.applyRemote(rest.slice(i, i + 16), PEER);
+      expect(storedSeqs(store, origin)).toEqual(entries.map((e) => e.seq));
+      expect(docs.read(docKey('p', 'd0')).value).toEqual({ i: 0 });
+    } finally {
+      clearInterval(watch);
+      if (!unlocked) lock.exec('ROLLBACK');
+      lock.close();
+    }
+    await docs.close();
   });
 });
 

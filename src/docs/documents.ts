@@ -155,9 +155,20 @@ class DocumentsImpl implements Documents {
   /** The last commit's failure, while none has succeeded since (see storageFault). */
   private commitFault: { message: string; at: number } | null = null;
   private commitsRefused = 0;
-  /** The group commit on the writer thread, and the documents it changed. */
-  private inFlight: { docs: ReadonlySet<DocKey>; done: Promise<void>; since: number } | null = null;
+  /**
+   * The group commits on their way to the disk, oldest first: one, or two
+   * when the next was staged while the first was written (see
+   * {@link mayStageAhead}).
+   */
+  private inFlight: InFlightCommit[] = [];
+  /** The chain id of the next commit (see CommitChain). */
+  private nextChain = 1;
+  /** A commit failed: nothing is staged ahead until every commit in flight has ended (those staged on it fail too). */
+  private chainBroken = false;
+  /** A staging turn is scheduled and has not run yet. */
   private flushScheduled = false;
+  /** Jobs are queued, a turn is scheduled or a commit is in flight; {@link idle} resolves when none is. */
+  private busy = false;
   /** A commit of peer work only, put off so that clients get the event loop (see BackgroundPacer). */
   private restTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -249,7 +260,8 @@ class DocumentsImpl implements Documents {
   }
 
   commitWaitingMs(): number {
-    return this.inFlight === null ? 0 : Date.now() - this.inFlight.since;
+    const oldest = this.inFlight[0];
+    return oldest === undefined ? 0 : Date.now() - oldest.since;
   }
 
   rotateWriter(): WriterId {
@@ -310,7 +322,8 @@ class DocumentsImpl implements Documents {
   // ---- reads --------------------------------------------------------------
 
   settled(doc: DocKey): Promise<void> | null {
-    return this.inFlight?.docs.has(doc) === true ? this.inFlight.done : null;
+    for (const commit of this.inFlight) if (commit.docs.has(doc)) return commit.done;
+    return null;
   }
 
   read(doc: DocKey): ReadResult {
@@ -424,7 +437,7 @@ class DocumentsImpl implements Documents {
   async close(): Promise<void> {
     this.closed = true;
     this.stopCompactor();
-    while (this.queue.size > 0 || this.flushScheduled) await this.idle;
+    while (this.busy) await this.idle;
     // Stored now, so that the next start need not recompute them.
     await this.digester.settleAndStore();
     this.digester.stop();
@@ -480,47 +493,83 @@ class DocumentsImpl implements Documents {
         this.restTimer = null;
         setImmediate(() => this.flush());
       }
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
+      if (!this.busy) {
+        this.busy = true;
         this.idle = new Promise((r) => (this.markIdle = r));
-        setImmediate(() => this.flush());
       }
+      this.schedule();
     });
   }
 
   /**
-   * One group commit at a time: the next batch is staged only once this one
-   * is durable, so no batch is ever built on changes that may yet fail.
+   * Schedules the next staging turn if there is work it may do now: with no
+   * commit in flight, or ahead of the one in flight (see
+   * {@link mayStageAhead}); otherwise the end of that commit schedules it.
    */
-  private flush(): void {
-    const release = this.cache.hold();
-    let inFlight: Promise<void> | null = null;
-    try {
-      inFlight = this.commitJobs();
-    } finally {
-      if (inFlight === null) this.flushed(release);
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    if (this.inFlight.length === 0) this.chainBroken = false;
+    if (this.queue.size === 0) {
+      if (this.inFlight.length === 0) {
+        this.busy = false;
+        this.markIdle();
+      }
+      return;
     }
-    if (inFlight !== null) void inFlight.finally(() => this.flushed(release));
+    if (this.inFlight.length > 0 && !this.mayStageAhead()) return;
+    this.flushScheduled = true;
+    const rest = this.queue.hasLocal ? 0 : this.pacer.wait();
+    if (rest > 0) {
+      this.restTimer = setTimeout(() => {
+        this.restTimer = null;
+        this.flush();
+      }, rest);
+    } else {
+      setImmediate(() => this.flush());
+    }
   }
 
-  private flushed(release: () => void): void {
-    release();
-    this.inFlight = null;
+  /**
+   * Whether the next batch may be staged while the commit in flight is
+   * written, instead of after it: the main thread would otherwise sit idle
+   * for every commit of a rebuild or a catch-up (a quarter of a rebuilding
+   * region's time). Only peer work on documents that commit does not hold,
+   * only while no client writes (a client's write then waits for one commit
+   * at most, as before), one batch ahead at most, and never on a failed one.
+   * The batch goes on from the sequence numbers the one in flight staged,
+   * and the store refuses it if that one fails (see CommitChain).
+   */
+  private mayStageAhead(): boolean {
+    const ahead = this.inFlight[0];
+    if (this.inFlight.length !== 1 || ahead === undefined || this.chainBroken) return false;
+    if (this.queue.hasLocal || this.pacer.clientsActive()) return false;
+    const next = this.queue.peekPeer();
+    return next !== undefined && stagesAhead(next, ahead.docs);
+  }
+
+  /**
+   * Stages a batch and commits it. A batch is staged on what is durable, or
+   * on the one commit in flight when it may stage ahead of it; either way no
+   * batch is acknowledged before every change it builds on is durable.
+   */
+  private flush(): void {
     this.flushScheduled = false;
-    if (this.queue.size > 0) {
-      this.flushScheduled = true;
-      const rest = this.queue.hasLocal ? 0 : this.pacer.wait();
-      if (rest > 0) {
-        this.restTimer = setTimeout(() => {
-          this.restTimer = null;
-          this.flush();
-        }, rest);
-      } else {
-        setImmediate(() => this.flush());
-      }
-    } else {
-      this.markIdle();
+    const ahead = this.inFlight.at(-1) ?? null;
+    if (ahead !== null && !this.mayStageAhead()) return;
+    const release = this.cache.hold();
+    let committing: Promise<void> | null = null;
+    try {
+      committing = this.commitJobs(ahead);
+    } finally {
+      if (committing === null) release();
     }
+    if (committing !== null) {
+      void committing.finally(() => {
+        release();
+        this.schedule();
+      });
+    }
+    this.schedule();
   }
 
   /**
@@ -528,9 +577,10 @@ class DocumentsImpl implements Documents {
    * lasts, and commits; a promise while the commit is on the writer thread,
    * null once done in place.
    */
-  private commitJobs(): Promise<void> | null {
+  private commitJobs(ahead: InFlightCommit | null): Promise<void> | null {
     const began = performance.now();
-    const batch = emptyBatch(this.vv);
+    const base = ahead?.vv ?? this.vv;
+    const batch = emptyBatch(base);
     const jobs: Job[] = [];
     const failed: Job[] = [];
     const stage = (job: Job): void => {
@@ -542,13 +592,13 @@ class DocumentsImpl implements Documents {
         failed.push(job);
       }
     };
-    const locals = this.queue.takeLocal();
+    const locals = ahead === null ? this.queue.takeLocal() : [];
     for (const job of locals) stage(job);
     const besideLocal = locals.length > 0;
     const started = performance.now();
     const stagingMs = this.pacer.clientsActive() ? PEER_STAGING_MS.clientsWrite : PEER_STAGING_MS.idle;
     let units = 0;
-    for (let job = this.queue.takePeer(units, besideLocal); job; job = this.queue.takePeer(units, besideLocal)) {
+    for (let job = this.takePeer(units, besideLocal, ahead); job; job = this.takePeer(units, besideLocal, ahead)) {
       stage(job);
       units += unitsOf(job);
       if (performance.now() - started > stagingMs) break;
@@ -557,7 +607,11 @@ class DocumentsImpl implements Documents {
     const digested = this.digestsOf(batch, toEncode);
     if (besideLocal && units > 0) this.pacer.spent(performance.now() - started);
     const digests = this.digester.takeComputed();
+    const chain = { id: this.nextChain++, follows: ahead?.chain ?? null };
+    let commit: InFlightCommit | null = null;
     const fail = (err: unknown): void => {
+      if (commit !== null) this.inFlight.splice(this.inFlight.indexOf(commit), 1);
+      this.chainBroken = true;
       this.commitFault = { message: err instanceof Error ? err.message : String(err), at: Date.now() };
       this.commitsRefused++;
       this.digester.giveBack(digests);
@@ -572,7 +626,7 @@ class DocumentsImpl implements Documents {
       const finishing = performance.now();
       // Durable: readers need not wait, and digests may be taken, from here on,
       // not only once the callers answered below have run.
-      this.inFlight = null;
+      if (commit !== null) this.inFlight.splice(this.inFlight.indexOf(commit), 1);
       if (stored) this.commitFault = null;
       this.digester.durable(digests);
       this.afterCommit(batch, lsns, toEncode, encodings);
@@ -591,7 +645,7 @@ class DocumentsImpl implements Documents {
         encodings.set(doc, snapshot);
         return [snapshot];
       });
-      const raise = raisedBeyond(batch, this.vv);
+      const raise = raisedBeyond(batch, base);
       // A batch of duplicates only (entries that reached this region by two
       // paths) has nothing to store: no transaction, no fsync; its digests
       // wait for the next commit.
@@ -603,7 +657,7 @@ class DocumentsImpl implements Documents {
         stored = true;
         committed = this.store.commit({
           entries: batch.entries, docs: [...batch.summaries.values()], digests, snapshots, raise,
-          quarantined: batch.quarantined, conflicts: batch.conflicts,
+          quarantined: batch.quarantined, conflicts: batch.conflicts, chain,
         });
       }
     } catch (err) {
@@ -629,8 +683,18 @@ class DocumentsImpl implements Documents {
     }, COMMIT_STALL_MS);
     stalled.unref();
     const done = committed.then(finish, fail).finally(() => clearTimeout(stalled));
-    this.inFlight = { docs: new Set(batch.touched.keys()), done, since };
+    commit = { docs: new Set(batch.touched.keys()), done, since, vv: batch.vv, chain: chain.id };
+    this.inFlight.push(commit);
     return done;
+  }
+
+  /** The next peer job for this batch; one that may be staged ahead of `ahead` only, when set (see {@link mayStageAhead}). */
+  private takePeer(units: number, besideLocal: boolean, ahead: InFlightCommit | null): Job | undefined {
+    if (ahead !== null) {
+      const next = this.queue.peekPeer();
+      if (next === undefined || !stagesAhead(next, ahead.docs)) return undefined;
+    }
+    return this.queue.takePeer(units, besideLocal);
   }
 
   private afterCommit(batch: Batch, lsns: number[], toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>): void {
@@ -794,6 +858,29 @@ class DocumentsImpl implements Documents {
     if (indexed !== undefined && loaded.corrupt === 0) loaded.live.digest = indexed;
     return loaded.live;
   }
+}
+
+/** A group commit on its way to the disk. */
+interface InFlightCommit {
+  /** The documents it changed: readers of these wait for it. */
+  docs: ReadonlySet<DocKey>;
+  /** Settles when it is durable or has failed. */
+  done: Promise<void>;
+  since: number;
+  /** The applied seqs as its batch left them: a batch staged ahead of it goes on from them. */
+  vv: VersionVector;
+  chain: number;
+}
+
+/**
+ * Whether a queued job may be staged ahead of a commit in flight that
+ * changed `inFlight`: peer entries or a peer's state of other documents.
+ * Floors, replacements and local writes wait for it.
+ */
+function stagesAhead(job: Job, inFlight: ReadonlySet<DocKey>): boolean {
+  if (job.kind === 'state') return !inFlight.has(job.doc);
+  if (job.kind === 'remote') return job.entries.every((e) => !inFlight.has(e.doc));
+  return false;
 }
 
 /**

@@ -76,6 +76,11 @@ export class JobQueue {
     return this.local.splice(0, take);
   }
 
+  /** The peer job {@link takePeer} would take next, left queued. */
+  peekPeer(): Job | undefined {
+    return this.peers[0];
+  }
+
   /**
    * The next peer job for a commit that holds `units` of peer work so far
    * (and local writes, if `besideLocal`); undefined when none, or when it is full.

@@ -104,6 +104,24 @@ export interface CommitBatch {
   quarantined?: QuarantinedEntry[];
   /** States that lost a content conflict, kept whole (the newest {@link MAX_CONFLICTS_PER_DOC} of a document). */
   conflicts?: NewConflict[];
+  /**
+   * Set by a write path that stages its next commit while the one before is
+   * still on its way to the disk (see {@link CommitChain}).
+   */
+  chain?: CommitChain;
+}
+
+/**
+ * A commit's place in a write path's sequence of commits. A commit staged
+ * while `follows` was still being written may lean on it (the sequence
+ * numbers of its origins go on from there): an engine that commits in turn
+ * on another thread refuses it, writing nothing, when `follows` failed, and
+ * counts it as failed for the commit that follows it in turn. An engine that
+ * commits in place is never given a `follows`: nothing of it is in flight.
+ */
+export interface CommitChain {
+  id: number;
+  follows: number | null;
 }
 
 /** A snapshot replacing all log entries of one document up to `uptoLsn`. */

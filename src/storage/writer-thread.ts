@@ -29,6 +29,22 @@ const gc = new GarbageCollector(db, statements);
 const storeAcks = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(statements, peer, vv));
 const storeDigests = db.transaction((digests: DocDigest[]) => writeDigests(statements, digests));
 const port = parentPort!;
+/** The chain id of the last chained commit that failed or was refused (see CommitChain). */
+let failedChain: number | null = null;
+
+function commitInTurn(id: number, batch: CommitBatch): WriterReply {
+  const chain = batch.chain;
+  if (chain?.follows != null && chain.follows === failedChain) {
+    failedChain = chain.id;
+    return { type: 'failed', id, message: 'not written: the commit it was staged after failed' };
+  }
+  try {
+    return { type: 'committed', id, result: commit.immediate(batch) };
+  } catch (err) {
+    if (chain) failedChain = chain.id;
+    throw err;
+  }
+}
 
 function run(request: Exclude<WriterRequest, { type: 'close' }>): WriterReply {
   try {
@@ -41,7 +57,7 @@ function run(request: Exclude<WriterRequest, { type: 'close' }>): WriterReply {
       storeDigests.immediate(request.digests);
       return { type: 'stored', id: request.id, result: null };
     }
-    return { type: 'committed', id: request.id, result: commit.immediate(request.batch) };
+    return commitInTurn(request.id, request.batch);
   } catch (err) {
     return { type: 'failed', id: request.id, message: err instanceof Error ? err.message : String(err) };
   }

@@ -22,6 +22,8 @@ export interface CatchUpLatencyOptions {
   isolated: string;
   /** PUTs per second at every region. */
   rate: number;
+  /** Writes before the steady period, not counted (a fresh cluster's first seconds: see WARM_UP_MS in cluster.ts). */
+  warmUpMs: number;
   steadyMs: number;
   cutMs: number;
   /** How long writes go on after convergence (and the windows reach). */
@@ -59,6 +61,7 @@ export interface RegionLatency {
 export interface CatchUpLatencyResult {
   isolated: string;
   rate: number;
+  warmUpS: number;
   steadyS: number;
   cutS: number;
   /** Updates the cut-off region lacked at the heal. */
@@ -79,15 +82,13 @@ export interface CatchUpLatencyResult {
 }
 
 const COLLECTION = 'cl';
-/** Writes before the steady period of (c), not counted. */
-export const WARM_UP_MS = 5000;
 
 /** Runs the measurement on a started cluster whose links are up. */
 export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLatencyOptions): Promise<CatchUpLatencyResult> {
   const acked = new Map(bench.names.map((n) => [n, { vv: new Map() as VersionVector, ids: new Set<string>() }]));
   const loads = new Map(bench.names.map((n) => [n, writeLoad(bench, n, COLLECTION, o.rate, acked.get(n)!)]));
   // Not counted: a fresh cluster's first seconds (JIT compilation, connections opening) are not its steady state.
-  await sleep(WARM_UP_MS);
+  await sleep(o.warmUpMs);
   const steadyFrom = performance.now();
   await sleep(o.steadyMs);
   const cutAt = performance.now();
@@ -112,7 +113,7 @@ export async function measureCatchUpLatency(bench: BenchCluster, o: CatchUpLaten
   const firstUpMs = watch.firstUpMs();
   const endMs = (convergedMs ?? o.timeoutMs) + o.afterMs;
   return {
-    isolated: o.isolated, rate: o.rate, steadyS: o.steadyMs / 1000, cutS: o.cutMs / 1000, missed,
+    isolated: o.isolated, rate: o.rate, warmUpS: o.warmUpMs / 1000, steadyS: o.steadyMs / 1000, cutS: o.cutMs / 1000, missed,
     firstUpMs, caughtUpMs, deliveredMs, convergedMs,
     updatesPerS: caughtUpMs !== null && firstUpMs !== null && caughtUpMs > firstUpMs
       ? round((missed / (caughtUpMs - firstUpMs)) * 1000, 0) : null,

@@ -34,6 +34,16 @@ export interface BenchClusterOptions {
 
 const PROBE = join(dirname(fileURLToPath(import.meta.url)), 'probe.js');
 
+/**
+ * How long a fresh cluster takes writes before its steady state is
+ * measured. A fresh region compiles its hot paths for about its first half
+ * minute (V8 compiling on threads that share the cores): on two shared
+ * cores, three regions at 100 PUTs/s each gave a write p99 of 24-67 ms
+ * over their first 10 s, 12-17 ms over the next 10 and 7-10 ms from 30 s
+ * on (one-off, three runs).
+ */
+export const WARM_UP_MS = 30_000;
+
 /** Clusters started and not yet stopped, so a crashed run leaves no region process behind. */
 const running = new Set<BenchCluster>();
 

@@ -6,7 +6,7 @@
  * write, and records when the answer comes (one clock for both ends).
  */
 import type { Fault } from '../src/faults/proxy.js';
-import { BenchCluster, probeDelta, sleep, type ProbeDelta } from './cluster.js';
+import { BenchCluster, probeDelta, sleep, WARM_UP_MS, type ProbeDelta } from './cluster.js';
 import { REGIONS, type BenchContext } from './context.js';
 import { closedLoop, openLoop, type LoadResult, type Operation } from './load.js';
 import { cpuMeter } from './machine.js';
@@ -55,7 +55,7 @@ const MIXED_PUT = 3000;
 export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
   const durationMs = ctx.quick ? 2500 : 10_000;
-  const warmUpMs = ctx.quick ? 2000 : 5000;
+  const warmUpMs = ctx.quick ? 2000 : WARM_UP_MS;
   const rates = ctx.quick ? [100, 400] : [100, 250, 500, 1000];
   const conditions: Condition[] = [
     { label: 'direct', fault: { kind: 'none' }, link: [0, 0, 0] },

@@ -11,9 +11,9 @@
 import { readFileSync } from 'node:fs';
 import type { DocKey, RegionId } from '../src/ids.js';
 import {
-  latencyTables, measureCatchUpLatency, WARM_UP_MS, measureRebuildLatency, rebuildLatencyTables, type CatchUpLatencyResult, type RebuildLatencyResult,
+  latencyTables, measureCatchUpLatency, measureRebuildLatency, rebuildLatencyTables, type CatchUpLatencyResult, type RebuildLatencyResult,
 } from './catchup-latency.js';
-import { BenchCluster, probeDelta, sleep, type ProbeDelta } from './cluster.js';
+import { BenchCluster, probeDelta, sleep, WARM_UP_MS, type ProbeDelta } from './cluster.js';
 import { REGIONS, type BenchContext } from './context.js';
 import { openFloorDocuments } from './floor.js';
 import { waitLinksUp } from './follow.js';
@@ -100,7 +100,7 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       `Floors, in this process: (a) the same number of log entries applied through \`applyRemote\` in frames of ` +
       `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents), read as for a peer (\`stateForPeer\`), merged into a fresh region through \`applyState\`, 256 at once. ` +
       `(c) A fresh three-region cluster; every region takes ${latency.rate} PUTs/s of new documents (open loop, HTTP) for the ` +
-      `whole run; after ${WARM_UP_MS / 1000} s not counted and ${latency.steadyS} s of steady state ${ISOLATED} is cut off (every link) for ${latency.cutS} s while ` +
+      `whole run; after ${latency.warmUpS} s not counted (a fresh region compiles its hot paths then) and ${latency.steadyS} s of steady state ${ISOLATED} is cut off (every link) for ${latency.cutS} s while ` +
       'all keep writing, then healed; writes go on until 10 s after convergence. ' +
       `(d) After (b), on the same cluster: every region takes ${rebuildLatency.rate} PUTs/s of new documents; after ` +
       `${rebuildLatency.steadyS} s ${ISOLATED} is wiped again (killed, data directory deleted, restarted) while all keep writing; ` +
@@ -132,7 +132,7 @@ async function runLatency(ctx: BenchContext): Promise<CatchUpLatencyResult> {
     await waitLinksUp(bench, 20_000);
     ctx.log(`catch-up (c): 100 PUTs/s at every region; ${ISOLATED} cut off for ${cutMs / 1000} s, then healed`);
     const r = await measureCatchUpLatency(bench, {
-      isolated: ISOLATED, rate: 100, steadyMs: ctx.quick ? 5000 : 10_000, cutMs, afterMs: 10_000, timeoutMs: 120_000,
+      isolated: ISOLATED, rate: 100, warmUpMs: ctx.quick ? 5000 : WARM_UP_MS, steadyMs: ctx.quick ? 5000 : 10_000, cutMs, afterMs: 10_000, timeoutMs: 120_000,
     });
     const cut = r.regions.find((g) => g.region === ISOLATED);
     ctx.log(

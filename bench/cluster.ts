@@ -40,7 +40,7 @@ const PROBE = join(dirname(fileURLToPath(import.meta.url)), 'probe.js');
  * minute (V8 compiling on threads that share the cores): on two shared
  * cores, three regions at 100 PUTs/s each gave a write p99 of 24-67 ms
  * over their first 10 s, 12-17 ms over the next 10 and 7-10 ms from 30 s
- * on (one-off, three runs).
+ * on (one-off, four runs).
  */
 export const WARM_UP_MS = 30_000;
 

@@ -118,6 +118,7 @@ export async function replicationLag(ctx: BenchContext): Promise<ScenarioResult>
     notes: [
       'lag − link: lag p50 minus the link\'s middle latency, lag p99 minus its highest; the first-round goal is p99 − link ≤ 20 ms at moderate load.',
       'heartbeat RTT: the regions\' own measurement of the link round trip (mean over peers, end of step); /v1/sync lagMs max: the largest outbound lag the regions reported, sampled once a second.',
+      'loop delay p99: the event-loop delay p99 of the worst region over the step (probe in each region process, 5 ms sampling).',
       'drain: time after the step until every region reported equal digests and nothing pending.',
       'Receive floor: the same load on one region in this process, no network and no HTTP: local writes at the rate, and frames of 4 entries from two peers handed to real replication sessions; visible = frame arrival → its entries committed (fsync included).',
       `HTTP floor: the same open-loop PUTs from this process against ${REGIONS.length} bare Fastify processes (one route that parses the JSON body and answers a small JSON object; no storage, no replication), ${warmUpMs / 1000} s not counted, then ${durationMs / 1000} s per rate: the latency this machine gives a request that does nothing. Region / floor compares the worst region's write p99 on direct links with the worst floor process's p99 at the same rate.`,
@@ -247,19 +248,21 @@ function table(rows: LagRow[]): Table {
     columns: [
       'link', 'workload', 'load / region', 'writes/s (all)', 'write p50', 'write p99', 'lag p50', 'lag p99', 'lag max',
       'p50 − link', 'p99 − link', 'GET p50', 'heartbeat RTT', '/v1/sync lagMs max', 'followed', 'unseen', 'batch',
-      'CPU / region', 'drain ms',
+      'CPU / region', 'loop delay p99', 'drain ms',
     ],
     rows: rows.map((r) => {
       const total = r.writes.reduce((s, w) => s + w.throughput, 0);
       const worst = (f: (w: LoadResult) => number): number => Math.max(...r.writes.map(f));
       const batches = r.probes.map((p) => p?.meanBatch ?? 0);
       const cpus = r.cpu.filter((c): c is number => c !== null);
+      const delays = r.probes.flatMap((p) => (p ? [p.loopDelayP99Ms] : []));
       return [
         r.condition, r.workload, r.load, round(total, 0), worst((w) => w.latency.p50), worst((w) => w.latency.p99),
         r.lag.p50, r.lag.p99, r.lag.max, round(r.lag.p50 - r.link[1], 1), round(r.lag.p99 - r.link[2], 1),
         r.observerGet.p50, r.heartbeatRttMs, r.syncLagMaxMs, r.lag.count, r.unseen,
         round(batches.reduce((a, b) => a + b, 0) / batches.length, 1),
-        cpus.length > 0 ? round(cpus.reduce((a, b) => a + b, 0) / cpus.length, 2) : null, r.drainMs,
+        cpus.length > 0 ? round(cpus.reduce((a, b) => a + b, 0) / cpus.length, 2) : null,
+        delays.length > 0 ? Math.max(...delays) : null, r.drainMs,
       ];
     }),
   };

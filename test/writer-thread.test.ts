@@ -3,7 +3,7 @@
  * results as writing in place, visible to the main connection once durable,
  * in posting order, and documents never read ahead of the disk.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { startCompactor } from '../src/docs/compactor.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
+import { WAL_SIZE_LIMIT } from '../src/storage/sqlite-options.js';
 import { openStore } from '../src/storage/sqlite.js';
 import type { CommitBatch, NewLogEntry, Store } from '../src/storage/types.js';
 
@@ -90,6 +91,29 @@ describe('the writer thread', () => {
     expect(await unchained).toEqual([1]);
     expect(store.readLog(0, 10).map((e) => e.seq)).toEqual([1]);
     expect(store.versionVector().get(w)).toBe(1);
+  });
+
+  it('truncates a WAL that a long read let grow back to its limit once the read ends', async () => {
+    const store = open(true);
+    const w = store.writer;
+    const dir = dirs[stores.indexOf(store)]!;
+    const wal = join(dir, 'meridian.db-wal');
+    // A read transaction holds its snapshot, so no checkpoint can reuse the WAL meanwhile.
+    const reader = new Database(join(dir, 'meridian.db'), { readonly: true });
+    let seq = 0;
+    try {
+      reader.exec('BEGIN');
+      reader.prepare('SELECT count(*) AS n FROM log').get();
+      const big = new Uint8Array(1 << 20);
+      while (statSync(wal).size <= WAL_SIZE_LIMIT) await store.commit({ entries: [{ ...entry(w, ++seq), update: big }], docs: [] });
+      reader.exec('COMMIT');
+    } finally {
+      reader.close();
+    }
+    // The next commit checkpoints the whole WAL; a later one starts it again from the top, truncated.
+    for (let i = 0; i < 3; i++) await store.commit({ entries: [entry(w, ++seq)], docs: [] });
+    expect(statSync(wal).size).toBeLessThanOrEqual(WAL_SIZE_LIMIT);
+    expect(store.versionVector().get(w)).toBe(seq);
   });
 
   // The lock stands for a disk that is slow to answer: on the event loop's
@@ -225,13 +249,14 @@ describe('the write path on a writer thread, staging ahead', () => {
     const store = open(true);
     const { store: rec, posted } = recording(store);
     const docs = createDocuments({ store: rec, logger, cacheDocs: 10_000, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
-    const entries = peerEntries(3000);
+    // Enough to outlast the second after a client's write, in which nothing is staged ahead, on a fast machine too.
+    const entries = peerEntries(10_000);
     const origin = entries[0]!.origin;
     const applying = docs.applyRemote(entries, PEER);
     await new Promise((r) => setImmediate(r));
     const local = docs.put(docKey('c', 'mine'), { n: 1 });
     const [result] = await Promise.all([applying, local]);
-    expect(result.applied).toBe(3000);
+    expect(result.applied).toBe(entries.length);
     const chained = posted.filter((p) => p.batch.chain?.follows != null);
     expect(chained.length).toBeGreaterThan(0);
     for (const p of chained) {
@@ -245,7 +270,7 @@ describe('the write path on a writer thread, staging ahead', () => {
     expect(Math.max(...posted.map((p) => p.outstanding))).toBe(1);
     expect(storedSeqs(store, origin)).toEqual(entries.map((e) => e.seq));
     const reopened = await reopenInPlace(docs, store);
-    expect(reopened.listDocs('p', null, 10_000)).toHaveLength(3000);
+    expect(reopened.listDocs('p', null, 20_000)).toHaveLength(entries.length);
     expect(reopened.listDocs('c', null, 10)).toEqual(['mine']);
   });
 

@@ -4,6 +4,12 @@
  */
 import type { RegionId } from '../ids.js';
 
+/**
+ * Size the WAL file is truncated back to after a checkpoint. A per-connection
+ * setting: every connection that commits (and so may checkpoint) sets it.
+ */
+export const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
 /** SQLite's `PRAGMA synchronous`; what each guarantees in WAL mode is written above `openStore` (./sqlite.ts). */
 export type SyncMode = 'off' | 'normal' | 'full' | 'extra';
 

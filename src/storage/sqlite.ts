@@ -32,7 +32,7 @@ import { corruptDatabaseError, isCorruptionError, loadWriterId, quickCheck } fro
 import { migrate } from './migrations.js';
 import { SqliteStore } from './store.js';
 import { CommitWriter, writerThreadFile } from './writer.js';
-import type { SqliteOptions, SyncMode } from './sqlite-options.js';
+import { WAL_SIZE_LIMIT, type SqliteOptions, type SyncMode } from './sqlite-options.js';
 import type { RegionId, VersionVector } from '../ids.js';
 import type { CommitBatch, Snapshot, Store } from './types.js';
 
@@ -55,8 +55,6 @@ export { SCHEMA_VERSION } from './migrations.js';
 /** File name of the database inside the data directory. */
 export const DB_FILE = 'meridian.db';
 const BUSY_TIMEOUT_MS = 5000;
-/** Size the WAL file is truncated back to after a checkpoint. */
-const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 const SYNC_PRAGMA: Record<SyncMode, string> = { off: 'OFF', normal: 'NORMAL', full: 'FULL', extra: 'EXTRA' };
 
 function configure(db: Database.Database, path: string, synchronous: SyncMode): void {

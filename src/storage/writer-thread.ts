@@ -10,7 +10,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { writeBatch, writeDigests, writePeerAcks, type CommitResult } from './batch.js';
-import type { SyncMode } from './sqlite-options.js';
+import { WAL_SIZE_LIMIT, type SyncMode } from './sqlite-options.js';
 import { prepareStatements } from './statements.js';
 // Imported after ./statements.js: declaration emit of its inferred `Statements` type depends on the order.
 import { GarbageCollector } from './gc.js';
@@ -23,6 +23,8 @@ const db = new Database(path);
 db.pragma(`busy_timeout = ${busyTimeoutMs}`);
 db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
 db.pragma('foreign_keys = ON');
+// Commits, and so checkpoints, run here: without it a WAL that a long read let grow keeps its size on disk.
+db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
 const statements = prepareStatements(db);
 const commit = db.transaction((batch: CommitBatch): CommitResult => writeBatch(statements, batch));
 const gc = new GarbageCollector(db, statements);

@@ -8,6 +8,7 @@ import type { DocKey } from '../src/ids.js';
 import { BenchCluster, probeDelta, type ProbeDelta } from './cluster.js';
 import type { BenchContext } from './context.js';
 import { openFloorDocuments, rawFloor, type FloorDocuments, type RawFloorResult } from './floor.js';
+import { startBareServers } from './http-floor.js';
 import { closedLoop, openLoop, type LoadResult, type Operation } from './load.js';
 import { cpuMeter } from './machine.js';
 import type { ScenarioResult, Table } from './report.js';
@@ -34,6 +35,12 @@ interface FloorRow {
   meanBatch: number;
 }
 
+interface BareRow {
+  step: Step;
+  load: LoadResult;
+  serverCpu: number | null;
+}
+
 /** Runs a step as an open loop at its rate, or a closed loop of 32 clients. */
 function runStep(step: Step, durationMs: number, op: Operation): Promise<LoadResult> {
   return step.rate === null
@@ -47,7 +54,7 @@ export async function writePath(ctx: BenchContext): Promise<ScenarioResult> {
   const rates = ctx.quick ? [500, 2000] : [250, 500, 1000, 2000, 3000];
   const steps: Step[] = [...rates.map((r) => ({ label: `${r}/s`, rate: r })), { label: `closed ${SATURATION_CLIENTS}`, rate: null }];
 
-  const { http, floor, raw } = await runSteps(ctx, steps, durationMs);
+  const { http, bare, floor, raw } = await runSteps(ctx, steps, durationMs);
   return {
     id: 'write',
     title: '1. Local write path',
@@ -57,32 +64,42 @@ export async function writePath(ctx: BenchContext): Promise<ScenarioResult> {
       `(${durationMs / 1000} s each), then a closed loop of ${SATURATION_CLIENTS} clients. Floors, same run, same ` +
       'machine, each step run right after its HTTP step: (a) the same writes through `createDocuments` on an in-process store (same group commit, same ' +
       'synchronous=full), same load generator; (b) raw Yjs + better-sqlite3: a Y.Map set per write and one ' +
-      'transaction per batch of the size the region averaged at that load (batches back to back).',
-    tables: tables(http, floor, raw),
+      'transaction per batch of the size the region averaged at that load (batches back to back). Beside them, what HTTP ' +
+      'alone costs here: the same requests against a bare Fastify process (one route that parses the JSON body and ' +
+      'answers a small JSON object), run right after the HTTP step.',
+    tables: tables(http, bare, floor, raw),
     notes: notes(http, floor),
-    data: { http, floor, raw },
+    data: { http, bare, floor, raw },
     seconds: (performance.now() - started) / 1000,
   };
 }
 
 /**
- * Runs each step over HTTP, then through the in-process floor, then raw, one
- * after the other, so that both sides of a ratio see the machine in the
- * same state (other work on a shared machine comes and goes).
+ * Runs each step over HTTP, then against a bare Fastify process, then
+ * through the in-process floor, then raw, one after the other, so that both
+ * sides of a ratio see the machine in the same state (other work on a
+ * shared machine comes and goes).
  */
-async function runSteps(ctx: BenchContext, steps: Step[], durationMs: number): Promise<{ http: HttpRow[]; floor: FloorRow[]; raw: RawFloorResult[] }> {
+async function runSteps(ctx: BenchContext, steps: Step[], durationMs: number): Promise<{ http: HttpRow[]; bare: BareRow[]; floor: FloorRow[]; raw: RawFloorResult[] }> {
   ctx.log('write path: starting one region process');
   const bench = await BenchCluster.start({
     regions: ['solo'], workDir: ctx.dir('write-http'),
     profileDir: ctx.profileDir ? `${ctx.profileDir}/write` : null,
   });
   const floor = openFloorDocuments(ctx.dir('write-floor'));
+  const bareServer = await startBareServers(1);
   try {
     const client = bench.client('solo');
+    const bareClient = bareServer.clients[0]!;
     let n = 0;
     const httpOp: Operation = async () => {
       const i = n++;
       const r = await client.request(`/v1/docs/bench/w${i % DOCS}`, { method: 'PUT', body: `{"v":${i}}` });
+      if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+    };
+    const bareOp: Operation = async () => {
+      const i = n++;
+      const r = await bareClient.request(`/v1/docs/bench/w${i % DOCS}`, { method: 'PUT', body: `{"v":${i}}` });
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
     };
     const floorOp: Operation = async () => {
@@ -91,24 +108,31 @@ async function runSteps(ctx: BenchContext, steps: Step[], durationMs: number): P
     };
     ctx.log('write path: warm-up');
     await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op: httpOp });
+    await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op: bareOp });
     await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op: floorOp });
-    const out = { http: [] as HttpRow[], floor: [] as FloorRow[], raw: [] as RawFloorResult[] };
+    const out = { http: [] as HttpRow[], bare: [] as BareRow[], floor: [] as FloorRow[], raw: [] as RawFloorResult[] };
     for (const step of steps) {
       const h = await httpStep(bench, step, durationMs, httpOp);
+      const serverCpu = cpuMeter(bareServer.pids[0] ?? -1);
+      const b: BareRow = { step, load: await runStep(step, durationMs, bareOp), serverCpu: null };
+      b.serverCpu = serverCpu();
       const f = await floorStep(floor, step, durationMs, floorOp);
       const batch = Math.max(1, Math.round(h.probe?.meanBatch ?? 1));
       const r = rawFloor(ctx.dir('raw'), { batch, writes: Math.min(20_000, Math.max(2000, batch * 400)), docs: DOCS });
       out.http.push(h);
+      out.bare.push(b);
       out.floor.push(f);
       out.raw.push(r);
       ctx.log(
         `write path ${step.label}: HTTP ${h.load.throughput}/s p50 ${h.load.latency.p50} p99 ${h.load.latency.p99} ms ` +
-          `(batch ${h.probe?.meanBatch ?? '?'}, region CPU ${h.regionCpu ?? '?'}); floor ${f.load.throughput}/s ` +
+          `(batch ${h.probe?.meanBatch ?? '?'}, region CPU ${h.regionCpu ?? '?'}); bare ${b.load.throughput}/s p99 ${b.load.latency.p99} ms; ` +
+          `floor ${f.load.throughput}/s ` +
           `p50 ${f.load.latency.p50} p99 ${f.load.latency.p99} ms (batch ${f.meanBatch}); raw ${r.capacity}/s at batch ${batch}`,
       );
     }
     return out;
   } finally {
+    await bareServer.stop();
     await floor.close();
     await bench.stop();
   }
@@ -131,7 +155,7 @@ async function floorStep(floor: FloorDocuments, step: Step, durationMs: number, 
   return { step, load, meanBatch };
 }
 
-function tables(http: HttpRow[], floor: FloorRow[], raw: RawFloorResult[]): Table[] {
+function tables(http: HttpRow[], bare: BareRow[], floor: FloorRow[], raw: RawFloorResult[]): Table[] {
   const main: Table = {
     title: 'HTTP at one region vs. the in-process write path (floor a)',
     columns: [
@@ -157,7 +181,15 @@ function tables(http: HttpRow[], floor: FloorRow[], raw: RawFloorResult[]): Tabl
       ratio(http[i]!.load.latency.p50, r.batchMs.p50),
     ]),
   };
-  return [main, rawTable];
+  const bareTable: Table = {
+    title: 'The same PUTs against a bare Fastify process (HTTP alone: no storage, no replication)',
+    columns: ['load', 'writes/s', 'p50', 'p99', 'p99.9', 'server CPU', 'region / bare writes/s', 'region / bare p99'],
+    rows: bare.map((b, i) => [
+      b.step.label, b.load.throughput, b.load.latency.p50, b.load.latency.p99, b.load.latency.p999, b.serverCpu,
+      ratio(http[i]!.load.throughput, b.load.throughput), ratio(http[i]!.load.latency.p99, b.load.latency.p99),
+    ]),
+  };
+  return [main, bareTable, rawTable];
 }
 
 function notes(http: HttpRow[], floor: FloorRow[]): string[] {

@@ -40,6 +40,7 @@ export async function hotDocument(ctx: BenchContext): Promise<ScenarioResult> {
   const run = await clusterRun(ctx, durationMs);
   ctx.log(`hot: converged ${run.convergeMs} ms after the last write; counts ${run.counts.join(', ')}`);
   const floor = await floorRun(ctx, durationMs);
+  ctx.log(`hot: floor ${floor.load.throughput} ops/s at ${floor.cpu ?? '?'} cores`);
   return {
     id: 'hot',
     title: '5. One hot document',
@@ -49,7 +50,7 @@ export async function hotDocument(ctx: BenchContext): Promise<ScenarioResult> {
       `acknowledgement until every region serves count = all acknowledged increments and reports equal digests, nothing pending. ` +
       'Floor: the same ops from the same number of clients on one document through `createDocuments` in this process.',
     tables: [table(run, floor)],
-    notes: [],
+    notes: notes(run, floor),
     data: { ...run, floor },
     seconds: (performance.now() - started) / 1000,
   };
@@ -87,7 +88,14 @@ async function clusterRun(ctx: BenchContext, durationMs: number): Promise<HotRun
   }
 }
 
-function table(run: HotRun, floor: LoadResult): Table {
+interface FloorRun {
+  load: LoadResult;
+  /** Cores this process used meanwhile (its in-process clients included). */
+  cpu: number | null;
+}
+
+function table(run: HotRun, floorRun: FloorRun): Table {
+  const floor = floorRun.load;
   const { loads, acked, counts } = run;
   const total = loads.reduce((s, l) => s + l.throughput, 0);
   return {
@@ -101,7 +109,7 @@ function table(run: HotRun, floor: LoadResult): Table {
       ['all regions', CLIENTS_PER_REGION * REGIONS.length, round(total, 0), null, null, null, null, null, run.convergeMs,
         counts.every((c) => c === acked) ? `yes (${acked})` : `NO: ${counts.join('/')} vs ${acked}`, run.stateBytes],
       ['floor (in process, one region)', CLIENTS_PER_REGION * REGIONS.length, floor.throughput, floor.latency.p50,
-        floor.latency.p99, floor.latency.p999, null, null, null, null, null],
+        floor.latency.p99, floor.latency.p999, null, floorRun.cpu, null, null, null],
     ],
   };
 }
@@ -118,20 +126,43 @@ async function waitForCount(bench: BenchCluster, expected: number, timeoutMs: nu
   return counts;
 }
 
-async function floorRun(ctx: BenchContext, durationMs: number): Promise<LoadResult> {
+/**
+ * Each op is applied at every region: once as a local write, and once per
+ * peer from the log. Were each application as cheap as the floor's and
+ * nothing else ran (no HTTP, no replication, no load generator), the two
+ * cores would hold at most 2 / (3 × floor cores per op) ops a second.
+ */
+function notes(run: HotRun, floorRun: FloorRun): string[] {
+  const cores = floorRun.cpu;
+  if (cores === null || cores <= 0) return [];
+  const ceiling = (2 * floorRun.load.throughput) / (REGIONS.length * cores);
+  const perOpUs = (cores / floorRun.load.throughput) * 1e6;
+  const clusterCpu = run.cpu.reduce<number>((s, c) => s + (c ?? 0), 0);
+  const total = run.loads.reduce((s, l) => s + l.throughput, 0);
+  return [
+    `Ceiling on this machine: the floor used ${cores} cores (${round(perOpUs, 0)} µs of CPU per op); every op is applied at ` +
+      `all ${REGIONS.length} regions, so two cores doing nothing else (no HTTP, no replication, no load generator) would ` +
+      `apply at most ${round(ceiling, 0)} ops/s, ${round(ceiling / floorRun.load.throughput, 2)} of the floor. The regions ` +
+      `used ${round(clusterCpu, 2)} cores together, ${total > 0 ? round((clusterCpu / total) * 1e6, 0) : '–'} µs per op.`,
+  ];
+}
+
+async function floorRun(ctx: BenchContext, durationMs: number): Promise<FloorRun> {
   const floor = openFloorDocuments(ctx.dir('hot-floor'));
+  const cpu = cpuMeter(process.pid);
   try {
     const ops = (n: number) => [
       { op: 'increment' as const, path: ['count'], by: 1 },
       { op: 'set' as const, path: ['last'], value: `floor:${n}` },
     ];
     let n = 0;
-    return await closedLoop({
+    const load = await closedLoop({
       clients: CLIENTS_PER_REGION * REGIONS.length, durationMs,
       op: async () => {
         await floor.documents.ops(DOC as DocKey, ops(n++));
       },
     });
+    return { load, cpu: cpu() };
   } finally {
     await floor.close();
   }

@@ -90,18 +90,14 @@ async function runSteps(ctx: BenchContext, steps: Step[], durationMs: number): P
   const bareServer = await startBareServers(1);
   try {
     const client = bench.client('solo');
-    const bareClient = bareServer.clients[0]!;
     let n = 0;
-    const httpOp: Operation = async () => {
+    const putTo = (to: typeof client): Operation => async () => {
       const i = n++;
-      const r = await client.request(`/v1/docs/bench/w${i % DOCS}`, { method: 'PUT', body: `{"v":${i}}` });
+      const r = await to.request(`/v1/docs/bench/w${i % DOCS}`, { method: 'PUT', body: `{"v":${i}}` });
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
     };
-    const bareOp: Operation = async () => {
-      const i = n++;
-      const r = await bareClient.request(`/v1/docs/bench/w${i % DOCS}`, { method: 'PUT', body: `{"v":${i}}` });
-      if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
-    };
+    const httpOp = putTo(client);
+    const bareOp = putTo(bareServer.clients[0]!);
     const floorOp: Operation = async () => {
       const i = n++;
       await floor.documents.put(`bench/w${i % DOCS}` as DocKey, { v: i });
@@ -114,8 +110,8 @@ async function runSteps(ctx: BenchContext, steps: Step[], durationMs: number): P
     for (const step of steps) {
       const h = await httpStep(bench, step, durationMs, httpOp);
       const serverCpu = cpuMeter(bareServer.pids[0] ?? -1);
-      const b: BareRow = { step, load: await runStep(step, durationMs, bareOp), serverCpu: null };
-      b.serverCpu = serverCpu();
+      const bareLoad = await runStep(step, durationMs, bareOp);
+      const b: BareRow = { step, load: bareLoad, serverCpu: serverCpu() };
       const f = await floorStep(floor, step, durationMs, floorOp);
       const batch = Math.max(1, Math.round(h.probe?.meanBatch ?? 1));
       const r = rawFloor(ctx.dir('raw'), { batch, writes: Math.min(20_000, Math.max(2000, batch * 400)), docs: DOCS });

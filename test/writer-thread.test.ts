@@ -18,6 +18,7 @@ import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
 import { WAL_SIZE_LIMIT } from '../src/storage/sqlite-options.js';
 import { openStore } from '../src/storage/sqlite.js';
 import type { CommitBatch, NewLogEntry, Store } from '../src/storage/types.js';
+import { waitFor } from './helpers/cluster.js';
 
 /** The compiled thread (the test setup builds dist/ before the tests). */
 const THREAD = resolve('dist/src/storage/writer-thread.js');
@@ -250,16 +251,20 @@ describe('the write path on a writer thread, staging ahead', () => {
     const store = open(true);
     const { store: rec, posted } = recording(store);
     const docs = createDocuments({ store: rec, logger, cacheDocs: 10_000, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
-    // Enough to outlast the second after a client's write, in which nothing is staged ahead, on a fast machine too.
     const entries = peerEntries(10_000);
     const origin = entries[0]!.origin;
     const applying = docs.applyRemote(entries, PEER);
-    await new Promise((r) => setImmediate(r));
+    // For a second after a client's write nothing is staged ahead: the client writes once peer work has been.
+    await waitFor('a commit staged ahead', async () => posted.some((p) => p.batch.chain?.follows != null), 20_000, 1);
+    const postedBeforeWrite = posted.length;
     const local = docs.put(docKey('c', 'mine'), { n: 1 });
     const [result] = await Promise.all([applying, local]);
     expect(result.applied).toBe(entries.length);
+    // The client's write arrived while peer work was still being committed.
+    const written = posted.findIndex((p) => p.batch.docs.some((d) => d.doc === docKey('c', 'mine')));
+    expect(written).toBeGreaterThanOrEqual(postedBeforeWrite);
+    expect(posted.slice(written + 1).some((p) => p.batch.entries.some((e) => e.origin === origin))).toBe(true);
     const chained = posted.filter((p) => p.batch.chain?.follows != null);
-    expect(chained.length).toBeGreaterThan(0);
     for (const p of chained) {
       // Staged while the commit it follows was on the thread, on other documents, with no client's write.
       expect(p.outstanding).toBe(1);

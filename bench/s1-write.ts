@@ -103,15 +103,13 @@ async function runSteps(ctx: BenchContext, steps: Step[], durationMs: number): P
       await floor.documents.put(`bench/w${i % DOCS}` as DocKey, { v: i });
     };
     ctx.log('write path: warm-up');
-    await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op: httpOp });
-    await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op: bareOp });
-    await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op: floorOp });
+    for (const op of [httpOp, bareOp, floorOp]) await closedLoop({ clients: 16, durationMs: ctx.quick ? 1000 : 3000, op });
     const out = { http: [] as HttpRow[], bare: [] as BareRow[], floor: [] as FloorRow[], raw: [] as RawFloorResult[] };
     for (const step of steps) {
       const h = await httpStep(bench, step, durationMs, httpOp);
-      const serverCpu = cpuMeter(bareServer.pids[0] ?? -1);
+      const bareCpu = cpuMeter(bareServer.pids[0] ?? -1);
       const bareLoad = await runStep(step, durationMs, bareOp);
-      const b: BareRow = { step, load: bareLoad, serverCpu: serverCpu() };
+      const b: BareRow = { step, load: bareLoad, serverCpu: bareCpu() };
       const f = await floorStep(floor, step, durationMs, floorOp);
       const batch = Math.max(1, Math.round(h.probe?.meanBatch ?? 1));
       const r = rawFloor(ctx.dir('raw'), { batch, writes: Math.min(20_000, Math.max(2000, batch * 400)), docs: DOCS });

@@ -251,6 +251,7 @@ describe('the write path on a writer thread, staging ahead', () => {
     const store = open(true);
     const { store: rec, posted } = recording(store);
     const docs = createDocuments({ store: rec, logger, cacheDocs: 10_000, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    // Enough that peer commits remain after the client's write (up to 1,024 entries each while no client writes).
     const entries = peerEntries(10_000);
     const origin = entries[0]!.origin;
     const applying = docs.applyRemote(entries, PEER);

@@ -134,6 +134,58 @@ describe('the write path', () => {
     expect(reopened.docs.read(keys[20]!).value).toEqual({ v: 20, mine: true });
   });
 
+  it('takes a backlog of peer entries beside documents held encoded, and reads, lists and digests them as if applied', async () => {
+    const source = node();
+    const t = node(undefined, 1000, 4);
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const keys = Array.from({ length: 100 }, (_, i) => docKey('c', `b${i}`));
+    for (let round = 0; round < 60; round++) await Promise.all(keys.map((key, i) => source.docs.patch(key, { [`r${round}`]: i })));
+    const removed = keys.slice(0, 10);
+    await Promise.all(removed.map((key) => source.docs.remove(key)));
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    // The first round alone: new here, each document is held encoded once committed.
+    await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
+    // The rest at once, as a healed link brings it: a backlog, of which most is held beside the encoded states.
+    const before = t.docs.decodedAgain();
+    const result = await t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
+    expect(result).toMatchObject({ applied: entries.length - keys.length, quarantined: 0 });
+    const decoded = t.docs.decodedAgain() - before;
+    expect(decoded).toBeLessThan(entries.length / 4);
+    const expected = (i: number) => Object.fromEntries(Array.from({ length: 60 }, (_, r) => [`r${r}`, i]));
+    keys.forEach((key, i) => expect(t.docs.read(key).value).toEqual(i < removed.length ? null : expected(i)));
+    expect(t.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+    // Anti-entropy reads the store's summaries: exact, deleted flags included, once it has settled them.
+    await t.docs.digests.bucketDigests();
+    await source.docs.digests.bucketDigests();
+    expect(t.store.staleSummaries(null, 1000)).toEqual([]);
+    for (const key of keys) expect(t.store.summary(key)).toEqual(source.store.summary(key));
+    expect(t.docs.list('c', null, 1000).ids).toEqual(source.docs.list('c', null, 1000).ids);
+    const digest = t.docs.digests.regionDigest();
+    await closeNode(t);
+    const reopened = node(t.dir);
+    expect(reopened.docs.digests.regionDigest()).toBe(digest);
+    keys.forEach((key, i) => expect(reopened.docs.read(key).value).toEqual(i < removed.length ? null : expected(i)));
+  });
+
+  it('skips a stored entry Yjs refuses when it builds a document, and marks the document for repair', async () => {
+    const n = node();
+    const key = docKey('c', 'refused');
+    await n.docs.put(key, { a: 1 });
+    await n.docs.patch(key, { b: 2 });
+    await closeNode(n);
+    // Stored as entries held beside an encoded state are: checked, but not applied until the document is built.
+    const raw = openStore({ dataDir: n.dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    await raw.commit({ entries: [{ origin: 'r0~x' as never, seq: 1, doc: key, ts: 0, update: new Uint8Array([1, 2, 3, 250, 250, 250]) }], docs: [{ doc: key }] });
+    await raw.close();
+    const again = node(n.dir);
+    expect(again.docs.read(key).value).toEqual({ a: 1, b: 2 });
+    expect(again.store.summary(key)?.digest.every((b) => b === 0)).toBe(true);
+    // Written on under a fresh client id: the skipped entry's clocks are not reused.
+    await again.docs.patch(key, { c: 3 });
+    expect(again.docs.read(key).value).toEqual({ a: 1, b: 2, c: 3 });
+  });
+
   it('holds decoded what peers change again within its in-use window, and encoded what they change once', async () => {
     const source = node();
     // A window of a second here (30 s by default), so that the test can outwait it.

@@ -275,6 +275,24 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.stats().documents).toBe(6);
   });
 
+  it('keeps a document\'s deleted flag when a change does not say it, and takes it with a digest that does', async () => {
+    const { store } = start();
+    await store.commit({ entries: [], docs: [{ doc: X, deleted: true, digest: digest(1) }, { doc: Y, deleted: false, digest: digest(2) }] });
+    // Changed by entries not yet applied: marked stale, flag unknown until the digest is computed.
+    await store.commit({ entries: [entry(OTHER, 1, X), entry(OTHER, 2, Y)], docs: [{ doc: X }, { doc: Y }] });
+    expect(store.staleSummaries(null, 10).map((s) => [s.doc, s.deleted])).toEqual([[X, true], [Y, false]]);
+    expect(store.listDocs('notes', null, 10)).toEqual(['y']);
+    await store.setDigests([{ doc: X, digest: digest(3), deleted: false }, { doc: Y, digest: digest(4) }]);
+    expect(store.staleSummaries(null, 10)).toEqual([]);
+    expect(store.listDocs('notes', null, 10)).toEqual(['x', 'y']);
+    // Carried by a commit, before its summaries (which win).
+    await store.commit({ entries: [], docs: [{ doc: X, deleted: true }], digests: [{ doc: X, digest: digest(5), deleted: false }, { doc: Y, digest: digest(6), deleted: true }] });
+    expect(store.summary(X)).toMatchObject({ deleted: true });
+    expect(store.summary(Y)).toMatchObject({ deleted: true });
+    expect(bytes(store.summary(Y)!.digest)).toEqual(bytes(digest(6)));
+    expect(store.staleSummaries(null, 10).map((s) => s.doc)).toEqual([X]);
+  });
+
   it('lists the documents of one anti-entropy bucket, however they were stored, across a reopen', async () => {
     const { store, reopen } = start();
     const w = store.writer;

@@ -22,6 +22,12 @@ interface EncodedDoc {
   state: Uint8Array;
   /** Structs and deletions waiting for missing dependencies. */
   pending: Uint8Array | null;
+  /**
+   * Committed updates from peers not yet applied to `state` (see
+   * {@link DocCache.appendCommitted}): applied when the document is decoded.
+   */
+  later: Uint8Array[];
+  laterBytes: number;
   clientId: number;
   lastLsn: number;
   /** What the region's digest index holds for it (see LiveDoc.digest); kept by {@link DocCache.noteDigest}. */
@@ -30,6 +36,16 @@ interface EncodedDoc {
   /** When it was held encoded (performance.now()): committed, or the least recently used of the decoded ones. */
   encodedAt: number;
 }
+
+/** Most committed updates held beside one document's encoded state (see {@link DocCache.appendCommitted}). */
+const MAX_LATER_UPDATES = 64;
+/** Most bytes of them per document: larger entries are applied, as their documents grow by about as much. */
+const MAX_LATER_DOC_BYTES = 64 * 1024;
+/**
+ * Most bytes of them over all documents. Unlike a document's state (where
+ * Yjs drops what is overwritten), held updates keep every overwritten value.
+ */
+const MAX_LATER_BYTES = 32 * 1024 * 1024;
 
 /**
  * A bounded least-recently-used set of documents in memory: the most
@@ -53,6 +69,8 @@ export class DocCache {
   private readonly oldestDecoded = new OldestFirst(this.docs);
   private readonly oldestEncoded = new OldestFirst(this.encoded);
   private held = 0;
+  /** Bytes of committed updates held beside encoded states. */
+  private laterBytes = 0;
   /** Documents decoded again from the form held encoded, since the cache was made. */
   decodedAgain = 0;
 
@@ -113,12 +131,74 @@ export class DocCache {
     const held = this.encoded.get(key);
     if (!held) return undefined;
     this.decodedAgain++;
-    const ydoc = yDocOf(held.pending ? [held.state, held.pending] : [held.state], held.clientId);
+    const parts = [held.state, ...(held.pending ? [held.pending] : []), ...held.later];
+    let ydoc: Y.Doc;
+    try {
+      ydoc = yDocOf(parts, held.clientId);
+    } catch {
+      // An update held beside the state that Yjs refuses: loaded from the store instead, which skips it and repairs the document.
+      this.forget(key);
+      return undefined;
+    }
     return { ydoc, lastLsn: held.lastLsn, digest: held.digest, sizeBound: held.sizeBound };
   }
 
+  /**
+   * Whether `updates` more committed updates of `bytes` in all (and
+   * `elsewhere` bytes of other documents', not yet committed) may be held
+   * beside the document's encoded state (see {@link appendCommitted}): not
+   * when it is not held encoded, or holds structs waiting for missing
+   * dependencies (it is decoded to take more, so that Yjs sees them
+   * together), or past the bounds on what is held.
+   */
+  mayHoldLater(key: string, updates: number, bytes: number, elsewhere: number): boolean {
+    const held = this.encoded.get(key);
+    return held !== undefined && held.pending === null && held.later.length + updates <= MAX_LATER_UPDATES
+      && held.laterBytes + bytes <= MAX_LATER_DOC_BYTES && this.laterBytes + elsewhere + bytes <= MAX_LATER_BYTES;
+  }
+
+  /** The digest the region's index holds for a document held encoded (see LiveDoc.digest). */
+  encodedDigest(key: string): Uint8Array | null | undefined {
+    return this.encoded.get(key)?.digest;
+  }
+
+  /**
+   * Committed updates of a document, held beside its encoded state instead
+   * of applied to a decoded one: a region catching up with its peers takes
+   * each of thousands of documents a few times, and builds each once, when
+   * it is read, changed otherwise or digested. A document held decoded
+   * meanwhile (read while the commit was on its way) takes them now; one
+   * no longer held takes nothing: the store has them.
+   */
+  appendCommitted(key: string, updates: readonly Uint8Array[], lastLsn: number, bytes: number): void {
+    const held = this.encoded.get(key);
+    if (held !== undefined) {
+      held.later.push(...updates);
+      held.laterBytes += bytes;
+      this.laterBytes += bytes;
+      held.lastLsn = Math.max(held.lastLsn, lastLsn);
+      if (held.sizeBound !== null) held.sizeBound += bytes;
+      return;
+    }
+    const live = this.docs.get(key);
+    if (live === undefined) return;
+    const clientId = live.ydoc.clientID;
+    try {
+      Y.transact(live.ydoc, () => {
+        for (const u of updates) Y.applyUpdate(live.ydoc, u, 'load');
+      }, 'load');
+    } catch {
+      // Half-applied, perhaps: loaded again from the store, which checks each part.
+      this.evict(key);
+      return;
+    }
+    live.ydoc.clientID = clientId;
+    live.lastLsn = Math.max(live.lastLsn, lastLsn);
+    if (live.sizeBound !== null) live.sizeBound += bytes;
+  }
+
   set(key: string, live: LiveDoc): void {
-    this.encoded.delete(key);
+    this.forget(key);
     this.docs.delete(key);
     this.docs.set(key, live);
     this.trim();
@@ -135,7 +215,7 @@ export class DocCache {
     const decoded = this.docs.get(key);
     this.docs.delete(key);
     if (decoded !== undefined && decoded !== live) decoded.ydoc.destroy();
-    this.encoded.delete(key);
+    this.forget(key);
     this.encoded.set(key, encode(live, encoded));
     live.ydoc.destroy();
     this.trim();
@@ -153,7 +233,7 @@ export class DocCache {
 
   /** Drops a document, e.g. after a failed commit left it ahead of the disk. */
   evict(key: string): void {
-    this.encoded.delete(key);
+    this.forget(key);
     const live = this.docs.get(key);
     if (!live) return;
     this.docs.delete(key);
@@ -177,6 +257,7 @@ export class DocCache {
 
   clear(): void {
     this.encoded.clear();
+    this.laterBytes = 0;
     for (const key of [...this.docs.keys()]) this.evict(key);
   }
 
@@ -194,8 +275,16 @@ export class DocCache {
     while (this.encoded.size > this.capacity - this.docs.size) {
       const oldest = this.oldestEncoded.take();
       if (oldest === undefined) return;
-      this.encoded.delete(oldest);
+      this.forget(oldest);
     }
+  }
+
+  /** Drops a document held encoded, with what is held beside it. */
+  private forget(key: string): void {
+    const held = this.encoded.get(key);
+    if (held === undefined) return;
+    this.laterBytes -= held.laterBytes;
+    this.encoded.delete(key);
   }
 }
 
@@ -226,7 +315,7 @@ class OldestFirst<K> {
 
 function encode(live: LiveDoc, encoded = encodedState(live)): EncodedDoc {
   const { state, pending } = encoded;
-  return { state, pending, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound, encodedAt: performance.now() };
+  return { state, pending, later: [], laterBytes: 0, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound, encodedAt: performance.now() };
 }
 
 /** A document's state, and apart from it what waits for missing dependencies. */

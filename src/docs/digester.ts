@@ -12,7 +12,7 @@
  */
 import type { Logger } from 'pino';
 import type { DocKey } from '../ids.js';
-import { docDigest } from '../crdt/index.js';
+import { docDigest, documentHoldsContent } from '../crdt/index.js';
 import type { DocDigest, DocumentStates } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import type { DigestIndex } from './digest-index.js';
@@ -46,13 +46,19 @@ export interface DigesterOptions {
   busy(doc: DocKey): boolean;
   /** Paces the digests of changed documents while clients write (thousands after a catch-up). */
   pacer?: BackgroundPacer;
+  /**
+   * Whether the write path is applying a backlog from peers: its documents
+   * change again and again until it ends, so they are digested after
+   * (readers that need exact digests still settle them).
+   */
+  backlog?(): boolean;
 }
 
 export class Digester {
   /** Stale documents, with the digest each now contributes to the index. */
   private readonly stale = new Map<DocKey, Uint8Array | null>();
   /** Computed and in the index, not yet stored. */
-  private computed = new Map<DocKey, Uint8Array>();
+  private computed = new Map<DocKey, DocDigest>();
   /**
    * Computed, and on their way to the disk (taken by a commit, or stored
    * alone): until that write is durable the store still holds the older
@@ -111,7 +117,7 @@ export class Digester {
    * it yet (stale, or computed and unstored); undefined when the store has it.
    */
   indexedOf(doc: DocKey): Uint8Array | null | undefined {
-    return this.stale.has(doc) ? this.stale.get(doc) : (this.computed.get(doc) ?? this.storing.get(doc));
+    return this.stale.has(doc) ? this.stale.get(doc) : (this.computed.get(doc)?.digest ?? this.storing.get(doc));
   }
 
   /**
@@ -178,7 +184,7 @@ export class Digester {
 
   /** Digests computed since the last call, for the next commit to store; see {@link durable} and {@link giveBack}. */
   takeComputed(): DocDigest[] {
-    const out = [...this.computed].map(([doc, digest]) => ({ doc, digest }));
+    const out = [...this.computed.values()];
     for (const d of out) this.storing.set(d.doc, d.digest);
     this.computed.clear();
     return out;
@@ -192,7 +198,7 @@ export class Digester {
   /** Digests a commit did not store (it failed, or had nothing else to store): stored with a later one. */
   giveBack(digests: DocDigest[]): void {
     this.durable(digests);
-    for (const d of digests) if (!this.computed.has(d.doc)) this.computed.set(d.doc, d.digest);
+    for (const d of digests) if (!this.computed.has(d.doc)) this.computed.set(d.doc, d);
     this.armStore();
   }
 
@@ -215,6 +221,7 @@ export class Digester {
   private slice(): void {
     this.sliceScheduled = false;
     if (this.stopped) return;
+    if (this.o.backlog?.()) return this.redigestLater();
     const started = performance.now();
     this.turnWindow(started);
     let waiting = false;
@@ -271,12 +278,14 @@ export class Digester {
       live ??= this.o.load(doc);
       if (!live) return;
       const digest = docDigest(live.ydoc);
+      // Stored with it: a document changed by entries held beside its state had its flag left as it was.
+      const deleted = !documentHoldsContent(live.ydoc);
       this.turnWindow(performance.now());
       this.recent.add(doc);
       this.o.index.update(doc, indexed, digest);
       live.digest = digest;
       this.o.digested?.(doc, digest);
-      this.computed.set(doc, digest);
+      this.computed.set(doc, { doc, digest, deleted });
     } catch (err) {
       // This runs between requests, where nothing would catch it: one
       // document that cannot be read or hashed must not end the process. It

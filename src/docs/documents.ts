@@ -138,7 +138,9 @@ class DocumentsImpl implements Documents {
     regionDigestIfCheap: (): string | null => (this.digester.settleFew(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
     settled: (): Promise<void> => this.digester.settleInTurns(),
     bucketDigests: async (): Promise<Uint8Array[]> => {
-      // Anti-entropy reads the store's summaries next: they must be exact too.
+      // In turns first: after a catch-up thousands may be stale. Anti-entropy
+      // reads the store's summaries next: they must be exact too.
+      await this.digester.settleInTurns();
       await this.digester.settleAndStore();
       return this.index.bucketDigests();
     },
@@ -201,19 +203,27 @@ class DocumentsImpl implements Documents {
       maxDocumentBytes: options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER,
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
-      existing: (doc, batch) => batch.touched.get(doc) ?? this.live(doc),
+      // A document this batch holds entries beside is built with them.
+      existing: (doc, batch) => batch.touched.get(doc) ?? (batch.deferred.has(doc) ? this.touch(doc, batch) : this.live(doc)),
       touch: (doc, batch) => this.touch(doc, batch),
       discard: (doc, batch) => this.discard(doc, batch),
       notePending: (doc, live) => this.notePending(doc, live),
+      defer: (doc, update, batch) => this.defer(doc, update, batch),
     };
     this.digester = new Digester({
       store: this.store, index: this.index, logger: this.log,
       live: (doc) => this.cache.peek(doc),
       // Held encoded, the document is as the store has it, and decoding it is quicker than reading it.
-      load: (doc) => this.cache.copy(doc) ?? this.loadDoc(doc),
+      load: (doc) => {
+        const copy = this.cache.copy(doc);
+        // Entries held beside its state may leave structs waiting for others (pendingDocs).
+        if (copy) this.notePending(doc, copy);
+        return copy ?? this.loadDoc(doc);
+      },
       digested: (doc, digest) => this.cache.noteDigest(doc, digest),
       busy: (doc) => this.settled(doc) !== null,
       pacer: this.pacer,
+      backlog: () => this.queue.backlogged,
     });
     this.indexDigests();
     this.digester.resumeStale();
@@ -683,7 +693,7 @@ class DocumentsImpl implements Documents {
     }, COMMIT_STALL_MS);
     stalled.unref();
     const done = committed.then(finish, fail).finally(() => clearTimeout(stalled));
-    commit = { docs: new Set(batch.touched.keys()), done, since, vv: batch.vv, chain: chain.id };
+    commit = { docs: new Set([...batch.touched.keys(), ...batch.deferred.keys()]), done, since, vv: batch.vv, chain: chain.id };
     this.inFlight.push(commit);
     return done;
   }
@@ -710,13 +720,18 @@ class DocumentsImpl implements Documents {
     }
     for (const [w, s] of batch.vv) if (s > (this.vv.get(w) ?? 0)) this.vv.set(w, s);
     const committed: CommittedEntry[] = [];
+    const deferredLsn = new Map<DocKey, number>();
     batch.entries.forEach((e, i) => {
       const lsn = lsns[i] ?? -1;
       if (lsn < 0) return;
       committed.push({ ...e, lsn, from: batch.from[i] ?? null, source: batch.sources[i] ?? null });
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
+      else if (!live && batch.deferred.has(e.doc)) deferredLsn.set(e.doc, Math.max(lsn, deferredLsn.get(e.doc) ?? 0));
     });
+    for (const [doc, updates] of batch.deferred) {
+      this.cache.appendCommitted(doc, updates, deferredLsn.get(doc) ?? 0, updates.reduce((n, u) => n + u.byteLength, 0));
+    }
     this.keepChanged(batch, toEncode, encodings);
     logIncidents(this.log, batch);
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
@@ -805,9 +820,57 @@ class DocumentsImpl implements Documents {
     return loaded;
   }
 
+  /**
+   * While a backlog from peers is applied (after a partition heals),
+   * thousands of documents change a few times each, spread over the whole
+   * backlog; built, changed, digested and encoded again for each entry, they
+   * are most of a catch-up's work. A document held encoded instead takes its
+   * entries beside its state, and is built once: when it is next read,
+   * changed otherwise or digested (the digester waits for the backlog).
+   */
+  private defer(doc: DocKey, update: Uint8Array, batch: Batch): boolean {
+    let deferred = batch.deferred.get(doc);
+    if (deferred === undefined && (batch.touched.has(doc) || !this.queue.backlogged)) return false;
+    const bytes = (deferred ?? []).reduce((n, u) => n + u.byteLength, update.byteLength);
+    if (!this.cache.mayHoldLater(doc, (deferred?.length ?? 0) + 1, bytes, batch.deferredBytes + update.byteLength - bytes)) return false;
+    if (deferred === undefined) {
+      batch.before.set(doc, this.cache.encodedDigest(doc) ?? null);
+      batch.deferred.set(doc, (deferred = []));
+    }
+    deferred.push(update);
+    batch.deferredBytes += update.byteLength;
+    return true;
+  }
+
   private touch(doc: DocKey, batch: Batch): LiveDoc {
     const touched = batch.touched.get(doc);
     if (touched) return touched;
+    const deferred = batch.deferred.get(doc);
+    if (deferred !== undefined) {
+      // Built after all: the entries this batch held beside it are applied first.
+      const bytes = deferred.reduce((n, u) => n + u.byteLength, 0);
+      batch.deferred.delete(doc);
+      batch.deferredBytes -= bytes;
+      const live = this.touch(doc, batch);
+      const clientId = live.ydoc.clientID;
+      try {
+        for (const update of deferred) applyValidated(live.ydoc, update, 'replay');
+      } catch (err) {
+        // Stored all the same, as entries held beside a state are: the job
+        // that needed the document fails, and the store's copy (which skips
+        // what Yjs refuses, and repairs the document) is what is read next.
+        this.cache.evict(doc);
+        batch.touched.delete(doc);
+        batch.deferred.set(doc, deferred);
+        batch.deferredBytes += bytes;
+        throw err;
+      }
+      live.ydoc.clientID = clientId;
+      if (live.sizeBound !== null) live.sizeBound += bytes;
+      batch.changed.set(doc, live);
+      this.notePending(doc, live);
+      return live;
+    }
     if (!this.cache.recentlyUsed(doc, this.options.inUseMs ?? IN_USE_MS)) batch.cold.add(doc);
     // A new document joins the cache only once committed (see afterCommit):
     // a refused write must not leave an empty document that reads as present.

@@ -30,6 +30,31 @@ export function yDocOf(updates: Iterable<Uint8Array>, clientId: number): Y.Doc {
   return ydoc;
 }
 
+/**
+ * As {@link yDocOf}, skipping updates Yjs fails to apply. Each part passed
+ * its checks when it was taken, but an entry held beside a document's state
+ * is applied only when the document is built (cache.ts), and one Yjs still
+ * refused would otherwise leave the document unreadable for good. Skipped
+ * parts count as corrupt: the document is repaired from peers.
+ */
+export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): { ydoc: Y.Doc; skipped: number } {
+  try {
+    return { ydoc: yDocOf(updates, clientId), skipped: 0 };
+  } catch {
+    // One at a time, each tried on top of those kept (a failed apply may leave a document half-changed).
+  }
+  const kept: Uint8Array[] = [];
+  for (const u of updates) {
+    try {
+      yDocOf([...kept, u], 0).destroy();
+      kept.push(u);
+    } catch {
+      // Skipped.
+    }
+  }
+  return { ydoc: yDocOf(kept, clientId), skipped: updates.length - kept.length };
+}
+
 export interface LoadedDoc {
   live: LiveDoc;
   /** Stored entries or snapshot that failed their checksum and were skipped. */
@@ -50,13 +75,16 @@ export function loadLiveDoc(
   const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
   // Our own lost entries may have spent Yjs clocks that peers have seen: a
   // corrupt document is written under a fresh client id until anti-entropy repairs it.
-  const ydoc = yDocOf(updates, stored.corrupt > 0 ? freshRegionClientId() : stableClientId(writer, doc));
+  const built = yDocSkipping(updates, stableClientId(writer, doc));
+  const corrupt = stored.corrupt + built.skipped;
+  const ydoc = built.ydoc;
+  if (corrupt > 0) ydoc.clientID = freshRegionClientId();
   let digest = storedDigest;
-  if (stored.corrupt > 0) {
+  if (corrupt > 0) {
     store.markCorrupt(doc);
     digest = new Uint8Array(32);
   }
-  return { live: { ydoc, lastLsn, digest, sizeBound: null }, corrupt: stored.corrupt };
+  return { live: { ydoc, lastLsn, digest, sizeBound: null }, corrupt };
 }
 
 /**

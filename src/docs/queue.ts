@@ -49,6 +49,11 @@ export class JobQueue {
     return this.local.length > 0;
   }
 
+  /** More peer work is queued than one commit takes: a backlog (a catch-up) rather than live replication. */
+  get backlogged(): boolean {
+    return this.peerUnits > MAX_PEER_UNITS;
+  }
+
   get size(): number {
     return this.local.length + this.peers.length;
   }

@@ -37,6 +37,14 @@ export interface Batch {
   summaries: Map<DocKey, DocChange>;
   /** Documents changed by the batch, summarized once before the commit. */
   changed: Map<DocKey, LiveDoc>;
+  /**
+   * Peer entries of documents held encoded, validated and stored but not
+   * applied: held beside the encoded state once committed (see
+   * `StageHost.defer`), in order. A document in it is not in `touched`.
+   */
+  deferred: Map<DocKey, Uint8Array[]>;
+  /** Bytes of the updates in `deferred`. */
+  deferredBytes: number;
   /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
   snapshots: Set<DocKey>;
   /** Docs whose content a state merge or replace changed, announced after the commit. */
@@ -78,10 +86,16 @@ export interface StageHost {
    */
   discard(doc: DocKey, batch: Batch): void;
   notePending(doc: DocKey, live: LiveDoc): void;
+  /**
+   * Whether a peer's entry of `doc` may be stored without building the
+   * document; if so, it has joined `batch.deferred`. While a backlog is
+   * applied, for a document held encoded that this batch has not touched.
+   */
+  defer(doc: DocKey, update: Uint8Array, batch: Batch): boolean;
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -242,6 +256,14 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     let run: NewLogEntry[] = [entry];
     try {
       validateUpdate(entry.update, host.yjsUpdateBytes);
+      if (host.defer(entry.doc, entry.update, batch)) {
+        batch.vv.set(entry.origin, entry.seq);
+        batch.entries.push(entry);
+        batch.from.push(job.from);
+        batch.sources.push(null);
+        result.applied++;
+        continue;
+      }
       live = host.touch(entry.doc, batch);
       run = holdsPending(live) ? runOf(host, entries, i, batch.vv) : run;
       const update = run.length === 1 ? entry.update : Y.mergeUpdates(run.map((e) => e.update));
@@ -332,4 +354,6 @@ export function summarizeBatch(batch: Batch): void {
     // A document holding only editor content (an XmlFragment) is listed too.
     batch.summaries.set(doc, { doc, deleted: !documentHoldsContent(live.ydoc) });
   }
+  // Not built: the digest computed later finds whether they still hold content.
+  for (const doc of batch.deferred.keys()) batch.summaries.set(doc, { doc });
 }

@@ -61,7 +61,8 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
     return b;
   };
   for (const change of batch.docs) {
-    if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0, bucket(change.doc));
+    if (change.deleted === undefined) s.markStale.run(change.doc, bucket(change.doc));
+    else if (change.digest === undefined) s.markChanged.run(change.doc, change.deleted ? 1 : 0, bucket(change.doc));
     else s.upsertSummary.run(change.doc, checkedDigest(change.doc, change.digest), change.deleted ? 1 : 0, bucket(change.doc));
   }
   for (const [doc, count] of perDoc) {
@@ -106,7 +107,10 @@ function writeSnapshot(s: Statements, snapshot: Snapshot): boolean {
 
 /** Stores digests and clears their documents' stale mark. */
 export function writeDigests(s: Statements, digests: DocDigest[]): void {
-  for (const d of digests) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+  for (const d of digests) {
+    if (d.deleted === undefined) s.setDigest.run(checkedDigest(d.doc, d.digest), d.doc);
+    else s.setDigestDeleted.run(checkedDigest(d.doc, d.digest), d.deleted ? 1 : 0, d.doc);
+  }
 }
 
 /** Replaces everything recorded for `peer`: a rebuilt peer may acknowledge less than before. */

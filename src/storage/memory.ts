@@ -106,7 +106,10 @@ export class MemoryStore implements Store {
       this.docRow(e.doc).logCount += 1;
     }
     for (const d of batch.digests ?? []) this.setDigest(d);
-    for (const c of batch.docs) Object.assign(this.docRow(c.doc), c.digest ? { digest: c.digest, stale: false } : { stale: true }, { deleted: c.deleted });
+    for (const c of batch.docs) {
+      const row = Object.assign(this.docRow(c.doc), c.digest && c.deleted !== undefined ? { digest: c.digest, stale: false } : { stale: true });
+      if (c.deleted !== undefined) row.deleted = c.deleted;
+    }
     for (const [origin, list] of seqs) this.advance(origin, list);
     if (batch.raise) this.raise(batch.raise);
     for (const s of batch.snapshots ?? []) this.writeSnapshot(s);
@@ -135,7 +138,7 @@ export class MemoryStore implements Store {
 
   private setDigest(d: DocDigest): void {
     const row = this.v.docs.get(d.doc);
-    if (row) Object.assign(row, { digest: Uint8Array.from(d.digest), stale: false });
+    if (row) Object.assign(row, { digest: Uint8Array.from(d.digest), stale: false }, d.deleted === undefined ? {} : { deleted: d.deleted });
   }
 
   private writeSnapshot(s: Snapshot): void {

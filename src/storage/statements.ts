@@ -154,7 +154,13 @@ export function prepareStatements(db: Database.Database) {
       `INSERT INTO docs (doc, digest, deleted, digest_stale, bucket) VALUES (?, zeroblob(32), ?, 1, ?)
        ON CONFLICT (doc) DO UPDATE SET deleted = excluded.deleted, digest_stale = 1`,
     ),
+    markStale: prep<[string, number]>(
+      db,
+      `INSERT INTO docs (doc, digest, digest_stale, bucket) VALUES (?, zeroblob(32), 1, ?)
+       ON CONFLICT (doc) DO UPDATE SET digest_stale = 1`,
+    ),
     setDigest: prep<[Uint8Array, string]>(db, 'UPDATE docs SET digest = ?, digest_stale = 0 WHERE doc = ?'),
+    setDigestDeleted: prep<[Uint8Array, number, string]>(db, 'UPDATE docs SET digest = ?, deleted = ?, digest_stale = 0 WHERE doc = ?'),
     staleSummaries: prep<[string, number], DocRow>(
       db,
       'SELECT doc, digest, deleted, snapshot_lsn, log_count FROM docs WHERE digest_stale = 1 AND doc > ? ORDER BY doc LIMIT ?',

@@ -76,7 +76,12 @@ export interface DocSummary {
 /** A document a commit changed; without a digest, its stored digest is marked stale. */
 export interface DocChange {
   doc: DocKey;
-  deleted: boolean;
+  /**
+   * Whether it holds no content now; absent when not known without building
+   * the document (entries held beside its encoded state): the stored flag is
+   * kept, and the digest computed later brings the new one.
+   */
+  deleted?: boolean;
   digest?: Uint8Array;
 }
 
@@ -84,6 +89,8 @@ export interface DocChange {
 export interface DocDigest {
   doc: DocKey;
   digest: Uint8Array;
+  /** Whether it holds no content, found with the digest (absent: the stored flag is kept). */
+  deleted?: boolean;
 }
 
 /** Everything a group commit writes, in one transaction. */

@@ -148,7 +148,18 @@ describe('the write path', () => {
     await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
     // The rest at once, as a healed link brings it: a backlog, of which most is held beside the encoded states.
     const before = t.docs.decodedAgain();
-    const result = await t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
+    const applying = t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
+    // Meanwhile the sync status neither waits for digests nor reports one that another region could.
+    const partial = t.docs.digests.statusDigest();
+    expect(partial.exact).toBe(false);
+    expect(partial.digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(partial.digest).not.toBe(source.docs.digests.regionDigest());
+    let settled = false;
+    void t.docs.digests.settled().then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(true);
+    const result = await applying;
+    expect(t.docs.digests.statusDigest()).toEqual({ digest: source.docs.digests.regionDigest(), exact: true });
     expect(result).toMatchObject({ applied: entries.length - keys.length, quarantined: 0 });
     const decoded = t.docs.decodedAgain() - before;
     expect(decoded).toBeLessThan(entries.length / 4);

@@ -48,6 +48,18 @@ export class DigestIndex {
     return Buffer.from(this.region).toString('hex');
   }
 
+  /**
+   * The region digest with stale documents still counted as they were,
+   * marked with `marker` (the region's writer id): two regions that are
+   * behind by different entries of the same documents would otherwise
+   * report equal digests, as if they held the same.
+   */
+  partialDigest(marker: string): string {
+    const marked = this.region.slice();
+    xorInto(marked, sha256('partial\0', marker));
+    return Buffer.from(marked).toString('hex');
+  }
+
   /** 8-byte prefixes of every bucket digest, in bucket order. */
   bucketDigests(): Uint8Array[] {
     return this.buckets.map((b) => b.slice(0, 8));

@@ -61,6 +61,12 @@ import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Jo
 const PEER_STAGING_MS = { clientsWrite: 1, idle: 10 };
 /** Stale document digests computed inline for a region digest at most (a few ms); more are computed in turns. */
 const SETTLE_INLINE_DOCS = 32;
+/**
+ * As many, for the sync status: its readers settle digests in turns first,
+ * so what is left changed meanwhile (a few under steady writes); more mean
+ * a backlog just ended, thousands, which the next status will have settled.
+ */
+const STATUS_INLINE_DOCS = 256;
 /** Entries of one frame from a peer staged as one job at most. */
 const REMOTE_JOB_ENTRIES = 16;
 
@@ -136,11 +142,13 @@ class DocumentsImpl implements Documents {
       return this.index.regionDigest();
     },
     regionDigestIfCheap: (): string | null => (this.digester.settleFew(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
-    settled: (): Promise<void> => this.digester.settleInTurns(),
+    statusDigest: (): { digest: string; exact: boolean } => {
+      if (!this.queue.backlogged && this.digester.settleFew(STATUS_INLINE_DOCS)) return { digest: this.index.regionDigest(), exact: true };
+      return { digest: this.index.partialDigest(this.writer), exact: false };
+    },
+    settled: (): Promise<void> => (this.queue.backlogged ? Promise.resolve() : this.digester.settleInTurns()),
     bucketDigests: async (): Promise<Uint8Array[]> => {
-      // In turns first: after a catch-up thousands may be stale. Anti-entropy
-      // reads the store's summaries next: they must be exact too.
-      await this.digester.settleInTurns();
+      // Anti-entropy reads the store's summaries next: they must be exact too.
       await this.digester.settleAndStore();
       return this.index.bucketDigests();
     },

@@ -193,7 +193,18 @@ export interface Documents {
     regionDigest(): string;
     /** The exact region digest when few documents changed since it was known; null rather than compute many at once. */
     regionDigestIfCheap(): string | null;
-    /** Resolves once changed documents' digests are computed, in slices between other work. */
+    /**
+     * For the sync status: the exact region digest when few documents
+     * changed since it was known (after {@link settled}); otherwise, and
+     * while a backlog from peers is applied, a partial one, marked so that
+     * no other region reports it, rather than compute many at once.
+     */
+    statusDigest(): { digest: string; exact: boolean };
+    /**
+     * Resolves once changed documents' digests are computed, in slices
+     * between other work; at once while a backlog from peers is applied
+     * (its documents change until it ends, and are digested after).
+     */
     settled(): Promise<void>;
     /** Per-bucket digests, once every digest they cover is stored too (anti-entropy reads the store's summaries next). */
     bucketDigests(): Promise<Uint8Array[]>;

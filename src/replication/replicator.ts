@@ -331,7 +331,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   status(): SyncStatus {
     const now = Date.now();
     const peers = [...this.peers.values()].map((p) => this.peerStatus(p, now));
-    const digest = this.o.documents.digests.regionDigest();
+    const { digest, exact } = this.o.documents.digests.statusDigest();
     const pendingDocs = this.o.documents.pendingDocs();
     return {
       region: this.region,
@@ -340,7 +340,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       isolated: peers.length > 0 && peers.every((p) => p.state === 'down'),
       pendingDocs,
       conflicts: this.o.documents.conflictCount(),
-      agree: pendingDocs === 0 && peers.every((p) => agreesWith(p, digest)),
+      agree: exact && pendingDocs === 0 && peers.every((p) => agreesWith(p, digest)),
       peers,
     };
   }

@@ -173,7 +173,8 @@ export class DocCache {
   appendCommitted(key: string, updates: readonly Uint8Array[], lastLsn: number, bytes: number): void {
     const held = this.encoded.get(key);
     if (held !== undefined) {
-      held.later.push(...updates);
+      // Copied out of the frame they came in, which a view would keep whole.
+      for (const u of updates) held.later.push(u.byteLength === u.buffer.byteLength ? u : u.slice());
       held.laterBytes += bytes;
       this.laterBytes += bytes;
       held.lastLsn = Math.max(held.lastLsn, lastLsn);

@@ -179,6 +179,22 @@ describe('the write path', () => {
     keys.forEach((key, i) => expect(reopened.docs.read(key).value).toEqual(i < removed.length ? null : expected(i)));
   });
 
+  it('applies a backlog\'s entries past what may be held beside a document, building it with those held in the same commit', async () => {
+    const source = node();
+    const t = node(undefined, 1000, 4);
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    // 150 changes per document: more than the 64 held beside one, so commits meet a document with some held already.
+    const keys = Array.from({ length: 20 }, (_, i) => docKey('c', `cap${i}`));
+    for (let round = 0; round < 150; round++) await Promise.all(keys.map((key, i) => source.docs.patch(key, { [`r${round % 10}`]: round * 100 + i })));
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
+    const result = await t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
+    expect(result).toMatchObject({ applied: entries.length - keys.length, quarantined: 0 });
+    for (const key of keys) expect(t.docs.read(key).value).toEqual(source.docs.read(key).value);
+    expect(t.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
   it('skips a stored entry Yjs refuses when it builds a document, and marks the document for repair', async () => {
     const n = node();
     const key = docKey('c', 'refused');

@@ -73,6 +73,25 @@ export function applyValidated(doc: Y.Doc, update: Uint8Array, origin: unknown):
   return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
 }
 
+/**
+ * Applies updates that were validated (or stored, which only validated ones
+ * are) to a live doc in one transaction, and keeps its client id: Yjs gives a
+ * doc a new one when a transaction from elsewhere advances its own id's
+ * clock, which replaying the doc's own writes does. Throws as
+ * {@link applyValidated} does, and then the doc may be half-applied.
+ */
+export function replayValidated(doc: Y.Doc, updates: readonly Uint8Array[], origin: unknown): void {
+  const clientId = doc.clientID;
+  try {
+    Y.transact(doc, () => {
+      for (const update of updates) Y.applyUpdate(doc, update, origin);
+    }, origin);
+  } catch (err) {
+    refuse('the update could not be applied', err);
+  }
+  doc.clientID = clientId;
+}
+
 /** An update's structs and delete set, as `Y.decodeUpdate` returns them. */
 export type DecodedUpdate = ReturnType<typeof Y.decodeUpdate>;
 

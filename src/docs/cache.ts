@@ -1,6 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
+import { replayValidated } from '../crdt/index.js';
 import { yDocOf } from './loader.js';
 
 /** A document held in memory, with what is needed to persist it later. */
@@ -183,17 +184,13 @@ export class DocCache {
     }
     const live = this.docs.get(key);
     if (live === undefined) return;
-    const clientId = live.ydoc.clientID;
     try {
-      Y.transact(live.ydoc, () => {
-        for (const u of updates) Y.applyUpdate(live.ydoc, u, 'load');
-      }, 'load');
+      replayValidated(live.ydoc, updates, 'load');
     } catch {
       // Half-applied, perhaps: loaded again from the store, which checks each part.
       this.evict(key);
       return;
     }
-    live.ydoc.clientID = clientId;
     live.lastLsn = Math.max(live.lastLsn, lastLsn);
     if (live.sizeBound !== null) live.sizeBound += bytes;
   }

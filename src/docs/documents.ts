@@ -22,6 +22,7 @@ import {
   mergePatch,
   putDocument,
   readDocument,
+  replayValidated,
   stableClientId,
   validateUpdate,
 } from '../crdt/index.js';
@@ -860,9 +861,8 @@ class DocumentsImpl implements Documents {
       batch.deferred.delete(doc);
       batch.deferredBytes -= bytes;
       const live = this.touch(doc, batch);
-      const clientId = live.ydoc.clientID;
       try {
-        for (const update of deferred) applyValidated(live.ydoc, update, 'replay');
+        replayValidated(live.ydoc, deferred, 'replay');
       } catch (err) {
         // Stored all the same, as entries held beside a state are: the job
         // that needed the document fails, and the store's copy (which skips
@@ -873,7 +873,6 @@ class DocumentsImpl implements Documents {
         batch.deferredBytes += bytes;
         throw err;
       }
-      live.ydoc.clientID = clientId;
       if (live.sizeBound !== null) live.sizeBound += bytes;
       batch.changed.set(doc, live);
       this.notePending(doc, live);
@@ -908,10 +907,7 @@ class DocumentsImpl implements Documents {
       return;
     }
     const live = this.touch(doc, batch);
-    // Replayed entries count as remote to Yjs, which may then pick a new client id.
-    const clientId = live.ydoc.clientID;
-    for (const entry of staged) applyValidated(live.ydoc, entry.update, 'replay');
-    live.ydoc.clientID = clientId;
+    replayValidated(live.ydoc, staged.map((e) => e.update), 'replay');
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);
   }

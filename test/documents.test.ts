@@ -25,6 +25,8 @@ function updateOf(value: Record<string, number>): Uint8Array {
 }
 const dirs: string[] = [];
 const open: { docs: Documents; store: Store }[] = [];
+/** Called with each batch as it is handed to the store (before the commit starts). */
+let beforeCommit: ((batch: Parameters<Store['commit']>[0]) => void) | null = null;
 
 function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number, inUseMs?: number) {
   if (!dirs.includes(dir)) dirs.push(dir);
@@ -35,6 +37,7 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
   const counted: Store = Object.create(store) as Store;
   counted.commit = (batch) => {
     commits++;
+    beforeCommit?.(batch);
     return store.commit(batch);
   };
   counted.loadDoc = (doc) => {
@@ -56,6 +59,7 @@ async function closeNode(h: { docs: Documents; store: Store }) {
 }
 
 afterEach(async () => {
+  beforeCommit = null;
   for (const h of [...open]) await closeNode(h);
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -193,6 +197,47 @@ describe('the write path', () => {
     expect(result).toMatchObject({ applied: entries.length - keys.length, quarantined: 0 });
     for (const key of keys) expect(t.docs.read(key).value).toEqual(source.docs.read(key).value);
     expect(t.docs.digests.regionDigest()).toBe(source.docs.digests.regionDigest());
+  });
+
+  it('counts structs waiting for others in a document read while the backlog entries held beside it were committed', async () => {
+    const source = node();
+    const t = node(undefined, 1000, 4);
+    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const key = docKey('c', 'waits');
+    const others = Array.from({ length: 100 }, (_, i) => docKey('c', `w${i}`));
+    const keys = [key, ...others];
+    await Promise.all(keys.map((k, i) => source.docs.patch(k, { r0: i })));
+    // Only the others change again: no later entry of the backlog builds the document.
+    for (let round = 1; round < 40; round++) await Promise.all(others.map((k, i) => source.docs.patch(k, { [`r${round}`]: i })));
+    // Two changes by an editor of the document; only the second reaches this region, so it waits for the first.
+    const editor = new Y.Doc();
+    editor.clientID = 7;
+    Y.applyUpdate(editor, source.docs.readYjs(key)!);
+    const before = Y.encodeStateVector(editor);
+    editor.getMap('root').set('first', 1);
+    const afterFirst = Y.encodeStateVector(editor);
+    editor.getMap('root').set('second', 2);
+    const second = Y.encodeStateAsUpdate(editor, afterFirst);
+    expect(Y.encodeStateAsUpdate(editor, before).byteLength).toBeGreaterThan(second.byteLength);
+    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    entries.splice(keys.length + 1, 0, { origin: source.docs.writer, seq: 0, doc: key, ts: Date.now(), update: second });
+    entries.forEach((e, i) => (e.seq = i + 1));
+    await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
+    expect(t.docs.pendingDocs()).toBe(0);
+    // A reader builds the document just as the commit holding the waiting change (beside its encoded state) starts.
+    let readDuring = false;
+    beforeCommit = (batch) => {
+      if (readDuring || !batch.entries.some((e) => e.update === second)) return;
+      readDuring = true;
+      // Held beside the encoded state, not applied: the commit cannot say whether the document holds content.
+      expect(batch.docs.find((d) => d.doc === key)).toEqual({ doc: key });
+      expect(t.docs.read(key).value).not.toHaveProperty('second');
+    };
+    await t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
+    expect(readDuring).toBe(true);
+    expect(t.docs.pendingDocs()).toBe(1);
+    expect(t.docs.read(key).value).not.toHaveProperty('second');
   });
 
   it('skips a stored entry Yjs refuses when it builds a document, and marks the document for repair', async () => {

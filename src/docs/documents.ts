@@ -740,6 +740,9 @@ class DocumentsImpl implements Documents {
     });
     for (const [doc, updates] of batch.deferred) {
       this.cache.appendCommitted(doc, updates, deferredLsn.get(doc) ?? 0, updates.reduce((n, u) => n + u.byteLength, 0));
+      // Read while the commit was on its way, it took them decoded: they may leave structs waiting for others.
+      const live = this.cache.peek(doc);
+      if (live) this.notePending(doc, live);
     }
     this.keepChanged(batch, toEncode, encodings);
     logIncidents(this.log, batch);

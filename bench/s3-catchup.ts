@@ -5,11 +5,14 @@
  * every document again; (c) every region writing at 100/s while one is cut
  * off and healed: its clients' write latency while it catches up
  * (catchup-latency.ts). Floors: the same log entries applied in this
- * process through the write path's remote apply, in frames of 256; the same
- * documents' states merged in this process.
+ * process through the write path's remote apply, in frames of 256 queued as
+ * a link brings them, and digested; the same documents' states merged in
+ * this process.
  */
 import { readFileSync } from 'node:fs';
 import type { DocKey, RegionId } from '../src/ids.js';
+import type { RemoteApplyResult } from '../src/docs/types.js';
+import { UNACKED_WINDOW_BYTES } from '../src/replication/session.js';
 import {
   latencyTables, measureCatchUpLatency, measureRebuildLatency, rebuildLatencyTables, type CatchUpLatencyResult, type RebuildLatencyResult,
 } from './catchup-latency.js';
@@ -98,7 +101,7 @@ export async function catchUp(ctx: BenchContext): Promise<ScenarioResult> {
       `${outageDocs} documents each; writes stop at the heal. (b) ${rebuildDocs.toLocaleString('en-US')} documents are ` +
       `written at ap-south, then ${ISOLATED} is killed, its data directory deleted and the process restarted. ` +
       `Floors, in this process: (a) the same number of log entries applied through \`applyRemote\` in frames of ` +
-      `${FRAME_ENTRIES}; (b) each document's full state (at most 20,000 documents), read as for a peer (\`stateForPeer\`), merged into a fresh region through \`applyState\`, 256 at once. ` +
+      `${FRAME_ENTRIES}, each taken without waiting for those before it, up to a link's window of unacknowledged bytes, then the region digest settled; (b) each document's full state (at most 20,000 documents), read as for a peer (\`stateForPeer\`), merged into a fresh region through \`applyState\`, 256 at once. ` +
       `(c) A fresh three-region cluster; every region takes ${latency.rate} PUTs/s of new documents (open loop, HTTP) for the ` +
       `whole run; after ${latency.warmUpS} s not counted (a fresh region compiles its hot paths then) and ${latency.steadyS} s of steady state ${ISOLATED} is cut off (every link) for ${latency.cutS} s while ` +
       'all keep writing, then healed; writes go on until 10 s after convergence. ' +
@@ -287,15 +290,30 @@ export async function applyFloor(ctx: BenchContext, entries: number, docs: numbe
     let cursor = 0;
     let bytes = 0;
     let applied = 0;
+    // Frames come as a link brings them after a heal: each is taken without
+    // waiting for the ones before it to be applied, up to the link's window
+    // of unacknowledged bytes, so that a backlog forms as it does in a region.
+    const unapplied: { result: Promise<RemoteApplyResult>; bytes: number }[] = [];
+    let unappliedBytes = 0;
     const t0 = performance.now();
     for (;;) {
       const page = source.store.readLog(cursor, FRAME_ENTRIES);
       if (page.length === 0) break;
       cursor = page[page.length - 1]!.lsn;
       const frame = page.map(({ origin, seq, doc, ts, update }) => ({ origin, seq, doc, ts, update }));
-      for (const e of frame) bytes += e.update.byteLength;
-      applied += (await target.documents.applyRemote(frame, 'source' as RegionId)).applied;
+      const frameBytes = frame.reduce((n, e) => n + e.update.byteLength, 0);
+      bytes += frameBytes;
+      unapplied.push({ result: target.documents.applyRemote(frame, 'source' as RegionId), bytes: frameBytes });
+      unappliedBytes += frameBytes;
+      while (unappliedBytes > UNACKED_WINDOW_BYTES) {
+        const oldest = unapplied.shift()!;
+        applied += (await oldest.result).applied;
+        unappliedBytes -= oldest.bytes;
+      }
     }
+    for (const frame of unapplied) applied += (await frame.result).applied;
+    // Converged means equal digests: each changed document is digested once the backlog is in.
+    target.documents.digests.regionDigest();
     const seconds = (performance.now() - t0) / 1000;
     return { entries: applied, seconds: round(seconds, 2), perS: round(applied / seconds, 0), mbPerS: round(bytes / 1e6 / seconds, 2) };
   } finally {

@@ -132,7 +132,7 @@ const PUMP_TURN_MS = 1;
  * here, not in socket buffers where the link's heartbeats would queue
  * behind it (its round-trip time would measure the backlog, not the link).
  */
-const UNACKED_WINDOW_BYTES = 512 * 1024;
+export const UNACKED_WINDOW_BYTES = 512 * 1024;
 /** A window that no acknowledgement moves for this long is let go (a peer that never acknowledges cannot stop the link), ms. */
 const UNACKED_STALL_MS = 10_000;
 /**

@@ -1,8 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { replayValidated } from '../crdt/index.js';
-import { yDocOf } from './loader.js';
+import { loadDoc, replayValidated } from '../crdt/index.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -135,7 +134,7 @@ export class DocCache {
     const parts = [held.state, ...(held.pending ? [held.pending] : []), ...held.later];
     let ydoc: Y.Doc;
     try {
-      ydoc = yDocOf(parts, held.clientId);
+      ydoc = loadDoc(parts, held.clientId);
     } catch {
       // An update held beside the state that Yjs refuses: loaded from the store instead, which skips it and repairs the document.
       this.forget(key);

@@ -20,6 +20,7 @@ import {
   docDigest,
   loadDoc,
   mergePatch,
+  newDoc,
   putDocument,
   readDocument,
   replayValidated,
@@ -40,7 +41,7 @@ import type {
 } from './types.js';
 import { COMMIT_STALL_MS, STORAGE_FAULT_MS } from './types.js';
 import { startCompactor } from './compactor.js';
-import { loadLiveDoc, newYDoc, storedUpdate } from './loader.js';
+import { loadLiveDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, logIncidents, repairQuarantined } from './incidents.js';
@@ -887,7 +888,7 @@ class DocumentsImpl implements Documents {
     let live = this.live(doc);
     if (live === null) {
       batch.created.add(doc);
-      live = { ydoc: newYDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null, sizeBound: 0 };
+      live = { ydoc: newDoc(stableClientId(this.writer, doc)), lastLsn: 0, digest: null, sizeBound: 0 };
     }
     batch.before.set(doc, live.digest);
     batch.touched.set(doc, live);

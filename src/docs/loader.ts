@@ -3,35 +3,12 @@
  */
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
-import { freshRegionClientId, stableClientId } from '../crdt/index.js';
+import { freshRegionClientId, loadDoc, stableClientId } from '../crdt/index.js';
 import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
-export function newYDoc(clientId: number): Y.Doc {
-  // A fixed guid: Yjs would otherwise draw a random UUID per doc (31 calls for
-  // random bytes, a fifth of a region's CPU when loading many documents), and
-  // guids only matter for subdocuments, which Meridian does not use.
-  const ydoc = new Y.Doc({ gc: true, guid: 'meridian' });
-  if (clientId) ydoc.clientID = clientId;
-  return ydoc;
-}
-
 /**
- * A document built from stored updates, in one transaction, under
- * `clientId`: applying is a non-local transaction that may have replaced
- * the client id, so it is set after.
- */
-export function yDocOf(updates: Iterable<Uint8Array>, clientId: number): Y.Doc {
-  const ydoc = newYDoc(0);
-  Y.transact(ydoc, () => {
-    for (const u of updates) Y.applyUpdate(ydoc, u, 'load');
-  }, 'load');
-  ydoc.clientID = clientId;
-  return ydoc;
-}
-
-/**
- * As {@link yDocOf}, skipping updates Yjs fails to apply. Each part passed
+ * As `loadDoc`, skipping updates Yjs fails to apply. Each part passed
  * its checks when it was taken, but an entry held beside a document's state
  * is applied only when the document is built (cache.ts), and one Yjs still
  * refused would otherwise leave the document unreadable for good. Skipped
@@ -39,20 +16,20 @@ export function yDocOf(updates: Iterable<Uint8Array>, clientId: number): Y.Doc {
  */
 export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): { ydoc: Y.Doc; skipped: number } {
   try {
-    return { ydoc: yDocOf(updates, clientId), skipped: 0 };
+    return { ydoc: loadDoc(updates, clientId), skipped: 0 };
   } catch {
     // One at a time, each tried on top of those kept (a failed apply may leave a document half-changed).
   }
   const kept: Uint8Array[] = [];
   for (const u of updates) {
     try {
-      yDocOf([...kept, u], 0).destroy();
+      loadDoc([...kept, u], 0).destroy();
       kept.push(u);
     } catch {
       // Skipped.
     }
   }
-  return { ydoc: yDocOf(kept, clientId), skipped: updates.length - kept.length };
+  return { ydoc: loadDoc(kept, clientId), skipped: updates.length - kept.length };
 }
 
 export interface LoadedDoc {

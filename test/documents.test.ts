@@ -52,6 +52,20 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
   return handle;
 }
 
+/**
+ * A source whose committed entries are kept, to be sent to a target as one
+ * peer's log; the target holds at most 4 documents decoded, the rest encoded.
+ */
+function backlogPair() {
+  const source = node();
+  const t = node(undefined, 1000, 4);
+  const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
+  source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+  /** Every entry committed so far, numbered as the source's log. */
+  const entries = () => updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+  return { source, t, entries };
+}
+
 async function closeNode(h: { docs: Documents; store: Store }) {
   await h.docs.close();
   await h.store.close();
@@ -139,15 +153,12 @@ describe('the write path', () => {
   });
 
   it('takes a backlog of peer entries beside documents held encoded, and reads, lists and digests them as if applied', async () => {
-    const source = node();
-    const t = node(undefined, 1000, 4);
-    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
-    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const { source, t, entries: entriesSoFar } = backlogPair();
     const keys = Array.from({ length: 100 }, (_, i) => docKey('c', `b${i}`));
     for (let round = 0; round < 60; round++) await Promise.all(keys.map((key, i) => source.docs.patch(key, { [`r${round}`]: i })));
     const removed = keys.slice(0, 10);
     await Promise.all(removed.map((key) => source.docs.remove(key)));
-    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    const entries = entriesSoFar();
     // The first round alone: new here, each document is held encoded once committed.
     await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
     // The rest at once, as a healed link brings it: a backlog, of which most is held beside the encoded states.
@@ -184,14 +195,11 @@ describe('the write path', () => {
   });
 
   it('applies a backlog\'s entries past what may be held beside a document, building it with those held in the same commit', async () => {
-    const source = node();
-    const t = node(undefined, 1000, 4);
-    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
-    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const { source, t, entries: entriesSoFar } = backlogPair();
     // 150 changes per document: more than the 64 held beside one, so commits meet a document with some held already.
     const keys = Array.from({ length: 20 }, (_, i) => docKey('c', `cap${i}`));
     for (let round = 0; round < 150; round++) await Promise.all(keys.map((key, i) => source.docs.patch(key, { [`r${round % 10}`]: round * 100 + i })));
-    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    const entries = entriesSoFar();
     await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
     const result = await t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
     expect(result).toMatchObject({ applied: entries.length - keys.length, quarantined: 0 });
@@ -200,10 +208,7 @@ describe('the write path', () => {
   });
 
   it('counts structs waiting for others in a document read while the backlog entries held beside it were committed', async () => {
-    const source = node();
-    const t = node(undefined, 1000, 4);
-    const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
-    source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
+    const { source, t, entries: entriesSoFar } = backlogPair();
     const key = docKey('c', 'waits');
     const others = Array.from({ length: 100 }, (_, i) => docKey('c', `w${i}`));
     const keys = [key, ...others];
@@ -220,7 +225,7 @@ describe('the write path', () => {
     editor.getMap('root').set('second', 2);
     const second = Y.encodeStateAsUpdate(editor, afterFirst);
     expect(Y.encodeStateAsUpdate(editor, before).byteLength).toBeGreaterThan(second.byteLength);
-    const entries = updates.map((u, i) => ({ origin: source.docs.writer, seq: i + 1, doc: u.doc, ts: Date.now(), update: u.update }));
+    const entries = entriesSoFar();
     entries.splice(keys.length + 1, 0, { origin: source.docs.writer, seq: 0, doc: key, ts: Date.now(), update: second });
     entries.forEach((e, i) => (e.seq = i + 1));
     await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);

@@ -39,9 +39,12 @@ async function feed(region: string, path: string, headers: Record<string, string
   return f;
 }
 
-async function put(region: string, collection: string, id: string, value: Record<string, unknown>): Promise<void> {
-  const res = await http(`${cluster.url(region)}/v1/docs/${collection}/${id}`, { method: 'PUT', body: value });
+/** Writes a document; `after` (a version token) makes the region apply it only once it holds that version. Returns the write's version. */
+async function put(region: string, collection: string, id: string, value: Record<string, unknown>, after?: string): Promise<string> {
+  const headers: Record<string, string> = after === undefined ? {} : { 'meridian-after': after, 'meridian-wait-ms': '10000' };
+  const res = await http(`${cluster.url(region)}/v1/docs/${collection}/${id}`, { method: 'PUT', body: value, headers });
   expect(res.status).toBe(200);
+  return String(res.headers.get('meridian-version'));
 }
 
 /** Open change-feed streams at a region, from its metrics. */
@@ -64,9 +67,13 @@ describe('change feeds across regions', () => {
   it('resumes at a different region from Last-Event-ID without missing or repeating a change', async () => {
     const first = await feed(A, '/v1/events/moving');
     let n = 0;
+    // Each write follows the one before it, wherever that was made: a later
+    // write to a document at another region must not be concurrent with the
+    // earlier one (the merge could keep either value), or "last written" would not be defined.
+    let previous: string | undefined;
     const write = async (region: string): Promise<void> => {
       n += 1;
-      await put(region, 'moving', `d${n % 4}`, { n });
+      previous = await put(region, 'moving', `d${n % 4}`, { n }, previous);
     };
     // The value each document was last written with, once all `n` writes so far are seen.
     const lastOf = (): Map<string, number> => new Map(Array.from({ length: n }, (_, i) => [`d${(i + 1) % 4}`, i + 1]));

@@ -22,6 +22,13 @@ export function logIncidents(log: Logger, batch: Batch): void {
       'entry from peer could not be applied; quarantined, document left for repair by state',
     );
   }
+  for (const doc of batch.reloaded) {
+    const { collection, id } = splitDocKey(doc);
+    log.warn(
+      { collection, id },
+      'document held content its own state does not reload to (clients wrote under one Yjs id at two regions); replaced by its reloaded state before resolving the conflict',
+    );
+  }
   for (const c of batch.conflicts) {
     const { collection, id } = splitDocKey(c.doc);
     log.warn(

@@ -13,6 +13,18 @@
  * every region end with the same winner, whichever regions meet first. The
  * losing state is never merged and never dropped silently: it is kept as a
  * conflict record (storage/conflicts.ts).
+ *
+ * Both sides compare states as they reload. When the clocks two clients
+ * wrote under one id differ in length, the region holding the shorter
+ * write takes the rest of the longer one: Yjs skips the clocks it holds and
+ * splices the remainder next to its own content, and the live document is
+ * then no longer what its own state (as stored, sent, or loaded after a
+ * restart) reloads to. Such a document is replaced by its reloaded state
+ * before anything is compared (the stored log is unchanged), and the peer
+ * that offered its state gets this region's back whatever the outcome, so
+ * that it does the same. Resolving against the live document instead,
+ * each side would compare something the other never sees, and the two
+ * would stay apart for good.
  */
 import * as Y from 'yjs';
 import type { DocKey, RegionId } from '../ids.js';
@@ -24,7 +36,8 @@ import type { LiveDoc } from './cache.js';
  * What offering a peer's state did: `replaced` (the peer's state won and
  * replaced this region's), `kept` (this region's state wins), `unrelated`
  * (the two do not conflict, or no longer). `mine` is this region's state
- * before, for the peer to record (null when unrelated).
+ * before (null when it holds no such document): a peer that offered its
+ * state records it when it lost, and resolves against it in any case.
  */
 export interface ReplaceResult {
   outcome: 'replaced' | 'kept' | 'unrelated';
@@ -41,6 +54,22 @@ export type Resolution =
 export interface Parties {
   self: RegionId;
   peer: RegionId;
+}
+
+/**
+ * The document as its own state reloads it, when that differs from `ydoc`
+ * in structure or content (see above); null when it is the same. Under
+ * `ydoc`'s client id.
+ */
+export function reloadedIfDiverged(ydoc: Y.Doc): Y.Doc | null {
+  const reloaded = loadDoc([Y.encodeStateAsUpdate(ydoc)], ydoc.clientID);
+  const live = digestParts(ydoc);
+  const again = digestParts(reloaded);
+  if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
+    reloaded.destroy();
+    return null;
+  }
+  return reloaded;
 }
 
 /**

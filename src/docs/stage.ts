@@ -9,7 +9,7 @@ import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type Wr
 import { applyValidated, documentHoldsContent, validateUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
-import { resolveConflict, type ReplaceResult } from './replace.js';
+import { reloadedIfDiverged, resolveConflict, type ReplaceResult } from './replace.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 
 /** Transaction origin of writes made through this region's API. */
@@ -64,6 +64,8 @@ export interface Batch {
   quarantined: QuarantinedEntry[];
   /** States that lost a content conflict in this batch (see replace.ts). */
   conflicts: NewConflict[];
+  /** Documents replaced by what their own state reloads to before a conflict was resolved (see replace.ts). */
+  reloaded: DocKey[];
   done: (() => void)[];
 }
 
@@ -95,7 +97,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -133,26 +135,34 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
 
 /** A peer's whole state that may win a content conflict (see replace.ts). */
 function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, batch: Batch): void {
-  const existing = host.existing(job.doc, batch);
+  let existing = host.existing(job.doc, batch);
+  const reloaded = existing ? reloadedIfDiverged(existing.ydoc) : null;
+  if (reloaded) {
+    existing = replaceLive(host, job.doc, reloaded, batch);
+    batch.reloaded.push(job.doc);
+  }
+  // Sent back to a peer that offered its state, whatever the outcome, so
+  // that it too resolves against states as they reload (see replace.ts).
+  const mine = existing ? Y.encodeStateAsUpdate(existing.ydoc) : null;
   const resolution = existing
     ? resolveConflict(job.doc, existing, job.state, { self: regionOfWriter(host.writer()), peer: job.from }, existing.ydoc.clientID, host.now())
     : ({ outcome: 'unrelated' } as const);
-  let mine: Uint8Array | null = null;
-  if (resolution.outcome !== 'unrelated') {
-    batch.conflicts.push(resolution.conflict);
-    mine = resolution.outcome === 'kept' ? Y.encodeStateAsUpdate(existing!.ydoc) : resolution.conflict.lostState;
-  }
-  if (resolution.outcome === 'replaced') {
-    const live = host.touch(job.doc, batch);
-    live.ydoc.destroy();
-    live.ydoc = resolution.ydoc;
-    live.sizeBound = null;
-    host.notePending(job.doc, live);
-    batch.snapshots.add(job.doc);
-    batch.stateChanges.set(job.doc, { doc: job.doc, replaced: true });
-    summarize(job.doc, live, batch);
-  }
+  if (resolution.outcome !== 'unrelated') batch.conflicts.push(resolution.conflict);
+  if (resolution.outcome === 'replaced') replaceLive(host, job.doc, resolution.ydoc, batch);
   batch.done.push(() => job.resolve({ outcome: resolution.outcome, mine }));
+}
+
+/** Puts `ydoc` in place of the document's live one; its content counts as replaced (live clients reopen it). */
+function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Batch): LiveDoc {
+  const live = host.touch(doc, batch);
+  live.ydoc.destroy();
+  live.ydoc = ydoc;
+  live.sizeBound = null;
+  host.notePending(doc, live);
+  batch.snapshots.add(doc);
+  batch.stateChanges.set(doc, { doc, replaced: true });
+  summarize(doc, live, batch);
+  return live;
 }
 
 function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch: Batch): void {

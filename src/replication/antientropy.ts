@@ -440,7 +440,8 @@ export class AntiEntropy {
   /**
    * The peer's whole state of a document whose replicas conflict: resolve it
    * (see docs/replace.ts), and answer an offer with this region's state from
-   * before, so that the peer resolves it the same way and keeps the loser too.
+   * before, whatever the outcome, so that the peer resolves it the same way
+   * and keeps the loser too.
    */
   async onDocReplace(frame: DocReplaceFrame): Promise<void> {
     // A state that replaces this region's on the rule alone is taken only as

@@ -95,6 +95,9 @@ export class YjsClients {
   }
 }
 
+/** An id no client step uses, held by a client doc while it loads the region's state. */
+const SYNC_CLIENT_ID = 31_415_926;
+
 /** Builds the bytes a step posts; a client step first loads the region's state when it syncs. */
 export async function stepUpdate(target: FuzzTarget, doc: DocRef, clients: YjsClients, step: YjsStep): Promise<Uint8Array> {
   if (step.kind === 'random') return step.bytes;
@@ -102,7 +105,14 @@ export async function stepUpdate(target: FuzzTarget, doc: DocRef, clients: YjsCl
   const ydoc = clients.doc(step.client, step.clientId);
   if (step.sync) {
     const state = await target.send({ method: 'GET', path: `/v1/docs/${doc.collection}/${doc.id}/yjs`, headers: ADMIN_HEADERS });
-    if (state.status === 200) Y.applyUpdate(ydoc, new Uint8Array(state.body));
+    if (state.status === 200) {
+      // The state may hold another client's structs under this client's id.
+      // Yjs would then draw this client a new id (and say so on stdout); the
+      // collision is what the case is after, so the id is kept.
+      ydoc.clientID = SYNC_CLIENT_ID;
+      Y.applyUpdate(ydoc, new Uint8Array(state.body));
+      ydoc.clientID = step.clientId;
+    }
   }
   const before = Y.encodeStateVector(ydoc);
   ydoc.transact(() => applyEdits(ydoc, step.edits));

@@ -62,6 +62,8 @@ export interface Metrics {
   readonly quarantinedEntries: Counter<'peer'>;
   readonly commitsRefused: Counter;
   readonly conflicts: Counter;
+  /** Documents replaced by their reloaded state before a content conflict was resolved. */
+  readonly documentsReloaded: Counter;
   /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
   readonly waitingRequests: Gauge;
   /**
@@ -210,6 +212,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     conflicts: new Counter({
       name: 'meridian_conflicts_total',
       help: 'Documents whose replicas held different content under the same Yjs ids; the losing state is kept as a conflict.',
+      registers,
+    }),
+    documentsReloaded: new Counter({
+      name: 'meridian_documents_reloaded_total',
+      help: 'Documents replaced by what their own state reloads to before a content conflict was resolved (clients wrote under one Yjs id at two regions).',
       registers,
     }),
     quarantinedEntries: new Counter({

@@ -83,6 +83,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   let conflictsCounted = 0;
   let commitsRefusedCounted = 0;
   let decodedAgainCounted = 0;
+  let reloadedCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -95,6 +96,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     metrics.pendingDocs.set(documents.pendingDocs());
     metrics.commitsRefused.inc(documents.refusedCommits() - commitsRefusedCounted);
     commitsRefusedCounted = documents.refusedCommits();
+    metrics.documentsReloaded.inc(documents.reloadedDocs() - reloadedCounted);
+    reloadedCounted = documents.reloadedDocs();
     // Counted from the table: the total survives restarts.
     metrics.conflicts.inc(documents.conflictCount() - conflictsCounted);
     conflictsCounted = documents.conflictCount();

@@ -36,6 +36,11 @@ function clientUpdate(clientId: number, write: (doc: Y.Doc) => void): Uint8Array
   return Y.encodeStateAsUpdate(doc);
 }
 
+async function reloadedAt(region: string): Promise<number> {
+  const text = await (await fetch(`${cluster.url(region)}/metrics`)).text();
+  return Number(/^meridian_documents_reloaded_total(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
 async function postYjs(region: string, path: string, update: Uint8Array): Promise<number> {
   const res = await fetch(`${cluster.url(region)}${path}`, {
     method: 'POST',
@@ -90,6 +95,7 @@ describe('a Yjs client-id collision between regions', () => {
         doc.getMap('root').set('b', 'x');
       });
       const short = clientUpdate(4242, (doc) => doc.getMap('root').set('a', 2));
+      const reloadedBefore = await reloadedAt(A) + await reloadedAt(B);
       cluster.isolate(A);
       await waitFor('A isolated', async () => (await syncStatus(cluster.url(A))).isolated);
       expect(await postYjs(longAt, `${path}/yjs`, long)).toBe(200);
@@ -102,6 +108,8 @@ describe('a Yjs client-id collision between regions', () => {
         const same = JSON.stringify(reads[0]!.body) === JSON.stringify(reads[1]!.body) && syncs[0]!.digest === syncs[1]!.digest;
         return same && syncs.every((s) => s.pendingDocs === 0);
       }, 30_000);
+      // The region that took the rest of the longer write reloaded its document, visibly.
+      expect(await reloadedAt(A) + await reloadedAt(B)).toBeGreaterThan(reloadedBefore);
     }, 60_000);
   }
 

@@ -167,6 +167,7 @@ class DocumentsImpl implements Documents {
   /** The last commit's failure, while none has succeeded since (see storageFault). */
   private commitFault: { message: string; at: number } | null = null;
   private commitsRefused = 0;
+  private docsReloaded = 0;
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -272,6 +273,10 @@ class DocumentsImpl implements Documents {
 
   refusedCommits(): number {
     return this.commitsRefused;
+  }
+
+  reloadedDocs(): number {
+    return this.docsReloaded;
   }
 
   storageFault(): string | null {
@@ -747,6 +752,7 @@ class DocumentsImpl implements Documents {
     }
     this.keepChanged(batch, toEncode, encodings);
     logIncidents(this.log, batch);
+    this.docsReloaded += batch.reloaded.length;
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
     if (committed.length > 0) this.announce(this.listeners, committed);

@@ -111,6 +111,11 @@ export interface Documents {
   commitWaitingMs(): number;
   /** Commits the store refused since this process started (their writes were answered 503). */
   refusedCommits(): number;
+  /**
+   * Documents replaced by their reloaded state before a content conflict was
+   * resolved, since this process started (see replace.ts).
+   */
+  reloadedDocs(): number;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

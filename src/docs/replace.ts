@@ -57,12 +57,12 @@ export interface Parties {
 }
 
 /**
- * The document as its own state reloads it, when that differs from `ydoc`
- * in structure or content (see above); null when it is the same. Under
- * `ydoc`'s client id.
+ * The document as its own state (`state`, its encoding) reloads it, when
+ * that differs from `ydoc` in structure or content (see above); null when
+ * it is the same. Under `ydoc`'s client id.
  */
-export function reloadedIfDiverged(ydoc: Y.Doc): Y.Doc | null {
-  const reloaded = loadDoc([Y.encodeStateAsUpdate(ydoc)], ydoc.clientID);
+export function reloadedIfDiverged(ydoc: Y.Doc, state: Uint8Array): Y.Doc | null {
+  const reloaded = loadDoc([state], ydoc.clientID);
   const live = digestParts(ydoc);
   const again = digestParts(reloaded);
   if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {

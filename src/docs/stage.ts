@@ -136,14 +136,14 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
 /** A peer's whole state that may win a content conflict (see replace.ts). */
 function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, batch: Batch): void {
   let existing = host.existing(job.doc, batch);
-  const reloaded = existing ? reloadedIfDiverged(existing.ydoc) : null;
+  // Sent back to a peer that offered its state, whatever the outcome, so
+  // that it too resolves against states as they reload (see replace.ts).
+  const mine = existing ? Y.encodeStateAsUpdate(existing.ydoc) : null;
+  const reloaded = existing && mine ? reloadedIfDiverged(existing.ydoc, mine) : null;
   if (reloaded) {
     existing = replaceLive(host, job.doc, reloaded, batch);
     batch.reloaded.push(job.doc);
   }
-  // Sent back to a peer that offered its state, whatever the outcome, so
-  // that it too resolves against states as they reload (see replace.ts).
-  const mine = existing ? Y.encodeStateAsUpdate(existing.ydoc) : null;
   const resolution = existing
     ? resolveConflict(job.doc, existing, job.state, { self: regionOfWriter(host.writer()), peer: job.from }, existing.ydoc.clientID, host.now())
     : ({ outcome: 'unrelated' } as const);

@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz -- [--cases N] [--seed S] [--kinds http,yjs,frames,converge]`
+ * `npm run fuzz -- [--cases N] [--seed S] [--kinds http,yjs,frames,converge] [--regions 2|3]`
  *
  * The long fuzz campaign over the three inputs a region takes from outside
  * (the properties of test/fuzz.test.ts, run for many more cases). It keeps
@@ -9,7 +9,9 @@
  * summary: cases per input kind, answers and refusals by code, the slowest
  * /healthz, and every distinct failure with its seed and counterexample.
  * `--cases` is the total, shared out: http 50 %, yjs 35 %, frames 10 %,
- * converge 5 % (one converge case is a run of up to 8 inputs at two regions).
+ * converge 5 % (one converge case is a run of up to 8 inputs spread over
+ * `--regions` regions, three unless told otherwise, some of them made while
+ * a region is cut off from its peers).
  */
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
@@ -117,19 +119,27 @@ function framesCampaign(stats: FuzzStats): Campaign {
   };
 }
 
-function convergeCampaign(stats: FuzzStats): Campaign {
+const CONVERGE_REGIONS = ['ap-south', 'eu-west', 'us-east'];
+
+interface CampaignOptions {
+  /** Regions of the converge kind's cluster. */
+  regions: number;
+}
+
+function convergeCampaign(stats: FuzzStats, { regions }: CampaignOptions): Campaign {
   let cluster: Cluster | null = null;
   let pollers: ReturnType<typeof startHealthPoller>[] = [];
   return {
     chunk: 10, shrink: false,
     async start() {
-      const c = await startTestCluster(['ap-south', 'eu-west'], { limits: SHORT_WAITS });
+      const names = CONVERGE_REGIONS.slice(0, regions);
+      const c = await startTestCluster(names, { limits: SHORT_WAITS });
       cluster = c;
-      const targets: FuzzTarget[] = ['eu-west', 'ap-south'].map((r) => socketTarget(c.url(r), r));
+      const targets: FuzzTarget[] = names.map((r) => socketTarget(c.url(r), r));
       pollers = targets.map((t) => startHealthPoller(t));
-      return fc.asyncProperty(fc.array(convergeStepArb(2), { minLength: 1, maxLength: 8 }), async (steps) => {
+      return fc.asyncProperty(fc.array(convergeStepArb(regions, true), { minLength: 1, maxLength: 8 }), async (steps) => {
         const doc = { collection: 'fz-conv', id: `d-${unique()}` };
-        const violations = await runConvergeSteps({ targets, stats }, doc, steps);
+        const violations = await runConvergeSteps({ targets, stats, faults: c }, doc, steps);
         violations.push(...(await convergence(targets, [doc])));
         assertNone(violations);
       }) as fc.IAsyncProperty<[unknown]>;
@@ -142,13 +152,13 @@ function convergeCampaign(stats: FuzzStats): Campaign {
   };
 }
 
-const CAMPAIGNS: Record<Kind, (stats: FuzzStats) => Campaign> = {
+const CAMPAIGNS: Record<Kind, (stats: FuzzStats, options: CampaignOptions) => Campaign> = {
   http: httpCampaign, yjs: yjsCampaign, frames: framesCampaign, converge: convergeCampaign,
 };
 
 /** Runs `cases` cases of one kind in chunks, each under its own seed; a failure restarts the target. */
-async function runKind(kind: Kind, cases: number, seed: number, stats: FuzzStats): Promise<void> {
-  const campaign = CAMPAIGNS[kind](stats);
+async function runKind(kind: Kind, cases: number, seed: number, stats: FuzzStats, options: CampaignOptions): Promise<void> {
+  const campaign = CAMPAIGNS[kind](stats, options);
   let done = 0;
   let chunkSeed = seed;
   let property = await campaign.start();
@@ -172,8 +182,15 @@ async function runKind(kind: Kind, cases: number, seed: number, stats: FuzzStats
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { cases: { type: 'string', default: '2000' }, seed: { type: 'string' }, kinds: { type: 'string' } },
+    options: {
+      cases: { type: 'string', default: '2000' }, seed: { type: 'string' }, kinds: { type: 'string' },
+      regions: { type: 'string', default: '3' },
+    },
   });
+  const regions = Number(values.regions);
+  if (!Number.isInteger(regions) || regions < 2 || regions > CONVERGE_REGIONS.length) {
+    throw new Error(`--regions takes 2 to ${CONVERGE_REGIONS.length}, not "${values.regions}"`);
+  }
   const total = Number(values.cases);
   const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
   const kinds = (values.kinds?.split(',') ?? Object.keys(KINDS)) as Kind[];
@@ -182,7 +199,7 @@ async function main(): Promise<void> {
   console.log(`fuzz campaign: ${total} cases, seed ${seed}, kinds ${kinds.join(', ')}`);
   const stats = new FuzzStats();
   const started = performance.now();
-  for (const kind of kinds) await runKind(kind, Math.max(1, Math.round((total * KINDS[kind]) / share)), seed, stats);
+  for (const kind of kinds) await runKind(kind, Math.max(1, Math.round((total * KINDS[kind]) / share)), seed, stats, { regions });
   console.log(`\nfuzz campaign done in ${((performance.now() - started) / 1000).toFixed(0)} s (seed ${seed})\n${stats.format()}`);
   process.exitCode = stats.failures.length > 0 ? 1 : 0;
 }

@@ -182,7 +182,7 @@ describe('fuzz: Yjs updates at two regions', () => {
   /** Found by the fuzzer on the code before the hardening; each is kept as an example. */
   const found: ConvergeStep[][] = [
     // item 1: the same clientID and clock with different content at two regions at once: divergence under equal digests.
-    [{ kind: 'collide', clientId: 4242, left: [{ t: 'set', key: 'a', value: 1 }], right: [{ t: 'set', key: 'a', value: 2 }] }],
+    [{ kind: 'collide', clientId: 4242, first: 0, writes: [[{ t: 'set', key: 'a', value: 1 }], [{ t: 'set', key: 'a', value: 2 }]] }],
     // item 8: a client writes under the clientID of the other region's writer, which this region has not heard from on this doc.
     [{ kind: 'as-writer', owner: 1, at: 0, edits: [{ t: 'set', key: 'a', value: 1 }] }, { kind: 'yjs', step: {
       kind: 'client', client: 0, clientId: 9, sync: true, edits: [{ t: 'set', key: 'b', value: 2 }], mutation: null, region: 1,

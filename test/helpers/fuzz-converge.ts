@@ -19,23 +19,37 @@ const SEQ_BOUND = 2 ** 48;
 
 export type ConvergeStep =
   | { kind: 'yjs'; step: YjsStep }
-  /** The same clientID and clock, different content, posted to regions 0 and 1 at once. */
-  | { kind: 'collide'; clientId: number; left: Edit[]; right: Edit[] }
+  /**
+   * The same clientID and clock, different content, posted at once: `writes[i]`
+   * to region `first + i` (so with three regions, two or three of them).
+   */
+  | { kind: 'collide'; clientId: number; first: number; writes: Edit[][] }
   /** A client writes under the clientID of region `owner`'s writer, at region `at`. */
-  | { kind: 'as-writer'; owner: number; at: number; edits: Edit[] };
+  | { kind: 'as-writer'; owner: number; at: number; edits: Edit[] }
+  /** Cuts every link of region `region` until a `heal` step or the end of the steps. */
+  | { kind: 'partition'; region: number }
+  | { kind: 'heal' };
 
 const editArb: fc.Arbitrary<Edit> = fc.oneof(
   fc.record({ t: fc.constant('set' as const), key: fc.constantFrom('a', 'b'), value: fc.oneof(fc.integer(), fc.constant('x')) }),
   fc.record({ t: fc.constant('text' as const), name: fc.constant('t'), index: fc.nat(3), text: fc.constantFrom('a', 'XY') }),
 );
 
-export function convergeStepArb(regions: number): fc.Arbitrary<ConvergeStep> {
+/** With `faults`, steps also cut a region off and heal it (needs {@link ConvergeContext.faults}). */
+export function convergeStepArb(regions: number, faults = false): fc.Arbitrary<ConvergeStep> {
+  const cuts: fc.WeightedArbitrary<ConvergeStep>[] = faults
+    ? [
+      { arbitrary: fc.nat(regions - 1).map((region): ConvergeStep => ({ kind: 'partition', region })), weight: 1 },
+      { arbitrary: fc.constant<ConvergeStep>({ kind: 'heal' }), weight: 1 },
+    ]
+    : [];
   return fc.oneof(
+    ...cuts,
     { arbitrary: yjsStepArb(regions).map((step): ConvergeStep => ({ kind: 'yjs', step })), weight: 6 },
     {
       arbitrary: fc.record({
-        kind: fc.constant('collide' as const), clientId: fc.integer({ min: 1, max: 2 ** 31 }),
-        left: fc.array(editArb, { minLength: 1, maxLength: 2 }), right: fc.array(editArb, { minLength: 1, maxLength: 2 }),
+        kind: fc.constant('collide' as const), clientId: fc.integer({ min: 1, max: 2 ** 31 }), first: fc.nat(regions - 1),
+        writes: fc.array(fc.array(editArb, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: Math.max(2, regions) }),
       }),
       weight: 2,
     },
@@ -49,9 +63,14 @@ export function convergeStepArb(regions: number): fc.Arbitrary<ConvergeStep> {
 export interface ConvergeContext {
   targets: FuzzTarget[];
   stats?: FuzzStats;
+  /** Link faults by region name, for `partition` and `heal` steps. */
+  faults?: { isolate(region: string): void; heal(): void };
 }
 
-/** Runs the steps on `doc`; returns undocumented answers (the convergence check comes after). */
+/**
+ * Runs the steps on `doc`, healing every link at the end; returns
+ * undocumented answers (the convergence check comes after).
+ */
 export async function runConvergeSteps(ctx: ConvergeContext, doc: DocRef, steps: ConvergeStep[]): Promise<string[]> {
   const violations: string[] = [];
   const clients = new YjsClients();
@@ -60,19 +79,27 @@ export async function runConvergeSteps(ctx: ConvergeContext, doc: DocRef, steps:
     const res = await target.send({ method: 'POST', path, headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update) });
     record(ctx, res, violations, target.name);
   };
-  for (const s of steps) {
-    ctx.stats?.countCase(`converge:${s.kind}`);
-    if (s.kind === 'yjs') {
-      const target = ctx.targets[s.step.region % ctx.targets.length]!;
-      await post(target, await stepUpdate(target, doc, clients, s.step));
-    } else if (s.kind === 'collide') {
-      const [a, b] = [clientUpdate(s.clientId, s.left), clientUpdate(s.clientId, s.right)];
-      await Promise.all([post(ctx.targets[0]!, a), post(ctx.targets[1 % ctx.targets.length]!, b)]);
-    } else {
-      const owner = ctx.targets[s.owner % ctx.targets.length]!;
-      const writer = (await syncOf(owner)).writer as WriterId;
-      await post(ctx.targets[s.at % ctx.targets.length]!, clientUpdate(stableClientId(writer, docKey(doc.collection, doc.id)), s.edits));
+  try {
+    for (const s of steps) {
+      ctx.stats?.countCase(`converge:${s.kind}`);
+      if (s.kind === 'yjs') {
+        const target = ctx.targets[s.step.region % ctx.targets.length]!;
+        await post(target, await stepUpdate(target, doc, clients, s.step));
+      } else if (s.kind === 'collide') {
+        const n = ctx.targets.length;
+        await Promise.all(s.writes.map((edits, i) => post(ctx.targets[(s.first + i) % n]!, clientUpdate(s.clientId, edits))));
+      } else if (s.kind === 'partition' || s.kind === 'heal') {
+        if (!ctx.faults) throw new Error(`a ${s.kind} step needs link faults`);
+        if (s.kind === 'heal') ctx.faults.heal();
+        else ctx.faults.isolate(ctx.targets[s.region % ctx.targets.length]!.name);
+      } else {
+        const owner = ctx.targets[s.owner % ctx.targets.length]!;
+        const writer = (await syncOf(owner)).writer as WriterId;
+        await post(ctx.targets[s.at % ctx.targets.length]!, clientUpdate(stableClientId(writer, docKey(doc.collection, doc.id)), s.edits));
+      }
     }
+  } finally {
+    ctx.faults?.heal();
   }
   return violations;
 }

@@ -4,7 +4,8 @@ import { MeridianError, type ErrorCode } from '../src/errors.js';
 import type { DocKey, WriterId } from '../src/ids.js';
 import { applyOps, deleteDocument, mergePatch, parseOps, putDocument, readDocument } from '../src/crdt/model.js';
 import { docDigest } from '../src/crdt/digest.js';
-import { loadDoc, stableClientId } from '../src/crdt/clientid.js';
+import { stableClientId } from '../src/crdt/clientid.js';
+import { loadDoc } from '../src/crdt/load.js';
 import type { Json, JsonObject, Op, WriteContext } from '../src/crdt/types.js';
 
 const ORIGIN = Symbol('test');

@@ -117,3 +117,59 @@ describe('a Yjs client-id collision between regions', () => {
     expect((await http(`${cluster.url(A)}/v1/docs/notes/nothing-here/conflicts`)).status).toBe(404);
   });
 });
+
+// Here the rest of the longer write (a text inserted at its start) takes
+// its place from a map entry the shorter one wrote: Yjs files it under the
+// map, and once the map is read, an item it no longer reaches keeps a parent
+// the document does not hold. Every encoding of such a document throws, so a
+// region holding it could commit no batch touching it and send it to no
+// peer. A third region, which takes both writes from its peers, is where it
+// showed. A document is reloaded as soon as such an update is applied.
+describe('a Yjs client-id collision at two of three regions', () => {
+  let three: Cluster;
+  beforeAll(async () => {
+    three = await startTestCluster([A, B, 'us-east']);
+  }, 60_000);
+  afterAll(async () => {
+    await three.dispose();
+  });
+
+  it('converges and keeps taking writes when the rest of the longer write splices into a map', async () => {
+    const regions = [A, B, 'us-east'];
+    const short = clientUpdate(4343, (doc) => {
+      doc.getMap('root').set('a', 'x');
+      doc.getMap('root').set('b', 'x');
+    });
+    const long = clientUpdate(4343, (doc) => {
+      doc.getText('t').insert(0, 'a');
+      doc.getText('t').insert(0, 'XY');
+    });
+    // A few documents: which region takes which write first is a race.
+    const paths = [0, 1, 2, 3].map((i) => `/v1/docs/notes/splice-map-${i}`);
+    for (const path of paths) {
+      const post = (region: string, update: Uint8Array) => fetch(`${three.url(region)}${path}/yjs`, {
+        method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update),
+      });
+      const answers = await Promise.all([post(B, short), post('us-east', long)]);
+      expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    }
+    const agree = async (): Promise<boolean> => {
+      const syncs = await Promise.all(regions.map((r) => syncStatus(three.url(r))));
+      if (new Set(syncs.map((s) => s.digest)).size !== 1 || syncs.some((s) => s.pendingDocs > 0)) return false;
+      for (const path of paths) {
+        const reads = await Promise.all(regions.map((r) => http(`${three.url(r)}${path}`)));
+        if (new Set(reads.map((r) => JSON.stringify(r.body))).size !== 1) return false;
+      }
+      return true;
+    };
+    await waitFor('one content and one digest everywhere', agree, 30_000);
+    // Every region still encodes each document and takes writes to it.
+    for (const region of regions) {
+      for (const path of paths) {
+        expect((await fetch(`${three.url(region)}${path}/yjs`)).status).toBe(200);
+        expect((await http(`${three.url(region)}${path}`, { method: 'PATCH', body: { [`after-${region}`]: 1 } })).status).toBe(200);
+      }
+    }
+    await waitFor('the later writes everywhere', agree, 30_000);
+  }, 90_000);
+});

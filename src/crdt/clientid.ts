@@ -54,21 +54,3 @@ export function newDoc(clientId?: number): Y.Doc {
   if (clientId !== undefined) doc.clientID = clientId;
   return doc;
 }
-
-/**
- * Builds a doc (gc on) from stored updates, applied in one transaction, and
- * only then sets `doc.clientID = clientId`. The order matters: Yjs replaces
- * a doc's client id when a non-local transaction advances the clock of that
- * id, which loading the doc's own earlier writes would do.
- *
- * The updates must have been validated before they were stored; an error
- * from Yjs propagates unchanged.
- */
-export function loadDoc(updates: Iterable<Uint8Array>, clientId: number): Y.Doc {
-  const doc = newDoc();
-  doc.transact(() => {
-    for (const update of updates) Y.applyUpdate(doc, update);
-  });
-  doc.clientID = clientId;
-  return doc;
-}

@@ -3,5 +3,6 @@ export { putDocument, mergePatch, applyOps, deleteDocument, readDocument, parseO
 export { documentHoldsContent } from './read.js';
 export { validateUpdate, applyUpdateSafely, applyValidated, replayValidated, type DecodedUpdate } from './validate.js';
 export { combineDigest, digestParts, docDigest, type DigestParts } from './digest.js';
-export { REGION_CLIENT_BASE, freshRegionClientId, isRegionClient, loadDoc, newDoc, stableClientId } from './clientid.js';
+export { REGION_CLIENT_BASE, freshRegionClientId, isRegionClient, newDoc, stableClientId } from './clientid.js';
+export { loadDoc, mayCollide, reloadedIfDiverged } from './load.js';
 export { admitClientUpdate } from './admit.js';

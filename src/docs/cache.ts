@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { loadDoc, replayValidated } from '../crdt/index.js';
+import { loadDoc, mayCollide, replayValidated } from '../crdt/index.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -183,6 +183,11 @@ export class DocCache {
     }
     const live = this.docs.get(key);
     if (live === undefined) return;
+    // Loaded from the store instead, which reloads a doc they spliced (see crdt/load.ts).
+    if (mayCollide(live.ydoc, updates)) {
+      this.evict(key);
+      return;
+    }
     try {
       replayValidated(live.ydoc, updates, 'load');
     } catch {

@@ -19,10 +19,12 @@ import {
   digestParts,
   docDigest,
   loadDoc,
+  mayCollide,
   mergePatch,
   newDoc,
   putDocument,
   readDocument,
+  reloadedIfDiverged,
   replayValidated,
   stableClientId,
   validateUpdate,
@@ -48,7 +50,7 @@ import { hex, logIncidents, repairQuarantined } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
-import { LOCAL_ORIGIN, emptyBatch, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
+import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
  * Staging time per commit given to peer work after the local writes: a
@@ -871,6 +873,7 @@ class DocumentsImpl implements Documents {
       batch.deferred.delete(doc);
       batch.deferredBytes -= bytes;
       const live = this.touch(doc, batch);
+      const collide = mayCollide(live.ydoc, deferred);
       try {
         replayValidated(live.ydoc, deferred, 'replay');
       } catch (err) {
@@ -886,6 +889,11 @@ class DocumentsImpl implements Documents {
       if (live.sizeBound !== null) live.sizeBound += bytes;
       batch.changed.set(doc, live);
       this.notePending(doc, live);
+      const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+      if (reloaded !== null) {
+        batch.reloaded.push(doc);
+        replaceLive(this.stager, doc, reloaded, batch);
+      }
       return live;
     }
     if (!this.cache.recentlyUsed(doc, this.options.inUseMs ?? IN_USE_MS)) batch.cold.add(doc);

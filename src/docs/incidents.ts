@@ -26,7 +26,7 @@ export function logIncidents(log: Logger, batch: Batch): void {
     const { collection, id } = splitDocKey(doc);
     log.warn(
       { collection, id },
-      'document held content its own state does not reload to (clients wrote under one Yjs id at two regions); replaced by its reloaded state before resolving the conflict',
+      'document took content its own state does not reload to (clients wrote under one Yjs id at two regions); replaced by its reloaded state, a content conflict may follow',
     );
   }
   for (const c of batch.conflicts) {

@@ -3,7 +3,7 @@
  */
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
-import { freshRegionClientId, loadDoc, stableClientId } from '../crdt/index.js';
+import { freshRegionClientId, loadDoc, mayCollide, stableClientId } from '../crdt/index.js';
 import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
@@ -77,5 +77,12 @@ export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey
   for (const u of [stored.snapshot, stored.pending]) if (u) parts.push(u);
   for (const e of stored.entries) parts.push(e.update);
   if (parts.length === 0) return null;
-  return parts.length === 1 ? parts[0]! : Y.mergeUpdates(parts);
+  if (parts.length === 1) return parts[0]!;
+  // Merging parts that collide would splice them another way than loading does (see crdt/load.ts).
+  if (!mayCollide(null, parts)) return Y.mergeUpdates(parts);
+  const ydoc = loadDoc(parts, 0);
+  const { pendingStructs, pendingDs } = ydoc.store;
+  const whole = [Y.encodeStateAsUpdate(ydoc), pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
+  ydoc.destroy();
+  return whole.length === 1 ? whole[0]! : Y.mergeUpdates(whole);
 }

@@ -57,22 +57,6 @@ export interface Parties {
 }
 
 /**
- * The document as its own state (`state`, its encoding) reloads it, when
- * that differs from `ydoc` in structure or content (see above); null when
- * it is the same. Under `ydoc`'s client id.
- */
-export function reloadedIfDiverged(ydoc: Y.Doc, state: Uint8Array): Y.Doc | null {
-  const reloaded = loadDoc([state], ydoc.clientID);
-  const live = digestParts(ydoc);
-  const again = digestParts(reloaded);
-  if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
-    reloaded.destroy();
-    return null;
-  }
-  return reloaded;
-}
-
-/**
  * Compares the live doc with a peer's whole state. When they conflict,
  * returns the record of what lost (both sides keep one) and, when the
  * peer's content wins, the doc to use instead (under `clientId`). Never

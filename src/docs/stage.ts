@@ -6,10 +6,10 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { applyValidated, documentHoldsContent, validateUpdate } from '../crdt/index.js';
+import { applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
-import { reloadedIfDiverged, resolveConflict, type ReplaceResult } from './replace.js';
+import { resolveConflict, type ReplaceResult } from './replace.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 
 /** Transaction origin of writes made through this region's API. */
@@ -113,10 +113,11 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       let grew = false;
       const mark = (): void => void (grew = true);
       live.ydoc.on('update', mark);
+      const ydoc = live.ydoc;
       try {
         applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch);
       } finally {
-        live.ydoc.off('update', mark);
+        ydoc.off('update', mark);
       }
       if (grew && !batch.stateChanges.has(job.doc)) batch.stateChanges.set(job.doc, { doc: job.doc, replaced: false });
       batch.snapshots.add(job.doc);
@@ -153,7 +154,7 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
 }
 
 /** Puts `ydoc` in place of the document's live one; its content counts as replaced (live clients reopen it). */
-function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Batch): LiveDoc {
+export function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Batch): LiveDoc {
   const live = host.touch(doc, batch);
   live.ydoc.destroy();
   live.ydoc = ydoc;
@@ -265,7 +266,7 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     let live: LiveDoc;
     let run: NewLogEntry[] = [entry];
     try {
-      validateUpdate(entry.update, host.yjsUpdateBytes);
+      const decoded = validateUpdate(entry.update, host.yjsUpdateBytes);
       if (host.defer(entry.doc, entry.update, batch)) {
         batch.vv.set(entry.origin, entry.seq);
         batch.entries.push(entry);
@@ -276,8 +277,10 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
       }
       live = host.touch(entry.doc, batch);
       run = holdsPending(live) ? runOf(host, entries, i, batch.vv) : run;
+      // Merged, updates that collide would splice before the doc is even reached: applied one by one.
+      if (run.length > 1 && mayCollide(live.ydoc, run.map((e) => e.update))) run = [entry];
       const update = run.length === 1 ? entry.update : Y.mergeUpdates(run.map((e) => e.update));
-      applyGuarded(host, entry.doc, live, update, { peer: job.from }, batch);
+      live = applyGuarded(host, entry.doc, live, update, { peer: job.from }, batch, run.length === 1 ? [decoded] : [update]);
     } catch (err) {
       for (const e of run) {
         batch.vv.set(e.origin, e.seq);
@@ -334,7 +337,17 @@ function runOf(host: StageHost, entries: readonly NewLogEntry[], start: number, 
 }
 
 /** Applies an update validateUpdate accepted (at enqueue for states, in stageRemote for entries). */
-function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown, batch: Batch): void {
+/**
+ * Applies a peer's update. One that reaches below clocks the doc holds may
+ * have spliced different content under the same ids (see crdt/load.ts): the
+ * doc is then replaced at once by what it reloads to. `parts`: the update,
+ * decoded when the caller has it so.
+ */
+function applyGuarded(
+  host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8Array, origin: unknown, batch: Batch,
+  parts: readonly (Uint8Array | DecodedUpdate)[] = [update],
+): LiveDoc {
+  const collide = mayCollide(live.ydoc, parts);
   try {
     applyValidated(live.ydoc, update, origin);
   } catch (err) {
@@ -343,6 +356,10 @@ function applyGuarded(host: StageHost, doc: DocKey, live: LiveDoc, update: Uint8
   }
   if (live.sizeBound !== null) live.sizeBound += update.byteLength;
   host.notePending(doc, live);
+  const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+  if (reloaded === null) return live;
+  batch.reloaded.push(doc);
+  return replaceLive(host, doc, reloaded, batch);
 }
 
 function ackOf(host: StageHost, seq: number, vv: VersionVector): WriteAck {

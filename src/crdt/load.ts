@@ -1,0 +1,106 @@
+/**
+ * Building a doc from updates, and what to do when those updates hold
+ * different content under the same struct ids.
+ *
+ * Yjs assumes one struct id (client, clock) names one piece of content
+ * everywhere. Two clients that write under one client id at two regions at
+ * once break that, and each region accepted its own write. Applying the
+ * other's then splices: Yjs skips the clocks the doc holds and integrates
+ * the rest next to content it was never written beside, taking the parent
+ * type from those neighbours. Such a doc is not what its own encoding
+ * reloads to, and worse, when a root type it spliced into is first read
+ * with a concrete type (`getMap`, `getText`) afterwards, Yjs re-parents only
+ * the items it reaches from that type's entries: the others keep a parent
+ * that is no longer in the doc, and every later encoding of the doc throws
+ * ("Unexpected case"). A region holding it could then commit no batch that
+ * touches it, compact it, or send it to a peer.
+ *
+ * So a doc that took updates reaching below clocks it (or an earlier update
+ * of the same build) already held is replaced at once by what its own
+ * encoding reloads to: encoding it is still safe then, since nothing has
+ * read its types since the splice. Every region does the same with the same
+ * states, and content conflicts are then found and resolved between whole
+ * states (docs/replace.ts). Updates that stay above what is held, which is
+ * all of ordinary replication, cost one pass over their headers.
+ */
+import * as Y from 'yjs';
+import { newDoc } from './clientid.js';
+import { digestParts } from './digest.js';
+import type { DecodedUpdate } from './validate.js';
+
+/**
+ * Whether applying `updates` in order to `doc` (or to an empty doc) may
+ * reach below a clock held by then: a struct starting under what the doc,
+ * or an earlier update of the list, holds of its client. Updates already
+ * decoded (`Y.decodeUpdate`) are read as they are.
+ */
+export function mayCollide(doc: Y.Doc | null, updates: readonly (Uint8Array | DecodedUpdate)[]): boolean {
+  const reach = new Map<number, number>();
+  const held = (client: number): number => reach.get(client) ?? (doc === null ? 0 : Y.getState(doc.store, client));
+  for (const update of updates) {
+    const { from, to } = clockRanges(update);
+    for (const [client, clock] of from) if (clock < held(client)) return true;
+    for (const [client, clock] of to) reach.set(client, Math.max(held(client), clock));
+  }
+  return false;
+}
+
+function clockRanges(update: Uint8Array | DecodedUpdate): { from: Map<number, number>; to: Map<number, number> } {
+  if (update instanceof Uint8Array) return Y.parseUpdateMeta(update);
+  const from = new Map<number, number>();
+  const to = new Map<number, number>();
+  for (const struct of update.structs) {
+    if (struct instanceof Y.Skip) continue;
+    const { client, clock } = struct.id;
+    from.set(client, Math.min(from.get(client) ?? clock, clock));
+    to.set(client, Math.max(to.get(client) ?? 0, clock + struct.length));
+  }
+  return { from, to };
+}
+
+/**
+ * Builds a doc (gc on) from stored updates, applied in one transaction, and
+ * only then sets `doc.clientID = clientId`. The order matters: Yjs replaces
+ * a doc's client id when a non-local transaction advances the clock of that
+ * id, which loading the doc's own earlier writes would do. Updates that may
+ * collide (see {@link mayCollide}) yield the doc their result reloads to.
+ *
+ * The updates must have been validated before they were stored; an error
+ * from Yjs propagates unchanged.
+ */
+export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc {
+  const doc = build(updates, clientId);
+  if (updates.length < 2 || !mayCollide(null, updates)) return doc;
+  const again = reloadedIfDiverged(doc);
+  if (again === null) return doc;
+  doc.destroy();
+  return again;
+}
+
+/**
+ * The doc as its own encoding reloads it (structs waiting for missing
+ * dependencies kept), when that differs from `ydoc` in structure or
+ * content; null when it is the same. Under `ydoc`'s client id. `state`:
+ * `ydoc`'s encoding, when the caller has it.
+ */
+export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(ydoc)): Y.Doc | null {
+  const { pendingStructs, pendingDs } = ydoc.store;
+  const parts = [state, pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
+  const reloaded = build(parts, ydoc.clientID);
+  const live = digestParts(ydoc);
+  const again = digestParts(reloaded);
+  if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
+    reloaded.destroy();
+    return null;
+  }
+  return reloaded;
+}
+
+function build(updates: readonly Uint8Array[], clientId: number): Y.Doc {
+  const doc = newDoc();
+  doc.transact(() => {
+    for (const update of updates) Y.applyUpdate(doc, update);
+  });
+  doc.clientID = clientId;
+  return doc;
+}

@@ -30,9 +30,11 @@ import type { DecodedUpdate } from './validate.js';
 
 /**
  * Whether applying `updates` in order to `doc` (or to an empty doc) may
- * reach below a clock held by then: a struct starting under what the doc,
- * or an earlier update of the list, holds of its client. Updates already
- * decoded (`Y.decodeUpdate`) are read as they are.
+ * splice: a struct starting under what the doc, or an earlier update of the
+ * list, holds of its client; or, for an update already decoded
+ * (`Y.decodeUpdate`), a struct placed between two held items that are not
+ * neighbours in one type (its writer saw other content under their ids: a
+ * diff that starts just past the clocks held, as anti-entropy sends).
  */
 export function mayCollide(doc: Y.Doc | null, updates: readonly (Uint8Array | DecodedUpdate)[]): boolean {
   const reach = new Map<number, number>();
@@ -40,7 +42,23 @@ export function mayCollide(doc: Y.Doc | null, updates: readonly (Uint8Array | De
   for (const update of updates) {
     const { from, to } = clockRanges(update);
     for (const [client, clock] of from) if (clock < held(client)) return true;
+    if (doc !== null && !(update instanceof Uint8Array) && placedAcrossTypes(doc, update)) return true;
     for (const [client, clock] of to) reach.set(client, Math.max(held(client), clock));
+  }
+  return false;
+}
+
+function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
+  const heldItem = (id: Y.ID): Y.Item | null => {
+    if (id.clock >= Y.getState(doc.store, id.client)) return null;
+    const struct = Y.getItem(doc.store, id) as Y.Item | Y.GC;
+    return struct instanceof Y.Item ? struct : null;
+  };
+  for (const struct of decoded.structs) {
+    if (!(struct instanceof Y.Item) || struct.origin === null || struct.rightOrigin === null) continue;
+    const left = heldItem(struct.origin);
+    const right = left && heldItem(struct.rightOrigin);
+    if (left && right && (left.parent !== right.parent || left.parentSub !== right.parentSub)) return true;
   }
   return false;
 }

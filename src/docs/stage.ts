@@ -114,8 +114,10 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       const mark = (): void => void (grew = true);
       live.ydoc.on('update', mark);
       const ydoc = live.ydoc;
+      // Decoded only for a document that holds something to collide with (a rebuild's are new).
+      const parts = ydoc.store.clients.size === 0 ? [job.update] : [Y.decodeUpdate(job.update)];
       try {
-        applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch);
+        applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch, parts);
       } finally {
         ydoc.off('update', mark);
       }

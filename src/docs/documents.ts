@@ -873,9 +873,8 @@ class DocumentsImpl implements Documents {
       batch.deferred.delete(doc);
       batch.deferredBytes -= bytes;
       const live = this.touch(doc, batch);
-      const collide = mayCollide(live.ydoc, deferred);
       try {
-        replayValidated(live.ydoc, deferred, 'replay');
+        this.replayChecked(doc, live, deferred, batch);
       } catch (err) {
         // Stored all the same, as entries held beside a state are: the job
         // that needed the document fails, and the store's copy (which skips
@@ -889,11 +888,6 @@ class DocumentsImpl implements Documents {
       if (live.sizeBound !== null) live.sizeBound += bytes;
       batch.changed.set(doc, live);
       this.notePending(doc, live);
-      const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
-      if (reloaded !== null) {
-        batch.reloaded.push(doc);
-        replaceLive(this.stager, doc, reloaded, batch);
-      }
       return live;
     }
     if (!this.cache.recentlyUsed(doc, this.options.inUseMs ?? IN_USE_MS)) batch.cold.add(doc);
@@ -925,9 +919,23 @@ class DocumentsImpl implements Documents {
       return;
     }
     const live = this.touch(doc, batch);
-    replayValidated(live.ydoc, staged.map((e) => e.update), 'replay');
+    this.replayChecked(doc, live, staged.map((e) => e.update), batch);
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);
+  }
+
+  /**
+   * Applies stored updates of this batch to a live doc it touched; one that
+   * spliced other content under held ids (see crdt/load.ts) is replaced by
+   * what it reloads to, as a peer's update applied in staging is.
+   */
+  private replayChecked(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[], batch: Batch): void {
+    const collide = mayCollide(live.ydoc, updates);
+    replayValidated(live.ydoc, updates, 'replay');
+    const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+    if (reloaded === null) return;
+    batch.reloaded.push(doc);
+    replaceLive(this.stager, doc, reloaded, batch);
   }
 
   private loadDoc(doc: DocKey): LiveDoc | null {

@@ -62,7 +62,7 @@ export interface Metrics {
   readonly quarantinedEntries: Counter<'peer'>;
   readonly commitsRefused: Counter;
   readonly conflicts: Counter;
-  /** Documents replaced by their reloaded state before a content conflict was resolved. */
+  /** Documents replaced by their reloaded state (after a splice, or before a content conflict was resolved). */
   readonly documentsReloaded: Counter;
   /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
   readonly waitingRequests: Gauge;
@@ -216,7 +216,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     documentsReloaded: new Counter({
       name: 'meridian_documents_reloaded_total',
-      help: 'Documents replaced by what their own state reloads to before a content conflict was resolved (clients wrote under one Yjs id at two regions).',
+      help: 'Documents replaced by what their own state reloads to, after an update spliced other content under held Yjs ids or before a content conflict was resolved (clients wrote under one Yjs id at two regions).',
       registers,
     }),
     quarantinedEntries: new Counter({

@@ -16,7 +16,8 @@
  * touches it, compact it, or send it to a peer.
  *
  * So a doc that took updates reaching below clocks it (or an earlier update
- * of the same build) already held is replaced at once by what its own
+ * of the same build) already held, or placing an item between held items of
+ * two types, is replaced at once by what its own
  * encoding reloads to: encoding it is still safe then, since nothing has
  * read its types since the splice. Every region does the same with the same
  * states, and content conflicts are then found and resolved between whole
@@ -39,11 +40,21 @@ import type { DecodedUpdate } from './validate.js';
 export function mayCollide(doc: Y.Doc | null, updates: readonly (Uint8Array | DecodedUpdate)[]): boolean {
   const reach = new Map<number, number>();
   const held = (client: number): number => reach.get(client) ?? (doc === null ? 0 : Y.getState(doc.store, client));
-  for (const update of updates) {
-    const { from, to } = clockRanges(update);
-    for (const [client, clock] of from) if (clock < held(client)) return true;
-    if (doc !== null && !(update instanceof Uint8Array) && placedAcrossTypes(doc, update)) return true;
-    for (const [client, clock] of to) reach.set(client, Math.max(held(client), clock));
+  for (const [i, update] of updates.entries()) {
+    const last = i === updates.length - 1;
+    if (update instanceof Uint8Array) {
+      const { from, to } = Y.parseUpdateMeta(update);
+      for (const [client, clock] of from) if (clock < held(client)) return true;
+      if (!last) for (const [client, clock] of to) reach.set(client, Math.max(held(client), clock));
+      continue;
+    }
+    // The common case, one entry of a peer's log: a pass over its structs, nothing allocated.
+    for (const struct of update.structs) if (!(struct instanceof Y.Skip) && struct.id.clock < held(struct.id.client)) return true;
+    if (doc !== null && placedAcrossTypes(doc, update)) return true;
+    if (last) continue;
+    for (const struct of update.structs) {
+      if (!(struct instanceof Y.Skip)) reach.set(struct.id.client, Math.max(held(struct.id.client), struct.id.clock + struct.length));
+    }
   }
   return false;
 }
@@ -61,19 +72,6 @@ function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
     if (left && right && (left.parent !== right.parent || left.parentSub !== right.parentSub)) return true;
   }
   return false;
-}
-
-function clockRanges(update: Uint8Array | DecodedUpdate): { from: Map<number, number>; to: Map<number, number> } {
-  if (update instanceof Uint8Array) return Y.parseUpdateMeta(update);
-  const from = new Map<number, number>();
-  const to = new Map<number, number>();
-  for (const struct of update.structs) {
-    if (struct instanceof Y.Skip) continue;
-    const { client, clock } = struct.id;
-    from.set(client, Math.min(from.get(client) ?? clock, clock));
-    to.set(client, Math.max(to.get(client) ?? 0, clock + struct.length));
-  }
-  return { from, to };
 }
 
 /**

@@ -112,8 +112,9 @@ export interface Documents {
   /** Commits the store refused since this process started (their writes were answered 503). */
   refusedCommits(): number;
   /**
-   * Documents replaced by their reloaded state before a content conflict was
-   * resolved, since this process started (see replace.ts).
+   * Documents replaced by their reloaded state, after an update spliced other
+   * content under held Yjs ids (crdt/load.ts) or before a content conflict
+   * was resolved (replace.ts), since this process started.
    */
   reloadedDocs(): number;
 

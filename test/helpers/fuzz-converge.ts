@@ -4,14 +4,18 @@
  * pending, and every touched document reading the same everywhere. Also the
  * Yjs inputs that only several regions can produce: two clients posting
  * different content under one clientID to two regions at once, and a client
- * writing under another region's writer clientID.
+ * writing under another region's writer clientID. JSON writes (whole
+ * documents, merge patches, typed ops, deletes) race each other and Yjs
+ * writes on the same keys, with types that disagree.
  */
 import fc from 'fast-check';
+import * as encoding from 'lib0/encoding';
+import { WebSocket } from 'ws';
 import * as Y from 'yjs';
 import { stableClientId } from '../../src/crdt/clientid.js';
 import { docKey, type WriterId } from '../../src/ids.js';
 import { undocumentedAnswer, type DocRef, type FuzzStats } from './fuzz-oracle.js';
-import type { FuzzResponse, FuzzTarget } from './fuzz-target.js';
+import { REQUEST_TIMEOUT_MS, type FuzzRequest, type FuzzResponse, type FuzzTarget } from './fuzz-target.js';
 import { YjsClients, stepUpdate, yjsStepArb, type Edit, type YjsStep } from './fuzz-yjs.js';
 
 /** Sequence numbers at or beyond this are not plausible (see item 12). */
@@ -21,18 +25,48 @@ export type ConvergeStep =
   | { kind: 'yjs'; step: YjsStep }
   /**
    * The same clientID and clock, different content, posted at once: `writes[i]`
-   * to region `first + i` (so with three regions, two or three of them).
+   * to region `first + i` (so with three regions, two or three of them), over
+   * a live connection where `live[i]` (and the region is a process).
    */
-  | { kind: 'collide'; clientId: number; first: number; writes: Edit[][] }
+  | { kind: 'collide'; clientId: number; first: number; writes: Edit[][]; live?: boolean[] }
   /** A client writes under the clientID of region `owner`'s writer, at region `at`. */
   | { kind: 'as-writer'; owner: number; at: number; edits: Edit[] }
   /** Cuts every link of region `region` until a `heal` step or the end of the steps. */
   | { kind: 'partition'; region: number }
-  | { kind: 'heal' };
+  | { kind: 'heal' }
+  /** JSON writes posted at once: `writes[i]` to region `first + i`. */
+  | { kind: 'json'; first: number; writes: JsonWrite[] };
+
+/** A JSON write as a client sends it. */
+export type JsonWrite =
+  | { route: 'put' | 'patch'; body: Record<string, unknown> }
+  | { route: 'ops'; ops: Record<string, unknown>[] }
+  | { route: 'delete' };
 
 const editArb: fc.Arbitrary<Edit> = fc.oneof(
   fc.record({ t: fc.constant('set' as const), key: fc.constantFrom('a', 'b'), value: fc.oneof(fc.integer(), fc.constant('x')) }),
   fc.record({ t: fc.constant('text' as const), name: fc.constant('t'), index: fc.nat(3), text: fc.constantFrom('a', 'XY') }),
+);
+
+/** Keys the Yjs edits use too (`root.a`, `root.b`, and `t`), with values of every type the model has. */
+const jsonKeyArb = fc.constantFrom('a', 'b', 't');
+const jsonValueArb: fc.Arbitrary<unknown> = fc.oneof(
+  fc.integer({ min: -3, max: 3 }), fc.constantFrom<unknown>('x', '', true, null),
+  fc.record({ x: fc.integer({ min: 0, max: 3 }) }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 2 }),
+);
+const jsonPathArb = fc.oneof(jsonKeyArb.map((k) => [k]), fc.tuple(jsonKeyArb, fc.constant('x')).map((p) => [...p]));
+const jsonOpArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+  fc.record({ op: fc.constant('set'), path: jsonPathArb, value: jsonValueArb }),
+  fc.record({ op: fc.constant('delete'), path: jsonPathArb }),
+  fc.record({ op: fc.constant('increment'), path: jsonPathArb, by: fc.integer({ min: -3, max: 3 }) }),
+  fc.record({ op: fc.constantFrom('add', 'remove'), path: jsonPathArb, value: fc.constantFrom<unknown>('x', 1, null) }),
+  fc.record({ op: fc.constant('insertText'), path: jsonPathArb, index: fc.nat(3), text: fc.constantFrom('a', 'XY') }),
+  fc.record({ op: fc.constant('deleteText'), path: jsonPathArb, index: fc.nat(2), length: fc.nat(2) }),
+);
+const jsonWriteArb: fc.Arbitrary<JsonWrite> = fc.oneof(
+  { arbitrary: fc.record({ route: fc.constantFrom('put' as const, 'patch' as const), body: fc.dictionary(jsonKeyArb, jsonValueArb, { maxKeys: 3 }) }), weight: 3 },
+  { arbitrary: fc.record({ route: fc.constant('ops' as const), ops: fc.array(jsonOpArb, { minLength: 1, maxLength: 3 }) }), weight: 4 },
+  { arbitrary: fc.constant<JsonWrite>({ route: 'delete' }), weight: 1 },
 );
 
 /** With `faults`, steps also cut a region off and heal it (needs {@link ConvergeContext.faults}). */
@@ -50,8 +84,16 @@ export function convergeStepArb(regions: number, faults = false): fc.Arbitrary<C
       arbitrary: fc.record({
         kind: fc.constant('collide' as const), clientId: fc.integer({ min: 1, max: 2 ** 31 }), first: fc.nat(regions - 1),
         writes: fc.array(fc.array(editArb, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: Math.max(2, regions) }),
+        live: fc.array(fc.boolean(), { minLength: regions, maxLength: regions }),
       }),
       weight: 2,
+    },
+    {
+      arbitrary: fc.record({
+        kind: fc.constant('json' as const), first: fc.nat(regions - 1),
+        writes: fc.array(jsonWriteArb, { minLength: 1, maxLength: regions }),
+      }),
+      weight: 4,
     },
     {
       arbitrary: fc.record({ kind: fc.constant('as-writer' as const), owner: fc.nat(regions - 1), at: fc.nat(regions - 1), edits: fc.array(editArb, { minLength: 1, maxLength: 2 }) }),
@@ -87,7 +129,19 @@ export async function runConvergeSteps(ctx: ConvergeContext, doc: DocRef, steps:
         await post(target, await stepUpdate(target, doc, clients, s.step));
       } else if (s.kind === 'collide') {
         const n = ctx.targets.length;
-        await Promise.all(s.writes.map((edits, i) => post(ctx.targets[(s.first + i) % n]!, clientUpdate(s.clientId, edits))));
+        await Promise.all(s.writes.map(async (edits, i) => {
+          const target = ctx.targets[(s.first + i) % n]!;
+          const update = clientUpdate(s.clientId, edits);
+          if (s.live?.[i] !== true || target.url === undefined) return post(target, update);
+          const problem = await liveWrite(target.url, doc, update);
+          if (problem !== null) violations.push(`${target.name}: ${problem}`);
+        }));
+      } else if (s.kind === 'json') {
+        const n = ctx.targets.length;
+        await Promise.all(s.writes.map(async (w, i) => {
+          const target = ctx.targets[(s.first + i) % n]!;
+          record(ctx, await target.send(jsonRequest(doc, w)), violations, target.name);
+        }));
       } else if (s.kind === 'partition' || s.kind === 'heal') {
         if (!ctx.faults) throw new Error(`a ${s.kind} step needs link faults`);
         if (s.kind === 'heal') ctx.faults.heal();
@@ -108,6 +162,58 @@ function record(ctx: ConvergeContext, res: FuzzResponse, violations: string[], w
   ctx.stats?.countAnswer(res);
   const problem = undocumentedAnswer(res);
   if (problem !== null) violations.push(`${where}: ${problem}`);
+}
+
+/** Close codes of a live connection that no input may cause: the server's internal error, or none at all. */
+const LIVE_FAULTS = new Set([1006, 1011, 4500]);
+
+/**
+ * Sends `update` as a live client of `doc` at the region at `baseUrl`, then
+ * a sync step 1; the answer to that comes once the region has handled the
+ * update (it handles a connection's messages in order). A documented close
+ * (say 4410 when the document is reloaded) ends the wait too.
+ */
+async function liveWrite(baseUrl: string, doc: DocRef, update: Uint8Array): Promise<string | null> {
+  const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/v1/live/${doc.collection}/${doc.id}`);
+  ws.binaryType = 'nodebuffer';
+  try {
+    return await new Promise<string | null>((resolve) => {
+      const timer = setTimeout(() => resolve(`live write: no answer within ${REQUEST_TIMEOUT_MS} ms`), REQUEST_TIMEOUT_MS);
+      const done = (problem: string | null): void => { clearTimeout(timer); resolve(problem); };
+      ws.on('unexpected-response', (_req, res) => done(`live upgrade answered ${res.statusCode ?? 0}`));
+      ws.on('error', (err) => done(`live connection failed: ${err.message}`));
+      ws.on('close', (code) => done(LIVE_FAULTS.has(code) ? `live connection closed with ${code}` : null));
+      ws.on('open', () => {
+        ws.send(syncMessage(2, update));
+        ws.send(syncMessage(0, Y.encodeStateVector(new Y.Doc())));
+      });
+      ws.on('message', (data: Buffer) => {
+        // A sync message (0) of step 2 (1) answers the step 1 sent after the update.
+        if (data[0] === 0 && data[1] === 1) done(null);
+      });
+    });
+  } finally {
+    ws.terminate();
+  }
+}
+
+/** A y-websocket sync message: step 1 (0) carries a state vector, an update (2) an update. */
+function syncMessage(step: 0 | 2, payload: Uint8Array): Uint8Array {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, 0);
+  encoding.writeVarUint(e, step);
+  encoding.writeVarUint8Array(e, payload);
+  return encoding.toUint8Array(e);
+}
+
+function jsonRequest(doc: DocRef, w: JsonWrite): FuzzRequest {
+  const path = `/v1/docs/${doc.collection}/${doc.id}`;
+  if (w.route === 'delete') return { method: 'DELETE', path, headers: {} };
+  const json = (body: unknown, type = 'application/json'): Pick<FuzzRequest, 'headers' | 'body'> =>
+    ({ headers: { 'content-type': type }, body: Buffer.from(JSON.stringify(body)) });
+  if (w.route === 'ops') return { method: 'POST', path: `${path}/ops`, ...json({ ops: w.ops }) };
+  if (w.route === 'patch') return { method: 'PATCH', path, ...json(w.body, 'application/merge-patch+json') };
+  return { method: 'PUT', path, ...json(w.body) };
 }
 
 function clientUpdate(clientId: number, edits: Edit[]): Uint8Array {

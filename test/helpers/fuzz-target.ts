@@ -24,6 +24,8 @@ export interface FuzzResponse {
 /** A region under fuzz. */
 export interface FuzzTarget {
   readonly name: string;
+  /** The region process's base URL, for what needs a socket of its own (live connections); none in process. */
+  readonly url?: string;
   send(req: FuzzRequest): Promise<FuzzResponse>;
 }
 
@@ -51,7 +53,7 @@ export function socketTarget(baseUrl: string, name: string): FuzzTarget {
   const url = new URL(baseUrl);
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   return {
-    name,
+    name, url: baseUrl,
     send(req) {
       return new Promise((resolve, reject) => {
         const headers = { ...req.headers, ...(req.body === undefined ? {} : { 'content-length': String(req.body.length) }) };

@@ -133,8 +133,10 @@ export async function runConvergeSteps(ctx: ConvergeContext, doc: DocRef, steps:
           const target = ctx.targets[(s.first + i) % n]!;
           const update = clientUpdate(s.clientId, edits);
           if (s.live?.[i] !== true || target.url === undefined) return post(target, update);
-          const problem = await liveWrite(target.url, doc, update);
-          if (problem !== null) violations.push(`${target.name}: ${problem}`);
+          ctx.stats?.countCase('converge:collide-live-write');
+          const outcome = await liveWrite(target.url, doc, update);
+          ctx.stats?.countOutcome(`live ${outcome.what}`);
+          if (outcome.problem) violations.push(`${target.name}: live write ${outcome.what}`);
         }));
       } else if (s.kind === 'json') {
         const n = ctx.targets.length;
@@ -171,25 +173,24 @@ const LIVE_FAULTS = new Set([1006, 1011, 4500]);
  * Sends `update` as a live client of `doc` at the region at `baseUrl`, then
  * a sync step 1; the answer to that comes once the region has handled the
  * update (it handles a connection's messages in order). A documented close
- * (say 4410 when the document is reloaded) ends the wait too.
+ * (say 4409 for a client id in use) ends the wait too.
  */
-async function liveWrite(baseUrl: string, doc: DocRef, update: Uint8Array): Promise<string | null> {
+async function liveWrite(baseUrl: string, doc: DocRef, update: Uint8Array): Promise<{ what: string; problem: boolean }> {
   const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/v1/live/${doc.collection}/${doc.id}`);
-  ws.binaryType = 'nodebuffer';
   try {
-    return await new Promise<string | null>((resolve) => {
-      const timer = setTimeout(() => resolve(`live write: no answer within ${REQUEST_TIMEOUT_MS} ms`), REQUEST_TIMEOUT_MS);
-      const done = (problem: string | null): void => { clearTimeout(timer); resolve(problem); };
-      ws.on('unexpected-response', (_req, res) => done(`live upgrade answered ${res.statusCode ?? 0}`));
-      ws.on('error', (err) => done(`live connection failed: ${err.message}`));
-      ws.on('close', (code) => done(LIVE_FAULTS.has(code) ? `live connection closed with ${code}` : null));
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ what: `no answer within ${REQUEST_TIMEOUT_MS} ms`, problem: true }), REQUEST_TIMEOUT_MS);
+      const done = (what: string, problem = false): void => { clearTimeout(timer); resolve({ what, problem }); };
+      ws.on('unexpected-response', (_req, res) => done(`upgrade answered ${res.statusCode ?? 0}`, true));
+      ws.on('error', (err) => done(`connection failed: ${err.message}`, true));
+      ws.on('close', (code, reason) => done(`closed ${code} ${reason.toString()}`, LIVE_FAULTS.has(code)));
       ws.on('open', () => {
         ws.send(syncMessage(2, update));
         ws.send(syncMessage(0, Y.encodeStateVector(new Y.Doc())));
       });
       ws.on('message', (data: Buffer) => {
         // A sync message (0) of step 2 (1) answers the step 1 sent after the update.
-        if (data[0] === 0 && data[1] === 1) done(null);
+        if (data[0] === 0 && data[1] === 1) done('handled');
       });
     });
   } finally {

@@ -151,12 +151,20 @@ export interface LimitsConfig {
   readonly feedQueueBytes: number;
   /** Change-feed streams one region serves at once; beyond this 503 `unavailable`. Default 1000. */
   readonly maxFeedSubscribers: number;
+  /**
+   * Change-feed streams one caller (a token, or a client address when no
+   * tokens are configured) may hold open; beyond this 429. Default a
+   * quarter of `maxFeedSubscribers` (250).
+   */
+  readonly maxFeedSubscribersPerCaller: number;
   /** Interval of the `: ping` comments on idle change-feed streams, in ms; default 15000. */
   readonly feedHeartbeatMs: number;
   /** Live (WebSocket) connections one document may have in a region; beyond this 503. Default 500. */
   readonly liveConnectionsPerDoc: number;
   /** Live connections a region may have; beyond this 503. Default 10000. */
   readonly liveConnections: number;
+  /** Live connections one caller may hold; beyond this 429. Default a quarter of `liveConnections` (2500). */
+  readonly liveConnectionsPerCaller: number;
   /**
    * Bytes queued for one live client beyond which it is dropped (it reconnects
    * and resyncs), so that one slow reader never slows the others. Default 4 MiB.
@@ -315,9 +323,11 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     maxWaitMs: 60_000,
     feedQueueBytes: MIB,
     maxFeedSubscribers: 1000,
+    maxFeedSubscribersPerCaller: 250,
     feedHeartbeatMs: 15_000,
     liveConnectionsPerDoc: 500,
     liveConnections: 10_000,
+    liveConnectionsPerCaller: 2500,
     liveSendBufferBytes: 4 * MIB,
     liveKeepAliveMs: 10_000,
   },
@@ -401,9 +411,11 @@ const LimitsSchema = strict({
   maxWaitMs: Type.Optional(int(0, MAX_TIMER_MS)),
   feedQueueBytes: Type.Optional(int(1024)),
   maxFeedSubscribers: Type.Optional(int(0)),
+  maxFeedSubscribersPerCaller: Type.Optional(int(0)),
   feedHeartbeatMs: Type.Optional(int(100, MAX_TIMER_MS)),
   liveConnectionsPerDoc: Type.Optional(int(1)),
   liveConnections: Type.Optional(int(1)),
+  liveConnectionsPerCaller: Type.Optional(int(1)),
   liveSendBufferBytes: Type.Optional(int(1024)),
   liveKeepAliveMs: Type.Optional(int(100, 25_000)),
 });
@@ -543,11 +555,15 @@ function resolveReplication(c: ConfigInput): ReplicationConfig {
   return { ...DEFAULTS.replication, maxFrameBytes: Math.max(DEFAULTS.replication.maxFrameBytes, needed), ...c.replication };
 }
 
-/** The per-caller cap follows `maxConcurrentRequests` unless set. */
+/** Each per-caller cap is a quarter of the region's bound it shares unless set. */
 function resolveLimits(given: ConfigInput['limits']): LimitsConfig {
-  const maxConcurrentRequests = given?.maxConcurrentRequests ?? DEFAULTS.limits.maxConcurrentRequests;
-  const maxConcurrentPerCaller = Math.max(1, Math.floor(maxConcurrentRequests / 4));
-  return { ...DEFAULTS.limits, maxConcurrentPerCaller, ...given };
+  const quarter = (of: number): number => Math.min(of, Math.max(1, Math.floor(of / 4)));
+  const shares = {
+    maxConcurrentPerCaller: quarter(given?.maxConcurrentRequests ?? DEFAULTS.limits.maxConcurrentRequests),
+    maxFeedSubscribersPerCaller: quarter(given?.maxFeedSubscribers ?? DEFAULTS.limits.maxFeedSubscribers),
+    liveConnectionsPerCaller: quarter(given?.liveConnections ?? DEFAULTS.limits.liveConnections),
+  };
+  return { ...DEFAULTS.limits, ...shares, ...given };
 }
 
 function resolveQuota(q: Static<typeof QuotaSchema>): TokenQuotaConfig {
@@ -599,6 +615,8 @@ function crossCheck(c: ConfigInput, baseDir: string): ConfigProblem[] {
   order('limits.headersTimeoutMs', 'limits.requestTimeoutMs', l.headersTimeoutMs, l.requestTimeoutMs);
   order('limits.bodyTimeoutMs', 'limits.requestTimeoutMs', l.bodyTimeoutMs, l.requestTimeoutMs);
   order('limits.maxConcurrentPerCaller', 'limits.maxConcurrentRequests', l.maxConcurrentPerCaller, l.maxConcurrentRequests);
+  order('limits.maxFeedSubscribersPerCaller', 'limits.maxFeedSubscribers', l.maxFeedSubscribersPerCaller, l.maxFeedSubscribers);
+  order('limits.liveConnectionsPerCaller', 'limits.liveConnections', l.liveConnectionsPerCaller, l.liveConnections);
   order('limits.defaultWaitMs', 'limits.maxWaitMs', l.defaultWaitMs, l.maxWaitMs);
   return problems;
 }

@@ -120,6 +120,8 @@ export const LIVE_CLOSE = {
   documentReplaced: 4410,
   /** The update or awareness message is too large (`body_too_large`). */
   tooLarge: 4413,
+  /** The caller holds its share of the region's live connections (`too_many_requests`). */
+  callerBusy: 4429,
   /** The region is stopping or not taking writes yet (`unavailable`): reconnect. */
   unavailable: 4503,
 } as const;

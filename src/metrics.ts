@@ -77,7 +77,7 @@ export interface Metrics {
   readonly feedSubscribers: Gauge;
   /**
    * Change-feed streams cut off (`slow_consumer`, `resume_too_large`) or
-   * refused at the region's stream limit (`subscriber_limit`), by reason.
+   * refused at the region's stream limit (`subscriber_limit`) or the caller's (`caller_limit`), by reason.
    */
   readonly feedCutoffs: Counter<'reason'>;
 

@@ -83,6 +83,16 @@ describe('loadConfig', () => {
     expect(frame({ peers: peers(2), replication: { maxFrameBytes: 4 * MIB } })).toBe(4 * MIB);
   });
 
+  it("gives each caller a quarter of the region's bounds unless set", () => {
+    const shares = (limits: Record<string, unknown>) => {
+      const l = parseConfig({ ...minimal(), limits }, dir).limits;
+      return [l.maxConcurrentPerCaller, l.maxFeedSubscribersPerCaller, l.liveConnectionsPerCaller];
+    };
+    expect(shares({})).toEqual([64, 250, 2500]);
+    expect(shares({ maxConcurrentRequests: 2, maxFeedSubscribers: 0, liveConnections: 40 })).toEqual([1, 0, 10]);
+    expect(shares({ liveConnections: 40, liveConnectionsPerCaller: 40, maxFeedSubscribersPerCaller: 7 })).toEqual([64, 7, 40]);
+  });
+
   it('gives tls null and no tokens when they are left out', () => {
     const c = parseConfig(minimal(), dir);
     expect(c.tls).toBeNull();
@@ -160,6 +170,7 @@ describe('config errors name the field and the fault', () => {
     ['missing tls file', { tls: { cert: 'missing-cert.pem', key: 'missing-key.pem' } }, /tls\.cert: file not found: .*missing-cert\.pem/],
     ['inconsistent bounds', { replication: { reconnectMinMs: 500, reconnectMaxMs: 100 } }, /replication\.reconnectMinMs: must be <= replication\.reconnectMaxMs/],
     ['not an object', { storage: [] }, /storage: must be an object/],
+    ['a caller share over its bound', { limits: { liveConnections: 10, liveConnectionsPerCaller: 11 } }, /limits\.liveConnectionsPerCaller: must be <= limits\.liveConnections \(10\)/],
   ];
   it.each(cases)('%s', (_name, patch, expected) => {
     expect(errorFor(patch)).toMatch(expected);

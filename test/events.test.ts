@@ -412,6 +412,35 @@ describe('change feed limits', () => {
   });
 });
 
+describe("a caller's share of change feeds", () => {
+  it('refuses a caller its feeds beyond limits.maxFeedSubscribersPerCaller with 429; another caller opens one; a closed one frees its place', async () => {
+    const small = await startNode({ maxFeedSubscribersPerCaller: 2 });
+    const feeds: FeedReader[] = [];
+    const readNotes = { authorization: `Bearer ${READ_NOTES}` };
+    try {
+      for (const path of ['/v1/events/c', '/v1/events/notes']) feeds.push(await openFeed(`${small.url}${path}`, AUTH));
+      const refused = await openFeed(`${small.url}/v1/events/notes/one`, AUTH);
+      expect(refused.status).toBe(429);
+      expect(refused.errorBody).toMatchObject({ error: 'too_many_requests' });
+      const other = await openFeed(`${small.url}/v1/events/notes`, readNotes);
+      feeds.push(other);
+      expect(other.status).toBe(200);
+      feeds[0]?.close();
+      await waitFor('a freed place', async () => {
+        const next = await openFeed(`${small.url}/v1/events/c`, AUTH);
+        feeds.push(next);
+        return next.status === 200;
+      });
+      const metrics = await small.metrics.scrape();
+      expect(metrics).toMatch(/meridian_feed_cutoffs_total\{reason="caller_limit",region="events"\} [1-9]/);
+      expect(metrics).toMatch(/meridian_feed_subscribers\{region="events"\} 3/);
+    } finally {
+      for (const f of feeds) f.close();
+      await small.close();
+    }
+  });
+});
+
 /** A feed read with node:http whose response is paused: the consumer stops reading. */
 async function pausedFeed(url: string): Promise<{ drain(): Promise<SseMessage[]> }> {
   const res = await new Promise<IncomingMessage>((resolve, reject) => {

@@ -465,3 +465,55 @@ describe('announcing the awareness frame in the link handshake', () => {
     }
   });
 });
+
+describe("a caller's share of live connections", () => {
+  const OTHER = 'live-test-token-another-caller';
+  let own: Cluster;
+  let url: string;
+
+  beforeAll(async () => {
+    own = await startTestCluster(['solo'], {
+      limits: { liveConnectionsPerCaller: 2 },
+      auth: { tokens: [{ token: RW, scope: 'read-write' }, { token: OTHER, scope: 'read-write' }] },
+    });
+    url = own.url('solo');
+  }, 60_000);
+  afterAll(async () => {
+    await own?.dispose();
+  });
+
+  const connect = (doc: string, token: string): Raw => {
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/live/${doc}`, { headers: { authorization: `Bearer ${token}` } });
+    sockets.push(ws);
+    ws.on('error', () => undefined);
+    return {
+      ws, messages: [],
+      opened: new Promise((resolve) => ws.once('open', () => resolve())),
+      refusedWith: new Promise((resolve) => ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))),
+      closed: new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }))),
+    };
+  };
+
+  test('a caller beyond limits.liveConnectionsPerCaller gets 429 before the upgrade; other callers connect; a closed one frees its place', async () => {
+    const mine = [connect('share/a', RW), connect('share/b', RW)];
+    await Promise.all(mine.map((c) => c.opened));
+    // Over its share, on any document.
+    const over = connect('share/c', RW);
+    expect(await over.refusedWith).toBe(429);
+    // Another caller is not affected, on the same documents.
+    const theirs = connect('share/a', OTHER);
+    await theirs.opened;
+    mine[0]?.ws.close();
+    await mine[0]?.closed;
+    await waitFor('a freed place', async () => {
+      const again = connect('share/c', RW);
+      const outcome = await Promise.race([again.opened.then(() => 'open'), again.refusedWith.then(String)]);
+      if (outcome !== 'open') return undefined;
+      again.ws.close();
+      return true;
+    });
+    const metrics = String((await http<string>(`${url}/metrics`)).body);
+    expect(metrics).toMatch(/meridian_requests_refused_total\{reason="live_caller_connections"[^}]*\} [1-9]/);
+    for (const c of [...mine, theirs]) c.ws.close();
+  });
+});

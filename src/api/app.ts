@@ -209,5 +209,5 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
   await api.register(docRoutes, { documents, session });
   await api.register(conflictRoutes, { documents });
   await api.register(yjsRoutes, { documents, session, yjsUpdateBytes: config.limits.yjsUpdateBytes });
-  await api.register(eventRoutes, { documents, replication, log: deps.feedLog ?? null, limits: config.limits, metrics });
+  await api.register(eventRoutes, { documents, replication, log: deps.feedLog ?? null, limits: config.limits, metrics, callerOf: caller });
 }

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MeridianError } from '../errors.js';
-import type { Principals } from './auth.js';
+import type { Principal, Principals } from './auth.js';
 import type { RefusalReason } from './refusals.js';
 
 export interface ConcurrencyLimit {
@@ -30,8 +30,12 @@ export interface ConcurrencyOptions {
  * the proxy's address; configure tokens there.
  */
 export function callerOf(principals: Principals, request: FastifyRequest): string {
-  const principal = principals.principalOf(request);
-  return principal === null ? `address ${request.ip}` : `token ${principal.id} (${principal.name})`;
+  return callerKey(principals.principalOf(request), request.ip);
+}
+
+/** The caller of a request by `principal` (null when no token was needed) from `ip`. */
+export function callerKey(principal: Principal | null, ip: string): string {
+  return principal === null ? `address ${ip}` : `token ${principal.id} (${principal.name})`;
 }
 
 /** Installs the caps on `app`; install it after access control, which tells who the caller is. */

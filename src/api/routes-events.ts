@@ -7,7 +7,8 @@
  * EventSource, which cannot set headers). They choose the scope and a
  * resume position (`Last-Event-ID` or `?after=`, a version token checked
  * like `meridian-after`). Bounds: `limits.maxFeedSubscribers` streams per
- * region (503 beyond), `limits.feedQueueBytes` unsent per stream (cut off
+ * region (503 beyond), `limits.maxFeedSubscribersPerCaller` per caller (429
+ * beyond), `limits.feedQueueBytes` unsent per stream (cut off
  * beyond, with the position to resume from), a resume reads at most
  * MAX_RESUME_SCAN log entries (beyond it, it is answered by state), and a
  * resume at a region lacking the position waits at most
@@ -26,6 +27,7 @@ import type { ReplicationView } from '../replication/types.js';
 import type { Metrics } from '../metrics.js';
 import { createLogLimiter } from '../log-limiter.js';
 import { covers } from '../vv.js';
+import { CallerSlots } from './caller-slots.js';
 import { FeedHub, FeedSubscriber, type CutoffReason } from './feed-hub.js';
 import { resume } from './feed-resume.js';
 import { SseStream } from './feed-stream.js';
@@ -34,7 +36,7 @@ import { CollectionParams, DocParams, checkName } from './schemas.js';
 /** Route patterns of the change feeds (exempt from the request cap: they have their own). */
 export const EVENT_ROUTES = ['/v1/events/:collection', '/v1/events/:collection/:id'] as const;
 
-export type FeedLimits = Pick<LimitsConfig, 'feedQueueBytes' | 'maxFeedSubscribers' | 'feedHeartbeatMs' | 'defaultWaitMs'>;
+export type FeedLimits = Pick<LimitsConfig, 'feedQueueBytes' | 'maxFeedSubscribers' | 'maxFeedSubscribersPerCaller' | 'feedHeartbeatMs' | 'defaultWaitMs'>;
 
 export interface EventRouteDeps {
   documents: Documents;
@@ -43,6 +45,8 @@ export interface EventRouteDeps {
   log: FeedLog | null;
   limits: FeedLimits;
   metrics: Metrics;
+  /** Who a request comes from, as per-caller limits count it (see `callerOf` in limits.ts). */
+  callerOf: (request: FastifyRequest) => string;
 }
 
 const EventQuery = Type.Object({
@@ -61,11 +65,12 @@ const EventStream = {
     '`reset`, `ready` and a final `cutoff`; `: ping` comments every feedHeartbeatMs',
   content: { 'text/event-stream': { schema: Type.String() } },
 };
-const responses = { 200: EventStream, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 503: ErrorResponse };
+const responses = { 200: EventStream, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse };
 
 /** Registers the change-feed routes. */
 export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
   const hub = new FeedHub(deps.documents);
+  const callers = new CallerSlots(deps.limits.maxFeedSubscribersPerCaller);
   const limiter = createLogLimiter({ logger: app.log, onSuppressed: (event) => deps.metrics.logSuppressed.inc({ event }) });
   deps.metrics.onCollect(() => deps.metrics.feedSubscribers.set(hub.size));
   // Streams never end by themselves: closing must end them, or it would wait for them forever.
@@ -77,12 +82,24 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
   };
   const serve = async (request: FastifyRequest<{ Querystring: EventQuery }>, reply: FastifyReply, scope: FeedScope): Promise<void> => {
     const since = positionOf(request);
+    const caller = deps.callerOf(request);
+    if (callers.full(caller)) {
+      deps.metrics.feedCutoffs.inc({ reason: 'caller_limit' });
+      limiter.warn('feed_caller_limit', caller, { limit: callers.max }, 'change feed refused');
+      void reply.header('retry-after', '1');
+      throw new MeridianError(
+        'too_many_requests',
+        `this caller has ${callers.max} change feeds open at this region (limits.maxFeedSubscribersPerCaller); close one first`,
+      );
+    }
     if (!hub.reserve(deps.limits.maxFeedSubscribers)) {
       deps.metrics.feedCutoffs.inc({ reason: 'subscriber_limit' });
       limiter.warn('feed_subscriber_limit', request.ip, { limit: deps.limits.maxFeedSubscribers }, 'change feed refused');
       void reply.header('retry-after', '1');
       throw new MeridianError('unavailable', `${deps.limits.maxFeedSubscribers} change feeds are open at this region; retry shortly or use another region`);
     }
+    // The response closes whichever way the feed ends: refused below, cut off, or its client gone.
+    reply.raw.once('close', callers.hold(caller));
     try {
       if (since !== null) await awaitPosition(deps, reply, since);
     } finally {

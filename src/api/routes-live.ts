@@ -10,8 +10,10 @@
  * taken out of the URL before routing (`stripQueryToken` in auth.ts), so no log
  * line, error or hook ever sees it. What the connection may then send and
  * the bounds on it are in src/live/connection.ts. Before the upgrade, the
- * region answers 401/403 for a bad token and 503 beyond its connection
- * bounds (`limits.liveConnections`, `limits.liveConnectionsPerDoc`).
+ * region answers 401/403 for a bad token, 429 beyond the caller's share of
+ * connections (`limits.liveConnectionsPerCaller`; a caller is its token, or
+ * its address without tokens) and 503 beyond its own bounds
+ * (`limits.liveConnections`, `limits.liveConnectionsPerDoc`).
  */
 import type { IncomingMessage } from 'node:http';
 import { Type } from '@sinclair/typebox';
@@ -22,10 +24,13 @@ import type { Documents } from '../docs/types.js';
 import { MeridianError } from '../errors.js';
 import type { DocKey } from '../ids.js';
 import { createLogLimiter } from '../log-limiter.js';
+import { closeCodeOf } from '../live/close-codes.js';
 import { LiveConnection } from '../live/connection.js';
 import type { Rooms } from '../live/rooms.js';
 import type { Metrics } from '../metrics.js';
 import { authorizationOf, authorize, createAuthenticator, type Principal } from './auth.js';
+import { CallerSlots } from './caller-slots.js';
+import { callerKey } from './limits.js';
 import { errorResponses } from './openapi.js';
 import { documentQuotaExceeded, type DocumentCreations, type WriteRates } from './quotas.js';
 import { DocParams, docOf } from './schemas.js';
@@ -41,7 +46,7 @@ const LiveQuery = Type.Object({
 export interface LiveRouteDeps {
   documents: Documents;
   rooms: Rooms;
-  limits: Pick<LimitsConfig, 'yjsUpdateBytes' | 'liveSendBufferBytes' | 'liveKeepAliveMs'>;
+  limits: Pick<LimitsConfig, 'yjsUpdateBytes' | 'liveSendBufferBytes' | 'liveKeepAliveMs' | 'liveConnectionsPerCaller'>;
   auth: Pick<AuthConfig, 'tokens'>;
   metrics: Pick<Metrics, 'requestsRefused' | 'logSuppressed'>;
   logger: Logger;
@@ -57,6 +62,11 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
   const authenticator = createAuthenticator(deps.auth.tokens);
   const limiter = createLogLimiter({ logger: deps.logger, onSuppressed: (event) => metrics.logSuppressed.inc({ event }) });
   const principals = new WeakMap<IncomingMessage, Principal | null>();
+  const callers = new CallerSlots(limits.liveConnectionsPerCaller);
+  const callerTooBusy = (): MeridianError => new MeridianError(
+    'too_many_requests',
+    `this caller holds ${callers.max} live connections at this region (limits.liveConnectionsPerCaller); close some first`,
+  );
 
   const refused = (request: FastifyRequest, reason: string, fields: Record<string, unknown>): void => {
     metrics.requestsRefused.inc({ reason });
@@ -71,11 +81,16 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
       tags: ['live'],
       params: DocParams,
       querystring: LiveQuery,
-      response: errorResponses('unauthorized', 'forbidden', 'invalid_name', 'too_many_connections'),
+      response: errorResponses('unauthorized', 'forbidden', 'invalid_name', 'too_many_requests', 'too_many_connections'),
     },
     preValidation: async (request) => {
       const doc = docOf(request.params);
-      principals.set(request.raw, identify(request));
+      const principal = identify(request);
+      principals.set(request.raw, principal);
+      if (callers.full(callerKey(principal, request.ip))) {
+        refused(request, 'live_caller_connections', { doc, bound: callers.max });
+        throw callerTooBusy();
+      }
       const admission = rooms.admission(doc);
       if (admission !== null) {
         refused(request, 'live_connections', { doc, bound: admission });
@@ -86,6 +101,15 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
   }, (socket, request) => {
     const doc: DocKey = docOf(request.params);
     const principal = principals.get(request.raw) ?? null;
+    const caller = callerKey(principal, request.ip);
+    // Upgrades of one caller that were checked at once may have passed the share together.
+    if (callers.full(caller)) {
+      refused(request, 'live_caller_connections', { doc, bound: callers.max });
+      const err = callerTooBusy();
+      socket.close(closeCodeOf(err), err.code);
+      return;
+    }
+    socket.once('close', callers.hold(caller));
     const query = request.query as { versions?: string };
     new LiveConnection({
       doc, socket, documents, rooms,

@@ -166,8 +166,8 @@ function record(ctx: ConvergeContext, res: FuzzResponse, violations: string[], w
   if (problem !== null) violations.push(`${where}: ${problem}`);
 }
 
-/** Close codes of a live connection that no input may cause: the server's internal error, or none at all. */
-const LIVE_FAULTS = new Set([1006, 1011, 4500]);
+/** Close codes of a live connection that no input may cause: none at all, or an internal error (1011, or 4500 `internal`). */
+const liveFault = (code: number, reason: string): boolean => code === 1006 || code === 1011 || reason === 'internal';
 
 /**
  * Sends `update` as a live client of `doc` at the region at `baseUrl`, then
@@ -183,7 +183,7 @@ async function liveWrite(baseUrl: string, doc: DocRef, update: Uint8Array): Prom
       const done = (what: string, problem = false): void => { clearTimeout(timer); resolve({ what, problem }); };
       ws.on('unexpected-response', (_req, res) => done(`upgrade answered ${res.statusCode ?? 0}`, true));
       ws.on('error', (err) => done(`connection failed: ${err.message}`, true));
-      ws.on('close', (code, reason) => done(`closed ${code} ${reason.toString()}`, LIVE_FAULTS.has(code)));
+      ws.on('close', (code, reason) => done(`closed ${code} ${reason.toString()}`, liveFault(code, reason.toString())));
       ws.on('open', () => {
         ws.send(syncMessage(2, update));
         ws.send(syncMessage(0, Y.encodeStateVector(new Y.Doc())));

@@ -149,10 +149,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   }
   replicator.start();
   const sampler = startSampler({
-    history, status: async () => {
-      await replicator.settled();
-      return replicator.status();
-    },
+    history, status: () => ({ peers: replicator.peerStatuses() }),
     onError: (err) => logger.warn({ err }, 'status sample failed'),
   });
   if (hasPeers) {

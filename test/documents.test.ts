@@ -581,3 +581,39 @@ describe('the write path', () => {
     expect(n.docs.versionVector().size).toBe(0);
   });
 });
+
+describe('compaction of a large document', () => {
+  it('waits for entries in proportion to its snapshot, while a small document is compacted at every tick', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'off', logger });
+    const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 20, compactAfterEntries: 1 });
+    open.push({ docs, store });
+    const big = docKey('c', 'big');
+    const small = docKey('c', 'small');
+    // About 400 KB of state: a hundred entries' worth at BYTES_PER_ENTRY.
+    await docs.put(big, Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`k${i}`, 'x'.repeat(1000)])));
+    await docs.put(small, { n: 0 });
+    const snapshotLsn = (doc: typeof big): number => store.loadDoc(doc)?.snapshotLsn ?? 0;
+    await waitUntil(() => snapshotLsn(big) > 0 && snapshotLsn(small) > 0);
+    const compactedBig = snapshotLsn(big);
+    for (let i = 1; i <= 20; i++) {
+      await docs.patch(big, { n: i });
+      await docs.patch(small, { n: i });
+    }
+    await waitUntil(() => store.loadDoc(small)!.entries.length === 0);
+    // Many ticks later the large one still waits: 20 entries are far fewer than its size asks for.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(snapshotLsn(big)).toBe(compactedBig);
+    expect(store.loadDoc(big)!.entries).toHaveLength(20);
+    expect(docs.read(big)?.value).toMatchObject({ n: 20 });
+  });
+});
+
+async function waitUntil(ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

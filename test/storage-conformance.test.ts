@@ -142,6 +142,21 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.summary(X)).toBeNull();
   });
 
+  it('lists a document for compaction once its entries reach one per bytesPerEntry of its snapshot', async () => {
+    const { store } = start();
+    const w = store.writer;
+    const lsns = await store.commit({ entries: [1, 2].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(1) }] });
+    // No snapshot yet: nothing to weigh against.
+    expect(store.docsNeedingCompaction(1, 10, 100)).toEqual([X]);
+    await store.saveSnapshots([{ doc: X, state: new Uint8Array(1000), pending: null, uptoLsn: lsns[0]! }]);
+    expect(store.docsNeedingCompaction(1, 10)).toEqual([X]);
+    expect(store.docsNeedingCompaction(1, 10, 999)).toEqual([]);
+    expect(store.docsNeedingCompaction(1, 10, 1000)).toEqual([X]);
+    await store.commit({ entries: [3, 4].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(2) }] });
+    expect(store.docsNeedingCompaction(1, 10, 333)).toEqual([]);
+    expect(store.docsNeedingCompaction(1, 10, 334)).toEqual([X]);
+  });
+
   it('loads a document from its snapshot and the entries after it; an older snapshot is ignored', async () => {
     const { store } = start();
     const w = store.writer;

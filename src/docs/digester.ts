@@ -29,6 +29,14 @@ const SLICE_MS = 4;
  * region digest, anti-entropy) settle what is stale themselves.
  */
 const REDIGEST_AFTER_MS = 100;
+/**
+ * A document whose digest took longer than {@link SLOW_DIGEST_MS} waits
+ * this many times as long before the digester computes it again: a large
+ * document written without pause (a 6 MB one takes 20-35 ms) was walked
+ * four times a second, each time holding every request of the region.
+ */
+const SLOW_DIGEST_WAIT = 40;
+const SLOW_DIGEST_MS = 2;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 
@@ -65,6 +73,8 @@ export class Digester {
    * digest, and a document loaded meanwhile must take this one.
    */
   private readonly storing = new Map<DocKey, Uint8Array>();
+  /** Documents whose last digest was slow, with when (performance.now()) the digester may compute it again. */
+  private readonly slowUntil = new Map<DocKey, number>();
   /** Documents digested in the current window of {@link REDIGEST_AFTER_MS}, and in the one before it. */
   private recent = new Set<DocKey>();
   private previous = new Set<DocKey>();
@@ -227,7 +237,7 @@ export class Digester {
     let waiting = false;
     let outOfTime = false;
     for (const doc of this.stale.keys()) {
-      if (this.recent.has(doc) || this.previous.has(doc)) {
+      if (this.recent.has(doc) || this.previous.has(doc) || (this.slowUntil.get(doc) ?? 0) > started) {
         waiting = true;
         continue;
       }
@@ -277,7 +287,11 @@ export class Digester {
     try {
       live ??= this.o.load(doc);
       if (!live) return;
+      const started = performance.now();
       const digest = docDigest(live.ydoc);
+      const took = performance.now() - started;
+      if (took > SLOW_DIGEST_MS) this.slowUntil.set(doc, started + took * SLOW_DIGEST_WAIT);
+      else this.slowUntil.delete(doc);
       // Stored with it: a document changed by entries held beside its state had its flag left as it was.
       const deleted = !documentHoldsContent(live.ydoc);
       this.turnWindow(performance.now());

@@ -328,9 +328,14 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     return this.o.documents.digests.settled();
   }
 
-  status(): SyncStatus {
+  /** Each link's state and lag, as {@link status} reports them, without the region digest (which may cost document walks). */
+  peerStatuses(): PeerStatus[] {
     const now = Date.now();
-    const peers = [...this.peers.values()].map((p) => this.peerStatus(p, now));
+    return [...this.peers.values()].map((p) => this.peerStatus(p, now));
+  }
+
+  status(): SyncStatus {
+    const peers = this.peerStatuses();
     const { digest, exact } = this.o.documents.digests.statusDigest();
     const pendingDocs = this.o.documents.pendingDocs();
     return {
@@ -512,7 +517,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   private heartbeat(): void {
     const now = Date.now();
-    const ping = this.pings(now);
+    // Made for the first link that takes one: its digest may cost a document walk.
+    let ping: ReturnType<Replicator['pings']> | null = null;
     for (const peer of this.peers.values()) {
       this.persistAcks(peer);
       const s = this.observe(peer, now);
@@ -526,6 +532,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         if (this.dials(peer)) this.scheduleReconnect(peer);
         continue;
       }
+      ping ??= this.pings(now);
       peer.session.ping(ping(s.outbound.lagMs));
       peer.session.wake();
       peer.session.retryCatchUp();

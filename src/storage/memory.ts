@@ -184,8 +184,9 @@ export class MemoryStore implements Store {
     if (snapshots.length > 0) this.commit({ entries: [], docs: [], snapshots });
   }
 
-  docsNeedingCompaction(minEntries: number, limit: number): DocKey[] {
-    return [...this.v.docs].filter(([, r]) => r.logCount > 0 && r.logCount >= minEntries)
+  docsNeedingCompaction(minEntries: number, limit: number, bytesPerEntry = Infinity): DocKey[] {
+    const enough = (doc: DocKey, entries: number): boolean => entries * bytesPerEntry >= (this.v.snapshots.get(doc)?.state.byteLength ?? 0);
+    return [...this.v.docs].filter(([doc, r]) => r.logCount > 0 && r.logCount >= minEntries && enough(doc, r.logCount))
       .sort(([a, x], [b, y]) => y.logCount - x.logCount || byDoc({ doc: a }, { doc: b }))
       .slice(0, limit).map(([doc]) => doc);
   }

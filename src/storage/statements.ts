@@ -175,9 +175,11 @@ export function prepareStatements(db: Database.Database) {
       'UPDATE docs SET snapshot_lsn = ?, log_count = ? WHERE doc = ?',
     ),
     // "log_count > 0" lets SQLite use the partial index docs_to_compact.
-    toCompact: prep<[number, number], { doc: string }>(
+    // length() of a blob reads its record header, not the blob.
+    toCompact: prep<[number, number, number], { doc: string }>(
       db,
-      'SELECT doc FROM docs WHERE log_count > 0 AND log_count >= ? ORDER BY log_count DESC, doc LIMIT ?',
+      'SELECT d.doc FROM docs d LEFT JOIN snapshots s ON s.doc = d.doc ' +
+        'WHERE d.log_count > 0 AND d.log_count >= ? AND d.log_count * ? >= coalesce(length(s.state), 0) ORDER BY d.log_count DESC, d.doc LIMIT ?',
     ),
     listLive: prep<[string, string, number], { doc: string }>(
       db,

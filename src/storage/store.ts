@@ -154,8 +154,8 @@ export class SqliteStore implements Store {
   }
 
   /** Ties are broken by doc key, so the order is stable. */
-  docsNeedingCompaction(minEntries: number, limit: number): DocKey[] {
-    return this.s.toCompact.all(minEntries, limit).map((r) => r.doc as DocKey);
+  docsNeedingCompaction(minEntries: number, limit: number, bytesPerEntry = Number.MAX_SAFE_INTEGER): DocKey[] {
+    return this.s.toCompact.all(minEntries, bytesPerEntry, limit).map((r) => r.doc as DocKey);
   }
 
   /**

@@ -258,8 +258,12 @@ export interface PeerProgress {
 
 /** Background upkeep: compaction, log GC and the integrity watch. */
 export interface Maintenance {
-  /** Documents with at least `minEntries` log entries newer than their snapshot, most entries first, ties by doc key. */
-  docsNeedingCompaction(minEntries: number, limit: number): DocKey[];
+  /**
+   * Documents with at least `minEntries` log entries newer than their
+   * snapshot, and at least one per `bytesPerEntry` bytes of that snapshot
+   * (none: no such bound), most entries first, ties by doc key.
+   */
+  docsNeedingCompaction(minEntries: number, limit: number, bytesPerEntry?: number): DocKey[];
   /**
    * Stores snapshots in one transaction; log entries up to each `uptoLsn`
    * are no longer needed to load the document. A snapshot older than the

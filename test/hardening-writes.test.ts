@@ -174,13 +174,30 @@ describe('the size of one document is bounded', () => {
     expect(refused.body.message).toMatch(new RegExp(`would leave the document with \\d+ bytes of state; regions keep at most ${LIMIT} per document \\(limits\\.maxDocumentBytes\\)`));
     const kept = await http<Record<string, string>>(`${url}/v1/docs/big/doc`);
     expect(Object.keys(kept.body).sort()).toEqual(['part0', 'part1', 'part2']);
-    // Deleting makes room: the same write is taken afterwards.
+    // Measured over the bound, the document is full for a second or so:
+    // a write that could grow it is refused before it is applied, one that
+    // only deletes is taken.
+    const full = await patch({ part3: part(3) });
+    expect(full.status).toBe(413);
+    expect(full.body.message).toMatch(/at its size bound .*refused for a second or so/);
     expect((await patch({ part0: null })).status).toBe(200);
-    expect((await patch({ part3: part(3) })).status).toBe(200);
+    // Deleting made room: the same write is taken once the document is measured again.
+    await waitFor('the write taken again', async () => (await patch({ part3: part(3) })).status === 200, 10_000, 200);
     const after = await http<Record<string, string>>(`${url}/v1/docs/big/doc`);
     expect(Object.keys(after.body).sort()).toEqual(['part1', 'part2', 'part3']);
     // Other documents are not affected.
     expect((await http(`${url}/v1/docs/big/other`, { method: 'PUT', body: { part: part(4) } })).status).toBe(200);
+  });
+
+  it('measures a document only now and then as small writes grow it: it ends past the bound by at most a 64th of it', async () => {
+    const grow = (i: number) => http(`${url}/v1/docs/big/grown`, { method: 'PATCH', body: { [`s${i}`]: 'x'.repeat(2000) } });
+    let refusedAt = -1;
+    for (let i = 0; i < 1000 && refusedAt < 0; i++) if ((await grow(i)).status === 413) refusedAt = i;
+    expect(refusedAt).toBeGreaterThan(0);
+    const res = await fetch(`${url}/v1/docs/big/grown/yjs`);
+    const bytes = (await res.arrayBuffer()).byteLength;
+    expect(bytes).toBeGreaterThan(LIMIT - 4000);
+    expect(bytes).toBeLessThanOrEqual(LIMIT + Math.floor(LIMIT / 64));
   });
 });
 

@@ -15,6 +15,8 @@ export interface LiveDoc {
    * raised by each update applied since; null until a local write measures it.
    */
   sizeBound: number | null;
+  /** The size last measured (see {@link sizeBound}), while no update from elsewhere replaced the document; see size-guard.ts. */
+  measuredSize?: number;
 }
 
 /** A document the cache holds encoded: its committed state, as loading it from the store would give it. */

@@ -50,6 +50,7 @@ import { hex, logIncidents, repairQuarantined } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
+import { SizeGuard } from './size-guard.js';
 import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
@@ -213,7 +214,7 @@ class DocumentsImpl implements Documents {
     this.stager = {
       writer: () => this.writer,
       yjsUpdateBytes: options.yjsUpdateBytes,
-      maxDocumentBytes: options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER,
+      sizes: new SizeGuard(options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER),
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
       // A document this batch holds entries beside is built with them.
@@ -316,12 +317,14 @@ class DocumentsImpl implements Documents {
 
   async patch(doc: DocKey, patch: JsonObject): Promise<WriteAck> {
     const nodes = this.budget(countJsonNodes(patch, this.maxWriteNodes), 'the patch');
-    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true), nodes));
+    const deletesOnly = Object.values(patch).every((v) => v === null);
+    return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true), nodes, undefined, deletesOnly));
   }
 
   async ops(doc: DocKey, ops: Op[]): Promise<WriteAck> {
     const nodes = this.budget(countOpNodes(ops, this.maxWriteNodes), 'the ops request');
-    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), nodes));
+    const deletesOnly = ops.every((op) => op.op === 'delete' || op.op === 'deleteText' || op.op === 'remove');
+    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), nodes, undefined, deletesOnly));
   }
 
   /** Refuses a write beyond the node budget, before it is queued; returns its size. */
@@ -331,7 +334,7 @@ class DocumentsImpl implements Documents {
   }
 
   remove(doc: DocKey): Promise<WriteAck | null> {
-    return this.local(doc, (y) => deleteDocument(y, LOCAL_ORIGIN));
+    return this.local(doc, (y) => deleteDocument(y, LOCAL_ORIGIN), 1, undefined, true);
   }
 
   async applyYjs(doc: DocKey, update: Uint8Array, source?: object): Promise<WriteAck> {
@@ -343,7 +346,7 @@ class DocumentsImpl implements Documents {
       applyValidated(y, update, LOCAL_ORIGIN);
       return true;
     };
-    return this.required(this.local(doc, mutate, 1, source));
+    return this.required(this.local(doc, mutate, 1, source, decoded.structs.length === 0));
   }
 
   // ---- reads --------------------------------------------------------------
@@ -484,12 +487,12 @@ class DocumentsImpl implements Documents {
     return ack;
   }
 
-  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, nodes = 1, source?: object): Promise<WriteAck | null> {
+  private async local(doc: DocKey, mutate: (y: Y.Doc) => boolean, nodes = 1, source?: object, deletesOnly = false): Promise<WriteAck | null> {
     // A live connection's update waits out the hold: its editor goes on
     // locally, and a refusal would only close the connection, to the same
     // region, over and over (y-websocket reconnects where it was).
     if (!this.writesAccepted) await (source === undefined ? this.heldWrite() : this.options.writesOpen);
-    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, source, ...s }));
+    return this.enqueue<WriteAck | null>((s) => ({ kind: 'local', doc, mutate, nodes, source, deletesOnly, ...s }));
   }
 
   /**

@@ -10,6 +10,7 @@ import { applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, v
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
+import type { SizeGuard } from './size-guard.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 
 /** Transaction origin of writes made through this region's API. */
@@ -21,7 +22,11 @@ const MAX_RUN = 256;
 export type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
 
 export type Job =
-  | ({ kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; nodes: number; source?: object } & Settle<WriteAck | null>)
+  | ({
+    kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; nodes: number; source?: object;
+    /** The write can only delete (a full document still takes it; see size-guard.ts). */
+    deletesOnly?: boolean;
+  } & Settle<WriteAck | null>)
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
   | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
   | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
@@ -74,7 +79,8 @@ export interface StageHost {
   /** The writer id local writes are made under now. */
   writer(): WriterId;
   readonly yjsUpdateBytes: number;
-  readonly maxDocumentBytes: number;
+  /** Holds local writes to `limits.maxDocumentBytes`. */
+  readonly sizes: SizeGuard;
   now(): number;
   /** This region's own highest committed sequence number. */
   appliedSeq(): number;
@@ -161,6 +167,7 @@ export function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Ba
   live.ydoc.destroy();
   live.ydoc = ydoc;
   live.sizeBound = null;
+  live.measuredSize = undefined;
   host.notePending(doc, live);
   batch.snapshots.add(doc);
   batch.stateChanges.set(doc, { doc, replaced: true });
@@ -169,13 +176,21 @@ export function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Ba
 }
 
 function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch: Batch): void {
+  const full = job.deletesOnly === true ? null : host.sizes.fullSize(job.doc);
+  if (full !== null) {
+    throw new MeridianError(
+      'body_too_large',
+      `the document is at its size bound (limits.maxDocumentBytes = ${host.sizes.limit}; a write measured it at ${full} bytes of state moments ago): writes that could grow it are refused for a second or so after that; retry then, delete content (writes that only delete are taken), or spread the data over more documents`,
+      { documentBytes: full, limit: host.sizes.limit },
+    );
+  }
   const live = host.touch(job.doc, batch);
   let update: Uint8Array | null = null;
   const capture = (u: Uint8Array, origin: unknown) => {
     if (origin === LOCAL_ORIGIN) update = update ? Y.mergeUpdates([update, u]) : u;
   };
   // Measured once per load, for the first local write; raised by updates after.
-  live.sizeBound ??= Y.encodeStateAsUpdate(live.ydoc).byteLength;
+  if (live.sizeBound === null) live.sizeBound = live.measuredSize = Y.encodeStateAsUpdate(live.ydoc).byteLength;
   const sizeBefore = live.sizeBound;
   live.ydoc.on('update', capture);
   let changed: boolean;
@@ -229,24 +244,37 @@ function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch
  * state, rebuilds, conflicts): a local write that grows it past
  * `maxDocumentBytes` is refused (413) and its changes dropped. Only growth is
  * refused: a write that deletes is taken from a document already over it.
+ * Its size is measured (the whole document encoded) only once the updates
+ * since the last measurement could have taken it past the bound by more
+ * than the guard's slack (see size-guard.ts).
  */
 function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: number, update: Uint8Array, batch: Batch): void {
+  const { sizes } = host;
   const bound = before + update.byteLength;
-  if (bound <= host.maxDocumentBytes) {
+  const measured = live.measuredSize;
+  const withinSlack = measured !== undefined && measured <= sizes.limit && bound - measured <= sizes.slack;
+  if (bound <= sizes.limit || withinSlack || holdsNoStructs(update)) {
     live.sizeBound = bound;
     return;
   }
+  const started = performance.now();
   const size = Y.encodeStateAsUpdate(live.ydoc).byteLength;
-  if (size <= host.maxDocumentBytes || size <= before) {
-    live.sizeBound = size;
+  if (size > sizes.limit) sizes.over(doc, size, performance.now() - started);
+  if (size <= sizes.limit || size <= before) {
+    live.sizeBound = live.measuredSize = size;
     return;
   }
   host.discard(doc, batch);
   throw new MeridianError(
     'body_too_large',
-    `the write would leave the document with ${size} bytes of state; regions keep at most ${host.maxDocumentBytes} per document (limits.maxDocumentBytes), so that its whole state fits one replication frame: spread the data over more documents`,
-    { documentBytes: size, limit: host.maxDocumentBytes },
+    `the write would leave the document with ${size} bytes of state; regions keep at most ${sizes.limit} per document (limits.maxDocumentBytes), so that its whole state fits one replication frame: spread the data over more documents`,
+    { documentBytes: size, limit: sizes.limit },
   );
+}
+
+/** Whether a V1 update only deletes: its first number counts the clients it holds structs of. */
+function holdsNoStructs(update: Uint8Array): boolean {
+  return update[0] === 0;
 }
 
 function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {

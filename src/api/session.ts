@@ -166,9 +166,7 @@ export function createSession(deps: {
 
   async function writeOptions(request: FastifyRequest): Promise<WriteOptions> {
     const header = request.headers[REPLICAS_HEADER];
-    // status() may do real work; only a write that asks for replicas pays for it.
-    if (header !== undefined) await replication.settled();
-    const replicas = header === undefined ? 1 : parseReplicas(header, replication.status().peers.length);
+    const replicas = header === undefined ? 1 : parseReplicas(header, replication.peerStatuses().length);
     return { replicas, waitMs: parseWaitMs(request.headers[WAIT_HEADER], limits) };
   }
 

@@ -12,7 +12,7 @@ import type { CommittedEntry, Documents } from '../docs/types.js';
 import type { DocHead, DocumentStates, Incidents, Maintenance, PeerProgress, PendingEntries, ReplicationLog } from '../storage/types.js';
 import { MeridianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { AwarenessRelay, DocRegionSync, DocSyncStatus, PeerState, PeerStatus, ReplicationView, SyncStatus } from './types.js';
+import { isolatedOf, type AwarenessRelay, type DocRegionSync, type DocSyncStatus, type PeerState, type PeerStatus, type ReplicationView, type SyncStatus } from './types.js';
 import { createDetector } from './detector.js';
 import { backoffDelay } from './backoff.js';
 import { CloseCode, dialsTo } from './handshake.js';
@@ -342,7 +342,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       region: this.region,
       writer: this.o.documents.writer,
       digest,
-      isolated: peers.length > 0 && peers.every((p) => p.state === 'down'),
+      isolated: isolatedOf(peers),
       pendingDocs,
       conflicts: this.o.documents.conflictCount(),
       agree: exact && pendingDocs === 0 && peers.every((p) => agreesWith(p, digest)),

@@ -1,4 +1,4 @@
-import type { DocSyncStatus, SyncStatus } from '../contract.js';
+import type { DocSyncStatus, PeerStatus, SyncStatus } from '../contract.js';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
 
 // The status shapes are part of the wire contract, shared with every client.
@@ -10,6 +10,8 @@ export interface ReplicationView {
   status(): SyncStatus;
   /** Resolves once status() has little left to compute (changed documents' digests, in slices between other work). */
   settled(): Promise<void>;
+  /** Each link's state and lag, as {@link status} reports them, without the region digest: computes no document digest. */
+  peerStatuses(): PeerStatus[];
   /** Throws a `not_found` MeridianError for a document this region has never seen. */
   docStatus(doc: DocKey): DocSyncStatus;
   /**
@@ -22,6 +24,11 @@ export interface ReplicationView {
    * (origin, seq); false on timeout or as soon as `signal` aborts.
    */
   waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+}
+
+/** Whether a region with these links is cut off from every peer (`isolated` in the status). */
+export function isolatedOf(peers: readonly PeerStatus[]): boolean {
+  return peers.length > 0 && peers.every((p) => p.state === 'down');
 }
 
 /** Largest awareness update a live client may send and a peer may relay, in bytes. */

@@ -15,7 +15,7 @@ import type { Documents } from '../../src/docs/types.js';
 import { createDocuments } from '../../src/docs/documents.js';
 import { openStore } from '../../src/storage/sqlite.js';
 import type { Store } from '../../src/storage/types.js';
-import type { PeerStatus, ReplicationView } from '../../src/replication/types.js';
+import { isolatedOf, type PeerStatus, type ReplicationView } from '../../src/replication/types.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { buildApp } from '../../src/api/app.js';
 
@@ -35,11 +35,12 @@ export function standaloneReplicationView(
 ): ReplicationView {
   return {
     settled: () => documents.digests.settled(),
+    peerStatuses: () => peers,
     status: () => ({
       region,
       writer: documents.writer,
       digest: '',
-      isolated: peers.length > 0 && !peers.some((p) => p.state === 'up'),
+      isolated: isolatedOf(peers),
       pendingDocs: documents.pendingDocs(),
       conflicts: documents.conflictCount(),
       agree: peers.length === 0 && documents.pendingDocs() === 0,

@@ -155,6 +155,10 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     await store.commit({ entries: [3, 4].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(2) }] });
     expect(store.docsNeedingCompaction(1, 10, 333)).toEqual([]);
     expect(store.docsNeedingCompaction(1, 10, 334)).toEqual([X]);
+    // Few entries, but large ones: once they hold a quarter of the snapshot's bytes.
+    expect(store.docsNeedingCompaction(1, 10, 1)).toEqual([]);
+    await store.commit({ entries: [{ ...entry(w, 5, X), update: new Uint8Array(300) }], docs: [{ doc: X, deleted: false, digest: digest(3) }] });
+    expect(store.docsNeedingCompaction(1, 10, 1)).toEqual([X]);
   });
 
   it('loads a document from its snapshot and the entries after it; an older snapshot is ignored', async () => {

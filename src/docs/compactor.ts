@@ -10,10 +10,10 @@
  * Encoding a snapshot costs as much as the document is large (60-75 ms for
  * 6 MB, on the event loop), so a large document waits for log entries in
  * proportion to its size, one per {@link BYTES_PER_ENTRY} bytes of its
- * snapshot: written without pause, it was encoded at every tick and held
- * every request of the region for that long each second. Loading it
- * replays that many more entries at most, about as long as decoding the
- * snapshot itself takes.
+ * snapshot, or until they hold a quarter of its bytes: written without
+ * pause, it was encoded at every tick and held every request of the region
+ * for that long each second. Loading it replays that many more entries at
+ * most, about as long as decoding the snapshot itself takes.
  */
 import type { Logger } from 'pino';
 import type { DocKey } from '../ids.js';

@@ -185,7 +185,12 @@ export class MemoryStore implements Store {
   }
 
   docsNeedingCompaction(minEntries: number, limit: number, bytesPerEntry = Infinity): DocKey[] {
-    const enough = (doc: DocKey, entries: number): boolean => entries * bytesPerEntry >= (this.v.snapshots.get(doc)?.state.byteLength ?? 0);
+    const enough = (doc: DocKey, entries: number): boolean => {
+      const snapshot = this.v.snapshots.get(doc);
+      if (snapshot === undefined || entries * bytesPerEntry >= snapshot.state.byteLength) return true;
+      const logBytes = this.entriesOf(doc).filter((e) => e.lsn > snapshot.uptoLsn).reduce((n, e) => n + e.update.byteLength, 0);
+      return logBytes * 4 >= snapshot.state.byteLength;
+    };
     return [...this.v.docs].filter(([doc, r]) => r.logCount > 0 && r.logCount >= minEntries && enough(doc, r.logCount))
       .sort(([a, x], [b, y]) => y.logCount - x.logCount || byDoc({ doc: a }, { doc: b }))
       .slice(0, limit).map(([doc]) => doc);

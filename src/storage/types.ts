@@ -260,8 +260,10 @@ export interface PeerProgress {
 export interface Maintenance {
   /**
    * Documents with at least `minEntries` log entries newer than their
-   * snapshot, and at least one per `bytesPerEntry` bytes of that snapshot
-   * (none: no such bound), most entries first, ties by doc key.
+   * snapshot, most entries first, ties by doc key. With `bytesPerEntry`,
+   * only those whose entries also number one per `bytesPerEntry` bytes of
+   * the snapshot, or hold a quarter of its bytes (so that large entries
+   * never pile up in the log).
    */
   docsNeedingCompaction(minEntries: number, limit: number, bytesPerEntry?: number): DocKey[];
   /**

@@ -63,9 +63,17 @@ export async function http<T = unknown>(
     headers['content-type'] ??= 'application/json';
     body = JSON.stringify(init.body);
   }
-  const res = await fetch(url, {
-    method: init.method ?? 'GET', headers, body, signal: AbortSignal.timeout(init.timeoutMs ?? 10_000),
-  });
+  const method = init.method ?? 'GET';
+  const send = () => fetch(url, { method, headers, body, signal: AbortSignal.timeout(init.timeoutMs ?? 10_000) });
+  let res: Response;
+  try {
+    res = await send();
+  } catch (err) {
+    // A kept-alive connection the region closed as idle (limits.keepAliveTimeoutMs)
+    // just as this request went out fails with nothing read: a read is sent again.
+    if (method !== 'GET' || !closedUnread(err)) throw err;
+    res = await send();
+  }
   const text = await res.text();
   let parsed: unknown = text;
   try {
@@ -74,6 +82,11 @@ export async function http<T = unknown>(
     parsed = text;
   }
   return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+function closedUnread(err: unknown): boolean {
+  const cause = err instanceof Error ? (err.cause as { code?: string; socket?: { bytesRead?: number } } | undefined) : undefined;
+  return cause?.code === 'UND_ERR_SOCKET' && cause.socket?.bytesRead === 0;
 }
 
 export async function waitFor<T>(

@@ -1,5 +1,5 @@
 /** The document model's public surface. */
-export { putDocument, mergePatch, applyOps, deleteDocument, readDocument, parseOps } from './model.js';
+export { putDocument, mergePatch, applyOps, opsOnlyDelete, deleteDocument, readDocument, parseOps } from './model.js';
 export { documentHoldsContent } from './read.js';
 export { validateUpdate, applyUpdateSafely, applyValidated, replayValidated, type DecodedUpdate } from './validate.js';
 export { combineDigest, digestParts, docDigest, type DigestParts } from './digest.js';

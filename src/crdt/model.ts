@@ -45,7 +45,7 @@ import { documentExists, renderValue } from './read.js';
 import type { Json, JsonObject, Path, WriteContext } from './types.js';
 
 export { readDocument, documentExists } from './read.js';
-export { applyOps } from './ops.js';
+export { applyOps, opsOnlyDelete } from './ops.js';
 export { parseOps } from './ops-parse.js';
 export { canonicalJson } from './json.js';
 

@@ -104,6 +104,11 @@ function parentOf(doc: Y.Doc, root: ObjectShadow, path: Path, create: boolean, c
 }
 
 const CREATES: Partial<Record<Op['op'], true>> = { set: true, increment: true, add: true, insertText: true };
+
+/** Whether the ops can only take content away (delete, remove, deleteText): none of them creates anything. */
+export function opsOnlyDelete(ops: readonly Op[]): boolean {
+  return ops.every((op) => CREATES[op.op] !== true);
+}
 const KIND_OF_OP: Partial<Record<Op['op'], TypedKind>> = {
   increment: 'counter',
   add: 'set',

@@ -13,6 +13,7 @@ import type { JsonObject, Op } from '../crdt/types.js';
 import {
   admitClientUpdate,
   applyOps,
+  opsOnlyDelete,
   applyValidated,
   type DigestParts,
   deleteDocument,
@@ -323,8 +324,7 @@ class DocumentsImpl implements Documents {
 
   async ops(doc: DocKey, ops: Op[]): Promise<WriteAck> {
     const nodes = this.budget(countOpNodes(ops, this.maxWriteNodes), 'the ops request');
-    const deletesOnly = ops.every((op) => op.op === 'delete' || op.op === 'deleteText' || op.op === 'remove');
-    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), nodes, undefined, deletesOnly));
+    return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), nodes, undefined, opsOnlyDelete(ops)));
   }
 
   /** Refuses a write beyond the node budget, before it is queued; returns its size. */

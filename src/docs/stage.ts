@@ -24,7 +24,10 @@ export type Settle<T> = { resolve: (v: T) => void; reject: (e: unknown) => void 
 export type Job =
   | ({
     kind: 'local'; doc: DocKey; mutate: (ydoc: Y.Doc) => boolean; nodes: number; source?: object;
-    /** The write can only delete (a full document still takes it; see size-guard.ts). */
+    /**
+     * The write can only take content away (besides the marker every JSON
+     * write sets): a full document still takes it, unmeasured (size-guard.ts).
+     */
     deletesOnly?: boolean;
   } & Settle<WriteAck | null>)
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
@@ -208,7 +211,7 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   const logged: Uint8Array | null = update;
   if (changed && logged) {
     refuseOversized(host, job.doc, logged, batch);
-    refuseTooLarge(host, job.doc, live, sizeBefore, logged, batch);
+    refuseTooLarge(host, job.doc, live, sizeBefore, logged, batch, job.deletesOnly === true);
   }
   host.notePending(job.doc, live);
   if (!changed || !logged) {
@@ -246,14 +249,17 @@ function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch
  * refused: a write that deletes is taken from a document already over it.
  * Its size is measured (the whole document encoded) only once the updates
  * since the last measurement could have taken it past the bound by more
- * than the guard's slack (see size-guard.ts).
+ * than the guard's slack (see size-guard.ts), and never for a write that
+ * only deletes: each JSON write also sets the document's live marker (a
+ * struct), so its update alone cannot tell, and measuring a document over
+ * the bound at each such write would cost what the guard saves.
  */
-function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: number, update: Uint8Array, batch: Batch): void {
+function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: number, update: Uint8Array, batch: Batch, deletesOnly: boolean): void {
   const { sizes } = host;
   const bound = before + update.byteLength;
   const measured = live.measuredSize;
   const withinSlack = measured !== undefined && measured <= sizes.limit && bound - measured <= sizes.slack;
-  if (bound <= sizes.limit || withinSlack || holdsNoStructs(update)) {
+  if (bound <= sizes.limit || withinSlack || deletesOnly) {
     live.sizeBound = bound;
     return;
   }
@@ -270,11 +276,6 @@ function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: num
     `the write would leave the document with ${size} bytes of state; regions keep at most ${sizes.limit} per document (limits.maxDocumentBytes), so that its whole state fits one replication frame: spread the data over more documents`,
     { documentBytes: size, limit: sizes.limit },
   );
-}
-
-/** Whether a V1 update only deletes: its first number counts the clients it holds structs of. */
-function holdsNoStructs(update: Uint8Array): boolean {
-  return update[0] === 0;
 }
 
 function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {

@@ -99,7 +99,7 @@ function framesCampaign(stats: FuzzStats): Campaign {
       const peerWriter = (await syncOf(socketTarget(cluster.url('ap-south'), 'ap-south'))).writer;
       await cluster.kill('ap-south');
       const ctx = {
-        target, url: cluster.url('eu-west'), self: 'ap-south', peer: 'eu-west', secret: 'local-cluster-secret', cluster: 'meridian-local',
+        target, url: cluster.url('eu-west'), self: 'ap-south', peer: 'eu-west', secret: cluster.secret, cluster: 'meridian-local',
         frames: { receiverWriter: (await syncOf(target)).writer, peerWriter, doc: 'fz-guard/one' }, probes: 0, stats,
       };
       const health = startHealthPoller(target);

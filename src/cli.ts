@@ -156,6 +156,20 @@ async function start(file: string | undefined, stopWithParent: boolean): Promise
   }
   const stop = closeOnSignals(region, logger);
   if (stopWithParent) stopWhenStdinCloses(() => stop('parent exited'));
+  announceServing(region.url);
+}
+
+/**
+ * Tells a parent that spawned this region with an IPC channel (a local
+ * cluster) that this process serves: while a region is down, another process
+ * on the host may take its port and answer its /healthz. The channel is
+ * closed then; nothing else goes over it.
+ */
+function announceServing(url: string): void {
+  if (!process.send || !process.connected) return;
+  process.send({ serving: url, pid: process.pid }, () => {
+    if (process.connected) process.disconnect();
+  });
 }
 
 function exitLost(region: string, err: Error): never {

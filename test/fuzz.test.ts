@@ -36,7 +36,6 @@ const SHORT_WAITS = { defaultWaitMs: 50, maxWaitMs: 100 };
  * holds the stricter 100 ms and reports the slowest answer.
  */
 const HEALTH_MS = 1000;
-const CLUSTER_SECRET = 'local-cluster-secret';
 const CLUSTER_NAME = 'meridian-local';
 
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
@@ -229,7 +228,7 @@ describe('fuzz: replication frames', () => {
     // The real ap-south would take its link back from us: it stays down while we pose as it.
     await cluster.kill('ap-south');
     ctx = {
-      target, url: cluster.url('eu-west'), self: 'ap-south', peer: 'eu-west', secret: CLUSTER_SECRET, cluster: CLUSTER_NAME,
+      target, url: cluster.url('eu-west'), self: 'ap-south', peer: 'eu-west', secret: cluster.secret, cluster: CLUSTER_NAME,
       frames: { receiverWriter: (await syncOf(target)).writer, peerWriter, doc: 'fz-guard/one' }, probes: 0, stats,
     };
     poller = startHealthPoller(target);

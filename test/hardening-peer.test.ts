@@ -92,7 +92,7 @@ async function writerOf(): Promise<string> {
 
 /** The target's version vector (from the sync request it opens every link with), writer and pending counts. */
 async function observe(): Promise<Observed> {
-  const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
+  const link = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
   const request = await link.next('sync-request');
   link.close();
   await link.closed;
@@ -103,7 +103,7 @@ async function observe(): Promise<Observed> {
 
 /** Opens a link and states that the impostor holds what the target holds (so nothing is streamed). */
 async function linkHoldingAll(): Promise<{ link: ImpostorLink; theirs: VersionVector }> {
-  const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
+  const link = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
   const theirs = (await link.next('sync-request')).vv;
   link.send({ type: 'sync-request', vv: theirs });
   link.keepAlive(theirs);
@@ -228,7 +228,7 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
       }),
     ];
     for (const bytes of forged) {
-      const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
+      const link = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
       await link.next('sync-request');
       link.send(bytes);
       expect(await link.closeCode()).toBe(4400);
@@ -313,7 +313,7 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
 
   it('follows a restored peer that holds more of its writes once per link, and refuses a second claim', async () => {
     const before = await baseline();
-    const link = await ImpostorLink.open(target, IMPOSTOR, TARGET);
+    const link = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
     const theirs = (await link.next('sync-request')).vv;
     const mine = ownWriter(before);
     // Legitimate for a data directory restored from a backup: write on as a new writer.

@@ -45,7 +45,7 @@ async function linkState(): Promise<string | undefined> {
 
 /** A link as PEER that states it holds what the target holds, keeps heartbeats going, and reads nothing until resumed. */
 async function quietLink(): Promise<{ link: ImpostorLink; vv: VersionVector }> {
-  const link = await ImpostorLink.open(target, PEER, TARGET);
+  const link = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
   const vv = (await link.next('sync-request')).vv;
   link.send({ type: 'sync-request', vv });
   link.keepAlive(vv);

@@ -9,7 +9,6 @@ import { http, startTestCluster, syncStatus, waitFor } from './helpers/cluster.j
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
 let cluster: Cluster;
 let target: string;
-const SECRET = 'local-cluster-secret';
 
 beforeAll(async () => {
   cluster = await startTestCluster(['ap-south', 'eu-west']);
@@ -50,7 +49,7 @@ describe('replication endpoint authentication', () => {
   });
 
   it('refuses a region that is not a configured peer', async () => {
-    const res = await upgrade(dialHeaders(SECRET, 'mars', await challenge()));
+    const res = await upgrade(dialHeaders(cluster.secret, 'mars', await challenge()));
     expect(res.status).toBe(403);
     expect(res.body).toMatch(/not a configured peer/);
   });
@@ -63,13 +62,13 @@ describe('replication endpoint authentication', () => {
   });
 
   it('refuses another cluster', async () => {
-    expect((await upgrade(dialHeaders(SECRET, 'ap-south', await challenge(), 'other-cluster'))).status).toBe(403);
+    expect((await upgrade(dialHeaders(cluster.secret, 'ap-south', await challenge(), 'other-cluster'))).status).toBe(403);
   });
 
   it('refuses a link in the name of a peer this region dials itself, and keeps its own link', async () => {
     const dialer = cluster.url('ap-south');
     const { nonce } = (await http<{ nonce: string }>(`${dialer}${CHALLENGE_PATH}`)).body;
-    const headers = createDialHeaders({ secret: SECRET, cluster: 'meridian-local', self: 'eu-west' as RegionId, peer: 'ap-south' as RegionId, serverNonce: nonce }).headers;
+    const headers = createDialHeaders({ secret: cluster.secret, cluster: 'meridian-local', self: 'eu-west' as RegionId, peer: 'ap-south' as RegionId, serverNonce: nonce }).headers;
     const ws = new WebSocket(`${dialer.replace('http', 'ws')}${REPLICATE_PATH}`, { headers });
     const status = await new Promise<number>((resolve, reject) => {
       ws.once('open', () => resolve(101));
@@ -82,7 +81,7 @@ describe('replication endpoint authentication', () => {
   });
 
   it('refuses a replayed handshake', async () => {
-    const headers = dialHeaders(SECRET, 'ap-south', await challenge());
+    const headers = dialHeaders(cluster.secret, 'ap-south', await challenge());
     const first = await upgrade(headers);
     expect(first.status).toBe(101);
     first.ws?.close();
@@ -96,7 +95,7 @@ describe('replication endpoint authentication', () => {
     // at times before its bytes are read: then the impostor dials again.
     let code: number = CloseCode.Superseded;
     for (let attempt = 0; attempt < 5 && code === CloseCode.Superseded; attempt++) {
-      const res = await upgrade(dialHeaders(SECRET, 'ap-south', await challenge()));
+      const res = await upgrade(dialHeaders(cluster.secret, 'ap-south', await challenge()));
       expect(res.status).toBe(101);
       const ws = res.ws!;
       const closed = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));

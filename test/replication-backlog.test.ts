@@ -12,7 +12,6 @@ import { CHALLENGE_PATH, REPLICATE_PATH, createDialHeaders } from '../src/replic
 import { decodeFrame, encodeFrame } from '../src/replication/protocol.js';
 import { http, startTestCluster, syncStatus, waitFor } from './helpers/cluster.js';
 
-const SECRET = 'local-cluster-secret';
 const STALLED = 'ap-south' as RegionId;
 const TARGET = 'eu-west' as RegionId;
 /** Small bounds, so that kernel socket buffers and this bound fill within seconds. */
@@ -35,7 +34,7 @@ afterAll(async () => {
 /** Opens a link to the target as STALLED and returns the socket and the version vector the target states. */
 async function openLink(): Promise<{ ws: WebSocket; vv: VersionVector }> {
   const { body } = await http<{ nonce: string }>(`${target}${CHALLENGE_PATH}`);
-  const { headers } = createDialHeaders({ secret: SECRET, cluster: 'meridian-local', self: STALLED, peer: TARGET, serverNonce: body.nonce });
+  const { headers } = createDialHeaders({ secret: cluster.secret, cluster: 'meridian-local', self: STALLED, peer: TARGET, serverNonce: body.nonce });
   const ws = new WebSocket(`${target.replace('http', 'ws')}${REPLICATE_PATH}`, { headers });
   const vv = await new Promise<VersionVector>((resolve, reject) => {
     ws.on('message', (data: Buffer) => {

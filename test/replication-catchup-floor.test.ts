@@ -54,7 +54,7 @@ function answerRounds(link: ImpostorLink, answered: Set<number>): void {
 }
 
 it('sends a wiped peer the state once while it has not yet applied it, and again on its next link', async () => {
-  const link = await ImpostorLink.open(target, PEER, TARGET);
+  const link = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
   const empty: VersionVector = new Map();
   await link.next('sync-request');
   // The peer was wiped: it holds nothing, and says so in every heartbeat.
@@ -73,7 +73,7 @@ it('sends a wiped peer the state once while it has not yet applied it, and again
   link.close();
   await link.closed;
   // A new link from the same peer, still holding nothing (it restarted before applying the state): sent it again.
-  const again = await ImpostorLink.open(target, PEER, TARGET);
+  const again = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
   await again.next('sync-request');
   again.send({ type: 'sync-request', vv: empty });
   again.keepAlive(empty);

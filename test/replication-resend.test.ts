@@ -50,7 +50,7 @@ async function resent(): Promise<number> {
 }
 
 it('sends entries again to a live peer that never confirms them, and stops once it does', async () => {
-  const link = await ImpostorLink.open(target, PEER, TARGET);
+  const link = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
   await link.next('sync-request');
   const empty: VersionVector = new Map();
   link.send({ type: 'sync-request', vv: empty });
@@ -69,7 +69,7 @@ it('sends entries again to a live peer that never confirms them, and stops once 
   const held = (await link.next('sync-request')).vv;
   link.close();
   await link.closed;
-  const again = await ImpostorLink.open(target, PEER, TARGET);
+  const again = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
   await again.next('sync-request');
   again.send({ type: 'sync-request', vv: empty });
   await waitFor('entries sent on the new link', async () => sends(again.frames).size === DOCS, 10_000);

@@ -6,6 +6,7 @@
  * black-holing or slowing links.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
@@ -68,8 +69,15 @@ export class LocalCluster {
   readonly regions = new Map<string, RegionProcess>();
   readonly links = new Map<string, FaultProxy>();
   private readonly logs = new Map<string, WriteStream>();
+  /**
+   * Random unless given: two clusters on one host never link up, even when a
+   * region of one binds a port that the other's proxies still dial.
+   */
+  readonly secret: string;
 
-  constructor(private readonly o: ClusterOptions) {}
+  constructor(private readonly o: ClusterOptions) {
+    this.secret = o.secret ?? randomBytes(16).toString('hex');
+  }
 
   /** The CA that region certificates are signed with, for health checks over https. */
   private caCert(): Buffer | undefined {
@@ -131,16 +139,21 @@ export class LocalCluster {
     return this.region(name).url;
   }
 
-  /** Starts a region process (again) and waits for /healthz. */
+  /**
+   * Starts a region process (again) and waits until it says it serves, then
+   * for /healthz. Only the process's own word counts: while a region is down,
+   * any process on the host may bind its port and answer /healthz.
+   */
   async startRegion(name: string, timeoutMs = 20_000): Promise<void> {
     const r = this.region(name);
     if (r.proc) return;
+    if (r.starts > 0 && !(await canListen(r.port))) await this.movePort(r);
     mkdirSync(dirname(r.logPath), { recursive: true });
     let log = this.logs.get(name);
     if (!log) this.logs.set(name, (log = createWriteStream(r.logPath, { flags: 'a' })));
     // stdin is a pipe from this process: when it dies, even by SIGKILL, the region sees it close and stops.
     const proc = spawn(process.execPath, [...regionNodeFlags(this.o.regions.length), CLI, 'start', '--config', r.configPath, '--stop-with-parent'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc'],
       env: this.o.env ?? process.env,
     });
     proc.stdout?.pipe(log, { end: false });
@@ -151,7 +164,21 @@ export class LocalCluster {
     proc.once('exit', () => {
       if (r.proc === proc) r.proc = null;
     });
+    await waitForServing(r, proc, timeoutMs);
     await waitForStatus(r, '/healthz', timeoutMs, this.caCert());
+  }
+
+  /**
+   * Another process took the port of a region that is down: the region moves
+   * to a free one. Its peers reach it through the links' proxies, which follow;
+   * a port the region's spec fixed stays, and its start fails clearly.
+   */
+  private async movePort(r: RegionProcess): Promise<void> {
+    if (this.o.regions.find((s) => s.region === r.name)?.port !== undefined) return;
+    r.port = await freePort();
+    r.url = `${this.scheme}://127.0.0.1:${r.port}`;
+    for (const [key, proxy] of this.links) if (key.endsWith(`->${r.name}`)) proxy.retarget(r.port);
+    for (const spec of this.o.regions) this.writeConfig(spec);
   }
 
   /** SIGKILL: the process dies at once, mid-write if it was writing. */
@@ -259,7 +286,7 @@ export class LocalCluster {
       listen: { host: '127.0.0.1', port: me.port },
       dataDir: me.dataDir,
       peers,
-      secret: this.o.secret ?? 'local-cluster-secret',
+      secret: this.secret,
       ...(this.o.tls ? { tls: this.o.tls } : {}),
       ...deepMerge(this.o.extra ?? {}, spec.extra ?? {}),
     };
@@ -295,6 +322,24 @@ async function canListen(port: number): Promise<boolean> {
   server.close();
   await once(server, 'close');
   return true;
+}
+
+/** Waits for the region process to say, over its IPC channel, that it serves (see `announceServing` in the CLI). */
+async function waitForServing(r: RegionProcess, proc: ChildProcess, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const onMessage = new Promise<void>((resolve) => proc.once('message', () => resolve()));
+  const onExit = new Promise<never>((_, reject) =>
+    proc.once('exit', (code, signal) => reject(new Error(`region ${r.name} exited during start (${signal ?? `code ${code}`}); see ${r.logPath}`))),
+  );
+  const onTimeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`region ${r.name} did not start serving within ${timeoutMs} ms; see ${r.logPath}`)), timeoutMs);
+  });
+  onExit.catch(() => undefined);
+  try {
+    await Promise.race([onMessage, onExit, onTimeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Waits until `path` (`/healthz` or `/readyz`) answers 200. */

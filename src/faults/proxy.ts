@@ -80,10 +80,12 @@ export class FaultProxy {
     },
   };
   private readonly random: () => number;
+  private upstreamPort: number;
   readonly name: string;
 
   constructor(private readonly options: FaultProxyOptions) {
     this.random = options.random ?? Math.random;
+    this.upstreamPort = options.upstreamPort;
     this.name = options.name ?? `proxy->${options.upstreamHost}:${options.upstreamPort}`;
     // Half-open sockets let a FIN in one direction travel without cutting off bytes still delayed in the other.
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
@@ -102,6 +104,11 @@ export class FaultProxy {
     const addr = this.server.address();
     if (addr === null || typeof addr === 'string') throw new Error(`fault proxy ${this.name} is not listening`);
     return { host: addr.address, port: addr.port };
+  }
+
+  /** Connections from now on go to `port` (the upstream moved); open ones stay where they are. */
+  retarget(port: number): void {
+    this.upstreamPort = port;
   }
 
   /** Whether the listener is bound; false after {@link close}. */
@@ -172,7 +179,7 @@ export class FaultProxy {
     }
     const upstream = connect({
       host: this.options.upstreamHost,
-      port: this.options.upstreamPort,
+      port: this.upstreamPort,
       allowHalfOpen: true,
       noDelay: true,
     });

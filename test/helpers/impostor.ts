@@ -9,8 +9,6 @@ import { CHALLENGE_PATH, REPLICATE_PATH, createDialHeaders } from '../../src/rep
 import { decodeFrame, encodeFrame, type Frame } from '../../src/replication/protocol.js';
 import { http } from './cluster.js';
 
-const SECRET = 'local-cluster-secret';
-
 export class ImpostorLink {
   readonly frames: Frame[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
@@ -36,10 +34,10 @@ export class ImpostorLink {
     this.pinger = setInterval(() => this.send({ type: 'ping', id: ++id, sentAt: performance.now(), vv, links: [], lagMs: 0 }), 150);
   }
 
-  /** Links to the region at `url` as `self`, its configured peer. */
-  static async open(url: string, self: RegionId, region: RegionId): Promise<ImpostorLink> {
+  /** Links to the region at `url` as `self`, its configured peer, proving `secret` (the cluster's). */
+  static async open(url: string, self: RegionId, region: RegionId, secret: string): Promise<ImpostorLink> {
     const { body } = await http<{ nonce: string }>(`${url}${CHALLENGE_PATH}`);
-    const { headers } = createDialHeaders({ secret: SECRET, cluster: 'meridian-local', self, peer: region, serverNonce: body.nonce });
+    const { headers } = createDialHeaders({ secret, cluster: 'meridian-local', self, peer: region, serverNonce: body.nonce });
     const ws = new WebSocket(`${url.replace('http', 'ws')}${REPLICATE_PATH}`, { headers });
     const link = new ImpostorLink(ws);
     await new Promise<void>((resolve, reject) => {

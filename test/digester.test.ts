@@ -97,4 +97,50 @@ describe('document digests after a burst of changes', () => {
     d.stop();
     exact.d.stop();
   });
+
+  it('of a large document written often are computed for a sync status at most once per rest, which it reports inexact', async () => {
+    const docs = new Map<DocKey, LiveDoc>();
+    const big = docKey('c', 'big');
+    const ydoc = new Y.Doc();
+    // About 6 MB: its digest takes milliseconds, well over the slow mark.
+    ydoc.transact(() => {
+      for (let i = 0; i < 6000; i++) ydoc.getMap('root').set(`k${i}`, 'x'.repeat(1000));
+    });
+    const live: LiveDoc = { ydoc, lastLsn: 0, digest: null, sizeBound: null };
+    docs.set(big, live);
+    const computed: DocKey[] = [];
+    const index = new DigestIndex();
+    const d = new Digester({
+      index, logger: pino({ level: 'silent' }),
+      store: { staleSummaries: () => [], setDigests: () => undefined },
+      live: (key) => docs.get(key), load: () => null, busy: () => false,
+      digested: (key) => void computed.push(key),
+    });
+    // Slow twice (a heartbeat's settle, say): surely large, not paused once.
+    d.markStale(big, null);
+    expect(d.settleFew(256)).toBe(true);
+    ydoc.getMap('root').set('n', -1);
+    d.markStale(big, live.digest);
+    expect(d.settleFew(256)).toBe(true);
+    expect(computed).toHaveLength(2);
+    const first = index.regionDigest();
+
+    // A client polls the status after every write: the document rests after its slow digest.
+    for (let i = 0; i < 20; i++) {
+      ydoc.getMap('root').set('n', i);
+      d.markStale(big, live.digest);
+      await d.settleInTurns();
+      expect(d.settleFewSparing(256)).toBe(false);
+    }
+    expect(computed).toHaveLength(2);
+    expect(index.regionDigest()).toBe(first);
+    // Readers that need it exact still get it: heartbeats and anti-entropy settle regardless.
+    expect(d.settleFew(256)).toBe(true);
+    expect(computed).toHaveLength(3);
+    const exact = digester(docs);
+    exact.d.settle();
+    expect(index.regionDigest()).toBe(exact.index.regionDigest());
+    d.stop();
+    exact.d.stop();
+  });
 });

@@ -30,10 +30,11 @@ const SLICE_MS = 4;
  */
 const REDIGEST_AFTER_MS = 100;
 /**
- * A document whose digest took longer than {@link SLOW_DIGEST_MS} waits
- * this many times as long before the digester computes it again: a large
- * document written without pause (a 6 MB one takes 20-35 ms) was walked
- * four times a second, each time holding every request of the region.
+ * A document whose digest took longer than {@link SLOW_DIGEST_MS} rests
+ * this many times as long before the digester, or a sync status, computes
+ * it again: a large document written without pause (a 6 MB one takes
+ * 20-35 ms) was walked four times a second, each time holding every request
+ * of the region, and once per write by a client polling `GET /v1/sync`.
  */
 const SLOW_DIGEST_WAIT = 40;
 const SLOW_DIGEST_MS = 2;
@@ -75,6 +76,8 @@ export class Digester {
   private readonly storing = new Map<DocKey, Uint8Array>();
   /** Documents whose last digest was slow, with when (performance.now()) the digester may compute it again. */
   private readonly slowUntil = new Map<DocKey, number>();
+  /** Documents whose last two digests were both slow: large ones, not a collection pause in a small one's. */
+  private readonly slowTwice = new Set<DocKey>();
   /** Documents digested in the current window of {@link REDIGEST_AFTER_MS}, and in the one before it. */
   private recent = new Set<DocKey>();
   private previous = new Set<DocKey>();
@@ -160,10 +163,36 @@ export class Digester {
   }
 
   /**
+   * As {@link settleFew}, leaving out documents resting after a slow
+   * digest: false when any is left stale (the region digest is not exact).
+   */
+  settleFewSparing(limit: number): boolean {
+    if (this.stale.size > limit) return false;
+    const now = performance.now();
+    let exact = true;
+    for (const doc of [...this.stale.keys()]) {
+      if (this.spared(doc, now)) exact = false;
+      else this.compute(doc);
+    }
+    return exact;
+  }
+
+  /** Whether a sync status leaves `doc` stale: resting, and slow the two last times (so surely large). */
+  private spared(doc: DocKey, now: number): boolean {
+    return this.slowTwice.has(doc) && this.resting(doc, now);
+  }
+
+  /** Whether `doc`'s last digest was slow and the rest it earned has not passed. */
+  private resting(doc: DocKey, now: number): boolean {
+    return (this.slowUntil.get(doc) ?? 0) > now;
+  }
+
+  /**
    * As {@link settle} for the documents stale now, in slices between which
    * requests and frames are served. Documents that change meanwhile are left
-   * to the caller's settle (few), so that steady writes cannot keep it going.
-   * Callers while one runs share it.
+   * to the caller's settle (few), so that steady writes cannot keep it going,
+   * and so are documents resting after a slow digest, so that polling it
+   * cannot. Callers while one runs share it.
    */
   settleInTurns(): Promise<void> {
     this.settling ??= this.computeInTurns().finally(() => (this.settling = null));
@@ -179,7 +208,7 @@ export class Digester {
         await new Promise<void>((resolve) => setImmediate(resolve));
         started = performance.now();
       }
-      this.compute(doc);
+      if (!this.spared(doc, performance.now())) this.compute(doc);
     }
   }
 
@@ -237,7 +266,7 @@ export class Digester {
     let waiting = false;
     let outOfTime = false;
     for (const doc of this.stale.keys()) {
-      if (this.recent.has(doc) || this.previous.has(doc) || (this.slowUntil.get(doc) ?? 0) > started) {
+      if (this.recent.has(doc) || this.previous.has(doc) || this.resting(doc, started)) {
         waiting = true;
         continue;
       }
@@ -290,8 +319,13 @@ export class Digester {
       const started = performance.now();
       const digest = docDigest(live.ydoc);
       const took = performance.now() - started;
-      if (took > SLOW_DIGEST_MS) this.slowUntil.set(doc, started + took * SLOW_DIGEST_WAIT);
-      else this.slowUntil.delete(doc);
+      if (took > SLOW_DIGEST_MS) {
+        if (this.slowUntil.has(doc)) this.slowTwice.add(doc);
+        this.slowUntil.set(doc, started + took * SLOW_DIGEST_WAIT);
+      } else {
+        this.slowUntil.delete(doc);
+        this.slowTwice.delete(doc);
+      }
       // Stored with it: a document changed by entries held beside its state had its flag left as it was.
       const deleted = !documentHoldsContent(live.ydoc);
       this.turnWindow(performance.now());

@@ -149,7 +149,7 @@ class DocumentsImpl implements Documents {
     },
     regionDigestIfCheap: (): string | null => (this.digester.settleFew(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
     statusDigest: (): { digest: string; exact: boolean } => {
-      if (!this.queue.backlogged && this.digester.settleFew(STATUS_INLINE_DOCS)) return { digest: this.index.regionDigest(), exact: true };
+      if (!this.queue.backlogged && this.digester.settleFewSparing(STATUS_INLINE_DOCS)) return { digest: this.index.regionDigest(), exact: true };
       return { digest: this.index.partialDigest(this.writer), exact: false };
     },
     settled: (): Promise<void> => (this.queue.backlogged ? Promise.resolve() : this.digester.settleInTurns()),

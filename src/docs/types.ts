@@ -201,8 +201,9 @@ export interface Documents {
     regionDigestIfCheap(): string | null;
     /**
      * For the sync status: the exact region digest when few documents
-     * changed since it was known (after {@link settled}); otherwise, and
-     * while a backlog from peers is applied, a partial one, marked so that
+     * changed since it was known (after {@link settled}); otherwise, while
+     * a backlog from peers is applied, and while a document whose digest was
+     * slow rests (a large one written often), a partial one, marked so that
      * no other region reports it, rather than compute many at once.
      */
     statusDigest(): { digest: string; exact: boolean };

@@ -5,6 +5,16 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 
+/**
+ * A render of the registry (about 1.3 ms with its collect hooks) waits after
+ * the one before for this many times as long: `/metrics` is never capped, and
+ * 16 clients scraping it without pause held a region's writes 8 times as long
+ * (p50 38 ms against 4.7 polling `/healthz`).
+ */
+const RENDER_SPACING = 10;
+/** ... but never longer than this, ms (a render slowed by a collection pause). */
+const MAX_RENDER_WAIT_MS = 1000;
+
 /** Work run before each scrape, to copy values that live elsewhere into gauges. */
 export type CollectHook = () => void | Promise<void>;
 
@@ -253,10 +263,39 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       hooks.add(hook);
       return () => hooks.delete(hook);
     },
-    async scrape() {
+    scrape: spacedRenders(async () => {
       for (const hook of hooks) await hook();
       return registry.metrics();
-    },
+    }),
     contentType: registry.contentType,
+  };
+}
+
+/**
+ * `render`, run for callers in turn: callers that arrive before a render
+ * starts share it, so each gets a render begun after it asked (never an
+ * older one), and a render starts {@link RENDER_SPACING} times the last
+ * one's time after that one ended.
+ */
+function spacedRenders(render: () => Promise<string>): () => Promise<string> {
+  let next: Promise<string> | null = null;
+  let ended = 0;
+  let took = 0;
+  return () => {
+    next ??= new Promise<void>((resolve) => {
+      const wait = ended + Math.min(took * RENDER_SPACING, MAX_RENDER_WAIT_MS) - performance.now();
+      if (wait > 0) setTimeout(resolve, wait);
+      else resolve();
+    }).then(async () => {
+      next = null;
+      const started = performance.now();
+      try {
+        return await render();
+      } finally {
+        ended = performance.now();
+        took = ended - started;
+      }
+    });
+    return next;
   };
 }

@@ -187,6 +187,34 @@ describe('metrics', () => {
     expect(await m.scrape()).toContain('meridian_database_bytes{region="r"} 20');
   });
 
+  test('scrapes at once share one render begun after they asked, and renders are spaced', async () => {
+    const m = createMetrics('r');
+    let renders = 0;
+    m.onCollect(() => {
+      renders++;
+      m.databaseBytes.set(renders);
+      // A render of about 2 ms: the next one waits some 20 ms after it.
+      const until = performance.now() + 2;
+      while (performance.now() < until) { /* busy */ }
+    });
+    const together = await Promise.all(Array.from({ length: 16 }, () => m.scrape()));
+    expect(new Set(together).size).toBe(1);
+    expect(renders).toBe(1);
+    // Never an older render: what changed before a scrape asked is in its answer.
+    m.writes.inc({ kind: 'put' }, 7);
+    expect(await m.scrape()).toContain('meridian_writes_total{kind="put",region="r"} 7');
+    // One client scraping without pause for 200 ms: a render every ~22 ms at most, not one per scrape.
+    const before = renders;
+    const began = performance.now();
+    let scrapes = 0;
+    while (performance.now() - began < 200) {
+      await m.scrape();
+      scrapes++;
+    }
+    expect(renders - before).toBe(scrapes);
+    expect(scrapes).toBeLessThanOrEqual(15);
+  });
+
   test('replication metrics carry their labels', async () => {
     const m = createMetrics('r');
     m.peerLagMs.set({ peer: 'west', direction: 'outbound' }, 12);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import { decodeVersion } from '../src/docs/token.js';
+import { docKey } from '../src/ids.js';
 import { startApiNode, type ApiNode } from './helpers/api-node.js';
 
 let node: ApiNode;
@@ -42,6 +43,27 @@ describe('PUT and GET', () => {
     expect(read.statusCode).toBe(200);
     expect(read.json()).toEqual({ title: 'hello', n: 1, tags: ['x'], nested: { deep: true } });
     expect(decodeVersion(read.headers['meridian-version'] as string)).toEqual(decodeVersion(version));
+  });
+
+  test('reads of a large document at once each see the writes acknowledged before they asked', async () => {
+    // About 2 MB: rendering it takes milliseconds, so reads at once share one rendering.
+    for (let part = 0; part < 4; part++) {
+      await node.documents.patch(docKey('notes', 'large'), Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`k${part}_${i}`, 'x'.repeat(1000)])));
+    }
+    for (let n = 1; n <= 4; n++) {
+      const write = await raw('PATCH', '/v1/docs/notes/large', JSON.stringify({ n }));
+      expect(write.statusCode).toBe(200);
+      const written = decodeVersion(json(write).version as string).get(node.documents.writer) ?? 0;
+      const reads = await Promise.all(Array.from({ length: 8 }, () => node.app.inject({ url: '/v1/docs/notes/large' })));
+      for (const read of reads) {
+        expect(read.statusCode).toBe(200);
+        expect(read.headers['content-type']).toBe('application/json; charset=utf-8');
+        const body = read.json() as Record<string, unknown>;
+        expect(body.n).toBe(n);
+        expect(Object.keys(body)).toHaveLength(2001);
+        expect(decodeVersion(read.headers['meridian-version'] as string).get(node.documents.writer)).toBeGreaterThanOrEqual(written);
+      }
+    }
   });
 
   test('PUT replaces the whole document', async () => {

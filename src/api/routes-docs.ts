@@ -10,6 +10,7 @@ import type { JsonObject, Op } from '../crdt/types.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
 import { errorResponses } from './openapi.js';
+import { SharedReads } from './shared-reads.js';
 import { DocumentBody, ListPage, WriteAck } from './responses.js';
 import {
   CollectionParams,
@@ -39,6 +40,7 @@ const WRITE_ERRORS = ['too_complex', 'body_too_large', 'unavailable'] as const;
 /** Registers the JSON document routes. */
 export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promise<void> {
   const { documents, session } = deps;
+  const reads = new SharedReads();
 
   app.put<{ Params: DocParams; Body: JsonObject }>(
     DOC,
@@ -99,12 +101,18 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
   };
   app.get<{ Params: DocParams }>(DOC, { schema: readSchema }, async (request, reply) => {
     const doc = docOf(request.params);
-    // A write to it may still be on its way to the disk: never read what is not durable.
-    await documents.settled(doc);
-    const result = documents.read(doc);
-    if (result.value === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
-    void reply.header(VERSION_HEADER, encodeVersion(result.version));
-    return result.value;
+    const read = await reads.read(
+      doc,
+      // A write to it may still be on its way to the disk: never read what is not durable.
+      () => documents.settled(doc),
+      () => {
+        const result = documents.read(doc);
+        return result.value === null ? null : { body: Buffer.from(JSON.stringify(result.value)), version: encodeVersion(result.version) };
+      },
+    );
+    if (read === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
+    void reply.header(VERSION_HEADER, read.version);
+    return reply.type('application/json; charset=utf-8').send(read.body);
   });
 
   const deleteSchema = {

@@ -34,6 +34,7 @@ import { callerKey } from './limits.js';
 import { errorResponses } from './openapi.js';
 import { documentQuotaExceeded, type DocumentCreations, type WriteRates } from './quotas.js';
 import { DocParams, docOf } from './schemas.js';
+import { SharedReads } from './shared-reads.js';
 
 /** The route of live connections. */
 export const LIVE_ROUTE = '/v1/live/:collection/:id';
@@ -59,6 +60,7 @@ export interface LiveRouteDeps {
 /** Registers the live route; the WebSocket plugin must be registered before. */
 export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Promise<void> {
   const { documents, rooms, limits, metrics } = deps;
+  const reads = new SharedReads();
   const authenticator = createAuthenticator(deps.auth.tokens);
   const limiter = createLogLimiter({ logger: deps.logger, onSuppressed: (event) => metrics.logSuppressed.inc({ event }) });
   const principals = new WeakMap<IncomingMessage, Principal | null>();
@@ -113,6 +115,12 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
     const query = request.query as { versions?: string };
     new LiveConnection({
       doc, socket, documents, rooms,
+      stateFor: (sv) => reads.read(
+        `${doc}\0${Buffer.from(sv).toString('base64')}`,
+        // What is in memory but not yet on disk must not be shown: wait for the commit.
+        () => documents.settled(doc),
+        () => documents.readYjs(doc, sv),
+      ),
       canWrite: !authenticator.enabled || principal?.scope === 'read-write',
       wantsVersions: query.versions === '1',
       maxUpdateBytes: limits.yjsUpdateBytes,

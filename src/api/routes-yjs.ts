@@ -8,6 +8,7 @@ import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
 import { errorResponses } from './openapi.js';
+import { SharedReads } from './shared-reads.js';
 import { WriteAck, YjsUpdateBody } from './responses.js';
 import { DocParams, YjsQuery, docOf } from './schemas.js';
 import { VERSION_HEADER, type Session } from './session.js';
@@ -40,6 +41,7 @@ export function decodeStateVectorParam(sv: string): Uint8Array {
 /** Registers the Yjs routes; the binary body parser exists only in their scope. */
 export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promise<void> {
   const { documents, session, yjsUpdateBytes } = deps;
+  const reads = new SharedReads();
   // Updates are binary only: a JSON body here is a client mistake, answered with 415.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: yjsUpdateBytes }, (_request, body, done) => {
@@ -57,11 +59,14 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
     async (request, reply) => {
       const doc = docOf(request.params);
       const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
-      await documents.settled(doc);
-      const update = documents.readYjs(doc, sv);
-      if (update === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
-      // Read in the same turn as the update, so the version describes it.
-      void reply.header(VERSION_HEADER, encodeVersion(documents.versionVector()));
+      const read = await reads.read(`${doc}\0${request.query.sv ?? ''}`, () => documents.settled(doc), () => {
+        const update = documents.readYjs(doc, sv);
+        // Read in the same turn as the update, so the version describes it.
+        return update === null ? null : { update, version: encodeVersion(documents.versionVector()) };
+      });
+      if (read === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
+      void reply.header(VERSION_HEADER, read.version);
+      const { update } = read;
       return reply.type(OCTETS).send(Buffer.from(update.buffer, update.byteOffset, update.byteLength));
     },
   );

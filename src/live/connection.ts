@@ -32,6 +32,11 @@ export interface ConnectionOptions {
   socket: WebSocket;
   documents: Documents;
   rooms: Rooms;
+  /**
+   * What of the document's durable state the client lacks (sync step 2);
+   * null for an unknown document. Shared with other reads of it at once.
+   */
+  stateFor: (stateVector: Uint8Array) => Promise<Uint8Array | null>;
   /** Whether the client's token may write. */
   canWrite: boolean;
   wantsVersions: boolean;
@@ -154,13 +159,9 @@ export class LiveConnection implements LiveMember {
     } catch (err) {
       throw new MeridianError('bad_request', 'the message is not a y-websocket message', undefined, { cause: err });
     }
-    const { documents, doc } = this.o;
     switch (message.type) {
-      case 'sync-step-1': {
-        // What is in memory but not yet on disk must not be shown: wait for the commit.
-        await documents.settled(doc);
-        return this.send(syncStep2(documents.readYjs(doc, message.stateVector) ?? EMPTY_UPDATE));
-      }
+      case 'sync-step-1':
+        return this.send(syncStep2((await this.o.stateFor(message.stateVector)) ?? EMPTY_UPDATE));
       case 'update':
         return this.applyUpdate(message.update);
       case 'awareness':

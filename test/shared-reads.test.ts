@@ -1,0 +1,82 @@
+/**
+ * Reads of a large document, shared and spaced (src/api/shared-reads.ts):
+ * reads at once share one render begun after each asked; renders of a slow
+ * document are spaced; a fast one is rendered for every read.
+ */
+import { describe, expect, it } from 'vitest';
+import { SharedReads } from '../src/api/shared-reads.js';
+
+/** A render that takes `ms` of the thread, as rendering a large document does. */
+function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* rendering */ }
+}
+
+describe('shared reads', () => {
+  it('render a fast document for every read', async () => {
+    const reads = new SharedReads();
+    let renders = 0;
+    const results = await Promise.all(Array.from({ length: 8 }, () => reads.read('small', () => null, () => ++renders)));
+    expect(renders).toBe(8);
+    expect(new Set(results).size).toBe(8);
+  });
+
+  it('share one render of a slow document among reads at once, begun after each asked', async () => {
+    const reads = new SharedReads();
+    let value = 1;
+    let renders = 0;
+    const render = () => {
+      renders++;
+      busy(3);
+      return { value };
+    };
+    expect(await reads.read('big', () => null, render)).toEqual({ value: 1 });
+    value = 2;
+    const together = await Promise.all(Array.from({ length: 16 }, () => reads.read('big', () => null, render)));
+    expect(renders).toBe(2);
+    expect(new Set(together).size).toBe(1);
+    // What changed before a read asked is in its answer.
+    expect(together[0]).toEqual({ value: 2 });
+    value = 3;
+    expect(await reads.read('big', () => null, render)).toEqual({ value: 3 });
+    // Another document is not held by this one.
+    expect(await reads.read('other', () => null, () => 'other')).toBe('other');
+  });
+
+  it('space the renders of a slow document read without pause', async () => {
+    const reads = new SharedReads();
+    let renders = 0;
+    const began = performance.now();
+    let served = 0;
+    while (performance.now() - began < 300) {
+      await reads.read('big', () => null, () => {
+        renders++;
+        busy(3);
+      });
+      served++;
+    }
+    // Each render of 3 ms waits some 30 ms after the one before: ten or so in 300 ms, not a hundred.
+    expect(renders).toBe(served);
+    expect(renders).toBeLessThanOrEqual(14);
+  });
+
+  it('do not count waiting for a commit as rendering', async () => {
+    const reads = new SharedReads();
+    let renders = 0;
+    const commit = () => new Promise<void>((resolve) => setTimeout(resolve, 20));
+    await reads.read('doc', commit, () => ++renders);
+    await Promise.all(Array.from({ length: 4 }, () => reads.read('doc', commit, () => ++renders)));
+    expect(renders).toBe(5);
+  });
+
+  it('give every read that joined a render its error', async () => {
+    const reads = new SharedReads();
+    await reads.read('big', () => null, () => busy(3));
+    const failed = await Promise.allSettled(Array.from({ length: 4 }, () => reads.read('big', () => null, () => {
+      busy(3);
+      throw new Error('cannot render');
+    })));
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+    expect(await reads.read('big', () => null, () => 'again')).toBe('again');
+  });
+});

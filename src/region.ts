@@ -17,6 +17,7 @@ import type { ApiConfig } from './api/app.js';
 import { StatusHistory, startSampler } from './api/status-history.js';
 import { liveRoutes } from './api/routes-live.js';
 import { createDocumentCreations, createWriteRates } from './api/quotas.js';
+import { SharedReads } from './api/shared-reads.js';
 import { Rooms } from './live/rooms.js';
 import { BackgroundPacer } from './pacer.js';
 
@@ -118,8 +119,9 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   // One write rate per token, whether it writes over HTTP or a live connection.
   const writeRates = createWriteRates();
   const creations = createDocumentCreations(documents);
+  const reads = new SharedReads();
   const app = buildApp({
-    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store, writeRates, creations,
+    config: apiConfig(config), documents, replication: replicator, metrics, logger, history, feedLog: store, writeRates, creations, reads,
     ...(tls ? { https: tls } : {}),
   });
   await acceptLinks(app, {
@@ -136,7 +138,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   const stopLive = documents.onCommitted((entries) => rooms.committed(entries));
   const stopLiveStates = documents.onStateChanged((changes) => rooms.stateChanged(changes));
   await app.register(liveRoutes, {
-    documents, rooms, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }), writeRates, creations,
+    documents, rooms, reads, limits: config.limits, auth: config.auth, metrics, logger: logger.child({ module: 'live' }), writeRates, creations,
   });
 
   try {

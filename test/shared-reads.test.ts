@@ -16,7 +16,7 @@ describe('shared reads', () => {
   it('render a fast document for every read', async () => {
     const reads = new SharedReads();
     let renders = 0;
-    const results = await Promise.all(Array.from({ length: 8 }, () => reads.read('small', () => null, () => ++renders)));
+    const results = await Promise.all(Array.from({ length: 8 }, () => reads.read('small', 'json', () => null, () => ++renders)));
     expect(renders).toBe(8);
     expect(new Set(results).size).toBe(8);
   });
@@ -30,17 +30,17 @@ describe('shared reads', () => {
       busy(3);
       return { value };
     };
-    expect(await reads.read('big', () => null, render)).toEqual({ value: 1 });
+    expect(await reads.read('big', 'json', () => null, render)).toEqual({ value: 1 });
     value = 2;
-    const together = await Promise.all(Array.from({ length: 16 }, () => reads.read('big', () => null, render)));
+    const together = await Promise.all(Array.from({ length: 16 }, () => reads.read('big', 'json', () => null, render)));
     expect(renders).toBe(2);
     expect(new Set(together).size).toBe(1);
     // What changed before a read asked is in its answer.
     expect(together[0]).toEqual({ value: 2 });
     value = 3;
-    expect(await reads.read('big', () => null, render)).toEqual({ value: 3 });
+    expect(await reads.read('big', 'json', () => null, render)).toEqual({ value: 3 });
     // Another document is not held by this one.
-    expect(await reads.read('other', () => null, () => 'other')).toBe('other');
+    expect(await reads.read('other', 'json', () => null, () => 'other')).toBe('other');
   });
 
   it('space the renders of a slow document read without pause', async () => {
@@ -49,7 +49,7 @@ describe('shared reads', () => {
     const began = performance.now();
     let served = 0;
     while (performance.now() - began < 300) {
-      await reads.read('big', () => null, () => {
+      await reads.read('big', 'json', () => null, () => {
         renders++;
         busy(3);
       });
@@ -64,19 +64,32 @@ describe('shared reads', () => {
     const reads = new SharedReads();
     let renders = 0;
     const commit = () => new Promise<void>((resolve) => setTimeout(resolve, 20));
-    await reads.read('doc', commit, () => ++renders);
-    await Promise.all(Array.from({ length: 4 }, () => reads.read('doc', commit, () => ++renders)));
+    await reads.read('doc', 'json', commit, () => ++renders);
+    await Promise.all(Array.from({ length: 4 }, () => reads.read('doc', 'json', commit, () => ++renders)));
     expect(renders).toBe(5);
+  });
+
+  it('run the renders of a slow document one at a time, whatever they render', async () => {
+    const reads = new SharedReads();
+    await reads.read('big', 'json', () => null, () => busy(3));
+    // Reads asking for different state vectors cannot share a render, nor escape the spacing.
+    const starts: number[] = [];
+    await Promise.all(Array.from({ length: 4 }, (_, i) => reads.read('big', `sv${i}`, () => null, () => {
+      starts.push(performance.now());
+      busy(3);
+    })));
+    expect(starts).toHaveLength(4);
+    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(30);
   });
 
   it('give every read that joined a render its error', async () => {
     const reads = new SharedReads();
-    await reads.read('big', () => null, () => busy(3));
-    const failed = await Promise.allSettled(Array.from({ length: 4 }, () => reads.read('big', () => null, () => {
+    await reads.read('big', 'json', () => null, () => busy(3));
+    const failed = await Promise.allSettled(Array.from({ length: 4 }, () => reads.read('big', 'json', () => null, () => {
       busy(3);
       throw new Error('cannot render');
     })));
     expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
-    expect(await reads.read('big', () => null, () => 'again')).toBe('again');
+    expect(await reads.read('big', 'json', () => null, () => 'again')).toBe('again');
   });
 });

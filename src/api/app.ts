@@ -44,6 +44,7 @@ import { historyRoutes, packagedUiAssets, uiRoutes, type UiAssets } from './rout
 import { StatusHistory } from './status-history.js';
 import { checkName, validatorCompiler } from './schemas.js';
 import { createSession } from './session.js';
+import { SharedReads } from './shared-reads.js';
 
 /** The parts of the region config the API reads. */
 export type ApiConfig = Pick<RegionConfig, 'region' | 'limits' | 'auth'> & Partial<Pick<RegionConfig, 'cors' | 'ui'>>;
@@ -71,6 +72,8 @@ export interface ApiDeps {
   writeRates?: WriteRates;
   /** Documents created per token, shared with live connections (made here when absent). */
   creations?: DocumentCreations;
+  /** Renders of large documents, shared with live connections (made here when absent). */
+  reads?: SharedReads;
 }
 
 /** Log paths that may hold credentials; pino replaces them. */
@@ -206,8 +209,9 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
   if (config.ui?.enabled === true) {
     await api.register(uiRoutes, { region: config.region, ui: config.ui, assets: deps.uiAssets ?? packagedUiAssets(), logger: deps.logger });
   }
-  await api.register(docRoutes, { documents, session });
+  const reads = deps.reads ?? new SharedReads();
+  await api.register(docRoutes, { documents, session, reads });
   await api.register(conflictRoutes, { documents });
-  await api.register(yjsRoutes, { documents, session, yjsUpdateBytes: config.limits.yjsUpdateBytes });
+  await api.register(yjsRoutes, { documents, session, reads, yjsUpdateBytes: config.limits.yjsUpdateBytes });
   await api.register(eventRoutes, { documents, replication, log: deps.feedLog ?? null, limits: config.limits, metrics, callerOf: caller });
 }

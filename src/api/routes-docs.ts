@@ -10,7 +10,7 @@ import type { JsonObject, Op } from '../crdt/types.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
 import { errorResponses } from './openapi.js';
-import { SharedReads } from './shared-reads.js';
+import type { SharedReads } from './shared-reads.js';
 import { DocumentBody, ListPage, WriteAck } from './responses.js';
 import {
   CollectionParams,
@@ -30,6 +30,7 @@ import { VERSION_HEADER, type Session } from './session.js';
 export interface DocRouteDeps {
   documents: Documents;
   session: Session;
+  reads: SharedReads;
 }
 
 const DOC = '/v1/docs/:collection/:id';
@@ -39,8 +40,7 @@ const WRITE_ERRORS = ['too_complex', 'body_too_large', 'unavailable'] as const;
 
 /** Registers the JSON document routes. */
 export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promise<void> {
-  const { documents, session } = deps;
-  const reads = new SharedReads();
+  const { documents, session, reads } = deps;
 
   app.put<{ Params: DocParams; Body: JsonObject }>(
     DOC,
@@ -103,6 +103,7 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
     const doc = docOf(request.params);
     const read = await reads.read(
       doc,
+      'json',
       // A write to it may still be on its way to the disk: never read what is not durable.
       () => documents.settled(doc),
       () => {

@@ -34,7 +34,7 @@ import { callerKey } from './limits.js';
 import { errorResponses } from './openapi.js';
 import { documentQuotaExceeded, type DocumentCreations, type WriteRates } from './quotas.js';
 import { DocParams, docOf } from './schemas.js';
-import { SharedReads } from './shared-reads.js';
+import type { SharedReads } from './shared-reads.js';
 
 /** The route of live connections. */
 export const LIVE_ROUTE = '/v1/live/:collection/:id';
@@ -47,6 +47,8 @@ const LiveQuery = Type.Object({
 export interface LiveRouteDeps {
   documents: Documents;
   rooms: Rooms;
+  /** Renders of large documents, shared with the HTTP reads. */
+  reads: SharedReads;
   limits: Pick<LimitsConfig, 'yjsUpdateBytes' | 'liveSendBufferBytes' | 'liveKeepAliveMs' | 'liveConnectionsPerCaller'>;
   auth: Pick<AuthConfig, 'tokens'>;
   metrics: Pick<Metrics, 'requestsRefused' | 'logSuppressed'>;
@@ -59,8 +61,7 @@ export interface LiveRouteDeps {
 
 /** Registers the live route; the WebSocket plugin must be registered before. */
 export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Promise<void> {
-  const { documents, rooms, limits, metrics } = deps;
-  const reads = new SharedReads();
+  const { documents, rooms, reads, limits, metrics } = deps;
   const authenticator = createAuthenticator(deps.auth.tokens);
   const limiter = createLogLimiter({ logger: deps.logger, onSuppressed: (event) => metrics.logSuppressed.inc({ event }) });
   const principals = new WeakMap<IncomingMessage, Principal | null>();
@@ -116,7 +117,8 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
     new LiveConnection({
       doc, socket, documents, rooms,
       stateFor: (sv) => reads.read(
-        `${doc}\0${Buffer.from(sv).toString('base64')}`,
+        doc,
+        Buffer.from(sv).toString('base64'),
         // What is in memory but not yet on disk must not be shown: wait for the commit.
         () => documents.settled(doc),
         () => documents.readYjs(doc, sv),

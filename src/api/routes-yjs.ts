@@ -8,7 +8,7 @@ import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
 import { errorResponses } from './openapi.js';
-import { SharedReads } from './shared-reads.js';
+import type { SharedReads } from './shared-reads.js';
 import { WriteAck, YjsUpdateBody } from './responses.js';
 import { DocParams, YjsQuery, docOf } from './schemas.js';
 import { VERSION_HEADER, type Session } from './session.js';
@@ -16,6 +16,7 @@ import { VERSION_HEADER, type Session } from './session.js';
 export interface YjsRouteDeps {
   documents: Documents;
   session: Session;
+  reads: SharedReads;
   /** Largest update accepted; larger bodies get 413. */
   yjsUpdateBytes: number;
 }
@@ -40,8 +41,7 @@ export function decodeStateVectorParam(sv: string): Uint8Array {
 
 /** Registers the Yjs routes; the binary body parser exists only in their scope. */
 export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promise<void> {
-  const { documents, session, yjsUpdateBytes } = deps;
-  const reads = new SharedReads();
+  const { documents, session, reads, yjsUpdateBytes } = deps;
   // Updates are binary only: a JSON body here is a client mistake, answered with 415.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: yjsUpdateBytes }, (_request, body, done) => {
@@ -59,7 +59,7 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
     async (request, reply) => {
       const doc = docOf(request.params);
       const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
-      const read = await reads.read(`${doc}\0${request.query.sv ?? ''}`, () => documents.settled(doc), () => {
+      const read = await reads.read(doc, request.query.sv ?? '', () => documents.settled(doc), () => {
         const update = documents.readYjs(doc, sv);
         // Read in the same turn as the update, so the version describes it.
         return update === null ? null : { update, version: encodeVersion(documents.versionVector()) };

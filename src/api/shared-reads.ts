@@ -8,9 +8,10 @@
  * A read whose document rendered slowly last time joins the next render of
  * it: every request that arrives before a render starts gets that render's
  * bytes (one buffer, sent to each), so each still sees what was durable when
- * it asked. The next render starts at the earliest {@link SPACING} times the
- * last one's time after it ended. A document that renders fast is rendered
- * for each read, as before.
+ * it asked. The document's renders run one at a time, each at the earliest
+ * {@link SPACING} times the last one's time after it ended, whatever they
+ * render (JSON, or the Yjs update for one state vector). A document that
+ * renders fast is rendered for each read, as before.
  */
 
 /** Renders shorter than this, ms, are not shared. */
@@ -19,14 +20,17 @@ const SLOW_MS = 2;
 const SPACING = 10;
 /** ... but never longer than this, ms. */
 const MAX_WAIT_MS = 500;
-/** Slots kept for documents whose last render was slow; beyond, the idle ones are dropped. */
-const MAX_SLOTS = 256;
+/** Documents whose last render was slow, kept; beyond, the idle ones are dropped. */
+const MAX_SLOTS = 4096;
 
+/** A document whose last render was slow: its renders, one at a time. */
 interface Slot {
-  /** The render readers arriving now join; null once it has started. */
-  next: Promise<unknown> | null;
   ended: number;
   took: number;
+  /** Settles once the last render queued has run. */
+  tail: Promise<void>;
+  /** Renders queued and not yet started, by variant; reads of one join it. */
+  queued: Map<string, Promise<unknown>>;
 }
 
 export class SharedReads {
@@ -34,19 +38,28 @@ export class SharedReads {
 
   /**
    * `render` (timed, synchronous) after `ready` (untimed: waiting for a
-   * commit in flight), shared with the other reads of `key` that join it.
+   * commit in flight). Reads of `doc` asking for the same `variant` (what
+   * they are sent: JSON, or the Yjs update for one state vector) join a
+   * render that has not started; any render of a slow document, whatever
+   * its variant, waits its turn, so varying the variant does not escape it.
    */
-  read<T>(key: string, ready: () => Promise<void> | null, render: () => T): Promise<T> {
-    const slot = this.slots.get(key);
-    if (!slot) return this.run(key, ready, render);
-    slot.next ??= delay(slot.ended + Math.min(slot.took * SPACING, MAX_WAIT_MS) - performance.now()).then(() => {
-      slot.next = null;
-      return this.run(key, ready, render);
-    });
-    return slot.next as Promise<T>;
+  read<T>(doc: string, variant: string, ready: () => Promise<void> | null, render: () => T): Promise<T> {
+    const slot = this.slots.get(doc);
+    if (!slot) return this.run(doc, ready, render);
+    const joined = slot.queued.get(variant);
+    if (joined) return joined as Promise<T>;
+    const turn = slot.tail
+      .then(() => delay(slot.ended + Math.min(slot.took * SPACING, MAX_WAIT_MS) - performance.now()))
+      .then(() => {
+        slot.queued.delete(variant);
+        return this.run(doc, ready, render);
+      });
+    slot.queued.set(variant, turn);
+    slot.tail = turn.then(() => undefined, () => undefined);
+    return turn;
   }
 
-  private async run<T>(key: string, ready: () => Promise<void> | null, render: () => T): Promise<T> {
+  private async run<T>(doc: string, ready: () => Promise<void> | null, render: () => T): Promise<T> {
     await ready();
     const started = performance.now();
     try {
@@ -54,26 +67,25 @@ export class SharedReads {
     } finally {
       const ended = performance.now();
       const took = ended - started;
-      const slot = this.slots.get(key);
-      if (took < SLOW_MS) {
-        if (slot && !slot.next) this.slots.delete(key);
-      } else if (slot) {
+      const slot = this.slots.get(doc);
+      if (slot) {
         slot.ended = ended;
         slot.took = took;
-      } else {
-        this.keep(key, { next: null, ended, took });
+        if (took < SLOW_MS && slot.queued.size === 0) this.slots.delete(doc);
+      } else if (took >= SLOW_MS) {
+        this.keep(doc, { ended, took, tail: Promise.resolve(), queued: new Map() });
       }
     }
   }
 
-  private keep(key: string, slot: Slot): void {
+  private keep(doc: string, slot: Slot): void {
     if (this.slots.size >= MAX_SLOTS) {
       const now = performance.now();
-      for (const [k, s] of this.slots) {
-        if (!s.next && s.ended + Math.min(s.took * SPACING, MAX_WAIT_MS) < now) this.slots.delete(k);
+      for (const [d, s] of this.slots) {
+        if (s.queued.size === 0 && s.ended + Math.min(s.took * SPACING, MAX_WAIT_MS) < now) this.slots.delete(d);
       }
     }
-    if (this.slots.size < MAX_SLOTS) this.slots.set(key, slot);
+    if (this.slots.size < MAX_SLOTS) this.slots.set(doc, slot);
   }
 }
 

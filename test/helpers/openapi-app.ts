@@ -19,6 +19,7 @@ import { apiConfig, linkOptions } from '../../src/region.js';
 import { acceptLinks } from '../../src/replication/transport.js';
 import { openStore } from '../../src/storage/sqlite.js';
 import { standaloneReplicationView } from './api-node.js';
+import { SharedReads } from '../../src/api/shared-reads.js';
 
 /** One registered route: its method and fastify URL (`/v1/docs/:collection`). */
 export interface RegisteredRoute {
@@ -56,7 +57,7 @@ export async function buildRecordedApp(): Promise<RecordedApp> {
     maxPerDoc: config.limits.liveConnectionsPerDoc, maxTotal: config.limits.liveConnections, versionVector: () => documents.versionVector(),
     stateOf: (doc) => documents.readYjs(doc),
   });
-  await app.register(liveRoutes, { documents, rooms, limits: config.limits, auth: config.auth, metrics, logger, writeRates: createWriteRates(), creations: createDocumentCreations(documents) });
+  await app.register(liveRoutes, { documents, rooms, reads: new SharedReads(), limits: config.limits, auth: config.auth, metrics, logger, writeRates: createWriteRates(), creations: createDocumentCreations(documents) });
   await app.ready();
   return {
     app,

@@ -582,6 +582,40 @@ describe('the write path', () => {
   });
 });
 
+describe('conflict records', () => {
+  it('are paged by the bytes of their lost states as well as by count', async () => {
+    const n = node();
+    const doc = docKey('c', 'conflicted');
+    await n.docs.put(doc, { kept: 1 });
+    // Records as a commit keeps them, each lost state about 400 bytes.
+    const db = new Database(join(n.dir, 'meridian.db'));
+    const insert = db.prepare('INSERT INTO conflicts (doc, at, winner, kept_digest, lost_digest, lost_state) VALUES (?, ?, ?, ?, ?, ?)');
+    for (let i = 0; i < 5; i++) {
+      const lost = new Y.Doc();
+      lost.getMap('root').set('lost', `${i}`.repeat(400));
+      insert.run(doc, Date.now(), 'r2', Buffer.alloc(32), Buffer.alloc(32, i + 1), Buffer.from(Y.encodeStateAsUpdate(lost)));
+    }
+    db.close();
+
+    const seen: string[] = [];
+    let after = 0;
+    for (let pages = 1; ; pages++) {
+      const page = n.docs.conflicts(doc, after, 100, 1000);
+      expect(page.conflicts.length).toBe(pages < 3 ? 2 : 1);
+      seen.push(...page.conflicts.map((c) => String((c.value as { lost: string }).lost[0])));
+      if (page.next === null) break;
+      after = page.next;
+    }
+    expect(seen).toEqual(['0', '1', '2', '3', '4']);
+    // A state larger than the bound still comes, alone; the count bounds a page too.
+    expect(n.docs.conflicts(doc, 0, 100, 10).conflicts).toHaveLength(1);
+    const three = n.docs.conflicts(doc, 0, 3, 1 << 20);
+    expect(three.conflicts).toHaveLength(3);
+    expect(three.next).toBe(three.conflicts[2]!.id);
+    expect(n.docs.conflicts(doc, three.next!, 3, 1 << 20).next).toBeNull();
+  });
+});
+
 describe('compaction of a large document', () => {
   it('waits for entries in proportion to its snapshot, while a small document is compacted at every tick', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));

@@ -12,6 +12,8 @@ import { ConflictPage } from './responses.js';
 import { DocParams, docOf } from './schemas.js';
 
 const MAX_CONFLICTS = 100;
+/** Lost states' bytes in one page at most (beyond its first conflict): each is decoded, rendered and sent twice over. */
+const PAGE_STATE_BYTES = 1 << 20;
 
 const ConflictQuery = Type.Object({
   after: Type.Optional(Type.Integer({ minimum: 0, default: 0, description: '`next` of the previous page' })),
@@ -33,13 +35,12 @@ export async function conflictRoutes(app: FastifyInstance, deps: { documents: Do
       const doc = docOf(request.params);
       // The validator has filled in the defaults.
       const { after = 0, limit = 20 } = request.query;
-      const found = documents.conflicts(doc, after, limit + 1);
-      if (found.length === 0 && after === 0 && documents.stateVector(doc) === null) {
+      const page = documents.conflicts(doc, after, limit, PAGE_STATE_BYTES);
+      if (page.conflicts.length === 0 && after === 0 && documents.stateVector(doc) === null) {
         throw new MeridianError('not_found', `document ${doc} does not exist`);
       }
-      const page = found.slice(0, limit);
       return {
-        conflicts: page.map((c) => ({
+        conflicts: page.conflicts.map((c) => ({
           id: c.id,
           at: new Date(c.at).toISOString(),
           winner: c.winner,
@@ -48,7 +49,7 @@ export async function conflictRoutes(app: FastifyInstance, deps: { documents: Do
           value: c.value,
           yjs: Buffer.from(c.state).toString('base64'),
         })),
-        next: found.length > limit ? (page[page.length - 1]?.id ?? null) : null,
+        next: page.next,
       };
     },
   );

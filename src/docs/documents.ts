@@ -447,13 +447,20 @@ class DocumentsImpl implements Documents {
     return live ? digestParts(live.ydoc) : null;
   }
 
-  conflicts(doc: DocKey, afterId: number, limit: number): Conflict[] {
-    return this.store.conflicts.list(doc, afterId, limit).map((c) => {
+  conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number): { conflicts: Conflict[]; next: number | null } {
+    const records = this.store.conflicts.list(doc, afterId, limit + 1);
+    const conflicts: Conflict[] = [];
+    let bytes = 0;
+    // Each is decoded and rendered on this thread: lost states of a large document add up to seconds.
+    for (const c of records) {
+      if (conflicts.length === limit || (conflicts.length > 0 && bytes + c.lostState.length > maxStateBytes)) break;
+      bytes += c.lostState.length;
       const lost = loadDoc([c.lostState], 1);
       const value = readDocument(lost);
       lost.destroy();
-      return { id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), value, state: c.lostState };
-    });
+      conflicts.push({ id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), value, state: c.lostState });
+    }
+    return { conflicts, next: conflicts.length < records.length ? conflicts[conflicts.length - 1]!.id : null };
   }
 
   conflictCount(): number {

@@ -161,8 +161,12 @@ export interface Documents {
   replaceState(doc: DocKey, state: Uint8Array, from: RegionId): Promise<ReplaceResult>;
   /** The two halves of the document's digest, computed now; null when unknown here. */
   digestParts(doc: DocKey): DigestParts | null;
-  /** The conflicts recorded here for a document, after id `afterId`, oldest first. */
-  conflicts(doc: DocKey, afterId: number, limit: number): Conflict[];
+  /**
+   * The conflicts recorded here for a document, after id `afterId`, oldest
+   * first: at most `limit`, and none more once their lost states hold
+   * `maxStateBytes` (the first always comes); `next` when more follow.
+   */
+  conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number): { conflicts: Conflict[]; next: number | null };
   /** Conflicts recorded in this region. */
   conflictCount(): number;
   /** The document's state vector, or null when this region has never seen it. */

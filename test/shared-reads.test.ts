@@ -82,6 +82,18 @@ describe('shared reads', () => {
     for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(30);
   });
 
+  it('refuse a read that would queue behind too many renders of one document', async () => {
+    const reads = new SharedReads();
+    await reads.read('big', 'json', () => null, () => busy(3));
+    const queued = Array.from({ length: 8 }, (_, i) => reads.read('big', `sv${i}`, () => null, () => busy(3)));
+    await expect(reads.read('big', 'sv-one-more', () => null, () => 'late')).rejects.toMatchObject({ code: 'unavailable' });
+    // A read of a variant already queued joins it; another document is not held.
+    const joined = reads.read('big', 'sv0', () => null, () => busy(3));
+    expect(await reads.read('small', 'json', () => null, () => 'small')).toBe('small');
+    await Promise.all([...queued, joined]);
+    expect(await reads.read('big', 'sv-one-more', () => null, () => 'later')).toBe('later');
+  });
+
   it('give every read that joined a render its error', async () => {
     const reads = new SharedReads();
     await reads.read('big', 'json', () => null, () => busy(3));

@@ -14,12 +14,20 @@
  * renders fast is rendered for each read, as before.
  */
 
+import { MeridianError } from '../errors.js';
+
 /** Renders shorter than this, ms, are not shared. */
 const SLOW_MS = 2;
 /** A slow render waits this many times the last one's time after it... */
 const SPACING = 10;
 /** ... but never longer than this, ms. */
 const MAX_WAIT_MS = 500;
+/**
+ * Renders of one slow document queued at once (different variants) at most:
+ * beyond, a read is refused (503, retry) rather than wait many turns, and
+ * hold its request, behind a client asking for one state vector after another.
+ */
+const MAX_QUEUED = 8;
 /** Documents whose last render was slow, kept; beyond, the idle ones are dropped. */
 const MAX_SLOTS = 4096;
 
@@ -48,6 +56,9 @@ export class SharedReads {
     if (!slot) return this.run(doc, ready, render);
     const joined = slot.queued.get(variant);
     if (joined) return joined as Promise<T>;
+    if (slot.queued.size >= MAX_QUEUED) {
+      return Promise.reject(new MeridianError('unavailable', `${MAX_QUEUED} renders of this large document wait for their turn: retry shortly`));
+    }
     const turn = slot.tail
       .then(() => delay(slot.ended + Math.min(slot.took * SPACING, MAX_WAIT_MS) - performance.now()))
       .then(() => {

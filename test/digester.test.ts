@@ -23,6 +23,19 @@ function digester(docs: Map<DocKey, LiveDoc>) {
   return { d, index };
 }
 
+/** A digester over `docs` that records each document it digests. */
+function counting(docs: Map<DocKey, LiveDoc>) {
+  const computed: DocKey[] = [];
+  const index = new DigestIndex();
+  const d = new Digester({
+    index, logger: pino({ level: 'silent' }),
+    store: { staleSummaries: () => [], setDigests: () => undefined },
+    live: (key) => docs.get(key), load: () => null, busy: () => false,
+    digested: (key) => void computed.push(key),
+  });
+  return { d, index, computed };
+}
+
 function documents(n: number): Map<DocKey, LiveDoc> {
   const docs = new Map<DocKey, LiveDoc>();
   for (let i = 0; i < n; i++) {
@@ -67,14 +80,7 @@ describe('document digests after a burst of changes', () => {
   it('of a document changed at every commit are computed a few times a second, and end exact', async () => {
     const docs = documents(2);
     const [[hot, live], [once]] = [...docs] as [[DocKey, LiveDoc], [DocKey, LiveDoc]];
-    const computed: DocKey[] = [];
-    const index = new DigestIndex();
-    const d = new Digester({
-      index, logger: pino({ level: 'silent' }),
-      store: { staleSummaries: () => [], setDigests: () => undefined },
-      live: (key) => docs.get(key), load: () => null, busy: () => false,
-      digested: (key) => void computed.push(key),
-    });
+    const { d, index, computed } = counting(docs);
     // A commit every 5 ms changes the hot document; the other changes once, midway.
     const began = performance.now();
     for (let i = 0; i < 60; i++) {
@@ -108,14 +114,7 @@ describe('document digests after a burst of changes', () => {
     });
     const live: LiveDoc = { ydoc, lastLsn: 0, digest: null, sizeBound: null };
     docs.set(big, live);
-    const computed: DocKey[] = [];
-    const index = new DigestIndex();
-    const d = new Digester({
-      index, logger: pino({ level: 'silent' }),
-      store: { staleSummaries: () => [], setDigests: () => undefined },
-      live: (key) => docs.get(key), load: () => null, busy: () => false,
-      digested: (key) => void computed.push(key),
-    });
+    const { d, index, computed } = counting(docs);
     // Slow twice (a heartbeat's settle, say): surely large, not paused once.
     d.markStale(big, null);
     expect(d.settleFew(256)).toBe(true);

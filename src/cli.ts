@@ -155,15 +155,18 @@ async function start(file: string | undefined, stopWithParent: boolean): Promise
     process.exit(refused ? EXIT_BAD_CONFIG : EXIT_STARTUP_FAILED);
   }
   const stop = closeOnSignals(region, logger);
-  if (stopWithParent) stopWhenStdinCloses(() => stop('parent exited'));
-  announceServing(region.url);
+  if (stopWithParent) {
+    stopWhenStdinCloses(() => stop('parent exited'));
+    announceServing(region.url);
+  }
 }
 
 /**
- * Tells a parent that spawned this region with an IPC channel (a local
- * cluster) that this process serves: while a region is down, another process
- * on the host may take its port and answer its /healthz. The channel is
- * closed then; nothing else goes over it.
+ * Tells a parent of ours (a local cluster: `--stop-with-parent`) that spawned
+ * this region with an IPC channel that this process serves: while a region is
+ * down, another process on the host may take its port and answer its
+ * /healthz. The channel is closed then; nothing else goes over it. A process
+ * manager's own channel (pm2 forks with one) is left alone.
  */
 function announceServing(url: string): void {
   if (!process.send || !process.connected) return;

@@ -356,7 +356,7 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(kept.map((q) => [q.peer, q.seq])).toEqual([[B, 2], [C, 3]]);
     expect(kept[0]!.reason.length).toBeLessThanOrEqual(500);
     expect(store.conflicts.count()).toBe(1);
-    expect(store.conflicts.list(X, 0, 10).map((c) => [c.winner, bytes(c.lostState)])).toEqual([[B, [9, 9]]]);
+    expect(store.conflicts.list(X, 0, 10, 1 << 20).records.map((c) => [c.winner, bytes(c.lostState)])).toEqual([[B, [9, 9]]]);
     const again = await reopen();
     expect(again.quarantine.counts()).toEqual(new Map([[B, 1], [C, 1]]));
     expect(again.conflicts.count()).toBe(1);
@@ -369,12 +369,32 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     await store.commit({ entries: [], docs: [{ doc: Y, deleted: false, digest: digest(1) }], conflicts: [lost(Y, 0)] });
     await store.commit({ entries: [], docs: [], conflicts: Array.from({ length: MAX_CONFLICTS_PER_DOC + 3 }, (_, i) => lost(X, i)) });
     await store.commit({ entries: [], docs: [], conflicts: [lost(X, 100)] });
-    const kept = store.conflicts.list(X, 0, 100).map((c) => c.at);
+    const kept = store.conflicts.list(X, 0, 100, 1 << 20).records.map((c) => c.at);
     expect(kept).toEqual([...Array.from({ length: MAX_CONFLICTS_PER_DOC - 1 }, (_, i) => i + 4), 100]);
     // Another document's records are not touched.
-    expect(store.conflicts.list(Y, 0, 100).map((c) => c.at)).toEqual([0]);
+    expect(store.conflicts.list(Y, 0, 100, 1 << 20).records.map((c) => c.at)).toEqual([0]);
     expect(store.conflicts.count()).toBe(MAX_CONFLICTS_PER_DOC + 5);
     expect((await reopen()).conflicts.count()).toBe(MAX_CONFLICTS_PER_DOC + 5);
+  });
+
+  it('pages a document\'s conflict records by count and by the bytes of their lost states', async () => {
+    const { store } = start();
+    const lost = (n: number, size: number) => ({ doc: X, at: n, winner: B, keptDigest: digest(1), lostDigest: digest(2), lostState: new Uint8Array(size).fill(n) });
+    await store.commit({ entries: [], docs: [{ doc: X, deleted: false, digest: digest(1) }], conflicts: [lost(1, 400), lost(2, 400), lost(3, 5000), lost(4, 10)] });
+    const page = (after: number, limit: number, bytes: number) => {
+      const { records, more } = store.conflicts.list(X, after, limit, bytes);
+      return { at: records.map((c) => c.at), more, next: records[records.length - 1]?.id ?? after };
+    };
+    const first = page(0, 10, 1000);
+    expect(first).toMatchObject({ at: [1, 2], more: true });
+    // A state over the bound still comes, alone.
+    const second = page(first.next, 10, 1000);
+    expect(second).toMatchObject({ at: [3], more: true });
+    expect(page(second.next, 10, 1000)).toMatchObject({ at: [4], more: false });
+    expect(page(0, 3, 1 << 20)).toMatchObject({ at: [1, 2, 3], more: true });
+    expect(page(0, 4, 1 << 20)).toMatchObject({ at: [1, 2, 3, 4], more: false });
+    expect(page(100, 4, 1 << 20)).toMatchObject({ at: [], more: false });
+    expect(store.conflicts.list(Y, 0, 10, 1 << 20)).toEqual({ records: [], more: false });
   });
 
   it('holds every acknowledged write after a close and reopen', async () => {

@@ -38,6 +38,12 @@ const REDIGEST_AFTER_MS = 100;
  */
 const SLOW_DIGEST_WAIT = 40;
 const SLOW_DIGEST_MS = 2;
+/**
+ * Documents remembered as slow at most, beyond those slow twice: a small
+ * document's digest is slow once when a collection pause lands in it, and
+ * over weeks such documents would add up.
+ */
+const MAX_SLOW_ONCE = 1024;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 
@@ -182,6 +188,11 @@ export class Digester {
     return this.slowTwice.has(doc) && this.resting(doc, now);
   }
 
+  /** Forgets the documents slow only once whose rest has passed. */
+  private forgetRested(now: number): void {
+    for (const [doc, until] of this.slowUntil) if (until <= now && !this.slowTwice.has(doc)) this.slowUntil.delete(doc);
+  }
+
   /** Whether `doc`'s last digest was slow and the rest it earned has not passed. */
   private resting(doc: DocKey, now: number): boolean {
     return (this.slowUntil.get(doc) ?? 0) > now;
@@ -321,6 +332,7 @@ export class Digester {
       const took = performance.now() - started;
       if (took > SLOW_DIGEST_MS) {
         if (this.slowUntil.has(doc)) this.slowTwice.add(doc);
+        else if (this.slowUntil.size >= this.slowTwice.size + MAX_SLOW_ONCE) this.forgetRested(started);
         this.slowUntil.set(doc, started + took * SLOW_DIGEST_WAIT);
       } else {
         this.slowUntil.delete(doc);

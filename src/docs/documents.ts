@@ -448,19 +448,15 @@ class DocumentsImpl implements Documents {
   }
 
   conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number): { conflicts: Conflict[]; next: number | null } {
-    const records = this.store.conflicts.list(doc, afterId, limit + 1);
-    const conflicts: Conflict[] = [];
-    let bytes = 0;
+    const { records, more } = this.store.conflicts.list(doc, afterId, limit, maxStateBytes);
     // Each is decoded and rendered on this thread: lost states of a large document add up to seconds.
-    for (const c of records) {
-      if (conflicts.length === limit || (conflicts.length > 0 && bytes + c.lostState.length > maxStateBytes)) break;
-      bytes += c.lostState.length;
+    const conflicts = records.map((c): Conflict => {
       const lost = loadDoc([c.lostState], 1);
       const value = readDocument(lost);
       lost.destroy();
-      conflicts.push({ id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), value, state: c.lostState });
-    }
-    return { conflicts, next: conflicts.length < records.length ? conflicts[conflicts.length - 1]!.id : null };
+      return { id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), value, state: c.lostState };
+    });
+    return { conflicts, next: more ? conflicts[conflicts.length - 1]!.id : null };
   }
 
   conflictCount(): number {

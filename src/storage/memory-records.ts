@@ -4,7 +4,7 @@
  */
 import type { RegionId } from '../ids.js';
 import type { MemoryVolume } from './memory.js';
-import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINE_REASON, type ConflictStore, type NewConflict, type QuarantineStore, type QuarantinedEntry } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINE_REASON, conflictPageLength, type ConflictStore, type NewConflict, type QuarantineStore, type QuarantinedEntry } from './types.js';
 
 /** Keeps a quarantined entry, one per (origin, seq), as the SQLite table does. */
 export function keepQuarantined(v: MemoryVolume, entry: QuarantinedEntry): void {
@@ -40,7 +40,11 @@ export function quarantineOf(v: MemoryVolume): QuarantineStore {
 /** Conflict records, as kept by commits. */
 export function conflictsOf(v: MemoryVolume): ConflictStore {
   return {
-    list: (doc, afterId, limit) => v.conflicts.filter((c) => c.doc === doc && c.id > afterId).slice(0, limit),
+    list: (doc, afterId, limit, maxStateBytes) => {
+      const after = v.conflicts.filter((c) => c.doc === doc && c.id > afterId);
+      const n = conflictPageLength(after.map((c) => c.lostState.length), limit, maxStateBytes);
+      return { records: after.slice(0, n), more: after.length > n };
+    },
     count: () => lastConflictId(v),
   };
 }

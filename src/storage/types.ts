@@ -333,8 +333,25 @@ export interface ConflictRecord extends NewConflict {
 }
 
 export interface ConflictStore {
-  /** A document's conflicts with id > `afterId`, oldest first. */
-  list(doc: DocKey, afterId: number, limit: number): ConflictRecord[];
+  /**
+   * A page of a document's conflicts with id > `afterId`, oldest first: at
+   * most `limit`, and no more lost-state bytes than `maxStateBytes` (but at
+   * least one record). Only the page's states are read (each may be as large
+   * as a document). `more`: records beyond the page exist.
+   */
+  list(doc: DocKey, afterId: number, limit: number, maxStateBytes: number): { records: ConflictRecord[]; more: boolean };
   /** Conflicts recorded in this data directory since it was created, dropped ones included (it never falls). */
   count(): number;
+}
+
+/** How many of records with lost states of `sizes` (in order) form a page of {@link ConflictStore.list}. */
+export function conflictPageLength(sizes: readonly number[], limit: number, maxStateBytes: number): number {
+  let bytes = 0;
+  let n = 0;
+  for (const size of sizes) {
+    if (n === limit || (n > 0 && bytes + size > maxStateBytes)) break;
+    bytes += size;
+    n += 1;
+  }
+  return n;
 }

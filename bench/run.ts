@@ -5,6 +5,8 @@
  * in the same run, prints progress, and writes bench/results/<date>.json and
  * .md. Scenarios: write (1), lag (2), catchup (3), many (4), hot (5), live (6).
  */
+// First: Yjs must find its random draws pooled (see the module).
+import '../src/crdt/entropy.js';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';

@@ -3,6 +3,8 @@
  * The `meridian` command. Each subcommand loads its module only when it runs,
  * so `--help` and config errors stay fast and independent of the rest.
  */
+// First: Yjs must find its random draws pooled (see the module).
+import './crdt/entropy.js';
 import type { VerifyCommandOptions } from './verify/run.js';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';

@@ -15,6 +15,8 @@
  * The client SDK is a separate entry, `meridian/client`, free of the
  * server's dependencies.
  */
+// First: Yjs must find its random draws pooled (see the module).
+import './crdt/entropy.js';
 export { startRegion, type RunningRegion } from './region.js';
 export {
   ConfigError,

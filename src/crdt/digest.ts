@@ -17,9 +17,6 @@ import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { valueKey } from './json.js';
 
-/** A delete set as sorted, merged `[clock, length]` ranges per client. */
-type Ranges = Array<[number, number]>;
-
 /** The two halves of a document digest (32 bytes each). */
 export interface DigestParts {
   structure: Uint8Array;
@@ -52,37 +49,48 @@ function structureDigest(doc: Y.Doc): Uint8Array {
     encoding.writeVarUint(encoder, client);
     encoding.writeVarUint(encoder, Y.getState(doc.store, client));
   }
-  const deleted = deleteRanges(doc);
-  encoding.writeVarUint(encoder, deleted.size);
-  for (const client of Array.from(deleted.keys()).sort((a, b) => a - b)) {
-    const ranges = deleted.get(client) as Ranges;
-    encoding.writeVarUint(encoder, client);
-    encoding.writeVarUint(encoder, ranges.length);
-    for (const [clock, len] of ranges) {
-      encoding.writeVarUint(encoder, clock);
-      encoding.writeVarUint(encoder, len);
-    }
+  const { ranges, spans } = deleteRanges(doc, clients);
+  encoding.writeVarUint(encoder, spans.length / 3);
+  for (let k = 0; k < spans.length; k += 3) {
+    const from = spans[k + 1]!;
+    const to = spans[k + 2]!;
+    encoding.writeVarUint(encoder, spans[k]!);
+    encoding.writeVarUint(encoder, (to - from) / 2);
+    for (let i = from; i < to; i++) encoding.writeVarUint(encoder, ranges[i]!);
   }
   return new Uint8Array(sha256(encoding.toUint8Array(encoder)));
 }
 
-function deleteRanges(doc: Y.Doc): Map<number, Ranges> {
-  const out = new Map<number, Ranges>();
-  const ds = Y.createDeleteSetFromStructStore(doc.store);
-  for (const [client, items] of ds.clients) {
-    const sorted = items.map((d): [number, number] => [d.clock, d.len]).sort((a, b) => a[0] - b[0]);
-    const merged: Ranges = [];
-    for (const [clock, len] of sorted) {
-      const last = merged[merged.length - 1];
-      if (last !== undefined && last[0] + last[1] >= clock) {
-        last[1] = Math.max(last[1], clock + len - last[0]);
+/**
+ * The delete set, read off the struct store (each client's structs are in
+ * clock order) into flat arrays: `ranges` holds `clock, length` pairs of
+ * deleted runs, adjacent runs merged; `spans` holds `client, from, to` (a
+ * slice of `ranges`) for each client in `clients` with any. What Yjs's own
+ * delete set gives, without an object per run: digests run for every
+ * changed document.
+ */
+function deleteRanges(doc: Y.Doc, clients: readonly number[]): { ranges: number[]; spans: number[] } {
+  const ranges: number[] = [];
+  const spans: number[] = [];
+  for (const client of clients) {
+    const from = ranges.length;
+    const structs = doc.store.clients.get(client)!;
+    for (let i = 0; i < structs.length; i++) {
+      const struct = structs[i]!;
+      if (!struct.deleted) continue;
+      const clock = struct.id.clock;
+      let len = struct.length;
+      while (i + 1 < structs.length && structs[i + 1]!.deleted) len += structs[++i]!.length;
+      const last = ranges.length - 2;
+      if (last >= from && ranges[last]! + ranges[last + 1]! >= clock) {
+        ranges[last + 1] = Math.max(ranges[last + 1]!, clock + len - ranges[last]!);
       } else if (len > 0) {
-        merged.push([clock, len]);
+        ranges.push(clock, len);
       }
     }
-    if (merged.length > 0) out.set(client, merged);
+    if (ranges.length > from) spans.push(client, from, ranges.length);
   }
-  return out;
+  return { ranges, spans };
 }
 
 /**

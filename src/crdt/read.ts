@@ -37,15 +37,18 @@ export const FOREIGN_SHARES_KEY = '$yjs';
 export function readDocument(doc: Y.Doc): JsonObject | null {
   const root = rootMap(doc);
   const foreign = renderForeignShares(doc);
-  if (root.size === 0 && foreign === null) return null;
-  const out = root.size === 0 ? {} : renderMap(doc, root, [], 0);
+  const rooted = holdsLiveEntry(root);
+  if (!rooted && foreign === null) return null;
+  const out = rooted ? renderMap(doc, root, [], 0) : {};
   if (foreign !== null && !Object.hasOwn(out, FOREIGN_SHARES_KEY)) setOwn(out, FOREIGN_SHARES_KEY, foreign);
   return out;
 }
 
 /** Whether the document holds anything: a root key (reserved ones included) or foreign content. */
 export function documentHoldsContent(doc: Y.Doc): boolean {
-  return rootMap(doc).size > 0 || foreignShares(doc).length > 0;
+  if (holdsLiveEntry(rootMap(doc))) return true;
+  for (const [name, type] of doc.share) if (!isModelShare(name) && holdsLiveItem(type)) return true;
+  return false;
 }
 
 /** Root-level shared types outside the model that hold live content. */
@@ -55,6 +58,15 @@ function foreignShares(doc: Y.Doc): [string, Y.AbstractType<Y.YEvent<Y.AbstractT
 
 function holdsLiveItem(type: Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>): boolean {
   for (let item: Y.Item | null = type._start; item !== null; item = item.right) if (!item.deleted) return true;
+  return holdsLiveEntry(type);
+}
+
+/**
+ * Whether a keyed type has a key that is not deleted: what `Y.Map#size > 0`
+ * says, without the array of every entry `size` builds (digests ask it of
+ * every changed document).
+ */
+function holdsLiveEntry(type: { _map: Map<string, Y.Item> }): boolean {
   for (const item of type._map.values()) if (!item.deleted) return true;
   return false;
 }
@@ -100,7 +112,7 @@ function renderPiece(doc: Y.Doc, value: unknown): Json {
 
 /** Whether the document exists: its root map has any key, reserved ones included. */
 export function documentExists(doc: Y.Doc): boolean {
-  return rootMap(doc).size > 0;
+  return holdsLiveEntry(rootMap(doc));
 }
 
 function renderMap(doc: Y.Doc, map: Y.Map<unknown>, path: Path | null, depth: number): JsonObject {

@@ -11,5 +11,6 @@ export const BUCKETS = 1024;
 
 /** Which bucket a document falls in. */
 export function bucketOf(doc: DocKey | string): number {
-  return sha256(doc).readUInt16BE(0) % BUCKETS;
+  const digest = sha256(doc);
+  return ((digest[0]! << 8) | digest[1]!) % BUCKETS;
 }

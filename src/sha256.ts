@@ -5,7 +5,9 @@
  * times per changed document (digests, bucket contributions, client ids)
  * spent up to 95 ms of one scavenge on them during a rebuild, and 1-5 ms
  * of most scavenges under steady writes. `crypto.hash` hashes in one call,
- * without one.
+ * without one. Its digest is taken as a one-byte string and copied into 32
+ * bytes on the heap: asked for a Buffer, it makes a backing store of its
+ * own for each (1.3 µs a hash against 0.3 µs, 5 % of a catch-up).
  */
 import { createHash, hash, type Hash } from 'node:crypto';
 
@@ -15,12 +17,12 @@ type Part = string | Uint8Array;
 const GATHER_BYTES = 64 * 1024;
 
 /** SHA-256 of the parts one after another (strings as UTF-8): what `createHash('sha256').update(a).update(b)…digest()` gives. */
-export function sha256(...parts: Part[]): Buffer {
+export function sha256(...parts: Part[]): Uint8Array {
   return sha256Of(parts);
 }
 
-function sha256Of(parts: readonly Part[]): Buffer {
-  if (parts.length === 1) return hash('sha256', parts[0]!, 'buffer');
+function sha256Of(parts: readonly Part[]): Uint8Array {
+  if (parts.length === 1) return hashed(parts[0]!);
   // One buffer written part by part (from Buffer's pool when small), not a
   // buffer per string and their concatenation: digests run for every
   // changed document, thousands at once after a heal.
@@ -36,7 +38,14 @@ function sha256Of(parts: readonly Part[]): Buffer {
       at += p.byteLength;
     }
   }
-  return hash('sha256', joined, 'buffer');
+  return hashed(joined);
+}
+
+function hashed(data: Part): Uint8Array {
+  const latin1 = hash('sha256', data, 'binary');
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = latin1.charCodeAt(i);
+  return out;
 }
 
 /** An incremental SHA-256 (`update`, then `digest` once) that gathers small input and hashes it in one call. */
@@ -71,7 +80,7 @@ export class Sha256 {
     return this;
   }
 
-  digest(): Buffer {
+  digest(): Uint8Array {
     this.endText();
     if (this.streaming === null) return sha256Of(this.parts);
     this.spill();

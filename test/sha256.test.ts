@@ -41,8 +41,8 @@ describe('one-shot SHA-256', () => {
       fc.property(fc.array(partArb, { maxLength: 8 }), (parts) => {
         const incremental = new Sha256();
         for (const p of parts) incremental.update(p);
-        expect(incremental.digest().toString('hex')).toBe(reference(parts));
-        if (parts.length > 0) expect(sha256(...parts).toString('hex')).toBe(reference(parts));
+        expect(Buffer.from(incremental.digest()).toString('hex')).toBe(reference(parts));
+        if (parts.length > 0) expect(Buffer.from(sha256(...parts)).toString('hex')).toBe(reference(parts));
       }),
       { numRuns: 300 },
     );
@@ -52,7 +52,7 @@ describe('one-shot SHA-256', () => {
     const parts = ['a\ud83d', '\ude00b', 'c\ud800', 'x', '\udc00', '', '\ud83d', '\ude00'];
     const incremental = new Sha256();
     for (const p of parts) incremental.update(p);
-    expect(incremental.digest().toString('hex')).toBe(reference(parts));
+    expect(Buffer.from(incremental.digest()).toString('hex')).toBe(reference(parts));
   });
 
   it('keys every value a Yjs update can carry as before', () => {

@@ -27,7 +27,9 @@ export const REGION_CLIENT_BASE = 2 ** 32;
  */
 export function stableClientId(writer: WriterId, doc: DocKey): number {
   const digest = sha256(writer, '\u0000', doc);
-  return REGION_CLIENT_BASE + digest.readUIntBE(0, 6);
+  let high48 = 0;
+  for (let i = 0; i < 6; i++) high48 = high48 * 256 + digest[i]!;
+  return REGION_CLIENT_BASE + high48;
 }
 
 /**

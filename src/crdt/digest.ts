@@ -33,7 +33,7 @@ export function docDigest(doc: Y.Doc): Uint8Array {
 }
 
 export function combineDigest(parts: DigestParts): Uint8Array {
-  return new Uint8Array(sha256(parts.structure, parts.content));
+  return sha256(parts.structure, parts.content);
 }
 
 export function digestParts(doc: Y.Doc): DigestParts {
@@ -58,7 +58,7 @@ function structureDigest(doc: Y.Doc): Uint8Array {
     encoding.writeVarUint(encoder, (to - from) / 2);
     for (let i = from; i < to; i++) encoding.writeVarUint(encoder, ranges[i]!);
   }
-  return new Uint8Array(sha256(encoding.toUint8Array(encoder)));
+  return sha256(encoding.toUint8Array(encoder));
 }
 
 /**
@@ -109,7 +109,7 @@ function contentDigest(doc: Y.Doc): Uint8Array {
     hash.update(`root:${name}\0`);
     hashEntries(hash, root);
   }
-  return new Uint8Array(hash.digest());
+  return hash.digest();
 }
 
 type Hash = Sha256;

@@ -66,6 +66,13 @@ function backlogPair() {
   return { source, t, entries };
 }
 
+/** A Y.Doc holding `state`. */
+function loadedFrom(state: Uint8Array): Y.Doc {
+  const doc = new Y.Doc();
+  Y.applyUpdate(doc, state);
+  return doc;
+}
+
 async function closeNode(h: { docs: Documents; store: Store }) {
   await h.docs.close();
   await h.store.close();
@@ -453,6 +460,40 @@ describe('the write path', () => {
     await target.docs.applyState(key, b.docs.readYjs(key)!, 'r2' as RegionId);
     expect(target.docs.pendingDocs()).toBe(0);
     expect(target.docs.digestParts(key)).toEqual(b.docs.digestParts(key));
+  });
+
+  it('announces what a merge by state added, or that the whole state must be read while updates wait', async () => {
+    const a = node();
+    const b = node();
+    const key = docKey('c', 'merged');
+    await a.docs.put(key, { big: 'x'.repeat(100_000) });
+    await b.docs.applyState(key, a.docs.readYjs(key)!, 'r0' as RegionId);
+    const heard: { doc: string; replaced: boolean; added: Uint8Array[] | null }[] = [];
+    b.docs.onStateChanged((changes) => heard.push(...changes));
+    // A client of b holds what b held: what the next merge adds brings it level.
+    const client = new Y.Doc();
+    Y.applyUpdate(client, b.docs.readYjs(key)!);
+    await a.docs.patch(key, { small: 1 });
+    await b.docs.applyState(key, a.docs.readYjs(key)!, 'r0' as RegionId);
+    expect(heard).toHaveLength(1);
+    const added = heard[0]!.added!;
+    expect(added.reduce((n, u) => n + u.byteLength, 0)).toBeLessThan(1000);
+    for (const u of added) Y.applyUpdate(client, u);
+    expect(Y.encodeStateAsUpdate(client)).toEqual(Y.encodeStateAsUpdate(loadedFrom(b.docs.readYjs(key)!)));
+    // The same state again adds nothing: nothing is announced.
+    await b.docs.applyState(key, a.docs.readYjs(key)!, 'r0' as RegionId);
+    expect(heard).toHaveLength(1);
+
+    // A state that lacks what its newest structs build on: they wait in b, and
+    // only the whole state (which carries them) tells a client what b holds.
+    await a.docs.patch(key, { gap: 1 });
+    const skipped = a.docs.readYjs(key)!;
+    await a.docs.patch(key, { after: 2 });
+    const later = Y.diffUpdate(a.docs.readYjs(key)!, Y.encodeStateVectorFromUpdate(skipped));
+    await b.docs.applyState(key, later, 'r0' as RegionId);
+    expect(b.docs.pendingDocs()).toBe(1);
+    expect(heard).toHaveLength(2);
+    expect(heard[1]).toEqual({ doc: key, replaced: false, added: null });
   });
 
   it('commits a burst of peer entries in bounded turns, applying every one', async () => {

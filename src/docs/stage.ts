@@ -118,9 +118,9 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       return stageRemote(host, job, batch);
     case 'state': {
       const live = host.touch(job.doc, batch);
-      // Yjs emits `update` only when the merge added structs or deletions.
-      let grew = false;
-      const mark = (): void => void (grew = true);
+      // Yjs emits `update` only when the merge added structs or deletions, with what it added.
+      const added: Uint8Array[] = [];
+      const mark = (update: Uint8Array): void => void added.push(update);
       live.ydoc.on('update', mark);
       const ydoc = live.ydoc;
       // Decoded only for a document that holds something to collide with (a rebuild's are new).
@@ -130,7 +130,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       } finally {
         ydoc.off('update', mark);
       }
-      if (grew && !batch.stateChanges.has(job.doc)) batch.stateChanges.set(job.doc, { doc: job.doc, replaced: false });
+      if (added.length > 0) noteMerged(batch, job.doc, holdsPending(live) ? null : added);
       batch.snapshots.add(job.doc);
       summarize(job.doc, live, batch);
       batch.done.push(() => job.resolve());
@@ -173,7 +173,7 @@ export function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Ba
   live.measuredSize = undefined;
   host.notePending(doc, live);
   batch.snapshots.add(doc);
-  batch.stateChanges.set(doc, { doc, replaced: true });
+  batch.stateChanges.set(doc, { doc, replaced: true, added: null });
   summarize(doc, live, batch);
   return live;
 }
@@ -332,6 +332,13 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     i += run.length - 1;
   }
   batch.done.push(() => job.resolve(result));
+}
+
+/** A merge by state added `added` to `doc` (null: the whole state must be read to tell what). */
+function noteMerged(batch: Batch, doc: DocKey, added: Uint8Array[] | null): void {
+  const earlier = batch.stateChanges.get(doc);
+  if (earlier === undefined) batch.stateChanges.set(doc, { doc, replaced: false, added });
+  else if (earlier.added !== null) earlier.added = added === null ? null : [...earlier.added, ...added];
 }
 
 /** Whether Yjs holds updates of the document that wait for missing dependencies. */

@@ -57,6 +57,12 @@ export interface StateChange {
    * losing content sits under the same Yjs ids as the winning one.
    */
   replaced: boolean;
+  /**
+   * What the merges added, as the Yjs updates they made, when the document
+   * held nothing pending after them; null otherwise (and when replaced):
+   * only the whole state then covers what a reader may lack.
+   */
+  added: Uint8Array[] | null;
 }
 
 /** What applying a batch of entries from a peer did. */

@@ -102,19 +102,26 @@ export class Rooms {
 
   /**
    * Tells the clients of documents changed by state (repair, catch-up, a
-   * conflict replace; `Documents.onStateChanged`). A merge sends the whole
-   * state: Yjs ignores what a client already holds, and a region keeps no
-   * record of what each client has. A replace ends every connection of the
+   * conflict replace; `Documents.onStateChanged`). A merge sends what it
+   * added (a region keeps no record of what each client has, but every
+   * client of the room was sent all the document held before), or the whole
+   * state when the document held updates waiting for missing dependencies
+   * after it: encoding a large document for every repair of it would hold
+   * the region, and send each client megabytes it holds already. A replace ends every connection of the
    * document with `document_replaced` (4410): their Y.Docs hold the losing
    * content under the winning one's ids, which no update can correct.
    */
   stateChanged(changes: readonly StateChange[]): void {
-    for (const { doc, replaced } of changes) {
+    for (const { doc, replaced, added } of changes) {
       const room = this.rooms.get(doc);
       if (!room) continue;
       if (replaced) {
         const err = new MeridianError('document_replaced', 'a peer region\'s state replaced this document (a content conflict): open it again with a new Y.Doc');
         for (const member of [...room.members]) member.close(err);
+        continue;
+      }
+      if (added !== null) {
+        for (const update of added) room.broadcast(updateMessage(update));
         continue;
       }
       const state = this.o.stateOf(doc);

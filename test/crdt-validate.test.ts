@@ -97,6 +97,31 @@ describe('validateUpdate on untrusted bytes', () => {
 });
 
 describe('applyUpdateSafely', () => {
+  it('integrates what Yjs held back once everything has arrived, in an order where Yjs alone keeps it waiting', () => {
+    // Updates of two clients (1000, 1001) as a region's model wrote them, in
+    // the order the convergence property test found: Yjs notes the clock it
+    // waits for one too high, and without a retry keeps 1000@3 and 1001@0 back.
+    const u = (...bytes: number[]) => Uint8Array.from(bytes);
+    const updates = [
+      u(1, 1, 232, 7, 5, 168, 232, 7, 4, 1, 120, 0), u(0, 1, 232, 7, 1, 4, 1), u(1, 1, 233, 7, 0, 168, 232, 7, 2, 1, 120, 0),
+      u(1, 1, 232, 7, 4, 168, 232, 7, 3, 1, 120, 1, 232, 7, 1, 3, 1),
+      u(1, 2, 232, 7, 0, 40, 1, 4, 114, 111, 111, 116, 1, 97, 1, 125, 0, 40, 1, 4, 114, 111, 111, 116, 5, 0, 108, 105, 118, 101, 1, 120, 0),
+      u(0, 1, 232, 7, 1, 2, 1), u(1, 1, 232, 7, 2, 168, 232, 7, 1, 1, 120, 1, 232, 7, 1, 0, 2), u(1, 1, 232, 7, 3, 168, 233, 7, 0, 1, 120, 1, 233, 7, 1, 0, 1),
+    ];
+    const alone = new Y.Doc();
+    for (const update of updates) Y.applyUpdate(alone, update);
+    expect(alone.store.pendingStructs).not.toBeNull();
+
+    const doc = new Y.Doc();
+    for (const update of updates) expect(applyUpdateSafely(doc, update, null).pending).toBe(update !== updates[updates.length - 1]);
+    expect(doc.store.pendingStructs).toBeNull();
+    expect(doc.store.pendingDs).toBeNull();
+    const merged = new Y.Doc();
+    Y.applyUpdate(merged, Y.mergeUpdates(updates));
+    expect(docDigest(doc)).toEqual(docDigest(merged));
+    expect(readDocument(doc)).toEqual(readDocument(merged));
+  });
+
   it('never changes a live doc when it refuses an update, and never throws anything else', () => {
     const { doc, state } = liveDoc();
     const mutated = fc

@@ -27,7 +27,7 @@
 import * as Y from 'yjs';
 import { newDoc } from './clientid.js';
 import { digestParts } from './digest.js';
-import type { DecodedUpdate } from './validate.js';
+import { retryPending, type DecodedUpdate } from './validate.js';
 
 /**
  * Whether applying `updates` in order to `doc` (or to an empty doc) may
@@ -101,8 +101,9 @@ export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc
  */
 export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(ydoc)): Y.Doc | null {
   const { pendingStructs, pendingDs } = ydoc.store;
-  const parts = [state, pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
-  const reloaded = build(parts, ydoc.clientID);
+  // Yjs keeps what it holds back in its v2 encoding.
+  const held = [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
+  const reloaded = build([state], ydoc.clientID, held);
   const live = digestParts(ydoc);
   const again = digestParts(reloaded);
   if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
@@ -112,11 +113,14 @@ export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(yd
   return reloaded;
 }
 
-function build(updates: readonly Uint8Array[], clientId: number): Y.Doc {
+/** A doc of `updates` (v1) and then `updatesV2`. */
+function build(updates: readonly Uint8Array[], clientId: number, updatesV2: readonly Uint8Array[] = []): Y.Doc {
   const doc = newDoc();
   doc.transact(() => {
     for (const update of updates) Y.applyUpdate(doc, update);
+    for (const update of updatesV2) Y.applyUpdateV2(doc, update);
   });
+  retryPending(doc, null);
   doc.clientID = clientId;
   return doc;
 }

@@ -67,10 +67,53 @@ export function applyUpdateSafely(doc: Y.Doc, update: Uint8Array, origin: unknow
 export function applyValidated(doc: Y.Doc, update: Uint8Array, origin: unknown): ApplyResult {
   try {
     Y.applyUpdate(doc, update, origin);
+    retryPending(doc, origin);
   } catch (err) {
     refuse('the update could not be applied', err);
   }
   return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
+}
+
+/**
+ * Yjs holds back structs whose dependencies have not arrived, noting per
+ * client the clock it waits for, and tries them again once a client's clock
+ * passes it. Where a struct waits for another client's struct through a gap
+ * in that client's own clocks, it notes the gap's clock for both, one too
+ * high for the first: every update can have arrived, yet structs wait for
+ * good, and the document shows less than its peers until a repair by state
+ * (eight updates of two clients did it, found by the convergence property
+ * test). Once every noted clock is reached, the held-back update is given
+ * to Yjs again; a retry that integrated nothing is not repeated until the
+ * clocks of the clients waited for move.
+ */
+export function retryPending(doc: Y.Doc, origin: unknown): void {
+  for (;;) {
+    const pending = doc.store.pendingStructs;
+    if (pending === null) return;
+    let waitedFor = 0;
+    for (const [client, clock] of pending.missing) {
+      const state = Y.getState(doc.store, client);
+      if (state < clock) return;
+      waitedFor += state;
+    }
+    if (fruitless.get(doc) === waitedFor) return;
+    const before = stateSum(doc);
+    doc.store.pendingStructs = null;
+    // Yjs keeps held-back structs in its v2 encoding.
+    Y.applyUpdateV2(doc, pending.update, origin);
+    if (stateSum(doc) !== before) continue;
+    fruitless.set(doc, waitedFor);
+    return;
+  }
+}
+
+/** Per document, the clocks (summed) of the clients waited for at its last retry that integrated nothing. */
+const fruitless = new WeakMap<Y.Doc, number>();
+
+function stateSum(doc: Y.Doc): number {
+  let sum = 0;
+  for (const client of doc.store.clients.keys()) sum += Y.getState(doc.store, client);
+  return sum;
 }
 
 /**
@@ -86,6 +129,7 @@ export function replayValidated(doc: Y.Doc, updates: readonly Uint8Array[], orig
     Y.transact(doc, () => {
       for (const update of updates) Y.applyUpdate(doc, update, origin);
     }, origin);
+    retryPending(doc, origin);
   } catch (err) {
     refuse('the update could not be applied', err);
   }

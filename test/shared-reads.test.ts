@@ -3,8 +3,16 @@
  * reads at once share one render begun after each asked; renders of a slow
  * document are spaced; a fast one is rendered for every read.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { sharedYjsRead } from '../src/api/routes-yjs.js';
 import { SharedReads } from '../src/api/shared-reads.js';
+import { createDocuments } from '../src/docs/documents.js';
+import { docKey, type RegionId } from '../src/ids.js';
+import { openStore } from '../src/storage/sqlite.js';
 
 /** A render that takes `ms` of the thread, as rendering a large document does. */
 function busy(ms: number): void {
@@ -103,5 +111,38 @@ describe('shared reads', () => {
     })));
     expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
     expect(await reads.read('big', 'json', () => null, () => 'again')).toBe('again');
+  });
+});
+
+describe('shared Yjs reads', () => {
+  it('share one render per state vector, however its bytes came, and answer each with the update and its version', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-shared-'));
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'off', logger: pino({ level: 'silent' }) });
+    const documents = createDocuments({ store, logger: pino({ level: 'silent' }), cacheDocs: 10, yjsUpdateBytes: 8 << 20, compactIntervalMs: 0 });
+    try {
+      const doc = docKey('c', 'large');
+      await documents.put(doc, Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, `${i}`.repeat(50_000)])));
+      for (let i = 0; i < 20; i++) await documents.patch(doc, { [`k${i}`]: `${i}`.repeat(50_001) });
+      const reads = new SharedReads();
+      // The first read finds it slow to render; the reads after it share renders.
+      await sharedYjsRead(reads, documents, doc, undefined);
+      const sv = documents.stateVector(doc)!;
+      // A live frame carries its state vector inside a larger buffer.
+      const framed = new Uint8Array(sv.byteLength + 7);
+      framed.set(sv, 3);
+      const [a, b, whole] = await Promise.all([
+        sharedYjsRead(reads, documents, doc, Uint8Array.from(sv)),
+        sharedYjsRead(reads, documents, doc, framed.subarray(3, 3 + sv.byteLength)),
+        sharedYjsRead(reads, documents, doc, undefined),
+      ]);
+      expect(a).toBe(b);
+      expect(a!.update).toEqual(documents.readYjs(doc, sv));
+      expect(whole!.update).toEqual(documents.readYjs(doc));
+      expect(typeof a!.version).toBe('string');
+    } finally {
+      await documents.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

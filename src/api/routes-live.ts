@@ -34,6 +34,7 @@ import { callerKey } from './limits.js';
 import { errorResponses } from './openapi.js';
 import { documentQuotaExceeded, type DocumentCreations, type WriteRates } from './quotas.js';
 import { DocParams, docOf } from './schemas.js';
+import { sharedYjsRead } from './routes-yjs.js';
 import type { SharedReads } from './shared-reads.js';
 
 /** The route of live connections. */
@@ -116,13 +117,8 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
     const query = request.query as { versions?: string };
     new LiveConnection({
       doc, socket, documents, rooms,
-      stateFor: (sv) => reads.read(
-        doc,
-        Buffer.from(sv).toString('base64'),
-        // What is in memory but not yet on disk must not be shown: wait for the commit.
-        () => documents.settled(doc),
-        () => documents.readYjs(doc, sv),
-      ),
+      // What is in memory but not yet on disk is never shown: the read waits for the commit.
+      stateFor: async (sv) => (await sharedYjsRead(reads, documents, doc, sv))?.update ?? null,
       canWrite: !authenticator.enabled || principal?.scope === 'read-write',
       wantsVersions: query.versions === '1',
       maxUpdateBytes: limits.yjsUpdateBytes,

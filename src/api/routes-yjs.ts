@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
+import type { DocKey } from '../ids.js';
 import { encodeVersion } from '../docs/token.js';
 import { errorResponses } from './openapi.js';
 import type { SharedReads } from './shared-reads.js';
@@ -23,6 +24,24 @@ export interface YjsRouteDeps {
 
 const OCTETS = 'application/octet-stream';
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/**
+ * What of `doc`'s durable state a reader holding `sv` lacks (all of it
+ * without), with the version it describes; null for an unknown document.
+ * One variant per state vector, whatever way it came in (an HTTP `sv` in
+ * either base64, a live client's sync step 1): such reads share a render
+ * (./shared-reads.ts), so every one of them must render the same thing.
+ */
+export function sharedYjsRead(
+  reads: SharedReads, documents: Documents, doc: DocKey, sv: Uint8Array | undefined,
+): Promise<{ update: Uint8Array; version: string } | null> {
+  const variant = `yjs:${sv === undefined ? 'all' : Buffer.from(sv.buffer, sv.byteOffset, sv.byteLength).toString('base64')}`;
+  return reads.read(doc, variant, () => documents.settled(doc), () => {
+    const update = documents.readYjs(doc, sv);
+    // Read in the same turn as the update, so the version describes it.
+    return update === null ? null : { update, version: encodeVersion(documents.versionVector()) };
+  });
+}
 
 /**
  * Decodes the `sv` query parameter (standard or URL-safe base64). Whether the
@@ -59,11 +78,7 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
     async (request, reply) => {
       const doc = docOf(request.params);
       const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
-      const read = await reads.read(doc, request.query.sv ?? '', () => documents.settled(doc), () => {
-        const update = documents.readYjs(doc, sv);
-        // Read in the same turn as the update, so the version describes it.
-        return update === null ? null : { update, version: encodeVersion(documents.versionVector()) };
-      });
+      const read = await sharedYjsRead(reads, documents, doc, sv);
       if (read === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
       void reply.header(VERSION_HEADER, read.version);
       const { update } = read;

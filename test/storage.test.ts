@@ -56,6 +56,16 @@ function entry(origin: WriterId, seq: number, doc: DocKey, ts = 1000 + seq, upda
   return { origin, seq, doc, ts, update: update ?? Uint8Array.from([seq & 0xff, 1, 2, 3]) };
 }
 
+/** Flips one byte of `marker` inside the closed database file, as a faulty disk would; SQLite does not notice. */
+function flipByteOf(path: string, marker: Uint8Array): void {
+  const bytes = readFileSync(path);
+  const at = bytes.indexOf(marker);
+  expect(at).toBeGreaterThan(0);
+  const fd = openSync(path, 'r+');
+  writeSync(fd, Buffer.from([marker[10]! ^ 0x01]), 0, 1, at + 10);
+  closeSync(fd);
+}
+
 function digest(n: number): Uint8Array {
   return new Uint8Array(32).fill(n);
 }
@@ -151,15 +161,8 @@ describe('corruption', () => {
       entries: [entry(store.writer, 1, X), entry(store.writer, 2, X, 2000, marker), entry(store.writer, 3, X)],
       docs: [{ doc: X, digest: digest(7), deleted: false }],
     });
-    const path = store.path;
     closeStore(store);
-    // Flip one byte of the update inside the database file; SQLite does not notice.
-    const bytes = readFileSync(path);
-    const at = bytes.indexOf(marker);
-    expect(at).toBeGreaterThan(0);
-    const fd = openSync(path, 'r+');
-    writeSync(fd, Buffer.from([marker[10]! ^ 0x01]), 0, 1, at + 10);
-    closeSync(fd);
+    flipByteOf(store.path, marker);
 
     const reopened = openAt();
     const loaded = reopened.loadDoc(X)!;
@@ -199,6 +202,39 @@ describe('corruption', () => {
     expect(loaded.corrupt).toBe(2);
     expect(reopened.stats().corruptEntries).toBe(2);
   });
+
+  it('tells of a document found corrupt among reads made together at once, and marks it once they end, whatever was committed meanwhile', () => {
+    const store = openAt();
+    const marker = randomBytes(64);
+    store.commit({
+      entries: [entry(store.writer, 1, X, 2000, marker)],
+      docs: [{ doc: X, digest: digest(7), deleted: false }, { doc: Y, digest: digest(8), deleted: false }],
+    });
+    closeStore(store);
+    flipByteOf(store.path, marker);
+
+    const reopened = openAt();
+    const heard: [DocKey, Uint8Array][] = [];
+    reopened.onCorrupt((doc, before) => heard.push([doc, before]));
+    const loaded = reopened.readTogether(() => {
+      expect(reopened.summary(Y)!.deleted).toBe(false);
+      // Another connection commits while these reads go on (as the writer thread does).
+      withRaw(reopened.path, (db) => db.prepare('UPDATE docs SET deleted = 1 WHERE doc = ?').run(Y));
+      expect(reopened.summary(Y)!.deleted).toBe(false);
+      const first = reopened.loadDoc(X)!;
+      expect(heard.map(([doc, before]) => [doc, [...before]])).toEqual([[X, [...digest(7)]]]);
+      expect(reopened.loadDoc(X)!.corrupt).toBe(1);
+      return first;
+    });
+    expect(loaded.corrupt).toBe(1);
+    expect(loaded.entries).toEqual([]);
+    expect(heard).toHaveLength(1);
+    expect(reopened.summary(X)!.digest).toEqual(Buffer.alloc(32));
+    expect(reopened.summary(Y)!.deleted).toBe(true);
+    // Reads apart from it mark at once, as before.
+    reopened.markCorrupt(Y);
+    expect(reopened.summary(Y)!.digest).toEqual(Buffer.alloc(32));
+  });
 });
 
 describe('per-document log questions', () => {
@@ -219,6 +255,24 @@ describe('per-document log questions', () => {
         expect(steps.length, name).toBeGreaterThan(0);
         for (const step of steps) expect(step, name).toMatch(/^SEARCH .*INDEX log_by_doc_origin \(doc=\?/);
       }
+    });
+  });
+
+  it('find what needs compaction by scanning down to the minimum count, not through every document with an entry', () => {
+    const store = openAt();
+    store.commit({ entries: [entry(OTHER, 1, X)], docs: [] });
+    const path = store.path;
+    closeStore(store);
+    withRaw(path, (db) => {
+      // The bytecode: where the scan of docs_to_compact (by count, from the
+      // highest) ends is compared with a register, which must hold the first
+      // parameter (the minimum count), not the constant 0 of "log_count > 0".
+      const ops = db.prepare(`EXPLAIN ${prepareStatements(db).toCompact.source}`).all(32, 4096, 64) as { opcode: string; p1: number; p2: number; p3: number }[];
+      const end = ops.findIndex((op) => /^Idx(GE|GT|LE|LT)$/.test(op.opcode));
+      expect(end).toBeGreaterThan(0);
+      const bound = ops[end]!.p3;
+      const loaded = ops.slice(0, end).filter((op) => op.p2 === bound && (op.opcode === 'Variable' || op.opcode === 'Integer')).at(-1);
+      expect(loaded).toMatchObject({ opcode: 'Variable', p1: 1 });
     });
   });
 

@@ -626,16 +626,20 @@ class DocumentsImpl implements Documents {
       }
     };
     const locals = ahead === null ? this.queue.takeLocal() : [];
-    for (const job of locals) stage(job);
     const besideLocal = locals.length > 0;
-    const started = performance.now();
-    const stagingMs = this.pacer.clientsActive() ? PEER_STAGING_MS.clientsWrite : PEER_STAGING_MS.idle;
+    let started = 0;
     let units = 0;
-    for (let job = this.takePeer(units, besideLocal, ahead); job; job = this.takePeer(units, besideLocal, ahead)) {
-      stage(job);
-      units += unitsOf(job);
-      if (performance.now() - started > stagingMs) break;
-    }
+    // Documents not in memory are read in one transaction for the turn, not one each.
+    this.store.readTogether(() => {
+      for (const job of locals) stage(job);
+      started = performance.now();
+      const stagingMs = this.pacer.clientsActive() ? PEER_STAGING_MS.clientsWrite : PEER_STAGING_MS.idle;
+      for (let job = this.takePeer(units, besideLocal, ahead); job; job = this.takePeer(units, besideLocal, ahead)) {
+        stage(job);
+        units += unitsOf(job);
+        if (performance.now() - started > stagingMs) break;
+      }
+    });
     const toEncode = this.toHoldEncoded(batch);
     const digested = this.digestsOf(batch, toEncode);
     if (besideLocal && units > 0) this.pacer.spent(performance.now() - started);

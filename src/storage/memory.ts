@@ -171,6 +171,10 @@ export class MemoryStore implements Store {
     return [...this.v.log.values()].filter((e) => e.doc === doc);
   }
 
+  readTogether<T>(read: () => T): T {
+    return read();
+  }
+
   loadDoc(doc: DocKey): StoredDoc | null {
     const row = this.v.docs.get(doc);
     if (!row) return null;

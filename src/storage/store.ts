@@ -19,10 +19,16 @@ import { runQuickCheck } from './integrity.js';
 import { SqliteQuarantine } from './quarantine.js';
 import { SqliteConflicts } from './conflicts.js';
 import { entriesBeyond, readLogFloor, readVersionVector } from './progress.js';
-import { prepareStatements, toEntry, toSummary, type LogRow, type Statements } from './statements.js';
+import { prepareStatements, toEntry, toSummary, type LogRow, type SnapshotRow, type Statements } from './statements.js';
 import type { PendingEntries } from './pending.js';
 import { MAX_CONFLICTS_PER_DOC, type CommitBatch, type DocDigest, type DocHead, type DocSummary, type LogEntry, type Snapshot, type StorageStats, type Store, type StoredDoc } from './types.js';
 
+/** What {@link SqliteStore.loadDoc} reads of a document in one transaction. */
+interface DocRows {
+  snap: SnapshotRow | undefined;
+  snapshotHolds: boolean;
+  entries: LogRow[];
+}
 
 /** The SQLite implementation of {@link Store}; construct it through `openStore`. */
 export class SqliteStore implements Store {
@@ -40,6 +46,23 @@ export class SqliteStore implements Store {
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
   private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
   private readonly digestTx: Database.Transaction<(digests: DocDigest[]) => void>;
+  /**
+   * A document's rows, read in one transaction: the snapshot and the entries
+   * after it come from one state of the database (a compaction committed
+   * between two reads could otherwise have collected entries the snapshot
+   * read before it does not cover), and the three statements take the WAL
+   * read lock once instead of once each (about 6 µs apiece, most of a cold
+   * read's cost). Corruption is noted after it ends: that writes.
+   */
+  private readonly docRows: Database.Transaction<(doc: DocKey) => DocRows | null>;
+  private readonly together: Database.Transaction<(read: () => unknown) => unknown>;
+  /**
+   * Documents found corrupt inside {@link readTogether}: their listeners
+   * hear at once, the store's mark is written once it ends (a write, which a
+   * read transaction of a WAL database cannot take once the writer thread
+   * committed after it began).
+   */
+  private corruptLater: Set<DocKey> | null = null;
 
   constructor(
     private readonly db: Database.Database,
@@ -59,6 +82,15 @@ export class SqliteStore implements Store {
     this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch));
     this.digestTx = db.transaction((digests: DocDigest[]) => writeDigests(this.s, digests));
     this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(this.s, peer, vv));
+    this.together = db.transaction((read: () => unknown) => read());
+    this.docRows = db.transaction((doc: DocKey): DocRows | null => {
+      if (this.s.getDoc.get(doc) === undefined) return null;
+      const snap = this.s.getSnapshot.get(doc);
+      // A damaged snapshot falls back to every entry still in the log.
+      const snapshotHolds = snap !== undefined
+        && snapshotChecksum({ doc, state: snap.state, pending: snap.pending, uptoLsn: snap.upto_lsn }) === snap.checksum;
+      return { snap, snapshotHolds, entries: this.s.docEntries.all(doc, snapshotHolds ? snap.upto_lsn : 0) };
+    });
   }
 
   get writer(): WriterId {
@@ -104,12 +136,12 @@ export class SqliteStore implements Store {
    * snapshot falls back to every entry still in the log for the document.
    */
   loadDoc(doc: DocKey): StoredDoc | null {
-    if (this.s.getDoc.get(doc) === undefined) return null;
+    const rows = this.docRows(doc);
+    if (rows === null) return null;
     const stored: StoredDoc = { snapshot: null, pending: null, snapshotLsn: 0, entries: [], corrupt: 0 };
-    const snap = this.s.getSnapshot.get(doc);
+    const { snap, snapshotHolds, entries } = rows;
     if (snap !== undefined) {
-      const expected = snapshotChecksum({ doc, state: snap.state, pending: snap.pending, uptoLsn: snap.upto_lsn });
-      if (expected === snap.checksum) {
+      if (snapshotHolds) {
         stored.snapshot = snap.state;
         stored.pending = snap.pending;
         stored.snapshotLsn = snap.upto_lsn;
@@ -118,12 +150,23 @@ export class SqliteStore implements Store {
         this.noteCorrupt(`snapshot:${doc}:${snap.upto_lsn}`, doc, { uptoLsn: snap.upto_lsn }, 'snapshot');
       }
     }
-    for (const row of this.s.docEntries.all(doc, stored.snapshotLsn)) {
+    for (const row of entries) {
       const entry = this.verified(row);
       if (entry === null) stored.corrupt += 1;
       else stored.entries.push(entry);
     }
     return stored;
+  }
+
+  readTogether<T>(read: () => T): T {
+    if (this.db.inTransaction) return read();
+    const later = (this.corruptLater = new Set());
+    try {
+      return this.together(read) as T;
+    } finally {
+      this.corruptLater = null;
+      for (const doc of later) this.s.markCorrupt.run(doc);
+    }
   }
 
   private verified(row: LogRow): LogEntry | null {
@@ -306,7 +349,9 @@ export class SqliteStore implements Store {
   /** Sets the digest to 32 zero bytes, which no document state hashes to, so peers see a difference. */
   markCorrupt(doc: DocKey): void {
     const before = this.summary(doc)?.digest;
-    this.s.markCorrupt.run(doc);
+    if (this.corruptLater === null) this.s.markCorrupt.run(doc);
+    else if (this.corruptLater.has(doc)) return;
+    else this.corruptLater.add(doc);
     if (!before || before.every((b) => b === 0)) return;
     for (const listener of this.corruptListeners) listener(doc, before);
   }

@@ -183,6 +183,13 @@ export interface WriterIdentity {
 export interface DocumentStates {
   /** Snapshot plus later log entries of a document; null when the store has never seen it. */
   loadDoc(doc: DocKey): StoredDoc | null;
+  /**
+   * Runs `read`, whose reads see one state of the store: an engine with
+   * read transactions makes them in one (so a staging turn that loads
+   * hundreds of documents pays for one instead of one each). `read` must
+   * not wait for anything, and must not write.
+   */
+  readTogether<T>(read: () => T): T;
   /** Document ids of a collection after `after`, ascending; deleted documents are left out. */
   listDocs(collection: string, after: string | null, limit: number): string[];
   /** All document summaries, in doc key order, paged. */

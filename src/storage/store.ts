@@ -46,16 +46,10 @@ export class SqliteStore implements Store {
   private readonly commitTx: Database.Transaction<(batch: CommitBatch) => CommitResult>;
   private readonly peerAcksTx: Database.Transaction<(peer: RegionId, vv: VersionVector) => void>;
   private readonly digestTx: Database.Transaction<(digests: DocDigest[]) => void>;
-  /**
-   * A document's rows, read in one transaction: the snapshot and the entries
-   * after it come from one state of the database (a compaction committed
-   * between two reads could otherwise have collected entries the snapshot
-   * read before it does not cover), and the three statements take the WAL
-   * read lock once instead of once each (about 6 µs apiece, most of a cold
-   * read's cost). Corruption is noted after it ends: that writes.
-   */
-  private readonly docRows: Database.Transaction<(doc: DocKey) => DocRows | null>;
-  private readonly together: Database.Transaction<(read: () => unknown) => unknown>;
+  /** `BEGIN` and `COMMIT` of read transactions (see {@link inReadTransaction}). */
+  private readonly beginRead: Database.Statement;
+  private readonly endRead: Database.Statement;
+  private readonly abortRead: Database.Statement;
   /**
    * Documents found corrupt inside {@link readTogether}: their listeners
    * hear at once, the store's mark is written once it ends (a write, which a
@@ -82,15 +76,9 @@ export class SqliteStore implements Store {
     this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch));
     this.digestTx = db.transaction((digests: DocDigest[]) => writeDigests(this.s, digests));
     this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(this.s, peer, vv));
-    this.together = db.transaction((read: () => unknown) => read());
-    this.docRows = db.transaction((doc: DocKey): DocRows | null => {
-      if (this.s.getDoc.get(doc) === undefined) return null;
-      const snap = this.s.getSnapshot.get(doc);
-      // A damaged snapshot falls back to every entry still in the log.
-      const snapshotHolds = snap !== undefined
-        && snapshotChecksum({ doc, state: snap.state, pending: snap.pending, uptoLsn: snap.upto_lsn }) === snap.checksum;
-      return { snap, snapshotHolds, entries: this.s.docEntries.all(doc, snapshotHolds ? snap.upto_lsn : 0) };
-    });
+    this.beginRead = db.prepare('BEGIN');
+    this.endRead = db.prepare('COMMIT');
+    this.abortRead = db.prepare('ROLLBACK');
   }
 
   get writer(): WriterId {
@@ -136,7 +124,10 @@ export class SqliteStore implements Store {
    * snapshot falls back to every entry still in the log for the document.
    */
   loadDoc(doc: DocKey): StoredDoc | null {
-    const rows = this.docRows(doc);
+    // The snapshot and the entries after it come from one state of the
+    // database: a compaction committed between two reads could otherwise
+    // have collected entries the snapshot read first does not cover.
+    const rows = this.inReadTransaction(() => this.docRows(doc));
     if (rows === null) return null;
     const stored: StoredDoc = { snapshot: null, pending: null, snapshotLsn: 0, entries: [], corrupt: 0 };
     const { snap, snapshotHolds, entries } = rows;
@@ -162,11 +153,40 @@ export class SqliteStore implements Store {
     if (this.db.inTransaction) return read();
     const later = (this.corruptLater = new Set());
     try {
-      return this.together(read) as T;
+      return this.inReadTransaction(read);
     } finally {
       this.corruptLater = null;
       for (const doc of later) this.s.markCorrupt.run(doc);
     }
+  }
+
+  /**
+   * Runs `read` in one read transaction (within the one open, if any). Each
+   * statement outside a transaction is a transaction of its own, which costs
+   * SQLite a lock and a check of the WAL: some 6 µs here, more than a small
+   * read itself. Not `Database#transaction`: that is for writes.
+   */
+  private inReadTransaction<T>(read: () => T): T {
+    if (this.db.inTransaction) return read();
+    this.beginRead.run();
+    let result: T;
+    try {
+      result = read();
+    } catch (err) {
+      if (this.db.inTransaction) this.abortRead.run();
+      throw err;
+    }
+    this.endRead.run();
+    return result;
+  }
+
+  private docRows(doc: DocKey): DocRows | null {
+    if (this.s.getDoc.get(doc) === undefined) return null;
+    const snap = this.s.getSnapshot.get(doc);
+    // A damaged snapshot falls back to every entry still in the log.
+    const snapshotHolds = snap !== undefined
+      && snapshotChecksum({ doc, state: snap.state, pending: snap.pending, uptoLsn: snap.upto_lsn }) === snap.checksum;
+    return { snap, snapshotHolds, entries: this.s.docEntries.all(doc, snapshotHolds ? snap.upto_lsn : 0) };
   }
 
   private verified(row: LogRow): LogEntry | null {

@@ -235,6 +235,34 @@ describe('corruption', () => {
     reopened.markCorrupt(Y);
     expect(reopened.summary(Y)!.digest).toEqual(Buffer.alloc(32));
   });
+
+  it('keeps reading when the mark of a corrupt document found among reads made together cannot be stored', () => {
+    const store = openAt();
+    const marker = randomBytes(64);
+    store.commit({ entries: [entry(store.writer, 1, X, 2000, marker)], docs: [{ doc: X, digest: digest(7), deleted: false }] });
+    closeStore(store);
+    flipByteOf(store.path, marker);
+
+    const reopened = openAt();
+    const heard: DocKey[] = [];
+    reopened.onCorrupt((doc) => heard.push(doc));
+    // Another process (an operator's shell, a backup tool) holds the write lock.
+    const other = new Database(reopened.path);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const loaded = reopened.readTogether(() => reopened.loadDoc(X));
+      expect(loaded!.corrupt).toBe(1);
+      expect(heard).toEqual([X]);
+      other.exec('ROLLBACK');
+    } finally {
+      other.close();
+    }
+    expect(reopened.summary(X)!.digest).toEqual(Buffer.from(digest(7)));
+    expect(logLines.some((l) => l.includes('could not store the mark of a corrupt document'))).toBe(true);
+    // Found again once the lock is gone: marked then.
+    expect(reopened.loadDoc(X)!.corrupt).toBe(1);
+    expect(reopened.summary(X)!.digest).toEqual(Buffer.alloc(32));
+  }, 20_000);
 });
 
 describe('per-document log questions', () => {

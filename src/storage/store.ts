@@ -156,7 +156,15 @@ export class SqliteStore implements Store {
       return this.inReadTransaction(read);
     } finally {
       this.corruptLater = null;
-      for (const doc of later) this.s.markCorrupt.run(doc);
+      for (const doc of later) {
+        try {
+          this.s.markCorrupt.run(doc);
+        } catch (err) {
+          // Another process holds the write lock past the busy timeout: the
+          // listeners already heard, and the next load finds it again.
+          this.logger.error({ err, doc }, 'could not store the mark of a corrupt document; it is marked again when next loaded');
+        }
+      }
     }
   }
 

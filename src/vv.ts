@@ -36,6 +36,22 @@ export function missingByWriter(want: VersionVector, have: VersionVector): Recor
  */
 export const MAX_SEQ = 2 ** 48;
 
+/**
+ * Most writers a version vector may name. A region adds one per incarnation
+ * of its data directory (a wipe, a restore from a backup), so a cluster
+ * holds tens; thousands come only from a peer naming writers that never
+ * wrote. A frame's vector may name no more, and neither may what this region
+ * holds or has been told a peer holds: its own vector always fits a frame.
+ */
+export const MAX_WRITERS = 4096;
+
+/** How many writers `claim` names (with a seq above 0) that `known` does not. */
+export function newWriters(known: VersionVector, claim: VersionVector): number {
+  let n = 0;
+  for (const [writer, seq] of claim) if (seq > 0 && !known.has(writer)) n++;
+  return n;
+}
+
 /** The first writer for which `claim` exceeds `bound` (absent counts as 0), or null. */
 export function firstExcess(
   claim: VersionVector,

@@ -214,7 +214,7 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
 
   it('closes the link on sequence numbers at or above MAX_SEQ anywhere in a frame', async () => {
     const before = await baseline();
-    const other = 'us-east~forged' as WriterId;
+    const other = 'us-east~f0f0ed' as WriterId;
     const forged: Uint8Array[] = [
       rawAck(new Map([[other, MAX_SEQ]])),
       rawFrame(MSG_SYNC_REQUEST, (e) => writeVv(e, new Map([[other, FORGED_SEQ]]))),
@@ -267,7 +267,7 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
     const before = await baseline();
     const { link } = await linkHoldingAll();
     const round = await answeredRound(link);
-    link.send({ type: 'ae-done', round, floor: new Map([['us-east~forged' as WriterId, PLAUSIBLE_SEQ]]) });
+    link.send({ type: 'ae-done', round, floor: new Map([['us-east~f0f0ed' as WriterId, PLAUSIBLE_SEQ]]) });
     expect(await link.closeCode()).toBe(4400);
     await expectServingAndUnchanged(before);
   }, 60_000);
@@ -302,7 +302,7 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
     const impostorWriter = [...before.vv.keys()].find((w) => w !== ownWriter(before))!;
     const { link, theirs } = await linkHoldingAll();
     // A peer may hold more than this region (its own unsent writes, a third region's): not a protocol error.
-    link.send({ type: 'ack', vv: new Map([...theirs, [impostorWriter, PLAUSIBLE_SEQ], ['us-east~other' as WriterId, PLAUSIBLE_SEQ]]) });
+    link.send({ type: 'ack', vv: new Map([...theirs, [impostorWriter, PLAUSIBLE_SEQ], ['us-east~07e7' as WriterId, PLAUSIBLE_SEQ]]) });
     link.send({ type: 'ping', id: 1, sentAt: 1, vv: theirs, links: [], lagMs: 0 });
     await link.next('pong');
     expect(await link.closeCode(500)).toBe('open');

@@ -71,6 +71,37 @@ describe('client ids', () => {
     expect((await state()).json).toEqual({ text: 'same' });
   });
 
+  it('compares a long text resent after most of it was deleted piece by piece, in time, and still refuses a change in a kept piece', async () => {
+    // 40,000 characters in one insert, then every other one deleted: the
+    // region holds them as 40,000 pieces. Each piece used to turn the whole
+    // resent text into units again (minutes for this one); a resend now
+    // compares each piece alone, and the test ends well within its timeout.
+    const length = 40_000;
+    const writer = new Y.Doc();
+    writer.clientID = 5151;
+    writer.getText('essay').insert(0, 'ab'.repeat(length / 2));
+    const inserted = Y.encodeStateAsUpdate(writer);
+    const afterInsert = Y.encodeStateVector(writer);
+    writer.transact(() => {
+      for (let i = length - 2; i >= 0; i -= 2) writer.getText('essay').delete(i, 1);
+    });
+    expect((await post(inserted)).statusCode).toBe(200);
+    expect((await post(Y.encodeStateAsUpdate(writer, afterInsert))).statusCode).toBe(200);
+    const before = await state();
+    expect((await post(inserted)).statusCode).toBe(200);
+    // The same insert with one kept character (odd positions survive) changed.
+    const forger = new Y.Doc();
+    forger.clientID = 5151;
+    const text = 'ab'.repeat(length / 2);
+    forger.getText('essay').insert(0, `${text.slice(0, 30_001)}Z${text.slice(30_002)}`);
+    const res = await post(Y.encodeStateAsUpdate(forger));
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ error: 'client_id_conflict' });
+    const after = await state();
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(after.version).toBe(before.version);
+  }, 60_000);
+
   it('accepts structs a client got from the region, resent with its own edits', async () => {
     expect((await node.app.inject({ method: 'PUT', url: '/v1/docs/notes/one', payload: { a: 1 } })).statusCode).toBe(200);
     const base = (await state()).yjs;

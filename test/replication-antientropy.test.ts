@@ -8,16 +8,19 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bucketOf } from '../src/buckets.js';
+import { BUCKETS, bucketOf } from '../src/buckets.js';
 import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
 import { docKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../src/ids.js';
-import { decodeFrame, encodeFrame, type Frame } from '../src/replication/protocol.js';
+import { FRAME_MAGIC, MAX_LINKS, MSG_PING, PROTOCOL_VERSION, decodeFrame, encodeFrame, type Frame } from '../src/replication/protocol.js';
+import * as encoding from 'lib0/encoding';
 import { Session } from '../src/replication/session.js';
 import Database from 'better-sqlite3';
 import { DB_FILE, openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
 import { BackgroundPacer } from '../src/pacer.js';
+import { MAX_WRITERS } from '../src/vv.js';
+import * as Y from 'yjs';
 
 const logger = pino({ level: 'silent' });
 const cleanups: (() => Promise<void>)[] = [];
@@ -230,6 +233,134 @@ function lone(me: Region, peer: RegionId) {
   return { session, sent, closes, acks, deliver };
 }
 
+/** `n` writer ids of a region that never wrote them, from `from` on. */
+function madeUpWriters(n: number, from = 0): WriterId[] {
+  return Array.from({ length: n }, (_, i) => `us-east~${(from + i).toString(16)}` as WriterId);
+}
+
+describe('writers a peer names', () => {
+  it('refuse, changing nothing, a vector naming something that is not a writer id', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const before = b.docs.versionVector();
+    for (const writer of ['us-east~forged', 'us-east', 'US-EAST~01', `${'a'.repeat(40)}~01`]) {
+      const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+      await deliver({ type: 'sync-request', vv: new Map() });
+      await deliver({ type: 'ack', vv: new Map([[writer as WriterId, 1]]) });
+      expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/is not a writer id/) }]);
+    }
+    expect(b.docs.versionVector()).toEqual(before);
+  });
+
+  it('refuse statements that would have the peer hold more writers than a version vector may name', async () => {
+    const b = region('eu-west');
+    const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    await deliver({ type: 'ack', vv: new Map(madeUpWriters(MAX_WRITERS - 1).map((w) => [w, 1])) });
+    expect(closes).toEqual([]);
+    // Each statement within the bound, together beyond it: ack, then ping.
+    await deliver({ type: 'ack', vv: new Map([[madeUpWriters(1, MAX_WRITERS)[0]!, 1]]) });
+    expect(closes).toEqual([]);
+    await deliver({ type: 'ping', id: 1, sentAt: 0, vv: new Map([[madeUpWriters(1, MAX_WRITERS + 1)[0]!, 1]]), links: [], lagMs: 0 });
+    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(new RegExp(`ping states ${MAX_WRITERS + 1} writers in all`)) }]);
+  });
+
+  it('refuse a floor that would take this region past the writers a version vector may name, changing nothing', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const before = b.docs.versionVector();
+    const floor = new Map(madeUpWriters(MAX_WRITERS).map((w) => [w, 1]));
+    const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    await deliver({ type: 'ack', vv: floor });
+    await deliver({ type: 'ae-buckets', round: 5, buckets: [] });
+    await deliver({ type: 'ae-done', round: 5, floor });
+    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ae-done rejected: a floor names 4096 writers this region has not seen/) }]);
+    expect(b.docs.versionVector()).toEqual(before);
+    expect(b.store.versionVector()).toEqual(before);
+  });
+
+  it('refuse entries from more new writers than this region may hold, applying none of them', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const before = b.docs.versionVector();
+    const y = new Y.Doc();
+    y.getMap('m').set('k', 1);
+    const update = Y.encodeStateAsUpdate(y);
+    const entries = madeUpWriters(MAX_WRITERS).map((origin) => ({ origin, seq: 1, doc: docKey('ae', 'made-up'), ts: 1, update }));
+    const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    await deliver({ type: 'entries', entries });
+    // Entries are handed on at once and refused once staged: the barrier may be answered first.
+    await expect.poll(() => closes).toEqual([{ code: 4400, reason: expect.stringMatching(/entries rejected: entries from 4096 writers this region has not seen/) }]);
+    expect(b.docs.versionVector()).toEqual(before);
+    expect(b.docs.read(docKey('ae', 'made-up')).value).toBeNull();
+  });
+
+  it('refuse a heartbeat reporting more links than a region has peers, before handling it', async () => {
+    const b = region('eu-west');
+    const { closes, deliver, session } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    const links = Array.from({ length: MAX_LINKS }, (_, i) => ({ region: `r${i}` as RegionId, state: 'up' as const }));
+    await deliver({ type: 'ping', id: 1, sentAt: 0, vv: new Map(), links, lagMs: 0 });
+    expect(closes).toEqual([]);
+    // Written by hand: the encoder refuses to write one link more.
+    const e = encoding.createEncoder();
+    for (const byte of [FRAME_MAGIC, PROTOCOL_VERSION, MSG_PING]) encoding.writeUint8(e, byte);
+    encoding.writeVarUint(e, 2);
+    encoding.writeFloat64(e, 0);
+    encoding.writeVarUint(e, 0);
+    encoding.writeVarUint(e, MAX_LINKS + 1);
+    for (let i = 0; i <= MAX_LINKS; i++) {
+      encoding.writeVarString(e, `r${i}`);
+      encoding.writeUint8(e, 0);
+    }
+    encoding.writeFloat64(e, 0);
+    encoding.writeUint8(e, 0);
+    session.receive(encoding.toUint8Array(e));
+    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/links: .*out of range|links/) }]);
+  });
+});
+
+describe('the lists of a round this region runs', () => {
+  /** A round started by `b`, answered by the peer with digests that differ in buckets 0 and 1. */
+  async function roundDifferingIn0And1() {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const lonely = lone(b, 'ap-south' as RegionId);
+    await lonely.deliver({ type: 'sync-request', vv: new Map() });
+    void lonely.session.ae.start();
+    await expect.poll(() => lonely.sent.some((f) => f.type === 'ae-buckets')).toBe(true);
+    const ours = lonely.sent.find((f): f is Extract<Frame, { type: 'ae-buckets' }> => f.type === 'ae-buckets')!;
+    const theirs = ours.buckets.map((d, i) => (i <= 1 ? d.map((x) => x ^ 0xff) : d));
+    expect(theirs).toHaveLength(BUCKETS);
+    await lonely.deliver({ type: 'ae-buckets', round: ours.round, buckets: theirs });
+    return { ...lonely, b, round: ours.round };
+  }
+  const inBucket = (bucket: number, prefix: string): DocKey => {
+    for (let i = 0; ; i++) if (bucketOf(docKey('ae', `${prefix}-${i}`)) === bucket) return docKey('ae', `${prefix}-${i}`);
+  };
+  const digest = new Uint8Array(32).fill(7);
+
+  it('refuse a bucket the round does not wait for, a bucket listed twice, and a document listed under another bucket', async () => {
+    const cases: { frames: (round: number) => Frame[]; reason: RegExp }[] = [
+      { frames: (round) => [{ type: 'ae-docs', round, bucket: 2, docs: [] }], reason: /ae-docs for bucket 2, which round \d+ does not wait for/ },
+      {
+        frames: (round) => [{ type: 'ae-docs', round, bucket: 0, docs: [] }, { type: 'ae-docs', round, bucket: 0, docs: [{ doc: inBucket(0, 'again'), digest }] }],
+        reason: /ae-docs for bucket 0, which round \d+ does not wait for/,
+      },
+      { frames: (round) => [{ type: 'ae-docs', round, bucket: 0, docs: [{ doc: inBucket(3, 'elsewhere'), digest }] }], reason: /lists a document of bucket 3/ },
+    ];
+    for (const c of cases) {
+      const { closes, deliver, round, b } = await roundDifferingIn0And1();
+      const before = b.docs.versionVector();
+      for (const frame of c.frames(round)) if (closes.length === 0) await deliver(frame);
+      expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(c.reason) }]);
+      expect(b.docs.versionVector()).toEqual(before);
+    }
+  });
+});
+
 describe('floors and acknowledgements from a peer', () => {
   it('adopt the floor of a round that rebuilds an empty region, third writers included', async () => {
     const a = region('ap-south');
@@ -251,7 +382,7 @@ describe('floors and acknowledgements from a peer', () => {
     const b = region('eu-west');
     await b.docs.put(docKey('ae', 'x'), { v: 1 });
     const before = b.docs.versionVector();
-    const other = 'us-east~forged' as WriterId;
+    const other = 'us-east~f0f0ed' as WriterId;
     const cases: { floor: VersionVector; answer: boolean; stated: VersionVector; reason: RegExp }[] = [
       { floor: new Map([[other, 5]]), answer: false, stated: new Map([[other, 5]]), reason: /not answered/ },
       { floor: new Map([[other, 6]]), answer: true, stated: new Map([[other, 5]]), reason: /beyond the 5 the peer stated/ },
@@ -288,7 +419,7 @@ describe('floors and acknowledgements from a peer', () => {
     const mine = b.docs.writer;
     const { closes, acks, deliver } = lone(b, 'ap-south' as RegionId);
     await deliver({ type: 'sync-request', vv: new Map() });
-    await deliver({ type: 'ack', vv: new Map([[mine, 1], ['us-east~ahead' as WriterId, 40]]) });
+    await deliver({ type: 'ack', vv: new Map([[mine, 1], ['us-east~a4ead' as WriterId, 40]]) });
     expect(closes).toEqual([]);
     expect(acks.at(-1)).toEqual(new Map([[mine, 1]]));
     await deliver({ type: 'ack', vv: new Map([[mine, 2]]) });

@@ -9,6 +9,7 @@ import {
   MAX_ROUND,
   MAX_SEQ,
   MAX_WRITERS,
+  MSG_ACK,
   MSG_AE_BUCKETS,
   MSG_AE_DOCS,
   MSG_DOC_STATE,
@@ -35,8 +36,12 @@ const natArb = fc.integer({ min: 0, max: MAX_SEQ - 1 });
 const roundArb = fc.integer({ min: 0, max: MAX_ROUND - 1 });
 const msArb = fc.double({ min: 0, max: 1e13, noNaN: true, noDefaultInfinity: true });
 const bytesArb = fc.uint8Array({ maxLength: 64 });
+/** Writers named in version vectors: writer ids (`<region>~<hex>`), as the codec requires. */
+const vvWriterArb = fc
+  .tuple(fc.stringMatching(/^[a-z0-9-]{1,12}$/), fc.stringMatching(/^[0-9a-f]{1,12}$/))
+  .map(([region, hex]) => `${region}~${hex}` as WriterId);
 const vvArb: fc.Arbitrary<VersionVector> = fc
-  .uniqueArray(fc.tuple(writerArb, natArb), { selector: ([w]) => w, maxLength: 6 })
+  .uniqueArray(fc.tuple(vvWriterArb, natArb), { selector: ([w]) => w, maxLength: 6 })
   .map((pairs) => new Map(pairs));
 
 const frameArb: fc.Arbitrary<Frame> = fc.oneof(
@@ -230,6 +235,14 @@ describe('frame codec', () => {
       encoding.writeUint8(e, 0);
     });
     expectProtocolError(emptyWriter, /writer: length 0 out of range/);
+    for (const writer of ['w', 'w~', '~1', 'W~1', 'w~1g', `${'w'.repeat(33)}~1`, `w~${'1'.repeat(33)}`]) {
+      const notAWriter = raw(MSG_ACK, (e) => {
+        encoding.writeVarUint(e, 1);
+        encoding.writeVarString(e, writer);
+        encoding.writeVarUint(e, 1);
+      });
+      expectProtocolError(notAWriter, /writer: a writer of \d+ characters is not a writer id/);
+    }
   });
 
   it('rejects duplicate writers, seq 0, unknown link states, bad flags and buckets out of range', () => {

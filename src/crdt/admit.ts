@@ -209,7 +209,7 @@ function sameUnits(a: Y.Item, b: Y.Item, from: number, to: number): boolean {
   if ((a.parentSub ?? null) !== (b.parentSub ?? null) || !sameParent(a, b)) return false;
   if (b.content instanceof Y.ContentDeleted) return true;
   if (a.content.constructor !== b.content.constructor) return false;
-  const slice = (item: Y.Item) => unitsOf(item.content).slice(from - item.id.clock, to - item.id.clock);
+  const slice = (item: Y.Item) => unitsIn(item.content, from - item.id.clock, to - item.id.clock);
   return valueKey(slice(a)) === valueKey(slice(b));
 }
 
@@ -233,15 +233,25 @@ function sameParent(decoded: Y.Item, held: Y.Item): boolean {
   return true;
 }
 
-/** The comparable units of a content, one per clock. */
+/**
+ * The comparable units of a content over offsets [from, to), one per clock.
+ * Only those: a resent item is compared piece by piece with what is held, and
+ * a long text held in many pieces (every other character deleted) would
+ * otherwise be turned into units whole once per piece.
+ */
+function unitsIn(content: Y.Item['content'], from: number, to: number): unknown[] {
+  if (content instanceof Y.ContentString) return Array.from({ length: to - from }, (_, i) => content.str.charCodeAt(from + i));
+  if (content instanceof Y.ContentDeleted) return new Array<null>(to - from).fill(null);
+  return unitsOf(content).slice(from, to);
+}
+
+/** The comparable units of a content, one per clock (strings and deleted runs: see {@link unitsIn}). */
 function unitsOf(content: Y.Item['content']): unknown[] {
-  if (content instanceof Y.ContentString) return Array.from({ length: content.getLength() }, (_, i) => content.str.charCodeAt(i));
   if (content instanceof Y.ContentType) {
     const type: unknown = content.type;
     return [content.type.constructor.name, type instanceof Y.XmlElement ? type.nodeName : null];
   }
   if (content instanceof Y.ContentBinary) return [Array.from(content.content)];
   if (content instanceof Y.ContentFormat) return [content.key, content.value];
-  if (content instanceof Y.ContentDeleted) return new Array<null>(content.getLength()).fill(null);
   return content.getContent();
 }

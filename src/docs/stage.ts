@@ -12,6 +12,7 @@ import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
 import type { SizeGuard } from './size-guard.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
+import { MAX_WRITERS, newWriters } from '../vv.js';
 
 /** Transaction origin of writes made through this region's API. */
 export const LOCAL_ORIGIN = Symbol('local');
@@ -137,6 +138,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       return;
     }
     case 'raise':
+      checkWriters(batch.vv, newWriters(batch.vv, job.vv), 'a floor');
       for (const [w, s] of job.vv) if (s > (batch.vv.get(w) ?? 0)) batch.vv.set(w, s);
       batch.done.push(() => job.resolve());
       return;
@@ -278,9 +280,22 @@ function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: num
   );
 }
 
+/**
+ * Refuses, before anything is staged, work that would take this region's
+ * version vector past {@link MAX_WRITERS} writers (see there): it would no
+ * longer fit a frame, and every link would fail on it.
+ */
+function checkWriters(vv: VersionVector, added: number, what: string): void {
+  if (vv.size + added <= MAX_WRITERS) return;
+  throw new Error(`${what} names ${added} writers this region has not seen, beyond the ${MAX_WRITERS} a version vector may hold (it holds ${vv.size})`);
+}
+
 function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {
   const result: RemoteApplyResult = { applied: 0, duplicates: 0, gaps: 0, quarantined: 0 };
   const entries = job.entries;
+  let origins: Set<WriterId> | null = null;
+  for (const e of entries) if (!batch.vv.has(e.origin)) (origins ??= new Set()).add(e.origin);
+  if (origins !== null) checkWriters(batch.vv, origins.size, 'entries');
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]!;
     const held = batch.vv.get(entry.origin) ?? 0;

@@ -58,6 +58,12 @@ interface Round {
   floor: VersionVector | null;
   /** This region's bucket digests as sent when the round began. */
   buckets: Uint8Array[];
+  /**
+   * Buckets whose ae-docs the round still waits for, once the peer's
+   * ae-buckets told which differ; each is listed once (a peer listing any
+   * bucket again and again would grow the queue without end).
+   */
+  bucketsDue: Set<number> | null;
   docsExpected: number | null;
   docsReceived: number;
   /** doc-sv frames sent whose doc-state answer has not arrived. */
@@ -215,7 +221,7 @@ export class AntiEntropy {
     const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       const state: Round = {
-        floor, buckets: [], docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mayOffer: new Set(),
+        floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mayOffer: new Set(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -252,7 +258,10 @@ export class AntiEntropy {
     if (round) {
       // The peer's answer to our round: it sends ae-docs for each bucket
       // where its digests differ from the ones we sent, whatever changed here since.
-      round.docsExpected = differingBuckets(round.buckets, frame.buckets).length;
+      if (round.bucketsDue !== null) throw new ProtocolError(`ae-buckets for round ${frame.round} a second time`);
+      const differing = differingBuckets(round.buckets, frame.buckets);
+      round.bucketsDue = new Set(differing);
+      round.docsExpected = differing.length;
       this.drive(frame.round, round);
       return;
     }
@@ -283,6 +292,12 @@ export class AntiEntropy {
   async onDocs(frame: AeDocsFrame): Promise<void> {
     const round = this.heard(frame.round);
     if (!round) return;
+    if (round.bucketsDue?.delete(frame.bucket) !== true) {
+      throw new ProtocolError(`ae-docs for bucket ${frame.bucket}, which round ${frame.round} does not wait for`);
+    }
+    for (const d of frame.docs) {
+      if (bucketOf(d.doc) !== frame.bucket) throw new ProtocolError(`ae-docs for bucket ${frame.bucket} lists a document of bucket ${bucketOf(d.doc)}`);
+    }
     // Read bucket by bucket as the peer's lists arrive, not all at once on
     // its ae-buckets: listing every document (a rebuild differs in every
     // bucket) would hold this link's inbound frames for seconds.

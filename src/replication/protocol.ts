@@ -11,8 +11,9 @@
  * {@link ProtocolError}, whose reason fits a WebSocket close frame. Every
  * number has a bound: sequence numbers, timestamps and counters below
  * {@link MAX_SEQ} (2^48), round ids below {@link MAX_ROUND}, times finite and
- * below 2^48 ms, version vectors at most {@link MAX_WRITERS} writers. What a
- * frame claims is checked against what this region asked for by the session.
+ * below 2^48 ms, version vectors at most {@link MAX_WRITERS} writers, each a
+ * writer id, heartbeats at most {@link MAX_LINKS} links. What a frame claims
+ * is checked against what this region asked for by the session.
  *
  * Frames are described by their fields (`struct`, `list`, `uint`, ...), and
  * the same description both writes and reads them, so the two cannot drift
@@ -166,6 +167,12 @@ const round = uint(0, MAX_ROUND);
 const counter = seq;
 const entry = struct<NewLogEntry>({ origin: writerId, seq: uint(1, MAX_SEQ), doc: docKey, ts: seq, update: bytes });
 const linkReport = struct<LinkReport>({ region: regionId, state: oneOf(PEER_STATES) });
+/**
+ * Links one heartbeat may report (one per peer of its sender). A heartbeat is
+ * handled at once, beside nothing: a frame-sized list of millions would hold
+ * the event loop for as long as decoding and comparing it takes.
+ */
+export const MAX_LINKS = 1024;
 
 /** A byte array of at most `max` bytes. */
 function boundedBytes(max: number): Field<Uint8Array> {
@@ -191,7 +198,7 @@ const CODECS: { [T in FrameType]: Codec<T> } = {
     id: counter,
     sentAt: float,
     vv,
-    links: list(linkReport),
+    links: list(linkReport, MAX_LINKS),
     lagMs: float,
     digest: optional(text(1, 128)),
   }),

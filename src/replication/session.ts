@@ -25,7 +25,7 @@ import {
   decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
 } from './protocol.js';
 import type { DocKey } from '../ids.js';
-import { capped, covers, merged } from '../vv.js';
+import { MAX_WRITERS, capped, covers, merged, newWriters } from '../vv.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 import { CloseCode } from '../contract.js';
@@ -424,8 +424,15 @@ export class Session {
   }
 
   private async onEntries(entries: NewLogEntry[]): Promise<void> {
+    const held = this.o.documents.versionVector();
+    let origins: Set<WriterId> | null = null;
     for (const e of entries) {
       if (!isWriterId(e.origin)) throw new ProtocolError(`entries: an origin of ${e.origin.length} characters is not a writer id (<region>~<hex>)`);
+      if (!held.has(e.origin)) (origins ??= new Set()).add(e.origin);
+    }
+    // Refused whole here; the write path refuses what frames in flight together would add.
+    if (origins !== null && held.size + origins.size > MAX_WRITERS) {
+      throw new ProtocolError(`entries from ${origins.size} writers this region has not seen, beyond the ${MAX_WRITERS} a version vector may name`);
     }
     const writer = this.o.documents.writer;
     let own = 0;
@@ -455,7 +462,7 @@ export class Session {
 
   private onAckFrame(vv: VersionVector): void {
     this.checkOwnClaim(vv, 'ack');
-    this.raisePeerHas(vv);
+    this.raisePeerHas(vv, 'ack');
     raise(this.sent, vv);
     this.o.onAck(this.acknowledged(vv));
     this.settleUnacked();
@@ -471,14 +478,15 @@ export class Session {
     // Until the peer's sync request is handled, what it holds is not known
     // (a restored region learns from it that it must change writer).
     if (this.started) {
+      let bridged: boolean;
       try {
         this.checkOwnClaim(frame.vv, 'ping');
+        bridged = this.bridgesGap(frame.vv);
+        this.raisePeerHas(frame.vv, 'ping');
       } catch (err) {
         this.o.logger.warn({ err, peer: this.o.peer }, 'frame from peer rejected');
         return this.reject(`ping rejected: ${err instanceof Error ? err.message : String(err)}`);
       }
-      const bridged = this.bridgesGap(frame.vv);
-      this.raisePeerHas(frame.vv);
       // A region only reports what it has durably applied: as good as an ack.
       this.o.onAck(this.acknowledged(frame.vv));
       this.settleUnacked();
@@ -660,17 +668,17 @@ export class Session {
    */
   private followLinks(links: readonly LinkReport[]): void {
     const up = new Set(links.filter((l) => l.state === 'up').map((l) => l.region));
-    const lost = [...this.linkedUp].filter((r) => !up.has(r));
+    const lost = new Set([...this.linkedUp].filter((r) => !up.has(r)));
     // At most one re-read per REREAD_MIN_MS, however often a peer's links
     // flap: until then the lost ones count as up, and a later heartbeat
     // finds them lost again.
     const now = performance.now();
-    if (lost.length > 0 && now - this.rereadAt < REREAD_MIN_MS) for (const r of lost) up.add(r);
+    if (lost.size > 0 && now - this.rereadAt < REREAD_MIN_MS) for (const r of lost) up.add(r);
     this.linkedUp = up;
-    if (lost.length === 0 || now - this.rereadAt < REREAD_MIN_MS) return;
+    if (lost.size === 0 || now - this.rereadAt < REREAD_MIN_MS) return;
     let rewind = false;
     for (const [writer, seq] of this.sent) {
-      if (!lost.includes(regionOfWriter(writer))) continue;
+      if (!lost.has(regionOfWriter(writer))) continue;
       const has = this.peerHas.get(writer) ?? 0;
       if (seq <= has) continue;
       this.sent.set(writer, has);
@@ -692,8 +700,17 @@ export class Session {
     this.cursor = this.o.store.heldThrough(merged(this.sent, this.peerHas));
   }
 
-  /** Raises what the peer is known to hold by `vv`, noting when it rose. */
-  private raisePeerHas(vv: VersionVector): void {
+  /**
+   * Raises what the peer is known to hold by `vv`, noting when it rose.
+   * Throws {@link ProtocolError}, changing nothing, when the peer would be
+   * known to hold more writers than a version vector may name (MAX_WRITERS):
+   * each statement could otherwise add thousands more for as long as the link lasts.
+   */
+  private raisePeerHas(vv: VersionVector, what: string): void {
+    const added = newWriters(this.peerHas, vv);
+    if (this.peerHas.size + added > MAX_WRITERS) {
+      throw new ProtocolError(`${what} states ${this.peerHas.size + added} writers in all, beyond the ${MAX_WRITERS} a version vector may name`);
+    }
     if (raise(this.peerHas, vv)) this.confirmedAt = performance.now();
   }
 

@@ -6,17 +6,15 @@
  */
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
-import { NAME_PATTERN, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { MAX_SEQ } from '../vv.js';
+import { NAME_PATTERN, isWriterId, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
+import { MAX_SEQ, MAX_WRITERS } from '../vv.js';
 
-export { MAX_SEQ } from '../vv.js';
+export { MAX_SEQ, MAX_WRITERS } from '../vv.js';
 
 /** Longest region, writer or cluster name, in UTF-8 bytes. */
 export const MAX_ID_BYTES = 256;
 /** WebSocket close reasons may hold 123 bytes; keep a margin. */
 export const MAX_REASON_BYTES = 120;
-/** Most writers a version vector may name (each region adds one per restore from a backup). */
-export const MAX_WRITERS = 1 << 16;
 /** 8 varuint bytes carry 56 bits, enough for every safe integer. */
 const MAX_VARUINT_BYTES = 8;
 
@@ -255,7 +253,20 @@ export function struct<T>(fields: Fields<T>): Field<T> {
 export const writerId = text<WriterId>(1, MAX_ID_BYTES);
 export const regionId = text<RegionId>(1, MAX_ID_BYTES);
 export const docKey = text<DocKey>(3, 257, isDocKey);
-const pairs = list(struct({ writer: writerId, seq }), MAX_WRITERS);
+/**
+ * A writer named in a peer's version vector: a writer id, or the peer made it
+ * up (it would be stored with a floor and relayed for good). Checked on
+ * reading only: this region's own vector is written as it is held.
+ */
+const vvWriter: Field<WriterId> = {
+  ...writerId,
+  read(d, what) {
+    const writer = writerId.read(d, what);
+    if (!isWriterId(writer)) throw new ProtocolError(`${what}: a writer of ${writer.length} characters is not a writer id (<region>~<hex>)`);
+    return writer;
+  },
+};
+const pairs = list(struct({ writer: vvWriter, seq }), MAX_WRITERS);
 
 /** Count, then (writer, seq) pairs; a writer may appear once, and each seq is below {@link MAX_SEQ}. */
 export const vv: Field<VersionVector> = {

@@ -294,10 +294,14 @@ describe('abandoned waits (item 5)', () => {
     }
   }
 
-  /** A read that waits a minute for a version nobody will write; the caller hangs up when it likes. */
-  function waitForever(port: number): ClientRequest {
+  /**
+   * A read that waits a minute for a version nobody will write; the caller
+   * hangs up when it likes. Without tokens a caller is its address: each
+   * `from` (127.0.0.x) is another one.
+   */
+  function waitForever(port: number, from = '127.0.0.1', path = '/v1/docs/c/d'): ClientRequest {
     const req = httpRequest({
-      host: '127.0.0.1', port, path: '/v1/docs/c/d', agent: false,
+      host: '127.0.0.1', port, path, agent: false, localAddress: from,
       headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' },
     });
     req.on('error', () => undefined);
@@ -329,16 +333,39 @@ describe('abandoned waits (item 5)', () => {
   });
 
   test('beyond maxWaiters a request is 503 unavailable with retry-after', async () => {
-    const port = await startSolo({ maxWaiters: 5 });
-    const requests = Array.from({ length: 5 }, () => waitForever(port));
-    await until('5 waiting', async () => (await waiting(port)) === 5);
-    const refused = await send(port, 'GET', '/v1/docs/c/d', { headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' } });
+    const port = await startSolo({ maxWaiters: 4 });
+    // Four callers, one wait each (a caller may hold a quarter of the waits).
+    const requests = Array.from({ length: 4 }, (_, i) => waitForever(port, `127.0.0.${i + 1}`));
+    await until('4 waiting', async () => (await waiting(port)) === 4);
+    const refused = await send(port, 'GET', '/v1/docs/c/d', {
+      headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' }, localAddress: '127.0.0.5',
+    });
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.body)).toMatchObject({ error: 'unavailable' });
     expect(refused.headers['retry-after']).toMatch(/^\d+$/);
     // A request that needs no wait is served as usual.
     expect((await send(port, 'PUT', '/v1/docs/c/d', { body: { n: 1 } })).status).toBe(200);
     for (const req of requests) req.destroy();
+    await until('no waiter left', async () => (await waiting(port)) === 0);
+  });
+
+  test('one caller holds at most a quarter of the waits, change feeds (uncapped otherwise) included: beyond, 429 with retry-after; other callers still wait', async () => {
+    const port = await startSolo({ maxWaiters: 8 });
+    // Feeds are exempt from the concurrency cap per caller, so they reach the wait for a version
+    // however many a caller opens: without a share, one caller took every wait of the region.
+    const feeds = Array.from({ length: 2 }, () => waitForever(port, '127.0.0.1', '/v1/events/c'));
+    await until('2 waiting', async () => (await waiting(port)) === 2);
+    const refused = await send(port, 'GET', '/v1/events/c', {
+      headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' }, localAddress: '127.0.0.1',
+    });
+    expect(refused.status).toBe(429);
+    expect(JSON.parse(refused.body)).toMatchObject({ error: 'too_many_requests', message: expect.stringMatching(/a quarter of limits.maxWaiters/) });
+    expect(refused.headers['retry-after']).toMatch(/^\d+$/);
+    const scrape = (await send(port, 'GET', '/metrics')).body;
+    expect(metricValue(scrape, 'meridian_requests_refused_total{reason="caller_waiters",region="solo"}')).toBe(1);
+    const other = waitForever(port, '127.0.0.2');
+    await until('3 waiting', async () => (await waiting(port)) === 3);
+    for (const req of [...feeds, other]) req.destroy();
     await until('no waiter left', async () => (await waiting(port)) === 0);
   });
 });

@@ -192,7 +192,7 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     if (params['id'] !== undefined) checkName(params['id'], 'id');
   });
 
-  const session = createSession({ documents, replication, metrics, limits: config.limits, refusals, quotas });
+  const session = createSession({ documents, replication, metrics, limits: config.limits, refusals, quotas, callerOf: caller });
   api.addHook('preHandler', async (request, reply) => {
     if (request.routeOptions.url?.startsWith('/v1/') === true) await session.awaitAfter(request, reply);
   });

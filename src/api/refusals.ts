@@ -10,7 +10,7 @@ import type { LogLimiter } from '../log-limiter.js';
 import type { Metrics } from '../metrics.js';
 
 /** Why a request was refused; the label of the refusal metric. */
-export type RefusalReason = 'busy' | 'caller_busy' | 'body_timeout' | 'write_rate' | 'document_quota' | 'waiters';
+export type RefusalReason = 'busy' | 'caller_busy' | 'body_timeout' | 'write_rate' | 'document_quota' | 'waiters' | 'caller_waiters';
 
 export interface Refusals {
   /** Records a refusal of `request`; `retryAfterSeconds` becomes its `retry-after` header. */

@@ -18,6 +18,7 @@ import type { ReplicationView } from '../replication/types.js';
 import type { Metrics, WriteKind } from '../metrics.js';
 import type { Quotas } from './quotas.js';
 import type { Refusals } from './refusals.js';
+import { CallerSlots } from './caller-slots.js';
 
 import { AFTER_HEADER, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER } from '../contract.js';
 
@@ -102,6 +103,8 @@ type Wait = (signal: AbortSignal) => Promise<boolean>;
 
 /** Seconds a request refused for too many waiters is told to wait. */
 const WAITERS_RETRY_AFTER_S = 1;
+/** One caller may hold at most a quarter of `limits.maxWaiters`. */
+const WAITERS_SHARE = 4;
 
 export function createSession(deps: {
   documents: Documents;
@@ -110,23 +113,38 @@ export function createSession(deps: {
   limits: SessionLimits;
   refusals?: Refusals;
   quotas?: Quotas;
+  /** Who a request comes from, as per-caller limits count it; without it waits are counted in all only. */
+  callerOf?: (request: FastifyRequest) => string;
 }): Session {
   const { documents, replication, metrics, limits } = deps;
   let waiting = 0;
   const active = new Set<AbortController>();
+  // Change feeds are not counted against the concurrency cap (they have their own bound), so
+  // without a share per caller one token could hold every wait with feeds that never start.
+  const callers = new CallerSlots(Math.max(1, Math.floor(limits.maxWaiters / WAITERS_SHARE)));
 
-  /** Takes one of the `maxWaiters` slots, or throws `unavailable`; returns its release. */
+  /** Takes one of the `maxWaiters` slots, or throws (`unavailable` in all, `too_many_requests` per caller); returns its release. */
   function reserveWait(request: FastifyRequest): () => void {
     if (waiting >= limits.maxWaiters) {
       deps.refusals?.record(request, 'waiters', WAITERS_RETRY_AFTER_S);
       throw new MeridianError('unavailable', `${limits.maxWaiters} requests are waiting already; retry shortly`);
     }
+    const caller = deps.callerOf?.(request);
+    if (caller !== undefined && callers.full(caller)) {
+      deps.refusals?.record(request, 'caller_waiters', WAITERS_RETRY_AFTER_S);
+      throw new MeridianError(
+        'too_many_requests',
+        `this caller has ${callers.max} requests waiting for a version or for replicas already (a quarter of limits.maxWaiters); retry once some are answered`,
+      );
+    }
+    const releaseCaller = caller === undefined ? null : callers.hold(caller);
     waiting += 1;
     metrics.waitingRequests.set(waiting);
     let released = false;
     return () => {
       if (released) return;
       released = true;
+      releaseCaller?.();
       waiting -= 1;
       metrics.waitingRequests.set(waiting);
     };

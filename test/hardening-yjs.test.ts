@@ -4,6 +4,7 @@
  * held under an id, never lean on changes nobody holds; and document
  * digests that see content, not only structure.
  */
+import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docDigest, stableClientId } from '../src/crdt/index.js';
@@ -111,6 +112,42 @@ describe('client ids', () => {
     doc.getMap('root').set('b', 2);
     expect((await post(Y.encodeStateAsUpdate(doc))).statusCode).toBe(200);
     expect((await state()).json).toEqual({ a: 1, b: 2 });
+  });
+});
+
+describe('deletions', () => {
+  /** An update of deletions only: `ranges` of `client`, as given (a Yjs encoder sorts them). */
+  function deletions(client: number, ranges: [clock: number, len: number][]): Uint8Array {
+    const e = encoding.createEncoder();
+    encoding.writeVarUint(e, 0);
+    encoding.writeVarUint(e, 1);
+    encoding.writeVarUint(e, client);
+    encoding.writeVarUint(e, ranges.length);
+    for (const [clock, len] of ranges) {
+      encoding.writeVarUint(e, clock);
+      encoding.writeVarUint(e, len);
+    }
+    return encoding.toUint8Array(e);
+  }
+
+  it('refuses a client\'s deletions out of ascending order or overlapping, changing nothing, and takes them in order', async () => {
+    const writer = new Y.Doc();
+    writer.clientID = 6161;
+    writer.getText('essay').insert(0, 'x'.repeat(1000));
+    expect((await post(Y.encodeStateAsUpdate(writer))).statusCode).toBe(200);
+    const before = await state();
+    const every10th = Array.from({ length: 100 }, (_, i): [number, number] => [i * 10, 1]);
+    for (const ranges of [[...every10th].reverse(), [[0, 5], [3, 5]] as [number, number][]]) {
+      const res = await post(deletions(6161, ranges));
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'invalid_update', message: expect.stringMatching(/deletions of client 6161 are not in ascending order/) });
+      const after = await state();
+      expect(after.yjs.equals(before.yjs)).toBe(true);
+      expect(after.version).toBe(before.version);
+    }
+    expect((await post(deletions(6161, every10th))).statusCode).toBe(200);
+    const read = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' });
+    expect(read.json()).toMatchObject({ $yjs: { essay: 'x'.repeat(900) } });
   });
 });
 

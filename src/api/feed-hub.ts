@@ -22,13 +22,29 @@ const MAX_STATES_MISSED = 10_000;
 /** Why a stream was cut off, as the final event and the metric say. */
 export type CutoffReason = 'slow_consumer' | 'resume_too_large';
 
+/**
+ * Each value rendered as JSON once, however many feeds send it: a commit's
+ * values are read once for all subscribers (FeedHub.valueReader), and a
+ * large document's JSON took as long as its stringify once per subscriber.
+ */
+const valueJson = new WeakMap<JsonObject, string>();
+
+function jsonOf(value: JsonObject | null): string {
+  if (value === null) return 'null';
+  let text = valueJson.get(value);
+  if (text === undefined) valueJson.set(value, (text = JSON.stringify(value)));
+  return text;
+}
+
 /** The `change` event of a document. */
 export function changeEvent(change: FeedChange, withId = true): SseEvent {
   const version = encodeVersion(change.position);
   const { collection, id } = splitDocKey(change.doc);
   const data = { collection, id, version, value: change.value };
+  // As JSON.stringify(data) writes it, with the value's JSON shared.
+  const dataText = `{"collection":${JSON.stringify(collection)},"id":${JSON.stringify(id)},"version":${JSON.stringify(version)},"value":${jsonOf(change.value)}}`;
   // Without an id the consumer's resume position stays where it was (see the state resume).
-  return withId ? { id: version, event: FEED_EVENT.change, data } : { event: FEED_EVENT.change, data };
+  return withId ? { id: version, event: FEED_EVENT.change, data, dataText } : { event: FEED_EVENT.change, data, dataText };
 }
 
 /** The last event of a cut-off stream: where to resume from, and why. */

@@ -16,6 +16,8 @@ export interface SseEvent {
   id?: string;
   event: string;
   data: unknown;
+  /** `data` rendered as JSON already (shared by many streams); written instead of rendering it again. */
+  dataText?: string;
 }
 
 export interface SseStreamOptions {
@@ -35,7 +37,7 @@ const DRAIN_POLL_MS = 10;
 /** Renders an event; `data` is JSON on one line, so it never needs splitting. */
 export function formatEvent(e: SseEvent): string {
   const id = e.id === undefined ? '' : `id: ${e.id}\n`;
-  return `${id}event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
+  return `${id}event: ${e.event}\ndata: ${e.dataText ?? JSON.stringify(e.data)}\n\n`;
 }
 
 /** An open event stream on a hijacked response. */

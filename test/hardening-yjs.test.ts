@@ -151,6 +151,41 @@ describe('deletions', () => {
   });
 });
 
+describe('the work of placing new items', () => {
+  /** Text "az", then `n` characters of `client` each inserted at index 1 of what `base` holds: all placed right after "a". */
+  function insertsAfterA(client: number, n: number, base: Uint8Array): Uint8Array {
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, base);
+    doc.clientID = client;
+    const before = Y.encodeStateVector(doc);
+    for (let i = 0; i < n; i++) doc.getText('essay').insert(1, 'x');
+    return Y.encodeStateAsUpdate(doc, before);
+  }
+
+  it('refuses an update whose items Yjs would place by scanning past the bound, changing nothing, and takes concurrent inserts below it', async () => {
+    const az = new Y.Doc();
+    az.clientID = 7070;
+    az.getText('essay').insert(0, 'az');
+    const base = Y.encodeStateAsUpdate(az);
+    expect((await post(base)).statusCode).toBe(200);
+    // 3,000 items after "a", then 3,000 more under a larger client id made without seeing
+    // them: each of the second would be placed by scanning all of the first (9 million steps).
+    expect((await post(insertsAfterA(7071, 3000, base))).statusCode).toBe(200);
+    const before = await state();
+    const res = await post(insertsAfterA(7072, 3000, base));
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toMatchObject({ error: 'too_complex', message: expect.stringMatching(/scan more than 200000 items/) });
+    const after = await state();
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(after.version).toBe(before.version);
+    // Concurrent inserts at one place as editors make them are placed as before.
+    const few = insertsAfterA(7073, 20, base);
+    expect((await post(few)).statusCode).toBe(200);
+    const read = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' });
+    expect((read.json() as { $yjs: { essay: string } }).$yjs.essay).toHaveLength(2 + 3000 + 20);
+  });
+});
+
 describe('updates that depend on changes nobody holds', () => {
   it('refuses deletions of items this region does not hold, and never leaves the document pending', async () => {
     expect((await post(updateAs(4242, 'kept'))).statusCode).toBe(200);

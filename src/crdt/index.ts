@@ -6,3 +6,4 @@ export { combineDigest, digestParts, docDigest, type DigestParts } from './diges
 export { REGION_CLIENT_BASE, freshRegionClientId, isRegionClient, newDoc, stableClientId } from './clientid.js';
 export { loadDoc, mayCollide, reloadedIfDiverged } from './load.js';
 export { admitClientUpdate } from './admit.js';
+export { withPlacementBudget, MAX_PLACEMENT_STEPS } from './placement.js';

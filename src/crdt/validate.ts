@@ -69,6 +69,8 @@ export function applyValidated(doc: Y.Doc, update: Uint8Array, origin: unknown):
     Y.applyUpdate(doc, update, origin);
     retryPending(doc, origin);
   } catch (err) {
+    // Refused half way by a bound on the work (see placement.ts): said as such.
+    if (err instanceof MeridianError && err.code === 'too_complex') throw err;
     refuse('the update could not be applied', err);
   }
   return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };

@@ -15,6 +15,7 @@ import {
   applyOps,
   opsOnlyDelete,
   applyValidated,
+  withPlacementBudget,
   type DigestParts,
   deleteDocument,
   digestParts,
@@ -343,7 +344,7 @@ class DocumentsImpl implements Documents {
       // A client may resend structs it got from us, but never write other
       // content under an id already used, nor lean on changes nobody holds.
       admitClientUpdate(y, decoded);
-      applyValidated(y, update, LOCAL_ORIGIN);
+      withPlacementBudget(() => applyValidated(y, update, LOCAL_ORIGIN));
       return true;
     };
     return this.required(this.local(doc, mutate, 1, source, decoded.structs.length === 0));

@@ -202,8 +202,9 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   try {
     changed = job.mutate(live.ydoc);
   } catch (err) {
-    // A rejected op changes nothing; anything else may have half-applied.
-    if (!(err instanceof MeridianError) || err.code === 'invalid_update') host.discard(job.doc, batch);
+    // A rejected op changes nothing; anything else may have half-applied
+    // (an update refused for the work of placing its items, half way).
+    if (!(err instanceof MeridianError) || err.code === 'invalid_update' || err.code === 'too_complex') host.discard(job.doc, batch);
     throw err;
   } finally {
     live.ydoc.off('update', capture);

@@ -40,6 +40,12 @@ export class Room<M extends RoomMember = RoomMember> {
   private readonly owner = new Map<number, M | RegionId>();
   /** The presence ids each member and each peer holds (the inverse of `owner`). */
   private readonly held = new Map<M | RegionId, Set<number>>();
+  /**
+   * {@link statesMessage} as last encoded, until presence changes (undefined:
+   * not encoded since). Every join and every query is answered with all the
+   * room's states, up to megabytes: encoded once, one buffer for all.
+   */
+  private encodedStates: Uint8Array | null | undefined = undefined;
 
   /**
    * @param maxPeerIds presence ids one peer may hold here: as many as its own
@@ -107,9 +113,10 @@ export class Room<M extends RoomMember = RoomMember> {
 
   /** Every known presence state as one message, or null when there is none. */
   statesMessage(): Uint8Array | null {
+    if (this.encodedStates !== undefined) return this.encodedStates;
     const clients = [...this.awareness.getStates().keys()];
-    if (clients.length === 0) return null;
-    return awarenessMessage(awarenessProtocol.encodeAwarenessUpdate(this.awareness, clients));
+    this.encodedStates = clients.length === 0 ? null : awarenessMessage(awarenessProtocol.encodeAwarenessUpdate(this.awareness, clients));
+    return this.encodedStates;
   }
 
   /** Stops the expiry timer; the room is forgotten. */
@@ -118,6 +125,8 @@ export class Room<M extends RoomMember = RoomMember> {
   }
 
   private onAwarenessChange({ added, updated, removed }: AwarenessChange, origin: unknown): void {
+    // Any update, a renewal too (its clock is in the message).
+    this.encodedStates = undefined;
     const member = this.isMember(origin) ? origin : undefined;
     const announcer = member ?? (isPeerOrigin(origin) ? origin.peer : undefined);
     if (announcer !== undefined) for (const id of [...added, ...updated]) this.own(id, announcer);

@@ -1,0 +1,58 @@
+/**
+ * A room's presence as joiners get it: every join and every query is
+ * answered with all the room's states, encoded once until presence changes
+ * (a room of hundreds of clients holds megabytes of it).
+ */
+import * as awarenessProtocol from 'y-protocols/awareness';
+import * as decoding from 'lib0/decoding';
+import * as Y from 'yjs';
+import { describe, expect, it } from 'vitest';
+import { Room, type RoomMember } from '../src/live/room.js';
+import { docKey } from '../src/ids.js';
+
+/** A client's presence update announcing `state` under its doc's client id. */
+function presence(clientId: number, state: Record<string, unknown>): Uint8Array {
+  const doc = new Y.Doc();
+  doc.clientID = clientId;
+  const awareness = new awarenessProtocol.Awareness(doc);
+  awareness.setLocalState(state);
+  const update = awarenessProtocol.encodeAwarenessUpdate(awareness, [clientId]);
+  awareness.destroy();
+  return update;
+}
+
+/** The states a room's message carries, as a fresh client's awareness would hold them. */
+function statesIn(message: Uint8Array): Map<number, unknown> {
+  const decoder = decoding.createDecoder(message);
+  decoding.readVarUint(decoder);
+  const client = new awarenessProtocol.Awareness(new Y.Doc());
+  awarenessProtocol.applyAwarenessUpdate(client, decoding.readVarUint8Array(decoder), 'room');
+  const states = new Map(client.getStates());
+  client.destroy();
+  return states;
+}
+
+describe('a room\'s presence message', () => {
+  it('is encoded once for every joiner until presence changes, and then holds the change', () => {
+    const room = new Room<RoomMember>(docKey('notes', 'one'), () => undefined, 16);
+    const a: RoomMember = { send: () => undefined };
+    const b: RoomMember = { send: () => undefined };
+    room.join(a);
+    room.join(b);
+    expect(room.statesMessage()).toBeNull();
+    expect(room.applyFromMember(a, presence(11, { user: 'ann' }))).toBe(true);
+    const first = room.statesMessage()!;
+    expect(room.statesMessage()).toBe(first);
+    expect(statesIn(first).get(11)).toEqual({ user: 'ann' });
+    expect(room.applyFromMember(b, presence(12, { user: 'bob' }))).toBe(true);
+    const second = room.statesMessage()!;
+    expect(second).not.toBe(first);
+    expect([...statesIn(second).entries()]).toEqual(expect.arrayContaining([[11, { user: 'ann' }], [12, { user: 'bob' }]]));
+    room.leave(a);
+    const third = room.statesMessage()!;
+    expect(statesIn(third).has(11)).toBe(false);
+    room.leave(b);
+    expect(room.statesMessage()).toBeNull();
+    room.close();
+  });
+});

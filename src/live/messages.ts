@@ -66,9 +66,18 @@ export function syncStep1(stateVector: Uint8Array): Uint8Array {
   return syncMessage(sync.messageYjsSyncStep1, stateVector);
 }
 
+/**
+ * Each update's sync step 2, made once: reads of a large document are shared
+ * (one render for the clients that join together), and so is the message,
+ * instead of a copy of megabytes for every connection.
+ */
+const step2Of = new WeakMap<Uint8Array, Uint8Array>();
+
 /** Sync step 2: what the client lacks, as one update (y-websocket marks itself synced on it). */
 export function syncStep2(update: Uint8Array): Uint8Array {
-  return syncMessage(sync.messageYjsSyncStep2, update);
+  let message = step2Of.get(update);
+  if (message === undefined) step2Of.set(update, (message = syncMessage(sync.messageYjsSyncStep2, update)));
+  return message;
 }
 
 /** A committed update of the document. */

@@ -210,6 +210,50 @@ describe('change feeds', () => {
     expect(resumed.messages.filter((m) => m.id !== undefined).map((m) => m.event)).toEqual(['ready']);
   });
 
+  it('lists a collection it resumes by state a page at a time, sending each before it lists the next', async () => {
+    const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });
+    try {
+      const first = await openFeed(`${roomy.url}/v1/events/paged`, AUTH);
+      await ready(first);
+      await put('paged', 'first', { n: 0 }, roomy.url);
+      await first.until('the first change', (r) => r.changes().length === 1);
+      first.close();
+      for (let i = 0; i < 2500; i++) await roomy.documents.put(docKey('paged', `d${String(i).padStart(4, '0')}`), { n: i });
+      await waitFor('the log collected', async () => {
+        await roomy.store.collectGarbage([], Date.now() + 1);
+        return roomy.store.stats().logEntries === 0;
+      }, 30_000);
+      // What the resume asks of the write path, in order: a listing of ids, or a document read.
+      const asked: string[] = [];
+      const { list, read } = roomy.documents;
+      roomy.documents.list = (collection, after, limit) => {
+        const page = list.call(roomy.documents, collection, after, limit);
+        asked.push(`list ${page.ids.length}`);
+        return page;
+      };
+      roomy.documents.read = (doc) => {
+        asked.push('read');
+        return read.call(roomy.documents, doc);
+      };
+      const resumed = await openFeed(`${roomy.url}/v1/events/paged`, { ...AUTH, 'last-event-id': first.lastId() ?? '' });
+      try {
+        await ready(resumed);
+        expect(resumed.changes()).toHaveLength(2501);
+      } finally {
+        resumed.close();
+        roomy.documents.list = list;
+        roomy.documents.read = read;
+      }
+      // Each page is read before the next is listed (before, every id was listed first, in one turn).
+      const lists = asked.flatMap((a, i) => (a.startsWith('list') ? [[i, a] as const] : []));
+      expect(lists.map(([, a]) => a)).toEqual(['list 1000', 'list 1000', 'list 501']);
+      const readBefore = lists.map(([at]) => asked.slice(0, at).filter((a) => a === 'read').length);
+      expect(readBefore).toEqual([0, 1000, 2000]);
+    } finally {
+      await roomy.close();
+    }
+  }, 60_000);
+
   it('lets other requests in while it resumes a large collection by state to a consumer that reads at once', async () => {
     // A bound the resume never reaches: the consumer keeps up, so nothing but the resume itself may pause it.
     const roomy = await startNode({ feedQueueBytes: 256 * 1024 * 1024 });

@@ -54,10 +54,10 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
   while (sub.stream.isOpen) {
     const version = documents.versionVector();
     const plan = await planOf(deps.log, scan, sub.scope, sub.current, version);
-    const docs = plan.mode === 'log' ? plan.docs : docsInScope(documents, sub.scope);
-    // A commit in flight holds its documents ahead of the disk: read them once it is durable.
+    // A commit in flight holds its documents ahead of the disk: read them once it is durable
+    // (by state, page by page as they are sent).
     const checked = settling < SETTLE_ROUNDS;
-    const busy = checked ? docs.map((d) => documents.settled(d)).find((p) => p !== null) : undefined;
+    const busy = checked && plan.mode === 'log' ? plan.docs.map((d) => documents.settled(d)).find((p) => p !== null) : undefined;
     if (busy !== undefined && busy !== null) {
       settling += 1;
       await busy;
@@ -81,7 +81,7 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
     } else {
       stateRounds += 1;
       if (stateRounds > STATE_ROUNDS) return sub.cutOff('resume_too_large');
-      await sendState(sub, docs, plan.position, valueOf);
+      await sendState(sub, documents, plan.position, valueOf);
       sub.advanceTo(plan.position);
       continue;
     }
@@ -104,22 +104,29 @@ async function planOf(
  */
 async function sendState(
   sub: FeedSubscriber,
-  docs: readonly DocKey[],
+  documents: Documents,
   position: VersionVector,
   valueOf: (doc: DocKey) => JsonObject | null,
 ): Promise<void> {
   const reset = { event: FEED_EVENT.reset, data: { collection: sub.scope.collection, id: sub.scope.id } };
   while (sub.stream.isOpen && !sub.stream.send(reset)) await sub.stream.drained();
   let turnStarted = performance.now();
-  for (const doc of docs) {
-    // A consumer that reads as fast as it is sent never fills the stream's
-    // bound: without a pause a large collection would hold the event loop
-    // (requests, links, heartbeats) for as long as it takes to render it.
-    if (performance.now() - turnStarted > RENDER_TURN_MS) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      turnStarted = performance.now();
+  // Listed a page at a time as it is sent: a collection of millions listed
+  // at once held the event loop for a second and every id in memory, per feed.
+  for (let page: ScopePage | null = firstPage(documents, sub.scope); page !== null; page = nextPage(documents, sub.scope, page)) {
+    const busy = page.docs.map((d) => documents.settled(d)).find((p) => p !== null);
+    if (busy !== undefined && busy !== null) await busy;
+    for (const doc of page.docs) {
+      // A consumer that reads as fast as it is sent never fills the stream's
+      // bound: without a pause a large collection would hold the event loop
+      // (requests, links, heartbeats) for as long as it takes to render it.
+      if (performance.now() - turnStarted > RENDER_TURN_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        turnStarted = performance.now();
+      }
+      if (!sub.stream.isOpen) return;
+      while (sub.stream.isOpen && !sub.offer({ doc, position, value: valueOf(doc) }, false)) await sub.stream.drained();
     }
-    while (sub.stream.isOpen && !sub.offer({ doc, position, value: valueOf(doc) }, false)) await sub.stream.drained();
   }
 }
 
@@ -162,15 +169,26 @@ async function offerInTurns(
   return true;
 }
 
-/** Every live document of the scope (a single document is named even when deleted: its feed says null). */
-function docsInScope(documents: Documents, scope: FeedScope): DocKey[] {
-  if (scope.id !== null) return [docKey(scope.collection, scope.id)];
-  const out: DocKey[] = [];
-  let after: string | null = null;
-  for (;;) {
-    const page = documents.list(scope.collection, after, 1000);
-    for (const id of page.ids) out.push(docKey(scope.collection, id));
-    if (page.next === null) return out;
-    after = page.next;
-  }
+/** Documents of the scope listed at once, at most. */
+const STATE_PAGE = 1000;
+
+/** A page of the live documents in scope, and where the next one starts (null: none follows). */
+interface ScopePage {
+  docs: DocKey[];
+  next: string | null;
+}
+
+/** The first page of the scope (a single document is named even when deleted: its feed says null). */
+function firstPage(documents: Documents, scope: FeedScope): ScopePage {
+  if (scope.id !== null) return { docs: [docKey(scope.collection, scope.id)], next: null };
+  return listed(documents, scope.collection, null);
+}
+
+function nextPage(documents: Documents, scope: FeedScope, page: ScopePage): ScopePage | null {
+  return page.next === null ? null : listed(documents, scope.collection, page.next);
+}
+
+function listed(documents: Documents, collection: string, after: string | null): ScopePage {
+  const { ids, next } = documents.list(collection, after, STATE_PAGE);
+  return { docs: ids.map((id) => docKey(collection, id)), next };
 }

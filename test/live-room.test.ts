@@ -7,15 +7,15 @@ import * as awarenessProtocol from 'y-protocols/awareness';
 import * as decoding from 'lib0/decoding';
 import * as Y from 'yjs';
 import { describe, expect, it } from 'vitest';
-import { Room, type RoomMember } from '../src/live/room.js';
+import { MAX_ROOM_PRESENCE_BYTES, Room, type RoomMember } from '../src/live/room.js';
 import { docKey } from '../src/ids.js';
 
-/** A client's presence update announcing `state` under its doc's client id. */
-function presence(clientId: number, state: Record<string, unknown>): Uint8Array {
+/** A client's presence update announcing `state` under its doc's client id, at its `clock`-th change. */
+function presence(clientId: number, state: Record<string, unknown>, clock = 1): Uint8Array {
   const doc = new Y.Doc();
   doc.clientID = clientId;
   const awareness = new awarenessProtocol.Awareness(doc);
-  awareness.setLocalState(state);
+  for (let i = 0; i < clock; i++) awareness.setLocalState(state);
   const update = awarenessProtocol.encodeAwarenessUpdate(awareness, [clientId]);
   awareness.destroy();
   return update;
@@ -26,6 +26,7 @@ function statesIn(message: Uint8Array): Map<number, unknown> {
   const decoder = decoding.createDecoder(message);
   decoding.readVarUint(decoder);
   const client = new awarenessProtocol.Awareness(new Y.Doc());
+  client.setLocalState(null);
   awarenessProtocol.applyAwarenessUpdate(client, decoding.readVarUint8Array(decoder), 'room');
   const states = new Map(client.getStates());
   client.destroy();
@@ -40,11 +41,11 @@ describe('a room\'s presence message', () => {
     room.join(a);
     room.join(b);
     expect(room.statesMessage()).toBeNull();
-    expect(room.applyFromMember(a, presence(11, { user: 'ann' }))).toBe(true);
+    expect(room.applyFromMember(a, presence(11, { user: 'ann' }))).toBeNull();
     const first = room.statesMessage()!;
     expect(room.statesMessage()).toBe(first);
     expect(statesIn(first).get(11)).toEqual({ user: 'ann' });
-    expect(room.applyFromMember(b, presence(12, { user: 'bob' }))).toBe(true);
+    expect(room.applyFromMember(b, presence(12, { user: 'bob' }))).toBeNull();
     const second = room.statesMessage()!;
     expect(second).not.toBe(first);
     expect([...statesIn(second).entries()]).toEqual(expect.arrayContaining([[11, { user: 'ann' }], [12, { user: 'bob' }]]));
@@ -53,6 +54,32 @@ describe('a room\'s presence message', () => {
     expect(statesIn(third).has(11)).toBe(false);
     room.leave(b);
     expect(room.statesMessage()).toBeNull();
+    room.close();
+  });
+});
+
+describe('a room\'s presence', () => {
+  it('holds at most its bytes in all: beyond, an update that grows it is refused; one that shrinks it, or a leave, makes room', () => {
+    const room = new Room<RoomMember>(docKey('notes', 'one'), () => undefined, 16);
+    const note = 'n'.repeat(60_000);
+    const members = Array.from({ length: Math.ceil(MAX_ROOM_PRESENCE_BYTES / 60_000) + 1 }, (): RoomMember => ({ send: () => undefined }));
+    let accepted = 0;
+    let refusedAt = -1;
+    members.forEach((m, i) => {
+      room.join(m);
+      const refused = room.applyFromMember(m, presence(100 + i, { note }));
+      if (refused === null) accepted++;
+      else if (refusedAt < 0) refusedAt = i;
+    });
+    expect(refusedAt).toBe(accepted);
+    expect(accepted).toBe(Math.floor(MAX_ROOM_PRESENCE_BYTES / JSON.stringify({ note }).length));
+    expect(room.applyFromMember(members[refusedAt]!, presence(100 + refusedAt, { note }))).toBe('bytes');
+    // A member may shrink its own state however full the room is, and a leave makes room for another.
+    expect(room.applyFromMember(members[0]!, presence(100, { note: 'short' }, 2))).toBeNull();
+    expect(room.applyFromMember(members[refusedAt]!, presence(100 + refusedAt, { note }))).toBeNull();
+    room.leave(members[1]!);
+    expect(room.applyFromMember(members[refusedAt + 1]!, presence(100 + refusedAt + 1, { note }))).toBeNull();
+    expect(statesIn(room.statesMessage()!).size).toBe(accepted + 1);
     room.close();
   });
 });

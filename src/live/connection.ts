@@ -22,7 +22,7 @@ import { MeridianError } from '../errors.js';
 import type { DocKey } from '../ids.js';
 import type { Documents } from '../docs/types.js';
 import { KEEP_ALIVE_MESSAGE, decodeClientMessage, isEmptyUpdate, syncStep1, syncStep2, type ClientMessage } from './messages.js';
-import type { Room } from './room.js';
+import type { PresenceRefusal, Room } from './room.js';
 import type { LiveMember, Rooms } from './rooms.js';
 import { closeCodeOf, MAX_AWARENESS_BYTES } from './close-codes.js';
 import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
@@ -217,13 +217,13 @@ export class LiveConnection implements LiveMember {
   }
 
   private applyAwareness(update: Uint8Array): void {
-    let applied: boolean;
+    let refused: PresenceRefusal | null;
     try {
-      applied = this.room.applyFromMember(this, update);
+      refused = this.room.applyFromMember(this, update);
     } catch (err) {
       throw new MeridianError('bad_request', 'the awareness update does not decode', undefined, { cause: err });
     }
-    if (!applied) this.o.onRefused('live_presence_ids');
+    if (refused !== null) this.o.onRefused(refused === 'ids' ? 'live_presence_ids' : 'live_presence_bytes');
   }
 
   private refuse(err: MeridianError): void {

@@ -33,6 +33,17 @@ const DISCONNECT = 'disconnect';
  */
 export const PRESENCE_IDS_PER_CLIENT = 4;
 
+/**
+ * Bytes of presence state a room holds at most, all ids together. Each
+ * client's is bounded (a message of 64 KiB, four ids), but a document's
+ * hundreds of clients could hold 128 MB, all of it sent to every joiner.
+ * A cursor and a name take a few hundred bytes.
+ */
+export const MAX_ROOM_PRESENCE_BYTES = 4 * 1024 * 1024;
+
+/** Why an awareness update was not applied. */
+export type PresenceRefusal = 'ids' | 'bytes';
+
 export class Room<M extends RoomMember = RoomMember> {
   readonly members = new Set<M>();
   private readonly awareness: awarenessProtocol.Awareness;
@@ -46,6 +57,9 @@ export class Room<M extends RoomMember = RoomMember> {
    * room's states, up to megabytes: encoded once, one buffer for all.
    */
   private encodedStates: Uint8Array | null | undefined = undefined;
+  /** Bytes of each held presence id's state (as encoded), and their sum. */
+  private readonly stateBytes = new Map<number, number>();
+  private totalStateBytes = 0;
 
   /**
    * @param maxPeerIds presence ids one peer may hold here: as many as its own
@@ -77,38 +91,45 @@ export class Room<M extends RoomMember = RoomMember> {
   }
 
   /**
-   * Applies a member's awareness update (y-protocols encoding).
-   * Returns false, applying nothing, when it would leave the member holding
-   * more than {@link PRESENCE_IDS_PER_CLIENT} presence ids.
+   * Applies a member's awareness update (y-protocols encoding). Returns why
+   * not, applying nothing, when it would leave the member holding more than
+   * {@link PRESENCE_IDS_PER_CLIENT} presence ids ('ids') or the room more
+   * than {@link MAX_ROOM_PRESENCE_BYTES} ('bytes'); null once applied.
    * @throws Error when the update does not decode.
    */
-  applyFromMember(member: M, update: Uint8Array): boolean {
-    if (!this.fits(member, update, PRESENCE_IDS_PER_CLIENT)) return false;
-    awarenessProtocol.applyAwarenessUpdate(this.awareness, update, member);
-    return true;
+  applyFromMember(member: M, update: Uint8Array): PresenceRefusal | null {
+    const refused = this.refusal(member, update, PRESENCE_IDS_PER_CLIENT);
+    if (refused === null) awarenessProtocol.applyAwarenessUpdate(this.awareness, update, member);
+    return refused;
   }
 
   /**
-   * Applies an awareness update relayed by a peer; false, applying nothing,
-   * when it would leave the peer holding more than `maxPeerIds` ids here.
+   * Applies an awareness update relayed by a peer, as {@link applyFromMember}
+   * does, holding the peer to `maxPeerIds` ids here.
    * @throws Error when the update does not decode.
    */
-  applyFromPeer(peer: RegionId, update: Uint8Array): boolean {
-    if (!this.fits(peer, update, this.maxPeerIds)) return false;
+  applyFromPeer(peer: RegionId, update: Uint8Array): PresenceRefusal | null {
+    const refused = this.refusal(peer, update, this.maxPeerIds);
     const origin: PeerOrigin = { peer };
-    awarenessProtocol.applyAwarenessUpdate(this.awareness, update, origin);
-    return true;
+    if (refused === null) awarenessProtocol.applyAwarenessUpdate(this.awareness, update, origin);
+    return refused;
   }
 
-  /** Would `owner` hold at most `most` ids once `update` is applied? Ids it hands back (null states) are not counted off. */
-  private fits(owner: M | RegionId, update: Uint8Array, most: number): boolean {
+  /**
+   * Whether `owner` would hold more than `most` ids, or the room more than
+   * its bytes, once `update` is applied. Ids it hands back (null states) are
+   * not counted off; states it replaces are.
+   */
+  private refusal(owner: M | RegionId, update: Uint8Array, most: number): PresenceRefusal | null {
     const holds = this.held.get(owner);
     const taken = new Set<number>();
-    for (const id of announcedIds(update)) {
+    let bytes = this.totalStateBytes;
+    for (const { id, stateBytes } of announcedStates(update)) {
       if (holds?.has(id) !== true) taken.add(id);
-      if ((holds?.size ?? 0) + taken.size > most) return false;
+      if ((holds?.size ?? 0) + taken.size > most) return 'ids';
+      bytes += stateBytes - (this.stateBytes.get(id) ?? 0);
     }
-    return true;
+    return bytes > MAX_ROOM_PRESENCE_BYTES ? 'bytes' : null;
   }
 
   /** Every known presence state as one message, or null when there is none. */
@@ -131,6 +152,11 @@ export class Room<M extends RoomMember = RoomMember> {
     const announcer = member ?? (isPeerOrigin(origin) ? origin.peer : undefined);
     if (announcer !== undefined) for (const id of [...added, ...updated]) this.own(id, announcer);
     for (const id of removed) this.own(id, undefined);
+    const states = this.awareness.getStates();
+    for (const id of [...added, ...updated, ...removed]) {
+      const state = states.get(id);
+      this.countBytes(id, state === undefined || state === null ? 0 : JSON.stringify(state).length);
+    }
     const changed = [...added, ...updated, ...removed];
     if (changed.length === 0) return;
     const update = awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed);
@@ -138,6 +164,13 @@ export class Room<M extends RoomMember = RoomMember> {
     // Local changes go to the peers; a peer's own changes and expiries (every
     // region expires states on its own clock) do not go back out.
     if (member !== undefined || origin === DISCONNECT) this.relay(this.doc, update);
+  }
+
+  /** Records the bytes of presence id `id`'s state (0: it holds none). */
+  private countBytes(id: number, bytes: number): void {
+    this.totalStateBytes += bytes - (this.stateBytes.get(id) ?? 0);
+    if (bytes > 0) this.stateBytes.set(id, bytes);
+    else this.stateBytes.delete(id);
   }
 
   private isMember(origin: unknown): origin is M {
@@ -170,18 +203,19 @@ function isPeerOrigin(origin: unknown): origin is PeerOrigin {
 
 /**
  * The client ids an awareness update (y-protocols encoding) gives a state
- * to; ids it sets to null are left out.
+ * to, with the length of each state's JSON; ids it sets to null are left out.
  * @throws Error when it does not decode (each entry takes at least three bytes, so this ends).
  */
-function announcedIds(update: Uint8Array): number[] {
+function announcedStates(update: Uint8Array): { id: number; stateBytes: number }[] {
   const decoder = decoding.createDecoder(update);
-  const ids: number[] = [];
+  const states: { id: number; stateBytes: number }[] = [];
   for (let n = decoding.readVarUint(decoder); n > 0; n--) {
     const id = decoding.readVarUint(decoder);
     decoding.readVarUint(decoder);
-    if (decoding.readVarString(decoder) !== 'null') ids.push(id);
+    const state = decoding.readVarString(decoder);
+    if (state !== 'null') states.push({ id, stateBytes: state.length });
   }
-  return ids;
+  return states;
 }
 
 interface AwarenessChange {

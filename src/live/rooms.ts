@@ -11,7 +11,7 @@ import { encodeVersion } from '../docs/token.js';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { AwarenessRelay } from '../replication/types.js';
 import { updateMessage, versionMessage } from './messages.js';
-import { PRESENCE_IDS_PER_CLIENT, Room, type RoomMember } from './room.js';
+import { PRESENCE_IDS_PER_CLIENT, Room, type PresenceRefusal, type RoomMember } from './room.js';
 
 /** A member that may also want to hear the version token of each commit. */
 export interface LiveMember extends RoomMember {
@@ -140,13 +140,13 @@ export class Rooms {
     // Presence of a document nobody here watches is of no use: dropped.
     const room = this.rooms.get(doc);
     if (!room) return;
-    let applied: boolean;
+    let refused: PresenceRefusal | null;
     try {
-      applied = room.applyFromPeer(from, update);
+      refused = room.applyFromPeer(from, update);
     } catch {
       // Malformed presence from a peer changes nothing; the frame's size was bounded by the codec.
       return;
     }
-    if (!applied) this.o.onPeerPresenceDropped?.(from);
+    if (refused !== null) this.o.onPeerPresenceDropped?.(from);
   }
 }

@@ -23,6 +23,7 @@ import type { Peer } from './peer.js';
 import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
 import type { BackgroundPacer } from '../pacer.js';
+import { leavesCatchUp } from './catch-up-turn.js';
 
 /**
  * How long (in dead timeouts) a silent peer is still redialled several times
@@ -559,25 +560,13 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     }
   }
 
-  /**
-   * Whether to leave catching `target` up by state to another region. Of the
-   * regions that reach it and hold everything, the first by name sends the
-   * state, so that a wiped region is not sent every document by every peer.
-   * A region that is not first waits three heartbeats before deciding: time
-   * for the others to redial `target` (they are told it is back) and say so
-   * in a heartbeat.
-   */
+  /** Whether to leave catching `target` up by state to another region (see catch-up-turn.ts). */
   private leavesCatchUp(target: RegionId, since: number, now: number): boolean {
-    const before = [...this.peers.values()].filter((o) => o.region !== target && o.region < this.region);
-    if (before.length === 0) return false;
     let from = this.catchUpFrom.get(target);
     if (from?.since !== since) this.catchUpFrom.set(target, (from = { since, held: this.o.documents.versionVector() }));
-    if (now - since < 3 * this.o.config.replication.heartbeatMs) return true;
-    // Only to a region known to hold all this one held when the wait began:
-    // it can send the same. Not all it holds now: while clients write, a
-    // peer is always a few writes behind, and those are still in this
-    // region's log, streamed to `target` as any entries are.
-    return before.some((o) => o.session !== null && covers(o.session.peerHas, from.held) && o.session.peerReaches(target));
+    return leavesCatchUp({
+      self: this.region, target, peers: this.peers.values(), held: from.held, since, now, heartbeatMs: this.o.config.replication.heartbeatMs,
+    });
   }
 
   private antiEntropy(): void {

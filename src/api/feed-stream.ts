@@ -23,10 +23,35 @@ export interface SseEvent {
 export interface SseStreamOptions {
   /** Bytes that may wait unsent before the stream is cut off. */
   queueBytes: number;
+  /** Shared by a region's streams: what their events larger than `queueBytes` may hold unsent, in all. */
+  oversized?: OversizedSends;
   /** Interval of `: ping` comments, so proxies keep an idle stream open. */
   heartbeatMs: number;
   /** Headers to send beside the stream's own (CORS headers set by hooks, for instance). */
   headers?: Record<string, string | number | string[]>;
+}
+
+/**
+ * Bytes of events larger than a stream's bound, unsent, across a region's
+ * streams. Such an event goes out alone (nothing else may wait before it);
+ * but one change to a large document reaches every feed of its collection at
+ * once, and a caller's 250 feeds that never read would each hold its copy.
+ */
+export class OversizedSends {
+  private held = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Takes `bytes` if they fit beside what is held (a first one always does); false otherwise. */
+  take(bytes: number): boolean {
+    if (this.held > 0 && this.held + bytes > this.maxBytes) return false;
+    this.held += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.held -= bytes;
+  }
 }
 
 /** Time a cut-off stream is given to drain its final event before its socket is destroyed. */
@@ -43,6 +68,8 @@ export function formatEvent(e: SseEvent): string {
 /** An open event stream on a hijacked response. */
 export class SseStream {
   private open = true;
+  /** The last send was refused for want of room among the region's oversized sends (see {@link drained}). */
+  private roomWanted = false;
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private readonly closeListeners = new Set<() => void>();
 
@@ -85,9 +112,21 @@ export class SseStream {
     if (!this.open) return false;
     const text = formatEvent(event);
     const waiting = this.res.writableLength;
+    const bytes = Buffer.byteLength(text);
     // An event larger than the bound still goes out when nothing waits before
-    // it; a small control event (`ready`) always does, once per stream.
-    if (!small && waiting > 0 && waiting + Buffer.byteLength(text) > this.options.queueBytes) return false;
+    // it, and the region's oversized sends have room for it; a small control
+    // event (`ready`) always does, once per stream.
+    if (!small && waiting > 0 && waiting + bytes > this.options.queueBytes) return false;
+    const { oversized } = this.options;
+    if (!small && oversized !== undefined && bytes > this.options.queueBytes) {
+      if (!oversized.take(bytes)) {
+        this.roomWanted = true;
+        return false;
+      }
+      // Called once it is handed to the socket, or with an error when the socket is destroyed first.
+      this.res.write(text, () => oversized.give(bytes));
+      return true;
+    }
     this.res.write(text);
     return true;
   }
@@ -98,8 +137,12 @@ export class SseStream {
    */
   drained(): Promise<void> {
     return new Promise((resolve) => {
+      let polls = 0;
       const check = (): void => {
-        if (this.open && this.res.writableLength > 0) return;
+        // Refused for want of room among the region's oversized sends, with
+        // nothing of its own waiting: try again a poll later, not at once.
+        if (this.open && (this.res.writableLength > 0 || (this.roomWanted && polls++ === 0))) return;
+        this.roomWanted = false;
         clearInterval(timer);
         resolve();
       };

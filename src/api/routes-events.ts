@@ -30,7 +30,7 @@ import { covers } from '../vv.js';
 import { CallerSlots } from './caller-slots.js';
 import { FeedHub, FeedSubscriber, type CutoffReason } from './feed-hub.js';
 import { resume } from './feed-resume.js';
-import { SseStream } from './feed-stream.js';
+import { OversizedSends, SseStream } from './feed-stream.js';
 import { CollectionParams, DocParams, checkName } from './schemas.js';
 
 /** Route patterns of the change feeds (exempt from the request cap: they have their own). */
@@ -67,9 +67,13 @@ const EventStream = {
 };
 const responses = { 200: EventStream, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse };
 
+/** Bytes of events larger than a stream's bound that a region's feeds may hold unsent, in all (see OversizedSends). */
+const MAX_OVERSIZED_SEND_BYTES = 64 * 1024 * 1024;
+
 /** Registers the change-feed routes. */
 export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
   const hub = new FeedHub(deps.documents);
+  const oversized = new OversizedSends(MAX_OVERSIZED_SEND_BYTES);
   const callers = new CallerSlots(deps.limits.maxFeedSubscribersPerCaller);
   const limiter = createLogLimiter({ logger: app.log, onSuppressed: (event) => deps.metrics.logSuppressed.inc({ event }) });
   deps.metrics.onCollect(() => deps.metrics.feedSubscribers.set(hub.size));
@@ -108,7 +112,7 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     }
     reply.hijack();
     const stream = new SseStream(reply.raw, {
-      queueBytes: deps.limits.feedQueueBytes, heartbeatMs: deps.limits.feedHeartbeatMs, headers: headersOf(reply),
+      queueBytes: deps.limits.feedQueueBytes, heartbeatMs: deps.limits.feedHeartbeatMs, headers: headersOf(reply), oversized,
     });
     const subscriber = new FeedSubscriber(scope, stream, since ?? deps.documents.versionVector(), onCutoff(request));
     hub.add(subscriber);

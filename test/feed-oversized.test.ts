@@ -1,0 +1,76 @@
+/**
+ * Events larger than a stream's bound go out alone, and a region's streams
+ * hold at most so many bytes of them unsent in all: one change to a large
+ * document reaches every feed of its collection at once, and feeds that
+ * never read would each hold a copy. Real HTTP responses carry the streams.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { afterEach, describe, expect, test } from 'vitest';
+import { OversizedSends, SseStream } from '../src/api/feed-stream.js';
+
+let server: Server | null = null;
+const responses: IncomingMessage[] = [];
+
+afterEach(async () => {
+  for (const res of responses.splice(0)) res.destroy();
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
+  server = null;
+});
+
+/** `n` streams on real responses whose clients do not read until told to (`res.resume()`). */
+async function streams(n: number, oversized: OversizedSends): Promise<{ streams: SseStream[]; clients: IncomingMessage[] }> {
+  const made: SseStream[] = [];
+  const arrived: ((s: SseStream) => void)[] = [];
+  server = createServer((_req, res: ServerResponse) => {
+    const stream = new SseStream(res, { queueBytes: 64 * 1024, heartbeatMs: 60_000, oversized });
+    made.push(stream);
+    arrived.shift()?.(stream);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  const clients: IncomingMessage[] = [];
+  for (let i = 0; i < n; i++) {
+    const opened = new Promise<SseStream>((resolve) => arrived.push(resolve));
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port, path: '/feed' }, resolve).on('error', reject).end();
+    });
+    res.pause();
+    responses.push(res);
+    clients.push(res);
+    await opened;
+  }
+  return { streams: made, clients };
+}
+
+const big = (n: number) => ({ event: 'change', data: { value: 'x'.repeat(n) } });
+
+describe('events larger than a stream\'s bound', () => {
+  test('take room among the region\'s oversized sends while unsent; another waits until the first is handed on', async () => {
+    // 16 MB events: more than loopback socket buffers take from a client that does not read.
+    const oversized = new OversizedSends(24 * 1024 * 1024);
+    const { streams: [a, b], clients: [readerA] } = await streams(2, oversized);
+    expect(a!.send(big(16 * 1024 * 1024))).toBe(true);
+    expect(b!.send(big(16 * 1024 * 1024))).toBe(false);
+    // Nothing of b's own waits, yet it must not be told to send again at once.
+    let drained = false;
+    const waiting = b!.drained().then(() => (drained = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(drained).toBe(false);
+    await waiting;
+    // Once a's client reads, its event is handed on and b's fits.
+    readerA!.resume();
+    await expect.poll(() => b!.send(big(16 * 1024 * 1024)), { timeout: 10_000, interval: 20 }).toBe(true);
+  });
+
+  test('one always goes out alone, however large, and small events are not counted', async () => {
+    const oversized = new OversizedSends(1024 * 1024);
+    const { streams: [a, b] } = await streams(2, oversized);
+    expect(a!.send(big(4 * 1024 * 1024))).toBe(true);
+    expect(b!.send({ event: 'change', data: { value: 'small' } })).toBe(true);
+    expect(b!.send(big(128 * 1024))).toBe(false);
+  });
+});

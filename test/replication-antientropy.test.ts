@@ -322,6 +322,23 @@ describe('writers a peer names', () => {
   });
 });
 
+describe('rounds a peer starts', () => {
+  it('are answered once a second at most; rounds started meanwhile are given up for the latest', async () => {
+    const b = region('eu-west');
+    await b.docs.put(docKey('ae', 'x'), { v: 1 });
+    const { session, sent, closes, deliver } = lone(b, 'ap-south' as RegionId);
+    await deliver({ type: 'sync-request', vv: new Map() });
+    const answers = () => sent.filter((f): f is Extract<Frame, { type: 'ae-buckets' }> => f.type === 'ae-buckets').map((f) => f.round);
+    const started = performance.now();
+    session.receive(encodeFrame({ type: 'ae-buckets', round: 10, buckets: [] }));
+    await expect.poll(answers).toEqual([10]);
+    for (const round of [11, 12, 13]) session.receive(encodeFrame({ type: 'ae-buckets', round, buckets: [] }));
+    await expect.poll(answers, { timeout: 5000 }).toEqual([10, 13]);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+    expect(closes).toEqual([]);
+  });
+});
+
 describe('the lists of a round this region runs', () => {
   /** A round started by `b`, answered by the peer with digests that differ in buckets 0 and 1. */
   async function roundDifferingIn0And1() {

@@ -158,6 +158,8 @@ const MAX_ANSWERS_OWED = 8 * WINDOW;
 const MAX_ANSWERED = 8;
 /** Offers of this region's state awaiting the peer's answer that are remembered (the peer need not answer). */
 const MAX_OFFERED = 1024;
+/** Shortest time between two rounds the peer starts that this region answers, ms (a peer runs one every few seconds at most). */
+const MIN_ANSWER_GAP_MS = 1000;
 
 export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
@@ -167,6 +169,8 @@ export class AntiEntropy {
   private latestAnswered: number | null = null;
   /** When a frame of a round the peer runs last arrived (ms since epoch; 0 after its ae-done). */
   private peerRoundAt = 0;
+  /** When this region last began to answer a round the peer started (performance.now()). */
+  private lastAnswerAt = -Infinity;
   /**
    * Answers to the peer, sent in order but beside the link's inbound frames:
    * an answer may wait for paced reading here or for a send buffer the peer
@@ -270,6 +274,15 @@ export class AntiEntropy {
     const superseded = (): boolean => this.latestAnswered !== frame.round;
     this.answer(async () => {
       if (superseded()) return;
+      // Answering lists every document of the buckets that differ: a peer
+      // starting round after round (a ten-byte frame each) is answered once
+      // a second at most, the rounds between given up.
+      const wait = this.lastAnswerAt + MIN_ANSWER_GAP_MS - performance.now();
+      if (wait > 0) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (superseded()) return;
+      }
+      this.lastAnswerAt = performance.now();
       const mine = await this.port.documents.digests.bucketDigests();
       const differing = differingBuckets(mine, frame.buckets);
       await this.port.send({ type: 'ae-buckets', round: frame.round, buckets: mine });

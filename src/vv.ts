@@ -45,6 +45,13 @@ export const MAX_SEQ = 2 ** 48;
  */
 export const MAX_WRITERS = 4096;
 
+/**
+ * Of those, what entries and floors from peers may fill: the rest stays for
+ * this region's own later incarnations (a restore from a backup), which are
+ * never refused, so that its own vector always fits a frame.
+ */
+export const MAX_WRITERS_FROM_PEERS = MAX_WRITERS - 16;
+
 /** How many writers `claim` names (with a seq above 0) that `known` does not. */
 export function newWriters(known: VersionVector, claim: VersionVector): number {
   let n = 0;

@@ -19,7 +19,7 @@ import Database from 'better-sqlite3';
 import { DB_FILE, openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
 import { BackgroundPacer } from '../src/pacer.js';
-import { MAX_WRITERS } from '../src/vv.js';
+import { MAX_WRITERS, MAX_WRITERS_FROM_PEERS } from '../src/vv.js';
 import * as Y from 'yjs';
 
 const logger = pino({ level: 'silent' });
@@ -269,13 +269,14 @@ describe('writers a peer names', () => {
     const b = region('eu-west');
     await b.docs.put(docKey('ae', 'x'), { v: 1 });
     const before = b.docs.versionVector();
-    const floor = new Map(madeUpWriters(MAX_WRITERS).map((w) => [w, 1]));
+    // With its own writer, one more than it takes from peers (the rest stays for its own later incarnations).
+    const floor = new Map(madeUpWriters(MAX_WRITERS_FROM_PEERS).map((w) => [w, 1]));
     const { closes, deliver } = lone(b, 'ap-south' as RegionId);
     await deliver({ type: 'sync-request', vv: new Map() });
     await deliver({ type: 'ack', vv: floor });
     await deliver({ type: 'ae-buckets', round: 5, buckets: [] });
     await deliver({ type: 'ae-done', round: 5, floor });
-    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ae-done rejected: a floor names 4096 writers this region has not seen/) }]);
+    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ae-done rejected: a floor names 4080 writers this region has not seen, beyond the 4080 it takes from peers/) }]);
     expect(b.docs.versionVector()).toEqual(before);
     expect(b.store.versionVector()).toEqual(before);
   });
@@ -287,12 +288,12 @@ describe('writers a peer names', () => {
     const y = new Y.Doc();
     y.getMap('m').set('k', 1);
     const update = Y.encodeStateAsUpdate(y);
-    const entries = madeUpWriters(MAX_WRITERS).map((origin) => ({ origin, seq: 1, doc: docKey('ae', 'made-up'), ts: 1, update }));
+    const entries = madeUpWriters(MAX_WRITERS_FROM_PEERS).map((origin) => ({ origin, seq: 1, doc: docKey('ae', 'made-up'), ts: 1, update }));
     const { closes, deliver } = lone(b, 'ap-south' as RegionId);
     await deliver({ type: 'sync-request', vv: new Map() });
     await deliver({ type: 'entries', entries });
     // Entries are handed on at once and refused once staged: the barrier may be answered first.
-    await expect.poll(() => closes).toEqual([{ code: 4400, reason: expect.stringMatching(/entries rejected: entries from 4096 writers this region has not seen/) }]);
+    await expect.poll(() => closes).toEqual([{ code: 4400, reason: expect.stringMatching(/entries rejected: entries from 4080 writers this region has not seen/) }]);
     expect(b.docs.versionVector()).toEqual(before);
     expect(b.docs.read(docKey('ae', 'made-up')).value).toBeNull();
   });

@@ -12,7 +12,7 @@ import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
 import type { SizeGuard } from './size-guard.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
-import { MAX_WRITERS, newWriters } from '../vv.js';
+import { MAX_WRITERS_FROM_PEERS, newWriters } from '../vv.js';
 
 /** Transaction origin of writes made through this region's API. */
 export const LOCAL_ORIGIN = Symbol('local');
@@ -282,13 +282,14 @@ function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: num
 }
 
 /**
- * Refuses, before anything is staged, work that would take this region's
- * version vector past {@link MAX_WRITERS} writers (see there): it would no
- * longer fit a frame, and every link would fail on it.
+ * Refuses, before anything is staged, peer work that would take this
+ * region's version vector past {@link MAX_WRITERS_FROM_PEERS} writers (see
+ * there): past MAX_WRITERS it would no longer fit a frame, and every link
+ * would fail on it.
  */
 function checkWriters(vv: VersionVector, added: number, what: string): void {
-  if (vv.size + added <= MAX_WRITERS) return;
-  throw new Error(`${what} names ${added} writers this region has not seen, beyond the ${MAX_WRITERS} a version vector may hold (it holds ${vv.size})`);
+  if (vv.size + added <= MAX_WRITERS_FROM_PEERS) return;
+  throw new Error(`${what} names ${added} writers this region has not seen, beyond the ${MAX_WRITERS_FROM_PEERS} it takes from peers (it holds ${vv.size})`);
 }
 
 function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, batch: Batch): void {

@@ -25,7 +25,7 @@ import {
   decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
 } from './protocol.js';
 import type { DocKey } from '../ids.js';
-import { MAX_WRITERS, capped, covers, merged, newWriters } from '../vv.js';
+import { MAX_WRITERS, MAX_WRITERS_FROM_PEERS, capped, covers, merged, newWriters } from '../vv.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 import { CloseCode } from '../contract.js';
@@ -431,8 +431,8 @@ export class Session {
       if (!held.has(e.origin)) (origins ??= new Set()).add(e.origin);
     }
     // Refused whole here; the write path refuses what frames in flight together would add.
-    if (origins !== null && held.size + origins.size > MAX_WRITERS) {
-      throw new ProtocolError(`entries from ${origins.size} writers this region has not seen, beyond the ${MAX_WRITERS} a version vector may name`);
+    if (origins !== null && held.size + origins.size > MAX_WRITERS_FROM_PEERS) {
+      throw new ProtocolError(`entries from ${origins.size} writers this region has not seen, beyond the ${MAX_WRITERS_FROM_PEERS} it takes from peers`);
     }
     const writer = this.o.documents.writer;
     let own = 0;

@@ -73,6 +73,13 @@ function loadedFrom(state: Uint8Array): Y.Doc {
   return doc;
 }
 
+/** The update `change` makes to `ydoc`. */
+function captured(ydoc: Y.Doc, change: () => void): Uint8Array {
+  const before = Y.encodeStateVector(ydoc);
+  ydoc.transact(change);
+  return Y.encodeStateAsUpdate(ydoc, before);
+}
+
 async function closeNode(h: { docs: Documents; store: Store }) {
   await h.docs.close();
   await h.store.close();
@@ -387,6 +394,47 @@ describe('the write path', () => {
     const merged = new Y.Doc();
     Y.applyUpdate(merged, state);
     expect(Y.encodeStateVector(merged)).toEqual(n.docs.stateVector(key));
+  });
+
+  it('stores, reloads and hands peers an editor document whose changes wait for missing ones, losing none', async () => {
+    // An editor's document: an element, then another client's heading with formatted text inside it.
+    const editor = new Y.Doc();
+    editor.clientID = 5;
+    const first = captured(editor, () => {
+      const p = new Y.XmlElement('paragraph');
+      p.setAttribute('align', 'left');
+      editor.getXmlFragment('prosemirror').insert(0, [p]);
+    });
+    const other = new Y.Doc();
+    other.clientID = 6;
+    Y.applyUpdate(other, first);
+    const second = captured(other, () => {
+      const heading = new Y.XmlElement('heading');
+      const text = new Y.XmlText();
+      text.insert(0, 'hello', { bold: true });
+      heading.insert(0, [text]);
+      (other.getXmlFragment('prosemirror').get(0) as Y.XmlElement).insert(0, [heading]);
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    const key = docKey('c', 'waiting-editor');
+    const n = node(dir);
+    // The second change alone: it waits for the first, and the merge is stored as a snapshot.
+    await n.docs.applyState(key, second, 'r0' as RegionId);
+    expect(n.docs.pendingDocs()).toBe(1);
+    await closeNode(n);
+    // Read back from the store: the state a peer gets, and the document loaded again.
+    const again = node(dir);
+    const marked: string[] = [];
+    again.store.onCorrupt((doc) => marked.push(doc));
+    const forPeer = loadedFrom(again.docs.stateForPeer(key)!);
+    Y.applyUpdate(forPeer, first);
+    expect(forPeer.getXmlFragment('prosemirror').toString()).toBe(other.getXmlFragment('prosemirror').toString());
+    await again.docs.applyState(key, first, 'r0' as RegionId);
+    expect(again.docs.pendingDocs()).toBe(0);
+    const loaded = loadedFrom(again.docs.readYjs(key)!);
+    expect(loaded.getXmlFragment('prosemirror').toString()).toBe('<paragraph align="left"><heading><bold>hello</bold></heading></paragraph>');
+    // Nothing stored was taken for damage.
+    expect(marked).toEqual([]);
   });
 
   it('applies entries from a peer once, in order, and skips entries beyond a gap', async () => {

@@ -148,7 +148,7 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     const lsns = await store.commit({ entries: [1, 2].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(1) }] });
     // No snapshot yet: nothing to weigh against.
     expect(store.docsNeedingCompaction(1, 10, 100)).toEqual([X]);
-    await store.saveSnapshots([{ doc: X, state: new Uint8Array(1000), pending: null, uptoLsn: lsns[0]! }]);
+    await store.saveSnapshots([{ doc: X, state: new Uint8Array(1000), uptoLsn: lsns[0]! }]);
     expect(store.docsNeedingCompaction(1, 10)).toEqual([X]);
     expect(store.docsNeedingCompaction(1, 10, 999)).toEqual([]);
     expect(store.docsNeedingCompaction(1, 10, 1000)).toEqual([X]);
@@ -166,25 +166,24 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     const w = store.writer;
     const lsns = await store.commit({ entries: [1, 2, 3, 4].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(1) }] });
     expect(store.docsNeedingCompaction(4, 10)).toEqual([X]);
-    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([7]), pending: Uint8Array.from([8]), uptoLsn: lsns[1]! }]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([7]), uptoLsn: lsns[1]! }]);
     let loaded = store.loadDoc(X)!;
     expect(bytes(loaded.snapshot)).toEqual([7]);
-    expect(bytes(loaded.pending)).toEqual([8]);
     expect(loaded.snapshotLsn).toBe(lsns[1]);
     expect(loaded.entries.map((e) => e.seq)).toEqual([3, 4]);
     expect(store.docsNeedingCompaction(3, 10)).toEqual([]);
     expect(store.docsNeedingCompaction(2, 10)).toEqual([X]);
-    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[0]! }]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), uptoLsn: lsns[0]! }]);
     loaded = store.loadDoc(X)!;
     expect(bytes(loaded.snapshot)).toEqual([7]);
     expect(store.loadDoc(Y)).toBeNull();
     await expect(Promise.resolve().then(() =>
-      store.saveSnapshots([{ doc: Y, state: Uint8Array.from([1]), pending: null, uptoLsn: 1 }]))).rejects.toThrow(/unknown document/);
+      store.saveSnapshots([{ doc: Y, state: Uint8Array.from([1]), uptoLsn: 1 }]))).rejects.toThrow(/unknown document/);
   });
 
   it('stores a merged state with the summary it changed, in one commit', async () => {
     const { store } = start();
-    await store.commit({ entries: [], docs: [{ doc: Y, deleted: false, digest: digest(4) }], snapshots: [{ doc: Y, state: Uint8Array.from([5]), pending: null, uptoLsn: 0 }] });
+    await store.commit({ entries: [], docs: [{ doc: Y, deleted: false, digest: digest(4) }], snapshots: [{ doc: Y, state: Uint8Array.from([5]), uptoLsn: 0 }] });
     expect(bytes(store.loadDoc(Y)!.snapshot)).toEqual([5]);
     expect(store.loadDoc(Y)!.entries).toEqual([]);
     expect(bytes(store.summary(Y)!.digest)).toEqual(bytes(digest(4)));
@@ -262,7 +261,7 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     const { store } = start();
     const w = store.writer;
     const lsns = await store.commit({ entries: [1, 2, 3, 4].map((s) => entry(w, s, X, s * 10)), docs: [] });
-    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[2]! }]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), uptoLsn: lsns[2]! }]);
     await store.setPeerAcks(B, new Map([[w, 2]]));
     await store.setPeerAcks(C, new Map([[w, 1]]));
     expect(await store.collectGarbage([B, C], 0)).toBe(1);
@@ -401,7 +400,7 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     const { store, reopen } = start();
     const w = store.writer;
     const lsns = await store.commit({ entries: [1, 2, 3].map((s) => entry(w, s, X)), docs: [{ doc: X, deleted: false, digest: digest(2) }] });
-    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), pending: null, uptoLsn: lsns[0]! }]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), uptoLsn: lsns[0]! }]);
     await store.setPeerAcks(B, new Map([[w, 3]]));
     await store.commit({ entries: [], docs: [], raise: new Map([[OTHER, 7]]), quarantined: [{ ...entry(OTHER, 7, Y), peer: B, reason: 'too large' }] });
     const again = await reopen();

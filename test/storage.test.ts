@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { openStore, SCHEMA_VERSION, StoreOpenError, type InlineStore } from '../src/storage/sqlite.js';
 import { prepareStatements } from '../src/storage/statements.js';
+import { snapshotChecksum } from '../src/storage/checksum.js';
 import type { NewLogEntry } from '../src/storage/types.js';
 import type { SyncMode } from '../src/storage/sqlite-options.js';
 import { bucketOf } from '../src/buckets.js';
@@ -185,7 +186,7 @@ describe('corruption', () => {
       entries: [entry(store.writer, 1, X), entry(store.writer, 2, X), entry(store.writer, 3, X)],
       docs: [{ doc: X, digest: digest(1), deleted: false }],
     });
-    store.saveSnapshots([{ doc: X, state: Uint8Array.from([9, 9]), pending: null, uptoLsn: lsns[1]! }]);
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([9, 9]), uptoLsn: lsns[1]! }]);
     const path = store.path;
     closeStore(store);
     withRaw(path, (db) => {
@@ -526,6 +527,26 @@ describe('version vector', () => {
 });
 
 describe('snapshots and garbage collection', () => {
+  it('loads a snapshot stored with a separate part of what waited (as earlier versions stored it), ignoring that part', () => {
+    let store = openAt();
+    const lsns = store.commit({ entries: [entry(store.writer, 1, X), entry(store.writer, 2, X)], docs: [{ doc: X, digest: digest(1), deleted: false }] });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([7, 7]), uptoLsn: lsns[0]! }]);
+    const path = store.path;
+    closeStore(store);
+    const earlier = { doc: X, state: Uint8Array.from([7, 7]), uptoLsn: lsns[0]! };
+    withRaw(path, (db) => db.prepare('UPDATE snapshots SET pending = ?, checksum = ? WHERE doc = ?').run(Buffer.from([8]), snapshotChecksum(earlier, Uint8Array.from([8])), X));
+    store = openAt();
+    const loaded = store.loadDoc(X)!;
+    expect(loaded).toMatchObject({ snapshot: Buffer.from([7, 7]), snapshotLsn: lsns[0], corrupt: 0 });
+    expect(loaded.entries.map((e) => e.seq)).toEqual([2]);
+    expect(loaded).not.toHaveProperty('pending');
+    // A damaged separate part still fails the row's checksum.
+    closeStore(store);
+    withRaw(path, (db) => db.prepare('UPDATE snapshots SET pending = ? WHERE doc = ?').run(Buffer.from([9]), X));
+    store = openAt();
+    expect(store.loadDoc(X)).toMatchObject({ snapshot: null, corrupt: 1 });
+  });
+
   it('loads a snapshot with only the entries after it, and tracks what needs compaction', () => {
     const store = openAt();
     const w = store.writer;
@@ -537,23 +558,22 @@ describe('snapshots and garbage collection', () => {
     expect(store.docsNeedingCompaction(2, 10)).toEqual([X]);
     expect(store.docsNeedingCompaction(4, 10)).toEqual([]);
 
-    store.saveSnapshots([{ doc: X, state: Uint8Array.from([7, 7]), pending: Uint8Array.from([8]), uptoLsn: lsns[1]! }]);
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([7, 7]), uptoLsn: lsns[1]! }]);
     const loaded = store.loadDoc(X)!;
     expect(loaded.snapshot).toEqual(Buffer.from([7, 7]));
-    expect(loaded.pending).toEqual(Buffer.from([8]));
     expect(loaded.snapshotLsn).toBe(lsns[1]);
     expect(loaded.entries.map((e) => e.seq)).toEqual([4]);
     expect(store.docsNeedingCompaction(1, 10)).toEqual([X, Y]);
     expect(store.docsNeedingCompaction(2, 10)).toEqual([]);
 
     // An older snapshot never replaces a newer one.
-    store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[0]! }]);
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), uptoLsn: lsns[0]! }]);
     expect(store.loadDoc(X)!.snapshot).toEqual(Buffer.from([7, 7]));
-    store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), pending: null, uptoLsn: lsns[3]! }]);
-    expect(store.loadDoc(X)).toMatchObject({ snapshot: Buffer.from([6]), pending: null, entries: [] });
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([6]), uptoLsn: lsns[3]! }]);
+    expect(store.loadDoc(X)).toMatchObject({ snapshot: Buffer.from([6]), entries: [] });
     expect(store.docsNeedingCompaction(1, 10)).toEqual([Y]);
     expect(() =>
-      store.saveSnapshots([{ doc: docKey('notes', 'nope'), state: new Uint8Array(1), pending: null, uptoLsn: 1 }]),
+      store.saveSnapshots([{ doc: docKey('notes', 'nope'), state: new Uint8Array(1), uptoLsn: 1 }]),
     ).toThrow(/unknown document/);
   });
 
@@ -567,7 +587,7 @@ describe('snapshots and garbage collection', () => {
       docs: [],
     });
     // X is compacted up to OTHER:1, which covers w:1 and w:2 but not w:3; Y is not compacted.
-    store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), pending: null, uptoLsn: lsns[2]! }]);
+    store.saveSnapshots([{ doc: X, state: Uint8Array.from([1]), uptoLsn: lsns[2]! }]);
     store.setPeerAcks(b, new Map([[w, 4], [OTHER, 1]]));
     store.setPeerAcks(c, new Map([[w, 1]]));
 
@@ -595,7 +615,7 @@ describe('snapshots and garbage collection', () => {
     const lsns = store.commit({ entries, docs: [] });
     const upto = lsns[2399]!;
     for (let i = 0; i < 7; i++) {
-      store.saveSnapshots([{ doc: docKey('bulk', `d${i}`), state: new Uint8Array(1), pending: null, uptoLsn: upto }]);
+      store.saveSnapshots([{ doc: docKey('bulk', `d${i}`), state: new Uint8Array(1), uptoLsn: upto }]);
     }
     expect(store.collectGarbage([], 0)).toBe(2400);
     expect(store.stats().logEntries).toBe(100);

@@ -127,7 +127,7 @@ describe('the writer thread', () => {
     const other = new Database(join(dirs[0]!, 'meridian.db'));
     try {
       other.prepare('BEGIN IMMEDIATE').run();
-      const saved = store.saveSnapshots([{ doc: X, state: Uint8Array.from([5]), pending: null, uptoLsn: lsns[1]! }]);
+      const saved = store.saveSnapshots([{ doc: X, state: Uint8Array.from([5]), uptoLsn: lsns[1]! }]);
       const acked = store.setPeerAcks(PEER, new Map([[w, 1]]));
       // Only seq 1 is acknowledged by the peer when the GC step runs: it comes after the acks.
       const collected = store.collectGarbage([PEER], 0);
@@ -155,7 +155,7 @@ describe('the writer thread', () => {
     const w = store.writer;
     const n = 10_000;
     const lsns = await store.commit({ entries: Array.from({ length: n }, (_, i) => entry(w, i + 1)), docs: [{ doc: X, deleted: false }] });
-    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([5]), pending: null, uptoLsn: lsns[n - 1]! }]);
+    await store.saveSnapshots([{ doc: X, state: Uint8Array.from([5]), uptoLsn: lsns[n - 1]! }]);
     await store.setPeerAcks(PEER, new Map([[w, n]]));
     const order: string[] = [];
     const collected = store.collectGarbage([PEER], 0);
@@ -391,6 +391,42 @@ describe('compaction', () => {
       expect(store.loadDoc(X)!.snapshot).toBeNull();
       release();
       while (slices.length < 2) await new Promise((r) => setTimeout(r, 5));
+    } finally {
+      stop();
+    }
+  });
+
+  it('sets aside a document it cannot compact, and compacts the others', async () => {
+    const store = new MemoryStore(memoryVolume(), 'r1' as RegionId);
+    const Z = 'c/z' as DocKey;
+    // X has the more entries: it comes first in every slice.
+    await store.commit({ entries: [entry(store.writer, 1), entry(store.writer, 2), { ...entry(store.writer, 3), doc: Z }], docs: [] });
+    const tried: DocKey[] = [];
+    const slices: DocKey[][] = [];
+    const stop = startCompactor({
+      store: {
+        docsNeedingCompaction: (min, limit) => store.docsNeedingCompaction(min, limit),
+        saveSnapshots: (snapshots) => {
+          slices.push(snapshots.map((s) => s.doc));
+          store.saveSnapshots(snapshots);
+        },
+      },
+      logger, everyMs: 1, afterEntries: 1,
+      live: () => undefined,
+      load: (doc) => {
+        tried.push(doc);
+        if (doc === X) throw new Error('cannot be built');
+        return liveDoc();
+      },
+      busy: () => false,
+    });
+    try {
+      while (store.loadDoc(Z)!.snapshot === null) await new Promise((r) => setTimeout(r, 5));
+      for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(slices[0]).toEqual([Z]);
+      // Tried once, then left out of later slices.
+      expect(tried.filter((d) => d === X)).toEqual([X]);
+      expect(store.loadDoc(X)!.snapshot).toBeNull();
     } finally {
       stop();
     }

@@ -22,8 +22,8 @@ export interface LiveDoc {
 /** A document the cache holds encoded: its committed state, as loading it from the store would give it. */
 interface EncodedDoc {
   state: Uint8Array;
-  /** Structs and deletions waiting for missing dependencies. */
-  pending: Uint8Array | null;
+  /** Some of it waits for missing dependencies. */
+  holdsPending: boolean;
   /**
    * Committed updates from peers not yet applied to `state` (see
    * {@link DocCache.appendCommitted}): applied when the document is decoded.
@@ -133,7 +133,7 @@ export class DocCache {
     const held = this.encoded.get(key);
     if (!held) return undefined;
     this.decodedAgain++;
-    const parts = [held.state, ...(held.pending ? [held.pending] : []), ...held.later];
+    const parts = [held.state, ...held.later];
     let ydoc: Y.Doc;
     try {
       ydoc = loadDoc(parts, held.clientId);
@@ -155,7 +155,7 @@ export class DocCache {
    */
   mayHoldLater(key: string, updates: number, bytes: number, elsewhere: number): boolean {
     const held = this.encoded.get(key);
-    return held !== undefined && held.pending === null && held.later.length + updates <= MAX_LATER_UPDATES
+    return held !== undefined && !held.holdsPending && held.later.length + updates <= MAX_LATER_UPDATES
       && held.laterBytes + bytes <= MAX_LATER_DOC_BYTES && this.laterBytes + elsewhere + bytes <= MAX_LATER_BYTES;
   }
 
@@ -318,24 +318,28 @@ class OldestFirst<K> {
 }
 
 function encode(live: LiveDoc, encoded = encodedState(live)): EncodedDoc {
-  const { state, pending } = encoded;
-  return { state, pending, later: [], laterBytes: 0, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound, encodedAt: performance.now() };
+  const { state, holdsPending } = encoded;
+  return { state, holdsPending, later: [], laterBytes: 0, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound, encodedAt: performance.now() };
 }
 
-/** A document's state, and apart from it what waits for missing dependencies. */
+/** A document's state, and whether some of it waits for missing dependencies. */
 export interface EncodedState {
+  /**
+   * All of it: `Y.encodeStateAsUpdate` appends what waits, converted from
+   * the v2 encoding Yjs keeps it in. (Kept apart and read as v1, those
+   * bytes misread: an editor document's waiting structs threw or decoded
+   * as other deletions.)
+   */
   state: Uint8Array;
-  pending: Uint8Array | null;
+  holdsPending: boolean;
 }
 
 export function encodedState(live: LiveDoc): EncodedState {
   const { pendingStructs, pendingDs } = live.ydoc.store;
-  const parts = [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => !!u);
-  return { state: Y.encodeStateAsUpdate(live.ydoc), pending: parts.length > 0 ? Y.mergeUpdates(parts) : null };
+  return { state: Y.encodeStateAsUpdate(live.ydoc), holdsPending: pendingStructs !== null || pendingDs !== null };
 }
 
-/** The compacted form of a live document. */
-export function snapshotOf(doc: DocKey, live: LiveDoc): Snapshot {
-  const { state, pending } = encodedState(live);
-  return { doc, state, pending, uptoLsn: live.lastLsn };
+/** The compacted form of a live document, and its encoded state. */
+export function snapshotOf(doc: DocKey, live: LiveDoc): Snapshot & EncodedState {
+  return { doc, ...encodedState(live), uptoLsn: live.lastLsn };
 }

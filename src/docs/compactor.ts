@@ -24,6 +24,13 @@ import type { BackgroundPacer } from '../pacer.js';
 
 /** Bytes of a document's snapshot per log entry it waits for before it is compacted again. */
 export const BYTES_PER_ENTRY = 4096;
+/**
+ * How long a document that could not be compacted is left out, ms. The
+ * busiest documents come first in every slice: one that fails each time
+ * would otherwise fail every slice, and the log, which is collected only
+ * below snapshots, would grow for good.
+ */
+const SET_ASIDE_MS = 10 * 60_000;
 
 export interface CompactorOptions {
   store: Pick<Maintenance, 'docsNeedingCompaction' | 'saveSnapshots'>;
@@ -47,6 +54,7 @@ export function startCompactor(options: CompactorOptions): () => void {
   const { logger } = options;
   if (options.everyMs <= 0) return () => undefined;
   let tick = 0;
+  const setAside = new Map<DocKey, number>();
   /** The slice being written: the next one starts only after it, so slices never pile up. */
   let writing = false;
   const failed = (err: unknown): void => logger.error({ err }, 'compaction failed; will retry');
@@ -57,7 +65,7 @@ export function startCompactor(options: CompactorOptions): () => void {
     const minEntries = ++tick % 10 === 0 ? 1 : Math.max(1, options.afterEntries);
     const started = performance.now();
     try {
-      const snapshots = slice(options, minEntries);
+      const snapshots = slice(options, minEntries, setAside);
       options.pacer?.spent(performance.now() - started);
       const written = options.store.saveSnapshots(snapshots);
       if (written === undefined) return;
@@ -74,16 +82,28 @@ export function startCompactor(options: CompactorOptions): () => void {
   return () => clearInterval(timer);
 }
 
-/** Snapshots of the documents most in need of compaction, skipping those with a commit in flight. */
-function slice(options: CompactorOptions, minEntries: number) {
+/**
+ * Snapshots of the documents most in need of compaction, skipping those
+ * with a commit in flight and those set aside (`setAside`: until when) after
+ * they failed.
+ */
+function slice(options: CompactorOptions, minEntries: number, setAside: Map<DocKey, number>) {
   const snapshots = [];
+  const now = Date.now();
+  for (const [doc, until] of setAside) if (until <= now) setAside.delete(doc);
   for (const doc of options.store.docsNeedingCompaction(minEntries, options.batch ?? 64, BYTES_PER_ENTRY)) {
-    if (options.busy(doc)) continue;
+    if (options.busy(doc) || setAside.has(doc)) continue;
     const cached = options.live(doc);
-    const live = cached ?? options.load(doc);
-    if (!live) continue;
-    snapshots.push(snapshotOf(doc, live));
-    if (!cached) live.ydoc.destroy();
+    let live: LiveDoc | null | undefined;
+    try {
+      live = cached ?? options.load(doc);
+      if (live) snapshots.push(snapshotOf(doc, live));
+    } catch (err) {
+      setAside.set(doc, now + SET_ASIDE_MS);
+      options.logger.error({ err, doc, retryInMs: SET_ASIDE_MS }, 'could not compact a document; the others go on, it is tried again later');
+    } finally {
+      if (!cached) live?.ydoc.destroy();
+    }
   }
   return snapshots;
 }

@@ -48,7 +48,7 @@ export function loadLiveDoc(
   const stored = store.loadDoc(doc);
   if (!stored) return null;
   const storedDigest = store.summary(doc)?.digest ?? null;
-  const updates = [stored.snapshot, stored.pending, ...stored.entries.map((e) => e.update)].filter((u): u is Uint8Array => u !== null);
+  const updates = [stored.snapshot, ...stored.entries.map((e) => e.update)].filter((u): u is Uint8Array => u !== null);
   const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
   // Our own lost entries may have spent Yjs clocks that peers have seen: a
   // corrupt document is written under a fresh client id until anti-entropy repairs it.
@@ -74,15 +74,15 @@ export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey
   const stored = store.loadDoc(doc);
   if (!stored || stored.corrupt > 0) return null;
   const parts: Uint8Array[] = [];
-  for (const u of [stored.snapshot, stored.pending]) if (u) parts.push(u);
+  if (stored.snapshot) parts.push(stored.snapshot);
   for (const e of stored.entries) parts.push(e.update);
   if (parts.length === 0) return null;
   if (parts.length === 1) return parts[0]!;
   // Merging parts that collide would splice them another way than loading does (see crdt/load.ts).
   if (!mayCollide(null, parts)) return Y.mergeUpdates(parts);
   const ydoc = loadDoc(parts, 0);
-  const { pendingStructs, pendingDs } = ydoc.store;
-  const whole = [Y.encodeStateAsUpdate(ydoc), pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
+  // What waits for missing dependencies included.
+  const whole = Y.encodeStateAsUpdate(ydoc);
   ydoc.destroy();
-  return whole.length === 1 ? whole[0]! : Y.mergeUpdates(whole);
+  return whole;
 }

@@ -98,8 +98,8 @@ function writeSnapshot(s: Statements, snapshot: Snapshot): boolean {
   const row = s.getDoc.get(snapshot.doc);
   if (row === undefined) throw new Error(`cannot store a snapshot of unknown document ${snapshot.doc}`);
   if (snapshot.uptoLsn < row.snapshot_lsn) return false;
-  const { doc, state, pending, uptoLsn } = snapshot;
-  s.upsertSnapshot.run(doc, state, pending, uptoLsn, snapshotChecksum(snapshot));
+  const { doc, state, uptoLsn } = snapshot;
+  s.upsertSnapshot.run(doc, state, null, uptoLsn, snapshotChecksum(snapshot));
   const remaining = s.countDocEntriesAfter.get(doc, uptoLsn)?.n ?? 0;
   s.setSnapshotLsn.run(uptoLsn, remaining, doc);
   return true;

@@ -18,12 +18,15 @@ export function entryChecksum(entry: NewLogEntry): number {
 }
 
 /**
- * Checksum of a snapshot over doc, uptoLsn, state and pending. The presence of
- * `pending` is part of the header so that null and an empty buffer differ.
+ * Checksum of a snapshot over doc, uptoLsn, state and the row's `pending`
+ * column. Snapshots are stored with it null; rows written before held a
+ * separate part there, which loading ignores (the state holds it too) but
+ * their checksums cover. Its presence is part of the header so that null
+ * and an empty buffer differ.
  */
-export function snapshotChecksum(snapshot: Snapshot): number {
-  const hasPending = snapshot.pending === null ? 'n' : 'p';
+export function snapshotChecksum(snapshot: Snapshot, pending: Uint8Array | null = null): number {
+  const hasPending = pending === null ? 'n' : 'p';
   const header = crc32(`${snapshot.doc}\n${snapshot.uptoLsn}\n${snapshot.state.byteLength}\n${hasPending}\n`);
   const withState = crc32(snapshot.state, header);
-  return snapshot.pending === null ? withState : crc32(snapshot.pending, withState);
+  return pending === null ? withState : crc32(pending, withState);
 }

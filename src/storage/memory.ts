@@ -181,7 +181,7 @@ export class MemoryStore implements Store {
     const snap = this.v.snapshots.get(doc);
     const snapshotLsn = snap?.uptoLsn ?? 0;
     const entries = this.entriesOf(doc).filter((e) => e.lsn > snapshotLsn);
-    return { snapshot: snap?.state ?? null, pending: snap?.pending ?? null, snapshotLsn, entries, corrupt: 0 };
+    return { snapshot: snap?.state ?? null, snapshotLsn, entries, corrupt: 0 };
   }
 
   saveSnapshots(snapshots: Snapshot[]): void {

@@ -129,12 +129,11 @@ export class SqliteStore implements Store {
     // have collected entries the snapshot read first does not cover.
     const rows = this.inReadTransaction(() => this.docRows(doc));
     if (rows === null) return null;
-    const stored: StoredDoc = { snapshot: null, pending: null, snapshotLsn: 0, entries: [], corrupt: 0 };
+    const stored: StoredDoc = { snapshot: null, snapshotLsn: 0, entries: [], corrupt: 0 };
     const { snap, snapshotHolds, entries } = rows;
     if (snap !== undefined) {
       if (snapshotHolds) {
         stored.snapshot = snap.state;
-        stored.pending = snap.pending;
         stored.snapshotLsn = snap.upto_lsn;
       } else {
         stored.corrupt += 1;
@@ -193,7 +192,7 @@ export class SqliteStore implements Store {
     const snap = this.s.getSnapshot.get(doc);
     // A damaged snapshot falls back to every entry still in the log.
     const snapshotHolds = snap !== undefined
-      && snapshotChecksum({ doc, state: snap.state, pending: snap.pending, uptoLsn: snap.upto_lsn }) === snap.checksum;
+      && snapshotChecksum({ doc, state: snap.state, uptoLsn: snap.upto_lsn }, snap.pending) === snap.checksum;
     return { snap, snapshotHolds, entries: this.s.docEntries.all(doc, snapshotHolds ? snap.upto_lsn : 0) };
   }
 

@@ -54,8 +54,6 @@ export interface DocHead {
 export interface StoredDoc {
   /** Compacted state (a Yjs update) or null if never compacted. */
   snapshot: Uint8Array | null;
-  /** Yjs updates that were held back as pending (missing dependencies) at snapshot time. */
-  pending: Uint8Array | null;
   /** Highest lsn merged into the snapshot (0 when none). */
   snapshotLsn: number;
   /** Log entries for this document stored after the snapshot, in lsn order. */
@@ -134,8 +132,8 @@ export interface CommitChain {
 /** A snapshot replacing all log entries of one document up to `uptoLsn`. */
 export interface Snapshot {
   doc: DocKey;
+  /** The document's whole state, what waits for missing dependencies included (`Y.encodeStateAsUpdate` appends it). */
   state: Uint8Array;
-  pending: Uint8Array | null;
   uptoLsn: number;
 }
 

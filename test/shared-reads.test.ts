@@ -85,7 +85,7 @@ describe('shared reads', () => {
     await Promise.all(Array.from({ length: 4 }, (_, i) => reads.read('big', `sv${i}`, () => null, () => {
       starts.push(performance.now());
       busy(3);
-    })));
+    }, `caller ${i}`)));
     expect(starts).toHaveLength(4);
     for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(30);
   });
@@ -93,13 +93,26 @@ describe('shared reads', () => {
   it('refuse a read that would queue behind too many renders of one document', async () => {
     const reads = new SharedReads();
     await reads.read('big', 'json', () => null, () => busy(3));
-    const queued = Array.from({ length: 8 }, (_, i) => reads.read('big', `sv${i}`, () => null, () => busy(3)));
+    const queued = Array.from({ length: 8 }, (_, i) => reads.read('big', `sv${i}`, () => null, () => busy(3), `caller ${i}`));
     await expect(reads.read('big', 'sv-one-more', () => null, () => 'late')).rejects.toMatchObject({ code: 'unavailable' });
     // A read of a variant already queued joins it; another document is not held.
     const joined = reads.read('big', 'sv0', () => null, () => busy(3));
     expect(await reads.read('small', 'json', () => null, () => 'small')).toBe('small');
     await Promise.all([...queued, joined]);
     expect(await reads.read('big', 'sv-one-more', () => null, () => 'later')).toBe('later');
+  });
+
+  it('give one caller a few of the renders of a slow document queued at once', async () => {
+    const reads = new SharedReads();
+    await reads.read('big', 'json', () => null, () => busy(3));
+    const mine = [reads.read('big', 'sv0', () => null, () => busy(3), 'a'), reads.read('big', 'sv1', () => null, () => busy(3), 'a')];
+    await expect(reads.read('big', 'sv2', () => null, () => 'late', 'a')).rejects.toMatchObject({ code: 'unavailable', message: expect.stringMatching(/this caller already waits for 2 renders/) });
+    // Others still queue theirs, and the caller may join a render queued by another.
+    const theirs = reads.read('big', 'sv3', () => null, () => 'theirs', 'b');
+    const joined = reads.read('big', 'sv3', () => null, () => 'not rendered', 'a');
+    expect(await joined).toBe('theirs');
+    await Promise.all([...mine, theirs]);
+    expect(await reads.read('big', 'sv2', () => null, () => 'now', 'a')).toBe('now');
   });
 
   it('give every read that joined a render its error', async () => {
@@ -125,20 +138,24 @@ describe('shared Yjs reads', () => {
       for (let i = 0; i < 20; i++) await documents.patch(doc, { [`k${i}`]: `${i}`.repeat(50_001) });
       const reads = new SharedReads();
       // The first read finds it slow to render; the reads after it share renders.
-      await sharedYjsRead(reads, documents, doc, undefined);
+      await sharedYjsRead(reads, documents, doc, undefined, 'a');
       const sv = documents.stateVector(doc)!;
       // A live frame carries its state vector inside a larger buffer.
       const framed = new Uint8Array(sv.byteLength + 7);
       framed.set(sv, 3);
       const [a, b, whole] = await Promise.all([
-        sharedYjsRead(reads, documents, doc, Uint8Array.from(sv)),
-        sharedYjsRead(reads, documents, doc, framed.subarray(3, 3 + sv.byteLength)),
-        sharedYjsRead(reads, documents, doc, undefined),
+        sharedYjsRead(reads, documents, doc, Uint8Array.from(sv), 'a'),
+        sharedYjsRead(reads, documents, doc, framed.subarray(3, 3 + sv.byteLength), 'b'),
+        sharedYjsRead(reads, documents, doc, undefined, 'c'),
       ]);
       expect(a).toBe(b);
       expect(a!.update).toEqual(documents.readYjs(doc, sv));
       expect(whole!.update).toEqual(documents.readYjs(doc));
       expect(typeof a!.version).toBe('string');
+      // Bytes that are no state vector are refused at once, taking no turn of the document's renders.
+      const full = Array.from({ length: 8 }, (_, i) => sharedYjsRead(reads, documents, doc, Uint8Array.from([1, i + 1, 1]), `caller ${i}`));
+      await expect(sharedYjsRead(reads, documents, doc, Uint8Array.from([200]), 'd')).rejects.toMatchObject({ code: 'invalid_query' });
+      await Promise.all(full);
     } finally {
       await documents.close();
       store.close();

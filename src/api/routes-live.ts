@@ -118,7 +118,7 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
     new LiveConnection({
       doc, socket, documents, rooms,
       // What is in memory but not yet on disk is never shown: the read waits for the commit.
-      stateFor: async (sv) => (await sharedYjsRead(reads, documents, doc, sv))?.update ?? null,
+      stateFor: async (sv) => (await sharedYjsRead(reads, documents, doc, sv, caller))?.update ?? null,
       canWrite: !authenticator.enabled || principal?.scope === 'read-write',
       wantsVersions: query.versions === '1',
       maxUpdateBytes: limits.yjsUpdateBytes,

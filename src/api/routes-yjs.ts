@@ -3,7 +3,8 @@
  * `GET` returns the document (or what a state vector lacks) as an update,
  * `POST` applies a client's update after `Documents` has validated it.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
 import type { DocKey } from '../ids.js';
@@ -20,6 +21,8 @@ export interface YjsRouteDeps {
   reads: SharedReads;
   /** Largest update accepted; larger bodies get 413. */
   yjsUpdateBytes: number;
+  /** Who asks (see limits.ts). */
+  caller: (request: FastifyRequest) => string;
 }
 
 const OCTETS = 'application/octet-stream';
@@ -29,18 +32,30 @@ const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
  * What of `doc`'s durable state a reader holding `sv` lacks (all of it
  * without), with the version it describes; null for an unknown document.
  * One variant per state vector, whatever way it came in (an HTTP `sv` in
- * either base64, a live client's sync step 1): such reads share a render
- * (./shared-reads.ts), so every one of them must render the same thing.
+ * either base64, a live client's sync step 1) or was spelled: such reads
+ * share a render (./shared-reads.ts), so every one of them must render the
+ * same thing. `caller` (see limits.ts) queues a few renders at most.
+ * @throws MeridianError `invalid_query` when `sv` is not a Yjs state vector,
+ * before the read waits for any turn.
  */
 export function sharedYjsRead(
-  reads: SharedReads, documents: Documents, doc: DocKey, sv: Uint8Array | undefined,
+  reads: SharedReads, documents: Documents, doc: DocKey, sv: Uint8Array | undefined, caller: string,
 ): Promise<{ update: Uint8Array; version: string } | null> {
-  const variant = `yjs:${sv === undefined ? 'all' : Buffer.from(sv.buffer, sv.byteOffset, sv.byteLength).toString('base64')}`;
+  let variant = 'yjs:all';
+  if (sv !== undefined) {
+    let clocks: Map<number, number>;
+    try {
+      clocks = Y.decodeStateVector(sv);
+    } catch (err) {
+      return Promise.reject(new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err }));
+    }
+    variant = `yjs:${Buffer.from(Y.encodeStateVector(clocks)).toString('base64')}`;
+  }
   return reads.read(doc, variant, () => documents.settled(doc), () => {
     const update = documents.readYjs(doc, sv);
     // Read in the same turn as the update, so the version describes it.
     return update === null ? null : { update, version: encodeVersion(documents.versionVector()) };
-  });
+  }, caller);
 }
 
 /**
@@ -60,7 +75,7 @@ export function decodeStateVectorParam(sv: string): Uint8Array {
 
 /** Registers the Yjs routes; the binary body parser exists only in their scope. */
 export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promise<void> {
-  const { documents, session, reads, yjsUpdateBytes } = deps;
+  const { documents, session, reads, yjsUpdateBytes, caller } = deps;
   // Updates are binary only: a JSON body here is a client mistake, answered with 415.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: yjsUpdateBytes }, (_request, body, done) => {
@@ -78,7 +93,7 @@ export async function yjsRoutes(app: FastifyInstance, deps: YjsRouteDeps): Promi
     async (request, reply) => {
       const doc = docOf(request.params);
       const sv = request.query.sv === undefined ? undefined : decodeStateVectorParam(request.query.sv);
-      const read = await sharedYjsRead(reads, documents, doc, sv);
+      const read = await sharedYjsRead(reads, documents, doc, sv, caller(request));
       if (read === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
       void reply.header(VERSION_HEADER, read.version);
       const { update } = read;

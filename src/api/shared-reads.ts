@@ -28,6 +28,12 @@ const MAX_WAIT_MS = 500;
  * hold its request, behind a client asking for one state vector after another.
  */
 const MAX_QUEUED = 8;
+/**
+ * Of those, queued by one caller at most: one asking for a state vector
+ * after another would otherwise take them all, and every other reader of
+ * the document (editors' first sync among them) would be refused.
+ */
+const MAX_QUEUED_PER_CALLER = 2;
 /** Documents whose last render was slow, kept; beyond, the idle ones are dropped. */
 const MAX_SLOTS = 4096;
 
@@ -37,8 +43,8 @@ interface Slot {
   took: number;
   /** Settles once the last render queued has run. */
   tail: Promise<void>;
-  /** Renders queued and not yet started, by variant; reads of one join it. */
-  queued: Map<string, Promise<unknown>>;
+  /** Renders queued and not yet started, by variant, and the caller who queued each; reads of one join it. */
+  queued: Map<string, { turn: Promise<unknown>; caller: string }>;
 }
 
 export class SharedReads {
@@ -50,14 +56,21 @@ export class SharedReads {
    * they are sent: JSON, or the Yjs update for one state vector) join a
    * render that has not started; any render of a slow document, whatever
    * its variant, waits its turn, so varying the variant does not escape it.
+   * `caller` (who asks; see limits.ts) queues a few of those renders at most.
    */
-  read<T>(doc: string, variant: string, ready: () => Promise<void> | null, render: () => T): Promise<T> {
+  read<T>(doc: string, variant: string, ready: () => Promise<void> | null, render: () => T, caller = ''): Promise<T> {
     const slot = this.slots.get(doc);
     if (!slot) return this.run(doc, ready, render);
     const joined = slot.queued.get(variant);
-    if (joined) return joined as Promise<T>;
+    if (joined) return joined.turn as Promise<T>;
     if (slot.queued.size >= MAX_QUEUED) {
       return Promise.reject(new MeridianError('unavailable', `${MAX_QUEUED} renders of this large document wait for their turn: retry shortly`));
+    }
+    let mine = 0;
+    for (const q of slot.queued.values()) if (q.caller === caller) mine++;
+    if (mine >= MAX_QUEUED_PER_CALLER) {
+      // 503 like a full queue, not 429: a live client refused its first sync reconnects on 4503 and stops on 4429.
+      return Promise.reject(new MeridianError('unavailable', `this caller already waits for ${mine} renders of this large document, each for another state vector: retry once they are answered`));
     }
     const turn = slot.tail
       .then(() => delay(slot.ended + Math.min(slot.took * SPACING, MAX_WAIT_MS) - performance.now()))
@@ -65,7 +78,7 @@ export class SharedReads {
         slot.queued.delete(variant);
         return this.run(doc, ready, render);
       });
-    slot.queued.set(variant, turn);
+    slot.queued.set(variant, { turn, caller });
     slot.tail = turn.then(() => undefined, () => undefined);
     return turn;
   }

@@ -113,6 +113,34 @@ describe('a Yjs client-id collision between regions', () => {
     }, 60_000);
   }
 
+  it('renders pages of a large lost state as reads of a large document are: shared, and a few per caller', async () => {
+    const path = '/v1/docs/notes/collide-large';
+    // About 1 MB each, so that decoding and rendering a lost state is slow.
+    const large = (text: string): Uint8Array => clientUpdate(27182, (doc) => doc.getMap('root').set('title', text.repeat(900_000)));
+    cluster.isolate(A);
+    await waitFor('A isolated', async () => (await syncStatus(cluster.url(A))).isolated);
+    expect(await postYjs(A, `${path}/yjs`, large('a'))).toBe(200);
+    expect(await postYjs(B, `${path}/yjs`, large('b'))).toBe(200);
+    cluster.heal();
+    await waitFor('a conflict kept at A', async () => {
+      const res = await http<{ conflicts: unknown[] }>(`${cluster.url(A)}${path}/conflicts`);
+      return res.status === 200 && res.body.conflicts.length > 0 ? true : undefined;
+    }, 30_000);
+    // The page just read was slow: the next ones wait their turn. One caller
+    // (this process, by address) asks for one page many times and three others once.
+    const page = (query: string) => fetch(`${cluster.url(A)}${path}/conflicts?${query}`).then(async (r) => ({ status: r.status, body: await r.text() }));
+    const answers = await Promise.all([...Array.from({ length: 5 }, () => page('limit=1')), page('limit=2'), page('limit=3'), page('limit=4')]);
+    // The five asking for one page share its render (or its refusal).
+    const one = answers.slice(0, 5);
+    expect(new Set(one.map((r) => `${r.status} ${r.body}`)).size).toBe(1);
+    // Of the four pages asked for, the caller waits for two; the others are refused, saying why.
+    const byPage = [one[0]!, ...answers.slice(5)];
+    expect(byPage.filter((r) => r.status === 200)).toHaveLength(2);
+    const refused = byPage.filter((r) => r.status === 503);
+    expect(refused).toHaveLength(2);
+    for (const r of refused) expect(JSON.parse(r.body)).toMatchObject({ error: 'unavailable', message: expect.stringMatching(/this caller already waits/) });
+  }, 60_000);
+
   it('answers 404 for the conflicts of a document that does not exist', async () => {
     expect((await http(`${cluster.url(A)}/v1/docs/notes/nothing-here/conflicts`)).status).toBe(404);
   });

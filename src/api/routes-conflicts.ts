@@ -1,15 +1,19 @@
 /**
  * `GET /v1/docs/:collection/:id/conflicts`: the document states that lost a
  * content conflict in this region (two clients wrote different content under
- * one Yjs client id; see docs/replace.ts), oldest first, paged by id.
+ * one Yjs client id; see docs/replace.ts), oldest first, paged by id. A
+ * page is rendered as a read of the document is (./shared-reads.ts): a lost
+ * state may be as large as the document, and each is decoded and rendered
+ * on the thread that serves every request.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
 import { errorResponses } from './openapi.js';
 import { ConflictPage } from './responses.js';
 import { DocParams, docOf } from './schemas.js';
+import type { SharedReads } from './shared-reads.js';
 
 const MAX_CONFLICTS = 100;
 /** Lost states' bytes in one page at most (beyond its first conflict): each is decoded, rendered and sent twice over. */
@@ -21,8 +25,10 @@ const ConflictQuery = Type.Object({
 });
 type ConflictQuery = Static<typeof ConflictQuery>;
 
-export async function conflictRoutes(app: FastifyInstance, deps: { documents: Documents }): Promise<void> {
-  const { documents } = deps;
+export async function conflictRoutes(
+  app: FastifyInstance, deps: { documents: Documents; reads: SharedReads; caller: (request: FastifyRequest) => string },
+): Promise<void> {
+  const { documents, reads, caller } = deps;
   app.get<{ Params: DocParams; Querystring: ConflictQuery }>(
     '/v1/docs/:collection/:id/conflicts',
     {
@@ -31,26 +37,28 @@ export async function conflictRoutes(app: FastifyInstance, deps: { documents: Do
         params: DocParams, querystring: ConflictQuery, response: { 200: ConflictPage, ...errorResponses('not_found') },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const doc = docOf(request.params);
       // The validator has filled in the defaults.
       const { after = 0, limit = 20 } = request.query;
-      const page = documents.conflicts(doc, after, limit, PAGE_STATE_BYTES);
-      if (page.conflicts.length === 0 && after === 0 && documents.stateVector(doc) === null) {
-        throw new MeridianError('not_found', `document ${doc} does not exist`);
-      }
-      return {
-        conflicts: page.conflicts.map((c) => ({
-          id: c.id,
-          at: new Date(c.at).toISOString(),
-          winner: c.winner,
-          keptDigest: c.keptDigest,
-          lostDigest: c.lostDigest,
-          value: c.value,
-          yjs: Buffer.from(c.state).toString('base64'),
-        })),
-        next: page.next,
-      };
+      const body = await reads.read(doc, `conflicts:${after}:${limit}`, () => null, () => {
+        const page = documents.conflicts(doc, after, limit, PAGE_STATE_BYTES);
+        if (page.conflicts.length === 0 && after === 0 && documents.stateVector(doc) === null) return null;
+        return Buffer.from(JSON.stringify({
+          conflicts: page.conflicts.map((c) => ({
+            id: c.id,
+            at: new Date(c.at).toISOString(),
+            winner: c.winner,
+            keptDigest: c.keptDigest,
+            lostDigest: c.lostDigest,
+            value: c.value,
+            yjs: Buffer.from(c.state).toString('base64'),
+          })),
+          next: page.next,
+        }));
+      }, caller(request));
+      if (body === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
+      return reply.type('application/json; charset=utf-8').send(body);
     },
   );
 }

@@ -20,6 +20,7 @@ export class SseParser {
   private id: string | undefined;
   private event = '';
   private data: string[] = [];
+  private dataChars = 0;
 
   /** Feeds decoded text; returns the events it completed. */
   push(text: string): SseMessage[] {
@@ -47,7 +48,12 @@ export class SseParser {
     if (value.startsWith(' ')) value = value.slice(1);
     if (field === 'id') this.id = value;
     else if (field === 'event') this.event = value;
-    else if (field === 'data') this.data.push(value);
+    else if (field === 'data') {
+      // Lines of one event: bounded as a line is, or a stream that never ends its event grows without bound.
+      this.dataChars += value.length + 1;
+      if (this.dataChars > MAX_PENDING_CHARS) throw new Error('event stream event too large');
+      this.data.push(value);
+    }
     return null;
   }
 
@@ -58,6 +64,7 @@ export class SseParser {
     this.id = undefined;
     this.event = '';
     this.data = [];
+    this.dataChars = 0;
     return message;
   }
 }

@@ -56,10 +56,17 @@ type Outcome =
   /** The server ended the stream (a cut-off, or the region closing) after `delivered` bytes. */
   | { kind: 'ended'; delivered: boolean }
   | { kind: 'failed'; reason: string; markDown: boolean }
-  | { kind: 'refused'; error: Error };
+  | { kind: 'refused'; error: RequestError };
 
 /** Longest pause between rounds of regions that all failed. */
 const MAX_BACKOFF_MS = 5000;
+/**
+ * A stream that delivered and ended sooner than this is resumed after
+ * {@link QUICK_END_PAUSE_MS}, not at once: a region that sends an event and
+ * ends, over and over, would otherwise be asked again in a tight loop.
+ */
+const QUICK_END_MS = 1000;
+const QUICK_END_PAUSE_MS = 100;
 
 /** Opens a change feed of a document (`id`) or a whole collection (`id` undefined). */
 export function openSubscription(
@@ -121,12 +128,21 @@ export function openSubscription(
     while (!signal.aborted) {
       const region = deps.regions.order()[0];
       if (region === undefined) return;
+      const began = performance.now();
       const outcome = await streamFrom(region);
       if (signal.aborted) return;
+      if (outcome.kind === 'refused' && outcome.error.code === 'invalid_token' && state.position !== null) {
+        // A position no region takes (a region sent it, or one on another token format): start afresh, and say so.
+        report(new MeridianClientError(`${region.name}: the feed's position was refused (${outcome.error.message}); starting afresh`));
+        state.position = null;
+        options.onReset?.();
+        continue;
+      }
       if (outcome.kind === 'refused') return report(outcome.error);
-      // A stream that ended after delivering resumes at once; one that ended empty counts as a failure.
+      // A stream that ended after delivering resumes (at once, unless it ended at once); one that ended empty counts as a failure.
       if (outcome.kind === 'ended' && outcome.delivered) {
         failures = 0;
+        if (performance.now() - began < QUICK_END_MS) await pause(QUICK_END_PAUSE_MS, signal);
         continue;
       }
       const reason = outcome.kind === 'ended' ? 'ended without events' : outcome.reason;

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { LiveDoc } from '../src/docs/cache.js';
-import { startCompactor } from '../src/docs/compactor.js';
+import { startCompactor, type CompactorOptions } from '../src/docs/compactor.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
@@ -362,27 +362,32 @@ describe('compaction', () => {
     return { ydoc, lastLsn: 2, digest: null, sizeBound: null };
   }
 
-  it('leaves a document whose commit is in flight, and starts no slice before the last one is written', async () => {
-    const store = new MemoryStore(memoryVolume(), 'r1' as RegionId);
-    const Z = 'c/z' as DocKey;
-    await store.commit({ entries: [entry(store.writer, 1), { ...entry(store.writer, 2), doc: Z }], docs: [] });
-    let release: () => void = () => undefined;
-    const slices: string[][] = [];
-    const written = new Promise<void>((resolve) => (release = resolve));
-    const stop = startCompactor({
+  /** A compactor over `store` ticking every millisecond, noting the documents of each slice it saves; saving waits for `written`. */
+  function compacting(
+    store: MemoryStore, slices: DocKey[][], docs: Pick<CompactorOptions, 'live' | 'load' | 'busy'>, written?: Promise<void>,
+  ): () => void {
+    return startCompactor({
       store: {
         docsNeedingCompaction: (min, limit) => store.docsNeedingCompaction(min, limit),
-        // A disk that does not answer until released: the compactor must wait for it.
         saveSnapshots: (snapshots) => {
           slices.push(snapshots.map((s) => s.doc));
           store.saveSnapshots(snapshots);
           return written;
         },
       },
-      logger, everyMs: 1, afterEntries: 1,
-      live: () => liveDoc(), load: () => null,
-      busy: (doc) => doc === X,
+      logger, everyMs: 1, afterEntries: 1, ...docs,
     });
+  }
+
+  it('leaves a document whose commit is in flight, and starts no slice before the last one is written', async () => {
+    const store = new MemoryStore(memoryVolume(), 'r1' as RegionId);
+    const Z = 'c/z' as DocKey;
+    await store.commit({ entries: [entry(store.writer, 1), { ...entry(store.writer, 2), doc: Z }], docs: [] });
+    let release: () => void = () => undefined;
+    const slices: DocKey[][] = [];
+    // A disk that does not answer until released: the compactor must wait for it.
+    const written = new Promise<void>((resolve) => (release = resolve));
+    const stop = compacting(store, slices, { live: () => liveDoc(), load: () => null, busy: (doc) => doc === X }, written);
     try {
       while (slices.length === 0) await new Promise((r) => setTimeout(r, 5));
       // Ticks pass while the slice is being written: none starts another.
@@ -403,15 +408,7 @@ describe('compaction', () => {
     await store.commit({ entries: [entry(store.writer, 1), entry(store.writer, 2), { ...entry(store.writer, 3), doc: Z }], docs: [] });
     const tried: DocKey[] = [];
     const slices: DocKey[][] = [];
-    const stop = startCompactor({
-      store: {
-        docsNeedingCompaction: (min, limit) => store.docsNeedingCompaction(min, limit),
-        saveSnapshots: (snapshots) => {
-          slices.push(snapshots.map((s) => s.doc));
-          store.saveSnapshots(snapshots);
-        },
-      },
-      logger, everyMs: 1, afterEntries: 1,
+    const stop = compacting(store, slices, {
       live: () => undefined,
       load: (doc) => {
         tried.push(doc);

@@ -1,9 +1,10 @@
 /**
- * The client's change feed against a region that misbehaves (a buggy
- * region, or something between it and the client): an event that never
- * ends, streams that end at once after one event, a position no region
- * takes. The client must neither grow without bound, nor ask again in a
- * tight loop, nor end the subscription for good.
+ * The client against a region that misbehaves (a buggy region, or
+ * something between it and the client). Its change feed: an event that
+ * never ends, streams that end at once after one event, a position no
+ * region takes. Its session: a version token no region takes. The client
+ * must neither grow without bound, nor ask again in a tight loop, nor end
+ * a subscription or fail every call for good.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,15 +24,14 @@ afterEach(async () => {
   }
 });
 
-/** A region at a free port that answers probes and hands feed requests to `feed`. */
-async function region(feed: Handler): Promise<string> {
+/** A region at a free port that answers probes and hands every other request to `handle`. */
+async function region(handle: Handler): Promise<string> {
   const server = createServer((req, res) => {
     if (req.url === '/readyz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ready":true}');
       return;
     }
-    if (req.url?.startsWith('/v1/events/')) return feed(req, res);
-    res.writeHead(404).end();
+    handle(req, res);
   });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -135,3 +135,30 @@ describe('the client change feed against a misbehaving region', () => {
     }
   });
 });
+
+describe('the client session against a region that hands out a malformed version', () => {
+  it('drops a token the region refuses, goes on without it, and takes the next one', async () => {
+    const seen: { method: string; after: string | undefined }[] = [];
+    const url = await region((req, res) => {
+      const after = req.headers['meridian-after'] as string | undefined;
+      seen.push({ method: req.method ?? '', after });
+      req.resume();
+      if (after === 'not a token') {
+        res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_token","message":"unknown version token format"}');
+      } else if (req.method === 'PUT') {
+        res.writeHead(200, { 'content-type': 'application/json', 'meridian-version': 'not a token' }).end('{"version":"not a token"}');
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json', 'meridian-version': 'v1.W10' }).end('{"n":1}');
+      }
+    });
+    const c = client(url);
+    expect(await c.put('c', 'a', { n: 1 })).toBe('not a token');
+    // Refused with the malformed token, then served without it; the session takes the token of that answer.
+    expect(await c.get('c', 'b')).toMatchObject({ value: { n: 1 }, version: 'v1.W10' });
+    expect(seen.map((r) => `${r.method} ${r.after ?? '-'}`)).toEqual(['PUT -', 'GET not a token', 'GET -']);
+    expect(c.status().session).toBe('v1.W10');
+    await c.get('c', 'b');
+    expect(seen.at(-1)!.after).toBe('v1.W10');
+  });
+});
+

@@ -147,16 +147,30 @@ export class Router {
     return { kind: 'checked', stale: null };
   }
 
-  /** The call with the session: first the session's pending tokens, then the call itself. */
+  /**
+   * The call with the session: first the session's pending tokens, then the
+   * call itself. A token the region refuses as malformed is dropped from the
+   * session (a region refuses it before it does anything), and the call
+   * goes on without it.
+   */
   private async attemptSession(region: RegionEndpoint, call: Call): Promise<Verdict> {
     const ticket = this.d.session.begin();
     for (const token of ticket.pending) {
       const fold = foldCall(call.collection);
       const verdict = this.judge(region, fold, await this.send(region, fold, token), null);
       if (verdict.kind === 'skip') return verdict;
+      if (refusesToken(verdict.served)) {
+        this.d.session.drop(token);
+        continue;
+      }
       expectOk(verdict.served);
     }
-    return this.judge(region, call, await this.send(region, call, ticket.after), ticket);
+    const verdict = this.judge(region, call, await this.send(region, call, ticket.after), ticket);
+    if (verdict.kind === 'served' && ticket.after !== null && refusesToken(verdict.served)) {
+      this.d.session.drop(ticket.after);
+      return this.attemptSession(region, call);
+    }
+    return verdict;
   }
 
   private send(region: RegionEndpoint, call: Call, after: string | null, waitMs = this.d.waitMs): Promise<Exchange> {
@@ -230,6 +244,11 @@ function laggingMissing(ex: Exchange): Record<string, number> | null {
   const missing = (ex.body as { missing?: unknown }).missing;
   if (typeof missing !== 'object' || missing === null) return {};
   return Object.fromEntries(Object.entries(missing).filter((e): e is [string, number] => typeof e[1] === 'number'));
+}
+
+/** A region's refusal of the `meridian-after` token a request carried. */
+function refusesToken(served: Served): boolean {
+  return served.status === 400 && errorCode(served.body) === 'invalid_token';
 }
 
 function errorCode(body: unknown): string | null {

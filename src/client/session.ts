@@ -81,6 +81,20 @@ export class SessionVersion {
   }
 
   /**
+   * Forgets `token`, which a region refused as malformed (400
+   * `invalid_token`: a region or something between sent it, or it is of a
+   * format this region does not read): kept, it would have every later
+   * request refused, at every region, for good.
+   */
+  drop(token: string): void {
+    if (token === this.token) {
+      this.token = null;
+      this.generation += 1;
+    }
+    this.pending = this.pending.filter((p) => p !== token);
+  }
+
+  /**
    * Takes back tokens set aside once a region is known to have applied them:
    * they become pending, so the next request covers them again.
    */

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDocuments } from '../src/docs/documents.js';
+import { yDocSkipping } from '../src/docs/loader.js';
 import type { Documents } from '../src/docs/types.js';
 import { docKey, type RegionId } from '../src/ids.js';
 import { openStore } from '../src/storage/sqlite.js';
@@ -257,6 +258,22 @@ describe('the write path', () => {
     expect(readDuring).toBe(true);
     expect(t.docs.pendingDocs()).toBe(1);
     expect(t.docs.read(key).value).not.toHaveProperty('second');
+  });
+
+  it('builds a document from the parts Yjs takes, one by one, skipping each it refuses', () => {
+    const editor = new Y.Doc();
+    editor.clientID = 3;
+    const parts: Uint8Array[] = [];
+    editor.on('update', (u: Uint8Array) => parts.push(u));
+    for (let i = 0; i < 50; i++) editor.getMap('root').set(`k${i % 7}`, i);
+    const whole = Y.encodeStateAsUpdate(editor);
+    // Two parts Yjs refuses among them.
+    parts.splice(40, 0, Uint8Array.from([0xff, 0xff, 0xff]));
+    parts.splice(10, 0, Uint8Array.from([1, 200]));
+    const { ydoc, skipped } = yDocSkipping(parts, 77);
+    expect(skipped).toBe(2);
+    expect(ydoc.clientID).toBe(77);
+    expect(Y.encodeStateAsUpdate(ydoc)).toEqual(whole);
   });
 
   it('skips a stored entry Yjs refuses when it builds a document, and marks the document for repair', async () => {

@@ -18,9 +18,30 @@ export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): 
   try {
     return { ydoc: loadDoc(updates, clientId), skipped: 0 };
   } catch {
-    // One at a time, each tried on top of those kept (a failed apply may leave a document half-changed).
+    // One at a time, below.
   }
+  // Each applied on top of those kept, to one document rebuilt only after a
+  // refusal (a failed apply may leave it half-changed): rebuilt for every
+  // part, a large document of thousands of entries held the event loop
+  // for minutes.
   const kept: Uint8Array[] = [];
+  let scratch = loadDoc([], 0);
+  for (const u of updates) {
+    try {
+      Y.applyUpdate(scratch, u);
+      kept.push(u);
+    } catch {
+      scratch.destroy();
+      scratch = loadDoc(kept, 0);
+    }
+  }
+  scratch.destroy();
+  try {
+    return { ydoc: loadDoc(kept, clientId), skipped: updates.length - kept.length };
+  } catch {
+    // Loading them together refused what applying them one by one took (see crdt/load.ts): each tried on top of those kept.
+  }
+  kept.length = 0;
   for (const u of updates) {
     try {
       loadDoc([...kept, u], 0).destroy();

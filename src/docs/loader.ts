@@ -8,6 +8,31 @@ import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
 /**
+ * The updates Yjs takes, each applied on top of those taken before it, to
+ * one document rebuilt only after a refusal (a failed apply may leave it
+ * half-changed). Rebuilt for every part, a large document of thousands of
+ * entries held the event loop for minutes.
+ */
+function keptOneByOne(updates: readonly Uint8Array[]): Uint8Array[] {
+  const kept: Uint8Array[] = [];
+  let scratch = loadDoc([], 0);
+  try {
+    for (const u of updates) {
+      try {
+        Y.applyUpdate(scratch, u);
+        kept.push(u);
+      } catch {
+        scratch.destroy();
+        scratch = loadDoc(kept, 0);
+      }
+    }
+    return kept;
+  } finally {
+    scratch.destroy();
+  }
+}
+
+/**
  * As `loadDoc`, skipping updates Yjs fails to apply. Each part passed
  * its checks when it was taken, but an entry held beside a document's state
  * is applied only when the document is built (cache.ts), and one Yjs still
@@ -20,28 +45,13 @@ export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): 
   } catch {
     // One at a time, below.
   }
-  // Each applied on top of those kept, to one document rebuilt only after a
-  // refusal (a failed apply may leave it half-changed): rebuilt for every
-  // part, a large document of thousands of entries held the event loop
-  // for minutes.
-  const kept: Uint8Array[] = [];
-  let scratch = loadDoc([], 0);
-  for (const u of updates) {
-    try {
-      Y.applyUpdate(scratch, u);
-      kept.push(u);
-    } catch {
-      scratch.destroy();
-      scratch = loadDoc(kept, 0);
-    }
-  }
-  scratch.destroy();
   try {
+    const kept = keptOneByOne(updates);
     return { ydoc: loadDoc(kept, clientId), skipped: updates.length - kept.length };
   } catch {
-    // Loading them together refused what applying them one by one took (see crdt/load.ts): each tried on top of those kept.
+    // Loading parts together refused what applying them one by one took (see crdt/load.ts): each tried as a whole load.
   }
-  kept.length = 0;
+  const kept: Uint8Array[] = [];
   for (const u of updates) {
     try {
       loadDoc([...kept, u], 0).destroy();

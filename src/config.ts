@@ -549,6 +549,18 @@ export function frameBytesFor(regions: number, maxDocumentBytes: number): number
   return regions * maxDocumentBytes + MIB;
 }
 
+/**
+ * What merges from peers may grow a document to: what concurrent writes in
+ * a partition can merge one to (see {@link frameBytesFor}), each region's
+ * share with the 1/64 a local write may pass `maxDocumentBytes` by
+ * (docs/size-guard.ts). Past it a peer's entry or state is refused, so that
+ * a buggy or hostile peer cannot grow a document until its state no longer
+ * fits a frame.
+ */
+export function mergedDocumentBytesFor(regions: number, maxDocumentBytes: number): number {
+  return regions * (maxDocumentBytes + Math.floor(maxDocumentBytes / 64));
+}
+
 /** `replication.maxFrameBytes` defaults to what the cluster needs, and at least 16 MiB. */
 function resolveReplication(c: ConfigInput): ReplicationConfig {
   const needed = frameBytesFor((c.peers ?? []).length + 1, resolveLimits(c.limits).maxDocumentBytes);

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { frameBytesFor, type RegionConfig, type TlsConfig } from './config.js';
+import { frameBytesFor, mergedDocumentBytesFor, type RegionConfig, type TlsConfig } from './config.js';
 import type { RegionId } from './ids.js';
 import { openStore } from './storage/sqlite.js';
 import { lockDir } from './lockfile.js';
@@ -75,6 +75,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     decodedDocs: config.storage.decodedDocs,
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes,
+    maxMergedDocumentBytes: mergedDocumentBytesFor(config.peers.length + 1, config.limits.maxDocumentBytes),
     maxWriteNodes: config.limits.maxWriteNodes,
     compactAfterEntries: config.storage.compactAfterEntries,
     compactIntervalMs: config.storage.compactIntervalMs,

@@ -29,7 +29,7 @@ const open: { docs: Documents; store: Store }[] = [];
 /** Called with each batch as it is handed to the store (before the commit starts). */
 let beforeCommit: ((batch: Parameters<Store['commit']>[0]) => void) | null = null;
 
-function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number, inUseMs?: number) {
+function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number, inUseMs?: number, maxMergedDocumentBytes?: number) {
   if (!dirs.includes(dir)) dirs.push(dir);
   const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
   let commits = 0;
@@ -47,6 +47,7 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
   };
   const docs = createDocuments({
     store: counted, logger, cacheDocs, ...(decodedDocs ? { decodedDocs } : {}), ...(inUseMs ? { inUseMs } : {}), yjsUpdateBytes: 1 << 20, compactIntervalMs: 0,
+    ...(maxMergedDocumentBytes ? { maxMergedDocumentBytes } : {}),
   });
   const handle = { docs, store, dir, commits: () => commits, loads: () => loads };
   open.push(handle);
@@ -57,9 +58,9 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
  * A source whose committed entries are kept, to be sent to a target as one
  * peer's log; the target holds at most 4 documents decoded, the rest encoded.
  */
-function backlogPair() {
+function backlogPair(maxMergedDocumentBytes?: number) {
   const source = node();
-  const t = node(undefined, 1000, 4);
+  const t = node(undefined, 1000, 4, undefined, maxMergedDocumentBytes);
   const updates: { doc: ReturnType<typeof docKey>; update: Uint8Array }[] = [];
   source.docs.onCommitted((entries) => entries.forEach((e) => updates.push({ doc: e.doc, update: e.update })));
   /** Every entry committed so far, numbered as the source's log. */
@@ -659,6 +660,64 @@ describe('the write path', () => {
     // Sent again (a reconnect), it is a duplicate: nothing more is kept.
     await target.docs.applyRemote([garbage], 'r0' as RegionId);
     expect(target.store.quarantine.counts().get('r0' as RegionId)).toBe(1);
+  });
+
+  it('quarantines peer entries and refuses a peer state that would grow a document past what merges may, and takes what deletes', async () => {
+    const LIMIT = 4096;
+    const target = node(undefined, 1000, undefined, undefined, LIMIT);
+    const key = docKey('c', 'grown');
+    const origin = 'r0~a' as never;
+    const peer = new Y.Doc();
+    const root = peer.getMap('root');
+    const first = captured(peer, () => {
+      root.set('\u0000live', true);
+      root.set('a', 'x'.repeat(2000));
+    });
+    const big = captured(peer, () => root.set('b', 'y'.repeat(3000)));
+    const shrink = captured(peer, () => root.delete('a'));
+    const entry = (seq: number, update: Uint8Array) => ({ origin, seq, doc: key, ts: 0, update });
+    // One by one, as separate frames bring them, and all three in one frame.
+    expect(await target.docs.applyRemote([entry(1, first)], 'r0' as RegionId)).toMatchObject({ applied: 1, quarantined: 0 });
+    expect(await target.docs.applyRemote([entry(2, big)], 'r0' as RegionId)).toMatchObject({ applied: 0, quarantined: 1 });
+    expect(await target.docs.applyRemote([entry(3, shrink)], 'r0' as RegionId)).toMatchObject({ applied: 1, quarantined: 0 });
+    expect(target.docs.versionVector().get(origin)).toBe(3);
+    expect(target.docs.read(key).value).toEqual({});
+    expect(target.store.quarantine.list(0, 10)).toMatchObject([{ origin, seq: 2, doc: key, peer: 'r0', reason: expect.stringMatching(/past the 4096 that merges from peers may grow a document to/) }]);
+    // The peer's whole state holds the refused change: refused too, and the document left as it was.
+    const whole = Y.encodeStateAsUpdate(peer);
+    expect(await target.docs.applyState(key, whole, 'r0' as RegionId)).toEqual({ refused: expect.stringMatching(/past the 4096/) });
+    expect(target.docs.read(key).value).toEqual({});
+    // Once the peer has deleted it, its state is taken: after the second or so the document counts as full
+    // for (see size-guard.ts), in which a state that adds structs is refused without being measured.
+    root.delete('b');
+    expect(await target.docs.applyState(key, Y.encodeStateAsUpdate(peer), 'r0' as RegionId)).toEqual({ refused: expect.stringMatching(/measured at \d+ bytes of state moments ago/) });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(await target.docs.applyState(key, Y.encodeStateAsUpdate(peer), 'r0' as RegionId)).toEqual({ refused: null });
+    expect(target.docs.read(key).value).toEqual({});
+    expect(Y.encodeStateAsUpdate(loadedFrom(target.docs.readYjs(key, new Uint8Array([0]))!)).byteLength).toBeLessThanOrEqual(LIMIT);
+    // A new document (a rebuild's) larger than the bound is refused whole.
+    const other = new Y.Doc();
+    other.getMap('root').set('c', 'z'.repeat(5000));
+    expect(await target.docs.applyState(docKey('c', 'new'), Y.encodeStateAsUpdate(other), 'r0' as RegionId)).toEqual({ refused: expect.stringMatching(/past the 4096/) });
+    expect(target.docs.read(docKey('c', 'new')).value).toBeNull();
+  });
+
+  it('holds a backlog of peer entries to what merges may grow a document to, beside documents held encoded too', async () => {
+    const LIMIT = 4096;
+    const { source, t, entries: entriesSoFar } = backlogPair(LIMIT);
+    const keys = Array.from({ length: 100 }, (_, i) => docKey('c', `g${i}`));
+    for (let round = 0; round < 30; round++) await Promise.all(keys.map((key) => source.docs.patch(key, { [`r${round}`]: 'v'.repeat(300) })));
+    const entries = entriesSoFar();
+    await t.docs.applyRemote(entries.slice(0, keys.length), 'r0' as RegionId);
+    const result = await t.docs.applyRemote(entries.slice(keys.length), 'r0' as RegionId);
+    expect(result.quarantined).toBeGreaterThan(0);
+    expect(result.applied + result.quarantined).toBe(entries.length - keys.length);
+    for (const key of keys) {
+      const size = t.docs.readYjs(key, new Uint8Array([0]))!.byteLength;
+      // The guard's slack (1/64) at most past the bound; the source's documents are each about 20 KB.
+      expect(size).toBeLessThanOrEqual(LIMIT + LIMIT / 64);
+      expect(size).toBeGreaterThan(LIMIT / 2);
+    }
   });
 
   it('refuses a local write whose update exceeds the limit, keeping what the same commit already staged', async () => {

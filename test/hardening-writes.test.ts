@@ -148,6 +148,46 @@ describe('an entry a peer cannot apply does not stop the link', () => {
   });
 });
 
+describe('a peer cannot grow a document past what merges from peers may', () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    // Regions configured differently: "small" keeps documents to 64 KiB, so merges from its one peer to 2 × (64 + 1) KiB.
+    cluster = await startTestCluster(['large', 'small'], {}, { small: { limits: { maxDocumentBytes: 64 * 1024 } } });
+  });
+  afterAll(async () => {
+    await cluster.dispose();
+  });
+
+  it('quarantines the entry, refuses the state that would repair it, keeps the link and says so', async () => {
+    const large = cluster.regions.get('large')!;
+    const small = cluster.regions.get('small')!;
+    const first = 'a'.repeat(100_000);
+    expect((await http(`${large.url}/v1/docs/c/big`, { method: 'PUT', body: { first } })).status).toBe(200);
+    await waitFor('the first write at small', async () => (await http(`${small.url}/v1/docs/c/big`)).status === 200);
+    expect((await http(`${large.url}/v1/docs/c/big`, { method: 'PATCH', body: { second: 'b'.repeat(100_000) } })).status).toBe(200);
+    expect((await http(`${large.url}/v1/docs/c/after`, { method: 'PUT', body: { n: 1 } })).status).toBe(200);
+    await waitFor('the later write at small', async () => (await http(`${small.url}/v1/docs/c/after`)).status === 200);
+    const link = (await syncStatus(small.url)).peers.find((p) => p.region === 'large')!;
+    expect((link.inbound as { quarantined?: number }).quarantined).toBe(1);
+
+    // Anti-entropy offers the whole state to repair it: refused, the link kept, and shown.
+    await waitFor('the state refused', async () => /meridian_frames_rejected_total\{[^}]*reason="doc_state_refused"[^}]*\} [1-9]/.test((await http<string>(`${small.url}/metrics`)).body), 30_000, 250);
+    const status = (await syncStatus(small.url)).peers.find((p) => p.region === 'large')!;
+    expect(status.state).toBe('up');
+    expect(status.lastError).toMatch(/^doc_state_refused: the merge would leave c\/big with \d+ bytes of state, past the 133120/);
+    expect((await http<{ first?: string; second?: string }>(`${small.url}/v1/docs/c/big`)).body).toEqual({ first });
+    expect(readFileSync(small.logPath, 'utf8')).toContain('a document state from the peer was refused; the link stays');
+
+    // Replication goes on; the document's deletion, which shrinks it, is taken.
+    expect((await http(`${large.url}/v1/docs/c/next`, { method: 'PUT', body: { n: 2 } })).status).toBe(200);
+    await waitFor('a write after the refusal', async () => (await http(`${small.url}/v1/docs/c/next`)).status === 200);
+    expect((await http(`${large.url}/v1/docs/c/big`, { method: 'DELETE' })).status).toBe(200);
+    await waitFor('the deletion at small', async () => (await http(`${small.url}/v1/docs/c/big`)).status === 404, 30_000, 250);
+    expect((await syncStatus(small.url)).peers.find((p) => p.region === 'large')!.state).toBe('up');
+  });
+});
+
 describe('the size of one document is bounded', () => {
   let cluster: Cluster;
   let url: string;

@@ -34,7 +34,8 @@ interface EncodedDoc {
   lastLsn: number;
   /** What the region's digest index holds for it (see LiveDoc.digest); kept by {@link DocCache.noteDigest}. */
   digest: Uint8Array | null;
-  sizeBound: number | null;
+  /** As LiveDoc's: the state's own size when encoded, raised by `later`. */
+  sizeBound: number;
   /** When it was held encoded (performance.now()): committed, or the least recently used of the decoded ones. */
   encodedAt: number;
 }
@@ -151,12 +152,14 @@ export class DocCache {
    * beside the document's encoded state (see {@link appendCommitted}): not
    * when it is not held encoded, or holds structs waiting for missing
    * dependencies (it is decoded to take more, so that Yjs sees them
-   * together), or past the bounds on what is held.
+   * together), or past the bounds on what is held, or when they could
+   * take it past `maxSize` (applied instead, where the document is measured).
    */
-  mayHoldLater(key: string, updates: number, bytes: number, elsewhere: number): boolean {
+  mayHoldLater(key: string, updates: number, bytes: number, elsewhere: number, maxSize: number): boolean {
     const held = this.encoded.get(key);
     return held !== undefined && !held.holdsPending && held.later.length + updates <= MAX_LATER_UPDATES
-      && held.laterBytes + bytes <= MAX_LATER_DOC_BYTES && this.laterBytes + elsewhere + bytes <= MAX_LATER_BYTES;
+      && held.laterBytes + bytes <= MAX_LATER_DOC_BYTES && this.laterBytes + elsewhere + bytes <= MAX_LATER_BYTES
+      && held.sizeBound + bytes <= maxSize;
   }
 
   /** The digest the region's index holds for a document held encoded (see LiveDoc.digest). */
@@ -180,7 +183,7 @@ export class DocCache {
       held.laterBytes += bytes;
       this.laterBytes += bytes;
       held.lastLsn = Math.max(held.lastLsn, lastLsn);
-      if (held.sizeBound !== null) held.sizeBound += bytes;
+      held.sizeBound += bytes;
       return;
     }
     const live = this.docs.get(key);
@@ -319,7 +322,7 @@ class OldestFirst<K> {
 
 function encode(live: LiveDoc, encoded = encodedState(live)): EncodedDoc {
   const { state, holdsPending } = encoded;
-  return { state, holdsPending, later: [], laterBytes: 0, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: live.sizeBound, encodedAt: performance.now() };
+  return { state, holdsPending, later: [], laterBytes: 0, clientId: live.ydoc.clientID, lastLsn: live.lastLsn, digest: live.digest, sizeBound: state.byteLength, encodedAt: performance.now() };
 }
 
 /** A document's state, and whether some of it waits for missing dependencies. */

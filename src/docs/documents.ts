@@ -95,6 +95,11 @@ export interface DocumentsOptions {
   yjsUpdateBytes: number;
   /** Largest encoded state a local write may leave a document with (beyond it: 413 `body_too_large`); default unbounded. */
   maxDocumentBytes?: number;
+  /**
+   * Largest encoded state a peer's entries or state may merge a document to
+   * (beyond it an entry is quarantined, a state refused); default unbounded.
+   */
+  maxMergedDocumentBytes?: number;
   /** Most JSON nodes one PUT, PATCH or ops write may hold (default {@link DEFAULT_MAX_WRITE_NODES}). */
   maxWriteNodes?: number;
   /** Compact a document's log into its snapshot after this many entries (0: never in background). */
@@ -217,6 +222,7 @@ class DocumentsImpl implements Documents {
       writer: () => this.writer,
       yjsUpdateBytes: options.yjsUpdateBytes,
       sizes: new SizeGuard(options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER),
+      mergedSizes: new SizeGuard(options.maxMergedDocumentBytes ?? Number.MAX_SAFE_INTEGER),
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
       // A document this batch holds entries beside is built with them.
@@ -433,9 +439,9 @@ class DocumentsImpl implements Documents {
     return Promise.all(parts).then((results) => results.reduce(addResults));
   }
 
-  applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<void> {
+  applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<{ refused: string | null }> {
     validateUpdate(update, Number.MAX_SAFE_INTEGER);
-    return this.enqueue<void>((s) => ({ kind: 'state', doc, update, from, ...s }));
+    return this.enqueue<{ refused: string | null }>((s) => ({ kind: 'state', doc, update, from, ...s }));
   }
 
   replaceState(doc: DocKey, state: Uint8Array, from: RegionId): Promise<ReplaceResult> {
@@ -866,7 +872,9 @@ class DocumentsImpl implements Documents {
     let deferred = batch.deferred.get(doc);
     if (deferred === undefined && (batch.touched.has(doc) || !this.queue.backlogged)) return false;
     const bytes = (deferred ?? []).reduce((n, u) => n + u.byteLength, update.byteLength);
-    if (!this.cache.mayHoldLater(doc, (deferred?.length ?? 0) + 1, bytes, batch.deferredBytes + update.byteLength - bytes)) return false;
+    const merged = this.stager.mergedSizes;
+    if (merged.fullSize(doc) !== null) return false;
+    if (!this.cache.mayHoldLater(doc, (deferred?.length ?? 0) + 1, bytes, batch.deferredBytes + update.byteLength - bytes, merged.limit)) return false;
     if (deferred === undefined) {
       batch.before.set(doc, this.cache.encodedDigest(doc) ?? null);
       batch.deferred.set(doc, (deferred = []));

@@ -32,7 +32,7 @@ export type Job =
     deletesOnly?: boolean;
   } & Settle<WriteAck | null>)
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
-  | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<void>)
+  | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<{ refused: string | null }>)
   | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
   | ({ kind: 'replace'; doc: DocKey; state: Uint8Array; from: RegionId } & Settle<ReplaceResult>);
 
@@ -85,6 +85,8 @@ export interface StageHost {
   readonly yjsUpdateBytes: number;
   /** Holds local writes to `limits.maxDocumentBytes`. */
   readonly sizes: SizeGuard;
+  /** Holds what peers' entries and states merge a document to (config.ts, `mergedDocumentBytesFor`). */
+  readonly mergedSizes: SizeGuard;
   now(): number;
   /** This region's own highest committed sequence number. */
   appliedSeq(): number;
@@ -127,14 +129,20 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       // Decoded only for a document that holds something to collide with (a rebuild's are new).
       const parts = ydoc.store.clients.size === 0 ? [job.update] : [Y.decodeUpdate(job.update)];
       try {
+        const before = sizeBeforeMerge(host, job.doc, live, addsStructs(parts[0]!));
         applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch, parts);
+        refuseMergedGrowth(host, job.doc, live, before, batch);
+      } catch (err) {
+        if (!(err instanceof GrowthRefused)) throw err;
+        batch.done.push(() => job.resolve({ refused: err.message }));
+        return;
       } finally {
         ydoc.off('update', mark);
       }
       if (added.length > 0) noteMerged(batch, job.doc, holdsPending(live) ? null : added);
       batch.snapshots.add(job.doc);
       summarize(job.doc, live, batch);
-      batch.done.push(() => job.resolve());
+      batch.done.push(() => job.resolve({ refused: null }));
       return;
     }
     case 'raise':
@@ -328,7 +336,9 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
       // Merged, updates that collide would splice before the doc is even reached: applied one by one.
       if (run.length > 1 && mayCollide(live.ydoc, run.map((e) => e.update))) run = [entry];
       const update = run.length === 1 ? entry.update : Y.mergeUpdates(run.map((e) => e.update));
+      const before = sizeBeforeMerge(host, entry.doc, live, run.length > 1 || addsStructs(decoded));
       live = applyGuarded(host, entry.doc, live, update, { peer: job.from }, batch, run.length === 1 ? [decoded] : [update]);
+      refuseMergedGrowth(host, entry.doc, live, before, batch);
     } catch (err) {
       for (const e of run) {
         batch.vv.set(e.origin, e.seq);
@@ -349,6 +359,64 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     i += run.length - 1;
   }
   batch.done.push(() => job.resolve(result));
+}
+
+/**
+ * A peer's entry or state that would grow a document past what merges from
+ * peers may (`StageHost.mergedSizes`): an entry is quarantined, a state
+ * refused. A region's own clients can grow a document only to
+ * `maxDocumentBytes`, so concurrent writes merge it to at most about the
+ * regions' count times that; more comes only from a peer that is faulty or
+ * has a larger limit, and taken, it would grow the document until its state
+ * no longer fits a frame, and it could no longer be repaired or rebuilt.
+ */
+class GrowthRefused extends Error {}
+
+/** Whether an update (decoded, or not decoded and so not known) adds structs, not only deletions. */
+function addsStructs(update: Uint8Array | DecodedUpdate): boolean {
+  return update instanceof Uint8Array || update.structs.length > 0;
+}
+
+/**
+ * Before a peer's update is applied: the document's size (measured once
+ * per load, so that growth is told from updates' bytes after it), and an
+ * update that adds structs refused at once while the document counts as
+ * full (measured over the bound moments ago; see size-guard.ts), so that a
+ * peer sending one small update after another does not make the region
+ * measure and reload a large document for each.
+ */
+function sizeBeforeMerge(host: StageHost, doc: DocKey, live: LiveDoc, adds: boolean): number {
+  const full = adds ? host.mergedSizes.fullSize(doc) : null;
+  if (full !== null) {
+    throw new GrowthRefused(`${doc} was measured at ${full} bytes of state moments ago, past the ${host.mergedSizes.limit} that merges from peers may grow a document to: ${MERGED_BOUND_ADVICE}`);
+  }
+  if (live.sizeBound === null) live.sizeBound = live.measuredSize = Y.encodeStateAsUpdate(live.ydoc).byteLength;
+  return live.sizeBound;
+}
+
+const MERGED_BOUND_ADVICE = 'limits.maxDocumentBytes should be the same at every region (a peer with a larger one sends what this region refuses); otherwise the peer is faulty';
+
+/**
+ * After a peer's update was applied: the document measured once the
+ * updates since the last measurement could have taken it past the bound
+ * by more than the guard's slack, as local writes are (see
+ * refuseTooLarge); grown past it, the update is dropped (the document
+ * reloaded) and refused.
+ */
+function refuseMergedGrowth(host: StageHost, doc: DocKey, live: LiveDoc, before: number, batch: Batch): void {
+  const guard = host.mergedSizes;
+  const bound = live.sizeBound;
+  const measured = live.measuredSize;
+  if (bound !== null && (bound <= guard.limit || (measured !== undefined && measured <= guard.limit && bound - measured <= guard.slack))) return;
+  const started = performance.now();
+  const size = Y.encodeStateAsUpdate(live.ydoc).byteLength;
+  if (size <= guard.limit || size <= before) {
+    live.sizeBound = live.measuredSize = size;
+    return;
+  }
+  guard.over(doc, size, performance.now() - started);
+  host.discard(doc, batch);
+  throw new GrowthRefused(`the merge would leave ${doc} with ${size} bytes of state, past the ${guard.limit} that merges from peers may grow a document to: ${MERGED_BOUND_ADVICE}`);
 }
 
 /** A merge by state added `added` to `doc` (null: the whole state must be read to tell what). */

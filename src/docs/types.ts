@@ -157,8 +157,12 @@ export interface Documents {
 
   /** Applies log entries received from a peer (validated, idempotent, order-independent). */
   applyRemote(entries: NewLogEntry[], from: RegionId): Promise<RemoteApplyResult>;
-  /** Merges a peer's full or partial document state (anti-entropy and catch-up by state). */
-  applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<void>;
+  /**
+   * Merges a peer's full or partial document state (anti-entropy and
+   * catch-up by state); `refused`: why it was not, when it would have grown
+   * the document past what merges from peers may (`maxMergedDocumentBytes`).
+   */
+  applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<{ refused: string | null }>;
   /**
    * Offers a peer's whole state of a document whose replicas were found to
    * hold the same structure with different content (see replace.ts). The

@@ -48,6 +48,8 @@ export interface AntiEntropyPort {
   send(frame: Frame): Promise<void>;
   /** A received frame turned out bad after all: close the link. */
   fail(reason: string): void;
+  /** A received frame's content was refused, the link kept (`onRejected`: the peer's last error, a metric). */
+  refused(reason: string): void;
   /** What the peer has stated it holds on this link (sync request, acks, pings, entries sent). */
   peerStated(): VersionVector;
   /** Shared with the write path (see BackgroundPacer): reading and sending document states is catch-up work. */
@@ -436,12 +438,15 @@ export class AntiEntropy {
     // Not awaited one by one: documents received together share one commit
     // (a rebuild of many documents would otherwise cost an fsync each, and a
     // receiver that slow stops reading its socket, heartbeats included).
-    const applied = documents.applyState(frame.doc, frame.update, this.port.peer);
-    this.applying.add(applied);
-    applied.then(
-      () => this.applying.delete(applied),
+    const applied = documents.applyState(frame.doc, frame.update, this.port.peer).then(
+      ({ refused }) => {
+        // Kept serving: the document stays apart from the peer's, and says so.
+        if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
+      },
       (err: unknown) => this.port.fail(`doc-state rejected: ${err instanceof Error ? err.message : String(err)}`),
     );
+    this.applying.add(applied);
+    void applied.then(() => this.applying.delete(applied));
     // Waits for the oldest merge, not this one: the link is read again as
     // soon as any commit makes room, so a long queue of merges still lets
     // the peer's frames through now and then (each one worked off counts as

@@ -83,7 +83,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   readonly peers = new Map<RegionId, Peer>();
   private readonly log: Logger;
   /** One line a minute per peer: anti-entropy finds the same document every round. */
-  private readonly unsentLog: LogLimiter;
+  private readonly perPeerLog: LogLimiter;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly waiters = new Set<() => void>();
   private readonly awarenessListeners = new Set<(doc: DocKey, update: Uint8Array, from: RegionId) => void>();
@@ -101,7 +101,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 
   constructor(private readonly o: ReplicatorOptions) {
     this.log = o.logger.child({ module: 'replication' });
-    this.unsentLog = createLogLimiter({ logger: this.log });
+    this.perPeerLog = createLogLimiter({ logger: this.log });
     const r = o.config.replication;
     for (const p of o.config.peers) {
       const region = p.region;
@@ -216,12 +216,14 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       holds: (other, writer, seq) => (this.peers.get(other)?.session?.peerHas.get(writer) ?? 0) >= seq,
       onRejected: (reason) => {
         peer.lastError = reason;
-        this.o.metrics.framesRejected.inc({ peer: region, reason: reason.split(':')[0] ?? 'frame' });
+        const kind = reason.split(':')[0] ?? 'frame';
+        this.o.metrics.framesRejected.inc({ peer: region, reason: kind });
+        if (kind === 'doc_state_refused') this.perPeerLog.warn(kind, region, { peer: region, reason }, 'a document state from the peer was refused; the link stays');
       },
       onUnsent: (reason, kind) => {
         peer.lastError = reason;
         this.o.metrics.framesUnsent.inc({ peer: region, reason: kind });
-        if (kind === 'too_large') this.unsentLog.warn('frame_too_large', region, { peer: region, reason }, 'frame too large for the link; not sent');
+        if (kind === 'too_large') this.perPeerLog.warn('frame_too_large', region, { peer: region, reason }, 'frame too large for the link; not sent');
         else this.log.warn({ peer: region, reason }, 'peer reads nothing; closing the link');
       },
       resendAfterMs: RESEND_AFTER_DEAD_TIMEOUTS * r.deadAfterMs,

@@ -66,7 +66,7 @@ export interface SessionOptions {
   onPong: (rttMs: number) => void;
   /** The peer acknowledged storing `vv` (never beyond what this region holds). */
   onAck: (vv: VersionVector) => void;
-  /** A frame failed to decode or apply; the link is being closed. */
+  /** A frame failed to decode or apply (the link is being closed), or what it carried was refused (`doc_state_refused`: the link stays). */
   onRejected: (reason: string) => void;
   /**
    * A frame this region would send was not: larger than `maxFrameBytes`
@@ -205,6 +205,7 @@ export class Session {
       fail: (reason) => {
         if (!this.closed) this.reject(reason);
       },
+      refused: (reason) => this.o.onRejected(reason),
       peerStated: () => this.peerHas,
       ...(o.pacer ? { pacer: o.pacer } : {}),
     });

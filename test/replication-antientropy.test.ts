@@ -396,6 +396,24 @@ describe('floors and acknowledgements from a peer', () => {
     expect(b.docs.read(docKey('ae', 'from-c')).value).toEqual({ by: 'c' });
   });
 
+  it('leave a peer to apply a round: none starts toward it again before it states the round\'s floor', async () => {
+    const a = region('ap-south');
+    const b = region('eu-west');
+    for (let i = 0; i < 20; i++) await a.docs.put(docKey('ae', `d${i}`), { i });
+    // What b states it holds (its acknowledgements) reaches a only once released.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const { sa } = join2(a, b, async (frame, to) => {
+      if (to === a.name && frame.type === 'ack') await released;
+      return true;
+    });
+    await within(sa.ae.start(), 5000, 'the round');
+    await expect.poll(() => b.docs.versionVector()).toEqual(a.docs.versionVector());
+    expect(sa.peerApplyingRound()).toBe(true);
+    release();
+    await expect.poll(() => sa.peerApplyingRound()).toBe(false);
+  });
+
   it('refuse, changing nothing, a floor for a round not answered, beyond what the peer stated, or beyond this region', async () => {
     const b = region('eu-west');
     await b.docs.put(docKey('ae', 'x'), { v: 1 });

@@ -14,7 +14,7 @@ import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
 import { openStore } from '../src/storage/sqlite.js';
 import { PENDING_READ_LIMIT } from '../src/storage/pending.js';
-import { MAX_CONFLICTS_PER_DOC, type NewLogEntry, type Store } from '../src/storage/types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINED_PER_PEER, type NewLogEntry, type Store } from '../src/storage/types.js';
 import { bucketOf } from '../src/buckets.js';
 
 const REGION = 'us-east' as RegionId;
@@ -360,6 +360,25 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(again.quarantine.counts()).toEqual(new Map([[B, 1], [C, 1]]));
     expect(again.conflicts.count()).toBe(1);
     expect(again.versionVector().get(OTHER)).toBe(2);
+  });
+
+  it('keeps the newest quarantined entries of each peer only, and counts every one', async () => {
+    const { store, reopen } = start();
+    const sent = MAX_QUARANTINED_PER_PEER + 6;
+    for (let seq = 1; seq <= sent; seq += 2) {
+      await store.commit({ entries: [], docs: [], quarantined: [seq, seq + 1].map((n) => ({ ...entry(OTHER, n, Y), peer: B, reason: 'bad' })) });
+    }
+    await store.commit({ entries: [], docs: [], quarantined: [{ ...entry(OTHER, sent + 1, X), peer: C, reason: 'bad' }] });
+    const check = (s: typeof store): void => {
+      expect(s.quarantine.counts()).toEqual(new Map([[B, sent], [C, 1]]));
+      const kept = s.quarantine.list(0, 1000);
+      expect(kept.filter((q) => q.peer === B).map((q) => q.seq)).toEqual(Array.from({ length: MAX_QUARANTINED_PER_PEER }, (_, i) => sent - MAX_QUARANTINED_PER_PEER + 1 + i));
+      expect(kept.filter((q) => q.peer === C).map((q) => q.seq)).toEqual([sent + 1]);
+      // Row ids keep growing: a reader paging by id misses none of the newest.
+      expect(kept.map((q) => q.id)).toEqual([...kept.map((q) => q.id)].sort((a, b) => a - b));
+    };
+    check(store);
+    check(await reopen());
   });
 
   it('keeps the newest conflict records of a document only, and counts every one', async () => {

@@ -313,6 +313,8 @@ describe('per-document log questions', () => {
     withRaw(path, (db) => {
       db.exec('DROP INDEX log_by_doc_origin');
       // What later versions added too.
+      db.exec('DROP TABLE quarantine_counts');
+      db.exec('DROP INDEX quarantine_by_peer');
       db.exec('DROP INDEX docs_by_bucket');
       db.exec('ALTER TABLE docs DROP COLUMN bucket');
       db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
@@ -326,6 +328,22 @@ describe('per-document log questions', () => {
     });
   });
 
+  it('counts the quarantined entries of a database of schema version 4 per peer, as kept before', () => {
+    const store = openAt();
+    const peer = 'eu-west' as RegionId;
+    store.commit({ entries: [], docs: [], quarantined: [1, 2, 3].map((seq) => ({ ...entry(OTHER, seq, X), peer, reason: 'bad' })) });
+    const path = join(dir, 'data', 'meridian.db');
+    closeStore(store);
+    withRaw(path, (db) => {
+      db.exec('DROP TABLE quarantine_counts');
+      db.exec('DROP INDEX quarantine_by_peer');
+      db.prepare("UPDATE meta SET value = '4' WHERE key = 'schema_version'").run();
+    });
+    const reopened = openAt();
+    expect(reopened.quarantine.counts()).toEqual(new Map([[peer, 3]]));
+    closeStore(reopened);
+  });
+
   it('gives the documents of a database of schema version 3 their anti-entropy buckets', () => {
     const store = openAt();
     const docs = Array.from({ length: 30 }, (_, i) => docKey('old', `d${i}`));
@@ -333,6 +351,9 @@ describe('per-document log questions', () => {
     const path = join(dir, 'data', 'meridian.db');
     closeStore(store);
     withRaw(path, (db) => {
+      // What later versions added too.
+      db.exec('DROP TABLE quarantine_counts');
+      db.exec('DROP INDEX quarantine_by_peer');
       db.exec('DROP INDEX docs_by_bucket');
       db.exec('ALTER TABLE docs DROP COLUMN bucket');
       db.prepare("UPDATE meta SET value = '3' WHERE key = 'schema_version'").run();

@@ -582,7 +582,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     for (const peer of this.peers.values()) {
       const s = peer.session;
       s?.ae.abortIdle(Date.now(), idleMs);
-      if (!s || s.ae.running) continue;
+      if (!s || s.ae.running || s.peerApplyingRound()) continue;
       if (stuck) {
         // A round the peer runs here repairs them as well as one of ours would.
         if (s.ae.peerRunning(Date.now(), this.o.config.replication.deadAfterMs)) continue;

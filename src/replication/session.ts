@@ -252,6 +252,16 @@ export class Session {
     return true;
   }
 
+  /**
+   * Is the peer still applying the states of the last round this region
+   * completed with it (it has not stated the round's floor, for up to
+   * FLOOR_WAIT_MS)? Another round meanwhile would send them all again: to a
+   * peer being rebuilt, every document, as often as rounds are started.
+   */
+  peerApplyingRound(): boolean {
+    return this.ae.floorUnstated(this.peerHas, Date.now(), FLOOR_WAIT_MS);
+  }
+
   /** Did the peer's last heartbeat report its own link to `region` as `up`? */
   peerReaches(region: RegionId): boolean {
     return this.peerLinks.some((l) => l.region === region && l.state === 'up');
@@ -729,7 +739,7 @@ export class Session {
   private resendUnconfirmed(): boolean {
     const now = performance.now();
     const after = this.o.resendAfterMs;
-    if (after === undefined || this.ae.running || this.ae.floorUnstated(this.peerHas, Date.now(), FLOOR_WAIT_MS)) {
+    if (after === undefined || this.ae.running || this.peerApplyingRound()) {
       this.confirmedAt = now;
       return false;
     }
@@ -783,8 +793,7 @@ export class Session {
     const now = Date.now();
     this.catchUpWantedSince ??= now;
     if (now - this.lastCatchUp < 2000) return;
-    // The peer is still applying the last round's states: another round would send them all again.
-    if (this.ae.floorUnstated(this.peerHas, now, FLOOR_WAIT_MS)) return;
+    if (this.peerApplyingRound()) return;
     if (this.o.leavesCatchUp(this.catchUpWantedSince, now)) return;
     this.catchUpWantedSince = null;
     this.lastCatchUp = now;

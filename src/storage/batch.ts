@@ -8,7 +8,7 @@ import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
 import { advanceProgress, raiseProgress } from './progress.js';
 import type { Statements } from './statements.js';
-import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINE_REASON, type CommitBatch, type DocDigest, type Snapshot } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINED_PER_PEER, MAX_QUARANTINE_REASON, type CommitBatch, type DocDigest, type Snapshot } from './types.js';
 
 const DIGEST_BYTES = 32;
 
@@ -76,8 +76,11 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
   }
   for (const q of batch.quarantined ?? []) {
     const info = s.insertQuarantined.run(Date.now(), q.peer, q.origin, q.seq, q.doc, q.ts, q.update, q.reason.slice(0, MAX_QUARANTINE_REASON));
-    if (info.changes > 0) result.quarantinedFrom.push(q.peer);
+    if (info.changes === 0) continue;
+    s.countQuarantined.run(q.peer);
+    result.quarantinedFrom.push(q.peer);
   }
+  for (const peer of new Set(result.quarantinedFrom)) s.pruneQuarantined.run(peer, peer, MAX_QUARANTINED_PER_PEER);
   for (const c of batch.conflicts ?? []) {
     s.insertConflict.run(c.doc, c.at, c.winner, c.keptDigest, c.lostDigest, c.lostState);
     result.conflicts += 1;

@@ -4,12 +4,16 @@
  */
 import type { RegionId } from '../ids.js';
 import type { MemoryVolume } from './memory.js';
-import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINE_REASON, conflictPageLength, type ConflictStore, type NewConflict, type QuarantineStore, type QuarantinedEntry } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINED_PER_PEER, MAX_QUARANTINE_REASON, conflictPageLength, type ConflictStore, type NewConflict, type QuarantineStore, type QuarantinedEntry } from './types.js';
 
-/** Keeps a quarantined entry, one per (origin, seq), as the SQLite table does. */
+/** Keeps a quarantined entry, one per (origin, seq), and the newest of its peer only, as the SQLite table does. */
 export function keepQuarantined(v: MemoryVolume, entry: QuarantinedEntry): void {
   if (v.quarantined.some((q) => q.origin === entry.origin && q.seq === entry.seq)) return;
-  v.quarantined.push({ ...entry, reason: entry.reason.slice(0, MAX_QUARANTINE_REASON), id: v.quarantined.length + 1, at: Date.now() });
+  v.quarantined.push({ ...entry, reason: entry.reason.slice(0, MAX_QUARANTINE_REASON), id: ++v.lastQuarantinedId, at: Date.now() });
+  v.quarantinedEver.set(entry.peer, (v.quarantinedEver.get(entry.peer) ?? 0) + 1);
+  const ofPeer = v.quarantined.filter((q) => q.peer === entry.peer);
+  const drop = new Set(ofPeer.slice(0, Math.max(0, ofPeer.length - MAX_QUARANTINED_PER_PEER)));
+  if (drop.size > 0) v.quarantined = v.quarantined.filter((q) => !drop.has(q));
 }
 
 /** Keeps a conflict record, numbered in the order kept (ids never reused), and the newest few of its document only. */
@@ -28,11 +32,7 @@ function lastConflictId(v: MemoryVolume): number {
 /** Quarantined entries, as kept by commits. */
 export function quarantineOf(v: MemoryVolume): QuarantineStore {
   return {
-    counts: () => {
-      const counts = new Map<RegionId, number>();
-      for (const q of v.quarantined) counts.set(q.peer, (counts.get(q.peer) ?? 0) + 1);
-      return counts;
-    },
+    counts: () => new Map(v.quarantinedEver),
     list: (afterId, limit) => v.quarantined.filter((q) => q.id > afterId).slice(0, limit),
   };
 }

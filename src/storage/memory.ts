@@ -46,6 +46,9 @@ export interface MemoryVolume {
   progress: Map<WriterId, Progress>;
   acks: Map<RegionId, VersionVector>;
   quarantined: (QuarantinedEntry & { id: number; at: number })[];
+  /** Quarantined entries ever kept, per peer, and the last one's id. */
+  quarantinedEver: Map<RegionId, number>;
+  lastQuarantinedId: number;
   conflicts: ConflictRecord[];
 }
 
@@ -53,7 +56,7 @@ export interface MemoryVolume {
 export function memoryVolume(): MemoryVolume {
   return {
     writer: null, log: new Map(), lastLsn: 0, docs: new Map(), snapshots: new Map(), progress: new Map(), acks: new Map(),
-    quarantined: [], conflicts: [],
+    quarantined: [], quarantinedEver: new Map(), lastQuarantinedId: 0, conflicts: [],
   };
 }
 

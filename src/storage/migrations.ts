@@ -114,6 +114,17 @@ const V3_SCHEMA = `
 CREATE INDEX log_by_doc_origin ON log (doc, origin, seq);
 `;
 
+// Quarantined entries are kept for the newest few per peer (see
+// MAX_QUARANTINED_PER_PEER); how many a peer ever sent is counted apart.
+const V5_SCHEMA = `
+CREATE TABLE quarantine_counts (
+  peer TEXT    PRIMARY KEY,
+  n    INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO quarantine_counts (peer, n) SELECT peer, count(*) FROM quarantine GROUP BY peer;
+CREATE INDEX quarantine_by_peer ON quarantine (peer, id);
+`;
+
 // Anti-entropy lists the documents of the buckets whose digests differ.
 // Without the bucket beside each document that meant reading every
 // document's summary and hashing its key, on both ends of every round
@@ -135,6 +146,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, description: 'stale digests, conflicts and quarantined entries', up: (db) => db.exec(V2_SCHEMA) },
   { version: 3, description: 'log index by document and origin', up: (db) => db.exec(V3_SCHEMA) },
   { version: 4, description: 'the anti-entropy bucket of each document', up: addBuckets },
+  { version: 5, description: 'quarantined entries counted per peer, the newest kept', up: (db) => db.exec(V5_SCHEMA) },
 ];
 
 /** The schema version this code writes and understands. */

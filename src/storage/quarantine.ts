@@ -21,7 +21,7 @@ interface QuarantineRow {
 }
 
 /**
- * {@link QuarantineStore} over one open database (schema v2 or later).
+ * {@link QuarantineStore} over one open database (schema v5 or later).
  * Entries are kept by commits (./batch.ts), which report each one kept.
  */
 export class SqliteQuarantine implements QuarantineStore {
@@ -31,7 +31,7 @@ export class SqliteQuarantine implements QuarantineStore {
 
   constructor(db: Database.Database) {
     this.page = db.prepare('SELECT * FROM quarantine WHERE id > ? ORDER BY id LIMIT ?');
-    const rows = db.prepare<[], { peer: string; n: number }>('SELECT peer, count(*) AS n FROM quarantine GROUP BY peer').all();
+    const rows = db.prepare<[], { peer: string; n: number }>('SELECT peer, n FROM quarantine_counts').all();
     for (const row of rows) this.perPeer.set(row.peer as RegionId, row.n);
   }
 

@@ -258,6 +258,16 @@ export function prepareStatements(db: Database.Database) {
       `INSERT INTO quarantine (at, peer, origin, seq, doc, ts, data, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (origin, seq) DO NOTHING`,
     ),
+    countQuarantined: prep<[string]>(
+      db,
+      'INSERT INTO quarantine_counts (peer, n) VALUES (?, 1) ON CONFLICT (peer) DO UPDATE SET n = n + 1',
+    ),
+    // Keeps the newest `offset` entries of the peer (two seeks of quarantine_by_peer).
+    pruneQuarantined: prep<[string, string, number]>(
+      db,
+      `DELETE FROM quarantine WHERE peer = ? AND id <= coalesce(
+         (SELECT id FROM quarantine WHERE peer = ? ORDER BY id DESC LIMIT 1 OFFSET ?), 0)`,
+    ),
     insertConflict: prep<[string, number, string, Uint8Array, Uint8Array, Uint8Array]>(
       db,
       'INSERT INTO conflicts (doc, at, winner, kept_digest, lost_digest, lost_state) VALUES (?, ?, ?, ?, ?, ?)',

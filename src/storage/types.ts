@@ -32,13 +32,20 @@ export interface QuarantinedEntry extends NewLogEntry {
 export const MAX_QUARANTINE_REASON = 500;
 
 /**
+ * Quarantined entries kept per peer, the newest: each holds a whole entry
+ * (up to a frame), and only a peer adds them, so a faulty or hostile one
+ * would otherwise fill the disk. The count of all ever kept stays.
+ */
+export const MAX_QUARANTINED_PER_PEER = 64;
+
+/**
  * Entries from peers kept aside instead of applied (the `quarantine`
  * table), one row per (origin, seq), so each is stored and reported once.
  */
 export interface QuarantineStore {
   /** Entries kept per sending peer, since the data directory was created. */
   counts(): ReadonlyMap<RegionId, number>;
-  /** Kept entries after row id `afterId`, oldest first, with their row id and the time they were kept. */
+  /** Kept entries after row id `afterId`, oldest first, with their row id and the time they were kept (the newest {@link MAX_QUARANTINED_PER_PEER} of each peer). */
   list(afterId: number, limit: number): (QuarantinedEntry & { id: number; at: number })[];
 }
 

@@ -2,7 +2,6 @@
  * The memory engine's records for an operator: quarantined entries and
  * lost conflict states, kept in its volume (see ./memory.ts).
  */
-import type { RegionId } from '../ids.js';
 import type { MemoryVolume } from './memory.js';
 import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINED_PER_PEER, MAX_QUARANTINE_REASON, conflictPageLength, type ConflictStore, type NewConflict, type QuarantineStore, type QuarantinedEntry } from './types.js';
 

@@ -31,12 +31,15 @@ interface Engine {
   open(): { store: Store; reopen: () => Store; dispose: () => void };
 }
 
+/** Bytes of lost states each engine keeps over all documents, lowered from the default for the test that fills it. */
+const CONFLICT_BYTES = 16 * 1024;
+
 const ENGINES: Engine[] = [
   {
     name: 'SQLite, through the writer thread',
     open: () => {
       const dir = mkdtempSync(join(tmpdir(), 'meridian-conformance-'));
-      const open = (): Store => openStore({ dataDir: dir, region: REGION, synchronous: 'full', writerThread: true, writerThreadFile: THREAD, logger });
+      const open = (): Store => openStore({ dataDir: dir, region: REGION, synchronous: 'full', writerThread: true, writerThreadFile: THREAD, logger, maxConflictBytes: CONFLICT_BYTES });
       return { store: open(), reopen: open, dispose: () => rmSync(dir, { recursive: true, force: true }) };
     },
   },
@@ -44,7 +47,7 @@ const ENGINES: Engine[] = [
     name: 'memory',
     open: () => {
       const volume = memoryVolume();
-      const open = (): Store => new MemoryStore(volume, REGION);
+      const open = (): Store => new MemoryStore(volume, REGION, CONFLICT_BYTES);
       return { store: open(), reopen: open, dispose: () => undefined };
     },
   },
@@ -393,6 +396,25 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.conflicts.list(Y, 0, 100, 1 << 20).records.map((c) => c.at)).toEqual([0]);
     expect(store.conflicts.count()).toBe(MAX_CONFLICTS_PER_DOC + 5);
     expect((await reopen()).conflicts.count()).toBe(MAX_CONFLICTS_PER_DOC + 5);
+  });
+
+  it('keeps the newest conflict records within a bound on their bytes over all documents, and counts every one', async () => {
+    const { store, reopen } = start();
+    const docs = Array.from({ length: 8 }, (_, i) => docKey('notes', `c${i}`));
+    const lost = (doc: DocKey, n: number) => ({ doc, at: n, winner: B, keptDigest: digest(1), lostDigest: digest(2), lostState: new Uint8Array(3000).fill(n) });
+    for (const [i, doc] of docs.entries()) await store.commit({ entries: [], docs: [], conflicts: [lost(doc, i + 1)] });
+    const held = (s: Store) => docs.map((doc) => s.conflicts.list(doc, 0, 10, 1 << 20).records.map((c) => c.at)).flat();
+    // 8 × 3,000 bytes over a bound of 16 KiB: the oldest three dropped.
+    expect(held(store)).toEqual([4, 5, 6, 7, 8]);
+    expect(store.conflicts.count()).toBe(8);
+    // The bytes kept are counted across a restart: one more drops one more.
+    const again = await reopen();
+    await again.commit({ entries: [], docs: [], conflicts: [lost(docs[0]!, 9)] });
+    expect(held(again)).toEqual([9, 5, 6, 7, 8]);
+    expect(again.conflicts.count()).toBe(9);
+    // A record larger than the bound alone is kept, alone.
+    await again.commit({ entries: [], docs: [], conflicts: [{ ...lost(docs[1]!, 10), lostState: new Uint8Array(CONFLICT_BYTES + 1) }] });
+    expect(held(again)).toEqual([10]);
   });
 
   it('pages a document\'s conflict records by count and by the bytes of their lost states', async () => {

@@ -44,6 +44,13 @@ function closeStore(store: InlineStore): void {
 }
 
 /** Raw access to the database file, as an operator or a faulty disk would have it. */
+/** Takes back what schema version 5 added, as a database written before it lacks. */
+function undoVersion5(db: Database.Database): void {
+  db.exec('DROP TABLE quarantine_counts');
+  db.exec('DROP INDEX quarantine_by_peer');
+  db.exec("DELETE FROM meta WHERE key = 'conflict_bytes'");
+}
+
 function withRaw<T>(path: string, fn: (db: Database.Database) => T): T {
   const db = new Database(path);
   try {
@@ -313,8 +320,7 @@ describe('per-document log questions', () => {
     withRaw(path, (db) => {
       db.exec('DROP INDEX log_by_doc_origin');
       // What later versions added too.
-      db.exec('DROP TABLE quarantine_counts');
-      db.exec('DROP INDEX quarantine_by_peer');
+      undoVersion5(db);
       db.exec('DROP INDEX docs_by_bucket');
       db.exec('ALTER TABLE docs DROP COLUMN bucket');
       db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
@@ -328,20 +334,22 @@ describe('per-document log questions', () => {
     });
   });
 
-  it('counts the quarantined entries of a database of schema version 4 per peer, as kept before', () => {
+  it('counts the quarantined entries per peer and the conflict records\' bytes of a database of schema version 4', () => {
     const store = openAt();
     const peer = 'eu-west' as RegionId;
-    store.commit({ entries: [], docs: [], quarantined: [1, 2, 3].map((seq) => ({ ...entry(OTHER, seq, X), peer, reason: 'bad' })) });
+    const lost = { doc: X, at: 1, winner: peer, keptDigest: new Uint8Array(32), lostDigest: new Uint8Array(32).fill(1), lostState: new Uint8Array(700) };
+    store.commit({ entries: [], docs: [], quarantined: [1, 2, 3].map((seq) => ({ ...entry(OTHER, seq, X), peer, reason: 'bad' })), conflicts: [lost, lost] });
     const path = join(dir, 'data', 'meridian.db');
     closeStore(store);
     withRaw(path, (db) => {
-      db.exec('DROP TABLE quarantine_counts');
-      db.exec('DROP INDEX quarantine_by_peer');
+      undoVersion5(db);
       db.prepare("UPDATE meta SET value = '4' WHERE key = 'schema_version'").run();
     });
     const reopened = openAt();
     expect(reopened.quarantine.counts()).toEqual(new Map([[peer, 3]]));
     closeStore(reopened);
+    // And the bytes of the conflict records kept, which later commits hold to their bound.
+    withRaw(path, (db) => expect(db.prepare("SELECT value FROM meta WHERE key = 'conflict_bytes'").pluck().get()).toBe('1400'));
   });
 
   it('gives the documents of a database of schema version 3 their anti-entropy buckets', () => {
@@ -352,8 +360,7 @@ describe('per-document log questions', () => {
     closeStore(store);
     withRaw(path, (db) => {
       // What later versions added too.
-      db.exec('DROP TABLE quarantine_counts');
-      db.exec('DROP INDEX quarantine_by_peer');
+      undoVersion5(db);
       db.exec('DROP INDEX docs_by_bucket');
       db.exec('ALTER TABLE docs DROP COLUMN bucket');
       db.prepare("UPDATE meta SET value = '3' WHERE key = 'schema_version'").run();

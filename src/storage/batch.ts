@@ -8,7 +8,7 @@ import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import { entryChecksum, snapshotChecksum } from './checksum.js';
 import { advanceProgress, raiseProgress } from './progress.js';
 import type { Statements } from './statements.js';
-import { MAX_CONFLICTS_PER_DOC, MAX_QUARANTINED_PER_PEER, MAX_QUARANTINE_REASON, type CommitBatch, type DocDigest, type Snapshot } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_CONFLICT_BYTES, MAX_QUARANTINED_PER_PEER, MAX_QUARANTINE_REASON, type CommitBatch, type NewConflict, type DocDigest, type Snapshot } from './types.js';
 
 const DIGEST_BYTES = 32;
 
@@ -25,6 +25,8 @@ export interface CommitResult {
   conflicts: number;
   /** Documents whose oldest conflict records were dropped to stay within {@link MAX_CONFLICTS_PER_DOC}, with how many. */
   conflictsDropped: [DocKey, number][];
+  /** Conflict records dropped, the oldest of any document, to stay within {@link MAX_CONFLICT_BYTES}. */
+  conflictsDroppedForBytes: number;
 }
 
 /**
@@ -34,8 +36,8 @@ export interface CommitResult {
  * vector, and keeps quarantined entries and conflict records.
  * Entries of a document with no summary row yet get one with an all-zero digest.
  */
-export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
-  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [], quarantinedFrom: [], conflicts: 0, conflictsDropped: [] };
+export function writeBatch(s: Statements, batch: CommitBatch, maxConflictBytes = MAX_CONFLICT_BYTES): CommitResult {
+  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [], quarantinedFrom: [], conflicts: 0, conflictsDropped: [], conflictsDroppedForBytes: 0 };
   const perDoc = new Map<string, number>();
   const perOrigin = new Map<string, number[]>();
   for (const entry of batch.entries) {
@@ -81,15 +83,36 @@ export function writeBatch(s: Statements, batch: CommitBatch): CommitResult {
     result.quarantinedFrom.push(q.peer);
   }
   for (const peer of new Set(result.quarantinedFrom)) s.pruneQuarantined.run(peer, peer, MAX_QUARANTINED_PER_PEER);
-  for (const c of batch.conflicts ?? []) {
-    s.insertConflict.run(c.doc, c.at, c.winner, c.keptDigest, c.lostDigest, c.lostState);
+  if ((batch.conflicts ?? []).length > 0) keepConflicts(s, batch.conflicts ?? [], maxConflictBytes, result);
+  return result;
+}
+
+/** Keeps conflict records, each document's newest only, within `maxBytes` of lost states over all. */
+function keepConflicts(s: Statements, conflicts: readonly NewConflict[], maxBytes: number, result: CommitResult): void {
+  let bytes = Number(s.conflictBytes.get()?.value ?? 0);
+  let newest = 0;
+  for (const c of conflicts) {
+    newest = Number(s.insertConflict.run(c.doc, c.at, c.winner, c.keptDigest, c.lostDigest, c.lostState).lastInsertRowid);
+    bytes += c.lostState.byteLength;
     result.conflicts += 1;
   }
-  for (const doc of new Set((batch.conflicts ?? []).map((c) => c.doc))) {
-    const dropped = s.pruneConflicts.run(doc, doc, MAX_CONFLICTS_PER_DOC).changes;
-    if (dropped > 0) result.conflictsDropped.push([doc, dropped]);
+  for (const doc of new Set(conflicts.map((c) => c.doc))) {
+    const dropped = s.pruneConflicts.all(doc, doc, MAX_CONFLICTS_PER_DOC);
+    for (const d of dropped) bytes -= d.size;
+    if (dropped.length > 0) result.conflictsDropped.push([doc, dropped.length]);
   }
-  return result;
+  if (bytes > maxBytes) {
+    // The oldest first; the newest stays, as its id counts every record ever kept.
+    let upTo = 0;
+    for (const { id, size } of s.conflictSizes.iterate()) {
+      if (bytes <= maxBytes || id === newest) break;
+      upTo = id;
+      bytes -= size;
+      result.conflictsDroppedForBytes++;
+    }
+    if (upTo > 0) s.dropConflictsUpTo.run(upTo);
+  }
+  s.setConflictBytes.run(String(bytes));
 }
 
 /**

@@ -15,11 +15,22 @@ export function keepQuarantined(v: MemoryVolume, entry: QuarantinedEntry): void 
   if (drop.size > 0) v.quarantined = v.quarantined.filter((q) => !drop.has(q));
 }
 
-/** Keeps a conflict record, numbered in the order kept (ids never reused), and the newest few of its document only. */
-export function keepConflict(v: MemoryVolume, conflict: NewConflict): void {
+/**
+ * Keeps a conflict record, numbered in the order kept (ids never reused),
+ * the newest few of its document only, and the newest within `maxBytes`
+ * of lost states over all (see SQLite's batch.ts).
+ */
+export function keepConflict(v: MemoryVolume, conflict: NewConflict, maxBytes: number): void {
   v.conflicts.push({ ...conflict, id: lastConflictId(v) + 1 });
   const ofDoc = v.conflicts.filter((c) => c.doc === conflict.doc);
   const drop = new Set(ofDoc.slice(0, Math.max(0, ofDoc.length - MAX_CONFLICTS_PER_DOC)));
+  let bytes = v.conflicts.reduce((n, c) => n + (drop.has(c) ? 0 : c.lostState.byteLength), 0);
+  for (const c of v.conflicts.slice(0, -1)) {
+    if (bytes <= maxBytes) break;
+    if (drop.has(c)) continue;
+    drop.add(c);
+    bytes -= c.lostState.byteLength;
+  }
   if (drop.size > 0) v.conflicts = v.conflicts.filter((c) => !drop.has(c));
 }
 

@@ -17,6 +17,7 @@ import type {
   CommitBatch, ConflictRecord, ConflictStore, DocDigest, DocHead, DocSummary, LogEntry, QuarantineStore, QuarantinedEntry,
   Snapshot, StorageStats, Store, StoredDoc,
 } from './types.js';
+import { MAX_CONFLICT_BYTES } from './types.js';
 
 const DIGEST_BYTES = 32;
 
@@ -74,6 +75,8 @@ export class MemoryStore implements Store {
   constructor(
     private readonly v: MemoryVolume,
     region: RegionId,
+    /** As SQLite's option of that name. */
+    private readonly maxConflictBytes = MAX_CONFLICT_BYTES,
   ) {
     v.writer ??= newWriterId(region);
     if (regionOfWriter(v.writer) !== region) throw new Error(`this volume belongs to region ${regionOfWriter(v.writer)}, not ${region}`);
@@ -117,7 +120,7 @@ export class MemoryStore implements Store {
     if (batch.raise) this.raise(batch.raise);
     for (const s of batch.snapshots ?? []) this.writeSnapshot(s);
     for (const q of batch.quarantined ?? []) keepQuarantined(this.v, q);
-    for (const c of batch.conflicts ?? []) keepConflict(this.v, c);
+    for (const c of batch.conflicts ?? []) keepConflict(this.v, c, this.maxConflictBytes);
     return lsns;
   }
 

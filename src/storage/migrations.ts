@@ -116,7 +116,10 @@ CREATE INDEX log_by_doc_origin ON log (doc, origin, seq);
 
 // Quarantined entries are kept for the newest few per peer (see
 // MAX_QUARANTINED_PER_PEER); how many a peer ever sent is counted apart.
+// The bytes of lost states kept are counted in meta, so that commits hold
+// them to MAX_CONFLICT_BYTES without reading the table.
 const V5_SCHEMA = `
+INSERT INTO meta (key, value) SELECT 'conflict_bytes', coalesce(sum(length(lost_state)), 0) FROM conflicts;
 CREATE TABLE quarantine_counts (
   peer TEXT    PRIMARY KEY,
   n    INTEGER NOT NULL
@@ -146,7 +149,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, description: 'stale digests, conflicts and quarantined entries', up: (db) => db.exec(V2_SCHEMA) },
   { version: 3, description: 'log index by document and origin', up: (db) => db.exec(V3_SCHEMA) },
   { version: 4, description: 'the anti-entropy bucket of each document', up: addBuckets },
-  { version: 5, description: 'quarantined entries counted per peer, the newest kept', up: (db) => db.exec(V5_SCHEMA) },
+  { version: 5, description: 'quarantined entries counted per peer, the newest kept; bytes of conflict records counted', up: (db) => db.exec(V5_SCHEMA) },
 ];
 
 /** The schema version this code writes and understands. */

@@ -34,4 +34,6 @@ export interface SqliteOptions {
    * exit and be started again (the CLI does).
    */
   onWriterLost?: (err: Error) => void;
+  /** Bytes of conflict records' lost states kept over all documents (default {@link MAX_CONFLICT_BYTES}; tests lower it). */
+  maxConflictBytes?: number;
 }

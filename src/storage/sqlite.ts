@@ -35,6 +35,7 @@ import { CommitWriter, writerThreadFile } from './writer.js';
 import { WAL_SIZE_LIMIT, type SqliteOptions, type SyncMode } from './sqlite-options.js';
 import type { RegionId, VersionVector } from '../ids.js';
 import type { CommitBatch, Snapshot, Store } from './types.js';
+import { MAX_CONFLICT_BYTES } from './types.js';
 
 /** The SQLite engine: the contract plus what only SQLite has (its file, `quick_check`). */
 export type SqliteEngine = Store & { readonly path: string; quickCheck(): string[] };
@@ -89,11 +90,12 @@ export function openStore(options: SqliteOptions & { logger?: Logger }): SqliteE
     if (from !== to) logger.info({ path, from, to }, 'database schema migrated');
     const writer = loadWriterId(db, options.region, path);
     const file = options.writerThread === true ? writerThreadFile(options.writerThreadFile) : null;
+    const maxConflictBytes = options.maxConflictBytes ?? MAX_CONFLICT_BYTES;
     const thread = file === null ? null : new CommitWriter(file, {
-      path, synchronous: options.synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS, ...(options.onWriterLost ? { onLost: options.onWriterLost } : {}),
+      path, synchronous: options.synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS, maxConflictBytes, ...(options.onWriterLost ? { onLost: options.onWriterLost } : {}),
     });
     if (options.writerThread === true && !thread) logger.debug('no compiled writer thread here; committing in place');
-    return new SqliteStore(db, path, writer, logger, thread);
+    return new SqliteStore(db, path, writer, logger, thread, maxConflictBytes);
   } catch (err) {
     db.close();
     if (isCorruptionError(err)) throw corruptDatabaseError(path, [(err as Error).message], err);

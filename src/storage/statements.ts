@@ -74,6 +74,7 @@ export interface Prepared<P extends unknown[] = unknown[], R = unknown> {
   run(...params: P): Database.RunResult;
   get(...params: P): R | undefined;
   all(...params: P): R[];
+  iterate(...params: P): IterableIterator<R>;
   /** The statement's SQL text (tests explain its query plan). */
   readonly source: string;
 }
@@ -273,10 +274,19 @@ export function prepareStatements(db: Database.Database) {
       'INSERT INTO conflicts (doc, at, winner, kept_digest, lost_digest, lost_state) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     // Keeps the newest `offset` records of the document (two seeks of conflicts_by_doc).
-    pruneConflicts: prep<[string, string, number]>(
+    pruneConflicts: prep<[string, string, number], { size: number }>(
       db,
       `DELETE FROM conflicts WHERE doc = ? AND id <= coalesce(
-         (SELECT id FROM conflicts WHERE doc = ? ORDER BY id DESC LIMIT 1 OFFSET ?), 0)`,
+         (SELECT id FROM conflicts WHERE doc = ? ORDER BY id DESC LIMIT 1 OFFSET ?), 0)
+       RETURNING length(lost_state) AS size`,
+    ),
+    // Ids and state sizes, oldest first: SQLite takes a blob's length from its header, without reading it.
+    conflictSizes: prep<[], { id: number; size: number }>(db, 'SELECT id, length(lost_state) AS size FROM conflicts ORDER BY id'),
+    dropConflictsUpTo: prep<[number]>(db, 'DELETE FROM conflicts WHERE id <= ?'),
+    conflictBytes: prep<[], { value: string }>(db, "SELECT value FROM meta WHERE key = 'conflict_bytes'"),
+    setConflictBytes: prep<[string]>(
+      db,
+      "INSERT INTO meta (key, value) VALUES ('conflict_bytes', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     ),
 
     checkpoint: prep(db, 'PRAGMA wal_checkpoint(TRUNCATE)'),

@@ -21,7 +21,7 @@ import { SqliteConflicts } from './conflicts.js';
 import { entriesBeyond, readLogFloor, readVersionVector } from './progress.js';
 import { prepareStatements, toEntry, toSummary, type LogRow, type SnapshotRow, type Statements } from './statements.js';
 import type { PendingEntries } from './pending.js';
-import { MAX_CONFLICTS_PER_DOC, type CommitBatch, type DocDigest, type DocHead, type DocSummary, type LogEntry, type Snapshot, type StorageStats, type Store, type StoredDoc } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_CONFLICT_BYTES, type CommitBatch, type DocDigest, type DocHead, type DocSummary, type LogEntry, type Snapshot, type StorageStats, type Store, type StoredDoc } from './types.js';
 
 /** What {@link SqliteStore.loadDoc} reads of a document in one transaction. */
 interface DocRows {
@@ -65,6 +65,7 @@ export class SqliteStore implements Store {
     private readonly logger: Logger,
     /** Commits on the writer thread when set; in place otherwise. */
     private readonly committer: CommitWriter | null = null,
+    private readonly maxConflictBytes = MAX_CONFLICT_BYTES,
   ) {
     this.s = prepareStatements(db);
     this.gc = new GarbageCollector(db, this.s);
@@ -73,7 +74,7 @@ export class SqliteStore implements Store {
     const totals = this.s.logTotals.get();
     this.logEntries = totals?.n ?? 0;
     this.logBytes = totals?.bytes ?? 0;
-    this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch));
+    this.commitTx = db.transaction((batch: CommitBatch) => writeBatch(this.s, batch, this.maxConflictBytes));
     this.digestTx = db.transaction((digests: DocDigest[]) => writeDigests(this.s, digests));
     this.peerAcksTx = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(this.s, peer, vv));
     this.beginRead = db.prepare('BEGIN');
@@ -112,6 +113,9 @@ export class SqliteStore implements Store {
     this.conflicts.kept(result.conflicts);
     for (const [doc, dropped] of result.conflictsDropped) {
       this.logger.warn({ doc, dropped, kept: MAX_CONFLICTS_PER_DOC }, 'oldest conflict records of the document dropped: it keeps only the newest');
+    }
+    if (result.conflictsDroppedForBytes > 0) {
+      this.logger.warn({ dropped: result.conflictsDroppedForBytes, keptBytes: this.maxConflictBytes }, 'oldest conflict records dropped: the region keeps at most this many bytes of lost states');
     }
     for (const doc of result.olderSnapshots) this.logger.warn({ doc }, 'older snapshot ignored');
     return result.lsns;

@@ -325,6 +325,14 @@ export interface Store extends WriterIdentity, DocumentStates, ReplicationLog, P
  */
 export const MAX_CONFLICTS_PER_DOC = 16;
 
+/**
+ * Bytes of lost states kept over all documents: a commit that adds more
+ * drops the oldest records, whichever their document (never the newest).
+ * Without it clients racing under one Yjs client id on many documents
+ * could still fill the disk, 16 whole states at a time.
+ */
+export const MAX_CONFLICT_BYTES = 1024 * 1024 * 1024;
+
 /** A document state that lost a conflict (see storage/conflicts.ts). */
 export interface NewConflict {
   doc: DocKey;

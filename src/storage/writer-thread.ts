@@ -18,7 +18,7 @@ import type { RegionId, VersionVector } from '../ids.js';
 import type { CommitBatch, DocDigest } from './types.js';
 import type { WriterReply, WriterRequest } from './writer.js';
 
-const { path, synchronous, busyTimeoutMs } = workerData as { path: string; synchronous: SyncMode; busyTimeoutMs: number };
+const { path, synchronous, busyTimeoutMs, maxConflictBytes } = workerData as { path: string; synchronous: SyncMode; busyTimeoutMs: number; maxConflictBytes: number };
 const db = new Database(path);
 db.pragma(`busy_timeout = ${busyTimeoutMs}`);
 db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
@@ -26,7 +26,7 @@ db.pragma('foreign_keys = ON');
 // Commits, and so checkpoints, run here: without it a WAL that a long read let grow keeps its size on disk.
 db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
 const statements = prepareStatements(db);
-const commit = db.transaction((batch: CommitBatch): CommitResult => writeBatch(statements, batch));
+const commit = db.transaction((batch: CommitBatch): CommitResult => writeBatch(statements, batch, maxConflictBytes));
 const gc = new GarbageCollector(db, statements);
 const storeAcks = db.transaction((peer: RegionId, vv: VersionVector) => writePeerAcks(statements, peer, vv));
 const storeDigests = db.transaction((digests: DocDigest[]) => writeDigests(statements, digests));

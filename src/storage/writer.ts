@@ -51,7 +51,7 @@ export class CommitWriter {
   private readonly onLost: ((err: Error) => void) | undefined;
 
   /** `onLost` is called once if the thread ends before {@link close}. */
-  constructor(file: string, options: { path: string; synchronous: SyncMode; busyTimeoutMs: number; onLost?: (err: Error) => void }) {
+  constructor(file: string, options: { path: string; synchronous: SyncMode; busyTimeoutMs: number; maxConflictBytes: number; onLost?: (err: Error) => void }) {
     const { onLost, ...workerData } = options;
     this.onLost = onLost;
     this.worker = new Worker(file, { workerData });

@@ -55,7 +55,7 @@ function region(name: string, writerThread = false): Region {
 type Hook = (frame: Frame, to: RegionId) => Promise<boolean> | boolean;
 
 /** Two sessions joined by in-order, in-memory delivery of encoded frames; `pacer` paces a's side only. */
-function join2(a: Region, b: Region, hook: Hook = () => true, pacer?: BackgroundPacer): { sa: Session; sb: Session } {
+function join2(a: Region, b: Region, hook: Hook = () => true, pacer?: BackgroundPacer, rejected?: (reason: string) => void): { sa: Session; sb: Session } {
   const sessions = new Map<RegionId, Session>();
   const outbox = (to: Region) => {
     let chain = Promise.resolve();
@@ -75,6 +75,7 @@ function join2(a: Region, b: Region, hook: Hook = () => true, pacer?: Background
       batchBytes: 64 * 1024, maxBufferedBytes: 1 << 20, maxFrameBytes: 1 << 24,
       onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: noop, leavesCatchUp: () => false,
       onRejected: (reason) => {
+        if (rejected) return rejected(reason);
         throw new Error(`frame rejected: ${reason}`);
       },
       ...(pacer && me === a ? { pacer } : {}),
@@ -394,6 +395,25 @@ describe('floors and acknowledgements from a peer', () => {
     // Stored too: a restart starts from the same version.
     expect(b.store.versionVector()).toEqual(b.docs.versionVector());
     expect(b.docs.read(docKey('ae', 'from-c')).value).toEqual({ by: 'c' });
+  });
+
+  it('adopt no floor from a round one of whose states failed to merge', async () => {
+    const a = region('ap-south');
+    const b = region('eu-west');
+    const failing = docKey('ae', 'd3');
+    for (let i = 0; i < 6; i++) await a.docs.put(docKey('ae', `d${i}`), { i });
+    // b's write path fails one merge (a commit its store refused, say).
+    const merge = b.docs.applyState.bind(b.docs);
+    // It fails late, as a commit does: after the round's ae-done has arrived.
+    const late = (): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error('the disk is full')), 300));
+    b.docs.applyState = (doc, update, from) => (doc === failing ? late() : merge(doc, update, from));
+    const reasons: string[] = [];
+    const { sa } = join2(a, b, () => true, undefined, (reason) => void reasons.push(reason));
+    void sa.ae.start();
+    await expect.poll(() => reasons.join()).toMatch(/doc-state rejected: the disk is full/);
+    // The link is closing; nothing claims b holds what the failed state carried.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(b.docs.versionVector().get(a.docs.writer) ?? 0).toBe(0);
   });
 
   it('leave a peer to apply a round: none starts toward it again before it states the round\'s floor', async () => {

@@ -70,8 +70,14 @@ export const AWARENESS_PER_SECOND = 30;
 export const AWARENESS_BURST = 60;
 /** Bytes of message framing (type, sub-type, length) allowed beyond the largest update. */
 const MESSAGE_SLACK_BYTES = 1024;
-/** Messages waiting to be handled beyond which the socket is paused. */
+/**
+ * Messages waiting to be handled beyond which the socket is paused, and
+ * their bytes: a message may be as large as an update (1 MiB by default),
+ * and updates held for the token's write rate wait here, so a count alone
+ * let each connection hold 32 MiB (a few thousand connections, the heap).
+ */
 const MAX_INBOUND_QUEUE = 32;
+const MAX_INBOUND_QUEUE_UPDATES = 2;
 /** An empty Yjs update and state vector, for a document this region has never seen. */
 const EMPTY_UPDATE = new Uint8Array([0, 0]);
 const EMPTY_STATE_VECTOR = new Uint8Array([0]);
@@ -81,6 +87,7 @@ export class LiveConnection implements LiveMember {
   private readonly room: Room<LiveMember>;
   private inbound: Promise<void> = Promise.resolve();
   private queued = 0;
+  private queuedBytes = 0;
   private paused = false;
   private closed = false;
   private awaitingPong = false;
@@ -133,7 +140,9 @@ export class LiveConnection implements LiveMember {
     const bytes = toBytes(data);
     if (!isBinary || bytes === null) return this.refuse(new MeridianError('bad_request', 'live messages are binary'));
     this.queued++;
-    if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
+    this.queuedBytes += bytes.byteLength;
+    const maxBytes = MAX_INBOUND_QUEUE_UPDATES * (this.o.maxUpdateBytes + MESSAGE_SLACK_BYTES);
+    if ((this.queued > MAX_INBOUND_QUEUE || this.queuedBytes > maxBytes) && !this.paused) {
       this.paused = true;
       this.o.socket.pause();
     }
@@ -144,7 +153,8 @@ export class LiveConnection implements LiveMember {
         this.refuse(err instanceof MeridianError ? err : new MeridianError('internal', 'the message could not be handled', undefined, { cause: err }));
       } finally {
         this.queued--;
-        if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
+        this.queuedBytes -= bytes.byteLength;
+        if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4 && this.queuedBytes <= maxBytes / 2) {
           this.paused = false;
           this.o.socket.resume();
         }
@@ -233,6 +243,8 @@ export class LiveConnection implements LiveMember {
 
   private keepAlive(): void {
     const { socket } = this.o;
+    // Paused by this region (its messages wait, for the write rate perhaps), the socket's pong is not read yet.
+    if (this.paused) return;
     if (this.awaitingPong) {
       // No pong for a whole interval: the path is dead; free the slot.
       socket.terminate();

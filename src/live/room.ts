@@ -41,6 +41,21 @@ export const PRESENCE_IDS_PER_CLIENT = 4;
  */
 export const MAX_ROOM_PRESENCE_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Bytes of presence state a region holds at most, all rooms together.
+ * Each room's is bounded, but one caller's connections (a quarter of the
+ * region's) spread over a few hundred documents could fill as many rooms,
+ * and a state's JSON parsed takes up to about 14 times its length of heap
+ * (`[[],[],...]`). Thousands of editors' cursors and names take a few MB.
+ */
+export const MAX_REGION_PRESENCE_BYTES = 32 * 1024 * 1024;
+
+/** The presence bytes all of a region's rooms hold, shared by them. */
+export interface PresenceBudget {
+  used: number;
+  readonly max: number;
+}
+
 /** Why an awareness update was not applied. */
 export type PresenceRefusal = 'ids' | 'bytes';
 
@@ -66,7 +81,12 @@ export class Room<M extends RoomMember = RoomMember> {
    *   clients of the document could (`limits.liveConnectionsPerDoc` times
    *   {@link PRESENCE_IDS_PER_CLIENT})
    */
-  constructor(readonly doc: DocKey, private readonly relay: RelayToPeers, private readonly maxPeerIds: number) {
+  constructor(
+    readonly doc: DocKey,
+    private readonly relay: RelayToPeers,
+    private readonly maxPeerIds: number,
+    private readonly budget: PresenceBudget = { used: 0, max: MAX_REGION_PRESENCE_BYTES },
+  ) {
     // The Y.Doc only gives the Awareness a client id; the region itself has no presence.
     this.awareness = new awarenessProtocol.Awareness(new Y.Doc());
     this.awareness.setLocalState(null);
@@ -98,9 +118,7 @@ export class Room<M extends RoomMember = RoomMember> {
    * @throws Error when the update does not decode.
    */
   applyFromMember(member: M, update: Uint8Array): PresenceRefusal | null {
-    const refused = this.refusal(member, update, PRESENCE_IDS_PER_CLIENT);
-    if (refused === null) awarenessProtocol.applyAwarenessUpdate(this.awareness, update, member);
-    return refused;
+    return this.apply(member, update, PRESENCE_IDS_PER_CLIENT, member);
   }
 
   /**
@@ -109,27 +127,39 @@ export class Room<M extends RoomMember = RoomMember> {
    * @throws Error when the update does not decode.
    */
   applyFromPeer(peer: RegionId, update: Uint8Array): PresenceRefusal | null {
-    const refused = this.refusal(peer, update, this.maxPeerIds);
     const origin: PeerOrigin = { peer };
-    if (refused === null) awarenessProtocol.applyAwarenessUpdate(this.awareness, update, origin);
-    return refused;
+    return this.apply(peer, update, this.maxPeerIds, origin);
+  }
+
+  private apply(owner: M | RegionId, update: Uint8Array, most: number, origin: M | PeerOrigin): PresenceRefusal | null {
+    const entries = announcedStates(update);
+    const refused = this.refusal(owner, entries, most);
+    if (refused !== null) return refused;
+    awarenessProtocol.applyAwarenessUpdate(this.awareness, update, origin);
+    // An id set to null that held no state left only its clock behind, and no event.
+    for (const { id, stateBytes } of entries) if (stateBytes === null && !this.awareness.states.has(id)) this.forgetClock(id);
+    return null;
   }
 
   /**
-   * Whether `owner` would hold more than `most` ids, or the room more than
-   * its bytes, once `update` is applied. Ids it hands back (null states) are
-   * not counted off; states it replaces are.
+   * Whether `owner` would hold more than `most` ids, or the room or the
+   * region more than their bytes, once the update's `entries` are applied.
+   * Every id it names that it does not hold counts, null states too: each
+   * one leaves a clock behind until it is forgotten, and a removal is sent
+   * to every client and peer. Ids it hands back are not counted off; states
+   * it replaces are.
    */
-  private refusal(owner: M | RegionId, update: Uint8Array, most: number): PresenceRefusal | null {
+  private refusal(owner: M | RegionId, entries: readonly AnnouncedState[], most: number): PresenceRefusal | null {
     const holds = this.held.get(owner);
     const taken = new Set<number>();
-    let bytes = this.totalStateBytes;
-    for (const { id, stateBytes } of announcedStates(update)) {
+    let delta = 0;
+    for (const { id, stateBytes } of entries) {
       if (holds?.has(id) !== true) taken.add(id);
       if ((holds?.size ?? 0) + taken.size > most) return 'ids';
-      bytes += stateBytes - (this.stateBytes.get(id) ?? 0);
+      delta += (stateBytes ?? 0) - (this.stateBytes.get(id) ?? 0);
     }
-    return bytes > MAX_ROOM_PRESENCE_BYTES ? 'bytes' : null;
+    if (delta <= 0) return null;
+    return this.totalStateBytes + delta > MAX_ROOM_PRESENCE_BYTES || this.budget.used + delta > this.budget.max ? 'bytes' : null;
   }
 
   /** Every known presence state as one message, or null when there is none. */
@@ -140,9 +170,12 @@ export class Room<M extends RoomMember = RoomMember> {
     return this.encodedStates;
   }
 
-  /** Stops the expiry timer; the room is forgotten. */
+  /** Stops the expiry timer; the room is forgotten, and its presence bytes given back to the region. */
   close(): void {
     this.awareness.destroy();
+    this.budget.used -= this.totalStateBytes;
+    this.totalStateBytes = 0;
+    this.stateBytes.clear();
   }
 
   private onAwarenessChange({ added, updated, removed }: AwarenessChange, origin: unknown): void {
@@ -164,11 +197,26 @@ export class Room<M extends RoomMember = RoomMember> {
     // Local changes go to the peers; a peer's own changes and expiries (every
     // region expires states on its own clock) do not go back out.
     if (member !== undefined || origin === DISCONNECT) this.relay(this.doc, update);
+    // After encoding, which reads them.
+    for (const id of removed) this.forgetClock(id);
+  }
+
+  /**
+   * Forgets the clock y-protocols keeps for an id that holds no state: it
+   * keeps one for every id ever named, for as long as the room is open, so
+   * a long-lived room of changing editors, or a client naming new ids with
+   * null states, would grow it without end. Forgotten, an older update of
+   * the id still on its way could show its state again, until it expires.
+   */
+  private forgetClock(id: number): void {
+    if (id !== this.awareness.clientID) this.awareness.meta.delete(id);
   }
 
   /** Records the bytes of presence id `id`'s state (0: it holds none). */
   private countBytes(id: number, bytes: number): void {
-    this.totalStateBytes += bytes - (this.stateBytes.get(id) ?? 0);
+    const delta = bytes - (this.stateBytes.get(id) ?? 0);
+    this.totalStateBytes += delta;
+    this.budget.used += delta;
     if (bytes > 0) this.stateBytes.set(id, bytes);
     else this.stateBytes.delete(id);
   }
@@ -201,19 +249,27 @@ function isPeerOrigin(origin: unknown): origin is PeerOrigin {
   return typeof origin === 'object' && origin !== null && typeof (origin as Partial<PeerOrigin>).peer === 'string';
 }
 
+/** One entry of an awareness update: the id, and the length of its state's JSON (null: it removes the id's state). */
+interface AnnouncedState {
+  id: number;
+  stateBytes: number | null;
+}
+
 /**
- * The client ids an awareness update (y-protocols encoding) gives a state
- * to, with the length of each state's JSON; ids it sets to null are left out.
+ * The entries of an awareness update (y-protocols encoding). Each state is
+ * parsed here as y-protocols will parse it: one that does not parse refuses
+ * the whole update before any of it is applied (y-protocols would apply
+ * the entries before it, and keep their states outside every count).
  * @throws Error when it does not decode (each entry takes at least three bytes, so this ends).
  */
-function announcedStates(update: Uint8Array): { id: number; stateBytes: number }[] {
+function announcedStates(update: Uint8Array): AnnouncedState[] {
   const decoder = decoding.createDecoder(update);
-  const states: { id: number; stateBytes: number }[] = [];
+  const states: AnnouncedState[] = [];
   for (let n = decoding.readVarUint(decoder); n > 0; n--) {
     const id = decoding.readVarUint(decoder);
     decoding.readVarUint(decoder);
     const state = decoding.readVarString(decoder);
-    if (state !== 'null') states.push({ id, stateBytes: state.length });
+    states.push({ id, stateBytes: JSON.parse(state) === null ? null : state.length });
   }
   return states;
 }

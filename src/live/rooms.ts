@@ -11,7 +11,7 @@ import { encodeVersion } from '../docs/token.js';
 import type { DocKey, RegionId, VersionVector } from '../ids.js';
 import type { AwarenessRelay } from '../replication/types.js';
 import { updateMessage, versionMessage } from './messages.js';
-import { PRESENCE_IDS_PER_CLIENT, Room, type PresenceRefusal, type RoomMember } from './room.js';
+import { MAX_REGION_PRESENCE_BYTES, PRESENCE_IDS_PER_CLIENT, Room, type PresenceBudget, type PresenceRefusal, type RoomMember } from './room.js';
 
 /** A member that may also want to hear the version token of each commit. */
 export interface LiveMember extends RoomMember {
@@ -42,6 +42,7 @@ export type Admission = null | 'region_full' | 'document_full';
 export class Rooms {
   private readonly rooms = new Map<DocKey, Room<LiveMember>>();
   private total = 0;
+  private readonly presence: PresenceBudget = { used: 0, max: MAX_REGION_PRESENCE_BYTES };
   private readonly stopRelay: () => void;
 
   constructor(private readonly o: RoomsOptions) {
@@ -64,7 +65,7 @@ export class Rooms {
   join(doc: DocKey, member: LiveMember): Room<LiveMember> {
     let room = this.rooms.get(doc);
     if (!room) {
-      room = new Room<LiveMember>(doc, (d, update) => this.o.relay?.relayAwareness(d, update), this.o.maxPerDoc * PRESENCE_IDS_PER_CLIENT);
+      room = new Room<LiveMember>(doc, (d, update) => this.o.relay?.relayAwareness(d, update), this.o.maxPerDoc * PRESENCE_IDS_PER_CLIENT, this.presence);
       this.rooms.set(doc, room);
     }
     room.join(member);

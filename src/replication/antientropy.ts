@@ -438,15 +438,16 @@ export class AntiEntropy {
     // Not awaited one by one: documents received together share one commit
     // (a rebuild of many documents would otherwise cost an fsync each, and a
     // receiver that slow stops reading its socket, heartbeats included).
-    const applied = documents.applyState(frame.doc, frame.update, this.port.peer).then(
-      ({ refused }) => {
-        // Kept serving: the document stays apart from the peer's, and says so.
-        if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
-      },
+    const applied = documents.applyState(frame.doc, frame.update, this.port.peer).then(({ refused }) => {
+      // Kept serving: the document stays apart from the peer's, and says so (as a quarantined entry, it counts as held).
+      if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
+    });
+    // Kept rejected when it fails: a round's floor is adopted only once all its merges are durable (onDone).
+    this.applying.add(applied);
+    applied.then(
+      () => this.applying.delete(applied),
       (err: unknown) => this.port.fail(`doc-state rejected: ${err instanceof Error ? err.message : String(err)}`),
     );
-    this.applying.add(applied);
-    void applied.then(() => this.applying.delete(applied));
     // Waits for the oldest merge, not this one: the link is read again as
     // soon as any commit makes room, so a long queue of merges still lets
     // the peer's frames through now and then (each one worked off counts as

@@ -790,6 +790,8 @@ export class Session {
 
   /** Entries the peer needs were garbage-collected here: send state instead. */
   private catchUpByState(): void {
+    // A peer's sync requests (one per link, a link per redial) would otherwise start a round each, side by side.
+    if (this.ae.running) return;
     const now = Date.now();
     this.catchUpWantedSince ??= now;
     if (now - this.lastCatchUp < 2000) return;

@@ -311,7 +311,7 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
     await expectServingAndUnchanged(before);
   }, 60_000);
 
-  it('follows a restored peer that holds more of its writes once per link, and refuses a second claim', async () => {
+  it('follows a restored peer that holds more of its writes once, and refuses a second claim on that link or any other', async () => {
     const before = await baseline();
     const link = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
     const theirs = (await link.next('sync-request')).vv;
@@ -324,6 +324,12 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
     });
     link.send({ type: 'sync-request', vv: new Map([[rotated as WriterId, 5]]) });
     expect(await link.closeCode()).toBe(4400);
+    expect(await writerOf()).toBe(rotated);
+    // On a new link too: a region changes writer for a restore once per process, not once per redial.
+    const again = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
+    await again.next('sync-request');
+    again.send({ type: 'sync-request', vv: new Map([[rotated as WriterId, 5]]) });
+    expect(await again.closeCode()).toBe(4400);
     expect(await writerOf()).toBe(rotated);
     const put = await http(`${target}/v1/docs/peer/after-rotation`, { method: 'PUT', body: { ok: 3 } });
     expect(put.status).toBe(200);

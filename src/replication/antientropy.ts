@@ -149,8 +149,14 @@ const SUMMARY_PAGE = 500;
  * one pass over every document's summary costs less.
  */
 const MOST_BUCKETS_READ_ONE_BY_ONE = BUCKETS / 4;
-/** Received document states queued for commit before the next one waits. */
+/**
+ * Received document states queued for commit before the next one waits,
+ * and their bytes: each holds its state (up to a frame) until committed,
+ * and the frame that brought it is done once it is queued, so a count alone
+ * let one link hold gigabytes while the write path fell behind.
+ */
 const MAX_APPLYING = 1024;
+const MAX_APPLYING_BYTES = 64 * 1024 * 1024;
 /**
  * Answers owed to the peer (its rounds' lists, doc-sv) beyond which it is
  * asking faster than it reads: a round keeps at most WINDOW doc-sv in flight.
@@ -182,8 +188,9 @@ export class AntiEntropy {
    */
   private answers: Promise<void> = Promise.resolve();
   private answersOwed = 0;
-  /** Merges of received document states not yet committed, oldest first. */
-  private readonly applying = new Set<Promise<void>>();
+  /** Merges of received document states not yet committed, oldest first, with the bytes of each state. */
+  private readonly applying = new Map<Promise<void>, number>();
+  private applyingBytes = 0;
   /** (round, document) of offers this region sent, oldest first: only these may be answered. */
   private readonly offered = new Set<string>();
   /** The floor of the last round this region completed, and when: the peer states it once it has applied the round. */
@@ -443,16 +450,20 @@ export class AntiEntropy {
       if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
     });
     // Kept rejected when it fails: a round's floor is adopted only once all its merges are durable (onDone).
-    this.applying.add(applied);
+    this.applying.set(applied, frame.update.byteLength);
+    this.applyingBytes += frame.update.byteLength;
     applied.then(
-      () => this.applying.delete(applied),
+      () => {
+        this.applying.delete(applied);
+        this.applyingBytes -= frame.update.byteLength;
+      },
       (err: unknown) => this.port.fail(`doc-state rejected: ${err instanceof Error ? err.message : String(err)}`),
     );
     // Waits for the oldest merge, not this one: the link is read again as
     // soon as any commit makes room, so a long queue of merges still lets
     // the peer's frames through now and then (each one worked off counts as
     // hearing from it).
-    while (this.applying.size >= MAX_APPLYING) await this.applying.values().next().value;
+    while (this.applying.size >= MAX_APPLYING || (this.applying.size > 1 && this.applyingBytes > MAX_APPLYING_BYTES)) await this.applying.keys().next().value;
     this.docsRepaired++;
     if (!frame.sv) return;
     await this.durable(frame.doc);
@@ -522,7 +533,7 @@ export class AntiEntropy {
     this.checkFloor(frame.floor);
     this.peerRoundAt = 0;
     // Everything of the round must be durable first; a failed merge fails this too.
-    await Promise.all([...this.applying]);
+    await Promise.all([...this.applying.keys()]);
     if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
   }
 

@@ -99,7 +99,11 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private stopped = false;
   private readonly unsubscribe: () => void;
 
+  /** The writer this process started with: the only one a restore claim may name (see Session.checkRestoreClaim). */
+  private readonly startWriter: WriterId;
+
   constructor(private readonly o: ReplicatorOptions) {
+    this.startWriter = o.documents.writer;
     this.log = o.logger.child({ module: 'replication' });
     this.perPeerLog = createLogLimiter({ logger: this.log });
     const r = o.config.replication;
@@ -197,6 +201,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
       },
       onAck: (vv) => this.onAck(peer, vv),
+      // A data directory goes back in time only before the process starts: one change of writer per process.
+      mayFollowRestore: () => this.o.documents.writer === this.startWriter,
       onPeerRestarted: (vv) => {
         this.checkOwnWrites(region, vv);
         // What the peer holds beyond this region (its own writes, a third region's) is no acknowledgement.

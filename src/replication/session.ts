@@ -61,6 +61,11 @@ export interface SessionOptions {
    * own writer than it holds (restored from a backup); at most once per link.
    */
   onPeerRestarted: (vv: VersionVector) => void;
+  /**
+   * Whether a sync request holding more of this region's writer than it
+   * holds may still be believed (see checkRestoreClaim); default yes.
+   */
+  mayFollowRestore?: () => boolean;
   /** Called for every frame from the peer (a sign of life). */
   onHeard: () => void;
   onPong: (rttMs: number) => void;
@@ -143,6 +148,17 @@ const UNACKED_STALL_MS = 10_000;
  * client's next renewal.
  */
 const PEER_AWARENESS_PER_SECOND = 2000;
+
+/**
+ * Pings and pongs a peer may send per second (bursts of twice as many): a
+ * region sends one of each per heartbeat (`replication.heartbeatMs`, 1 s by
+ * default). Each is handled at once, beside nothing, and a ping answered
+ * with a pong and taken as an acknowledgement, which wakes every request
+ * waiting for replicas or a version: a flood of 23-byte pings held a
+ * region's event loop 1.6 s per 64 KiB read with a thousand such waits.
+ * Beyond the rate they are dropped and counted (`heartbeat_rate`).
+ */
+const PEER_HEARTBEATS_PER_SECOND = 50;
 const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
 
 export class Session {
@@ -184,6 +200,7 @@ export class Session {
   private inbound: Promise<void> = Promise.resolve();
   private queued = 0;
   private paused = false;
+  private readonly heartbeats: TokenBucket = createTokenBucket(PEER_HEARTBEATS_PER_SECOND, 2 * PEER_HEARTBEATS_PER_SECOND, () => performance.now());
   private readonly awarenessFrames: TokenBucket = createTokenBucket(PEER_AWARENESS_PER_SECOND, 2 * PEER_AWARENESS_PER_SECOND, () => performance.now());
   private readonly awarenessBytes: TokenBucket = createTokenBucket(PEER_AWARENESS_BYTES_PER_SECOND, 2 * PEER_AWARENESS_BYTES_PER_SECOND, () => performance.now());
   private lastYield = 0;
@@ -359,6 +376,9 @@ export class Session {
     // Over its rate, presence is dropped before it costs a decode.
     if (bytes[2] === MSG_AWARENESS && (this.awarenessFrames.take() > 0 || this.awarenessBytes.take(bytes.byteLength) > 0)) {
       return this.o.onAwarenessDropped?.();
+    }
+    if (bytes[2] !== MSG_AWARENESS && this.heartbeats.take() > 0) {
+      return this.o.onRejected(`heartbeat_rate: more than ${PEER_HEARTBEATS_PER_SECOND} pings and pongs a second from the peer; dropped`);
     }
     let frame: Frame;
     try {
@@ -537,13 +557,17 @@ export class Session {
   /**
    * A sync request that holds more of this region's writer than it does is
    * how a data directory restored from a backup learns to change writer
-   * (Replicator.checkOwnWrites). It is believed once per link: after the
-   * change the claim names an old writer, so a second one is forged.
+   * (Replicator.checkOwnWrites). It is believed once per link, and only
+   * while the replicator allows it (for the writer the process started
+   * with): after the change the claim names an old writer, so another one is
+   * forged, and believed on every new link it would make the region change
+   * writer on every redial, until its version vector no longer fit a frame.
    */
   private checkRestoreClaim(vv: VersionVector): void {
     const writer = this.o.documents.writer;
     if ((vv.get(writer) ?? 0) <= (this.o.documents.versionVector().get(writer) ?? 0)) return;
     if (this.restoreClaimed) this.checkOwnClaim(vv, 'second sync-request');
+    if (this.o.mayFollowRestore?.() === false) this.checkOwnClaim(vv, 'sync-request (this region already changed writer for a restore)');
     this.restoreClaimed = true;
   }
 

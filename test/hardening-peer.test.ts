@@ -336,6 +336,24 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
   }, 60_000);
 });
 
+describe('heartbeats from a peer holding the cluster secret', () => {
+  it('answers at most its rate of pings, drops the rest and counts them, and keeps the link', async () => {
+    const { link, theirs } = await linkHoldingAll();
+    const flood = 2000;
+    for (let id = 1; id <= flood; id++) link.send({ type: 'ping', id: 1_000_000 + id, sentAt: performance.now(), vv: theirs, links: [], lagMs: 0 });
+    await barrier(link);
+    const pongs = link.frames.filter((f) => f.type === 'pong' && f.id > 1_000_000).length;
+    // A burst of 100 and 50 a second beyond it, whatever the test machine's pace: far below the flood.
+    expect(pongs).toBeGreaterThan(0);
+    expect(pongs).toBeLessThan(flood / 4);
+    const metrics = String((await http<string>(`${target}/metrics`)).body);
+    expect(metrics).toMatch(/meridian_frames_rejected_total\{[^}]*reason="heartbeat_rate"[^}]*\} [1-9]/);
+    expect(await link.closeCode(300)).toBe('open');
+    link.close();
+    await link.closed;
+  }, 60_000);
+});
+
 describe('presence from a peer holding the cluster secret', () => {
   const presence = presenceUpdate;
   const rejected = async (reason: string): Promise<number> => {

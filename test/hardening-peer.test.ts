@@ -337,17 +337,17 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
 });
 
 describe('heartbeats from a peer holding the cluster secret', () => {
-  it('answers at most its rate of pings, drops the rest and counts them, and keeps the link', async () => {
+  it('takes at most its rate of pings as acknowledgements, counts the rest, answers them all, and keeps the link', async () => {
     const { link, theirs } = await linkHoldingAll();
     const flood = 2000;
     for (let id = 1; id <= flood; id++) link.send({ type: 'ping', id: 1_000_000 + id, sentAt: performance.now(), vv: theirs, links: [], lagMs: 0 });
     await barrier(link);
-    const pongs = link.frames.filter((f) => f.type === 'pong' && f.id > 1_000_000).length;
-    // A burst of 100 and 50 a second beyond it, whatever the test machine's pace: far below the flood.
-    expect(pongs).toBeGreaterThan(0);
-    expect(pongs).toBeLessThan(flood / 4);
+    // Answered all the same: a peer that does not read its pongs is closed by the backlog bound (replication-backlog.test.ts).
+    expect(link.frames.filter((f) => f.type === 'pong' && f.id > 1_000_000).length).toBe(flood);
     const metrics = String((await http<string>(`${target}/metrics`)).body);
-    expect(metrics).toMatch(/meridian_frames_rejected_total\{[^}]*reason="heartbeat_rate"[^}]*\} [1-9]/);
+    const counted = /meridian_frames_rejected_total\{[^}]*reason="heartbeat_rate"[^}]*\} (\d+)/.exec(metrics);
+    // A burst of 100 and 50 a second beyond it, whatever the test machine's pace: most of the flood.
+    expect(Number(counted?.[1] ?? 0)).toBeGreaterThan(flood / 2);
     expect(await link.closeCode(300)).toBe('open');
     link.close();
     await link.closed;

@@ -152,11 +152,13 @@ const PEER_AWARENESS_PER_SECOND = 2000;
 /**
  * Pings and pongs a peer may send per second (bursts of twice as many): a
  * region sends one of each per heartbeat (`replication.heartbeatMs`, 1 s by
- * default). Each is handled at once, beside nothing, and a ping answered
- * with a pong and taken as an acknowledgement, which wakes every request
- * waiting for replicas or a version: a flood of 23-byte pings held a
- * region's event loop 1.6 s per 64 KiB read with a thousand such waits.
- * Beyond the rate they are dropped and counted (`heartbeat_rate`).
+ * default). Each is handled at once, beside nothing, and a ping taken as an
+ * acknowledgement wakes every request waiting for replicas or a version: a
+ * flood of 23-byte pings held a region's event loop 1.6 s per 64 KiB read
+ * with a thousand such waits. Beyond the rate a ping is still answered (a
+ * peer that never reads its pongs is closed by the backlog bound) but not
+ * taken as anything else, a pong is dropped, and both are counted
+ * (`heartbeat_rate`).
  */
 const PEER_HEARTBEATS_PER_SECOND = 50;
 const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
@@ -373,20 +375,22 @@ export class Session {
   }
 
   private heartbeat(bytes: Uint8Array): void {
+    // The rest of a read after the link was closed (its last error stays what closed it).
+    if (this.closed) return;
     // Over its rate, presence is dropped before it costs a decode.
     if (bytes[2] === MSG_AWARENESS && (this.awarenessFrames.take() > 0 || this.awarenessBytes.take(bytes.byteLength) > 0)) {
       return this.o.onAwarenessDropped?.();
     }
-    if (bytes[2] !== MSG_AWARENESS && this.heartbeats.take() > 0) {
-      return this.o.onRejected(`heartbeat_rate: more than ${PEER_HEARTBEATS_PER_SECOND} pings and pongs a second from the peer; dropped`);
-    }
+    const overRate = bytes[2] !== MSG_AWARENESS && this.heartbeats.take() > 0;
+    if (overRate) this.o.onRejected(`heartbeat_rate: more than ${PEER_HEARTBEATS_PER_SECOND} pings and pongs a second from the peer`);
+    if (overRate && bytes[2] === MSG_PONG) return;
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, this.o.maxFrameBytes);
     } catch (err) {
       return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
     }
-    if (frame.type === 'ping') return this.onPing(frame);
+    if (frame.type === 'ping') return overRate ? this.send({ type: 'pong', id: frame.id, sentAt: frame.sentAt }) : this.onPing(frame);
     // Presence waits behind nothing: it is relayed at once, never stored.
     if (frame.type === 'awareness') return this.o.onAwareness?.(frame.doc, frame.update);
     // A pong echoes our clock; one from the future was not an answer to us.

@@ -41,6 +41,16 @@ export class SizeGuard {
     this.slack = Math.floor(limit / SLACK_SHARE);
   }
 
+  /**
+   * Whether a document of at most `bound` bytes, last measured at
+   * `measured` (undefined: not since it was loaded or replaced), is within
+   * the bound without measuring it again: under it outright, or grown by no
+   * more than the slack since a measurement under it.
+   */
+  withinUnmeasured(bound: number, measured: number | undefined): boolean {
+    return bound <= this.limit || (measured !== undefined && measured <= this.limit && bound - measured <= this.slack);
+  }
+
   /** The size `doc` was measured at over the bound, while it still counts as full; else null. */
   fullSize(doc: DocKey): number | null {
     const f = this.full.get(doc);

@@ -268,9 +268,7 @@ function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch
 function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: number, update: Uint8Array, batch: Batch, deletesOnly: boolean): void {
   const { sizes } = host;
   const bound = before + update.byteLength;
-  const measured = live.measuredSize;
-  const withinSlack = measured !== undefined && measured <= sizes.limit && bound - measured <= sizes.slack;
-  if (bound <= sizes.limit || withinSlack || deletesOnly) {
+  if (deletesOnly || sizes.withinUnmeasured(bound, live.measuredSize)) {
     live.sizeBound = bound;
     return;
   }
@@ -405,9 +403,7 @@ const MERGED_BOUND_ADVICE = 'limits.maxDocumentBytes should be the same at every
  */
 function refuseMergedGrowth(host: StageHost, doc: DocKey, live: LiveDoc, before: number, batch: Batch): void {
   const guard = host.mergedSizes;
-  const bound = live.sizeBound;
-  const measured = live.measuredSize;
-  if (bound !== null && (bound <= guard.limit || (measured !== undefined && measured <= guard.limit && bound - measured <= guard.slack))) return;
+  if (live.sizeBound !== null && guard.withinUnmeasured(live.sizeBound, live.measuredSize)) return;
   const started = performance.now();
   const size = Y.encodeStateAsUpdate(live.ydoc).byteLength;
   if (size <= guard.limit || size <= before) {

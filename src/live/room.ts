@@ -45,7 +45,7 @@ export const MAX_ROOM_PRESENCE_BYTES = 4 * 1024 * 1024;
  * Bytes of presence state a region holds at most, all rooms together.
  * Each room's is bounded, but one caller's connections (a quarter of the
  * region's) spread over a few hundred documents could fill as many rooms,
- * and a state's JSON parsed takes up to about 14 times its length of heap
+ * and a state's JSON parsed takes up to about 11 times its length of heap
  * (`[[],[],...]`). Thousands of editors' cursors and names take a few MB.
  */
 export const MAX_REGION_PRESENCE_BYTES = 32 * 1024 * 1024;

@@ -153,9 +153,9 @@ const PEER_AWARENESS_PER_SECOND = 2000;
  * Pings and pongs a peer may send per second (bursts of twice as many): a
  * region sends one of each per heartbeat (`replication.heartbeatMs`, 1 s by
  * default). Each is handled at once, beside nothing, and a ping taken as an
- * acknowledgement wakes every request waiting for replicas or a version: a
- * flood of 23-byte pings held a region's event loop 1.6 s per 64 KiB read
- * with a thousand such waits. Beyond the rate a ping is still answered (a
+ * acknowledgement wakes every request waiting for replicas or a version (a
+ * one-off: a flood of 23-byte pings held a Session 1.6 s per 64 KiB read
+ * with a thousand such waits). Beyond the rate a ping is still answered (a
  * peer that never reads its pongs is closed by the backlog bound) but not
  * taken as anything else, a pong is dropped, and both are counted
  * (`heartbeat_rate`).

@@ -161,5 +161,6 @@ describe('shared Yjs reads', () => {
       store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+    // Renders of a slow document are spaced by what each cost: 20 s alone on 2 cores, near 30 under a full test run.
+  }, 120_000);
 });

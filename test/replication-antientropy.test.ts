@@ -234,6 +234,14 @@ function lone(me: Region, peer: RegionId) {
   return { session, sent, closes, acks, deliver };
 }
 
+/** The length of the text `body` of a document's state, or null for none. */
+function textLength(state: Uint8Array | null): number | null {
+  if (!state) return null;
+  const doc = new Y.Doc();
+  Y.applyUpdate(doc, state);
+  return doc.getText('body').length;
+}
+
 /** `n` writer ids of a region that never wrote them, from `from` on. */
 function madeUpWriters(n: number, from = 0): WriterId[] {
   return Array.from({ length: n }, (_, i) => `us-east~${(from + i).toString(16)}` as WriterId);
@@ -415,6 +423,62 @@ describe('floors and acknowledgements from a peer', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(b.docs.versionVector().get(a.docs.writer) ?? 0).toBe(0);
   });
+
+  it('read no further states from a peer while those waiting to merge hold 64 MiB, and merge them all once they commit', async () => {
+    const b = region('eu-west');
+    // b's merges wait until released (a slow disk, say), counting each one started.
+    const merge = b.docs.applyState.bind(b.docs);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let started = 0;
+    b.docs.applyState = async (doc, update, from) => {
+      started++;
+      await released;
+      return merge(doc, update, from);
+    };
+    const { session, closes } = lone(b, 'ap-south' as RegionId);
+    session.receive(encodeFrame({ type: 'sync-request', vv: new Map() }));
+    // Six states of 13 MiB each, each under a frame: the fifth takes those waiting past 64 MiB.
+    const size = 13 * 1024 * 1024;
+    const states = Array.from({ length: 6 }, (_, i) => {
+      const doc = new Y.Doc();
+      doc.getText('body').insert(0, String(i).repeat(size));
+      return Y.encodeStateAsUpdate(doc);
+    });
+    for (const [i, update] of states.entries()) session.receive(encodeFrame({ type: 'doc-state', round: 3, doc: docKey('ae', `big-${i}`), update, sv: null }));
+    await expect.poll(() => started).toBe(5);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(started).toBe(5);
+    release();
+    await expect.poll(() => started).toBe(6);
+    for (let i = 0; i < 6; i++) {
+      await expect.poll(() => textLength(b.docs.readYjs(docKey('ae', `big-${i}`))), { timeout: 15_000 }).toBe(size);
+    }
+    expect(closes).toEqual([]);
+  }, 60_000);
+
+  it('start no catch-up by state beside one still running, however often the peer asks', async () => {
+    const b = region('eu-west');
+    const c = region('us-east');
+    // b holds c's writes by state only (a round rebuilt it): a peer that lacks them is caught up by state.
+    for (let i = 0; i < 3; i++) await c.docs.put(docKey('ae', `c${i}`), { i });
+    const { sa: fromC } = join2(c, b);
+    await within(fromC.ae.start(), 5000, 'the round that gives b c\'s writes');
+    await expect.poll(() => b.docs.versionVector().get(c.docs.writer)).toBe(3);
+    expect(b.store.hasEntry(c.docs.writer, 1)).toBe(false);
+
+    // A peer that never answers: the round b starts toward it stays running.
+    const { sent, closes, deliver } = lone(b, 'ap-south' as RegionId);
+    const roundsStarted = () => new Set(sent.filter((f) => f.type === 'ae-buckets').map((f) => (f as { round: number }).round)).size;
+    await deliver({ type: 'sync-request', vv: new Map() });
+    await expect.poll(() => roundsStarted()).toBe(1);
+    // Past the 2 s between catch-ups, the peer asks again (as it would on every redial).
+    await new Promise((resolve) => setTimeout(resolve, 2200));
+    await deliver({ type: 'sync-request', vv: new Map() });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(roundsStarted()).toBe(1);
+    expect(closes).toEqual([]);
+  }, 20_000);
 
   it('leave a peer to apply a round: none starts toward it again before it states the round\'s floor', async () => {
     const a = region('ap-south');

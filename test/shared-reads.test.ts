@@ -150,7 +150,8 @@ describe('shared Yjs reads', () => {
       ]);
       expect(a).toBe(b);
       expect(a!.update).toEqual(documents.readYjs(doc, sv));
-      expect(whole!.update).toEqual(documents.readYjs(doc));
+      // Compared as buffers: toEqual walks 3.5 MB element by element, for seconds.
+      expect(Buffer.from(whole!.update).equals(documents.readYjs(doc)!)).toBe(true);
       expect(typeof a!.version).toBe('string');
       // Bytes that are no state vector are refused at once, taking no turn of the document's renders.
       const full = Array.from({ length: 8 }, (_, i) => sharedYjsRead(reads, documents, doc, Uint8Array.from([1, i + 1, 1]), `caller ${i}`));
@@ -161,6 +162,5 @@ describe('shared Yjs reads', () => {
       store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-    // Renders of a slow document are spaced by what each cost: 20 s alone on 2 cores, near 30 under a full test run.
-  }, 120_000);
+  }, 30_000);
 });

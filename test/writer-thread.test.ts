@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import type { LiveDoc } from '../src/docs/cache.js';
 import { startCompactor, type CompactorOptions } from '../src/docs/compactor.js';
+import { stableClientId } from '../src/crdt/index.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { MemoryStore, memoryVolume } from '../src/storage/memory.js';
@@ -184,6 +185,31 @@ describe('the writer thread', () => {
     await Promise.all(Array.from({ length: 200 }, (_, i) => docs.put(docKey('c', `many${i}`), { i })));
     const reopened = await reopenInPlace(docs, store);
     expect(reopened.listDocs('c', null, 1000)).toHaveLength(201);
+  });
+
+  it('writes under the new writer\'s Yjs client id once the writer changed while a commit of the document was in flight', async () => {
+    const store = open(true);
+    const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    const committed: { origin: WriterId; update: Uint8Array }[] = [];
+    docs.onCommitted((entries) => committed.push(...entries));
+    const key = docKey('c', 'rotated');
+    await docs.put(key, { a: 1 });
+    const inFlight = docs.put(key, { a: 2 });
+    await new Promise((r) => setImmediate(r));
+    expect(docs.settled(key)).toBeInstanceOf(Promise);
+    // A peer holds more of this writer than the data directory (restored from a backup).
+    const previous = docs.writer;
+    const next = docs.rotateWriter();
+    await inFlight;
+    await docs.put(key, { a: 3 });
+    const last = committed.at(-1)!;
+    expect(last.origin).toBe(next);
+    const clients = new Set(Y.decodeUpdate(last.update).structs.map((s) => s.id.client));
+    // Under the old writer's id it would reuse clocks its peers hold with other content.
+    expect(clients.has(stableClientId(previous, key))).toBe(false);
+    expect([...clients]).toEqual([stableClientId(next, key)]);
+    expect(docs.read(key).value).toEqual({ a: 3 });
+    await docs.close();
   });
 
   it('loads a document whose digest a commit is carrying to the disk with that digest, so the region digest stays exact', async () => {

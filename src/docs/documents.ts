@@ -621,6 +621,7 @@ class DocumentsImpl implements Documents {
     const began = performance.now();
     const base = ahead?.vv ?? this.vv;
     const batch = emptyBatch(base);
+    const stagedUnder = this.writer;
     const jobs: Job[] = [];
     const failed: Job[] = [];
     const stage = (job: Job): void => {
@@ -673,7 +674,7 @@ class DocumentsImpl implements Documents {
       if (commit !== null) this.inFlight.splice(this.inFlight.indexOf(commit), 1);
       if (stored) this.commitFault = null;
       this.digester.durable(digests);
-      this.afterCommit(batch, lsns, toEncode, encodings);
+      this.afterCommit(batch, lsns, toEncode, encodings, stagedUnder);
       if (!besideLocal) this.pacer.spent(performance.now() - finishing);
     };
     let committed: number[] | Promise<number[]>;
@@ -741,7 +742,7 @@ class DocumentsImpl implements Documents {
     return this.queue.takePeer(units, besideLocal);
   }
 
-  private afterCommit(batch: Batch, lsns: number[], toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>): void {
+  private afterCommit(batch: Batch, lsns: number[], toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>, stagedUnder: WriterId): void {
     for (const [doc, change] of batch.summaries) {
       const before = batch.before.get(doc) ?? null;
       if (change.digest === undefined) {
@@ -771,7 +772,11 @@ class DocumentsImpl implements Documents {
       const live = this.cache.peek(doc);
       if (live) this.notePending(doc, live);
     }
-    this.keepChanged(batch, toEncode, encodings);
+    // The writer changed while this batch was committed (see rotateWriter):
+    // its documents carry the old writer's Yjs client ids, so they are
+    // reloaded, not kept, or the next write would reuse clocks peers hold.
+    if (stagedUnder === this.writer) this.keepChanged(batch, toEncode, encodings);
+    else for (const doc of batch.changed.keys()) this.cache.evict(doc);
     logIncidents(this.log, batch);
     this.docsReloaded += batch.reloaded.length;
     repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));

@@ -747,6 +747,33 @@ describe('the write path', () => {
   });
 });
 
+describe('an editor that moved from another region', () => {
+  it('is told to send again the writes of that region not replicated here yet, not refused for good, and they compare as held once they are', async () => {
+    const { source, t, entries } = backlogPair();
+    const key = docKey('c', 'moved');
+    await source.docs.put(key, { a: 1 });
+    await source.docs.patch(key, { b: 2 });
+    // Here: the first write only (the region that took the second failed before it replicated).
+    await t.docs.applyRemote(entries().slice(0, 1), 'r0' as RegionId);
+    // The editor synced with the source region, then edited; its sync sends what this region lacks.
+    const editor = loadedFrom(source.docs.readYjs(key)!);
+    editor.clientID = 77;
+    editor.getMap('root').set('c', 3);
+    const sync = Y.encodeStateAsUpdate(editor, t.docs.stateVector(key)!);
+    await expect(t.docs.applyYjs(key, sync)).rejects.toMatchObject({ code: 'invalid_update' });
+    expect(t.docs.read(key).value).toEqual({ a: 1 });
+    // Under a region's id no writer here knows of, it is refused for good, as before.
+    const forged = new Y.Doc();
+    forged.clientID = 2 ** 32 + 7;
+    forged.getMap('root').set('x', 1);
+    await expect(t.docs.applyYjs(key, Y.encodeStateAsUpdate(forged))).rejects.toMatchObject({ code: 'client_id_conflict' });
+    // Replicated: the same sync is taken, the region's structs compared as held.
+    await t.docs.applyRemote(entries().slice(1), 'r0' as RegionId);
+    await t.docs.applyYjs(key, sync);
+    expect(t.docs.read(key).value).toEqual({ a: 1, b: 2, c: 3 });
+  });
+});
+
 describe('conflict records', () => {
   it('are paged by the bytes of their lost states as well as by count', async () => {
     const n = node();

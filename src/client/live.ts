@@ -43,6 +43,13 @@ export interface LiveOptions {
    * synced again. Call `live()` again with a new `Y.Doc`.
    */
   onReplaced?: () => void;
+  /**
+   * Told when a region ended the session with any other 44xx code (the token
+   * may not read, or write; an update was refused for good, e.g.
+   * `client_id_conflict`): y-websocket stops there, and the edits not
+   * acknowledged stay in `ydoc` only. `reason` is the stable error code.
+   */
+  onStopped?: (code: number, reason: string) => void;
 }
 
 /** The live session of one document. */
@@ -78,7 +85,11 @@ export function live(collection: string, id: string, ydoc: Y.Doc, options: LiveO
       ...(options.WebSocketPolyfill !== undefined ? { WebSocketPolyfill: options.WebSocketPolyfill as typeof WebSocket } : {}),
     });
     next.on('closed', (event) => {
-      if (event.code !== LIVE_CLOSE.documentReplaced || destroyed || next !== provider) return;
+      if (destroyed || next !== provider) return;
+      if (event.code !== LIVE_CLOSE.documentReplaced) {
+        options.onStopped?.(event.code, event.reason);
+        return;
+      }
       // y-websocket already stopped (a 44xx code); nothing of `ydoc` may reach a region again.
       destroyed = true;
       next.destroy();

@@ -28,9 +28,14 @@ type Struct = DecodedUpdate['structs'][number];
  * or one that rewrites content this document holds under the same id, and
  * `invalid_update` (400) for an update that depends on changes this region
  * does not hold or nests types deeper than {@link MAX_TYPE_DEPTH}.
- * `decoded` is `Y.decodeUpdate` of the update.
+ * `decoded` is `Y.decodeUpdate` of the update. `writesHere(client)`: whether
+ * `client` is the id under which a writer this region knows of writes this
+ * document; such structs beyond what it holds are a client resending what it
+ * got from that writer's region (an editor moved here after it failed), not
+ * yet replicated here: refused as changes not held yet, so the client sends
+ * them again later, when they compare as held or conflict.
  */
-export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate): void {
+export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate, writesHere: (client: number) => boolean = () => false): void {
   const reach = new Map<number, number>();
   const held = (client: number): number => reach.get(client) ?? Y.getState(doc.store, client);
   for (const struct of decoded.structs) {
@@ -38,6 +43,7 @@ export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate): void {
     const known = Y.getState(doc.store, client);
     // Resending a region's structs is fine (they are compared below); writing new ones is not.
     if (isRegionClient(client) && clock + struct.length > known) {
+      if (writesHere(client)) missing(`struct ${client}:${clock} of a region's writer has not replicated here yet`);
       conflict(`client id ${client} belongs to a region writer; clients use ids below 2^32`);
     }
     if (struct instanceof Y.Skip) missing(`the update skips clocks of client ${client}`);
@@ -206,7 +212,9 @@ function checkSameAsHeld(doc: Y.Doc, struct: Struct, end: number): void {
 /** Whether `a` and `b` hold the same units over clocks [from, to); `b` is held (its content may be collected). */
 function sameUnits(a: Y.Item, b: Y.Item, from: number, to: number): boolean {
   if (!sameId(originAt(a, from), originAt(b, from)) || !sameId(a.rightOrigin, b.rightOrigin)) return false;
-  if ((a.parentSub ?? null) !== (b.parentSub ?? null) || !sameParent(a, b)) return false;
+  // The encoding names the parent (and key) only of an item without origins; otherwise they follow from those, compared above.
+  const namesParent = a.origin === null && a.rightOrigin === null;
+  if (namesParent && ((a.parentSub ?? null) !== (b.parentSub ?? null) || !sameParent(a, b))) return false;
   if (b.content instanceof Y.ContentDeleted) return true;
   if (a.content.constructor !== b.content.constructor) return false;
   const slice = (item: Y.Item) => unitsIn(item.content, from - item.id.clock, to - item.id.clock);

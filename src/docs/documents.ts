@@ -349,11 +349,17 @@ class DocumentsImpl implements Documents {
     const mutate = (y: Y.Doc): boolean => {
       // A client may resend structs it got from us, but never write other
       // content under an id already used, nor lean on changes nobody holds.
-      admitClientUpdate(y, decoded);
+      admitClientUpdate(y, decoded, (client) => this.isWriterOf(doc, client));
       withPlacementBudget(() => applyValidated(y, update, LOCAL_ORIGIN));
       return true;
     };
     return this.required(this.local(doc, mutate, 1, source, decoded.structs.length === 0));
+  }
+
+  /** Whether `client` is the Yjs client id of `doc` under a writer this region holds writes of. */
+  private isWriterOf(doc: DocKey, client: number): boolean {
+    for (const writer of this.vv.keys()) if (stableClientId(writer, doc) === client) return true;
+    return false;
   }
 
   // ---- reads --------------------------------------------------------------

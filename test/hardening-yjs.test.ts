@@ -300,6 +300,41 @@ describe('values JSON cannot carry', () => {
     expect((await post(Y.encodeStateAsUpdate(doc))).statusCode).toBe(200);
     expect((await node.app.inject({ method: 'PATCH', url: '/v1/docs/notes/one', payload: { after: 1 } })).statusCode).toBe(200);
   });
+
+  it('refuses an object key "__proto__" in a value, which decoding would make the object\'s prototype, and changes nothing', async () => {
+    expect((await node.app.inject({ method: 'PUT', url: '/v1/docs/notes/one', payload: { title: 'hi' } })).statusCode).toBe(200);
+    const before = await state();
+    // Written by hand: lib0 cannot encode an object with that key. root.evil = { __proto__: [1, 2, 3], x: 5 }
+    const e = encoding.createEncoder();
+    encoding.writeVarUint(e, 1); // clients
+    encoding.writeVarUint(e, 1); // structs of the client
+    encoding.writeVarUint(e, 777); // client
+    encoding.writeVarUint(e, 0); // clock
+    encoding.writeUint8(e, 8 | 0x20); // ContentAny, with a parent key, no origins
+    encoding.writeVarUint(e, 1); // the parent is a root type, by name
+    encoding.writeVarString(e, 'root');
+    encoding.writeVarString(e, 'evil');
+    encoding.writeVarUint(e, 1); // one value
+    encoding.writeUint8(e, 118); // an object of two keys
+    encoding.writeVarUint(e, 2);
+    encoding.writeVarString(e, '__proto__');
+    encoding.writeUint8(e, 117); // an array of three
+    encoding.writeVarUint(e, 3);
+    for (const n of [1, 2, 3]) {
+      encoding.writeUint8(e, 125);
+      encoding.writeVarInt(e, n);
+    }
+    encoding.writeVarString(e, 'x');
+    encoding.writeUint8(e, 125);
+    encoding.writeVarInt(e, 5);
+    encoding.writeVarUint(e, 0); // no deletions
+    const res = await post(encoding.toUint8Array(e));
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'invalid_update', message: expect.stringMatching(/__proto__/) });
+    const after = await state();
+    expect(after.json).toEqual({ title: 'hi' });
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+  });
 });
 
 describe('a state offered by a peer', () => {

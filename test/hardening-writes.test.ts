@@ -52,6 +52,12 @@ describe('the work and size of one write are bounded', () => {
     const opsRes = await http<{ error: string }>(`${url}/v1/docs/c/huge/ops`, { method: 'POST', body: ops });
     expect(opsRes.status).toBe(413);
     expect(opsRes.body.error).toBe('too_complex');
+    // Maps a long path creates count as an object's would: 1,000 paths of 64 new keys each.
+    const deep = Array.from({ length: 1000 }, (_, i) => ({ op: 'set', path: [String(i), ...Array.from({ length: 63 }, (_, k) => `k${k}`)], value: 1 }));
+    const deepRes = await http<{ error: string }>(`${url}/v1/docs/c/huge/ops`, { method: 'POST', body: deep });
+    expect(deepRes.status).toBe(413);
+    expect(deepRes.body.error).toBe('too_complex');
+    expect((await http(`${url}/v1/docs/c/huge`)).status).toBe(404);
   });
 
   it('refuses a write whose update peers would refuse, and keeps the document as it was', async () => {

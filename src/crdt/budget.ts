@@ -36,11 +36,15 @@ export function countJsonNodes(value: unknown, limit: number): number {
   return Math.min(count, limit + 1);
 }
 
-/** Nodes of a list of ops: one per op, plus the nodes of its value. */
+/**
+ * Nodes of a list of ops: one per key of its path (a path through maps that
+ * do not exist yet creates one nested map per key, as an object of a JSON
+ * write does), plus the nodes of its value.
+ */
 export function countOpNodes(ops: readonly Op[], limit: number): number {
   let count = 0;
   for (const op of ops) {
-    count += 1 + ('value' in op ? countJsonNodes(op.value, limit) : 0);
+    count += Math.max(1, op.path.length) + ('value' in op ? countJsonNodes(op.value, limit) : 0);
     if (count > limit) return limit + 1;
   }
   return count;

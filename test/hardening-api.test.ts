@@ -258,6 +258,30 @@ describe('bodies refused before they arrive', () => {
   });
 });
 
+describe('versions naming writers nobody knows', () => {
+  test('a meridian-after or a change feed position naming more than 16 writers this region holds nothing of is refused; 16 are waited for', async () => {
+    const node = await startApiNode({});
+    try {
+      await node.app.inject({ method: 'PUT', url: '/v1/docs/notes/a', payload: { v: 1 } });
+      const held = [...node.documents.versionVector()];
+      const made = (n: number) => encodeVersion(new Map([...held, ...Array.from({ length: n }, (_, i) => [`made-up~${i.toString(16)}` as WriterId, 1] as const)]));
+      const tooMany = made(17);
+      const after = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/a', headers: { 'meridian-after': tooMany, 'meridian-wait-ms': '50' } });
+      expect(after.statusCode).toBe(400);
+      expect(after.json()).toMatchObject({ error: 'invalid_token', message: expect.stringMatching(/more than 16 writers/) });
+      const feed = await node.app.inject({ method: 'GET', url: `/v1/events/notes?after=${tooMany}` });
+      expect(feed.statusCode).toBe(400);
+      expect(feed.json()).toMatchObject({ error: 'invalid_token' });
+      // Sixteen: a region waits for them as for any version it lacks.
+      const waited = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/a', headers: { 'meridian-after': made(16), 'meridian-wait-ms': '50' } });
+      expect(waited.statusCode).toBe(503);
+      expect(waited.json()).toMatchObject({ error: 'lagging' });
+    } finally {
+      await node.close();
+    }
+  });
+});
+
 describe('abandoned waits (item 5)', () => {
   const unreachable = encodeVersion(new Map([['elsewhere~zz' as WriterId, 7]]));
   const dirs: string[] = [];

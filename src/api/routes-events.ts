@@ -21,7 +21,7 @@ import { MeridianError } from '../errors.js';
 import { LAST_EVENT_ID_HEADER } from '../contract.js';
 import type { VersionVector } from '../ids.js';
 import type { Documents } from '../docs/types.js';
-import { decodeVersion } from '../docs/token.js';
+import { decodeVersion, refuseUnheldWriters } from '../docs/token.js';
 import type { FeedLog, FeedScope } from '../docs/feed.js';
 import type { ReplicationView } from '../replication/types.js';
 import type { Metrics } from '../metrics.js';
@@ -86,6 +86,7 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
   };
   const serve = async (request: FastifyRequest<{ Querystring: EventQuery }>, reply: FastifyReply, scope: FeedScope): Promise<void> => {
     const since = positionOf(request);
+    if (since !== null) refuseUnheldWriters(since, deps.documents.versionVector());
     const caller = deps.callerOf(request);
     if (callers.full(caller)) {
       deps.metrics.feedCutoffs.inc({ reason: 'caller_limit' });

@@ -12,7 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { VersionVector } from '../ids.js';
 import type { Documents, WriteAck } from '../docs/types.js';
-import { decodeVersion, encodeVersion } from '../docs/token.js';
+import { decodeVersion, encodeVersion, refuseUnheldWriters } from '../docs/token.js';
 import { covers, missingByWriter } from '../vv.js';
 import type { ReplicationView } from '../replication/types.js';
 import type { Metrics, WriteKind } from '../metrics.js';
@@ -216,6 +216,7 @@ export function createSession(deps: {
     async awaitAfter(request, reply) {
       const want = parseAfter(request.headers[AFTER_HEADER]);
       if (want === null) return;
+      refuseUnheldWriters(want, documents.versionVector());
       const waitMs = parseWaitMs(request.headers[WAIT_HEADER], limits);
       if (covers(documents.versionVector(), want)) return;
       const release = reserveWait(request);

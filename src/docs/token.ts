@@ -44,6 +44,24 @@ export function decodeVersion(token: string): VersionVector {
   return vv;
 }
 
+/**
+ * Writers a version this region is asked to reach (`meridian-after`, a
+ * change feed's position) may name that it holds nothing of. A real one names
+ * a writer or two a region has not heard of yet (a region just wiped or
+ * restored elsewhere); one naming a thousand made-up writers would be
+ * carried, copied and encoded again with every event of a feed, and compared
+ * at every commit by each request waiting for it.
+ */
+export const MAX_UNHELD_WRITERS = 16;
+
+/** @throws MeridianError `invalid_token` when `vv` names more than {@link MAX_UNHELD_WRITERS} writers `held` lacks. */
+export function refuseUnheldWriters(vv: VersionVector, held: VersionVector): void {
+  let unheld = 0;
+  for (const writer of vv.keys()) if (!held.has(writer) && ++unheld > MAX_UNHELD_WRITERS) {
+    throw invalid(`the version token names more than ${MAX_UNHELD_WRITERS} writers this region holds nothing of: it was not made by this cluster`);
+  }
+}
+
 function toVector(parsed: unknown): VersionVector {
   if (!Array.isArray(parsed)) throw invalid('the version token does not hold a list');
   const vv: VersionVector = new Map();

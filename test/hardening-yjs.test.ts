@@ -149,6 +149,30 @@ describe('deletions', () => {
     const read = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' });
     expect(read.json()).toMatchObject({ $yjs: { essay: 'x'.repeat(900) } });
   });
+
+  it('refuses deletions that would split held items at so many places that Yjs moves too many of its structs, and takes fewer', async () => {
+    // A text, then 20,000 more structs of the same client: each split of the text moves them all.
+    const writer = new Y.Doc();
+    writer.clientID = 7171;
+    writer.getText('essay').insert(0, 'x'.repeat(40_002));
+    expect((await post(Y.encodeStateAsUpdate(writer))).statusCode).toBe(200);
+    const sv = Y.encodeStateVector(writer);
+    writer.transact(() => {
+      for (let i = 0; i < 20_000; i++) writer.getMap('root').set(`k${i}`, i);
+    });
+    expect((await post(Y.encodeStateAsUpdate(writer, sv))).statusCode).toBe(200);
+    const before = await state();
+    // Every other character: 40,000 splits of 20,000 moves each.
+    const everyOther = Array.from({ length: 20_000 }, (_, k): [number, number] => [2 * k + 1, 1]);
+    const res = await post(deletions(7171, everyOther));
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toMatchObject({ error: 'too_complex', message: expect.stringMatching(/splits the document's items/) });
+    const after = await state();
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(after.version).toBe(before.version);
+    // A hundred of them is taken.
+    expect((await post(deletions(7171, everyOther.slice(0, 100)))).statusCode).toBe(200);
+  }, 30_000);
 });
 
 describe('the work of placing new items', () => {

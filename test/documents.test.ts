@@ -11,6 +11,7 @@ import type { Documents } from '../src/docs/types.js';
 import { docKey, type RegionId } from '../src/ids.js';
 import { openStore } from '../src/storage/sqlite.js';
 import type { NewLogEntry, Store } from '../src/storage/types.js';
+import { covers } from '../src/vv.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -745,6 +746,33 @@ describe('the write path', () => {
     expect(n.docs.read(docKey('c', 'huge')).value).toBeNull();
     expect(n.docs.versionVector().size).toBe(0);
   });
+});
+
+describe('lists while a backlog is applied', () => {
+  it('leave out a document deleted, and show one created again, as soon as the region covers the change', async () => {
+    const { source, t, entries } = backlogPair();
+    const keys = Array.from({ length: 50 }, (_, i) => docKey('notes', `d${i}`));
+    for (const [i, key] of keys.entries()) await source.docs.put(key, { i });
+    await source.docs.remove(keys[8]!);
+    const before = entries().length;
+    await t.docs.applyRemote(entries(), 'r0' as RegionId);
+    // Cut off meanwhile: one document deleted, one created again, thousands of other writes.
+    const deleted = (await source.docs.remove(keys[7]!))!;
+    const recreated = await source.docs.put(keys[8]!, { again: true });
+    for (let i = 0; i < 2000; i++) await source.docs.put(docKey('other', `o${i}`), { i });
+    for (const [i, key] of keys.entries()) if (i !== 7 && i !== 8) await source.docs.patch(key, { j: 1 });
+    // Healed: the backlog arrives in frames, applied as they come.
+    const backlog = entries().slice(before);
+    const applying = [];
+    for (let i = 0; i < backlog.length; i += 200) applying.push(t.docs.applyRemote(backlog.slice(i, i + 200), 'r0' as RegionId));
+    const want = new Map([[deleted.origin, Math.max(deleted.seq, recreated.seq)]]);
+    await expect.poll(() => covers(t.docs.versionVector(), want), { interval: 1 }).toBe(true);
+    const listed = t.docs.list('notes', null, 100).ids;
+    expect(listed).not.toContain('d7');
+    expect(listed).toContain('d8');
+    await Promise.all(applying);
+    expect(t.docs.list('notes', null, 100).ids).toEqual(source.docs.list('notes', null, 100).ids);
+  }, 60_000);
 });
 
 describe('an editor that moved from another region', () => {

@@ -882,6 +882,8 @@ class DocumentsImpl implements Documents {
   private defer(doc: DocKey, update: Uint8Array, batch: Batch): boolean {
     let deferred = batch.deferred.get(doc);
     if (deferred === undefined && (batch.touched.has(doc) || !this.queue.backlogged)) return false;
+    // Listed as deleted, an update that adds content would make it live again: built, so that lists say so.
+    if (deferred === undefined && this.store.summary(doc)?.deleted !== false) return false;
     const bytes = (deferred ?? []).reduce((n, u) => n + u.byteLength, update.byteLength);
     const merged = this.stager.mergedSizes;
     if (merged.fullSize(doc) !== null) return false;

@@ -104,6 +104,8 @@ export interface StageHost {
    * Whether a peer's entry of `doc` may be stored without building the
    * document; if so, it has joined `batch.deferred`. While a backlog is
    * applied, for a document held encoded that this batch has not touched.
+   * Only an update that adds an item it does not delete itself, of a
+   * document listed as live (see {@link addsLiveItem}).
    */
   defer(doc: DocKey, update: Uint8Array, batch: Batch): boolean;
 }
@@ -321,7 +323,7 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
     let run: NewLogEntry[] = [entry];
     try {
       const decoded = validateUpdate(entry.update, host.yjsUpdateBytes);
-      if (host.defer(entry.doc, entry.update, batch)) {
+      if (addsLiveItem(decoded) && host.defer(entry.doc, entry.update, batch)) {
         batch.vv.set(entry.origin, entry.seq);
         batch.entries.push(entry);
         batch.from.push(job.from);
@@ -369,6 +371,19 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
  * no longer fits a frame, and it could no longer be repaired or rebuilt.
  */
 class GrowthRefused extends Error {}
+
+/**
+ * Whether an update adds an item that it does not delete itself. A document
+ * whose entries are held beside its encoded state is stored without a new
+ * deleted flag (it is not built; see Documents.defer), so lists would go on
+ * showing one that an update deleted: only updates that leave it holding
+ * something are held so (a write adds its values and the live marker; a
+ * deletion of the document adds nothing). A document listed as deleted is
+ * built, since an update adding to it makes it live again.
+ */
+function addsLiveItem(update: DecodedUpdate): boolean {
+  return update.structs.some((s) => s instanceof Y.Item && !(s.content instanceof Y.ContentDeleted) && !Y.isDeleted(update.ds, s.id));
+}
 
 /** Whether an update (decoded, or not decoded and so not known) adds structs, not only deletions. */
 function addsStructs(update: Uint8Array | DecodedUpdate): boolean {

@@ -13,8 +13,14 @@ import type { DocKey, RegionId, WriterId } from './ids.js';
 
 // ---------------------------------------------------------------- headers
 
-/** Request header: serve only once this region has applied the version token it names. */
+/** Request header: serve only once this region has applied the version token it names (or each of several, comma-separated). */
 export const AFTER_HEADER = 'meridian-after';
+/**
+ * Tokens one `meridian-after` may list. A client with several writes in
+ * flight holds a token for each that no answer is known to cover yet; listed
+ * together, one request waits for all of them instead of one request each.
+ */
+export const MAX_AFTER_TOKENS = 64;
 /** Request header: how long (ms) a request may wait for `meridian-after` or `meridian-replicas`. */
 export const WAIT_HEADER = 'meridian-wait-ms';
 /** Request header: acknowledge a write only once this many regions hold it durably. */

@@ -121,6 +121,28 @@ describe('client SDK against three region processes', () => {
     expect((await c.get('failover', 'after'))?.value).toEqual({ ok: true });
   });
 
+  it('shows a region the tokens of writes made at once in one request, not one request each', async () => {
+    const sent: { url: string; after: string | null }[] = [];
+    const fetchCounting = (input: string, init: RequestInit): Promise<Response> => {
+      if (input.includes('/v1/')) sent.push({ url: input, after: new Headers(init.headers).get('meridian-after') });
+      return fetch(input, init);
+    };
+    const c = await client([endpoint(A)], { fetch: fetchCounting });
+    await c.put('fold', 'first', { n: 0 });
+    // Twenty writes at once: each answer but the first is to a request sent before the others were known.
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.put('fold', `w${i}`, { n: i })));
+    sent.length = 0;
+    const read = await c.get('fold', 'w19');
+    expect(read?.value).toEqual({ n: 19 });
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.after!.split(', ').length).toBeGreaterThan(1);
+    // Its answer covers them all: the next request carries one token.
+    sent.length = 0;
+    await c.get('fold', 'w0');
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.after).not.toContain(',');
+  });
+
   it('skips a region that lacks the session\'s writes (lagging) for one that has them', async () => {
     await linked(A);
     cluster.isolate(C);

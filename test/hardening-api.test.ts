@@ -276,6 +276,16 @@ describe('versions naming writers nobody knows', () => {
       const waited = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/a', headers: { 'meridian-after': made(16), 'meridian-wait-ms': '50' } });
       expect(waited.statusCode).toBe(503);
       expect(waited.json()).toMatchObject({ error: 'lagging' });
+      // Several tokens, comma-separated: their union is waited for; more than 64 are refused.
+      const held1 = encodeVersion(new Map(held));
+      const listed = (tokens: string[]) => node.app.inject({ method: 'GET', url: '/v1/docs/notes/a', headers: { 'meridian-after': tokens.join(', '), 'meridian-wait-ms': '50' } });
+      expect((await listed([held1, held1])).statusCode).toBe(200);
+      const lacking = await listed([held1, encodeVersion(new Map([['elsewhere~ab' as WriterId, 3]]))]);
+      expect(lacking.statusCode).toBe(503);
+      expect(lacking.json()).toMatchObject({ error: 'lagging', missing: { 'elsewhere~ab': 3 } });
+      const long = await listed(Array.from({ length: 65 }, () => held1));
+      expect(long.statusCode).toBe(400);
+      expect(long.json()).toMatchObject({ error: 'invalid_token', message: expect.stringMatching(/at most 64 tokens/) });
     } finally {
       await node.close();
     }

@@ -13,14 +13,14 @@ import { MeridianError } from '../errors.js';
 import type { VersionVector } from '../ids.js';
 import type { Documents, WriteAck } from '../docs/types.js';
 import { decodeVersion, encodeVersion, refuseUnheldWriters } from '../docs/token.js';
-import { covers, missingByWriter } from '../vv.js';
+import { covers, merged, missingByWriter } from '../vv.js';
 import type { ReplicationView } from '../replication/types.js';
 import type { Metrics, WriteKind } from '../metrics.js';
 import type { Quotas } from './quotas.js';
 import type { Refusals } from './refusals.js';
 import { CallerSlots } from './caller-slots.js';
 
-import { AFTER_HEADER, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER } from '../contract.js';
+import { AFTER_HEADER, MAX_AFTER_TOKENS, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER } from '../contract.js';
 
 // The header names are part of the wire contract; routes import them from here too.
 export { AFTER_HEADER, REPLICAS_HEADER, VERSION_HEADER, WAIT_HEADER };
@@ -91,11 +91,18 @@ export function parseReplicas(header: string | string[] | undefined, peers: numb
   return n;
 }
 
-/** The version of `meridian-after`, or null when absent; throws `invalid_token` when malformed. */
+/**
+ * The version of `meridian-after` (one token, or several separated by
+ * commas: their union), or null when absent; throws `invalid_token` when
+ * malformed.
+ */
 export function parseAfter(header: string | string[] | undefined): VersionVector | null {
   if (header === undefined) return null;
   if (typeof header !== 'string') throw new MeridianError('invalid_token', `${AFTER_HEADER} must appear once`);
-  return decodeVersion(header);
+  if (!header.includes(',')) return decodeVersion(header);
+  const tokens = header.split(',').map((t) => t.trim());
+  if (tokens.length > MAX_AFTER_TOKENS) throw new MeridianError('invalid_token', `${AFTER_HEADER} lists at most ${MAX_AFTER_TOKENS} tokens`);
+  return tokens.reduce<VersionVector>((union, token) => merged(union, decodeVersion(token)), new Map());
 }
 
 /** What a wait runs: resolves true when reached, false on timeout or abort. */

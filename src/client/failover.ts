@@ -16,6 +16,7 @@ import {
 import type { RegionEndpoint, RegionTable } from './regions.js';
 import type { SessionTicket, SessionVersion } from './session.js';
 import type { StalePolicy, Staleness } from './stale.js';
+import { MAX_AFTER_TOKENS } from '../contract.js';
 import {
   AFTER_HEADER,
   REPLICAS_HEADER,
@@ -148,13 +149,20 @@ export class Router {
   }
 
   /**
-   * The call with the session: first the session's pending tokens, then the
-   * call itself. A token the region refuses as malformed is dropped from the
-   * session (a region refuses it before it does anything), and the call
-   * goes on without it.
+   * The call with the session: the session's token and its pending ones,
+   * listed in the call's `meridian-after`, so that one request waits for all
+   * of them. A region that refuses the list (a token in it malformed) is
+   * shown each pending token first, then the call; a token it refuses as
+   * malformed is dropped from the session (a region refuses it before it
+   * does anything), and the call goes on without it.
    */
   private async attemptSession(region: RegionEndpoint, call: Call): Promise<Verdict> {
     const ticket = this.d.session.begin();
+    const listed = [...(ticket.after === null ? [] : [ticket.after]), ...ticket.pending];
+    if (ticket.pending.length > 0 && listed.length <= MAX_AFTER_TOKENS) {
+      const verdict = this.judge(region, call, await this.send(region, call, listed.join(', ')), ticket);
+      if (verdict.kind !== 'served' || !refusesToken(verdict.served)) return verdict;
+    }
     for (const token of ticket.pending) {
       const fold = foldCall(call.collection);
       const verdict = this.judge(region, fold, await this.send(region, fold, token), null);

@@ -12,9 +12,9 @@
  * Concurrent requests break that chain: an answer to a request sent with an
  * older token need not cover the current one. Such an answer is dropped if
  * it came from a read; if it came from a write, it is the only token known to
- * cover that write and is kept as pending. The next request first waits for
- * each pending token at its region (a cheap list read carrying it), then
- * sends its own request there; the region's answer covers both.
+ * cover that write and is kept as pending. The next request lists the
+ * pending tokens beside the current one in its `meridian-after` (a region
+ * waits for all of them), so the region's answer covers them all.
  */
 
 /** What one request to one region was sent with. */

@@ -48,7 +48,7 @@ import { startCompactor } from './compactor.js';
 import { loadLiveDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
-import { hex, logIncidents } from './incidents.js';
+import { hex, logIncidents, repairQuarantined } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
@@ -252,7 +252,15 @@ class DocumentsImpl implements Documents {
     // However corruption is found (loading a document, or reading the log
     // for a peer), its digest turns to zeros and the index must say so, or
     // peers would see no difference to repair.
-    this.stopCorruptWatch = options.store.onCorrupt((doc, before) => this.indexCorrupt(doc, before));
+    this.stopCorruptWatch = options.store.onCorrupt((doc, before) => {
+      const indexed = this.digester.corrupted(doc);
+      const zeros = new Uint8Array(32);
+      this.index.update(doc, indexed === undefined ? before : indexed, zeros);
+      // A document held in memory says what the index holds for it, as after any digest.
+      const live = this.cache.peek(doc);
+      if (live) live.digest = zeros;
+      this.cache.noteDigest(doc, zeros);
+    });
     this.stopCompactor = startCompactor({
       store: this.store,
       logger: this.log,
@@ -346,17 +354,6 @@ class DocumentsImpl implements Documents {
       return true;
     };
     return this.required(this.local(doc, mutate, 1, source, decoded.structs.length === 0));
-  }
-
-  /** `doc`'s stored digest turned to zeros (it was `before`): the index follows. */
-  private indexCorrupt(doc: DocKey, before: Uint8Array): void {
-    const indexed = this.digester.corrupted(doc);
-    const zeros = new Uint8Array(32);
-    this.index.update(doc, indexed === undefined ? before : indexed, zeros);
-    // A document held in memory says what the index holds for it, as after any digest.
-    const live = this.cache.peek(doc);
-    if (live) live.digest = zeros;
-    this.cache.noteDigest(doc, zeros);
   }
 
   /** Whether `client` is the Yjs client id of `doc` under a writer this region holds writes of. */
@@ -661,13 +658,6 @@ class DocumentsImpl implements Documents {
     const digested = this.digestsOf(batch, toEncode);
     if (besideLocal && units > 0) this.pacer.spent(performance.now() - started);
     const digests = this.digester.takeComputed();
-    // What the store will hold of each document the commit marks for repair just before the mark (a digest
-    // this commit carries, else the stored one; afterCommit prefers its summary's), which the index must take out.
-    const carried = batch.quarantined.length === 0 ? null : new Map(digests.map((d) => [d.doc, d.digest]));
-    const quarantinedBefore = new Map<DocKey, Uint8Array | undefined>();
-    for (const { doc } of batch.quarantined) {
-      if (!quarantinedBefore.has(doc)) quarantinedBefore.set(doc, carried?.get(doc) ?? this.store.summary(doc)?.digest);
-    }
     const chain = { id: this.nextChain++, follows: ahead?.chain ?? null };
     let commit: InFlightCommit | null = null;
     const fail = (err: unknown): void => {
@@ -690,7 +680,7 @@ class DocumentsImpl implements Documents {
       if (commit !== null) this.inFlight.splice(this.inFlight.indexOf(commit), 1);
       if (stored) this.commitFault = null;
       this.digester.durable(digests);
-      this.afterCommit(batch, lsns, toEncode, encodings, stagedUnder, quarantinedBefore);
+      this.afterCommit(batch, lsns, toEncode, encodings, stagedUnder);
       if (!besideLocal) this.pacer.spent(performance.now() - finishing);
     };
     let committed: number[] | Promise<number[]>;
@@ -758,10 +748,7 @@ class DocumentsImpl implements Documents {
     return this.queue.takePeer(units, besideLocal);
   }
 
-  private afterCommit(
-    batch: Batch, lsns: number[], toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>, stagedUnder: WriterId,
-    quarantinedBefore: ReadonlyMap<DocKey, Uint8Array | undefined>,
-  ): void {
+  private afterCommit(batch: Batch, lsns: number[], toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>, stagedUnder: WriterId): void {
     for (const [doc, change] of batch.summaries) {
       const before = batch.before.get(doc) ?? null;
       if (change.digest === undefined) {
@@ -798,13 +785,7 @@ class DocumentsImpl implements Documents {
     else for (const doc of batch.changed.keys()) this.cache.evict(doc);
     logIncidents(this.log, batch);
     this.docsReloaded += batch.reloaded.length;
-    // The commit marked each document of a quarantined entry for repair: the
-    // live copy goes (it reloads with the digest now stored), and the index follows.
-    for (const [doc, stored] of quarantinedBefore) {
-      this.cache.evict(doc);
-      const before = batch.summaries.get(doc)?.digest ?? stored;
-      if (before !== undefined && before.some((b) => b !== 0)) this.indexCorrupt(doc, before);
-    }
+    repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
     for (const done of batch.done) done();
     if (committed.length > 0) this.announce(this.listeners, committed);
     if (batch.stateChanges.size > 0) this.announce(this.stateListeners, [...batch.stateChanges.values()]);

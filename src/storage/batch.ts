@@ -83,8 +83,6 @@ export function writeBatch(s: Statements, batch: CommitBatch, maxConflictBytes =
     result.quarantinedFrom.push(q.peer);
   }
   for (const peer of new Set(result.quarantinedFrom)) s.pruneQuarantined.run(peer, peer, MAX_QUARANTINED_PER_PEER);
-  // Each document of a quarantined entry is marked for repair (a digest no state has) in the same transaction.
-  for (const doc of new Set((batch.quarantined ?? []).map((q) => q.doc))) s.markCorrupt.run(doc);
   if ((batch.conflicts ?? []).length > 0) keepConflicts(s, batch.conflicts ?? [], maxConflictBytes, result);
   return result;
 }

@@ -120,10 +120,6 @@ export class MemoryStore implements Store {
     if (batch.raise) this.raise(batch.raise);
     for (const s of batch.snapshots ?? []) this.writeSnapshot(s);
     for (const q of batch.quarantined ?? []) keepQuarantined(this.v, q);
-    for (const q of batch.quarantined ?? []) {
-      const row = this.v.docs.get(q.doc);
-      if (row) row.digest = new Uint8Array(DIGEST_BYTES);
-    }
     for (const c of batch.conflicts ?? []) keepConflict(this.v, c, this.maxConflictBytes);
     return lsns;
   }

@@ -112,11 +112,7 @@ export interface CommitBatch {
    * so no crash can count a seq as held without it.
    */
   raise?: VersionVector;
-  /**
-   * Entries from peers this region could not apply, kept one per (origin, seq)
-   * (a repeat is ignored); the digest of each one's document turns to zeros,
-   * as {@link Maintenance.markCorrupt} does, so that anti-entropy repairs it.
-   */
+  /** Entries from peers this region could not apply, kept one per (origin, seq) (a repeat is ignored). */
   quarantined?: QuarantinedEntry[];
   /** States that lost a content conflict, kept whole (the newest {@link MAX_CONFLICTS_PER_DOC} of a document). */
   conflicts?: NewConflict[];

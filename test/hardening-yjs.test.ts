@@ -8,7 +8,8 @@ import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docDigest, stableClientId } from '../src/crdt/index.js';
-import { MAX_TYPE_DEPTH } from '../src/crdt/admit.js';
+import { MAX_TYPE_DEPTH, admitClientUpdate } from '../src/crdt/admit.js';
+import { validateUpdate } from '../src/crdt/validate.js';
 import { docKey, type WriterId } from '../src/ids.js';
 import { startApiNode, type ApiNode } from './helpers/api-node.js';
 
@@ -172,6 +173,37 @@ describe('deletions', () => {
     expect(after.version).toBe(before.version);
     // A hundred of them is taken.
     expect((await post(deletions(7171, everyOther.slice(0, 100)))).statusCode).toBe(200);
+  }, 30_000);
+
+  it('counts the pieces earlier splits of the same update put after a split, and not splits Yjs does not make', () => {
+    const region = new Y.Doc();
+    region.clientID = 1000;
+    region.getText('t').insert(0, 'a'.repeat(200_000));
+    const held = Y.encodeStateVector(region);
+    // Inserts near the end of the one held item, at falling places, then deletions near its start:
+    // each deletion's split moves every piece the inserts split off.
+    const client = new Y.Doc();
+    client.clientID = 2000;
+    Y.applyUpdate(client, Y.encodeStateAsUpdate(region));
+    for (let i = 0; i < 10_000; i++) client.getText('t').insert(199_999 - i, 'b');
+    const everyOther = Array.from({ length: 30_000 }, (_, k): [number, number] => [2 * k + 1, 1]);
+    const update = Y.mergeUpdates([Y.encodeStateAsUpdate(client, held), deletions(1000, everyOther)]);
+    expect(() => admitClientUpdate(region, validateUpdate(update, 1 << 20))).toThrow(/splits the document's items/);
+
+    // An editor's deletions of characters deleted meanwhile at the region: Yjs splits no deleted item for them.
+    const text = new Y.Doc();
+    text.clientID = 1000;
+    text.getText('t').insert(0, 'a'.repeat(10_000));
+    text.transact(() => {
+      for (let i = 0; i < 60_000; i++) text.getMap('m').set(`k${i}`, i);
+    });
+    const editor = new Y.Doc();
+    editor.clientID = 7;
+    Y.applyUpdate(editor, Y.encodeStateAsUpdate(text));
+    for (let i = 999; i >= 0; i--) editor.getText('t').delete(i * 10, 1);
+    text.getText('t').delete(0, 10_000);
+    const resent = Y.encodeStateAsUpdate(editor, Y.encodeStateVector(text));
+    expect(() => admitClientUpdate(text, validateUpdate(resent, 1 << 20))).not.toThrow();
   }, 30_000);
 });
 

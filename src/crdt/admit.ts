@@ -84,35 +84,57 @@ export const MAX_SPLIT_MOVES = 100_000_000;
  * of a split item into it, moving every struct after it: a client that
  * wrote a long text and then 100,000 other structs, deleting every other
  * character of the text in one 400 KB update, had the region (and each
- * peer, applying it) move 10^10 slots, for 15 s. Each split point held
- * inside an item is counted once, at the length of the array after it.
+ * peer, applying it) move 10^10 slots, for 15 s. The splits are replayed in
+ * the order Yjs makes them (the update's items' origins and right origins,
+ * then its deletions), each counted at the structs after it: the held ones,
+ * and the pieces earlier splits put there. Yjs splits no GC struct, and no
+ * deleted item for a deletion.
  */
 function checkSplits(doc: Y.Doc, decoded: DecodedUpdate): void {
-  const counted = new Set<string>();
-  let moves = 0;
-  const splitAt = (client: number, clock: number): void => {
+  /** Per client of held structs: each split point, in order, with the index of the struct it falls in. */
+  const points = new Map<number, { clock: number; index: number }[]>();
+  const splitAt = (client: number, clock: number, deleting: boolean): void => {
     const structs = doc.store.clients.get(client);
     if (structs === undefined || clock >= Y.getState(doc.store, client)) return;
     const index = Y.findIndexSS(structs, clock);
-    if (structs[index]!.id.clock === clock) return;
-    const key = `${client}:${clock}`;
-    if (counted.has(key)) return;
-    counted.add(key);
-    moves += structs.length - index;
-    if (moves > MAX_SPLIT_MOVES) {
-      throw new MeridianError('too_complex', `the update splits the document's items at so many places that more than ${MAX_SPLIT_MOVES} of them would move; split it into smaller updates`);
-    }
+    const struct = structs[index]!;
+    if (struct.id.clock === clock || struct instanceof Y.GC || (deleting && struct.deleted)) return;
+    let list = points.get(client);
+    if (list === undefined) points.set(client, (list = []));
+    list.push({ clock, index });
   };
   for (const struct of decoded.structs) {
     if (!(struct instanceof Y.Item)) continue;
     // An origin is split after it, a right origin before it.
-    if (struct.origin !== null) splitAt(struct.origin.client, struct.origin.clock + 1);
-    if (struct.rightOrigin !== null) splitAt(struct.rightOrigin.client, struct.rightOrigin.clock);
+    if (struct.origin !== null) splitAt(struct.origin.client, struct.origin.clock + 1, false);
+    if (struct.rightOrigin !== null) splitAt(struct.rightOrigin.client, struct.rightOrigin.clock, false);
   }
   for (const [client, ranges] of decoded.ds.clients) {
     for (const { clock, len } of ranges) {
-      splitAt(client, clock);
-      splitAt(client, clock + len);
+      splitAt(client, clock, true);
+      splitAt(client, clock + len, true);
+    }
+  }
+  let moves = 0;
+  for (const [client, list] of points) {
+    const held = doc.store.clients.get(client)!.length;
+    // Splits already made, counted by clock (a Fenwick tree over the points' ranks), to count those after each.
+    const clocks = [...new Set(list.map((p) => p.clock))].sort((a, b) => a - b);
+    const rank = new Map(clocks.map((c, i) => [c, i + 1]));
+    const made = new Array<number>(clocks.length + 1).fill(0);
+    const done = new Set<number>();
+    for (const { clock, index } of list) {
+      // A point split before is whole already.
+      if (done.has(clock)) continue;
+      const r = rank.get(clock)!;
+      let upTo = 0;
+      for (let i = r; i > 0; i -= i & -i) upTo += made[i]!;
+      moves += held - index - 1 + (done.size - upTo);
+      for (let i = r; i <= clocks.length; i += i & -i) made[i] = made[i]! + 1;
+      done.add(clock);
+      if (moves > MAX_SPLIT_MOVES) {
+        throw new MeridianError('too_complex', `the update splits the document's items at so many places that more than ${MAX_SPLIT_MOVES} of them would move; split it into smaller updates`);
+      }
     }
   }
 }

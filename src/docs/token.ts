@@ -46,19 +46,29 @@ export function decodeVersion(token: string): VersionVector {
 
 /**
  * Writers a version this region is asked to reach (`meridian-after`, a
- * change feed's position) may name that it holds nothing of. A real one names
- * a writer or two a region has not heard of yet (a region just wiped or
- * restored elsewhere); one naming a thousand made-up writers would be
- * carried, copied and encoded again with every event of a feed, and compared
- * at every commit by each request waiting for it.
+ * change feed's position) may name that it holds nothing of, for it to wait.
+ * A real one names a writer or two a region has not heard of yet (a region
+ * just wiped or restored elsewhere), or every writer of a cluster when this
+ * region is the one just wiped; one naming a thousand made-up writers would
+ * be carried, copied and encoded again with every event of a feed, and
+ * compared at every commit by each request waiting for it.
  */
 export const MAX_UNHELD_WRITERS = 16;
 
-/** @throws MeridianError `invalid_token` when `vv` names more than {@link MAX_UNHELD_WRITERS} writers `held` lacks. */
+/**
+ * @throws MeridianError `lagging` (503, at once, without waiting) when `vv`
+ * names more than {@link MAX_UNHELD_WRITERS} writers `held` lacks: another
+ * region, or this one later, can serve it.
+ */
 export function refuseUnheldWriters(vv: VersionVector, held: VersionVector): void {
+  const missing: Record<string, number> = {};
   let unheld = 0;
-  for (const writer of vv.keys()) if (!held.has(writer) && ++unheld > MAX_UNHELD_WRITERS) {
-    throw invalid(`the version token names more than ${MAX_UNHELD_WRITERS} writers this region holds nothing of: it was not made by this cluster`);
+  for (const [writer, seq] of vv) {
+    if (held.has(writer)) continue;
+    if (++unheld > MAX_UNHELD_WRITERS) {
+      throw new MeridianError('lagging', `the version names more than ${MAX_UNHELD_WRITERS} writers this region holds nothing of: ask another region, or this one once it has caught up`, { missing });
+    }
+    missing[writer] = seq;
   }
 }
 

@@ -158,10 +158,10 @@ export class Router {
    */
   private async attemptSession(region: RegionEndpoint, call: Call): Promise<Verdict> {
     const ticket = this.d.session.begin();
-    const listed = [...(ticket.after === null ? [] : [ticket.after]), ...ticket.pending];
-    if (ticket.pending.length > 0 && listed.length <= MAX_AFTER_TOKENS) {
-      const verdict = this.judge(region, call, await this.send(region, call, listed.join(', ')), ticket);
-      if (verdict.kind !== 'served' || !refusesToken(verdict.served)) return verdict;
+    const listed = [...(ticket.after === null ? [] : [ticket.after]), ...ticket.pending].join(', ');
+    if (ticket.pending.length > 0 && ticket.pending.length < MAX_AFTER_TOKENS && listed.length <= MAX_LISTED_AFTER_CHARS) {
+      const verdict = this.judge(region, call, await this.send(region, call, listed), ticket);
+      if (verdict.kind !== 'served' || !(refusesToken(verdict.served) || verdict.served.status === 431)) return verdict;
     }
     for (const token of ticket.pending) {
       const fold = foldCall(call.collection);
@@ -237,6 +237,13 @@ export class Router {
     if (typeof version === 'string' && version !== '') this.d.session.observe(ticket, version, call.write);
   }
 }
+
+/**
+ * Longest list of tokens sent in one `meridian-after`: servers refuse
+ * requests whose headers pass 16 KiB in all (Node's default), and each token
+ * grows with the cluster's writers; beyond, they are shown one at a time.
+ */
+const MAX_LISTED_AFTER_CHARS = 8 * 1024;
 
 /** A request carrying a token proves the region has applied it; a one-id list is the cheapest. */
 function foldCall(collection: string): Call {

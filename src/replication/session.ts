@@ -159,10 +159,13 @@ const PEER_AWARENESS_PER_SECOND = 2000;
  * peer that never reads its pongs is closed by the backlog bound) but not
  * taken as anything else, a pong is dropped, and both are counted
  * (`heartbeat_rate`). Answering still costs some 35 µs a ping, so a peer
- * that keeps sending more than twice the rate (past a further burst of ten
- * times it) is closed: a flood would otherwise hold the event loop.
+ * that keeps sending more than {@link PEER_HEARTBEAT_FLOOD_PER_SECOND} (past
+ * a burst of twice that) is closed: a flood would otherwise hold the event
+ * loop. A region configured with `replication.heartbeatMs` of 2 or more
+ * sends fewer (a ping and a pong per heartbeat).
  */
 const PEER_HEARTBEATS_PER_SECOND = 50;
+const PEER_HEARTBEAT_FLOOD_PER_SECOND = 1000;
 const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
 
 export class Session {
@@ -206,7 +209,9 @@ export class Session {
   private paused = false;
   private readonly heartbeats: TokenBucket = createTokenBucket(PEER_HEARTBEATS_PER_SECOND, 2 * PEER_HEARTBEATS_PER_SECOND, () => performance.now());
   /** Heartbeats over the rate tolerated (see {@link PEER_HEARTBEATS_PER_SECOND}). */
-  private readonly heartbeatsOverRate: TokenBucket = createTokenBucket(PEER_HEARTBEATS_PER_SECOND, 10 * PEER_HEARTBEATS_PER_SECOND, () => performance.now());
+  private readonly heartbeatsOverRate: TokenBucket = createTokenBucket(
+    PEER_HEARTBEAT_FLOOD_PER_SECOND - PEER_HEARTBEATS_PER_SECOND, 2 * PEER_HEARTBEAT_FLOOD_PER_SECOND, () => performance.now(),
+  );
   private readonly awarenessFrames: TokenBucket = createTokenBucket(PEER_AWARENESS_PER_SECOND, 2 * PEER_AWARENESS_PER_SECOND, () => performance.now());
   private readonly awarenessBytes: TokenBucket = createTokenBucket(PEER_AWARENESS_BYTES_PER_SECOND, 2 * PEER_AWARENESS_BYTES_PER_SECOND, () => performance.now());
   private lastYield = 0;
@@ -387,7 +392,7 @@ export class Session {
     }
     const overRate = bytes[2] !== MSG_AWARENESS && this.heartbeats.take() > 0;
     if (overRate && this.heartbeatsOverRate.take() > 0) {
-      return this.reject(`heartbeat_flood: more than ${2 * PEER_HEARTBEATS_PER_SECOND} pings and pongs a second from the peer, for seconds`);
+      return this.reject(`heartbeat_flood: more than ${PEER_HEARTBEAT_FLOOD_PER_SECOND} pings and pongs a second from the peer, for seconds`);
     }
     if (overRate) this.o.onRejected(`heartbeat_rate: more than ${PEER_HEARTBEATS_PER_SECOND} pings and pongs a second from the peer`);
     if (overRate && bytes[2] === MSG_PONG) return;

@@ -649,7 +649,11 @@ describe('the write path', () => {
     const origin = 'r0~x' as never;
     const garbage = { origin, seq: 1, doc: key, ts: 0, update: new Uint8Array([1, 2, 3, 250, 250, 250]) };
     const later = { origin, seq: 2, doc: docKey('c', 'other'), ts: 0, update: updateOf({ n: 1 }) };
+    // The commit marks it, not a write of its own on the event loop's connection (which would wait for the writer thread's lock).
+    let marks = 0;
+    target.store.markCorrupt = () => void marks++;
     const result = await target.docs.applyRemote([garbage, later], 'r0' as RegionId);
+    expect(marks).toBe(0);
     expect(result).toMatchObject({ applied: 1, quarantined: 1, gaps: 0 });
     expect(target.docs.versionVector().get(origin)).toBe(2);
     expect(target.docs.read(key).value).toEqual({ safe: true });
@@ -661,6 +665,56 @@ describe('the write path', () => {
     // Sent again (a reconnect), it is a duplicate: nothing more is kept.
     await target.docs.applyRemote([garbage], 'r0' as RegionId);
     expect(target.store.quarantine.counts().get('r0' as RegionId)).toBe(1);
+    // The index followed the mark exactly: as one built afresh from the store says.
+    const digest = target.docs.digests.regionDigest();
+    await closeNode(target);
+    expect(node(target.dir).docs.digests.regionDigest()).toBe(digest);
+  });
+
+  it('takes out of the index the digest the store held at the mark, though one was on its way to the disk when the entry was staged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
+    // The store's writes run in order, when released: as a writer thread runs them.
+    let held = false;
+    const queue: (() => void)[] = [];
+    const inTurn = <T>(write: () => T): Promise<T> => new Promise((resolve, reject) => {
+      const go = (): void => {
+        try {
+          resolve(write());
+        } catch (err) {
+          reject(err as Error);
+        }
+      };
+      if (held) queue.push(go);
+      else go();
+    });
+    const ordered: Store = Object.create(store) as Store;
+    ordered.commit = (batch) => inTurn(() => store.commit(batch));
+    ordered.setDigests = (digests) => inTurn(() => void store.setDigests(digests));
+    const docs = createDocuments({ store: ordered, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    open.push({ docs, store });
+    const key = docKey('c', 'racing');
+    await docs.put(key, { a: 1 });
+    await docs.digests.bucketDigests();
+    await docs.put(key, { a: 2 });
+    docs.digests.regionDigest();
+    // The new digest is posted to be stored alone; the entry is staged while it waits.
+    held = true;
+    void docs.digests.bucketDigests();
+    const garbage = { origin: 'r0~x' as never, seq: 1, doc: key, ts: 0, update: new Uint8Array([1, 2, 3, 250, 250, 250]) };
+    const applied = docs.applyRemote([garbage], 'r0' as RegionId);
+    await new Promise((r) => setTimeout(r, 20));
+    held = false;
+    while (queue.length > 0) queue.shift()!();
+    expect(await applied).toMatchObject({ quarantined: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    const digest = docs.digests.regionDigest();
+    expect(store.summary(key)!.digest.every((b) => b === 0)).toBe(true);
+    await docs.close();
+    store.close();
+    open.splice(open.findIndex((o) => o.docs === docs), 1);
+    expect(node(dir).docs.digests.regionDigest()).toBe(digest);
   });
 
   it('quarantines peer entries and refuses a peer state that would grow a document past what merges may, and takes what deletes', async () => {

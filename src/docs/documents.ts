@@ -48,7 +48,7 @@ import { startCompactor } from './compactor.js';
 import { loadLiveDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
-import { hex, logIncidents, repairQuarantined } from './incidents.js';
+import { hex, logIncidents } from './incidents.js';
 import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
@@ -200,6 +200,8 @@ class DocumentsImpl implements Documents {
   private markIdle: () => void = () => undefined;
   private readonly stopCompactor: () => void;
   private readonly stopCorruptWatch: () => void;
+  /** Marks the commit whose result just arrived made (see the onCorrupt listener), followed in its afterCommit. */
+  private readonly commitMarks: [DocKey, Uint8Array][] = [];
   /** What staging a job may do to this write path. */
   private readonly stager: StageHost;
   private readonly maxWriteNodes: number;
@@ -252,14 +254,12 @@ class DocumentsImpl implements Documents {
     // However corruption is found (loading a document, or reading the log
     // for a peer), its digest turns to zeros and the index must say so, or
     // peers would see no difference to repair.
-    this.stopCorruptWatch = options.store.onCorrupt((doc, before) => {
-      const indexed = this.digester.corrupted(doc);
-      const zeros = new Uint8Array(32);
-      this.index.update(doc, indexed === undefined ? before : indexed, zeros);
-      // A document held in memory says what the index holds for it, as after any digest.
-      const live = this.cache.peek(doc);
-      if (live) live.digest = zeros;
-      this.cache.noteDigest(doc, zeros);
+    // A commit's marks (documents of quarantined entries) are followed once
+    // the commit's own changes are (afterCommit): the digests it stored
+    // must be in the index first, as they were in the store before the mark.
+    this.stopCorruptWatch = options.store.onCorrupt((doc, before, byCommit) => {
+      if (byCommit) this.commitMarks.push([doc, before]);
+      else this.indexCorrupt(doc, before);
     });
     this.stopCompactor = startCompactor({
       store: this.store,
@@ -354,6 +354,17 @@ class DocumentsImpl implements Documents {
       return true;
     };
     return this.required(this.local(doc, mutate, 1, source, decoded.structs.length === 0));
+  }
+
+  /** `doc`'s stored digest turned to zeros (it was `before`): the index follows. */
+  private indexCorrupt(doc: DocKey, before: Uint8Array): void {
+    const indexed = this.digester.corrupted(doc);
+    const zeros = new Uint8Array(32);
+    this.index.update(doc, indexed === undefined ? before : indexed, zeros);
+    // A document held in memory says what the index holds for it, as after any digest.
+    const live = this.cache.peek(doc);
+    if (live) live.digest = zeros;
+    this.cache.noteDigest(doc, zeros);
   }
 
   /** Whether `client` is the Yjs client id of `doc` under a writer this region holds writes of. */
@@ -785,7 +796,10 @@ class DocumentsImpl implements Documents {
     else for (const doc of batch.changed.keys()) this.cache.evict(doc);
     logIncidents(this.log, batch);
     this.docsReloaded += batch.reloaded.length;
-    repairQuarantined(this.store, this.log, batch, (doc) => this.cache.evict(doc));
+    // The commit marked each document of a quarantined entry for repair: the
+    // live copy goes (it reloads with the digest now stored), and the index follows.
+    for (const { doc } of batch.quarantined) this.cache.evict(doc);
+    for (const [doc, before] of this.commitMarks.splice(0)) this.indexCorrupt(doc, before);
     for (const done of batch.done) done();
     if (committed.length > 0) this.announce(this.listeners, committed);
     if (batch.stateChanges.size > 0) this.announce(this.stateListeners, [...batch.stateChanges.values()]);

@@ -6,7 +6,6 @@
  */
 import type { Logger } from 'pino';
 import { splitDocKey } from '../ids.js';
-import type { Maintenance } from '../storage/types.js';
 import type { Batch } from './stage.js';
 
 /**
@@ -35,23 +34,6 @@ export function logIncidents(log: Logger, batch: Batch): void {
       { collection, id, winner: c.winner, kept: hex(c.keptDigest), lost: hex(c.lostDigest) },
       'replicas held different content under the same Yjs ids; the lower content digest won, the other state is kept as a conflict',
     );
-  }
-}
-
-/**
- * Gives each document of a quarantined entry a digest no state has, so that
- * anti-entropy fetches the peer's state of it. `evict` drops the live copy,
- * so that it reloads with the digest now stored.
- */
-export function repairQuarantined(store: Pick<Maintenance, 'markCorrupt'>, log: Logger, batch: Batch, evict: (doc: Batch['entries'][number]['doc']) => void): void {
-  for (const doc of new Set(batch.quarantined.map((q) => q.doc))) {
-    evict(doc);
-    try {
-      // The digest index follows through the store's onCorrupt listener.
-      store.markCorrupt(doc);
-    } catch (err) {
-      log.error({ err, doc }, 'could not mark document for repair');
-    }
   }
 }
 

@@ -27,6 +27,8 @@ export interface CommitResult {
   conflictsDropped: [DocKey, number][];
   /** Conflict records dropped, the oldest of any document, to stay within {@link MAX_CONFLICT_BYTES}. */
   conflictsDroppedForBytes: number;
+  /** Documents of quarantined entries marked for repair, each with the digest stored just before the mark. */
+  marked: [DocKey, Uint8Array][];
 }
 
 /**
@@ -37,7 +39,7 @@ export interface CommitResult {
  * Entries of a document with no summary row yet get one with an all-zero digest.
  */
 export function writeBatch(s: Statements, batch: CommitBatch, maxConflictBytes = MAX_CONFLICT_BYTES): CommitResult {
-  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [], quarantinedFrom: [], conflicts: 0, conflictsDropped: [], conflictsDroppedForBytes: 0 };
+  const result: CommitResult = { lsns: [], added: 0, bytes: 0, olderSnapshots: [], quarantinedFrom: [], conflicts: 0, conflictsDropped: [], conflictsDroppedForBytes: 0, marked: [] };
   const perDoc = new Map<string, number>();
   const perOrigin = new Map<string, number[]>();
   for (const entry of batch.entries) {
@@ -83,6 +85,14 @@ export function writeBatch(s: Statements, batch: CommitBatch, maxConflictBytes =
     result.quarantinedFrom.push(q.peer);
   }
   for (const peer of new Set(result.quarantinedFrom)) s.pruneQuarantined.run(peer, peer, MAX_QUARANTINED_PER_PEER);
+  // Each document of a quarantined entry is marked for repair (a digest no state has) in the same transaction,
+  // with what it held just before, for the digest index to take out exactly that.
+  for (const doc of new Set((batch.quarantined ?? []).map((q) => q.doc))) {
+    const row = s.getDoc.get(doc);
+    if (row === undefined) continue;
+    s.markCorrupt.run(doc);
+    result.marked.push([doc, new Uint8Array(row.digest)]);
+  }
   if ((batch.conflicts ?? []).length > 0) keepConflicts(s, batch.conflicts ?? [], maxConflictBytes, result);
   return result;
 }

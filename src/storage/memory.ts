@@ -70,7 +70,7 @@ export class MemoryStore implements Store {
   readonly conflicts: ConflictStore;
   /** (origin, seq) to lsn, rebuilt from the volume on open. */
   private readonly held = new Map<string, number>();
-  private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array) => void>();
+  private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array, byCommit: boolean) => void>();
 
   constructor(
     private readonly v: MemoryVolume,
@@ -121,6 +121,8 @@ export class MemoryStore implements Store {
     for (const s of batch.snapshots ?? []) this.writeSnapshot(s);
     for (const q of batch.quarantined ?? []) keepQuarantined(this.v, q);
     for (const c of batch.conflicts ?? []) keepConflict(this.v, c, this.maxConflictBytes);
+    // As the SQLite engine: marked for repair in the commit.
+    for (const doc of new Set((batch.quarantined ?? []).map((q) => q.doc))) this.mark(doc, true);
     return lsns;
   }
 
@@ -347,14 +349,18 @@ export class MemoryStore implements Store {
   }
 
   markCorrupt(doc: DocKey): void {
+    this.mark(doc, false);
+  }
+
+  private mark(doc: DocKey, byCommit: boolean): void {
     const row = this.v.docs.get(doc);
     if (!row) return;
     const before = row.digest;
     row.digest = new Uint8Array(DIGEST_BYTES);
-    if (before.some((b) => b !== 0)) for (const listener of this.corruptListeners) listener(doc, before);
+    if (before.some((b) => b !== 0)) for (const listener of this.corruptListeners) listener(doc, before, byCommit);
   }
 
-  onCorrupt(listener: (doc: DocKey, before: Uint8Array) => void): () => void {
+  onCorrupt(listener: (doc: DocKey, before: Uint8Array, byCommit: boolean) => void): () => void {
     this.corruptListeners.add(listener);
     return () => this.corruptListeners.delete(listener);
   }

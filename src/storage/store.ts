@@ -38,7 +38,7 @@ export class SqliteStore implements Store {
   readonly conflicts: SqliteConflicts;
   /** Corrupt entries and snapshots seen since open, so each is counted and logged once. */
   private readonly corruptSeen = new Set<string>();
-  private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array) => void>();
+  private readonly corruptListeners = new Set<(doc: DocKey, before: Uint8Array, byCommit: boolean) => void>();
   private logEntries: number;
   /** The collection stepping through the log on the writer thread, if one is under way. */
   private collecting: Promise<number> | null = null;
@@ -118,7 +118,14 @@ export class SqliteStore implements Store {
       this.logger.warn({ dropped: result.conflictsDroppedForBytes, keptBytes: this.maxConflictBytes }, 'oldest conflict records dropped: the region keeps at most this many bytes of lost states');
     }
     for (const doc of result.olderSnapshots) this.logger.warn({ doc }, 'older snapshot ignored');
+    for (const [doc, before] of result.marked) this.tellCorrupt(doc, before, true);
     return result.lsns;
+  }
+
+  /** Tells the listeners that `doc`'s stored digest turned to zeros from `before` (not when it was zeros already). */
+  private tellCorrupt(doc: DocKey, before: Uint8Array | undefined, byCommit: boolean): void {
+    if (!before || before.every((b) => b === 0)) return;
+    for (const listener of this.corruptListeners) listener(doc, before, byCommit);
   }
 
   /**
@@ -383,11 +390,10 @@ export class SqliteStore implements Store {
     if (this.corruptLater === null) this.s.markCorrupt.run(doc);
     else if (this.corruptLater.has(doc)) return;
     else this.corruptLater.add(doc);
-    if (!before || before.every((b) => b === 0)) return;
-    for (const listener of this.corruptListeners) listener(doc, before);
+    this.tellCorrupt(doc, before, false);
   }
 
-  onCorrupt(listener: (doc: DocKey, before: Uint8Array) => void): () => void {
+  onCorrupt(listener: (doc: DocKey, before: Uint8Array, byCommit: boolean) => void): () => void {
     this.corruptListeners.add(listener);
     return () => this.corruptListeners.delete(listener);
   }

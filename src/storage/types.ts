@@ -112,7 +112,12 @@ export interface CommitBatch {
    * so no crash can count a seq as held without it.
    */
   raise?: VersionVector;
-  /** Entries from peers this region could not apply, kept one per (origin, seq) (a repeat is ignored). */
+  /**
+   * Entries from peers this region could not apply, kept one per (origin, seq)
+   * (a repeat is ignored). The commit marks each one's document for repair
+   * (as {@link Maintenance.markCorrupt} does) in the same transaction, and
+   * tells the `onCorrupt` listeners with `byCommit` once it is durable.
+   */
   quarantined?: QuarantinedEntry[];
   /** States that lost a content conflict, kept whole (the newest {@link MAX_CONFLICTS_PER_DOC} of a document). */
   conflicts?: NewConflict[];
@@ -294,9 +299,11 @@ export interface Maintenance {
   markCorrupt(doc: DocKey): void;
   /**
    * Called whenever a document is marked corrupt (by any read that finds a
-   * bad checksum), with the digest it had: the digest index must follow.
+   * bad checksum, or by a commit that quarantined an entry of it), with the
+   * digest it had: the digest index must follow. `byCommit`: told as the
+   * commit's result arrives, before its caller has seen it.
    */
-  onCorrupt(listener: (doc: DocKey, before: Uint8Array) => void): () => void;
+  onCorrupt(listener: (doc: DocKey, before: Uint8Array, byCommit: boolean) => void): () => void;
   stats(): StorageStats;
 }
 

@@ -337,11 +337,14 @@ describe('forged floors and acknowledgements (issue 8 item 13)', () => {
 });
 
 describe('heartbeats from a peer holding the cluster secret', () => {
+  const ping = (link: Awaited<ReturnType<typeof linkHoldingAll>>['link'], id: number, vv: VersionVector): void =>
+    link.send({ type: 'ping', id, sentAt: performance.now(), vv, links: [], lagMs: 0 });
+
   it('takes at most its rate of pings as acknowledgements, counts the rest, answers them all, and keeps the link', async () => {
     const { link, theirs } = await linkHoldingAll();
-    // Within the burst over the rate tolerated (ten times the rate, beyond the rate's own burst of twice it).
+    // Over the rate (50 a second, bursts of 100), within what is tolerated before a link counts as flooding.
     const burst = 400;
-    for (let id = 1; id <= burst; id++) link.send({ type: 'ping', id: 1_000_000 + id, sentAt: performance.now(), vv: theirs, links: [], lagMs: 0 });
+    for (let id = 1; id <= burst; id++) ping(link, 1_000_000 + id, theirs);
     await barrier(link);
     // Answered all the same: a peer that does not read its pongs is closed by the backlog bound (replication-backlog.test.ts).
     expect(link.frames.filter((f) => f.type === 'pong' && f.id > 1_000_000).length).toBe(burst);
@@ -358,7 +361,7 @@ describe('heartbeats from a peer holding the cluster secret', () => {
     const { link, theirs } = await linkHoldingAll();
     let id = 2_000_000;
     for (let tick = 0; tick < 40; tick++) {
-      for (let i = 0; i < 20; i++) link.send({ type: 'ping', id: ++id, sentAt: performance.now(), vv: theirs, links: [], lagMs: 0 });
+      for (let i = 0; i < 20; i++) ping(link, ++id, theirs);
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(await link.closeCode(300)).toBe('open');
@@ -368,7 +371,7 @@ describe('heartbeats from a peer holding the cluster secret', () => {
 
   it('closes a link whose pings keep coming far over the rate, and stays healthy', async () => {
     const { link, theirs } = await linkHoldingAll();
-    for (let id = 1; id <= 20_000; id++) link.send({ type: 'ping', id, sentAt: performance.now(), vv: theirs, links: [], lagMs: 0 });
+    for (let id = 1; id <= 20_000; id++) ping(link, id, theirs);
     expect(await link.closeCode()).toBe(4400);
     // Answered until it was closed, not after.
     expect(link.frames.filter((f) => f.type === 'pong').length).toBeLessThan(20_000);

@@ -223,9 +223,10 @@ export function createSession(deps: {
     async awaitAfter(request, reply) {
       const want = parseAfter(request.headers[AFTER_HEADER]);
       if (want === null) return;
-      refuseUnheldWriters(want, documents.versionVector());
+      const held = documents.versionVector();
+      refuseUnheldWriters(want, held);
       const waitMs = parseWaitMs(request.headers[WAIT_HEADER], limits);
-      if (covers(documents.versionVector(), want)) return;
+      if (covers(held, want)) return;
       const release = reserveWait(request);
       try {
         if (await untilDisconnected(request, reply, (signal) => replication.waitForVersion(want, waitMs, signal))) return;

@@ -161,7 +161,7 @@ const PEER_AWARENESS_PER_SECOND = 2000;
  * (`heartbeat_rate`). Answering still costs some 35 µs a ping, so a peer
  * that keeps sending more than {@link PEER_HEARTBEAT_FLOOD_PER_SECOND} (past
  * a burst of twice that) is closed: a flood would otherwise hold the event
- * loop. A region configured with `replication.heartbeatMs` of 2 or more
+ * loop. A region configured with `replication.heartbeatMs` of 5 or more
  * sends fewer (a ping and a pong per heartbeat).
  */
 const PEER_HEARTBEATS_PER_SECOND = 50;

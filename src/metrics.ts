@@ -74,6 +74,8 @@ export interface Metrics {
   readonly conflicts: Counter;
   /** Documents replaced by their reloaded state (after a splice, or before a content conflict was resolved). */
   readonly documentsReloaded: Counter;
+  /** Peers' updates merged by building the document anew (see crdt/load.ts `applyOrRebuild`). */
+  readonly mergesRebuilt: Counter;
   /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
   readonly waitingRequests: Gauge;
   /**
@@ -227,6 +229,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     documentsReloaded: new Counter({
       name: 'meridian_documents_reloaded_total',
       help: 'Documents replaced by what their own state reloads to, after an update spliced other content under held Yjs ids or before a content conflict was resolved (clients wrote under one Yjs id at two regions).',
+      registers,
+    }),
+    mergesRebuilt: new Counter({
+      name: 'meridian_merges_rebuilt_total',
+      help: 'Peers\' updates merged by building the document anew from its state and the update, because Yjs would have scanned too many items inserted concurrently at the same place to place theirs one by one (clients inserting at one place at several regions at once).',
       registers,
     }),
     quarantinedEntries: new Counter({

@@ -86,6 +86,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   let commitsRefusedCounted = 0;
   let decodedAgainCounted = 0;
   let reloadedCounted = 0;
+  let rebuiltCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -100,6 +101,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     commitsRefusedCounted = documents.refusedCommits();
     metrics.documentsReloaded.inc(documents.reloadedDocs() - reloadedCounted);
     reloadedCounted = documents.reloadedDocs();
+    metrics.mergesRebuilt.inc(documents.rebuiltMerges() - rebuiltCounted);
+    rebuiltCounted = documents.rebuiltMerges();
     // Counted from the table: the total survives restarts.
     metrics.conflicts.inc(documents.conflictCount() - conflictsCounted);
     conflictsCounted = documents.conflictCount();

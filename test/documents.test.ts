@@ -856,6 +856,44 @@ describe('an editor that moved from another region', () => {
   });
 });
 
+describe('concurrent inserts at one place at two regions', () => {
+  it('are merged without Yjs placing each item against all the others, and the document reloads the same', async () => {
+    const { source, t, entries } = backlogPair();
+    const key = docKey('c', 'prepends');
+    const n = 10_000;
+    /** N characters inserted one by one at the start of one text, by a client with this Yjs id. */
+    const prepends = (clientId: number, char: string): Uint8Array => {
+      const editor = new Y.Doc();
+      editor.clientID = clientId;
+      for (let i = 0; i < n; i++) editor.getText('t').insert(0, char);
+      return Y.encodeStateAsUpdate(editor);
+    };
+    const here = prepends(1_000, 'a');
+    const there = prepends(2_000, 'b');
+    // Each region admits its own client's update: nothing concurrent there.
+    await t.docs.applyYjs(key, here);
+    await source.docs.applyYjs(key, there);
+    // Applied here one item at a time, each of the peer's (the higher id)
+    // would scan all of this region's: 10^8 steps, about half a minute.
+    const result = await t.docs.applyRemote(entries(), 'r0' as RegionId);
+    expect(result).toMatchObject({ applied: 1, quarantined: 0 });
+    expect(t.docs.rebuiltMerges()).toBe(1);
+    // What a replica holding both has, built in Yjs's own order.
+    const expected = loadedFrom(Y.mergeUpdates([here, there])).getText('t').toString();
+    expect(expected).toHaveLength(2 * n);
+    expect(loadedFrom(t.docs.readYjs(key)!).getText('t').toString()).toBe(expected);
+    // The other way round (the lower id's items placed among the higher's) costs a pass.
+    await source.docs.applyRemote([{ origin: t.docs.writer, seq: 1, doc: key, ts: Date.now(), update: here }], 'r1' as RegionId);
+    expect(loadedFrom(source.docs.readYjs(key)!).getText('t').toString()).toBe(expected);
+    expect(t.docs.digestParts(key)).toEqual(source.docs.digestParts(key));
+    // Loaded from the store (its own entry, then the peer's), it is built the same way.
+    await t.docs.close();
+    const again = node(t.dir);
+    expect(loadedFrom(again.docs.readYjs(key)!).getText('t').toString()).toBe(expected);
+    expect(again.docs.digestParts(key)).toEqual(source.docs.digestParts(key));
+  });
+});
+
 describe('conflict records', () => {
   it('are paged by the bytes of their lost states as well as by count', async () => {
     const n = node();

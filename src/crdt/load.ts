@@ -27,6 +27,7 @@
 import * as Y from 'yjs';
 import { newDoc } from './clientid.js';
 import { digestParts } from './digest.js';
+import { PlacementOverrun, uncounted, withMergeBound } from './placement.js';
 import { retryPending, type DecodedUpdate } from './validate.js';
 
 /**
@@ -100,10 +101,7 @@ export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc
  * `ydoc`'s encoding, when the caller has it.
  */
 export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(ydoc)): Y.Doc | null {
-  const { pendingStructs, pendingDs } = ydoc.store;
-  // Yjs keeps what it holds back in its v2 encoding.
-  const held = [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
-  const reloaded = build([state], ydoc.clientID, held);
+  const reloaded = build([state], ydoc.clientID, pendingOf(ydoc));
   const live = digestParts(ydoc);
   const again = digestParts(reloaded);
   if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
@@ -116,11 +114,67 @@ export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(yd
 /** A doc of `updates` (v1) and then `updatesV2`. */
 function build(updates: readonly Uint8Array[], clientId: number, updatesV2: readonly Uint8Array[] = []): Y.Doc {
   const doc = newDoc();
-  doc.transact(() => {
-    for (const update of updates) Y.applyUpdate(doc, update);
-    for (const update of updatesV2) Y.applyUpdateV2(doc, update);
-  });
-  retryPending(doc, null);
+  const apply = (): void => {
+    doc.transact(() => {
+      for (const update of updates) Y.applyUpdate(doc, update);
+      for (const update of updatesV2) Y.applyUpdateV2(doc, update);
+    });
+    retryPending(doc, null);
+  };
+  const rebuilt = applyOrRebuild(doc, updates, apply, updatesV2);
+  if (rebuilt !== null) {
+    doc.destroy();
+    rebuilt.clientID = clientId;
+    return rebuilt;
+  }
   doc.clientID = clientId;
   return doc;
+}
+
+/**
+ * Runs `apply`, which applies `updates` (validated, and not a client's: a
+ * peer's entries or state, stored updates) to `doc`, counting the items
+ * Yjs scans to place theirs (see placement.ts). Yjs places an update's
+ * items against what the doc holds, so items inserted at one place
+ * concurrently with N items the doc holds there each scan all N: two
+ * clients inserting thousands of items each at one place, at two regions
+ * at once, cost N x N at a region that applies the higher client id's
+ * items last (34 s at N = 10,000), and each region admitted its own
+ * cheaply. Past MAX_MERGE_PLACEMENT_STEPS the apply stops, and a doc is
+ * built anew from what `doc` then holds and the updates merged into one
+ * update: Yjs integrates one update's clients highest id first, which
+ * places such runs in a pass. It is the same doc (Yjs places items alike
+ * whatever order they arrive in); `doc`, half changed, is for the caller to
+ * drop. Returns that doc, under `doc`'s client id, or null when `apply`
+ * finished.
+ */
+export function applyOrRebuild(
+  doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void, updatesV2: readonly Uint8Array[] = [],
+): Y.Doc | null {
+  // What waits for missing dependencies, as held before: a retry takes it out of the store while it runs.
+  const heldBefore = pendingOf(doc);
+  try {
+    withMergeBound(apply);
+    return null;
+  } catch (err) {
+    if (!(err instanceof PlacementOverrun)) throw err;
+  }
+  const merged = Y.mergeUpdates([
+    Y.encodeStateAsUpdate(doc),
+    ...[...heldBefore, ...pendingOf(doc), ...updatesV2].map((u) => Y.convertUpdateFormatV2ToV1(u)),
+    ...updates,
+  ]);
+  const again = newDoc();
+  uncounted(() => {
+    again.transact(() => Y.applyUpdate(again, merged));
+    retryPending(again, null);
+  });
+  again.clientID = doc.clientID;
+  return again;
+}
+
+/** What Yjs holds back of a doc, waiting for missing dependencies (in its v2 encoding). */
+function pendingOf(doc: Y.Doc): Uint8Array[] {
+  const { pendingStructs, pendingDs } = doc.store;
+  return [pendingStructs?.update, pendingDs ?? undefined].filter((u): u is Uint8Array => u !== undefined);
 }

@@ -12,8 +12,12 @@
  * peer. The scan depends on what the document holds when the update arrives,
  * so it is counted as Yjs goes, with Yjs's own rule, while a client's update
  * is applied; past the bound the update is refused before it is logged
- * (`too_complex`, 413) and the document reloaded. Updates from peers are
- * never counted: what their region accepted must be applied everywhere.
+ * (`too_complex`, 413) and the document reloaded. Updates from peers
+ * cannot be refused (what their region accepted must be applied
+ * everywhere), and they are where the cost of concurrent inserts at one
+ * place arises: each region admitted its own cheaply. They are counted
+ * too, and past a larger bound merged another way (load.ts
+ * `applyOrRebuild`).
  */
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
@@ -21,8 +25,18 @@ import { MeridianError } from '../errors.js';
 /** Items a client's update may make Yjs scan to place its own, in all. */
 export const MAX_PLACEMENT_STEPS = 200_000;
 
-/** The steps left to the update being applied under a budget; null when none is. */
-let left: number | null = null;
+/**
+ * Items Yjs may scan to place the items of updates that are not a client's
+ * (a peer's entries and states, stored updates being loaded) before they
+ * are merged another way (load.ts `applyOrRebuild`): about 35 ms of it.
+ */
+export const MAX_MERGE_PLACEMENT_STEPS = 500_000;
+
+/** Thrown from inside Yjs once updates applied under {@link withMergeBound} pass their bound. */
+export class PlacementOverrun extends Error {}
+
+/** The bound on the update being applied; null when none is counted. */
+let budget: { left: number; overrun: () => Error } | null = null;
 
 type Integrate = (this: Y.Item, transaction: Y.Transaction, offset: number) => void;
 let installed = false;
@@ -34,12 +48,41 @@ let installed = false;
  * must drop it.
  */
 export function withPlacementBudget<T>(apply: () => T): T {
+  return counted({
+    left: MAX_PLACEMENT_STEPS,
+    overrun: () => new MeridianError(
+      'too_complex',
+      `placing the update's items makes Yjs scan more than ${MAX_PLACEMENT_STEPS} items of the document that were inserted at the same places; send items built on the document as this region holds it`,
+    ),
+  }, apply);
+}
+
+/**
+ * Runs `apply` (updates that are not a client's applied to a doc) counting
+ * the placement scans it makes Yjs do; throws {@link PlacementOverrun} as
+ * soon as they pass {@link MAX_MERGE_PLACEMENT_STEPS}, with the document
+ * half changed.
+ */
+export function withMergeBound<T>(apply: () => T): T {
+  return counted({
+    left: MAX_MERGE_PLACEMENT_STEPS,
+    overrun: () => new PlacementOverrun(`placing the updates' items makes Yjs scan more than ${MAX_MERGE_PLACEMENT_STEPS} items`),
+  }, apply);
+}
+
+/** Runs `apply` with no placement scan counted, inside a counted apply too. */
+export function uncounted<T>(apply: () => T): T {
+  return counted(null, apply);
+}
+
+function counted<T>(bound: typeof budget, apply: () => T): T {
   install();
-  left = MAX_PLACEMENT_STEPS;
+  const outer = budget;
+  budget = bound;
   try {
     return apply();
   } finally {
-    left = null;
+    budget = outer;
   }
 }
 
@@ -50,14 +93,9 @@ function install(): void {
   const integrate = proto.integrate;
   proto.integrate = function (this: Y.Item, transaction: Y.Transaction, offset: number): void {
     // A resent item's rest (offset > 0) is placed after its own earlier part.
-    if (left !== null && offset === 0) {
-      left -= scanLength(this, transaction.doc.store, left);
-      if (left < 0) {
-        throw new MeridianError(
-          'too_complex',
-          `placing the update's items makes Yjs scan more than ${MAX_PLACEMENT_STEPS} items of the document that were inserted at the same places; send items built on the document as this region holds it`,
-        );
-      }
+    if (budget !== null && offset === 0) {
+      budget.left -= scanLength(this, transaction.doc.store, budget.left);
+      if (budget.left < 0) throw budget.overrun();
     }
     integrate.call(this, transaction, offset);
   };

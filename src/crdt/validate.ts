@@ -20,6 +20,7 @@ import * as decoding from 'lib0/decoding';
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { MAX_DEPTH } from './json.js';
+import { PlacementOverrun } from './placement.js';
 
 /** Nesting accepted inside embedded JSON values (arrays, objects) of an update. */
 const MAX_VALUE_DEPTH = MAX_DEPTH * 2;
@@ -69,8 +70,8 @@ export function applyValidated(doc: Y.Doc, update: Uint8Array, origin: unknown):
     Y.applyUpdate(doc, update, origin);
     retryPending(doc, origin);
   } catch (err) {
-    // Refused half way by a bound on the work (see placement.ts): said as such.
-    if (err instanceof MeridianError && err.code === 'too_complex') throw err;
+    // Stopped half way by a bound on the work (see placement.ts): said as such.
+    if (err instanceof PlacementOverrun || (err instanceof MeridianError && err.code === 'too_complex')) throw err;
     refuse('the update could not be applied', err);
   }
   return { pending: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
@@ -133,9 +134,11 @@ export function replayValidated(doc: Y.Doc, updates: readonly Uint8Array[], orig
     }, origin);
     retryPending(doc, origin);
   } catch (err) {
+    if (err instanceof PlacementOverrun) throw err;
     refuse('the update could not be applied', err);
+  } finally {
+    doc.clientID = clientId;
   }
-  doc.clientID = clientId;
 }
 
 /** An update's structs and delete set, as `Y.decodeUpdate` returns them. */

@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { loadDoc, mayCollide, replayValidated } from '../crdt/index.js';
+import { loadDoc, mayCollide, replayValidated, withMergeBound } from '../crdt/index.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -194,7 +194,8 @@ export class DocCache {
       return;
     }
     try {
-      replayValidated(live.ydoc, updates, 'load');
+      // Past the bound, as on any failure, it is loaded from the store (crdt/load.ts `applyOrRebuild`).
+      withMergeBound(() => replayValidated(live.ydoc, updates, 'load'));
     } catch {
       // Half-applied, perhaps: loaded again from the store, which checks each part.
       this.evict(key);

@@ -14,6 +14,7 @@ import {
   admitClientUpdate,
   applyOps,
   opsOnlyDelete,
+  applyOrRebuild,
   applyValidated,
   withPlacementBudget,
   type DigestParts,
@@ -53,7 +54,7 @@ import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
 import { SizeGuard } from './size-guard.js';
-import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
+import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, swapDoc, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
  * Staging time per commit given to peer work after the local writes: a
@@ -178,6 +179,7 @@ class DocumentsImpl implements Documents {
   private commitFault: { message: string; at: number } | null = null;
   private commitsRefused = 0;
   private docsReloaded = 0;
+  private mergesRebuilt = 0;
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -288,6 +290,11 @@ class DocumentsImpl implements Documents {
 
   reloadedDocs(): number {
     return this.docsReloaded;
+  }
+
+  /** Documents built anew to take a peer's update (see crdt/load.ts `applyOrRebuild`). */
+  rebuiltMerges(): number {
+    return this.mergesRebuilt;
   }
 
   storageFault(): string | null {
@@ -796,6 +803,7 @@ class DocumentsImpl implements Documents {
     else for (const doc of batch.changed.keys()) this.cache.evict(doc);
     logIncidents(this.log, batch);
     this.docsReloaded += batch.reloaded.length;
+    this.mergesRebuilt += batch.rebuilt.length;
     // The commit marked each document of a quarantined entry for repair: the
     // live copy goes (it reloads with the digest now stored), and the index follows.
     for (const { doc } of batch.quarantined) this.cache.evict(doc);
@@ -979,7 +987,11 @@ class DocumentsImpl implements Documents {
    */
   private replayChecked(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[], batch: Batch): void {
     const collide = mayCollide(live.ydoc, updates);
-    replayValidated(live.ydoc, updates, 'replay');
+    const rebuilt = applyOrRebuild(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'replay'));
+    if (rebuilt !== null) {
+      swapDoc(this.stager, doc, live, rebuilt, batch);
+      return;
+    }
     const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
     if (reloaded === null) return;
     batch.reloaded.push(doc);

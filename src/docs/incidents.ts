@@ -28,6 +28,13 @@ export function logIncidents(log: Logger, batch: Batch): void {
       'document took content its own state does not reload to (clients wrote under one Yjs id at two regions); replaced by its reloaded state, a content conflict may follow',
     );
   }
+  for (const doc of batch.rebuilt) {
+    const { collection, id } = splitDocKey(doc);
+    log.warn(
+      { collection, id },
+      'a peer\'s update placed items among many inserted at the same place concurrently (clients inserting at one place at several regions at once); the document was built anew from its state and the update merged, instead of Yjs placing each item in turn',
+    );
+  }
   for (const c of batch.conflicts) {
     const { collection, id } = splitDocKey(c.doc);
     log.warn(

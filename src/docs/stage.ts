@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { applyOrRebuild, applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -75,6 +75,8 @@ export interface Batch {
   conflicts: NewConflict[];
   /** Documents replaced by what their own state reloads to before a conflict was resolved (see replace.ts). */
   reloaded: DocKey[];
+  /** Documents built anew to take a peer's update whose items Yjs would have scanned too long to place (see crdt/load.ts `applyOrRebuild`). */
+  rebuilt: DocKey[];
   done: (() => void)[];
 }
 
@@ -111,7 +113,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -141,7 +143,9 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       } finally {
         ydoc.off('update', mark);
       }
-      if (added.length > 0) noteMerged(batch, job.doc, holdsPending(live) ? null : added);
+      // Built anew (see applyGuarded), the document emitted only part of what it took: clients get the whole state.
+      if (live.ydoc !== ydoc) noteMerged(batch, job.doc, null);
+      else if (added.length > 0) noteMerged(batch, job.doc, holdsPending(live) ? null : added);
       batch.snapshots.add(job.doc);
       summarize(job.doc, live, batch);
       batch.done.push(() => job.resolve({ refused: null }));
@@ -482,18 +486,35 @@ function applyGuarded(
   parts: readonly (Uint8Array | DecodedUpdate)[] = [update],
 ): LiveDoc {
   const collide = mayCollide(live.ydoc, parts);
+  let rebuilt: Y.Doc | null;
   try {
-    applyValidated(live.ydoc, update, origin);
+    rebuilt = applyOrRebuild(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin));
   } catch (err) {
     host.discard(doc, batch);
     throw err;
   }
+  if (rebuilt !== null) return swapDoc(host, doc, live, rebuilt, batch);
   if (live.sizeBound !== null) live.sizeBound += update.byteLength;
   host.notePending(doc, live);
   const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
   if (reloaded === null) return live;
   batch.reloaded.push(doc);
   return replaceLive(host, doc, reloaded, batch);
+}
+
+/**
+ * Puts `ydoc`, the same content built another way (see crdt/load.ts
+ * `applyOrRebuild`), in place of the document's live one; unlike
+ * {@link replaceLive}, live clients keep theirs.
+ */
+export function swapDoc(host: StageHost, doc: DocKey, live: LiveDoc, ydoc: Y.Doc, batch: Batch): LiveDoc {
+  live.ydoc.destroy();
+  live.ydoc = ydoc;
+  live.sizeBound = null;
+  live.measuredSize = undefined;
+  host.notePending(doc, live);
+  batch.rebuilt.push(doc);
+  return live;
 }
 
 function ackOf(host: StageHost, seq: number, vv: VersionVector): WriteAck {

@@ -892,6 +892,31 @@ describe('concurrent inserts at one place at two regions', () => {
     expect(loadedFrom(again.docs.readYjs(key)!).getText('t').toString()).toBe(expected);
     expect(again.docs.digestParts(key)).toEqual(source.docs.digestParts(key));
   });
+
+  it('are placed one by one while that costs less than building the document anew', async () => {
+    const { source, t, entries } = backlogPair();
+    const small = docKey('c', 'small');
+    const large = docKey('c', 'large');
+    const prepends = (clientId: number, n: number, fill = 0): Uint8Array => {
+      const editor = new Y.Doc();
+      editor.clientID = clientId;
+      // A document of many structs besides (a map of this many keys).
+      for (let i = 0; i < fill; i++) editor.getMap('m').set(`k${i}`, i);
+      for (let i = 0; i < n; i++) editor.getText('t').insert(0, 'a');
+      return Y.encodeStateAsUpdate(editor);
+    };
+    // 1,000 x 700 = 700,000 steps of scanning, in both documents.
+    await t.docs.applyYjs(small, prepends(1_000, 1_000));
+    await t.docs.applyYjs(large, prepends(1_000, 1_000, 30_000));
+    await source.docs.applyYjs(small, prepends(2_000, 700));
+    await source.docs.applyYjs(large, prepends(2_000, 700));
+    await t.docs.applyRemote(entries().slice(0, 1), 'r0' as RegionId);
+    expect(t.docs.rebuiltMerges()).toBe(1);
+    // Rebuilding a document of 31,000 structs costs more than the scan.
+    await t.docs.applyRemote(entries().slice(1), 'r0' as RegionId);
+    expect(t.docs.rebuiltMerges()).toBe(1);
+    for (const key of [small, large]) expect(loadedFrom(t.docs.readYjs(key)!).getText('t').toString()).toHaveLength(1_700);
+  });
 });
 
 describe('conflict records', () => {

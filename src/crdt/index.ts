@@ -6,4 +6,4 @@ export { combineDigest, digestParts, docDigest, type DigestParts } from './diges
 export { REGION_CLIENT_BASE, freshRegionClientId, isRegionClient, newDoc, stableClientId } from './clientid.js';
 export { applyOrRebuild, loadDoc, mayCollide, reloadedIfDiverged } from './load.js';
 export { admitClientUpdate } from './admit.js';
-export { withMergeBound, withPlacementBudget, MAX_MERGE_PLACEMENT_STEPS, MAX_PLACEMENT_STEPS } from './placement.js';
+export { withPlacementBudget, MAX_PLACEMENT_STEPS } from './placement.js';

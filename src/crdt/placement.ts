@@ -28,9 +28,10 @@ export const MAX_PLACEMENT_STEPS = 200_000;
 /**
  * Items Yjs may scan to place the items of updates that are not a client's
  * (a peer's entries and states, stored updates being loaded) before they
- * are merged another way (load.ts `applyOrRebuild`): about 35 ms of it.
+ * are merged another way, at the least (load.ts `applyOrRebuild`): about
+ * 35-50 ms of it.
  */
-export const MAX_MERGE_PLACEMENT_STEPS = 500_000;
+export const MIN_MERGE_PLACEMENT_STEPS = 500_000;
 
 /** Thrown from inside Yjs once updates applied under {@link withMergeBound} pass their bound. */
 export class PlacementOverrun extends Error {}
@@ -60,13 +61,12 @@ export function withPlacementBudget<T>(apply: () => T): T {
 /**
  * Runs `apply` (updates that are not a client's applied to a doc) counting
  * the placement scans it makes Yjs do; throws {@link PlacementOverrun} as
- * soon as they pass {@link MAX_MERGE_PLACEMENT_STEPS}, with the document
- * half changed.
+ * soon as they pass `limit`, with the document half changed.
  */
-export function withMergeBound<T>(apply: () => T): T {
+export function withMergeBound<T>(limit: number, apply: () => T): T {
   return counted({
-    left: MAX_MERGE_PLACEMENT_STEPS,
-    overrun: () => new PlacementOverrun(`placing the updates' items makes Yjs scan more than ${MAX_MERGE_PLACEMENT_STEPS} items`),
+    left: limit,
+    overrun: () => new PlacementOverrun(`placing the updates' items makes Yjs scan more than ${limit} items`),
   }, apply);
 }
 

@@ -143,6 +143,27 @@ describe('client SDK against three region processes', () => {
     expect(sent[0]!.after).not.toContain(',');
   });
 
+  it('shows a region the tokens of writes made at once one at a time when they are more than one request may list', async () => {
+    const sent: (string | null)[] = [];
+    const fetchCounting = (input: string, init: RequestInit): Promise<Response> => {
+      if (input.includes('/v1/')) sent.push(new Headers(init.headers).get('meridian-after'));
+      return fetch(input, init);
+    };
+    const c = await client([endpoint(A)], { fetch: fetchCounting });
+    await c.put('fold', 'first', { n: 0 });
+    // More writes at once than a meridian-after list takes (64 tokens).
+    await Promise.all(Array.from({ length: 80 }, (_, i) => c.put('fold', `m${i}`, { n: i })));
+    sent.length = 0;
+    const read = await c.get('fold', 'm79');
+    expect(read?.value).toEqual({ n: 79 });
+    expect(sent.length).toBeGreaterThan(1);
+    expect(sent.every((after) => after !== null && !after.includes(','))).toBe(true);
+    // Shown, they are folded into the session: the next call is one request again.
+    sent.length = 0;
+    await c.get('fold', 'm0');
+    expect(sent).toHaveLength(1);
+  });
+
   it('skips a region that lacks the session\'s writes (lagging) for one that has them', async () => {
     await linked(A);
     cluster.isolate(C);

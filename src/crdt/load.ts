@@ -27,7 +27,7 @@
 import * as Y from 'yjs';
 import { newDoc } from './clientid.js';
 import { digestParts } from './digest.js';
-import { MIN_MERGE_PLACEMENT_STEPS, PlacementOverrun, uncounted, withMergeBound } from './placement.js';
+import { MIN_MERGE_PLACEMENT_MS, MIN_MERGE_PLACEMENT_STEPS, PlacementOverrun, uncounted, withMergeBound } from './placement.js';
 import { retryPending, type DecodedUpdate } from './validate.js';
 
 /**
@@ -86,8 +86,9 @@ function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
  * from Yjs propagates unchanged.
  */
 export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc {
-  const doc = build(updates, clientId);
-  if (updates.length < 2 || !mayCollide(null, updates)) return doc;
+  const collide = updates.length > 1 && mayCollide(null, updates);
+  const doc = build(updates, clientId, collide);
+  if (!collide) return doc;
   const again = reloadedIfDiverged(doc);
   if (again === null) return doc;
   doc.destroy();
@@ -101,7 +102,7 @@ export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc
  * `ydoc`'s encoding, when the caller has it.
  */
 export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(ydoc)): Y.Doc | null {
-  const reloaded = build([state], ydoc.clientID, pendingOf(ydoc));
+  const reloaded = build([state], ydoc.clientID, false, pendingOf(ydoc));
   const live = digestParts(ydoc);
   const again = digestParts(reloaded);
   if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
@@ -111,81 +112,83 @@ export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(yd
   return reloaded;
 }
 
-/** A doc of `updates` (v1) and then `updatesV2`. */
-function build(updates: readonly Uint8Array[], clientId: number, updatesV2: readonly Uint8Array[] = []): Y.Doc {
-  const doc = newDoc();
-  const apply = (): void => {
-    doc.transact(() => {
-      for (const update of updates) Y.applyUpdate(doc, update);
-      for (const update of updatesV2) Y.applyUpdateV2(doc, update);
+/** A doc of `updates` (v1) and then `updatesV2`; `collide`: whether they may (see {@link mayCollide}). */
+function build(updates: readonly Uint8Array[], clientId: number, collide: boolean, updatesV2: readonly Uint8Array[] = []): Y.Doc {
+  let doc = newDoc();
+  const apply = (ydoc: Y.Doc, v1: readonly Uint8Array[], v2: readonly Uint8Array[]) => (): void => {
+    ydoc.transact(() => {
+      for (const update of v1) Y.applyUpdate(ydoc, update);
+      for (const update of v2) Y.applyUpdateV2(ydoc, update);
     });
-    retryPending(doc, null);
+    retryPending(ydoc, null);
   };
-  const rebuilt = applyOrRebuild(doc, updates, apply, updatesV2);
-  if (rebuilt !== null) {
+  if (!appliedWithinBound(doc, [...updates, ...updatesV2], apply(doc, updates, updatesV2), collide)) {
+    // Merged into one update, which Yjs places in a pass (see appliedWithinBound).
+    rebuilds++;
     doc.destroy();
-    rebuilt.clientID = clientId;
-    return rebuilt;
+    doc = newDoc();
+    uncounted(apply(doc, [Y.mergeUpdates([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))])], []));
   }
   doc.clientID = clientId;
   return doc;
 }
 
 /**
- * Scan steps that cost about what building a doc anew does (encoding it,
- * merging the updates in, loading the result: 4.5 us per struct the doc
- * holds, 0.2-0.4 us per byte of update, against 0.07-0.1 us per step).
+ * What building a doc anew costs (encoding it, merging the updates in,
+ * loading the result): 4.5 us per struct the doc holds, 0.2-0.4 us per byte
+ * of update; in scan steps, at 0.07-0.1 us a step in short runs.
  */
+const REBUILD_US_PER_STRUCT = 4.5;
+const REBUILD_US_PER_BYTE = 0.3;
 const REBUILD_STEPS_PER_STRUCT = 45;
 const REBUILD_STEPS_PER_BYTE = 3;
 
+let rebuilds = 0;
+
+/** Docs built from their updates merged into one in this process, their apply one by one stopped (see {@link appliedWithinBound}). */
+export function rebuiltDocs(): number {
+  return rebuilds;
+}
+
 /**
- * Runs `apply`, which applies `updates` (validated, and not a client's: a
- * peer's entries or state, stored updates) to `doc`, counting the items
- * Yjs scans to place theirs (see placement.ts). Yjs places an update's
- * items against what the doc holds, so items inserted at one place
- * concurrently with N items the doc holds there each scan all N: two
- * clients inserting thousands of items each at one place, at two regions
- * at once, cost N x N at a region that applies the higher client id's
- * items last (34-50 s at N = 10,000), and each region admitted its own
- * cheaply. Once the scans cost what building the doc anew would (and at
- * least {@link MIN_MERGE_PLACEMENT_STEPS}), the apply stops, and a doc is
- * built from what `doc` then holds and the updates merged into one update:
- * Yjs integrates one update's clients highest id first, which places such
- * runs in a pass. So an apply costs at most about twice what the cheaper of
- * the two ways would. It is the same doc (Yjs places items alike whatever
- * order they arrive in); `doc`, half changed, is for the caller to drop.
- * Returns that doc, under `doc`'s client id, or null when `apply` finished.
+ * Runs `apply`, which applies `updates` in order (validated, and not a
+ * client's: a peer's entries or state, stored updates) to `doc`, counting
+ * the items Yjs scans to place theirs (see placement.ts); false when it
+ * stopped, `doc` half changed: the caller drops it and builds the doc
+ * anew from the updates it was built from and these, merged into one
+ * update. Yjs places an update's items against what the doc holds, so
+ * items inserted at one place concurrently with N items the doc holds
+ * there each scan all N: two clients inserting thousands of items each at
+ * one place, at two regions at once, cost N x N at a region that applies
+ * the higher client id's items last (34-50 s at N = 10,000), and each
+ * region admitted its own cheaply. One update's clients Yjs integrates
+ * highest id first, which places such runs in a pass, and it is the same
+ * doc (Yjs places items alike whatever order they arrive in). So the apply
+ * stops once its scans cost what that build would, in steps or in time
+ * (and at least MIN_MERGE_PLACEMENT_STEPS and _MS): it costs at most about
+ * twice the cheaper of the two ways. Updates that `collide` (other content
+ * under ids the doc or an earlier update holds: clients wrote under one id
+ * at two regions; see {@link mayCollide}) are applied in turn, uncounted:
+ * merged, Yjs would keep other content than it does applying them in turn.
  */
-export function applyOrRebuild(
-  doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void, updatesV2: readonly Uint8Array[] = [],
-): Y.Doc | null {
-  // What waits for missing dependencies, as held before: a retry takes it out of the store while it runs.
-  const heldBefore = pendingOf(doc);
+export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void, collide: boolean): boolean {
+  if (collide) {
+    uncounted(apply);
+    return true;
+  }
   let structs = 0;
   for (const held of doc.store.clients.values()) structs += held.length;
   let bytes = 0;
   for (const u of updates) bytes += u.byteLength;
-  for (const u of updatesV2) bytes += u.byteLength;
-  const limit = Math.max(MIN_MERGE_PLACEMENT_STEPS, REBUILD_STEPS_PER_STRUCT * structs + REBUILD_STEPS_PER_BYTE * bytes);
+  const steps = Math.max(MIN_MERGE_PLACEMENT_STEPS, REBUILD_STEPS_PER_STRUCT * structs + REBUILD_STEPS_PER_BYTE * bytes);
+  const ms = Math.max(MIN_MERGE_PLACEMENT_MS, (REBUILD_US_PER_STRUCT * structs + REBUILD_US_PER_BYTE * bytes) / 1000);
   try {
-    withMergeBound(limit, apply);
-    return null;
+    withMergeBound(steps, ms, apply);
+    return true;
   } catch (err) {
     if (!(err instanceof PlacementOverrun)) throw err;
   }
-  const merged = Y.mergeUpdates([
-    Y.encodeStateAsUpdate(doc),
-    ...[...heldBefore, ...pendingOf(doc), ...updatesV2].map((u) => Y.convertUpdateFormatV2ToV1(u)),
-    ...updates,
-  ]);
-  const again = newDoc();
-  uncounted(() => {
-    again.transact(() => Y.applyUpdate(again, merged));
-    retryPending(again, null);
-  });
-  again.clientID = doc.clientID;
-  return again;
+  return false;
 }
 
 /** What Yjs holds back of a doc, waiting for missing dependencies (in its v2 encoding). */

@@ -28,16 +28,25 @@ export const MAX_PLACEMENT_STEPS = 200_000;
 /**
  * Items Yjs may scan to place the items of updates that are not a client's
  * (a peer's entries and states, stored updates being loaded) before they
- * are merged another way, at the least (load.ts `applyOrRebuild`): about
- * 35-50 ms of it.
+ * are merged another way, at the least (load.ts `applyOrRebuild`), and the
+ * time that scanning may take at the least: a step costs 0.07-0.1 us in a
+ * short run of concurrent items and up to 0.5 us in a long one.
  */
 export const MIN_MERGE_PLACEMENT_STEPS = 500_000;
+export const MIN_MERGE_PLACEMENT_MS = 40;
 
 /** Thrown from inside Yjs once updates applied under {@link withMergeBound} pass their bound. */
 export class PlacementOverrun extends Error {}
 
+interface Budget {
+  left: number;
+  /** performance.now() past which scanning stops too; Infinity for a client's update (its bound is exact). */
+  deadline: number;
+  overrun: () => Error;
+}
+
 /** The bound on the update being applied; null when none is counted. */
-let budget: { left: number; overrun: () => Error } | null = null;
+let budget: Budget | null = null;
 
 type Integrate = (this: Y.Item, transaction: Y.Transaction, offset: number) => void;
 let installed = false;
@@ -51,6 +60,7 @@ let installed = false;
 export function withPlacementBudget<T>(apply: () => T): T {
   return counted({
     left: MAX_PLACEMENT_STEPS,
+    deadline: Infinity,
     overrun: () => new MeridianError(
       'too_complex',
       `placing the update's items makes Yjs scan more than ${MAX_PLACEMENT_STEPS} items of the document that were inserted at the same places; send items built on the document as this region holds it`,
@@ -61,12 +71,14 @@ export function withPlacementBudget<T>(apply: () => T): T {
 /**
  * Runs `apply` (updates that are not a client's applied to a doc) counting
  * the placement scans it makes Yjs do; throws {@link PlacementOverrun} as
- * soon as they pass `limit`, with the document half changed.
+ * soon as they pass `steps`, or take more than `ms`, with the document half
+ * changed.
  */
-export function withMergeBound<T>(limit: number, apply: () => T): T {
+export function withMergeBound<T>(steps: number, ms: number, apply: () => T): T {
   return counted({
-    left: limit,
-    overrun: () => new PlacementOverrun(`placing the updates' items makes Yjs scan more than ${limit} items`),
+    left: steps,
+    deadline: performance.now() + ms,
+    overrun: () => new PlacementOverrun(`placing the updates' items makes Yjs scan more than ${steps} items, or for more than ${ms} ms`),
   }, apply);
 }
 
@@ -94,8 +106,9 @@ function install(): void {
   proto.integrate = function (this: Y.Item, transaction: Y.Transaction, offset: number): void {
     // A resent item's rest (offset > 0) is placed after its own earlier part.
     if (budget !== null && offset === 0) {
-      budget.left -= scanLength(this, transaction.doc.store, budget.left);
-      if (budget.left < 0) throw budget.overrun();
+      const steps = scanLength(this, transaction.doc.store, budget.left);
+      budget.left -= steps;
+      if (budget.left < 0 || (steps > 0 && performance.now() > budget.deadline)) throw budget.overrun();
     }
     integrate.call(this, transaction, offset);
   };

@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { applyOrRebuild, loadDoc, mayCollide, replayValidated } from '../crdt/index.js';
+import { appliedWithinBound, loadDoc, mayCollide, replayValidated } from '../crdt/index.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -193,19 +193,12 @@ export class DocCache {
       this.evict(key);
       return;
     }
-    let rebuilt: Y.Doc | null;
     try {
-      rebuilt = applyOrRebuild(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'load'));
+      // Stopped (see crdt/load.ts) or failed, it is loaded again from the store, which checks each part.
+      if (!appliedWithinBound(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'load'), false)) throw new Error('stopped');
     } catch {
-      // Half-applied, perhaps: loaded again from the store, which checks each part.
       this.evict(key);
       return;
-    }
-    if (rebuilt !== null) {
-      live.ydoc.destroy();
-      live.ydoc = rebuilt;
-      live.sizeBound = null;
-      live.measuredSize = undefined;
     }
     live.lastLsn = Math.max(live.lastLsn, lastLsn);
     if (live.sizeBound !== null) live.sizeBound += bytes;

@@ -14,7 +14,7 @@ import {
   admitClientUpdate,
   applyOps,
   opsOnlyDelete,
-  applyOrRebuild,
+  appliedWithinBound,
   applyValidated,
   withPlacementBudget,
   type DigestParts,
@@ -54,7 +54,7 @@ import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
 import { SizeGuard } from './size-guard.js';
-import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, swapDoc, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
+import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
  * Staging time per commit given to peer work after the local writes: a
@@ -179,7 +179,6 @@ class DocumentsImpl implements Documents {
   private commitFault: { message: string; at: number } | null = null;
   private commitsRefused = 0;
   private docsReloaded = 0;
-  private mergesRebuilt = 0;
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -232,7 +231,7 @@ class DocumentsImpl implements Documents {
       // A document this batch holds entries beside is built with them.
       existing: (doc, batch) => batch.touched.get(doc) ?? (batch.deferred.has(doc) ? this.touch(doc, batch) : this.live(doc)),
       touch: (doc, batch) => this.touch(doc, batch),
-      discard: (doc, batch) => this.discard(doc, batch),
+      discard: (doc, batch, later) => this.discard(doc, batch, later),
       notePending: (doc, live) => this.notePending(doc, live),
       defer: (doc, update, batch) => this.defer(doc, update, batch),
     };
@@ -291,12 +290,6 @@ class DocumentsImpl implements Documents {
   reloadedDocs(): number {
     return this.docsReloaded;
   }
-
-  /** Documents built anew to take a peer's update (see crdt/load.ts `applyOrRebuild`). */
-  rebuiltMerges(): number {
-    return this.mergesRebuilt;
-  }
-
   storageFault(): string | null {
     const fault = this.commitFault;
     return fault !== null && Date.now() - fault.at < STORAGE_FAULT_MS ? fault.message : null;
@@ -803,7 +796,6 @@ class DocumentsImpl implements Documents {
     else for (const doc of batch.changed.keys()) this.cache.evict(doc);
     logIncidents(this.log, batch);
     this.docsReloaded += batch.reloaded.length;
-    this.mergesRebuilt += batch.rebuilt.length;
     // The commit marked each document of a quarantined entry for repair: the
     // live copy goes (it reloads with the digest now stored), and the index follows.
     for (const { doc } of batch.quarantined) this.cache.evict(doc);
@@ -966,16 +958,19 @@ class DocumentsImpl implements Documents {
    * (State merged into it earlier in the batch is dropped; anti-entropy
    * brings it again.)
    */
-  private discard(doc: DocKey, batch: Batch): void {
+  private discard(doc: DocKey, batch: Batch, later: readonly Uint8Array[] = []): void {
     this.cache.evict(doc);
     batch.touched.delete(doc);
     const staged = batch.entries.filter((e) => e.doc === doc);
-    if (staged.length === 0 && !batch.changed.has(doc) && !batch.snapshots.has(doc)) {
+    if (staged.length === 0 && later.length === 0 && !batch.changed.has(doc) && !batch.snapshots.has(doc)) {
       batch.before.delete(doc);
       return;
     }
     const live = this.touch(doc, batch);
-    this.replayChecked(doc, live, staged.map((e) => e.update), batch);
+    const updates = [...staged.map((e) => e.update), ...later];
+    // Updates whose apply was stopped (see crdt/load.ts) are not tried one by one again.
+    if (later.length > 0) this.rebuildWith(doc, live, updates);
+    else this.replayChecked(doc, live, updates, batch);
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);
   }
@@ -987,15 +982,27 @@ class DocumentsImpl implements Documents {
    */
   private replayChecked(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[], batch: Batch): void {
     const collide = mayCollide(live.ydoc, updates);
-    const rebuilt = applyOrRebuild(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'replay'));
-    if (rebuilt !== null) {
-      swapDoc(this.stager, doc, live, rebuilt, batch);
+    if (!appliedWithinBound(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'replay'), collide)) {
+      this.rebuildWith(doc, live, updates);
       return;
     }
     const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
     if (reloaded === null) return;
     batch.reloaded.push(doc);
     replaceLive(this.stager, doc, reloaded, batch);
+  }
+
+  /**
+   * Builds a live doc anew from the store and `updates` after it, merged
+   * (see crdt/load.ts `appliedWithinBound`): the same content, which live
+   * clients keep.
+   */
+  private rebuildWith(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[]): void {
+    const again = loadLiveDoc(this.store, this.writer, doc, updates)!;
+    live.ydoc.destroy();
+    live.ydoc = again.live.ydoc;
+    live.sizeBound = null;
+    live.measuredSize = undefined;
   }
 
   private loadDoc(doc: DocKey): LiveDoc | null {

@@ -69,17 +69,22 @@ export interface LoadedDoc {
   corrupt: number;
 }
 
-/** Loads a document from its snapshot and later log entries; null if never stored. */
+/**
+ * Loads a document from its snapshot and later log entries, and `later`
+ * updates not stored yet (of the batch being staged); null if never stored
+ * and none are given.
+ */
 export function loadLiveDoc(
   store: Pick<DocumentStates, 'summary' | 'loadDoc'> & Pick<Maintenance, 'markCorrupt'>,
   writer: WriterId,
   doc: DocKey,
+  later: readonly Uint8Array[] = [],
 ): LoadedDoc | null {
   // A new document is the common miss: one read tells it.
-  const stored = store.loadDoc(doc);
+  const stored = store.loadDoc(doc) ?? (later.length > 0 ? { snapshot: null, snapshotLsn: 0, entries: [], corrupt: 0 } : null);
   if (!stored) return null;
   const storedDigest = store.summary(doc)?.digest ?? null;
-  const updates = [stored.snapshot, ...stored.entries.map((e) => e.update)].filter((u): u is Uint8Array => u !== null);
+  const updates = [stored.snapshot, ...stored.entries.map((e) => e.update), ...later].filter((u): u is Uint8Array => u !== null);
   const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
   // Our own lost entries may have spent Yjs clocks that peers have seen: a
   // corrupt document is written under a fresh client id until anti-entropy repairs it.

@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { applyOrRebuild, applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { appliedWithinBound, applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -98,9 +98,10 @@ export interface StageHost {
   touch(doc: DocKey, batch: Batch): LiveDoc;
   /**
    * Drops a live doc that a refused job may have half-changed; what the
-   * batch already staged for it is kept.
+   * batch already staged for it is kept, and `later` updates are applied
+   * after it.
    */
-  discard(doc: DocKey, batch: Batch): void;
+  discard(doc: DocKey, batch: Batch, later?: readonly Uint8Array[]): void;
   notePending(doc: DocKey, live: LiveDoc): void;
   /**
    * Whether a peer's entry of `doc` may be stored without building the
@@ -124,7 +125,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
     case 'remote':
       return stageRemote(host, job, batch);
     case 'state': {
-      const live = host.touch(job.doc, batch);
+      let live = host.touch(job.doc, batch);
       // Yjs emits `update` only when the merge added structs or deletions, with what it added.
       const added: Uint8Array[] = [];
       const mark = (update: Uint8Array): void => void added.push(update);
@@ -134,7 +135,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       const parts = ydoc.store.clients.size === 0 ? [job.update] : [Y.decodeUpdate(job.update)];
       try {
         const before = sizeBeforeMerge(host, job.doc, live, addsStructs(parts[0]!));
-        applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch, parts);
+        live = applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch, parts);
         refuseMergedGrowth(host, job.doc, live, before, batch);
       } catch (err) {
         if (!(err instanceof GrowthRefused)) throw err;
@@ -144,7 +145,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
         ydoc.off('update', mark);
       }
       // Built anew (see applyGuarded), the document emitted only part of what it took: clients get the whole state.
-      if (live.ydoc !== ydoc) noteMerged(batch, job.doc, null);
+      if (batch.rebuilt.includes(job.doc)) noteMerged(batch, job.doc, null);
       else if (added.length > 0) noteMerged(batch, job.doc, holdsPending(live) ? null : added);
       batch.snapshots.add(job.doc);
       summarize(job.doc, live, batch);
@@ -486,35 +487,25 @@ function applyGuarded(
   parts: readonly (Uint8Array | DecodedUpdate)[] = [update],
 ): LiveDoc {
   const collide = mayCollide(live.ydoc, parts);
-  let rebuilt: Y.Doc | null;
+  let finished: boolean;
   try {
-    rebuilt = applyOrRebuild(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin));
+    finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
   } catch (err) {
     host.discard(doc, batch);
     throw err;
   }
-  if (rebuilt !== null) return swapDoc(host, doc, live, rebuilt, batch);
+  if (!finished) {
+    // Built anew with the update merged in (see crdt/load.ts): the same content; live clients keep their Y.Doc.
+    host.discard(doc, batch, [update]);
+    batch.rebuilt.push(doc);
+    return host.touch(doc, batch);
+  }
   if (live.sizeBound !== null) live.sizeBound += update.byteLength;
   host.notePending(doc, live);
   const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
   if (reloaded === null) return live;
   batch.reloaded.push(doc);
   return replaceLive(host, doc, reloaded, batch);
-}
-
-/**
- * Puts `ydoc`, the same content built another way (see crdt/load.ts
- * `applyOrRebuild`), in place of the document's live one; unlike
- * {@link replaceLive}, live clients keep theirs.
- */
-export function swapDoc(host: StageHost, doc: DocKey, live: LiveDoc, ydoc: Y.Doc, batch: Batch): LiveDoc {
-  live.ydoc.destroy();
-  live.ydoc = ydoc;
-  live.sizeBound = null;
-  live.measuredSize = undefined;
-  host.notePending(doc, live);
-  batch.rebuilt.push(doc);
-  return live;
 }
 
 function ackOf(host: StageHost, seq: number, vv: VersionVector): WriteAck {

@@ -123,8 +123,6 @@ export interface Documents {
    * was resolved (replace.ts), since this process started.
    */
   reloadedDocs(): number;
-  /** Documents built anew to take a peer's update whose items Yjs would have scanned too long to place one by one. */
-  rebuiltMerges(): number;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

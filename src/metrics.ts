@@ -74,7 +74,7 @@ export interface Metrics {
   readonly conflicts: Counter;
   /** Documents replaced by their reloaded state (after a splice, or before a content conflict was resolved). */
   readonly documentsReloaded: Counter;
-  /** Documents built anew to take updates Yjs would have scanned too long to place one by one (see crdt/load.ts `applyOrRebuild`). */
+  /** Documents built anew to take updates Yjs would have scanned too long to place one by one (see crdt/load.ts `appliedWithinBound`). */
   readonly mergesRebuilt: Counter;
   /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
   readonly waitingRequests: Gauge;
@@ -233,7 +233,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     mergesRebuilt: new Counter({
       name: 'meridian_merges_rebuilt_total',
-      help: 'Documents built anew from their state and a peer\'s update merged in one (or, when loaded, from their stored updates merged), because Yjs would have scanned too many items inserted concurrently at the same place to place the items one by one (clients inserting at one place at several regions at once). Counted by the process.',
+      help: 'Documents built from their updates merged into one (stored ones, and a peer\'s update being applied), because Yjs would have scanned too many items inserted concurrently at the same place to place the items one by one (clients inserting at one place at several regions at once). Counted by the process.',
       registers,
     }),
     quarantinedEntries: new Counter({

@@ -32,7 +32,7 @@ export function logIncidents(log: Logger, batch: Batch): void {
     const { collection, id } = splitDocKey(doc);
     log.warn(
       { collection, id },
-      'a peer\'s update placed items among many inserted at the same place concurrently (clients inserting at one place at several regions at once); the document was built anew from its state and the update merged, instead of Yjs placing each item in turn',
+      'a peer\'s update placed items among many inserted at the same place concurrently (clients inserting at one place at several regions at once); the document was built anew from its stored updates and this one merged, instead of Yjs placing each item in turn',
     );
   }
   for (const c of batch.conflicts) {

@@ -17,7 +17,7 @@
  * everywhere), and they are where the cost of concurrent inserts at one
  * place arises: each region admitted its own cheaply. They are counted
  * too, and past a larger bound merged another way (load.ts
- * `applyOrRebuild`).
+ * `appliedWithinBound`).
  */
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
@@ -28,7 +28,7 @@ export const MAX_PLACEMENT_STEPS = 200_000;
 /**
  * Items Yjs may scan to place the items of updates that are not a client's
  * (a peer's entries and states, stored updates being loaded) before they
- * are merged another way, at the least (load.ts `applyOrRebuild`), and the
+ * are merged another way, at the least (load.ts `appliedWithinBound`), and the
  * time that scanning may take at the least: a step costs 0.07-0.1 us in a
  * short run of concurrent items and up to 0.5 us in a long one.
  */

@@ -75,7 +75,7 @@ export interface Batch {
   conflicts: NewConflict[];
   /** Documents replaced by what their own state reloads to before a conflict was resolved (see replace.ts). */
   reloaded: DocKey[];
-  /** Documents built anew to take a peer's update whose items Yjs would have scanned too long to place (see crdt/load.ts `applyOrRebuild`). */
+  /** Documents built anew to take a peer's update whose items Yjs would have scanned too long to place (see crdt/load.ts `appliedWithinBound`). */
   rebuilt: DocKey[];
   done: (() => void)[];
 }

@@ -182,6 +182,25 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
     await expectServingAndUnchanged(before);
   }, 60_000);
 
+  it('closes the link on entries beyond a gap that name more writers in all than a version vector may, and stores none of them', async () => {
+    const before = await baseline();
+    const { link } = await linkHoldingAll();
+    const update = new Uint8Array([0, 0]);
+    // Each frame within the bound on writers new to this region (its entries are skipped, not applied), but the
+    // writers the peer is known to hold would grow by 1,000 a frame for as long as the link lasted.
+    for (let frame = 0; frame < 5; frame++) {
+      link.send({
+        type: 'entries',
+        entries: Array.from({ length: 1000 }, (_, i) => ({
+          origin: `ap-south~${(frame * 1000 + i).toString(16).padStart(8, '0')}` as WriterId, seq: 2, doc: 'peer/made-up' as DocKey, ts: Date.now(), update,
+        })),
+      });
+    }
+    expect(await link.closeCode()).toBe(4400);
+    expect((await syncStatus(target)).peers.find((p) => p.region === IMPOSTOR)?.lastError).toMatch(/entries states \d+ writers in all, beyond the 4096/);
+    await expectServingAndUnchanged(before);
+  }, 60_000);
+
   it('refuses a doc-replace nobody asked for, even one that would win the conflict rule, and keeps the document', async () => {
     const doc = 'peer/from-target' as DocKey;
     const held = new Uint8Array(await (await fetch(`${target}/v1/docs/${doc}/yjs`)).arrayBuffer());

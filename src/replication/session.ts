@@ -485,12 +485,12 @@ export class Session {
     let own = 0;
     for (const e of entries) if (e.origin === writer && e.seq > own) own = e.seq;
     if (own > 0) this.checkOwnClaim(new Map([[writer, own]]), 'entries');
-    // Whatever the peer sends, it holds: never send it back.
-    for (const e of entries) {
-      if ((this.peerHas.get(e.origin) ?? 0) >= e.seq) continue;
-      this.peerHas.set(e.origin, e.seq);
-      this.confirmedAt = performance.now();
-    }
+    // Whatever the peer sends, it holds: never send it back. Entries
+    // beyond a gap are skipped, not applied, so the bound on this region's
+    // writers does not hold what the peer is known to hold: its own does.
+    const sent = new Map<WriterId, number>();
+    for (const e of entries) if (e.seq > (sent.get(e.origin) ?? 0)) sent.set(e.origin, e.seq);
+    this.raisePeerHas(sent, 'entries');
     const result = await this.o.documents.applyRemote(entries, this.o.peer);
     this.ackSoon();
     // Entries beyond a gap were skipped: ask the peer to resend from what we hold.

@@ -54,8 +54,10 @@ function region(name: string, writerThread = false): Region {
 /** Called before a frame is delivered; returning false drops it. */
 type Hook = (frame: Frame, to: RegionId) => Promise<boolean> | boolean;
 
-/** Two sessions joined by in-order, in-memory delivery of encoded frames; `pacer` paces a's side only. */
-function join2(a: Region, b: Region, hook: Hook = () => true, pacer?: BackgroundPacer, rejected?: (reason: string) => void): { sa: Session; sb: Session } {
+/** Two sessions joined by in-order, in-memory delivery of encoded frames; `pacer` paces a's side only, as `maxAskedPerRound` bounds it. */
+function join2(
+  a: Region, b: Region, hook: Hook = () => true, pacer?: BackgroundPacer, rejected?: (reason: string) => void, maxAskedPerRound?: number,
+): { sa: Session; sb: Session } {
   const sessions = new Map<RegionId, Session>();
   const outbox = (to: Region) => {
     let chain = Promise.resolve();
@@ -79,6 +81,7 @@ function join2(a: Region, b: Region, hook: Hook = () => true, pacer?: Background
         throw new Error(`frame rejected: ${reason}`);
       },
       ...(pacer && me === a ? { pacer } : {}),
+      ...(maxAskedPerRound && me === a ? { maxAskedPerRound } : {}),
     });
   };
   const sa = session(a, b);
@@ -155,6 +158,21 @@ describe('anti-entropy rounds', () => {
     // The floor commit on b's writer thread: on a loaded machine that takes more than poll's default second.
     await expect.poll(() => b.docs.versionVector(), { timeout: 15_000 }).toEqual(a.docs.versionVector());
     for (const [i, key] of keys.entries()) expect(b.docs.read(key).value).toEqual({ i });
+  });
+
+  it('ask for at most their bound of documents the peer lists that this region lacks, and the next rounds for the rest', async () => {
+    const a = region('ap-south');
+    const b = region('eu-west');
+    const keys = Array.from({ length: 30 }, (_, i) => docKey('ae', `listed-${i}`));
+    await Promise.all(keys.map((key, i) => b.docs.put(key, { i })));
+    const asked = (): number => keys.filter((key) => a.docs.read(key).value !== null).length;
+    const { sa } = join2(a, b, () => true, undefined, undefined, 12);
+    await within(sa.ae.start(), 10_000, 'the first round');
+    await expect.poll(asked).toBe(12);
+    await within(sa.ae.start(), 10_000, 'the second round');
+    await within(sa.ae.start(), 10_000, 'the third round');
+    await expect.poll(asked).toBe(30);
+    await expect.poll(() => a.docs.digests.regionDigest()).toBe(b.docs.digests.regionDigest());
   });
 
   it('keeps a round that is streaming states, though the peer says nothing back meanwhile', async () => {

@@ -54,6 +54,8 @@ export interface AntiEntropyPort {
   peerStated(): VersionVector;
   /** Shared with the write path (see BackgroundPacer): reading and sending document states is catch-up work. */
   pacer?: BackgroundPacer;
+  /** Documents this region lacks asked for in one round at most (default {@link MAX_ASKED_PER_ROUND}). */
+  maxAskedPerRound?: number;
 }
 
 interface Round {
@@ -68,6 +70,9 @@ interface Round {
   bucketsDue: Set<number> | null;
   docsExpected: number | null;
   docsReceived: number;
+  /** Documents the peer listed that this region lacks: asked for, and left to the next round past the bound. */
+  asked: number;
+  leftOut: number;
   /** doc-sv frames sent whose doc-state answer has not arrived. */
   outstanding: number;
   /** Frames waiting to be sent, at most WINDOW doc-sv in flight. */
@@ -133,6 +138,15 @@ class Outbox {
 }
 
 const EMPTY_SV = Y.encodeStateVector(new Y.Doc());
+/**
+ * Documents the peer lists that this region lacks, asked for in one round
+ * at most. Each waits in the round's queue (about 100 bytes), and a faulty
+ * peer can list any number of made-up ones (16 MiB frames, one per bucket:
+ * hundreds of millions, past the heap). The rest wait for the next round;
+ * a region rebuilt from a peer of more documents takes several rounds. What
+ * this region sends is not bounded so: its floor says it sent everything.
+ */
+export const MAX_ASKED_PER_ROUND = 1_000_000;
 /**
  * doc-sv requests in flight per round. Sending happens outside the ordered
  * inbound processing, and answers are bounded by this window, so two regions
@@ -234,7 +248,7 @@ export class AntiEntropy {
     const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       const state: Round = {
-        floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, outstanding: 0, queue: new Outbox(), driving: false, mayOffer: new Set(),
+        floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, asked: 0, leftOut: 0, outstanding: 0, queue: new Outbox(), driving: false, mayOffer: new Set(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -335,8 +349,20 @@ export class AntiEntropy {
         round.queue.push({ type: 'ask', round: frame.round, doc });
       }
     }
+    const most = this.port.maxAskedPerRound ?? MAX_ASKED_PER_ROUND;
     for (const doc of theirs.keys()) {
-      if (!mine.has(doc)) round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV, parts: null });
+      if (mine.has(doc)) continue;
+      if (round.asked >= most) {
+        if (round.leftOut++ === 0) {
+          this.port.logger.warn(
+            { peer: this.port.peer, asked: most },
+            'the peer lists more documents this region lacks than one anti-entropy round asks for; the rest wait for the next round',
+          );
+        }
+        continue;
+      }
+      round.asked++;
+      round.queue.push({ type: 'doc-sv', round: frame.round, doc, sv: EMPTY_SV, parts: null });
     }
     round.docsReceived++;
     this.drive(frame.round, round);

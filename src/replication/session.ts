@@ -109,6 +109,8 @@ export interface SessionOptions {
   holds?: (region: RegionId, writer: WriterId, seq: number) => boolean;
   /** Paces streaming a backlog to the peer and decoding what it sends while this region's clients write. */
   pacer?: BackgroundPacer;
+  /** Documents this region lacks asked for in one anti-entropy round at most (see antientropy.ts MAX_ASKED_PER_ROUND). */
+  maxAskedPerRound?: number;
 }
 
 const PROTOCOL_ERROR_CLOSE = CloseCode.ProtocolError;
@@ -236,6 +238,7 @@ export class Session {
       refused: (reason) => this.o.onRejected(reason),
       peerStated: () => this.peerHas,
       ...(o.pacer ? { pacer: o.pacer } : {}),
+      ...(o.maxAskedPerRound ? { maxAskedPerRound: o.maxAskedPerRound } : {}),
     });
   }
 

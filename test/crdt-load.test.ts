@@ -5,7 +5,7 @@
  */
 import * as Y from 'yjs';
 import { describe, expect, it } from 'vitest';
-import { loadDoc, mayCollide } from '../src/crdt/load.js';
+import { loadDoc, mayCollide, mergeMany, rebuiltDocs } from '../src/crdt/load.js';
 
 const CLIENT = 1_395_687_137;
 
@@ -85,5 +85,44 @@ describe('loadDoc of updates that collide', () => {
     Y.applyUpdate(raw, textState);
     raw.getMap('root');
     expect(() => Y.encodeStateAsUpdate(raw)).toThrow(/Unexpected case/);
+  });
+});
+
+describe('loading many updates of concurrent editors', () => {
+  /** Two editors typing into the middle of one text, each keystroke an update, syncing every fifth. */
+  function typedAtOnce(keystrokes: number): { updates: Uint8Array[]; text: string } {
+    const a = new Y.Doc();
+    a.clientID = 11;
+    const b = new Y.Doc();
+    b.clientID = 22;
+    const updates: Uint8Array[] = [];
+    const keep = (u: Uint8Array, origin: unknown): void => void (origin !== 'sync' && updates.push(u));
+    a.on('update', keep);
+    b.on('update', keep);
+    for (let i = 0; i < keystrokes; i++) {
+      for (const d of [a, b]) d.getText('t').insert(Math.floor(d.getText('t').length / 2), 'x');
+      if (i % 5 === 0) {
+        Y.applyUpdate(b, Y.encodeStateAsUpdate(a, Y.encodeStateVector(b)), 'sync');
+        Y.applyUpdate(a, Y.encodeStateAsUpdate(b, Y.encodeStateVector(a)), 'sync');
+      }
+    }
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a, Y.encodeStateVector(b)), 'sync');
+    return { updates, text: b.getText('t').toString() };
+  }
+
+  it('applies them one by one: their few short scans do not count as a reason to build the document anew', () => {
+    const { updates, text } = typedAtOnce(5_000);
+    const before = rebuiltDocs();
+    expect(loadDoc(updates, 5).getText('t').toString()).toBe(text);
+    expect(rebuiltDocs()).toBe(before);
+  });
+
+  it('merges them in groups to the update that merging all at once gives', () => {
+    const { updates, text } = typedAtOnce(2_000);
+    const merged = mergeMany(updates);
+    expect(Buffer.from(merged).equals(Buffer.from(Y.mergeUpdates(updates)))).toBe(true);
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, merged);
+    expect(doc.getText('t').toString()).toBe(text);
   });
 });

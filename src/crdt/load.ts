@@ -127,7 +127,7 @@ function build(updates: readonly Uint8Array[], clientId: number, collide: boolea
     rebuilds++;
     doc.destroy();
     doc = newDoc();
-    uncounted(apply(doc, [Y.mergeUpdates([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))])], []));
+    uncounted(apply(doc, [mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))])], []));
   }
   doc.clientID = clientId;
   return doc;
@@ -189,6 +189,24 @@ export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], a
     if (!(err instanceof PlacementOverrun)) throw err;
   }
   return false;
+}
+
+/** Updates merged a group at a time. */
+const MERGE_GROUP = 32;
+
+/**
+ * `Y.mergeUpdates` of updates that do not collide, merged a group at a time:
+ * merged all at once, thousands of small ones cost far more than their size
+ * (0.5 s for 5,000, 10.6 s for 20,000; applied one by one, 22-37 ms).
+ */
+export function mergeMany(updates: readonly Uint8Array[]): Uint8Array {
+  let level = updates;
+  while (level.length > MERGE_GROUP) {
+    const next: Uint8Array[] = [];
+    for (let i = 0; i < level.length; i += MERGE_GROUP) next.push(Y.mergeUpdates(level.slice(i, i + MERGE_GROUP)));
+    level = next;
+  }
+  return level.length === 1 ? level[0]! : Y.mergeUpdates([...level]);
 }
 
 /** What Yjs holds back of a doc, waiting for missing dependencies (in its v2 encoding). */

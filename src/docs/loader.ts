@@ -3,7 +3,7 @@
  */
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
-import { freshRegionClientId, loadDoc, mayCollide, stableClientId } from '../crdt/index.js';
+import { freshRegionClientId, loadDoc, mayCollide, mergeMany, stableClientId } from '../crdt/index.js';
 import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
@@ -115,7 +115,7 @@ export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey
   if (parts.length === 0) return null;
   if (parts.length === 1) return parts[0]!;
   // Merging parts that collide would splice them another way than loading does (see crdt/load.ts).
-  if (!mayCollide(null, parts)) return Y.mergeUpdates(parts);
+  if (!mayCollide(null, parts)) return mergeMany(parts);
   const ydoc = loadDoc(parts, 0);
   // What waits for missing dependencies included.
   const whole = Y.encodeStateAsUpdate(ydoc);

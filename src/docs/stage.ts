@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { appliedWithinBound, applyValidated, documentHoldsContent, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -487,6 +487,9 @@ function applyGuarded(
   parts: readonly (Uint8Array | DecodedUpdate)[] = [update],
 ): LiveDoc {
   const collide = mayCollide(live.ydoc, parts);
+  // A state merged into the document, or one that replaced it, in this batch is not in the store nor among the
+  // batch's entries, which a stopped apply rebuilds the document from: its state is kept to rebuild from instead.
+  const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -496,9 +499,18 @@ function applyGuarded(
   }
   if (!finished) {
     // Built anew with the update merged in (see crdt/load.ts): the same content; live clients keep their Y.Doc.
-    host.discard(doc, batch, [update]);
     batch.rebuilt.push(doc);
-    return host.touch(doc, batch);
+    if (base === null) {
+      host.discard(doc, batch, [update]);
+      return host.touch(doc, batch);
+    }
+    const again = loadDoc([base, update], live.ydoc.clientID);
+    live.ydoc.destroy();
+    live.ydoc = again;
+    live.sizeBound = null;
+    live.measuredSize = undefined;
+    host.notePending(doc, live);
+    return live;
   }
   if (live.sizeBound !== null) live.sizeBound += update.byteLength;
   host.notePending(doc, live);

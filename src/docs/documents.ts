@@ -1003,20 +1003,27 @@ class DocumentsImpl implements Documents {
     live.ydoc = again.live.ydoc;
     live.sizeBound = null;
     live.measuredSize = undefined;
+    // A part it had to skip marked the document for repair, as a load does.
+    if (again.corrupt > 0) {
+      this.logCorrupt(doc, again.corrupt);
+      live.digest = again.live.digest;
+    }
   }
 
   private loadDoc(doc: DocKey): LiveDoc | null {
     const loaded = loadLiveDoc(this.store, this.writer, doc);
     if (!loaded) return null;
-    if (loaded.corrupt > 0) {
-      const { collection, id } = splitDocKey(doc);
-      this.log.error({ collection, id, corrupt: loaded.corrupt }, 'corrupt stored data skipped; repairing from peers');
-    }
+    if (loaded.corrupt > 0) this.logCorrupt(doc, loaded.corrupt);
     this.notePending(doc, loaded.live);
     // A digest computed since the store last saw this document is the one the index holds.
     const indexed = this.digester.indexedOf(doc);
     if (indexed !== undefined && loaded.corrupt === 0) loaded.live.digest = indexed;
     return loaded.live;
+  }
+
+  private logCorrupt(doc: DocKey, corrupt: number): void {
+    const { collection, id } = splitDocKey(doc);
+    this.log.error({ collection, id, corrupt }, 'corrupt stored data skipped; repairing from peers');
   }
 }
 

@@ -19,6 +19,17 @@ export interface LiveDoc {
   measuredSize?: number;
 }
 
+/**
+ * Puts `ydoc` in place of the live document's (built anew or replaced; the
+ * old one is destroyed): its size is measured again by the next write.
+ */
+export function swapYDoc(live: LiveDoc, ydoc: Y.Doc): void {
+  live.ydoc.destroy();
+  live.ydoc = ydoc;
+  live.sizeBound = null;
+  live.measuredSize = undefined;
+}
+
 /** A document the cache holds encoded: its committed state, as loading it from the store would give it. */
 interface EncodedDoc {
   state: Uint8Array;
@@ -193,10 +204,14 @@ export class DocCache {
       this.evict(key);
       return;
     }
+    let applied = false;
     try {
-      // Stopped (see crdt/load.ts) or failed, it is loaded again from the store, which checks each part.
-      if (!appliedWithinBound(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'load'), false)) throw new Error('stopped');
+      applied = appliedWithinBound(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'load'), false);
     } catch {
+      // Failed: as when stopped, below.
+    }
+    if (!applied) {
+      // Stopped (see crdt/load.ts) or failed, it is loaded again from the store, which checks each part.
       this.evict(key);
       return;
     }

@@ -34,7 +34,7 @@ import {
 } from '../crdt/index.js';
 import { DEFAULT_MAX_WRITE_NODES, assertWriteBudget, countJsonNodes, countOpNodes } from '../crdt/budget.js';
 import type { DocumentStates, Incidents, Maintenance, NewLogEntry, PeerProgress, ReplicationLog, WriterIdentity } from '../storage/types.js';
-import { DocCache, encodedState, snapshotOf, type EncodedState, type LiveDoc } from './cache.js';
+import { DocCache, encodedState, snapshotOf, swapYDoc, type EncodedState, type LiveDoc } from './cache.js';
 import type {
   CommittedEntry,
   Conflict,
@@ -966,11 +966,14 @@ class DocumentsImpl implements Documents {
       batch.before.delete(doc);
       return;
     }
-    const live = this.touch(doc, batch);
     const updates = [...staged.map((e) => e.update), ...later];
-    // Updates whose apply was stopped (see crdt/load.ts) are not tried one by one again.
-    if (later.length > 0) this.rebuildWith(doc, live, updates);
-    else this.replayChecked(doc, live, updates, batch);
+    // Updates whose apply was stopped (see crdt/load.ts) are not tried one by
+    // one again: a stored document is loaded with them merged in, once.
+    const rebuilt = later.length > 0 && !batch.created.has(doc) ? this.loadDoc(doc, updates) : null;
+    if (rebuilt !== null) this.cache.set(doc, rebuilt);
+    const live = this.touch(doc, batch);
+    if (rebuilt === null && later.length > 0) this.rebuildWith(doc, live, updates);
+    else if (rebuilt === null) this.replayChecked(doc, live, updates, batch);
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);
   }
@@ -999,10 +1002,7 @@ class DocumentsImpl implements Documents {
    */
   private rebuildWith(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[]): void {
     const again = loadLiveDoc(this.store, this.writer, doc, updates)!;
-    live.ydoc.destroy();
-    live.ydoc = again.live.ydoc;
-    live.sizeBound = null;
-    live.measuredSize = undefined;
+    swapYDoc(live, again.live.ydoc);
     // A part it had to skip marked the document for repair, as a load does.
     if (again.corrupt > 0) {
       this.logCorrupt(doc, again.corrupt);
@@ -1010,8 +1010,9 @@ class DocumentsImpl implements Documents {
     }
   }
 
-  private loadDoc(doc: DocKey): LiveDoc | null {
-    const loaded = loadLiveDoc(this.store, this.writer, doc);
+  /** `later`: updates of this batch, loaded with the stored ones (see crdt/load.ts `appliedWithinBound`). */
+  private loadDoc(doc: DocKey, later: readonly Uint8Array[] = []): LiveDoc | null {
+    const loaded = loadLiveDoc(this.store, this.writer, doc, later);
     if (!loaded) return null;
     if (loaded.corrupt > 0) this.logCorrupt(doc, loaded.corrupt);
     this.notePending(doc, loaded.live);

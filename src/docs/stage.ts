@@ -8,7 +8,7 @@ import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import { appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
-import type { LiveDoc } from './cache.js';
+import { swapYDoc, type LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
 import type { SizeGuard } from './size-guard.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
@@ -184,10 +184,7 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
 /** Puts `ydoc` in place of the document's live one; its content counts as replaced (live clients reopen it). */
 export function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Batch): LiveDoc {
   const live = host.touch(doc, batch);
-  live.ydoc.destroy();
-  live.ydoc = ydoc;
-  live.sizeBound = null;
-  live.measuredSize = undefined;
+  swapYDoc(live, ydoc);
   host.notePending(doc, live);
   batch.snapshots.add(doc);
   batch.stateChanges.set(doc, { doc, replaced: true, added: null });
@@ -504,11 +501,7 @@ function applyGuarded(
       host.discard(doc, batch, [update]);
       return host.touch(doc, batch);
     }
-    const again = loadDoc([base, update], live.ydoc.clientID);
-    live.ydoc.destroy();
-    live.ydoc = again;
-    live.sizeBound = null;
-    live.measuredSize = undefined;
+    swapYDoc(live, loadDoc([base, update], live.ydoc.clientID));
     host.notePending(doc, live);
     return live;
   }

@@ -606,7 +606,7 @@ export class AntiEntropy {
     await this.port.send({ type: 'ae-done', round: id, floor: round.floor ?? new Map() });
     if (round.floor) this.lastFloor = { floor: round.floor, at: Date.now() };
     this.completed++;
-    this.port.logger.debug({ peer: this.port.peer, ms: Date.now() - round.startedAt }, 'anti-entropy round done');
+    this.port.logger.debug({ peer: this.port.peer, ms: Date.now() - round.startedAt, leftOut: round.leftOut }, 'anti-entropy round done');
     round.done();
   }
 

@@ -137,7 +137,7 @@ function notes(results: WorkloadResult[]): string[] {
   return out;
 }
 
-/** The issue's goal against one peer step, part by part: at least its throughput, p50 and p99, with durable updates only. */
+/** The goal against one peer step, part by part: at least its throughput, p50 and p99, with durable updates only. */
 function goal(m: PhaseResult, peer: PhaseResult, against: string): string {
   const part = (name: string, ok: boolean, r: number | null): string => `${name} ${r} (${ok ? 'met' : 'NOT met'})`;
   return (

@@ -1,8 +1,8 @@
 /**
- * Issue 13: a region catching up after a heal keeps serving its own clients.
+ * A region catching up after a heal keeps serving its own clients.
  * Three region processes take 100 writes/s each for the whole test; one is
  * cut off from every link for 10 s while all keep writing, then healed. The
- * bound is the issue's generous one (no local write slower than 1 s while
+ * bound is a generous one (no local write slower than 1 s while
  * the region catches up), so only a real stall fails it; the benchmark
  * (`npm run bench -- --only catchup`) reports the figures. The file name
  * ends in `.solo.test.ts`: `npm test` runs it on its own, after the rest,

@@ -236,7 +236,7 @@ describe('ops', () => {
 
   it('never splits a character: an index or range end inside a surrogate pair is refused', () => {
     const r = region('a', 1);
-    // The reproduction of issue 8 item 7: an emoji, then "X" at index 1.
+    // An emoji, then "X" at index 1.
     ops(r, [{ op: 'insertText', path: ['t'], index: 0, text: '\u{1F600}' }]);
     const before = Y.encodeStateAsUpdate(r.doc);
     expectError(() => ops(r, [{ op: 'insertText', path: ['t'], index: 1, text: 'X' }]), 'invalid_ops', /surrogate pair/);

@@ -1,7 +1,7 @@
 /**
  * Property-based fuzzing of the three inputs a region takes from outside:
- * HTTP requests, Yjs updates and replication frames (issue 8, "Tests and
- * tools"). Each input kind has its own describe block, so one runs alone:
+ * HTTP requests, Yjs updates and replication frames (see the README's
+ * Security model, "How it is checked"). Each input kind has its own describe block, so one runs alone:
  * `npx vitest run test/fuzz.test.ts -t "HTTP requests"`.
  *
  * Seeds are fixed (override with FUZZ_SEED) and printed on failure by
@@ -28,7 +28,7 @@ const SEED = Number(process.env['FUZZ_SEED'] ?? 20_261_208);
 const YJS_UPDATE_BYTES = 1024 * 1024;
 /** Waits of `meridian-after` and `meridian-replicas` stay short, so a case never blocks the run. */
 const SHORT_WAITS = { defaultWaitMs: 50, maxWaitMs: 100 };
-/** The bound on /healthz the issue names. */
+/** The bound on /healthz the README names. */
 /**
  * In the default test run /healthz must answer within 1 s, which catches a
  * region that hangs without failing on a CI machine whose two cores are

@@ -1,8 +1,8 @@
 /**
  * Hardening of the HTTP API and the replication endpoint against ordinary
- * clients (issue 8, items 4, 5, 9, 10 and 11). Each test starts with the
- * reproduction of the issue, scaled down: real sockets where the socket is
- * the point (slow bodies, disconnects, upgrades), `inject` elsewhere.
+ * clients. Each test starts with the reproduction of an attack, scaled
+ * down: real sockets where the socket is the point (slow bodies,
+ * disconnects, upgrades), `inject` elsewhere.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';

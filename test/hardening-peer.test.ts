@@ -1,5 +1,5 @@
 /**
- * Issue 8, items 12 and 13: a peer that holds the cluster secret sends
+ * A peer that holds the cluster secret sends
  * forged numbers. A real region is driven through a real WebSocket after a
  * valid handshake, impersonating its (stopped) peer; every forged frame must
  * close the link with 4400 and change nothing, and the region must keep
@@ -29,7 +29,7 @@ import { presenceUpdate } from './helpers/presence.js';
 
 const IMPOSTOR = 'ap-south' as RegionId;
 const TARGET = 'eu-west' as RegionId;
-/** The number of issue 8 item 12: the largest safe integer. */
+/** A forged number: the largest safe integer. */
 const FORGED_SEQ = Number.MAX_SAFE_INTEGER;
 /** Below every bound the codec checks, so only the semantic checks can refuse it. */
 const PLAUSIBLE_SEQ = 2 ** 40;
@@ -155,7 +155,7 @@ function ownWriter(o: Observed): WriterId {
   return o.writer as WriterId;
 }
 
-describe('forged numbers from a peer holding the cluster secret (issue 8 item 12)', () => {
+describe('forged numbers from a peer holding the cluster secret', () => {
   it('closes the link on an ae-done whose floor names this region at 2^53-1, and keeps taking writes', async () => {
     const before = await baseline();
     const { link } = await linkHoldingAll();
@@ -273,7 +273,7 @@ describe('forged numbers from a peer holding the cluster secret (issue 8 item 12
   }, 90_000);
 });
 
-describe('forged floors and acknowledgements (issue 8 item 13)', () => {
+describe('forged floors and acknowledgements', () => {
   it('refuses an ae-done for a round this region never answered', async () => {
     const before = await baseline();
     const { link, theirs } = await linkHoldingAll();

@@ -1,5 +1,5 @@
 /**
- * Issue 8, items 2 and 3: one write can neither stop replication nor freeze
+ * One write can neither stop replication nor freeze
  * a region. Real region processes, real sockets, real SQLite files.
  */
 import { readFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from 
 
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
 
-/** The body of the issue's reproduction: ~850 KB of empty objects. */
+/** The body of the attack's reproduction: ~850 KB of empty objects. */
 function emptyObjects(count: number, prefix = 'k'): Record<string, object> {
   const body: Record<string, object> = {};
   for (let i = 0; i < count; i++) body[`${prefix}${i.toString(36)}`] = {};

@@ -83,6 +83,12 @@ export interface ReplicationConfig {
   readonly reconnectMaxMs: number;
   /** Interval of digest comparison with each peer (repairs anything missed), in ms; default 30000. */
   readonly antiEntropyMs: number;
+  /**
+   * After this region changed writer because a peer held more of its
+   * writes than it did (a restore), how long until such a claim is followed
+   * again, in ms; claims in between are refused (4400). Default 600000.
+   */
+  readonly writerChangeIntervalMs: number;
   /** Bytes of log entries sent per replication frame at most; default 256 KiB. */
   readonly batchBytes: number;
   /** Bytes queued on a link before sending pauses until the peer drains it; default 4 MiB. */
@@ -302,6 +308,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     reconnectMinMs: 100,
     reconnectMaxMs: 10_000,
     antiEntropyMs: 30_000,
+    writerChangeIntervalMs: 600_000,
     batchBytes: 64 * KIB,
     maxBufferedBytes: 4 * MIB,
     maxFrameBytes: 16 * MIB,
@@ -390,6 +397,7 @@ const ReplicationSchema = strict({
   reconnectMinMs: Type.Optional(ms()),
   reconnectMaxMs: Type.Optional(ms()),
   antiEntropyMs: Type.Optional(ms()),
+  writerChangeIntervalMs: Type.Optional(ms()),
   batchBytes: Type.Optional(int(1)),
   maxBufferedBytes: Type.Optional(int(1)),
   maxFrameBytes: Type.Optional(int(1)),

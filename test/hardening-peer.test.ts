@@ -29,6 +29,8 @@ import { presenceUpdate } from './helpers/presence.js';
 
 const IMPOSTOR = 'ap-south' as RegionId;
 const TARGET = 'eu-west' as RegionId;
+/** The target's `replication.writerChangeIntervalMs`. */
+const WRITER_CHANGE_MS = 5000;
 /** A forged number: the largest safe integer. */
 const FORGED_SEQ = Number.MAX_SAFE_INTEGER;
 /** Below every bound the codec checks, so only the semantic checks can refuse it. */
@@ -39,7 +41,7 @@ let cluster: Cluster;
 let target: string;
 
 beforeAll(async () => {
-  cluster = await startTestCluster([IMPOSTOR, TARGET]);
+  cluster = await startTestCluster([IMPOSTOR, TARGET], {}, { [TARGET]: { replication: { writerChangeIntervalMs: WRITER_CHANGE_MS } } });
   target = cluster.url(TARGET);
   await http(`${cluster.url(IMPOSTOR)}/v1/docs/peer/from-impostor`, { method: 'PUT', body: { by: 'ap-south' } });
   await http(`${target}/v1/docs/peer/from-target`, { method: 'PUT', body: { by: 'eu-west' } });
@@ -330,7 +332,7 @@ describe('forged floors and acknowledgements', () => {
     await expectServingAndUnchanged(before);
   }, 60_000);
 
-  it('follows a restored peer that holds more of its writes once, and refuses a second claim on that link or any other', async () => {
+  it('follows a restored peer that holds more of its writes, refuses a second claim on that link, and on any other for an interval', async () => {
     const before = await baseline();
     const link = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
     const theirs = (await link.next('sync-request')).vv;
@@ -341,17 +343,36 @@ describe('forged floors and acknowledgements', () => {
       const w = await writerOf();
       return w !== before.writer ? w : undefined;
     });
+    const rotatedAt = performance.now();
     link.send({ type: 'sync-request', vv: new Map([[rotated as WriterId, 5]]) });
     expect(await link.closeCode()).toBe(4400);
     expect(await writerOf()).toBe(rotated);
-    // On a new link too: a region changes writer for a restore once per process, not once per redial.
+    // On a new link too, within the interval: believed on every redial, the
+    // claim would make the region change writer on every redial.
     const again = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
     await again.next('sync-request');
     again.send({ type: 'sync-request', vv: new Map([[rotated as WriterId, 5]]) });
     expect(await again.closeCode()).toBe(4400);
+    expect((await again.closed).reason).toMatch(/writer changed within writerChangeIntervalMs/);
     expect(await writerOf()).toBe(rotated);
     const put = await http(`${target}/v1/docs/peer/after-rotation`, { method: 'PUT', body: { ok: 3 } });
     expect(put.status).toBe(200);
+    // Past it, followed again: a peer told by a faulty one that it holds more
+    // of this writer (the claim is stored there) is not refused for good.
+    await new Promise((r) => setTimeout(r, Math.max(0, rotatedAt + WRITER_CHANGE_MS + 200 - performance.now())));
+    const later = await ImpostorLink.open(target, IMPOSTOR, TARGET, cluster.secret);
+    await later.next('sync-request');
+    later.send({ type: 'sync-request', vv: new Map([[rotated as WriterId, 5]]) });
+    const third = await waitFor('a second writer rotation', async () => {
+      const w = await writerOf();
+      return w !== rotated ? w : undefined;
+    });
+    expect(third).not.toBe(before.writer);
+    expect(await later.closeCode(500)).toBe('open');
+    later.close();
+    await later.closed;
+    const written = await http<{ version: string }>(`${target}/v1/docs/peer/after-second-rotation`, { method: 'PUT', body: { ok: 4 } });
+    expect(written.status).toBe(200);
   }, 60_000);
 });
 

@@ -24,6 +24,7 @@ import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { leavesCatchUp } from './catch-up-turn.js';
+import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 
 /**
  * How long (in dead timeouts) a silent peer is still redialled several times
@@ -99,11 +100,15 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private stopped = false;
   private readonly unsubscribe: () => void;
 
-  /** The writer this process started with: the only one a restore claim may name (see Session.checkRestoreClaim). */
-  private readonly startWriter: WriterId;
+  /**
+   * Changes of writer for a claim of more of this region's writes than it
+   * holds (see Session.checkRestoreClaim): one at once, then one per
+   * `writerChangeIntervalMs`.
+   */
+  private readonly writerChanges: TokenBucket;
 
   constructor(private readonly o: ReplicatorOptions) {
-    this.startWriter = o.documents.writer;
+    this.writerChanges = createTokenBucket(1000 / o.config.replication.writerChangeIntervalMs, 1, () => performance.now());
     this.log = o.logger.child({ module: 'replication' });
     this.perPeerLog = createLogLimiter({ logger: this.log });
     const r = o.config.replication;
@@ -201,8 +206,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
       },
       onAck: (vv) => this.onAck(peer, vv),
-      // A data directory goes back in time only before the process starts: one change of writer per process.
-      mayFollowRestore: () => this.o.documents.writer === this.startWriter,
+      mayFollowRestore: () => this.writerChanges.take() === 0,
       onPeerRestarted: (vv) => {
         this.checkOwnWrites(region, vv);
         // What the peer holds beyond this region (its own writes, a third region's) is no acknowledgement.

@@ -63,7 +63,8 @@ export interface SessionOptions {
   onPeerRestarted: (vv: VersionVector) => void;
   /**
    * Whether a sync request holding more of this region's writer than it
-   * holds may still be believed (see checkRestoreClaim); default yes.
+   * holds may be believed now (see checkRestoreClaim); a yes counts as the
+   * change of writer it leads to. Default yes.
    */
   mayFollowRestore?: () => boolean;
   /** Called for every frame from the peer (a sign of life). */
@@ -577,16 +578,23 @@ export class Session {
    * A sync request that holds more of this region's writer than it does is
    * how a data directory restored from a backup learns to change writer
    * (Replicator.checkOwnWrites). It is believed once per link, and only
-   * while the replicator allows it (for the writer the process started
-   * with): after the change the claim names an old writer, so another one is
-   * forged, and believed on every new link it would make the region change
-   * writer on every redial, until its version vector no longer fit a frame.
+   * when the replicator allows it (once at once, then once per
+   * `writerChangeIntervalMs`). A data directory goes back in time only
+   * before the process starts, so a later claim comes from a faulty peer,
+   * or from one a faulty peer told it holds more (a floor or entries of this
+   * writer it relayed): believed on every new link, it would make the region
+   * change writer on every redial until its version vector no longer fit a
+   * frame; refused for good, it would keep that peer's link closed for good
+   * (the claim is stored there), and this region's next writes under the
+   * same sequence numbers would be dropped there as already held.
    */
   private checkRestoreClaim(vv: VersionVector): void {
     const writer = this.o.documents.writer;
     if ((vv.get(writer) ?? 0) <= (this.o.documents.versionVector().get(writer) ?? 0)) return;
     if (this.restoreClaimed) this.checkOwnClaim(vv, 'second sync-request');
-    if (this.o.mayFollowRestore?.() === false) this.checkOwnClaim(vv, 'sync-request (this region already changed writer for a restore)');
+    if (this.o.mayFollowRestore?.() === false) {
+      this.checkOwnClaim(vv, 'sync-request (writer changed within writerChangeIntervalMs)');
+    }
     this.restoreClaimed = true;
   }
 

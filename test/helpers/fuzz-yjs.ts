@@ -161,17 +161,20 @@ export function mutate(update: Uint8Array, m: Mutation): Uint8Array {
 /**
  * Per client id, the structs accepted so far (clock -> content signature and
  * the client index that wrote it): a later accepted update from another
- * client that reuses a clock with other content was silently dropped.
+ * client that reuses a clock with other content was silently dropped. Not
+ * when the first copy came without content (deleted in the update that
+ * brought it): the region has nothing to compare with, and takes the same
+ * clock in the same place as a resend (README, "Yjs client ids").
  */
 export class ClockOwners {
-  private readonly owners = new Map<number, Map<number, { signature: string; writer: number }>>();
+  private readonly owners = new Map<number, Map<number, { signature: string; writer: number; collected: boolean }>>();
 
   /** Returns the collisions of `update` (posted by client index `writer`) with what was accepted before. */
   collisions(update: Uint8Array, writer: number): string[] {
     const found: string[] = [];
     for (const s of structsOf(update)) {
       const prior = this.owners.get(s.client)?.get(s.clock);
-      if (prior && prior.writer !== writer && prior.signature !== s.signature) found.push(`${s.client}:${s.clock}`);
+      if (prior && !prior.collected && prior.writer !== writer && prior.signature !== s.signature) found.push(`${s.client}:${s.clock}`);
     }
     return found;
   }
@@ -180,18 +183,19 @@ export class ClockOwners {
     for (const s of structsOf(update)) {
       let clocks = this.owners.get(s.client);
       if (!clocks) this.owners.set(s.client, (clocks = new Map()));
-      if (!clocks.has(s.clock)) clocks.set(s.clock, { signature: s.signature, writer });
+      if (!clocks.has(s.clock)) clocks.set(s.clock, { signature: s.signature, writer, collected: s.collected });
     }
   }
 }
 
-function structsOf(update: Uint8Array): { client: number; clock: number; signature: string }[] {
+function structsOf(update: Uint8Array): { client: number; clock: number; signature: string; collected: boolean }[] {
   return Y.decodeUpdate(update).structs
     .filter((s): s is Y.Item => s instanceof Y.Item)
     .map((s) => ({
       client: s.id.client,
       clock: s.id.clock,
       signature: JSON.stringify([s.length, s.parentSub, contentOf(s), s.origin, s.rightOrigin, s.parent instanceof Y.ID ? s.parent : String(s.parent)]),
+      collected: s.content instanceof Y.ContentDeleted,
     }));
 }
 

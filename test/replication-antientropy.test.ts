@@ -230,7 +230,6 @@ function lone(me: Region, peer: RegionId) {
   const sent: Frame[] = [];
   const closes: { code: number; reason: string }[] = [];
   const acks: VersionVector[] = [];
-  const rejected: string[] = [];
   const noop = (): void => undefined;
   const session = new Session({
     peer, documents: me.docs, store: me.store, logger,
@@ -240,7 +239,7 @@ function lone(me: Region, peer: RegionId) {
     },
     batchBytes: 64 * 1024, maxBufferedBytes: 1 << 20, maxFrameBytes: 1 << 24,
     onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: (vv) => acks.push(vv), leavesCatchUp: () => false,
-    onRejected: (reason) => rejected.push(reason),
+    onRejected: noop,
   });
   cleanups.unshift(async () => session.close());
   const deliver = async (frame: Frame): Promise<void> => {
@@ -250,7 +249,7 @@ function lone(me: Region, peer: RegionId) {
     session.receive(encodeFrame({ type: 'doc-sv', round: 1, doc: docKey('ae', 'barrier'), sv: new Uint8Array([0]), parts: null }));
     await expect.poll(() => closes.length > 0 || sent.slice(answered).some((f) => f.type === 'doc-state')).toBe(true);
   };
-  return { session, sent, closes, acks, rejected, deliver };
+  return { session, sent, closes, acks, deliver };
 }
 
 /** The length of the text `body` of a document's state, or null for none. */
@@ -525,6 +524,7 @@ describe('floors and acknowledgements from a peer', () => {
     const cases: { floor: VersionVector; answer: boolean; stated: VersionVector; reason: RegExp }[] = [
       { floor: new Map([[other, 5]]), answer: false, stated: new Map([[other, 5]]), reason: /not answered/ },
       { floor: new Map([[other, 6]]), answer: true, stated: new Map([[other, 5]]), reason: /beyond the 5 the peer stated/ },
+      { floor: new Map([[b.docs.writer, 9]]), answer: true, stated: new Map([[b.docs.writer, 9]]), reason: /ack claims 9 of this region's writer/ },
     ];
     for (const c of cases) {
       const { closes, deliver } = lone(b, 'ap-south' as RegionId);
@@ -537,42 +537,31 @@ describe('floors and acknowledgements from a peer', () => {
     }
   });
 
-  it('ignore, keeping the link, what a floor says of this region beyond what it holds, and adopt the rest', async () => {
+  it('refuse a floor naming this region beyond what it holds, even one the peer stated', async () => {
     const b = region('eu-west');
     await b.docs.put(docKey('ae', 'x'), { v: 1 });
     const before = b.docs.versionVector();
-    const other = 'us-east~f0f0ed' as WriterId;
-    const { closes, rejected, deliver } = lone(b, 'ap-south' as RegionId);
-    // A region restored from a backup learns from such a claim to change
-    // writer (the replicator decides; not wired here, so ignored), and the
-    // floor must not raise this region's writer either way.
-    await deliver({ type: 'sync-request', vv: new Map([[b.docs.writer, 5], [other, 3]]) });
+    const { closes, deliver } = lone(b, 'ap-south' as RegionId);
+    // The restore path: a sync request may say it holds more of this writer, once. The
+    // replicator then changes writer (not wired here); the floor must still not raise it.
+    await deliver({ type: 'sync-request', vv: new Map([[b.docs.writer, 5]]) });
     await deliver({ type: 'ae-buckets', round: 3, buckets: [] });
-    await deliver({ type: 'ae-done', round: 3, floor: new Map([[b.docs.writer, 2], [other, 3]]) });
-    expect(closes).toEqual([]);
-    expect(rejected).toEqual([
-      expect.stringMatching(/^own_writer_claim: sync-request claims 5 of this region's writer, which holds 1; ignored/),
-      expect.stringMatching(/^own_writer_claim: a floor claims 2 of this region's writer, which holds 1; ignored/),
-    ]);
-    await expect.poll(() => b.docs.versionVector().get(other)).toBe(3);
-    expect(b.docs.versionVector().get(b.docs.writer)).toBe(before.get(b.docs.writer));
+    await deliver({ type: 'ae-done', round: 3, floor: new Map([[b.docs.writer, 2]]) });
+    expect(closes[0]?.reason).toMatch(/floor names this region's writer at 2, beyond the 1 it holds/);
+    expect(b.docs.versionVector()).toEqual(before);
   });
 
   it('record acknowledgements only up to what this region holds', async () => {
     const b = region('eu-west');
     await b.docs.put(docKey('ae', 'x'), { v: 1 });
     const mine = b.docs.writer;
-    const { closes, acks, rejected, deliver } = lone(b, 'ap-south' as RegionId);
+    const { closes, acks, deliver } = lone(b, 'ap-south' as RegionId);
     await deliver({ type: 'sync-request', vv: new Map() });
     await deliver({ type: 'ack', vv: new Map([[mine, 1], ['us-east~a4ead' as WriterId, 40]]) });
     expect(closes).toEqual([]);
     expect(acks.at(-1)).toEqual(new Map([[mine, 1]]));
-    // More of this region's writer than it holds: ignored (a faulty peer, or
-    // one misled by a faulty peer), counted, and the link kept.
     await deliver({ type: 'ack', vv: new Map([[mine, 2]]) });
-    expect(closes).toEqual([]);
-    expect(rejected).toEqual([expect.stringMatching(/^own_writer_claim: ack claims 2 of this region's writer, which holds 1; ignored/)]);
-    expect(acks.at(-1)).toEqual(new Map([[mine, 1]]));
+    expect(closes).toEqual([{ code: 4400, reason: expect.stringMatching(/ack claims 2 of this region's writer, which holds 1/) }]);
   });
 
   it('are not sent back: entries a peer sent are never streamed to it, and their duplicates change nothing', async () => {

@@ -52,8 +52,6 @@ export interface AntiEntropyPort {
   refused(reason: string): void;
   /** What the peer has stated it holds on this link (sync request, acks, pings, entries sent). */
   peerStated(): VersionVector;
-  /** A frame claims more of this region's own writer than it holds (see Session.ownClaim). */
-  ownClaim(what: string, claimed: number, held: number): void;
   /** Shared with the write path (see BackgroundPacer): reading and sending document states is catch-up work. */
   pacer?: BackgroundPacer;
   /** Documents this region lacks asked for in one round at most (default {@link MAX_ASKED_PER_ROUND}). */
@@ -554,16 +552,15 @@ export class AntiEntropy {
   /**
    * The peer finished its round: adopt its floor. Throws {@link ProtocolError},
    * changing nothing, for a round this region did not answer or a floor
-   * beyond what the peer stated it holds. What it says of this region's own
-   * writer beyond what this region holds is not adopted (see Session.ownClaim).
+   * beyond what the peer stated it holds or this region holds of its own writer.
    */
   async onDone(frame: AeDoneFrame): Promise<void> {
     if (!this.answered.delete(frame.round)) throw new ProtocolError(`round ${frame.round} was not answered here`);
-    const floor = this.floorToAdopt(frame.floor);
+    this.checkFloor(frame.floor);
     this.peerRoundAt = 0;
     // Everything of the round must be durable first; a failed merge fails this too.
     await Promise.all([...this.applying.keys()]);
-    if (floor.size > 0) await this.port.documents.raiseVersion(floor);
+    if (frame.floor.size > 0) await this.port.documents.raiseVersion(frame.floor);
   }
 
   /** Queues an answer to the peer behind the ones owed (see {@link answers}); a failed one closes the link. */
@@ -591,21 +588,15 @@ export class AntiEntropy {
   }
 
   /** A floor claims that the peer sent all its state up to it: bound it by what the peer can stand behind. */
-  private floorToAdopt(floor: VersionVector): VersionVector {
+  private checkFloor(floor: VersionVector): void {
     const { documents } = this.port;
-    const writer = documents.writer;
-    const own = floor.get(writer) ?? 0;
-    const held = documents.versionVector().get(writer) ?? 0;
-    if (own > held) {
-      this.port.ownClaim('a floor', own, held);
-      floor = new Map(floor);
-      floor.delete(writer);
-    }
     const stated = firstExcess(floor, this.port.peerStated());
     if (stated) {
       throw new ProtocolError(`floor ${stated.writer}:${stated.claimed} beyond the ${stated.bound} the peer stated it holds`);
     }
-    return floor;
+    const own = floor.get(documents.writer) ?? 0;
+    const held = documents.versionVector().get(documents.writer) ?? 0;
+    if (own > held) throw new ProtocolError(`floor names this region's writer at ${own}, beyond the ${held} it holds`);
   }
 
   private async maybeFinish(id: number, round: Round): Promise<void> {

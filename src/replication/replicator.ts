@@ -24,6 +24,7 @@ import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { leavesCatchUp } from './catch-up-turn.js';
+import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 
 /**
  * How long (in dead timeouts) a silent peer is still redialled several times
@@ -52,8 +53,6 @@ const LARGE_BACKLOG = 1000;
 const MISSING_COUNT_LIMIT = 10_000;
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
-/** Changes of writer one process makes at most for claims of more of its writes than it holds (see mayChangeWriter). */
-const WRITER_CHANGES_PER_PROCESS = 8;
 
 /**
  * What replication needs of the configuration: who this region and its peers
@@ -102,12 +101,14 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private readonly unsubscribe: () => void;
 
   /**
-   * Changes of writer made for a claim of more of this region's writes than
-   * it holds (see Session.ownClaim), and when the last was made.
+   * Changes of writer for a claim of more of this region's writes than it
+   * holds (see Session.checkRestoreClaim): one at once, then one per
+   * `writerChangeIntervalMs`.
    */
-  private writerChanges = { made: 0, lastAt: 0 };
+  private readonly writerChanges: TokenBucket;
 
   constructor(private readonly o: ReplicatorOptions) {
+    this.writerChanges = createTokenBucket(1000 / o.config.replication.writerChangeIntervalMs, 1, () => performance.now());
     this.log = o.logger.child({ module: 'replication' });
     this.perPeerLog = createLogLimiter({ logger: this.log });
     const r = o.config.replication;
@@ -205,8 +206,9 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
       },
       onAck: (vv) => this.onAck(peer, vv),
-      claimsOwnWrites: (claimed, held) => this.changeWriterFor(region, claimed, held),
+      mayFollowRestore: () => this.writerChanges.take() === 0,
       onPeerRestarted: (vv) => {
+        this.checkOwnWrites(region, vv);
         // What the peer holds beyond this region (its own writes, a third region's) is no acknowledgement.
         peer.acks = capped(vv, this.o.documents.versionVector());
         peer.acksDirty = true;
@@ -227,10 +229,6 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         const kind = reason.split(':')[0] ?? 'frame';
         this.o.metrics.framesRejected.inc({ peer: region, reason: kind });
         if (kind === 'doc_state_refused') this.perPeerLog.warn(kind, region, { peer: region, reason }, 'a document state from the peer was refused; the link stays');
-        if (kind === 'own_writer_claim') {
-          this.perPeerLog.warn(kind, region, { peer: region, reason },
-            'the peer claims more of this region\'s writes than it holds (a faulty peer, or one a faulty peer misled); ignored, the link stays; this region\'s writes under the numbers claimed reach that peer by anti-entropy');
-        }
       },
       onUnsent: (reason, kind) => {
         peer.lastError = reason;
@@ -304,34 +302,20 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   }
 
   /**
-   * A peer claims more of this region's current writer than it holds (see
-   * Session.ownClaim). Such a claim means the data directory went back in
-   * time (restored from a backup): writing on under the same writer id would
-   * reuse sequence numbers and Yjs clocks the peers have already seen, so the
-   * region continues under a new one, and the peers stream the missing
-   * writes back. It may also be a faulty peer's, which can make it without
-   * end, and each change adds a writer to every region's version vector for
-   * good: the first is made at once, then one per `writerChangeIntervalMs`,
-   * and {@link WRITER_CHANGES_PER_PROCESS} in all. Returns whether the
-   * writer changed (false: the claim is ignored).
+   * A peer holding more of this region's own writes than this region does
+   * means the data directory went back in time (restored from a backup).
+   * Writing on under the same writer id would reuse sequence numbers and Yjs
+   * clocks the peers have already seen, so continue under a new one; the
+   * peers stream the missing writes back.
    */
-  private changeWriterFor(peer: RegionId, claimed: number, held: number): boolean {
-    const { made, lastAt } = this.writerChanges;
-    const allowed = made === 0 || (made < WRITER_CHANGES_PER_PROCESS && performance.now() - lastAt >= this.o.config.replication.writerChangeIntervalMs);
-    if (!allowed) return false;
+  private checkOwnWrites(peer: RegionId, peerHolds: VersionVector): void {
     const writer = this.o.documents.writer;
-    let next: WriterId;
-    try {
-      next = this.o.documents.rotateWriter();
-    } catch (err) {
-      // The claim is ignored this time; the next one tries again.
-      this.log.error({ err, peer, writer }, 'could not change writer for a peer that holds more of this region\'s writes than it does');
-      return false;
-    }
-    this.writerChanges = { made: made + 1, lastAt: performance.now() };
-    this.log.warn({ peer, writer, held, peerHolds: claimed, next },
+    const theirs = peerHolds.get(writer) ?? 0;
+    const mine = this.o.documents.versionVector().get(writer) ?? 0;
+    if (theirs <= mine) return;
+    const next = this.o.documents.rotateWriter();
+    this.log.warn({ peer, writer, held: mine, peerHolds: theirs, next },
       'peer holds writes of this region that its data directory lacks (restored from a backup?): writing on as a new writer');
-    return true;
   }
 
   /** An inbound dial was refused; shown in the status of the peer it claimed to be. */

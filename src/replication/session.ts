@@ -62,11 +62,11 @@ export interface SessionOptions {
    */
   onPeerRestarted: (vv: VersionVector) => void;
   /**
-   * A frame claims more of this region's current writer than it holds (see
-   * {@link Session.ownClaim}): true when the region changed writer for it,
-   * false when the claim is to be ignored. None: ignored.
+   * Whether a sync request holding more of this region's writer than it
+   * holds may be believed now (see checkRestoreClaim); a yes counts as the
+   * change of writer it leads to. Default yes.
    */
-  claimsOwnWrites?: (claimed: number, held: number) => boolean;
+  mayFollowRestore?: () => boolean;
   /** Called for every frame from the peer (a sign of life). */
   onHeard: () => void;
   onPong: (rttMs: number) => void;
@@ -220,6 +220,7 @@ export class Session {
   private lastYield = 0;
   private ackScheduled = false;
   /** Whether the peer already claimed more of this region's writer than it held (a restore) on this link. */
+  private restoreClaimed = false;
   readonly ae: AntiEntropy;
   /** The peer's view of its own links, from its last ping. */
   peerLinks: LinkReport[] = [];
@@ -237,7 +238,6 @@ export class Session {
       },
       refused: (reason) => this.o.onRejected(reason),
       peerStated: () => this.peerHas,
-      ownClaim: (what, claimed, held) => void this.ownClaimFollowed(what, claimed, held),
       ...(o.pacer ? { pacer: o.pacer } : {}),
       ...(o.maxAskedPerRound ? { maxAskedPerRound: o.maxAskedPerRound } : {}),
     });
@@ -435,22 +435,21 @@ export class Session {
   /** Handles every frame but entries (see {@link receive}) and heartbeats. */
   private async handle(frame: Frame): Promise<void> {
     switch (frame.type) {
-      case 'sync-request': {
-        const vv = this.ownClaim(frame.vv, 'sync-request');
+      case 'sync-request':
+        this.checkRestoreClaim(frame.vv);
         // The peer's truth replaces our guesses: resend from there.
         this.peerHas.clear();
         this.sent.clear();
         this.confirmedAt = performance.now();
-        raise(this.peerHas, vv);
-        raise(this.sent, vv);
+        raise(this.peerHas, frame.vv);
+        raise(this.sent, frame.vv);
         this.unacked = [];
         this.unackedBytes = 0;
         this.rewind();
         this.started = true;
-        this.o.onPeerRestarted(vv);
+        this.o.onPeerRestarted(frame.vv);
         if (this.lacksLoggedEntries()) this.catchUpByState();
         return this.pump();
-      }
       case 'ack':
         return this.onAckFrame(frame.vv);
       case 'ae-buckets':
@@ -487,13 +486,9 @@ export class Session {
       throw new ProtocolError(`entries from ${origins.size} writers this region has not seen, beyond the ${MAX_WRITERS_FROM_PEERS} it takes from peers`);
     }
     const writer = this.o.documents.writer;
-    const heldOwn = held.get(writer) ?? 0;
     let own = 0;
     for (const e of entries) if (e.origin === writer && e.seq > own) own = e.seq;
-    // Entries of a writer this region has since left are taken as a peer's (as after a restore).
-    if (own > heldOwn && !this.ownClaimFollowed('entries', own, heldOwn)) {
-      entries = entries.filter((e) => e.origin !== writer || e.seq <= heldOwn);
-    }
+    if (own > 0) this.checkOwnClaim(new Map([[writer, own]]), 'entries');
     // Whatever the peer sends, it holds: never send it back. Entries
     // beyond a gap are skipped, not applied, so the bound on this region's
     // writers does not hold what the peer is known to hold: its own does.
@@ -516,8 +511,8 @@ export class Session {
     });
   }
 
-  private onAckFrame(stated: VersionVector): void {
-    const vv = this.ownClaim(stated, 'ack');
+  private onAckFrame(vv: VersionVector): void {
+    this.checkOwnClaim(vv, 'ack');
     this.raisePeerHas(vv, 'ack');
     raise(this.sent, vv);
     this.o.onAck(this.acknowledged(vv));
@@ -535,16 +530,16 @@ export class Session {
     // (a restored region learns from it that it must change writer).
     if (this.started) {
       let bridged: boolean;
-      const vv = this.ownClaim(frame.vv, 'ping');
       try {
-        bridged = this.bridgesGap(vv);
-        this.raisePeerHas(vv, 'ping');
+        this.checkOwnClaim(frame.vv, 'ping');
+        bridged = this.bridgesGap(frame.vv);
+        this.raisePeerHas(frame.vv, 'ping');
       } catch (err) {
         this.o.logger.warn({ err, peer: this.o.peer }, 'frame from peer rejected');
         return this.reject(`ping rejected: ${err instanceof Error ? err.message : String(err)}`);
       }
       // A region only reports what it has durably applied: as good as an ack.
-      this.o.onAck(this.acknowledged(vv));
+      this.o.onAck(this.acknowledged(frame.vv));
       this.settleUnacked();
       const resend = this.resendUnconfirmed();
       if (bridged || resend) this.rewind();
@@ -568,36 +563,39 @@ export class Session {
   }
 
   /**
-   * What of `vv` is believed of this region's current writer. No peer can
-   * hold more of it than this region: entries are numbered here, and this
-   * region's vector rises before any is sent. A claim beyond comes from a
-   * data directory restored from a backup (a peer holds writes it lost), or
-   * from a faulty peer, or from an honest one a faulty peer misled (a floor,
-   * or entries of this writer it never wrote, relayed), which then makes the
-   * claim on every link. Closing the link for it would keep the two regions
-   * apart for good; ignoring it, this region's next writes under the
-   * numbers claimed would reach that peer by anti-entropy only. So the
-   * region changes writer when the replicator allows it (a first time at
-   * once, then rarely: each change adds a writer everywhere for good), and
-   * the claim then names an old writer; otherwise the claim is ignored,
-   * counted and shown (`own_writer_claim`), and the link kept.
+   * No peer can hold more of this region's current writer than it holds:
+   * entries are numbered here, and this region's vector rises before any is
+   * sent. Throws {@link ProtocolError} for a claim beyond.
    */
-  private ownClaim(vv: VersionVector, what: string): VersionVector {
+  private checkOwnClaim(vv: VersionVector, what: string): void {
     const writer = this.o.documents.writer;
     const claimed = vv.get(writer) ?? 0;
     const held = this.o.documents.versionVector().get(writer) ?? 0;
-    if (claimed <= held || this.ownClaimFollowed(what, claimed, held)) return vv;
-    const capped = new Map(vv);
-    if (held > 0) capped.set(writer, held);
-    else capped.delete(writer);
-    return capped;
+    if (claimed > held) throw new ProtocolError(`${what} claims ${claimed} of this region's writer, which holds ${held}`);
   }
 
-  /** See {@link ownClaim}: whether the region changed writer for the claim; counted and shown when not. */
-  private ownClaimFollowed(what: string, claimed: number, held: number): boolean {
-    if (this.o.claimsOwnWrites?.(claimed, held) === true) return true;
-    this.o.onRejected(`own_writer_claim: ${what} claims ${claimed} of this region's writer, which holds ${held}; ignored`);
-    return false;
+  /**
+   * A sync request that holds more of this region's writer than it does is
+   * how a data directory restored from a backup learns to change writer
+   * (Replicator.checkOwnWrites). It is believed once per link, and only
+   * when the replicator allows it (once at once, then once per
+   * `writerChangeIntervalMs`). A data directory goes back in time only
+   * before the process starts, so a later claim comes from a faulty peer,
+   * or from one a faulty peer told it holds more (a floor or entries of this
+   * writer it relayed): believed on every new link, it would make the region
+   * change writer on every redial until its version vector no longer fit a
+   * frame; refused for good, it would keep that peer's link closed for good
+   * (the claim is stored there), and this region's next writes under the
+   * same sequence numbers would be dropped there as already held.
+   */
+  private checkRestoreClaim(vv: VersionVector): void {
+    const writer = this.o.documents.writer;
+    if ((vv.get(writer) ?? 0) <= (this.o.documents.versionVector().get(writer) ?? 0)) return;
+    if (this.restoreClaimed) this.checkOwnClaim(vv, 'second sync-request');
+    if (this.o.mayFollowRestore?.() === false) {
+      this.checkOwnClaim(vv, 'sync-request (writer changed within writerChangeIntervalMs)');
+    }
+    this.restoreClaimed = true;
   }
 
   /** Streams log entries the peer lacks, while the send buffer has room. */

@@ -24,7 +24,6 @@ import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { leavesCatchUp } from './catch-up-turn.js';
-import { createTokenBucket, type TokenBucket } from '../token-bucket.js';
 
 /**
  * How long (in dead timeouts) a silent peer is still redialled several times
@@ -101,14 +100,12 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private readonly unsubscribe: () => void;
 
   /**
-   * Changes of writer for a claim of more of this region's writes than it
-   * holds (see Session.checkRestoreClaim): one at once, then one per
-   * `writerChangeIntervalMs`.
+   * When this region last changed writer for a claim of more of its writes
+   * than it held (see Session.checkRestoreClaim); null: never, in this process.
    */
-  private readonly writerChanges: TokenBucket;
+  private writerChangedAt: number | null = null;
 
   constructor(private readonly o: ReplicatorOptions) {
-    this.writerChanges = createTokenBucket(1000 / o.config.replication.writerChangeIntervalMs, 1, () => performance.now());
     this.log = o.logger.child({ module: 'replication' });
     this.perPeerLog = createLogLimiter({ logger: this.log });
     const r = o.config.replication;
@@ -206,7 +203,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
       },
       onAck: (vv) => this.onAck(peer, vv),
-      mayFollowRestore: () => this.writerChanges.take() === 0,
+      // One change at once, then one per interval (counted once made: a change that failed is tried again).
+      mayFollowRestore: () => this.writerChangedAt === null || performance.now() - this.writerChangedAt >= r.writerChangeIntervalMs,
       onPeerRestarted: (vv) => {
         this.checkOwnWrites(region, vv);
         // What the peer holds beyond this region (its own writes, a third region's) is no acknowledgement.
@@ -314,6 +312,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const mine = this.o.documents.versionVector().get(writer) ?? 0;
     if (theirs <= mine) return;
     const next = this.o.documents.rotateWriter();
+    this.writerChangedAt = performance.now();
     this.log.warn({ peer, writer, held: mine, peerHolds: theirs, next },
       'peer holds writes of this region that its data directory lacks (restored from a backup?): writing on as a new writer');
   }

@@ -63,8 +63,7 @@ export interface SessionOptions {
   onPeerRestarted: (vv: VersionVector) => void;
   /**
    * Whether a sync request holding more of this region's writer than it
-   * holds may be believed now (see checkRestoreClaim); a yes counts as the
-   * change of writer it leads to. Default yes.
+   * holds may be believed now (see checkRestoreClaim); default yes.
    */
   mayFollowRestore?: () => boolean;
   /** Called for every frame from the peer (a sign of life). */

@@ -187,10 +187,10 @@ describe('the writer thread', () => {
     expect(reopened.listDocs('c', null, 1000)).toHaveLength(201);
   });
 
-  it('writes under the new writer\'s Yjs client id once the writer changed while a commit of the document was in flight', async () => {
+  it('acknowledges a write under the writer it was stored under, and writes under the new writer\'s Yjs client id, once the writer changed while a commit of the document was in flight', async () => {
     const store = open(true);
     const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
-    const committed: { origin: WriterId; update: Uint8Array }[] = [];
+    const committed: { origin: WriterId; seq: number; update: Uint8Array }[] = [];
     docs.onCommitted((entries) => committed.push(...entries));
     const key = docKey('c', 'rotated');
     await docs.put(key, { a: 1 });
@@ -200,7 +200,10 @@ describe('the writer thread', () => {
     // A peer holds more of this writer than the data directory (restored from a backup).
     const previous = docs.writer;
     const next = docs.rotateWriter();
-    await inFlight;
+    const ack = await inFlight;
+    // The client waits for replicas of what the acknowledgement names.
+    expect(committed.find((e) => e.origin === ack.origin && e.seq === ack.seq)?.origin).toBe(previous);
+    expect(ack.version.get(previous)).toBe(ack.seq);
     await docs.put(key, { a: 3 });
     const last = committed.at(-1)!;
     expect(last.origin).toBe(next);

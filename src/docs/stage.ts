@@ -239,8 +239,9 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   batch.from.push(null);
   batch.sources.push(job.source ?? null);
   summarize(job.doc, live, batch);
-  const vv = new Map(batch.vv);
-  batch.done.push(() => job.resolve(ackOf(host, seq, vv)));
+  // Named now: the writer may change while the commit is on its way (a restore, see Replicator.checkOwnWrites).
+  const ack = ackOf(host, seq, new Map(batch.vv));
+  batch.done.push(() => job.resolve(ack));
 }
 
 /**

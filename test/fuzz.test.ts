@@ -5,9 +5,9 @@
  * `npx vitest run test/fuzz.test.ts -t "HTTP requests"`.
  *
  * Seeds are fixed (override with FUZZ_SEED) and printed on failure by
- * fast-check together with the shrunk counterexample. Counterexamples found
- * while the hardening items were open are kept as explicit `examples`; see
- * /tmp/notes-fuzz.md for which item each belongs to.
+ * fast-check together with the shrunk counterexample. Counterexamples the
+ * fuzzer found before the checks they break were in place are kept as
+ * explicit `examples`, each with what it broke.
  * The long campaign is `npm run fuzz -- --cases 100000` (bench/fuzz.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,11 +60,11 @@ describe('fuzz: HTTP requests', () => {
 
   /** Found by the fuzzer on the code before the hardening; each is kept as an example. */
   const found: HttpCase[] = [
-    // item 7: an index inside a surrogate pair splits the emoji.
+    // An index inside a surrogate pair splits the emoji.
     plainCase({ route: 'ops', method: 'POST', body: { kind: 'ops', ops: { ops: [
       { op: 'insertText', path: ['t'], index: 0, text: '😀' }, { op: 'insertText', path: ['t'], index: 1, text: 'X' },
     ] } } }),
-    // item 10: a token scoped to one collection reads the whole region's status.
+    // A token scoped to one collection reads the whole region's status.
     plainCase({ route: 'sync', method: 'GET', auth: 'scoped', body: null }),
     // Not one of items 1-13: a malformed percent-escape gets fastify's own 400 body (FST_ERR_BAD_URL), not {"error": code}.
     plainCase({ collection: '%' }),
@@ -103,16 +103,16 @@ describe('fuzz: Yjs updates', () => {
     ({ kind: 'client', client: clientIndex, clientId, sync: false, edits, mutation, region: 0 });
   /** Found by the fuzzer on the code before the hardening; each is kept as an example. */
   const found: YjsCase[] = [
-    // item 6: deletions only, for clients nobody knows.
+    // Deletions only, for clients nobody knows.
     { prelude: true, steps: [{ kind: 'deletes-only', clients: 2000, clockBase: 0, len: 2 ** 40, region: 0 }] },
     { prelude: false, steps: [{ kind: 'deletes-only', clients: 1, clockBase: 0, len: 1, region: 0 }] },
-    // item 6: an update whose structs miss their dependencies (clock 1 without clock 0) is refused with 400,
+    // An update whose structs miss their dependencies (clock 1 without clock 0) is refused with 400,
     // yet the document's Yjs state changed (the pending struct stayed in the live document).
     { prelude: false, steps: [
       client(0, 1, [{ t: 'del', key: 'a' }]),
       client(2, 1, [{ t: 'array', name: 'arr', value: 0 }], { kind: 'truncate', at: 0 }), client(2, 1, [{ t: 'map', key: 'o' }]),
     ] },
-    // item 1: two clients under one clientID, different content: the second is accepted and silently
+    // Two clients under one clientID, different content: the second is accepted and silently
     // dropped (found with the first client's struct at clock 0 already overwritten, hence garbage-collected).
     { prelude: false, steps: [client(1, 7, [{ t: 'map', key: 'm' }, { t: 'map', key: 'm' }]), client(0, 7, [{ t: 'array', name: 'arr', value: 0 }])] },
   ];
@@ -156,7 +156,7 @@ describe('fuzz: HTTP requests over sockets, two regions', () => {
           const slow = pollers.map((p) => p.report()).filter((r) => r.maxMs > HEALTH_MS || r.failures.length > 0);
           assertNone([
             ...outcome.violations,
-            ...slow.map((r) => `/healthz took ${r.maxMs.toFixed(0)} ms (item 3) ${r.failures.slice(0, 2).join('; ')}`),
+            ...slow.map((r) => `/healthz took ${r.maxMs.toFixed(0)} ms ${r.failures.slice(0, 2).join('; ')}`),
           ]);
         }),
         { seed: SEED, numRuns: 60, endOnFailure: true, examples: process.env['FUZZ_EXPLORE'] ? [] : found.map((c) => [c]) },
@@ -180,9 +180,9 @@ describe('fuzz: Yjs updates at two regions', () => {
 
   /** Found by the fuzzer on the code before the hardening; each is kept as an example. */
   const found: ConvergeStep[][] = [
-    // item 1: the same clientID and clock with different content at two regions at once: divergence under equal digests.
+    // The same clientID and clock with different content at two regions at once: divergence under equal digests.
     [{ kind: 'collide', clientId: 4242, first: 0, writes: [[{ t: 'set', key: 'a', value: 1 }], [{ t: 'set', key: 'a', value: 2 }]] }],
-    // item 8: a client writes under the clientID of the other region's writer, which this region has not heard from on this doc.
+    // A client writes under the clientID of the other region's writer, which this region has not heard from on this doc.
     [{ kind: 'as-writer', owner: 1, at: 0, edits: [{ t: 'set', key: 'a', value: 1 }] }, { kind: 'yjs', step: {
       kind: 'client', client: 0, clientId: 9, sync: true, edits: [{ t: 'set', key: 'b', value: 2 }], mutation: null, region: 1,
     } }],
@@ -256,9 +256,9 @@ describe('fuzz: replication frames', () => {
 
   /** Found by the fuzzer on the code before the hardening; each is kept as an example. */
   const found: FrameSpec[][] = [
-    // item 13: a floor claiming the peer's own writer holds 2^53-1 entries.
+    // A floor claiming the peer's own writer holds 2^53-1 entries.
     [{ kind: 'frame', frame: { type: 'ae-done', round: 'one', floor: [['peer', 'max']] }, mutation: null }],
-    // item 12: a floor naming the receiver's own writer at 2^53-1 (its next write spins forever).
+    // A floor naming the receiver's own writer at 2^53-1 (its next write spins forever).
     [{ kind: 'frame', frame: { type: 'ae-done', round: 'one', floor: [['receiver', 'max']] }, mutation: null }],
   ];
 

@@ -111,7 +111,7 @@ function send(
   });
 }
 
-describe('slow bodies (item 4)', () => {
+describe('slow bodies', () => {
   const SLOW = 'slow-token-0123456789abcdef';
   const OTHER = 'other-token-0123456789abcdef';
   let node: ApiNode | null = null;
@@ -296,7 +296,7 @@ describe('versions naming writers nobody knows', () => {
   });
 });
 
-describe('abandoned waits (item 5)', () => {
+describe('abandoned waits', () => {
   const unreachable = encodeVersion(new Map([['elsewhere~zz' as WriterId, 7]]));
   const dirs: string[] = [];
   const regions: RunningRegion[] = [];
@@ -408,7 +408,7 @@ describe('abandoned waits (item 5)', () => {
   });
 });
 
-describe('waits for replicas (item 5)', () => {
+describe('waits for replicas', () => {
   test('beyond maxWaiters a write that asks for replicas is refused before it is stored', async () => {
     const node = await startApiNode({ peers: [downPeer('b')], limits: { maxWaiters: 1 } });
     try {
@@ -426,7 +426,7 @@ describe('waits for replicas (item 5)', () => {
   });
 });
 
-describe('per-token quotas (item 9)', () => {
+describe('per-token quotas', () => {
   const LIMITED = 'limited-token-0123456789abcdef';
   const CAPPED = 'capped-token-0123456789abcdef';
   const FREE = 'free-token-0123456789abcdef';
@@ -496,7 +496,7 @@ describe('per-token quotas (item 9)', () => {
   });
 });
 
-describe('region status needs a region-wide token (item 10)', () => {
+describe('region status needs a region-wide token', () => {
   const STATUS = 'status-token-0123456789abcdef';
   const SCOPED = 'scoped-token-0123456789abcdef';
   const READ_ALL = 'readall-token-0123456789abcdef';
@@ -544,7 +544,7 @@ describe('region status needs a region-wide token (item 10)', () => {
   });
 });
 
-describe('log flooding (item 11)', () => {
+describe('log flooding', () => {
   test('the limiter logs the first event of a source, then one line a minute with the count left out', () => {
     const lines: string[] = [];
     let now = 0;

@@ -1,5 +1,5 @@
 /**
- * Hardening item 1 across regions: two clients write different content
+ * Across regions: two clients write different content
  * under one Yjs client id and clock at two regions at once. The regions must
  * see the difference (digests cover content), resolve it the same way
  * everywhere within an anti-entropy round, and keep the losing state as a

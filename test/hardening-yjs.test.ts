@@ -1,5 +1,5 @@
 /**
- * What a client's binary Yjs update may do (hardening items 1, 6 and 8):
+ * What a client's binary Yjs update may do:
  * never write under a region's client id, never rewrite content already
  * held under an id, never lean on changes nobody holds; and document
  * digests that see content, not only structure.

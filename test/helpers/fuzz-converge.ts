@@ -18,7 +18,7 @@ import { undocumentedAnswer, type DocRef, type FuzzStats } from './fuzz-oracle.j
 import { REQUEST_TIMEOUT_MS, type FuzzRequest, type FuzzResponse, type FuzzTarget } from './fuzz-target.js';
 import { YjsClients, stepUpdate, yjsStepArb, type Edit, type YjsStep } from './fuzz-yjs.js';
 
-/** Sequence numbers at or beyond this are not plausible (see item 12). */
+/** Sequence numbers at or beyond this are not plausible (`MAX_SEQ`). */
 const SEQ_BOUND = 2 ** 48;
 
 export type ConvergeStep =
@@ -260,7 +260,7 @@ export async function convergence(targets: FuzzTarget[], docs: DocRef[], timeout
     const reads = await Promise.all(targets.map((t) => t.send({ method: 'GET', path: `/v1/docs/${doc.collection}/${doc.id}`, headers: {} })));
     const seen = reads.map((r) => `${r.status} ${r.body.toString('utf8')}`);
     if (new Set(seen).size > 1) {
-      violations.push(`${doc.collection}/${doc.id} differs with equal digests (item 1): ${targets.map((t, i) => `${t.name}: ${seen[i]?.slice(0, 160)}`).join(' | ')}`);
+      violations.push(`${doc.collection}/${doc.id} differs with equal digests: ${targets.map((t, i) => `${t.name}: ${seen[i]?.slice(0, 160)}`).join(' | ')}`);
     }
   }
   return violations;
@@ -269,7 +269,7 @@ export async function convergence(targets: FuzzTarget[], docs: DocRef[], timeout
 function describeSync(targets: FuzzTarget[], sync: SyncBody[]): string {
   return sync.map((s, i) => {
     const peers = s.peers.map((p) => {
-      const huge = p.outbound.pendingUpdates >= SEQ_BOUND || p.inbound.pendingUpdates >= SEQ_BOUND ? ' (beyond 2^48: item 13)' : '';
+      const huge = p.outbound.pendingUpdates >= SEQ_BOUND || p.inbound.pendingUpdates >= SEQ_BOUND ? ' (beyond 2^48)' : '';
       return `${p.region} ${p.state} out ${p.outbound.pendingUpdates} in ${p.inbound.pendingUpdates}${huge}`;
     });
     return `${targets[i]?.name}: digest ${s.digest.slice(0, 12)} pendingDocs ${s.pendingDocs} [${peers.join('; ')}]`;

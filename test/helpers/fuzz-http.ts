@@ -70,7 +70,7 @@ export async function runHttpCase(ctx: HttpRunContext, c: HttpCase): Promise<Htt
   const violations: string[] = [];
   const answer = c.method === 'HEAD' ? headProblem(res) : undocumentedAnswer(res);
   if (answer !== null) violations.push(`undocumented answer to ${describe(req)}: ${answer}`);
-  if (res.status < 300 && !permitted(ctx, c)) violations.push(`${describe(req)} with ${c.auth} token answered ${res.status} (item 10 if /v1/sync)`);
+  if (res.status < 300 && !permitted(ctx, c)) violations.push(`${describe(req)} with ${c.auth} token answered ${res.status}`);
   if (doc !== null && before !== null) {
     const after = await snapshotDoc(ctx.target, doc, ADMIN_HEADERS);
     // 504 quorum_timeout is a write that stands locally; every other refusal must leave the document as it was.
@@ -90,17 +90,17 @@ async function acceptedWriteProblems(ctx: HttpRunContext, c: HttpCase, doc: DocR
   const problems: string[] = [];
   const sync = await ctx.target.send({ method: 'GET', path: '/v1/sync', headers: ADMIN_HEADERS });
   const pending = (JSON.parse(sync.body.toString('utf8')) as { pendingDocs?: number }).pendingDocs;
-  if (pending !== 0) problems.push(`an accepted write left ${String(pending)} document(s) pending (item 6)`);
+  if (pending !== 0) problems.push(`an accepted write left ${String(pending)} document(s) pending`);
   const sv = stateBefore === null ? Y.encodeStateVector(new Y.Doc()) : Y.encodeStateVectorFromUpdate(stateBefore);
   const diff = await ctx.target.send({
     method: 'GET', path: `/v1/docs/${doc.collection}/${doc.id}/yjs?sv=${Buffer.from(sv).toString('base64url')}`, headers: ADMIN_HEADERS,
   });
   if (diff.status === 200 && diff.body.length > ctx.yjsUpdateBytes) {
-    problems.push(`an accepted write made a ${diff.body.length}-byte update; peers accept ${ctx.yjsUpdateBytes} (item 2)`);
+    problems.push(`an accepted write made a ${diff.body.length}-byte update; peers accept ${ctx.yjsUpdateBytes}`);
   }
   const corrupt = jsonAfter.length > 0 && jsonAfter.startsWith('{') ? corruptStrings(JSON.parse(jsonAfter)) : [];
   if (corrupt.length > 0 && !inputHasOddText(c)) {
-    problems.push(`text corrupted: ${JSON.stringify(corrupt.slice(0, 3))} (item 7)`);
+    problems.push(`text corrupted: ${JSON.stringify(corrupt.slice(0, 3))}`);
   }
   return problems;
 }

@@ -12,7 +12,7 @@ import type { FuzzTarget } from './fuzz-target.js';
 
 /** Close code of a link the region refused for a protocol error. */
 const PROTOCOL_ERROR = 4400;
-/** Sequence numbers at or beyond this are refused (item 12). */
+/** Sequence numbers at or beyond this are refused. */
 const SEQ_BOUND = 2 ** 48;
 /** How long the region gets to answer or close after the last frame. */
 const SETTLE_MS = 150;
@@ -90,7 +90,7 @@ function versionProblems(before: RegionState, after: RegionState): string[] {
   if (after.writer === before.writer) {
     const was = decodeVersion(before.version).get(before.writer as never) ?? 0;
     const now = vv.get(after.writer as never) ?? 0;
-    if (now > was) problems.push(`a peer frame raised the region's own writer ${after.writer} from ${was} to ${now} (item 12)`);
+    if (now > was) problems.push(`a peer frame raised the region's own writer ${after.writer} from ${was} to ${now}`);
   }
   return problems;
 }

@@ -231,10 +231,10 @@ export async function runYjsCase(ctx: YjsRunContext, c: YjsCase, doc: DocRef): P
       continue;
     }
     const pending = await pendingDocs(target);
-    if (pending !== 0) violations.push(`${where}: accepted, and ${pending} document(s) stay pending (item 6)`);
+    if (pending !== 0) violations.push(`${where}: accepted, and ${pending} document(s) stay pending`);
     if (step.kind === 'client' && step.mutation === null) {
       const collided = owners.collisions(update, step.client);
-      if (collided.length > 0) violations.push(`${where}: accepted an update reusing client clocks ${collided.slice(0, 3).join(', ')} with other content: silently dropped (item 1)`);
+      if (collided.length > 0) violations.push(`${where}: accepted an update reusing client clocks ${collided.slice(0, 3).join(', ')} with other content: silently dropped`);
       owners.record(update, step.client);
     }
   }

@@ -412,7 +412,11 @@ describe('heartbeats from a peer holding the cluster secret', () => {
   it('closes a link whose pings keep coming far over the rate, and stays healthy', async () => {
     const { link, theirs } = await linkHoldingAll();
     for (let id = 1; id <= 20_000; id++) ping(link, id, theirs);
-    expect(await link.closeCode()).toBe(4400);
+    // 4400; or 1006 when the close is not answered within the second the
+    // region gives it (this process is still busy sending the flood): the
+    // region then ends the socket, with pings unread, and its reset can
+    // overtake the close frame. Closed either way, and counted below.
+    expect([4400, 1006]).toContain(await link.closeCode());
     // Answered until it was closed, not after.
     expect(link.frames.filter((f) => f.type === 'pong').length).toBeLessThan(20_000);
     const metrics = String((await http<string>(`${target}/metrics`)).body);

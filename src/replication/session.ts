@@ -500,11 +500,14 @@ export class Session {
     if (result.gaps > 0) this.start();
   }
 
-  /** One ack for every frame committed in the same turn. */
+  /**
+   * One ack for every frame committed in the same turn, sent once the turn
+   * is over: after the answers to this region's own callers of that commit.
+   */
   private ackSoon(): void {
     if (this.ackScheduled) return;
     this.ackScheduled = true;
-    queueMicrotask(() => {
+    setImmediate(() => {
       this.ackScheduled = false;
       this.send({ type: 'ack', vv: this.o.documents.versionVector() });
     });

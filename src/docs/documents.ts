@@ -955,13 +955,12 @@ class DocumentsImpl implements Documents {
    * Replaces a live doc that a refused job may have half-changed: a fresh
    * copy from disk, with what this batch already staged for it replayed, so
    * that later jobs of the batch and the commit see only accepted changes.
-   * State merged into it earlier in the batch is dropped (anti-entropy
-   * brings it again) unless `later` holds it, as a stopped apply's does.
+   * (State merged into it earlier in the batch is dropped; anti-entropy
+   * brings it again.)
    */
   private discard(doc: DocKey, batch: Batch, later: readonly Uint8Array[] = []): void {
     this.cache.evict(doc);
     batch.touched.delete(doc);
-    if (later.length === 0) batch.mergedStates.delete(doc);
     const staged = batch.entries.filter((e) => e.doc === doc);
     if (staged.length === 0 && later.length === 0 && !batch.changed.has(doc) && !batch.snapshots.has(doc)) {
       batch.before.delete(doc);

@@ -56,12 +56,6 @@ export interface Batch {
   deferredBytes: number;
   /** Docs merged by state (no log entry): persisted as snapshots after the commit. */
   snapshots: Set<DocKey>;
-  /**
-   * Peers' states merged into each document in this batch, in order: with
-   * the store and the batch's entries, what a stopped apply rebuilds the
-   * document from (see {@link applyGuarded}).
-   */
-  mergedStates: Map<DocKey, Uint8Array[]>;
   /** Docs whose content a state merge or replace changed, announced after the commit. */
   stateChanges: Map<DocKey, StateChange>;
   touched: Map<DocKey, LiveDoc>;
@@ -120,7 +114,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), mergedStates: new Map(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -154,7 +148,6 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       if (batch.rebuilt.includes(job.doc)) noteMerged(batch, job.doc, null);
       else if (added.length > 0) noteMerged(batch, job.doc, holdsPending(live) ? null : added);
       batch.snapshots.add(job.doc);
-      batch.mergedStates.set(job.doc, [...(batch.mergedStates.get(job.doc) ?? []), job.update]);
       summarize(job.doc, live, batch);
       batch.done.push(() => job.resolve({ refused: null }));
       return;
@@ -492,9 +485,9 @@ function applyGuarded(
   parts: readonly (Uint8Array | DecodedUpdate)[] = [update],
 ): LiveDoc {
   const collide = mayCollide(live.ydoc, parts);
-  // A stopped apply rebuilds the document from the store, the batch's entries and the states merged into it in
-  // this batch. A state that replaced its content is none of these: the whole document is kept to rebuild from.
-  const base = !collide && batch.stateChanges.get(doc)?.replaced === true ? Y.encodeStateAsUpdate(live.ydoc) : null;
+  // A state merged into the document, or one that replaced it, in this batch is not in the store nor among the
+  // batch's entries, which a stopped apply rebuilds the document from: its state is kept to rebuild from instead.
+  const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -506,7 +499,7 @@ function applyGuarded(
     // Built anew with the update merged in (see crdt/load.ts): the same content; live clients keep their Y.Doc.
     batch.rebuilt.push(doc);
     if (base === null) {
-      host.discard(doc, batch, [...(batch.mergedStates.get(doc) ?? []), update]);
+      host.discard(doc, batch, [update]);
       return host.touch(doc, batch);
     }
     swapYDoc(live, loadDoc([base, update], live.ydoc.clientID));

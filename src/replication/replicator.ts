@@ -678,14 +678,21 @@ export class Replicator implements ReplicationView, AwarenessRelay {
    * Sends what a commit stored to the links once the turn that answered its
    * callers is over: on two cores shared by several processes, writing to a
    * peer's socket first woke the peer, which took the core from the replies.
-   * The commits of one turn go out together, in one frame per link.
+   * The commits of one turn go out together.
    */
   private wakeLinks(entries: readonly CommittedEntry[]): void {
     if (this.toWake.length === 0) {
       setImmediate(() => {
         const committed = this.toWake;
         this.toWake = [];
-        for (const peer of this.peers.values()) peer.session?.wake(committed);
+        for (const peer of this.peers.values()) {
+          try {
+            peer.session?.wake(committed);
+          } catch (err) {
+            // The other links still hear; this one reads the log again at its next wake.
+            this.log.error({ err, peer: peer.region }, 'sending committed entries to a peer failed; the link reads the log again at its next wake');
+          }
+        }
       });
     }
     for (const e of entries) this.toWake.push(e);

@@ -86,8 +86,6 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private readonly perPeerLog: LogLimiter;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly waiters = new Set<() => void>();
-  /** Entries committed this turn, sent to the links once it is over (see {@link wakeLinks}). */
-  private toWake: CommittedEntry[] = [];
   private readonly awarenessListeners = new Set<(doc: DocKey, update: Uint8Array, from: RegionId) => void>();
   /** The last read of each peer's unacknowledged entries (see pendingFor). */
   private readonly pendingCache = new Map<RegionId, { at: number; value: PendingEntries | null }>();
@@ -124,7 +122,9 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       const remote = entries.filter((e) => e.from !== null).length;
       if (remote > 0) o.metrics.writes.inc({ kind: 'remote' }, remote);
       if (remote > 0) this.ackWhatPeersHold(entries);
-      this.wakeLinks(entries);
+      // Before the commit's callers are answered: a linked peer that is up to date is sent the write before its
+      // client sees the answer, so a client that fails over once this region dies finds it there.
+      for (const peer of this.peers.values()) peer.session?.wake(entries);
       this.notify();
     });
   }
@@ -672,30 +672,6 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     }, ms);
     t.unref();
     this.timers.push(t);
-  }
-
-  /**
-   * Sends what a commit stored to the links once the turn that answered its
-   * callers is over: on two cores shared by several processes, writing to a
-   * peer's socket first woke the peer, which took the core from the replies.
-   * The commits of one turn go out together.
-   */
-  private wakeLinks(entries: readonly CommittedEntry[]): void {
-    if (this.toWake.length === 0) {
-      setImmediate(() => {
-        const committed = this.toWake;
-        this.toWake = [];
-        for (const peer of this.peers.values()) {
-          try {
-            peer.session?.wake(committed);
-          } catch (err) {
-            // The other links still hear; this one reads the log again at its next wake.
-            this.log.error({ err, peer: peer.region }, 'sending committed entries to a peer failed; the link reads the log again at its next wake');
-          }
-        }
-      });
-    }
-    for (const e of entries) this.toWake.push(e);
   }
 
   private notify(): void {

@@ -247,7 +247,8 @@ function wrapSocket(ws: WebSocket, logger: Logger, peer: Announced): Link {
  * call on this side and a wake-up on the peer's: a fifth of the sending
  * region's time. The socket is corked at the turn's first batched frame and
  * uncorked once the turn's callbacks have run, or at once by a frame that
- * is not batched (entries, acknowledgements, heartbeats). ws corks each frame's
+ * is not batched (entries, acknowledgements, heartbeats: an entry must not
+ * wait behind the answer its write already got). ws corks each frame's
  * header and payload too; corking nests. Without the underlying socket,
  * frames go out one by one.
  */

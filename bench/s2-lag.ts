@@ -45,7 +45,7 @@ interface LagRow {
 
 const PROBES_PER_SECOND = 20;
 const DOCS = 500;
-/** Rate per region of the mixed workload (issue goal: lag p99 within link + 10 ms at this rate). */
+/** Rate per region of the mixed workload (the goal: lag p99 within link + 10 ms at this rate). */
 const MIXED_RATE = 250;
 /** PUTs per second per region over a fresh cluster's first seconds. */
 const WARM_UP_RATE = 100;

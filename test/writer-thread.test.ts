@@ -215,6 +215,30 @@ describe('the writer thread', () => {
     await docs.close();
   });
 
+  it('changes writer while another connection holds the write lock, and stores the new id with the next commit', async () => {
+    const store = open(true);
+    const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });
+    const key = docKey('c', 'locked');
+    await docs.put(key, { a: 1 });
+    const other = new Database(join(dirs[stores.indexOf(store)]!, 'meridian.db'));
+    const storedWriter = (): string => other.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'writer'").get()!.value;
+    const previous = docs.writer;
+    other.exec('BEGIN IMMEDIATE');
+    // Written on the event loop, this waited out the 5 s busy timeout and then threw SQLITE_BUSY.
+    const started = performance.now();
+    const next = docs.rotateWriter();
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(next).not.toBe(previous);
+    other.exec('ROLLBACK');
+    expect(storedWriter()).toBe(previous);
+    const ack = await docs.put(key, { a: 2 });
+    expect(ack.origin).toBe(next);
+    expect(storedWriter()).toBe(next);
+    other.close();
+    const reopened = await reopenInPlace(docs, store);
+    expect(reopened.writer).toBe(next);
+  });
+
   it('loads a document whose digest a commit is carrying to the disk with that digest, so the region digest stays exact', async () => {
     const store = open(true);
     const docs = createDocuments({ store, logger, cacheDocs: 1, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0 });

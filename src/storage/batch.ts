@@ -56,6 +56,7 @@ export function writeBatch(s: Statements, batch: CommitBatch, maxConflictBytes =
     if (seqs === undefined) perOrigin.set(entry.origin, [entry.seq]);
     else seqs.push(entry.seq);
   }
+  if (batch.writer !== undefined) s.setWriter.run(batch.writer);
   writeDigests(s, batch.digests ?? []);
   // A document's summary and its entries usually come in one batch: its bucket is hashed once.
   const buckets = new Map<string, number>();

@@ -290,6 +290,7 @@ export function prepareStatements(db: Database.Database) {
     ),
 
     checkpoint: prep(db, 'PRAGMA wal_checkpoint(TRUNCATE)'),
+    setWriter: prep<[string]>(db, "UPDATE meta SET value = ? WHERE key = 'writer'"),
     quickCheck: prep<[], { quick_check: string }>(db, QUICK_CHECK_SQL),
   };
 }

@@ -57,6 +57,13 @@ export class SqliteStore implements Store {
    * committed after it began).
    */
   private corruptLater: Set<DocKey> | null = null;
+  /**
+   * A writer id {@link rotateWriter} took that no commit has stored yet:
+   * stored by the next, in its transaction. Written on this thread at once,
+   * it waited for the writer thread's transaction (or another process's
+   * lock, up to the busy timeout) and for an fsync, on the event loop.
+   */
+  private unstoredWriter: WriterId | null = null;
 
   constructor(
     private readonly db: Database.Database,
@@ -88,9 +95,9 @@ export class SqliteStore implements Store {
 
   rotateWriter(): WriterId {
     const next = newWriterId(regionOfWriter(this.currentWriter));
-    this.db.prepare("UPDATE meta SET value = ? WHERE key = 'writer'").run(next);
     this.logger.warn({ previous: this.currentWriter, writer: next }, 'writer id replaced');
     this.currentWriter = next;
+    this.unstoredWriter = next;
     return next;
   }
 
@@ -102,8 +109,14 @@ export class SqliteStore implements Store {
    * On the writer thread when there is one, in place otherwise.
    */
   commit(batch: CommitBatch): number[] | Promise<number[]> {
-    if (this.committer) return this.committer.commit(batch).then((result) => this.counted(result));
-    return this.counted(this.commitTx.immediate(batch));
+    const writer = this.unstoredWriter;
+    if (writer !== null) batch.writer = writer;
+    const stored = (result: CommitResult): number[] => {
+      if (this.unstoredWriter === writer) this.unstoredWriter = null;
+      return this.counted(result);
+    };
+    if (this.committer) return this.committer.commit(batch).then(stored);
+    return stored(this.commitTx.immediate(batch));
   }
 
   private counted(result: CommitResult): number[] {

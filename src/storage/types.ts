@@ -122,6 +122,12 @@ export interface CommitBatch {
   /** States that lost a content conflict, kept whole (the newest {@link MAX_CONFLICTS_PER_DOC} of a document). */
   conflicts?: NewConflict[];
   /**
+   * The writer id entries are written under from now on (see
+   * {@link Store.rotateWriter}), stored in the same transaction as the
+   * first of them. Set by the engine, not by the write path.
+   */
+  writer?: WriterId;
+  /**
    * Set by a write path that stages its next commit while the one before is
    * still on its way to the disk (see {@link CommitChain}).
    */
@@ -185,6 +191,10 @@ export interface WriterIdentity {
    * Replaces the writer id, for a data directory found to be older than what
    * peers hold of its own writes (restored from a backup): continuing under
    * the old id would reuse sequence numbers and Yjs clocks peers have seen.
+   * Waits for nothing: the new id is stored by the next commit, in its
+   * transaction, so no entry is stored under an id the store does not name;
+   * a restart before that commit comes back under the old id, which the
+   * peers then find older again.
    */
   rotateWriter(): WriterId;
 }

@@ -437,6 +437,16 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.conflicts.list(Y, 0, 10, 1 << 20)).toEqual({ records: [], more: false });
   });
 
+  it('keeps a changed writer id across a close and reopen with no commit after the change', async () => {
+    const { store, reopen } = start();
+    const before = store.writer;
+    const next = store.rotateWriter();
+    expect(next).not.toBe(before);
+    expect(store.writer).toBe(next);
+    const again = await reopen();
+    expect(again.writer).toBe(next);
+  });
+
   it('holds every acknowledged write after a close and reopen', async () => {
     const { store, reopen } = start();
     const w = store.writer;

@@ -58,10 +58,11 @@ export class SqliteStore implements Store {
    */
   private corruptLater: Set<DocKey> | null = null;
   /**
-   * A writer id {@link rotateWriter} took that no commit has stored yet:
-   * stored by the next, in its transaction. Written on this thread at once,
-   * it waited for the writer thread's transaction (or another process's
-   * lock, up to the busy timeout) and for an fsync, on the event loop.
+   * A writer id {@link rotateWriter} took that no commit has stored yet: a
+   * commit of its own is posted at once, and every commit until one stored
+   * it carries it, in its transaction. Written on this thread instead, it
+   * waited for the writer thread's transaction (or another process's lock,
+   * up to the busy timeout) and for an fsync, on the event loop.
    */
   private unstoredWriter: WriterId | null = null;
 
@@ -98,7 +99,22 @@ export class SqliteStore implements Store {
     this.logger.warn({ previous: this.currentWriter, writer: next }, 'writer id replaced');
     this.currentWriter = next;
     this.unstoredWriter = next;
+    // Stored at once, not only by the next write: a restart that comes back
+    // under the old id while the peer that showed it older is unreachable
+    // would reuse sequence numbers and Yjs clocks that peer holds.
+    void this.storeWriter();
     return next;
+  }
+
+  /** Commits nothing but the writer id {@link rotateWriter} took; a failure leaves it to the next commit. */
+  private storeWriter(): Promise<void> | void {
+    const failed = (err: unknown): void => this.logger.error({ err }, 'could not store the new writer id; the next commit stores it');
+    try {
+      const stored = this.commit({ entries: [], docs: [] });
+      if (stored instanceof Promise) return stored.then(() => undefined, failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   /**
@@ -432,8 +448,14 @@ export class SqliteStore implements Store {
    * into the database file, truncates it, and closes. Idempotent.
    */
   close(): void | Promise<void> {
-    if (!this.committer) return this.closeConnection();
-    return this.committer.close().then(() => this.closeConnection());
+    if (!this.committer) {
+      if (this.unstoredWriter !== null) void this.storeWriter();
+      return this.closeConnection();
+    }
+    const committer = this.committer;
+    return Promise.resolve(this.unstoredWriter !== null ? this.storeWriter() : undefined)
+      .then(() => committer.close())
+      .then(() => this.closeConnection());
   }
 
   private closeConnection(): void {

@@ -191,10 +191,10 @@ export interface WriterIdentity {
    * Replaces the writer id, for a data directory found to be older than what
    * peers hold of its own writes (restored from a backup): continuing under
    * the old id would reuse sequence numbers and Yjs clocks peers have seen.
-   * Waits for nothing: the new id is stored by the next commit, in its
-   * transaction, so no entry is stored under an id the store does not name;
-   * a restart before that commit comes back under the old id, which the
-   * peers then find older again.
+   * Waits for nothing: an engine that writes on another thread stores the
+   * new id there, in a commit of its own posted at once, and with every
+   * commit until one stored it, so no entry is stored under an id the store
+   * does not name; `close` stores it too.
    */
   rotateWriter(): WriterId;
 }

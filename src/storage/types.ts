@@ -123,8 +123,8 @@ export interface CommitBatch {
   conflicts?: NewConflict[];
   /**
    * The writer id entries are written under from now on (see
-   * {@link Store.rotateWriter}), stored in the same transaction as the
-   * first of them. Set by the engine, not by the write path.
+   * {@link Store.rotateWriter}), stored in this commit's transaction. Set
+   * by the engine, not by the write path.
    */
   writer?: WriterId;
   /**

@@ -126,16 +126,14 @@ export class SqliteStore implements Store {
    */
   commit(batch: CommitBatch): number[] | Promise<number[]> {
     const writer = this.unstoredWriter;
-    if (writer !== null) batch.writer = writer;
-    const stored = (result: CommitResult): number[] => {
-      if (this.unstoredWriter === writer) this.unstoredWriter = null;
-      return this.counted(result);
-    };
-    if (this.committer) return this.committer.commit(batch).then(stored);
-    return stored(this.commitTx.immediate(batch));
+    const carried = writer === null ? batch : { ...batch, writer };
+    if (this.committer) return this.committer.commit(carried).then((result) => this.counted(result, writer));
+    return this.counted(this.commitTx.immediate(carried), writer);
   }
 
-  private counted(result: CommitResult): number[] {
+  /** `writer`: the unstored writer id the commit carried, now stored. */
+  private counted(result: CommitResult, writer: WriterId | null): number[] {
+    if (writer !== null && this.unstoredWriter === writer) this.unstoredWriter = null;
     this.logEntries += result.added;
     this.logBytes += result.bytes;
     for (const peer of result.quarantinedFrom) this.quarantine.kept(peer);

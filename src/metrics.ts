@@ -76,6 +76,8 @@ export interface Metrics {
   readonly documentsReloaded: Counter;
   /** Documents built anew to take updates Yjs would have scanned too long to place one by one (see crdt/load.ts `appliedWithinBound`). */
   readonly mergesRebuilt: Counter;
+  readonly loadsRefused: Counter;
+  readonly snapshotsWithheld: Counter;
   /** Requests holding for a version or for replicas (`meridian-after`, `meridian-replicas`). */
   readonly waitingRequests: Gauge;
   /**
@@ -234,6 +236,16 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     mergesRebuilt: new Counter({
       name: 'meridian_merges_rebuilt_total',
       help: 'Documents built from their updates merged into one (stored ones, and a peer\'s update being applied), because Yjs would have scanned too many items inserted concurrently at the same place to place the items one by one (clients inserting at one place at several regions at once). Counted by the process.',
+      registers,
+    }),
+    loadsRefused: new Counter({
+      name: 'meridian_document_loads_refused_total',
+      help: 'Documents not built because neither their updates in the order stored nor their merge place their items within the bound on Yjs placement work (updates crafted so that every load of their merge is quadratic): the request that needed one got 503 unavailable, a peer\'s entry was quarantined or its state refused. Counted by the process.',
+      registers,
+    }),
+    snapshotsWithheld: new Counter({
+      name: 'meridian_snapshots_withheld_total',
+      help: 'Compactions not done because the document\'s merged state would load beyond the bound on Yjs placement work, unlike its updates in the order taken, which are kept as they are.',
       registers,
     }),
     quarantinedEntries: new Counter({

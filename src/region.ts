@@ -9,7 +9,7 @@ import type { RegionId } from './ids.js';
 import { openStore } from './storage/sqlite.js';
 import { lockDir } from './lockfile.js';
 import { createDocuments } from './docs/documents.js';
-import { rebuiltDocs } from './crdt/index.js';
+import { rebuiltDocs, refusedDocLoads } from './crdt/index.js';
 import { createMetrics } from './metrics.js';
 import { buildApp } from './api/app.js';
 import { Replicator, type ReplicationOptions } from './replication/replicator.js';
@@ -88,6 +88,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   let decodedAgainCounted = 0;
   let reloadedCounted = 0;
   let rebuiltCounted = rebuiltDocs();
+  let loadsRefusedCounted = refusedDocLoads();
+  let withheldCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -105,6 +107,10 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     // Counted by the process: a region has one of its own but in `meridian dev`.
     metrics.mergesRebuilt.inc(rebuiltDocs() - rebuiltCounted);
     rebuiltCounted = rebuiltDocs();
+    metrics.loadsRefused.inc(refusedDocLoads() - loadsRefusedCounted);
+    loadsRefusedCounted = refusedDocLoads();
+    metrics.snapshotsWithheld.inc(documents.withheldSnapshots() - withheldCounted);
+    withheldCounted = documents.withheldSnapshots();
     // Counted from the table: the total survives restarts.
     metrics.conflicts.inc(documents.conflictCount() - conflictsCounted);
     conflictsCounted = documents.conflictCount();

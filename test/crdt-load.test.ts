@@ -5,7 +5,8 @@
  */
 import * as Y from 'yjs';
 import { describe, expect, it } from 'vitest';
-import { loadDoc, mayCollide, mergeMany, rebuiltDocs } from '../src/crdt/load.js';
+import { CostlyLoad, loadDoc, loadsWithinBound, mayCollide, mergeMany, rebuiltDocs, refusedDocLoads } from '../src/crdt/load.js';
+import { contentOf, quadraticMerge } from './helpers/quadratic-merge.js';
 
 const CLIENT = 1_395_687_137;
 
@@ -124,5 +125,33 @@ describe('loading many updates of concurrent editors', () => {
     const doc = new Y.Doc();
     Y.applyUpdate(doc, merged);
     expect(doc.getText('t').toString()).toBe(text);
+  });
+});
+
+describe('updates whose merge every load places item by item', () => {
+  const { updates, content } = quadraticMerge(3_000);
+  const merged = Y.mergeUpdates(updates);
+
+  it('load in the order admitted, within the bound and not built anew', () => {
+    const before = rebuiltDocs();
+    const doc = loadDoc(updates, 5);
+    expect(contentOf(doc)).toBe(content);
+    expect(rebuiltDocs()).toBe(before);
+    expect(loadsWithinBound(doc, Y.encodeStateAsUpdate(doc))).toBe(false);
+  });
+
+  it('are not built from their merge: the load stops at the bound and says so', () => {
+    const refused = refusedDocLoads();
+    expect(() => loadDoc([merged], 5)).toThrow(CostlyLoad);
+    // Two parts whose order is no cheaper: tried as given, then merged, both stopped.
+    const another = written((doc) => doc.getMap('m').set('k', 1));
+    expect(() => loadDoc([merged, Y.encodeStateAsUpdate(another)], 5)).toThrow(CostlyLoad);
+    expect(refusedDocLoads()).toBe(refused + 2);
+  });
+
+  it('leave documents whose merge loads in a pass alone', () => {
+    const typed = new Y.Doc();
+    for (let i = 0; i < 3_000; i++) typed.getText('t').insertEmbed(i, { i });
+    expect(loadsWithinBound(typed, Y.encodeStateAsUpdate(typed))).toBe(true);
   });
 });

@@ -5,7 +5,8 @@ import * as Y from 'yjs';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { rebuiltDocs } from '../src/crdt/index.js';
+import { rebuiltDocs, refusedDocLoads } from '../src/crdt/index.js';
+import { contentOf, quadraticMerge } from './helpers/quadratic-merge.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { yDocSkipping } from '../src/docs/loader.js';
 import type { Documents } from '../src/docs/types.js';
@@ -1030,6 +1031,70 @@ describe('compaction of a large document', () => {
     expect(snapshotLsn(big)).toBe(compactedBig);
     expect(store.loadDoc(big)!.entries).toHaveLength(20);
     expect(docs.read(big)?.value).toMatchObject({ n: 20 });
+  });
+});
+
+describe('compaction of updates whose merge every load places item by item', () => {
+  it('keeps them in the order taken, so that the document loads within the bound after a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-docs-'));
+    dirs.push(dir);
+    const opened = (): { docs: Documents; store: Store } => {
+      const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'off', logger });
+      const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 20, compactAfterEntries: 1 });
+      const handle = { docs, store };
+      open.push(handle);
+      return handle;
+    };
+    const first = opened();
+    const key = docKey('c', 'quadratic');
+    const plain = docKey('c', 'plain');
+    const { updates, content } = quadraticMerge(3_000);
+    // Each admitted as a client's update, cheap in this order; taken together, so that no compaction comes between.
+    await Promise.all(updates.map((u) => first.docs.applyYjs(key, u)));
+    await first.docs.put(plain, { n: 1 });
+    // Until it is compacted, or a compaction of it was withheld (and the other document compacted).
+    await waitUntil(() => (first.docs.withheldSnapshots() > 0 || first.store.loadDoc(key)!.entries.length === 0)
+      && (first.store.loadDoc(plain)?.snapshotLsn ?? 0) > 0);
+    // At least its last entry is kept apart (earlier ones may have been compacted before the last came: their merge
+    // loads in a pass).
+    expect(first.store.loadDoc(key)!.entries.length).toBeGreaterThan(0);
+    expect(first.docs.withheldSnapshots()).toBeGreaterThan(0);
+    await first.docs.close();
+    const again = opened();
+    const refused = refusedDocLoads();
+    const loaded = new Y.Doc();
+    Y.applyUpdate(loaded, again.docs.readYjs(key)!);
+    expect(contentOf(loaded)).toBe(content);
+    expect(refusedDocLoads()).toBe(refused);
+  });
+
+  it('refuse a snapshot of their merge (as an earlier version stored it) at once, and serve other documents', async () => {
+    const t = node();
+    const key = docKey('c', 'quadratic');
+    const { updates } = quadraticMerge(3_000);
+    for (const u of updates) await t.docs.applyYjs(key, u);
+    await t.docs.put(docKey('c', 'plain'), { n: 1 });
+    await t.docs.close();
+    const store = openStore({ dataDir: t.dir, region: 'r1' as RegionId, synchronous: 'off', logger });
+    await store.saveSnapshots([{ doc: key, state: Y.mergeUpdates(updates), uptoLsn: store.loadDoc(key)!.entries.at(-1)!.lsn }]);
+    store.close();
+    const again = node(t.dir);
+    const refused = refusedDocLoads();
+    expect(() => again.docs.read(key)).toThrow(expect.objectContaining({ code: 'unavailable', status: 503 }));
+    expect(refusedDocLoads()).toBe(refused + 1);
+    expect(again.docs.read(docKey('c', 'plain')).value).toEqual({ n: 1 });
+  });
+
+  it('refuse a peer\'s state that is their merge, and leave the document as it was', async () => {
+    const t = node();
+    const key = docKey('c', 'quadratic');
+    await t.docs.put(key, { n: 1 });
+    const { updates } = quadraticMerge(3_000);
+    const result = await t.docs.applyState(key, Y.mergeUpdates(updates), 'r0' as RegionId);
+    expect(result.refused).toMatch(/bound on placement work/);
+    expect(t.docs.read(key).value).toEqual({ n: 1 });
+    await t.docs.put(key, { n: 2 });
+    expect(t.docs.read(key).value).toEqual({ n: 2 });
   });
 });
 

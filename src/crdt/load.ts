@@ -27,6 +27,7 @@
 import * as Y from 'yjs';
 import { newDoc } from './clientid.js';
 import { digestParts } from './digest.js';
+import { MeridianError } from '../errors.js';
 import { MIN_MERGE_PLACEMENT_MS, MIN_MERGE_PLACEMENT_STEPS, PlacementOverrun, uncounted, withMergeBound } from './placement.js';
 import { retryPending, type DecodedUpdate } from './validate.js';
 
@@ -123,14 +124,65 @@ function build(updates: readonly Uint8Array[], clientId: number, collide: boolea
     retryPending(ydoc, null);
   };
   if (!appliedWithinBound(doc, [...updates, ...updatesV2], apply(doc, updates, updatesV2), collide)) {
-    // Merged into one update, which Yjs places in a pass (see appliedWithinBound).
-    rebuilds++;
     doc.destroy();
+    // One update is already in the order a merge would give.
+    if (updates.length + updatesV2.length === 1) throw costlyLoad();
+    // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
+    rebuilds++;
     doc = newDoc();
-    uncounted(apply(doc, [mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))])], []));
+    const merged = mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))]);
+    if (!appliedWithinBound(doc, [merged], apply(doc, [merged], []), false)) {
+      doc.destroy();
+      throw costlyLoad();
+    }
   }
   doc.clientID = clientId;
   return doc;
+}
+
+/**
+ * Thrown when a document's updates place their items within the bound
+ * neither in the order given nor merged into one (see
+ * {@link appliedWithinBound}): updates can be made whose merge Yjs places
+ * only item by item against all the others, N x N steps for N items, while
+ * applied in the order a region admitted them each cost a pass. Such a
+ * document is not built here, so that no load holds the event loop for that
+ * long: it stays stored as it is, and the caller refuses what needed it or
+ * builds it from another source (the store keeps updates in the order
+ * admitted where merging them would load so; see docs/compactor.ts).
+ */
+export class CostlyLoad extends MeridianError {}
+
+function costlyLoad(): CostlyLoad {
+  refusedLoads++;
+  return new CostlyLoad(
+    'unavailable',
+    'building this document would make Yjs scan more items than the bound on placement work, in the order its updates were stored and merged into one (updates crafted so that every load of their merge is quadratic); it stays stored, and other documents are served',
+  );
+}
+
+let refusedLoads = 0;
+
+/** Documents not built in this process because no order placed their items within the bound (see {@link CostlyLoad}). */
+export function refusedDocLoads(): number {
+  return refusedLoads;
+}
+
+/**
+ * Whether `state`, the encoding of `ydoc` (as a snapshot stores it), loads
+ * within the bound a load from the store applies. A doc of fewer structs
+ * than the square root of the least bound needs no trial: an item scans at
+ * most all the others.
+ */
+export function loadsWithinBound(ydoc: Y.Doc, state: Uint8Array): boolean {
+  const structs = structsHeld(ydoc);
+  if (structs * structs <= MIN_MERGE_PLACEMENT_STEPS) return true;
+  const doc = newDoc();
+  try {
+    return appliedWithinBound(doc, [state], () => Y.applyUpdate(doc, state), false);
+  } finally {
+    doc.destroy();
+  }
 }
 
 /**
@@ -176,8 +228,7 @@ export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], a
     uncounted(apply);
     return true;
   }
-  let structs = 0;
-  for (const held of doc.store.clients.values()) structs += held.length;
+  const structs = structsHeld(doc);
   let bytes = 0;
   for (const u of updates) bytes += u.byteLength;
   const steps = Math.max(MIN_MERGE_PLACEMENT_STEPS, REBUILD_STEPS_PER_STRUCT * structs + REBUILD_STEPS_PER_BYTE * bytes);
@@ -189,6 +240,13 @@ export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], a
     if (!(err instanceof PlacementOverrun)) throw err;
   }
   return false;
+}
+
+/** Structs `doc` holds: each one Yjs places as a unit when it is loaded. */
+function structsHeld(doc: Y.Doc): number {
+  let structs = 0;
+  for (const held of doc.store.clients.values()) structs += held.length;
+  return structs;
 }
 
 /** Updates merged a group at a time. */

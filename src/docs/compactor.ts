@@ -20,6 +20,7 @@ import type { DocKey } from '../ids.js';
 import type { Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import { snapshotOf } from './cache.js';
+import { loadsWithinBound } from '../crdt/index.js';
 import type { BackgroundPacer } from '../pacer.js';
 
 /** Bytes of a document's snapshot per log entry it waits for before it is compacted again. */
@@ -47,6 +48,8 @@ export interface CompactorOptions {
   busy: (doc: DocKey) => boolean;
   /** While it holds background work back (clients write, a catch-up runs), a tick is skipped. */
   pacer?: BackgroundPacer;
+  /** A document's snapshot was not written: its merged state loads beyond the bound (see {@link slice}). */
+  onWithheld?: () => void;
 }
 
 /** Starts compacting in the background; returns a function that stops it. */
@@ -85,7 +88,14 @@ export function startCompactor(options: CompactorOptions): () => void {
 /**
  * Snapshots of the documents most in need of compaction, skipping those
  * with a commit in flight and those set aside (`setAside`: until when) after
- * they failed.
+ * they failed. A snapshot is one update, every item of which Yjs places
+ * against all the others when it is loaded; updates can be made (each
+ * admitted cheaply, in the order a region took them) whose merge takes N x N
+ * steps to load for N items. A document whose snapshot would not load within
+ * the bound a load applies (crdt/load.ts) keeps its log entries instead, in
+ * the order taken, and is set aside like one that failed. The trial costs a
+ * load, bounded, and only documents of more structs than an item could scan
+ * in the least bound need it.
  */
 function slice(options: CompactorOptions, minEntries: number, setAside: Map<DocKey, number>) {
   const snapshots = [];
@@ -97,7 +107,15 @@ function slice(options: CompactorOptions, minEntries: number, setAside: Map<DocK
     let live: LiveDoc | null | undefined;
     try {
       live = cached ?? options.load(doc);
-      if (live) snapshots.push(snapshotOf(doc, live));
+      if (!live) continue;
+      const snapshot = snapshotOf(doc, live);
+      if (loadsWithinBound(live.ydoc, snapshot.state)) {
+        snapshots.push(snapshot);
+        continue;
+      }
+      setAside.set(doc, now + SET_ASIDE_MS);
+      options.onWithheld?.();
+      options.logger.warn({ doc, retryInMs: SET_ASIDE_MS }, 'a document\'s merged state would load beyond the bound on placement work, unlike its updates in the order taken: kept as they are, not compacted');
     } catch (err) {
       setAside.set(doc, now + SET_ASIDE_MS);
       options.logger.error({ err, doc, retryInMs: SET_ASIDE_MS }, 'could not compact a document; the others go on, it is tried again later');
@@ -107,3 +125,4 @@ function slice(options: CompactorOptions, minEntries: number, setAside: Map<DocK
   }
   return snapshots;
 }
+

@@ -11,6 +11,7 @@ import { MeridianError } from '../errors.js';
 import { splitDocKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { JsonObject, Op } from '../crdt/types.js';
 import {
+  CostlyLoad,
   admitClientUpdate,
   applyOps,
   opsOnlyDelete,
@@ -179,6 +180,8 @@ class DocumentsImpl implements Documents {
   private commitFault: { message: string; at: number } | null = null;
   private commitsRefused = 0;
   private docsReloaded = 0;
+  /** Snapshots the compactor did not write, their merged state costly to load (see docs/compactor.ts). */
+  private snapshotsWithheld = 0;
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -271,6 +274,7 @@ class DocumentsImpl implements Documents {
       load: (doc) => this.loadDoc(doc),
       busy: (doc) => this.settled(doc) !== null,
       pacer: this.pacer,
+      onWithheld: () => this.snapshotsWithheld++,
     });
   }
 
@@ -290,6 +294,11 @@ class DocumentsImpl implements Documents {
   reloadedDocs(): number {
     return this.docsReloaded;
   }
+
+  withheldSnapshots(): number {
+    return this.snapshotsWithheld;
+  }
+
   storageFault(): string | null {
     const fault = this.commitFault;
     return fault !== null && Date.now() - fault.at < STORAGE_FAULT_MS ? fault.message : null;
@@ -967,13 +976,21 @@ class DocumentsImpl implements Documents {
       return;
     }
     const updates = [...staged.map((e) => e.update), ...later];
-    // Updates whose apply was stopped (see crdt/load.ts) are not tried one by
-    // one again: a stored document is loaded with them merged in, once.
-    const rebuilt = later.length > 0 && !batch.created.has(doc) ? this.loadDoc(doc, updates) : null;
-    if (rebuilt !== null) this.cache.set(doc, rebuilt);
-    const live = this.touch(doc, batch);
-    if (rebuilt === null && later.length > 0) this.rebuildWith(doc, live, updates);
-    else if (rebuilt === null) this.replayChecked(doc, live, updates, batch);
+    let live: LiveDoc;
+    try {
+      // Updates whose apply was stopped (see crdt/load.ts) are not tried one by
+      // one again: a stored document is loaded with them merged in, once.
+      const rebuilt = later.length > 0 && !batch.created.has(doc) ? this.loadDoc(doc, updates) : null;
+      if (rebuilt !== null) this.cache.set(doc, rebuilt);
+      live = this.touch(doc, batch);
+      if (rebuilt === null && later.length > 0) this.rebuildWith(doc, live, updates);
+      else if (rebuilt === null) this.replayChecked(doc, live, updates, batch);
+    } catch (err) {
+      if (!(err instanceof CostlyLoad) || later.length === 0) throw err;
+      // Not within the bound with them either way: the document as it was, and the caller refuses them.
+      this.discard(doc, batch);
+      throw err;
+    }
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);
   }

@@ -3,7 +3,7 @@
  */
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
-import { freshRegionClientId, loadDoc, mayCollide, mergeMany, stableClientId } from '../crdt/index.js';
+import { CostlyLoad, freshRegionClientId, loadDoc, mayCollide, mergeMany, stableClientId } from '../crdt/index.js';
 import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
@@ -42,7 +42,9 @@ function keptOneByOne(updates: readonly Uint8Array[]): Uint8Array[] {
 export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): { ydoc: Y.Doc; skipped: number } {
   try {
     return { ydoc: loadDoc(updates, clientId), skipped: 0 };
-  } catch {
+  } catch (err) {
+    // Not a part Yjs refuses: tried one by one, the parts would be placed uncounted.
+    if (err instanceof CostlyLoad) throw err;
     // One at a time, below.
   }
   try {

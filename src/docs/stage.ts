@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -138,7 +138,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
         live = applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch, parts);
         refuseMergedGrowth(host, job.doc, live, before, batch);
       } catch (err) {
-        if (!(err instanceof GrowthRefused)) throw err;
+        if (!(err instanceof GrowthRefused || err instanceof CostlyLoad)) throw err;
         batch.done.push(() => job.resolve({ refused: err.message }));
         return;
       } finally {
@@ -502,7 +502,14 @@ function applyGuarded(
       host.discard(doc, batch, [update]);
       return host.touch(doc, batch);
     }
-    swapYDoc(live, loadDoc([base, update], live.ydoc.clientID));
+    let rebuilt: Y.Doc;
+    try {
+      rebuilt = loadDoc([base, update], live.ydoc.clientID);
+    } catch (err) {
+      host.discard(doc, batch);
+      throw err;
+    }
+    swapYDoc(live, rebuilt);
     host.notePending(doc, live);
     return live;
   }

@@ -123,6 +123,8 @@ export interface Documents {
    * was resolved (replace.ts), since this process started.
    */
   reloadedDocs(): number;
+  /** Compactions not done since this process started: the document's merged state would load beyond the bound (docs/compactor.ts). */
+  withheldSnapshots(): number;
 
   put(doc: DocKey, value: JsonObject): Promise<WriteAck>;
   patch(doc: DocKey, patch: JsonObject): Promise<WriteAck>;

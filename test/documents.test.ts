@@ -934,6 +934,44 @@ describe('concurrent inserts at one place at two regions', () => {
     expect(loadedFrom(again.docs.readYjs(key)!).getMap('m').toJSON()).toEqual({ s1: 'from a state' });
   });
 
+  it('are counted in an entry that also writes under an id the region holds, and past the bound quarantined', async () => {
+    const t = node();
+    const key = docKey('c', 'colliding');
+    const n = 3_000;
+    const editor = (clientId: number, after: readonly Uint8Array[] = []): Y.Doc => {
+      const doc = new Y.Doc();
+      doc.clientID = clientId;
+      for (const u of after) Y.applyUpdate(doc, u);
+      return doc;
+    };
+    const baseDoc = editor(5);
+    const baseUpdate = captured(baseDoc, () => baseDoc.getText('t').insert(0, 'or'));
+    // Here: a client's run of n embeds between o and r (separate items), under Yjs id 10.
+    const low = editor(10, [baseUpdate]);
+    const run = captured(low, () => {
+      for (let i = 0; i < n; i++) low.getText('t').insertEmbed(1 + i, { i });
+    });
+    await t.docs.applyYjs(key, baseUpdate);
+    await t.docs.applyYjs(key, run);
+    // At a peer, at once: n prepends at the same place under a higher id, and other content under id 10, clock 0.
+    const high = editor(1_000, [baseUpdate]);
+    const prepends = captured(high, () => {
+      for (let i = 0; i < n; i++) high.getText('t').insert(1, 'h');
+    });
+    const other = editor(10);
+    const sameId = captured(other, () => other.getMap('m').set('k', 'other content'));
+    const entry = Y.mergeUpdates([prepends, sameId]);
+    const refused = refusedDocLoads();
+    const result = await t.docs.applyRemote([{ origin: 'r0~01' as WriterId, seq: 1, doc: key, ts: Date.now(), update: entry }], 'r0' as RegionId);
+    // Applied in turn (as colliding updates are) each prepend would scan the whole run: n x n steps.
+    expect(result).toMatchObject({ applied: 0, quarantined: 1 });
+    expect(refusedDocLoads()).toBeGreaterThan(refused);
+    const held = loadedFrom(t.docs.readYjs(key)!);
+    // The document as it was: o, the run, r.
+    expect(held.getText('t').toString()).toBe('or');
+    expect(held.getText('t').toDelta()).toHaveLength(n + 2);
+  });
+
   it('are placed one by one while that costs less than building the document anew', async () => {
     const { source, t, entries } = backlogPair();
     const small = docKey('c', 'small');
@@ -1083,6 +1121,9 @@ describe('compaction of updates whose merge every load places item by item', () 
     expect(() => again.docs.read(key)).toThrow(expect.objectContaining({ code: 'unavailable', status: 503 }));
     expect(refusedDocLoads()).toBe(refused + 1);
     expect(again.docs.read(docKey('c', 'plain')).value).toEqual({ n: 1 });
+    // A peer's state for it is refused, and its offer of a conflict left unresolved: neither fails the link.
+    expect((await again.docs.applyState(key, updateOf({ s: 1 }), 'r0' as RegionId)).refused).toMatch(/bound on placement work/);
+    expect(await again.docs.replaceState(key, updateOf({ s: 1 }), 'r0' as RegionId)).toEqual({ outcome: 'unrelated', mine: null });
   });
 
   it('refuse a peer\'s state that is their merge, and leave the document as it was', async () => {

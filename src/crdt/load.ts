@@ -28,7 +28,7 @@ import * as Y from 'yjs';
 import { newDoc } from './clientid.js';
 import { digestParts } from './digest.js';
 import { MeridianError } from '../errors.js';
-import { MIN_MERGE_PLACEMENT_MS, MIN_MERGE_PLACEMENT_STEPS, PlacementOverrun, uncounted, withMergeBound } from './placement.js';
+import { MIN_MERGE_PLACEMENT_MS, MIN_MERGE_PLACEMENT_STEPS, PlacementOverrun, withMergeBound } from './placement.js';
 import { retryPending, type DecodedUpdate } from './validate.js';
 
 /**
@@ -220,14 +220,13 @@ export function rebuiltDocs(): number {
  * (and at least MIN_MERGE_PLACEMENT_STEPS and _MS): it costs at most about
  * twice the cheaper of the two ways. Updates that `collide` (other content
  * under ids the doc or an earlier update holds: clients wrote under one id
- * at two regions; see {@link mayCollide}) are applied in turn, uncounted:
- * merged, Yjs would keep other content than it does applying them in turn.
+ * at two regions; see {@link mayCollide}) are applied in turn: merged, Yjs
+ * would keep other content than it does applying them in turn. They are
+ * counted all the same (one struct under another region's id makes any
+ * update collide, the concurrent inserts above included), and past the
+ * bound they throw {@link CostlyLoad}.
  */
 export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void, collide: boolean): boolean {
-  if (collide) {
-    uncounted(apply);
-    return true;
-  }
   const structs = structsHeld(doc);
   let bytes = 0;
   for (const u of updates) bytes += u.byteLength;
@@ -238,6 +237,7 @@ export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], a
     return true;
   } catch (err) {
     if (!(err instanceof PlacementOverrun)) throw err;
+    if (collide) throw costlyLoad();
   }
   return false;
 }

@@ -82,11 +82,6 @@ export function withMergeBound<T>(steps: number, ms: number, apply: () => T): T 
   }, apply);
 }
 
-/** Runs `apply` with no placement scan counted, inside a counted apply too. */
-export function uncounted<T>(apply: () => T): T {
-  return counted(null, apply);
-}
-
 function counted<T>(bound: typeof budget, apply: () => T): T {
   install();
   const outer = budget;

@@ -1006,7 +1006,15 @@ class DocumentsImpl implements Documents {
       this.rebuildWith(doc, live, updates);
       return;
     }
-    const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+    let reloaded: Y.Doc | null;
+    try {
+      reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+    } catch (err) {
+      // Its own state not built within the bound (crdt/load.ts CostlyLoad): not kept half changed.
+      this.cache.evict(doc);
+      batch.touched.delete(doc);
+      throw err;
+    }
     if (reloaded === null) return;
     batch.reloaded.push(doc);
     replaceLive(this.stager, doc, reloaded, batch);

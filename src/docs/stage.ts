@@ -125,7 +125,14 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
     case 'remote':
       return stageRemote(host, job, batch);
     case 'state': {
-      let live = host.touch(job.doc, batch);
+      let live: LiveDoc;
+      try {
+        live = host.touch(job.doc, batch);
+      } catch (err) {
+        if (!(err instanceof CostlyLoad)) throw err;
+        batch.done.push(() => job.resolve({ refused: err.message }));
+        return;
+      }
       // Yjs emits `update` only when the merge added structs or deletions, with what it added.
       const added: Uint8Array[] = [];
       const mark = (update: Uint8Array): void => void added.push(update);
@@ -164,11 +171,21 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
 
 /** A peer's whole state that may win a content conflict (see replace.ts). */
 function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, batch: Batch): void {
-  let existing = host.existing(job.doc, batch);
-  // Sent back to a peer that offered its state, whatever the outcome, so
-  // that it too resolves against states as they reload (see replace.ts).
-  const mine = existing ? Y.encodeStateAsUpdate(existing.ydoc) : null;
-  const reloaded = existing && mine ? reloadedIfDiverged(existing.ydoc, mine) : null;
+  let existing: LiveDoc | null;
+  let mine: Uint8Array | null;
+  let reloaded: Y.Doc | null;
+  try {
+    existing = host.existing(job.doc, batch);
+    // Sent back to a peer that offered its state, whatever the outcome, so
+    // that it too resolves against states as they reload (see replace.ts).
+    mine = existing ? Y.encodeStateAsUpdate(existing.ydoc) : null;
+    reloaded = existing && mine ? reloadedIfDiverged(existing.ydoc, mine) : null;
+  } catch (err) {
+    // Not built within the bound here, as it is or as it reloads: no conflict can be resolved against it.
+    if (!(err instanceof CostlyLoad)) throw err;
+    batch.done.push(() => job.resolve({ outcome: 'unrelated', mine: null }));
+    return;
+  }
   if (reloaded) {
     existing = replaceLive(host, job.doc, reloaded, batch);
     batch.reloaded.push(job.doc);
@@ -515,7 +532,13 @@ function applyGuarded(
   }
   if (live.sizeBound !== null) live.sizeBound += update.byteLength;
   host.notePending(doc, live);
-  const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+  let reloaded: Y.Doc | null;
+  try {
+    reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+  } catch (err) {
+    host.discard(doc, batch);
+    throw err;
+  }
   if (reloaded === null) return live;
   batch.reloaded.push(doc);
   return replaceLive(host, doc, reloaded, batch);

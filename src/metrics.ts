@@ -240,7 +240,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     loadsRefused: new Counter({
       name: 'meridian_document_loads_refused_total',
-      help: 'Documents not built because neither their updates in the order stored nor their merge place their items within the bound on Yjs placement work (updates crafted so that every load of their merge is quadratic): the request that needed one got 503 unavailable, a peer\'s entry was quarantined or its state refused. Counted by the process.',
+      help: 'Documents not built because neither their updates in the order stored nor their merge place their items within the cap on Yjs placement work (updates crafted so that every load of their merge is quadratic): the request that needed one got 503 unavailable, a peer\'s entry was quarantined or its state refused. Counted by the process.',
       registers,
     }),
     snapshotsWithheld: new Counter({

@@ -132,11 +132,9 @@ describe('updates whose merge every load places item by item', () => {
   const { updates, content } = quadraticMerge(3_000);
   const merged = Y.mergeUpdates(updates);
 
-  it('load in the order admitted, within the bound and not built anew', () => {
-    const before = rebuiltDocs();
+  it('load in the order admitted; their merge would not load within the bound', () => {
     const doc = loadDoc(updates, 5);
     expect(contentOf(doc)).toBe(content);
-    expect(rebuiltDocs()).toBe(before);
     expect(loadsWithinBound(doc, Y.encodeStateAsUpdate(doc))).toBe(false);
   });
 

@@ -1120,10 +1120,30 @@ describe('compaction of updates whose merge every load places item by item', () 
     const refused = refusedDocLoads();
     expect(() => again.docs.read(key)).toThrow(expect.objectContaining({ code: 'unavailable', status: 503 }));
     expect(refusedDocLoads()).toBe(refused + 1);
+    // Refused again at once (nothing changed that could change the outcome), and counted.
+    const loads = again.loads();
+    expect(() => again.docs.read(key)).toThrow(expect.objectContaining({ code: 'unavailable' }));
+    expect(refusedDocLoads()).toBe(refused + 2);
+    expect(again.loads()).toBe(loads + 1);
     expect(again.docs.read(docKey('c', 'plain')).value).toEqual({ n: 1 });
+    // Its state and state vector are still read, from the store without building it; its digest is not known.
+    expect(Buffer.from(Y.encodeStateVectorFromUpdate(again.docs.readYjs(key)!)).equals(Buffer.from(Y.encodeStateVectorFromUpdate(Y.mergeUpdates(updates))))).toBe(true);
+    expect(again.docs.stateVector(key)).not.toBeNull();
+    expect(again.docs.digestParts(key)).toBeNull();
     // A peer's state for it is refused, and its offer of a conflict left unresolved: neither fails the link.
     expect((await again.docs.applyState(key, updateOf({ s: 1 }), 'r0' as RegionId)).refused).toMatch(/bound on placement work/);
     expect(await again.docs.replaceState(key, updateOf({ s: 1 }), 'r0' as RegionId)).toEqual({ outcome: 'unrelated', mine: null });
+  });
+
+  it('are not stored merged by a peer\'s state that adds nothing to them', async () => {
+    const t = node();
+    const key = docKey('c', 'quadratic');
+    const { updates } = quadraticMerge(3_000);
+    for (const u of updates) await t.docs.applyYjs(key, u);
+    // What anti-entropy sends for a document whose digests differ, when the peer holds nothing more.
+    expect(await t.docs.applyState(key, Y.encodeStateAsUpdate(new Y.Doc()), 'r0' as RegionId)).toEqual({ refused: null });
+    await t.docs.settled(key);
+    expect(t.store.loadDoc(key)).toMatchObject({ snapshot: null, entries: updates.map(() => expect.anything()) });
   });
 
   it('refuse a peer\'s state that is their merge, and leave the document as it was', async () => {

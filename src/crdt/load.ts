@@ -87,8 +87,23 @@ function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
  * from Yjs propagates unchanged.
  */
 export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc {
+  return loadDocWithin(updates, clientId, true)!;
+}
+
+/**
+ * As {@link loadDoc}, but null as soon as placing the updates in order
+ * costs what building the doc from their merge would: for a caller that
+ * has the document elsewhere in an order that may load more cheaply (a
+ * cache's merged copy of what the store holds as entries).
+ */
+export function loadDocOrNull(updates: readonly Uint8Array[], clientId: number): Y.Doc | null {
+  return loadDocWithin(updates, clientId, false);
+}
+
+function loadDocWithin(updates: readonly Uint8Array[], clientId: number, capped: boolean): Y.Doc | null {
   const collide = updates.length > 1 && mayCollide(null, updates);
-  const doc = build(updates, clientId, collide);
+  const doc = build(updates, clientId, collide, [], capped);
+  if (doc === null) return null;
   if (!collide) return doc;
   const again = reloadedIfDiverged(doc);
   if (again === null) return doc;
@@ -103,7 +118,7 @@ export function loadDoc(updates: readonly Uint8Array[], clientId: number): Y.Doc
  * `ydoc`'s encoding, when the caller has it.
  */
 export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(ydoc)): Y.Doc | null {
-  const reloaded = build([state], ydoc.clientID, false, pendingOf(ydoc));
+  const reloaded = build([state], ydoc.clientID, false, pendingOf(ydoc))!;
   const live = digestParts(ydoc);
   const again = digestParts(reloaded);
   if (Buffer.compare(live.structure, again.structure) === 0 && Buffer.compare(live.content, again.content) === 0) {
@@ -113,9 +128,15 @@ export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(yd
   return reloaded;
 }
 
-/** A doc of `updates` (v1) and then `updatesV2`; `collide`: whether they may (see {@link mayCollide}). */
-function build(updates: readonly Uint8Array[], clientId: number, collide: boolean, updatesV2: readonly Uint8Array[] = []): Y.Doc {
-  let doc = newDoc();
+/**
+ * A doc of `updates` (v1) and then `updatesV2`; `collide`: whether they may
+ * (see {@link mayCollide}). Applied in order until the placement scans cost
+ * what building the doc from their merge would (see appliedWithinBound),
+ * then merged, then in order again: each of those two up to the cap of
+ * {@link capOf}, past which the doc is not built ({@link CostlyLoad});
+ * null instead of those two when not `capped`.
+ */
+function build(updates: readonly Uint8Array[], clientId: number, collide: boolean, updatesV2: readonly Uint8Array[] = [], capped = true): Y.Doc | null {
   const apply = (ydoc: Y.Doc, v1: readonly Uint8Array[], v2: readonly Uint8Array[]) => (): void => {
     ydoc.transact(() => {
       for (const update of v1) Y.applyUpdate(ydoc, update);
@@ -123,21 +144,33 @@ function build(updates: readonly Uint8Array[], clientId: number, collide: boolea
     });
     retryPending(ydoc, null);
   };
-  if (!appliedWithinBound(doc, [...updates, ...updatesV2], apply(doc, updates, updatesV2), collide)) {
-    doc.destroy();
-    // One update is already in the order a merge would give.
-    if (updates.length + updatesV2.length === 1) throw costlyLoad();
+  const all = [...updates, ...updatesV2];
+  let doc = newDoc();
+  if (appliedWithinBound(doc, all, apply(doc, updates, updatesV2), collide)) {
+    doc.clientID = clientId;
+    return doc;
+  }
+  doc.destroy();
+  if (!capped) return null;
+  if (all.length > 1) {
     // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
     rebuilds++;
     doc = newDoc();
     const merged = mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))]);
-    if (!appliedWithinBound(doc, [merged], apply(doc, [merged], []), false)) {
-      doc.destroy();
-      throw costlyLoad();
+    if (withinCap(doc, [merged], apply(doc, [merged], []))) {
+      doc.clientID = clientId;
+      return doc;
     }
+    doc.destroy();
   }
-  doc.clientID = clientId;
-  return doc;
+  // Stopped by time, or the merge was made to cost more than the order given.
+  doc = newDoc();
+  if (withinCap(doc, all, apply(doc, updates, updatesV2))) {
+    doc.clientID = clientId;
+    return doc;
+  }
+  doc.destroy();
+  throw costlyLoad();
 }
 
 /**
@@ -153,7 +186,8 @@ function build(updates: readonly Uint8Array[], clientId: number, collide: boolea
  */
 export class CostlyLoad extends MeridianError {}
 
-function costlyLoad(): CostlyLoad {
+/** A CostlyLoad, counted (see {@link refusedDocLoads}). */
+export function costlyLoad(): CostlyLoad {
   refusedLoads++;
   return new CostlyLoad(
     'unavailable',
@@ -179,7 +213,8 @@ export function loadsWithinBound(ydoc: Y.Doc, state: Uint8Array): boolean {
   if (structs * structs <= MIN_MERGE_PLACEMENT_STEPS) return true;
   const doc = newDoc();
   try {
-    return appliedWithinBound(doc, [state], () => Y.applyUpdate(doc, state), false);
+    // In steps only: every region decides alike.
+    return within(boundOf(doc, [state]).steps, Infinity, () => Y.applyUpdate(doc, state));
   } finally {
     doc.destroy();
   }
@@ -227,17 +262,54 @@ export function rebuiltDocs(): number {
  * bound they throw {@link CostlyLoad}.
  */
 export function appliedWithinBound(doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void, collide: boolean): boolean {
+  if (collide) {
+    if (withinCap(doc, updates, apply)) return true;
+    throw costlyLoad();
+  }
+  const { steps, ms } = boundOf(doc, updates);
+  return within(steps, ms, apply);
+}
+
+/**
+ * What building a doc anew from `doc` and `updates` would cost, as a bound
+ * on the placement scans of applying them: in steps, and in time.
+ */
+function boundOf(doc: Y.Doc, updates: readonly Uint8Array[]): { steps: number; ms: number } {
   const structs = structsHeld(doc);
   let bytes = 0;
   for (const u of updates) bytes += u.byteLength;
-  const steps = Math.max(MIN_MERGE_PLACEMENT_STEPS, REBUILD_STEPS_PER_STRUCT * structs + REBUILD_STEPS_PER_BYTE * bytes);
-  const ms = Math.max(MIN_MERGE_PLACEMENT_MS, (REBUILD_US_PER_STRUCT * structs + REBUILD_US_PER_BYTE * bytes) / 1000);
+  return {
+    steps: Math.max(MIN_MERGE_PLACEMENT_STEPS, REBUILD_STEPS_PER_STRUCT * structs + REBUILD_STEPS_PER_BYTE * bytes),
+    ms: Math.max(MIN_MERGE_PLACEMENT_MS, (REBUILD_US_PER_STRUCT * structs + REBUILD_US_PER_BYTE * bytes) / 1000),
+  };
+}
+
+/**
+ * Placement scans past which a doc is not built at all: {@link CAP_TIMES}
+ * what switching to the merge allows, at least {@link MIN_CAP_STEPS}. In
+ * steps only, so that every region decides alike whatever its load
+ * (a time bound would refuse an ordinary document during a long pause).
+ * Ordinary documents stay far below it: a client's update may scan
+ * MAX_PLACEMENT_STEPS items, and one applied after another in the order
+ * taken costs the sum (see {@link loadsWithinBound}).
+ */
+function capOf(doc: Y.Doc, updates: readonly Uint8Array[]): number {
+  return Math.max(MIN_CAP_STEPS, CAP_TIMES * boundOf(doc, updates).steps);
+}
+
+const MIN_CAP_STEPS = 5_000_000;
+const CAP_TIMES = 4;
+
+function withinCap(doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void): boolean {
+  return within(capOf(doc, updates), Infinity, apply);
+}
+
+function within(steps: number, ms: number, apply: () => void): boolean {
   try {
     withMergeBound(steps, ms, apply);
     return true;
   } catch (err) {
     if (!(err instanceof PlacementOverrun)) throw err;
-    if (collide) throw costlyLoad();
   }
   return false;
 }

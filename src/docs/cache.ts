@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { appliedWithinBound, loadDoc, mayCollide, replayValidated } from '../crdt/index.js';
+import { appliedWithinBound, loadDocOrNull, mayCollide, replayValidated } from '../crdt/index.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -146,11 +146,15 @@ export class DocCache {
     if (!held) return undefined;
     this.decodedAgain++;
     const parts = [held.state, ...held.later];
-    let ydoc: Y.Doc;
+    let ydoc: Y.Doc | null;
     try {
-      ydoc = loadDoc(parts, held.clientId);
+      // Merged, the state may load far more slowly than the store's entries in the order taken (crdt/load.ts).
+      ydoc = loadDocOrNull(parts, held.clientId);
     } catch {
       // An update held beside the state that Yjs refuses: loaded from the store instead, which skips it and repairs the document.
+      ydoc = null;
+    }
+    if (ydoc === null) {
       this.forget(key);
       return undefined;
     }

@@ -47,7 +47,7 @@ import type {
 } from './types.js';
 import { COMMIT_STALL_MS, STORAGE_FAULT_MS } from './types.js';
 import { startCompactor } from './compactor.js';
-import { loadLiveDoc, storedUpdate } from './loader.js';
+import { Unbuilt, loadLiveDoc, storedUpdate } from './loader.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, logIncidents } from './incidents.js';
@@ -182,6 +182,7 @@ class DocumentsImpl implements Documents {
   private docsReloaded = 0;
   /** Snapshots the compactor did not write, their merged state costly to load (see docs/compactor.ts). */
   private snapshotsWithheld = 0;
+  private readonly unbuilt = new Unbuilt();
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -405,8 +406,6 @@ class DocumentsImpl implements Documents {
   }
 
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
-    const live = this.live(doc);
-    if (!live) return null;
     if (stateVector) {
       try {
         Y.decodeStateVector(stateVector);
@@ -414,7 +413,26 @@ class DocumentsImpl implements Documents {
         throw new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err });
       }
     }
-    return Y.encodeStateAsUpdate(live.ydoc, stateVector);
+    const live = this.liveOrStored(doc);
+    if (live instanceof Uint8Array) return stateVector ? Y.diffUpdate(live, stateVector) : live;
+    return live ? Y.encodeStateAsUpdate(live.ydoc, stateVector) : null;
+  }
+
+  /**
+   * The live document; or, when it cannot be built within the bound on
+   * placement work (crdt/load.ts CostlyLoad), its stored updates merged,
+   * which Yjs encodes and diffs without placing anything: peers and editors
+   * still get its state and state vector (what they do with it is theirs).
+   */
+  private liveOrStored(doc: DocKey): LiveDoc | Uint8Array | null {
+    try {
+      return this.live(doc);
+    } catch (err) {
+      if (!(err instanceof CostlyLoad)) throw err;
+      const stored = storedUpdate(this.store, doc);
+      if (stored === null) throw err;
+      return stored;
+    }
   }
 
   list(collection: string, after: string | null, limit: number): { ids: string[]; next: string | null } {
@@ -425,7 +443,8 @@ class DocumentsImpl implements Documents {
   }
 
   stateVector(doc: DocKey): Uint8Array | null {
-    const live = this.live(doc);
+    const live = this.liveOrStored(doc);
+    if (live instanceof Uint8Array) return Y.encodeStateVectorFromUpdate(live);
     return live ? Y.encodeStateVector(live.ydoc) : null;
   }
 
@@ -476,7 +495,9 @@ class DocumentsImpl implements Documents {
   }
 
   digestParts(doc: DocKey): DigestParts | null {
-    const live = this.live(doc);
+    const live = this.liveOrStored(doc);
+    // Not built, its digest is not known here: no conflict is resolved against it.
+    if (live instanceof Uint8Array) return null;
     return live ? digestParts(live.ydoc) : null;
   }
 
@@ -929,8 +950,9 @@ class DocumentsImpl implements Documents {
       const bytes = deferred.reduce((n, u) => n + u.byteLength, 0);
       batch.deferred.delete(doc);
       batch.deferredBytes -= bytes;
-      const live = this.touch(doc, batch);
+      let live: LiveDoc;
       try {
+        live = this.touch(doc, batch);
         this.replayChecked(doc, live, deferred, batch);
       } catch (err) {
         // Stored all the same, as entries held beside a state are: the job
@@ -986,10 +1008,23 @@ class DocumentsImpl implements Documents {
       if (rebuilt === null && later.length > 0) this.rebuildWith(doc, live, updates);
       else if (rebuilt === null) this.replayChecked(doc, live, updates, batch);
     } catch (err) {
-      if (!(err instanceof CostlyLoad) || later.length === 0) throw err;
-      // Not within the bound with them either way: the document as it was, and the caller refuses them.
-      this.discard(doc, batch);
-      throw err;
+      if (err instanceof CostlyLoad && later.length > 0) {
+        // Not within the bound with them: the document as it was, and the caller refuses them.
+        this.discard(doc, batch);
+        throw err;
+      }
+      // Not rebuilt (crdt/load.ts CostlyLoad): nothing half changed stays in
+      // the batch or the cache; entries it staged are stored all the same, and
+      // the store's copy is what is read next. The caller's own refusal goes on.
+      this.cache.evict(doc);
+      batch.touched.delete(doc);
+      batch.changed.delete(doc);
+      batch.snapshots.delete(doc);
+      // Its digest is computed again after the commit, as for entries held beside a state.
+      if (staged.length > 0) batch.summaries.set(doc, { doc });
+      if (later.length > 0) throw err;
+      this.log.warn({ err, doc }, 'a document dropped after a refused change could not be built again; it is read from the store next');
+      return;
     }
     if (batch.changed.has(doc)) batch.changed.set(doc, live);
     this.notePending(doc, live);
@@ -1006,15 +1041,7 @@ class DocumentsImpl implements Documents {
       this.rebuildWith(doc, live, updates);
       return;
     }
-    let reloaded: Y.Doc | null;
-    try {
-      reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
-    } catch (err) {
-      // Its own state not built within the bound (crdt/load.ts CostlyLoad): not kept half changed.
-      this.cache.evict(doc);
-      batch.touched.delete(doc);
-      throw err;
-    }
+    const reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
     if (reloaded === null) return;
     batch.reloaded.push(doc);
     replaceLive(this.stager, doc, reloaded, batch);
@@ -1037,7 +1064,7 @@ class DocumentsImpl implements Documents {
 
   /** `later`: updates of this batch, loaded with the stored ones (see crdt/load.ts `appliedWithinBound`). */
   private loadDoc(doc: DocKey, later: readonly Uint8Array[] = []): LiveDoc | null {
-    const loaded = loadLiveDoc(this.store, this.writer, doc, later);
+    const loaded = loadLiveDoc(this.store, this.writer, doc, later, this.unbuilt);
     if (!loaded) return null;
     if (loaded.corrupt > 0) this.logCorrupt(doc, loaded.corrupt);
     this.notePending(doc, loaded.live);

@@ -3,7 +3,7 @@
  */
 import * as Y from 'yjs';
 import type { DocKey, WriterId } from '../ids.js';
-import { CostlyLoad, freshRegionClientId, loadDoc, mayCollide, mergeMany, stableClientId } from '../crdt/index.js';
+import { CostlyLoad, costlyLoad, freshRegionClientId, loadDoc, mayCollide, mergeMany, stableClientId } from '../crdt/index.js';
 import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 
@@ -72,15 +72,39 @@ export interface LoadedDoc {
 }
 
 /**
+ * Documents whose stored updates were not built within the bound on
+ * placement work (crdt/load.ts CostlyLoad), with the last lsn they held
+ * then: refused again at once until they hold more, as each try costs up
+ * to the bound (a second or so) and nothing but a new entry changes the
+ * outcome. The most recent {@link MAX_UNBUILT} are kept.
+ */
+export class Unbuilt {
+  private readonly at = new Map<DocKey, number>();
+
+  has(doc: DocKey, lastLsn: number): boolean {
+    return this.at.get(doc) === lastLsn;
+  }
+
+  note(doc: DocKey, lastLsn: number): void {
+    this.at.delete(doc);
+    this.at.set(doc, lastLsn);
+    if (this.at.size > MAX_UNBUILT) this.at.delete(this.at.keys().next().value!);
+  }
+}
+
+const MAX_UNBUILT = 1024;
+
+/**
  * Loads a document from its snapshot and later log entries, and `later`
  * updates not stored yet (of the batch being staged); null if never stored
- * and none are given.
+ * and none are given. `unbuilt`: documents refused at once (see {@link Unbuilt}).
  */
 export function loadLiveDoc(
   store: Pick<DocumentStates, 'summary' | 'loadDoc'> & Pick<Maintenance, 'markCorrupt'>,
   writer: WriterId,
   doc: DocKey,
   later: readonly Uint8Array[] = [],
+  unbuilt?: Unbuilt,
 ): LoadedDoc | null {
   // A new document is the common miss: one read tells it.
   const stored = store.loadDoc(doc) ?? (later.length > 0 ? { snapshot: null, snapshotLsn: 0, entries: [], corrupt: 0 } : null);
@@ -88,9 +112,17 @@ export function loadLiveDoc(
   const storedDigest = store.summary(doc)?.digest ?? null;
   const updates = [stored.snapshot, ...stored.entries.map((e) => e.update), ...later].filter((u): u is Uint8Array => u !== null);
   const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
+  const alone = later.length === 0 && unbuilt !== undefined;
+  if (alone && unbuilt.has(doc, lastLsn)) throw costlyLoad();
   // Our own lost entries may have spent Yjs clocks that peers have seen: a
   // corrupt document is written under a fresh client id until anti-entropy repairs it.
-  const built = yDocSkipping(updates, stableClientId(writer, doc));
+  let built: ReturnType<typeof yDocSkipping>;
+  try {
+    built = yDocSkipping(updates, stableClientId(writer, doc));
+  } catch (err) {
+    if (alone && err instanceof CostlyLoad) unbuilt.note(doc, lastLsn);
+    throw err;
+  }
   const corrupt = stored.corrupt + built.skipped;
   const ydoc = built.ydoc;
   if (corrupt > 0) ydoc.clientID = freshRegionClientId();

@@ -138,6 +138,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       const mark = (update: Uint8Array): void => void added.push(update);
       live.ydoc.on('update', mark);
       const ydoc = live.ydoc;
+      const { pendingStructs, pendingDs } = ydoc.store;
       // Decoded only for a document that holds something to collide with (a rebuild's are new).
       const parts = ydoc.store.clients.size === 0 ? [job.update] : [Y.decodeUpdate(job.update)];
       try {
@@ -150,6 +151,13 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
         return;
       } finally {
         ydoc.off('update', mark);
+      }
+      // Nothing taken (the peer held nothing this region lacks): nothing to store. A snapshot would be the
+      // document's merged state, where its entries may hold it in an order that loads far more cheaply (compactor.ts).
+      const unchanged = live.ydoc === ydoc && added.length === 0 && ydoc.store.pendingStructs === pendingStructs && ydoc.store.pendingDs === pendingDs;
+      if (unchanged && !batch.created.has(job.doc)) {
+        batch.done.push(() => job.resolve({ refused: null }));
+        return;
       }
       // Built anew (see applyGuarded), the document emitted only part of what it took: clients get the whole state.
       if (batch.rebuilt.includes(job.doc)) noteMerged(batch, job.doc, null);

@@ -1146,6 +1146,28 @@ describe('compaction of updates whose merge every load places item by item', () 
     expect(t.store.loadDoc(key)).toMatchObject({ snapshot: null, entries: updates.map(() => expect.anything()) });
   });
 
+  it('a peer\'s state that adds only what waits for missing dependencies is stored all the same', async () => {
+    const t = node();
+    const key = docKey('c', 'waiting');
+    const first = new Y.Doc();
+    first.clientID = 60;
+    first.getArray('l').insert(0, ['x0']);
+    const x0 = Y.encodeStateAsUpdate(first);
+    const editor = new Y.Doc();
+    editor.clientID = 50;
+    Y.applyUpdate(editor, x0);
+    const a1 = captured(editor, () => editor.getArray('l').insert(1, ['a1']));
+    const a2 = captured(editor, () => editor.getArray('l').insert(2, ['a2']));
+    // Here a1 waits for x0; a peer that lacks x0 too sends its state, a1 and a2, both waiting (Yjs emits nothing).
+    await t.docs.applyRemote([{ origin: 'r0~01' as WriterId, seq: 1, doc: key, ts: Date.now(), update: a1 }], 'r0' as RegionId);
+    expect(await t.docs.applyState(key, Y.mergeUpdates([a1, a2]), 'r2' as RegionId)).toEqual({ refused: null });
+    await t.docs.applyRemote([{ origin: 'r3~01' as WriterId, seq: 1, doc: key, ts: Date.now(), update: x0 }], 'r3' as RegionId);
+    expect(loadedFrom(t.docs.readYjs(key)!).getArray('l').toJSON()).toEqual(['x0', 'a1', 'a2']);
+    await t.docs.close();
+    const again = node(t.dir);
+    expect(loadedFrom(again.docs.readYjs(key)!).getArray('l').toJSON()).toEqual(['x0', 'a1', 'a2']);
+  });
+
   it('refuse a peer\'s state that is their merge, and leave the document as it was', async () => {
     const t = node();
     const key = docKey('c', 'quadratic');

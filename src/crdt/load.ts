@@ -146,11 +146,14 @@ function build(updates: readonly Uint8Array[], clientId: number, collide: boolea
   };
   const all = [...updates, ...updatesV2];
   let doc = newDoc();
-  if (appliedWithinBound(doc, all, apply(doc, updates, updatesV2), collide)) {
+  // One update is already in the order a merge would give: straight to the cap.
+  const once = all.length === 1 && capped;
+  if (once ? withinCap(doc, all, apply(doc, updates, updatesV2)) : appliedWithinBound(doc, all, apply(doc, updates, updatesV2), collide)) {
     doc.clientID = clientId;
     return doc;
   }
   doc.destroy();
+  if (once) throw costlyLoad();
   if (!capped) return null;
   if (all.length > 1) {
     // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
@@ -206,11 +209,14 @@ export function refusedDocLoads(): number {
  * Whether `state`, the encoding of `ydoc` (as a snapshot stores it), loads
  * within the bound a load from the store applies. A doc of fewer structs
  * than the square root of the least bound needs no trial: an item scans at
- * most all the others.
+ * most all the others. Nor does one larger than {@link MAX_TRIAL_BYTES}:
+ * the trial costs a load, 2 to 18 times the encoding it follows (a map of
+ * 100,000 structs, 1.1 MB: 467 ms), on the event loop; such a document
+ * made to load quadratically is refused past the cap instead (CostlyLoad).
  */
 export function loadsWithinBound(ydoc: Y.Doc, state: Uint8Array): boolean {
   const structs = structsHeld(ydoc);
-  if (structs * structs <= MIN_MERGE_PLACEMENT_STEPS) return true;
+  if (structs * structs <= MIN_MERGE_PLACEMENT_STEPS || state.byteLength > MAX_TRIAL_BYTES) return true;
   const doc = newDoc();
   try {
     // In steps only: every region decides alike.
@@ -298,6 +304,9 @@ function capOf(doc: Y.Doc, updates: readonly Uint8Array[]): number {
 }
 
 const MIN_CAP_STEPS = 5_000_000;
+
+/** Largest state the compactor trial-loads (see {@link loadsWithinBound}). */
+const MAX_TRIAL_BYTES = 256 * 1024;
 const CAP_TIMES = 4;
 
 function withinCap(doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void): boolean {

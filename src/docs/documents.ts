@@ -12,6 +12,7 @@ import { splitDocKey, type DocKey, type RegionId, type VersionVector, type Write
 import type { JsonObject, Op } from '../crdt/types.js';
 import {
   CostlyLoad,
+  costlyLoad,
   admitClientUpdate,
   applyOps,
   opsOnlyDelete,
@@ -233,7 +234,7 @@ class DocumentsImpl implements Documents {
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
       // A document this batch holds entries beside is built with them.
-      existing: (doc, batch) => batch.touched.get(doc) ?? (batch.deferred.has(doc) ? this.touch(doc, batch) : this.live(doc)),
+      existing: (doc, batch) => batch.touched.get(doc) ?? (batch.deferred.has(doc) || batch.dropped.has(doc) ? this.touch(doc, batch) : this.live(doc)),
       touch: (doc, batch) => this.touch(doc, batch),
       discard: (doc, batch, later) => this.discard(doc, batch, later),
       notePending: (doc, live) => this.notePending(doc, live),
@@ -399,7 +400,7 @@ class DocumentsImpl implements Documents {
     // Merged from the store without building the document: each one would
     // otherwise pass through the cache, pushing out the documents clients use.
     if (this.cache.peek(doc) === undefined) {
-      const stored = storedUpdate(this.store, doc);
+      const stored = storedUpdate(this.store, doc, this.unbuilt);
       if (stored) return stored;
     }
     return this.readYjs(doc);
@@ -429,7 +430,7 @@ class DocumentsImpl implements Documents {
       return this.live(doc);
     } catch (err) {
       if (!(err instanceof CostlyLoad)) throw err;
-      const stored = storedUpdate(this.store, doc);
+      const stored = storedUpdate(this.store, doc, this.unbuilt);
       if (stored === null) throw err;
       return stored;
     }
@@ -775,7 +776,7 @@ class DocumentsImpl implements Documents {
     }, COMMIT_STALL_MS);
     stalled.unref();
     const done = committed.then(finish, fail).finally(() => clearTimeout(stalled));
-    commit = { docs: new Set([...batch.touched.keys(), ...batch.deferred.keys()]), done, since, vv: batch.vv, chain: chain.id };
+    commit = { docs: new Set([...batch.touched.keys(), ...batch.deferred.keys(), ...batch.dropped]), done, since, vv: batch.vv, chain: chain.id };
     this.inFlight.push(commit);
     return done;
   }
@@ -944,6 +945,7 @@ class DocumentsImpl implements Documents {
   private touch(doc: DocKey, batch: Batch): LiveDoc {
     const touched = batch.touched.get(doc);
     if (touched) return touched;
+    if (batch.dropped.has(doc)) throw costlyLoad();
     const deferred = batch.deferred.get(doc);
     if (deferred !== undefined) {
       // Built after all: the entries this batch held beside it are applied first.
@@ -1008,22 +1010,25 @@ class DocumentsImpl implements Documents {
       if (rebuilt === null && later.length > 0) this.rebuildWith(doc, live, updates);
       else if (rebuilt === null) this.replayChecked(doc, live, updates, batch);
     } catch (err) {
-      if (err instanceof CostlyLoad && later.length > 0) {
-        // Not within the bound with them: the document as it was, and the caller refuses them.
+      if (!(err instanceof CostlyLoad)) throw err;
+      if (later.length > 0) {
+        // Not within the cap with them: the document as it was, and the caller refuses them.
         this.discard(doc, batch);
         throw err;
       }
-      // Not rebuilt (crdt/load.ts CostlyLoad): nothing half changed stays in
-      // the batch or the cache; entries it staged are stored all the same, and
-      // the store's copy is what is read next. The caller's own refusal goes on.
+      // Not built again (crdt/load.ts CostlyLoad): nothing half changed stays
+      // in the batch or the cache, and nothing more of this batch touches it
+      // (a copy without what it staged would spend the same Yjs clocks again);
+      // what it staged is stored, and readers wait for that commit. The
+      // caller's own refusal goes on.
       this.cache.evict(doc);
       batch.touched.delete(doc);
       batch.changed.delete(doc);
       batch.snapshots.delete(doc);
+      batch.dropped.add(doc);
       // Its digest is computed again after the commit, as for entries held beside a state.
       if (staged.length > 0) batch.summaries.set(doc, { doc });
-      if (later.length > 0) throw err;
-      this.log.warn({ err, doc }, 'a document dropped after a refused change could not be built again; it is read from the store next');
+      this.log.warn({ err, doc }, 'a document dropped after a refused change could not be built again; it is read from the store after the commit');
       return;
     }
     if (batch.changed.has(doc)) batch.changed.set(doc, live);

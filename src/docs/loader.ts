@@ -50,7 +50,9 @@ export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): 
   try {
     const kept = keptOneByOne(updates);
     return { ydoc: loadDoc(kept, clientId), skipped: updates.length - kept.length };
-  } catch {
+  } catch (err) {
+    // Not built within the cap is not a part to skip as corrupt.
+    if (err instanceof CostlyLoad) throw err;
     // Loading parts together refused what applying them one by one took (see crdt/load.ts): each tried as a whole load.
   }
   const kept: Uint8Array[] = [];
@@ -58,7 +60,8 @@ export function yDocSkipping(updates: readonly Uint8Array[], clientId: number): 
     try {
       loadDoc([...kept, u], 0).destroy();
       kept.push(u);
-    } catch {
+    } catch (err) {
+      if (err instanceof CostlyLoad) throw err;
       // Skipped.
     }
   }
@@ -138,9 +141,10 @@ export function loadLiveDoc(
  * A document's whole state as one Yjs update, straight from the store
  * (snapshot and later entries merged, no document built); null when the store
  * has none, or when any part fails its checksum (loading it live marks and
- * repairs that).
+ * repairs that). Parts that collide are built (CostlyLoad past the cap;
+ * `unbuilt` as for {@link loadLiveDoc}).
  */
-export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey): Uint8Array | null {
+export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey, unbuilt?: Unbuilt): Uint8Array | null {
   const stored = store.loadDoc(doc);
   if (!stored || stored.corrupt > 0) return null;
   const parts: Uint8Array[] = [];
@@ -150,7 +154,15 @@ export function storedUpdate(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey
   if (parts.length === 1) return parts[0]!;
   // Merging parts that collide would splice them another way than loading does (see crdt/load.ts).
   if (!mayCollide(null, parts)) return mergeMany(parts);
-  const ydoc = loadDoc(parts, 0);
+  const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
+  if (unbuilt?.has(doc, lastLsn) === true) throw costlyLoad();
+  let ydoc: Y.Doc;
+  try {
+    ydoc = loadDoc(parts, 0);
+  } catch (err) {
+    if (err instanceof CostlyLoad) unbuilt?.note(doc, lastLsn);
+    throw err;
+  }
   // What waits for missing dependencies included.
   const whole = Y.encodeStateAsUpdate(ydoc);
   ydoc.destroy();

@@ -68,6 +68,12 @@ export interface Batch {
   cold: Set<DocKey>;
   /** Touched documents this region never held before this batch. */
   created: Set<DocKey>;
+  /**
+   * Documents dropped after a refused change that could not be built again
+   * (crdt/load.ts CostlyLoad): not touched again in this batch, whose
+   * entries for them are stored as staged (see Documents.discard).
+   */
+  dropped: Set<DocKey>;
   vv: VersionVector;
   /** Entries from peers this region could not apply: kept aside, their seqs counted as held. */
   quarantined: QuarantinedEntry[];
@@ -114,7 +120,7 @@ export interface StageHost {
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), dropped: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -138,7 +144,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       const mark = (update: Uint8Array): void => void added.push(update);
       live.ydoc.on('update', mark);
       const ydoc = live.ydoc;
-      const { pendingStructs, pendingDs } = ydoc.store;
+      const heldPending = holdsPending(live);
       // Decoded only for a document that holds something to collide with (a rebuild's are new).
       const parts = ydoc.store.clients.size === 0 ? [job.update] : [Y.decodeUpdate(job.update)];
       try {
@@ -154,7 +160,8 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       }
       // Nothing taken (the peer held nothing this region lacks): nothing to store. A snapshot would be the
       // document's merged state, where its entries may hold it in an order that loads far more cheaply (compactor.ts).
-      const unchanged = live.ydoc === ydoc && added.length === 0 && ydoc.store.pendingStructs === pendingStructs && ydoc.store.pendingDs === pendingDs;
+      // Yjs changes what waits for missing dependencies in place, and emits nothing for it: a document holding any counts as changed.
+      const unchanged = live.ydoc === ydoc && added.length === 0 && !heldPending && !holdsPending(live);
       if (unchanged && !batch.created.has(job.doc)) {
         batch.done.push(() => job.resolve({ refused: null }));
         return;

@@ -36,6 +36,7 @@ import {
   type AeBucketsFrame, type AeDocsFrame, type AeDoneFrame, type DocReplaceFrame, type DocStateFrame, type DocSvFrame, type Frame,
 } from './protocol.js';
 import { covers, firstExcess } from '../vv.js';
+import { CostlyLoad } from '../crdt/index.js';
 import type { BackgroundPacer } from '../pacer.js';
 
 export interface AntiEntropyPort {
@@ -418,6 +419,17 @@ export class AntiEntropy {
    * or the frame itself; null for a document gone meanwhile.
    */
   private frameFor(queued: Outgoing): Frame | null {
+    try {
+      return this.readFrameFor(queued);
+    } catch (err) {
+      // A document this region cannot build (crdt/load.ts) is left out of the round, the link kept.
+      if (!(err instanceof CostlyLoad)) throw err;
+      this.port.refused(`doc_unbuilt: ${'doc' in queued ? queued.doc : ''}: ${err.message}`);
+      return null;
+    }
+  }
+
+  private readFrameFor(queued: Outgoing): Frame | null {
     const { documents } = this.port;
     if (queued.type === 'full-state') {
       const update = documents.stateForPeer(queued.doc);
@@ -445,7 +457,7 @@ export class AntiEntropy {
     this.answer(async () => {
       const { documents } = this.port;
       await this.durable(frame.doc);
-      if (frame.parts && this.conflicts(frame.doc, frame.parts)) {
+      if (frame.parts && this.conflictsUnlessUnbuilt(frame.doc, frame.parts)) {
         const state = documents.readYjs(frame.doc);
         if (state) {
           this.offered.add(offerKey(frame.round, frame.doc));
@@ -457,8 +469,18 @@ export class AntiEntropy {
         }
       }
       const began = performance.now();
-      const update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
-      const sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
+      let update: Uint8Array;
+      let sv: Uint8Array;
+      try {
+        update = documents.readYjs(frame.doc, frame.sv) ?? Y.encodeStateAsUpdate(new Y.Doc());
+        sv = documents.stateVector(frame.doc) ?? EMPTY_SV;
+      } catch (err) {
+        // Answered as if this region held nothing of it (what the peer then sends is refused at once), the link kept.
+        if (!(err instanceof CostlyLoad)) throw err;
+        this.port.refused(`doc_unbuilt: ${frame.doc}: ${err.message}`);
+        update = Y.encodeStateAsUpdate(new Y.Doc());
+        sv = EMPTY_SV;
+      }
       const sent = this.port.send({ type: 'doc-state', round: frame.round, doc: frame.doc, update, sv });
       this.port.pacer?.spent(performance.now() - began);
       await sent;
@@ -529,6 +551,15 @@ export class AntiEntropy {
     if (result.outcome !== 'unrelated') this.conflictsResolved++;
     if (frame.kind === 'offer' && result.mine) {
       await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: result.mine, kind: 'answer' });
+    }
+  }
+
+  private conflictsUnlessUnbuilt(doc: DocKey, theirs: Uint8Array): boolean {
+    try {
+      return this.conflicts(doc, theirs);
+    } catch (err) {
+      if (!(err instanceof CostlyLoad)) throw err;
+      return false;
     }
   }
 

@@ -229,6 +229,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         const kind = reason.split(':')[0] ?? 'frame';
         this.o.metrics.framesRejected.inc({ peer: region, reason: kind });
         if (kind === 'doc_state_refused') this.perPeerLog.warn(kind, region, { peer: region, reason }, 'a document state from the peer was refused; the link stays');
+        if (kind === 'doc_unbuilt') this.perPeerLog.warn(kind, region, { peer: region, reason }, 'a document this region cannot build was left out of anti-entropy with the peer; the link stays');
       },
       onUnsent: (reason, kind) => {
         peer.lastError = reason;

@@ -133,8 +133,11 @@ describe('updates whose merge every load places item by item', () => {
   const merged = Y.mergeUpdates(updates);
 
   it('load in the order admitted; their merge would not load within the bound', () => {
-    const doc = loadDoc(updates, 5);
-    expect(contentOf(doc)).toBe(content);
+    expect(contentOf(loadDoc(updates, 5))).toBe(content);
+    // 1,000 of each: 10^6 steps merged, past the bound of 500,000, in a state small enough to be tried (under 64 KiB).
+    const fewer = quadraticMerge(1_000);
+    const doc = loadDoc(fewer.updates, 5);
+    expect(contentOf(doc)).toBe(fewer.content);
     expect(loadsWithinBound(doc, Y.encodeStateAsUpdate(doc))).toBe(false);
   });
 

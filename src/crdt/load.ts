@@ -137,42 +137,41 @@ export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(yd
  * null instead of those two when not `capped`.
  */
 function build(updates: readonly Uint8Array[], clientId: number, collide: boolean, updatesV2: readonly Uint8Array[] = [], capped = true): Y.Doc | null {
-  const apply = (ydoc: Y.Doc, v1: readonly Uint8Array[], v2: readonly Uint8Array[]) => (): void => {
-    ydoc.transact(() => {
-      for (const update of v1) Y.applyUpdate(ydoc, update);
-      for (const update of v2) Y.applyUpdateV2(ydoc, update);
-    });
-    retryPending(ydoc, null);
-  };
   const all = [...updates, ...updatesV2];
-  let doc = newDoc();
-  // One update is already in the order a merge would give: straight to the cap.
-  const once = all.length === 1 && capped;
-  if (once ? withinCap(doc, all, apply(doc, updates, updatesV2)) : appliedWithinBound(doc, all, apply(doc, updates, updatesV2), collide)) {
-    doc.clientID = clientId;
-    return doc;
-  }
-  doc.destroy();
-  if (once) throw costlyLoad();
-  if (!capped) return null;
-  if (all.length > 1) {
-    // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
-    rebuilds++;
-    doc = newDoc();
-    const merged = mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))]);
-    if (withinCap(doc, [merged], apply(doc, [merged], []))) {
+  /** A doc of `v1` then `v2` when `within` lets their apply finish; null when it stopped it. */
+  const tried = (v1: readonly Uint8Array[], v2: readonly Uint8Array[], within: (doc: Y.Doc, apply: () => void) => boolean): Y.Doc | null => {
+    const doc = newDoc();
+    const apply = (): void => {
+      doc.transact(() => {
+        for (const update of v1) Y.applyUpdate(doc, update);
+        for (const update of v2) Y.applyUpdateV2(doc, update);
+      });
+      retryPending(doc, null);
+    };
+    if (within(doc, apply)) {
       doc.clientID = clientId;
       return doc;
     }
     doc.destroy();
+    return null;
+  };
+  const toCap = (doc: Y.Doc, apply: () => void): boolean => withinCap(doc, all, apply);
+  // One update is already in the order a merge would give: straight to the cap.
+  if (all.length === 1 && capped) return tried(updates, updatesV2, toCap) ?? throwCostly();
+  const inOrder = tried(updates, updatesV2, (doc, apply) => appliedWithinBound(doc, all, apply, collide));
+  if (inOrder !== null || !capped) return inOrder;
+  if (all.length > 1) {
+    // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
+    rebuilds++;
+    const merged = mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))]);
+    const built = tried([merged], [], (doc, apply) => withinCap(doc, [merged], apply));
+    if (built !== null) return built;
   }
   // Stopped by time, or the merge was made to cost more than the order given.
-  doc = newDoc();
-  if (withinCap(doc, all, apply(doc, updates, updatesV2))) {
-    doc.clientID = clientId;
-    return doc;
-  }
-  doc.destroy();
+  return tried(updates, updatesV2, toCap) ?? throwCostly();
+}
+
+function throwCostly(): never {
   throw costlyLoad();
 }
 
@@ -306,7 +305,7 @@ function capOf(doc: Y.Doc, updates: readonly Uint8Array[]): number {
 const MIN_CAP_STEPS = 5_000_000;
 
 /** Largest state the compactor trial-loads (see {@link loadsWithinBound}). */
-const MAX_TRIAL_BYTES = 256 * 1024;
+const MAX_TRIAL_BYTES = 64 * 1024;
 const CAP_TIMES = 4;
 
 function withinCap(doc: Y.Doc, updates: readonly Uint8Array[], apply: () => void): boolean {

@@ -95,7 +95,7 @@ export class Unbuilt {
   }
 }
 
-const MAX_UNBUILT = 1024;
+const MAX_UNBUILT = 16_384;
 
 /**
  * Loads a document from its snapshot and later log entries, and `later`

@@ -162,7 +162,9 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       // document's merged state, where its entries may hold it in an order that loads far more cheaply (compactor.ts).
       // Yjs changes what waits for missing dependencies in place, and emits nothing for it: a document holding any counts as changed.
       const unchanged = live.ydoc === ydoc && added.length === 0 && !heldPending && !holdsPending(live);
-      if (unchanged && !batch.created.has(job.doc)) {
+      // A document marked corrupt (its digest zeros) is stored anew all the same: that is its repair.
+      const sound = live.digest !== null && live.digest.some((b) => b !== 0);
+      if (unchanged && sound && !batch.created.has(job.doc)) {
         batch.done.push(() => job.resolve({ refused: null }));
         return;
       }

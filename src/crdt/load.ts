@@ -160,13 +160,11 @@ function build(updates: readonly Uint8Array[], clientId: number, collide: boolea
   if (all.length === 1 && capped) return tried(updates, updatesV2, toCap) ?? throwCostly();
   const inOrder = tried(updates, updatesV2, (doc, apply) => appliedWithinBound(doc, all, apply, collide));
   if (inOrder !== null || !capped) return inOrder;
-  if (all.length > 1) {
-    // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
-    rebuilds++;
-    const merged = mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))]);
-    const built = tried([merged], [], (doc, apply) => withinCap(doc, [merged], apply));
-    if (built !== null) return built;
-  }
+  // Merged into one update, which Yjs places in a pass (see appliedWithinBound), unless it was made not to.
+  rebuilds++;
+  const merged = mergeMany([...updates, ...updatesV2.map((u) => Y.convertUpdateFormatV2ToV1(u))]);
+  const built = tried([merged], [], (doc, apply) => withinCap(doc, [merged], apply));
+  if (built !== null) return built;
   // Stopped by time, or the merge was made to cost more than the order given.
   return tried(updates, updatesV2, toCap) ?? throwCostly();
 }

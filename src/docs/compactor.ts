@@ -125,4 +125,3 @@ function slice(options: CompactorOptions, minEntries: number, setAside: Map<DocK
   }
   return snapshots;
 }
-

@@ -70,8 +70,8 @@ export interface Batch {
   created: Set<DocKey>;
   /**
    * Documents dropped after a refused change that could not be built again
-   * (crdt/load.ts CostlyLoad): not touched again in this batch, whose
-   * entries for them are stored as staged (see Documents.discard).
+   * (crdt/load.ts CostlyLoad): not touched again in this batch; what it
+   * staged for them is stored all the same (see Documents.discard).
    */
   dropped: Set<DocKey>;
   vv: VersionVector;

@@ -1169,6 +1169,42 @@ describe('compaction of updates whose merge every load places item by item', () 
     expect(loadedFrom(again.docs.readYjs(key)!).getArray('l').toJSON()).toEqual(['x0', 'a1', 'a2']);
   });
 
+  it('stored merged by a peer\'s state that adds: a change refused later keeps what its commit took before it', async () => {
+    const t = node();
+    const key = docKey('c', 'quadratic');
+    const { updates, content } = quadraticMerge(3_000);
+    for (const u of updates) await t.docs.applyYjs(key, u);
+    // Held live here, built in the order taken; the peer's state that adds a key is stored as the merged state.
+    const peer = new Y.Doc();
+    peer.clientID = 9_000;
+    peer.getMap('m').set('state', 1);
+    expect(await t.docs.applyState(key, Y.encodeStateAsUpdate(peer), 'r0' as RegionId)).toEqual({ refused: null });
+    await t.docs.settled(key);
+    expect(t.store.loadDoc(key)!.snapshot).not.toBeNull();
+    // In one commit: a client's update taken, then a write refused (over yjsUpdateBytes) after it changed the live
+    // copy, which is then built again from the store and its staged update: past the cap.
+    const editor = new Y.Doc();
+    editor.clientID = 9_001;
+    const kept = captured(editor, () => editor.getMap('m').set('kept', 1));
+    const refused = refusedDocLoads();
+    const taken = t.docs.applyYjs(key, kept);
+    const oversized = t.docs.patch(key, { big: 'x'.repeat(1.2 * (1 << 20)) });
+    await expect(oversized).rejects.toMatchObject({ code: 'body_too_large' });
+    await expect(taken).resolves.toBeTruthy();
+    expect(refusedDocLoads()).toBeGreaterThan(refused);
+    await t.docs.settled(key);
+    // Not built here now: refused, while its state (with the update taken) is still read from the store.
+    expect(() => t.docs.read(key)).toThrow(expect.objectContaining({ code: 'unavailable' }));
+    const held = (state: Uint8Array): { text: string; m: unknown } => {
+      const doc = new Y.Doc();
+      Y.applyUpdate(doc, state);
+      return { text: contentOf(doc), m: doc.getMap('m').toJSON() };
+    };
+    expect(held(t.docs.readYjs(key)!)).toEqual({ text: content, m: { state: 1, kept: 1 } });
+    await t.docs.close();
+    expect(held(node(t.dir).docs.readYjs(key)!)).toEqual({ text: content, m: { state: 1, kept: 1 } });
+  });
+
   it('refuse a peer\'s state that is their merge, and leave the document as it was', async () => {
     const t = node();
     const key = docKey('c', 'quadratic');

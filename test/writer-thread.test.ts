@@ -482,4 +482,44 @@ describe('compaction', () => {
       stop();
     }
   });
+
+  it('takes the documents it listed in slices that hold the event loop briefly, all of them before it lists again', async () => {
+    const store = new MemoryStore(memoryVolume(), 'r1' as RegionId);
+    const docs = Array.from({ length: 64 }, (_, i) => `c/d${i}` as DocKey);
+    await store.commit({ entries: docs.map((doc, i) => ({ ...entry(store.writer, i + 1), doc })), docs: [] });
+    // Documents of 5,000 keys: each costs the event loop a millisecond or so to encode, all of them far more than a slice.
+    const large = (): LiveDoc => {
+      const ydoc = new Y.Doc();
+      ydoc.transact(() => {
+        for (let k = 0; k < 5_000; k++) ydoc.getMap('root').set(`k${k}`, k);
+      });
+      return { ydoc, lastLsn: 2, digest: null, sizeBound: null };
+    };
+    /** The documents of each slice saved, with how many listings had been made by then. */
+    const slices: { listings: number; docs: DocKey[] }[] = [];
+    let listings = 0;
+    const stop = startCompactor({
+      store: {
+        docsNeedingCompaction: (min, limit) => {
+          listings++;
+          return store.docsNeedingCompaction(min, limit);
+        },
+        saveSnapshots: (snapshots) => {
+          slices.push({ listings, docs: snapshots.map((s) => s.doc) });
+          store.saveSnapshots(snapshots);
+          return Promise.resolve();
+        },
+      },
+      // Ticks far apart: the slices after the first follow it at once, not a tick later.
+      logger, everyMs: 200, afterEntries: 1, live: () => undefined, load: large, busy: () => false,
+    });
+    try {
+      while (docs.some((doc) => store.loadDoc(doc)!.snapshot === null)) await new Promise((r) => setTimeout(r, 5));
+      const first = slices.filter((s) => s.listings === 1);
+      expect(first.length).toBeGreaterThan(1);
+      expect(first.flatMap((s) => s.docs).sort()).toEqual([...docs].sort());
+    } finally {
+      stop();
+    }
+  });
 });

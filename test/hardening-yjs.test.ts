@@ -274,7 +274,46 @@ describe('updates that depend on changes nobody holds', () => {
     expect((await post(Y.encodeStateAsUpdate(elsewhere, sv))).statusCode).toBe(200);
     expect(node.documents.pendingDocs()).toBe(0);
   });
+
+  it('refuses a client written in two sections, of which Yjs applies only the last', async () => {
+    const editor = new Y.Doc();
+    editor.clientID = 11_111;
+    const first = captured(editor, () => editor.getText('t').insert(0, 'abc'));
+    const second = captured(editor, () => editor.getText('t').insert(3, 'def'));
+    // Each: one client section, then an empty delete set. Together: two sections of the same client, clocks 0-3 and
+    // 3-6; the first alone as an empty section after them.
+    const sectionOf = (update: Uint8Array): Uint8Array => {
+      expect([update[0], update.at(-1)]).toEqual([1, 0]);
+      return update.subarray(1, -1);
+    };
+    const twoSections = Uint8Array.from([2, ...sectionOf(first), ...sectionOf(second), 0]);
+    const emptied = Uint8Array.from([2, ...sectionOf(first), 0, ...sectionOf(first).subarray(1, 1 + lengthOfVarUint(11_111)), 0, 0]);
+    const before = await state();
+    for (const update of [twoSections, emptied]) {
+      const res = await post(update);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'invalid_update', message: expect.stringMatching(/client sections/) });
+    }
+    expect(node.documents.pendingDocs()).toBe(0);
+    expect((await state()).yjs.equals(before.yjs)).toBe(true);
+    // Written as Yjs writes it, the same content is taken.
+    expect((await post(Y.mergeUpdates([first, second]))).statusCode).toBe(200);
+    expect(node.documents.pendingDocs()).toBe(0);
+  });
 });
+
+/** An update's changes made by `change` on `ydoc`. */
+function captured(ydoc: Y.Doc, change: () => void): Uint8Array {
+  const before = Y.encodeStateVector(ydoc);
+  change();
+  return Y.encodeStateAsUpdate(ydoc, before);
+}
+
+function lengthOfVarUint(n: number): number {
+  const e = encoding.createEncoder();
+  encoding.writeVarUint(e, n);
+  return encoding.length(e);
+}
 
 describe('shared types nested inside one another', () => {
   /** Maps `levels` deep under root.deep, built on `base`, as one update under `clientId`. */

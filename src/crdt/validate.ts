@@ -145,13 +145,19 @@ export function replayValidated(doc: Y.Doc, updates: readonly Uint8Array[], orig
 export type DecodedUpdate = ReturnType<typeof Y.decodeUpdate>;
 
 function checkDecoded(update: Uint8Array): DecodedUpdate {
-  precheck(update);
+  const sections = precheck(update);
   let decoded: DecodedUpdate;
   try {
     decoded = Y.decodeUpdate(update);
   } catch (err) {
     refuse('the update is not a valid Yjs update', err);
   }
+  // Yjs applies only the last section of a client that has several (an empty
+  // one included), while its decoder lists them all: what was checked would
+  // not be what is applied, and the rest would wait for the dropped part for
+  // good. Yjs writes each client once, with at least one struct.
+  const clients = new Set(decoded.structs.map((struct) => struct.id.client)).size;
+  if (clients !== sections) refuse(`the update holds ${sections} client sections for ${clients} clients; Yjs writes each client's structs in one section`);
   for (const struct of decoded.structs) {
     const { client, clock } = struct.id;
     if (!(struct.length >= 1) || !Number.isSafeInteger(clock + struct.length)) {
@@ -182,7 +188,7 @@ function checkDecoded(update: Uint8Array): DecodedUpdate {
  * bytes (each client takes at least three). Rejects most random input
  * before any struct is decoded.
  */
-function precheck(update: Uint8Array): void {
+function precheck(update: Uint8Array): number {
   const decoder = decoding.createDecoder(update);
   let clients: number;
   try {
@@ -191,6 +197,7 @@ function precheck(update: Uint8Array): void {
     refuse('the update is not a valid Yjs update', err);
   }
   if (clients * 3 > update.byteLength) refuse(`the update claims ${clients} clients in ${update.byteLength} bytes`);
+  return clients;
 }
 
 /**

@@ -4,6 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as encoding from 'lib0/encoding';
+import * as Y from 'yjs';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
 
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
@@ -246,5 +248,44 @@ describe('the size of one document is bounded', () => {
     expect(bytes).toBeGreaterThan(LIMIT - 4000);
     expect(bytes).toBeLessThanOrEqual(LIMIT + Math.floor(LIMIT / 64));
   });
-});
 
+  it('refuses deletions that split a text into pieces past the bound, and keeps everything it took', async () => {
+    const post = (update: Uint8Array) => fetch(`${url}/v1/docs/big/split/yjs`, {
+      method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update),
+    });
+    const editor = new Y.Doc();
+    editor.clientID = 4242;
+    editor.getText('t').insert(0, 'x'.repeat(100_000));
+    // 100,000 characters in one item, about 100 KB of state.
+    expect((await post(Y.encodeStateAsUpdate(editor))).status).toBe(200);
+    /** Deletes every other character of 20,000 from `from` (clocks, as the text was written in one go): a 40 KB update. */
+    const deletions = (from: number): Uint8Array => {
+      const e = encoding.createEncoder();
+      encoding.writeVarUint(e, 0);
+      encoding.writeVarUint(e, 1);
+      encoding.writeVarUint(e, 4242);
+      encoding.writeVarUint(e, 10_000);
+      for (let i = 0; i < 10_000; i++) {
+        encoding.writeVarUint(e, from + 2 * i);
+        encoding.writeVarUint(e, 1);
+      }
+      return encoding.toUint8Array(e);
+    };
+    // Each taken write adds some 200 KB of state (20,000 pieces where there was one).
+    let taken = 0;
+    let refused: Response | null = null;
+    for (let from = 0; from < 100_000 && refused === null; from += 20_000) {
+      const res = await post(deletions(from));
+      if (res.status === 200) taken++;
+      else refused = res;
+    }
+    expect(taken).toBeGreaterThan(0);
+    expect(refused?.status).toBe(413);
+    expect(await refused!.json()).toMatchObject({ error: 'body_too_large', message: expect.stringMatching(/deleting inside items splits them/) });
+    const held = new Uint8Array(await (await fetch(`${url}/v1/docs/big/split/yjs`)).arrayBuffer());
+    expect(held.byteLength).toBeLessThanOrEqual(LIMIT + Math.floor(LIMIT / 64));
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, held);
+    expect(doc.getText('t').length).toBe(100_000 - 10_000 * taken);
+  });
+});

@@ -293,35 +293,53 @@ function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch
 }
 
 /**
+ * Bytes of state a write that only deletes may add per byte of its update.
+ * A deletion inside an item splits it, and each piece is then written on its
+ * own: deleting every other character of a text grew the state by up to 5.95
+ * bytes per byte of the update (clients' ids up to 2^32).
+ */
+const DELETE_GROWTH = 8;
+
+/**
  * A document's whole state must fit one replication frame (catch-up by
  * state, rebuilds, conflicts): a local write that grows it past
  * `maxDocumentBytes` is refused (413) and its changes dropped. Only growth is
- * refused: a write that deletes is taken from a document already over it.
+ * refused: a write that deletes is taken from a document already over it,
+ * unless it grew the document since it was last measured (deletions can:
+ * see {@link DELETE_GROWTH}; taken, they left it at many times the bound,
+ * which peers then refused, apart for good).
  * Its size is measured (the whole document encoded) only once the updates
  * since the last measurement could have taken it past the bound by more
- * than the guard's slack (see size-guard.ts), and never for a write that
- * only deletes: each JSON write also sets the document's live marker (a
- * struct), so its update alone cannot tell, and measuring a document over
- * the bound at each such write would cost what the guard saves.
+ * than the guard's slack (see size-guard.ts). Each JSON write also sets the
+ * document's live marker (a struct), so a write's update alone cannot tell
+ * whether it only deletes: the caller says so. A document over the bound is
+ * measured for a write that only deletes once such writes could have grown
+ * it by the slack since its last measurement, not at each one (which would
+ * cost what the guard saves).
  */
 function refuseTooLarge(host: StageHost, doc: DocKey, live: LiveDoc, before: number, update: Uint8Array, batch: Batch, deletesOnly: boolean): void {
   const { sizes } = host;
-  const bound = before + update.byteLength;
-  if (deletesOnly || sizes.withinUnmeasured(bound, live.measuredSize)) {
+  const bound = before + update.byteLength * (deletesOnly ? DELETE_GROWTH : 1);
+  const measured = live.measuredSize;
+  const within = sizes.withinUnmeasured(bound, measured) || (deletesOnly && measured !== undefined && bound - measured <= sizes.slack);
+  if (within) {
     live.sizeBound = bound;
     return;
   }
   const started = performance.now();
   const size = Y.encodeStateAsUpdate(live.ydoc).byteLength;
   if (size > sizes.limit) sizes.over(doc, size, performance.now() - started);
-  if (size <= sizes.limit || size <= before) {
+  if (size <= sizes.limit || size <= (deletesOnly ? (measured ?? before) : before)) {
     live.sizeBound = live.measuredSize = size;
     return;
   }
   host.discard(doc, batch);
+  const advice = deletesOnly
+    ? 'deleting inside items splits them, and each piece is stored on its own: delete whole ranges, or fewer scattered pieces at once'
+    : 'spread the data over more documents';
   throw new MeridianError(
     'body_too_large',
-    `the write would leave the document with ${size} bytes of state; regions keep at most ${sizes.limit} per document (limits.maxDocumentBytes), so that its whole state fits one replication frame: spread the data over more documents`,
+    `the write would leave the document with ${size} bytes of state; regions keep at most ${sizes.limit} per document (limits.maxDocumentBytes), so that its whole state fits one replication frame: ${advice}`,
     { documentBytes: size, limit: sizes.limit },
   );
 }

@@ -32,7 +32,7 @@ import type { Documents } from '../docs/types.js';
 import type { DocSummary, DocumentStates } from '../storage/types.js';
 import { BUCKETS, bucketOf } from '../buckets.js';
 import {
-  DOC_PARTS_BYTES, MAX_ROUND, ProtocolError,
+  DOC_PARTS_BYTES, MAX_AE_DOCS, MAX_ROUND, ProtocolError,
   type AeBucketsFrame, type AeDocsFrame, type AeDoneFrame, type DocReplaceFrame, type DocStateFrame, type DocSvFrame, type Frame,
 } from './protocol.js';
 import { covers, firstExcess } from '../vv.js';
@@ -74,8 +74,15 @@ interface Round {
   /** Documents the peer listed that this region lacks: asked for, and left to the next round past the bound. */
   asked: number;
   leftOut: number;
-  /** doc-sv frames sent whose doc-state answer has not arrived. */
+  /** doc-sv frames sent whose doc-state answer has not been queued (it may have arrived and be merging). */
   outstanding: number;
+  /**
+   * Documents asked about (a doc-sv sent) whose answer has not arrived: the
+   * peer answers each once, and only these. An answer is itself answered,
+   * with this region's state beyond the peer's, so one nobody asked for
+   * would let a peer have a 1 MB state queued for every 20 bytes it sends.
+   */
+  awaiting: Set<DocKey>;
   /** Frames waiting to be sent, at most WINDOW doc-sv in flight. */
   queue: Outbox;
   driving: boolean;
@@ -183,6 +190,8 @@ const MAX_ANSWERED = 8;
 const MAX_OFFERED = 1024;
 /** Shortest time between two rounds the peer starts that this region answers, ms (a peer runs one every few seconds at most). */
 const MIN_ANSWER_GAP_MS = 1000;
+/** Rounds this region gave up whose answers still in flight are taken (see {@link AntiEntropy.givenUp}). */
+const MAX_GIVEN_UP = 8;
 
 export class AntiEntropy {
   private readonly rounds = new Map<number, Round>();
@@ -208,6 +217,13 @@ export class AntiEntropy {
   private applyingBytes = 0;
   /** (round, document) of offers this region sent, oldest first: only these may be answered. */
   private readonly offered = new Set<string>();
+  /**
+   * Rounds this region gave up before they completed (idle, or their frames
+   * could not be sent), oldest first, with the documents whose answers had
+   * not arrived: the peer's answers and lists still in flight then are no
+   * protocol error. A round that completed had every answer and list.
+   */
+  private readonly givenUp = new Map<number, Set<DocKey>>();
   /** The floor of the last round this region completed, and when: the peer states it once it has applied the round. */
   private lastFloor: { floor: VersionVector; at: number } | null = null;
   /** Rounds completed (as initiator) since the link opened. */
@@ -249,7 +265,8 @@ export class AntiEntropy {
     const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {
       const state: Round = {
-        floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, asked: 0, leftOut: 0, outstanding: 0, queue: new Outbox(), driving: false, mayOffer: new Set(),
+        floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, asked: 0, leftOut: 0, outstanding: 0, awaiting: new Set(),
+        queue: new Outbox(), driving: false, mayOffer: new Set(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -314,6 +331,16 @@ export class AntiEntropy {
       for (const bucket of differing) {
         if (superseded()) return;
         const list = [...(docs.get(bucket) ?? new Map<DocKey, Uint8Array>())].map(([doc, digest]) => ({ doc, digest }));
+        if (list.length > MAX_AE_DOCS) {
+          // The peer refuses a longer list. Documents left out count as
+          // lacking here: the peer sends its state of them, and this
+          // region's own state of those the peer lacks does not reach it.
+          this.port.logger.error(
+            { peer: this.port.peer, bucket, docs: list.length, listed: MAX_AE_DOCS },
+            'a digest bucket holds more documents than one ae-docs frame lists; the rest are left out of anti-entropy with the peer',
+          );
+          list.length = MAX_AE_DOCS;
+        }
         await this.port.send({ type: 'ae-docs', round: frame.round, bucket, docs: list });
       }
     });
@@ -328,7 +355,12 @@ export class AntiEntropy {
 
   async onDocs(frame: AeDocsFrame): Promise<void> {
     const round = this.heard(frame.round);
-    if (!round) return;
+    if (!round) {
+      if (!this.givenUp.has(frame.round)) throw new ProtocolError(`ae-docs for round ${frame.round}, which this region does not run`);
+      // A list in flight when this region gave the round up: read for nothing, and counted.
+      this.port.refused(`ae_docs_late: ae-docs for round ${frame.round}, which this region gave up`);
+      return;
+    }
     if (round.bucketsDue?.delete(frame.bucket) !== true) {
       throw new ProtocolError(`ae-docs for bucket ${frame.bucket}, which round ${frame.round} does not wait for`);
     }
@@ -390,7 +422,10 @@ export class AntiEntropy {
           if (queued.type === 'full-state' || queued.type === 'ask') await this.durable(queued.doc);
           const began = performance.now();
           const next = this.frameFor(queued);
-          if (next?.type === 'doc-sv') round.outstanding++;
+          if (next?.type === 'doc-sv') {
+            round.outstanding++;
+            round.awaiting.add(next.doc);
+          }
           const sent = next ? this.port.send(next) : null;
           used += performance.now() - began;
           await sent;
@@ -487,9 +522,23 @@ export class AntiEntropy {
     });
   }
 
+  /**
+   * A document's state from the peer: in a round the peer runs (no sv), or
+   * the answer to a doc-sv of a round this region runs, which is answered in
+   * turn. An answer nobody asked for closes the link, merging nothing.
+   */
   async onDocState(frame: DocStateFrame): Promise<void> {
     const { documents } = this.port;
-    if (!this.rounds.has(frame.round)) this.peerRoundAt = Date.now();
+    if (frame.sv) {
+      const running = this.heard(frame.round);
+      const asked = running ? running.awaiting.delete(frame.doc) : this.givenUp.get(frame.round)?.delete(frame.doc) === true;
+      if (!asked) {
+        this.port.fail(`doc-state rejected: round ${frame.round} did not ask about ${frame.doc}, or was answered`);
+        return;
+      }
+    } else if (!this.rounds.has(frame.round)) {
+      this.peerRoundAt = Date.now();
+    }
     // Not awaited one by one: documents received together share one commit
     // (a rebuild of many documents would otherwise cost an fsync each, and a
     // receiver that slow stops reading its socket, heartbeats included).
@@ -513,17 +562,15 @@ export class AntiEntropy {
     // hearing from it).
     while (this.applying.size >= MAX_APPLYING || (this.applying.size > 1 && this.applyingBytes > MAX_APPLYING_BYTES)) await this.applying.keys().next().value;
     this.docsRepaired++;
-    if (!frame.sv) return;
+    // An answer for a round given up is merged, not answered: nothing would send it.
+    if (!frame.sv || !this.rounds.has(frame.round)) return;
     await this.durable(frame.doc);
     const began = performance.now();
     const update = documents.readYjs(frame.doc, frame.sv);
     this.port.pacer?.spent(performance.now() - began);
     const answer: Frame | null = update ? { type: 'doc-state', round: frame.round, doc: frame.doc, update, sv: null } : null;
     const round = this.heard(frame.round);
-    if (!round) {
-      if (answer) this.answer(() => this.port.send(answer));
-      return;
-    }
+    if (!round) return;
     // Queued ahead of the rest, so it leaves before this round's ae-done.
     if (answer) round.queue.pushFirst(answer);
     round.outstanding--;
@@ -643,8 +690,14 @@ export class AntiEntropy {
 
   private abort(id: number): void {
     const round = this.rounds.get(id);
+    if (!round) return;
     this.rounds.delete(id);
-    round?.done();
+    this.givenUp.set(id, round.awaiting);
+    for (const oldest of this.givenUp.keys()) {
+      if (this.givenUp.size <= MAX_GIVEN_UP) break;
+      this.givenUp.delete(oldest);
+    }
+    round.done();
   }
 
   /**

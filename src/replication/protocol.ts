@@ -12,7 +12,9 @@
  * number has a bound: sequence numbers, timestamps and counters below
  * {@link MAX_SEQ} (2^48), round ids below {@link MAX_ROUND}, times finite and
  * below 2^48 ms, version vectors at most {@link MAX_WRITERS} writers, each a
- * writer id, heartbeats at most {@link MAX_LINKS} links. What a frame claims
+ * writer id, heartbeats at most {@link MAX_LINKS} links, entries frames at
+ * most {@link MAX_ENTRIES_PER_FRAME} entries and ae-docs at most
+ * {@link MAX_AE_DOCS} documents. What a frame claims
  * is checked against what this region asked for by the session.
  *
  * Frames are described by their fields (`struct`, `list`, `uint`, ...), and
@@ -168,6 +170,20 @@ const counter = seq;
 const entry = struct<NewLogEntry>({ origin: writerId, seq: uint(1, MAX_SEQ), doc: docKey, ts: seq, update: bytes });
 const linkReport = struct<LinkReport>({ region: regionId, state: oneOf(PEER_STATES) });
 /**
+ * Entries one frame may carry. Every entry is handed to the write path at
+ * once: a frame-sized list of a million minimal entries took seconds to
+ * decode, in one call. The sender cuts its batches at this count too
+ * (Session.stream), whatever `replication.batchBytes` allows.
+ */
+export const MAX_ENTRIES_PER_FRAME = 4096;
+/**
+ * Documents one ae-docs frame may list: those of one digest bucket. With
+ * 1024 buckets (buckets.ts) a region reaches it only past some 67 million
+ * documents; a bucket holding more is listed up to it, and the sender says
+ * so (see AntiEntropy.onBuckets).
+ */
+export const MAX_AE_DOCS = 65_536;
+/**
  * Links one heartbeat may report (one per peer of its sender). A heartbeat is
  * handled at once, beside nothing: a frame-sized list of millions would hold
  * the event loop for as long as decoding and comparing it takes.
@@ -192,7 +208,7 @@ function boundedBytes(max: number): Field<Uint8Array> {
 
 const CODECS: { [T in FrameType]: Codec<T> } = {
   'sync-request': frame('sync-request', MSG_SYNC_REQUEST, { vv }),
-  entries: frame('entries', MSG_ENTRIES, { entries: list(entry) }),
+  entries: frame('entries', MSG_ENTRIES, { entries: list(entry, MAX_ENTRIES_PER_FRAME) }),
   ack: frame('ack', MSG_ACK, { vv }),
   ping: frame('ping', MSG_PING, {
     id: counter,
@@ -210,7 +226,7 @@ const CODECS: { [T in FrameType]: Codec<T> } = {
   'ae-docs': frame('ae-docs', MSG_AE_DOCS, {
     round,
     bucket: uint(0, MAX_BUCKETS),
-    docs: list(struct({ doc: docKey, digest: fixed(DOC_DIGEST_BYTES) })),
+    docs: list(struct({ doc: docKey, digest: fixed(DOC_DIGEST_BYTES) }), MAX_AE_DOCS),
   }),
   'doc-sv': frame('doc-sv', MSG_DOC_SV, { round, doc: docKey, sv: bytes, parts: nullable(fixed(DOC_PARTS_BYTES)) }),
   'doc-state': frame('doc-state', MSG_DOC_STATE, { round, doc: docKey, update: bytes, sv: nullable(bytes) }),
@@ -245,11 +261,7 @@ export function encodeFrame(f: Frame): Uint8Array {
  * anything malformed; byte arrays in the result are copies, never views of `input`.
  */
 export function decodeFrame(input: Uint8Array, maxBytes: number): Frame {
-  if (input.length > maxBytes) throw new ProtocolError(`frame of ${input.length} bytes exceeds limit of ${maxBytes}`);
-  const d = decoding.createDecoder(input);
-  if (readByte(d, 'magic') !== FRAME_MAGIC) throw new ProtocolError('not a meridian frame');
-  const version = readByte(d, 'version');
-  if (version !== PROTOCOL_VERSION) throw new ProtocolError(`unsupported protocol version ${version}`);
+  const d = readHeader(input, maxBytes);
   const code = readByte(d, 'type');
   const known = BY_CODE.get(code);
   if (known === undefined) throw new ProtocolError(`unknown frame type ${code}`);
@@ -257,4 +269,26 @@ export function decodeFrame(input: Uint8Array, maxBytes: number): Frame {
   const body = codec.body.read(d, type);
   if (remaining(d) > 0) throw new ProtocolError(`${remaining(d)} trailing bytes after ${type} frame`);
   return { type, ...body } as Frame;
+}
+
+/**
+ * The `id` and `sentAt` of a ping, all a pong needs, checked as
+ * {@link decodeFrame} checks them; the rest of the frame is not read (a
+ * ping's vector and links take milliseconds to decode at their bounds).
+ */
+export function decodePingHead(input: Uint8Array, maxBytes: number): Pick<PingFrame, 'id' | 'sentAt'> {
+  const d = readHeader(input, maxBytes);
+  const code = readByte(d, 'type');
+  if (code !== MSG_PING) throw new ProtocolError(`frame type ${code} is not a ping`);
+  return { id: counter.read(d, 'id'), sentAt: float.read(d, 'sentAt') };
+}
+
+/** Checks the size, magic and version of a frame; the decoder stands at its type. */
+function readHeader(input: Uint8Array, maxBytes: number): decoding.Decoder {
+  if (input.length > maxBytes) throw new ProtocolError(`frame of ${input.length} bytes exceeds limit of ${maxBytes}`);
+  const d = decoding.createDecoder(input);
+  if (readByte(d, 'magic') !== FRAME_MAGIC) throw new ProtocolError('not a meridian frame');
+  const version = readByte(d, 'version');
+  if (version !== PROTOCOL_VERSION) throw new ProtocolError(`unsupported protocol version ${version}`);
+  return d;
 }

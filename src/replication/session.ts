@@ -22,7 +22,8 @@ import type { Documents } from '../docs/types.js';
 import type { DocumentStates, LogEntry, NewLogEntry, ReplicationLog } from '../storage/types.js';
 import { AntiEntropy } from './antientropy.js';
 import {
-  decodeFrame, encodeFrame, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError, type Frame, type LinkReport, type PingFrame,
+  decodeFrame, decodePingHead, encodeFrame, MAX_ENTRIES_PER_FRAME, MSG_AWARENESS, MSG_PING, MSG_PONG, ProtocolError,
+  type Frame, type LinkReport, type PingFrame,
 } from './protocol.js';
 import type { DocKey } from '../ids.js';
 import { MAX_WRITERS, MAX_WRITERS_FROM_PEERS, capped, covers, merged, newWriters } from '../vv.js';
@@ -158,9 +159,10 @@ const PEER_AWARENESS_PER_SECOND = 2000;
  * acknowledgement wakes every request waiting for replicas or a version (a
  * one-off: a flood of 23-byte pings held a Session 1.6 s per 64 KiB read
  * with a thousand such waits). Beyond the rate a ping is still answered (a
- * peer that never reads its pongs is closed by the backlog bound) but not
- * taken as anything else, a pong is dropped, and both are counted
- * (`heartbeat_rate`). Answering still costs some 35 µs a ping, so a peer
+ * peer that never reads its pongs is closed by the backlog bound), from its
+ * id and time alone (the rest is not decoded), but not taken as anything
+ * else, a pong is dropped, and both are counted (`heartbeat_rate`).
+ * Answering still costs some 35 µs a ping, so a peer
  * that keeps sending more than {@link PEER_HEARTBEAT_FLOOD_PER_SECOND} (past
  * a burst of twice that) is closed: a flood would otherwise hold the event
  * loop. A region configured with `replication.heartbeatMs` of 5 or more
@@ -169,6 +171,12 @@ const PEER_AWARENESS_PER_SECOND = 2000;
 const PEER_HEARTBEATS_PER_SECOND = 50;
 const PEER_HEARTBEAT_FLOOD_PER_SECOND = 1000;
 const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
+/**
+ * Error frames from the peer logged per second (bursts of twice as many):
+ * a peer says why it closes once, and a faulty one repeating itself would
+ * otherwise fill the log. The rest are counted, and the count logged.
+ */
+const PEER_ERRORS_LOGGED_PER_SECOND = 5;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
@@ -216,6 +224,9 @@ export class Session {
   );
   private readonly awarenessFrames: TokenBucket = createTokenBucket(PEER_AWARENESS_PER_SECOND, 2 * PEER_AWARENESS_PER_SECOND, () => performance.now());
   private readonly awarenessBytes: TokenBucket = createTokenBucket(PEER_AWARENESS_BYTES_PER_SECOND, 2 * PEER_AWARENESS_BYTES_PER_SECOND, () => performance.now());
+  private readonly errorLogs: TokenBucket = createTokenBucket(PEER_ERRORS_LOGGED_PER_SECOND, 2 * PEER_ERRORS_LOGGED_PER_SECOND, () => performance.now());
+  /** Error frames from the peer over {@link PEER_ERRORS_LOGGED_PER_SECOND} since the last one logged. */
+  private errorsNotLogged = 0;
   private lastYield = 0;
   private ackScheduled = false;
   /** Whether the peer already claimed more of this region's writer than it held (a restore) on this link. */
@@ -269,6 +280,10 @@ export class Session {
   }
 
   close(): void {
+    if (!this.closed && this.errorsNotLogged > 0) {
+      this.o.logger.warn({ peer: this.o.peer, notLogged: this.errorsNotLogged }, 'peer reported more errors than were logged');
+      this.errorsNotLogged = 0;
+    }
     this.closed = true;
     if (this.drainTimer) clearTimeout(this.drainTimer);
     if (this.pacedTimer) clearTimeout(this.pacedTimer);
@@ -399,13 +414,24 @@ export class Session {
     }
     if (overRate) this.o.onRejected(`heartbeat_rate: more than ${PEER_HEARTBEATS_PER_SECOND} pings and pongs a second from the peer`);
     if (overRate && bytes[2] === MSG_PONG) return;
+    // Over the rate a ping is only answered: what else it says (a vector of
+    // thousands of writers, a thousand links) is not even decoded.
+    if (overRate) {
+      let head: Pick<PingFrame, 'id' | 'sentAt'>;
+      try {
+        head = decodePingHead(bytes, this.o.maxFrameBytes);
+      } catch (err) {
+        return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
+      }
+      return this.send({ type: 'pong', ...head });
+    }
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, this.o.maxFrameBytes);
     } catch (err) {
       return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
     }
-    if (frame.type === 'ping') return overRate ? this.send({ type: 'pong', id: frame.id, sentAt: frame.sentAt }) : this.onPing(frame);
+    if (frame.type === 'ping') return this.onPing(frame);
     // Presence waits behind nothing: it is relayed at once, never stored.
     if (frame.type === 'awareness') return this.o.onAwareness?.(frame.doc, frame.update);
     // A pong echoes our clock; one from the future was not an answer to us.
@@ -466,7 +492,15 @@ export class Session {
         this.send({ type: 'ack', vv: this.o.documents.versionVector() });
         return;
       case 'error':
-        this.o.logger.warn({ peer: this.o.peer, code: frame.code, message: frame.message }, 'peer reported an error');
+        if (this.errorLogs.take() > 0) {
+          this.errorsNotLogged++;
+          return;
+        }
+        this.o.logger.warn(
+          { peer: this.o.peer, code: frame.code, message: frame.message, ...(this.errorsNotLogged > 0 ? { notLogged: this.errorsNotLogged } : {}) },
+          'peer reported an error',
+        );
+        this.errorsNotLogged = 0;
         return;
       default:
         return;
@@ -671,7 +705,8 @@ export class Session {
       if (this.sentByItsRegion(e)) continue;
       out.push({ origin: e.origin, seq: e.seq, doc: e.doc, ts: e.ts, update: e.update });
       bytes += e.update.byteLength + 64;
-      if (bytes >= this.o.batchBytes) {
+      // The peer refuses a frame of more entries (a commit may hold more, and batchBytes may be a frame).
+      if (bytes >= this.o.batchBytes || out.length >= MAX_ENTRIES_PER_FRAME) {
         this.sendEntries(out, bytes);
         out = [];
         bytes = 0;

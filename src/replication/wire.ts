@@ -215,7 +215,7 @@ export function oneOf<T extends string>(values: readonly T[]): Field<T> {
   };
 }
 
-/** A count, then the items; the count is checked against the bytes left before any item is read. */
+/** A count, then the items; the count is checked against `max` and the bytes left before any item is read. */
 export function list<T>(item: Field<T>, max = Number.MAX_SAFE_INTEGER): Field<T[]> {
   const count = uint(0, max + 1);
   return {
@@ -225,7 +225,8 @@ export function list<T>(item: Field<T>, max = Number.MAX_SAFE_INTEGER): Field<T[
       for (const x of items) item.write(e, x, what);
     },
     read(d, what) {
-      const n = count.read(d, what);
+      const n = readVarUint(d, what);
+      if (n > max) throw new ProtocolError(`${what}: ${n} out of range, more than the ${max} items a frame may hold`);
       need(d, n * item.min, what);
       const out: T[] = [];
       for (let i = 0; i < n; i++) out.push(item.read(d, what));

@@ -13,7 +13,8 @@
  * pushes back). A message longer than the largest update or awareness
  * message is refused from its frame header, before it is buffered (ws
  * closes with 1009). Awareness messages are rate-limited per connection
- * ({@link AWARENESS_PER_SECOND}); the excess is dropped and counted. A
+ * ({@link AWARENESS_PER_SECOND}), queries of the room's presence more
+ * tightly ({@link QUERY_AWARENESS_PER_SECOND}); the excess is dropped and counted. A
  * client that reads slower than its document changes is dropped once its
  * send buffer passes its bound, never slowing the others.
  */
@@ -68,6 +69,16 @@ export interface ConnectionOptions {
  */
 export const AWARENESS_PER_SECOND = 30;
 export const AWARENESS_BURST = 60;
+/**
+ * Presence queries a connection may send per second, and in a burst. Each
+ * is two bytes answered with every state of the room, up to
+ * `MAX_ROOM_PRESENCE_BYTES`: at the awareness rate, 120 MiB a second for
+ * one connection. y-websocket asks only over its BroadcastChannel, never
+ * its socket (a joiner is sent the states unasked). The excess is dropped
+ * and counted as `live_awareness_dropped`.
+ */
+export const QUERY_AWARENESS_PER_SECOND = 2;
+export const QUERY_AWARENESS_BURST = 4;
 /** Bytes of message framing (type, sub-type, length) allowed beyond the largest update. */
 const MESSAGE_SLACK_BYTES = 1024;
 /**
@@ -93,6 +104,7 @@ export class LiveConnection implements LiveMember {
   private awaitingPong = false;
   private readonly timer: NodeJS.Timeout;
   private readonly awarenessBudget: TokenBucket = createTokenBucket(AWARENESS_PER_SECOND, AWARENESS_BURST, () => performance.now());
+  private readonly queryBudget: TokenBucket = createTokenBucket(QUERY_AWARENESS_PER_SECOND, QUERY_AWARENESS_BURST, () => performance.now());
 
   constructor(private readonly o: ConnectionOptions) {
     this.wantsVersions = o.wantsVersions;
@@ -181,8 +193,8 @@ export class LiveConnection implements LiveMember {
         if (this.awarenessBudget.take() > 0) return this.o.onRefused('live_awareness_dropped');
         return this.applyAwareness(message.update);
       case 'query-awareness': {
-        // A two-byte question whose answer is every state in the room: it shares the awareness rate.
-        if (this.awarenessBudget.take() > 0) return this.o.onRefused('live_awareness_dropped');
+        // A two-byte question whose answer is every state in the room: held to a rate of its own.
+        if (this.queryBudget.take() > 0) return this.o.onRefused('live_awareness_dropped');
         const states = this.room.statesMessage();
         if (states) this.send(states);
         return;

@@ -113,8 +113,9 @@ export class Room<M extends RoomMember = RoomMember> {
   /**
    * Applies a member's awareness update (y-protocols encoding). Returns why
    * not, applying nothing, when it would leave the member holding more than
-   * {@link PRESENCE_IDS_PER_CLIENT} presence ids ('ids') or the room more
-   * than {@link MAX_ROOM_PRESENCE_BYTES} ('bytes'); null once applied.
+   * {@link PRESENCE_IDS_PER_CLIENT} presence ids, or names the room's own
+   * ('ids'), or the room more than {@link MAX_ROOM_PRESENCE_BYTES} ('bytes');
+   * null once applied.
    * @throws Error when the update does not decode.
    */
   applyFromMember(member: M, update: Uint8Array): PresenceRefusal | null {
@@ -147,19 +148,37 @@ export class Room<M extends RoomMember = RoomMember> {
    * Every id it names that it does not hold counts, null states too: each
    * one leaves a clock behind until it is forgotten, and a removal is sent
    * to every client and peer. Ids it hands back are not counted off; states
-   * it replaces are.
+   * it replaces are. Bytes are counted as y-protocols will apply the
+   * entries, in order, by their clocks: an entry it ignores (an older
+   * clock, sent again) frees nothing, else a stale null for a large state
+   * held would let a new large state in beside it, message after message;
+   * an id named twice counts once, with the state it ends up holding.
    */
   private refusal(owner: M | RegionId, entries: readonly AnnouncedState[], most: number): PresenceRefusal | null {
     const holds = this.held.get(owner);
     const taken = new Set<number>();
-    let delta = 0;
-    for (const { id, stateBytes } of entries) {
+    const after = new Map<number, HeldState>();
+    for (const entry of entries) {
+      const { id } = entry;
+      // The room's own id: told to remove a state there, y-protocols keeps
+      // it (and renews it every 15 s), held by no member and never expiring.
+      if (id === this.awareness.clientID) return 'ids';
       if (holds?.has(id) !== true) taken.add(id);
       if ((holds?.size ?? 0) + taken.size > most) return 'ids';
-      delta += (stateBytes ?? 0) - (this.stateBytes.get(id) ?? 0);
+      const now = after.get(id) ?? this.heldState(id);
+      if (applies(now, entry)) after.set(id, { clock: entry.clock, stateBytes: entry.stateBytes });
+      else after.set(id, now);
     }
+    let delta = 0;
+    for (const [id, { stateBytes }] of after) delta += (stateBytes ?? 0) - (this.stateBytes.get(id) ?? 0);
     if (delta <= 0) return null;
     return this.totalStateBytes + delta > MAX_ROOM_PRESENCE_BYTES || this.budget.used + delta > this.budget.max ? 'bytes' : null;
+  }
+
+  /** What presence id `id` holds now, as y-protocols reads it (an id it has never seen: clock 0). */
+  private heldState(id: number): HeldState {
+    const clock = this.awareness.meta.get(id)?.clock ?? 0;
+    return { clock, stateBytes: this.awareness.states.has(id) ? (this.stateBytes.get(id) ?? 0) : null };
   }
 
   /** Every known presence state as one message, or null when there is none. */
@@ -183,22 +202,30 @@ export class Room<M extends RoomMember = RoomMember> {
     this.encodedStates = undefined;
     const member = this.isMember(origin) ? origin : undefined;
     const announcer = member ?? (isPeerOrigin(origin) ? origin.peer : undefined);
-    if (announcer !== undefined) for (const id of [...added, ...updated]) this.own(id, announcer);
-    for (const id of removed) this.own(id, undefined);
-    const states = this.awareness.getStates();
-    for (const id of [...added, ...updated, ...removed]) {
-      const state = states.get(id);
-      this.countBytes(id, state === undefined || state === null ? 0 : JSON.stringify(state).length);
-    }
-    const changed = [...added, ...updated, ...removed];
+    // An id named twice in one update can be in two lists (removed, then
+    // given a state again): what it holds now decides who holds it, else a
+    // state would stay with nobody to remove it and no clock to expire it.
+    const changed = [...new Set([...added, ...updated, ...removed])];
     if (changed.length === 0) return;
+    const states = this.awareness.getStates();
+    const gone: number[] = [];
+    for (const id of changed) {
+      const state: unknown = states.get(id);
+      if (state === undefined) {
+        this.own(id, undefined);
+        gone.push(id);
+      } else if (announcer !== undefined) {
+        this.own(id, announcer);
+      }
+      this.countBytes(id, state === undefined ? 0 : stateLength(state));
+    }
     const update = awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed);
     this.broadcast(awarenessMessage(update), member);
     // Local changes go to the peers; a peer's own changes and expiries (every
     // region expires states on its own clock) do not go back out.
     if (member !== undefined || origin === DISCONNECT) this.relay(this.doc, update);
     // After encoding, which reads them.
-    for (const id of removed) this.forgetClock(id);
+    for (const id of gone) this.forgetClock(id);
   }
 
   /**
@@ -249,17 +276,30 @@ function isPeerOrigin(origin: unknown): origin is PeerOrigin {
   return typeof origin === 'object' && origin !== null && typeof (origin as Partial<PeerOrigin>).peer === 'string';
 }
 
-/** One entry of an awareness update: the id, and the length of its state's JSON (null: it removes the id's state). */
-interface AnnouncedState {
-  id: number;
+/** What an id holds: its clock, and the length of its state's JSON (null: no state). */
+interface HeldState {
+  clock: number;
   stateBytes: number | null;
+}
+
+/** One entry of an awareness update: the id, its clock, and the length of its state's JSON (null: it removes the id's state). */
+interface AnnouncedState extends HeldState {
+  id: number;
+}
+
+/** Whether y-protocols' `applyAwarenessUpdate` applies `entry` to an id holding `held`, or ignores it. */
+function applies(held: HeldState, entry: AnnouncedState): boolean {
+  return held.clock < entry.clock || (held.clock === entry.clock && entry.stateBytes === null && held.stateBytes !== null);
 }
 
 /**
  * The entries of an awareness update (y-protocols encoding). Each state is
  * parsed here as y-protocols will parse it: one that does not parse refuses
  * the whole update before any of it is applied (y-protocols would apply
- * the entries before it, and keep their states outside every count).
+ * the entries before it, and keep their states outside every count). Its
+ * length is the one the room counts once it holds the state (see
+ * `Room.countBytes`), the JSON as sent on: the JSON as received may be
+ * shorter (`1e20` is sent on as `100000000000000000000`).
  * @throws Error when it does not decode (each entry takes at least three bytes, so this ends).
  */
 function announcedStates(update: Uint8Array): AnnouncedState[] {
@@ -267,11 +307,16 @@ function announcedStates(update: Uint8Array): AnnouncedState[] {
   const states: AnnouncedState[] = [];
   for (let n = decoding.readVarUint(decoder); n > 0; n--) {
     const id = decoding.readVarUint(decoder);
-    decoding.readVarUint(decoder);
-    const state = decoding.readVarString(decoder);
-    states.push({ id, stateBytes: JSON.parse(state) === null ? null : state.length });
+    const clock = decoding.readVarUint(decoder);
+    const state: unknown = JSON.parse(decoding.readVarString(decoder));
+    states.push({ id, clock, stateBytes: state === null ? null : stateLength(state) });
   }
   return states;
+}
+
+/** The length of a state's JSON as the room sends it on, and counts it. */
+function stateLength(state: unknown): number {
+  return JSON.stringify(state).length;
 }
 
 interface AwarenessChange {

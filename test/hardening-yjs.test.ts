@@ -275,7 +275,7 @@ describe('updates that depend on changes nobody holds', () => {
     expect(node.documents.pendingDocs()).toBe(0);
   });
 
-  it('refuses a client written in two sections, of which Yjs applies only the last', async () => {
+  it('refuses a client written in two sections, of which Yjs applies only the last, and clients out of Yjs\'s order', async () => {
     const editor = new Y.Doc();
     editor.clientID = 11_111;
     const first = captured(editor, () => editor.getText('t').insert(0, 'abc'));
@@ -288,11 +288,16 @@ describe('updates that depend on changes nobody holds', () => {
     };
     const twoSections = Uint8Array.from([2, ...sectionOf(first), ...sectionOf(second), 0]);
     const emptied = Uint8Array.from([2, ...sectionOf(first), 0, ...sectionOf(first).subarray(1, 1 + lengthOfVarUint(11_111)), 0, 0]);
+    // Two clients, the lower first: applied whole, but Y.mergeUpdates (stored parts merged, states for peers) drops the higher.
+    const other = new Y.Doc();
+    other.clientID = 22_222;
+    const higher = captured(other, () => other.getMap('m').set('x', 1));
+    const ascending = Uint8Array.from([2, ...sectionOf(first), ...sectionOf(higher), 0]);
     const before = await state();
-    for (const update of [twoSections, emptied]) {
+    for (const update of [twoSections, emptied, ascending]) {
       const res = await post(update);
       expect(res.statusCode).toBe(400);
-      expect(res.json()).toMatchObject({ error: 'invalid_update', message: expect.stringMatching(/client sections/) });
+      expect(res.json()).toMatchObject({ error: 'invalid_update', message: expect.stringMatching(/client sections|descending order/) });
     }
     expect(node.documents.pendingDocs()).toBe(0);
     expect((await state()).yjs.equals(before.yjs)).toBe(true);

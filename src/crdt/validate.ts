@@ -152,12 +152,21 @@ function checkDecoded(update: Uint8Array): DecodedUpdate {
   } catch (err) {
     refuse('the update is not a valid Yjs update', err);
   }
-  // Yjs applies only the last section of a client that has several (an empty
-  // one included), while its decoder lists them all: what was checked would
-  // not be what is applied, and the rest would wait for the dropped part for
-  // good. Yjs writes each client once, with at least one struct.
-  const clients = new Set(decoded.structs.map((struct) => struct.id.client)).size;
-  if (clients !== sections) refuse(`the update holds ${sections} client sections for ${clients} clients; Yjs writes each client's structs in one section`);
+  // Yjs writes each client once, with at least one struct, highest client
+  // first. Applying, it keeps only the last section of a client that has
+  // several (an empty one included), while its decoder lists them all: what
+  // was checked would not be what is applied, and the rest would wait for
+  // the dropped part for good. Merging (Y.mergeUpdates: stored parts, states
+  // sent to peers), it drops a client that follows a lower one.
+  let sectionsSeen = 0;
+  let previous = Number.POSITIVE_INFINITY;
+  for (const { id } of decoded.structs) {
+    if (id.client === previous) continue;
+    if (id.client > previous) refuse(`the update writes client ${id.client} after client ${previous}; Yjs writes clients in descending order, each once`);
+    previous = id.client;
+    sectionsSeen++;
+  }
+  if (sectionsSeen !== sections) refuse(`the update holds ${sections} client sections for ${sectionsSeen} clients; Yjs writes each client's structs in one section`);
   for (const struct of decoded.structs) {
     const { client, clock } = struct.id;
     if (!(struct.length >= 1) || !Number.isSafeInteger(clock + struct.length)) {

@@ -249,15 +249,7 @@ describe('the size of one document is bounded', () => {
     expect(bytes).toBeLessThanOrEqual(LIMIT + Math.floor(LIMIT / 64));
   });
 
-  it('refuses deletions that split a text into pieces past the bound, and keeps everything it took', async () => {
-    const post = (update: Uint8Array) => fetch(`${url}/v1/docs/big/split/yjs`, {
-      method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update),
-    });
-    const editor = new Y.Doc();
-    editor.clientID = 4242;
-    editor.getText('t').insert(0, 'x'.repeat(100_000));
-    // 100,000 characters in one item, about 100 KB of state.
-    expect((await post(Y.encodeStateAsUpdate(editor))).status).toBe(200);
+  it('refuses deletions that split a text into pieces past the bound, alone or beside an insertion, and keeps everything it took', async () => {
     /** Deletes every other character of 20,000 from `from` (clocks, as the text was written in one go): a 40 KB update. */
     const deletions = (from: number): Uint8Array => {
       const e = encoding.createEncoder();
@@ -271,21 +263,39 @@ describe('the size of one document is bounded', () => {
       }
       return encoding.toUint8Array(e);
     };
-    // Each taken write adds some 200 KB of state (20,000 pieces where there was one).
-    let taken = 0;
-    let refused: Response | null = null;
-    for (let from = 0; from < 100_000 && refused === null; from += 20_000) {
-      const res = await post(deletions(from));
-      if (res.status === 200) taken++;
-      else refused = res;
+    for (const inserting of [false, true]) {
+      const path = `${url}/v1/docs/big/split-${inserting ? 'mixed' : 'deletions'}/yjs`;
+      const post = (update: Uint8Array) => fetch(path, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update) });
+      const editor = new Y.Doc();
+      editor.clientID = 4242;
+      editor.getText('t').insert(0, 'x'.repeat(100_000));
+      // 100,000 characters in one item, about 100 KB of state.
+      expect((await post(Y.encodeStateAsUpdate(editor))).status).toBe(200);
+      // With one character inserted by another client, the write no longer only deletes.
+      editor.clientID = 4343;
+      const insertion = (): Uint8Array => {
+        const before = Y.encodeStateVector(editor);
+        editor.getText('t').insert(0, 'y');
+        return Y.encodeStateAsUpdate(editor, before);
+      };
+      // Each taken write adds some 200 KB of state (20,000 pieces where there was one).
+      let taken = 0;
+      let refused: Response | null = null;
+      for (let from = 0; from < 100_000 && refused === null; from += 20_000) {
+        const res = await post(inserting ? Y.mergeUpdates([insertion(), deletions(from)]) : deletions(from));
+        if (res.status === 200) taken++;
+        else refused = res;
+      }
+      expect(taken).toBeGreaterThan(0);
+      expect(refused?.status).toBe(413);
+      const body = await refused!.json() as { error: string; message: string };
+      expect(body.error).toBe('body_too_large');
+      if (!inserting) expect(body.message).toMatch(/deleting inside items splits them/);
+      const held = new Uint8Array(await (await fetch(path)).arrayBuffer());
+      expect(held.byteLength).toBeLessThanOrEqual(LIMIT + Math.floor(LIMIT / 64));
+      const doc = new Y.Doc();
+      Y.applyUpdate(doc, held);
+      expect(doc.getText('t').length).toBe(100_000 - 10_000 * taken + (inserting ? taken : 0));
     }
-    expect(taken).toBeGreaterThan(0);
-    expect(refused?.status).toBe(413);
-    expect(await refused!.json()).toMatchObject({ error: 'body_too_large', message: expect.stringMatching(/deleting inside items splits them/) });
-    const held = new Uint8Array(await (await fetch(`${url}/v1/docs/big/split/yjs`)).arrayBuffer());
-    expect(held.byteLength).toBeLessThanOrEqual(LIMIT + Math.floor(LIMIT / 64));
-    const doc = new Y.Doc();
-    Y.applyUpdate(doc, held);
-    expect(doc.getText('t').length).toBe(100_000 - 10_000 * taken);
   });
 });

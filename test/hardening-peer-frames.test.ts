@@ -199,6 +199,30 @@ describe('answers to doc-sv', () => {
   });
 });
 
+describe('offers of a whole state (doc-replace)', () => {
+  it('takes an offer still in flight when its round was given up, once', async () => {
+    const me = region(TARGET);
+    const peer = region(PEER);
+    const doc = docKey('frames', 'offered');
+    await me.docs.put(doc, { from: 'me' });
+    await me.docs.digests.settled();
+    const l = link(me, PEER);
+    await l.deliver({ type: 'sync-request', vv: new Map() });
+    const round = await roundAskingAbout(l, doc);
+    // Asked with its digest parts: the peer may offer its state.
+    expect(l.sent.find((f) => f.type === 'doc-sv' && f.round === round && f.doc === doc)).toMatchObject({ parts: expect.any(Uint8Array) });
+    l.session.ae.abortIdle(Date.now() + 1, 0);
+
+    const update = await peerState(peer, doc, { offered: 'yes' });
+    await l.deliver({ type: 'doc-replace', round, doc, update, kind: 'offer' });
+    expect(l.closes).toEqual([]);
+    await expect.poll(() => l.sent.some((f) => f.type === 'doc-replace' && f.round === round && f.kind === 'answer')).toBe(true);
+
+    await l.deliver({ type: 'doc-replace', round, doc, update, kind: 'offer' });
+    expect(l.closes).toEqual([{ code: 4400, reason: expect.stringMatching(/which this region did not ask for/) }]);
+  });
+});
+
 describe('lists of documents (ae-docs)', () => {
   it('counts a list for a round this region gave up, and closes the link on one for a round it never ran', async () => {
     const me = region(TARGET);

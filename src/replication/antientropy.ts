@@ -220,10 +220,11 @@ export class AntiEntropy {
   /**
    * Rounds this region gave up before they completed (idle, or their frames
    * could not be sent), oldest first, with the documents whose answers had
-   * not arrived: the peer's answers and lists still in flight then are no
-   * protocol error. A round that completed had every answer and list.
+   * not arrived and those it may still be offered: the peer's answers,
+   * offers and lists still in flight then are no protocol error. A round
+   * that completed had every answer, offer and list.
    */
-  private readonly givenUp = new Map<number, Set<DocKey>>();
+  private readonly givenUp = new Map<number, Pick<Round, 'awaiting' | 'mayOffer'>>();
   /** The floor of the last round this region completed, and when: the peer states it once it has applied the round. */
   private lastFloor: { floor: VersionVector; at: number } | null = null;
   /** Rounds completed (as initiator) since the link opened. */
@@ -531,7 +532,7 @@ export class AntiEntropy {
     const { documents } = this.port;
     if (frame.sv) {
       const running = this.heard(frame.round);
-      const asked = running ? running.awaiting.delete(frame.doc) : this.givenUp.get(frame.round)?.delete(frame.doc) === true;
+      const asked = running ? running.awaiting.delete(frame.doc) : this.givenUp.get(frame.round)?.awaiting.delete(frame.doc) === true;
       if (!asked) {
         this.port.fail(`doc-state rejected: round ${frame.round} did not ask about ${frame.doc}, or was answered`);
         return;
@@ -588,7 +589,7 @@ export class AntiEntropy {
     // the protocol asks for it: an offer after this region asked about the
     // document with its digest parts, an answer after it offered its own.
     const expected = frame.kind === 'offer'
-      ? this.rounds.get(frame.round)?.mayOffer.delete(frame.doc) === true
+      ? (this.rounds.get(frame.round) ?? this.givenUp.get(frame.round))?.mayOffer.delete(frame.doc) === true
       : this.offered.delete(offerKey(frame.round, frame.doc));
     if (!expected) {
       this.port.fail(`doc-replace rejected: an ${frame.kind} of ${frame.doc} in round ${frame.round}, which this region did not ask for`);
@@ -692,7 +693,8 @@ export class AntiEntropy {
     const round = this.rounds.get(id);
     if (!round) return;
     this.rounds.delete(id);
-    this.givenUp.set(id, round.awaiting);
+    // Its sets only: its queue may hold states, let go with it.
+    this.givenUp.set(id, { awaiting: round.awaiting, mayOffer: round.mayOffer });
     for (const oldest of this.givenUp.keys()) {
       if (this.givenUp.size <= MAX_GIVEN_UP) break;
       this.givenUp.delete(oldest);

@@ -24,7 +24,7 @@ import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
 import { docKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../src/ids.js';
 import {
-  FRAME_MAGIC, MAX_AE_DOCS, MAX_ENTRIES_PER_FRAME, MSG_AE_DOCS, MSG_ENTRIES, MSG_PING, PROTOCOL_VERSION,
+  MAX_AE_DOCS, MAX_ENTRIES_PER_FRAME, MSG_AE_DOCS, MSG_ENTRIES, MSG_PING,
   decodeFrame, encodeFrame, type Frame,
 } from '../src/replication/protocol.js';
 import { Session } from '../src/replication/session.js';
@@ -32,6 +32,7 @@ import { openStore } from '../src/storage/sqlite.js';
 import type { Store } from '../src/storage/types.js';
 import { http, startTestCluster, syncStatus, waitForConvergence } from './helpers/cluster.js';
 import { ImpostorLink } from './helpers/impostor.js';
+import { rawFrame } from './helpers/raw-frame.js';
 
 const PEER = 'ap-south' as RegionId;
 const TARGET = 'eu-west' as RegionId;
@@ -62,16 +63,6 @@ function region(name: RegionId): Region {
     rmSync(dir, { recursive: true, force: true });
   });
   return { name, docs, store };
-}
-
-/** A frame written by hand, to carry what the encoder refuses to write. */
-function rawFrame(code: number, body: (e: encoding.Encoder) => void): Uint8Array {
-  const e = encoding.createEncoder();
-  encoding.writeUint8(e, FRAME_MAGIC);
-  encoding.writeUint8(e, PROTOCOL_VERSION);
-  encoding.writeUint8(e, code);
-  body(e);
-  return encoding.toUint8Array(e);
 }
 
 /** The number of entries an entries frame says it carries, read without the codec's bound. */

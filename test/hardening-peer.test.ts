@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../src/ids.js';
 import {
-  FRAME_MAGIC, MAX_ROUND, MSG_ACK, MSG_AE_DONE, MSG_ENTRIES, MSG_SYNC_REQUEST, PROTOCOL_VERSION, ProtocolError,
+  MAX_ROUND, MSG_ACK, MSG_AE_DONE, MSG_ENTRIES, MSG_SYNC_REQUEST, ProtocolError,
   decodeFrame, encodeFrame, type Frame,
 } from '../src/replication/protocol.js';
 import { DB_FILE, openStore } from '../src/storage/sqlite.js';
@@ -26,6 +26,7 @@ import * as Y from 'yjs';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
 import { ImpostorLink } from './helpers/impostor.js';
 import { presenceUpdate } from './helpers/presence.js';
+import { rawFrame } from './helpers/raw-frame.js';
 
 const IMPOSTOR = 'ap-south' as RegionId;
 const TARGET = 'eu-west' as RegionId;
@@ -53,16 +54,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.dispose();
 });
-
-/** A frame written by hand, to carry numbers the encoder refuses to write. */
-function rawFrame(code: number, body: (e: encoding.Encoder) => void): Uint8Array {
-  const e = encoding.createEncoder();
-  encoding.writeUint8(e, FRAME_MAGIC);
-  encoding.writeUint8(e, PROTOCOL_VERSION);
-  encoding.writeUint8(e, code);
-  body(e);
-  return encoding.toUint8Array(e);
-}
 
 function writeVv(e: encoding.Encoder, vv: VersionVector): void {
   encoding.writeVarUint(e, vv.size);

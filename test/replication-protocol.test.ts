@@ -23,6 +23,7 @@ import {
   encodeFrame,
   type Frame,
 } from '../src/replication/protocol.js';
+import { rawFrame as raw } from './helpers/raw-frame.js';
 
 const LIMIT = 1 << 20;
 
@@ -102,16 +103,6 @@ function expectProtocolError(bytes: Uint8Array, reason: RegExp): void {
   const out = decodeOrProtocolError(bytes);
   expect(out).toBeInstanceOf(ProtocolError);
   expect((out as ProtocolError).reason).toMatch(reason);
-}
-
-/** A frame built by hand, to say things the encoder refuses to say. */
-function raw(code: number, body: (e: encoding.Encoder) => void): Uint8Array {
-  const e = encoding.createEncoder();
-  encoding.writeUint8(e, FRAME_MAGIC);
-  encoding.writeUint8(e, PROTOCOL_VERSION);
-  encoding.writeUint8(e, code);
-  body(e);
-  return encoding.toUint8Array(e);
 }
 
 describe('frame codec', () => {

@@ -240,11 +240,14 @@ export function prepareStatements(db: Database.Database) {
     // scan of everything the peer lacks.
     firstBeyond: prep<[string, number], { lsn: number }>(db, 'SELECT lsn FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT 1'),
     lastLsn: prep<[], { lsn: number | null }>(db, 'SELECT max(lsn) AS lsn FROM log'),
-    // At most `limit` entries: a peer cut off for hours lacks millions.
+    // At most `limit` entries: a peer cut off for hours lacks millions. The
+    // length is taken in the subquery, where SQLite reads it from the record
+    // header: selecting the data there read every blob (0.3 s for 450 MB of
+    // entries, twice a second, on an idle region with a peer down).
     beyond: prep<[string, number, number], { ts: number | null; n: number; bytes: number }>(
       db,
-      'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(length(data)), 0) AS bytes ' +
-        'FROM (SELECT ts, data FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?)',
+      'SELECT min(ts) AS ts, count(*) AS n, coalesce(sum(bytes), 0) AS bytes ' +
+        'FROM (SELECT ts, length(data) AS bytes FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?)',
     ),
 
     peerAcks: prep<[string], { origin: string; seq: number }>(

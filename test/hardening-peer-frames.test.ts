@@ -256,6 +256,41 @@ describe('entries this region sends', () => {
   }, 60_000);
 });
 
+/** A small update of a Yjs client of its own. */
+function thirdUpdate(): Uint8Array {
+  const doc = new Y.Doc();
+  doc.clientID = 33;
+  doc.getMap('root').set('n', 3);
+  return Y.encodeStateAsUpdate(doc);
+}
+
+describe('the log this region reads for a peer', () => {
+  it('reads large entries a MiB at a time, and goes on past a page its bytes cut short', async () => {
+    const me = region(TARGET);
+    // First in the log, an entry of a third region's that the peer lacks: the log is read from its start.
+    const third = 'us-east~01' as WriterId;
+    await me.docs.applyRemote([{ origin: third, seq: 1, doc: docKey('frames', 'third'), ts: Date.now(), update: thirdUpdate() }], 'us-east' as RegionId);
+    const editor = new Y.Doc();
+    editor.clientID = 77;
+    // 12 updates of 200 KB: the log's pages end after 6 of them.
+    for (let i = 0; i < 12; i++) {
+      const before = Y.encodeStateVector(editor);
+      editor.getMap('root').set(`k${i}`, 'x'.repeat(200_000));
+      await me.docs.applyYjs(docKey('frames', 'large'), Y.encodeStateAsUpdate(editor, before));
+    }
+    await me.docs.put(docKey('frames', 'small'), { n: 1 });
+    const held = new Map(me.docs.versionVector());
+    const writer = me.docs.writer;
+    held.set(writer, held.get(writer)! - 1);
+    held.delete(third);
+    const l = link(me, PEER);
+    // The peer lacks the first entry and the last: the large ones between are read and skipped.
+    await l.deliver({ type: 'sync-request', vv: held });
+    const sent = () => l.entries.flatMap((bytes) => (decodeFrame(bytes, 1 << 24) as Extract<Frame, { type: 'entries' }>).entries.map((e) => [e.origin, e.seq]));
+    await expect.poll(sent).toEqual([[third, 1], [writer, held.get(writer)! + 1]]);
+  });
+});
+
 describe('heartbeats over the rate', () => {
   /** A ping whose id and time are sound, and whose link list says it holds a million. */
   const pingWithBadLinks = (id: number, sentAt: number): Uint8Array =>

@@ -110,6 +110,22 @@ describe.each(ENGINES)('storage contract: $name', (engine) => {
     expect(store.readLog(lsns[2]!, 10)).toEqual([]);
     expect(store.hasEntry(w, 2)).toBe(true);
     expect(store.hasEntry(w, 3)).toBe(false);
+    // Positions alone, as the feed reads them.
+    expect(store.readLogPositions(0, 10)).toEqual(log.map(({ lsn, origin, seq, doc }) => ({ lsn, origin, seq, doc })));
+    expect(store.readLogPositions(lsns[0]!, 1)).toEqual([{ lsn: lsns[1], origin: OTHER, seq: 1, doc: Y }]);
+  });
+
+  it('ends a page of the log at a byte bound, after at least one entry', async () => {
+    const { store } = start();
+    const w = store.writer;
+    const large = (seq: number): NewLogEntry => ({ ...entry(w, seq, X), update: new Uint8Array(1000).fill(seq) });
+    const lsns = await store.commit({ entries: [large(1), large(2), large(3)], docs: [] });
+    expect(store.readLog(0, 10, 1500).map((e) => e.lsn)).toEqual(lsns.slice(0, 2));
+    expect(store.readLog(0, 10, 1000).map((e) => e.lsn)).toEqual(lsns.slice(0, 1));
+    expect(store.readLog(0, 10, 1).map((e) => e.lsn)).toEqual(lsns.slice(0, 1));
+    expect(store.readLog(lsns[1]!, 10, 1).map((e) => e.lsn)).toEqual(lsns.slice(2));
+    expect(store.readLog(0, 10, 3000).map((e) => e.lsn)).toEqual(lsns);
+    expect(store.readLog(lsns[2]!, 10, 1)).toEqual([]);
   });
 
   it('says up to which lsn a version vector covers the whole log', async () => {

@@ -34,7 +34,7 @@ export interface FeedChange {
 }
 
 /** The slice of the store a feed reads to resume. */
-export type FeedLog = Pick<Store, 'readLog' | 'logFloor'>;
+export type FeedLog = Pick<Store, 'readLogPositions' | 'logFloor'>;
 
 /** The entries fields a feed needs; committed entries and log entries both fit. */
 export type FeedEntry = Pick<LogEntry, 'origin' | 'seq' | 'doc'>;
@@ -140,7 +140,8 @@ export class LogScan {
     for (let first = true; ; first = false) {
       // A long scan reads in pages between which requests, frames and heartbeats are served.
       if (!first) await new Promise<void>((resolve) => setImmediate(resolve));
-      const page = this.log.readLog(this.cursor, SCAN_PAGE);
+      // Positions only: the updates, up to a MiB each, are not needed to tell what changed.
+      const page = this.log.readLogPositions(this.cursor, SCAN_PAGE);
       this.scanned += page.length;
       if (this.scanned > MAX_RESUME_SCAN) return null;
       for (const e of page) {

@@ -129,8 +129,9 @@ const FLOOR_WAIT_MS = 120_000;
 const YIELD_AFTER_MS = 1;
 /** Log pages (of 256 entries) read per event-loop turn at most. */
 const PAGES_PER_TURN = 16;
-/** Entries read from the log at once. */
+/** Entries read from the log at once, and their bytes at most (past the first: entries may be a MiB each). */
 const LOG_PAGE = 256;
+const LOG_PAGE_BYTES = 1024 * 1024;
 /** Shortest time between two re-reads of the log for links a peer lost, ms. */
 const REREAD_MIN_MS = 1000;
 /** Longest stretch of log streaming in one turn, ms: a catching-up peer must not hold this region's clients. */
@@ -665,8 +666,10 @@ export class Session {
           more = true;
           break;
         }
-        const page = this.o.store.readLog(this.cursor, LOG_PAGE);
-        if (!this.stream(page, held) || page.length < LOG_PAGE) break;
+        const page = this.o.store.readLog(this.cursor, LOG_PAGE, LOG_PAGE_BYTES);
+        // A page cut by its bytes is not the log's end: that is a short page of small entries.
+        const bytes = page.reduce((n, e) => n + e.update.byteLength, 0);
+        if (!this.stream(page, held) || (page.length < LOG_PAGE && bytes < LOG_PAGE_BYTES)) break;
       }
     } finally {
       this.pumping = false;

@@ -17,7 +17,7 @@ import type {
   CommitBatch, ConflictRecord, ConflictStore, DocDigest, DocHead, DocSummary, LogEntry, QuarantineStore, QuarantinedEntry,
   Snapshot, StorageStats, Store, StoredDoc,
 } from './types.js';
-import { MAX_CONFLICT_BYTES } from './types.js';
+import { MAX_CONFLICT_BYTES, type LogPosition } from './types.js';
 
 const DIGEST_BYTES = 32;
 
@@ -208,13 +208,20 @@ export class MemoryStore implements Store {
       .slice(0, limit).map(([doc]) => doc);
   }
 
-  readLog(afterLsn: number, limit: number): LogEntry[] {
+  readLog(afterLsn: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): LogEntry[] {
     const out: LogEntry[] = [];
+    let bytes = 0;
     for (const [lsn, e] of this.v.log) {
-      if (out.length >= limit) break;
-      if (lsn > afterLsn) out.push(e);
+      if (out.length >= limit || (out.length > 0 && bytes >= maxBytes)) break;
+      if (lsn <= afterLsn) continue;
+      out.push(e);
+      bytes += e.update.byteLength;
     }
     return out;
+  }
+
+  readLogPositions(afterLsn: number, limit: number): LogPosition[] {
+    return this.readLog(afterLsn, limit).map(({ lsn, origin, seq, doc }) => ({ lsn, origin, seq, doc }));
   }
 
   logFloor(): Map<WriterId, number> {

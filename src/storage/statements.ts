@@ -92,6 +92,11 @@ export function prepareStatements(db: Database.Database) {
     ),
     hasEntry: prep<[string, number], { one: number }>(db, 'SELECT 1 AS one FROM log WHERE origin = ? AND seq = ?'),
     readLog: prep<[number, number], LogRow>(db, `SELECT ${LOG_COLUMNS} FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?`),
+    // Lengths come from the record headers: no update is read.
+    logPositions: prep<[number, number], { lsn: number; origin: string; seq: number; doc: string; bytes: number }>(
+      db,
+      'SELECT lsn, origin, seq, doc, length(data) AS bytes FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?',
+    ),
     docEntries: prep<[string, number], LogRow>(
       db,
       `SELECT ${LOG_COLUMNS} FROM log WHERE doc = ? AND lsn > ? ORDER BY lsn`,

@@ -21,7 +21,7 @@ import { SqliteConflicts } from './conflicts.js';
 import { entriesBeyond, readLogFloor, readVersionVector } from './progress.js';
 import { prepareStatements, toEntry, toSummary, type LogRow, type SnapshotRow, type Statements } from './statements.js';
 import type { PendingEntries } from './pending.js';
-import { MAX_CONFLICTS_PER_DOC, MAX_CONFLICT_BYTES, type CommitBatch, type DocDigest, type DocHead, type DocSummary, type LogEntry, type Snapshot, type StorageStats, type Store, type StoredDoc } from './types.js';
+import { MAX_CONFLICTS_PER_DOC, MAX_CONFLICT_BYTES, type CommitBatch, type DocDigest, type DocHead, type DocSummary, type LogEntry, type LogPosition, type Snapshot, type StorageStats, type Store, type StoredDoc } from './types.js';
 
 /** What {@link SqliteStore.loadDoc} reads of a document in one transaction. */
 interface DocRows {
@@ -271,9 +271,10 @@ export class SqliteStore implements Store {
    * their checksum are skipped (and handled as in {@link loadDoc}); fewer
    * than `limit` entries means the end of the log was reached.
    */
-  readLog(afterLsn: number, limit: number): LogEntry[] {
+  readLog(afterLsn: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): LogEntry[] {
     const out: LogEntry[] = [];
     let cursor = afterLsn;
+    if (Number.isFinite(maxBytes)) limit = Math.min(limit, entriesWithin(this.s.logPositions.all(afterLsn, limit), maxBytes));
     while (out.length < limit) {
       const wanted = limit - out.length;
       const rows = this.s.readLog.all(cursor, wanted);
@@ -286,6 +287,10 @@ export class SqliteStore implements Store {
       cursor = last.lsn;
     }
     return out;
+  }
+
+  readLogPositions(afterLsn: number, limit: number): LogPosition[] {
+    return this.s.logPositions.all(afterLsn, limit).map((r) => ({ lsn: r.lsn, origin: r.origin as WriterId, seq: r.seq, doc: r.doc as DocKey }));
   }
 
   /** See {@link readLogFloor}: from this seq on, the log holds every applied entry of the origin. */
@@ -466,6 +471,16 @@ export class SqliteStore implements Store {
   }
 }
 
+
+/** How many of `rows` (in lsn order) a page of at most `maxBytes` holds: at least one, none once those before it hold that many. */
+function entriesWithin(rows: readonly { bytes: number }[], maxBytes: number): number {
+  let bytes = 0;
+  for (let i = 0; i < rows.length; i++) {
+    if (i > 0 && bytes >= maxBytes) return i;
+    bytes += rows[i]!.bytes;
+  }
+  return rows.length;
+}
 
 function fileSize(path: string): number {
   return statSync(path, { throwIfNoEntry: false })?.size ?? 0;

@@ -4,6 +4,9 @@ import type { PendingEntries } from './pending.js';
 export type { PendingEntries };
 
 /** One change to one document, as it is kept in the append-only log. */
+/** Where a log entry is, and what it changed, without its update. */
+export type LogPosition = Omit<LogEntry, 'update' | 'ts'>;
+
 export interface LogEntry {
   /** Local log sequence number: the order in which this region stored entries. */
   lsn: number;
@@ -235,8 +238,15 @@ export interface ReplicationLog {
    * engine commits elsewhere; the lsns at once when it commits in place.
    */
   commit(batch: CommitBatch): number[] | Promise<number[]>;
-  /** Entries with lsn > afterLsn in lsn order; fewer than `limit` means the end of the log. */
-  readLog(afterLsn: number, limit: number): LogEntry[];
+  /**
+   * Entries with lsn > afterLsn in lsn order; fewer than `limit` means the
+   * end of the log, unless `maxBytes` (of updates) ended it first: then at
+   * least one entry, and no more once they hold that many bytes (entries
+   * may be a MiB each: a page of them is read in one synchronous call).
+   */
+  readLog(afterLsn: number, limit: number, maxBytes?: number): LogEntry[];
+  /** As {@link readLog}, without the updates: where entries are and what they changed. */
+  readLogPositions(afterLsn: number, limit: number): LogPosition[];
   /** Lowest seq still held in the log for each origin (entries below were garbage-collected). */
   logFloor(): Map<WriterId, number>;
   /** The highest-seq entry of `origin` for `doc` still in the log, if any. */

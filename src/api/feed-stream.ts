@@ -52,6 +52,11 @@ export class OversizedSends {
   give(bytes: number): void {
     this.held -= bytes;
   }
+
+  /** Whether `bytes` would fit now. */
+  fits(bytes: number): boolean {
+    return this.held === 0 || this.held + bytes <= this.maxBytes;
+  }
 }
 
 /** Time a cut-off stream is given to drain its final event before its socket is destroyed. */
@@ -68,8 +73,8 @@ export function formatEvent(e: SseEvent): string {
 /** An open event stream on a hijacked response. */
 export class SseStream {
   private open = true;
-  /** The last send was refused for want of room among the region's oversized sends (see {@link drained}). */
-  private roomWanted = false;
+  /** Bytes of the last send, refused for want of room among the region's oversized sends (see {@link drained}); 0: none. */
+  private roomWanted = 0;
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private readonly closeListeners = new Set<() => void>();
 
@@ -120,7 +125,7 @@ export class SseStream {
     const { oversized } = this.options;
     if (!small && oversized !== undefined && bytes > this.options.queueBytes) {
       if (!oversized.take(bytes)) {
-        this.roomWanted = true;
+        this.roomWanted = bytes;
         return false;
       }
       // Called once it is handed to the socket, or with an error when the socket is destroyed first.
@@ -137,12 +142,13 @@ export class SseStream {
    */
   drained(): Promise<void> {
     return new Promise((resolve) => {
-      let polls = 0;
       const check = (): void => {
-        // Refused for want of room among the region's oversized sends, with
-        // nothing of its own waiting: try again a poll later, not at once.
-        if (this.open && (this.res.writableLength > 0 || (this.roomWanted && polls++ === 0))) return;
-        this.roomWanted = false;
+        // Refused for want of room among the region's oversized sends: try
+        // again once there is room for it, not at each poll (the caller
+        // renders the event again, a whole document, every time it tries).
+        const room = this.options.oversized;
+        if (this.open && (this.res.writableLength > 0 || (this.roomWanted > 0 && room !== undefined && !room.fits(this.roomWanted)))) return;
+        this.roomWanted = 0;
         clearInterval(timer);
         resolve();
       };

@@ -7,6 +7,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { afterEach, describe, expect, test } from 'vitest';
+import { RenderGate } from '../src/api/feed-resume.js';
 import { OversizedSends, SseStream } from '../src/api/feed-stream.js';
 
 let server: Server | null = null;
@@ -73,5 +74,39 @@ describe('events larger than a stream\'s bound', () => {
     expect(a!.send(big(4 * 1024 * 1024))).toBe(true);
     expect(b!.send({ event: 'change', data: { value: 'small' } })).toBe(true);
     expect(b!.send(big(128 * 1024))).toBe(false);
+  });
+});
+
+describe('renders of slow documents across a region\'s resumes', () => {
+  test('are spaced by as long as the last one took, other work running between them', async () => {
+    const renders = new RenderGate();
+    /** A render that keeps the thread 20 ms, as a large document's does. */
+    const slow = (): number => {
+      const started = performance.now();
+      while (performance.now() - started < 20);
+      return performance.now();
+    };
+    // The first render of a document is not known to be slow; the next ones are.
+    renders.render(slow);
+    const ran: string[] = [];
+    const resumes = Array.from({ length: 5 }, async (_, i) => {
+      await renders.turn();
+      renders.render(slow);
+      ran.push(`render ${i}`);
+      // Work that arrives meanwhile (a request, a heartbeat) gets its turn before the next render.
+      setImmediate(() => ran.push(`other after ${i}`));
+    });
+    await Promise.all(resumes);
+    await new Promise((resolve) => setImmediate(resolve));
+    const rendered = ran.filter((r) => r.startsWith('render'));
+    expect(rendered).toHaveLength(5);
+    for (let i = 0; i < rendered.length - 1; i++) {
+      const at = ran.indexOf(rendered[i]!);
+      const next = ran.indexOf(rendered[i + 1]!);
+      expect(ran.slice(at + 1, next)).toContain(`other after ${rendered[i]!.split(' ')[1]}`);
+    }
+    // A fast render is not waited for.
+    renders.render(() => 0);
+    expect(renders.waits()).toBe(false);
   });
 });

@@ -39,11 +39,54 @@ export interface ResumeDeps {
   documents: Documents;
   /** Without a log every resume is answered by state. */
   log: FeedLog | null;
+  /** Shared by the region's resumes. */
+  renders: RenderGate;
+}
+
+/** Renders shorter than this, ms, are not spaced. */
+const SLOW_RENDER_MS = 2;
+
+/**
+ * Spaces a region's resumes' renders of documents that render slowly: each
+ * waits, off the event loop, until as long as the last one took has passed
+ * since it ended. A resume yields between its own renders, but fifty feeds
+ * resumed at once, each rendering a 7 MB document (70 ms), took their turns
+ * back to back: one 3.8 s stall of every request and link of the region.
+ */
+export class RenderGate {
+  private endedAt = 0;
+  private took = 0;
+
+  /** Whether a render now would follow a slow one too closely. */
+  waits(): boolean {
+    return this.took > SLOW_RENDER_MS && performance.now() < this.endedAt + this.took;
+  }
+
+  /**
+   * Resolves once a render may run, and holds the next one back as if a
+   * render had just ended (many waiting wake together: one goes first; a
+   * turn not used for a render holds the others back no longer than that).
+   */
+  async turn(): Promise<void> {
+    while (this.waits()) await new Promise<void>((resolve) => setTimeout(resolve, this.endedAt + this.took - performance.now()));
+    this.endedAt = performance.now();
+  }
+
+  /** Runs a render (a document read, and its event written), timed. */
+  render<T>(render: () => T): T {
+    const started = performance.now();
+    try {
+      return render();
+    } finally {
+      this.endedAt = performance.now();
+      this.took = this.endedAt - started;
+    }
+  }
 }
 
 /** Sends what changed beyond the subscriber's position, then makes it live. */
 export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<void> {
-  const { documents } = deps;
+  const { documents, renders } = deps;
   const valueOf = (doc: DocKey): JsonObject | null => documents.read(doc).value;
   const scan = deps.log === null ? null : new LogScan(deps.log);
   let settling = 0;
@@ -68,7 +111,7 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
       const { changes, position } = positionsOf(sub.scope, plan.entries, sub.current, version);
       // Only when none of its documents is in a commit on its way (just checked): a round in one turn does not wait for one.
       const oneTurn = overtaken >= OVERTAKEN_ROUNDS && checked;
-      if (await offerInTurns(sub, changes, documents, valueOf, readAt, oneTurn)) {
+      if (await offerInTurns(sub, changes, documents, valueOf, readAt, oneTurn, renders)) {
         sub.advanceTo(position);
         // Live from here only if no commit came between the plan and now: its changes would be missed.
         if (!covers(version, documents.versionVector())) {
@@ -81,7 +124,7 @@ export async function resume(deps: ResumeDeps, sub: FeedSubscriber): Promise<voi
     } else {
       stateRounds += 1;
       if (stateRounds > STATE_ROUNDS) return sub.cutOff('resume_too_large');
-      await sendState(sub, documents, plan.position, valueOf);
+      await sendState(sub, documents, plan.position, valueOf, renders);
       sub.advanceTo(plan.position);
       continue;
     }
@@ -107,6 +150,7 @@ async function sendState(
   documents: Documents,
   position: VersionVector,
   valueOf: (doc: DocKey) => JsonObject | null,
+  renders: RenderGate,
 ): Promise<void> {
   const reset = { event: FEED_EVENT.reset, data: { collection: sub.scope.collection, id: sub.scope.id } };
   while (sub.stream.isOpen && !sub.stream.send(reset)) await sub.stream.drained();
@@ -124,8 +168,9 @@ async function sendState(
         await new Promise<void>((resolve) => setImmediate(resolve));
         turnStarted = performance.now();
       }
+      await renders.turn();
       if (!sub.stream.isOpen) return;
-      while (sub.stream.isOpen && !sub.offer({ doc, position, value: valueOf(doc) }, false)) await sub.stream.drained();
+      while (sub.stream.isOpen && !renders.render(() => sub.offer({ doc, position, value: valueOf(doc) }, false))) await sub.stream.drained();
     }
   }
 }
@@ -145,6 +190,7 @@ async function offerInTurns(
   valueOf: (doc: DocKey) => JsonObject | null,
   readAt: Map<DocKey, VersionVector>,
   oneTurn: boolean,
+  renders: RenderGate,
 ): Promise<boolean> {
   let turnStarted = performance.now();
   let turnVersion: VersionVector | null = null;
@@ -161,9 +207,14 @@ async function offerInTurns(
       turnStarted = performance.now();
       turnVersion = documents.versionVector();
     }
+    if (!oneTurn && renders.waits()) {
+      await renders.turn();
+      turnStarted = performance.now();
+      turnVersion = documents.versionVector();
+    }
     const seen = readAt.get(change.doc);
     if (seen !== undefined && covers(seen, change.position)) continue;
-    if (!sub.stream.isOpen || !sub.offer({ ...change, value: valueOf(change.doc) })) return false;
+    if (!sub.stream.isOpen || !renders.render(() => sub.offer({ ...change, value: valueOf(change.doc) }))) return false;
     if (turnVersion !== null) readAt.set(change.doc, turnVersion);
   }
   return true;

@@ -29,7 +29,7 @@ import { createLogLimiter } from '../log-limiter.js';
 import { covers } from '../vv.js';
 import { CallerSlots } from './caller-slots.js';
 import { FeedHub, FeedSubscriber, type CutoffReason } from './feed-hub.js';
-import { resume } from './feed-resume.js';
+import { RenderGate, resume } from './feed-resume.js';
 import { OversizedSends, SseStream } from './feed-stream.js';
 import { CollectionParams, DocParams, checkName } from './schemas.js';
 
@@ -74,6 +74,7 @@ const MAX_OVERSIZED_SEND_BYTES = 64 * 1024 * 1024;
 export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
   const hub = new FeedHub(deps.documents);
   const oversized = new OversizedSends(MAX_OVERSIZED_SEND_BYTES);
+  const renders = new RenderGate();
   const callers = new CallerSlots(deps.limits.maxFeedSubscribersPerCaller);
   const limiter = createLogLimiter({ logger: app.log, onSuppressed: (event) => deps.metrics.logSuppressed.inc({ event }) });
   deps.metrics.onCollect(() => deps.metrics.feedSubscribers.set(hub.size));
@@ -119,7 +120,7 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     hub.add(subscriber);
     if (since === null) return subscriber.goLive('live');
     try {
-      await resume({ documents: deps.documents, log: deps.log }, subscriber);
+      await resume({ documents: deps.documents, log: deps.log, renders }, subscriber);
     } catch (err) {
       request.log.error({ err }, 'change feed resume failed');
       stream.end();

@@ -168,9 +168,14 @@ async function sendState(
         await new Promise<void>((resolve) => setImmediate(resolve));
         turnStarted = performance.now();
       }
-      await renders.turn();
-      if (!sub.stream.isOpen) return;
-      while (sub.stream.isOpen && !renders.render(() => sub.offer({ doc, position, value: valueOf(doc) }, false))) await sub.stream.drained();
+      for (;;) {
+        await renders.turn();
+        // Read once durable, with no wait between this check and the read (a commit may go in flight during any).
+        for (let busy = documents.settled(doc); busy !== null; busy = documents.settled(doc)) await busy;
+        if (!sub.stream.isOpen) return;
+        if (renders.render(() => sub.offer({ doc, position, value: valueOf(doc) }, false))) break;
+        await sub.stream.drained();
+      }
     }
   }
 }
@@ -200,15 +205,16 @@ async function offerInTurns(
       turnStarted = performance.now();
       turnVersion = documents.versionVector();
     }
-    // A commit in flight holds its documents ahead of the disk: read this one once it is durable.
-    const inFlight = oneTurn ? null : documents.settled(change.doc);
-    if (inFlight !== null) {
-      await inFlight;
+    if (!oneTurn && renders.waits()) {
+      await renders.turn();
       turnStarted = performance.now();
       turnVersion = documents.versionVector();
     }
-    if (!oneTurn && renders.waits()) {
-      await renders.turn();
+    // A commit in flight holds its documents ahead of the disk: read this one once it is durable
+    // (last before the read: a commit may go in flight during any wait).
+    const inFlight = oneTurn ? null : documents.settled(change.doc);
+    if (inFlight !== null) {
+      await inFlight;
       turnStarted = performance.now();
       turnVersion = documents.versionVector();
     }

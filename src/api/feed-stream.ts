@@ -130,9 +130,11 @@ export class SseStream {
       }
       // Called once it is handed to the socket, or with an error when the socket is destroyed first.
       this.res.write(text, () => oversized.give(bytes));
+      this.roomWanted = 0;
       return true;
     }
     this.res.write(text);
+    this.roomWanted = 0;
     return true;
   }
 

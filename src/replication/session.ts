@@ -666,10 +666,10 @@ export class Session {
           more = true;
           break;
         }
+        // A short page is not the log's end: its bytes may have cut it, or entries that failed their checksum
+        // been left out of it; only an empty one is (or the cursor at the end, above).
         const page = this.o.store.readLog(this.cursor, LOG_PAGE, LOG_PAGE_BYTES);
-        // A page cut by its bytes is not the log's end: that is a short page of small entries.
-        const bytes = page.reduce((n, e) => n + e.update.byteLength, 0);
-        if (!this.stream(page, held) || (page.length < LOG_PAGE && bytes < LOG_PAGE_BYTES)) break;
+        if (!this.stream(page, held) || page.length === 0) break;
       }
     } finally {
       this.pumping = false;

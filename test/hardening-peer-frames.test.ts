@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import Database from 'better-sqlite3';
 import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
@@ -49,6 +50,7 @@ afterEach(async () => {
 
 interface Region {
   name: RegionId;
+  dir: string;
   docs: Documents;
   store: Store;
 }
@@ -62,7 +64,7 @@ function region(name: RegionId): Region {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { name, docs, store };
+  return { name, dir, docs, store };
 }
 
 /** The number of entries an entries frame says it carries, read without the codec's bound. */
@@ -288,6 +290,35 @@ describe('the log this region reads for a peer', () => {
     await l.deliver({ type: 'sync-request', vv: held });
     const sent = () => l.entries.flatMap((bytes) => (decodeFrame(bytes, 1 << 24) as Extract<Frame, { type: 'entries' }>).entries.map((e) => [e.origin, e.seq]));
     await expect.poll(sent).toEqual([[third, 1], [writer, held.get(writer)! + 1]]);
+  });
+
+  it('goes on past a page that entries failing their checksum left short', async () => {
+    const me = region(TARGET);
+    // First in the log, two large entries of a third region's, then damaged on disk: a page ends after them, and
+    // once they are left out, it holds what follows them up to its count, short of a full page.
+    const third = 'us-east~01' as WriterId;
+    const editor = new Y.Doc();
+    editor.clientID = 78;
+    for (let seq = 1; seq <= 2; seq++) {
+      const before = Y.encodeStateVector(editor);
+      editor.getMap('root').set(`k${seq}`, 'x'.repeat(600_000));
+      const update = Y.encodeStateAsUpdate(editor, before);
+      await me.docs.applyRemote([{ origin: third, seq, doc: docKey('frames', 'damaged'), ts: Date.now(), update }], 'us-east' as RegionId);
+    }
+    const writes = 6;
+    for (let i = 0; i < writes; i++) await me.docs.put(docKey('frames', `after${i}`), { i });
+    const db = new Database(join(me.dir, 'meridian.db'));
+    db.prepare('UPDATE log SET data = zeroblob(length(data)) WHERE origin = ?').run(third);
+    db.close();
+    const held = new Map(me.docs.versionVector());
+    const writer = me.docs.writer;
+    held.set(writer, 0);
+    held.delete(third);
+    const l = link(me, PEER);
+    await l.deliver({ type: 'sync-request', vv: held });
+    const sent = () => l.entries.flatMap((bytes) => (decodeFrame(bytes, 1 << 24) as Extract<Frame, { type: 'entries' }>).entries.map((e) => e.seq));
+    await expect.poll(() => sent().length).toBe(writes);
+    expect(sent()).toEqual(Array.from({ length: writes }, (_, i) => i + 1));
   });
 });
 

@@ -556,7 +556,8 @@ function applyGuarded(
   // A state merged into the document, or one that replaced it, in this batch is not in the store nor among the
   // batch's entries, which a stopped apply rebuilds the document from: its state is kept to rebuild from instead.
   const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
-  const structsBefore = structCount(live.ydoc);
+  // Counted only where the size is tracked (a walk over the document's clients, per entry).
+  const structsBefore = live.sizeBound === null ? 0 : structCount(live.ydoc);
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);

@@ -50,6 +50,13 @@ export interface StorageConfig {
    * fraction of the memory, and decoded again on use. Default 5000.
    */
   readonly decodedDocs: number;
+  /**
+   * Most heap the documents held in memory take, about, in bytes: decoded
+   * ones weighed by their structs and size, encoded ones by their bytes. A
+   * document of many small keys takes some 29 times its encoded size
+   * decoded. Default 512 MiB.
+   */
+  readonly cacheBytes: number;
   /** Log entries a document gathers after its snapshot before it is compacted; default 32. */
   readonly compactAfterEntries: number;
   /** How often the compactor looks for documents to compact, in ms; default 1000. */
@@ -295,6 +302,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     synchronous: 'full',
     cacheDocs: 10_000,
     decodedDocs: 5000,
+    cacheBytes: 512 * MIB,
     compactAfterEntries: 32,
     compactIntervalMs: 1000,
     logRetentionMs: 7 * 24 * 3600 * 1000,
@@ -384,6 +392,7 @@ const StorageSchema = strict({
   synchronous: Type.Optional(oneOf<SyncMode>(['off', 'normal', 'full', 'extra'])),
   cacheDocs: Type.Optional(int(1)),
   decodedDocs: Type.Optional(int(1)),
+  cacheBytes: Type.Optional(int(1)),
   compactAfterEntries: Type.Optional(int(1)),
   compactIntervalMs: Type.Optional(ms()),
   logRetentionMs: Type.Optional(int(1)),

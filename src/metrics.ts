@@ -42,6 +42,8 @@ export interface Metrics {
   readonly writes: Counter<'kind'>;
   /** Documents held in memory. */
   readonly documentsLoaded: Gauge;
+  /** About the heap the documents held in memory take (bounded by `storage.cacheBytes`). */
+  readonly documentsHeldBytes: Gauge;
   /** Documents decoded again from the encoded form the cache held them in (see `storage.decodedDocs`). */
   readonly documentsDecodedAgain: Counter;
   /** Size of the SQLite database in bytes. */
@@ -149,6 +151,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
       registers,
     }),
     documentsLoaded: new Gauge({ name: 'meridian_documents_loaded', help: 'Documents held in memory.', registers }),
+    documentsHeldBytes: new Gauge({
+      name: 'meridian_documents_held_bytes',
+      help: 'About the heap the documents held in memory take: decoded ones weighed by their structs and size, encoded ones by their bytes (at most storage.cacheBytes, or the one most recently used).',
+      registers,
+    }),
     documentsDecodedAgain: new Counter({
       name: 'meridian_documents_decoded_again_total',
       help: 'Documents decoded again from the encoded form held in memory (read or changed after a while held encoded); near the write rate, most changes find their document held encoded: each changed less than once in 30 s, or more in use than storage.decodedDocs.',

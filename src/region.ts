@@ -74,6 +74,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     store, logger: logger.child({ module: 'documents' }),
     cacheDocs: config.storage.cacheDocs,
     decodedDocs: config.storage.decodedDocs,
+    cacheBytes: config.storage.cacheBytes,
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes,
     maxMergedDocumentBytes: mergedDocumentBytesFor(config.peers.length + 1, config.limits.maxDocumentBytes),
@@ -97,6 +98,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     corruptCounted = stats.corruptEntries;
     metrics.databaseBytes.set(stats.dbBytes);
     metrics.documentsLoaded.set(documents.cachedDocs());
+    metrics.documentsHeldBytes.set(documents.cachedBytes());
     metrics.documentsDecodedAgain.inc(documents.decodedAgain() - decodedAgainCounted);
     decodedAgainCounted = documents.decodedAgain();
     metrics.pendingDocs.set(documents.pendingDocs());

@@ -32,7 +32,7 @@ const open: { docs: Documents; store: Store }[] = [];
 /** Called with each batch as it is handed to the store (before the commit starts). */
 let beforeCommit: ((batch: Parameters<Store['commit']>[0]) => void) | null = null;
 
-function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number, inUseMs?: number, maxMergedDocumentBytes?: number) {
+function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1000, decodedDocs?: number, inUseMs?: number, maxMergedDocumentBytes?: number, cacheBytes?: number) {
   if (!dirs.includes(dir)) dirs.push(dir);
   const store = openStore({ dataDir: dir, region: 'r1' as RegionId, synchronous: 'full', logger });
   let commits = 0;
@@ -51,6 +51,7 @@ function node(dir = mkdtempSync(join(tmpdir(), 'meridian-docs-')), cacheDocs = 1
   const docs = createDocuments({
     store: counted, logger, cacheDocs, ...(decodedDocs ? { decodedDocs } : {}), ...(inUseMs ? { inUseMs } : {}), yjsUpdateBytes: 1 << 20, compactIntervalMs: 0,
     ...(maxMergedDocumentBytes ? { maxMergedDocumentBytes } : {}),
+    ...(cacheBytes ? { cacheBytes } : {}),
   });
   const handle = { docs, store, dir, commits: () => commits, loads: () => loads };
   open.push(handle);
@@ -116,6 +117,35 @@ describe('the write path', () => {
       expect(n.docs.read(docKey('c', `d${i}`)).value).toEqual({ v: i });
       expect(n.docs.cachedDocs()).toBeLessThanOrEqual(50);
     }
+  });
+
+  it('keeps the heap documents take within its byte bound, written or only read, and serves each whole', async () => {
+    const bound = 4 << 20;
+    // A document of 3,000 small keys weighs about 1.9 MB decoded (600 bytes a struct, twice its size): ten are 19 MB.
+    const keysOf = (i: number) => Object.fromEntries(Array.from({ length: 3000 }, (_, k) => [`k${k}`, i]));
+    const keys = Array.from({ length: 10 }, (_, i) => docKey('c', `big${i}`));
+    const n = node(undefined, 1000, 1000, undefined, undefined, bound);
+    const heaviest = { bytes: 0 };
+    for (const [i, key] of keys.entries()) {
+      await n.docs.put(key, keysOf(i));
+      heaviest.bytes = Math.max(heaviest.bytes, n.docs.cachedBytes());
+    }
+    // At most the bound, and the document just used whatever it weighs.
+    expect(heaviest.bytes).toBeGreaterThan(0);
+    expect(heaviest.bytes).toBeLessThanOrEqual(bound + 2.5 * 1024 * 1024);
+    await closeNode(n);
+    // Only read, after a restart: loaded from the store, weighed by what they were built from.
+    const reopened = node(n.dir, 1000, 1000, undefined, undefined, bound);
+    for (const [i, key] of keys.entries()) {
+      expect(reopened.docs.read(key).value).toEqual(keysOf(i));
+      expect(reopened.docs.cachedBytes()).toBeLessThanOrEqual(bound + 2.5 * 1024 * 1024);
+    }
+    // A document small when held grows by a commit: weighed again, it pushes the others out.
+    const small = docKey('c', 'small');
+    await reopened.docs.put(small, { a: 1 });
+    for (let round = 0; round < 3; round++) await reopened.docs.patch(small, keysOf(round));
+    expect(reopened.docs.cachedBytes()).toBeLessThanOrEqual(bound + 2.5 * 1024 * 1024);
+    for (const [i, key] of keys.entries()) expect(reopened.docs.read(key).value).toEqual(keysOf(i));
   });
 
   it('serves documents it holds encoded without reading the store, and keeps its digest index true', async () => {

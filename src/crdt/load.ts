@@ -320,8 +320,8 @@ function within(steps: number, ms: number, apply: () => void): boolean {
   return false;
 }
 
-/** Structs `doc` holds: each one Yjs places as a unit when it is loaded. */
-function structsHeld(doc: Y.Doc): number {
+/** Structs `doc` holds, pieces of split items each counted: each one Yjs places as a unit when it is loaded. */
+export function structsHeld(doc: Y.Doc): number {
   let structs = 0;
   for (const held of doc.store.clients.values()) structs += held.length;
   return structs;

@@ -1,7 +1,7 @@
 import * as Y from 'yjs';
 import type { DocKey } from '../ids.js';
 import type { Snapshot } from '../storage/types.js';
-import { appliedWithinBound, loadDocOrNull, mayCollide, replayValidated } from '../crdt/index.js';
+import { appliedWithinBound, loadDocOrNull, mayCollide, replayValidated, structsHeld } from '../crdt/index.js';
 
 /** A document held in memory, with what is needed to persist it later. */
 export interface LiveDoc {
@@ -17,6 +17,8 @@ export interface LiveDoc {
   sizeBound: number | null;
   /** The size last measured (see {@link sizeBound}), while no update from elsewhere replaced the document; see size-guard.ts. */
   measuredSize?: number;
+  /** Bytes of the parts it was built from (stored state and entries), while {@link sizeBound} is unknown: for the cache's weight. */
+  builtFrom?: number;
 }
 
 /**
@@ -62,6 +64,20 @@ const MAX_LATER_DOC_BYTES = 64 * 1024;
 const MAX_LATER_BYTES = 32 * 1024 * 1024;
 
 /**
+ * Heap a decoded document takes per struct, beyond its content: the Item,
+ * its ids and its entry in its parent's map. Measured: 566 bytes per key of
+ * a map of 400,000 numbers (8 MB encoded, 226 MB decoded).
+ */
+const HEAP_PER_STRUCT = 600;
+/** Heap per byte of encoded state, for content (strings not in Latin-1 take two bytes a character). */
+const HEAP_PER_BYTE = 2;
+
+/** About the heap `live` takes decoded: its structs, and its content as the bytes it was measured or built at. */
+function decodedWeight(live: LiveDoc): number {
+  return HEAP_PER_STRUCT * structsHeld(live.ydoc) + HEAP_PER_BYTE * (live.sizeBound ?? live.builtFrom ?? 0);
+}
+
+/**
  * A bounded least-recently-used set of documents in memory: the most
  * recently used decoded (live Yjs documents), the rest as their encoded
  * state. A decoded document takes about 3 KiB of heap in many small objects
@@ -70,6 +86,14 @@ const MAX_LATER_BYTES = 32 * 1024 * 1024;
  * what a region's own clients wait for. Encoded, the same document is one
  * small byte array, and decoding it again costs less than a read of the
  * store (figures: README, "Storage and durability").
+ *
+ * Counts alone do not bound its memory: a document of many small map keys
+ * takes some 29 times its encoded size decoded, so twenty documents at
+ * `limits.maxDocumentBytes`, written or only read, took more heap than Node
+ * gives a process. So the cache also holds at most `maxBytes`: decoded
+ * documents weighed by {@link decodedWeight} (each time a commit changes
+ * them), encoded ones by their bytes; the most recently used decoded
+ * document stays whatever it weighs.
  *
  * Eviction can be held back while a group commit is in progress: a document
  * changed in memory but not yet committed must never be dropped and reloaded
@@ -85,16 +109,23 @@ export class DocCache {
   private held = 0;
   /** Bytes of committed updates held beside encoded states. */
   private laterBytes = 0;
+  /** What each decoded document weighs (see {@link decodedWeight}), and their sum. */
+  private readonly weights = new Map<string, number>();
+  private decodedBytes = 0;
+  /** Bytes of encoded documents, states and updates held beside them. */
+  private encodedBytes = 0;
   /** Documents decoded again from the form held encoded, since the cache was made. */
   decodedAgain = 0;
 
   /**
    * @param capacity most documents held, decoded or encoded
    * @param decodedCapacity most of them held decoded
+   * @param maxBytes most heap they take, about (see {@link decodedWeight})
    */
   constructor(
     private readonly capacity: number,
     private readonly decodedCapacity = capacity,
+    private readonly maxBytes = Infinity,
   ) {}
 
   /** Documents held, decoded or encoded. */
@@ -104,6 +135,11 @@ export class DocCache {
 
   get decodedSize(): number {
     return this.docs.size;
+  }
+
+  /** About the heap the documents held take (see {@link maxBytes}). */
+  get bytes(): number {
+    return this.decodedBytes + this.encodedBytes;
   }
 
   /** Whether some documents are held encoded (decoded ones fewer than all). */
@@ -158,7 +194,7 @@ export class DocCache {
       this.forget(key);
       return undefined;
     }
-    return { ydoc, lastLsn: held.lastLsn, digest: held.digest, sizeBound: held.sizeBound };
+    return { ydoc, lastLsn: held.lastLsn, digest: held.digest, sizeBound: held.sizeBound, builtFrom: held.sizeBound };
   }
 
   /**
@@ -197,6 +233,7 @@ export class DocCache {
       for (const u of updates) held.later.push(u.byteLength === u.buffer.byteLength ? u : u.slice());
       held.laterBytes += bytes;
       this.laterBytes += bytes;
+      this.encodedBytes += bytes;
       held.lastLsn = Math.max(held.lastLsn, lastLsn);
       held.sizeBound += bytes;
       return;
@@ -221,12 +258,19 @@ export class DocCache {
     }
     live.lastLsn = Math.max(live.lastLsn, lastLsn);
     if (live.sizeBound !== null) live.sizeBound += bytes;
+    else if (live.builtFrom !== undefined) live.builtFrom += bytes;
+    this.weigh(key, live);
+    this.trim();
   }
 
+  /** Holds `live` decoded, as the most recently used; weighed again when it is held already (a commit changed it). */
   set(key: string, live: LiveDoc): void {
     this.forget(key);
+    const before = this.docs.get(key);
+    if (before !== undefined && before !== live) this.unweigh(key);
     this.docs.delete(key);
     this.docs.set(key, live);
+    this.weigh(key, live);
     this.trim();
   }
 
@@ -240,9 +284,10 @@ export class DocCache {
     if (!this.holdsEncoded) return this.set(key, live);
     const decoded = this.docs.get(key);
     this.docs.delete(key);
+    this.unweigh(key);
     if (decoded !== undefined && decoded !== live) decoded.ydoc.destroy();
     this.forget(key);
-    this.encoded.set(key, encode(live, encoded));
+    this.holdEncoded(key, encode(live, encoded));
     live.ydoc.destroy();
     this.trim();
   }
@@ -263,6 +308,7 @@ export class DocCache {
     const live = this.docs.get(key);
     if (!live) return;
     this.docs.delete(key);
+    this.unweigh(key);
     live.ydoc.destroy();
   }
 
@@ -284,25 +330,43 @@ export class DocCache {
   clear(): void {
     this.encoded.clear();
     this.laterBytes = 0;
+    this.encodedBytes = 0;
     for (const key of [...this.docs.keys()]) this.evict(key);
   }
 
   private trim(): void {
     if (this.held > 0) return;
     const decoded = Math.min(this.decodedCapacity, this.capacity);
-    while (this.docs.size > decoded) {
+    while (this.docs.size > decoded || (this.decodedBytes > this.maxBytes && this.docs.size > 1)) {
       const oldest = this.oldestDecoded.take();
       if (oldest === undefined) return;
       const live = this.docs.get(oldest)!;
       this.docs.delete(oldest);
-      if (this.capacity > decoded) this.encoded.set(oldest, encode(live));
+      this.unweigh(oldest);
+      if (this.capacity > decoded) this.holdEncoded(oldest, encode(live));
       live.ydoc.destroy();
     }
-    while (this.encoded.size > this.capacity - this.docs.size) {
+    while (this.encoded.size > 0 && (this.encoded.size > this.capacity - this.docs.size || this.bytes > this.maxBytes)) {
       const oldest = this.oldestEncoded.take();
       if (oldest === undefined) return;
       this.forget(oldest);
     }
+  }
+
+  private weigh(key: string, live: LiveDoc): void {
+    const weight = decodedWeight(live);
+    this.decodedBytes += weight - (this.weights.get(key) ?? 0);
+    this.weights.set(key, weight);
+  }
+
+  private unweigh(key: string): void {
+    this.decodedBytes -= this.weights.get(key) ?? 0;
+    this.weights.delete(key);
+  }
+
+  private holdEncoded(key: string, held: EncodedDoc): void {
+    this.encoded.set(key, held);
+    this.encodedBytes += held.state.byteLength + held.laterBytes;
   }
 
   /** Drops a document held encoded, with what is held beside it. */
@@ -310,6 +374,7 @@ export class DocCache {
     const held = this.encoded.get(key);
     if (held === undefined) return;
     this.laterBytes -= held.laterBytes;
+    this.encodedBytes -= held.state.byteLength + held.laterBytes;
     this.encoded.delete(key);
   }
 }

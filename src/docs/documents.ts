@@ -94,6 +94,8 @@ export interface DocumentsOptions {
   cacheDocs: number;
   /** Most of them held decoded, the most recently used; the rest are held encoded (see DocCache). Default: all. */
   decodedDocs?: number;
+  /** Most heap they may take, about (see DocCache); default unbounded. */
+  cacheBytes?: number;
   /** Largest Yjs update accepted from a client or a peer, and produced by a local write. */
   yjsUpdateBytes: number;
   /** Largest encoded state a local write may leave a document with (beyond it: 413 `body_too_large`); default unbounded. */
@@ -218,7 +220,7 @@ class DocumentsImpl implements Documents {
   constructor(private readonly options: DocumentsOptions) {
     this.store = options.store;
     this.log = options.logger;
-    this.cache = new DocCache(Math.max(1, options.cacheDocs), Math.max(1, options.decodedDocs ?? options.cacheDocs));
+    this.cache = new DocCache(Math.max(1, options.cacheDocs), Math.max(1, options.decodedDocs ?? options.cacheDocs), options.cacheBytes);
     this.now = options.now ?? Date.now;
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
@@ -463,6 +465,10 @@ class DocumentsImpl implements Documents {
 
   decodedAgain(): number {
     return this.cache.decodedAgain;
+  }
+
+  cachedBytes(): number {
+    return this.cache.bytes;
   }
 
   onCommitted(listener: (entries: CommittedEntry[]) => void): () => void {
@@ -879,7 +885,7 @@ class DocumentsImpl implements Documents {
   private keepChanged(batch: Batch, toEncode: ReadonlySet<DocKey>, encodings: ReadonlyMap<DocKey, EncodedState>): void {
     for (const [doc, live] of batch.changed) {
       if (toEncode.has(doc)) this.cache.keepEncoded(doc, live, encodings.get(doc));
-      else if (this.cache.peek(doc) !== live) this.cache.set(doc, live);
+      else this.cache.set(doc, live);
     }
   }
 

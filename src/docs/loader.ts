@@ -134,7 +134,8 @@ export function loadLiveDoc(
     store.markCorrupt(doc);
     digest = new Uint8Array(32);
   }
-  return { live: { ydoc, lastLsn, digest, sizeBound: null }, corrupt };
+  const builtFrom = updates.reduce((n, u) => n + u.byteLength, 0);
+  return { live: { ydoc, lastLsn, digest, sizeBound: null, builtFrom }, corrupt };
 }
 
 /**

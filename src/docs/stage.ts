@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -243,7 +243,7 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   // Measured once per load, for the first local write; raised by updates after.
   if (live.sizeBound === null) live.sizeBound = live.measuredSize = Y.encodeStateAsUpdate(live.ydoc).byteLength;
   const sizeBefore = live.sizeBound;
-  const structsBefore = structCount(live.ydoc);
+  const structsBefore = structsHeld(live.ydoc);
   live.ydoc.on('update', capture);
   let changed: boolean;
   try {
@@ -261,7 +261,7 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   const logged: Uint8Array | null = update;
   if (changed && logged) {
     refuseOversized(host, job.doc, logged, batch);
-    refuseTooLarge(host, job.doc, live, sizeBefore, grownBy(logged, structCount(live.ydoc) - structsBefore), batch, job.deletesOnly === true);
+    refuseTooLarge(host, job.doc, live, sizeBefore, grownBy(logged, structsHeld(live.ydoc) - structsBefore), batch, job.deletesOnly === true);
   }
   host.notePending(job.doc, live);
   if (!changed || !logged) {
@@ -303,13 +303,6 @@ function refuseOversized(host: StageHost, doc: DocKey, update: Uint8Array, batch
  * 0.9 MB of state), more than 13 times the update's bytes.
  */
 const STRUCT_BYTES = 40;
-
-/** Structs the document holds, pieces of split items each counted. */
-function structCount(ydoc: Y.Doc): number {
-  let n = 0;
-  for (const structs of ydoc.store.clients.values()) n += structs.length;
-  return n;
-}
 
 /** At most how many bytes of state `update` added to a document it added `structs` structs to. */
 function grownBy(update: Uint8Array, structs: number): number {
@@ -557,7 +550,7 @@ function applyGuarded(
   // batch's entries, which a stopped apply rebuilds the document from: its state is kept to rebuild from instead.
   const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   // Counted only where the size is tracked (a walk over the document's clients, per entry).
-  const structsBefore = live.sizeBound === null ? 0 : structCount(live.ydoc);
+  const structsBefore = live.sizeBound === null ? 0 : structsHeld(live.ydoc);
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -583,7 +576,7 @@ function applyGuarded(
     host.notePending(doc, live);
     return live;
   }
-  if (live.sizeBound !== null) live.sizeBound += grownBy(update, structCount(live.ydoc) - structsBefore);
+  if (live.sizeBound !== null) live.sizeBound += grownBy(update, structsHeld(live.ydoc) - structsBefore);
   host.notePending(doc, live);
   let reloaded: Y.Doc | null;
   try {

@@ -202,6 +202,8 @@ export interface Documents {
   pendingDocs(): number;
   /** Documents held in memory. */
   cachedDocs(): number;
+  /** About the heap they take (see `storage.cacheBytes`). */
+  cachedBytes(): number;
   /**
    * Documents decoded again from the encoded form the cache held them in,
    * since start: near the write rate, most changes find their document held

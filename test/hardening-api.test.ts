@@ -406,6 +406,51 @@ describe('abandoned waits', () => {
     for (const req of [...feeds, other]) req.destroy();
     await until('no waiter left', async () => (await waiting(port)) === 0);
   });
+
+  test('a write is refused for its node budget before it waits for a version, and the bodies waiting writes hold are bounded per caller', async () => {
+    const port = await startSolo();
+    const headers = { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' };
+    // 413 at once, where it waited a minute holding the parsed body (21 MB of heap for 349,000 nodes) and was refused after.
+    const wide = Array.from({ length: 6000 }, () => ({}));
+    for (const [method, url, body] of [
+      ['PUT', '/v1/docs/c/wide', { a: wide }],
+      ['PATCH', '/v1/docs/c/wide', { a: wide }],
+      ['POST', '/v1/docs/c/wide/ops', [{ op: 'set', path: ['a'], value: wide }]],
+    ] as const) {
+      const started = Date.now();
+      const refused = await send(port, method, url, { headers, body });
+      expect(refused.status).toBe(413);
+      expect(JSON.parse(refused.body)).toMatchObject({ error: 'too_complex' });
+      expect(Date.now() - started).toBeLessThan(5000);
+    }
+    expect(await waiting(port)).toBe(0);
+    // Writes within the budget wait with their bodies: one caller holds at most a quarter of 64 MiB of them.
+    const body = JSON.stringify({ s: 'x'.repeat(999_980) });
+    const held: ClientRequest[] = [];
+    for (let i = 0; i < 16; i++) {
+      const req = httpRequest({
+        host: '127.0.0.1', port, method: 'PUT', path: `/v1/docs/c/held${i}`, agent: false, localAddress: '127.0.0.1',
+        headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      });
+      req.on('error', () => undefined);
+      req.end(body);
+      held.push(req);
+    }
+    await until('16 waiting', async () => (await waiting(port)) === 16, 10_000);
+    const refused = await send(port, 'PUT', '/v1/docs/c/one-more', { headers, body: { s: 'x'.repeat(999_980) } });
+    expect(refused.status).toBe(429);
+    expect(JSON.parse(refused.body)).toMatchObject({ error: 'too_many_requests', message: expect.stringMatching(/bytes of bodies/) });
+    expect(refused.headers['retry-after']).toMatch(/^\d+$/);
+    // Another caller still waits, and a write that needs no wait is served.
+    const other = waitForever(port, '127.0.0.2');
+    await until('17 waiting', async () => (await waiting(port)) === 17);
+    expect((await send(port, 'PUT', '/v1/docs/c/plain', { body: { n: 1 } })).status).toBe(200);
+    for (const req of [...held, other]) req.destroy();
+    await until('no waiter left', async () => (await waiting(port)) === 0);
+    // Nothing the refused or abandoned writes carried was stored.
+    expect((await send(port, 'GET', '/v1/docs/c/one-more')).status).toBe(404);
+    expect((await send(port, 'GET', '/v1/docs/c/wide')).status).toBe(404);
+  });
 });
 
 describe('waits for replicas', () => {

@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { MeridianError } from '../errors.js';
 import { OpsBody } from '../crdt/ops-parse.js';
+import { writeNodes, type JsonWrite } from '../crdt/budget.js';
 import type { JsonObject, Op } from '../crdt/types.js';
 import type { Documents } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
@@ -31,6 +32,8 @@ export interface DocRouteDeps {
   documents: Documents;
   session: Session;
   reads: SharedReads;
+  /** `limits.maxWriteNodes`: a write past it is refused before it waits for a version. */
+  maxWriteNodes: number;
 }
 
 const DOC = '/v1/docs/:collection/:id';
@@ -41,6 +44,9 @@ const WRITE_ERRORS = ['too_complex', 'body_too_large', 'unavailable'] as const;
 /** Registers the JSON document routes. */
 export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promise<void> {
   const { documents, session, reads } = deps;
+  const checkedBeforeWait = (write: (body: unknown) => JsonWrite) => ({
+    checkBeforeWait: (request: { body: unknown }) => void writeNodes(write(request.body), deps.maxWriteNodes),
+  });
 
   app.put<{ Params: DocParams; Body: JsonObject }>(
     DOC,
@@ -49,6 +55,7 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
         summary: 'Write a whole document', tags, consumes: JSON_BODY, params: DocParams, body: JsonObjectBody,
         response: { 200: WriteAck, ...errorResponses(...WRITE_ERRORS) },
       },
+      config: checkedBeforeWait((value) => ({ kind: 'put', value })),
     },
     async (request, reply) => {
       const doc = docOf(request.params);
@@ -71,6 +78,7 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
           consumes: [...JSON_BODY, 'application/merge-patch+json'], params: DocParams, body: MergePatchBody,
           response: { 200: WriteAck, ...errorResponses(...WRITE_ERRORS) },
         },
+        config: checkedBeforeWait((value) => ({ kind: 'patch', value })),
       },
       async (request, reply) => {
         const doc = docOf(request.params);
@@ -88,6 +96,7 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
         response: { 200: WriteAck, ...errorResponses('invalid_ops', 'type_mismatch', ...WRITE_ERRORS) },
       },
       validatorCompiler: withOpsBody(validatorCompiler()),
+      config: checkedBeforeWait((ops) => ({ kind: 'ops', ops: ops as Op[] })),
     },
     async (request, reply) => {
       const doc = docOf(request.params);

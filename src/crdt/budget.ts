@@ -54,7 +54,7 @@ export function countOpNodes(ops: readonly Op[], limit: number): number {
  * Throws `MeridianError('too_complex')` (413) when a write of `nodes` JSON
  * nodes exceeds `limit`. `what` names the write in the message.
  */
-export function assertWriteBudget(nodes: number, limit: number, what: string): void {
+function assertWriteBudget(nodes: number, limit: number, what: string): void {
   if (nodes > limit) {
     throw new MeridianError(
       'too_complex',
@@ -62,4 +62,16 @@ export function assertWriteBudget(nodes: number, limit: number, what: string): v
       { limit },
     );
   }
+}
+
+/** A JSON write, as its nodes are counted. */
+export type JsonWrite = { kind: 'put' | 'patch'; value: unknown } | { kind: 'ops'; ops: readonly Op[] };
+
+const WRITE_NAMES = { put: 'the document', patch: 'the patch', ops: 'the ops request' } as const;
+
+/** The JSON nodes of `write`; throws `too_complex` (413) past `limit`. */
+export function writeNodes(write: JsonWrite, limit: number): number {
+  const nodes = write.kind === 'ops' ? countOpNodes(write.ops, limit) : countJsonNodes(write.value, limit);
+  assertWriteBudget(nodes, limit, WRITE_NAMES[write.kind]);
+  return nodes;
 }

@@ -34,7 +34,7 @@ import {
   stableClientId,
   validateUpdate,
 } from '../crdt/index.js';
-import { DEFAULT_MAX_WRITE_NODES, assertWriteBudget, countJsonNodes, countOpNodes } from '../crdt/budget.js';
+import { DEFAULT_MAX_WRITE_NODES, writeNodes } from '../crdt/budget.js';
 import type { DocumentStates, Incidents, Maintenance, NewLogEntry, PeerProgress, ReplicationLog, WriterIdentity } from '../storage/types.js';
 import { DocCache, encodedState, snapshotOf, swapYDoc, type EncodedState, type LiveDoc } from './cache.js';
 import type {
@@ -332,25 +332,19 @@ class DocumentsImpl implements Documents {
   // ---- local writes -------------------------------------------------------
 
   async put(doc: DocKey, value: JsonObject): Promise<WriteAck> {
-    const nodes = this.budget(countJsonNodes(value, this.maxWriteNodes), 'the document');
+    const nodes = writeNodes({ kind: 'put', value }, this.maxWriteNodes);
     return this.required(this.local(doc, (y) => (putDocument(y, value, this.ctx(), LOCAL_ORIGIN), true), nodes));
   }
 
   async patch(doc: DocKey, patch: JsonObject): Promise<WriteAck> {
-    const nodes = this.budget(countJsonNodes(patch, this.maxWriteNodes), 'the patch');
+    const nodes = writeNodes({ kind: 'patch', value: patch }, this.maxWriteNodes);
     const deletesOnly = Object.values(patch).every((v) => v === null);
     return this.required(this.local(doc, (y) => (mergePatch(y, patch, this.ctx(), LOCAL_ORIGIN), true), nodes, undefined, deletesOnly));
   }
 
   async ops(doc: DocKey, ops: Op[]): Promise<WriteAck> {
-    const nodes = this.budget(countOpNodes(ops, this.maxWriteNodes), 'the ops request');
+    const nodes = writeNodes({ kind: 'ops', ops }, this.maxWriteNodes);
     return this.required(this.local(doc, (y) => (applyOps(y, ops, this.ctx(), LOCAL_ORIGIN), true), nodes, undefined, opsOnlyDelete(ops)));
-  }
-
-  /** Refuses a write beyond the node budget, before it is queued; returns its size. */
-  private budget(nodes: number, what: string): number {
-    assertWriteBudget(nodes, this.maxWriteNodes, what);
-    return nodes;
   }
 
   remove(doc: DocKey): Promise<WriteAck | null> {

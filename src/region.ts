@@ -8,6 +8,7 @@ import { frameBytesFor, mergedDocumentBytesFor, type RegionConfig, type TlsConfi
 import type { RegionId } from './ids.js';
 import { openStore } from './storage/sqlite.js';
 import { lockDir } from './lockfile.js';
+import { rebuildMark } from './rebuild-mark.js';
 import { createDocuments } from './docs/documents.js';
 import { rebuiltDocs, refusedDocLoads } from './crdt/index.js';
 import { createMetrics } from './metrics.js';
@@ -63,7 +64,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   // restored from a backup must learn that before it writes under its old
   // writer id, and an empty one (new, or wiped) rebuilds from its peers first.
   const hasPeers = config.peers.length > 0;
-  const rebuilding = hasPeers && store.versionVector().size === 0;
+  const rebuild = hasPeers ? rebuildMark(config.dataDir, store.versionVector().size === 0) : null;
+  const rebuilding = rebuild !== null;
   let openWrites: () => void = () => undefined;
   const writesOpen = hasPeers ? new Promise<void>((resolve) => (openWrites = resolve)) : undefined;
   // One share of the event loop for catch-up, however many links and commits do it.
@@ -170,13 +172,17 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   });
   if (hasPeers) {
     const waitMs = config.replication.deadAfterMs * 3;
-    if (rebuilding) logger.info({ waitMs }, 'empty data directory: holding writes until caught up with a peer');
-    const ready = rebuilding ? replicator.caughtUpWithAPeer(waitMs) : replicator.heardFromAPeer(waitMs);
-    void ready.then((ok) => {
-      if (ok && rebuilding) logger.info('caught up with a peer; taking writes');
-      else if (!ok && rebuilding) logger.warn({ waitMs }, 'not caught up with a peer in time; taking writes while the rebuild goes on');
+    if (rebuilding) logger.info({ waitMs }, 'rebuilding from the peers (an empty data directory, or a rebuild not finished): holding writes until caught up with them');
+    const ready = rebuilding ? replicator.caughtUpWithPeers(waitMs) : replicator.heardFromAPeer(waitMs);
+    void ready.then(async (ok) => {
+      if (ok && rebuilding) logger.info('caught up with the peers; taking writes');
+      else if (!ok && rebuilding) logger.warn({ waitMs }, 'not caught up with the peers in time; taking writes while the rebuild goes on');
       else if (!ok) logger.warn({ waitMs }, 'no peer answered; taking writes alone');
       openWrites();
+      // The mark stays until the rebuild is over, so that a restart before then holds writes again.
+      for (let caughtUp = ok; rebuild !== null && closing === null; caughtUp = await replicator.caughtUpWithPeers(waitMs)) {
+        if (caughtUp) return rebuild.done();
+      }
     });
   }
   const address = app.server.address();

@@ -566,7 +566,7 @@ class DocumentsImpl implements Documents {
     const open = await Promise.race([this.options.writesOpen?.then(() => true) ?? true, late]);
     clearTimeout(timer);
     if (!open) {
-      throw new MeridianError('unavailable', 'the region has just started and takes writes once it has heard from a peer (with an empty data directory: once it has caught up with one); retry shortly, or write at another region');
+      throw new MeridianError('unavailable', 'the region has just started and takes writes once it has heard from a peer (while it rebuilds from them: once it has caught up with them); retry shortly, or write at another region');
     }
   }
 

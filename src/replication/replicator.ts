@@ -412,16 +412,21 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   }
 
   /**
-   * Resolves once this region holds everything some peer held when its link
-   * opened (a rebuilt region has caught up), or after `timeoutMs` when no
-   * peer can tell, so that a region alone still takes writes.
+   * Resolves once this region holds everything each linked peer held when
+   * its link opened (a rebuilt region has caught up), one of them holding
+   * anything, or every peer linked when none does (a new cluster); false
+   * after `timeoutMs`, so that a region alone still takes writes. A peer
+   * that holds nothing tells nothing: two regions wiped together linked
+   * first, or a faulty peer said so, and each took writes at once that were
+   * concurrent with the older values it could not yet see, and lost to them.
    */
-  async caughtUpWithAPeer(timeoutMs: number): Promise<boolean> {
-    const mine = () => this.o.documents.versionVector();
-    return this.waitUntil(
-      () => [...this.peers.values()].some((p) => p.session !== null && p.heldAtConnect !== null && covers(mine(), p.heldAtConnect)),
-      timeoutMs,
-    );
+  async caughtUpWithPeers(timeoutMs: number): Promise<boolean> {
+    return this.waitUntil(() => {
+      const mine = this.o.documents.versionVector();
+      const heard = [...this.peers.values()].flatMap((p) => (p.session !== null && p.heldAtConnect !== null ? [p.heldAtConnect] : []));
+      if (heard.length === 0 || !heard.every((held) => covers(mine, held))) return false;
+      return heard.some((held) => held.size > 0) || heard.length === this.peers.size;
+    }, timeoutMs);
   }
 
   /** Resolves once some peer has said what it holds (own writes checked), or false after `timeoutMs`. */
@@ -695,7 +700,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         signal?.removeEventListener('abort', abandon);
         resolve(value);
       };
-      const timer = setTimeout(() => finish(ok()), timeoutMs);
+      // Never what keeps the process up: a region closing does not wait it out.
+      const timer = setTimeout(() => finish(ok()), timeoutMs).unref();
       this.waiters.add(check);
       signal?.addEventListener('abort', abandon, { once: true });
     });

@@ -160,7 +160,7 @@ export class Router {
     const ticket = this.d.session.begin();
     const listed = [...(ticket.after === null ? [] : [ticket.after]), ...ticket.pending].join(', ');
     if (ticket.pending.length > 0 && ticket.pending.length < MAX_AFTER_TOKENS && listed.length <= MAX_LISTED_AFTER_CHARS) {
-      const verdict = this.judge(region, call, await this.send(region, call, listed), ticket);
+      const verdict = this.judge(region, call, await this.sendCall(region, call, listed), ticket);
       if (verdict.kind !== 'served' || !(refusesToken(verdict.served) || verdict.served.status === 431)) return verdict;
     }
     for (const token of ticket.pending) {
@@ -173,12 +173,25 @@ export class Router {
       }
       expectOk(verdict.served);
     }
-    const verdict = this.judge(region, call, await this.send(region, call, ticket.after), ticket);
+    const verdict = this.judge(region, call, await this.sendCall(region, call, ticket.after), ticket);
     if (verdict.kind === 'served' && ticket.after !== null && refusesToken(verdict.served)) {
       this.d.session.drop(ticket.after);
       return this.attemptSession(region, call);
     }
     return verdict;
+  }
+
+  /**
+   * Sends `call` to `region`, and an idempotent write whose answer was lost
+   * once more to the same region: applied twice there, the second copy
+   * follows the first. Sent to another region, the two copies would be
+   * concurrent, and the first, reaching the others later, could win over
+   * what the client wrote after it (see {@link judge}).
+   */
+  private async sendCall(region: RegionEndpoint, call: Call, after: string | null): Promise<Exchange> {
+    const ex = await this.send(region, call, after);
+    if (ex.kind !== 'lost' || !call.write || !call.idempotent || this.d.closed.aborted) return ex;
+    return this.send(region, call, after);
   }
 
   private send(region: RegionEndpoint, call: Call, after: string | null, waitMs = this.d.waitMs): Promise<Exchange> {
@@ -198,15 +211,19 @@ export class Router {
 
   /**
    * What an exchange means. Unreached, failed or refusing regions are skipped
-   * (all but `lagging` and `overloaded` are marked unhealthy). A call that is
-   * not idempotent stops with {@link OutcomeUnknownError} when the region may
-   * have applied it; a write whose quorum timed out stops with
-   * {@link QuorumTimeoutError}, since it stands and must not be repeated.
+   * (all but `lagging` and `overloaded` are marked unhealthy). A write, or
+   * a call that is not idempotent, stops with {@link OutcomeUnknownError}
+   * when the region may have applied it: a write applied at two regions is
+   * two concurrent writes, and the copy that arrives late can undo the
+   * client's later writes (a set's element removed since added back, a
+   * field set since gone: the two copies made two maps where it was set). A
+   * write whose quorum timed out stops with {@link QuorumTimeoutError},
+   * since it stands and must not be repeated.
    */
   private judge(region: RegionEndpoint, call: Call, ex: Exchange, ticket: SessionTicket | null): Verdict {
     if (ex.kind !== 'answer') {
       this.d.regions.markDown(region.name, ex.reason);
-      if (ex.kind === 'lost' && !call.idempotent) throw new OutcomeUnknownError(region.name, ex.reason, { cause: ex.error });
+      if (ex.kind === 'lost' && (call.write || !call.idempotent)) throw new OutcomeUnknownError(region.name, ex.reason, { cause: ex.error });
       return { kind: 'skip', reason: ex.reason };
     }
     const served: Served = { region: region.name, status: ex.status, body: ex.body, headers: ex.headers, stale: null };
@@ -226,7 +243,7 @@ export class Router {
     const reason = `http ${ex.status} ${code ?? ''}`.trim();
     this.d.regions.markDown(region.name, reason);
     // `unavailable` is refused before anything is written; any other failure may have come after.
-    if (!call.idempotent && code !== 'unavailable') throw new OutcomeUnknownError(region.name, reason);
+    if ((call.write || !call.idempotent) && code !== 'unavailable') throw new OutcomeUnknownError(region.name, reason);
     return { kind: 'skip', reason };
   }
 

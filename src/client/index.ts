@@ -167,9 +167,13 @@ export class MeridianClient {
   }
 
   /**
-   * Replaces a document. Retried at another region after any failure: writing
-   * the same content twice leaves the same document (unless another writer
-   * changed it in between, whose change the retry then overwrites).
+   * Replaces a document. Sent to another region when this one was not
+   * reached or refused it before writing; when its answer was lost, sent once
+   * more to the same region (writing the same content twice there leaves the
+   * same document), and then, lost again, it throws
+   * {@link OutcomeUnknownError}: applied at a second region, the two copies
+   * would be concurrent, and the one arriving late could undo the client's
+   * later writes.
    * @returns the version covering the write
    */
   async put(collection: string, id: string, value: JsonObject, options: WriteOptions = {}): Promise<string> {
@@ -188,8 +192,8 @@ export class MeridianClient {
    * `insertText` and `deleteText` are not: a request that timed out or lost
    * its connection after it was sent may have been applied, and sending it
    * again could count or insert twice. Such a call is retried elsewhere only
-   * when the connection never opened (nothing was sent); otherwise it throws
-   * {@link OutcomeUnknownError}.
+   * when the connection never opened (nothing was sent), and never at the
+   * same region; otherwise it throws {@link OutcomeUnknownError}.
    */
   async ops(collection: string, id: string, ops: Op[], options: WriteOptions = {}): Promise<string> {
     const idempotent = ops.every((op) => IDEMPOTENT_OPS.has(op.op));

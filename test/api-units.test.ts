@@ -101,7 +101,7 @@ describe('error mapping', () => {
 });
 
 describe('session headers', () => {
-  const limits: SessionLimits = { defaultWaitMs: 500, maxWaitMs: 2000, maxWaiters: 1024 };
+  const limits: SessionLimits = { defaultWaitMs: 500, maxWaitMs: 2000, maxWaiters: 1024, bodyBytes: 1 << 20 };
 
   test('meridian-wait-ms defaults, caps and rejects junk', () => {
     expect(parseWaitMs(undefined, limits)).toBe(500);

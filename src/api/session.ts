@@ -98,7 +98,7 @@ export interface Session {
 export type LocalWriteKind = Exclude<WriteKind, 'remote'>;
 
 /** The number of milliseconds a request may wait, from `meridian-wait-ms`. */
-export function parseWaitMs(header: string | string[] | undefined, limits: SessionLimits): number {
+export function parseWaitMs(header: string | string[] | undefined, limits: Pick<SessionLimits, 'defaultWaitMs' | 'maxWaitMs'>): number {
   if (header === undefined) return Math.min(limits.defaultWaitMs, limits.maxWaitMs);
   if (typeof header !== 'string' || !/^\d{1,10}$/.test(header)) {
     throw new MeridianError('bad_request', `${WAIT_HEADER} must be a whole number of milliseconds`);

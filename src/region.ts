@@ -174,15 +174,19 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     const waitMs = config.replication.deadAfterMs * 3;
     if (rebuilding) logger.info({ waitMs }, 'rebuilding from the peers (an empty data directory, or a rebuild not finished): holding writes until caught up with them');
     const ready = rebuilding ? replicator.caughtUpWithPeers(waitMs) : replicator.heardFromAPeer(waitMs);
-    void ready.then(async (ok) => {
+    void ready.then((ok) => {
       if (ok && rebuilding) logger.info('caught up with the peers; taking writes');
       else if (!ok && rebuilding) logger.warn({ waitMs }, 'not caught up with the peers in time; taking writes while the rebuild goes on');
       else if (!ok) logger.warn({ waitMs }, 'no peer answered; taking writes alone');
       openWrites();
+      if (rebuild === null) return;
+      if (ok) return rebuild.done();
       // The mark stays until the rebuild is over, so that a restart before then holds writes again.
-      for (let caughtUp = ok; rebuild !== null && closing === null; caughtUp = await replicator.caughtUpWithPeers(waitMs)) {
-        if (caughtUp) return rebuild.done();
-      }
+      const check = setInterval(() => {
+        if (closing === null && !replicator.holdsWhatPeersHeld()) return;
+        clearInterval(check);
+        if (closing === null) rebuild.done();
+      }, config.replication.heartbeatMs).unref();
     });
   }
   const address = app.server.address();

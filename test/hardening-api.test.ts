@@ -407,6 +407,15 @@ describe('abandoned waits', () => {
     await until('no waiter left', async () => (await waiting(port)) === 0);
   });
 
+  test('a wait longer than the socket idle timeout is answered, not cut off', async () => {
+    const port = await startSolo({ connectionTimeoutMs: 1000 });
+    const started = Date.now();
+    const answer = await send(port, 'GET', '/v1/docs/c/d', { headers: { 'meridian-after': unreachable, 'meridian-wait-ms': '2500' } });
+    expect(answer.status).toBe(503);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'lagging' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2400);
+  });
+
   test('a write is refused for its node budget before it waits for a version, and the bodies waiting writes hold are bounded per caller', async () => {
     const port = await startSolo();
     const headers = { 'meridian-after': unreachable, 'meridian-wait-ms': '60000' };

@@ -7,10 +7,11 @@
  * seconds. A peer that links again (it restarted before it got there) is
  * sent the state again.
  */
+import * as Y from 'yjs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { RegionId, VersionVector } from '../src/ids.js';
+import type { DocKey, RegionId, VersionVector, WriterId } from '../src/ids.js';
 import type { Frame } from '../src/replication/protocol.js';
-import { http, startTestCluster, waitFor } from './helpers/cluster.js';
+import { http, startTestCluster, syncStatus, waitFor } from './helpers/cluster.js';
 import { ImpostorLink } from './helpers/impostor.js';
 
 const PEER = 'ap-south' as RegionId;
@@ -82,4 +83,34 @@ it('sends a wiped peer the state once while it has not yet applied it, and again
   expect(again.frames.filter((f) => f.type === 'doc-state')).toHaveLength(DOCS);
   again.close();
   await again.closed;
+}, 60_000);
+
+it('states the floor while an entry it holds waits for a dependency no region holds', async () => {
+  // A faulty peer sends one entry whose only item follows one that no region holds: it waits for good.
+  const faulty = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
+  const theirs = await faulty.next('sync-request');
+  faulty.send({ type: 'sync-request', vv: theirs.vv });
+  const held = new Y.Doc();
+  held.clientID = 111;
+  held.getText('t').insert(0, 'abc');
+  const next = new Y.Doc();
+  next.clientID = 222;
+  Y.applyUpdate(next, Y.encodeStateAsUpdate(held));
+  next.getText('t').insert(3, 'd');
+  const update = Y.encodeStateAsUpdate(next, Y.encodeStateVector(held));
+  faulty.send({ type: 'entries', entries: [{ origin: `${PEER}~0a0b0c0d0e0f` as WriterId, seq: 1, doc: 'floor/dangling' as DocKey, ts: Date.now(), update }] });
+  await waitFor('the entry waiting', async () => (await syncStatus(target)).pendingDocs === 1);
+  faulty.close();
+  await faulty.closed;
+  // The peer, wiped, links again: its round ends with a floor covering what the region holds, so it catches up.
+  const link = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
+  await link.next('sync-request');
+  link.send({ type: 'sync-request', vv: new Map() });
+  link.keepAlive(new Map());
+  answerRounds(link, new Set());
+  const done = await link.next('ae-done', 15_000);
+  const writer = (await syncStatus(target)).writer as WriterId;
+  expect(done.floor?.get(writer)).toBeGreaterThanOrEqual(DOCS);
+  link.close();
+  await link.closed;
 }, 60_000);

@@ -11,6 +11,7 @@
  * bounded too ({@link waitingBodyBytes}), and a write is checked for what
  * refuses it alone (a route's `checkBeforeWait`) before it waits.
  */
+import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MeridianError } from '../errors.js';
 import type { VersionVector } from '../ids.js';
@@ -211,6 +212,13 @@ export function createSession(deps: {
     // 'close' before the response is sent means the client went away.
     reply.raw.once('close', abort);
     if (request.raw.socket?.destroyed === true) abort();
+    // The socket's idle timeout (limits.connectionTimeoutMs) closed waits as
+    // long as it unanswered, a write's outcome unknown to its client. A wait
+    // has its own bound; Node sets the timeout again for the socket's next
+    // request, or its keep-alive, once this one is answered. (Requests
+    // injected in process have a socket without timeouts.)
+    const socket: Partial<Pick<Socket, 'setTimeout'>> | undefined = request.raw.socket;
+    socket?.setTimeout?.(0);
     active.add(disconnected);
     try {
       return await wait(disconnected.signal);

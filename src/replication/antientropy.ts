@@ -260,8 +260,14 @@ export class AntiEntropy {
   start(): Promise<void> {
     const { documents } = this.port;
     const round = randomInt(1, MAX_ROUND);
-    // A region with held-back updates does not fully hold what its vector says.
-    const floor = documents.pendingDocs() === 0 ? documents.versionVector() : null;
+    // Also while some updates wait for dependencies: the states it sends carry
+    // them, waiting alike at the peer. Withheld then, one entry depending on
+    // what no region holds (a faulty peer's) kept every floor from every
+    // region for good, and a wiped region never caught up with the writers
+    // whose entries had left the logs. (Such an update counts in no digest:
+    // a peer that lacks it is sent it once it stops waiting and changes its
+    // document's digest.)
+    const floor = documents.versionVector();
     // Settles stale digests before the round's clock starts (thousands take a while); storing them is the round's first wait.
     const bucketDigests = documents.digests.bucketDigests();
     return new Promise<void>((resolve) => {

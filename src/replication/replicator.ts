@@ -421,12 +421,15 @@ export class Replicator implements ReplicationView, AwarenessRelay {
    * concurrent with the older values it could not yet see, and lost to them.
    */
   async caughtUpWithPeers(timeoutMs: number): Promise<boolean> {
-    return this.waitUntil(() => {
-      const mine = this.o.documents.versionVector();
-      const heard = [...this.peers.values()].flatMap((p) => (p.session !== null && p.heldAtConnect !== null ? [p.heldAtConnect] : []));
-      if (heard.length === 0 || !heard.every((held) => covers(mine, held))) return false;
-      return heard.some((held) => held.size > 0) || heard.length === this.peers.size;
-    }, timeoutMs);
+    return this.waitUntil(() => this.holdsWhatPeersHeld(), timeoutMs);
+  }
+
+  /** Whether this region holds what its peers held, as {@link caughtUpWithPeers} waits for. */
+  holdsWhatPeersHeld(): boolean {
+    const mine = this.o.documents.versionVector();
+    const heard = [...this.peers.values()].flatMap((p) => (p.session !== null && p.heldAtConnect !== null ? [p.heldAtConnect] : []));
+    if (heard.length === 0 || !heard.every((held) => covers(mine, held))) return false;
+    return heard.some((held) => held.size > 0) || heard.length === this.peers.size;
   }
 
   /** Resolves once some peer has said what it holds (own writes checked), or false after `timeoutMs`. */
@@ -700,8 +703,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         signal?.removeEventListener('abort', abandon);
         resolve(value);
       };
-      // Never what keeps the process up: a region closing does not wait it out.
-      const timer = setTimeout(() => finish(ok()), timeoutMs).unref();
+      const timer = setTimeout(() => finish(ok()), timeoutMs);
       this.waiters.add(check);
       signal?.addEventListener('abort', abandon, { once: true });
     });

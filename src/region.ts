@@ -183,7 +183,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
       if (ok) return rebuild.done();
       // The mark stays until the rebuild is over, so that a restart before then holds writes again.
       const check = setInterval(() => {
-        if (closing === null && !replicator.holdsWhatPeersHeld()) return;
+        if (closing === null && !replicator.holdsWhatPeersHeld(true)) return;
         clearInterval(check);
         if (closing === null) rebuild.done();
       }, config.replication.heartbeatMs).unref();

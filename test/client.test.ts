@@ -210,6 +210,33 @@ describe('client SDK against three region processes', () => {
     for (const name of [A, B, C]) expect((await readDirect(name, 'unknown', 'doc')).body).toEqual({ a: { b: 1, c: 2 } });
   }, 45_000);
 
+  it('does not send a put elsewhere when its answer was lost and the region then refused it or could not be reached', async () => {
+    const regions = [endpoint(A, 0), endpoint(B, 20), endpoint(C, 40)];
+    const aUrl = regions[0]!.url;
+    for (const second of ['refused', 'unavailable'] as const) {
+      let putsAtA = 0;
+      // The first PUT reaches A and is stored there, its answer lost; the second meets A refusing or gone.
+      const fetchLosing: typeof fetch = async (input, init) => {
+        const url = String(input instanceof Request ? input.url : input);
+        if (!url.startsWith(aUrl) || init?.method !== 'PUT') return fetch(input, init);
+        putsAtA++;
+        if (putsAtA === 1) {
+          await fetch(input, init);
+          throw new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) });
+        }
+        if (second === 'refused') throw new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+        return new Response(JSON.stringify({ error: 'unavailable', message: 'writes are held' }), { status: 503, headers: { 'content-type': 'application/json' } });
+      };
+      const c = await client(regions, { fetch: fetchLosing });
+      const sentElsewhere = () => proxy(B).stats().bytesUpstream + proxy(C).stats().bytesUpstream;
+      const before = sentElsewhere();
+      await expect(c.put('twice', second, { a: { b: 1 } })).rejects.toBeInstanceOf(OutcomeUnknownError);
+      expect(putsAtA).toBe(2);
+      expect(sentElsewhere()).toBe(before);
+      expect((await readDirect(A, 'twice', second)).body).toEqual({ a: { b: 1 } });
+    }
+  });
+
   it('retries an increment elsewhere when the connection was refused (nothing was sent)', async () => {
     const c = await client([endpoint(A), endpoint(B, 20), endpoint(C, 40)]);
     await cluster.kill(A);

@@ -15,7 +15,7 @@ import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
 import { parseConfig } from '../src/config.js';
-import { encodeVersion } from '../src/docs/token.js';
+import { decodeVersion, encodeVersion } from '../src/docs/token.js';
 import { docKey, type WriterId } from '../src/ids.js';
 import { createLogLimiter } from '../src/log-limiter.js';
 import { createMetrics } from '../src/metrics.js';
@@ -414,6 +414,30 @@ describe('abandoned waits', () => {
     expect(answer.status).toBe(503);
     expect(JSON.parse(answer.body)).toMatchObject({ error: 'lagging' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(2400);
+  });
+
+  test('after a wait, the socket idle timeout closes a connection whose client never reads the answer, and frees its slot', async () => {
+    const port = await startSolo({ connectionTimeoutMs: 1000, maxConcurrentPerCaller: 1 });
+    // A document of some 8 MB: its answer is more than the sockets' buffers take, and waits for a reader that never comes.
+    let version = '';
+    for (let i = 0; i < 9; i++) {
+      const put = await send(port, 'PATCH', '/v1/docs/c/large', { body: { [`f${i}`]: 'x'.repeat(900_000) } });
+      expect(put.status).toBe(200);
+      version = JSON.parse(put.body).version as string;
+    }
+    const next = encodeVersion(new Map([...decodeVersion(version)].map(([writer, seq]) => [writer, seq + 1])));
+    const socket = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.1' });
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`GET /v1/docs/c/large HTTP/1.1\r\nhost: x\r\nmeridian-after: ${next}\r\nmeridian-wait-ms: 10000\r\n\r\n`);
+    socket.pause();
+    await until('1 waiting', async () => (await waiting(port)) === 1);
+    // Another caller's write ends the wait: the answer is sent and never read, and holds the caller's one slot.
+    expect((await send(port, 'PUT', '/v1/docs/c/other', { body: { n: 1 }, localAddress: '127.0.0.2' })).status).toBe(200);
+    expect((await send(port, 'GET', '/v1/docs/c/other')).status).toBe(429);
+    // Idle for connectionTimeoutMs, the connection is closed, and the slot comes back.
+    await until('the slot back', async () => (await send(port, 'GET', '/v1/docs/c/other')).status === 200, 8000);
+    socket.destroy();
   });
 
   test('a write is refused for its node budget before it waits for a version, and the bodies waiting writes hold are bounded per caller', async () => {

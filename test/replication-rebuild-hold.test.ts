@@ -84,4 +84,23 @@ describe('a rebuilt region holds writes', () => {
     // Caught up, the mark is gone: the next restart takes writes once a peer answers.
     await waitFor('mark gone', async () => !existsSync(join(c.region(B).dataDir, REBUILD_MARK_FILE)), 10_000);
   });
+
+  it('for its bound only while no peer holding data is up, and drops its mark once writes have replicated', async () => {
+    cluster = await startTestCluster([A, B, C]);
+    const c = cluster;
+    expect((await http(`${c.url(C)}/v1/docs/items/kept`, { method: 'PUT', body: { v: 1 } })).status).toBe(200);
+    await waitForConvergence(c);
+    await c.stopRegion(C);
+    await Promise.all([c.kill(A), c.kill(B)]);
+    for (const r of [A, B]) rmSync(c.region(r).dataDir, { recursive: true, force: true });
+    await Promise.all([c.startRegion(A), c.startRegion(B)]);
+    // Linked to each other, both empty, C down: writes wait out the hold (3 x deadAfterMs), then are taken.
+    await waitFor('a write taken', async () => (await http(`${c.url(A)}/v1/docs/items/fresh`, { method: 'PUT', body: { v: 2 } })).status === 200, 20_000);
+    // Once the write has reached B, each holds what the other states it holds: the marks go.
+    const marked = (r: string) => existsSync(join(c.region(r).dataDir, REBUILD_MARK_FILE));
+    await waitFor('marks gone', async () => !marked(A) && !marked(B), 10_000);
+    await c.startRegion(C);
+    await waitForConvergence(c);
+    for (const r of [A, B, C]) expect((await http(`${c.url(r)}/v1/docs/items/kept`)).body).toEqual({ v: 1 });
+  });
 });

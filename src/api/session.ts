@@ -213,10 +213,9 @@ export function createSession(deps: {
     reply.raw.once('close', abort);
     if (request.raw.socket?.destroyed === true) abort();
     // The socket's idle timeout (limits.connectionTimeoutMs) closed waits as
-    // long as it unanswered, a write's outcome unknown to its client. A wait
-    // has its own bound; Node sets the timeout again for the socket's next
-    // request, or its keep-alive, once this one is answered. (Requests
-    // injected in process have a socket without timeouts.)
+    // long as it unanswered, a write's outcome unknown to its client: off
+    // while it waits (a wait has its own bound), on again once it ends.
+    // (Requests injected in process have a socket without timeouts.)
     const socket: Partial<Pick<Socket, 'setTimeout'>> | undefined = request.raw.socket;
     socket?.setTimeout?.(0);
     active.add(disconnected);
@@ -225,6 +224,8 @@ export function createSession(deps: {
     } finally {
       active.delete(disconnected);
       reply.raw.off('close', abort);
+      // Again from now: a client that never reads the answer must not hold its socket (and its request's slot) for good.
+      socket?.setTimeout?.(request.server.server.timeout);
     }
   }
 

@@ -191,7 +191,11 @@ export class Router {
   private async sendCall(region: RegionEndpoint, call: Call, after: string | null): Promise<Exchange> {
     const ex = await this.send(region, call, after);
     if (ex.kind !== 'lost' || !call.write || !call.idempotent || this.d.closed.aborted) return ex;
-    return this.send(region, call, after);
+    const again = await this.send(region, call, after);
+    if (again.kind === 'answer' && again.status !== 429 && again.status !== 503) return again;
+    // Refused or unreached the second time, the first copy may still stand here: lost all the same, never sent elsewhere.
+    const then = again.kind === 'answer' ? `http ${again.status}` : again.reason;
+    return { kind: 'lost', reason: `${ex.reason}, then ${then} when sent again`, error: again.kind === 'answer' ? ex.error : again.error };
   }
 
   private send(region: RegionEndpoint, call: Call, after: string | null, waitMs = this.d.waitMs): Promise<Exchange> {

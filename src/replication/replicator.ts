@@ -424,12 +424,19 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     return this.waitUntil(() => this.holdsWhatPeersHeld(), timeoutMs);
   }
 
-  /** Whether this region holds what its peers held, as {@link caughtUpWithPeers} waits for. */
-  holdsWhatPeersHeld(): boolean {
+  /**
+   * Whether this region holds what its peers held, as {@link caughtUpWithPeers}
+   * waits for; with `now`, or what each linked peer states it holds now (one
+   * holding anything): a new cluster whose regions held nothing when they
+   * linked, one peer never up, is told so once writes have begun.
+   */
+  holdsWhatPeersHeld(now = false): boolean {
     const mine = this.o.documents.versionVector();
-    const heard = [...this.peers.values()].flatMap((p) => (p.session !== null && p.heldAtConnect !== null ? [p.heldAtConnect] : []));
-    if (heard.length === 0 || !heard.every((held) => covers(mine, held))) return false;
-    return heard.some((held) => held.size > 0) || heard.length === this.peers.size;
+    const linked = [...this.peers.values()].filter((p) => p.session !== null && p.heldAtConnect !== null);
+    const holds = (vectors: VersionVector[]) => vectors.length > 0 && vectors.every((held) => covers(mine, held)) && vectors.some((held) => held.size > 0);
+    const atConnect = linked.map((p) => p.heldAtConnect!);
+    if (holds(atConnect) || (atConnect.length === this.peers.size && atConnect.every((held) => held.size === 0))) return true;
+    return now && holds(linked.map((p) => p.session!.peerHas));
   }
 
   /** Resolves once some peer has said what it holds (own writes checked), or false after `timeoutMs`. */

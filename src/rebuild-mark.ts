@@ -11,8 +11,8 @@ import { join } from 'node:path';
 export const REBUILD_MARK_FILE = 'rebuilding';
 
 export interface RebuildMark {
-  /** The rebuild is over (this region holds what its peers held): the mark goes. */
-  done(): void;
+  /** The rebuild is over (this region holds what its peers held): the mark goes; the error when it could not. */
+  done(): Error | null;
 }
 
 /**
@@ -25,7 +25,16 @@ export function rebuildMark(dataDir: string, empty: boolean): RebuildMark | null
   if (!empty && !existsSync(path)) return null;
   syncClosed(openSync(path, 'w'));
   syncClosed(openSync(dataDir, 'r'));
-  return { done: () => rmSync(path, { force: true }) };
+  return {
+    done: () => {
+      try {
+        rmSync(path, { force: true });
+        return null;
+      } catch (err) {
+        return err instanceof Error ? err : new Error(String(err));
+      }
+    },
+  };
 }
 
 function syncClosed(fd: number): void {

@@ -180,12 +180,16 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
       else if (!ok) logger.warn({ waitMs }, 'no peer answered; taking writes alone');
       openWrites();
       if (rebuild === null) return;
-      if (ok) return rebuild.done();
+      const over = (): void => {
+        const err = rebuild.done();
+        if (err) logger.warn({ err }, 'the rebuild is over, but its mark could not be removed: the next start holds writes until caught up again');
+      };
+      if (ok) return over();
       // The mark stays until the rebuild is over, so that a restart before then holds writes again.
       const check = setInterval(() => {
         if (closing === null && !replicator.holdsWhatPeersHeld(true)) return;
         clearInterval(check);
-        if (closing === null) rebuild.done();
+        if (closing === null) over();
       }, config.replication.heartbeatMs).unref();
     });
   }

@@ -53,7 +53,7 @@ export interface StorageConfig {
   /**
    * Most heap the documents held in memory take, about, in bytes: decoded
    * ones weighed by their structs and size, encoded ones by their bytes. A
-   * document of many small keys takes some 29 times its encoded size
+   * document of many small keys takes 16 to 29 times its encoded size
    * decoded. Default 512 MiB.
    */
   readonly cacheBytes: number;

@@ -88,9 +88,9 @@ function decodedWeight(live: LiveDoc): number {
  * store (figures: README, "Storage and durability").
  *
  * Counts alone do not bound its memory: a document of many small map keys
- * takes some 29 times its encoded size decoded, so twenty documents at
- * `limits.maxDocumentBytes`, written or only read, took more heap than Node
- * gives a process. So the cache also holds at most `maxBytes`: decoded
+ * takes 16 to 29 times its encoded size decoded, so twenty documents at
+ * `limits.maxDocumentBytes`, written or only read, would take more heap than Node
+ * gives a process (4.3 GB here). So the cache also holds at most `maxBytes`: decoded
  * documents weighed by {@link decodedWeight} (each time a commit changes
  * them), encoded ones by their bytes; the most recently used decoded
  * document stays whatever it weighs.

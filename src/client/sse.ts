@@ -17,6 +17,8 @@ const MAX_PENDING_CHARS = 64 * 1024 * 1024;
 
 export class SseParser {
   private buffer = '';
+  /** How far `buffer` holds no line end: a line that arrives in many chunks is searched once, not again at each. */
+  private scanned = 0;
   private id: string | undefined;
   private event = '';
   private data: string[] = [];
@@ -27,15 +29,26 @@ export class SseParser {
     this.buffer += text;
     if (this.buffer.length > MAX_PENDING_CHARS) throw new Error('event stream line too long');
     const out: SseMessage[] = [];
+    const lineEnd = /\r\n|\r|\n/g;
+    lineEnd.lastIndex = this.scanned;
+    let start = 0;
     for (;;) {
-      const match = /\r\n|\r|\n/.exec(this.buffer);
+      const match = lineEnd.exec(this.buffer);
+      if (match === null) {
+        this.scanned = this.buffer.length;
+        break;
+      }
       // A lone \r at the end may be the first half of \r\n: wait for more.
-      if (match === null || (match[0] === '\r' && match.index === this.buffer.length - 1)) break;
-      const line = this.buffer.slice(0, match.index);
-      this.buffer = this.buffer.slice(match.index + match[0].length);
-      const message = this.line(line);
+      if (match[0] === '\r' && match.index === this.buffer.length - 1) {
+        this.scanned = match.index;
+        break;
+      }
+      const message = this.line(this.buffer.slice(start, match.index));
+      start = lineEnd.lastIndex;
       if (message !== null) out.push(message);
     }
+    this.buffer = this.buffer.slice(start);
+    this.scanned -= start;
     return out;
   }
 

@@ -10,19 +10,27 @@ export class CallerSlots {
 
   constructor(readonly max: number) {}
 
-  /** Whether `caller` holds its share already. */
-  full(caller: string): boolean {
-    return (this.held.get(caller) ?? 0) >= this.max;
+  /** Whether `caller` holds its share already: `weight` more would take it past. */
+  full(caller: string, weight = 1): boolean {
+    return (this.held.get(caller) ?? 0) + weight > this.max;
   }
 
-  /** Counts a connection of `caller`; the returned function gives its place back (once, however often it is called). */
-  hold(caller: string): () => void {
-    this.held.set(caller, (this.held.get(caller) ?? 0) + 1);
+  /** What `caller` holds now. */
+  heldBy(caller: string): number {
+    return this.held.get(caller) ?? 0;
+  }
+
+  /**
+   * Counts a connection of `caller` (or `weight` of what is shared, bytes
+   * say); the returned function gives it back (once, however often it is called).
+   */
+  hold(caller: string, weight = 1): () => void {
+    this.held.set(caller, (this.held.get(caller) ?? 0) + weight);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (this.held.get(caller) ?? 1) - 1;
+      const left = (this.held.get(caller) ?? weight) - weight;
       if (left > 0) this.held.set(caller, left);
       else this.held.delete(caller);
     };

@@ -156,9 +156,8 @@ export function createSession(deps: {
   // without a share per caller one token could hold every wait with feeds that never start.
   const callers = new CallerSlots(Math.max(1, Math.floor(limits.maxWaiters / WAITERS_SHARE)));
   const maxBodyBytes = waitingBodyBytes(limits);
-  const maxCallerBodyBytes = Math.floor(maxBodyBytes / WAITERS_SHARE);
+  const callerBodies = new CallerSlots(Math.floor(maxBodyBytes / WAITERS_SHARE));
   let bodyBytes = 0;
-  const callerBodyBytes = new Map<string, number>();
 
   /** Bytes of the body `request` holds: its length, or the largest allowed when it came in chunks. */
   function bodyBytesOf(request: FastifyRequest): number {
@@ -176,31 +175,26 @@ export function createSession(deps: {
       throw new MeridianError('unavailable', `${what} waiting already; retry shortly`);
     }
     const caller = deps.callerOf?.(request);
-    const callerBytes = caller === undefined ? 0 : (callerBodyBytes.get(caller) ?? 0);
-    if (caller !== undefined && (callers.full(caller) || callerBytes + bytes > maxCallerBodyBytes)) {
+    if (caller !== undefined && (callers.full(caller) || callerBodies.full(caller, bytes))) {
       deps.refusals?.record(request, 'caller_waiters', WAITERS_RETRY_AFTER_S);
       const what = callers.full(caller)
         ? `${callers.max} requests waiting for a version or for replicas already (a quarter of limits.maxWaiters)`
-        : `requests holding ${callerBytes} bytes of bodies waiting for a version or for replicas already (a quarter of the ${maxBodyBytes} a region lets wait)`;
+        : `requests holding ${callerBodies.heldBy(caller)} bytes of bodies waiting for a version or for replicas already (a quarter of the ${maxBodyBytes} a region lets wait)`;
       throw new MeridianError('too_many_requests', `this caller has ${what}; retry once some are answered`);
     }
     const releaseCaller = caller === undefined ? null : callers.hold(caller);
+    const releaseBody = caller === undefined || bytes === 0 ? null : callerBodies.hold(caller, bytes);
     waiting += 1;
     bodyBytes += bytes;
-    if (caller !== undefined && bytes > 0) callerBodyBytes.set(caller, callerBytes + bytes);
     metrics.waitingRequests.set(waiting);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       releaseCaller?.();
+      releaseBody?.();
       waiting -= 1;
       bodyBytes -= bytes;
-      if (caller !== undefined && bytes > 0) {
-        const left = (callerBodyBytes.get(caller) ?? 0) - bytes;
-        if (left > 0) callerBodyBytes.set(caller, left);
-        else callerBodyBytes.delete(caller);
-      }
       metrics.waitingRequests.set(waiting);
     };
   }

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
@@ -445,6 +446,33 @@ describe('the write path', () => {
     const merged = new Y.Doc();
     Y.applyUpdate(merged, state);
     expect(Y.encodeStateVector(merged)).toEqual(n.docs.stateVector(key));
+  });
+
+  it('diffs against a state vector naming many clients the document does not hold as against its own clients alone, and refuses one cut short', async () => {
+    const n = node();
+    const key = docKey('c', 'sv');
+    await n.docs.put(key, { a: 1 });
+    const first = n.docs.stateVector(key)!;
+    await n.docs.patch(key, { b: 2 });
+    // The document's vector after the first write, amid 100,000 clients it never heard of.
+    const own = Y.decodeStateVector(first);
+    const e = encoding.createEncoder();
+    encoding.writeVarUint(e, own.size + 100_000);
+    for (let i = 0; i < 100_000; i++) {
+      encoding.writeVarUint(e, 2_000_000_000 + i);
+      encoding.writeVarUint(e, 5);
+    }
+    for (const [client, clock] of own) {
+      encoding.writeVarUint(e, client);
+      encoding.writeVarUint(e, clock);
+    }
+    const wide = encoding.toUint8Array(e);
+    const diff = n.docs.readYjs(key, wide)!;
+    expect(diff).toEqual(n.docs.readYjs(key, first));
+    const reader = new Y.Doc();
+    Y.applyUpdate(reader, n.docs.readYjs(key, Y.encodeStateVector(new Y.Doc()))!);
+    expect(reader.getMap('root').get('b')).toBe(2);
+    expect(() => n.docs.readYjs(key, wide.subarray(0, wide.length - 3))).toThrow(/sv is not a valid Yjs state vector/);
   });
 
   it('stores, reloads and hands peers an editor document whose changes wait for missing ones, losing none', async () => {

@@ -9,6 +9,7 @@ import * as Y from 'yjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { docDigest, stableClientId } from '../src/crdt/index.js';
 import { MAX_TYPE_DEPTH, admitClientUpdate } from '../src/crdt/admit.js';
+import { marker, namedTypeName } from '../src/crdt/layout.js';
 import { validateUpdate } from '../src/crdt/validate.js';
 import { docKey, type WriterId } from '../src/ids.js';
 import { startApiNode, type ApiNode } from './helpers/api-node.js';
@@ -175,6 +176,32 @@ describe('deletions', () => {
     expect((await post(deletions(7171, everyOther.slice(0, 100)))).statusCode).toBe(200);
   }, 30_000);
 
+  it('refuses text ops that could split held items at places where Yjs moves too many structs, before writing anything, and takes fewer', async () => {
+    // A text field written by a client that then wrote 60,000 other structs: each split of the text moves them all.
+    const writer = new Y.Doc();
+    writer.clientID = 7272;
+    writer.getMap('root').set('body', marker('text'));
+    writer.getText(namedTypeName('text', ['body'])).insert(0, 'x'.repeat(4_002));
+    expect((await post(Y.encodeStateAsUpdate(writer))).statusCode).toBe(200);
+    for (let part = 0; part < 3; part++) {
+      const sv = Y.encodeStateVector(writer);
+      writer.transact(() => {
+        for (let i = 0; i < 20_000; i++) writer.getMap('root').set(`k${part}-${i}`, i);
+      });
+      expect((await post(Y.encodeStateAsUpdate(writer, sv))).statusCode).toBe(200);
+    }
+    const before = await state();
+    const ops = (n: number) => ({ ops: Array.from({ length: n }, (_, k) => ({ op: 'deleteText', path: ['body'], index: 2 * (n - k) - 1, length: 1 })) });
+    const res = await node.app.inject({ method: 'POST', url: '/v1/docs/notes/one/ops', payload: ops(1000) });
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toMatchObject({ error: 'too_complex', message: expect.stringMatching(/send fewer text ops per request/) });
+    const after = await state();
+    expect(after.yjs.equals(before.yjs)).toBe(true);
+    expect(after.version).toBe(before.version);
+    expect((await node.app.inject({ method: 'POST', url: '/v1/docs/notes/one/ops', payload: ops(100) })).statusCode).toBe(200);
+    expect(((await state()).json as { body: string }).body).toHaveLength(4_002 - 100);
+  }, 30_000);
+
   it('counts the pieces earlier splits of the same update put after a split, and not splits Yjs does not make', () => {
     const region = new Y.Doc();
     region.clientID = 1000;
@@ -204,6 +231,41 @@ describe('deletions', () => {
     text.getText('t').delete(0, 10_000);
     const resent = Y.encodeStateAsUpdate(editor, Y.encodeStateVector(text));
     expect(() => admitClientUpdate(text, validateUpdate(resent, 1 << 20))).not.toThrow();
+  }, 30_000);
+});
+
+describe('editor content read as JSON', () => {
+  it('renders XML whose marks would take the square of its length as null, and the rest of the document in full', async () => {
+    const editor = new Y.Doc();
+    editor.clientID = 8181;
+    // Each character opens one more mark that stays open: Yjs renders every mark open on each character.
+    const marks = new Y.XmlText();
+    editor.getXmlFragment('marks').insert(0, [marks]);
+    const n = 1100;
+    editor.transact(() => {
+      marks.insert(0, 'x'.repeat(n));
+      for (let i = n - 1; i >= 0; i--) marks.format(i, n - i, { [`m${i}`]: true });
+    });
+    const paragraph = new Y.XmlElement('paragraph');
+    editor.getXmlFragment('prose').insert(0, [paragraph]);
+    const words = new Y.XmlText();
+    paragraph.insert(0, [words]);
+    words.insert(0, 'hello world');
+    words.format(0, 5, { bold: true });
+    const expected = editor.getXmlFragment('prose').toString();
+    expect(expected).toBe('<paragraph><bold>hello</bold> world</paragraph>');
+    expect((await post(Y.encodeStateAsUpdate(editor))).statusCode).toBe(200);
+    expect((await node.app.inject({ method: 'POST', url: '/v1/docs/notes/two/yjs', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from(Y.encodeStateAsUpdate(editor)) })).statusCode).toBe(200);
+
+    const read = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' });
+    expect(read.statusCode).toBe(200);
+    expect(read.json()).toEqual({ $yjs: { marks: [null], prose: expected } });
+    // The budget is the read's: the next document's editor content renders as far as it goes alone.
+    expect((await node.app.inject({ method: 'GET', url: '/v1/docs/notes/two' })).json()).toEqual({ $yjs: { marks: [null], prose: expected } });
+    // The whole of it, as Yjs holds it.
+    const copy = new Y.Doc();
+    Y.applyUpdate(copy, (await state()).yjs);
+    expect(copy.getXmlFragment('marks').toString()).toBe(editor.getXmlFragment('marks').toString());
   }, 30_000);
 });
 

@@ -8,9 +8,12 @@
  * A peer that asks and never reads is still bounded: past a few hundred
  * unanswered requests the link is closed, saying why.
  */
+import { randomBytes } from 'node:crypto';
 import * as Y from 'yjs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DocKey, RegionId, VersionVector } from '../src/ids.js';
+import { digestParts } from '../src/crdt/index.js';
+import { DOC_PARTS_BYTES } from '../src/replication/protocol.js';
 import { FAST_REPLICATION, http, startTestCluster, syncStatus } from './helpers/cluster.js';
 import { ImpostorLink } from './helpers/impostor.js';
 
@@ -109,3 +112,26 @@ it('closes the link to a peer that asks far more than it reads, says why, and ke
   const put = await http(`${target}/v1/docs/answers/after`, { method: 'PUT', body: { ok: true } });
   expect(put.status).toBe(200);
 }, 60_000);
+
+it('compares a document\'s digest parts with a peer\'s once a second at most, however often the peer asks about it', async () => {
+  const { link } = await quietLink();
+  link.resume();
+  const held = new Y.Doc();
+  Y.applyUpdate(held, new Uint8Array(await (await fetch(`${target}/v1/docs/${BIG}/yjs`)).arrayBuffer()));
+  // The region's structure with other content: a conflict each time the region compares them, which it answers with an offer.
+  const parts = new Uint8Array(DOC_PARTS_BYTES);
+  parts.set(digestParts(held).structure, 0);
+  parts.set(randomBytes(32), 32);
+  const asks = 20;
+  for (let i = 0; i < asks; i++) link.send({ type: 'doc-sv', round: 300, doc: BIG, sv: Y.encodeStateVector(held), parts });
+  const answers = (): number => link.frames.filter((f) => f.type === 'doc-state' && f.round === 300).length;
+  const deadline = Date.now() + 20_000;
+  while (answers() < asks && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(answers()).toBe(asks);
+  const offers = link.frames.filter((f) => f.type === 'doc-replace' && f.kind === 'offer' && f.doc === BIG).length;
+  // One per second the answers took (a slow machine may take two or three).
+  expect(offers).toBeGreaterThanOrEqual(1);
+  expect(offers).toBeLessThan(5);
+  link.close();
+  await link.closed;
+}, 30_000);

@@ -6,6 +6,8 @@
  * after. A real store and write path; the transport reports what waits in it,
  * as a socket whose peer stopped reading would. (A peer that floods pings to
  * get there is closed for the flood first: `hardening-peer.test.ts`.)
+ * And the other way round: a peer whose frames arrive faster than this region
+ * works them off is no longer read once they pass a count or a byte bound.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,7 @@ import { CloseCode } from '../src/contract.js';
 import { createDocuments } from '../src/docs/documents.js';
 import type { RegionId } from '../src/ids.js';
 import { decodeFrame, encodeFrame, type Frame } from '../src/replication/protocol.js';
-import { Session } from '../src/replication/session.js';
+import { MAX_INBOUND_BYTES, Session } from '../src/replication/session.js';
 import { openStore } from '../src/storage/sqlite.js';
 
 const logger = pino({ level: 'silent' });
@@ -68,6 +70,31 @@ it('closes the link once more than its bound waits unsent to the peer, says why,
     expect(session.isClosed()).toBe(true);
     ping(3);
     expect(sent.filter((f) => f.type === 'pong')).toHaveLength(1);
+  } finally {
+    session.close();
+  }
+});
+
+it('stops reading the socket once the frames waiting their turn pass its byte bound, however few they are', () => {
+  const calls: string[] = [];
+  const noop = (): void => undefined;
+  const session = new Session({
+    peer: 'ap-south' as RegionId, documents, store, logger,
+    transport: {
+      send: noop, buffered: () => 0, close: noop, pause: () => void calls.push('pause'), resume: () => void calls.push('resume'),
+    },
+    batchBytes: 4096, maxBufferedBytes: MAX_BUFFERED, maxFrameBytes: MAX_FRAME,
+    onPeerRestarted: noop, onHeard: noop, onPong: noop, onAck: noop, leavesCatchUp: () => false, onRejected: noop,
+  });
+  try {
+    // Three frames, each a third of the bound and more (a doc-state's type byte; never decoded here).
+    const frame = new Uint8Array(Math.ceil(MAX_INBOUND_BYTES / 3) + 1);
+    frame[2] = 0x07;
+    session.receive(frame);
+    session.receive(frame);
+    expect(calls).toEqual([]);
+    session.receive(frame);
+    expect(calls).toEqual(['pause']);
   } finally {
     session.close();
   }

@@ -41,7 +41,7 @@
 import * as Y from 'yjs';
 import { assertJsonObject, isJsonObject, isReservedKey, jsonEqual, stripNulls } from './json.js';
 import { LIVE_KEY, clearAllNamed, clearValue, rootMap, toYValue } from './layout.js';
-import { documentExists, renderValue } from './read.js';
+import { beginRender, documentExists, renderValue } from './read.js';
 import type { Json, JsonObject, Path, WriteContext } from './types.js';
 
 export { readDocument, documentExists } from './read.js';
@@ -61,6 +61,7 @@ type Mode = 'put' | 'patch';
  */
 export function putDocument(doc: Y.Doc, value: JsonObject, _ctx: WriteContext, origin: unknown): void {
   assertJsonObject(value, 'invalid_body', 'document');
+  beginRender();
   doc.transact(() => {
     const root = rootMap(doc);
     replaceEntries(doc, root, value, []);
@@ -76,6 +77,7 @@ export function putDocument(doc: Y.Doc, value: JsonObject, _ctx: WriteContext, o
  */
 export function mergePatch(doc: Y.Doc, patch: JsonObject, _ctx: WriteContext, origin: unknown): void {
   assertJsonObject(patch, 'invalid_body', 'patch');
+  beginRender();
   doc.transact(() => {
     const root = rootMap(doc);
     patchEntries(doc, root, patch, []);

@@ -6,6 +6,7 @@
  */
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
+import { MAX_SPLIT_MOVES } from './admit.js';
 import { canonicalJson, isJsonObject } from './json.js';
 import { LIVE_KEY, clearValue, counterMap, marker, markerKind, rootMap, setMap, textType, toYValue, type TypedKind } from './layout.js';
 import { parseOps } from './ops-parse.js';
@@ -17,7 +18,8 @@ type Shadow =
   | { kind: 'object'; map: Y.Map<unknown> | null; children: Map<string, Shadow | null> }
   | { kind: 'counter'; slot: number }
   | { kind: 'set' }
-  | { kind: 'text'; text: TextShadow }
+  /** `longest`: the most structs any client holding live items of the text has in the document (see chargeSplits). */
+  | { kind: 'text'; text: TextShadow; longest: number }
   | { kind: 'value' };
 
 type ObjectShadow = Extract<Shadow, { kind: 'object' }>;
@@ -36,7 +38,8 @@ type ObjectShadow = Extract<Shadow, { kind: 'object' }>;
 export function applyOps(doc: Y.Doc, ops: Op[], ctx: WriteContext, origin: unknown): void {
   const checked = parseOps(ops);
   const root = objectShadow(rootMap(doc));
-  checked.forEach((op, i) => simulate(doc, root, op, ctx, i));
+  const splits: SplitCost = { moves: 0, splits: 0 };
+  checked.forEach((op, i) => simulate(doc, root, op, ctx, i, splits));
   doc.transact(() => {
     const map = rootMap(doc);
     for (const op of checked) execute(doc, map, op, ctx);
@@ -57,8 +60,10 @@ function shadowOfStored(doc: Y.Doc, value: unknown, path: Path, ctx: WriteContex
     }
     case 'set':
       return { kind: 'set' };
-    case 'text':
-      return { kind: 'text', text: new TextShadow(textType(doc, path).toString()) };
+    case 'text': {
+      const text = textType(doc, path);
+      return { kind: 'text', text: new TextShadow(text.toString()), longest: longestClientIn(doc, text) };
+    }
     default:
       return { kind: 'value' };
   }
@@ -117,7 +122,7 @@ const KIND_OF_OP: Partial<Record<Op['op'], TypedKind>> = {
   deleteText: 'text',
 };
 
-function simulate(doc: Y.Doc, root: ObjectShadow, op: Op, ctx: WriteContext, i: number): void {
+function simulate(doc: Y.Doc, root: ObjectShadow, op: Op, ctx: WriteContext, i: number, splits: SplitCost): void {
   const parent = parentOf(doc, root, op.path, CREATES[op.op] === true, ctx, i);
   const key = op.path[op.path.length - 1] as string;
   const target = parent === null ? null : child(doc, parent, key, op.path, ctx);
@@ -143,10 +148,58 @@ function simulate(doc: Y.Doc, root: ObjectShadow, op: Op, ctx: WriteContext, i: 
     case 'deleteText': {
       const text = target?.kind === 'text' ? target.text : new TextShadow('');
       editText(op, text, i);
-      if (target === null && op.op === 'insertText') parent?.children.set(key, { kind: 'text', text });
+      chargeSplits(doc, op, target?.kind === 'text' ? target.longest : 0, splits);
+      if (target === null && op.op === 'insertText') parent?.children.set(key, { kind: 'text', text, longest: 0 });
       return;
     }
   }
+}
+
+/** What the text ops of one write may make Yjs move, at most, to split items (see {@link chargeSplits}). */
+interface SplitCost {
+  moves: number;
+  splits: number;
+}
+
+/**
+ * Refuses (`too_complex`, 413), before anything is written, text ops that
+ * could split items at places Yjs pays for with too many struct moves (see
+ * admit.ts `checkSplits`, which bounds a client's Yjs updates so): Yjs
+ * keeps each client's structs in one array, and a split inserts the second
+ * half after the first, moving the structs after it. A text written by a
+ * client that then wrote 400,000 other structs made each of 1,000
+ * `deleteText` ops of one character move them all twice: 1.3 s at this
+ * region and again at every peer, for a 56 KB request that could be sent
+ * again and again. An insertion splits at most one item, a deletion two,
+ * each item of a client holding live items of the text (or of this region,
+ * whose inserts it may split) in an array at most that long, plus the
+ * pieces earlier splits added: a bound, counted without touching the
+ * document, so a refused write costs no reload.
+ */
+function chargeSplits(doc: Y.Doc, op: Extract<Op, { op: 'insertText' | 'deleteText' }>, longest: number, cost: SplitCost): void {
+  if (op.op === 'insertText' ? op.text.length === 0 : op.length === 0) return;
+  const splits = op.op === 'insertText' ? 1 : 2;
+  const held = Math.max(longest, doc.store.clients.get(doc.clientID)?.length ?? 0);
+  cost.moves += splits * (held + cost.splits + splits);
+  cost.splits += splits;
+  if (cost.moves > MAX_SPLIT_MOVES) {
+    throw new MeridianError(
+      'too_complex',
+      `the text ops could split the text's items at places where Yjs would move more than ${MAX_SPLIT_MOVES} structs in all (a client whose items it may split has ${held} structs in this document): send fewer text ops per request`,
+    );
+  }
+}
+
+/** The most structs any client holding a live item of `text` has in the document. */
+function longestClientIn(doc: Y.Doc, text: Y.Text): number {
+  const seen = new Set<number>();
+  let longest = 0;
+  for (let item: Y.Item | null = text._start; item !== null; item = item.right) {
+    if (item.deleted || seen.has(item.id.client)) continue;
+    seen.add(item.id.client);
+    longest = Math.max(longest, doc.store.clients.get(item.id.client)?.length ?? 0);
+  }
+  return longest;
 }
 
 /** Checks a text op against the text as earlier ops left it, then applies it there. */

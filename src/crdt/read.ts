@@ -20,6 +20,32 @@ import type { Json, JsonObject, Path } from './types.js';
 const RENDER_DEPTH = MAX_DEPTH * 2;
 
 /**
+ * Work one document's read may spend rendering XML content (see
+ * {@link xmlWork}): 0.3-0.75 s where an editor's text holds hundreds of
+ * formatting marks open at once, well beyond any editor's; a 4.7 MB text
+ * of 100,000 formatted runs renders in 0.14 s and takes a tenth of it.
+ * Yjs renders an XML text run by run, each run with every mark open on it,
+ * so a text formatted one character at a time with marks that never close
+ * renders in the square of its length: 79 KB of update rendered to 22 MB of
+ * XML in 2.9 s, at every region, for each read and each change feed.
+ * Content past the budget renders as null, as content nested past
+ * {@link RENDER_DEPTH} does; `GET .../yjs` serves it whole.
+ */
+export const XML_RENDER_BUDGET = 500_000;
+
+/**
+ * What the XML rendering of the document being read may still spend: set
+ * anew by {@link beginRender} at each read or write of a document (renders
+ * are synchronous), so that it bounds a whole document, not each XML type.
+ */
+let xmlLeft = XML_RENDER_BUDGET;
+
+/** Starts a document's read: its XML renders may spend {@link XML_RENDER_BUDGET} from here. */
+export function beginRender(): void {
+  xmlLeft = XML_RENDER_BUDGET;
+}
+
+/**
  * Where the JSON view shows root-level shared types the model does not
  * write (an editor's `XmlFragment`, a `Y.Text` bound at the root), by share
  * name. Read-only: a write that carries this field stores it as a plain field.
@@ -35,6 +61,7 @@ export const FOREIGN_SHARES_KEY = '$yjs';
  * types (see {@link renderForeignShares}); a tree field of that name wins.
  */
 export function readDocument(doc: Y.Doc): JsonObject | null {
+  beginRender();
   const root = rootMap(doc);
   const foreign = renderForeignShares(doc);
   const rooted = holdsLiveEntry(root);
@@ -78,7 +105,7 @@ function holdsLiveEntry(type: { _map: Map<string, Y.Item> }): boolean {
  * texts as their XML string (an `XmlFragment`), other sequences as arrays,
  * and keyed types as objects. Null when there are none.
  */
-export function renderForeignShares(doc: Y.Doc): JsonObject | null {
+function renderForeignShares(doc: Y.Doc): JsonObject | null {
   const shares = foreignShares(doc);
   if (shares.length === 0) return null;
   const out: JsonObject = {};
@@ -106,8 +133,67 @@ function renderForeign(doc: Y.Doc, type: Y.AbstractType<Y.YEvent<Y.AbstractType<
 }
 
 function renderPiece(doc: Y.Doc, value: unknown): Json {
-  if (value instanceof Y.XmlElement || value instanceof Y.XmlText || value instanceof Y.XmlFragment) return value.toString();
+  if (value instanceof Y.XmlElement || value instanceof Y.XmlText || value instanceof Y.XmlFragment) return renderXml(value);
   return renderValue(doc, value, null, 1);
+}
+
+/** Yjs's XML string of `type`, or null when rendering it would take the document's XML past {@link XML_RENDER_BUDGET}. */
+function renderXml(type: Y.XmlElement | Y.XmlText | Y.XmlFragment): string | null {
+  const work = xmlWork(type as unknown as Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, xmlLeft);
+  // Left unrendered, it spends nothing: the document's other XML may still be rendered.
+  if (work > xmlLeft) return null;
+  xmlLeft -= work;
+  return type.toString();
+}
+
+/**
+ * What rendering `type` as XML costs, as Yjs does it, stopping once past
+ * `limit`: a unit for each element, each run of text and each attribute or
+ * mark it writes, plus what the mark's value holds (Yjs lists a value's
+ * keys, or a string's characters, for each run the mark is open on).
+ */
+function xmlWork(type: Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit: number): number {
+  let work = 1;
+  if (type instanceof Y.XmlElement) {
+    for (const item of type._map.values()) if (!item.deleted) work += 1 + valueWeight(item.content.getContent().at(-1));
+  }
+  /** Marks open on the run being read, by key, with their weights; their sum. */
+  const marks = new Map<string, number>();
+  let open = 0;
+  let run = false;
+  const endRun = (): void => {
+    if (run) work += 1 + open;
+    run = false;
+  };
+  for (let item: Y.Item | null = type._start; item !== null && work <= limit; item = item.right) {
+    if (item.deleted) continue;
+    const content = item.content;
+    if (content instanceof Y.ContentString) {
+      run = true;
+    } else if (content instanceof Y.ContentFormat) {
+      endRun();
+      open -= marks.get(content.key) ?? 0;
+      if (content.value === null) marks.delete(content.key);
+      else {
+        const weight = 1 + valueWeight(content.value);
+        marks.set(content.key, weight);
+        open += weight;
+      }
+    } else if (content instanceof Y.ContentType) {
+      endRun();
+      work += open + xmlWork(content.type as Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit - work);
+    } else if (content instanceof Y.ContentEmbed) {
+      endRun();
+      work += 1 + open;
+    }
+  }
+  endRun();
+  return work;
+}
+
+function valueWeight(value: unknown): number {
+  if (typeof value === 'string' || Array.isArray(value)) return value.length;
+  return typeof value === 'object' && value !== null ? Object.keys(value).length : 0;
 }
 
 /** Whether the document exists: its root map has any key, reserved ones included. */
@@ -133,6 +219,7 @@ export function renderValue(doc: Y.Doc, value: unknown, path: Path | null, depth
   if (depth > RENDER_DEPTH) return null;
   if (isJsonScalar(value)) return value;
   if (value instanceof Y.Map) return renderMap(doc, value as Y.Map<unknown>, path, depth);
+  if (value instanceof Y.XmlText) return renderXml(value);
   if (value instanceof Y.Text) return value.toString();
   if (value instanceof Y.Array) return (value as Y.Array<unknown>).toArray().map((v) => renderValue(doc, v, null, depth + 1));
   if (Array.isArray(value)) return value.map((v: unknown) => renderValue(doc, v, null, depth + 1));

@@ -17,6 +17,7 @@
  *   `Y.Doc`s from client-chosen options. Both are refused.
  */
 import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { MAX_DEPTH } from './json.js';
@@ -257,4 +258,28 @@ function valueFault(value: unknown, budget: number): string | null {
     if (why !== null) return why;
   }
   return null;
+}
+
+/**
+ * The entries of an untrusted state vector for the clients `holds`, as a
+ * state vector; throws (lib0's decoder) where its bytes end before its
+ * count does. Yjs decodes a state vector into a map of every client it
+ * names before it diffs against it: a peer's 13 MB vector of 3 million
+ * clients held the region 2 to 5 s (decoded to be checked, then again to
+ * diff). Read here without a map, each entry costs some 40 ns, and only
+ * the clients of the document being diffed are kept.
+ */
+export function heldStateVector(sv: Uint8Array, holds: (client: number) => boolean): Uint8Array {
+  const decoder = decoding.createDecoder(sv);
+  const count = decoding.readVarUint(decoder);
+  const kept: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = decoding.readVarUint(decoder);
+    const clock = decoding.readVarUint(decoder);
+    if (holds(client)) kept.push(client, clock);
+  }
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, kept.length / 2);
+  for (const n of kept) encoding.writeVarUint(encoder, n);
+  return encoding.toUint8Array(encoder);
 }

@@ -23,6 +23,7 @@ import {
   deleteDocument,
   digestParts,
   docDigest,
+  heldStateVector,
   loadDoc,
   mayCollide,
   mergePatch,
@@ -403,16 +404,18 @@ class DocumentsImpl implements Documents {
   }
 
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
-    if (stateVector) {
-      try {
-        Y.decodeStateVector(stateVector);
-      } catch (err) {
-        throw new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err });
-      }
-    }
     const live = this.liveOrStored(doc);
-    if (live instanceof Uint8Array) return stateVector ? Y.diffUpdate(live, stateVector) : live;
-    return live ? Y.encodeStateAsUpdate(live.ydoc, stateVector) : null;
+    if (stateVector === undefined) return live instanceof Uint8Array ? live : live ? Y.encodeStateAsUpdate(live.ydoc) : null;
+    // Only the document's own clients are read of the caller's vector (see heldStateVector).
+    const clients = live instanceof Uint8Array ? Y.decodeStateVector(Y.encodeStateVectorFromUpdate(live)) : live?.ydoc.store.clients;
+    let sv: Uint8Array;
+    try {
+      sv = heldStateVector(stateVector, (client) => clients?.has(client) === true);
+    } catch (err) {
+      throw new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err });
+    }
+    if (live instanceof Uint8Array) return Y.diffUpdate(live, sv);
+    return live ? Y.encodeStateAsUpdate(live.ydoc, sv) : null;
   }
 
   /**

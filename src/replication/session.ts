@@ -119,6 +119,14 @@ const PROTOCOL_ERROR_CLOSE = CloseCode.ProtocolError;
 const BACKLOG_SLACK_BYTES = 1 << 20;
 const MAX_INBOUND_QUEUE = 64;
 /**
+ * Bytes of received frames waiting their turn past which the socket is no
+ * longer read (or twice the largest frame, if more). Frames are counted too
+ * ({@link MAX_INBOUND_QUEUE}), but 64 frames of up to `maxFrameBytes` each
+ * let one peer make this region hold 1.2 GB (80 frames of 15 MiB, sent as
+ * fast as the link took them).
+ */
+export const MAX_INBOUND_BYTES = 64 * 1024 * 1024;
+/**
  * Longest wait for a peer to state the floor of a completed catch-up round
  * before catching it up by state again. It states it once it has applied
  * the round, in order on a live link; the bound only keeps a peer that drops
@@ -217,6 +225,7 @@ export class Session {
   private closed = false;
   private inbound: Promise<void> = Promise.resolve();
   private queued = 0;
+  private queuedBytes = 0;
   private paused = false;
   private readonly heartbeats: TokenBucket = createTokenBucket(PEER_HEARTBEATS_PER_SECOND, 2 * PEER_HEARTBEATS_PER_SECOND, () => performance.now());
   /** Heartbeats over the rate tolerated (see {@link PEER_HEARTBEATS_PER_SECOND}). */
@@ -363,8 +372,10 @@ export class Session {
     // below: a burst of large frames from a peer catching this region up is
     // decoded between client requests, not all at once.
     if (bytes[2] === MSG_PING || bytes[2] === MSG_PONG || bytes[2] === MSG_AWARENESS) return this.heartbeat(bytes);
+    const size = bytes.byteLength;
     this.queued++;
-    if (this.queued > MAX_INBOUND_QUEUE && !this.paused) {
+    this.queuedBytes += size;
+    if ((this.queued > MAX_INBOUND_QUEUE || this.queuedBytes > this.inboundBytesBound()) && !this.paused) {
       this.paused = true;
       this.o.transport.pause();
     }
@@ -376,14 +387,14 @@ export class Session {
         await new Promise<void>((resolve) => (wait > 0 ? setTimeout(resolve, wait) : setImmediate(resolve)));
         this.lastYield = performance.now();
       }
-      if (this.closed) return this.frameDone();
+      if (this.closed) return this.frameDone(size);
       let frame: Frame;
       const decoding = performance.now();
       try {
         frame = decodeFrame(bytes, this.o.maxFrameBytes);
         this.o.pacer?.spent(performance.now() - decoding);
       } catch (err) {
-        this.frameDone();
+        this.frameDone(size);
         return this.reject(err instanceof ProtocolError ? err.reason : 'undecodable frame');
       }
       // Entries are handed to the write path at once and committed with
@@ -391,9 +402,9 @@ export class Session {
       // for the commit. Every other frame is handled to the end, in order.
       const handled = frame.type === 'entries' ? this.onEntries(frame.entries) : this.handle(frame);
       const settled = handled.then(
-        () => this.frameDone(),
+        () => this.frameDone(size),
         (err: unknown) => {
-          this.frameDone();
+          this.frameDone(size);
           this.o.logger.warn({ err, peer: this.o.peer, frame: frame.type }, 'frame from peer rejected');
           this.reject(`${frame.type} rejected: ${err instanceof Error ? err.message : String(err)}`);
         },
@@ -439,14 +450,19 @@ export class Session {
     if (frame.type === 'pong' && frame.sentAt <= performance.now()) this.o.onPong(performance.now() - frame.sentAt);
   }
 
-  /** One received frame is finished with (its entries committed); resumes a paused socket. */
-  private frameDone(): void {
+  private inboundBytesBound(): number {
+    return Math.max(MAX_INBOUND_BYTES, 2 * this.o.maxFrameBytes);
+  }
+
+  /** One received frame of `size` bytes is finished with (its entries committed); resumes a paused socket. */
+  private frameDone(size: number): void {
     this.queued--;
+    this.queuedBytes -= size;
     // While this side does not read the socket, the peer's heartbeats wait
     // in it: the silence is this region's backlog, not the peer's. Each frame
     // worked off counts as heard, so only silence after the resume counts.
     if (this.paused) this.o.onHeard();
-    if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4) {
+    if (this.paused && this.queued < MAX_INBOUND_QUEUE / 4 && this.queuedBytes <= this.inboundBytesBound() / 2) {
       this.paused = false;
       this.o.transport.resume();
     }

@@ -49,10 +49,28 @@ export function isRegionClient(client: number): boolean {
  * A fresh doc (gc on), under `clientId` when given. Its guid is fixed: Yjs
  * would otherwise draw a random UUID for each doc (31 calls for random
  * bytes, a fifth of a region's CPU when it loads many documents), and guids
- * only matter for subdocuments, which are refused (validate.ts).
+ * only matter for subdocuments, which are refused (validate.ts). It never
+ * cleans up text formatting (see {@link skipFormattingCleanup}).
  */
 export function newDoc(clientId?: number): Y.Doc {
   const doc = new Y.Doc({ gc: true, guid: 'meridian' });
   if (clientId !== undefined) doc.clientID = clientId;
+  doc.on('afterTransaction', skipFormattingCleanup);
   return doc;
+}
+
+/**
+ * After a transaction that applied others' changes to a text holding
+ * formatting, Yjs deletes the formatting marks it finds redundant, in a
+ * transaction of its own (origin null). In a region that change would be
+ * no client's write and in no log: the document in memory would no longer
+ * be what its stored updates make, its digest would differ from its peers'
+ * (which clean up after other updates, or none) until anti-entropy merged
+ * them, and a reload would lose it again. Two editors bolding overlapping
+ * words at once were enough. A region is no editor: editors clean their
+ * own formatting up and send that as their own update. Yjs checks the flag
+ * right after `afterTransaction` (13.6).
+ */
+function skipFormattingCleanup(transaction: Y.Transaction): void {
+  (transaction as unknown as { _needFormattingCleanup: boolean })._needFormattingCleanup = false;
 }

@@ -475,6 +475,25 @@ describe('the write path', () => {
     expect(() => n.docs.readYjs(key, wide.subarray(0, wide.length - 3))).toThrow(/sv is not a valid Yjs state vector/);
   });
 
+  it('diffs the structs it holds waiting for others against a state vector as well, sending nothing a reader holds', async () => {
+    const n = node();
+    const key = docKey('c', 'waiting');
+    const first = new Y.Doc();
+    first.clientID = 5;
+    const opening = captured(first, () => first.getXmlFragment('prosemirror').insert(0, [new Y.XmlElement('paragraph')]));
+    const other = new Y.Doc();
+    other.clientID = 6;
+    Y.applyUpdate(other, opening);
+    // A long text inside the paragraph, arriving before the paragraph: it waits.
+    const text = captured(other, () => (other.getXmlFragment('prosemirror').get(0) as Y.XmlElement).insert(0, [new Y.XmlText('y'.repeat(50_000))]));
+    expect(await n.docs.applyRemote([{ origin: 'r9~aa' as WriterId, seq: 1, doc: key, ts: Date.now(), update: text }], 'r9' as RegionId))
+      .toMatchObject({ applied: 1, quarantined: 0 });
+    expect(n.docs.pendingDocs()).toBe(1);
+    expect(n.docs.readYjs(key)!.byteLength).toBeGreaterThan(50_000);
+    // A reader holding what is waiting is sent next to nothing.
+    expect(n.docs.readYjs(key, Y.encodeStateVector(other))!.byteLength).toBeLessThan(100);
+  });
+
   it('stores, reloads and hands peers an editor document whose changes wait for missing ones, losing none', async () => {
     // An editor's document: an element, then another client's heading with formatted text inside it.
     const editor = new Y.Doc();

@@ -269,6 +269,38 @@ describe('editor content read as JSON', () => {
   }, 30_000);
 });
 
+describe('editor content read as JSON, costly in other ways', () => {
+  it('counts what a mark\'s key and value and an element\'s attributes make Yjs write, and renders what costs too much as null', async () => {
+    const editor = new Y.Doc();
+    editor.clientID = 8282;
+    // One mark with a long key open over thousands of runs split by a toggled short one: Yjs writes the key twice a run.
+    const long = new Y.XmlText();
+    editor.getXmlFragment('long').insert(0, [long]);
+    // An element whose attribute is a text with marks left open, one more per character.
+    const element = new Y.XmlElement('p');
+    editor.getXmlFragment('attribute').insert(0, [element]);
+    const marks = new Y.XmlText();
+    element.setAttribute('a', marks as unknown as string);
+    editor.transact(() => {
+      long.insert(0, 'x'.repeat(5_000));
+      long.format(0, 5_000, { ['k'.repeat(4_000)]: true });
+      for (let i = 0; i < 5_000; i += 2) long.format(i, 1, { b: true });
+      marks.insert(0, 'x'.repeat(700));
+      for (let i = 699; i >= 0; i--) marks.format(i, 700 - i, { [`m${i}`]: true });
+    });
+    const prose = new Y.XmlElement('paragraph');
+    editor.getXmlFragment('prose').insert(0, [prose]);
+    const words = new Y.XmlText();
+    prose.insert(0, [words]);
+    words.insert(0, 'hello world');
+    words.format(0, 5, { bold: true });
+    expect((await post(Y.encodeStateAsUpdate(editor))).statusCode).toBe(200);
+    const read = await node.app.inject({ method: 'GET', url: '/v1/docs/notes/one' });
+    expect(read.statusCode).toBe(200);
+    expect(read.json()).toEqual({ $yjs: { attribute: [null], long: [null], prose: '<paragraph><bold>hello</bold> world</paragraph>' } });
+  }, 30_000);
+});
+
 describe('the work of placing new items', () => {
   /** Text "az", then `n` characters of `client` each inserted at index 1 of what `base` holds: all placed right after "a". */
   function insertsAfterA(client: number, n: number, base: Uint8Array): Uint8Array {

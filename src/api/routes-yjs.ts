@@ -4,11 +4,12 @@
  * `POST` applies a client's update after `Documents` has validated it.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import type { Documents } from '../docs/types.js';
 import type { DocKey } from '../ids.js';
 import { encodeVersion } from '../docs/token.js';
+import { heldStateVector } from '../crdt/validate.js';
+import { sha256 } from '../sha256.js';
 import { errorResponses } from './openapi.js';
 import type { SharedReads } from './shared-reads.js';
 import { WriteAck, YjsUpdateBody } from './responses.js';
@@ -31,10 +32,10 @@ const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 /**
  * What of `doc`'s durable state a reader holding `sv` lacks (all of it
  * without), with the version it describes; null for an unknown document.
- * One variant per state vector, whatever way it came in (an HTTP `sv` in
- * either base64, a live client's sync step 1) or was spelled: such reads
- * share a render (./shared-reads.ts), so every one of them must render the
- * same thing. `caller` (see limits.ts) queues a few renders at most.
+ * One variant per state vector's bytes, whatever way they came in (an HTTP
+ * `sv` in either base64, a live client's sync step 1): such reads share a
+ * render (./shared-reads.ts), so every one of them must render the same
+ * thing. `caller` (see limits.ts) queues a few renders at most.
  * @throws MeridianError `invalid_query` when `sv` is not a Yjs state vector,
  * before the read waits for any turn.
  */
@@ -43,13 +44,14 @@ export function sharedYjsRead(
 ): Promise<{ update: Uint8Array; version: string } | null> {
   let variant = 'yjs:all';
   if (sv !== undefined) {
-    let clocks: Map<number, number>;
+    // Checked without building a map of its clients (see heldStateVector): a
+    // live client's sync step 1 may name hundreds of thousands.
     try {
-      clocks = Y.decodeStateVector(sv);
+      heldStateVector(sv, () => false);
     } catch (err) {
       return Promise.reject(new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err }));
     }
-    variant = `yjs:${Buffer.from(Y.encodeStateVector(clocks)).toString('base64')}`;
+    variant = `yjs:${Buffer.from(sha256(sv)).toString('base64')}`;
   }
   return reads.read(doc, variant, () => documents.settled(doc), () => {
     const update = documents.readYjs(doc, sv);

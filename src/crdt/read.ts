@@ -21,9 +21,10 @@ const RENDER_DEPTH = MAX_DEPTH * 2;
 
 /**
  * Work one document's read may spend rendering XML content (see
- * {@link xmlWork}): 0.3-0.75 s where an editor's text holds hundreds of
- * formatting marks open at once, well beyond any editor's; a 4.7 MB text
- * of 100,000 formatted runs renders in 0.14 s and takes a tenth of it.
+ * {@link xmlWork}), in about the characters it writes: about 0.3 s where a
+ * text holds hundreds of formatting marks open at once, well beyond any
+ * editor's; a 4.7 MB text of 100,000 formatted runs renders in 0.14 s and
+ * takes a third of it.
  * Yjs renders an XML text run by run, each run with every mark open on it,
  * so a text formatted one character at a time with marks that never close
  * renders in the square of its length: 79 KB of update rendered to 22 MB of
@@ -31,7 +32,7 @@ const RENDER_DEPTH = MAX_DEPTH * 2;
  * Content past the budget renders as null, as content nested past
  * {@link RENDER_DEPTH} does; `GET .../yjs` serves it whole.
  */
-export const XML_RENDER_BUDGET = 500_000;
+export const XML_RENDER_BUDGET = 10_000_000;
 
 /**
  * What the XML rendering of the document being read may still spend: set
@@ -148,21 +149,31 @@ function renderXml(type: Y.XmlElement | Y.XmlText | Y.XmlFragment): string | nul
 
 /**
  * What rendering `type` as XML costs, as Yjs does it, stopping once past
- * `limit`: a unit for each element, each run of text and each attribute or
- * mark it writes, plus what the mark's value holds (Yjs lists a value's
- * keys, or a string's characters, for each run the mark is open on).
+ * `limit`, in about the characters Yjs writes: for each run of text, every
+ * mark open on it (its key twice, and each key of its value with the value
+ * as a string: Yjs lists a string value's characters one by one), plus
+ * {@link RUN_UNITS} for the run and {@link MARK_UNITS} for each mark, which
+ * Yjs copies and sorts per run; for each element its name twice and its
+ * attributes (a shared type there rendered in turn).
  */
 function xmlWork(type: Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit: number): number {
-  let work = 1;
+  let work = RUN_UNITS;
   if (type instanceof Y.XmlElement) {
-    for (const item of type._map.values()) if (!item.deleted) work += 1 + valueWeight(item.content.getContent().at(-1));
+    work += 2 * type.nodeName.length;
+    for (const [key, item] of type._map) {
+      if (item.deleted) continue;
+      const value: unknown = item.content.getContent().at(-1);
+      work += key.length + 4 + (value instanceof Y.AbstractType ? xmlWork(value as Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit - work) : textWeight(value, limit - work));
+      if (work > limit) return work;
+    }
   }
   /** Marks open on the run being read, by key, with their weights; their sum. */
   const marks = new Map<string, number>();
   let open = 0;
   let run = false;
   const endRun = (): void => {
-    if (run) work += 1 + open;
+    // Yjs sorts the marks of each run by key.
+    if (run) work += RUN_UNITS + open + SORT_UNITS * marks.size * Math.log2(marks.size + 1);
     run = false;
   };
   for (let item: Y.Item | null = type._start; item !== null && work <= limit; item = item.right) {
@@ -175,25 +186,51 @@ function xmlWork(type: Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit:
       open -= marks.get(content.key) ?? 0;
       if (content.value === null) marks.delete(content.key);
       else {
-        const weight = 1 + valueWeight(content.value);
+        const weight = markWeight(content.key, content.value, limit - work);
         marks.set(content.key, weight);
         open += weight;
       }
     } else if (content instanceof Y.ContentType) {
       endRun();
-      work += open + xmlWork(content.type as Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit - work);
+      work += RUN_UNITS + open + xmlWork(content.type as Y.AbstractType<Y.YEvent<Y.AbstractType<unknown>>>, limit - work);
     } else if (content instanceof Y.ContentEmbed) {
       endRun();
-      work += 1 + open;
+      work += RUN_UNITS + open;
     }
   }
   endRun();
   return work;
 }
 
-function valueWeight(value: unknown): number {
-  if (typeof value === 'string' || Array.isArray(value)) return value.length;
-  return typeof value === 'object' && value !== null ? Object.keys(value).length : 0;
+/** Units of {@link xmlWork} for a run of text, an element or an embed, beyond what it writes. */
+const RUN_UNITS = 8;
+/** ... and for each mark open on a run; and for each step of sorting a run's marks. */
+const MARK_UNITS = 24;
+const SORT_UNITS = 4;
+
+/** What one mark costs each run it is open on (see {@link xmlWork}); past `limit`, more than `limit`. */
+function markWeight(key: string, value: unknown, limit: number): number {
+  let weight = MARK_UNITS + 2 * key.length;
+  if (typeof value === 'string') return weight + 8 * value.length;
+  if (typeof value !== 'object' || value === null) return weight;
+  for (const [k, v] of Object.entries(value)) {
+    weight += k.length + 4 + textWeight(v, limit - weight);
+    if (weight > limit) break;
+  }
+  return weight;
+}
+
+/** About the characters `String(value)` makes of a JSON value (an array joins its elements); past `limit`, more than `limit`. */
+function textWeight(value: unknown, limit: number): number {
+  if (typeof value === 'string') return value.length;
+  if (value instanceof Y.Text) return value.length;
+  if (!Array.isArray(value)) return 24;
+  let weight = 0;
+  for (const element of value as unknown[]) {
+    weight += 1 + textWeight(element, limit - weight);
+    if (weight > limit) break;
+  }
+  return weight;
 }
 
 /** Whether the document exists: its root map has any key, reserved ones included. */

@@ -406,11 +406,14 @@ class DocumentsImpl implements Documents {
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null {
     const live = this.liveOrStored(doc);
     if (stateVector === undefined) return live instanceof Uint8Array ? live : live ? Y.encodeStateAsUpdate(live.ydoc) : null;
-    // Only the document's own clients are read of the caller's vector (see heldStateVector).
-    const clients = live instanceof Uint8Array ? Y.decodeStateVector(Y.encodeStateVectorFromUpdate(live)) : live?.ydoc.store.clients;
+    // Only the document's own clients are read of the caller's vector (see
+    // heldStateVector), those of structs waiting for others included (Yjs
+    // holds those as a V2 update).
+    const clients = live instanceof Uint8Array ? Y.parseUpdateMeta(live).to : live?.ydoc.store.clients;
+    const pending = live instanceof Uint8Array || !live?.ydoc.store.pendingStructs ? null : Y.parseUpdateMetaV2(live.ydoc.store.pendingStructs.update).to;
     let sv: Uint8Array;
     try {
-      sv = heldStateVector(stateVector, (client) => clients?.has(client) === true);
+      sv = heldStateVector(stateVector, (client) => clients?.has(client) === true || pending?.has(client) === true);
     } catch (err) {
       throw new MeridianError('invalid_query', 'sv is not a valid Yjs state vector', { field: 'querystring/sv' }, { cause: err });
     }

@@ -214,22 +214,51 @@ export class FeedHub {
     const version = this.documents.versionVector();
     const valueOf = this.valueReader();
     const collections = new Set(entries.map((e) => splitDocKey(e.doc).collection));
-    for (const s of [...this.subscribers]) s.commit(entries, collections, version, valueOf);
+    this.each((s) => s.commit(entries, collections, version, valueOf));
   }
 
   private dispatchStates(changes: StateChange[]): void {
     if (this.subscribers.size === 0) return;
     const docs = changes.map((c) => c.doc);
     const valueOf = this.valueReader();
-    for (const s of [...this.subscribers]) s.stateChanged(docs, valueOf);
+    this.each((s) => s.stateChanged(docs, valueOf));
   }
 
-  /** Reads each document once per commit, however many subscribers want it. */
+  /**
+   * Hands a commit to every subscriber. One whose changes could not be read
+   * (a document that cannot be built) is ended, so that its consumer resumes
+   * from the position it holds, and the rest are still served: the commit's
+   * events were lost for every subscriber after it. The first error is
+   * thrown on, for the commit's listener to log.
+   */
+  private each(deliver: (s: FeedSubscriber) => void): void {
+    const failures: unknown[] = [];
+    for (const s of [...this.subscribers]) {
+      try {
+        deliver(s);
+      } catch (err) {
+        failures.push(err);
+        s.stream.end();
+      }
+    }
+    if (failures.length > 0) throw failures[0];
+  }
+
+  /** Reads each document once per commit, however many subscribers want it (a read that failed fails again at once). */
   private valueReader(): (doc: DocKey) => JsonObject | null {
-    const values = new Map<DocKey, JsonObject | null>();
+    const values = new Map<DocKey, { value: JsonObject | null } | { failed: unknown }>();
     return (doc) => {
-      if (!values.has(doc)) values.set(doc, this.documents.read(doc).value);
-      return values.get(doc) ?? null;
+      let read = values.get(doc);
+      if (read === undefined) {
+        try {
+          read = { value: this.documents.read(doc).value };
+        } catch (err) {
+          read = { failed: err };
+        }
+        values.set(doc, read);
+      }
+      if ('failed' in read) throw read.failed;
+      return read.value;
     };
   }
 }

@@ -421,6 +421,26 @@ describe('heartbeats from a peer holding the cluster secret', () => {
   }, 60_000);
 });
 
+describe('sync requests from a peer holding the cluster secret', () => {
+  it('takes a few on a link, closes one that keeps sending them (each rewinds the stream), and stays healthy', async () => {
+    const { link, theirs } = await linkHoldingAll();
+    // The one the link opened with, and three more.
+    for (let i = 0; i < 3; i++) link.send({ type: 'sync-request', vv: theirs });
+    await barrier(link);
+    expect(await link.closeCode(300)).toBe('open');
+    for (let i = 0; i < 50; i++) link.send({ type: 'sync-request', vv: theirs });
+    expect([4400, 1006]).toContain(await link.closeCode());
+    const metrics = String((await http<string>(`${target}/metrics`)).body);
+    expect(metrics).toMatch(/meridian_frames_rejected_total\{[^}]*reason="sync_request_flood"[^}]*\} 1/);
+    expect((await http(`${target}/healthz`)).status).toBe(200);
+    // The peer links again and is kept.
+    const again = await linkHoldingAll();
+    expect(await again.link.closeCode(300)).toBe('open');
+    again.link.close();
+    await again.link.closed;
+  }, 60_000);
+});
+
 describe('presence from a peer holding the cluster secret', () => {
   const presence = presenceUpdate;
   const rejected = async (reason: string): Promise<number> => {

@@ -186,6 +186,16 @@ const PEER_AWARENESS_BYTES_PER_SECOND = 4 * 1024 * 1024;
  * otherwise fill the log. The rest are counted, and the count logged.
  */
 const PEER_ERRORS_LOGGED_PER_SECOND = 5;
+/**
+ * Sync requests taken on one link: a peer sends one as the link opens; each
+ * clears what this region knows the peer holds, rewinds the log stream and
+ * sends the backlog again from there (up to a window of it), so a 20-byte
+ * frame repeated costs this region a read and a send of the window each
+ * time. A few are taken at once, then one per 10 s; a peer past that is
+ * closed as `sync_request_flood`.
+ */
+const PEER_SYNC_REQUESTS_PER_SECOND = 0.1;
+const PEER_SYNC_REQUEST_BURST = 4;
 
 export class Session {
   /** What the peer is known to hold, per origin. */
@@ -235,6 +245,7 @@ export class Session {
   private readonly awarenessFrames: TokenBucket = createTokenBucket(PEER_AWARENESS_PER_SECOND, 2 * PEER_AWARENESS_PER_SECOND, () => performance.now());
   private readonly awarenessBytes: TokenBucket = createTokenBucket(PEER_AWARENESS_BYTES_PER_SECOND, 2 * PEER_AWARENESS_BYTES_PER_SECOND, () => performance.now());
   private readonly errorLogs: TokenBucket = createTokenBucket(PEER_ERRORS_LOGGED_PER_SECOND, 2 * PEER_ERRORS_LOGGED_PER_SECOND, () => performance.now());
+  private readonly syncRequests: TokenBucket = createTokenBucket(PEER_SYNC_REQUESTS_PER_SECOND, PEER_SYNC_REQUEST_BURST, () => performance.now());
   /** Error frames from the peer over {@link PEER_ERRORS_LOGGED_PER_SECOND} since the last one logged. */
   private errorsNotLogged = 0;
   private lastYield = 0;
@@ -478,6 +489,9 @@ export class Session {
   private async handle(frame: Frame): Promise<void> {
     switch (frame.type) {
       case 'sync-request':
+        if (this.syncRequests.take() > 0) {
+          return this.reject(`sync_request_flood: more than ${PEER_SYNC_REQUEST_BURST} sync requests on the link, and more than one per ${1 / PEER_SYNC_REQUESTS_PER_SECOND} s since`);
+        }
         this.checkRestoreClaim(frame.vv);
         // The peer's truth replaces our guesses: resend from there.
         this.peerHas.clear();

@@ -103,6 +103,20 @@ async function linkHoldingAll(): Promise<{ link: ImpostorLink; theirs: VersionVe
   return { link, theirs };
 }
 
+/**
+ * After a link was closed for a flood: counted once as `reason`, the region
+ * healthy, and the peer, linking again, kept while it keeps to the rate.
+ */
+async function expectClosedOnceAndLinkedAgain(reason: string): Promise<void> {
+  const metrics = String((await http<string>(`${target}/metrics`)).body);
+  expect(metrics).toMatch(new RegExp(`meridian_frames_rejected_total\\{[^}]*reason="${reason}"[^}]*\\} 1`));
+  expect((await http(`${target}/healthz`)).status).toBe(200);
+  const again = await linkHoldingAll();
+  expect(await again.link.closeCode(300)).toBe('open');
+  again.link.close();
+  await again.link.closed;
+}
+
 /** Waits until the region has handled every frame sent before: doc-sv is answered in order. */
 async function barrier(link: ImpostorLink): Promise<void> {
   link.send({ type: 'doc-sv', round: 1, doc: 'peer/barrier' as DocKey, sv: new Uint8Array([0]), parts: null });
@@ -410,14 +424,7 @@ describe('heartbeats from a peer holding the cluster secret', () => {
     expect([4400, 1006]).toContain(await link.closeCode());
     // Answered until it was closed, not after.
     expect(link.frames.filter((f) => f.type === 'pong').length).toBeLessThan(20_000);
-    const metrics = String((await http<string>(`${target}/metrics`)).body);
-    expect(metrics).toMatch(/meridian_frames_rejected_total\{[^}]*reason="heartbeat_flood"[^}]*\} 1/);
-    expect((await http(`${target}/healthz`)).status).toBe(200);
-    // The peer links again, and is kept while it keeps to the rate.
-    const again = await linkHoldingAll();
-    expect(await again.link.closeCode(300)).toBe('open');
-    again.link.close();
-    await again.link.closed;
+    await expectClosedOnceAndLinkedAgain('heartbeat_flood');
   }, 60_000);
 });
 
@@ -430,14 +437,7 @@ describe('sync requests from a peer holding the cluster secret', () => {
     expect(await link.closeCode(300)).toBe('open');
     for (let i = 0; i < 50; i++) link.send({ type: 'sync-request', vv: theirs });
     expect([4400, 1006]).toContain(await link.closeCode());
-    const metrics = String((await http<string>(`${target}/metrics`)).body);
-    expect(metrics).toMatch(/meridian_frames_rejected_total\{[^}]*reason="sync_request_flood"[^}]*\} 1/);
-    expect((await http(`${target}/healthz`)).status).toBe(200);
-    // The peer links again and is kept.
-    const again = await linkHoldingAll();
-    expect(await again.link.closeCode(300)).toBe('open');
-    again.link.close();
-    await again.link.closed;
+    await expectClosedOnceAndLinkedAgain('sync_request_flood');
   }, 60_000);
 });
 

@@ -503,8 +503,10 @@ export class AntiEntropy {
     this.answer(async () => {
       const { documents } = this.port;
       await this.durable(frame.doc);
-      const began = performance.now();
-      if (frame.parts && this.comparesParts(frame.doc) && this.conflictsUnlessUnbuilt(frame.doc, frame.parts)) {
+      const comparing = performance.now();
+      const conflict = frame.parts !== null && this.comparesParts(frame.doc) && this.conflictsUnlessUnbuilt(frame.doc, frame.parts);
+      this.port.pacer?.spent(performance.now() - comparing);
+      if (conflict) {
         const state = documents.readYjs(frame.doc);
         if (state) {
           this.offered.add(offerKey(frame.round, frame.doc));
@@ -515,6 +517,7 @@ export class AntiEntropy {
           await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
         }
       }
+      const began = performance.now();
       let update: Uint8Array;
       let sv: Uint8Array;
       try {

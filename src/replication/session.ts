@@ -122,8 +122,7 @@ const MAX_INBOUND_QUEUE = 64;
  * Bytes of received frames waiting their turn past which the socket is no
  * longer read (or twice the largest frame, if more). Frames are counted too
  * ({@link MAX_INBOUND_QUEUE}), but 64 frames of up to `maxFrameBytes` each
- * let one peer make this region hold 1.2 GB (80 frames of 15 MiB, sent as
- * fast as the link took them).
+ * (25 MiB for three regions) let one peer's link hold 1.6 GB.
  */
 export const MAX_INBOUND_BYTES = 64 * 1024 * 1024;
 /**

@@ -21,6 +21,8 @@ export interface BenchClusterOptions {
   workDir: string;
   /** Config fields for every region (merged into the defaults). */
   extra?: Record<string, unknown>;
+  /** `limits` fields for every region, beside those the load generator needs. */
+  limits?: Record<string, number>;
   /** Write a V8 CPU profile of each region process into this folder when it exits. */
   profileDir?: string | null;
   /** Sockets per region client. */
@@ -81,7 +83,7 @@ export class BenchCluster {
       baseDir: o.workDir,
       cluster: 'meridian-bench',
       // The load generator is one caller keeping hundreds of requests in flight.
-      extra: { limits: { maxConcurrentRequests: 1024, maxConcurrentPerCaller: 1024 }, ...(o.extra ?? {}) },
+      extra: { limits: { maxConcurrentRequests: 1024, maxConcurrentPerCaller: 1024, ...o.limits }, ...(o.extra ?? {}) },
       env,
     });
     const bench = new BenchCluster(cluster, o, probeDir);

@@ -60,6 +60,9 @@ async function clusterRun(ctx: BenchContext, durationMs: number): Promise<HotRun
   ctx.log('hot: starting three region processes');
   const bench = await BenchCluster.start({
     regions: REGIONS, workDir: ctx.dir('hot'), profileDir: ctx.profileDir ? `${ctx.profileDir}/hot` : null,
+    // Every op leaves three structs for good (the values it overwrites stay as Yjs tombstones): at full speed
+    // the document would reach the default limits.maxDocumentStructs within the run. Throughput is measured here.
+    limits: { maxDocumentStructs: 2_000_000 },
   });
   try {
     await waitLinksUp(bench, 20_000);

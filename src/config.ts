@@ -127,6 +127,14 @@ export interface LimitsConfig {
    */
   readonly maxDocumentBytes: number;
   /**
+   * Most Yjs structs (items, and runs of deleted ones) a local write may
+   * leave a document with (beyond it: 413 `too_complex`). Default 100,000.
+   * Building a document costs time per struct, not per byte: 8 MiB of small
+   * map values are 700,000 structs, and each cold read of such a document
+   * held a region for seconds.
+   */
+  readonly maxDocumentStructs: number;
+  /**
    * Most JSON nodes (objects, arrays and values, keys counted with their
    * values) one PUT, PATCH or ops write may hold; beyond it 413 `too_complex`.
    * Bounds the event-loop time one write takes. Default 5000.
@@ -325,6 +333,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     bodyBytes: MIB,
     yjsUpdateBytes: MIB,
     maxDocumentBytes: 8 * MIB,
+    maxDocumentStructs: 200_000,
     maxWriteNodes: 5_000,
     maxConcurrentRequests: 256,
     maxConcurrentPerCaller: 64,
@@ -415,6 +424,7 @@ const LimitsSchema = strict({
   bodyBytes: Type.Optional(int(1)),
   yjsUpdateBytes: Type.Optional(int(1)),
   maxDocumentBytes: Type.Optional(int(1)),
+  maxDocumentStructs: Type.Optional(int(1)),
   maxWriteNodes: Type.Optional(int(1)),
   maxConcurrentRequests: Type.Optional(int(1)),
   maxConcurrentPerCaller: Type.Optional(int(1)),
@@ -576,6 +586,17 @@ export function frameBytesFor(regions: number, maxDocumentBytes: number): number
  */
 export function mergedDocumentBytesFor(regions: number, maxDocumentBytes: number): number {
   return regions * (maxDocumentBytes + Math.floor(maxDocumentBytes / 64));
+}
+
+/**
+ * What merges from peers may grow a document to in structs: each region
+ * holds its own writes to `maxDocumentStructs` as it sees a document, so
+ * concurrent writes in a partition merge one to about `regions` times that;
+ * a 64th more for the items a merge splits where two regions' changes
+ * meet. Past it a peer's entry or state is refused.
+ */
+export function mergedDocumentStructsFor(regions: number, maxDocumentStructs: number): number {
+  return regions * (maxDocumentStructs + Math.floor(maxDocumentStructs / 64));
 }
 
 /** `replication.maxFrameBytes` defaults to what the cluster needs, and at least 16 MiB. */

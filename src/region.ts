@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { frameBytesFor, mergedDocumentBytesFor, type RegionConfig, type TlsConfig } from './config.js';
+import { frameBytesFor, mergedDocumentBytesFor, mergedDocumentStructsFor, type RegionConfig, type TlsConfig } from './config.js';
 import type { RegionId } from './ids.js';
 import { openStore } from './storage/sqlite.js';
 import { lockDir } from './lockfile.js';
@@ -80,6 +80,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     yjsUpdateBytes: config.limits.yjsUpdateBytes,
     maxDocumentBytes: config.limits.maxDocumentBytes,
     maxMergedDocumentBytes: mergedDocumentBytesFor(config.peers.length + 1, config.limits.maxDocumentBytes),
+    maxDocumentStructs: config.limits.maxDocumentStructs,
+    maxMergedDocumentStructs: mergedDocumentStructsFor(config.peers.length + 1, config.limits.maxDocumentStructs),
     maxWriteNodes: config.limits.maxWriteNodes,
     compactAfterEntries: config.storage.compactAfterEntries,
     compactIntervalMs: config.storage.compactIntervalMs,

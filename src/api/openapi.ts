@@ -39,7 +39,7 @@ const MEANING: Record<ErrorCode, string> = {
   client_id_conflict: "the update writes under a region's Yjs client id or rewrites held content",
   quota_exceeded: "the token's document quota is reached",
   body_too_large: 'the body, or the Yjs update the write would make, is too large',
-  too_complex: 'the write holds more JSON nodes than `limits.maxWriteNodes`',
+  too_complex: 'the write holds more JSON nodes than `limits.maxWriteNodes`, or would leave the document with more Yjs structs than `limits.maxDocumentStructs`',
   unsupported_media_type: 'the content type is missing or not accepted here (`accepted` lists the types)',
   too_many_requests: 'too many requests in flight or per second; retry after `retry-after`',
   too_many_connections: 'this region is at its bound of live connections; try another region or later',

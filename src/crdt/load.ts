@@ -320,6 +320,11 @@ function within(steps: number, ms: number, apply: () => void): boolean {
   return false;
 }
 
+/** About how long building a doc of `structs` structs anew takes, ms (see {@link REBUILD_US_PER_STRUCT}). */
+export function buildMsOf(structs: number): number {
+  return (REBUILD_US_PER_STRUCT * structs) / 1000;
+}
+
 /** Structs `doc` holds, pieces of split items each counted: each one Yjs places as a unit when it is loaded. */
 export function structsHeld(doc: Y.Doc): number {
   let structs = 0;

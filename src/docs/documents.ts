@@ -34,6 +34,7 @@ import {
   replayValidated,
   stableClientId,
   validateUpdate,
+  type DecodedUpdate,
 } from '../crdt/index.js';
 import { DEFAULT_MAX_WRITE_NODES, writeNodes } from '../crdt/budget.js';
 import type { DocumentStates, Incidents, Maintenance, NewLogEntry, PeerProgress, ReplicationLog, WriterIdentity } from '../storage/types.js';
@@ -106,6 +107,10 @@ export interface DocumentsOptions {
    * (beyond it an entry is quarantined, a state refused); default unbounded.
    */
   maxMergedDocumentBytes?: number;
+  /** Most Yjs structs a local write may leave a document with (beyond it: 413 `too_complex`); default unbounded. */
+  maxDocumentStructs?: number;
+  /** Most structs a peer's entries or state may merge a document to (beyond it an entry is quarantined, a state refused); default unbounded. */
+  maxMergedDocumentStructs?: number;
   /** Most JSON nodes one PUT, PATCH or ops write may hold (default {@link DEFAULT_MAX_WRITE_NODES}). */
   maxWriteNodes?: number;
   /** Compact a document's log into its snapshot after this many entries (0: never in background). */
@@ -234,6 +239,8 @@ class DocumentsImpl implements Documents {
       yjsUpdateBytes: options.yjsUpdateBytes,
       sizes: new SizeGuard(options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER),
       mergedSizes: new SizeGuard(options.maxMergedDocumentBytes ?? Number.MAX_SAFE_INTEGER),
+      structs: new SizeGuard(options.maxDocumentStructs ?? Number.MAX_SAFE_INTEGER),
+      mergedStructs: new SizeGuard(options.maxMergedDocumentStructs ?? Number.MAX_SAFE_INTEGER),
       now: () => this.now(),
       appliedSeq: () => this.vv.get(this.writer) ?? 0,
       // A document this batch holds entries beside is built with them.
@@ -492,13 +499,26 @@ class DocumentsImpl implements Documents {
   }
 
   applyState(doc: DocKey, update: Uint8Array, from: RegionId): Promise<{ refused: string | null }> {
-    validateUpdate(update, Number.MAX_SAFE_INTEGER);
+    const refused = this.beyondMergedStructs(doc, validateUpdate(update, Number.MAX_SAFE_INTEGER));
+    if (refused !== null) return Promise.resolve({ refused });
     return this.enqueue<{ refused: string | null }>((s) => ({ kind: 'state', doc, update, from, ...s }));
   }
 
   replaceState(doc: DocKey, state: Uint8Array, from: RegionId): Promise<ReplaceResult> {
-    validateUpdate(state, Number.MAX_SAFE_INTEGER);
+    // Not built here past the bound: no conflict can be resolved against it (as a state too costly to load).
+    if (this.beyondMergedStructs(doc, validateUpdate(state, Number.MAX_SAFE_INTEGER)) !== null) return Promise.resolve({ outcome: 'unrelated', mine: null });
     return this.enqueue<ReplaceResult>((s) => ({ kind: 'replace', doc, state, from, ...s }));
+  }
+
+  /**
+   * Why a peer's state is refused before it is applied: it alone holds more
+   * structs than merges from peers may grow a document to (applying one
+   * costs time per struct; see stage.ts). Null when it may be applied.
+   */
+  private beyondMergedStructs(doc: DocKey, state: DecodedUpdate): string | null {
+    const limit = this.stager.mergedStructs.limit;
+    if (state.structs.length <= limit) return null;
+    return `the state of ${doc} holds ${state.structs.length} Yjs structs, past the ${limit} that merges from peers may grow a document to: limits.maxDocumentStructs should be the same at every region; otherwise the peer is faulty`;
   }
 
   digestParts(doc: DocKey): DigestParts | null {
@@ -937,7 +957,7 @@ class DocumentsImpl implements Documents {
     if (deferred === undefined && this.store.summary(doc)?.deleted !== false) return false;
     const bytes = (deferred ?? []).reduce((n, u) => n + u.byteLength, update.byteLength);
     const merged = this.stager.mergedSizes;
-    if (merged.fullSize(doc) !== null) return false;
+    if (merged.fullSize(doc) !== null || this.stager.mergedStructs.fullSize(doc) !== null) return false;
     if (!this.cache.mayHoldLater(doc, (deferred?.length ?? 0) + 1, bytes, batch.deferredBytes + update.byteLength - bytes, merged.limit)) return false;
     if (deferred === undefined) {
       batch.before.set(doc, this.cache.encodedDigest(doc) ?? null);

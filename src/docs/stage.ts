@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, buildMsOf, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -95,6 +95,10 @@ export interface StageHost {
   readonly sizes: SizeGuard;
   /** Holds what peers' entries and states merge a document to (config.ts, `mergedDocumentBytesFor`). */
   readonly mergedSizes: SizeGuard;
+  /** Holds local writes to `limits.maxDocumentStructs` (its full marks only: a count of structs is exact and cheap). */
+  readonly structs: SizeGuard;
+  /** Holds what peers' entries and states merge a document to in structs (config.ts, `mergedDocumentStructsFor`). */
+  readonly mergedStructs: SizeGuard;
   now(): number;
   /** This region's own highest committed sequence number. */
   appliedSeq(): number;
@@ -244,6 +248,7 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   if (live.sizeBound === null) live.sizeBound = live.measuredSize = Y.encodeStateAsUpdate(live.ydoc).byteLength;
   const sizeBefore = live.sizeBound;
   const structsBefore = structsHeld(live.ydoc);
+  if (job.deletesOnly !== true) refuseStructsFull(host, job.doc, structsBefore);
   live.ydoc.on('update', capture);
   let changed: boolean;
   try {
@@ -261,7 +266,9 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   const logged: Uint8Array | null = update;
   if (changed && logged) {
     refuseOversized(host, job.doc, logged, batch);
-    refuseTooLarge(host, job.doc, live, sizeBefore, grownBy(logged, structsHeld(live.ydoc) - structsBefore), batch, job.deletesOnly === true);
+    const structsAfter = structsHeld(live.ydoc);
+    refuseTooManyStructs(host, job.doc, structsBefore, structsAfter, batch);
+    refuseTooLarge(host, job.doc, live, sizeBefore, grownBy(logged, structsAfter - structsBefore), batch, job.deletesOnly === true);
   }
   host.notePending(job.doc, live);
   if (!changed || !logged) {
@@ -277,6 +284,44 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   // Named now: the writer may change while the commit is on its way (a restore, see Replicator.checkOwnWrites).
   const ack = ackOf(host, seq, new Map(batch.vv));
   batch.done.push(() => job.resolve(ack));
+}
+
+/**
+ * Building a document costs time per struct Yjs holds, whatever their bytes:
+ * 8 MiB of one-character map keys are 700,000 structs, and each cold read of
+ * such a document held its region 6 s (the links' heartbeats failed), at
+ * every region. A document holding `limits.maxDocumentStructs` or more (or
+ * counted full: see {@link refuseTooManyStructs}) takes no write that could
+ * add to it; refused before it is applied, nothing to undo.
+ */
+function refuseStructsFull(host: StageHost, doc: DocKey, structs: number): void {
+  const guard = host.structs;
+  const full = structs >= guard.limit ? structs : guard.fullSize(doc);
+  if (full === null) return;
+  throw new MeridianError(
+    'too_complex',
+    `the document holds ${full} Yjs structs, at its bound (limits.maxDocumentStructs = ${guard.limit}): writes that could add to it are refused (values deleted stay as tombstones); spread the data over more documents, or delete the document`,
+    { documentStructs: full, limit: guard.limit },
+  );
+}
+
+/**
+ * A local write that left the document with more structs than
+ * `limits.maxDocumentStructs`, and more than it had: refused, its changes
+ * dropped (the document is reloaded). The document then counts as full for
+ * a while (20 times as long as a reload takes, at least a second), so that
+ * writes refused one after another do not each cost a reload.
+ */
+function refuseTooManyStructs(host: StageHost, doc: DocKey, before: number, after: number, batch: Batch): void {
+  const guard = host.structs;
+  if (after <= guard.limit || after <= before) return;
+  host.discard(doc, batch);
+  guard.over(doc, after, buildMsOf(before));
+  throw new MeridianError(
+    'too_complex',
+    `the write would leave the document with ${after} Yjs structs; regions keep at most ${guard.limit} per document (limits.maxDocumentStructs), as building a document costs time per struct: spread the data over more documents, or write fewer, larger values`,
+    { documentStructs: after, limit: guard.limit },
+  );
 }
 
 /**
@@ -462,16 +507,28 @@ function addsStructs(update: Uint8Array | DecodedUpdate): boolean {
  * peer sending one small update after another does not make the region
  * measure and reload a large document for each.
  */
-function sizeBeforeMerge(host: StageHost, doc: DocKey, live: LiveDoc, adds: boolean): number {
+function sizeBeforeMerge(host: StageHost, doc: DocKey, live: LiveDoc, adds: boolean): MergeBase {
   const full = adds ? host.mergedSizes.fullSize(doc) : null;
   if (full !== null) {
     throw new GrowthRefused(`${doc} was measured at ${full} bytes of state moments ago, past the ${host.mergedSizes.limit} that merges from peers may grow a document to: ${MERGED_BOUND_ADVICE}`);
   }
+  const structs = structsHeld(live.ydoc);
+  const fullStructs = !adds ? null : structs >= host.mergedStructs.limit ? structs : host.mergedStructs.fullSize(doc);
+  if (fullStructs !== null) {
+    throw new GrowthRefused(`${doc} holds ${fullStructs} Yjs structs, at the ${host.mergedStructs.limit} that merges from peers may grow a document to: ${MERGED_STRUCTS_ADVICE}`);
+  }
   if (live.sizeBound === null) live.sizeBound = live.measuredSize = Y.encodeStateAsUpdate(live.ydoc).byteLength;
-  return live.sizeBound;
+  return { size: live.sizeBound, structs };
+}
+
+/** A document as it was before a peer's update was merged: its size (see {@link sizeBeforeMerge}) and its structs. */
+interface MergeBase {
+  size: number;
+  structs: number;
 }
 
 const MERGED_BOUND_ADVICE = 'limits.maxDocumentBytes should be the same at every region (a peer with a larger one sends what this region refuses); otherwise the peer is faulty';
+const MERGED_STRUCTS_ADVICE = 'limits.maxDocumentStructs should be the same at every region (a peer with a larger one sends what this region refuses); otherwise the peer is faulty';
 
 /**
  * After a peer's update was applied: the document measured once the
@@ -480,7 +537,14 @@ const MERGED_BOUND_ADVICE = 'limits.maxDocumentBytes should be the same at every
  * refuseTooLarge); grown past it, the update is dropped (the document
  * reloaded) and refused.
  */
-function refuseMergedGrowth(host: StageHost, doc: DocKey, live: LiveDoc, before: number, batch: Batch): void {
+function refuseMergedGrowth(host: StageHost, doc: DocKey, live: LiveDoc, base: MergeBase, batch: Batch): void {
+  const structs = structsHeld(live.ydoc);
+  if (structs > host.mergedStructs.limit && structs > base.structs) {
+    host.mergedStructs.over(doc, structs, buildMsOf(base.structs));
+    host.discard(doc, batch);
+    throw new GrowthRefused(`the merge would leave ${doc} with ${structs} Yjs structs, past the ${host.mergedStructs.limit} that merges from peers may grow a document to: ${MERGED_STRUCTS_ADVICE}`);
+  }
+  const before = base.size;
   const guard = host.mergedSizes;
   if (live.sizeBound !== null && guard.withinUnmeasured(live.sizeBound, live.measuredSize)) return;
   const started = performance.now();

@@ -131,7 +131,9 @@ export interface LimitsConfig {
    * leave a document with (beyond it: 413 `too_complex`). Default 100,000.
    * Building a document costs time per struct, not per byte: 8 MiB of small
    * map values are 700,000 structs, and each cold read of such a document
-   * held a region for seconds.
+   * held a region for seconds. Concurrent writes at every region can merge
+   * a document to about the regions' count times this, which is what bounds
+   * a cold read's time: keep that product in mind when raising it.
    */
   readonly maxDocumentStructs: number;
   /**
@@ -333,7 +335,7 @@ export const DEFAULTS: ConfigDefaults = deepFreeze({
     bodyBytes: MIB,
     yjsUpdateBytes: MIB,
     maxDocumentBytes: 8 * MIB,
-    maxDocumentStructs: 200_000,
+    maxDocumentStructs: 100_000,
     maxWriteNodes: 5_000,
     maxConcurrentRequests: 256,
     maxConcurrentPerCaller: 64,

@@ -84,12 +84,14 @@ describe('a document held to a count of Yjs structs', () => {
 
   it('quarantines a peer entry that would merge a document past the bound for merges, and takes the next document', async () => {
     const doc = docKey('c', 'merged');
-    const entries = await peerEntries(doc, [keys('a', 2000), keys('b', 2000)]);
+    const entries = await peerEntries(doc, [keys('a', 2000), keys('b', 2000), keys('c', 10)]);
     const r = region('r1', { maxDocumentStructs: 1000, maxMergedDocumentStructs: 3000 });
     expect(await r.docs.applyRemote(entries.slice(0, 1), 'peer' as RegionId)).toMatchObject({ applied: 1, quarantined: 0 });
-    expect(await r.docs.applyRemote(entries.slice(1), 'peer' as RegionId)).toMatchObject({ applied: 0, quarantined: 1 });
+    expect(await r.docs.applyRemote(entries.slice(1, 2), 'peer' as RegionId)).toMatchObject({ applied: 0, quarantined: 1 });
     expect(Object.keys(r.docs.read(doc).value!).sort()).toEqual(Object.keys(keys('a', 2000)).sort());
-    // The document it was refused for now counts as full: so does the next entry that adds to it.
+    // The document it was refused for now counts as full for a while: an entry that would fit is refused too,
+    // without being applied; another document's entries are taken.
+    expect(await r.docs.applyRemote(entries.slice(2), 'peer' as RegionId)).toMatchObject({ applied: 0, quarantined: 1 });
     const other = await peerEntries(docKey('c', 'next'), [keys('a', 100)]);
     expect(await r.docs.applyRemote(other, 'peer' as RegionId)).toMatchObject({ applied: 1, quarantined: 0 });
   });
@@ -125,7 +127,7 @@ describe('a client Yjs update past limits.maxDocumentStructs, over HTTP', () => 
     const map = editor.getMap('m');
     const post = async (from: Uint8Array) => {
       const res = await fetch(`${url}/v1/docs/c/tiny-keys/yjs`, {
-        method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(editor, from),
+        method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(Y.encodeStateAsUpdate(editor, from)),
       });
       return { status: res.status, body: (await res.json()) as { error?: string; message?: string; documentStructs?: number } };
     };

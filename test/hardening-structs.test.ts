@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import * as Y from 'yjs';
+import * as encoding from 'lib0/encoding';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
 import { docKey, type DocKey, type RegionId } from '../src/ids.js';
@@ -143,5 +145,25 @@ describe('a client Yjs update past limits.maxDocumentStructs, over HTTP', () => 
     expect(Object.keys(read.body.$yjs.m)).toHaveLength(4000);
     expect((await http(`${url}/healthz`)).status).toBe(200);
     expect((await http(`${url}/v1/docs/c/fine`, { method: 'PUT', body: { ok: true } })).status).toBe(200);
+  });
+
+  it("from a live client closes its connection with 4413 (too_complex), nothing of it kept", async () => {
+    const editor = new Y.Doc();
+    editor.clientID = 27_182;
+    editor.transact(() => {
+      for (let i = 0; i < 6000; i++) editor.getMap('m').set(i.toString(36), i & 1);
+    });
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/live/c/live-keys`);
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on('error', () => undefined);
+    await new Promise((resolve) => ws.once('open', resolve));
+    // A y-websocket sync update message.
+    const message = encoding.createEncoder();
+    encoding.writeVarUint(message, 0);
+    encoding.writeVarUint(message, 2);
+    encoding.writeVarUint8Array(message, Y.encodeStateAsUpdate(editor));
+    ws.send(encoding.toUint8Array(message));
+    expect(await closed).toEqual({ code: 4413, reason: 'too_complex' });
+    expect((await http(`${url}/v1/docs/c/live-keys`)).status).toBe(404);
   });
 });

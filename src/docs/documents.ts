@@ -58,7 +58,7 @@ import { JobQueue, unitsOf } from './queue.js';
 import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
 import { SizeGuard } from './size-guard.js';
-import { LOCAL_ORIGIN, emptyBatch, replaceLive, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
+import { LOCAL_ORIGIN, MERGED_STRUCTS_ADVICE, emptyBatch, replaceLive, stageJob, summarizeBatch, type Batch, type Job, type Settle, type StageHost } from './stage.js';
 
 /**
  * Staging time per commit given to peer work after the local writes: a
@@ -518,7 +518,7 @@ class DocumentsImpl implements Documents {
   private beyondMergedStructs(doc: DocKey, state: DecodedUpdate): string | null {
     const limit = this.stager.mergedStructs.limit;
     if (state.structs.length <= limit) return null;
-    return `the state of ${doc} holds ${state.structs.length} Yjs structs, past the ${limit} that merges from peers may grow a document to: limits.maxDocumentStructs should be the same at every region; otherwise the peer is faulty`;
+    return `the state of ${doc} holds ${state.structs.length} Yjs structs, past the ${limit} that merges from peers may grow a document to: ${MERGED_STRUCTS_ADVICE}`;
   }
 
   digestParts(doc: DocKey): DigestParts | null {

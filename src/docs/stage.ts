@@ -528,7 +528,7 @@ interface MergeBase {
 }
 
 const MERGED_BOUND_ADVICE = 'limits.maxDocumentBytes should be the same at every region (a peer with a larger one sends what this region refuses); otherwise the peer is faulty';
-const MERGED_STRUCTS_ADVICE = 'limits.maxDocumentStructs should be the same at every region (a peer with a larger one sends what this region refuses); otherwise the peer is faulty';
+export const MERGED_STRUCTS_ADVICE = 'limits.maxDocumentStructs should be the same at every region (a peer with a larger one sends what this region refuses); otherwise the peer is faulty';
 
 /**
  * After a peer's update was applied: the document measured once the

@@ -76,6 +76,8 @@ export interface Metrics {
   readonly conflicts: Counter;
   /** Documents replaced by their reloaded state (after a splice, or before a content conflict was resolved). */
   readonly documentsReloaded: Counter;
+  /** JSON reads of large documents not held decoded, built and rendered off the event loop (docs/cold-render.ts). */
+  readonly coldRenders: Counter;
   /** Documents built anew to take updates Yjs would have scanned too long to place one by one (see crdt/load.ts `appliedWithinBound`). */
   readonly mergesRebuilt: Counter;
   readonly loadsRefused: Counter;
@@ -238,6 +240,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     documentsReloaded: new Counter({
       name: 'meridian_documents_reloaded_total',
       help: 'Documents replaced by what their own state reloads to, after an update spliced other content under held Yjs ids or before a content conflict was resolved (clients wrote under one Yjs id at two regions).',
+      registers,
+    }),
+    coldRenders: new Counter({
+      name: 'meridian_cold_renders_total',
+      help: 'JSON reads of large documents not held decoded in memory, built and rendered on a thread of their own so that the event loop goes on serving.',
       registers,
     }),
     mergesRebuilt: new Counter({

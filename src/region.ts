@@ -95,6 +95,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   let rebuiltCounted = rebuiltDocs();
   let loadsRefusedCounted = refusedDocLoads();
   let withheldCounted = 0;
+  let coldRendersCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -110,6 +111,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     commitsRefusedCounted = documents.refusedCommits();
     metrics.documentsReloaded.inc(documents.reloadedDocs() - reloadedCounted);
     reloadedCounted = documents.reloadedDocs();
+    metrics.coldRenders.inc(documents.coldRenders() - coldRendersCounted);
+    coldRendersCounted = documents.coldRenders();
     // Counted by the process: a region has one of its own but in `meridian dev`.
     metrics.mergesRebuilt.inc(rebuiltDocs() - rebuiltCounted);
     rebuiltCounted = rebuiltDocs();

@@ -563,9 +563,10 @@ describe('the write path', () => {
     a.docs.onCommitted((entries) => entries.forEach((e) => e.origin === a.docs.writer && fromA.push(e)));
     b.docs.onCommitted((entries) => entries.forEach((e) => e.origin === b.docs.writer && fromB.push(e)));
     for (let round = 0; round < 40; round++) {
-      await a.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: `a${round}` }]);
+      // Each overwrites `last` as the other left it: its update names the other's value as its origin.
+      await a.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: `a${round}` }, { op: 'set', path: ['last'], value: `a${round}` }]);
       await b.docs.applyRemote(fromA.slice(-1), 'r0' as RegionId);
-      await b.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: `b${round}` }]);
+      await b.docs.ops(key, [{ op: 'increment', path: ['n'], by: 1 }, { op: 'add', path: ['seen'], value: `b${round}` }, { op: 'set', path: ['last'], value: `b${round}` }]);
     }
     const target = node();
     const early = await target.docs.applyRemote(fromB.slice(0, 30), 'r2' as RegionId);
@@ -634,7 +635,7 @@ describe('the write path', () => {
     // only the whole state (which carries them) tells a client what b holds.
     await a.docs.patch(key, { gap: 1 });
     const skipped = a.docs.readYjs(key)!;
-    await a.docs.patch(key, { after: 2 });
+    await a.docs.patch(key, { after: 2, small: null });
     const later = Y.diffUpdate(a.docs.readYjs(key)!, Y.encodeStateVectorFromUpdate(skipped));
     await b.docs.applyState(key, later, 'r0' as RegionId);
     expect(b.docs.pendingDocs()).toBe(1);

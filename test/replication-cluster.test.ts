@@ -324,8 +324,15 @@ describe('replication between three region processes', () => {
     expect(quorum.status).toBe(504);
     expect(quorum.body.error).toBe('quorum_timeout');
     expect((await http(`${c.url(C)}/v1/docs/s/three`)).status).toBe(200);
+    // A write that changes nothing writes no entry: it is held where what it found is held, and C lacks A's put.
+    await waitFor('B holds two', async () => (await http(`${c.url(B)}/v1/docs/s/two`)).status === 200);
+    const unchanged = { method: 'PUT', body: { v: 2 }, headers: { 'meridian-replicas': '3', 'meridian-wait-ms': '300' } } as const;
+    const waiting = await http<{ error: string }>(`${c.url(B)}/v1/docs/s/two`, unchanged);
+    expect(waiting.status).toBe(504);
+    expect(waiting.body.error).toBe('quorum_timeout');
     c.heal();
     await waitForConvergence(c);
+    expect((await http(`${c.url(B)}/v1/docs/s/two`, { ...unchanged, headers: { 'meridian-replicas': '3' } })).status).toBe(200);
   });
 
   it('catches up by state after a partition outlived the log retention, in both directions', async () => {

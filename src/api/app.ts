@@ -210,7 +210,7 @@ async function apiScope(api: FastifyInstance, deps: ApiDeps & { shuttingDown: ()
     await api.register(uiRoutes, { region: config.region, ui: config.ui, assets: deps.uiAssets ?? packagedUiAssets(), logger: deps.logger });
   }
   const reads = deps.reads ?? new SharedReads();
-  await api.register(docRoutes, { documents, session, reads, maxWriteNodes: config.limits.maxWriteNodes });
+  await api.register(docRoutes, { documents, session, reads, caller, maxWriteNodes: config.limits.maxWriteNodes });
   await api.register(conflictRoutes, { documents, reads, caller });
   await api.register(yjsRoutes, { documents, session, reads, yjsUpdateBytes: config.limits.yjsUpdateBytes, caller });
   await api.register(eventRoutes, { documents, replication, log: deps.feedLog ?? null, limits: config.limits, metrics, callerOf: caller });

@@ -3,7 +3,7 @@
  * operations, reads, deletes and listing. Every write goes through
  * `Documents`, which answers only once the write is durable.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MeridianError } from '../errors.js';
 import { OpsBody } from '../crdt/ops-parse.js';
 import { writeNodes, type JsonWrite } from '../crdt/budget.js';
@@ -32,6 +32,7 @@ export interface DocRouteDeps {
   documents: Documents;
   session: Session;
   reads: SharedReads;
+  caller: (request: FastifyRequest) => string;
   /** `limits.maxWriteNodes`: a write past it is refused before it waits for a version. */
   maxWriteNodes: number;
 }
@@ -115,10 +116,11 @@ export async function docRoutes(app: FastifyInstance, deps: DocRouteDeps): Promi
       'json',
       // A write to it may still be on its way to the disk: never read what is not durable.
       () => documents.settled(doc),
-      () => {
-        const result = documents.read(doc);
-        return result.value === null ? null : { body: Buffer.from(JSON.stringify(result.value)), version: encodeVersion(result.version) };
+      async () => {
+        const result = await documents.readJson(doc, deps.caller(request));
+        return result.body === null ? null : { body: result.body, version: encodeVersion(result.version) };
       },
+      deps.caller(request),
     );
     if (read === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
     void reply.header(VERSION_HEADER, read.version);

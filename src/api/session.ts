@@ -131,6 +131,15 @@ export function parseAfter(header: string | string[] | undefined): VersionVector
   return tokens.reduce<VersionVector>((union, token) => merged(union, decodeVersion(token)), new Map());
 }
 
+/**
+ * What a region must hold to hold a write: its entry; or, for a write that
+ * changed nothing and wrote none, everything its region had applied, since
+ * what it found there may have come from any writer.
+ */
+function heldBy(ack: WriteAck): VersionVector {
+  return ack.seq > 0 ? new Map([[ack.origin, ack.seq]]) : ack.version;
+}
+
 /** What a wait runs: resolves true when reached, false on timeout or abort. */
 type Wait = (signal: AbortSignal) => Promise<boolean>;
 
@@ -255,7 +264,7 @@ export function createSession(deps: {
     void reply.header(VERSION_HEADER, version);
     if (options.replicas > 1) {
       const held = await untilDisconnected(request, reply, (signal) =>
-        replication.waitForReplicas(ack.origin, ack.seq, options.replicas, options.waitMs, signal),
+        replication.waitForReplicas(heldBy(ack), options.replicas, options.waitMs, signal),
       );
       if (!held) {
         throw new MeridianError(

@@ -51,14 +51,14 @@ export class SharedReads {
   private readonly slots = new Map<string, Slot>();
 
   /**
-   * `render` (timed, synchronous) after `ready` (untimed: waiting for a
-   * commit in flight). Reads of `doc` asking for the same `variant` (what
+   * `render` (timed: synchronous, or a render off the event loop, whose
+   * wait counts) after `ready` (untimed: waiting for a commit in flight). Reads of `doc` asking for the same `variant` (what
    * they are sent: JSON, or the Yjs update for one state vector) join a
    * render that has not started; any render of a slow document, whatever
    * its variant, waits its turn, so varying the variant does not escape it.
    * `caller` (who asks; see limits.ts) queues a few of those renders at most.
    */
-  read<T>(doc: string, variant: string, ready: () => Promise<void> | null, render: () => T, caller = ''): Promise<T> {
+  read<T>(doc: string, variant: string, ready: () => Promise<void> | null, render: () => T | Promise<T>, caller = ''): Promise<T> {
     const slot = this.slots.get(doc);
     if (!slot) return this.run(doc, ready, render);
     const joined = slot.queued.get(variant);
@@ -83,11 +83,16 @@ export class SharedReads {
     return turn;
   }
 
-  private async run<T>(doc: string, ready: () => Promise<void> | null, render: () => T): Promise<T> {
+  private async run<T>(doc: string, ready: () => Promise<void> | null, render: () => T | Promise<T>): Promise<T> {
     await ready();
     const started = performance.now();
+    const rendered = render();
+    if (rendered instanceof Promise && !this.slots.has(doc)) {
+      // Rendered off the event loop (docs/cold-render.ts): reads arriving meanwhile wait for it, and share the next render.
+      this.keep(doc, { ended: started, took: 0, tail: rendered.then(noop, noop), queued: new Map() });
+    }
     try {
-      return render();
+      return await rendered;
     } finally {
       const ended = performance.now();
       const took = ended - started;
@@ -112,6 +117,8 @@ export class SharedReads {
     if (this.slots.size < MAX_SLOTS) this.slots.set(doc, slot);
   }
 }
+
+function noop(): void {}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => {

@@ -15,7 +15,7 @@ import type { Json, Path } from './types.js';
 
 /** The root-level map holding the JSON tree. */
 export const ROOT_NAME = 'root';
-/** Set on every write so that a write concurrent with a delete keeps the document alive. */
+/** Present in every document written since its last delete, so that a document of no fields exists. */
 export const LIVE_KEY = `${RESERVED_PREFIX}live`;
 /** The only key of a marker object. */
 export const MARKER_KEY = `${RESERVED_PREFIX}t`;
@@ -23,6 +23,19 @@ export const MARKER_KEY = `${RESERVED_PREFIX}t`;
 /** The values whose data lives outside the tree, in a shared type of their own. */
 export type TypedKind = 'counter' | 'set' | 'text';
 const KINDS: readonly TypedKind[] = ['counter', 'set', 'text'];
+
+/**
+ * Sets the live marker where it is absent: a write to a document that does
+ * not exist, or whose marker a delete removed. Not on every write: Yjs keeps
+ * each value overwritten as a tombstone, and merges those of one client only
+ * when nothing else of that client's came between them (one write's values
+ * take consecutive clocks), so a marker set by every write would keep a
+ * counter's or a field's overwrites from merging and grow the document by a
+ * struct or two a write, for good.
+ */
+export function markLive(root: Y.Map<unknown>): void {
+  if (!root.has(LIVE_KEY)) root.set(LIVE_KEY, true);
+}
 
 /** The map holding the JSON tree. */
 export function rootMap(doc: Y.Doc): Y.Map<unknown> {

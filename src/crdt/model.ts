@@ -26,12 +26,14 @@
  *   so a later one at the same path starts empty. Increments, adds or
  *   inserts concurrent with that overwrite survive in the shared type but
  *   stay invisible until a counter/set/text is created at the path again.
- * - Existence: a document exists when its root map has any key. Every write
- *   sets the reserved key `"\u0000live"`. A delete removes the root keys it
- *   sees (and empties the shared types), so a delete concurrent with an
- *   update leaves the document existing, with the top-level fields the
- *   update wrote; fields the delete saw are gone, and so are writes the
- *   update made inside objects the delete removed.
+ * - Existence: a document exists when its root map has any key. A write
+ *   sets the reserved key `"\u0000live"` where it is absent (see
+ *   `markLive`). A delete removes the root keys it sees (and empties the
+ *   shared types), so a delete concurrent with an update leaves the
+ *   document existing with the top-level fields the update wrote; fields the
+ *   delete saw are gone, and so are the update's increments, adds, text
+ *   edits and writes inside objects the delete removed. An update that wrote
+ *   no top-level field leaves nothing: the document stays deleted.
  * - Keys starting with U+0000 are reserved; user JSON using one is refused,
  *   and so is the key `__proto__` and any string or key with a lone
  *   surrogate (replicas would decode them differently from the writer).
@@ -40,7 +42,7 @@
  */
 import * as Y from 'yjs';
 import { assertJsonObject, isJsonObject, isReservedKey, jsonEqual, stripNulls } from './json.js';
-import { LIVE_KEY, clearAllNamed, clearValue, rootMap, toYValue } from './layout.js';
+import { markLive, clearAllNamed, clearValue, rootMap, toYValue } from './layout.js';
 import { beginRender, documentExists, renderValue } from './read.js';
 import type { Json, JsonObject, Path, WriteContext } from './types.js';
 
@@ -65,7 +67,7 @@ export function putDocument(doc: Y.Doc, value: JsonObject, _ctx: WriteContext, o
   doc.transact(() => {
     const root = rootMap(doc);
     replaceEntries(doc, root, value, []);
-    root.set(LIVE_KEY, true);
+    markLive(root);
   }, origin);
 }
 
@@ -81,7 +83,7 @@ export function mergePatch(doc: Y.Doc, patch: JsonObject, _ctx: WriteContext, or
   doc.transact(() => {
     const root = rootMap(doc);
     patchEntries(doc, root, patch, []);
-    root.set(LIVE_KEY, true);
+    markLive(root);
   }, origin);
 }
 

@@ -8,7 +8,7 @@ import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { MAX_SPLIT_MOVES } from './admit.js';
 import { canonicalJson, isJsonObject } from './json.js';
-import { LIVE_KEY, clearValue, counterMap, marker, markerKind, rootMap, setMap, textType, toYValue, type TypedKind } from './layout.js';
+import { markLive, clearValue, counterMap, marker, markerKind, rootMap, setMap, textType, toYValue, type TypedKind } from './layout.js';
 import { parseOps } from './ops-parse.js';
 import { TextShadow } from './text-shadow.js';
 import type { Json, Op, Path, WriteContext } from './types.js';
@@ -43,7 +43,7 @@ export function applyOps(doc: Y.Doc, ops: Op[], ctx: WriteContext, origin: unkno
   doc.transact(() => {
     const map = rootMap(doc);
     for (const op of checked) execute(doc, map, op, ctx);
-    map.set(LIVE_KEY, true);
+    markLive(map);
   }, origin);
 }
 

@@ -176,6 +176,12 @@ export class DocCache {
     return live;
   }
 
+  /** The updates a document held encoded loads from (its state, then those held beside it); undefined when not held encoded. */
+  encodedUpdates(key: string): Uint8Array[] | undefined {
+    const held = this.encoded.get(key);
+    return held ? [held.state, ...held.later] : undefined;
+  }
+
   /** As {@link revive}, but a copy the caller destroys: the document stays held encoded. */
   copy(key: string): LiveDoc | undefined {
     const held = this.encoded.get(key);

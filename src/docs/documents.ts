@@ -50,7 +50,8 @@ import type {
 } from './types.js';
 import { COMMIT_STALL_MS, STORAGE_FAULT_MS } from './types.js';
 import { startCompactor } from './compactor.js';
-import { Unbuilt, loadLiveDoc, storedUpdate } from './loader.js';
+import { Unbuilt, loadLiveDoc, storedUpdate, storedUpdates } from './loader.js';
+import { ColdRenderer } from './cold-render.js';
 import { DigestIndex } from './digest-index.js';
 import { Digester } from './digester.js';
 import { hex, logIncidents } from './incidents.js';
@@ -126,6 +127,8 @@ export interface DocumentsOptions {
   writesOpen?: Promise<void>;
   /** Shares the event loop between clients and catch-up (one per region; a fresh one when absent). */
   pacer?: BackgroundPacer;
+  /** Renders JSON reads of large documents not held decoded (a fresh one when absent; see cold-render.ts). */
+  renderer?: ColdRenderer;
   now?: () => number;
 }
 
@@ -151,6 +154,24 @@ const HELD_WRITE_WAIT_MS = 1000;
  * once within it, and stays encoded.
  */
 const IN_USE_MS = 30_000;
+
+/**
+ * Stored bytes from which a JSON read of a document not held decoded is
+ * rendered off the event loop (cold-render.ts): 128 KiB of small map keys
+ * are about 11,000 Yjs structs, 25-50 ms to build.
+ */
+const COLD_RENDER_BYTES = 128 * 1024;
+/**
+ * A document rendered off the event loop and read again within
+ * {@link RENDERED_WITHIN_MS} is built and held like any other when it is
+ * smaller than this: about the per-document struct bound in small keys, a
+ * build of up to a few hundred ms, paid once. Larger ones (only concurrent
+ * writes at several regions merge a document past the bound) always are.
+ */
+const HELD_AFTER_RENDER_BYTES = 1024 * 1024;
+const RENDERED_WITHIN_MS = 60_000;
+/** Documents remembered as rendered off the event loop; beyond, the oldest are forgotten. */
+const MAX_RENDERED_COLD = 4096;
 
 export function createDocuments(options: DocumentsOptions): Documents {
   return new DocumentsImpl(options);
@@ -192,6 +213,10 @@ class DocumentsImpl implements Documents {
   /** Snapshots the compactor did not write, their merged state costly to load (see docs/compactor.ts). */
   private snapshotsWithheld = 0;
   private readonly unbuilt = new Unbuilt();
+  private readonly renderer: ColdRenderer;
+  /** Documents last rendered on the render thread, and when (performance.now()); see {@link coldUpdates}. */
+  private readonly renderedCold = new Map<DocKey, number>();
+  private renderedColdCount = 0;
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -228,6 +253,7 @@ class DocumentsImpl implements Documents {
     this.log = options.logger;
     this.cache = new DocCache(Math.max(1, options.cacheDocs), Math.max(1, options.decodedDocs ?? options.cacheDocs), options.cacheBytes);
     this.now = options.now ?? Date.now;
+    this.renderer = options.renderer ?? new ColdRenderer();
     this.vv = options.store.versionVector();
     this.writesAccepted = options.writesOpen === undefined;
     this.maxWriteNodes = options.maxWriteNodes ?? DEFAULT_MAX_WRITE_NODES;
@@ -242,7 +268,6 @@ class DocumentsImpl implements Documents {
       structs: new SizeGuard(options.maxDocumentStructs ?? Number.MAX_SAFE_INTEGER),
       mergedStructs: new SizeGuard(options.maxMergedDocumentStructs ?? Number.MAX_SAFE_INTEGER),
       now: () => this.now(),
-      appliedSeq: () => this.vv.get(this.writer) ?? 0,
       // A document this batch holds entries beside is built with them.
       existing: (doc, batch) => batch.touched.get(doc) ?? (batch.deferred.has(doc) || batch.dropped.has(doc) ? this.touch(doc, batch) : this.live(doc)),
       touch: (doc, batch) => this.touch(doc, batch),
@@ -305,6 +330,10 @@ class DocumentsImpl implements Documents {
 
   reloadedDocs(): number {
     return this.docsReloaded;
+  }
+
+  coldRenders(): number {
+    return this.renderedColdCount;
   }
 
   withheldSnapshots(): number {
@@ -398,6 +427,47 @@ class DocumentsImpl implements Documents {
   read(doc: DocKey): ReadResult {
     const live = this.live(doc);
     return { value: live ? readDocument(live.ydoc) : null, version: new Map(this.vv) };
+  }
+
+  async readJson(doc: DocKey, caller: string): Promise<{ body: Buffer | null; version: VersionVector }> {
+    const cold = this.coldUpdates(doc);
+    if (cold !== null) {
+      // Taken with the updates: the store holds what the vector covers (see settled for commits on their way).
+      const version = new Map(this.vv);
+      const body = await this.renderer.render(cold, caller);
+      if (body !== undefined) {
+        this.noteRenderedCold(doc);
+        return { body, version };
+      }
+    }
+    const result = this.read(doc);
+    return { body: result.value === null ? null : Buffer.from(JSON.stringify(result.value)), version: result.version };
+  }
+
+  /**
+   * The updates of a document to render off the event loop: one held
+   * neither decoded nor in a commit on its way, of at least
+   * {@link COLD_RENDER_BYTES}. A document rendered so and read again within
+   * {@link RENDERED_WITHIN_MS} is built here and held instead, as any read
+   * document is, when it is under {@link HELD_AFTER_RENDER_BYTES}: reads of it
+   * are then answered from memory. Larger ones are always rendered there.
+   */
+  private coldUpdates(doc: DocKey): Uint8Array[] | null {
+    if (!this.renderer.available || this.cache.peek(doc) !== undefined || this.settled(doc) !== null) return null;
+    const updates = this.cache.encodedUpdates(doc) ?? storedUpdates(this.store, doc, this.unbuilt);
+    if (updates === null) return null;
+    const bytes = updates.reduce((n, u) => n + u.byteLength, 0);
+    if (bytes < COLD_RENDER_BYTES) return null;
+    const rendered = this.renderedCold.get(doc);
+    if (rendered !== undefined && performance.now() - rendered < RENDERED_WITHIN_MS && bytes < HELD_AFTER_RENDER_BYTES) return null;
+    return updates;
+  }
+
+  private noteRenderedCold(doc: DocKey): void {
+    this.renderedColdCount++;
+    this.renderedCold.delete(doc);
+    this.renderedCold.set(doc, performance.now());
+    if (this.renderedCold.size > MAX_RENDERED_COLD) this.renderedCold.delete(this.renderedCold.keys().next().value!);
   }
 
   stateForPeer(doc: DocKey): Uint8Array | null {
@@ -557,6 +627,7 @@ class DocumentsImpl implements Documents {
     this.digester.stop();
     this.stopCorruptWatch();
     this.cache.clear();
+    await this.renderer.close();
   }
 
   // ---- the queue ----------------------------------------------------------

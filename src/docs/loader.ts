@@ -139,6 +139,22 @@ export function loadLiveDoc(
 }
 
 /**
+ * The updates a document loads from, straight from the store (snapshot,
+ * then later entries); null when the store has none, when any fails its
+ * checksum, or when it was refused as too costly to build and holds nothing
+ * new since (`unbuilt`): loading it live reports or repairs those.
+ */
+export function storedUpdates(store: Pick<DocumentStates, 'loadDoc'>, doc: DocKey, unbuilt?: Unbuilt): Uint8Array[] | null {
+  const stored = store.loadDoc(doc);
+  if (!stored || stored.corrupt > 0) return null;
+  const lastLsn = stored.entries.reduce((max, e) => Math.max(max, e.lsn), stored.snapshotLsn);
+  if (unbuilt?.has(doc, lastLsn) === true) return null;
+  const parts = stored.entries.map((e) => e.update);
+  if (stored.snapshot) parts.unshift(stored.snapshot);
+  return parts.length === 0 ? null : parts;
+}
+
+/**
  * A document's whole state as one Yjs update, straight from the store
  * (snapshot and later entries merged, no document built); null when the store
  * has none, or when any part fails its checksum (loading it live marks and

@@ -100,8 +100,6 @@ export interface StageHost {
   /** Holds what peers' entries and states merge a document to in structs (config.ts, `mergedDocumentStructsFor`). */
   readonly mergedStructs: SizeGuard;
   now(): number;
-  /** This region's own highest committed sequence number. */
-  appliedSeq(): number;
   /** The live doc, as this batch has it so far; null when the region has never seen it. */
   existing(doc: DocKey, batch: Batch): LiveDoc | null;
   /** The live doc to change in this batch, created when the region has never seen it. */
@@ -272,7 +270,7 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   }
   host.notePending(job.doc, live);
   if (!changed || !logged) {
-    batch.done.push(() => job.resolve(changed ? ackOf(host, host.appliedSeq(), batch.vv) : null));
+    batch.done.push(() => job.resolve(changed ? ackOf(host, 0, batch.vv) : null));
     return;
   }
   const seq = (batch.vv.get(host.writer()) ?? 0) + 1;
@@ -364,9 +362,9 @@ function grownBy(update: Uint8Array, structs: number): number {
  * which peers then refused, apart for good).
  * Its size is measured (the whole document encoded) only once the updates
  * since the last measurement could have taken it past the bound by more
- * than the guard's slack (see size-guard.ts). Each JSON write also sets the
- * document's live marker (a struct), so a write's update alone cannot tell
- * whether it only deletes: the caller says so. A document over the bound is
+ * than the guard's slack (see size-guard.ts). A JSON write also sets the
+ * document's live marker (a struct) where a delete removed it, so a write's
+ * update alone cannot tell whether it only deletes: the caller says so. A document over the bound is
  * measured for a write that only deletes once such writes could have grown
  * it by the slack since its last measurement, not at each one (which would
  * cost what the guard saves).
@@ -486,8 +484,8 @@ class GrowthRefused extends Error {}
  * whose entries are held beside its encoded state is stored without a new
  * deleted flag (it is not built; see Documents.defer), so lists would go on
  * showing one that an update deleted: only updates that leave it holding
- * something are held so (a write adds its values and the live marker; a
- * deletion of the document adds nothing). A document listed as deleted is
+ * something are held so (a write adds its values; a deletion of the
+ * document adds nothing). A document listed as deleted is
  * built, since an update adding to it makes it live again.
  */
 function addsLiveItem(update: DecodedUpdate): boolean {

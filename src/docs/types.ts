@@ -6,7 +6,11 @@ import type { ReplaceResult } from './replace.js';
 
 /** The result of an acknowledged (durably committed) local write. */
 export interface WriteAck {
-  /** This region's writer id and the log sequence number of the write. */
+  /**
+   * This region's writer id and the log sequence number of the write; 0 for
+   * a write that changed nothing (a PUT of the document as it is), which
+   * wrote no entry.
+   */
   origin: WriterId;
   seq: number;
   /** Everything this region had applied once the write committed, the write included. */
@@ -123,6 +127,8 @@ export interface Documents {
    * was resolved (replace.ts), since this process started.
    */
   reloadedDocs(): number;
+  /** JSON reads rendered off the event loop so far (see readJson). */
+  coldRenders(): number;
   /** Compactions not done since this process started: the document's merged state would load beyond the bound (docs/compactor.ts). */
   withheldSnapshots(): number;
 
@@ -146,6 +152,13 @@ export interface Documents {
    */
   settled(doc: DocKey): Promise<void> | null;
   read(doc: DocKey): ReadResult;
+  /**
+   * The document as JSON bytes (null when it holds nothing) and the version
+   * it reflects. A large document not held decoded is built and rendered off
+   * the event loop (cold-render.ts); `caller` waits for a few such at most
+   * (beyond, `unavailable`).
+   */
+  readJson(doc: DocKey, caller: string): Promise<{ body: Buffer | null; version: VersionVector }>;
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;
   /**

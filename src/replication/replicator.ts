@@ -448,8 +448,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     return this.waitUntil(() => covers(this.o.documents.versionVector(), vv), timeoutMs, signal);
   }
 
-  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    const count = () => 1 + [...this.peers.values()].filter((p) => (p.acks.get(origin) ?? 0) >= seq).length;
+  waitForReplicas(held: VersionVector, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const count = () => 1 + [...this.peers.values()].filter((p) => covers(p.acks, held)).length;
     return this.waitUntil(() => count() >= replicas, timeoutMs, signal);
   }
 

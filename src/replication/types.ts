@@ -1,5 +1,5 @@
 import type { DocSyncStatus, PeerStatus, SyncStatus } from '../contract.js';
-import type { DocKey, RegionId, VersionVector, WriterId } from '../ids.js';
+import type { DocKey, RegionId, VersionVector } from '../ids.js';
 
 // The status shapes are part of the wire contract, shared with every client.
 export type { DocRegionSync, DocSyncStatus, PeerState, PeerStatus, SyncStatus } from '../contract.js';
@@ -21,9 +21,9 @@ export interface ReplicationView {
   waitForVersion(vv: VersionVector, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /**
    * Resolves true once `replicas` regions (this one included) durably hold
-   * (origin, seq); false on timeout or as soon as `signal` aborts.
+   * every entry of `held`; false on timeout or as soon as `signal` aborts.
    */
-  waitForReplicas(origin: WriterId, seq: number, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  waitForReplicas(held: VersionVector, replicas: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
 }
 
 /** Whether a region with these links is cut off from every peer (`isolated` in the status). */

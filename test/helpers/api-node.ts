@@ -62,7 +62,7 @@ export function standaloneReplicationView(
         await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
       }
     },
-    async waitForReplicas(_origin, _seq, replicas, timeoutMs) {
+    async waitForReplicas(_held, replicas, timeoutMs) {
       // The local write is durable once acknowledged; nobody else will ever confirm it.
       if (replicas <= 1) return true;
       await sleep(timeoutMs);

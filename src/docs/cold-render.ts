@@ -1,0 +1,121 @@
+/**
+ * JSON reads of large documents not held decoded, built and rendered on a
+ * thread of their own. Building a document costs time per Yjs struct: a
+ * cold read of one of 285,000 structs (three regions each writing a third of
+ * the per-document bound into it at once) held the event loop 3.6-4.9 s, and
+ * with it every request and the links' heartbeats. On this thread the same
+ * read waits for it, and the region goes on serving meanwhile.
+ *
+ * One thread, one render at a time, in the order asked. Renders waiting are
+ * bounded, in all and per caller: beyond, a read is refused (503, retry)
+ * rather than wait behind many others.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { MeridianError } from '../errors.js';
+
+export interface RenderRequest {
+  id: number;
+  /** A document's stored updates, in the order they load (snapshot, then entries). */
+  updates: Uint8Array[];
+}
+
+export type RenderReply =
+  | { id: number; outcome: 'json'; body: Uint8Array }
+  | { id: number; outcome: 'absent' }
+  /** Not built there (placement past its bound, an update Yjs refuses): the event loop reads it, as it reads any other. */
+  | { id: number; outcome: 'unbuilt'; error?: string };
+
+/** A render's outcome: the JSON, null for a document that holds nothing, undefined when it is to be read as any other. */
+export type Rendered = Buffer | null | undefined;
+
+/** Renders waiting or running at once, at most; beyond, 503. */
+const MAX_WAITING = 16;
+/** Of those, for one caller. */
+const MAX_WAITING_PER_CALLER = 4;
+
+/** The compiled thread beside this module; absent when running from TypeScript sources (tests of single modules). */
+const THREAD_FILE = fileURLToPath(new URL('./render-thread.js', import.meta.url));
+
+interface Waiting {
+  caller: string;
+  resolve: (rendered: Rendered) => void;
+  reject: (err: Error) => void;
+}
+
+export class ColdRenderer {
+  private worker: Worker | null = null;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 1;
+  private closed = false;
+
+  /** `file`: the thread's script; null renders nothing (every read is left to the event loop). */
+  constructor(private readonly file: string | null = existsSync(THREAD_FILE) ? THREAD_FILE : null) {}
+
+  /** Whether renders can run on the thread at all. */
+  get available(): boolean {
+    return this.file !== null && !this.closed;
+  }
+
+  /**
+   * The document built from `updates` and rendered as JSON. Throws
+   * `unavailable` when too many renders wait (in all, or of `caller`).
+   */
+  render(updates: Uint8Array[], caller: string): Promise<Rendered> {
+    if (!this.available) return Promise.resolve(undefined);
+    if (this.waiting.size >= MAX_WAITING) {
+      throw new MeridianError('unavailable', `${MAX_WAITING} reads of large documents not held in memory wait for their turn: retry shortly`);
+    }
+    let mine = 0;
+    for (const w of this.waiting.values()) if (w.caller === caller) mine++;
+    if (mine >= MAX_WAITING_PER_CALLER) {
+      throw new MeridianError('unavailable', `this caller already waits for ${mine} reads of large documents not held in memory: retry once they are answered`);
+    }
+    const worker = this.thread();
+    const id = this.nextId++;
+    return new Promise<Rendered>((resolve, reject) => {
+      this.waiting.set(id, { caller, resolve, reject });
+      worker.postMessage({ id, updates } satisfies RenderRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const worker = this.worker;
+    this.worker = null;
+    this.failAll('the region is stopping');
+    if (worker) await worker.terminate();
+  }
+
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(this.file!);
+    worker.on('message', (reply: RenderReply) => {
+      const waiting = this.waiting.get(reply.id);
+      if (!waiting) return;
+      this.waiting.delete(reply.id);
+      if (reply.outcome === 'json') waiting.resolve(Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength));
+      else waiting.resolve(reply.outcome === 'absent' ? null : undefined);
+    });
+    // A thread that dies (out of memory on a huge document) fails its renders, which the event loop
+    // would likely not survive either; the next render starts a thread anew.
+    const lost = (reason: string): void => {
+      if (this.worker !== worker) return;
+      this.worker = null;
+      this.failAll(`the thread rendering large documents stopped (${reason})`);
+    };
+    worker.on('error', (err) => lost(err.message));
+    worker.on('exit', (code) => lost(`exit code ${code}`));
+    // The region's own work keeps the process alive, not this thread.
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  private failAll(why: string): void {
+    const err = new MeridianError('unavailable', `${why}: retry the read`);
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * A JSON read of a large document not held in memory is built and rendered
+ * on a thread of its own, so that the region's event loop goes on serving
+ * (building a document costs time per Yjs struct: seconds for a few hundred
+ * thousand). A real region process and SQLite file; a restart empties its
+ * document cache.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, startTestCluster } from './helpers/cluster.js';
+
+type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
+
+/** `count` keys `prefix-00000`, ... in PATCHes under the per-write node bound. */
+async function fill(url: string, doc: string, prefix: string, count: number): Promise<Record<string, number>> {
+  const all: Record<string, number> = {};
+  for (let start = 0; start < count; start += 4500) {
+    const patch: Record<string, number> = {};
+    for (let i = start; i < Math.min(count, start + 4500); i++) patch[`${prefix}-${String(i).padStart(5, '0')}`] = i;
+    const res = await http(`${url}/v1/docs/big/${doc}`, { method: 'PATCH', body: patch });
+    expect(res.status).toBe(200);
+    Object.assign(all, patch);
+  }
+  return all;
+}
+
+async function coldRenders(url: string): Promise<number> {
+  const res = await fetch(`${url}/metrics`);
+  const line = (await res.text()).split('\n').find((l) => /^meridian_cold_renders_total[ {]/.test(l));
+  return Number(line?.split(' ').at(-1) ?? NaN);
+}
+
+describe('JSON reads of large documents not held in memory', () => {
+  let cluster: Cluster | undefined;
+  let url = '';
+  const expected: Record<string, Record<string, number>> = {};
+
+  beforeAll(async () => {
+    cluster = await startTestCluster(['solo']);
+    url = cluster.url('solo');
+    // 1.2 MB of state: always rendered off the event loop. 210 KB: rendered there once, then held.
+    expected.large = await fill(url, 'large', 'key', 90_000);
+    expected.medium = await fill(url, 'medium', 'key', 15_000);
+    expected.small = await fill(url, 'small', 'key', 100);
+    await cluster.restart('solo');
+    url = cluster.url('solo');
+  }, 120_000);
+
+  afterAll(async () => {
+    await cluster?.dispose();
+  });
+
+  it('are rendered on a thread of their own, as the document is; smaller or held ones on the event loop', async () => {
+    expect(await coldRenders(url)).toBe(0);
+    const read = async (doc: string) => {
+      const res = await http<Record<string, number>>(`${url}/v1/docs/big/${doc}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('meridian-version')).toBeTruthy();
+      expect(res.body).toEqual(expected[doc]);
+    };
+    await read('large');
+    expect(await coldRenders(url)).toBe(1);
+    // Past the size a read makes the region hold decoded: rendered there at each read.
+    await read('large');
+    expect(await coldRenders(url)).toBe(2);
+    await read('medium');
+    expect(await coldRenders(url)).toBe(3);
+    // Read again: built and held, then read from memory.
+    await read('medium');
+    await read('medium');
+    await read('small');
+    expect(await coldRenders(url)).toBe(3);
+    // Written, the large one is held decoded: read from memory.
+    expect((await http(`${url}/v1/docs/big/large`, { method: 'PATCH', body: { extra: 1 } })).status).toBe(200);
+    expected.large = { ...expected.large, extra: 1 };
+    await read('large');
+    expect(await coldRenders(url)).toBe(3);
+  });
+
+  it('serve reads of the same document at once from one render, and other requests meanwhile', async () => {
+    await cluster!.restart('solo');
+    url = cluster!.url('solo');
+    const before = await coldRenders(url);
+    const reads = Array.from({ length: 4 }, () => http<Record<string, number>>(`${url}/v1/docs/big/large`));
+    // Other requests are answered while the document is built and rendered elsewhere.
+    expect((await http(`${url}/v1/docs/big/small`)).status).toBe(200);
+    for (const res of await Promise.all(reads)) {
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual(expected.large);
+    }
+    expect(await coldRenders(url)).toBeGreaterThan(before);
+    expect(await coldRenders(url)).toBeLessThanOrEqual(before + 2);
+  });
+});

@@ -6,6 +6,8 @@
  * document cache.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as Y from 'yjs';
+import { readDocument } from '../src/crdt/model.js';
 import { http, startTestCluster } from './helpers/cluster.js';
 
 type Cluster = Awaited<ReturnType<typeof startTestCluster>>;
@@ -89,5 +91,26 @@ describe('JSON reads of large documents not held in memory', () => {
     }
     expect(await coldRenders(url)).toBeGreaterThan(before);
     expect(await coldRenders(url)).toBeLessThanOrEqual(before + 2);
+  });
+
+  it('render binary reads there too: the whole state, or what a state vector lacks', async () => {
+    await cluster!.restart('solo');
+    url = cluster!.url('solo');
+    const before = await coldRenders(url);
+    const res = await fetch(`${url}/v1/docs/big/large/yjs`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('meridian-version')).toBeTruthy();
+    const replica = new Y.Doc();
+    Y.applyUpdate(replica, new Uint8Array(await res.arrayBuffer()));
+    expect(readDocument(replica)).toEqual(expected.large);
+    expect(await coldRenders(url)).toBe(before + 1);
+    // What the region holds beyond a client's state vector: nothing, and then one write.
+    const sv = Buffer.from(Y.encodeStateVector(replica)).toString('base64url');
+    const none = new Uint8Array(await (await fetch(`${url}/v1/docs/big/large/yjs?sv=${sv}`)).arrayBuffer());
+    expect(none.byteLength).toBeLessThan(64);
+    expect(await coldRenders(url)).toBe(before + 2);
+    const small = new Uint8Array(await (await fetch(`${url}/v1/docs/big/small/yjs?sv=${sv}`)).arrayBuffer());
+    expect(small.byteLength).toBeGreaterThan(100);
+    expect(await coldRenders(url)).toBe(before + 2);
   });
 });

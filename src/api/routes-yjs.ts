@@ -53,10 +53,9 @@ export function sharedYjsRead(
     }
     variant = `yjs:${Buffer.from(sha256(sv)).toString('base64')}`;
   }
-  return reads.read(doc, variant, () => documents.settled(doc), () => {
-    const update = documents.readYjs(doc, sv);
-    // Read in the same turn as the update, so the version describes it.
-    return update === null ? null : { update, version: encodeVersion(documents.versionVector()) };
+  return reads.read(doc, variant, () => documents.settled(doc), async () => {
+    const { update, version } = await documents.readYjsRendered(doc, sv, caller);
+    return update === null ? null : { update, version: encodeVersion(version) };
   }, caller);
 }
 

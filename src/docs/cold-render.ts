@@ -1,6 +1,7 @@
 /**
- * JSON reads of large documents not held decoded, built and rendered on a
- * thread of their own. Building a document costs time per Yjs struct: a
+ * Reads of large documents not held decoded, rendered on a thread of their
+ * own: as JSON (the document built), or as one Yjs update (the stored
+ * updates merged, and diffed against a state vector: half a build's time). Building a document costs time per Yjs struct: a
  * cold read of one of 285,000 structs (three regions each writing a third of
  * the per-document bound into it at once) held the event loop 3.6-4.9 s, and
  * with it every request and the links' heartbeats. On this thread the same
@@ -15,14 +16,17 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { MeridianError } from '../errors.js';
 
-export interface RenderRequest {
+/** What a read renders: the document as JSON, or as a Yjs update (only what `sv`, checked already, lacks). */
+export type RenderKind = { kind: 'json' } | { kind: 'yjs'; sv?: Uint8Array };
+
+export type RenderRequest = RenderKind & {
   id: number;
   /** A document's stored updates, in the order they load (snapshot, then entries). */
   updates: Uint8Array[];
-}
+};
 
 export type RenderReply =
-  | { id: number; outcome: 'json'; body: Uint8Array }
+  | { id: number; outcome: 'rendered'; body: Uint8Array }
   | { id: number; outcome: 'absent' }
   /** Not built there (placement past its bound, an update Yjs refuses): the event loop reads it, as it reads any other. */
   | { id: number; outcome: 'unbuilt'; error?: string };
@@ -59,10 +63,10 @@ export class ColdRenderer {
   }
 
   /**
-   * The document built from `updates` and rendered as JSON. Throws
+   * The document of `updates` rendered as `what` asks. Throws
    * `unavailable` when too many renders wait (in all, or of `caller`).
    */
-  render(updates: Uint8Array[], caller: string): Promise<Rendered> {
+  render(updates: Uint8Array[], what: RenderKind, caller: string): Promise<Rendered> {
     if (!this.available) return Promise.resolve(undefined);
     if (this.waiting.size >= MAX_WAITING) {
       throw new MeridianError('unavailable', `${MAX_WAITING} reads of large documents not held in memory wait for their turn: retry shortly`);
@@ -76,7 +80,7 @@ export class ColdRenderer {
     const id = this.nextId++;
     return new Promise<Rendered>((resolve, reject) => {
       this.waiting.set(id, { caller, resolve, reject });
-      worker.postMessage({ id, updates } satisfies RenderRequest);
+      worker.postMessage({ ...what, id, updates } satisfies RenderRequest);
     });
   }
 
@@ -95,7 +99,7 @@ export class ColdRenderer {
       const waiting = this.waiting.get(reply.id);
       if (!waiting) return;
       this.waiting.delete(reply.id);
-      if (reply.outcome === 'json') waiting.resolve(Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength));
+      if (reply.outcome === 'rendered') waiting.resolve(Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength));
       else waiting.resolve(reply.outcome === 'absent' ? null : undefined);
     });
     // A thread that dies (out of memory on a huge document) fails its renders, which the event loop

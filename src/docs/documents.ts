@@ -434,7 +434,7 @@ class DocumentsImpl implements Documents {
     if (cold !== null) {
       // Taken with the updates: the store holds what the vector covers (see settled for commits on their way).
       const version = new Map(this.vv);
-      const body = await this.renderer.render(cold, caller);
+      const body = await this.renderer.render(cold, { kind: 'json' }, caller);
       if (body !== undefined) {
         this.noteRenderedCold(doc);
         return { body, version };
@@ -442,6 +442,20 @@ class DocumentsImpl implements Documents {
     }
     const result = this.read(doc);
     return { body: result.value === null ? null : Buffer.from(JSON.stringify(result.value)), version: result.version };
+  }
+
+  async readYjsRendered(doc: DocKey, stateVector: Uint8Array | undefined, caller: string): Promise<{ update: Uint8Array | null; version: VersionVector }> {
+    const cold = this.coldUpdates(doc);
+    if (cold !== null) {
+      const version = new Map(this.vv);
+      const update = await this.renderer.render(cold, { kind: 'yjs', sv: stateVector }, caller);
+      if (update) {
+        this.noteRenderedCold(doc);
+        return { update, version };
+      }
+    }
+    // Read in the same turn as the update, so the version describes it.
+    return { update: this.readYjs(doc, stateVector), version: new Map(this.vv) };
   }
 
   /**

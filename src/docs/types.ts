@@ -162,6 +162,11 @@ export interface Documents {
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;
   /**
+   * As {@link readYjs} (with the version it reflects), rendered off the event
+   * loop for a large document not held decoded, as {@link readJson} is.
+   */
+  readYjsRendered(doc: DocKey, stateVector: Uint8Array | undefined, caller: string): Promise<{ update: Uint8Array | null; version: VersionVector }>;
+  /**
    * The document's whole state for a peer: from memory if it is loaded, else
    * straight from the store without loading it (a peer rebuilt from this
    * region reads every document once). The same content as readYjs, not

@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { MeridianError } from '../errors.js';
+import { costlyLoad } from '../crdt/index.js';
 
 /** What a read renders: the document as JSON, or as a Yjs update (only what `sv`, checked already, lacks). */
 export type RenderKind = { kind: 'json' } | { kind: 'yjs'; sv?: Uint8Array };
@@ -28,7 +29,9 @@ export type RenderRequest = RenderKind & {
 export type RenderReply =
   | { id: number; outcome: 'rendered'; body: Uint8Array }
   | { id: number; outcome: 'absent' }
-  /** Not built there (placement past its bound, an update Yjs refuses): the event loop reads it, as it reads any other. */
+  /** Not built within the bound on placement work (crdt/load.ts CostlyLoad): refused as the event loop would refuse it. */
+  | { id: number; outcome: 'costly' }
+  /** Not rendered there (an update Yjs refuses, parts that would splice): the event loop reads it, as it reads any other. */
   | { id: number; outcome: 'unbuilt'; error?: string };
 
 /** A render's outcome: the JSON, null for a document that holds nothing, undefined when it is to be read as any other. */
@@ -100,6 +103,7 @@ export class ColdRenderer {
       if (!waiting) return;
       this.waiting.delete(reply.id);
       if (reply.outcome === 'rendered') waiting.resolve(Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength));
+      else if (reply.outcome === 'costly') waiting.reject(costlyLoad());
       else waiting.resolve(reply.outcome === 'absent' ? null : undefined);
     });
     // A thread that dies (out of memory on a huge document) fails its renders, which the event loop

@@ -25,7 +25,7 @@ function render(request: RenderRequest): RenderReply {
     }
     // Client id 0: the document is read, never written, here.
     const ydoc = loadDocOrNull(updates, 0);
-    if (ydoc === null) return { id, outcome: 'unbuilt' };
+    if (ydoc === null) return { id, outcome: 'costly' };
     try {
       const value = readDocument(ydoc);
       return value === null ? { id, outcome: 'absent' } : { id, outcome: 'rendered', body: encoder.encode(JSON.stringify(value)) };

@@ -24,7 +24,7 @@ import { http, startTestCluster } from './helpers/cluster.js';
 const logger = pino({ level: 'silent' });
 const opened: { docs: Documents; store: Store; dir: string }[] = [];
 
-function region(name: string, bounds: { maxDocumentStructs?: number; maxMergedDocumentStructs?: number } = {}) {
+function region(name: string, bounds: { maxDocumentStructs?: number; maxMergedDocumentStructs?: number; cacheDocs?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'meridian-structs-'));
   const store = openStore({ dataDir: dir, region: name as RegionId, synchronous: 'full', logger });
   const docs = createDocuments({ store, logger, cacheDocs: 100, yjsUpdateBytes: 1 << 20, compactIntervalMs: 0, ...bounds });
@@ -96,6 +96,31 @@ describe('a document held to a count of Yjs structs', () => {
     expect(await r.docs.applyRemote(entries.slice(2), 'peer' as RegionId)).toMatchObject({ applied: 0, quarantined: 1 });
     const other = await peerEntries(docKey('c', 'next'), [keys('a', 100)]);
     expect(await r.docs.applyRemote(other, 'peer' as RegionId)).toMatchObject({ applied: 1, quarantined: 0 });
+  });
+
+  it('refuses local writes to a document merged past the bound before building it again, and still takes its deletion', async () => {
+    const doc = docKey('c', 'merged-over');
+    const entries = await peerEntries(doc, [keys('a', 1500), keys('b', 1500)]);
+    // One document held at a time: reading another evicts it.
+    const r = region('r1', { maxDocumentStructs: 1000, maxMergedDocumentStructs: 10_000, cacheDocs: 1 });
+    expect(await r.docs.applyRemote(entries, 'peer' as RegionId)).toMatchObject({ applied: 2, quarantined: 0 });
+    const load = r.store.loadDoc.bind(r.store);
+    let loads = 0;
+    r.store.loadDoc = (key) => {
+      if (key === doc) loads++;
+      return load(key);
+    };
+    await r.docs.patch(docKey('c', 'other'), { x: 1 });
+    await expect(r.docs.patch(doc, { one: 1 })).rejects.toMatchObject({ code: 'too_complex', details: { documentStructs: 3001, limit: 1000 } });
+    expect(loads).toBe(1);
+    // Evicted, then written to again, and again: refused from what the first build found.
+    for (let i = 0; i < 3; i++) {
+      await r.docs.patch(docKey('c', 'other'), { x: i });
+      await expect(r.docs.ops(doc, [{ op: 'increment', path: ['n'], by: 1 }])).rejects.toMatchObject({ code: 'too_complex' });
+    }
+    expect(loads).toBe(1);
+    expect(await r.docs.remove(doc)).not.toBeNull();
+    expect(r.docs.read(doc).value).toBeNull();
   });
 
   it("refuses a peer's state past the bound for merges, whether it holds too many structs itself or would merge to them", async () => {

@@ -28,6 +28,8 @@ const SLACK_SHARE = 64;
 const FULL_MIN_MS = 1000;
 /** ... and how many times the measurement that refused it, at least. */
 const FULL_PER_MEASURE = 20;
+/** Documents counted full at once, at most; beyond, the one marked longest ago is forgotten. */
+const MAX_FULL = 16_384;
 
 export class SizeGuard {
   /** Documents measured over the bound: their size, and until when (performance.now()) they count as full. */
@@ -60,10 +62,13 @@ export class SizeGuard {
     return null;
   }
 
-  /** `doc` measured `size` bytes, over the bound; measuring it took `measureMs`. */
-  over(doc: DocKey, size: number, measureMs: number): void {
+  /** `doc` measured `size` bytes, over the bound; measuring it took `measureMs`; full for at least `minMs`. */
+  over(doc: DocKey, size: number, measureMs: number, minMs = FULL_MIN_MS): void {
     const now = this.now();
     for (const [d, f] of this.full) if (f.until <= now) this.full.delete(d);
-    this.full.set(doc, { size, until: now + Math.max(FULL_MIN_MS, FULL_PER_MEASURE * measureMs) });
+    this.full.delete(doc);
+    // Each document costs its writers a bound's worth of writes to get here; kept bounded all the same.
+    if (this.full.size >= MAX_FULL) this.full.delete(this.full.keys().next().value!);
+    this.full.set(doc, { size, until: now + Math.max(minMs, FULL_PER_MEASURE * measureMs) });
   }
 }

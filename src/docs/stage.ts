@@ -237,6 +237,8 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
       { documentBytes: full, limit: host.sizes.limit },
     );
   }
+  // Before the document is built: one over the struct bound costs a build (seconds, at several times the bound) to find so.
+  if (job.deletesOnly !== true) refuseStructsFull(host, job.doc, 0);
   const live = host.touch(job.doc, batch);
   let update: Uint8Array | null = null;
   const capture = (u: Uint8Array, origin: unknown) => {
@@ -296,12 +298,24 @@ function refuseStructsFull(host: StageHost, doc: DocKey, structs: number): void 
   const guard = host.structs;
   const full = structs >= guard.limit ? structs : guard.fullSize(doc);
   if (full === null) return;
+  // Deleting lowers no document's count: it stays full, and is refused before it is built (see {@link STRUCTS_FULL_MS}).
+  if (structs >= guard.limit) guard.over(doc, structs, 0, STRUCTS_FULL_MS);
   throw new MeridianError(
     'too_complex',
     `the document holds ${full} Yjs structs, at its bound (limits.maxDocumentStructs = ${guard.limit}): writes that could add to it are refused (values deleted stay as tombstones); spread the data over more documents, or delete the document`,
     { documentStructs: full, limit: guard.limit },
   );
 }
+
+/**
+ * How long a document found holding `limits.maxDocumentStructs` or more
+ * counts as full, ms. Its count never falls (a deleted value stays as a
+ * tombstone), and only writes at several regions at once take a document
+ * past the bound, where each build costs seconds: refused by a count found
+ * at a build, writes to such documents evicted from the cache would each
+ * build one again.
+ */
+const STRUCTS_FULL_MS = 10 * 60_000;
 
 /**
  * A local write that left the document with more structs than

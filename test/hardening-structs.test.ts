@@ -123,6 +123,19 @@ describe('a document held to a count of Yjs structs', () => {
     expect(r.docs.read(doc).value).toBeNull();
   });
 
+  it('counts a document full no longer once a delete left it under the bound', async () => {
+    const r = region('r1', { maxDocumentStructs: 3000 });
+    const doc = docKey('c', 'nested');
+    // The nested map, its 2,998 keys and the live marker: the bound exactly.
+    await r.docs.put(doc, { o: keys('a', 2998) });
+    await expect(r.docs.patch(doc, { x: 1 })).rejects.toMatchObject({ code: 'too_complex', details: { documentStructs: 3000 } });
+    await expect(r.docs.patch(doc, { x: 1 })).rejects.toMatchObject({ code: 'too_complex' });
+    // Deleted, the nested map's items are dropped by Yjs: the document is far under the bound, and written again.
+    expect(await r.docs.remove(doc)).not.toBeNull();
+    await r.docs.put(doc, { y: 1 });
+    expect(r.docs.read(doc).value).toEqual({ y: 1 });
+  });
+
   it("refuses a peer's state past the bound for merges, whether it holds too many structs itself or would merge to them", async () => {
     const r = region('r1', { maxMergedDocumentStructs: 3000 });
     const alone = docKey('c', 'alone');

@@ -1,8 +1,7 @@
 /**
- * Reads of large documents not held decoded, rendered on a thread of their
- * own: as JSON (the document built), or as one Yjs update (the stored
- * updates merged, and diffed against a state vector: half a build's time). Building a document costs time per Yjs struct: a
- * cold read of one of 285,000 structs (three regions each writing a third of
+ * Reads of large documents not held decoded, built and rendered on a thread
+ * of their own, as JSON or as one Yjs update. Building a document costs
+ * time per Yjs struct: a cold read of one of 285,000 structs (three regions each writing a third of
  * the per-document bound into it at once) held the event loop 3.6-4.9 s, and
  * with it every request and the links' heartbeats. On this thread the same
  * read waits for it, and the region goes on serving meanwhile.
@@ -31,11 +30,18 @@ export type RenderReply =
   | { id: number; outcome: 'absent' }
   /** Not built within the bound on placement work (crdt/load.ts CostlyLoad): refused as the event loop would refuse it. */
   | { id: number; outcome: 'costly' }
-  /** Not rendered there (an update Yjs refuses, parts that would splice): the event loop reads it, as it reads any other. */
+  /** Not rendered there (an update Yjs refuses): the event loop reads it, as it reads any other, skipping and repairing. */
   | { id: number; outcome: 'unbuilt'; error?: string };
 
 /** A render's outcome: the JSON, null for a document that holds nothing, undefined when it is to be read as any other. */
 export type Rendered = Buffer | null | undefined;
+
+/**
+ * Longest a render may take, ms: past it the thread is stopped (its renders
+ * fail with 503) and the next render starts one anew. A render of a document
+ * at several times the struct bound takes seconds.
+ */
+const RENDER_TIMEOUT_MS = 30_000;
 
 /** Renders waiting or running at once, at most; beyond, 503. */
 const MAX_WAITING = 16;
@@ -56,6 +62,7 @@ export class ColdRenderer {
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
   private closed = false;
+  private watchdog: NodeJS.Timeout | null = null;
 
   /** `file`: the thread's script; null renders nothing (every read is left to the event loop). */
   constructor(private readonly file: string | null = existsSync(THREAD_FILE) ? THREAD_FILE : null) {}
@@ -71,6 +78,18 @@ export class ColdRenderer {
    */
   render(updates: Uint8Array[], what: RenderKind, caller: string): Promise<Rendered> {
     if (!this.available) return Promise.resolve(undefined);
+    this.refuseFull(caller);
+    const worker = this.thread();
+    const id = this.nextId++;
+    return new Promise<Rendered>((resolve, reject) => {
+      this.waiting.set(id, { caller, resolve, reject });
+      worker.postMessage({ ...what, id, updates } satisfies RenderRequest);
+      this.armWatchdog();
+    });
+  }
+
+  /** Throws `unavailable` when `caller` could not queue a render now (see {@link render}): checked before reading the store. */
+  refuseFull(caller: string): void {
     if (this.waiting.size >= MAX_WAITING) {
       throw new MeridianError('unavailable', `${MAX_WAITING} reads of large documents not held in memory wait for their turn: retry shortly`);
     }
@@ -79,12 +98,25 @@ export class ColdRenderer {
     if (mine >= MAX_WAITING_PER_CALLER) {
       throw new MeridianError('unavailable', `this caller already waits for ${mine} reads of large documents not held in memory: retry once they are answered`);
     }
-    const worker = this.thread();
-    const id = this.nextId++;
-    return new Promise<Rendered>((resolve, reject) => {
-      this.waiting.set(id, { caller, resolve, reject });
-      worker.postMessage({ ...what, id, updates } satisfies RenderRequest);
-    });
+  }
+
+  /**
+   * Renders run one at a time in the order posted: the oldest waiting is the
+   * one running, and the watchdog stops the thread when it has run too long.
+   */
+  private armWatchdog(): void {
+    if (this.watchdog !== null) return;
+    const oldest = this.waiting.keys().next().value;
+    if (oldest === undefined) return;
+    this.watchdog = setTimeout(() => {
+      this.watchdog = null;
+      const worker = this.worker;
+      if (!this.waiting.has(oldest) || !worker) return this.armWatchdog();
+      this.worker = null;
+      this.failAll(`a read of a large document took longer than ${RENDER_TIMEOUT_MS / 1000} s to render, and its thread was stopped`);
+      void worker.terminate();
+    }, RENDER_TIMEOUT_MS);
+    this.watchdog.unref();
   }
 
   async close(): Promise<void> {
@@ -102,6 +134,10 @@ export class ColdRenderer {
       const waiting = this.waiting.get(reply.id);
       if (!waiting) return;
       this.waiting.delete(reply.id);
+      // The next one runs from now.
+      if (this.watchdog) clearTimeout(this.watchdog);
+      this.watchdog = null;
+      this.armWatchdog();
       if (reply.outcome === 'rendered') waiting.resolve(Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength));
       else if (reply.outcome === 'costly') waiting.reject(costlyLoad());
       else waiting.resolve(reply.outcome === 'absent' ? null : undefined);
@@ -122,6 +158,8 @@ export class ColdRenderer {
   }
 
   private failAll(why: string): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = null;
     const err = new MeridianError('unavailable', `${why}: retry the read`);
     for (const w of this.waiting.values()) w.reject(err);
     this.waiting.clear();

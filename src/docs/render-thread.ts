@@ -1,11 +1,11 @@
 /**
- * The render thread: renders a large document from its stored updates, as
- * JSON or as one Yjs update, off the event loop that serves requests and
+ * The render thread: builds a large document from its stored updates and
+ * renders it as JSON or as one Yjs update, off the event loop that serves requests and
  * links (see cold-render.ts). Pure work on what it is sent: no store, no cache.
  */
 import { parentPort } from 'node:worker_threads';
 import * as Y from 'yjs';
-import { heldStateVector, loadDocOrNull, mayCollide, mergeMany, readDocument } from '../crdt/index.js';
+import { CostlyLoad, heldStateVector, loadDoc, readDocument } from '../crdt/index.js';
 import type { RenderReply, RenderRequest } from './cold-render.js';
 
 const port = parentPort!;
@@ -13,28 +13,30 @@ const encoder = new TextEncoder();
 
 function render(request: RenderRequest): RenderReply {
   const { id, updates } = request;
+  let ydoc: Y.Doc;
   try {
-    if (request.kind === 'yjs') {
-      // Merging parts that collide would splice them another way than loading does (crdt/load.ts): the event loop builds those.
-      if (mayCollide(null, updates)) return { id, outcome: 'unbuilt' };
-      const merged = updates.length === 1 ? updates[0]! : mergeMany(updates);
-      if (request.sv === undefined) return { id, outcome: 'rendered', body: merged };
-      // Only the document's own clients are read of the caller's vector, as Documents.readYjs does.
-      const clients = Y.parseUpdateMeta(merged).to;
-      return { id, outcome: 'rendered', body: Y.diffUpdate(merged, heldStateVector(request.sv, (client) => clients.has(client))) };
-    }
-    // Client id 0: the document is read, never written, here.
-    const ydoc = loadDocOrNull(updates, 0);
-    if (ydoc === null) return { id, outcome: 'costly' };
-    try {
+    // Built as the event loop builds it (its bound on placement work included); client id 0: read, never written, here.
+    ydoc = loadDoc(updates, 0);
+  } catch (err) {
+    if (err instanceof CostlyLoad) return { id, outcome: 'costly' };
+    // An update Yjs refuses: the event loop reads it as before, skipping the update and repairing the document.
+    return { id, outcome: 'unbuilt', error: err instanceof Error ? err.message : String(err) };
+  }
+  try {
+    if (request.kind === 'json') {
       const value = readDocument(ydoc);
       return value === null ? { id, outcome: 'absent' } : { id, outcome: 'rendered', body: encoder.encode(JSON.stringify(value)) };
-    } finally {
-      ydoc.destroy();
     }
+    // Encoded from the built document, not merged from the stored updates: merging keeps what deletions dropped.
+    if (request.sv === undefined) return { id, outcome: 'rendered', body: Y.encodeStateAsUpdate(ydoc) };
+    // Only the document's own clients are read of the caller's vector, as Documents.readYjs does.
+    const pending = ydoc.store.pendingStructs ? Y.parseUpdateMetaV2(ydoc.store.pendingStructs.update).to : null;
+    const sv = heldStateVector(request.sv, (client) => ydoc.store.clients.has(client) || pending?.has(client) === true);
+    return { id, outcome: 'rendered', body: Y.encodeStateAsUpdate(ydoc, sv) };
   } catch (err) {
-    // An update Yjs refuses, a render past its budget: the event loop reads it as before, and reports or repairs that.
     return { id, outcome: 'unbuilt', error: err instanceof Error ? err.message : String(err) };
+  } finally {
+    ydoc.destroy();
   }
 }
 

@@ -62,6 +62,11 @@ export class SizeGuard {
     return null;
   }
 
+  /** `doc` is no longer full, whatever it was marked. */
+  clear(doc: DocKey): void {
+    this.full.delete(doc);
+  }
+
   /** `doc` measured `size` bytes, over the bound; measuring it took `measureMs`; full for at least `minMs`. */
   over(doc: DocKey, size: number, measureMs: number, minMs = FULL_MIN_MS): void {
     const now = this.now();

@@ -219,6 +219,8 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
 
 /** Puts `ydoc` in place of the document's live one; its content counts as replaced (live clients reopen it). */
 export function replaceLive(host: StageHost, doc: DocKey, ydoc: Y.Doc, batch: Batch): LiveDoc {
+  // Counted anew by the next write (the replacement may hold fewer structs).
+  host.structs.clear(doc);
   const live = host.touch(doc, batch);
   swapYDoc(live, ydoc);
   host.notePending(doc, live);
@@ -268,6 +270,8 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
     refuseOversized(host, job.doc, logged, batch);
     const structsAfter = structsHeld(live.ydoc);
     refuseTooManyStructs(host, job.doc, structsBefore, structsAfter, batch);
+    // Under the bound after all (a delete let Yjs drop what nested values held): no longer counted full.
+    if (structsAfter < host.structs.limit) host.structs.clear(job.doc);
     refuseTooLarge(host, job.doc, live, sizeBefore, grownBy(logged, structsAfter - structsBefore), batch, job.deletesOnly === true);
   }
   host.notePending(job.doc, live);

@@ -7,6 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
+import * as decoding from 'lib0/decoding';
+import { WebSocket } from 'ws';
 import { readDocument } from '../src/crdt/model.js';
 import { http, startTestCluster } from './helpers/cluster.js';
 
@@ -126,5 +128,26 @@ describe('JSON reads of large documents not held in memory', () => {
     const small = new Uint8Array(await (await fetch(`${url}/v1/docs/big/small/yjs?sv=${sv}`)).arrayBuffer());
     expect(small.byteLength).toBeGreaterThan(100);
     expect(await coldRenders(url)).toBe(before + 2);
+  });
+
+  it("find a live client's first sync step there: its connection opens without building the document here", async () => {
+    await cluster!.restart('solo');
+    url = cluster!.url('solo');
+    const before = await coldRenders(url);
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/live/big/large`);
+    const first = await new Promise<Uint8Array>((resolve, reject) => {
+      ws.once('message', (data: Buffer) => resolve(new Uint8Array(data)));
+      ws.once('error', reject);
+    });
+    ws.close();
+    // y-websocket: message type 0 (sync), sync step 1, the region's state vector.
+    const decoder = decoding.createDecoder(first);
+    expect(decoding.readVarUint(decoder)).toBe(0);
+    expect(decoding.readVarUint(decoder)).toBe(0);
+    const sv = Y.decodeStateVector(decoding.readVarUint8Array(decoder));
+    expect(await coldRenders(url)).toBe(before + 1);
+    const whole = new Y.Doc();
+    Y.applyUpdate(whole, new Uint8Array(await (await fetch(`${url}/v1/docs/big/large/yjs`)).arrayBuffer()));
+    expect(sv).toEqual(Y.decodeStateVector(Y.encodeStateVector(whole)));
   });
 });

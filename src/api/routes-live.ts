@@ -119,6 +119,7 @@ export async function liveRoutes(app: FastifyInstance, deps: LiveRouteDeps): Pro
       doc, socket, documents, rooms,
       // What is in memory but not yet on disk is never shown: the read waits for the commit.
       stateFor: async (sv) => (await sharedYjsRead(reads, documents, doc, sv, caller))?.update ?? null,
+      stateVector: () => documents.stateVectorRendered(doc, caller),
       canWrite: !authenticator.enabled || principal?.scope === 'read-write',
       wantsVersions: query.versions === '1',
       maxUpdateBytes: limits.yjsUpdateBytes,

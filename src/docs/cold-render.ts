@@ -16,8 +16,8 @@ import { Worker } from 'node:worker_threads';
 import { MeridianError } from '../errors.js';
 import { costlyLoad } from '../crdt/index.js';
 
-/** What a read renders: the document as JSON, or as a Yjs update (only what `sv`, checked already, lacks). */
-export type RenderKind = { kind: 'json' } | { kind: 'yjs'; sv?: Uint8Array };
+/** What a read renders: the document as JSON, as a Yjs update (only what `sv`, checked already, lacks), or its state vector. */
+export type RenderKind = { kind: 'json' } | { kind: 'yjs'; sv?: Uint8Array } | { kind: 'sv' };
 
 export type RenderRequest = RenderKind & {
   id: number;

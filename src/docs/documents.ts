@@ -465,6 +465,18 @@ class DocumentsImpl implements Documents {
     return { update: this.readYjs(doc, stateVector), version: new Map(this.vv) };
   }
 
+  async stateVectorRendered(doc: DocKey, caller: string): Promise<Uint8Array | null> {
+    const cold = this.coldUpdates(doc);
+    if (cold !== null) {
+      const sv = await this.renderer.render(cold, { kind: 'sv' }, caller);
+      if (sv) {
+        this.noteRenderedCold(doc);
+        return sv;
+      }
+    }
+    return this.stateVector(doc);
+  }
+
   /**
    * A document held decoded of {@link RENDER_OFF_LOOP_STRUCTS} or more, as
    * one update to render off the event loop; else null. Encoding it takes a

@@ -27,6 +27,7 @@ function render(request: RenderRequest): RenderReply {
       const value = readDocument(ydoc);
       return value === null ? { id, outcome: 'absent' } : { id, outcome: 'rendered', body: encoder.encode(JSON.stringify(value)) };
     }
+    if (request.kind === 'sv') return { id, outcome: 'rendered', body: Y.encodeStateVector(ydoc) };
     // Encoded from the built document, not merged from the stored updates: merging keeps what deletions dropped.
     if (request.sv === undefined) return { id, outcome: 'rendered', body: Y.encodeStateAsUpdate(ydoc) };
     // Only the document's own clients are read of the caller's vector, as Documents.readYjs does.

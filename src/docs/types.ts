@@ -161,6 +161,8 @@ export interface Documents {
   readJson(doc: DocKey, caller: string): Promise<{ body: Buffer | null; version: VersionVector }>;
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;
+  /** As {@link stateVector}, built off the event loop for a large document not held decoded, as {@link readJson} is. */
+  stateVectorRendered(doc: DocKey, caller: string): Promise<Uint8Array | null>;
   /**
    * As {@link readYjs} (with the version it reflects), rendered off the event
    * loop for a large document not held decoded, as {@link readJson} is.

@@ -38,6 +38,8 @@ export interface ConnectionOptions {
    * null for an unknown document. Shared with other reads of it at once.
    */
   stateFor: (stateVector: Uint8Array) => Promise<Uint8Array | null>;
+  /** The document's state vector (sync step 1); null for an unknown document. */
+  stateVector: () => Promise<Uint8Array | null>;
   /** Whether the client's token may write. */
   canWrite: boolean;
   wantsVersions: boolean;
@@ -117,7 +119,12 @@ export class LiveConnection implements LiveMember {
     socket.on('error', (err) => this.failed(err));
     this.timer = setInterval(() => this.keepAlive(), o.keepAliveMs);
     this.timer.unref();
-    this.send(syncStep1(o.documents.stateVector(o.doc) ?? EMPTY_STATE_VECTOR));
+    // Found off the event loop for a large document not held in memory (docs/cold-render.ts); the client's
+    // messages are handled after it is sent.
+    this.inbound = o.stateVector().then(
+      (sv) => this.send(syncStep1(sv ?? EMPTY_STATE_VECTOR)),
+      (err: unknown) => this.close(err instanceof MeridianError ? err : new MeridianError('internal', 'the document could not be read', undefined, { cause: err })),
+    );
     const states = this.room.statesMessage();
     if (states) this.send(states);
   }

@@ -44,9 +44,9 @@ export type Rendered = Buffer | null | undefined;
 const RENDER_TIMEOUT_MS = 30_000;
 
 /** Renders waiting or running at once, at most; beyond, 503. */
-const MAX_WAITING = 16;
-/** Of those, for one caller. */
-const MAX_WAITING_PER_CALLER = 4;
+const MAX_WAITING = 32;
+/** Of those, for one caller (an application server reading several large documents at once behind one token). */
+const MAX_WAITING_PER_CALLER = 8;
 
 /** The compiled thread beside this module; absent when running from TypeScript sources (tests of single modules). */
 const THREAD_FILE = fileURLToPath(new URL('./render-thread.js', import.meta.url));

@@ -27,11 +27,13 @@ async function fill(url: string, doc: string, prefix: string, count: number): Pr
   return all;
 }
 
-async function coldRenders(url: string): Promise<number> {
+async function metric(url: string, name: string): Promise<number> {
   const res = await fetch(`${url}/metrics`);
-  const line = (await res.text()).split('\n').find((l) => /^meridian_cold_renders_total[ {]/.test(l));
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   return Number(line?.split(' ').at(-1) ?? NaN);
 }
+
+const coldRenders = (url: string) => metric(url, 'meridian_cold_renders_total');
 
 describe('JSON reads of large documents not held in memory', () => {
   let cluster: Cluster | undefined;
@@ -128,6 +130,17 @@ describe('JSON reads of large documents not held in memory', () => {
     const small = new Uint8Array(await (await fetch(`${url}/v1/docs/big/small/yjs?sv=${sv}`)).arrayBuffer());
     expect(small.byteLength).toBeGreaterThan(100);
     expect(await coldRenders(url)).toBe(before + 2);
+  });
+
+  it('answer whether a document has conflicts without building it', async () => {
+    await cluster!.restart('solo');
+    url = cluster!.url('solo');
+    const held = await metric(url, 'meridian_documents_loaded');
+    const page = await http<{ conflicts: unknown[] }>(`${url}/v1/docs/big/large/conflicts`);
+    expect(page.status).toBe(200);
+    expect(page.body.conflicts).toEqual([]);
+    expect((await http(`${url}/v1/docs/big/never-written/conflicts`)).status).toBe(404);
+    expect(await metric(url, 'meridian_documents_loaded')).toBe(held);
   });
 
   it("find a live client's first sync step there: its connection opens without building the document here", async () => {

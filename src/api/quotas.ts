@@ -75,7 +75,7 @@ export interface DocumentCreations {
 }
 
 /** Creation counts, made on a token's first write that may create a document. */
-export function createDocumentCreations(documents: Pick<Documents, 'stateVector'>): DocumentCreations {
+export function createDocumentCreations(documents: Pick<Documents, 'hasState'>): DocumentCreations {
   const creations = new Map<number, Creations>();
   return {
     reserve(principal, doc) {
@@ -87,14 +87,14 @@ export function createDocumentCreations(documents: Pick<Documents, 'stateVector'
         creations.set(principal.id, c);
       }
       const mine = c;
-      if (mine.created.has(doc) || documents.stateVector(doc) !== null) return NOTHING;
+      if (mine.created.has(doc) || documents.hasState(doc)) return NOTHING;
       if (mine.created.size + mine.pending.size >= max && !mine.pending.has(doc)) return null;
       mine.pending.set(doc, (mine.pending.get(doc) ?? 0) + 1);
       return () => {
         const left = (mine.pending.get(doc) ?? 1) - 1;
         if (left > 0) mine.pending.set(doc, left);
         else mine.pending.delete(doc);
-        if (documents.stateVector(doc) !== null) mine.created.add(doc);
+        if (documents.hasState(doc)) mine.created.add(doc);
       };
     },
   };
@@ -112,7 +112,7 @@ export interface QuotaDeps {
   rates?: WriteRates;
   /** The creation counts; shared with live connections (see {@link DocumentCreations}). */
   creations?: DocumentCreations;
-  documents: Pick<Documents, 'stateVector'>;
+  documents: Pick<Documents, 'hasState'>;
   refusals: Refusals;
   /** A monotonic clock in ms. */
   now?: () => number;

@@ -43,7 +43,7 @@ export async function conflictRoutes(
       const { after = 0, limit = 20 } = request.query;
       const body = await reads.read(doc, `conflicts:${after}:${limit}`, () => null, () => {
         const page = documents.conflicts(doc, after, limit, PAGE_STATE_BYTES);
-        if (page.conflicts.length === 0 && after === 0 && documents.stateVector(doc) === null) return null;
+        if (page.conflicts.length === 0 && after === 0 && !documents.hasState(doc)) return null;
         return Buffer.from(JSON.stringify({
           conflicts: page.conflicts.map((c) => ({
             id: c.id,

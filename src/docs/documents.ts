@@ -567,6 +567,11 @@ class DocumentsImpl implements Documents {
     return live ? Y.encodeStateVector(live.ydoc) : null;
   }
 
+  hasState(doc: DocKey): boolean {
+    // Every commit writes the document's summary row; one in flight is not stored yet.
+    return this.cache.peek(doc) !== undefined || this.cache.encodedUpdates(doc) !== undefined || this.settled(doc) !== null || this.store.summary(doc) !== null;
+  }
+
   versionVector(): VersionVector {
     return new Map(this.vv);
   }

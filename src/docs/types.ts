@@ -203,6 +203,11 @@ export interface Documents {
   conflictCount(): number;
   /** The document's state vector, or null when this region has never seen it. */
   stateVector(doc: DocKey): Uint8Array | null;
+  /**
+   * Whether this region has seen the document (deleted or not): what
+   * `stateVector(doc) !== null` says, without building a document not held.
+   */
+  hasState(doc: DocKey): boolean;
 
   versionVector(): VersionVector;
   /**

@@ -94,7 +94,7 @@ export interface Metrics {
   /** Change-feed streams open now. */
   readonly feedSubscribers: Gauge;
   /**
-   * Change-feed streams cut off (`slow_consumer`, `resume_too_large`) or
+   * Change-feed streams cut off (`slow_consumer`, `resume_too_large`, `region_busy`) or
    * refused at the region's stream limit (`subscriber_limit`) or the caller's (`caller_limit`), by reason.
    */
   readonly feedCutoffs: Counter<'reason'>;

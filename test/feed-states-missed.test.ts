@@ -38,8 +38,8 @@ async function resumeWith(changed: number): Promise<Run> {
     const sub = new FeedSubscriber({ collection: 'notes', id: null }, stream, position, (reason) => result.cutoffs.push(reason));
     const docs = Array.from({ length: changed }, (_, i) => docKey('notes', `n${i}`));
     // In two commits' worth, and one document of another collection the feed does not follow.
-    sub.stateChanged([...docs.slice(0, 10), docKey('other', 'x')], () => null);
-    sub.stateChanged(docs.slice(10), () => null);
+    sub.missStates([...docs.slice(0, 10), docKey('other', 'x')]);
+    sub.missStates(docs.slice(10));
     result.sent = sub.sendStatesMissed((doc) => ({ name: doc }));
     if (result.sent) {
       sub.goLive('log');

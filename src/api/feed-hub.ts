@@ -3,13 +3,20 @@
  * path's commits, which reads each changed document once per commit and
  * hands the commit to every subscriber; each subscriber turns it into
  * events for its scope and keeps its position.
+ *
+ * A large document's value is rendered off the event loop (as a read of it
+ * is; see Documents.readJson): its commit, and every commit after it, wait
+ * in order until it is rendered. Rendering one costs time per Yjs struct,
+ * up to a second for the largest; rendered at each commit on the event
+ * loop, a client writing such a document a few times a second while a feed
+ * of its collection was open held every request and link of the region.
  */
 import { splitDocKey, type DocKey, type VersionVector } from '../ids.js';
 import { FEED_EVENT } from '../contract.js';
 import type { JsonObject } from '../crdt/types.js';
 import type { CommittedEntry, Documents, StateChange } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
-import { changesOf, inScope, type FeedChange, type FeedEntry, type FeedScope } from '../docs/feed.js';
+import { changesOf, inScope, RenderedJson, type FeedChange, type FeedEntry, type FeedScope, type FeedValue } from '../docs/feed.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
 /**
@@ -20,7 +27,17 @@ import type { SseEvent, SseStream } from './feed-stream.js';
 const MAX_STATES_MISSED = 10_000;
 
 /** Why a stream was cut off, as the final event and the metric say. */
-export type CutoffReason = 'slow_consumer' | 'resume_too_large';
+export type CutoffReason = 'slow_consumer' | 'resume_too_large' | 'region_busy';
+
+/**
+ * Commits that may wait for a large document's value to be rendered; beyond,
+ * the live feeds are cut off (`region_busy`) and resume once it is done.
+ * Each holds its entries' keys and positions, not their updates.
+ */
+const MAX_WAITING_COMMITS = 4096;
+
+/** The caller the render thread counts the feeds' renders under (one at a time). */
+const FEED_RENDERS = 'change-feeds';
 
 /**
  * Each value rendered as JSON once, however many feeds send it: a commit's
@@ -29,8 +46,9 @@ export type CutoffReason = 'slow_consumer' | 'resume_too_large';
  */
 const valueJson = new WeakMap<JsonObject, string>();
 
-function jsonOf(value: JsonObject | null): string {
+function jsonOf(value: FeedValue): string {
   if (value === null) return 'null';
+  if (value instanceof RenderedJson) return value.text;
   let text = valueJson.get(value);
   if (text === undefined) valueJson.set(value, (text = JSON.stringify(value)));
   return text;
@@ -86,7 +104,7 @@ export class FeedSubscriber {
    * try), or if there were too many to keep (the stream is cut off with
    * `resume_too_large`: list the collection and subscribe afresh).
    */
-  sendStatesMissed(valueOf: (doc: DocKey) => JsonObject | null): boolean {
+  sendStatesMissed(valueOf: (doc: DocKey) => FeedValue): boolean {
     if (this.statesOverflowed) {
       this.cutOff('resume_too_large');
       return false;
@@ -117,7 +135,7 @@ export class FeedSubscriber {
    * feed of another one only moves its position on).
    */
   commit(
-    entries: readonly FeedEntry[], collections: ReadonlySet<string>, version: VersionVector, valueOf: (doc: DocKey) => JsonObject | null,
+    entries: readonly FeedEntry[], collections: ReadonlySet<string>, version: VersionVector, valueOf: (doc: DocKey) => FeedValue,
   ): void {
     if (!this.live || !this.stream.isOpen) return;
     const mine = collections.has(this.scope.collection) ? entries : [];
@@ -126,23 +144,32 @@ export class FeedSubscriber {
     this.position = position;
   }
 
+  /** Whether it takes commits (its resume was sent). */
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  /**
+   * Notes documents in scope that changed by state before the feed went
+   * live: a resume under way may have sent them already, or may not name
+   * them at all. They are sent just before `ready`.
+   */
+  missStates(docs: readonly DocKey[]): void {
+    for (const doc of docs) {
+      if (!inScope(this.scope, doc)) continue;
+      if (this.statesMissed.size < MAX_STATES_MISSED) this.statesMissed.add(doc);
+      else this.statesOverflowed = true;
+    }
+  }
+
   /**
    * Sends the documents in scope that changed by state (repair, catch-up, a
    * conflict replace). Such changes write no log entry and raise no
    * version, so each event carries the position the consumer already holds:
    * resuming from it is as complete as before, and the value is current.
    */
-  stateChanged(docs: readonly DocKey[], valueOf: (doc: DocKey) => JsonObject | null): void {
-    if (!this.stream.isOpen) return;
-    if (!this.live) {
-      // A resume under way may have sent them already, or may not name them at all.
-      for (const doc of docs) {
-        if (!inScope(this.scope, doc)) continue;
-        if (this.statesMissed.size < MAX_STATES_MISSED) this.statesMissed.add(doc);
-        else this.statesOverflowed = true;
-      }
-      return;
-    }
+  stateChanged(docs: readonly DocKey[], valueOf: (doc: DocKey) => FeedValue): void {
+    if (!this.live || !this.stream.isOpen) return;
     const changes = docs.filter((doc) => inScope(this.scope, doc)).map((doc) => ({ doc, position: this.position, value: valueOf(doc) }));
     this.sendAll(changes);
   }
@@ -166,14 +193,44 @@ export class FeedSubscriber {
   }
 }
 
+/** A value read for the feeds, or why it could not be. */
+type ReadValue = { value: FeedValue } | { failed: unknown };
+
+/** A commit (or a change by state) for the feeds live when it was made. */
+interface Delivery {
+  /** Its number: a value read after it was made is at least as new as it. */
+  n: number;
+  targets: FeedSubscriber[];
+  /** Documents read when it was made (small ones held decoded), and those rendered for it since. */
+  values: Map<DocKey, ReadValue>;
+  /** Documents to render off the event loop when its turn comes. */
+  large: DocKey[];
+  deliver: (s: FeedSubscriber, valueOf: (doc: DocKey) => FeedValue) => void;
+}
+
 /** Every subscriber of a region, fed from the write path's commits. */
 export class FeedHub {
   private readonly subscribers = new Set<FeedSubscriber>();
   private reserved = 0;
   private readonly stopListening: () => void;
   private readonly stopStates: () => void;
+  /** Deliveries made so far (see {@link Delivery.n}). */
+  private made = 0;
+  /** Deliveries waiting, in order, for the values of their large documents. */
+  private readonly waiting: Delivery[] = [];
+  private pumping = false;
+  /** Large documents rendered while deliveries wait: each value serves every delivery made before it was read. */
+  private readonly rendered = new Map<DocKey, { after: number; read: ReadValue }>();
 
-  constructor(private readonly documents: Documents) {
+  /**
+   * `onError`: a delivery that failed after its commit's listener returned
+   * (the region logs it); `maxWaiting`: commits that may wait for a render.
+   */
+  constructor(
+    private readonly documents: Documents,
+    private readonly onError: (err: unknown) => void = () => {},
+    private readonly maxWaiting = MAX_WAITING_COMMITS,
+  ) {
     this.stopListening = documents.onCommitted((entries) => this.dispatch(entries));
     this.stopStates = documents.onStateChanged((changes) => this.dispatchStates(changes));
   }
@@ -205,60 +262,149 @@ export class FeedHub {
   close(): void {
     this.stopListening();
     this.stopStates();
+    this.waiting.length = 0;
     for (const s of [...this.subscribers]) s.stream.end();
   }
 
   private dispatch(entries: CommittedEntry[]): void {
-    if (this.subscribers.size === 0) return;
+    const targets = this.liveTargets();
+    if (targets.length === 0) return;
     // Listeners run right after the commit, before the next one is staged: memory holds exactly what is durable.
     const version = this.documents.versionVector();
-    const valueOf = this.valueReader();
     const collections = new Set(entries.map((e) => splitDocKey(e.doc).collection));
-    this.each((s) => s.commit(entries, collections, version, valueOf));
+    const docs = new Set<DocKey>();
+    for (const e of entries) docs.add(e.doc);
+    for (const doc of docs) if (!targets.some((s) => inScope(s.scope, doc))) docs.delete(doc);
+    // Kept without their updates while the change may wait (see MAX_WAITING_COMMITS).
+    const positions: FeedEntry[] = entries.map(({ origin, seq, doc }) => ({ origin, seq, doc }));
+    this.deliverInTurn(targets, docs, (s, valueOf) => s.commit(positions, collections, version, valueOf));
   }
 
   private dispatchStates(changes: StateChange[]): void {
     if (this.subscribers.size === 0) return;
     const docs = changes.map((c) => c.doc);
-    const valueOf = this.valueReader();
-    this.each((s) => s.stateChanged(docs, valueOf));
+    for (const s of this.subscribers) if (!s.isLive) s.missStates(docs);
+    const targets = this.liveTargets();
+    if (targets.length === 0) return;
+    const wanted = new Set(docs.filter((doc) => targets.some((s) => inScope(s.scope, doc))));
+    this.deliverInTurn(targets, wanted, (s, valueOf) => s.stateChanged(docs, valueOf));
+  }
+
+  /** The subscribers a change made now goes to: a feed not live yet sends it in its resume. */
+  private liveTargets(): FeedSubscriber[] {
+    const live: FeedSubscriber[] = [];
+    for (const s of this.subscribers) if (s.isLive && s.stream.isOpen) live.push(s);
+    return live;
   }
 
   /**
-   * Hands a commit to every subscriber. One whose changes could not be read
+   * Reads the small documents of a change now, and delivers it now if none
+   * is large and nothing waits; otherwise it waits its turn.
+   */
+  private deliverInTurn(targets: FeedSubscriber[], docs: ReadonlySet<DocKey>, deliver: Delivery['deliver']): void {
+    const delivery: Delivery = { n: ++this.made, targets, values: new Map(), large: [], deliver };
+    for (const doc of docs) {
+      if (this.documents.rendersOffLoop(doc)) delivery.large.push(doc);
+      else delivery.values.set(doc, this.readNow(doc));
+    }
+    if (this.waiting.length === 0 && delivery.large.length === 0) return this.deliver(delivery);
+    if (this.waiting.length >= this.maxWaiting) {
+      // The renders fell this far behind the commits: the feeds resume once they catch up, from the positions they hold.
+      const behind = new Set(this.waiting.flatMap((d) => d.targets));
+      for (const t of targets) behind.add(t);
+      this.waiting.length = 0;
+      this.rendered.clear();
+      for (const s of behind) if (s.stream.isOpen) s.cutOff('region_busy');
+      return;
+    }
+    this.waiting.push(delivery);
+    if (!this.pumping) void this.pump();
+  }
+
+  /** Delivers the waiting changes in order, each once its large documents are rendered. */
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.waiting.length > 0) {
+        const head = this.waiting[0]!;
+        for (const doc of head.large) {
+          const read = await this.renderedFor(doc, head.n);
+          // Cut off (region_busy) or closed meanwhile: this delivery is gone.
+          if (this.waiting[0] !== head) break;
+          head.values.set(doc, read);
+        }
+        if (this.waiting[0] !== head) continue;
+        this.waiting.shift();
+        // A value read before the next delivery was made serves none after it.
+        const next = this.waiting[0]?.n ?? Infinity;
+        for (const [doc, r] of this.rendered) if (r.after < next) this.rendered.delete(doc);
+        try {
+          this.deliver(head);
+        } catch (err) {
+          this.onError(err);
+        }
+      }
+    } finally {
+      this.pumping = false;
+      this.rendered.clear();
+    }
+  }
+
+  /**
+   * The value of a large document at least as new as delivery `n`: one
+   * rendered for an earlier delivery after `n` was made, else rendered now.
+   * Documents changed at every commit are rendered once per render's time,
+   * not once per commit.
+   */
+  private async renderedFor(doc: DocKey, n: number): Promise<ReadValue> {
+    const last = this.rendered.get(doc);
+    if (last !== undefined && last.after >= n) return last.read;
+    // A commit on its way holds the document ahead of the disk: read it once durable, in the turn of the check.
+    for (let busy = this.documents.settled(doc); busy !== null; busy = this.documents.settled(doc)) await busy.catch(() => {});
+    const after = this.made;
+    let read: ReadValue;
+    try {
+      const { body } = await this.documents.readJson(doc, FEED_RENDERS);
+      read = { value: body === null ? null : new RenderedJson(body.toString()) };
+    } catch (err) {
+      read = { failed: err };
+    }
+    this.rendered.set(doc, { after, read });
+    return read;
+  }
+
+  private readNow(doc: DocKey): ReadValue {
+    try {
+      return { value: this.documents.read(doc).value };
+    } catch (err) {
+      return { failed: err };
+    }
+  }
+
+  /**
+   * Hands a change to its subscribers. One whose changes could not be read
    * (a document that cannot be built) is ended, so that its consumer resumes
    * from the position it holds, and the rest are still served: the commit's
    * events were lost for every subscriber after it. The first error is
-   * thrown on, for the commit's listener to log.
+   * thrown on, for the commit's listener (or {@link onError}) to log.
    */
-  private each(deliver: (s: FeedSubscriber) => void): void {
+  private deliver(delivery: Delivery): void {
+    const valueOf = (doc: DocKey): FeedValue => {
+      const read = delivery.values.get(doc);
+      // Every document in a target's scope was read; one outside it is never asked for.
+      if (read === undefined) throw new Error(`change feed: ${doc} was not read for this change`);
+      if ('failed' in read) throw read.failed;
+      return read.value;
+    };
     const failures: unknown[] = [];
-    for (const s of [...this.subscribers]) {
+    for (const s of delivery.targets) {
       try {
-        deliver(s);
+        delivery.deliver(s, valueOf);
       } catch (err) {
         failures.push(err);
         s.stream.end();
       }
     }
     if (failures.length > 0) throw failures[0];
-  }
-
-  /** Reads each document once per commit, however many subscribers want it (a read that failed fails again at once). */
-  private valueReader(): (doc: DocKey) => JsonObject | null {
-    const values = new Map<DocKey, { value: JsonObject | null } | { failed: unknown }>();
-    return (doc) => {
-      let read = values.get(doc);
-      if (read === undefined) {
-        try {
-          read = { value: this.documents.read(doc).value };
-        } catch (err) {
-          read = { failed: err };
-        }
-        values.set(doc, read);
-      }
-      if ('failed' in read) throw read.failed;
-      return read.value;
-    };
   }
 }

@@ -75,6 +75,8 @@ export class SseStream {
   private open = true;
   /** Bytes of the last send, refused for want of room among the region's oversized sends (see {@link drained}); 0: none. */
   private roomWanted = 0;
+  /** Bytes of an event larger than the bound written and not yet handed to the socket; 0: none. */
+  private oversizedWaiting = 0;
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private readonly closeListeners = new Set<() => void>();
 
@@ -110,26 +112,36 @@ export class SseStream {
 
   /**
    * Writes an event; false (nothing written) when closed or when it would
-   * pass the bound. What waits is thus at most `queueBytes` or one event
-   * (plus `small` events, of which a stream sends one).
+   * pass the bound. What waits is thus at most `queueBytes`, and one event
+   * larger than it before them (plus `small` events, of which a stream sends
+   * one).
    */
   send(event: SseEvent, small = false): boolean {
     if (!this.open) return false;
     const text = formatEvent(event);
     const waiting = this.res.writableLength;
     const bytes = Buffer.byteLength(text);
+    const oversize = bytes > this.options.queueBytes;
     // An event larger than the bound still goes out when nothing waits before
-    // it, and the region's oversized sends have room for it; a small control
-    // event (`ready`) always does, once per stream.
-    if (!small && waiting > 0 && waiting + bytes > this.options.queueBytes) return false;
+    // it, and the region's oversized sends have room for it; events within
+    // the bound may wait behind it (the changes committed after a large
+    // document's, delivered once it is rendered); a small control event
+    // (`ready`) always goes out, once per stream.
+    if (!small && oversize && waiting > 0) return false;
+    const behind = Math.max(0, waiting - this.oversizedWaiting);
+    if (!small && behind > 0 && behind + bytes > this.options.queueBytes) return false;
     const { oversized } = this.options;
-    if (!small && oversized !== undefined && bytes > this.options.queueBytes) {
+    if (!small && oversized !== undefined && oversize) {
       if (!oversized.take(bytes)) {
         this.roomWanted = bytes;
         return false;
       }
+      this.oversizedWaiting = bytes;
       // Called once it is handed to the socket, or with an error when the socket is destroyed first.
-      this.res.write(text, () => oversized.give(bytes));
+      this.res.write(text, () => {
+        oversized.give(bytes);
+        this.oversizedWaiting = 0;
+      });
       this.roomWanted = 0;
       return true;
     }

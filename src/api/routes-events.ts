@@ -72,7 +72,8 @@ const MAX_OVERSIZED_SEND_BYTES = 64 * 1024 * 1024;
 
 /** Registers the change-feed routes. */
 export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
-  const hub = new FeedHub(deps.documents);
+  // A change delivered after its commit's listener returned (it waited for a large document's render): logged as that listener's failures are.
+  const hub = new FeedHub(deps.documents, (err) => app.log.error({ err }, 'commit listener failed'));
   const oversized = new OversizedSends(MAX_OVERSIZED_SEND_BYTES);
   const renders = new RenderGate();
   const callers = new CallerSlots(deps.limits.maxFeedSubscribersPerCaller);

@@ -436,40 +436,53 @@ class DocumentsImpl implements Documents {
     return { value: live ? readDocument(live.ydoc) : null, version: new Map(this.vv) };
   }
 
+  // Each of these three reads the document in the turn it is called, whether
+  // it renders it here or on the thread: a caller that checked `settled` just
+  // before reads only what is durable.
   async readJson(doc: DocKey, caller: string): Promise<{ body: Buffer | null; version: VersionVector }> {
-    const rendered = await this.renderOffLoop(doc, this.coldUpdates(doc) ?? this.heldToRender(doc), { kind: 'json' }, caller);
-    if (rendered) return rendered;
+    const rendered = this.renderOffLoop(doc, this.coldUpdates(doc) ?? this.heldToRender(doc), { kind: 'json' }, caller);
+    const off = rendered && (await rendered);
+    if (off) return off;
     const result = this.read(doc);
     return { body: result.value === null ? null : Buffer.from(JSON.stringify(result.value)), version: result.version };
   }
 
+  rendersOffLoop(doc: DocKey): boolean {
+    if (!this.renderer.available) return false;
+    const live = this.cache.peek(doc);
+    return live === undefined || structsHeld(live.ydoc) >= RENDER_OFF_LOOP_STRUCTS;
+  }
+
   async readYjsRendered(doc: DocKey, stateVector: Uint8Array | undefined, caller: string): Promise<{ update: Uint8Array | null; version: VersionVector }> {
-    const rendered = await this.renderOffLoop(doc, this.coldUpdates(doc), { kind: 'yjs', sv: stateVector }, caller);
-    if (rendered) return { update: rendered.body, version: rendered.version };
+    const rendered = this.renderOffLoop(doc, this.coldUpdates(doc), { kind: 'yjs', sv: stateVector }, caller);
+    const off = rendered && (await rendered);
+    if (off) return { update: off.body, version: off.version };
     // Read in the same turn as the update, so the version describes it.
     return { update: this.readYjs(doc, stateVector), version: new Map(this.vv) };
   }
 
   async stateVectorRendered(doc: DocKey, caller: string): Promise<Uint8Array | null> {
-    const rendered = await this.renderOffLoop(doc, this.coldUpdates(doc), { kind: 'sv' }, caller);
-    return rendered ? rendered.body : this.stateVector(doc);
+    const rendered = this.renderOffLoop(doc, this.coldUpdates(doc), { kind: 'sv' }, caller);
+    const off = rendered && (await rendered);
+    return off ? off.body : this.stateVector(doc);
   }
 
   /**
    * `updates` (when any) rendered on the render thread, with the version
    * taken with them (the store holds what it covers; see settled for
-   * commits on their way); undefined when that thread leaves it to the
-   * event loop.
+   * commits on their way); undefined when they are to be read on the event
+   * loop, decided in the caller's turn.
    */
-  private async renderOffLoop(
+  private renderOffLoop(
     doc: DocKey, updates: Uint8Array[] | null, what: RenderKind, caller: string,
-  ): Promise<{ body: Buffer | null; version: VersionVector } | undefined> {
+  ): Promise<{ body: Buffer | null; version: VersionVector } | undefined> | undefined {
     if (updates === null) return undefined;
     const version = new Map(this.vv);
-    const body = await this.renderer.render(updates, what, caller);
-    if (body === undefined) return undefined;
-    this.noteRenderedCold(doc);
-    return { body, version };
+    return this.renderer.render(updates, what, caller).then((body) => {
+      if (body === undefined) return undefined;
+      this.noteRenderedCold(doc);
+      return { body, version };
+    });
   }
 
   /**

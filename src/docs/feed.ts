@@ -24,13 +24,21 @@ export interface FeedScope {
   id: string | null;
 }
 
+/** A document's value as JSON text, rendered already (off the event loop, for a large document). */
+export class RenderedJson {
+  constructor(readonly text: string) {}
+}
+
+/** A document's value in a change: null when deleted or absent. */
+export type FeedValue = JsonObject | RenderedJson | null;
+
 /** One change as a feed reports it. */
 export interface FeedChange {
   doc: DocKey;
   /** The position after this change (the event id). */
   position: VersionVector;
   /** The document now; null when deleted or absent. */
-  value: JsonObject | null;
+  value: FeedValue;
 }
 
 /** The slice of the store a feed reads to resume. */
@@ -68,7 +76,7 @@ export function changesOf(
   entries: readonly FeedEntry[],
   from: VersionVector,
   after: VersionVector,
-  valueOf: (doc: DocKey) => JsonObject | null,
+  valueOf: (doc: DocKey) => FeedValue,
 ): { changes: FeedChange[]; position: VersionVector } {
   const { changes, position } = positionsOf(scope, entries, from, after);
   return { changes: changes.map((c) => ({ ...c, value: valueOf(c.doc) })), position };

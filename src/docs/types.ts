@@ -159,6 +159,12 @@ export interface Documents {
    * (beyond, `unavailable`).
    */
   readJson(doc: DocKey, caller: string): Promise<{ body: Buffer | null; version: VersionVector }>;
+  /**
+   * Whether {@link readJson} may render the document off the event loop, as
+   * far as known without reading the store: one held decoded with many
+   * structs, or one not held decoded.
+   */
+  rendersOffLoop(doc: DocKey): boolean;
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */
   readYjs(doc: DocKey, stateVector?: Uint8Array): Uint8Array | null;
   /** As {@link stateVector}, built off the event loop for a large document not held decoded, as {@link readJson} is. */

@@ -1,0 +1,133 @@
+/**
+ * A change feed's value of a large document is rendered on the render
+ * thread, not on the event loop: the commit waits for it, and every commit
+ * after it waits behind it, so events keep their order. Commits that pile
+ * up behind a render past the bound cut the feeds off with a position to
+ * resume from (`region_busy`), instead of holding them without end. Real
+ * streams on real HTTP responses, the region's write path, store and
+ * render thread.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { FeedHub, FeedSubscriber } from '../src/api/feed-hub.js';
+import { OversizedSends, SseStream } from '../src/api/feed-stream.js';
+import { ColdRenderer } from '../src/docs/cold-render.js';
+import { createDocuments } from '../src/docs/documents.js';
+import { docKey, type RegionId } from '../src/ids.js';
+import { openStore } from '../src/storage/sqlite.js';
+
+const logger = pino({ level: 'silent' });
+const dir = mkdtempSync(join(tmpdir(), 'meridian-feed-renders-'));
+const store = openStore({ dataDir: dir, region: 'eu-west' as RegionId, synchronous: 'normal', logger });
+// The thread as the region runs it (built by the test setup).
+const renderer = new ColdRenderer(fileURLToPath(new URL('../dist/src/docs/render-thread.js', import.meta.url)));
+const documents = createDocuments({ store, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 24, compactIntervalMs: 0, maxWriteNodes: 200_000, renderer });
+const LARGE = docKey('c', 'large');
+const SMALL = docKey('c', 'small');
+const KEYS = 100_000;
+let server: Server | null = null;
+let port = 0;
+let hub: FeedHub;
+const oversized = new OversizedSends(64 << 20);
+const failures: unknown[] = [];
+
+beforeAll(async () => {
+  const large: Record<string, number> = {};
+  for (let i = 0; i < KEYS; i++) large[`k${i}`] = i;
+  await documents.put(LARGE, large);
+  // Two commits may wait behind a render, no more.
+  hub = new FeedHub(documents, (err) => failures.push(err), 2);
+  server = createServer((_req, res) => {
+    const stream = new SseStream(res, { queueBytes: 1 << 20, heartbeatMs: 60_000, oversized });
+    const subscriber = new FeedSubscriber({ collection: 'c', id: null }, stream, documents.versionVector(), () => undefined);
+    hub.add(subscriber);
+    subscriber.goLive('live');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  port = typeof address === 'object' && address !== null ? address.port : 0;
+}, 60_000);
+
+afterAll(async () => {
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
+  hub?.close();
+  await documents.close();
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Feed {
+  res: IncomingMessage;
+  events: () => { event: string; data: Record<string, unknown> }[];
+}
+
+async function open(): Promise<Feed> {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    httpRequest({ host: '127.0.0.1', port, path: '/c' }, resolve).on('error', reject).end();
+  });
+  let text = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => (text += chunk));
+  const feed = {
+    res,
+    events: () => text.split('\n\n').flatMap((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      return event && data ? [{ event, data: JSON.parse(data) as Record<string, unknown> }] : [];
+    }),
+  };
+  await until(feed, (events) => events.some((e) => e.event === 'ready'));
+  return feed;
+}
+
+async function until(feed: Feed, done: (events: ReturnType<Feed['events']>) => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!done(feed.events())) {
+    if (Date.now() > deadline) throw new Error(`feed: ${JSON.stringify(feed.events().map((e) => e.event))}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+it('sends a large document rendered on the thread, and the commits after it in order', async () => {
+  const feed = await open();
+  const rendered = documents.coldRenders();
+  await documents.patch(LARGE, { n: 1 });
+  await documents.patch(SMALL, { n: 1 });
+  await until(feed, (events) => events.filter((e) => e.event === 'change').length >= 2);
+  const changes = feed.events().filter((e) => e.event === 'change');
+  expect(changes.map((e) => e.data['id'])).toEqual(['large', 'small']);
+  const value = changes[0]!.data['value'] as Record<string, number>;
+  expect(Object.keys(value)).toHaveLength(KEYS + 1);
+  expect(value['n']).toBe(1);
+  expect(changes[1]!.data['value']).toEqual({ n: 1 });
+  expect(documents.coldRenders()).toBe(rendered + 1);
+  feed.res.destroy();
+});
+
+it('cuts the feeds off with region_busy and the position they hold when more commits wait than the bound, and serves feeds after', async () => {
+  const feed = await open();
+  const ready = feed.events().find((e) => e.event === 'ready')!.data['version'];
+  // The render of the large document takes far longer than three small commits.
+  await documents.patch(LARGE, { n: 2 });
+  for (let i = 2; i <= 4; i++) await documents.patch(SMALL, { n: i });
+  await until(feed, (events) => events.some((e) => e.event === 'cutoff'));
+  if (!feed.res.complete) await once(feed.res, 'end');
+  const events = feed.events();
+  expect(events.filter((e) => e.event === 'change')).toEqual([]);
+  expect(events.at(-1)).toEqual({ event: 'cutoff', data: { version: ready, reason: 'region_busy' } });
+  // The hub goes on: a feed opened now gets the next change.
+  const next = await open();
+  await documents.patch(SMALL, { n: 5 });
+  await until(next, (e) => e.some((x) => x.event === 'change'));
+  expect(next.events().filter((e) => e.event === 'change').map((e) => e.data['value'])).toEqual([{ n: 5 }]);
+  expect(failures).toEqual([]);
+  next.res.destroy();
+});

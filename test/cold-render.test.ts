@@ -174,6 +174,35 @@ describe('JSON reads of large documents not held in memory', () => {
     }
   });
 
+  it("render a resumed change feed's large documents there too", async () => {
+    await cluster!.restart('solo');
+    url = cluster!.url('solo');
+    const live = await openFeed(`${url}/v1/events/big`);
+    await live.until('ready', (r) => r.messages.some((m) => m.event === 'ready'));
+    const from = live.lastId()!;
+    live.close();
+    const before = await coldRenders(url);
+    const write = async (doc: string, body: Record<string, number>) => {
+      expect((await http(`${url}/v1/docs/big/${doc}`, { method: 'PATCH', body })).status).toBe(200);
+      expected[doc] = { ...expected[doc], ...body };
+      return { ...expected[doc] };
+    };
+    const large = await write('large', { resumed: 1 });
+    const small = await write('small', { resumed: 1 });
+    const resumed = await openFeed(`${url}/v1/events/big?after=${from}`);
+    try {
+      await resumed.until('ready', (r) => r.messages.some((m) => m.event === 'ready'));
+      expect(JSON.parse(resumed.messages.find((m) => m.event === 'ready')!.data)).toMatchObject({ mode: 'log' });
+      const changes = resumed.changes();
+      expect(changes.map((c) => c.id)).toEqual(['large', 'small']);
+      expect(changes[0]!.value).toEqual(large);
+      expect(changes[1]!.value).toEqual(small);
+      expect(await coldRenders(url)).toBe(before + 1);
+    } finally {
+      resumed.close();
+    }
+  });
+
   it("find a live client's first sync step there: its connection opens without building the document here", async () => {
     await cluster!.restart('solo');
     url = cluster!.url('solo');

@@ -78,7 +78,8 @@ async function open(): Promise<Feed> {
   res.on('data', (chunk: string) => (text += chunk));
   const feed = {
     res,
-    events: () => text.split('\n\n').flatMap((block) => {
+    // Whole events only: the last block may still be arriving.
+    events: () => text.split('\n\n').slice(0, -1).flatMap((block) => {
       const event = /^event: (.*)$/m.exec(block)?.[1];
       const data = /^data: (.*)$/m.exec(block)?.[1];
       return event && data ? [{ event, data: JSON.parse(data) as Record<string, unknown> }] : [];

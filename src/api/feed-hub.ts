@@ -36,8 +36,22 @@ export type CutoffReason = 'slow_consumer' | 'resume_too_large' | 'region_busy';
  */
 const MAX_WAITING_COMMITS = 4096;
 
-/** The caller the render thread counts the feeds' renders under (one at a time). */
+/** The caller the render thread counts the feeds' renders under (the live changes' one at a time, and the resumes' one). */
 const FEED_RENDERS = 'change-feeds';
+
+/**
+ * A large document's value rendered on the render thread, and the version
+ * it reflects: read once no commit on its way holds it (only durable state),
+ * in the turn of that check.
+ */
+export async function renderFeedValue(
+  documents: Documents, doc: DocKey, reading: () => void = () => {},
+): Promise<{ value: FeedValue; version: VersionVector }> {
+  for (let busy = documents.settled(doc); busy !== null; busy = documents.settled(doc)) await busy.catch(() => {});
+  reading();
+  const { body, version } = await documents.readJson(doc, FEED_RENDERS);
+  return { value: body === null ? null : new RenderedJson(body.toString()), version };
+}
 
 /**
  * Each value rendered as JSON once, however many feeds send it: a commit's
@@ -359,13 +373,11 @@ export class FeedHub {
   private async renderedFor(doc: DocKey, n: number): Promise<ReadValue> {
     const last = this.rendered.get(doc);
     if (last !== undefined && last.after >= n) return last.read;
-    // A commit on its way holds the document ahead of the disk: read it once durable, in the turn of the check.
-    for (let busy = this.documents.settled(doc); busy !== null; busy = this.documents.settled(doc)) await busy.catch(() => {});
-    const after = this.made;
+    // Deliveries made up to the read (renderFeedValue reads in the turn it is posted).
+    let after = this.made;
     let read: ReadValue;
     try {
-      const { body } = await this.documents.readJson(doc, FEED_RENDERS);
-      read = { value: body === null ? null : new RenderedJson(body.toString()) };
+      read = { value: (await renderFeedValue(this.documents, doc, () => (after = this.made))).value };
     } catch (err) {
       read = { failed: err };
     }

@@ -16,11 +16,11 @@
 import type { DocKey, VersionVector } from '../ids.js';
 import type { JsonObject } from '../crdt/types.js';
 import type { Documents } from '../docs/types.js';
-import { LogScan, planResume, positionsOf, type FeedChange, type FeedLog, type FeedScope, type ResumePlan } from '../docs/feed.js';
+import { LogScan, planResume, positionsOf, type FeedChange, type FeedLog, type FeedScope, type FeedValue, type ResumePlan } from '../docs/feed.js';
 import { docKey } from '../ids.js';
 import { covers, merged } from '../vv.js';
 import { FEED_EVENT } from '../contract.js';
-import type { FeedSubscriber } from './feed-hub.js';
+import { renderFeedValue, type FeedSubscriber } from './feed-hub.js';
 
 /** Rounds that wait for a commit in flight before a round reads anyway. */
 const SETTLE_ROUNDS = 10;
@@ -56,6 +56,8 @@ const SLOW_RENDER_MS = 2;
 export class RenderGate {
   private endedAt = 0;
   private took = 0;
+  /** The resume render on the render thread last queued: they run one at a time, whatever the number of resumes. */
+  private threadTail: Promise<unknown> = Promise.resolve();
 
   /** Whether a render now would follow a slow one too closely. */
   waits(): boolean {
@@ -70,6 +72,19 @@ export class RenderGate {
   async turn(): Promise<void> {
     while (this.waits()) await new Promise<void>((resolve) => setTimeout(resolve, this.endedAt + this.took - performance.now()));
     this.endedAt = performance.now();
+  }
+
+  /**
+   * A large document's value rendered on the render thread (see
+   * FeedHub): the event loop is not held meanwhile. One resume's render at
+   * a time, so that many resumes at once neither fill that thread's queue
+   * nor keep the reads of clients waiting behind them.
+   */
+  onThread(sub: FeedSubscriber, documents: Documents, doc: DocKey): Promise<{ value: FeedValue; version: VersionVector } | null> {
+    // A stream closed while its render waited is not rendered for (null).
+    const rendered = this.threadTail.then(() => (sub.stream.isOpen ? renderFeedValue(documents, doc) : null));
+    this.threadTail = rendered.catch(() => {});
+    return rendered;
   }
 
   /** Runs a render (a document read, and its event written), timed. */
@@ -169,6 +184,13 @@ async function sendState(
         turnStarted = performance.now();
       }
       for (;;) {
+        if (documents.rendersOffLoop(doc)) {
+          const read = await renders.onThread(sub, documents, doc);
+          if (read === null || !sub.stream.isOpen) return;
+          if (sub.offer({ doc, position, value: read.value }, false)) break;
+          await sub.stream.drained();
+          continue;
+        }
         await renders.turn();
         // Read once durable, with no wait between this check and the read (a commit may go in flight during any).
         for (let busy = documents.settled(doc); busy !== null; busy = documents.settled(doc)) await busy;
@@ -220,6 +242,15 @@ async function offerInTurns(
     }
     const seen = readAt.get(change.doc);
     if (seen !== undefined && covers(seen, change.position)) continue;
+    // A large document is rendered on the render thread, not here; a round in one turn reads it here all the same.
+    if (!oneTurn && documents.rendersOffLoop(change.doc)) {
+      const read = await renders.onThread(sub, documents, change.doc);
+      if (read === null || !sub.stream.isOpen || !sub.offer({ ...change, value: read.value })) return false;
+      readAt.set(change.doc, read.version);
+      turnStarted = performance.now();
+      turnVersion = documents.versionVector();
+      continue;
+    }
     if (!sub.stream.isOpen || !renders.render(() => sub.offer({ ...change, value: valueOf(change.doc) }))) return false;
     if (turnVersion !== null) readAt.set(change.doc, turnVersion);
   }

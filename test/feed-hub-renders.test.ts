@@ -4,8 +4,8 @@
  * after it waits behind it, so events keep their order. Commits that pile
  * up behind a render past the bound cut the feeds off with a position to
  * resume from (`region_busy`), instead of holding them without end. Real
- * streams on real HTTP responses, the region's write path, store and
- * render thread.
+ * streams on real HTTP responses, the region's write path, store, writer
+ * thread and render thread.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
@@ -24,16 +24,19 @@ import { openStore } from '../src/storage/sqlite.js';
 
 const logger = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'meridian-feed-renders-'));
-const store = openStore({ dataDir: dir, region: 'eu-west' as RegionId, synchronous: 'normal', logger });
-// The thread as the region runs it (built by the test setup).
-const renderer = new ColdRenderer(fileURLToPath(new URL('../dist/src/docs/render-thread.js', import.meta.url)));
-const documents = createDocuments({ store, logger, cacheDocs: 10, yjsUpdateBytes: 1 << 24, compactIntervalMs: 0, maxWriteNodes: 200_000, renderer });
+// The threads as the region runs them (built by the test setup): commits on the writer thread are on their way
+// (`settled`) while the event loop goes on.
+const built = (file: string) => fileURLToPath(new URL(`../dist/src/${file}`, import.meta.url));
+const store = openStore({ dataDir: dir, region: 'eu-west' as RegionId, synchronous: 'normal', writerThread: true, writerThreadFile: built('storage/writer-thread.js'), logger });
+const renderer = new ColdRenderer(built('docs/render-thread.js'));
+const documents = createDocuments({ store, logger, cacheDocs: 100, decodedDocs: 10, yjsUpdateBytes: 1 << 24, compactIntervalMs: 0, maxWriteNodes: 200_000, renderer });
 const LARGE = docKey('c', 'large');
 const SMALL = docKey('c', 'small');
 const KEYS = 100_000;
 let server: Server | null = null;
 let port = 0;
-let hub: FeedHub;
+let main: FeedHub;
+let tight: FeedHub;
 const oversized = new OversizedSends(64 << 20);
 const failures: unknown[] = [];
 
@@ -41,9 +44,11 @@ beforeAll(async () => {
   const large: Record<string, number> = {};
   for (let i = 0; i < KEYS; i++) large[`k${i}`] = i;
   await documents.put(LARGE, large);
+  main = new FeedHub(documents, (err) => failures.push(err));
   // Two commits may wait behind a render, no more.
-  hub = new FeedHub(documents, (err) => failures.push(err), 2);
-  server = createServer((_req, res) => {
+  tight = new FeedHub(documents, (err) => failures.push(err), 2);
+  server = createServer((req, res) => {
+    const hub = req.url === '/tight' ? tight : main;
     const stream = new SseStream(res, { queueBytes: 1 << 20, heartbeatMs: 60_000, oversized });
     const subscriber = new FeedSubscriber({ collection: 'c', id: null }, stream, documents.versionVector(), () => undefined);
     hub.add(subscriber);
@@ -58,7 +63,8 @@ beforeAll(async () => {
 afterAll(async () => {
   server?.closeAllConnections();
   await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
-  hub?.close();
+  main?.close();
+  tight?.close();
   await documents.close();
   store.close();
   rmSync(dir, { recursive: true, force: true });
@@ -69,9 +75,9 @@ interface Feed {
   events: () => { event: string; data: Record<string, unknown> }[];
 }
 
-async function open(): Promise<Feed> {
+async function open(hub: 'main' | 'tight' = 'main'): Promise<Feed> {
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port, path: '/c' }, resolve).on('error', reject).end();
+    httpRequest({ host: '127.0.0.1', port, path: hub === 'tight' ? '/tight' : '/c' }, resolve).on('error', reject).end();
   });
   let text = '';
   res.setEncoding('utf8');
@@ -113,8 +119,24 @@ it('sends a large document rendered on the thread, and the commits after it in o
   feed.res.destroy();
 });
 
-it('cuts the feeds off with region_busy and the position they hold when more commits wait than the bound, and serves feeds after', async () => {
+it("keeps each document's values going forward while changes wait behind a render", async () => {
   const feed = await open();
+  // Not held decoded when first written (a new document is held encoded), then changed twice, all while the large one renders.
+  await documents.patch(LARGE, { n: 'x' as never });
+  const fresh = docKey('c', 'fresh');
+  await documents.put(fresh, { v: 1 });
+  await documents.patch(fresh, { v: 2 });
+  await documents.patch(fresh, { v: 3 });
+  await until(feed, (events) => events.filter((e) => e.event === 'change').length >= 4);
+  const values = feed.events().filter((e) => e.event === 'change' && e.data['id'] === 'fresh').map((e) => (e.data['value'] as { v: number }).v);
+  expect(values).toHaveLength(3);
+  expect(values).toEqual([...values].sort((a, b) => a - b));
+  expect(values.at(-1)).toBe(3);
+  feed.res.destroy();
+});
+
+it('cuts the feeds off with region_busy and the position they hold when more commits wait than the bound, and serves feeds after', async () => {
+  const feed = await open('tight');
   const ready = feed.events().find((e) => e.event === 'ready')!.data['version'];
   // The render of the large document takes far longer than three small commits.
   await documents.patch(LARGE, { n: 2 });
@@ -125,7 +147,7 @@ it('cuts the feeds off with region_busy and the position they hold when more com
   expect(events.filter((e) => e.event === 'change')).toEqual([]);
   expect(events.at(-1)).toEqual({ event: 'cutoff', data: { version: ready, reason: 'region_busy' } });
   // The hub goes on: a feed opened now gets the next change.
-  const next = await open();
+  const next = await open('tight');
   await documents.patch(SMALL, { n: 5 });
   await until(next, (e) => e.some((x) => x.event === 'change'));
   expect(next.events().filter((e) => e.event === 'change').map((e) => e.data['value'])).toEqual([{ n: 5 }]);

@@ -16,6 +16,8 @@ import { FEED_EVENT } from '../contract.js';
 import type { JsonObject } from '../crdt/types.js';
 import type { CommittedEntry, Documents, StateChange } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
+import { FEED_RENDERS } from '../docs/cold-render.js';
+import { MeridianError } from '../errors.js';
 import { changesOf, inScope, RenderedJson, type FeedChange, type FeedEntry, type FeedScope, type FeedValue } from '../docs/feed.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
@@ -32,12 +34,11 @@ export type CutoffReason = 'slow_consumer' | 'resume_too_large' | 'region_busy';
 /**
  * Commits that may wait for a large document's value to be rendered; beyond,
  * the live feeds are cut off (`region_busy`) and resume once it is done.
- * Each holds its entries' keys and positions, not their updates.
+ * Each holds its entries' keys and positions, not their updates, and no
+ * value: its documents are read when its turn comes.
  */
 const MAX_WAITING_COMMITS = 4096;
 
-/** The caller the render thread counts the feeds' renders under (the live changes' one at a time, and the resumes' one). */
-const FEED_RENDERS = 'change-feeds';
 
 /**
  * A large document's value rendered on the render thread, and the version
@@ -55,7 +56,7 @@ export async function renderFeedValue(
 
 /**
  * Each value rendered as JSON once, however many feeds send it: a commit's
- * values are read once for all subscribers (FeedHub.valueReader), and a
+ * values are read once for all subscribers (FeedHub.deliver), and a
  * large document's JSON took as long as its stringify once per subscriber.
  */
 const valueJson = new WeakMap<JsonObject, string>();
@@ -215,10 +216,8 @@ interface Delivery {
   /** Its number: a value read after it was made is at least as new as it. */
   n: number;
   targets: FeedSubscriber[];
-  /** Documents read when it was made (small ones held decoded), and those rendered for it since. */
-  values: Map<DocKey, ReadValue>;
-  /** Documents to render off the event loop when its turn comes. */
-  large: DocKey[];
+  /** The documents in its targets' scopes, read when it is delivered. */
+  docs: ReadonlySet<DocKey>;
   deliver: (s: FeedSubscriber, valueOf: (doc: DocKey) => FeedValue) => void;
 }
 
@@ -312,40 +311,46 @@ export class FeedHub {
   }
 
   /**
-   * Reads the small documents of a change now, and delivers it now if none
-   * is large and nothing waits; otherwise it waits its turn.
+   * Delivers a change now, reading its documents now, if none is large and
+   * nothing waits; otherwise it waits its turn, and its documents are read
+   * then (nothing is held for it meanwhile, and each document's values go
+   * only forward, as the reads do).
    */
   private deliverInTurn(targets: FeedSubscriber[], docs: ReadonlySet<DocKey>, deliver: Delivery['deliver']): void {
-    const delivery: Delivery = { n: ++this.made, targets, values: new Map(), large: [], deliver };
-    for (const doc of docs) {
-      if (this.documents.rendersOffLoop(doc)) delivery.large.push(doc);
-      else delivery.values.set(doc, this.readNow(doc));
+    const delivery: Delivery = { n: ++this.made, targets, docs, deliver };
+    if (this.waiting.length === 0 && ![...docs].some((doc) => this.documents.rendersOffLoop(doc))) {
+      const values = new Map<DocKey, ReadValue>();
+      for (const doc of docs) values.set(doc, this.readHere(doc));
+      return this.deliver(delivery, values);
     }
-    if (this.waiting.length === 0 && delivery.large.length === 0) return this.deliver(delivery);
-    if (this.waiting.length >= this.maxWaiting) {
-      // The renders fell this far behind the commits: the feeds resume once they catch up, from the positions they hold.
-      const behind = new Set(this.waiting.flatMap((d) => d.targets));
-      for (const t of targets) behind.add(t);
-      this.waiting.length = 0;
-      this.rendered.clear();
-      for (const s of behind) if (s.stream.isOpen) s.cutOff('region_busy');
-      return;
-    }
+    if (this.waiting.length >= this.maxWaiting) return this.fellBehind();
     this.waiting.push(delivery);
     if (!this.pumping) void this.pump();
   }
 
-  /** Delivers the waiting changes in order, each once its large documents are rendered. */
+  /**
+   * The renders fell this far behind the commits: every live feed is cut off
+   * with the position it holds, and resumes (its resume renders what it
+   * missed once, however many commits changed it).
+   */
+  private fellBehind(): void {
+    this.waiting.length = 0;
+    this.rendered.clear();
+    for (const s of this.liveTargets()) s.cutOff('region_busy');
+  }
+
+  /** Delivers the waiting changes in order, reading each one's documents once its turn comes. */
   private async pump(): Promise<void> {
     this.pumping = true;
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
-        for (const doc of head.large) {
-          const read = await this.renderedFor(doc, head.n);
+        const values = new Map<DocKey, ReadValue>();
+        for (const doc of head.docs) {
+          const read = this.documents.rendersOffLoop(doc) ? await this.renderedFor(doc, head.n) : await this.readWhenDurable(doc);
           // Cut off (region_busy) or closed meanwhile: this delivery is gone.
           if (this.waiting[0] !== head) break;
-          head.values.set(doc, read);
+          values.set(doc, read);
         }
         if (this.waiting[0] !== head) continue;
         this.waiting.shift();
@@ -353,7 +358,7 @@ export class FeedHub {
         const next = this.waiting[0]?.n ?? Infinity;
         for (const [doc, r] of this.rendered) if (r.after < next) this.rendered.delete(doc);
         try {
-          this.deliver(head);
+          this.deliver(head, values);
         } catch (err) {
           this.onError(err);
         }
@@ -385,7 +390,13 @@ export class FeedHub {
     return read;
   }
 
-  private readNow(doc: DocKey): ReadValue {
+  /** A small document read on the event loop once no commit on its way holds it, in the turn of that check. */
+  private async readWhenDurable(doc: DocKey): Promise<ReadValue> {
+    for (let busy = this.documents.settled(doc); busy !== null; busy = this.documents.settled(doc)) await busy.catch(() => {});
+    return this.readHere(doc);
+  }
+
+  private readHere(doc: DocKey): ReadValue {
     try {
       return { value: this.documents.read(doc).value };
     } catch (err) {
@@ -395,14 +406,16 @@ export class FeedHub {
 
   /**
    * Hands a change to its subscribers. One whose changes could not be read
-   * (a document that cannot be built) is ended, so that its consumer resumes
-   * from the position it holds, and the rest are still served: the commit's
-   * events were lost for every subscriber after it. The first error is
-   * thrown on, for the commit's listener (or {@link onError}) to log.
+   * is ended, so that its consumer resumes from the position it holds, and
+   * the rest are still served: the commit's events were lost for every
+   * subscriber after it. A render the region could not run (its thread
+   * stopped a render past its deadline) ends it with a `region_busy`
+   * cutoff; a document that cannot be built, without one. The first error
+   * is thrown on, for the commit's listener (or {@link onError}) to log.
    */
-  private deliver(delivery: Delivery): void {
+  private deliver(delivery: Delivery, values: ReadonlyMap<DocKey, ReadValue>): void {
     const valueOf = (doc: DocKey): FeedValue => {
-      const read = delivery.values.get(doc);
+      const read = values.get(doc);
       // Every document in a target's scope was read; one outside it is never asked for.
       if (read === undefined) throw new Error(`change feed: ${doc} was not read for this change`);
       if ('failed' in read) throw read.failed;
@@ -414,7 +427,8 @@ export class FeedHub {
         delivery.deliver(s, valueOf);
       } catch (err) {
         failures.push(err);
-        s.stream.end();
+        if (err instanceof MeridianError && err.code === 'unavailable') s.cutOff('region_busy');
+        else s.stream.end();
       }
     }
     if (failures.length > 0) throw failures[0];

@@ -57,6 +57,14 @@ interface Waiting {
   reject: (err: Error) => void;
 }
 
+/**
+ * The caller the change feeds' renders count under (src/api/feed-hub.ts).
+ * They bound themselves (two at a time at most: one for live changes, one
+ * for the resumes), so reads of clients that fill the queue do not refuse
+ * them: a feed refused its render would end, and resume.
+ */
+export const FEED_RENDERS = 'change-feeds';
+
 export class ColdRenderer {
   private worker: Worker | null = null;
   private readonly waiting = new Map<number, Waiting>();
@@ -90,7 +98,7 @@ export class ColdRenderer {
 
   /** Throws `unavailable` when `caller` could not queue a render now (see {@link render}): checked before reading the store. */
   refuseFull(caller: string): void {
-    if (this.waiting.size >= MAX_WAITING) {
+    if (this.waiting.size >= MAX_WAITING && caller !== FEED_RENDERS) {
       throw new MeridianError('unavailable', `${MAX_WAITING} reads of large documents not held in memory wait for their turn: retry shortly`);
     }
     let mine = 0;

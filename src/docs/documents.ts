@@ -438,12 +438,13 @@ class DocumentsImpl implements Documents {
 
   // Each of these three reads the document in the turn it is called, whether
   // it renders it here or on the thread: a caller that checked `settled` just
-  // before reads only what is durable.
+  // before reads only what is durable. One the thread left to the event loop
+  // (an update it refused) is read here once durable again.
   async readJson(doc: DocKey, caller: string): Promise<{ body: Buffer | null; version: VersionVector }> {
     const rendered = this.renderOffLoop(doc, this.coldUpdates(doc) ?? this.heldToRender(doc), { kind: 'json' }, caller);
     const off = rendered && (await rendered);
     if (off) return off;
-    const result = this.read(doc);
+    const result = rendered ? await this.whenDurable(doc, () => this.read(doc)) : this.read(doc);
     return { body: result.value === null ? null : Buffer.from(JSON.stringify(result.value)), version: result.version };
   }
 
@@ -458,13 +459,21 @@ class DocumentsImpl implements Documents {
     const off = rendered && (await rendered);
     if (off) return { update: off.body, version: off.version };
     // Read in the same turn as the update, so the version describes it.
-    return { update: this.readYjs(doc, stateVector), version: new Map(this.vv) };
+    const read = () => ({ update: this.readYjs(doc, stateVector), version: new Map(this.vv) });
+    return rendered ? this.whenDurable(doc, read) : read();
   }
 
   async stateVectorRendered(doc: DocKey, caller: string): Promise<Uint8Array | null> {
     const rendered = this.renderOffLoop(doc, this.coldUpdates(doc), { kind: 'sv' }, caller);
     const off = rendered && (await rendered);
-    return off ? off.body : this.stateVector(doc);
+    if (off) return off.body;
+    return rendered ? this.whenDurable(doc, () => this.stateVector(doc)) : this.stateVector(doc);
+  }
+
+  /** `read` run once no commit on its way holds `doc`, in the turn of that check. */
+  private async whenDurable<T>(doc: DocKey, read: () => T): Promise<T> {
+    for (let busy = this.settled(doc); busy !== null; busy = this.settled(doc)) await busy.catch(() => {});
+    return read();
   }
 
   /**
@@ -581,8 +590,9 @@ class DocumentsImpl implements Documents {
   }
 
   hasState(doc: DocKey): boolean {
-    // Every commit writes the document's summary row; one in flight is not stored yet.
-    return this.cache.peek(doc) !== undefined || this.cache.encodedUpdates(doc) !== undefined || this.settled(doc) !== null || this.store.summary(doc) !== null;
+    // Every commit writes the document's summary row. A document only a commit on its way names is not counted: that
+    // commit may hold only a refused write's mark of it (see touch), and what it does hold is not durable yet.
+    return this.cache.peek(doc) !== undefined || this.cache.encodedUpdates(doc) !== undefined || this.store.summary(doc) !== null;
   }
 
   versionVector(): VersionVector {

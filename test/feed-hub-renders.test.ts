@@ -66,7 +66,7 @@ afterAll(async () => {
   main?.close();
   tight?.close();
   await documents.close();
-  store.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -43,7 +43,7 @@ it('does not count a document whose creating write was refused while its commit 
     expect(creations.reserve(principal, docKey('c', 'y'))).not.toBeNull();
   } finally {
     await documents.close();
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

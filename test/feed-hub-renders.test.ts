@@ -48,9 +48,11 @@ beforeAll(async () => {
   // Two commits may wait behind a render, no more.
   tight = new FeedHub(documents, (err) => failures.push(err), 2);
   server = createServer((req, res) => {
-    const hub = req.url === '/tight' ? tight : main;
+    // /<hub>/<collection>
+    const [, which, collection] = req.url!.split('/');
+    const hub = which === 'tight' ? tight : main;
     const stream = new SseStream(res, { queueBytes: 1 << 20, heartbeatMs: 60_000, oversized });
-    const subscriber = new FeedSubscriber({ collection: 'c', id: null }, stream, documents.versionVector(), () => undefined);
+    const subscriber = new FeedSubscriber({ collection: collection!, id: null }, stream, documents.versionVector(), () => undefined);
     hub.add(subscriber);
     subscriber.goLive('live');
   });
@@ -75,9 +77,9 @@ interface Feed {
   events: () => { event: string; data: Record<string, unknown> }[];
 }
 
-async function open(hub: 'main' | 'tight' = 'main'): Promise<Feed> {
+async function open(hub: 'main' | 'tight' = 'main', collection = 'c'): Promise<Feed> {
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port, path: hub === 'tight' ? '/tight' : '/c' }, resolve).on('error', reject).end();
+    httpRequest({ host: '127.0.0.1', port, path: `/${hub}/${collection}` }, resolve).on('error', reject).end();
   });
   let text = '';
   res.setEncoding('utf8');
@@ -98,7 +100,7 @@ async function open(hub: 'main' | 'tight' = 'main'): Promise<Feed> {
 async function until(feed: Feed, done: (events: ReturnType<Feed['events']>) => boolean): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (!done(feed.events())) {
-    if (Date.now() > deadline) throw new Error(`feed: ${JSON.stringify(feed.events().map((e) => e.event))}`);
+    if (Date.now() > deadline) throw new Error(`feed: ${JSON.stringify(feed.events().map((e) => [e.event, e.event === 'change' ? '' : e.data]))}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -153,4 +155,21 @@ it('cuts the feeds off with region_busy and the position they hold when more com
   expect(next.events().filter((e) => e.event === 'change').map((e) => e.data['value'])).toEqual([{ n: 5 }]);
   expect(failures).toEqual([]);
   next.res.destroy();
+});
+
+it('neither delays nor cuts off a feed that does not follow the large document', async () => {
+  const small = docKey('o', 'a');
+  await documents.put(small, { i: 0 });
+  expect(documents.rendersOffLoop(small)).toBe(false);
+  const follows = await open('tight');
+  const other = await open('tight', 'o');
+  await documents.patch(LARGE, { n: 3 });
+  for (let i = 1; i <= 4; i++) await documents.patch(small, { i });
+  await until(other, (events) => events.filter((e) => e.event === 'change').length >= 4);
+  expect(other.events().filter((e) => e.event === 'change').map((e) => (e.data['value'] as { i: number }).i)).toEqual([1, 2, 3, 4]);
+  await until(follows, (events) => events.some((e) => e.event === 'cutoff'));
+  expect(follows.events().at(-1)).toMatchObject({ event: 'cutoff', data: { reason: 'region_busy' } });
+  expect(other.events().some((e) => e.event === 'cutoff')).toBe(false);
+  follows.res.destroy();
+  other.res.destroy();
 });

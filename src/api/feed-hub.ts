@@ -208,6 +208,13 @@ export class FeedSubscriber {
   }
 }
 
+/** The documents of `docs` in the scope of any of `feeds`. */
+function inScopeOf(feeds: readonly FeedSubscriber[], docs: ReadonlySet<DocKey>): Set<DocKey> {
+  const wanted = new Set<DocKey>();
+  for (const doc of docs) if (feeds.some((s) => inScope(s.scope, doc))) wanted.add(doc);
+  return wanted;
+}
+
 /** A value read for the feeds, or why it could not be. */
 type ReadValue = { value: FeedValue } | { failed: unknown };
 
@@ -232,6 +239,8 @@ export class FeedHub {
   /** Deliveries waiting, in order, for the values of their large documents. */
   private readonly waiting: Delivery[] = [];
   private pumping = false;
+  /** The feeds among the waiting deliveries' targets, and in how many each is. */
+  private readonly blocked = new Map<FeedSubscriber, number>();
   /** Large documents rendered while deliveries wait: each value serves every delivery made before it was read. */
   private readonly rendered = new Map<DocKey, { after: number; read: ReadValue }>();
 
@@ -276,6 +285,7 @@ export class FeedHub {
     this.stopListening();
     this.stopStates();
     this.waiting.length = 0;
+    this.blocked.clear();
     for (const s of [...this.subscribers]) s.stream.end();
   }
 
@@ -311,32 +321,45 @@ export class FeedHub {
   }
 
   /**
-   * Delivers a change now, reading its documents now, if none is large and
-   * nothing waits; otherwise it waits its turn, and its documents are read
-   * then (nothing is held for it meanwhile, and each document's values go
-   * only forward, as the reads do).
+   * Delivers a change now, reading its documents now, to the feeds that
+   * have nothing waiting and no large document of it in scope; the others
+   * take it in their turn, and its documents are read then (nothing is held
+   * for it meanwhile, and each document's values only go forward, as the
+   * reads do). A feed that waits takes every later change in turn too: its
+   * position must not pass a change it has not been sent. So a large
+   * document delays only the feeds that follow it.
    */
   private deliverInTurn(targets: FeedSubscriber[], docs: ReadonlySet<DocKey>, deliver: Delivery['deliver']): void {
-    const delivery: Delivery = { n: ++this.made, targets, docs, deliver };
-    if (this.waiting.length === 0 && ![...docs].some((doc) => this.documents.rendersOffLoop(doc))) {
-      const values = new Map<DocKey, ReadValue>();
-      for (const doc of docs) values.set(doc, this.readHere(doc));
-      return this.deliver(delivery, values);
+    const n = ++this.made;
+    const large = [...docs].filter((doc) => this.documents.rendersOffLoop(doc));
+    const now: FeedSubscriber[] = [];
+    const later: FeedSubscriber[] = [];
+    for (const s of targets) (this.blocked.has(s) || large.some((doc) => inScope(s.scope, doc)) ? later : now).push(s);
+    if (later.length > 0) {
+      if (this.waiting.length >= this.maxWaiting) this.fellBehind(later);
+      else {
+        this.waiting.push({ n, targets: later, docs: inScopeOf(later, docs), deliver });
+        for (const s of later) this.blocked.set(s, (this.blocked.get(s) ?? 0) + 1);
+        if (!this.pumping) void this.pump();
+      }
     }
-    if (this.waiting.length >= this.maxWaiting) return this.fellBehind();
-    this.waiting.push(delivery);
-    if (!this.pumping) void this.pump();
+    if (now.length === 0) return;
+    const values = new Map<DocKey, ReadValue>();
+    for (const doc of inScopeOf(now, docs)) values.set(doc, this.readHere(doc));
+    this.deliver({ n, targets: now, docs, deliver }, values);
   }
 
   /**
-   * The renders fell this far behind the commits: every live feed is cut off
-   * with the position it holds, and resumes (its resume renders what it
-   * missed once, however many commits changed it).
+   * The renders fell this far behind the commits: the feeds that wait (and
+   * `also`) are cut off with the positions they hold, and resume (a resume
+   * renders what it missed once, however many commits changed it).
    */
-  private fellBehind(): void {
+  private fellBehind(also: readonly FeedSubscriber[]): void {
+    const behind = new Set([...this.blocked.keys(), ...also]);
     this.waiting.length = 0;
+    this.blocked.clear();
     this.rendered.clear();
-    for (const s of this.liveTargets()) s.cutOff('region_busy');
+    for (const s of behind) if (s.stream.isOpen) s.cutOff('region_busy');
   }
 
   /** Delivers the waiting changes in order, reading each one's documents once its turn comes. */
@@ -346,7 +369,8 @@ export class FeedHub {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
         const values = new Map<DocKey, ReadValue>();
-        for (const doc of head.docs) {
+        // Feeds closed while it waited are not read for.
+        for (const doc of inScopeOf(head.targets.filter((s) => s.stream.isOpen), head.docs)) {
           const read = this.documents.rendersOffLoop(doc) ? await this.renderedFor(doc, head.n) : await this.readWhenDurable(doc);
           // Cut off (region_busy) or closed meanwhile: this delivery is gone.
           if (this.waiting[0] !== head) break;
@@ -354,6 +378,11 @@ export class FeedHub {
         }
         if (this.waiting[0] !== head) continue;
         this.waiting.shift();
+        for (const s of head.targets) {
+          const left = (this.blocked.get(s) ?? 1) - 1;
+          if (left > 0) this.blocked.set(s, left);
+          else this.blocked.delete(s);
+        }
         // A value read before the next delivery was made serves none after it.
         const next = this.waiting[0]?.n ?? Infinity;
         for (const [doc, r] of this.rendered) if (r.after < next) this.rendered.delete(doc);

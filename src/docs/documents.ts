@@ -451,7 +451,9 @@ class DocumentsImpl implements Documents {
   rendersOffLoop(doc: DocKey): boolean {
     if (!this.renderer.available) return false;
     const live = this.cache.peek(doc);
-    return live === undefined || structsHeld(live.ydoc) >= RENDER_OFF_LOOP_STRUCTS;
+    if (live) return structsHeld(live.ydoc) >= RENDER_OFF_LOOP_STRUCTS;
+    const encoded = this.cache.encodedUpdates(doc);
+    return encoded === undefined || encoded.reduce((n, u) => n + u.byteLength, 0) >= COLD_RENDER_BYTES;
   }
 
   async readYjsRendered(doc: DocKey, stateVector: Uint8Array | undefined, caller: string): Promise<{ update: Uint8Array | null; version: VersionVector }> {

@@ -162,7 +162,7 @@ export interface Documents {
   /**
    * Whether {@link readJson} may render the document off the event loop, as
    * far as known without reading the store: one held decoded with many
-   * structs, or one not held decoded.
+   * structs, one held encoded in many bytes, or one not held at all.
    */
   rendersOffLoop(doc: DocKey): boolean;
   /** The document as a Yjs update, or only what `stateVector` lacks; null if unknown. */

@@ -18,6 +18,7 @@ import type { CommittedEntry, Documents, StateChange } from '../docs/types.js';
 import { encodeVersion } from '../docs/token.js';
 import { FEED_RENDERS } from '../docs/cold-render.js';
 import { MeridianError } from '../errors.js';
+import { CostlyLoad } from '../crdt/index.js';
 import { changesOf, inScope, RenderedJson, type FeedChange, type FeedEntry, type FeedScope, type FeedValue } from '../docs/feed.js';
 import type { SseEvent, SseStream } from './feed-stream.js';
 
@@ -39,17 +40,17 @@ export type CutoffReason = 'slow_consumer' | 'resume_too_large' | 'region_busy';
  */
 const MAX_WAITING_COMMITS = 4096;
 
+/** Renders kept for waiting deliveries (see FeedHub.readFor), at most; beyond, a later one reads again. */
+const MAX_KEPT_RENDER_BYTES = 64 * 1024 * 1024;
+
 
 /**
  * A large document's value rendered on the render thread, and the version
  * it reflects: read once no commit on its way holds it (only durable state),
  * in the turn of that check.
  */
-export async function renderFeedValue(
-  documents: Documents, doc: DocKey, reading: () => void = () => {},
-): Promise<{ value: FeedValue; version: VersionVector }> {
+export async function renderFeedValue(documents: Documents, doc: DocKey): Promise<{ value: FeedValue; version: VersionVector }> {
   for (let busy = documents.settled(doc); busy !== null; busy = documents.settled(doc)) await busy.catch(() => {});
-  reading();
   const { body, version } = await documents.readJson(doc, FEED_RENDERS);
   return { value: body === null ? null : new RenderedJson(body.toString()), version };
 }
@@ -242,7 +243,10 @@ export class FeedHub {
   /** The feeds among the waiting deliveries' targets, and in how many each is. */
   private readonly blocked = new Map<FeedSubscriber, number>();
   /** Large documents rendered while deliveries wait: each value serves every delivery made before it was read. */
-  private readonly rendered = new Map<DocKey, { after: number; read: ReadValue }>();
+  private readonly rendered = new Map<DocKey, { after: number; read: ReadValue; bytes: number }>();
+  private renderedBytes = 0;
+  /** The documents the waiting deliveries read, and how many of them read each. */
+  private readonly named = new Map<DocKey, number>();
 
   /**
    * `onError`: a delivery that failed after its commit's listener returned
@@ -286,6 +290,7 @@ export class FeedHub {
     this.stopStates();
     this.waiting.length = 0;
     this.blocked.clear();
+    this.named.clear();
     for (const s of [...this.subscribers]) s.stream.end();
   }
 
@@ -338,8 +343,10 @@ export class FeedHub {
     if (later.length > 0) {
       if (this.waiting.length >= this.maxWaiting) this.fellBehind(later);
       else {
-        this.waiting.push({ n, targets: later, docs: inScopeOf(later, docs), deliver });
+        const delivery = { n, targets: later, docs: inScopeOf(later, docs), deliver };
+        this.waiting.push(delivery);
         for (const s of later) this.blocked.set(s, (this.blocked.get(s) ?? 0) + 1);
+        for (const doc of delivery.docs) this.named.set(doc, (this.named.get(doc) ?? 0) + 1);
         if (!this.pumping) void this.pump();
       }
     }
@@ -358,7 +365,9 @@ export class FeedHub {
     const behind = new Set([...this.blocked.keys(), ...also]);
     this.waiting.length = 0;
     this.blocked.clear();
+    this.named.clear();
     this.rendered.clear();
+    this.renderedBytes = 0;
     for (const s of behind) if (s.stream.isOpen) s.cutOff('region_busy');
   }
 
@@ -371,7 +380,7 @@ export class FeedHub {
         const values = new Map<DocKey, ReadValue>();
         // Feeds closed while it waited are not read for.
         for (const doc of inScopeOf(head.targets.filter((s) => s.stream.isOpen), head.docs)) {
-          const read = this.documents.rendersOffLoop(doc) ? await this.renderedFor(doc, head.n) : await this.readWhenDurable(doc);
+          const read = await this.readFor(doc, head.n);
           // Cut off (region_busy) or closed meanwhile: this delivery is gone.
           if (this.waiting[0] !== head) break;
           values.set(doc, read);
@@ -383,9 +392,14 @@ export class FeedHub {
           if (left > 0) this.blocked.set(s, left);
           else this.blocked.delete(s);
         }
-        // A value read before the next delivery was made serves none after it.
-        const next = this.waiting[0]?.n ?? Infinity;
-        for (const [doc, r] of this.rendered) if (r.after < next) this.rendered.delete(doc);
+        for (const doc of head.docs) {
+          const left = (this.named.get(doc) ?? 1) - 1;
+          if (left > 0) this.named.set(doc, left);
+          else {
+            this.named.delete(doc);
+            this.forgetRender(doc);
+          }
+        }
         try {
           this.deliver(head, values);
         } catch (err) {
@@ -395,34 +409,48 @@ export class FeedHub {
     } finally {
       this.pumping = false;
       this.rendered.clear();
+      this.renderedBytes = 0;
     }
   }
 
   /**
-   * The value of a large document at least as new as delivery `n`: one
-   * rendered for an earlier delivery after `n` was made, else rendered now.
-   * Documents changed at every commit are rendered once per render's time,
-   * not once per commit.
+   * The value of a document at least as new as delivery `n`, read once no
+   * commit on its way holds it: a render kept from an earlier delivery
+   * made after `n`, else read now (a large document rendered on the render
+   * thread). A document changed at every commit is rendered once per
+   * render's time, not once per commit. A render is kept only while later
+   * waiting deliveries name its document, and only while the kept renders
+   * hold less than {@link MAX_KEPT_RENDER_BYTES}; one read afresh drops the
+   * older render kept (it must not be sent after the newer value).
    */
-  private async renderedFor(doc: DocKey, n: number): Promise<ReadValue> {
-    const last = this.rendered.get(doc);
-    if (last !== undefined && last.after >= n) return last.read;
-    // Deliveries made up to the read (renderFeedValue reads in the turn it is posted).
-    let after = this.made;
+  private async readFor(doc: DocKey, n: number): Promise<ReadValue> {
+    const kept = this.rendered.get(doc);
+    if (kept !== undefined && kept.after >= n) return kept.read;
+    this.forgetRender(doc);
+    for (let busy = this.documents.settled(doc); busy !== null; busy = this.documents.settled(doc)) await busy.catch(() => {});
+    if (!this.documents.rendersOffLoop(doc)) return this.readHere(doc);
+    // Deliveries made up to the read (renderFeedValue reads in this turn).
+    const after = this.made;
     let read: ReadValue;
     try {
-      read = { value: (await renderFeedValue(this.documents, doc, () => (after = this.made))).value };
+      read = { value: (await renderFeedValue(this.documents, doc)).value };
     } catch (err) {
       read = { failed: err };
     }
-    this.rendered.set(doc, { after, read });
+    const bytes = 'value' in read && read.value instanceof RenderedJson ? read.value.text.length : 0;
+    if ((this.named.get(doc) ?? 0) > 1 && this.renderedBytes + bytes <= MAX_KEPT_RENDER_BYTES) {
+      this.forgetRender(doc);
+      this.rendered.set(doc, { after, read, bytes });
+      this.renderedBytes += bytes;
+    }
     return read;
   }
 
-  /** A small document read on the event loop once no commit on its way holds it, in the turn of that check. */
-  private async readWhenDurable(doc: DocKey): Promise<ReadValue> {
-    for (let busy = this.documents.settled(doc); busy !== null; busy = this.documents.settled(doc)) await busy.catch(() => {});
-    return this.readHere(doc);
+  private forgetRender(doc: DocKey): void {
+    const kept = this.rendered.get(doc);
+    if (kept === undefined) return;
+    this.rendered.delete(doc);
+    this.renderedBytes -= kept.bytes;
   }
 
   private readHere(doc: DocKey): ReadValue {
@@ -456,7 +484,7 @@ export class FeedHub {
         delivery.deliver(s, valueOf);
       } catch (err) {
         failures.push(err);
-        if (err instanceof MeridianError && err.code === 'unavailable') s.cutOff('region_busy');
+        if (err instanceof MeridianError && err.code === 'unavailable' && !(err instanceof CostlyLoad)) s.cutOff('region_busy');
         else s.stream.end();
       }
     }

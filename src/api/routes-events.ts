@@ -123,7 +123,9 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     try {
       await resume({ documents: deps.documents, log: deps.log, renders }, subscriber);
     } catch (err) {
-      request.log.error({ err }, 'change feed resume failed');
+      // A document the resume could not read (one that cannot be built, or a render past its deadline): the consumer
+      // reconnects and tries again, so at most once a minute per caller.
+      limiter.warn('feed_resume_failed', caller, { err }, 'change feed resume failed; the stream is ended and its consumer resumes from its last event id');
       stream.end();
     }
   };

@@ -592,9 +592,10 @@ class DocumentsImpl implements Documents {
   }
 
   hasState(doc: DocKey): boolean {
-    // Every commit writes the document's summary row. A document only a commit on its way names is not counted: that
-    // commit may hold only a refused write's mark of it (see touch), and what it does hold is not durable yet.
-    return this.cache.peek(doc) !== undefined || this.cache.encodedUpdates(doc) !== undefined || this.store.summary(doc) !== null;
+    // Every commit writes the document's summary row; one on its way counts once it writes content to the document
+    // (not when only a refused write touched it: see touch).
+    if (this.cache.peek(doc) !== undefined || this.cache.encodedUpdates(doc) !== undefined || this.store.summary(doc) !== null) return true;
+    return this.inFlight.some((commit) => commit.written.has(doc));
   }
 
   versionVector(): VersionVector {
@@ -942,7 +943,11 @@ class DocumentsImpl implements Documents {
     }, COMMIT_STALL_MS);
     stalled.unref();
     const done = committed.then(finish, fail).finally(() => clearTimeout(stalled));
-    commit = { docs: new Set([...batch.touched.keys(), ...batch.deferred.keys(), ...batch.dropped]), done, since, vv: batch.vv, chain: chain.id };
+    commit = {
+      docs: new Set([...batch.touched.keys(), ...batch.deferred.keys(), ...batch.dropped]),
+      written: new Set([...batch.changed.keys(), ...batch.deferred.keys()]),
+      done, since, vv: batch.vv, chain: chain.id,
+    };
     this.inFlight.push(commit);
     return done;
   }
@@ -1255,6 +1260,8 @@ class DocumentsImpl implements Documents {
 interface InFlightCommit {
   /** The documents it changed: readers of these wait for it. */
   docs: ReadonlySet<DocKey>;
+  /** Those it writes content to (not those only a refused write touched): they exist once it is durable. */
+  written: ReadonlySet<DocKey>;
   /** Settles when it is durable or has failed. */
   done: Promise<void>;
   since: number;

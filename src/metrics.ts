@@ -76,7 +76,7 @@ export interface Metrics {
   readonly conflicts: Counter;
   /** Documents replaced by their reloaded state (after a splice, or before a content conflict was resolved). */
   readonly documentsReloaded: Counter;
-  /** JSON reads of large documents not held decoded, built and rendered off the event loop (docs/cold-render.ts). */
+  /** Reads of large documents built and rendered off the event loop (docs/cold-render.ts). */
   readonly coldRenders: Counter;
   /** Documents built anew to take updates Yjs would have scanned too long to place one by one (see crdt/load.ts `appliedWithinBound`). */
   readonly mergesRebuilt: Counter;
@@ -244,7 +244,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     coldRenders: new Counter({
       name: 'meridian_cold_renders_total',
-      help: 'JSON reads of large documents not held decoded in memory, built and rendered on a thread of their own so that the event loop goes on serving.',
+      help: 'Reads of large documents (JSON and binary reads, live sync steps, change-feed values) built and rendered on the render thread, so that the event loop goes on serving.',
       registers,
     }),
     mergesRebuilt: new Counter({

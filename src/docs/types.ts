@@ -127,7 +127,7 @@ export interface Documents {
    * was resolved (replace.ts), since this process started.
    */
   reloadedDocs(): number;
-  /** JSON reads rendered off the event loop so far (see readJson). */
+  /** Reads rendered off the event loop so far (see readJson). */
   coldRenders(): number;
   /** Compactions not done since this process started: the document's merged state would load beyond the bound (docs/compactor.ts). */
   withheldSnapshots(): number;

@@ -68,6 +68,23 @@ describe('events larger than a stream\'s bound', () => {
     expect(b!.send(big(16 * 1024 * 1024))).toBe(true);
   });
 
+  test('events within the bound may wait behind one, up to the bound; another larger one may not', async () => {
+    const oversized = new OversizedSends(64 * 1024 * 1024);
+    const { streams: [a], clients: [reader] } = await streams(1, oversized);
+    // Its client does not read: the 16 MB event waits, and what follows it (a large document's change is followed
+    // at once by the changes committed while it was rendered) waits behind it, up to the 64 KiB bound.
+    expect(a!.send(big(16 * 1024 * 1024))).toBe(true);
+    let taken = 0;
+    while (taken < 100 && a!.send(big(10 * 1024))) taken++;
+    expect(taken).toBeGreaterThanOrEqual(5);
+    expect(taken).toBeLessThanOrEqual(6);
+    expect(a!.send(big(16 * 1024 * 1024))).toBe(false);
+    // Once read, it takes events again.
+    reader!.resume();
+    await a!.drained();
+    expect(a!.send(big(10 * 1024))).toBe(true);
+  });
+
   test('one always goes out alone, however large, and small events are not counted', async () => {
     const oversized = new OversizedSends(1024 * 1024);
     const { streams: [a, b] } = await streams(2, oversized);

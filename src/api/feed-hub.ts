@@ -5,11 +5,12 @@
  * events for its scope and keeps its position.
  *
  * A large document's value is rendered off the event loop (as a read of it
- * is; see Documents.readJson): its commit, and every commit after it, wait
- * in order until it is rendered. Rendering one costs time per Yjs struct,
- * up to a second for the largest; rendered at each commit on the event
- * loop, a client writing such a document a few times a second while a feed
- * of its collection was open held every request and link of the region.
+ * is; see Documents.readJson): for the feeds that follow it, its commit and
+ * every commit after it wait in order until it is rendered. Rendering one
+ * costs time per Yjs struct, up to a second for the largest; rendered at
+ * each commit on the event loop, a client writing such a document a few
+ * times a second while a feed of its collection was open held every
+ * request and link of the region.
  */
 import { splitDocKey, type DocKey, type VersionVector } from '../ids.js';
 import { FEED_EVENT } from '../contract.js';
@@ -34,7 +35,7 @@ export type CutoffReason = 'slow_consumer' | 'resume_too_large' | 'region_busy';
 
 /**
  * Commits that may wait for a large document's value to be rendered; beyond,
- * the live feeds are cut off (`region_busy`) and resume once it is done.
+ * the feeds that wait are cut off (`region_busy`) and resume.
  * Each holds its entries' keys and positions, not their updates, and no
  * value: its documents are read when its turn comes.
  */
@@ -42,7 +43,6 @@ const MAX_WAITING_COMMITS = 4096;
 
 /** Renders kept for waiting deliveries (see FeedHub.readFor), at most; beyond, a later one reads again. */
 const MAX_KEPT_RENDER_BYTES = 64 * 1024 * 1024;
-
 
 /**
  * A large document's value rendered on the render thread, and the version

@@ -61,6 +61,13 @@ describe('JSON reads of large documents not held in memory', () => {
     await cluster?.dispose();
   });
 
+  /** PATCHes `doc` and returns what it now holds. */
+  const write = async (doc: string, body: Record<string, number>) => {
+    expect((await http(`${url}/v1/docs/big/${doc}`, { method: 'PATCH', body })).status).toBe(200);
+    expected[doc] = { ...expected[doc], ...body };
+    return { ...expected[doc] };
+  };
+
   it('are rendered on a thread of their own; smaller ones on the event loop, held once read again', async () => {
     expect(await coldRenders(url)).toBe(0);
     const read = async (doc: string) => {
@@ -151,11 +158,6 @@ describe('JSON reads of large documents not held in memory', () => {
     const feed = await openFeed(`${url}/v1/events/big`);
     try {
       await feed.until('ready', (r) => r.messages.some((m) => m.event === 'ready'));
-      const write = async (doc: string, body: Record<string, number>) => {
-        expect((await http(`${url}/v1/docs/big/${doc}`, { method: 'PATCH', body })).status).toBe(200);
-        expected[doc] = { ...expected[doc], ...body };
-        return { ...expected[doc] };
-      };
       // Written without waiting for the feed: the small change waits behind the large one rendered elsewhere.
       const large1 = await write('large', { feed: 1 });
       const small = await write('small', { feed: 1 });
@@ -182,11 +184,6 @@ describe('JSON reads of large documents not held in memory', () => {
     const from = live.lastId()!;
     live.close();
     const before = await coldRenders(url);
-    const write = async (doc: string, body: Record<string, number>) => {
-      expect((await http(`${url}/v1/docs/big/${doc}`, { method: 'PATCH', body })).status).toBe(200);
-      expected[doc] = { ...expected[doc], ...body };
-      return { ...expected[doc] };
-    };
     const large = await write('large', { resumed: 1 });
     const small = await write('small', { resumed: 1 });
     const resumed = await openFeed(`${url}/v1/events/big?after=${from}`);

@@ -247,7 +247,7 @@ async function offerInTurns(
       const read = await renders.onThread(sub, documents, change.doc);
       if (read === null || !sub.stream.isOpen || !sub.offer({ ...change, value: read.value })) return false;
       readAt.set(change.doc, read.version);
-      turnStarted = performance.now();
+      // Commits may have come meanwhile. The turn's clock runs on: a document found small enough is read here after all, in this turn.
       turnVersion = documents.versionVector();
       continue;
     }

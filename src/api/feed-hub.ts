@@ -347,7 +347,11 @@ export class FeedHub {
         this.waiting.push(delivery);
         for (const s of later) this.blocked.set(s, (this.blocked.get(s) ?? 0) + 1);
         for (const doc of delivery.docs) this.named.set(doc, (this.named.get(doc) ?? 0) + 1);
-        if (!this.pumping) void this.pump();
+        if (!this.pumping) {
+          this.pumping = true;
+          // Started after the commit's replies: encoding a large document for the thread would hold them back.
+          setImmediate(() => void this.pump());
+        }
       }
     }
     if (now.length === 0) return;
@@ -373,7 +377,6 @@ export class FeedHub {
 
   /** Delivers the waiting changes in order, reading each one's documents once its turn comes. */
   private async pump(): Promise<void> {
-    this.pumping = true;
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;

@@ -122,8 +122,11 @@ describe('renders of slow documents across a region\'s resumes', () => {
       const next = ran.indexOf(rendered[i + 1]!);
       expect(ran.slice(at + 1, next)).toContain(`other after ${rendered[i]!.split(' ')[1]}`);
     }
-    // A fast render is not waited for.
-    renders.render(() => 0);
+    // A fast render is not waited for (a collection pause on a loaded host can make one of them slow: ten tries).
+    for (let i = 0; i < 10; i++) {
+      renders.render(() => 0);
+      if (!renders.waits()) break;
+    }
     expect(renders.waits()).toBe(false);
   });
 });

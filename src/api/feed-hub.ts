@@ -50,8 +50,7 @@ const MAX_KEPT_RENDER_BYTES = 64 * 1024 * 1024;
  * in the turn of that check.
  */
 export async function renderFeedValue(documents: Documents, doc: DocKey): Promise<{ value: FeedValue; version: VersionVector }> {
-  for (let busy = documents.settled(doc); busy !== null; busy = documents.settled(doc)) await busy.catch(() => {});
-  const { body, version } = await documents.readJson(doc, FEED_RENDERS);
+  const { body, version } = await documents.whenDurable(doc, () => documents.readJson(doc, FEED_RENDERS));
   return { value: body === null ? null : new RenderedJson(body.toString()), version };
 }
 
@@ -430,13 +429,15 @@ export class FeedHub {
     const kept = this.rendered.get(doc);
     if (kept !== undefined && kept.after >= n) return kept.read;
     this.forgetRender(doc);
-    for (let busy = this.documents.settled(doc); busy !== null; busy = this.documents.settled(doc)) await busy.catch(() => {});
-    if (!this.documents.rendersOffLoop(doc)) return this.readHere(doc);
-    // Deliveries made up to the read (renderFeedValue reads in this turn).
-    const after = this.made;
+    // The deliveries made up to the read are those made by its turn.
+    const started = await this.documents.whenDurable(doc, () =>
+      this.documents.rendersOffLoop(doc) ? { after: this.made, rendering: renderFeedValue(this.documents, doc) } : this.readHere(doc),
+    );
+    if (!('rendering' in started)) return started;
+    const { after } = started;
     let read: ReadValue;
     try {
-      read = { value: (await renderFeedValue(this.documents, doc)).value };
+      read = { value: (await started.rendering).value };
     } catch (err) {
       read = { failed: err };
     }

@@ -192,10 +192,9 @@ async function sendState(
           continue;
         }
         await renders.turn();
-        // Read once durable, with no wait between this check and the read (a commit may go in flight during any).
-        for (let busy = documents.settled(doc); busy !== null; busy = documents.settled(doc)) await busy;
+        const offered = await documents.whenDurable(doc, () => sub.stream.isOpen && renders.render(() => sub.offer({ doc, position, value: valueOf(doc) }, false)));
         if (!sub.stream.isOpen) return;
-        if (renders.render(() => sub.offer({ doc, position, value: valueOf(doc) }, false))) break;
+        if (offered) break;
         await sub.stream.drained();
       }
     }

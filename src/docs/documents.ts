@@ -472,8 +472,7 @@ class DocumentsImpl implements Documents {
     return rendered ? this.whenDurable(doc, () => this.stateVector(doc)) : this.stateVector(doc);
   }
 
-  /** `read` run once no commit on its way holds `doc`, in the turn of that check. */
-  private async whenDurable<T>(doc: DocKey, read: () => T): Promise<T> {
+  async whenDurable<T>(doc: DocKey, read: () => T): Promise<T> {
     for (let busy = this.settled(doc); busy !== null; busy = this.settled(doc)) await busy.catch(() => {});
     return read();
   }

@@ -151,6 +151,12 @@ export interface Documents {
    * the document only after it: its in-memory state is ahead of the disk.
    */
   settled(doc: DocKey): Promise<void> | null;
+  /**
+   * `read` run once no commit on its way holds `doc`, in the turn of that
+   * check: what it reads is durable. A commit that failed is waited for
+   * like one that succeeded.
+   */
+  whenDurable<T>(doc: DocKey, read: () => T): Promise<T>;
   read(doc: DocKey): ReadResult;
   /**
    * The document as JSON bytes (null when it holds nothing) and the version

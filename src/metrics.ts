@@ -70,6 +70,8 @@ export interface Metrics {
   readonly corruptEntries: Counter;
   /** Documents holding updates whose dependencies have not arrived. */
   readonly pendingDocs: Gauge;
+  /** Documents whose held-back updates were let go of: no region holds what they wait for (replication/held-back.ts). */
+  readonly pendingDropped: Counter;
   /** Entries from a peer that this region could not apply and kept in quarantine. */
   readonly quarantinedEntries: Counter<'peer'>;
   readonly commitsRefused: Counter;
@@ -225,6 +227,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     pendingDocs: new Gauge({
       name: 'meridian_pending_docs',
       help: 'Documents holding updates whose dependencies have not arrived.',
+      registers,
+    }),
+    pendingDropped: new Counter({
+      name: 'meridian_pending_dropped_total',
+      help: 'Documents whose updates held back for missing dependencies were let go of: every peer\'s anti-entropy answer left them waiting, so no region holds what they wait for (a faulty peer\'s entry).',
       registers,
     }),
     commitsRefused: new Counter({

@@ -1,7 +1,7 @@
 /** The document model's public surface. */
 export { putDocument, mergePatch, applyOps, opsOnlyDelete, deleteDocument, readDocument, parseOps } from './model.js';
 export { documentHoldsContent } from './read.js';
-export { validateUpdate, applyUpdateSafely, applyValidated, replayValidated, heldStateVector, type DecodedUpdate } from './validate.js';
+export { validateUpdate, applyUpdateSafely, applyValidated, replayValidated, heldStateVector, pendingMark, type DecodedUpdate } from './validate.js';
 export { combineDigest, digestParts, docDigest, type DigestParts } from './digest.js';
 export { REGION_CLIENT_BASE, freshRegionClientId, isRegionClient, newDoc, stableClientId } from './clientid.js';
 export { CostlyLoad, appliedWithinBound, buildMsOf, costlyLoad, loadDoc, loadDocOrNull, loadsWithinBound, mayCollide, mergeMany, rebuiltDocs, refusedDocLoads, reloadedIfDiverged, structsHeld } from './load.js';

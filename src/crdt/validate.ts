@@ -111,6 +111,29 @@ export function retryPending(doc: Y.Doc, origin: unknown): void {
   }
 }
 
+/**
+ * What `doc` holds back for missing dependencies, as a string that changes
+ * whenever that does (the structs held back, the clocks they wait for, the
+ * deletions of structs not held); null when nothing waits. Two replicas
+ * holding back the same updates give the same string.
+ */
+export function pendingMark(doc: Y.Doc): string | null {
+  const { pendingStructs, pendingDs } = doc.store;
+  if (pendingStructs === null && pendingDs === null) return null;
+  const parts: string[] = [];
+  const byClient = <T>(m: Map<number, T>): [number, T][] => [...m].sort((a, b) => a[0] - b[0]);
+  if (pendingStructs !== null) {
+    const { from, to } = Y.parseUpdateMetaV2(pendingStructs.update);
+    for (const [client, clock] of byClient(from)) parts.push(`s${client}:${clock}-${to.get(client) ?? clock}`);
+    for (const [client, clock] of byClient(pendingStructs.missing)) parts.push(`w${client}:${clock}`);
+  }
+  if (pendingDs !== null) {
+    const { ds } = Y.decodeUpdateV2(pendingDs);
+    for (const [client, items] of byClient(ds.clients)) parts.push(`d${client}:${items.map((i) => `${i.clock}+${i.len}`).join(',')}`);
+  }
+  return parts.join(' ');
+}
+
 /** Per document, the clocks (summed) of the clients waited for at its last retry that integrated nothing. */
 const fruitless = new WeakMap<Y.Doc, number>();
 

@@ -30,6 +30,7 @@ import {
   newDoc,
   putDocument,
   readDocument,
+  pendingMark,
   reloadedIfDiverged,
   replayValidated,
   stableClientId,
@@ -280,6 +281,7 @@ class DocumentsImpl implements Documents {
       touch: (doc, batch) => this.touch(doc, batch),
       discard: (doc, batch, later) => this.discard(doc, batch, later),
       notePending: (doc, live) => this.notePending(doc, live),
+      droppedPending: new Map(),
       defer: (doc, update, batch) => this.defer(doc, update, batch),
     };
     this.digester = new Digester({
@@ -603,6 +605,30 @@ class DocumentsImpl implements Documents {
 
   pendingDocs(): number {
     return this.pending.size;
+  }
+
+  pendingKeys(limit: number): DocKey[] {
+    const keys: DocKey[] = [];
+    for (const doc of this.pending) {
+      if (keys.length >= limit) break;
+      keys.push(doc);
+    }
+    return keys;
+  }
+
+  pendingMark(doc: DocKey): string | null {
+    if (!this.pending.has(doc)) return null;
+    try {
+      const live = this.live(doc);
+      return live ? pendingMark(live.ydoc) : null;
+    } catch (err) {
+      if (err instanceof CostlyLoad) return null;
+      throw err;
+    }
+  }
+
+  dropPending(doc: DocKey, mark: string): Promise<boolean> {
+    return this.enqueue<boolean>((s) => ({ kind: 'drop-pending', doc, mark, ...s }));
   }
 
   cachedDocs(): number {

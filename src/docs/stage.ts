@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, buildMsOf, documentHoldsContent, loadDoc, mayCollide, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { resolveConflict, type ReplaceResult } from './replace.js';
@@ -34,6 +34,7 @@ export type Job =
   | ({ kind: 'remote'; entries: NewLogEntry[]; from: RegionId } & Settle<RemoteApplyResult>)
   | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<{ refused: string | null }>)
   | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
+  | ({ kind: 'drop-pending'; doc: DocKey; mark: string } & Settle<boolean>)
   | ({ kind: 'replace'; doc: DocKey; state: Uint8Array; from: RegionId } & Settle<ReplaceResult>);
 
 /** What one flush is about to commit. */
@@ -112,6 +113,11 @@ export interface StageHost {
   discard(doc: DocKey, batch: Batch, later?: readonly Uint8Array[]): void;
   notePending(doc: DocKey, live: LiveDoc): void;
   /**
+   * What documents held back when this region let go of it (see
+   * {@link stageDropPending}), the latest {@link MAX_DROPPED_REMEMBERED}.
+   */
+  readonly droppedPending: Map<DocKey, string>;
+  /**
    * Whether a peer's entry of `doc` may be stored without building the
    * document; if so, it has joined `batch.deferred`. While a backlog is
    * applied, for a document held encoded that this batch has not touched.
@@ -153,6 +159,9 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
         const before = sizeBeforeMerge(host, job.doc, live, addsStructs(parts[0]!));
         live = applyGuarded(host, job.doc, live, job.update, { peer: job.from }, batch, parts);
         refuseMergedGrowth(host, job.doc, live, before, batch);
+        // Sent again by a peer that has not let go of them yet: let go of at once, or the regions would hand them back and forth.
+        const dropped = host.droppedPending.get(job.doc);
+        if (dropped !== undefined && pendingMark(live.ydoc) === dropped) letGoOfPending(live);
       } catch (err) {
         if (!(err instanceof GrowthRefused || err instanceof CostlyLoad)) throw err;
         batch.done.push(() => job.resolve({ refused: err.message }));
@@ -185,7 +194,49 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       return;
     case 'replace':
       return stageReplace(host, job, batch);
+    case 'drop-pending':
+      return stageDropPending(host, job, batch);
   }
+}
+
+/**
+ * Lets go of what the document holds back for missing dependencies, if it
+ * is still exactly `mark` (see Documents.dropPending). Its content and
+ * digest stay as they are (digests never cover it); the snapshot stored
+ * without it covers the entries that brought it, so a restart does not
+ * hold it back again.
+ */
+function stageDropPending(host: StageHost, job: Extract<Job, { kind: 'drop-pending' }>, batch: Batch): void {
+  let live: LiveDoc | null;
+  try {
+    live = host.existing(job.doc, batch);
+  } catch (err) {
+    if (!(err instanceof CostlyLoad)) throw err;
+    live = null;
+  }
+  if (live === null || pendingMark(live.ydoc) !== job.mark) {
+    batch.done.push(() => job.resolve(false));
+    return;
+  }
+  live = host.touch(job.doc, batch);
+  letGoOfPending(live);
+  host.notePending(job.doc, live);
+  host.droppedPending.delete(job.doc);
+  host.droppedPending.set(job.doc, job.mark);
+  for (const oldest of host.droppedPending.keys()) {
+    if (host.droppedPending.size <= MAX_DROPPED_REMEMBERED) break;
+    host.droppedPending.delete(oldest);
+  }
+  batch.snapshots.add(job.doc);
+  batch.done.push(() => job.resolve(true));
+}
+
+/** Documents whose dropped held-back updates are remembered (a string each). */
+const MAX_DROPPED_REMEMBERED = 1024;
+
+function letGoOfPending(live: LiveDoc): void {
+  live.ydoc.store.pendingStructs = null;
+  live.ydoc.store.pendingDs = null;
 }
 
 /** A peer's whole state that may win a content conflict (see replace.ts). */

@@ -237,6 +237,21 @@ export interface Documents {
   onStateChanged(listener: (changes: StateChange[]) => void): () => void;
   /** Count of documents holding Yjs updates whose dependencies are missing. */
   pendingDocs(): number;
+  /** Up to `limit` of those documents. */
+  pendingKeys(limit: number): DocKey[];
+  /**
+   * What `doc` holds back for missing dependencies (crdt `pendingMark`), one
+   * of {@link pendingDocs} built if need be; null when nothing (or it cannot
+   * be built).
+   */
+  pendingMark(doc: DocKey): string | null;
+  /**
+   * Lets go of what `doc` holds back for missing dependencies, if that is
+   * still `mark`, and stores the document without it; true when it did.
+   * For updates that wait for changes no region holds (a faulty peer's):
+   * they can never be applied, and would keep the regions from agreeing.
+   */
+  dropPending(doc: DocKey, mark: string): Promise<boolean>;
   /** Documents held in memory. */
   cachedDocs(): number;
   /** About the heap they take (see `storage.cacheBytes`). */

@@ -57,6 +57,11 @@ export interface AntiEntropyPort {
   pacer?: BackgroundPacer;
   /** Documents this region lacks asked for in one round at most (default {@link MAX_ASKED_PER_ROUND}). */
   maxAskedPerRound?: number;
+  /**
+   * The peer's answer about `doc`, merged, left it holding back exactly
+   * `mark` (see Documents.pendingMark): the peer holds none of what it waits for.
+   */
+  heldBackStill?(doc: DocKey, mark: string): void;
 }
 
 interface Round {
@@ -88,6 +93,10 @@ interface Round {
   driving: boolean;
   /** Documents asked about with their digest parts: the peer may offer its state of these, once each. */
   mayOffer: Set<DocKey>;
+  /** Documents holding back updates for missing dependencies, asked about whatever their digests (see start). */
+  heldBack: readonly DocKey[];
+  /** What each document asked about held back when it was asked (see AntiEntropyPort.heldBackStill). */
+  heldBackAsked: Map<DocKey, string>;
   startedAt: number;
   /**
    * When the round last moved (ms since epoch): a frame of it arrived, or this
@@ -260,8 +269,14 @@ export class AntiEntropy {
     return this.lastFloor !== null;
   }
 
-  /** Starts a round; resolves when it completes or the link closes. */
-  start(): Promise<void> {
+  /**
+   * Starts a round; resolves when it completes or the link closes. The
+   * documents `heldBack` (holding back updates for missing dependencies)
+   * are asked about whatever their digests, which never cover what waits:
+   * the peer sends what it holds beyond them, and its answer shows whether
+   * it holds any of what they wait for.
+   */
+  start(heldBack: readonly DocKey[] = []): Promise<void> {
     const { documents } = this.port;
     const round = randomInt(1, MAX_ROUND);
     // Also while some updates wait for dependencies: the states it sends carry
@@ -277,7 +292,7 @@ export class AntiEntropy {
     return new Promise<void>((resolve) => {
       const state: Round = {
         floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, asked: 0, leftOut: 0, outstanding: 0, awaiting: new Set(),
-        queue: new Outbox(), driving: false, mayOffer: new Set(),
+        queue: new Outbox(), driving: false, mayOffer: new Set(), heldBack, heldBackAsked: new Map(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -318,6 +333,8 @@ export class AntiEntropy {
       const differing = differingBuckets(round.buckets, frame.buckets);
       round.bucketsDue = new Set(differing);
       round.docsExpected = differing.length;
+      // Those in a differing bucket are asked about when the peer lists it (each document once a round).
+      for (const doc of round.heldBack) if (!round.bucketsDue.has(bucketOf(doc))) round.queue.push({ type: 'ask', round: frame.round, doc });
       this.drive(frame.round, round);
       return;
     }
@@ -436,6 +453,8 @@ export class AntiEntropy {
           if (next?.type === 'doc-sv') {
             round.outstanding++;
             round.awaiting.add(next.doc);
+            const heldBack = this.port.documents.pendingMark(next.doc);
+            if (heldBack !== null) round.heldBackAsked.set(next.doc, heldBack);
           }
           const sent = next ? this.port.send(next) : null;
           used += performance.now() - began;
@@ -543,6 +562,7 @@ export class AntiEntropy {
    */
   async onDocState(frame: DocStateFrame): Promise<void> {
     const { documents } = this.port;
+    let heldBack: string | undefined;
     if (frame.sv) {
       const running = this.heard(frame.round);
       const asked = running ? running.awaiting.delete(frame.doc) : this.givenUp.get(frame.round)?.awaiting.delete(frame.doc) === true;
@@ -550,15 +570,23 @@ export class AntiEntropy {
         this.port.fail(`doc-state rejected: round ${frame.round} did not ask about ${frame.doc}, or was answered`);
         return;
       }
+      heldBack = running?.heldBackAsked.get(frame.doc);
+      running?.heldBackAsked.delete(frame.doc);
     } else if (!this.rounds.has(frame.round)) {
       this.peerRoundAt = Date.now();
     }
     // Not awaited one by one: documents received together share one commit
     // (a rebuild of many documents would otherwise cost an fsync each, and a
     // receiver that slow stops reading its socket, heartbeats included).
+    const sv = frame.sv;
     const applied = documents.applyState(frame.doc, frame.update, this.port.peer).then(({ refused }) => {
       // Kept serving: the document stays apart from the peer's, and says so (as a quarantined entry, it counts as held).
       if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
+      // Merged, the peer's state left the same updates held back. An empty
+      // state vector says nothing (also the answer of a peer that could not build it).
+      else if (heldBack !== undefined && sv !== null && namesAnyClient(sv) && documents.pendingMark(frame.doc) === heldBack) {
+        this.port.heldBackStill?.(frame.doc, heldBack);
+      }
     });
     // Kept rejected when it fails: a round's floor is adopted only once all its merges are durable (onDone).
     this.applying.set(applied, frame.update.byteLength);
@@ -799,6 +827,15 @@ function differingBuckets(a: Uint8Array[], b: Uint8Array[]): number[] {
     if (!x || !y || !Buffer.from(x).equals(Buffer.from(y))) out.push(i);
   }
   return out;
+}
+
+/** Whether a state vector from a peer holds any client (false for one that does not decode). */
+function namesAnyClient(sv: Uint8Array): boolean {
+  try {
+    return Y.decodeStateVector(sv).size > 0;
+  } catch {
+    return false;
+  }
 }
 
 function offerKey(round: number, doc: DocKey): string {

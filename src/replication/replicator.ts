@@ -24,6 +24,7 @@ import { capped, covers, missingCount } from '../vv.js';
 import type { LinkReport, PingFrame } from './protocol.js';
 import type { BackgroundPacer } from '../pacer.js';
 import { leavesCatchUp } from './catch-up-turn.js';
+import { HeldBack } from './held-back.js';
 
 /**
  * How long (in dead timeouts) a silent peer is still redialled several times
@@ -52,6 +53,8 @@ const LARGE_BACKLOG = 1000;
 const MISSING_COUNT_LIMIT = 10_000;
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
+/** Documents holding back updates asked about in one anti-entropy round (see held-back.ts); the rest once these stop waiting. */
+const MAX_HELD_BACK_ASKED = 64;
 
 /**
  * What replication needs of the configuration: who this region and its peers
@@ -96,6 +99,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   private pingId = 0;
   /** Whether documents had pending updates at the last anti-entropy tick. */
   private pendingSeen = false;
+  private readonly heldBack: HeldBack;
   private stopped = false;
   private readonly unsubscribe: () => void;
 
@@ -108,6 +112,9 @@ export class Replicator implements ReplicationView, AwarenessRelay {
   constructor(private readonly o: ReplicatorOptions) {
     this.log = o.logger.child({ module: 'replication' });
     this.perPeerLog = createLogLimiter({ logger: this.log });
+    this.heldBack = new HeldBack({
+      peers: () => this.peers.keys(), documents: o.documents, logger: this.log, dropped: () => o.metrics.pendingDropped.inc(),
+    });
     const r = o.config.replication;
     for (const p of o.config.peers) {
       const region = p.region;
@@ -205,6 +212,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         this.o.metrics.heartbeatRttMs.set({ peer: region }, ms);
       },
       onAck: (vv) => this.onAck(peer, vv),
+      heldBackStill: (doc, mark) => this.heldBack.stillHeldBack(doc, mark, region),
       // One change at once, then one per interval (counted once made: a change that failed is tried again).
       mayFollowRestore: () => this.writerChangedAt === null || performance.now() - this.writerChangedAt >= r.writerChangeIntervalMs,
       onPeerRestarted: (vv) => {
@@ -614,7 +622,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         // A round the peer runs here repairs them as well as one of ours would.
         if (s.ae.peerRunning(Date.now(), this.o.config.replication.deadAfterMs)) continue;
         this.log.warn({ peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');
-        s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
+        s.ae.start(this.o.documents.pendingKeys(MAX_HELD_BACK_ASKED)).catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
         continue;
       }
       // Otherwise only when the log stream has nothing left to say and the digests still differ.

@@ -112,6 +112,8 @@ export interface SessionOptions {
   pacer?: BackgroundPacer;
   /** Documents this region lacks asked for in one anti-entropy round at most (see antientropy.ts MAX_ASKED_PER_ROUND). */
   maxAskedPerRound?: number;
+  /** See AntiEntropyPort.heldBackStill. */
+  heldBackStill?: (doc: DocKey, mark: string) => void;
 }
 
 const PROTOCOL_ERROR_CLOSE = CloseCode.ProtocolError;
@@ -270,6 +272,7 @@ export class Session {
       peerStated: () => this.peerHas,
       ...(o.pacer ? { pacer: o.pacer } : {}),
       ...(o.maxAskedPerRound ? { maxAskedPerRound: o.maxAskedPerRound } : {}),
+      ...(o.heldBackStill ? { heldBackStill: o.heldBackStill } : {}),
     });
   }
 

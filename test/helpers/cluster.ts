@@ -116,6 +116,7 @@ export interface SyncBody {
   isolated: boolean;
   pendingDocs: number;
   conflicts: number;
+  agree: boolean;
   peers: {
     region: string;
     state: string;

@@ -22,6 +22,7 @@ import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { MAX_DEPTH } from './json.js';
 import { PlacementOverrun } from './placement.js';
+import { Sha256 } from '../sha256.js';
 
 /** Nesting accepted inside embedded JSON values (arrays, objects) of an update. */
 const MAX_VALUE_DEPTH = MAX_DEPTH * 2;
@@ -112,27 +113,39 @@ export function retryPending(doc: Y.Doc, origin: unknown): void {
 }
 
 /**
- * What `doc` holds back for missing dependencies, as a string that changes
- * whenever that does (the structs held back, the clocks they wait for, the
- * deletions of structs not held); null when nothing waits. Two replicas
- * holding back the same updates give the same string.
+ * What `doc` holds back for missing dependencies, as a short string that
+ * changes whenever that does, whatever bytes Yjs holds it in (they differ
+ * with the order it was merged in): a hash of the clocks waited for, the
+ * clock ranges of the structs held back, and the deletions of structs not
+ * held. Null when nothing waits. Kept per document until what Yjs holds
+ * back changes.
  */
 export function pendingMark(doc: Y.Doc): string | null {
   const { pendingStructs, pendingDs } = doc.store;
   if (pendingStructs === null && pendingDs === null) return null;
-  const parts: string[] = [];
+  // Yjs changes its pending structs in place, but gives them new bytes each time.
+  const structs = pendingStructs?.update ?? null;
+  const known = marks.get(doc);
+  if (known !== undefined && known.structs === structs && known.ds === pendingDs) return known.mark;
+  const hash = new Sha256();
   const byClient = <T>(m: Map<number, T>): [number, T][] => [...m].sort((a, b) => a[0] - b[0]);
   if (pendingStructs !== null) {
+    for (const [client, clock] of byClient(pendingStructs.missing)) hash.update(`w${client}:${clock}`);
     const { from, to } = Y.parseUpdateMetaV2(pendingStructs.update);
-    for (const [client, clock] of byClient(from)) parts.push(`s${client}:${clock}-${to.get(client) ?? clock}`);
-    for (const [client, clock] of byClient(pendingStructs.missing)) parts.push(`w${client}:${clock}`);
+    for (const [client, clock] of byClient(from)) hash.update(`s${client}:${clock}-${to.get(client) ?? clock}`);
   }
   if (pendingDs !== null) {
-    const { ds } = Y.decodeUpdateV2(pendingDs);
-    for (const [client, items] of byClient(ds.clients)) parts.push(`d${client}:${items.map((i) => `${i.clock}+${i.len}`).join(',')}`);
+    for (const [client, items] of byClient(Y.decodeUpdateV2(pendingDs).ds.clients)) {
+      hash.update(`d${client}`);
+      for (const item of items) hash.update(`:${item.clock}+${item.len}`);
+    }
   }
-  return parts.join(' ');
+  const mark = Buffer.from(hash.digest()).toString('base64');
+  marks.set(doc, { structs, ds: pendingDs, mark });
+  return mark;
 }
+
+const marks = new WeakMap<Y.Doc, { structs: Uint8Array | null; ds: Uint8Array | null; mark: string }>();
 
 /** Per document, the clocks (summed) of the clients waited for at its last retry that integrated nothing. */
 const fruitless = new WeakMap<Y.Doc, number>();

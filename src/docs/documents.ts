@@ -613,6 +613,11 @@ class DocumentsImpl implements Documents {
       if (keys.length >= limit) break;
       keys.push(doc);
     }
+    // To the back: the next call takes the next ones, so that no set of documents always goes first.
+    for (const doc of keys) {
+      this.pending.delete(doc);
+      this.pending.add(doc);
+    }
     return keys;
   }
 

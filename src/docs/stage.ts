@@ -152,7 +152,7 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       const mark = (update: Uint8Array): void => void added.push(update);
       live.ydoc.on('update', mark);
       const ydoc = live.ydoc;
-      const heldPending = holdsPending(live);
+      const heldBefore = pendingMark(ydoc);
       // Decoded only for a document that holds something to collide with (a rebuild's are new).
       const parts = ydoc.store.clients.size === 0 ? [job.update] : [Y.decodeUpdate(job.update)];
       try {
@@ -161,7 +161,10 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
         refuseMergedGrowth(host, job.doc, live, before, batch);
         // Sent again by a peer that has not let go of them yet: let go of at once, or the regions would hand them back and forth.
         const dropped = host.droppedPending.get(job.doc);
-        if (dropped !== undefined && pendingMark(live.ydoc) === dropped) letGoOfPending(live);
+        if (dropped !== undefined && pendingMark(live.ydoc) === dropped) {
+          letGoOfPending(live);
+          host.notePending(job.doc, live);
+        }
       } catch (err) {
         if (!(err instanceof GrowthRefused || err instanceof CostlyLoad)) throw err;
         batch.done.push(() => job.resolve({ refused: err.message }));
@@ -171,8 +174,8 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       }
       // Nothing taken (the peer held nothing this region lacks): nothing to store. A snapshot would be the
       // document's merged state, where its entries may hold it in an order that loads far more cheaply (compactor.ts).
-      // Yjs changes what waits for missing dependencies in place, and emits nothing for it: a document holding any counts as changed.
-      const unchanged = live.ydoc === ydoc && added.length === 0 && !heldPending && !holdsPending(live);
+      // Yjs changes what waits for missing dependencies in place, and emits nothing for it: compared before and after.
+      const unchanged = live.ydoc === ydoc && added.length === 0 && pendingMark(live.ydoc) === heldBefore;
       // A document marked corrupt (its digest zeros) is stored anew all the same: that is its repair.
       const sound = live.digest !== null && live.digest.some((b) => b !== 0);
       if (unchanged && sound && !batch.created.has(job.doc)) {

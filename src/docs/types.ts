@@ -237,7 +237,7 @@ export interface Documents {
   onStateChanged(listener: (changes: StateChange[]) => void): () => void;
   /** Count of documents holding Yjs updates whose dependencies are missing. */
   pendingDocs(): number;
-  /** Up to `limit` of those documents. */
+  /** Up to `limit` of those documents, in turn: each call takes the next ones. */
   pendingKeys(limit: number): DocKey[];
   /**
    * What `doc` holds back for missing dependencies (crdt `pendingMark`), one

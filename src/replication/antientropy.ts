@@ -62,6 +62,13 @@ export interface AntiEntropyPort {
    * `mark` (see Documents.pendingMark): the peer holds none of what it waits for.
    */
   heldBackStill?(doc: DocKey, mark: string): void;
+  /**
+   * Whether an answer of the peer already left `doc` holding back `mark`:
+   * it is not asked about again until that changes. Should the peer come to
+   * hold what it waits for, its digest changes, and the document is asked
+   * about as any that differs.
+   */
+  heldBackAnswered?(doc: DocKey, mark: string): boolean;
 }
 
 interface Round {
@@ -94,7 +101,7 @@ interface Round {
   /** Documents asked about with their digest parts: the peer may offer its state of these, once each. */
   mayOffer: Set<DocKey>;
   /** Documents holding back updates for missing dependencies, asked about whatever their digests (see start). */
-  heldBack: readonly DocKey[];
+  heldBack: ReadonlySet<DocKey>;
   /** What each document asked about held back when it was asked (see AntiEntropyPort.heldBackStill). */
   heldBackAsked: Map<DocKey, string>;
   startedAt: number;
@@ -248,6 +255,12 @@ export class AntiEntropy {
 
   constructor(private readonly port: AntiEntropyPort) {}
 
+  /** Whether to ask the peer about `doc`, held back for missing dependencies, whatever the digests. */
+  private asksHeldBack(doc: DocKey): boolean {
+    const mark = this.port.documents.pendingMark(doc);
+    return mark !== null && this.port.heldBackAnswered?.(doc, mark) !== true;
+  }
+
   get running(): boolean {
     return this.rounds.size > 0;
   }
@@ -292,7 +305,7 @@ export class AntiEntropy {
     return new Promise<void>((resolve) => {
       const state: Round = {
         floor, buckets: [], bucketsDue: null, docsExpected: null, docsReceived: 0, asked: 0, leftOut: 0, outstanding: 0, awaiting: new Set(),
-        queue: new Outbox(), driving: false, mayOffer: new Set(), heldBack, heldBackAsked: new Map(),
+        queue: new Outbox(), driving: false, mayOffer: new Set(), heldBack: new Set(heldBack), heldBackAsked: new Map(),
         startedAt: Date.now(), activeAt: Date.now(), done: resolve,
       };
       this.rounds.set(round, state);
@@ -334,7 +347,9 @@ export class AntiEntropy {
       round.bucketsDue = new Set(differing);
       round.docsExpected = differing.length;
       // Those in a differing bucket are asked about when the peer lists it (each document once a round).
-      for (const doc of round.heldBack) if (!round.bucketsDue.has(bucketOf(doc))) round.queue.push({ type: 'ask', round: frame.round, doc });
+      for (const doc of round.heldBack) {
+        if (!round.bucketsDue.has(bucketOf(doc)) && this.asksHeldBack(doc)) round.queue.push({ type: 'ask', round: frame.round, doc });
+      }
       this.drive(frame.round, round);
       return;
     }
@@ -406,7 +421,7 @@ export class AntiEntropy {
       const other = theirs.get(doc);
       if (!other) {
         round.queue.push({ type: 'full-state', round: frame.round, doc });
-      } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
+      } else if (!Buffer.from(other).equals(Buffer.from(digest)) || (round.heldBack.has(doc) && this.asksHeldBack(doc))) {
         round.queue.push({ type: 'ask', round: frame.round, doc });
       }
     }
@@ -578,13 +593,13 @@ export class AntiEntropy {
     // Not awaited one by one: documents received together share one commit
     // (a rebuild of many documents would otherwise cost an fsync each, and a
     // receiver that slow stops reading its socket, heartbeats included).
-    const sv = frame.sv;
     const applied = documents.applyState(frame.doc, frame.update, this.port.peer).then(({ refused }) => {
       // Kept serving: the document stays apart from the peer's, and says so (as a quarantined entry, it counts as held).
       if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
-      // Merged, the peer's state left the same updates held back. An empty
-      // state vector says nothing (also the answer of a peer that could not build it).
-      else if (heldBack !== undefined && sv !== null && namesAnyClient(sv) && documents.pendingMark(frame.doc) === heldBack) {
+      // Merged, the peer's state left the same updates held back. (A peer
+      // that cannot build the document answers with nothing: whatever it
+      // holds of it, it can send none of it, by state or otherwise.)
+      else if (heldBack !== undefined && documents.pendingMark(frame.doc) === heldBack) {
         this.port.heldBackStill?.(frame.doc, heldBack);
       }
     });
@@ -827,15 +842,6 @@ function differingBuckets(a: Uint8Array[], b: Uint8Array[]): number[] {
     if (!x || !y || !Buffer.from(x).equals(Buffer.from(y))) out.push(i);
   }
   return out;
-}
-
-/** Whether a state vector from a peer holds any client (false for one that does not decode). */
-function namesAnyClient(sv: Uint8Array): boolean {
-  try {
-    return Y.decodeStateVector(sv).size > 0;
-  } catch {
-    return false;
-  }
 }
 
 function offerKey(round: number, doc: DocKey): string {

@@ -35,6 +35,12 @@ export class HeldBack {
 
   constructor(private readonly o: HeldBackOptions) {}
 
+  /** Whether `peer`'s answer about `doc` already left `mark` held back (and nothing was let go of since). */
+  answeredBy(doc: DocKey, mark: string, peer: RegionId): boolean {
+    const seen = this.answered.get(doc);
+    return seen?.mark === mark && seen.peers.has(peer);
+  }
+
   /** `peer`'s answer about `doc`, merged, left `mark` held back (see AntiEntropyPort.heldBackStill). */
   stillHeldBack(doc: DocKey, mark: string, peer: RegionId): void {
     let seen = this.answered.get(doc);

@@ -53,7 +53,7 @@ const LARGE_BACKLOG = 1000;
 const MISSING_COUNT_LIMIT = 10_000;
 /** Shortest time between two early dials of one peer (see `dialPeersOthersReach`), ms. */
 const HINTED_DIAL_MS = 2000;
-/** Documents holding back updates asked about in one anti-entropy round (see held-back.ts); the rest once these stop waiting. */
+/** Documents holding back updates asked about in one anti-entropy round (see held-back.ts); the next ones at the next round. */
 const MAX_HELD_BACK_ASKED = 64;
 
 /**
@@ -213,6 +213,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       },
       onAck: (vv) => this.onAck(peer, vv),
       heldBackStill: (doc, mark) => this.heldBack.stillHeldBack(doc, mark, region),
+      heldBackAnswered: (doc, mark) => this.heldBack.answeredBy(doc, mark, region),
       // One change at once, then one per interval (counted once made: a change that failed is tried again).
       mayFollowRestore: () => this.writerChangedAt === null || performance.now() - this.writerChangedAt >= r.writerChangeIntervalMs,
       onPeerRestarted: (vv) => {
@@ -614,6 +615,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const stuck = this.o.documents.pendingDocs() > 0 && this.pendingSeen;
     this.pendingSeen = this.o.documents.pendingDocs() > 0;
     const idleMs = Math.max(10_000, 4 * this.o.config.replication.deadAfterMs);
+    // The same documents asked of every peer, so that their answers can all count at once (see held-back.ts).
+    const heldBack = stuck ? this.o.documents.pendingKeys(MAX_HELD_BACK_ASKED) : [];
     for (const peer of this.peers.values()) {
       const s = peer.session;
       s?.ae.abortIdle(Date.now(), idleMs);
@@ -621,8 +624,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       if (stuck) {
         // A round the peer runs here repairs them as well as one of ours would.
         if (s.ae.peerRunning(Date.now(), this.o.config.replication.deadAfterMs)) continue;
-        this.log.warn({ peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');
-        s.ae.start(this.o.documents.pendingKeys(MAX_HELD_BACK_ASKED)).catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
+        this.perPeerLog.warn('held_back', peer.region, { peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');
+        s.ae.start(heldBack).catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
         continue;
       }
       // Otherwise only when the log stream has nothing left to say and the digests still differ.

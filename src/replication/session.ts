@@ -114,6 +114,8 @@ export interface SessionOptions {
   maxAskedPerRound?: number;
   /** See AntiEntropyPort.heldBackStill. */
   heldBackStill?: (doc: DocKey, mark: string) => void;
+  /** See AntiEntropyPort.heldBackAnswered. */
+  heldBackAnswered?: (doc: DocKey, mark: string) => boolean;
 }
 
 const PROTOCOL_ERROR_CLOSE = CloseCode.ProtocolError;
@@ -273,6 +275,7 @@ export class Session {
       ...(o.pacer ? { pacer: o.pacer } : {}),
       ...(o.maxAskedPerRound ? { maxAskedPerRound: o.maxAskedPerRound } : {}),
       ...(o.heldBackStill ? { heldBackStill: o.heldBackStill } : {}),
+      ...(o.heldBackAnswered ? { heldBackAnswered: o.heldBackAnswered } : {}),
     });
   }
 

@@ -114,10 +114,11 @@ export function retryPending(doc: Y.Doc, origin: unknown): void {
 
 /**
  * What `doc` holds back for missing dependencies, as a short string that
- * changes whenever that does, whatever bytes Yjs holds it in (they differ
- * with the order it was merged in): a hash of the clocks waited for, the
- * clock ranges of the structs held back, and the deletions of structs not
- * held. Null when nothing waits. Kept per document until what Yjs holds
+ * changes whenever that does, whatever order it arrived in (Yjs holds it
+ * in other bytes, split otherwise, and notes other clocks as waited for,
+ * by the order): a hash of the clocks of the structs held back and of the
+ * deletions of structs not held, each client's as ranges joined where they
+ * meet. Null when nothing waits. Kept per document until what Yjs holds
  * back changes.
  */
 export function pendingMark(doc: Y.Doc): string | null {
@@ -128,21 +129,40 @@ export function pendingMark(doc: Y.Doc): string | null {
   const known = marks.get(doc);
   if (known !== undefined && known.structs === structs && known.ds === pendingDs) return known.mark;
   const hash = new Sha256();
-  const byClient = <T>(m: Map<number, T>): [number, T][] => [...m].sort((a, b) => a[0] - b[0]);
-  if (pendingStructs !== null) {
-    for (const [client, clock] of byClient(pendingStructs.missing)) hash.update(`w${client}:${clock}`);
-    const { from, to } = Y.parseUpdateMetaV2(pendingStructs.update);
-    for (const [client, clock] of byClient(from)) hash.update(`s${client}:${clock}-${to.get(client) ?? clock}`);
-  }
-  if (pendingDs !== null) {
-    for (const [client, items] of byClient(Y.decodeUpdateV2(pendingDs).ds.clients)) {
-      hash.update(`d${client}`);
-      for (const item of items) hash.update(`:${item.clock}+${item.len}`);
+  if (structs !== null) {
+    const held = new Map<number, { clock: number; len: number }[]>();
+    for (const struct of Y.decodeUpdateV2(structs).structs) {
+      if (struct instanceof Y.Skip) continue;
+      const ranges = held.get(struct.id.client) ?? [];
+      ranges.push({ clock: struct.id.clock, len: struct.length });
+      held.set(struct.id.client, ranges);
     }
+    hashRanges(hash, 's', held);
   }
+  if (pendingDs !== null) hashRanges(hash, 'd', Y.decodeUpdateV2(pendingDs).ds.clients);
   const mark = Buffer.from(hash.digest()).toString('base64');
   marks.set(doc, { structs, ds: pendingDs, mark });
   return mark;
+}
+
+/** Each client's clock ranges, in order of client, sorted and joined where they meet or overlap. */
+function hashRanges(hash: Sha256, kind: string, byClient: Map<number, readonly { clock: number; len: number }[]>): void {
+  for (const [client, items] of [...byClient].sort((a, b) => a[0] - b[0])) {
+    hash.update(`${kind}${client}`);
+    const sorted = [...items].sort((a, b) => a.clock - b.clock);
+    let start = -1;
+    let end = -1;
+    for (const { clock, len } of sorted) {
+      if (clock <= end) {
+        end = Math.max(end, clock + len);
+        continue;
+      }
+      if (start >= 0) hash.update(`:${start}-${end}`);
+      start = clock;
+      end = clock + len;
+    }
+    if (start >= 0) hash.update(`:${start}-${end}`);
+  }
 }
 
 const marks = new WeakMap<Y.Doc, { structs: Uint8Array | null; ds: Uint8Array | null; mark: string }>();

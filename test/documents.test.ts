@@ -1247,6 +1247,28 @@ describe('compaction of updates whose merge every load places item by item', () 
     expect(loadedFrom(again.docs.readYjs(key)!).getArray('l').toJSON()).toEqual(['x0', 'a1', 'a2']);
   });
 
+  it('a peer\'s state that adds held-back structs between others held back is stored all the same', async () => {
+    const t = node();
+    const key = docKey('c', 'waiting-gap');
+    const first = new Y.Doc();
+    first.clientID = 60;
+    first.getMap('m').set('k', 1);
+    const x = Y.encodeStateAsUpdate(first);
+    const editor = new Y.Doc();
+    editor.clientID = 50;
+    Y.applyUpdate(editor, x);
+    const k2 = captured(editor, () => editor.getMap('m').set('k', 2));
+    const a = captured(editor, () => editor.getMap('m').set('a', 1));
+    const b = captured(editor, () => editor.getMap('m').set('b', 2));
+    // All wait for x (client 60's). Held back first: clocks 0 and 2; then a peer's state brings clock 1 between them.
+    expect(await t.docs.applyState(key, Y.mergeUpdates([k2, b]), 'r2' as RegionId)).toEqual({ refused: null });
+    expect(await t.docs.applyState(key, Y.mergeUpdates([k2, a]), 'r2' as RegionId)).toEqual({ refused: null });
+    await t.docs.close();
+    const again = node(t.dir);
+    await again.docs.applyRemote([{ origin: 'r3~01' as WriterId, seq: 1, doc: key, ts: Date.now(), update: x }], 'r3' as RegionId);
+    expect(loadedFrom(again.docs.readYjs(key)!).getMap('m').toJSON()).toEqual({ k: 2, a: 1, b: 2 });
+  });
+
   it('stored merged by a peer\'s state that adds: a change refused later keeps what its commit took before it', async () => {
     const t = node();
     const key = docKey('c', 'quadratic');

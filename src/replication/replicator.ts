@@ -615,8 +615,9 @@ export class Replicator implements ReplicationView, AwarenessRelay {
     const stuck = this.o.documents.pendingDocs() > 0 && this.pendingSeen;
     this.pendingSeen = this.o.documents.pendingDocs() > 0;
     const idleMs = Math.max(10_000, 4 * this.o.config.replication.deadAfterMs);
-    // The same documents asked of every peer, so that their answers can all count at once (see held-back.ts).
-    const heldBack = stuck ? this.o.documents.pendingKeys(MAX_HELD_BACK_ASKED) : [];
+    // The same documents asked of every peer, so that their answers can all count at once (see held-back.ts);
+    // taken once a round starts, so that rounds skipped do not pass over them.
+    let heldBack: DocKey[] | null = null;
     for (const peer of this.peers.values()) {
       const s = peer.session;
       s?.ae.abortIdle(Date.now(), idleMs);
@@ -625,7 +626,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         // A round the peer runs here repairs them as well as one of ours would.
         if (s.ae.peerRunning(Date.now(), this.o.config.replication.deadAfterMs)) continue;
         this.perPeerLog.warn('held_back', peer.region, { peer: peer.region, pendingDocs: this.o.documents.pendingDocs() }, 'updates still wait for dependencies; repairing by anti-entropy');
-        s.ae.start(heldBack).catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
+        s.ae.start((heldBack ??= this.o.documents.pendingKeys(MAX_HELD_BACK_ASKED))).catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
         continue;
       }
       // Otherwise only when the log stream has nothing left to say and the digests still differ.

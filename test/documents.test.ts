@@ -1106,19 +1106,19 @@ describe('conflict records', () => {
     const seen: string[] = [];
     let after = 0;
     for (let pages = 1; ; pages++) {
-      const page = n.docs.conflicts(doc, after, 100, 1000);
+      const page = await n.docs.conflicts(doc, after, 100, 1000, 'test');
       expect(page.conflicts.length).toBe(pages < 3 ? 2 : 1);
-      seen.push(...page.conflicts.map((c) => String((c.value as { lost: string }).lost[0])));
+      seen.push(...page.conflicts.map((c) => String((JSON.parse(c.valueJson) as { lost: string }).lost[0])));
       if (page.next === null) break;
       after = page.next;
     }
     expect(seen).toEqual(['0', '1', '2', '3', '4']);
     // A state larger than the bound still comes, alone; the count bounds a page too.
-    expect(n.docs.conflicts(doc, 0, 100, 10).conflicts).toHaveLength(1);
-    const three = n.docs.conflicts(doc, 0, 3, 1 << 20);
+    expect((await n.docs.conflicts(doc, 0, 100, 10, 'test')).conflicts).toHaveLength(1);
+    const three = await n.docs.conflicts(doc, 0, 3, 1 << 20, 'test');
     expect(three.conflicts).toHaveLength(3);
     expect(three.next).toBe(three.conflicts[2]!.id);
-    expect(n.docs.conflicts(doc, three.next!, 3, 1 << 20).next).toBeNull();
+    expect((await n.docs.conflicts(doc, three.next!, 3, 1 << 20, 'test')).next).toBeNull();
   });
 });
 

@@ -2,9 +2,9 @@
  * `GET /v1/docs/:collection/:id/conflicts`: the document states that lost a
  * content conflict in this region (two clients wrote different content under
  * one Yjs client id; see docs/replace.ts), oldest first, paged by id. A
- * page is rendered as a read of the document is (./shared-reads.ts): a lost
- * state may be as large as the document, and each is decoded and rendered
- * on the thread that serves every request.
+ * page is read as the document is (./shared-reads.ts): a lost state may be
+ * as large as the document, and a large one is rendered on the render
+ * thread, as a large document's read is.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -41,22 +41,17 @@ export async function conflictRoutes(
       const doc = docOf(request.params);
       // The validator has filled in the defaults.
       const { after = 0, limit = 20 } = request.query;
-      const body = await reads.read(doc, `conflicts:${after}:${limit}`, () => null, () => {
-        const page = documents.conflicts(doc, after, limit, PAGE_STATE_BYTES);
+      const who = caller(request);
+      const body = await reads.read(doc, `conflicts:${after}:${limit}`, () => null, async () => {
+        const page = await documents.conflicts(doc, after, limit, PAGE_STATE_BYTES, who);
         if (page.conflicts.length === 0 && after === 0 && !documents.hasState(doc)) return null;
-        return Buffer.from(JSON.stringify({
-          conflicts: page.conflicts.map((c) => ({
-            id: c.id,
-            at: new Date(c.at).toISOString(),
-            winner: c.winner,
-            keptDigest: c.keptDigest,
-            lostDigest: c.lostDigest,
-            value: c.value,
-            yjs: Buffer.from(c.state).toString('base64'),
-          })),
-          next: page.next,
-        }));
-      }, caller(request));
+        // Each lost value comes as JSON text (rendered off the event loop when large): placed as it is.
+        const conflicts = page.conflicts.map((c) => {
+          const head = JSON.stringify({ id: c.id, at: new Date(c.at).toISOString(), winner: c.winner, keptDigest: c.keptDigest, lostDigest: c.lostDigest });
+          return `${head.slice(0, -1)},"value":${c.valueJson},"yjs":"${Buffer.from(c.state).toString('base64')}"}`;
+        });
+        return Buffer.from(`{"conflicts":[${conflicts.join(',')}],"next":${JSON.stringify(page.next)}}`);
+      }, who);
       if (body === null) throw new MeridianError('not_found', `document ${doc} does not exist`);
       return reply.type('application/json; charset=utf-8').send(body);
     },

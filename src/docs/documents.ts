@@ -698,15 +698,26 @@ class DocumentsImpl implements Documents {
     return live ? digestParts(live.ydoc) : null;
   }
 
-  conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number): { conflicts: Conflict[]; next: number | null } {
+  async conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number, caller: string): Promise<{ conflicts: Conflict[]; next: number | null }> {
     const { records, more } = this.store.conflicts.list(doc, afterId, limit, maxStateBytes);
-    // Each is decoded and rendered on this thread: lost states of a large document add up to seconds.
-    const conflicts = records.map((c): Conflict => {
-      const lost = loadDoc([c.lostState], 1);
-      const value = readDocument(lost);
-      lost.destroy();
-      return { id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), value, state: c.lostState };
-    });
+    const conflicts: Conflict[] = [];
+    for (const c of records) {
+      // A lost state may be as large as the document: one of a large document
+      // built and rendered here held the region a second (95,000 structs).
+      const rendered = this.renderer.available && c.lostState.byteLength >= COLD_RENDER_BYTES
+        ? await this.renderer.render([c.lostState], { kind: 'json' }, caller)
+        : undefined;
+      let valueJson: string;
+      if (rendered !== undefined) {
+        this.renderedColdCount++;
+        valueJson = rendered === null ? 'null' : rendered.toString();
+      } else {
+        const lost = loadDoc([c.lostState], 1);
+        valueJson = JSON.stringify(readDocument(lost));
+        lost.destroy();
+      }
+      conflicts.push({ id: c.id, at: c.at, winner: c.winner, keptDigest: hex(c.keptDigest), lostDigest: hex(c.lostDigest), valueJson, state: c.lostState });
+    }
     return { conflicts, next: more ? conflicts[conflicts.length - 1]!.id : null };
   }
 

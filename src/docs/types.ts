@@ -34,8 +34,8 @@ export interface Conflict {
   /** Hex digests of the state kept and of the state that lost. */
   keptDigest: string;
   lostDigest: string;
-  /** The losing state as JSON (null when it reads as absent). */
-  value: JsonObject | null;
+  /** The losing state as JSON text (`null` when it reads as absent). */
+  valueJson: string;
   /** The losing state as a Yjs update. */
   state: Uint8Array;
 }
@@ -208,9 +208,12 @@ export interface Documents {
   /**
    * The conflicts recorded here for a document, after id `afterId`, oldest
    * first: at most `limit`, and none more once their lost states hold
-   * `maxStateBytes` (the first always comes); `next` when more follow.
+   * `maxStateBytes` (the first always comes); `next` when more follow. A
+   * lost state as large as a large document's is rendered off the event
+   * loop, as {@link readJson} renders one (`caller` waits for a few such
+   * renders at most; beyond, `unavailable`).
    */
-  conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number): { conflicts: Conflict[]; next: number | null };
+  conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number, caller: string): Promise<{ conflicts: Conflict[]; next: number | null }>;
   /** Conflicts recorded in this region. */
   conflictCount(): number;
   /** The document's state vector, or null when this region has never seen it. */

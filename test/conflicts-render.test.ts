@@ -63,3 +63,20 @@ it('renders a large lost state on the render thread, a small one on the event lo
   expect(first!.k29999).toBe(29_999);
   expect(second).toEqual({ k0: 0, k1: 1, k2: 2 });
 });
+
+it('renders there the states of a page that would add up to a large one, each under the bound', async () => {
+  const doc = docKey('c', 'conflicted-often');
+  await documents.put(doc, { kept: 1 });
+  const state = mapOf(4_000);
+  expect(state.byteLength).toBeLessThan(128 * 1024);
+  expect(state.byteLength).toBeGreaterThan(32 * 1024);
+  for (let i = 0; i < 6; i++) recordConflict(doc, state);
+  const before = documents.coldRenders();
+  const page = await documents.conflicts(doc, 0, 10, 1 << 20, 'test');
+  expect(page.conflicts).toHaveLength(6);
+  // Built here while under the bound in all; the rest on the thread.
+  const onThread = documents.coldRenders() - before;
+  expect(onThread).toBeGreaterThan(0);
+  expect(onThread).toBe(6 - Math.floor((128 * 1024 - 1) / state.byteLength));
+  for (const c of page.conflicts) expect((JSON.parse(c.valueJson) as Record<string, number>).k3999).toBe(3_999);
+});

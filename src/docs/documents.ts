@@ -701,17 +701,20 @@ class DocumentsImpl implements Documents {
   async conflicts(doc: DocKey, afterId: number, limit: number, maxStateBytes: number, caller: string): Promise<{ conflicts: Conflict[]; next: number | null }> {
     const { records, more } = this.store.conflicts.list(doc, afterId, limit, maxStateBytes);
     const conflicts: Conflict[] = [];
+    // Bytes of lost states built here: a page of many just under the bound
+    // would add up to what one large one costs.
+    let builtHere = 0;
     for (const c of records) {
       // A lost state may be as large as the document: one of a large document
       // built and rendered here held the region a second (95,000 structs).
-      const rendered = this.renderer.available && c.lostState.byteLength >= COLD_RENDER_BYTES
-        ? await this.renderer.render([c.lostState], { kind: 'json' }, caller)
-        : undefined;
+      const offLoop = this.renderer.available && builtHere + c.lostState.byteLength >= COLD_RENDER_BYTES;
+      const rendered = offLoop ? await this.renderer.render([c.lostState], { kind: 'json' }, caller) : undefined;
       let valueJson: string;
       if (rendered !== undefined) {
         this.renderedColdCount++;
         valueJson = rendered === null ? 'null' : rendered.toString();
       } else {
+        builtHere += c.lostState.byteLength;
         const lost = loadDoc([c.lostState], 1);
         valueJson = JSON.stringify(readDocument(lost));
         lost.destroy();

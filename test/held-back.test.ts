@@ -6,10 +6,10 @@
  * while any peer has not answered (it is down: it could hold what they
  * wait for), nothing is let go of.
  */
-import * as Y from 'yjs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DocKey, RegionId, WriterId } from '../src/ids.js';
 import { http, startTestCluster, syncStatus, waitFor, waitForConvergence } from './helpers/cluster.js';
+import { danglingUpdate } from './helpers/dangling.js';
 import { ImpostorLink } from './helpers/impostor.js';
 
 const [A, B, C] = ['ap-south', 'eu-west', 'us-east'] as [RegionId, RegionId, RegionId];
@@ -32,18 +32,6 @@ async function dropped(region: RegionId): Promise<number> {
 
 async function value(region: RegionId): Promise<unknown> {
   return (await http(`${cluster.url(region)}/v1/docs/${DOC}`)).body;
-}
-
-/** One Y.Text insert placed after three characters no region holds (client 111's). */
-function danglingUpdate(): Uint8Array {
-  const held = new Y.Doc();
-  held.clientID = 111;
-  held.getText('t').insert(0, 'abc');
-  const next = new Y.Doc();
-  next.clientID = 222;
-  Y.applyUpdate(next, Y.encodeStateAsUpdate(held));
-  next.getText('t').insert(3, 'd');
-  return Y.encodeStateAsUpdate(next, Y.encodeStateVector(held));
 }
 
 it('lets go of updates that wait for changes no region holds once every peer has answered, and not while one is down', async () => {

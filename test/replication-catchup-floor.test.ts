@@ -7,11 +7,11 @@
  * seconds. A peer that links again (it restarted before it got there) is
  * sent the state again.
  */
-import * as Y from 'yjs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DocKey, RegionId, VersionVector, WriterId } from '../src/ids.js';
 import type { Frame } from '../src/replication/protocol.js';
 import { http, startTestCluster, syncStatus, waitFor } from './helpers/cluster.js';
+import { danglingUpdate } from './helpers/dangling.js';
 import { ImpostorLink } from './helpers/impostor.js';
 
 const PEER = 'ap-south' as RegionId;
@@ -90,15 +90,7 @@ it('states the floor while an entry it holds waits for a dependency no region ho
   const faulty = await ImpostorLink.open(target, PEER, TARGET, cluster.secret);
   const theirs = await faulty.next('sync-request');
   faulty.send({ type: 'sync-request', vv: theirs.vv });
-  const held = new Y.Doc();
-  held.clientID = 111;
-  held.getText('t').insert(0, 'abc');
-  const next = new Y.Doc();
-  next.clientID = 222;
-  Y.applyUpdate(next, Y.encodeStateAsUpdate(held));
-  next.getText('t').insert(3, 'd');
-  const update = Y.encodeStateAsUpdate(next, Y.encodeStateVector(held));
-  faulty.send({ type: 'entries', entries: [{ origin: `${PEER}~0a0b0c0d0e0f` as WriterId, seq: 1, doc: 'floor/dangling' as DocKey, ts: Date.now(), update }] });
+  faulty.send({ type: 'entries', entries: [{ origin: `${PEER}~0a0b0c0d0e0f` as WriterId, seq: 1, doc: 'floor/dangling' as DocKey, ts: Date.now(), update: danglingUpdate() }] });
   await waitFor('the entry waiting', async () => (await syncStatus(target)).pendingDocs === 1);
   faulty.close();
   await faulty.closed;

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rebuiltDocs, refusedDocLoads } from '../src/crdt/index.js';
 import { contentOf, quadraticMerge } from './helpers/quadratic-merge.js';
+import { danglingUpdate } from './helpers/dangling.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { yDocSkipping } from '../src/docs/loader.js';
 import type { Documents } from '../src/docs/types.js';
@@ -1085,6 +1086,29 @@ describe('concurrent inserts at one place at two regions', () => {
     expect(loadedFrom(t.docs.readYjs(large)!).getText('t').toString()).toHaveLength(1_600);
     await t.docs.digests.settled();
     expect(rebuiltDocs()).toBe(afterSmall);
+  });
+});
+
+describe('updates held back for missing dependencies', () => {
+  it('are named by their mark without decoding a large document held encoded; a small one is named', async () => {
+    // One document held decoded at a time: the others are held encoded.
+    const t = node(undefined, 1000, 1);
+    const large = docKey('c', 'held-back-large');
+    const small = docKey('c', 'held-back-small');
+    for (let part = 0; part < 5; part++) {
+      const fields: Record<string, string> = {};
+      for (let i = 0; i < 4_000; i++) fields[`k${part}_${i}`] = `value ${i}`;
+      await t.docs.patch(large, fields);
+    }
+    await t.docs.put(small, { a: 1 });
+    const origin = 'r0~01' as WriterId;
+    await t.docs.applyRemote([large, small].map((doc, i) => ({ origin, seq: i + 1, doc, ts: Date.now(), update: danglingUpdate() })), 'r0' as RegionId);
+    await t.docs.put(docKey('c', 'other'), { b: 2 });
+    expect(t.docs.pendingDocs()).toBe(2);
+    const decoded = t.docs.decodedAgain();
+    expect(t.docs.pendingMark(large)).toBeNull();
+    expect(t.docs.decodedAgain()).toBe(decoded);
+    expect(t.docs.pendingMark(small)).not.toBeNull();
   });
 });
 

@@ -623,6 +623,13 @@ class DocumentsImpl implements Documents {
 
   pendingMark(doc: DocKey): string | null {
     if (!this.pending.has(doc)) return null;
+    const held = this.cache.peek(doc);
+    if (held) return pendingMark(held.ydoc);
+    // Decoded for it only while that is cheap: a faulty peer's entries can
+    // leave any number of large documents holding updates back, and each
+    // anti-entropy round asks about some.
+    const encoded = this.cache.encodedUpdates(doc);
+    if (encoded === undefined || encoded.reduce((n, u) => n + u.byteLength, 0) >= COLD_RENDER_BYTES) return null;
     try {
       const live = this.live(doc);
       return live ? pendingMark(live.ydoc) : null;

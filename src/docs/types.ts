@@ -243,9 +243,10 @@ export interface Documents {
   /** Up to `limit` of those documents, in turn: each call takes the next ones. */
   pendingKeys(limit: number): DocKey[];
   /**
-   * What `doc` holds back for missing dependencies (crdt `pendingMark`), one
-   * of {@link pendingDocs} built if need be; null when nothing (or it cannot
-   * be built).
+   * What `doc` holds back for missing dependencies (crdt `pendingMark`);
+   * null when nothing, or when not known cheaply: one of
+   * {@link pendingDocs} is decoded for it only when held encoded in under
+   * 128 KiB (the cost of a cold read's build on the event loop).
    */
   pendingMark(doc: DocKey): string | null;
   /**

@@ -120,7 +120,11 @@ interface Round {
  * neither holds them all in memory nor reads them all while handling one
  * inbound frame, and only once durable (see {@link AntiEntropy.durable}).
  */
-type Outgoing = Frame | { type: 'full-state'; round: number; doc: DocKey } | { type: 'ask'; round: number; doc: DocKey };
+type Outgoing =
+  | Frame
+  | { type: 'full-state'; round: number; doc: DocKey }
+  /** `heldBack`: asked because it holds back updates, not because its digest differs (see AntiEntropy.start). */
+  | { type: 'ask'; round: number; doc: DocKey; heldBack?: true };
 
 /**
  * A round's frames to send, in order, except that answers to the peer's
@@ -348,7 +352,7 @@ export class AntiEntropy {
       round.docsExpected = differing.length;
       // Those in a differing bucket are asked about when the peer lists it (each document once a round).
       for (const doc of round.heldBack) {
-        if (!round.bucketsDue.has(bucketOf(doc)) && this.asksHeldBack(doc)) round.queue.push({ type: 'ask', round: frame.round, doc });
+        if (!round.bucketsDue.has(bucketOf(doc))) round.queue.push({ type: 'ask', round: frame.round, doc, heldBack: true });
       }
       this.drive(frame.round, round);
       return;
@@ -421,8 +425,10 @@ export class AntiEntropy {
       const other = theirs.get(doc);
       if (!other) {
         round.queue.push({ type: 'full-state', round: frame.round, doc });
-      } else if (!Buffer.from(other).equals(Buffer.from(digest)) || (round.heldBack.has(doc) && this.asksHeldBack(doc))) {
+      } else if (!Buffer.from(other).equals(Buffer.from(digest))) {
         round.queue.push({ type: 'ask', round: frame.round, doc });
+      } else if (round.heldBack.has(doc)) {
+        round.queue.push({ type: 'ask', round: frame.round, doc, heldBack: true });
       }
     }
     const most = this.port.maxAskedPerRound ?? MAX_ASKED_PER_ROUND;
@@ -462,6 +468,13 @@ export class AntiEntropy {
             continue;
           }
           const queued = round.queue.shift()!;
+          if (queued.type === 'ask' && queued.heldBack === true) {
+            // Decided in turn, paced as the rest: it may decode the document.
+            const deciding = performance.now();
+            const asks = this.asksHeldBack(queued.doc);
+            used += performance.now() - deciding;
+            if (!asks) continue;
+          }
           if (queued.type === 'full-state' || queued.type === 'ask') await this.durable(queued.doc);
           const began = performance.now();
           const next = this.frameFor(queued);

@@ -609,9 +609,9 @@ export class AntiEntropy {
     const applied = documents.applyState(frame.doc, frame.update, this.port.peer).then(({ refused }) => {
       // Kept serving: the document stays apart from the peer's, and says so (as a quarantined entry, it counts as held).
       if (refused !== null) this.port.refused(`doc_state_refused: ${refused}`);
-      // Merged, the peer's state left the same updates held back. (A peer
-      // that cannot build the document answers with nothing: whatever it
-      // holds of it, it can send none of it, by state or otherwise.)
+      // Merged, the peer's state left the same updates held back. An empty
+      // answer counts too: a peer holding nothing of the document holds
+      // none of what they wait for.
       else if (heldBack !== undefined && documents.pendingMark(frame.doc) === heldBack) {
         this.port.heldBackStill?.(frame.doc, heldBack);
       }

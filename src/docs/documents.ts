@@ -454,8 +454,13 @@ class DocumentsImpl implements Documents {
     if (!this.renderer.available) return false;
     const live = this.cache.peek(doc);
     if (live) return structsHeld(live.ydoc) >= RENDER_OFF_LOOP_STRUCTS;
+    return !this.heldEncodedSmall(doc);
+  }
+
+  /** Whether `doc` is held encoded in under {@link COLD_RENDER_BYTES}: decoding it costs a small cold read. */
+  private heldEncodedSmall(doc: DocKey): boolean {
     const encoded = this.cache.encodedUpdates(doc);
-    return encoded === undefined || encoded.reduce((n, u) => n + u.byteLength, 0) >= COLD_RENDER_BYTES;
+    return encoded !== undefined && encoded.reduce((n, u) => n + u.byteLength, 0) < COLD_RENDER_BYTES;
   }
 
   async readYjsRendered(doc: DocKey, stateVector: Uint8Array | undefined, caller: string): Promise<{ update: Uint8Array | null; version: VersionVector }> {
@@ -628,8 +633,7 @@ class DocumentsImpl implements Documents {
     // Decoded for it only while that is cheap: a faulty peer's entries can
     // leave any number of large documents holding updates back, and each
     // anti-entropy round asks about some.
-    const encoded = this.cache.encodedUpdates(doc);
-    if (encoded === undefined || encoded.reduce((n, u) => n + u.byteLength, 0) >= COLD_RENDER_BYTES) return null;
+    if (!this.heldEncodedSmall(doc)) return null;
     try {
       const live = this.live(doc);
       return live ? pendingMark(live.ydoc) : null;

@@ -7,11 +7,11 @@
  * While updates wait, anti-entropy asks every peer about the document
  * (AntiEntropy.start); a peer answers with what it holds beyond this
  * region. Once the answer of every configured peer, merged, has left the
- * very same updates held back, no region holds anything they wait for. And
- * none ever will: a change exists before anything that depends on it, and
- * this region held the dependent updates before it asked. So they are let
- * go of (Documents.dropPending), logged and counted. One peer down, or one
- * answer that brings anything, and nothing is dropped.
+ * very same updates held back, no region holds anything they wait for; and
+ * no honest region will make it later: a change is made before anything
+ * that depends on it, and this region held the dependent updates before it
+ * asked. So they are let go of (Documents.dropPending), logged and counted.
+ * One peer down, or one answer that brings anything, and nothing is dropped.
  */
 import type { Logger } from 'pino';
 import type { DocKey, RegionId } from '../ids.js';
@@ -59,7 +59,7 @@ export class HeldBack {
       (dropped) => {
         if (!dropped) return;
         this.o.logger.error(
-          { doc, waitingFor: mark, peers: [...seen.peers] },
+          { doc, mark, peers: [...seen.peers] },
           'updates of this document waited for changes no region holds (every peer was asked); let go of them. A peer sent an entry it could not have made: check the peers\' versions and logs',
         );
         this.o.dropped(doc);

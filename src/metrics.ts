@@ -80,6 +80,7 @@ export interface Metrics {
   readonly documentsReloaded: Counter;
   /** Reads of large documents built and rendered off the event loop (docs/cold-render.ts). */
   readonly coldRenders: Counter;
+  readonly conflictsJudgedOffLoop: Counter;
   /** Documents built anew to take updates Yjs would have scanned too long to place one by one (see crdt/load.ts `appliedWithinBound`). */
   readonly mergesRebuilt: Counter;
   readonly loadsRefused: Counter;
@@ -252,6 +253,11 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     coldRenders: new Counter({
       name: 'meridian_cold_renders_total',
       help: 'Reads of large documents (JSON and binary reads, live sync steps, change-feed values) built and rendered on the render thread, so that the event loop goes on serving.',
+      registers,
+    }),
+    conflictsJudgedOffLoop: new Counter({
+      name: 'meridian_conflicts_judged_off_loop_total',
+      help: 'Content conflicts of large documents (clients wrote under one Yjs id at two regions) decided on the render thread, both states built and digested there, so that the event loop goes on serving.',
       registers,
     }),
     mergesRebuilt: new Counter({

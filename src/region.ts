@@ -96,6 +96,7 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
   let loadsRefusedCounted = refusedDocLoads();
   let withheldCounted = 0;
   let coldRendersCounted = 0;
+  let judgedCounted = 0;
   const quarantineCounted = new Map<RegionId, number>();
   metrics.onCollect(() => {
     const stats = store.stats();
@@ -113,6 +114,8 @@ export async function startRegion(config: RegionConfig, opts: { logger: Logger; 
     reloadedCounted = documents.reloadedDocs();
     metrics.coldRenders.inc(documents.coldRenders() - coldRendersCounted);
     coldRendersCounted = documents.coldRenders();
+    metrics.conflictsJudgedOffLoop.inc(documents.conflictsJudgedOffLoop() - judgedCounted);
+    judgedCounted = documents.conflictsJudgedOffLoop();
     // Counted by the process: a region has one of its own but in `meridian dev`.
     metrics.mergesRebuilt.inc(rebuiltDocs() - rebuiltCounted);
     rebuiltCounted = rebuiltDocs();

@@ -162,6 +162,57 @@ describe('a Yjs client-id collision at two of three regions', () => {
     await three.dispose();
   });
 
+  // Three contents under one id and clock, one per region: each region is
+  // offered two other states at once, by two links. Building and digesting
+  // both states of a document this large held a region over a second; the
+  // render thread judges them, and the write path takes a verdict only if
+  // the document has not changed since (a replacement by one peer changes it
+  // for the other's verdict).
+  it('resolves a large document\'s conflict among three contents the same everywhere, judged on the render thread', async () => {
+    const regions = [A, B, 'us-east'];
+    const path = '/v1/docs/notes/collide-structured';
+    for (let part = 0; part < 5; part++) {
+      const patch = Object.fromEntries(Array.from({ length: 4_999 }, (_, i) => [`k${part}_${i}`, i]));
+      expect((await http(`${three.url(A)}${path}`, { method: 'PATCH', body: patch })).status).toBe(200);
+    }
+    await waitFor('the document everywhere', async () => {
+      const syncs = await Promise.all(regions.map((r) => syncStatus(three.url(r))));
+      return new Set(syncs.map((s) => s.digest)).size === 1 && syncs.every((s) => s.agree) ? true : undefined;
+    }, 60_000);
+    const judged = async (region: string): Promise<number> => {
+      const text = await (await fetch(`${three.url(region)}/metrics`)).text();
+      return Number(/^meridian_conflicts_judged_off_loop_total(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    const judgedBefore = await Promise.all(regions.map(judged));
+    three.isolate(A);
+    three.isolate(B);
+    await waitFor('every region alone', async () => (await Promise.all(regions.map((r) => syncStatus(three.url(r))))).every((s) => s.isolated));
+    for (const region of regions) {
+      const update = clientUpdate(4545, (doc) => doc.getMap('root').set('title', `written at ${region}`));
+      const res = await fetch(`${three.url(region)}${path}/yjs`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(update) });
+      expect(res.status).toBe(200);
+    }
+    three.heal();
+    const title = await waitFor('one content everywhere', async () => {
+      const reads = await Promise.all(regions.map((r) => http<Record<string, unknown>>(`${three.url(r)}${path}`)));
+      const syncs = await Promise.all(regions.map((r) => syncStatus(three.url(r))));
+      const one = new Set(reads.map((r) => JSON.stringify(r.body))).size === 1 && new Set(syncs.map((s) => s.digest)).size === 1;
+      return one && syncs.every((s) => s.agree && s.conflicts > 0) ? reads[0]!.body.title : undefined;
+    }, 60_000);
+    const value = (await http<Record<string, unknown>>(`${three.url('us-east')}${path}`)).body;
+    expect(Object.keys(value)).toHaveLength(5 * 4_999 + 1);
+    // Every other content is kept as a lost state, at the regions that held it at least.
+    const lost = new Set<string>();
+    for (const region of regions) {
+      const res = await http<{ conflicts: { value: { title: string } }[] }>(`${three.url(region)}${path}/conflicts`);
+      for (const c of res.body.conflicts) lost.add(c.value.title);
+    }
+    expect([...lost].sort()).toEqual(regions.map((r) => `written at ${r}`).filter((t) => t !== title).sort());
+    const judgedAfter = await Promise.all(regions.map(judged));
+    expect(judgedAfter.every((n, i) => n > judgedBefore[i]!)).toBe(true);
+    for (const region of regions) expect((await http(`${three.url(region)}${path}`, { method: 'PATCH', body: { [`after-${region}`]: 1 } })).status).toBe(200);
+  }, 120_000);
+
   it('converges and keeps taking writes when the rest of the longer write splices into a map', async () => {
     const regions = [A, B, 'us-east'];
     const short = clientUpdate(4343, (doc) => {

@@ -325,6 +325,26 @@ export function buildMsOf(structs: number): number {
   return (REBUILD_US_PER_STRUCT * structs) / 1000;
 }
 
+/** Each client's clock in `doc`, for {@link addedStructs}. */
+export function clocksOf(doc: Y.Doc): Map<number, number> {
+  const clocks = new Map<number, number>();
+  for (const client of doc.store.clients.keys()) clocks.set(client, Y.getState(doc.store, client));
+  return clocks;
+}
+
+/**
+ * Whether `doc` holds structs it did not when {@link clocksOf} gave
+ * `before`. An apply that added none placed nothing, so it spliced nothing
+ * (deletions apply by id, as a reload applies them): a colliding entry Yjs
+ * skipped whole needs no reload, which builds and digests the document
+ * twice (0.6-0.8 s for 95,000 nested maps).
+ */
+export function addedStructs(doc: Y.Doc, before: ReadonlyMap<number, number>): boolean {
+  if (doc.store.clients.size !== before.size) return true;
+  for (const [client, clock] of before) if (Y.getState(doc.store, client) !== clock) return true;
+  return false;
+}
+
 /** Structs `doc` holds, pieces of split items each counted: each one Yjs places as a unit when it is loaded. */
 export function structsHeld(doc: Y.Doc): number {
   let structs = 0;

@@ -8,25 +8,50 @@
  *
  * One thread, one render at a time, in the order asked. Renders waiting are
  * bounded, in all and per caller: beyond, a read is refused (503, retry)
- * rather than wait behind many others.
+ * rather than wait behind many others. The same thread judges content
+ * conflicts of large documents (see {@link ColdRenderer.judge}).
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { MeridianError } from '../errors.js';
 import { costlyLoad } from '../crdt/index.js';
+import type { Verdict } from './replace.js';
 
 /** What a read renders: the document as JSON, as a Yjs update (only what `sv`, checked already, lacks), or its state vector. */
 export type RenderKind = { kind: 'json' } | { kind: 'yjs'; sv?: Uint8Array } | { kind: 'sv' };
 
-export type RenderRequest = RenderKind & {
-  id: number;
+type Work = (RenderKind | JudgeRequest) & {
   /** A document's stored updates, in the order they load (snapshot, then entries). */
   updates: Uint8Array[];
 };
 
+export type RenderRequest = Work & { id: number };
+
+/** The document of `updates` (this region's) against a peer's whole state `theirs`, under the conflict rule (replace.ts). */
+interface JudgeRequest {
+  kind: 'judge';
+  theirs: Uint8Array;
+  /** Past this many structs `theirs` is not built: it conflicts with nothing. */
+  maxStructs: number;
+}
+
+/**
+ * What a conflict comes to, decided on the thread. `winner`: when the
+ * peer's state wins, it as its document encodes it (else null), and
+ * `holdsContent` whether that document holds any. `invalid`: why the
+ * peer's state is not a valid update (crdt/validate.ts), else null.
+ */
+export interface Judged {
+  verdict: Verdict;
+  winner: Uint8Array | null;
+  holdsContent: boolean;
+  invalid: string | null;
+}
+
 export type RenderReply =
   | { id: number; outcome: 'rendered'; body: Uint8Array }
+  | ({ id: number; outcome: 'judged' } & Judged)
   | { id: number; outcome: 'absent' }
   /** Not built within the bound on placement work (crdt/load.ts CostlyLoad): refused as the event loop would refuse it. */
   | { id: number; outcome: 'costly' }
@@ -53,7 +78,7 @@ const THREAD_FILE = fileURLToPath(new URL('./render-thread.js', import.meta.url)
 
 interface Waiting {
   caller: string;
-  resolve: (rendered: Rendered) => void;
+  settle: (reply: RenderReply) => void;
   reject: (err: Error) => void;
 }
 
@@ -64,6 +89,13 @@ interface Waiting {
  * them: a feed refused its render would end, and resume.
  */
 export const FEED_RENDERS = 'change-feeds';
+
+/**
+ * The caller conflict verdicts count under. They are bounded by the links
+ * (each resolves one conflict at a time), and a verdict refused would leave
+ * the conflict to the next round: reads that fill the queue do not refuse them.
+ */
+const CONFLICT_VERDICTS = 'conflicts';
 
 export class ColdRenderer {
   private worker: Worker | null = null;
@@ -87,18 +119,39 @@ export class ColdRenderer {
   render(updates: Uint8Array[], what: RenderKind, caller: string): Promise<Rendered> {
     if (!this.available) return Promise.resolve(undefined);
     this.refuseFull(caller);
+    return this.post({ ...what, updates }, caller).then((reply) => {
+      if (reply.outcome === 'rendered') return Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength);
+      if (reply.outcome === 'costly') throw costlyLoad();
+      return reply.outcome === 'absent' ? null : undefined;
+    });
+  }
+
+  /**
+   * How this region's state `mine` and a peer's `theirs` of a document
+   * compare under the conflict rule (replace.ts), each built on the thread;
+   * undefined when the thread cannot run it or could not build `mine`
+   * (the event loop decides it then). Throws `unavailable` when the thread
+   * failed or was stopped.
+   */
+  async judge(mine: Uint8Array, theirs: Uint8Array, maxStructs: number): Promise<Judged | undefined> {
+    if (!this.available) return undefined;
+    const reply = await this.post({ kind: 'judge', updates: [mine], theirs, maxStructs }, CONFLICT_VERDICTS);
+    return reply.outcome === 'judged' ? reply : undefined;
+  }
+
+  private post(request: Work, caller: string): Promise<RenderReply> {
     const worker = this.thread();
     const id = this.nextId++;
-    return new Promise<Rendered>((resolve, reject) => {
-      this.waiting.set(id, { caller, resolve, reject });
-      worker.postMessage({ ...what, id, updates } satisfies RenderRequest);
+    return new Promise<RenderReply>((settle, reject) => {
+      this.waiting.set(id, { caller, settle, reject });
+      worker.postMessage({ ...request, id } satisfies RenderRequest);
       this.armWatchdog();
     });
   }
 
   /** Throws `unavailable` when `caller` could not queue a render now (see {@link render}): checked before reading the store. */
   refuseFull(caller: string): void {
-    if (this.waiting.size >= MAX_WAITING && caller !== FEED_RENDERS) {
+    if (this.waiting.size >= MAX_WAITING && caller !== FEED_RENDERS && caller !== CONFLICT_VERDICTS) {
       throw new MeridianError('unavailable', `${MAX_WAITING} reads of large documents not held in memory wait for their turn: retry shortly`);
     }
     let mine = 0;
@@ -146,9 +199,7 @@ export class ColdRenderer {
       if (this.watchdog) clearTimeout(this.watchdog);
       this.watchdog = null;
       this.armWatchdog();
-      if (reply.outcome === 'rendered') waiting.resolve(Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength));
-      else if (reply.outcome === 'costly') waiting.reject(costlyLoad());
-      else waiting.resolve(reply.outcome === 'absent' ? null : undefined);
+      waiting.settle(reply);
     });
     // A thread that dies (out of memory on a huge document) fails its renders, which the event loop
     // would likely not survive either; the next render starts a thread anew.

@@ -1,12 +1,14 @@
 /**
  * The render thread: builds a large document from its stored updates and
- * renders it as JSON or as one Yjs update, off the event loop that serves requests and
- * links (see cold-render.ts). Pure work on what it is sent: no store, no cache.
+ * renders it as JSON or as one Yjs update, or judges its content conflict
+ * with a peer's state, off the event loop that serves requests and links
+ * (see cold-render.ts). Pure work on what it is sent: no store, no cache.
  */
 import { parentPort } from 'node:worker_threads';
 import * as Y from 'yjs';
-import { CostlyLoad, heldStateVector, loadDoc, readDocument } from '../crdt/index.js';
+import { CostlyLoad, documentHoldsContent, heldStateVector, loadDoc, readDocument, validateUpdate } from '../crdt/index.js';
 import type { RenderReply, RenderRequest } from './cold-render.js';
+import { judge } from './replace.js';
 
 const port = parentPort!;
 const encoder = new TextEncoder();
@@ -23,6 +25,7 @@ function render(request: RenderRequest): RenderReply {
     return { id, outcome: 'unbuilt', error: err instanceof Error ? err.message : String(err) };
   }
   try {
+    if (request.kind === 'judge') return judged(id, ydoc, request.theirs, request.maxStructs);
     if (request.kind === 'json') {
       const value = readDocument(ydoc);
       return value === null ? { id, outcome: 'absent' } : { id, outcome: 'rendered', body: encoder.encode(JSON.stringify(value)) };
@@ -41,8 +44,38 @@ function render(request: RenderRequest): RenderReply {
   }
 }
 
+/**
+ * A conflict decided as the event loop decides it (Documents.replaceState,
+ * replace.ts resolveConflict), the peer's state checked first as it is
+ * there; `mine` is not changed.
+ */
+function judged(id: number, mine: Y.Doc, theirs: Uint8Array, maxStructs: number): RenderReply {
+  const unrelated = { id, outcome: 'judged', verdict: { outcome: 'unrelated' }, winner: null, holdsContent: false, invalid: null } as const;
+  try {
+    // Built past the bound, it could hold this thread as long as it liked: it conflicts with nothing.
+    if (validateUpdate(theirs, Number.MAX_SAFE_INTEGER).structs.length > maxStructs) return unrelated;
+  } catch (err) {
+    return { ...unrelated, invalid: err instanceof Error ? err.message : String(err) };
+  }
+  let incoming: Y.Doc;
+  try {
+    incoming = loadDoc([theirs], 0);
+  } catch {
+    // A state that does not load conflicts with nothing.
+    return unrelated;
+  }
+  try {
+    const verdict = judge(mine, incoming);
+    if (verdict.outcome !== 'replaced') return { ...unrelated, verdict };
+    return { ...unrelated, verdict, winner: Y.encodeStateAsUpdate(incoming), holdsContent: documentHoldsContent(incoming) };
+  } finally {
+    incoming.destroy();
+  }
+}
+
 port.on('message', (request: RenderRequest) => {
   const reply = render(request);
   // Sent, not copied: the thread has no further use for it (updates it was sent are copies).
-  port.postMessage(reply, reply.outcome === 'rendered' ? [reply.body.buffer as ArrayBuffer] : []);
+  const body = reply.outcome === 'rendered' ? reply.body : reply.outcome === 'judged' ? reply.winner : null;
+  port.postMessage(reply, body ? [body.buffer as ArrayBuffer] : []);
 });

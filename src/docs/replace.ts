@@ -57,6 +57,34 @@ export interface Parties {
 }
 
 /**
+ * How two replicas' states of a document compare under the rule: whether
+ * they conflict, and if so which wins, with the digests of both. Pure: it
+ * changes neither doc, and runs on the event loop or the render thread.
+ */
+export type Verdict =
+  | { outcome: 'unrelated' }
+  | { outcome: 'kept' | 'replaced'; mine: Uint8Array; theirs: Uint8Array };
+
+export function judge(mine: Y.Doc, incoming: Y.Doc): Verdict {
+  const mineParts = digestParts(mine);
+  const theirParts = digestParts(incoming);
+  const sameStructure = Buffer.compare(mineParts.structure, theirParts.structure) === 0;
+  const order = Buffer.compare(theirParts.content, mineParts.content);
+  const pending = incoming.store.pendingStructs !== null || incoming.store.pendingDs !== null;
+  if (!sameStructure || order === 0 || pending) return { outcome: 'unrelated' };
+  return { outcome: order > 0 ? 'kept' : 'replaced', mine: combineDigest(mineParts), theirs: combineDigest(theirParts) };
+}
+
+/** The record of what lost a conflict `verdict` decided; `mine`: this region's state, `theirs`: the peer's. */
+export function conflictOf(
+  doc: DocKey, verdict: Extract<Verdict, { outcome: 'kept' | 'replaced' }>, mine: Uint8Array, theirs: Uint8Array, parties: Parties, now: number,
+): NewConflict {
+  return verdict.outcome === 'kept'
+    ? { doc, at: now, winner: parties.self, keptDigest: verdict.mine, lostDigest: verdict.theirs, lostState: theirs }
+    : { doc, at: now, winner: parties.peer, keptDigest: verdict.theirs, lostDigest: verdict.mine, lostState: mine };
+}
+
+/**
  * Compares the live doc with a peer's whole state. When they conflict,
  * returns the record of what lost (both sides keep one) and, when the
  * peer's content wins, the doc to use instead (under `clientId`). Never
@@ -71,23 +99,11 @@ export function resolveConflict(
   } catch {
     return { outcome: 'unrelated' };
   }
-  const mine = digestParts(live.ydoc);
-  const theirs = digestParts(incoming);
-  const sameStructure = Buffer.compare(mine.structure, theirs.structure) === 0;
-  const order = Buffer.compare(theirs.content, mine.content);
-  const pending = incoming.store.pendingStructs !== null || incoming.store.pendingDs !== null;
-  if (!sameStructure || order === 0 || pending) {
-    incoming.destroy();
-    return { outcome: 'unrelated' };
-  }
-  if (order > 0) {
-    incoming.destroy();
-    const conflict = { doc, at: now, winner: parties.self, keptDigest: combineDigest(mine), lostDigest: combineDigest(theirs), lostState: state };
-    return { outcome: 'kept', conflict };
-  }
-  const conflict: NewConflict = {
-    doc, at: now, winner: parties.peer,
-    keptDigest: combineDigest(theirs), lostDigest: combineDigest(mine), lostState: Y.encodeStateAsUpdate(live.ydoc),
-  };
-  return { outcome: 'replaced', ydoc: incoming, conflict };
+  const verdict = judge(live.ydoc, incoming);
+  if (verdict.outcome !== 'replaced') incoming.destroy();
+  if (verdict.outcome === 'unrelated') return verdict;
+  // The live state is encoded only when it lost: it is then kept as the record.
+  const mine = verdict.outcome === 'replaced' ? Y.encodeStateAsUpdate(live.ydoc) : new Uint8Array();
+  const conflict = conflictOf(doc, verdict, mine, state, parties, now);
+  return verdict.outcome === 'kept' ? { outcome: 'kept', conflict } : { outcome: 'replaced', ydoc: incoming, conflict };
 }

@@ -6,10 +6,11 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, addedStructs, appliedWithinBound, applyValidated, clocksOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
-import { resolveConflict, type ReplaceResult } from './replace.js';
+import { conflictOf, resolveConflict, type ReplaceResult } from './replace.js';
+import type { Judged } from './cold-render.js';
 import type { SizeGuard } from './size-guard.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 import { MAX_WRITERS_FROM_PEERS, newWriters } from '../vv.js';
@@ -35,7 +36,35 @@ export type Job =
   | ({ kind: 'state'; doc: DocKey; update: Uint8Array; from: RegionId } & Settle<{ refused: string | null }>)
   | ({ kind: 'raise'; vv: VersionVector } & Settle<void>)
   | ({ kind: 'drop-pending'; doc: DocKey; mark: string } & Settle<boolean>)
-  | ({ kind: 'replace'; doc: DocKey; state: Uint8Array; from: RegionId } & Settle<ReplaceResult>);
+  | ({ kind: 'replace'; doc: DocKey; state: Uint8Array; from: RegionId } & Settle<ReplaceResult>)
+  /** Resolves with null when the document changed after it was judged (see {@link JudgedConflict}). */
+  | ({ kind: 'replace-judged'; doc: DocKey; state: Uint8Array; from: RegionId; judged: JudgedConflict } & Settle<ReplaceResult | null>);
+
+/**
+ * A conflict decided on the render thread (see Documents.replaceState):
+ * this region's state `mine` as it was then, and whether the document has
+ * changed since (`watch`, set by the write path).
+ */
+export interface JudgedConflict extends Judged {
+  mine: Uint8Array;
+  watch: DocWatch;
+}
+
+/** Set once a batch touches the document watched: a verdict on its earlier state no longer holds. */
+export interface DocWatch {
+  changed: boolean;
+}
+
+/**
+ * A document whose state a peer's won a conflict decided off the event
+ * loop (see {@link stageJudged}): stored as that state, not built here.
+ */
+export interface ReplacedState {
+  state: Uint8Array;
+  digest: Uint8Array;
+  deleted: boolean;
+  uptoLsn: number;
+}
 
 /** What one flush is about to commit. */
 export interface Batch {
@@ -84,6 +113,13 @@ export interface Batch {
   reloaded: DocKey[];
   /** Documents built anew to take a peer's update whose items Yjs would have scanned too long to place (see crdt/load.ts `appliedWithinBound`). */
   rebuilt: DocKey[];
+  /**
+   * Documents replaced by a peer's state decided off the event loop: its
+   * snapshot and summary are stored, and the document is read from the
+   * store after the commit. One a later job of the batch touches is built
+   * from it then (see `StageHost.touch`).
+   */
+  replacedStates: Map<DocKey, ReplacedState>;
   done: (() => void)[];
 }
 
@@ -125,10 +161,12 @@ export interface StageHost {
    * document listed as live (see {@link addsLiveItem}).
    */
   defer(doc: DocKey, update: Uint8Array, batch: Batch): boolean;
+  /** Stores `doc` as a peer's state that won a conflict (see {@link ReplacedState}); false when this region no longer holds it. */
+  replaceStored(doc: DocKey, winner: Omit<ReplacedState, 'uptoLsn'>, batch: Batch): boolean;
 }
 
 export function emptyBatch(vv: VersionVector): Batch {
-  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), dropped: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], done: [] };
+  return { entries: [], from: [], sources: [], summaries: new Map(), changed: new Map(), deferred: new Map(), deferredBytes: 0, snapshots: new Set(), stateChanges: new Map(), touched: new Map(), before: new Map(), cold: new Set(), created: new Set(), dropped: new Set(), vv: new Map(vv), quarantined: [], conflicts: [], reloaded: [], rebuilt: [], replacedStates: new Map(), done: [] };
 }
 
 /** Applies one job to in-memory documents and adds what it writes to the batch. */
@@ -197,6 +235,8 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
       return;
     case 'replace':
       return stageReplace(host, job, batch);
+    case 'replace-judged':
+      return stageJudged(host, job, batch);
     case 'drop-pending':
       return stageDropPending(host, job, batch);
   }
@@ -269,6 +309,30 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
   if (resolution.outcome !== 'unrelated') batch.conflicts.push(resolution.conflict);
   if (resolution.outcome === 'replaced') replaceLive(host, job.doc, resolution.ydoc, batch);
   batch.done.push(() => job.resolve({ outcome: resolution.outcome, mine }));
+}
+
+/**
+ * A conflict decided on the render thread against this region's state as
+ * it was then: taken as decided unless the document changed since (the
+ * caller judges it again). When the peer's state wins, it is stored as
+ * the document without being built here.
+ */
+function stageJudged(host: StageHost, job: Extract<Job, { kind: 'replace-judged' }>, batch: Batch): void {
+  const { verdict, mine, winner, holdsContent, watch } = job.judged;
+  if (watch.changed) {
+    batch.done.push(() => job.resolve(null));
+    return;
+  }
+  if (verdict.outcome === 'unrelated') {
+    batch.done.push(() => job.resolve({ outcome: 'unrelated', mine }));
+    return;
+  }
+  if (verdict.outcome === 'replaced' && !host.replaceStored(job.doc, { state: winner!, digest: verdict.theirs, deleted: !holdsContent }, batch)) {
+    batch.done.push(() => job.resolve({ outcome: 'unrelated', mine: null }));
+    return;
+  }
+  batch.conflicts.push(conflictOf(job.doc, verdict, mine, job.state, { self: regionOfWriter(host.writer()), peer: job.from }, host.now()));
+  batch.done.push(() => job.resolve({ outcome: verdict.outcome, mine }));
 }
 
 /** Puts `ydoc` in place of the document's live one; its content counts as replaced (live clients reopen it). */
@@ -685,6 +749,7 @@ function applyGuarded(
   const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   // Counted only where the size is tracked (a walk over the document's clients, per entry).
   const structsBefore = live.sizeBound === null ? 0 : structsHeld(live.ydoc);
+  const clocks = collide ? clocksOf(live.ydoc) : null;
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -714,7 +779,7 @@ function applyGuarded(
   host.notePending(doc, live);
   let reloaded: Y.Doc | null;
   try {
-    reloaded = collide ? reloadedIfDiverged(live.ydoc) : null;
+    reloaded = clocks !== null && addedStructs(live.ydoc, clocks) ? reloadedIfDiverged(live.ydoc) : null;
   } catch (err) {
     host.discard(doc, batch);
     throw err;
@@ -736,7 +801,8 @@ function summarize(doc: DocKey, live: LiveDoc, batch: Batch): void {
 /**
  * What the commit stores of every document the batch changed. Digests are
  * not among it: they walk the whole document, so they are computed after
- * the commit (see digester.ts).
+ * the commit (see digester.ts); but for a peer's state that won a conflict
+ * judged off the event loop, whose digest was computed there.
  */
 export function summarizeBatch(batch: Batch): void {
   for (const [doc, live] of batch.changed) {
@@ -745,4 +811,5 @@ export function summarizeBatch(batch: Batch): void {
   }
   // Not built: the digest computed later finds whether they still hold content.
   for (const doc of batch.deferred.keys()) batch.summaries.set(doc, { doc });
+  for (const [doc, { deleted, digest }] of batch.replacedStates) batch.summaries.set(doc, { doc, deleted, digest });
 }

@@ -129,6 +129,8 @@ export interface Documents {
   reloadedDocs(): number;
   /** Reads rendered off the event loop so far (see readJson). */
   coldRenders(): number;
+  /** Content conflicts judged off the event loop so far (see replaceState). */
+  conflictsJudgedOffLoop(): number;
   /** Compactions not done since this process started: the document's merged state would load beyond the bound (docs/compactor.ts). */
   withheldSnapshots(): number;
 

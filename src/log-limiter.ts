@@ -9,6 +9,7 @@
  * unseen.
  */
 import type { Logger } from 'pino';
+import { setNewest } from './newest.js';
 
 export interface LogLimiter {
   /**
@@ -48,12 +49,7 @@ export function createLogLimiter(opts: LogLimiterOptions): LogLimiter {
   const sources = new Map<string, SourceState>();
 
   function remember(key: string, state: SourceState): void {
-    sources.delete(key);
-    sources.set(key, state);
-    for (const oldest of sources.keys()) {
-      if (sources.size <= maxSources) break;
-      sources.delete(oldest);
-    }
+    setNewest(sources, key, state, maxSources);
   }
 
   return {

@@ -67,6 +67,7 @@ import {
   LOCAL_ORIGIN, MERGED_STRUCTS_ADVICE, emptyBatch, replaceLive, stageJob, summarizeBatch,
   type Batch, type DocWatch, type Job, type JudgedConflict, type ReplacedState, type Settle, type StageHost,
 } from './stage.js';
+import { setNewest } from '../newest.js';
 
 /**
  * Staging time per commit given to peer work after the local writes: a
@@ -550,9 +551,7 @@ class DocumentsImpl implements Documents {
 
   private noteRenderedCold(doc: DocKey): void {
     this.renderedColdCount++;
-    this.renderedCold.delete(doc);
-    this.renderedCold.set(doc, performance.now());
-    if (this.renderedCold.size > MAX_RENDERED_COLD) this.renderedCold.delete(this.renderedCold.keys().next().value!);
+    setNewest(this.renderedCold, doc, performance.now(), MAX_RENDERED_COLD);
   }
 
   stateForPeer(doc: DocKey): Uint8Array | null {

@@ -6,6 +6,7 @@ import type { DocKey, WriterId } from '../ids.js';
 import { CostlyLoad, costlyLoad, freshRegionClientId, loadDoc, mayCollide, mergeMany, stableClientId } from '../crdt/index.js';
 import type { DocumentStates, Maintenance } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
+import { setNewest } from '../newest.js';
 
 /**
  * The updates Yjs takes, each applied on top of those taken before it, to
@@ -89,9 +90,7 @@ export class Unbuilt {
   }
 
   note(doc: DocKey, lastLsn: number): void {
-    this.at.delete(doc);
-    this.at.set(doc, lastLsn);
-    if (this.at.size > MAX_UNBUILT) this.at.delete(this.at.keys().next().value!);
+    setNewest(this.at, doc, lastLsn, MAX_UNBUILT);
   }
 }
 

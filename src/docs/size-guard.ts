@@ -16,6 +16,7 @@
  *   before they are applied, without measuring or reloading.
  */
 import type { DocKey } from '../ids.js';
+import { setNewest } from '../newest.js';
 
 /**
  * The part of the bound a document may pass it by between two measurements
@@ -71,9 +72,7 @@ export class SizeGuard {
   over(doc: DocKey, size: number, measureMs: number, minMs = FULL_MIN_MS): void {
     const now = this.now();
     for (const [d, f] of this.full) if (f.until <= now) this.full.delete(d);
-    this.full.delete(doc);
     // Each document costs its writers a bound's worth of writes to get here; kept bounded all the same.
-    if (this.full.size >= MAX_FULL) this.full.delete(this.full.keys().next().value!);
-    this.full.set(doc, { size, until: now + Math.max(minMs, FULL_PER_MEASURE * measureMs) });
+    setNewest(this.full, doc, { size, until: now + Math.max(minMs, FULL_PER_MEASURE * measureMs) }, MAX_FULL);
   }
 }

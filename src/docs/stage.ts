@@ -14,6 +14,7 @@ import type { Judged } from './cold-render.js';
 import type { SizeGuard } from './size-guard.js';
 import type { RemoteApplyResult, StateChange, WriteAck } from './types.js';
 import { MAX_WRITERS_FROM_PEERS, newWriters } from '../vv.js';
+import { setNewest } from '../newest.js';
 
 /** Transaction origin of writes made through this region's API. */
 export const LOCAL_ORIGIN = Symbol('local');
@@ -264,12 +265,7 @@ function stageDropPending(host: StageHost, job: Extract<Job, { kind: 'drop-pendi
   live = host.touch(job.doc, batch);
   letGoOfPending(live);
   host.notePending(job.doc, live);
-  host.droppedPending.delete(job.doc);
-  host.droppedPending.set(job.doc, job.mark);
-  for (const oldest of host.droppedPending.keys()) {
-    if (host.droppedPending.size <= MAX_DROPPED_REMEMBERED) break;
-    host.droppedPending.delete(oldest);
-  }
+  setNewest(host.droppedPending, job.doc, job.mark, MAX_DROPPED_REMEMBERED);
   batch.snapshots.add(job.doc);
   batch.done.push(() => job.resolve(true));
 }

@@ -38,6 +38,7 @@ import {
 import { covers, firstExcess } from '../vv.js';
 import { CostlyLoad } from '../crdt/index.js';
 import type { BackgroundPacer } from '../pacer.js';
+import { addNewest, setNewest } from '../newest.js';
 
 export interface AntiEntropyPort {
   peer: RegionId;
@@ -556,11 +557,7 @@ export class AntiEntropy {
       if (conflict) {
         const state = documents.readYjs(frame.doc);
         if (state) {
-          this.offered.add(offerKey(frame.round, frame.doc));
-          for (const oldest of this.offered) {
-            if (this.offered.size <= MAX_OFFERED) break;
-            this.offered.delete(oldest);
-          }
+          addNewest(this.offered, offerKey(frame.round, frame.doc), MAX_OFFERED);
           await this.port.send({ type: 'doc-replace', round: frame.round, doc: frame.doc, update: state, kind: 'offer' });
         }
       }
@@ -796,11 +793,7 @@ export class AntiEntropy {
     if (!round) return;
     this.rounds.delete(id);
     // Its sets only: its queue may hold states, let go with it.
-    this.givenUp.set(id, { awaiting: round.awaiting, mayOffer: round.mayOffer });
-    for (const oldest of this.givenUp.keys()) {
-      if (this.givenUp.size <= MAX_GIVEN_UP) break;
-      this.givenUp.delete(oldest);
-    }
+    setNewest(this.givenUp, id, { awaiting: round.awaiting, mayOffer: round.mayOffer }, MAX_GIVEN_UP);
     round.done();
   }
 

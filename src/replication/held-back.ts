@@ -16,6 +16,7 @@
 import type { Logger } from 'pino';
 import type { DocKey, RegionId } from '../ids.js';
 import type { Documents } from '../docs/types.js';
+import { setNewest } from '../newest.js';
 
 /** Documents followed at once, at most (each holds a string and a few peer names). */
 const MAX_FOLLOWED = 4096;
@@ -44,14 +45,7 @@ export class HeldBack {
   /** `peer`'s answer about `doc`, merged, left `mark` held back (see AntiEntropyPort.heldBackStill). */
   stillHeldBack(doc: DocKey, mark: string, peer: RegionId): void {
     let seen = this.answered.get(doc);
-    if (seen?.mark !== mark) {
-      this.answered.delete(doc);
-      this.answered.set(doc, (seen = { mark, peers: new Set() }));
-      for (const oldest of this.answered.keys()) {
-        if (this.answered.size <= MAX_FOLLOWED) break;
-        this.answered.delete(oldest);
-      }
-    }
+    if (seen?.mark !== mark) setNewest(this.answered, doc, (seen = { mark, peers: new Set() }), MAX_FOLLOWED);
     seen.peers.add(peer);
     for (const p of this.o.peers()) if (!seen.peers.has(p)) return;
     this.answered.delete(doc);

@@ -140,3 +140,36 @@ it('never replaces away a write made while the verdict was on the thread', async
   expect(value.title).toBe(`written at ${loser}`);
   expect((await lost.conflicts(doc, 0, 10, 64 << 20, 'test')).conflicts).toHaveLength(0);
 }, 120_000);
+
+it('resolves the conflict of a document written steadily, which a verdict from the thread would always find changed', async () => {
+  const doc = docKey('c', 'written-steadily');
+  await largeAtBoth(doc);
+  await collide(doc, 51_515);
+  const { loser, winner } = sides(doc);
+  // Another client writes every 150 ms, at both regions (as replication would bring it).
+  const editor = new Y.Doc();
+  editor.clientID = 61_616;
+  let writing = true;
+  const writes = (async () => {
+    for (let n = 0; writing; n++) {
+      let update: Uint8Array | null = null;
+      editor.once('update', (u: Uint8Array) => (update = u));
+      editor.getMap('root').set('counter', n);
+      await Promise.all([EAST, WEST].map((r) => regions[r]!.documents.applyYjs(doc, update!)));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  })();
+  const outcomes: string[] = [];
+  try {
+    // As anti-entropy offers it: the winner's state as it is now, a round at a time.
+    for (let round = 0; round < 6 && outcomes.at(-1) !== 'replaced'; round++) {
+      outcomes.push((await regions[loser]!.documents.replaceState(doc, regions[winner]!.documents.readYjs(doc)!, winner)).outcome);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  } finally {
+    writing = false;
+    await writes;
+  }
+  expect(outcomes).toContain('replaced');
+  expect((regions[loser]!.documents.read(doc).value as { title: string }).title).toBe(`written at ${winner}`);
+}, 120_000);

@@ -325,23 +325,32 @@ export function buildMsOf(structs: number): number {
   return (REBUILD_US_PER_STRUCT * structs) / 1000;
 }
 
-/** Each client's clock in `doc`, for {@link addedStructs}. */
-export function clocksOf(doc: Y.Doc): Map<number, number> {
+/** What a doc held before an apply, for {@link placedAny}: each client's clock, and whether some of it waited. */
+export interface Placed {
+  clocks: Map<number, number>;
+  waited: boolean;
+}
+
+export function placedOf(doc: Y.Doc): Placed {
   const clocks = new Map<number, number>();
   for (const client of doc.store.clients.keys()) clocks.set(client, Y.getState(doc.store, client));
-  return clocks;
+  return { clocks, waited: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
 }
 
 /**
- * Whether `doc` holds structs it did not when {@link clocksOf} gave
- * `before`. An apply that added none placed nothing, so it spliced nothing
- * (deletions apply by id, as a reload applies them): a colliding entry Yjs
- * skipped whole needs no reload, which builds and digests the document
- * twice (0.6-0.8 s for 95,000 nested maps).
+ * Whether an apply may have left `doc` other than its own state reloads
+ * to, since {@link placedOf} gave `before`. One that added no struct placed
+ * nothing, so it spliced nothing (deletions apply by id, as a reload
+ * applies them): a colliding entry Yjs skipped whole needs no reload check,
+ * which builds and digests the document twice (0.6-0.8 s for 95,000 nested
+ * maps). Unless something waits for missing dependencies, before or after:
+ * the state Yjs encodes places what waits, and may then reload to other
+ * content than the document shows.
  */
-export function addedStructs(doc: Y.Doc, before: ReadonlyMap<number, number>): boolean {
-  if (doc.store.clients.size !== before.size) return true;
-  for (const [client, clock] of before) if (Y.getState(doc.store, client) !== clock) return true;
+export function placedAny(doc: Y.Doc, before: Placed): boolean {
+  if (before.waited || doc.store.pendingStructs !== null || doc.store.pendingDs !== null) return true;
+  if (doc.store.clients.size !== before.clocks.size) return true;
+  for (const [client, clock] of before.clocks) if (Y.getState(doc.store, client) !== clock) return true;
   return false;
 }
 

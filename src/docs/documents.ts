@@ -16,9 +16,9 @@ import {
   admitClientUpdate,
   applyOps,
   opsOnlyDelete,
-  addedStructs,
   appliedWithinBound,
-  clocksOf,
+  placedAny,
+  placedOf,
   applyValidated,
   withPlacementBudget,
   type DigestParts,
@@ -184,8 +184,15 @@ const RENDERED_WITHIN_MS = 60_000;
  * (20,000 small map keys: some 50 ms).
  */
 const RENDER_OFF_LOOP_STRUCTS = 20_000;
-/** Times a conflict is judged off the event loop while its document keeps changing, before it is left to a later round. */
-const JUDGE_TRIES = 3;
+/**
+ * For this long (ms) after a verdict from the thread found its document
+ * changed, the document's conflicts are resolved on the event loop, as a
+ * small one's are. Written steadily (every 150 ms at both regions), every
+ * verdict found it changed, and the conflict was never resolved.
+ */
+const STALE_VERDICT_MS = 5 * 60_000;
+/** Documents whose stale verdict is remembered. */
+const MAX_STALE_VERDICTS = 1024;
 /** Documents remembered as rendered off the event loop; beyond, the oldest are forgotten. */
 const MAX_RENDERED_COLD = 4096;
 
@@ -236,6 +243,8 @@ class DocumentsImpl implements Documents {
   private judgedOffLoopCount = 0;
   /** Conflicts judged on the render thread, per document, until staged (see {@link replaceState}). */
   private readonly watches = new Map<DocKey, Set<DocWatch>>();
+  /** Documents whose verdict from the thread found them changed, and when (performance.now()); the newest {@link MAX_STALE_VERDICTS}. */
+  private readonly staleVerdicts = new Map<DocKey, number>();
   /**
    * The group commits on their way to the disk, oldest first: one, or two
    * when the next was staged while the first was written (see
@@ -705,29 +714,30 @@ class DocumentsImpl implements Documents {
    * both states and digesting them held both regions 1.3-2.2 s for a
    * document of 95,000 nested maps, each time a client made its replicas
    * collide. The verdict is taken only if the document has not changed
-   * since; if it keeps changing, the conflict is left to a later round.
+   * since; if it has, the conflict is left to the next round, resolved on
+   * the event loop (see {@link STALE_VERDICT_MS}).
    */
   async replaceState(doc: DocKey, state: Uint8Array, from: RegionId): Promise<ReplaceResult> {
     // Not built here past the bound: no conflict can be resolved against it (as a state too costly to load).
     // A large one is checked on the thread: decoding it here held the region 0.7 s (95,000 structs).
     const checkedThere = this.renderer.available && state.byteLength >= COLD_RENDER_BYTES;
     if (!checkedThere && this.beyondMergedStructs(doc, validateUpdate(state, Number.MAX_SAFE_INTEGER)) !== null) return { outcome: 'unrelated', mine: null };
-    for (let tries = 0; tries < JUDGE_TRIES; tries++) {
-      const judged = await this.judgedOffLoop(doc, state);
-      if (judged === null) return { outcome: 'unrelated', mine: null };
-      if (judged === undefined) {
-        // Resolved here after all (a small document, or the thread could not build it): a large state is checked here then.
-        if (checkedThere && this.beyondMergedStructs(doc, validateUpdate(state, Number.MAX_SAFE_INTEGER)) !== null) return { outcome: 'unrelated', mine: null };
-        return this.enqueue<ReplaceResult>((s) => ({ kind: 'replace', doc, state, from, ...s }));
-      }
-      if (judged.invalid !== null) {
-        this.unwatch(doc, judged.watch);
-        throw new MeridianError('invalid_update', judged.invalid);
-      }
-      const result = await this.enqueue<ReplaceResult | null>((s) => ({ kind: 'replace-judged', doc, state, from, judged, ...s }))
-        .finally(() => this.unwatch(doc, judged.watch));
-      if (result !== null) return result;
+    const judged = await this.judgedOffLoop(doc, state);
+    if (judged === null) return { outcome: 'unrelated', mine: null };
+    if (judged === undefined) {
+      // Resolved here after all (a small document, or the thread could not build it): a large state is checked here then.
+      if (checkedThere && this.beyondMergedStructs(doc, validateUpdate(state, Number.MAX_SAFE_INTEGER)) !== null) return { outcome: 'unrelated', mine: null };
+      return this.enqueue<ReplaceResult>((s) => ({ kind: 'replace', doc, state, from, ...s }));
     }
+    if (judged.invalid !== null) {
+      this.unwatch(doc, judged.watch);
+      throw new MeridianError('invalid_update', judged.invalid);
+    }
+    const result = await this.enqueue<ReplaceResult | null>((s) => ({ kind: 'replace-judged', doc, state, from, judged, ...s }))
+      .finally(() => this.unwatch(doc, judged.watch));
+    if (result !== null) return result;
+    // Changed meanwhile: the peer's state, offered before, may no longer have this one's structure. Left to the next round.
+    setNewest(this.staleVerdicts, doc, performance.now(), MAX_STALE_VERDICTS);
     return { outcome: 'unrelated', mine: null };
   }
 
@@ -740,7 +750,9 @@ class DocumentsImpl implements Documents {
    * here, or the thread failed).
    */
   private async judgedOffLoop(doc: DocKey, state: Uint8Array): Promise<JudgedConflict | null | undefined> {
-    if (!this.renderer.available) return undefined;
+    // One whose last verdict from the thread found it changed is likely written steadily: every verdict would.
+    const stale = this.staleVerdicts.get(doc);
+    if (!this.renderer.available || (stale !== undefined && performance.now() - stale < STALE_VERDICT_MS)) return undefined;
     await this.whenDurable(doc, () => undefined);
     let live: LiveDoc | null;
     try {
@@ -782,10 +794,15 @@ class DocumentsImpl implements Documents {
     if (watches?.size === 0) this.watches.delete(doc);
   }
 
-  /** A batch is about to change `doc`: verdicts judged on its earlier state no longer hold. */
-  private noteChanging(doc: DocKey): void {
-    const watches = this.watches.get(doc);
-    if (watches !== undefined) for (const watch of watches) watch.changed = true;
+  /** The documents `batch` changes (staged, before its commit): verdicts judged on their earlier state no longer hold. */
+  private noteChanged(batch: Batch): void {
+    if (this.watches.size === 0) return;
+    for (const docs of [batch.changed.keys(), batch.deferred.keys(), batch.replacedStates.keys(), batch.snapshots, batch.dropped]) {
+      for (const doc of docs) {
+        const watches = this.watches.get(doc);
+        if (watches !== undefined) for (const watch of watches) watch.changed = true;
+      }
+    }
   }
 
   /** See StageHost.replaceStored. */
@@ -798,8 +815,6 @@ class DocumentsImpl implements Documents {
       return false;
     }
     if (live === null) return false;
-    // Other verdicts on the state it had (from other peers) no longer hold.
-    this.noteChanging(doc);
     batch.before.set(doc, live.digest);
     batch.replacedStates.set(doc, { ...winner, uptoLsn: live.lastLsn });
     // Counted anew by the next write (the replacement may hold fewer structs).
@@ -1043,6 +1058,7 @@ class DocumentsImpl implements Documents {
         if (performance.now() - started > stagingMs) break;
       }
     });
+    this.noteChanged(batch);
     const toEncode = this.toHoldEncoded(batch);
     const digested = this.digestsOf(batch, toEncode);
     if (besideLocal && units > 0) this.pacer.spent(performance.now() - started);
@@ -1290,7 +1306,6 @@ class DocumentsImpl implements Documents {
     const merged = this.stager.mergedSizes;
     if (merged.fullSize(doc) !== null || this.stager.mergedStructs.fullSize(doc) !== null) return false;
     if (!this.cache.mayHoldLater(doc, (deferred?.length ?? 0) + 1, bytes, batch.deferredBytes + update.byteLength - bytes, merged.limit)) return false;
-    this.noteChanging(doc);
     if (deferred === undefined) {
       batch.before.set(doc, this.cache.encodedDigest(doc) ?? null);
       batch.deferred.set(doc, (deferred = []));
@@ -1303,7 +1318,6 @@ class DocumentsImpl implements Documents {
   private touch(doc: DocKey, batch: Batch): LiveDoc {
     const touched = batch.touched.get(doc);
     if (touched) return touched;
-    this.noteChanging(doc);
     const replaced = batch.replacedStates.get(doc);
     if (replaced !== undefined) return this.touchReplaced(doc, replaced, batch);
     if (batch.dropped.has(doc)) throw costlyLoad();
@@ -1403,12 +1417,12 @@ class DocumentsImpl implements Documents {
    */
   private replayChecked(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[], batch: Batch): void {
     const collide = mayCollide(live.ydoc, updates);
-    const clocks = collide ? clocksOf(live.ydoc) : null;
+    const placed = collide ? placedOf(live.ydoc) : null;
     if (!appliedWithinBound(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'replay'), collide)) {
       this.rebuildWith(doc, live, updates);
       return;
     }
-    const reloaded = clocks !== null && addedStructs(live.ydoc, clocks) ? reloadedIfDiverged(live.ydoc) : null;
+    const reloaded = placed !== null && placedAny(live.ydoc, placed) ? reloadedIfDiverged(live.ydoc) : null;
     if (reloaded === null) return;
     batch.reloaded.push(doc);
     replaceLive(this.stager, doc, reloaded, batch);

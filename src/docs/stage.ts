@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, addedStructs, appliedWithinBound, applyValidated, clocksOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, placedAny, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { conflictOf, resolveConflict, type ReplaceResult } from './replace.js';
@@ -51,7 +51,7 @@ export interface JudgedConflict extends Judged {
   watch: DocWatch;
 }
 
-/** Set once a batch touches the document watched: a verdict on its earlier state no longer holds. */
+/** Set once a batch changes the document watched: a verdict on its earlier state no longer holds. */
 export interface DocWatch {
   changed: boolean;
 }
@@ -309,13 +309,16 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
 
 /**
  * A conflict decided on the render thread against this region's state as
- * it was then: taken as decided unless the document changed since (the
- * caller judges it again). When the peer's state wins, it is stored as
- * the document without being built here.
+ * it was then: taken as decided unless the document changed since (then
+ * resolved with null, and left to the next round). When the peer's state
+ * wins, it is stored as the document without being built here.
  */
 function stageJudged(host: StageHost, job: Extract<Job, { kind: 'replace-judged' }>, batch: Batch): void {
   const { verdict, mine, winner, holdsContent, watch } = job.judged;
-  if (watch.changed) {
+  const doc = job.doc;
+  // Changed by a batch before this one, or by a job of this one before this job.
+  const changed = batch.changed.has(doc) || batch.deferred.has(doc) || batch.replacedStates.has(doc) || batch.snapshots.has(doc) || batch.dropped.has(doc);
+  if (watch.changed || changed) {
     batch.done.push(() => job.resolve(null));
     return;
   }
@@ -745,7 +748,7 @@ function applyGuarded(
   const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   // Counted only where the size is tracked (a walk over the document's clients, per entry).
   const structsBefore = live.sizeBound === null ? 0 : structsHeld(live.ydoc);
-  const clocks = collide ? clocksOf(live.ydoc) : null;
+  const placed = collide ? placedOf(live.ydoc) : null;
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -775,7 +778,7 @@ function applyGuarded(
   host.notePending(doc, live);
   let reloaded: Y.Doc | null;
   try {
-    reloaded = clocks !== null && addedStructs(live.ydoc, clocks) ? reloadedIfDiverged(live.ydoc) : null;
+    reloaded = placed !== null && placedAny(live.ydoc, placed) ? reloadedIfDiverged(live.ydoc) : null;
   } catch (err) {
     host.discard(doc, batch);
     throw err;

@@ -17,8 +17,8 @@ import { ColdRenderer } from '../src/docs/cold-render.js';
 import { createDocuments } from '../src/docs/documents.js';
 import { judge } from '../src/docs/replace.js';
 import type { Documents } from '../src/docs/types.js';
-import { loadDoc } from '../src/crdt/index.js';
-import { docKey, type DocKey, type RegionId } from '../src/ids.js';
+import { docDigest, loadDoc } from '../src/crdt/index.js';
+import { docKey, type DocKey, type RegionId, type WriterId } from '../src/ids.js';
 import { openStore, type SqliteEngine } from '../src/storage/sqlite.js';
 
 const logger = pino({ level: 'silent' });
@@ -172,4 +172,40 @@ it('resolves the conflict of a document written steadily, which a verdict from t
   }
   expect(outcomes).toContain('replaced');
   expect((regions[loser]!.documents.read(doc).value as { title: string }).title).toBe(`written at ${winner}`);
+}, 120_000);
+
+it('builds the winner for a later job of the batch that took the verdict, and stores the digest of what it holds', async () => {
+  const doc = docKey('c', 'same-batch');
+  await largeAtBoth(doc);
+  await collide(doc, 71_717);
+  const { loser, winner } = sides(doc);
+  const lost = regions[loser]!;
+  // A third region's client adds a key; its entry reaches both regions.
+  const third = new Y.Doc();
+  third.clientID = 81_818;
+  third.getMap('root').set('late', 'from ap-south');
+  const entry = { origin: 'ap-south~000000000001' as WriterId, seq: 1, doc, ts: Date.now(), update: Y.encodeStateAsUpdate(third) };
+  // One batch: a job that takes the document without changing it (a read-write client resending what the region holds:
+  // local jobs are staged first), the verdict, then the entry.
+  const queue = (lost.documents as unknown as { queue: { push(job: { kind: string }): void } }).queue;
+  const push = queue.push.bind(queue);
+  const beside: Promise<unknown>[] = [];
+  queue.push = (job) => {
+    push(job);
+    if (job.kind !== 'replace-judged') return;
+    queue.push = push;
+    beside.push(lost.documents.applyYjs(doc, Y.encodeStateAsUpdate(loadDoc([lost.documents.readYjs(doc)!], 1))));
+    beside.push(lost.documents.applyRemote([entry], 'ap-south' as RegionId));
+  };
+  expect((await lost.documents.replaceState(doc, regions[winner]!.documents.readYjs(doc)!, winner)).outcome).toBe('replaced');
+  await Promise.all(beside);
+  expect((await regions[winner]!.documents.applyRemote([entry], 'ap-south' as RegionId)).applied).toBe(1);
+  const value = lost.documents.read(doc).value as Record<string, unknown>;
+  expect(value).toEqual(regions[winner]!.documents.read(doc).value);
+  expect(value).toMatchObject({ title: `written at ${winner}`, late: 'from ap-south' });
+  // The digest it stores (anti-entropy compares those) is that of what it holds, once computed after the commit.
+  const held = docDigest(loadDoc([lost.documents.readYjs(doc)!], 1));
+  const deadline = Date.now() + 10_000;
+  while (!Buffer.from(lost.store.summary(doc)!.digest!).equals(Buffer.from(held)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  expect(Buffer.from(lost.store.summary(doc)!.digest!).equals(Buffer.from(held))).toBe(true);
 }, 120_000);

@@ -325,33 +325,48 @@ export function buildMsOf(structs: number): number {
   return (REBUILD_US_PER_STRUCT * structs) / 1000;
 }
 
-/** What a doc held before an apply, for {@link placedAny}: each client's clock, and whether some of it waited. */
+/**
+ * What a doc held before an apply, for {@link mayHaveDiverged}: each
+ * client's clock, and what Yjs held back for missing dependencies (its
+ * objects: Yjs makes new ones whenever it changes them).
+ */
 export interface Placed {
   clocks: Map<number, number>;
-  waited: boolean;
+  waiting: Uint8Array | null;
+  waitingDs: Uint8Array | null;
 }
 
 export function placedOf(doc: Y.Doc): Placed {
   const clocks = new Map<number, number>();
   for (const client of doc.store.clients.keys()) clocks.set(client, Y.getState(doc.store, client));
-  return { clocks, waited: doc.store.pendingStructs !== null || doc.store.pendingDs !== null };
+  return { clocks, waiting: doc.store.pendingStructs?.update ?? null, waitingDs: doc.store.pendingDs };
 }
 
 /**
  * Whether an apply may have left `doc` other than its own state reloads
- * to, since {@link placedOf} gave `before`. One that added no struct placed
- * nothing, so it spliced nothing (deletions apply by id, as a reload
- * applies them): a colliding entry Yjs skipped whole needs no reload check,
- * which builds and digests the document twice (0.6-0.8 s for 95,000 nested
- * maps). Unless something waits for missing dependencies, before or after:
- * the state Yjs encodes places what waits, and may then reload to other
- * content than the document shows.
+ * to, since {@link placedOf} gave `before`; `collided`: the update reached
+ * below clocks the doc held (see {@link mayCollide}). Checking means
+ * building and digesting the document twice (0.6-0.8 s for 95,000 nested
+ * maps), so it is skipped where it cannot find anything:
+ * - a colliding update that placed no struct and left what waits as it was
+ *   spliced nothing (deletions apply by id, as a reload applies them). One
+ *   held back whole changes what waits: the state Yjs encodes places it,
+ *   and may then reload to other content than the document shows;
+ * - an update that collided with nothing may still let structs that waited
+ *   be placed, and they may collide: checked when it placed structs and
+ *   less waits than before. Structs added to what waits (a faulty peer's
+ *   entries, one after another) place nothing, and writes that release
+ *   nothing leave it as it was: neither costs a check.
  */
-export function placedAny(doc: Y.Doc, before: Placed): boolean {
-  if (before.waited || doc.store.pendingStructs !== null || doc.store.pendingDs !== null) return true;
-  if (doc.store.clients.size !== before.clocks.size) return true;
-  for (const [client, clock] of before.clocks) if (Y.getState(doc.store, client) !== clock) return true;
-  return false;
+export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean): boolean {
+  const waiting = doc.store.pendingStructs?.update ?? null;
+  let moved = doc.store.clients.size !== before.clocks.size;
+  for (const [client, clock] of before.clocks) {
+    if (moved) break;
+    moved = Y.getState(doc.store, client) !== clock;
+  }
+  if (collided) return moved || waiting !== before.waiting || doc.store.pendingDs !== before.waitingDs;
+  return moved && before.waiting !== null && (waiting === null || waiting.byteLength < before.waiting.byteLength);
 }
 
 /** Structs `doc` holds, pieces of split items each counted: each one Yjs places as a unit when it is loaded. */

@@ -17,7 +17,7 @@ import {
   applyOps,
   opsOnlyDelete,
   appliedWithinBound,
-  placedAny,
+  mayHaveDiverged,
   placedOf,
   applyValidated,
   withPlacementBudget,
@@ -658,13 +658,8 @@ class DocumentsImpl implements Documents {
     // leave any number of large documents holding updates back, and each
     // anti-entropy round asks about some.
     if (!this.heldEncodedSmall(doc)) return null;
-    try {
-      const live = this.live(doc);
-      return live ? pendingMark(live.ydoc) : null;
-    } catch (err) {
-      if (err instanceof CostlyLoad) return null;
-      throw err;
-    }
+    const live = this.liveWithinBound(doc);
+    return live ? pendingMark(live.ydoc) : null;
   }
 
   dropPending(doc: DocKey, mark: string): Promise<boolean> {
@@ -754,13 +749,7 @@ class DocumentsImpl implements Documents {
     const stale = this.staleVerdicts.get(doc);
     if (!this.renderer.available || (stale !== undefined && performance.now() - stale < STALE_VERDICT_MS)) return undefined;
     await this.whenDurable(doc, () => undefined);
-    let live: LiveDoc | null;
-    try {
-      live = this.live(doc);
-    } catch (err) {
-      if (!(err instanceof CostlyLoad)) throw err;
-      return null;
-    }
+    const live = this.liveWithinBound(doc);
     if (live === null) return null;
     if (state.byteLength < COLD_RENDER_BYTES && structsHeld(live.ydoc) < RENDER_OFF_LOOP_STRUCTS) return undefined;
     const watch = this.watch(doc);
@@ -807,14 +796,10 @@ class DocumentsImpl implements Documents {
 
   /** See StageHost.replaceStored. */
   private replaceStored(doc: DocKey, winner: Omit<ReplacedState, 'uptoLsn'>, batch: Batch): boolean {
-    let live: LiveDoc | null;
-    try {
-      live = this.live(doc);
-    } catch (err) {
-      if (!(err instanceof CostlyLoad)) throw err;
-      return false;
-    }
+    const live = this.liveWithinBound(doc);
     if (live === null) return false;
+    // Touched earlier in the batch without a change: later jobs build it from the winner (see touchReplaced), not take that copy.
+    batch.touched.delete(doc);
     batch.before.set(doc, live.digest);
     batch.replacedStates.set(doc, { ...winner, uptoLsn: live.lastLsn });
     // Counted anew by the next write (the replacement may hold fewer structs).
@@ -1275,6 +1260,16 @@ class DocumentsImpl implements Documents {
 
   // ---- loading ------------------------------------------------------------
 
+  /** As {@link live}, null also when it is not built within the bound on placement work (crdt/load.ts CostlyLoad). */
+  private liveWithinBound(doc: DocKey): LiveDoc | null {
+    try {
+      return this.live(doc);
+    } catch (err) {
+      if (!(err instanceof CostlyLoad)) throw err;
+      return null;
+    }
+  }
+
   /** The live doc, loading it if stored; null when this region has never seen it. */
   private live(doc: DocKey): LiveDoc | null {
     const cached = this.cache.get(doc);
@@ -1417,12 +1412,12 @@ class DocumentsImpl implements Documents {
    */
   private replayChecked(doc: DocKey, live: LiveDoc, updates: readonly Uint8Array[], batch: Batch): void {
     const collide = mayCollide(live.ydoc, updates);
-    const placed = collide ? placedOf(live.ydoc) : null;
+    const placed = collide || live.ydoc.store.pendingStructs !== null || live.ydoc.store.pendingDs !== null ? placedOf(live.ydoc) : null;
     if (!appliedWithinBound(live.ydoc, updates, () => replayValidated(live.ydoc, updates, 'replay'), collide)) {
       this.rebuildWith(doc, live, updates);
       return;
     }
-    const reloaded = placed !== null && placedAny(live.ydoc, placed) ? reloadedIfDiverged(live.ydoc) : null;
+    const reloaded = placed !== null && mayHaveDiverged(live.ydoc, placed, collide) ? reloadedIfDiverged(live.ydoc) : null;
     if (reloaded === null) return;
     batch.reloaded.push(doc);
     replaceLive(this.stager, doc, reloaded, batch);

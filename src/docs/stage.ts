@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, placedAny, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, mayHaveDiverged, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { conflictOf, resolveConflict, type ReplaceResult } from './replace.js';
@@ -748,7 +748,7 @@ function applyGuarded(
   const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   // Counted only where the size is tracked (a walk over the document's clients, per entry).
   const structsBefore = live.sizeBound === null ? 0 : structsHeld(live.ydoc);
-  const placed = collide ? placedOf(live.ydoc) : null;
+  const placed = collide || holdsPending(live) ? placedOf(live.ydoc) : null;
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -778,7 +778,7 @@ function applyGuarded(
   host.notePending(doc, live);
   let reloaded: Y.Doc | null;
   try {
-    reloaded = placed !== null && placedAny(live.ydoc, placed) ? reloadedIfDiverged(live.ydoc) : null;
+    reloaded = placed !== null && mayHaveDiverged(live.ydoc, placed, collide) ? reloadedIfDiverged(live.ydoc) : null;
   } catch (err) {
     host.discard(doc, batch);
     throw err;

@@ -68,3 +68,33 @@ it('checks a colliding entry Yjs holds back, so the document stays what it store
   documents = open();
   expect(documents.read(doc).value).toEqual(served);
 }, 60_000);
+
+// Found by fuzzing: the first region's writes (`base`, then client 100's), and another region's entries (clients 100
+// and 200, client 100 having seen 200's writes) in an order that leaves some waiting for others.
+const SHARED_ID = {
+  base: new Uint8Array([1,4,1,0,8,1,4,108,105,115,116,2,119,2,97,52,119,1,98,33,1,4,114,111,111,116,2,107,51,1,136,1,1,2,125,0,125,1,168,1,2,1,119,3,118,53,50,1,1,1,2,1]),
+  here: [new Uint8Array([1,2,100,0,161,1,5,1,40,1,4,114,111,111,116,2,107,49,1,125,6,2,100,1,0,1,1,1,5,1])],
+  entries: [
+    new Uint8Array([1,4,100,1,168,1,5,1,119,3,118,54,52,136,200,1,3,1,125,3,39,1,4,114,111,111,116,2,109,50,1,40,0,100,3,1,110,1,125,8,1,1,1,5,1]),
+    new Uint8Array([1,1,100,5,136,100,2,1,125,4,1,100,1,3,2]),
+    new Uint8Array([1,1,100,0,68,200,1,0,1,120,0]),
+    new Uint8Array([1,3,200,1,4,39,1,4,114,111,111,116,2,109,49,1,40,0,200,1,4,1,110,1,125,5,200,200,1,3,100,2,2,119,2,97,52,119,1,98,1,200,1,1,1,2]),
+    new Uint8Array([1,2,200,1,0,4,1,4,116,101,120,116,3,120,121,122,136,1,4,1,125,1,0]),
+  ],
+};
+
+it('checks an entry that adds to what Yjs holds back under an id the document holds, so it stays what it reloads to', async () => {
+  const doc = docKey('c', 'held-back-shared-id');
+  let documents = open();
+  await documents.applyYjs(doc, SHARED_ID.base);
+  for (const update of SHARED_ID.here) await documents.applyYjs(doc, update);
+  for (const [i, update] of SHARED_ID.entries.entries()) {
+    const entry = { origin: `eu-west~0000000000${(16 + i).toString(16)}` as WriterId, seq: 1, doc, ts: Date.now(), update };
+    expect((await documents.applyRemote([entry], 'eu-west' as RegionId)).applied).toBe(1);
+    expect(readDocument(loadDoc([documents.readYjs(doc)!], 1))).toEqual(documents.read(doc).value);
+  }
+  const served = documents.read(doc).value;
+  await closeAll();
+  documents = open();
+  expect(documents.read(doc).value).toEqual(served);
+}, 60_000);

@@ -474,7 +474,8 @@ describe('compaction', () => {
     try {
       while (store.loadDoc(Z)!.snapshot === null) await new Promise((r) => setTimeout(r, 5));
       for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 5));
-      expect(slices[0]).toEqual([Z]);
+      // The slice that tried X may have ended there (a slice holds the event loop 4 ms at most): the first to save one saves Z.
+      expect(slices.find((saved) => saved.length > 0)).toEqual([Z]);
       // Tried once, then left out of later slices.
       expect(tried.filter((d) => d === X)).toEqual([X]);
       expect(store.loadDoc(X)!.snapshot).toBeNull();

@@ -354,9 +354,11 @@ export function placedOf(doc: Y.Doc): Placed {
  *   and may then reload to other content than the document shows;
  * - an update that collided with nothing may still let structs that waited
  *   be placed, and they may collide: checked when it placed structs and
- *   less waits than before. Structs added to what waits (a faulty peer's
- *   entries, one after another) place nothing, and writes that release
- *   nothing leave it as it was: neither costs a check.
+ *   less waits than before; or change what waits while that holds structs
+ *   under clocks the doc holds of their client (found by fuzzing: the
+ *   encoded state merges what waits in). Structs added to what waits that
+ *   collide with nothing (a faulty peer's entries, one after another), and
+ *   writes that release nothing, cost no check.
  */
 export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean): boolean {
   const waiting = doc.store.pendingStructs?.update ?? null;
@@ -366,7 +368,18 @@ export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean): 
     moved = Y.getState(doc.store, client) !== clock;
   }
   if (collided) return moved || waiting !== before.waiting || doc.store.pendingDs !== before.waitingDs;
-  return moved && before.waiting !== null && (waiting === null || waiting.byteLength < before.waiting.byteLength);
+  if (moved && before.waiting !== null && (waiting === null || waiting.byteLength < before.waiting.byteLength)) return true;
+  return waiting !== null && waiting !== before.waiting && waitsUnderHeldClocks(doc, waiting);
+}
+
+/**
+ * Whether structs Yjs holds back (`waiting`, its V2 update) start under
+ * clocks `doc` holds of their client: two clients wrote under one id, and
+ * the state Yjs encodes, which merges them in, may load to other content.
+ */
+function waitsUnderHeldClocks(doc: Y.Doc, waiting: Uint8Array): boolean {
+  for (const [client, clock] of Y.parseUpdateMetaV2(waiting).from) if (clock < Y.getState(doc.store, client)) return true;
+  return false;
 }
 
 /** Structs `doc` holds, pieces of split items each counted: each one Yjs places as a unit when it is loaded. */

@@ -5,7 +5,8 @@
  */
 import * as Y from 'yjs';
 import { describe, expect, it } from 'vitest';
-import { CostlyLoad, loadDoc, loadsWithinBound, mayCollide, mergeMany, rebuiltDocs, refusedDocLoads } from '../src/crdt/load.js';
+import { CostlyLoad, loadDoc, loadsWithinBound, mayCollide, mayHaveDiverged, mergeMany, placedOf, rebuiltDocs, refusedDocLoads, reloadedIfDiverged } from '../src/crdt/load.js';
+import { applyValidated } from '../src/crdt/validate.js';
 import { contentOf, quadraticMerge } from './helpers/quadratic-merge.js';
 
 const CLIENT = 1_395_687_137;
@@ -154,5 +155,28 @@ describe('updates whose merge every load places item by item', () => {
     const typed = new Y.Doc();
     for (let i = 0; i < 3_000; i++) typed.getText('t').insertEmbed(i, { i });
     expect(loadsWithinBound(typed, Y.encodeStateAsUpdate(typed))).toBe(true);
+  });
+});
+
+describe('the check after a peer update (mayHaveDiverged)', () => {
+  // Found by fuzzing: a base document, then two updates under client id 100 written by two writers, the second
+  // arriving while the first waits for a struct of client 202 (and so do its deletions). The second collides with
+  // nothing it holds, yet once placed the document is no longer what its own encoding reloads to.
+  const base = new Uint8Array([1,4,1,0,33,1,4,114,111,111,116,2,107,48,1,40,1,4,114,111,111,116,2,107,49,1,119,2,118,56,4,1,4,116,101,120,116,3,120,121,122,8,1,4,108,105,115,116,2,119,2,97,51,119,1,98,1,1,1,0,1]);
+  const waiting = new Uint8Array([1,2,100,0,168,202,1,0,1,119,3,118,56,49,200,1,5,1,6,2,119,2,97,57,119,1,98,1,202,1,1,0,1]);
+  const placed = new Uint8Array([1,2,100,0,136,1,6,1,125,0,168,1,1,1,119,3,118,52,53,1,1,1,1,1]);
+
+  it('asks for a check wherever the document came to differ from what it reloads to', () => {
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, base);
+    applyValidated(doc, waiting, 'peer');
+    expect(doc.store.pendingStructs).not.toBeNull();
+    expect(reloadedIfDiverged(doc)).toBeNull();
+    const collided = mayCollide(doc, [Y.decodeUpdate(placed)]);
+    const before = placedOf(doc);
+    applyValidated(doc, placed, 'peer');
+    expect(collided).toBe(false);
+    expect(reloadedIfDiverged(doc)).not.toBeNull();
+    expect(mayHaveDiverged(doc, before, collided)).toBe(true);
   });
 });

@@ -354,9 +354,10 @@ export function placedOf(doc: Y.Doc): Placed {
  *   and may then reload to other content than the document shows;
  * - an update that collided with nothing may still let structs that waited
  *   be placed, and they may collide: checked when it placed structs and
- *   less waits than before; or change what waits while that holds structs
- *   under clocks the doc holds of their client (found by fuzzing: the
- *   encoded state merges what waits in). Structs added to what waits that
+ *   less waits than before, or deletions that wait changed; or when it
+ *   placed structs or changed what waits while that holds structs under
+ *   clocks the doc holds of their client (found by fuzzing: the encoded
+ *   state merges what waits in). Structs added to what waits that
  *   collide with nothing (a faulty peer's entries, one after another), and
  *   writes that release nothing, cost no check.
  */
@@ -369,8 +370,17 @@ export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean): 
   }
   if (collided) return moved || waiting !== before.waiting || doc.store.pendingDs !== before.waitingDs;
   if (moved && before.waiting !== null && (waiting === null || waiting.byteLength < before.waiting.byteLength)) return true;
-  return waiting !== null && waiting !== before.waiting && waitsUnderHeldClocks(doc, waiting);
+  // Yjs makes what waits of deletions anew at each apply: compared by its bytes.
+  if (moved && !sameBytes(doc.store.pendingDs, before.waitingDs)) return true;
+  return waiting !== null && (moved || waiting !== before.waiting) && waitsUnderHeldClocks(doc, waiting);
 }
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  return a === b || (a !== null && b !== null && Buffer.compare(a, b) === 0);
+}
+
+/** Where each client's structs in what Yjs holds back start, per its V2 update (Yjs makes a new one whenever it changes). */
+const waitingFrom = new WeakMap<Uint8Array, Map<number, number>>();
 
 /**
  * Whether structs Yjs holds back (`waiting`, its V2 update) start under
@@ -378,7 +388,9 @@ export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean): 
  * the state Yjs encodes, which merges them in, may load to other content.
  */
 function waitsUnderHeldClocks(doc: Y.Doc, waiting: Uint8Array): boolean {
-  for (const [client, clock] of Y.parseUpdateMetaV2(waiting).from) if (clock < Y.getState(doc.store, client)) return true;
+  let from = waitingFrom.get(waiting);
+  if (from === undefined) waitingFrom.set(waiting, (from = Y.parseUpdateMetaV2(waiting).from));
+  for (const [client, clock] of from) if (clock < Y.getState(doc.store, client)) return true;
   return false;
 }
 

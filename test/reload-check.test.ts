@@ -85,6 +85,7 @@ const SHARED_ID = {
 
 it('checks an entry that adds to what Yjs holds back under an id the document holds, so it stays what it reloads to', async () => {
   const doc = docKey('c', 'held-back-shared-id');
+  await closeAll();
   let documents = open();
   await documents.applyYjs(doc, SHARED_ID.base);
   for (const update of SHARED_ID.here) await documents.applyYjs(doc, update);
@@ -97,4 +98,20 @@ it('checks an entry that adds to what Yjs holds back under an id the document ho
   await closeAll();
   documents = open();
   expect(documents.read(doc).value).toEqual(served);
+}, 60_000);
+
+it('refuses a peer\'s state that Yjs cannot apply, names the document, and keeps it as it was', async () => {
+  // Found by fuzzing writes of two writers under one client id: Yjs throws while it places the second state's item.
+  const held = new Uint8Array([3, 5, 203, 1, 0, 33, 1, 4, 114, 111, 111, 116, 2, 109, 48, 1, 0, 1, 161, 203, 1, 0, 1, 0, 2, 4, 1, 4, 116, 101, 120, 116, 3, 120, 121, 122, 6, 100, 0, 200, 1, 3, 1, 4, 1, 119, 2, 97, 52, 200, 100, 0, 1, 4, 1, 119, 1, 98, 200, 100, 0, 100, 1, 2, 119, 2, 97, 56, 119, 1, 98, 0, 1, 161, 203, 1, 2, 1, 0, 1, 4, 1, 0, 8, 1, 4, 108, 105, 115, 116, 2, 119, 2, 97, 52, 119, 1, 98, 40, 1, 4, 114, 111, 111, 116, 2, 107, 49, 1, 125, 1, 136, 1, 1, 1, 125, 4, 136, 1, 3, 1, 125, 1, 2, 203, 1, 1, 0, 5, 100, 1, 4, 3]);
+  const unapplicable = new Uint8Array([1, 1, 100, 6, 136, 1, 4, 2, 119, 2, 97, 57, 119, 1, 98, 0]);
+  const doc = docKey('c', 'state-yjs-refuses');
+  await closeAll();
+  const documents = open();
+  expect((await documents.applyState(doc, held, 'eu-west' as RegionId)).refused).toBeNull();
+  const before = documents.read(doc).value;
+  // Refused, not failed: a failed merge closed the peer's link, at every anti-entropy round.
+  const { refused } = await documents.applyState(doc, unapplicable, 'eu-west' as RegionId);
+  expect(refused).toMatch(/^c\/state-yjs-refuses: the update could not be applied/);
+  expect(documents.read(doc).value).toEqual(before);
+  expect((await documents.patch(doc, { after: 1 })).seq).toBeGreaterThan(0);
 }, 60_000);

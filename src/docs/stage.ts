@@ -205,8 +205,11 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
           host.notePending(job.doc, live);
         }
       } catch (err) {
-        if (!(err instanceof GrowthRefused || err instanceof CostlyLoad)) throw err;
-        batch.done.push(() => job.resolve({ refused: err.message }));
+        // One Yjs could not apply (two writers under one client id can make such states): the document was reloaded as
+        // it was, and the state refused, the link kept; its merge failing closed the link at every round.
+        const unapplied = err instanceof MeridianError && err.code === 'invalid_update';
+        if (!(err instanceof GrowthRefused || err instanceof CostlyLoad || unapplied)) throw err;
+        batch.done.push(() => job.resolve({ refused: unapplied ? `${job.doc}: ${err.message} (${String(err.cause)})` : err.message }));
         return;
       } finally {
         ydoc.off('update', mark);

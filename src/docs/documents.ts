@@ -64,7 +64,7 @@ import { BackgroundPacer } from '../pacer.js';
 import type { ReplaceResult } from './replace.js';
 import { SizeGuard } from './size-guard.js';
 import {
-  LOCAL_ORIGIN, MERGED_STRUCTS_ADVICE, emptyBatch, replaceLive, stageJob, summarizeBatch,
+  LOCAL_ORIGIN, MERGED_STRUCTS_ADVICE, changesOf, emptyBatch, replaceLive, stageJob, summarizeBatch,
   type Batch, type DocWatch, type Job, type JudgedConflict, type ReplacedState, type Settle, type StageHost,
 } from './stage.js';
 import { setNewest } from '../newest.js';
@@ -786,8 +786,8 @@ class DocumentsImpl implements Documents {
   /** The documents `batch` changes (staged, before its commit): verdicts judged on their earlier state no longer hold. */
   private noteChanged(batch: Batch): void {
     if (this.watches.size === 0) return;
-    for (const docs of [batch.changed.keys(), batch.deferred.keys(), batch.replacedStates.keys(), batch.snapshots, batch.dropped]) {
-      for (const doc of docs) {
+    for (const docs of changesOf(batch)) {
+      for (const doc of docs.keys()) {
         const watches = this.watches.get(doc);
         if (watches !== undefined) for (const watch of watches) watch.changed = true;
       }

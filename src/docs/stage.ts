@@ -318,10 +318,8 @@ function stageReplace(host: StageHost, job: Extract<Job, { kind: 'replace' }>, b
  */
 function stageJudged(host: StageHost, job: Extract<Job, { kind: 'replace-judged' }>, batch: Batch): void {
   const { verdict, mine, winner, holdsContent, watch } = job.judged;
-  const doc = job.doc;
   // Changed by a batch before this one, or by a job of this one before this job.
-  const changed = batch.changed.has(doc) || batch.deferred.has(doc) || batch.replacedStates.has(doc) || batch.snapshots.has(doc) || batch.dropped.has(doc);
-  if (watch.changed || changed) {
+  if (watch.changed || changesOf(batch).some((docs) => docs.has(job.doc))) {
     batch.done.push(() => job.resolve(null));
     return;
   }
@@ -335,6 +333,11 @@ function stageJudged(host: StageHost, job: Extract<Job, { kind: 'replace-judged'
   }
   batch.conflicts.push(conflictOf(job.doc, verdict, mine, job.state, { self: regionOfWriter(host.writer()), peer: job.from }, host.now()));
   batch.done.push(() => job.resolve({ outcome: verdict.outcome, mine }));
+}
+
+/** The documents a batch changes, as far as staged: what a verdict judged before on their state no longer holds. */
+export function changesOf(batch: Batch): (ReadonlySet<DocKey> | ReadonlyMap<DocKey, unknown>)[] {
+  return [batch.changed, batch.deferred, batch.replacedStates, batch.snapshots, batch.dropped];
 }
 
 /** Puts `ydoc` in place of the document's live one; its content counts as replaced (live clients reopen it). */

@@ -45,6 +45,42 @@ describe('mayCollide', () => {
     expect(mayCollide(held, [Y.decodeUpdate(diff)])).toBe(true);
   });
 
+  it('finds an item placed beside a map entry, or between two characters of one run with others between', () => {
+    // Another writer's insert between the first two characters of a text it saw under this client id.
+    const text = written((d) => d.getText('t').insert(0, 'abc'));
+    const other = new Y.Doc();
+    other.clientID = 7;
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(text));
+    const seen = Y.encodeStateVector(other);
+    other.getText('t').insert(1, 'Z');
+    const insert = Y.encodeStateAsUpdate(other, seen);
+    // Held here under those ids: three sets of one key (the first two merged into one deleted run).
+    const sets = loadDoc([Y.encodeStateAsUpdate(written((d) => {
+      for (const value of [1, 2, 3]) d.getMap('root').set('a', value);
+    }))], 1);
+    expect(mayCollide(sets, [Y.decodeUpdate(insert)])).toBe(true);
+    // Held here: the run 'abc'. An insert naming 'a' and 'c' as its neighbours: only a writer that held other content
+    // under the id of 'b' can have seen them side by side.
+    const run = loadDoc([Y.encodeStateAsUpdate(text)], 1);
+    expect(mayCollide(run, [Y.decodeUpdate(insert)])).toBe(false);
+    const skipping = Y.decodeUpdate(insert);
+    (skipping.structs[0] as Y.Item).rightOrigin = Y.createID(CLIENT, 2);
+    expect(mayCollide(run, [skipping])).toBe(true);
+  });
+
+  it('finds an item placed inside a map entry that collided into a run (found by fuzzing)', () => {
+    // Client 100's text run 'yzx' sits here under a map key, where a writer of client 100 set it; client 202 inserted
+    // between its first two characters where they were text. Placed, the document differs from what it reloads to.
+    const before = new Uint8Array([3,4,203,1,0,39,1,4,114,111,111,116,2,109,50,1,40,0,203,1,0,1,110,1,125,5,168,1,0,1,119,2,118,57,136,1,2,1,125,1,4,100,0,33,1,4,114,111,111,116,2,107,50,1,164,100,0,3,121,122,120,39,1,4,114,111,111,116,2,109,49,1,40,0,100,4,1,110,1,125,8,4,1,0,33,1,4,114,111,111,116,2,107,51,1,8,1,4,108,105,115,116,1,125,0,129,1,1,1,33,1,4,114,111,111,116,2,107,48,1,2,100,1,0,1,1,2,0,1,2,2]);
+    const update = new Uint8Array([1,1,202,1,0,196,100,1,100,2,1,120,2,100,1,0,1,1,1,0,1]);
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, before);
+    expect(reloadedIfDiverged(doc)).toBeNull();
+    expect(mayCollide(doc, [Y.decodeUpdate(update)])).toBe(true);
+    applyValidated(doc, update, 'peer');
+    expect(reloadedIfDiverged(doc)).not.toBeNull();
+  });
+
   it('passes ordinary updates: later edits of the same writer, and other writers', () => {
     const doc = written((d) => {
       d.getMap('root').set('a', 1);

@@ -16,8 +16,8 @@
  * touches it, compact it, or send it to a peer.
  *
  * So a doc that took updates reaching below clocks it (or an earlier update
- * of the same build) already held, or placing an item between held items of
- * two types, is replaced at once by what its own
+ * of the same build) already held, or placing an item between held items
+ * no writer can have seen side by side, is replaced at once by what its own
  * encoding reloads to: encoding it is still safe then, since nothing has
  * read its types since the splice. Every region does the same with the same
  * states, and content conflicts are then found and resolved between whole
@@ -35,8 +35,8 @@ import { retryPending, type DecodedUpdate } from './validate.js';
  * Whether applying `updates` in order to `doc` (or to an empty doc) may
  * splice: a struct starting under what the doc, or an earlier update of the
  * list, holds of its client; or, for an update already decoded
- * (`Y.decodeUpdate`), a struct placed between two held items that are not
- * neighbours in one type (its writer saw other content under their ids: a
+ * (`Y.decodeUpdate`), a struct placed between two held items that cannot
+ * have been neighbours in one list (its writer saw other content under their ids: a
  * diff that starts just past the clocks held, as anti-entropy sends).
  */
 export function mayCollide(doc: Y.Doc | null, updates: readonly (Uint8Array | DecodedUpdate)[]): boolean {
@@ -71,9 +71,21 @@ function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
     if (!(struct instanceof Y.Item) || struct.origin === null || struct.rightOrigin === null) continue;
     const left = heldItem(struct.origin);
     const right = left && heldItem(struct.rightOrigin);
-    if (left && right && (left.parent !== right.parent || left.parentSub !== right.parentSub)) return true;
+    if (left && right && !listNeighbours(left, struct.origin, right, struct.rightOrigin)) return true;
   }
   return false;
+}
+
+/**
+ * Whether a writer can have seen `origin` and `rightOrigin` side by side in
+ * one list, as held here in `left` and `right`. Not when they sit in two
+ * types, or in a map (an entry never has a right origin), or in one held
+ * run with other characters of that run between them: a writer that saw a
+ * later character of a run saw the earlier ones where they are here.
+ */
+function listNeighbours(left: Y.Item, origin: Y.ID, right: Y.Item, rightOrigin: Y.ID): boolean {
+  if (left.parent !== right.parent || left.parentSub !== null || right.parentSub !== null) return false;
+  return left !== right || rightOrigin.clock === origin.clock + 1;
 }
 
 /**

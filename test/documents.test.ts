@@ -883,6 +883,29 @@ describe('the write path', () => {
   });
 });
 
+describe('heartbeat digests', () => {
+  it('leave out a large document written often while it rests between digests; anti-entropy gets the exact one', async () => {
+    const { docs } = node();
+    const big = docKey('notes', 'big');
+    // About 6 MB: its digest takes milliseconds, well over the digester's slow mark.
+    for (let part = 0; part < 12; part++) await docs.patch(big, Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`k${part}_${i}`, 'x'.repeat(1000)])));
+    await docs.put(docKey('notes', 'small'), { n: 0 });
+    // Digested twice, slow both times: surely large.
+    expect(docs.digests.regionDigestIfCheap()).not.toBeNull();
+    await docs.patch(big, { n: 1 });
+    expect(docs.digests.regionDigestIfCheap()).not.toBeNull();
+    for (let n = 2; n < 6; n++) {
+      await docs.patch(big, { n });
+      await docs.patch(docKey('notes', 'small'), { n });
+      expect(docs.digests.heartbeatDigest()).toBeNull();
+    }
+    const exact = docs.digests.regionDigestIfCheap();
+    expect(exact).not.toBeNull();
+    expect(docs.digests.heartbeatDigest()).toBe(exact);
+    expect(docs.digests.regionDigest()).toBe(exact);
+  });
+});
+
 describe('lists while a backlog is applied', () => {
   it('leave out a document deleted, and show one created again, as soon as the region covers the change', async () => {
     const { source, t, entries } = backlogPair();

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { backoffDelay } from '../src/replication/backoff.js';
 import { createDetector } from '../src/replication/detector.js';
+import { digestsCallForRound } from '../src/replication/replicator.js';
 
 const opts = { heartbeatMs: 1_000, suspectAfterMisses: 3, deadAfterMs: 10_000 };
 
@@ -106,5 +107,19 @@ describe('backoff', () => {
     expect(new Set(delays).size).toBeGreaterThan(1);
     expect(() => backoffDelay(0, { minMs: 10, maxMs: 5 })).toThrow(RangeError);
     expect(() => backoffDelay(0, { minMs: -1, maxMs: 5 })).toThrow(RangeError);
+  });
+});
+
+describe('region digests calling for an anti-entropy round', () => {
+  const interval = 30_000;
+  it('call for one when they differ, not while this region is computing many or they agree', () => {
+    expect(digestsCallForRound('a', 'b', 0, 1, interval)).toBe(true);
+    expect(digestsCallForRound('a', 'a', 0, interval * 10, interval)).toBe(false);
+    expect(digestsCallForRound(null, 'b', 0, interval * 10, interval)).toBe(false);
+  });
+
+  it('call for one once the peer has sent none for an interval (a large document written often rests there)', () => {
+    expect(digestsCallForRound('a', null, 1000, 1000 + interval - 1, interval)).toBe(false);
+    expect(digestsCallForRound('a', null, 1000, 1000 + interval, interval)).toBe(true);
   });
 });

@@ -209,6 +209,7 @@ class DocumentsImpl implements Documents {
       return this.index.regionDigest();
     },
     regionDigestIfCheap: (): string | null => (this.digester.settleFew(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
+    heartbeatDigest: (): string | null => (this.digester.settleFewSparing(SETTLE_INLINE_DOCS) ? this.index.regionDigest() : null),
     statusDigest: (): { digest: string; exact: boolean } => {
       if (!this.queue.backlogged && this.digester.settleFewSparing(STATUS_INLINE_DOCS)) return { digest: this.index.regionDigest(), exact: true };
       return { digest: this.index.partialDigest(this.writer), exact: false };

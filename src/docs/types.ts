@@ -276,6 +276,12 @@ export interface Documents {
     /** The exact region digest when few documents changed since it was known; null rather than compute many at once. */
     regionDigestIfCheap(): string | null;
     /**
+     * As {@link regionDigestIfCheap}, and null also while a document whose
+     * digest was slow rests (a large one written often): for heartbeats,
+     * which would otherwise walk it at each one.
+     */
+    heartbeatDigest(): string | null;
+    /**
      * For the sync status: the exact region digest when few documents
      * changed since it was known (after {@link settled}); otherwise, while
      * a backlog from peers is applied, and while a document whose digest was

@@ -113,6 +113,34 @@ describe('a Yjs client-id collision between regions', () => {
     }, 60_000);
   }
 
+  it('is resolved while a client writes another document steadily over links of ordinary latency', async () => {
+    const path = '/v1/docs/notes/collide-under-writes';
+    cluster.isolate(A);
+    await waitFor('A isolated', async () => (await syncStatus(cluster.url(A))).isolated);
+    expect(await postYjs(A, `${path}/yjs`, collidingUpdate('written at A'))).toBe(200);
+    expect(await postYjs(B, `${path}/yjs`, collidingUpdate('written at B'))).toBe(200);
+    // About 12 writes a second at each region over links of 60 ms each way: an entry is in flight at every tick of
+    // anti-entropy, which compared only once nothing was, so the conflict stayed for as long as the writes went on.
+    let writing = true;
+    const writers = [A, B].map(async (region) => {
+      for (let n = 0; writing; n++) {
+        expect((await http(`${cluster.url(region)}/v1/docs/load/${region}`, { method: 'PUT', body: { n } })).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 80));
+      }
+    });
+    try {
+      cluster.setFault({ kind: 'latency', ms: 60 });
+      await waitFor('one content at both while the writes go on', async () => {
+        const reads = await Promise.all([A, B].map((r) => http<{ title: string }>(`${cluster.url(r)}${path}`)));
+        return reads[0]!.body.title === reads[1]!.body.title ? true : undefined;
+      }, 20_000);
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+      cluster.heal();
+    }
+  }, 60_000);
+
   it('renders pages of a large lost state as reads of a large document are: shared, and a few per caller', async () => {
     const path = '/v1/docs/notes/collide-large';
     // About 1 MB each, so that decoding and rendering a lost state is slow.

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { backoffDelay } from '../src/replication/backoff.js';
 import { createDetector } from '../src/replication/detector.js';
-import { digestsCallForRound } from '../src/replication/replicator.js';
+import { callsForRound } from '../src/replication/replicator.js';
 
 const opts = { heartbeatMs: 1_000, suspectAfterMisses: 3, deadAfterMs: 10_000 };
 
@@ -111,15 +111,25 @@ describe('backoff', () => {
 });
 
 describe('region digests calling for an anti-entropy round', () => {
-  const interval = 30_000;
-  it('call for one when they differ, not while this region is computing many or they agree', () => {
-    expect(digestsCallForRound('a', 'b', 0, 1, interval)).toBe(true);
-    expect(digestsCallForRound('a', 'a', 0, interval * 10, interval)).toBe(false);
-    expect(digestsCallForRound(null, 'b', 0, interval * 10, interval)).toBe(false);
+  const intervalMs = 30_000;
+  const at = (o: Partial<Parameters<typeof callsForRound>[0]>) =>
+    callsForRound({ mine: 'a', theirs: 'b', inFlight: 0, comparedAt: 0, now: 1000, intervalMs, ...o });
+
+  it('compare at once when they differ with nothing in flight; not while they agree or this region computes many', () => {
+    expect(at({})).toBe('differ');
+    expect(at({ theirs: 'a', now: intervalMs * 10 })).toBe('agree');
+    expect(at({ mine: null, now: intervalMs * 10 })).toBe('wait');
   });
 
-  it('call for one once the peer has sent none for an interval (a large document written often rests there)', () => {
-    expect(digestsCallForRound('a', null, 1000, 1000 + interval - 1, interval)).toBe(false);
-    expect(digestsCallForRound('a', null, 1000, 1000 + interval, interval)).toBe(true);
+  it('compare once two intervals pass without equal digests, entries in flight at every tick (steady writes)', () => {
+    expect(at({ inFlight: 3, now: 2 * intervalMs - 1 })).toBe('none');
+    expect(at({ inFlight: 3, now: 2 * intervalMs })).toBe('overdue');
+    // A backlog is left to the log stream.
+    expect(at({ inFlight: 100_000, now: 10 * intervalMs })).toBe('none');
+  });
+
+  it('compare once two intervals pass while the peer sends no digest (a large document written often rests there)', () => {
+    expect(at({ theirs: null, now: 2 * intervalMs - 1 })).toBe('none');
+    expect(at({ theirs: null, now: 2 * intervalMs })).toBe('overdue');
   });
 });

@@ -25,4 +25,10 @@ export interface Peer {
   lastError: string | null;
   /** Links established since start; every one after the first is a reconnect. */
   connects: number;
+  /**
+   * When (Date.now()) this region last saw its region digest equal to the
+   * peer's, or started an anti-entropy round with it (see
+   * replicator.ts callsForRound); kept across links.
+   */
+  comparedAt: number;
 }

@@ -122,7 +122,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         region, url: p.url,
         detector: createDetector({ heartbeatMs: r.heartbeatMs, suspectAfterMisses: r.suspectAfterMisses, deadAfterMs: r.deadAfterMs }),
         session: null, closeLink: null, acks: o.store.peerAcks(region), acksDirty: false, heldAtConnect: null,
-        attempts: 0, reconnectTimer: null, hintedDialAt: 0, lastError: null, connects: 0,
+        attempts: 0, reconnectTimer: null, hintedDialAt: 0, lastError: null, connects: 0, comparedAt: Date.now(),
       });
     }
     this.unsubscribe = o.documents.onCommitted((entries) => {
@@ -631,14 +631,20 @@ export class Replicator implements ReplicationView, AwarenessRelay {
         s.ae.start((heldBack ??= this.o.documents.pendingKeys(MAX_HELD_BACK_ASKED))).catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
         continue;
       }
-      // Otherwise only when the log stream has nothing left to say and the digests still differ. A peer whose
-      // heartbeats have carried no digest for an interval (one of its large documents is written often) is compared
-      // all the same, once an interval: otherwise, as both regions hold that document, neither would ever compare.
-      if (!this.dials(peer) || !digestsCallForRound(digest, s.peerDigest, s.peerDigestAt, Date.now(), this.o.config.replication.antiEntropyMs)) continue;
-      if (!s.caughtUp() || missingCount(s.peerHas, this.o.documents.versionVector()) > 0) continue;
-      const unknown = s.peerDigest === null;
-      if (unknown) s.peerDigestAt = Date.now();
-      this.log.info({ peer: peer.region }, unknown ? 'peer has sent no digest for an interval; running anti-entropy' : 'digests differ with nothing pending; running anti-entropy');
+      if (!this.dials(peer)) continue;
+      const now = Date.now();
+      const vv = this.o.documents.versionVector();
+      const call = callsForRound({
+        mine: digest, theirs: s.peerDigest, comparedAt: peer.comparedAt, now, intervalMs: this.o.config.replication.antiEntropyMs,
+        // Entries either side holds that the other has not stated it holds: still on their way by the log stream.
+        inFlight: missingCount(vv, s.peerHas) + missingCount(s.peerHas, vv),
+      });
+      if (call === 'agree') peer.comparedAt = now;
+      if (call !== 'differ' && call !== 'overdue') continue;
+      peer.comparedAt = now;
+      this.log.info({ peer: peer.region }, call === 'differ'
+        ? 'digests differ with nothing pending; running anti-entropy'
+        : 'digests not seen equal for two intervals; running anti-entropy');
       s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
     }
   }
@@ -736,16 +742,35 @@ export class Replicator implements ReplicationView, AwarenessRelay {
 }
 
 /**
- * Whether region digests call for an anti-entropy round with a peer: this
- * region's (`mine`, null while many are being computed) differs from the
- * peer's, or the peer's heartbeats have carried none since `theirsAt`, an
- * interval or more ago (it leaves out its digest while a large document
- * written often rests between digests, and both regions hold that document).
+ * What region digests say about an anti-entropy round with a peer this
+ * region dials, at an interval's tick:
+ * - `agree`: its last heartbeat carried this region's digest;
+ * - `wait`: this region's digest is not known yet (`mine` null: many
+ *   being computed, after a catch-up);
+ * - `differ`: the digests differ with nothing in flight either way, so
+ *   the log stream will not make them equal: compare now;
+ * - `overdue`: neither equal digests nor a round since `comparedAt`, two
+ *   intervals ago or more, and at most a few entries in flight: compare all
+ *   the same. Under steady writes over a link of ordinary latency an entry
+ *   is in flight at every tick, and while a large document written often
+ *   rests between digests heartbeats carry none (see pings): either kept a
+ *   content conflict or a quarantined entry on any other document from being
+ *   repaired for as long as the writes went on. A round compares state
+ *   vectors, so entries in flight cost it nothing but their own documents;
+ *   a backlog (more in flight) is left to the log stream;
+ * - `none`: otherwise.
  */
-export function digestsCallForRound(mine: string | null, theirs: string | null, theirsAt: number, now: number, intervalMs: number): boolean {
-  if (mine === null || theirs === mine) return false;
-  return theirs !== null || now - theirsAt >= intervalMs;
+export function callsForRound(o: {
+  mine: string | null; theirs: string | null; inFlight: number; comparedAt: number; now: number; intervalMs: number;
+}): 'agree' | 'wait' | 'differ' | 'overdue' | 'none' {
+  if (o.mine === null) return 'wait';
+  if (o.theirs === o.mine) return 'agree';
+  if (o.theirs !== null && o.inFlight === 0) return 'differ';
+  return o.inFlight <= MAX_IN_FLIGHT_OVERDUE && o.now - o.comparedAt >= 2 * o.intervalMs ? 'overdue' : 'none';
 }
+
+/** Entries in flight beyond which an overdue round waits for the log stream (see {@link callsForRound}). */
+const MAX_IN_FLIGHT_OVERDUE = 1024;
 
 /** Whether a peer holds what this region holds, as its last heartbeat shows: up, same digest, nothing pending. */
 function agreesWith(p: PeerStatus, digest: string): boolean {

@@ -260,8 +260,6 @@ export class Session {
   peerLinks: LinkReport[] = [];
   /** The peer's region digest and outbound lag toward us, from its last ping. */
   peerDigest: string | null = null;
-  /** When (Date.now()) a ping last carried the peer's digest, or the link came up, or a round was started without it. */
-  peerDigestAt = Date.now();
   peerLagMs = 0;
 
   constructor(private readonly o: SessionOptions) {
@@ -624,7 +622,6 @@ export class Session {
     this.followLinks(frame.links);
     this.peerLagMs = frame.lagMs;
     this.peerDigest = frame.digest ?? null;
-    if (this.peerDigest !== null) this.peerDigestAt = Date.now();
     this.o.onReport?.(this.peerDigest, frame.links);
   }
 

@@ -413,6 +413,63 @@ function lengthOfVarUint(n: number): number {
   return encoding.length(e);
 }
 
+describe('items placed between held items no editor held side by side', () => {
+  /** A text item of `client` at `clock` placed between `origin` and `right`, as no Yjs editor writes one. */
+  function forged(client: number, clock: number, origin: Y.ID, right: Y.ID, text: string): Uint8Array {
+    const e = encoding.createEncoder();
+    // One client, one struct; a string with both origins (its info byte 4 | 0x80 | 0x40); no deletions.
+    for (const n of [1, 1, client, clock]) encoding.writeVarUint(e, n);
+    encoding.writeUint8(e, 4 | 0x80 | 0x40);
+    for (const n of [origin.client, origin.clock, right.client, right.clock]) encoding.writeVarUint(e, n);
+    encoding.writeVarString(e, text);
+    encoding.writeVarUint(e, 0);
+    return encoding.toUint8Array(e);
+  }
+
+  it('refuses one between two characters of one run in the wrong order, which Yjs placed where the state does not reload to', async () => {
+    const editor = new Y.Doc();
+    editor.clientID = 100;
+    editor.getText('t').insert(0, 'bca');
+    expect((await post(Y.encodeStateAsUpdate(editor))).statusCode).toBe(200);
+    const before = await state();
+    // 'yz' between the 'a' and the 'c' of the run: taken, the region served "byzca" while its state loaded to "bcayz".
+    const res = await post(forged(100, 3, Y.createID(100, 2), Y.createID(100, 1), 'yz'));
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'invalid_update' });
+    expect(res.json().message).toMatch(/no editor held side by side/);
+    expect(await state()).toEqual(before);
+  });
+
+  it('refuses one whose right origin is not to the right of its origin, and one beside a map entry; takes a concurrent insert', async () => {
+    const a = new Y.Doc();
+    a.clientID = 1;
+    a.getArray('list').insert(0, ['x']);
+    a.getMap('root').set('k', 1);
+    const b = new Y.Doc();
+    b.clientID = 2;
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a));
+    b.getArray('list').insert(1, ['y']);
+    expect((await post(Y.encodeStateAsUpdate(b))).statusCode).toBe(200);
+    const before = await state();
+    const reversed = await post(forged(3, 0, Y.createID(2, 0), Y.createID(1, 0), 'z'));
+    expect(reversed.statusCode).toBe(400);
+    expect(reversed.json().message).toMatch(/not in that order in one list/);
+    const besideEntry = await post(forged(3, 0, Y.createID(1, 0), Y.createID(1, 1), 'z'));
+    expect(besideEntry.statusCode).toBe(400);
+    expect(await state()).toEqual(before);
+    // An editor that saw 'x' and 'y' inserts between them: its origins are neighbours here.
+    const c = new Y.Doc();
+    c.clientID = 3;
+    Y.applyUpdate(c, Y.encodeStateAsUpdate(b));
+    const sv = Y.encodeStateVector(c);
+    c.getArray('list').insert(1, ['between']);
+    expect((await post(Y.encodeStateAsUpdate(c, sv))).statusCode).toBe(200);
+    const held = new Y.Doc();
+    Y.applyUpdate(held, (await state()).yjs);
+    expect(held.getArray('list').toJSON()).toEqual(['x', 'between', 'y']);
+  });
+});
+
 describe('shared types nested inside one another', () => {
   /** Maps `levels` deep under root.deep, built on `base`, as one update under `clientId`. */
   function nestedMaps(levels: number, clientId: number, base?: Uint8Array): Uint8Array {

@@ -20,6 +20,7 @@ import { MeridianError } from '../errors.js';
 import { isRegionClient } from './clientid.js';
 import { MAX_DEPTH, valueKey } from './json.js';
 import type { DecodedUpdate } from './validate.js';
+import { heldNeighbours, listNeighbours } from './load.js';
 
 type Struct = DecodedUpdate['structs'][number];
 
@@ -65,6 +66,7 @@ export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate, writesHere
       if (clock + len > held(client)) missing(`the update deletes ${client}:${clock}+${len}, which this region does not hold`);
     }
   }
+  for (const struct of decoded.structs) if (struct instanceof Y.Item) checkNeighbours(doc, struct);
   // Last: every reference is now known to be held or in the update.
   checkTypeDepth(doc, decoded);
   checkSplits(doc, decoded);
@@ -241,6 +243,37 @@ function heldItem(doc: Y.Doc, id: Y.ID): Y.Item | null {
   if (id.clock >= Y.getState(doc.store, id.client)) return null;
   const struct = Y.getItem(doc.store, id) as Y.Item | Y.GC;
   return struct instanceof Y.Item ? struct : null;
+}
+
+/** Items walked at most from an item's origin toward its right origin (see {@link checkNeighbours}). */
+const MAX_NEIGHBOUR_WALK = 4096;
+
+/**
+ * Refuses an item placed between two held items that no writer can have
+ * seen side by side: in two types or a map, or two characters of one run
+ * with others of it between them (crdt/load.ts listNeighbours), or a right
+ * origin that is not to the right of its origin in their list (found
+ * walking right from the origin, within {@link MAX_NEIGHBOUR_WALK} items).
+ * An editor never writes one; Yjs places it all the same, and the document
+ * then differs from what its own state reloads to: the region served one
+ * text while its store, and every peer that took the write, held another
+ * (two requests of one client: a run 'bca', then 'yz' between its 'a' and
+ * its 'c').
+ */
+function checkNeighbours(doc: Y.Doc, item: Y.Item): void {
+  const held = heldNeighbours(doc, item);
+  if (held === null) return;
+  const { left, right } = held;
+  const at = `struct ${item.id.client}:${item.id.clock} is placed between ${item.origin!.client}:${item.origin!.clock} and ${item.rightOrigin!.client}:${item.rightOrigin!.clock}`;
+  if (!listNeighbours(left, item.origin!, right, item.rightOrigin!)) invalid(`${at}, which no editor held side by side`);
+  if (left === right) return;
+  let o = left.right;
+  for (let steps = 0; o !== null && o !== right && steps < MAX_NEIGHBOUR_WALK; steps++) o = o.right;
+  if (o === null) invalid(`${at}, which are not in that order in one list`);
+}
+
+function invalid(message: string): never {
+  throw new MeridianError('invalid_update', message);
 }
 
 function conflict(message: string): never {

@@ -62,18 +62,26 @@ export function mayCollide(doc: Y.Doc | null, updates: readonly (Uint8Array | De
 }
 
 function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
-  const heldItem = (id: Y.ID): Y.Item | null => {
-    if (id.clock >= Y.getState(doc.store, id.client)) return null;
-    const struct = Y.getItem(doc.store, id) as Y.Item | Y.GC;
-    return struct instanceof Y.Item ? struct : null;
-  };
   for (const struct of decoded.structs) {
-    if (!(struct instanceof Y.Item) || struct.origin === null || struct.rightOrigin === null) continue;
-    const left = heldItem(struct.origin);
-    const right = left && heldItem(struct.rightOrigin);
-    if (left && right && !listNeighbours(left, struct.origin, right, struct.rightOrigin)) return true;
+    if (!(struct instanceof Y.Item)) continue;
+    const held = heldNeighbours(doc, struct);
+    if (held !== null && !listNeighbours(held.left, struct.origin!, held.right, struct.rightOrigin!)) return true;
   }
   return false;
+}
+
+/** The held items an item's origin and right origin name, when the document holds both. */
+export function heldNeighbours(doc: Y.Doc, item: Y.Item): { left: Y.Item; right: Y.Item } | null {
+  if (item.origin === null || item.rightOrigin === null) return null;
+  const left = heldItem(doc, item.origin);
+  const right = left && heldItem(doc, item.rightOrigin);
+  return left && right ? { left, right } : null;
+}
+
+function heldItem(doc: Y.Doc, id: Y.ID): Y.Item | null {
+  if (id.clock >= Y.getState(doc.store, id.client)) return null;
+  const struct = Y.getItem(doc.store, id) as Y.Item | Y.GC;
+  return struct instanceof Y.Item ? struct : null;
 }
 
 /**
@@ -83,7 +91,7 @@ function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
  * run with other characters of that run between them: a writer that saw a
  * later character of a run saw the earlier ones where they are here.
  */
-function listNeighbours(left: Y.Item, origin: Y.ID, right: Y.Item, rightOrigin: Y.ID): boolean {
+export function listNeighbours(left: Y.Item, origin: Y.ID, right: Y.Item, rightOrigin: Y.ID): boolean {
   if (left.parent !== right.parent || left.parentSub !== null || right.parentSub !== null) return false;
   return left !== right || rightOrigin.clock === origin.clock + 1;
 }

@@ -115,3 +115,27 @@ it('refuses a peer\'s state that Yjs cannot apply, names the document, and keeps
   expect(documents.read(doc).value).toEqual(before);
   expect((await documents.patch(doc, { after: 1 })).seq).toBeGreaterThan(0);
 }, 60_000);
+
+it('quarantines a peer\'s entry whose document would reload to other content at each reload, and keeps it as it was', async () => {
+  // Found by fuzzing writes of two writers under one client id: what clients 100 and 300 wrote here (the text 'bca'
+  // is 100:3..5), and another region's entry of a writer also under id 100: 'xyz' from 100:5, whose 'yz' Yjs places
+  // here with origin 100:5 and right origin 100:4. Checked and replaced by what it reloaded to ('bcayz' served as
+  // 'byzca'), the document reloaded to the other again at each reload: after a restart the region served other text.
+  const here = new Uint8Array([2, 3, 172, 2, 0, 1, 1, 4, 108, 105, 115, 116, 1, 136, 172, 2, 0, 1, 119, 1, 118, 72, 172, 2, 0, 2, 125, 3, 119, 1, 118, 3, 100, 0, 8, 1, 4, 108, 105, 115, 116, 2, 125, 6, 119, 1, 118, 40, 1, 4, 114, 111, 111, 116, 2, 107, 48, 1, 125, 2, 4, 1, 4, 116, 101, 120, 116, 3, 98, 99, 97, 1, 172, 2, 1, 0, 1]);
+  const entry = new Uint8Array([1, 2, 100, 5, 196, 100, 3, 100, 4, 3, 120, 121, 122, 135, 172, 2, 1, 1, 0]);
+  const doc = docKey('c', 'reload-flips');
+  await closeAll();
+  let documents = open();
+  await documents.applyYjs(doc, here);
+  const before = documents.read(doc).value;
+  const origin = 'eu-west~0000000000f1' as WriterId;
+  const result = await documents.applyRemote([{ origin, seq: 1, doc, ts: Date.now(), update: entry }], 'eu-west' as RegionId);
+  expect(result).toMatchObject({ applied: 0, quarantined: 1 });
+  expect(documents.read(doc).value).toEqual(before);
+  expect(readDocument(loadDoc([documents.readYjs(doc)!], 1))).toEqual(before);
+  // Counted as applied: the peer does not send it again (anti-entropy compares the states).
+  expect(documents.versionVector().get(origin)).toBe(1);
+  await closeAll();
+  documents = open();
+  expect(documents.read(doc).value).toEqual(before);
+}, 60_000);

@@ -149,6 +149,26 @@ export function reloadedIfDiverged(ydoc: Y.Doc, state = Y.encodeStateAsUpdate(yd
 }
 
 /**
+ * As {@link reloadedIfDiverged}, for an update just applied to `ydoc`:
+ * throws `invalid_update` when what the doc reloads to does not itself
+ * reload to the same (Yjs placed the update's items between held items
+ * that, loaded in another order, fall elsewhere: found by fuzzing writes of
+ * two writers under one client id, a text flipping between 'byzca' and
+ * 'bcayz' at each reload). Taken, the region would serve one content and
+ * store another, and each conflict resolution would flip it again; the
+ * caller refuses the update and keeps the document as it was.
+ */
+export function reloadedSettled(ydoc: Y.Doc): Y.Doc | null {
+  const reloaded = reloadedIfDiverged(ydoc);
+  if (reloaded === null) return null;
+  const again = reloadedIfDiverged(reloaded);
+  if (again === null) return reloaded;
+  reloaded.destroy();
+  again.destroy();
+  throw new MeridianError('invalid_update', 'the update leaves the document other than its own state reloads to, and that state reloads to other content again (an item placed among content of two writers under one Yjs client id)');
+}
+
+/**
  * A doc of `updates` (v1) and then `updatesV2`; `collide`: whether they may
  * (see {@link mayCollide}). Applied in order until the placement scans cost
  * what building the doc from their merge would (see appliedWithinBound),

@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, mayHaveDiverged, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, mayHaveDiverged, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, reloadedSettled, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { conflictOf, resolveConflict, type ReplaceResult } from './replace.js';
@@ -209,7 +209,8 @@ export function stageJob(host: StageHost, job: Job, batch: Batch): void {
         // it was, and the state refused, the link kept; its merge failing closed the link at every round.
         const unapplied = err instanceof MeridianError && err.code === 'invalid_update';
         if (!(err instanceof GrowthRefused || err instanceof CostlyLoad || unapplied)) throw err;
-        batch.done.push(() => job.resolve({ refused: unapplied ? `${job.doc}: ${err.message} (${String(err.cause)})` : err.message }));
+        const cause = unapplied && err.cause !== undefined ? ` (${String(err.cause)})` : '';
+        batch.done.push(() => job.resolve({ refused: unapplied ? `${job.doc}: ${err.message}${cause}` : err.message }));
         return;
       } finally {
         ydoc.off('update', mark);
@@ -784,7 +785,7 @@ function applyGuarded(
   host.notePending(doc, live);
   let reloaded: Y.Doc | null;
   try {
-    reloaded = placed !== null && mayHaveDiverged(live.ydoc, placed, collide) ? reloadedIfDiverged(live.ydoc) : null;
+    reloaded = placed !== null && mayHaveDiverged(live.ydoc, placed, collide) ? reloadedSettled(live.ydoc) : null;
   } catch (err) {
     host.discard(doc, batch);
     throw err;

@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { afterAll, expect, it } from 'vitest';
 import { createDocuments } from '../src/docs/documents.js';
 import type { Documents } from '../src/docs/types.js';
-import { loadDoc, readDocument } from '../src/crdt/index.js';
+import { digestParts, loadDoc, readDocument } from '../src/crdt/index.js';
 import { docKey, type RegionId, type WriterId } from '../src/ids.js';
 import { openStore, type SqliteEngine } from '../src/storage/sqlite.js';
 
@@ -138,4 +138,22 @@ it('quarantines a peer\'s entry whose document would reload to other content at 
   await closeAll();
   documents = open();
   expect(documents.read(doc).value).toEqual(before);
+}, 60_000);
+
+it('checks a peer\'s entry that only deletes part of a run under a map key, so the document stays what it reloads to', async () => {
+  // Found by fuzzing writes of two writers under one client id: client 100's list run [1, "v", 4, "v"] held under key
+  // k3 of 'root' (the state reloads to itself), and another region's entry deleting 100:3 alone. It places nothing,
+  // so no check ran, and the structure half of the digest was other than a reload's.
+  const held = new Uint8Array([1, 6, 100, 0, 40, 1, 4, 114, 111, 111, 116, 2, 107, 51, 4, 125, 1, 119, 1, 118, 125, 4, 119, 1, 118, 33, 1, 4, 114, 111, 111, 116, 2, 107, 50, 1, 4, 1, 4, 116, 101, 120, 116, 1, 120, 129, 100, 5, 1, 132, 100, 6, 2, 122, 97, 168, 100, 4, 1, 125, 2, 1, 100, 2, 4, 1, 6, 1]);
+  const deletes = new Uint8Array([0, 1, 100, 1, 3, 1]);
+  const doc = docKey('c', 'delete-splits-run');
+  await closeAll();
+  const documents = open();
+  expect((await documents.applyState(doc, held, 'ap-south' as RegionId)).refused).toBeNull();
+  const origin = 'eu-west~0000000000f2' as WriterId;
+  expect((await documents.applyRemote([{ origin, seq: 1, doc, ts: Date.now(), update: deletes }], 'eu-west' as RegionId)).applied).toBe(1);
+  const live = documents.digestParts(doc)!;
+  const reloaded = digestParts(loadDoc([documents.readYjs(doc)!], 1));
+  expect(Buffer.from(live.structure).toString('hex')).toBe(Buffer.from(reloaded.structure).toString('hex'));
+  expect(Buffer.from(live.content).toString('hex')).toBe(Buffer.from(reloaded.content).toString('hex'));
 }, 60_000);

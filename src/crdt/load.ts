@@ -70,6 +70,38 @@ function placedAcrossTypes(doc: Y.Doc, decoded: DecodedUpdate): boolean {
   return false;
 }
 
+/**
+ * Whether an update deletes part of a live map entry holding more than one
+ * clock. An editor's map entry holds one; a run of several sits under a key
+ * only where two writers under one client id left it, and deleting part of
+ * it splits it in a way the document's own state does not reload to (found
+ * by fuzzing: an entry that only deleted left the structure half of the
+ * digest other than a reload's), and no struct placed calls for the check
+ * (see {@link mayHaveDiverged}). A pass over the held structs the
+ * deletions of each decoded update cover, before it is applied.
+ */
+export function splitsMapEntry(doc: Y.Doc, updates: readonly (Uint8Array | DecodedUpdate)[]): boolean {
+  return updates.some((update) => !(update instanceof Uint8Array) && deletesPartOfMapRun(doc, update));
+}
+
+function deletesPartOfMapRun(doc: Y.Doc, decoded: DecodedUpdate): boolean {
+  for (const [client, ranges] of decoded.ds.clients) {
+    const structs = doc.store.clients.get(client);
+    if (structs === undefined) continue;
+    const held = Y.getState(doc.store, client);
+    for (const { clock, len } of ranges) {
+      if (clock >= held) continue;
+      const end = clock + len;
+      for (let i = Y.findIndexSS(structs, clock); i < structs.length && structs[i]!.id.clock < end; i++) {
+        const s = structs[i]!;
+        const partly = clock > s.id.clock || end < s.id.clock + s.length;
+        if (partly && s instanceof Y.Item && !s.deleted && s.parentSub !== null && s.length > 1) return true;
+      }
+    }
+  }
+  return false;
+}
+
 /** The held items an item's origin and right origin name, when the document holds both. */
 export function heldNeighbours(doc: Y.Doc, item: Y.Item): { left: Y.Item; right: Y.Item } | null {
   if (item.origin === null || item.rightOrigin === null) return null;

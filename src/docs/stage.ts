@@ -6,7 +6,7 @@
 import * as Y from 'yjs';
 import { MeridianError } from '../errors.js';
 import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
-import { CostlyLoad, appliedWithinBound, applyValidated, mayHaveDiverged, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, reloadedSettled, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
+import { CostlyLoad, appliedWithinBound, applyValidated, mayHaveDiverged, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, reloadedSettled, splitsMapEntry, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
 import { conflictOf, resolveConflict, type ReplaceResult } from './replace.js';
@@ -583,7 +583,7 @@ function stageRemote(host: StageHost, job: Extract<Job, { kind: 'remote' }>, bat
       live = host.touch(entry.doc, batch);
       run = holdsPending(live) ? runOf(host, entries, i, batch.vv) : run;
       // Merged, updates that collide would splice before the doc is even reached: applied one by one.
-      if (run.length > 1 && mayCollide(live.ydoc, run.map((e) => e.update))) run = [entry];
+      if (run.length > 1 && (mayCollide(live.ydoc, run.map((e) => e.update)) || splitsMapEntry(live.ydoc, run.map((e) => Y.decodeUpdate(e.update))))) run = [entry];
       const update = run.length === 1 ? entry.update : Y.mergeUpdates(run.map((e) => e.update));
       const before = sizeBeforeMerge(host, entry.doc, live, run.length > 1 || addsStructs(decoded));
       live = applyGuarded(host, entry.doc, live, update, { peer: job.from }, batch, run.length === 1 ? [decoded] : [update]);
@@ -755,7 +755,9 @@ function applyGuarded(
   const base = !collide && batch.snapshots.has(doc) ? Y.encodeStateAsUpdate(live.ydoc) : null;
   // Counted only where the size is tracked (a walk over the document's clients, per entry).
   const structsBefore = live.sizeBound === null ? 0 : structsHeld(live.ydoc);
-  const placed = collide || holdsPending(live) ? placedOf(live.ydoc) : null;
+  // Deleting part of a run under a map key (two writers under one id left it) places nothing, yet splits it.
+  const splits = splitsMapEntry(live.ydoc, parts);
+  const placed = collide || splits || holdsPending(live) ? placedOf(live.ydoc) : null;
   let finished: boolean;
   try {
     finished = appliedWithinBound(live.ydoc, [update], () => void applyValidated(live.ydoc, update, origin), collide);
@@ -785,7 +787,7 @@ function applyGuarded(
   host.notePending(doc, live);
   let reloaded: Y.Doc | null;
   try {
-    reloaded = placed !== null && mayHaveDiverged(live.ydoc, placed, collide) ? reloadedSettled(live.ydoc) : null;
+    reloaded = placed !== null && (splits || mayHaveDiverged(live.ydoc, placed, collide)) ? reloadedSettled(live.ydoc) : null;
   } catch (err) {
     host.discard(doc, batch);
     throw err;

@@ -122,14 +122,15 @@ describe('region digests calling for an anti-entropy round', () => {
   });
 
   it('compare once two intervals pass without equal digests, entries in flight at every tick (steady writes)', () => {
-    expect(at({ inFlight: 3, now: 2 * intervalMs - 1 })).toBe('none');
-    expect(at({ inFlight: 3, now: 2 * intervalMs })).toBe('overdue');
+    // Ticks an interval apart, give or take the timer's drift: not at the first after, at the second.
+    expect(at({ inFlight: 3, now: intervalMs + 50 })).toBe('none');
+    expect(at({ inFlight: 3, now: 2 * intervalMs - 50 })).toBe('overdue');
     // A backlog is left to the log stream.
     expect(at({ inFlight: 100_000, now: 10 * intervalMs })).toBe('none');
   });
 
   it('compare once two intervals pass while the peer sends no digest (a large document written often rests there)', () => {
-    expect(at({ theirs: null, now: 2 * intervalMs - 1 })).toBe('none');
-    expect(at({ theirs: null, now: 2 * intervalMs })).toBe('overdue');
+    expect(at({ theirs: null, now: intervalMs + 50 })).toBe('none');
+    expect(at({ theirs: null, now: 2 * intervalMs - 50 })).toBe('overdue');
   });
 });

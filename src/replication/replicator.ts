@@ -766,7 +766,8 @@ export function callsForRound(o: {
   if (o.mine === null) return 'wait';
   if (o.theirs === o.mine) return 'agree';
   if (o.theirs !== null && o.inFlight === 0) return 'differ';
-  return o.inFlight <= MAX_IN_FLIGHT_OVERDUE && o.now - o.comparedAt >= 2 * o.intervalMs ? 'overdue' : 'none';
+  // At the second tick after `comparedAt`, early or late as the timer fires.
+  return o.inFlight <= MAX_IN_FLIGHT_OVERDUE && o.now - o.comparedAt >= 1.5 * o.intervalMs ? 'overdue' : 'none';
 }
 
 /** Entries in flight beyond which an overdue round waits for the log stream (see {@link callsForRound}). */

@@ -21,6 +21,7 @@ import { isRegionClient } from './clientid.js';
 import { MAX_DEPTH, valueKey } from './json.js';
 import type { DecodedUpdate } from './validate.js';
 import { heldNeighbours, listNeighbours } from './load.js';
+import { MAX_PLACEMENT_STEPS } from './placement.js';
 
 type Struct = DecodedUpdate['structs'][number];
 
@@ -66,7 +67,8 @@ export function admitClientUpdate(doc: Y.Doc, decoded: DecodedUpdate, writesHere
       if (clock + len > held(client)) missing(`the update deletes ${client}:${clock}+${len}, which this region does not hold`);
     }
   }
-  for (const struct of decoded.structs) if (struct instanceof Y.Item) checkNeighbours(doc, struct);
+  const walk = { left: MAX_NEIGHBOUR_WALK_TOTAL };
+  for (const struct of decoded.structs) if (struct instanceof Y.Item) checkNeighbours(doc, struct, walk);
   // Last: every reference is now known to be held or in the update.
   checkTypeDepth(doc, decoded);
   checkSplits(doc, decoded);
@@ -247,6 +249,15 @@ function heldItem(doc: Y.Doc, id: Y.ID): Y.Item | null {
 
 /** Items walked at most from an item's origin toward its right origin (see {@link checkNeighbours}). */
 const MAX_NEIGHBOUR_WALK = 4096;
+/**
+ * Items walked at most for all of one update's items: as many as Yjs may
+ * scan placing them (it scans the same items, from each origin to its right
+ * origin), past which the update is refused all the same. An editor's item
+ * walks past the few inserted concurrently at its place, while an update of
+ * 100,000 items each naming neighbours 4,096 items apart would walk 400
+ * million before Yjs started.
+ */
+const MAX_NEIGHBOUR_WALK_TOTAL = MAX_PLACEMENT_STEPS;
 
 /**
  * Refuses an item placed between two held items that no writer can have
@@ -260,7 +271,7 @@ const MAX_NEIGHBOUR_WALK = 4096;
  * (two requests of one client: a run 'bca', then 'yz' between its 'a' and
  * its 'c').
  */
-function checkNeighbours(doc: Y.Doc, item: Y.Item): void {
+function checkNeighbours(doc: Y.Doc, item: Y.Item, walk: { left: number }): void {
   const held = heldNeighbours(doc, item);
   if (held === null) return;
   const { left, right } = held;
@@ -268,8 +279,13 @@ function checkNeighbours(doc: Y.Doc, item: Y.Item): void {
   if (!listNeighbours(left, item.origin!, right, item.rightOrigin!)) invalid(`${at}, which no editor held side by side`);
   if (left === right) return;
   let o = left.right;
-  for (let steps = 0; o !== null && o !== right && steps < MAX_NEIGHBOUR_WALK; steps++) o = o.right;
+  let steps = 0;
+  for (; o !== null && o !== right && steps < MAX_NEIGHBOUR_WALK; steps++) o = o.right;
   if (o === null) invalid(`${at}, which are not in that order in one list`);
+  walk.left -= steps;
+  if (walk.left < 0) {
+    throw new MeridianError('too_complex', `placing the update's items makes Yjs scan more than ${MAX_NEIGHBOUR_WALK_TOTAL} items of the document between their neighbours; send items built on the document as this region holds it`);
+  }
 }
 
 function invalid(message: string): never {

@@ -429,8 +429,15 @@ class DocumentsImpl implements Documents {
     const mutate = (y: Y.Doc): boolean => {
       // A client may resend structs it got from us, but never write other
       // content under an id already used, nor lean on changes nobody holds.
-      admitClientUpdate(y, decoded, (client) => this.isWriterOf(doc, client));
+      const { checkReload } = admitClientUpdate(y, decoded, (client) => this.isWriterOf(doc, client));
       withPlacementBudget(() => applyValidated(y, update, LOCAL_ORIGIN));
+      // Items placed between neighbours no editor wrote side by side (crdt/admit.ts): taken only where the document
+      // is still what its own state reloads to. Refused, the write path drops the half-changed copy.
+      const reloaded = checkReload ? reloadedIfDiverged(y) : null;
+      if (reloaded !== null) {
+        reloaded.destroy();
+        throw new MeridianError('invalid_update', 'the update places items between neighbours no editor wrote side by side, where the document would no longer be what its own state reloads to; send updates your Yjs document made');
+      }
       return true;
     };
     return this.required(this.local(doc, mutate, 1, source, decoded.structs.length === 0));

@@ -67,6 +67,19 @@ describe('client ids', () => {
     expect(after.version).toBe(before.version);
   });
 
+  it('accepts a client\'s whole state resent after it deleted text the region still holds', async () => {
+    const editor = new Y.Doc();
+    editor.getText('t').insert(0, 'hello world');
+    expect((await post(Y.encodeStateAsUpdate(editor))).statusCode).toBe(200);
+    // Deleted at the client, which now encodes 'hello ' without its content.
+    editor.getText('t').delete(0, 6);
+    const res = await post(Y.encodeStateAsUpdate(editor));
+    expect(res.statusCode).toBe(200);
+    const held = new Y.Doc();
+    Y.applyUpdate(held, (await state()).yjs);
+    expect(held.getText('t').toString()).toBe('world');
+  });
+
   it('accepts the same update again (a client resending what it sent)', async () => {
     const update = updateAs(4242, 'same');
     expect((await post(update)).statusCode).toBe(200);

@@ -363,7 +363,9 @@ function sameUnits(a: Y.Item, b: Y.Item, from: number, to: number): boolean {
   // The encoding names the parent (and key) only of an item without origins; otherwise they follow from those, compared above.
   const namesParent = a.origin === null && a.rightOrigin === null;
   if (namesParent && ((a.parentSub ?? null) !== (b.parentSub ?? null) || !sameParent(a, b))) return false;
-  if (b.content instanceof Y.ContentDeleted) return true;
+  // Deleted on either side, the content is gone: compared by place and length. A client resending its whole state
+  // sends what it deleted as such (with the deletion), where this region may still hold it.
+  if (b.content instanceof Y.ContentDeleted || a.content instanceof Y.ContentDeleted) return true;
   if (a.content.constructor !== b.content.constructor) return false;
   const slice = (item: Y.Item) => unitsIn(item.content, from - item.id.clock, to - item.id.clock);
   return valueKey(slice(a)) === valueKey(slice(b));

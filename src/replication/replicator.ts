@@ -645,7 +645,8 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       // Overdue rounds are routine under steady writes (one every two intervals): not worth a line each by default.
       if (call === 'differ') this.log.info({ peer: peer.region }, 'digests differ with nothing pending; running anti-entropy');
       else this.log.debug({ peer: peer.region }, 'digests not seen equal for two intervals; running anti-entropy');
-      s.ae.start().catch((err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
+      // From its end too: a round longer than the intervals would otherwise be followed by the next at once.
+      s.ae.start().then(() => (peer.comparedAt = Date.now()), (err: unknown) => this.log.warn({ err }, 'anti-entropy round failed'));
     }
   }
 

@@ -472,6 +472,76 @@ describe('items placed between neighbours no editor wrote side by side', () => {
     expect((await state()).json).toEqual(await reloaded());
   });
 
+  /** A raw update of text structs, each as given (none merged), by client in the order Yjs writes them. */
+  function rawText(structs: { client: number; clock: number; origin?: Y.ID; right?: Y.ID; text: string }[]): Uint8Array {
+    const e = encoding.createEncoder();
+    const clients = [...new Set(structs.map((s) => s.client))].sort((a, b) => b - a);
+    encoding.writeVarUint(e, clients.length);
+    for (const client of clients) {
+      const own = structs.filter((s) => s.client === client);
+      for (const n of [own.length, client, own[0]!.clock]) encoding.writeVarUint(e, n);
+      for (const s of own) {
+        encoding.writeUint8(e, 4 | (s.origin ? 0x80 : 0) | (s.right ? 0x40 : 0));
+        for (const id of [s.origin, s.right]) if (id) for (const n of [id.client, id.clock]) encoding.writeVarUint(e, n);
+        if (!s.origin && !s.right) {
+          encoding.writeVarUint(e, 1);
+          encoding.writeVarString(e, 't');
+        }
+        encoding.writeVarString(e, s.text);
+      }
+    }
+    encoding.writeVarUint(e, 0);
+    return encoding.toUint8Array(e);
+  }
+
+  it('refuses one naming two places of runs that Yjs merges once the update is applied, in one request or after an honest one', async () => {
+    // 'ab' and 'cd' of client 100 in one update, and 'X' of client 200 named as written between the 'c' and the 'b'.
+    const oneRequest = rawText([
+      { client: 100, clock: 0, text: 'ab' },
+      { client: 100, clock: 2, origin: Y.createID(100, 1), text: 'cd' },
+      { client: 200, clock: 0, origin: Y.createID(100, 2), right: Y.createID(100, 1), text: 'X' },
+    ]);
+    const before = await state();
+    expect((await post(oneRequest)).statusCode).toBe(400);
+    expect(await state()).toEqual(before);
+    // An honest 'bca', then its continuation 'pq' and an 'X' named as written between the 'q' and the 'c'.
+    const editor = new Y.Doc();
+    editor.clientID = 100;
+    editor.getText('t').insert(0, 'bca');
+    expect((await post(Y.encodeStateAsUpdate(editor))).statusCode).toBe(200);
+    const afterRun = await state();
+    const res = await post(rawText([
+      { client: 100, clock: 3, origin: Y.createID(100, 2), text: 'pq' },
+      { client: 200, clock: 0, origin: Y.createID(100, 4), right: Y.createID(100, 1), text: 'X' },
+    ]));
+    expect(res.statusCode).toBe(400);
+    expect(await state()).toEqual(afterRun);
+    expect((await state()).json).toEqual(await reloaded());
+  });
+
+  it('checks such updates of a large document at most once per twenty times the last check took, and keeps serving', async () => {
+    for (let part = 0; part < 5; part++) {
+      const fields = Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`k${part}_${i}`, i]));
+      expect((await node.app.inject({ method: 'PATCH', url: '/v1/docs/notes/one', payload: fields })).statusCode).toBe(200);
+    }
+    const editor = new Y.Doc();
+    editor.clientID = 100;
+    editor.getText('t').insert(0, 'bca');
+    expect((await post(Y.encodeStateAsUpdate(editor))).statusCode).toBe(200);
+    const between = forged(100, 3, Y.createID(100, 2), Y.createID(100, 1), 'yz');
+    // Checked (a build and two digests of 20,000 keys): refused as splitting it from its reload.
+    expect((await post(between)).statusCode).toBe(400);
+    // At once again: not checked, refused for the cost, nothing changed.
+    const before = await state();
+    const again = await post(between);
+    expect(again.statusCode).toBe(503);
+    expect(again.json()).toMatchObject({ error: 'unavailable', message: expect.stringMatching(/at most once per 20 times/) });
+    expect(again.headers['retry-after']).toBe('1');
+    expect(await state()).toEqual(before);
+    // Other writes are taken meanwhile.
+    expect((await node.app.inject({ method: 'PATCH', url: '/v1/docs/notes/one', payload: { after: 1 } })).statusCode).toBe(200);
+  }, 60_000);
+
   it('keeps the document what its state reloads to whatever neighbours an item names, and takes a concurrent insert', async () => {
     const a = new Y.Doc();
     a.clientID = 1;

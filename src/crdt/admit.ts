@@ -312,7 +312,27 @@ function placesAmissNeighbours(doc: Y.Doc, decoded: DecodedUpdate): boolean {
     let steps = 0;
     for (; o !== null && o !== held.right && steps < MAX_NEIGHBOUR_WALK; steps++) o = o.right;
     walk.left -= steps;
-    if (o === null || walk.left < 0) return true;
+    // Not found, or not within the walk: checked.
+    if (o !== held.right || walk.left < 0) return true;
+  }
+  return false;
+}
+
+/**
+ * After a client's update is applied: whether one of its new items names as
+ * neighbours two places that now lie in one struct of the document. Placed
+ * between them, the item would sit between them; Yjs merges adjacent
+ * structs once a transaction ends, so two runs written by one request (or
+ * an honest one, then one more) can make one, and an item that names two
+ * places of it the other way round was spliced where the document's state
+ * does not reload to (`placesAmissNeighbours` sees the runs before they
+ * merge). The caller then checks the document against its reload.
+ */
+export function namesOneStruct(doc: Y.Doc, decoded: DecodedUpdate, clocksBefore: ReadonlyMap<number, number>): boolean {
+  for (const struct of decoded.structs) {
+    if (!(struct instanceof Y.Item) || struct.origin === null || struct.rightOrigin === null) continue;
+    if (struct.id.clock < (clocksBefore.get(struct.id.client) ?? 0)) continue;
+    if (Y.getItem(doc.store, struct.origin) === Y.getItem(doc.store, struct.rightOrigin)) return true;
   }
   return false;
 }

@@ -5,5 +5,5 @@ export { validateUpdate, applyUpdateSafely, applyValidated, replayValidated, hel
 export { combineDigest, digestParts, docDigest, type DigestParts } from './digest.js';
 export { REGION_CLIENT_BASE, freshRegionClientId, isRegionClient, newDoc, stableClientId } from './clientid.js';
 export { CostlyLoad, appliedWithinBound, mayHaveDiverged, placedOf, buildMsOf, costlyLoad, loadDoc, loadDocOrNull, loadsWithinBound, mayCollide, mergeMany, rebuiltDocs, refusedDocLoads, reloadedIfDiverged, reloadedSettled, splitsMapEntry, structsHeld } from './load.js';
-export { admitClientUpdate } from './admit.js';
+export { admitClientUpdate, namesOneStruct } from './admit.js';
 export { withPlacementBudget, MAX_PLACEMENT_STEPS } from './placement.js';

@@ -7,6 +7,7 @@
  */
 import * as Y from 'yjs';
 import type { Logger } from 'pino';
+import { ReloadChecks } from './reload-checks.js';
 import { MeridianError } from '../errors.js';
 import { splitDocKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { JsonObject, Op } from '../crdt/types.js';
@@ -14,6 +15,7 @@ import {
   CostlyLoad,
   costlyLoad,
   admitClientUpdate,
+  namesOneStruct,
   applyOps,
   opsOnlyDelete,
   appliedWithinBound,
@@ -237,6 +239,7 @@ class DocumentsImpl implements Documents {
   /** Snapshots the compactor did not write, their merged state costly to load (see docs/compactor.ts). */
   private snapshotsWithheld = 0;
   private readonly unbuilt = new Unbuilt();
+  private readonly reloadChecks = new ReloadChecks();
   private readonly renderer: ColdRenderer;
   /** Documents last rendered on the render thread, and when (performance.now()); see {@link coldUpdates}. */
   private readonly renderedCold = new Map<DocKey, number>();
@@ -430,10 +433,17 @@ class DocumentsImpl implements Documents {
       // A client may resend structs it got from us, but never write other
       // content under an id already used, nor lean on changes nobody holds.
       const { checkReload } = admitClientUpdate(y, decoded, (client) => this.isWriterOf(doc, client));
+      if (checkReload) this.reloadChecks.ready(doc);
+      const clocksBefore = new Map<number, number>();
+      for (const s of decoded.structs) clocksBefore.set(s.id.client, Y.getState(y.store, s.id.client));
       withPlacementBudget(() => applyValidated(y, update, LOCAL_ORIGIN));
       // Items placed between neighbours no editor wrote side by side (crdt/admit.ts): taken only where the document
       // is still what its own state reloads to. Refused, the write path drops the half-changed copy.
-      const reloaded = checkReload ? reloadedIfDiverged(y) : null;
+      if (!checkReload && !namesOneStruct(y, decoded, clocksBefore)) return true;
+      if (!checkReload) this.reloadChecks.ready(doc);
+      const started = performance.now();
+      const reloaded = reloadedIfDiverged(y);
+      this.reloadChecks.took(doc, performance.now() - started);
       if (reloaded !== null) {
         reloaded.destroy();
         throw new MeridianError('invalid_update', 'the update places items between neighbours no editor wrote side by side, where the document would no longer be what its own state reloads to; send updates your Yjs document made');

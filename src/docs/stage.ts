@@ -382,7 +382,8 @@ function stageLocal(host: StageHost, job: Extract<Job, { kind: 'local' }>, batch
   } catch (err) {
     // A rejected op changes nothing; anything else may have half-applied
     // (an update refused for the work of placing its items, half way).
-    if (!(err instanceof MeridianError) || err.code === 'invalid_update' || err.code === 'too_complex') host.discard(job.doc, batch);
+    // `unavailable`: a client's update refused after it was applied, for the cost of checking it (docs/reload-checks.ts).
+    if (!(err instanceof MeridianError) || err.code === 'invalid_update' || err.code === 'too_complex' || err.code === 'unavailable') host.discard(job.doc, batch);
     throw err;
   } finally {
     live.ydoc.off('update', capture);

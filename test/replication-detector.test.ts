@@ -113,7 +113,7 @@ describe('backoff', () => {
 describe('region digests calling for an anti-entropy round', () => {
   const intervalMs = 30_000;
   const at = (o: Partial<Parameters<typeof callsForRound>[0]>) =>
-    callsForRound({ mine: 'a', theirs: 'b', inFlight: 0, comparedAt: 0, now: 1000, intervalMs, ...o });
+    callsForRound({ mine: 'a', theirs: 'b', inFlight: 0, comparedAt: 0, linkOpenedAt: 0, now: 1000, intervalMs, ...o });
 
   it('compare at once when they differ with nothing in flight; not while they agree or this region computes many', () => {
     expect(at({})).toBe('differ');
@@ -125,8 +125,9 @@ describe('region digests calling for an anti-entropy round', () => {
     // Ticks an interval apart, give or take the timer's drift: not at the first after, at the second.
     expect(at({ inFlight: 3, now: intervalMs + 50 })).toBe('none');
     expect(at({ inFlight: 3, now: 2 * intervalMs - 50 })).toBe('overdue');
-    // A backlog is left to the log stream.
+    // A backlog is left to the log stream, and so is a link just up (a heal catches up by its stream or by state).
     expect(at({ inFlight: 100_000, now: 10 * intervalMs })).toBe('none');
+    expect(at({ inFlight: 3, now: 10 * intervalMs, linkOpenedAt: 10 * intervalMs - 1000 })).toBe('none');
   });
 
   it('compare once two intervals pass while the peer sends no digest (a large document written often rests there)', () => {

@@ -635,7 +635,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
       const now = Date.now();
       const vv = this.o.documents.versionVector();
       const call = callsForRound({
-        mine: digest, theirs: s.peerDigest, comparedAt: peer.comparedAt, now, intervalMs: this.o.config.replication.antiEntropyMs,
+        mine: digest, theirs: s.peerDigest, comparedAt: peer.comparedAt, linkOpenedAt: s.openedAt, now, intervalMs: this.o.config.replication.antiEntropyMs,
         // Entries either side holds that the other has not stated it holds: still on their way by the log stream.
         inFlight: missingCount(vv, s.peerHas) + missingCount(s.peerHas, vv),
       });
@@ -758,17 +758,20 @@ export class Replicator implements ReplicationView, AwarenessRelay {
  *   content conflict or a quarantined entry on any other document from being
  *   repaired for as long as the writes went on. A round compares state
  *   vectors, so entries in flight cost it nothing but their own documents;
- *   a backlog (more in flight) is left to the log stream;
+ *   a backlog (more in flight) is left to the log stream, and so is a link
+ *   up for less than an interval (a healed link catches up by its stream,
+ *   or by state where the log no longer holds what the peer lacks);
  * - `none`: otherwise.
  */
 export function callsForRound(o: {
-  mine: string | null; theirs: string | null; inFlight: number; comparedAt: number; now: number; intervalMs: number;
+  mine: string | null; theirs: string | null; inFlight: number; comparedAt: number; linkOpenedAt: number; now: number; intervalMs: number;
 }): 'agree' | 'wait' | 'differ' | 'overdue' | 'none' {
   if (o.mine === null) return 'wait';
   if (o.theirs === o.mine) return 'agree';
   if (o.theirs !== null && o.inFlight === 0) return 'differ';
+  if (o.inFlight > MAX_IN_FLIGHT_OVERDUE || o.now - o.linkOpenedAt < 0.5 * o.intervalMs) return 'none';
   // At the second tick after `comparedAt`, early or late as the timer fires.
-  return o.inFlight <= MAX_IN_FLIGHT_OVERDUE && o.now - o.comparedAt >= 1.5 * o.intervalMs ? 'overdue' : 'none';
+  return o.now - o.comparedAt >= 1.5 * o.intervalMs ? 'overdue' : 'none';
 }
 
 /** Entries in flight beyond which an overdue round waits for the log stream (see {@link callsForRound}). */

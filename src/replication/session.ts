@@ -258,6 +258,8 @@ export class Session {
   readonly ae: AntiEntropy;
   /** The peer's view of its own links, from its last ping. */
   peerLinks: LinkReport[] = [];
+  /** When (Date.now()) the link came up. */
+  readonly openedAt = Date.now();
   /** The peer's region digest and outbound lag toward us, from its last ping. */
   peerDigest: string | null = null;
   peerLagMs = 0;

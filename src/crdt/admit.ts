@@ -168,20 +168,7 @@ function checkTypeDepth(doc: Y.Doc, decoded: DecodedUpdate): void {
     else fresh.set(s.id.client, [s]);
   }
   for (const list of fresh.values()) list.sort((a, b) => a.id.clock - b.id.clock);
-  const freshAt = (id: Y.ID): Y.Item | null => {
-    const list = fresh.get(id.client);
-    if (!list) return null;
-    let lo = 0;
-    let hi = list.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const item = list[mid]!;
-      if (id.clock < item.id.clock) hi = mid - 1;
-      else if (id.clock >= item.id.clock + item.length) lo = mid + 1;
-      else return item;
-    }
-    return null;
-  };
+  const freshAt = (id: Y.ID): Y.Item | null => structAt(fresh.get(id.client) ?? [], id.clock);
   const heldDepths = new Map<unknown, number>();
   /** Levels above a type the document holds (a root: 0), counted up to one past the bound. */
   const heldDepth = (type: unknown): number => {
@@ -285,17 +272,7 @@ function placesAmissNeighbours(doc: Y.Doc, decoded: DecodedUpdate): boolean {
       }
     }
     // A client's structs come in clock order (validate.ts).
-    const list = inUpdate.get(id.client) ?? [];
-    let lo = 0;
-    let hi = list.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const s = list[mid]!;
-      if (id.clock < s.id.clock) hi = mid - 1;
-      else if (id.clock >= s.id.clock + s.length) lo = mid + 1;
-      else return s;
-    }
-    return null;
+    return structAt(inUpdate.get(id.client) ?? [], id.clock);
   };
   for (const struct of decoded.structs) {
     // Resent structs Yjs skips; a struct that straddles the clock held is new past it, next to its own held part.
@@ -335,6 +312,20 @@ export function namesOneStruct(doc: Y.Doc, decoded: DecodedUpdate, clocksBefore:
     if (Y.getItem(doc.store, struct.origin) === Y.getItem(doc.store, struct.rightOrigin)) return true;
   }
   return false;
+}
+
+/** The struct of `list` (one client's, in clock order) that holds `clock`, found by bisection. */
+function structAt<T extends { id: Y.ID; length: number }>(list: readonly T[], clock: number): T | null {
+  let lo = 0;
+  let hi = list.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const s = list[mid]!;
+    if (clock < s.id.clock) hi = mid - 1;
+    else if (clock >= s.id.clock + s.length) lo = mid + 1;
+    else return s;
+  }
+  return null;
 }
 
 function heldStruct(doc: Y.Doc, id: Y.ID): object | null {

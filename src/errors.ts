@@ -9,14 +9,17 @@ export { ERRORS, type ErrorCode };
 
 export class MeridianError extends Error {
   readonly status: number;
+  /** For 429 and 503: when trying again makes sense, in whole seconds (the `retry-after` header); 1 when unset. */
+  readonly retryAfterSeconds: number | undefined;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
     super(message, options);
     this.name = 'MeridianError';
     this.status = ERRORS[code];
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }

@@ -55,7 +55,9 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (mapped.code === 'unsupported_media_type') return replyWith(reply, unsupportedMediaType(request));
     if (mapped.code === 'unauthorized') void reply.header('www-authenticate', 'Bearer');
     // Both are refused before anything is done: worth trying again in a moment (`unavailable`: here or elsewhere).
-    if (mapped.code === 'too_many_requests' || mapped.code === 'unavailable') void reply.header('retry-after', '1');
+    if (mapped.code === 'too_many_requests' || mapped.code === 'unavailable') {
+      void reply.header('retry-after', String(Math.max(1, Math.ceil(mapped.retryAfterSeconds ?? 1))));
+    }
     return replyWith(reply, mapped);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -78,6 +78,7 @@ export interface Metrics {
   readonly conflicts: Counter;
   /** Documents replaced by their reloaded state (after a splice, or before a content conflict was resolved). */
   readonly documentsReloaded: Counter;
+  readonly reloadChecks: Counter<'check'>;
   /** Reads of large documents built and rendered off the event loop (docs/cold-render.ts). */
   readonly coldRenders: Counter;
   readonly conflictsJudgedOffLoop: Counter;
@@ -248,6 +249,12 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     documentsReloaded: new Counter({
       name: 'meridian_documents_reloaded_total',
       help: 'Documents replaced by what their own state reloads to, after an update spliced other content under held Yjs ids or before a content conflict was resolved (clients wrote under one Yjs id at two regions).',
+      registers,
+    }),
+    reloadChecks: new Counter({
+      name: 'meridian_reload_checks_total',
+      help: 'Checks whether a document peers\' entries changed is still what its own state reloads to (a build and two digests): made, or put off while the document rests after its last check (made at its next entry after that).',
+      labelNames: ['check'] as const,
       registers,
     }),
     coldRenders: new Counter({

@@ -157,3 +157,58 @@ it('checks a peer\'s entry that only deletes part of a run under a map key, so t
   expect(Buffer.from(live.structure).toString('hex')).toBe(Buffer.from(reloaded.structure).toString('hex'));
   expect(Buffer.from(live.content).toString('hex')).toBe(Buffer.from(reloaded.content).toString('hex'));
 }, 60_000);
+
+it('spreads out the checks that honest entries arriving out of order ask for, and makes each one put off later', async () => {
+  const doc = docKey('c', 'checks-spread-out');
+  const documents = open();
+  // A document large enough that a check takes a while.
+  const base = new Y.Doc();
+  base.clientID = 1;
+  base.transact(() => {
+    for (let i = 0; i < 20_000; i++) base.getMap('root').set(`k${i}`, i);
+  });
+  await documents.applyYjs(doc, Y.encodeStateAsUpdate(base));
+  const seqs = new Map<string, number>();
+  const entry = (origin: string, update: Uint8Array) => {
+    seqs.set(origin, (seqs.get(origin) ?? 0) + 1);
+    return { origin: origin as WriterId, seq: seqs.get(origin)!, doc, ts: Date.now(), update };
+  };
+  const asked = async (round: number): Promise<void> => {
+    // A writer at ap-south types two characters in two writes; one at eu-west, having both, deletes them in one.
+    const typist = new Y.Doc();
+    typist.clientID = 500 + round;
+    const first = updateOf(typist, () => typist.getText('t').insert(0, 'a'));
+    const second = updateOf(typist, () => typist.getText('t').insert(1, 'b'));
+    const deleter = new Y.Doc();
+    deleter.clientID = 600 + round;
+    Y.applyUpdate(deleter, Y.encodeStateAsUpdate(typist));
+    const deletion = updateOf(deleter, () => deleter.getText('t').delete(0, 2));
+    // The deletion arrives first and waits; the first write then holds the deleted range in part.
+    await documents.applyRemote([entry('eu-west~000000000001', deletion)], 'eu-west' as RegionId);
+    await documents.applyRemote([entry('ap-south~000000000001', first)], 'ap-south' as RegionId);
+    await documents.applyRemote([entry('ap-south~000000000001', second)], 'ap-south' as RegionId);
+  };
+  await asked(0);
+  const after = documents.peerReloadChecks();
+  expect(after.made).toBe(1);
+  for (let round = 1; round <= 5; round++) await asked(round);
+  const spread = documents.peerReloadChecks();
+  expect(spread.putOff).toBeGreaterThan(0);
+  expect(spread.made + spread.putOff).toBe(6);
+  // Once the document has rested, its next entry makes the check put off (entries that ask for none, until then).
+  const late = new Y.Doc();
+  late.clientID = 700;
+  for (let i = 0; i < 40 && documents.peerReloadChecks().made === spread.made; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await documents.applyRemote([entry('ap-south~000000000001', updateOf(late, () => late.getMap('root').set('late', i)))], 'ap-south' as RegionId);
+  }
+  expect(documents.peerReloadChecks().made).toBe(spread.made + 1);
+  expect(documents.read(doc).value).toMatchObject({ k0: 0, late: expect.any(Number) });
+  expect(readDocument(loadDoc([documents.readYjs(doc)!], 1))).toEqual(documents.read(doc).value);
+}, 60_000);
+
+function updateOf(ydoc: Y.Doc, change: () => void): Uint8Array {
+  const before = Y.encodeStateVector(ydoc);
+  change();
+  return Y.encodeStateAsUpdate(ydoc, before);
+}

@@ -7,7 +7,7 @@
  */
 import * as Y from 'yjs';
 import type { Logger } from 'pino';
-import { ReloadChecks } from './reload-checks.js';
+import { PeerReloadChecks, ReloadChecks } from './reload-checks.js';
 import { MeridianError } from '../errors.js';
 import { splitDocKey, type DocKey, type RegionId, type VersionVector, type WriterId } from '../ids.js';
 import type { JsonObject, Op } from '../crdt/types.js';
@@ -294,6 +294,7 @@ class DocumentsImpl implements Documents {
     void options.writesOpen?.then(() => (this.writesAccepted = true));
     this.stager = {
       writer: () => this.writer,
+      peerReloadChecks: new PeerReloadChecks(),
       yjsUpdateBytes: options.yjsUpdateBytes,
       sizes: new SizeGuard(options.maxDocumentBytes ?? Number.MAX_SAFE_INTEGER),
       mergedSizes: new SizeGuard(options.maxMergedDocumentBytes ?? Number.MAX_SAFE_INTEGER),
@@ -365,6 +366,10 @@ class DocumentsImpl implements Documents {
 
   reloadedDocs(): number {
     return this.docsReloaded;
+  }
+
+  peerReloadChecks(): { made: number; putOff: number } {
+    return { ...this.stager.peerReloadChecks.counts };
   }
 
   coldRenders(): number {
@@ -1435,7 +1440,14 @@ class DocumentsImpl implements Documents {
       this.rebuildWith(doc, live, updates);
       return;
     }
-    const reloaded = placed !== null && mayHaveDiverged(live.ydoc, placed, collide) ? reloadedIfDiverged(live.ydoc) : null;
+    const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide, updates);
+    const checks = this.stager.peerReloadChecks;
+    let reloaded: Y.Doc | null = null;
+    if (checks.due(doc, risk === 'waited') || risk === 'collided') {
+      const started = performance.now();
+      reloaded = reloadedIfDiverged(live.ydoc);
+      checks.took(doc, performance.now() - started, structsHeld(live.ydoc));
+    }
     if (reloaded === null) return;
     batch.reloaded.push(doc);
     replaceLive(this.stager, doc, reloaded, batch);

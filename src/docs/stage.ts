@@ -9,6 +9,7 @@ import { regionOfWriter, type DocKey, type RegionId, type VersionVector, type Wr
 import { CostlyLoad, appliedWithinBound, applyValidated, mayHaveDiverged, placedOf, buildMsOf, documentHoldsContent, loadDoc, mayCollide, pendingMark, reloadedIfDiverged, reloadedSettled, splitsMapEntry, structsHeld, validateUpdate, type DecodedUpdate } from '../crdt/index.js';
 import type { DocChange, NewConflict, NewLogEntry, QuarantinedEntry } from '../storage/types.js';
 import { swapYDoc, type LiveDoc } from './cache.js';
+import type { PeerReloadChecks } from './reload-checks.js';
 import { conflictOf, resolveConflict, type ReplaceResult } from './replace.js';
 import type { Judged } from './cold-render.js';
 import type { SizeGuard } from './size-guard.js';
@@ -162,6 +163,8 @@ export interface StageHost {
    * document listed as live (see {@link addsLiveItem}).
    */
   defer(doc: DocKey, update: Uint8Array, batch: Batch): boolean;
+  /** Spreads out the reload checks peers' entries ask for (see reload-checks.ts). */
+  readonly peerReloadChecks: PeerReloadChecks;
   /** Stores `doc` as a peer's state that won a conflict (see {@link ReplacedState}); false when this region no longer holds it. */
   replaceStored(doc: DocKey, winner: Omit<ReplacedState, 'uptoLsn'>, batch: Batch): boolean;
 }
@@ -786,9 +789,17 @@ function applyGuarded(
   }
   if (live.sizeBound !== null) live.sizeBound += grownBy(update, structsHeld(live.ydoc) - structsBefore);
   host.notePending(doc, live);
-  let reloaded: Y.Doc | null;
+  const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide, parts);
+  // Checks that what waited asks for (honest entries too) wait their turn; the others are made at once.
+  const due = host.peerReloadChecks.due(doc, risk === 'waited');
+  let reloaded: Y.Doc | null = null;
   try {
-    reloaded = placed !== null && (splits || mayHaveDiverged(live.ydoc, placed, collide)) ? reloadedSettled(live.ydoc) : null;
+    if (splits || risk === 'collided' || due) {
+      const started = performance.now();
+      // Owed by an earlier entry only: this one is not refused for what that left (see reload-checks.ts).
+      reloaded = splits || risk !== null ? reloadedSettled(live.ydoc) : reloadedIfDiverged(live.ydoc);
+      host.peerReloadChecks.took(doc, performance.now() - started, structsHeld(live.ydoc));
+    }
   } catch (err) {
     host.discard(doc, batch);
     throw err;

@@ -127,6 +127,8 @@ export interface Documents {
    * was resolved (replace.ts), since this process started.
    */
   reloadedDocs(): number;
+  /** Reload checks of documents peers' entries changed, made and put off (see reload-checks.ts), since this process started. */
+  peerReloadChecks(): { made: number; putOff: number };
   /** Reads rendered off the event loop so far (see readJson). */
   coldRenders(): number;
   /** Content conflicts judged off the event loop so far (see replaceState). */

@@ -12,7 +12,7 @@
  */
 import type { Logger } from 'pino';
 import type { DocKey } from '../ids.js';
-import { docDigest, documentHoldsContent } from '../crdt/index.js';
+import { docDigest, documentHoldsContent, structsHeld } from '../crdt/index.js';
 import type { DocDigest, DocumentStates } from '../storage/types.js';
 import type { LiveDoc } from './cache.js';
 import type { DigestIndex } from './digest-index.js';
@@ -44,6 +44,13 @@ const SLOW_DIGEST_MS = 2;
  * over weeks such documents would add up.
  */
 const MAX_SLOW_ONCE = 1024;
+/**
+ * Structs a document holds at least to count as slow twice (which sync
+ * statuses and heartbeats leave stale while it rests): a small document's
+ * digest is slow twice in a row on a busy host too (two collection pauses),
+ * and a region's digest then went without it for no gain.
+ */
+const SLOW_TWICE_STRUCTS = 5_000;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 
@@ -331,7 +338,7 @@ export class Digester {
       const digest = docDigest(live.ydoc);
       const took = performance.now() - started;
       if (took > SLOW_DIGEST_MS) {
-        if (this.slowUntil.has(doc)) this.slowTwice.add(doc);
+        if (this.slowUntil.has(doc) && structsHeld(live.ydoc) >= SLOW_TWICE_STRUCTS) this.slowTwice.add(doc);
         else if (this.slowUntil.size >= this.slowTwice.size + MAX_SLOW_ONCE) this.forgetRested(started);
         this.slowUntil.set(doc, started + took * SLOW_DIGEST_WAIT);
       } else {

@@ -253,7 +253,7 @@ export function createMetrics(region: string, options: MetricsOptions = {}): Met
     }),
     reloadChecks: new Counter({
       name: 'meridian_reload_checks_total',
-      help: 'Checks whether a document peers\' entries changed is still what its own state reloads to (a build and two digests): made, or put off while the document rests after its last check (made at its next entry after that).',
+      help: 'Checks whether a document peers\' entries changed is still what its own state reloads to (a build and two digests): made, put off while the document rests after its last check (made at its next entry after that), or made and finding a document that took entries unchecked meanwhile unsettled (kept as it is, no entry refused).',
       labelNames: ['check'] as const,
       registers,
     }),

@@ -417,29 +417,28 @@ export function placedOf(doc: Y.Doc): Placed {
 /**
  * Whether an apply may have left `doc` other than its own state reloads
  * to, since {@link placedOf} gave `before`; `collided`: the update reached
- * below clocks the doc held (see {@link mayCollide}); `parts`: the update,
- * as given to it. Checking means building and digesting the document twice
- * (0.6-0.8 s for 95,000 nested maps), so it is skipped where it cannot find
- * anything:
+ * below clocks the doc held (see {@link mayCollide}). Checking means
+ * building and digesting the document twice (0.6-0.8 s for 95,000 nested
+ * maps), so it is skipped where it cannot find anything:
  * - a colliding update that placed no struct and left what waits as it was
  *   spliced nothing (deletions apply by id, as a reload applies them). One
  *   held back whole changes what waits: the state Yjs encodes places it,
  *   and may then reload to other content than the document shows;
  * - an update that collided with nothing may still let structs that waited
  *   be placed, and they may collide: checked when it placed structs and
- *   less waits than before, where what waited may hold two writers' structs
- *   under one id (it reached below held clocks, the update overlaps it, or
- *   an update overlapped it while it waited); when it placed structs and
- *   deletions that wait changed, where such a deletion is now held in part
- *   or what waited may hold two writers' structs; or when it placed structs
- *   or changed what waits while that holds structs under clocks the doc
- *   holds of their client (each found by fuzzing writes of two or three
- *   writers under one client id). Honest writers' updates arriving out of
- *   order release what waits all the time (a document written at three
- *   regions at once, by a region behind on one of them): they cost no
- *   check, nor do structs added to what waits that collide with nothing.
+ *   less waits than before, or deletions that wait changed; or when it
+ *   placed structs or changed what waits while that holds structs under
+ *   clocks the doc holds of their client (found by fuzzing: the encoded
+ *   state merges what waits in). Structs added to what waits that
+ *   collide with nothing (a faulty peer's entries, one after another), and
+ *   writes that release nothing, cost no check. Honest writers' updates
+ *   arriving out of order ask for such checks too (a region behind on one
+ *   of three writers of a document: at nearly every entry), which is why
+ *   the caller spreads out those of large documents (docs/reload-checks.ts);
+ *   narrower rules tried missed divergences two writers under one id made
+ *   without their clocks overlapping here.
  */
-export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean, parts: readonly (Uint8Array | DecodedUpdate)[]): DivergeRisk | null {
+export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean): DivergeRisk | null {
   const waiting = doc.store.pendingStructs?.update ?? null;
   let moved = doc.store.clients.size !== before.clocks.size;
   for (const [client, clock] of before.clocks) {
@@ -447,78 +446,18 @@ export function mayHaveDiverged(doc: Y.Doc, before: Placed, collided: boolean, p
     moved = Y.getState(doc.store, client) !== clock;
   }
   if (collided) return moved || waiting !== before.waiting || doc.store.pendingDs !== before.waitingDs ? 'collided' : null;
-  const mixed = before.waiting !== null && mayHoldTwoWriters(before.waiting, before.clocks, parts);
-  // Yjs makes what waits anew whenever it changes: the new one inherits the mark.
-  if (mixed && waiting !== null && waiting !== before.waiting) mixedWaiting.add(waiting);
-  if (moved && mixed && (waiting === null || waiting.byteLength < before.waiting!.byteLength)) return 'waited';
+  if (moved && before.waiting !== null && (waiting === null || waiting.byteLength < before.waiting.byteLength)) return 'waited';
   // Yjs makes what waits of deletions anew at each apply: compared by its bytes.
-  if (moved && !sameBytes(doc.store.pendingDs, before.waitingDs) && (mixed || deletionHeldInPart(doc, before.waitingDs))) return 'waited';
+  if (moved && !sameBytes(doc.store.pendingDs, before.waitingDs)) return 'waited';
   return waiting !== null && (moved || waiting !== before.waiting) && waitsUnderHeldClocks(doc, waiting) ? 'waited' : null;
 }
-
-/**
- * Why {@link mayHaveDiverged} asks for a check: the update reached below
- * held clocks, or what waited for missing dependencies was placed or
- * changed (honest writers' updates arriving out of order do that too,
- * where a deletion waits: the caller bounds what those checks cost).
- */
-export type DivergeRisk = 'collided' | 'waited';
 
 function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return a === b || (a !== null && b !== null && Buffer.compare(a, b) === 0);
 }
 
-/** Clock ranges [from, to) per client. */
-type Ranges = Map<number, [number, number][]>;
-
-function rangesOf(structs: readonly (Y.Item | Y.GC | Y.Skip)[], into: Ranges = new Map()): Ranges {
-  for (const struct of structs) {
-    if (struct instanceof Y.Skip) continue;
-    let ranges = into.get(struct.id.client);
-    if (ranges === undefined) into.set(struct.id.client, (ranges = []));
-    ranges.push([struct.id.clock, struct.id.clock + struct.length]);
-  }
-  return into;
-}
-
-/** The structs in what Yjs holds back, per its V2 update (Yjs makes a new one whenever it changes). */
-const waitingRanges = new WeakMap<Uint8Array, Ranges>();
-/** What Yjs held back that may hold two writers' structs under one id (see {@link mayHaveDiverged}). */
-const mixedWaiting = new WeakSet<Uint8Array>();
-
-function rangesWaiting(waiting: Uint8Array): Ranges {
-  let ranges = waitingRanges.get(waiting);
-  if (ranges === undefined) waitingRanges.set(waiting, (ranges = rangesOf(Y.decodeUpdateV2(waiting).structs)));
-  return ranges;
-}
-
-/**
- * Whether what waited (`waiting`, with the doc's clocks before the apply)
- * may hold structs of two writers under one id: marked so, reaching below
- * clocks the doc held, or overlapping a struct of the update.
- */
-function mayHoldTwoWriters(waiting: Uint8Array, clocks: ReadonlyMap<number, number>, parts: readonly (Uint8Array | DecodedUpdate)[]): boolean {
-  if (mixedWaiting.has(waiting)) return true;
-  const held = rangesWaiting(waiting);
-  for (const [client, ranges] of held) if (ranges.some(([from]) => from < (clocks.get(client) ?? 0))) return true;
-  const update: Ranges = new Map();
-  for (const part of parts) rangesOf(part instanceof Uint8Array ? Y.decodeUpdate(part).structs : part.structs, update);
-  for (const [client, ranges] of update) {
-    const other = held.get(client);
-    if (other !== undefined && ranges.some(([from, to]) => other.some(([f, t]) => from < t && f < to))) return true;
-  }
-  return false;
-}
-
-/** Whether a deletion that waited (`waitingDs`, Yjs's V2 update) now covers held and missing clocks of its client. */
-function deletionHeldInPart(doc: Y.Doc, waitingDs: Uint8Array | null): boolean {
-  if (waitingDs === null) return false;
-  for (const [client, ranges] of Y.decodeUpdateV2(waitingDs).ds.clients) {
-    const clock = Y.getState(doc.store, client);
-    if (ranges.some((r) => r.clock < clock && clock < r.clock + r.len)) return true;
-  }
-  return false;
-}
+/** Where each client's structs in what Yjs holds back start, per its V2 update (Yjs makes a new one whenever it changes). */
+const waitingFrom = new WeakMap<Uint8Array, Map<number, number>>();
 
 /**
  * Whether structs Yjs holds back (`waiting`, its V2 update) start under
@@ -526,11 +465,19 @@ function deletionHeldInPart(doc: Y.Doc, waitingDs: Uint8Array | null): boolean {
  * the state Yjs encodes, which merges them in, may load to other content.
  */
 function waitsUnderHeldClocks(doc: Y.Doc, waiting: Uint8Array): boolean {
-  for (const [client, ranges] of rangesWaiting(waiting)) {
-    if (ranges.some(([from]) => from < Y.getState(doc.store, client))) return true;
-  }
+  let from = waitingFrom.get(waiting);
+  if (from === undefined) waitingFrom.set(waiting, (from = Y.parseUpdateMetaV2(waiting).from));
+  for (const [client, clock] of from) if (clock < Y.getState(doc.store, client)) return true;
   return false;
 }
+
+/**
+ * Why {@link mayHaveDiverged} asks for a check: the update reached below
+ * held clocks, or what waited for missing dependencies was placed or
+ * changed (honest writers' updates arriving out of order do that too: the
+ * caller bounds what those checks cost).
+ */
+export type DivergeRisk = 'collided' | 'waited';
 
 /** Structs `doc` holds, pieces of split items each counted: each one Yjs places as a unit when it is loaded. */
 export function structsHeld(doc: Y.Doc): number {

@@ -45,12 +45,15 @@ const SLOW_DIGEST_MS = 2;
  */
 const MAX_SLOW_ONCE = 1024;
 /**
- * Structs a document holds at least to count as slow twice (which sync
- * statuses and heartbeats leave stale while it rests): a small document's
- * digest is slow twice in a row on a busy host too (two collection pauses),
- * and a region's digest then went without it for no gain.
+ * Structs, or bytes of encoded state, a document holds at least to count as
+ * slow twice (which sync statuses and heartbeats leave stale while it
+ * rests): a small document's digest is slow twice in a row on a busy host
+ * too (two collection pauses), and a region's digest then went without it
+ * for no gain. Digests cost by structs and by bytes: a 7 MB document of 7
+ * structs took 20 ms.
  */
 const SLOW_TWICE_STRUCTS = 5_000;
+const SLOW_TWICE_BYTES = 1 << 20;
 /** How long computed digests may wait for a commit to carry them before they are stored alone, ms. */
 const STORE_ALONE_MS = 1000;
 
@@ -338,7 +341,7 @@ export class Digester {
       const digest = docDigest(live.ydoc);
       const took = performance.now() - started;
       if (took > SLOW_DIGEST_MS) {
-        if (this.slowUntil.has(doc) && structsHeld(live.ydoc) >= SLOW_TWICE_STRUCTS) this.slowTwice.add(doc);
+        if (this.slowUntil.has(doc) && isLarge(live)) this.slowTwice.add(doc);
         else if (this.slowUntil.size >= this.slowTwice.size + MAX_SLOW_ONCE) this.forgetRested(started);
         this.slowUntil.set(doc, started + took * SLOW_DIGEST_WAIT);
       } else {
@@ -385,4 +388,8 @@ export class Digester {
       refused(err);
     }
   }
+}
+
+function isLarge(live: LiveDoc): boolean {
+  return structsHeld(live.ydoc) >= SLOW_TWICE_STRUCTS || (live.sizeBound ?? live.builtFrom ?? 0) >= SLOW_TWICE_BYTES;
 }

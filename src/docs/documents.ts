@@ -368,7 +368,7 @@ class DocumentsImpl implements Documents {
     return this.docsReloaded;
   }
 
-  peerReloadChecks(): { made: number; putOff: number } {
+  peerReloadChecks(): { made: number; putOff: number; keptUnsettled: number } {
     return { ...this.stager.peerReloadChecks.counts };
   }
 
@@ -1440,10 +1440,10 @@ class DocumentsImpl implements Documents {
       this.rebuildWith(doc, live, updates);
       return;
     }
-    const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide, updates);
+    const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide);
     const checks = this.stager.peerReloadChecks;
     let reloaded: Y.Doc | null = null;
-    if (checks.due(doc, risk === 'waited') || risk === 'collided') {
+    if (checks.due(doc, risk === 'waited') !== null || risk === 'collided') {
       const started = performance.now();
       reloaded = reloadedIfDiverged(live.ydoc);
       checks.took(doc, performance.now() - started, structsHeld(live.ydoc));

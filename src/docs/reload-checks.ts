@@ -14,14 +14,17 @@
  * Peers: an entry that lets structs that waited for missing dependencies be
  * placed is checked (see crdt/load.ts `mayHaveDiverged`), and honest
  * writers' entries arriving out of order at a region behind on some of them
- * do that now and then. Checked at each, a document written at three
- * regions at once, grown to 1.5 MB, held the region behind ever longer: it
- * fell further behind, and its links closed. So after such a check of a
- * document of 5,000 structs or more, the next waits 20 times as long as it
- * took. One asked for meanwhile is owed, and made at the document's first
- * entry after that: none is skipped, and no entry is refused for it. Until
- * then the document may show less than its state reloads to (structs Yjs
- * holds back that a reload places).
+ * do that at nearly every entry. Checked at each, a document written at
+ * three regions at once, grown to 1.5 MB, held the region behind ever
+ * longer: it fell further behind, and its links closed. So after such a
+ * check of a document of 5,000 structs or more, the next waits 20 times as
+ * long as it took. One asked for meanwhile is owed, and made at the
+ * document's first entry after that; none is skipped. Until then the
+ * document may differ from what its state reloads to (an entry of two
+ * writers under one Yjs id taken unchecked), and what the owed check finds
+ * may be an earlier entry's doing: it refuses no entry, and a document
+ * that would not settle on reload is kept as it is (as before such checks
+ * existed) until a check finds it settled.
  */
 import { MeridianError } from '../errors.js';
 import type { DocKey } from '../ids.js';
@@ -79,26 +82,39 @@ export class ReloadChecks {
 
 /** The peers' side (see above): checks that honest entries ask for too wait their turn; none is skipped. */
 export class PeerReloadChecks extends ReloadChecks {
-  /** Documents a check was asked for while they rested. */
-  private readonly owed = new Map<DocKey, true>();
-  /** Checks made so far, and those asked for while their document rested (each made later). */
-  readonly counts = { made: 0, putOff: 0 };
+  /**
+   * Documents that took entries unchecked (asked for a check while they
+   * rested) since a check last found them what their state reloads to.
+   */
+  private readonly unchecked = new Map<DocKey, true>();
+  /** Checks made, asked for while their document rested (each made later), and made finding a document taken unchecked unsettled. */
+  readonly counts = { made: 0, putOff: 0, keptUnsettled: 0 };
 
-  /** Whether to check `doc` now: asked for (`wanted`) or owed, and not resting; owed when it rests. */
-  due(doc: DocKey, wanted: boolean): boolean {
-    if (!wanted && !this.owed.has(doc)) return false;
+  /**
+   * Whether to check `doc` now: `now` when asked for (`wanted`) and not
+   * resting; `owed` when it took entries unchecked (then the check may not
+   * refuse the entry at hand: an earlier one may have left what it finds).
+   * Asked for while it rests, the check is owed.
+   */
+  due(doc: DocKey, wanted: boolean): 'now' | 'owed' | null {
+    const owed = this.unchecked.has(doc);
+    if (!wanted && !owed) return null;
     if (this.restsUntil(doc) !== null) {
       if (wanted) this.counts.putOff++;
-      setNewest(this.owed, doc, true, MAX_RESTING);
-      return false;
+      setNewest(this.unchecked, doc, true, MAX_RESTING);
+      return null;
     }
-    this.owed.delete(doc);
-    return true;
+    return owed ? 'owed' : 'now';
   }
 
-  /** A check of `doc`, holding `structs` structs, took `ms`. */
-  override took(doc: DocKey, ms: number, structs = 0): void {
+  /**
+   * A check of `doc`, holding `structs` structs, took `ms`; `settled`: it
+   * found the document what its state reloads to, or replaced it by that.
+   */
+  override took(doc: DocKey, ms: number, structs = 0, settled = true): void {
     this.counts.made++;
+    if (settled) this.unchecked.delete(doc);
+    else this.counts.keptUnsettled++;
     if (structs >= RESTING_STRUCTS) this.rest(doc, ms);
   }
 }

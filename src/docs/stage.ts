@@ -789,20 +789,26 @@ function applyGuarded(
   }
   if (live.sizeBound !== null) live.sizeBound += grownBy(update, structsHeld(live.ydoc) - structsBefore);
   host.notePending(doc, live);
-  const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide, parts);
+  const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide);
   // Checks that what waited asks for (honest entries too) wait their turn; the others are made at once.
-  const due = host.peerReloadChecks.due(doc, risk === 'waited');
+  const checks = host.peerReloadChecks;
+  const due = checks.due(doc, risk === 'waited');
   let reloaded: Y.Doc | null = null;
-  try {
-    if (splits || risk === 'collided' || due) {
-      const started = performance.now();
-      // Owed by an earlier entry only: this one is not refused for what that left (see reload-checks.ts).
-      reloaded = splits || risk !== null ? reloadedSettled(live.ydoc) : reloadedIfDiverged(live.ydoc);
-      host.peerReloadChecks.took(doc, performance.now() - started, structsHeld(live.ydoc));
+  if (splits || risk === 'collided' || due !== null) {
+    const started = performance.now();
+    let settled = true;
+    try {
+      reloaded = reloadedSettled(live.ydoc);
+    } catch (err) {
+      // Entries taken unchecked before this one may have left what the check finds: this one is not refused
+      // for it, and the document is kept as it is, as it was before such checks (see reload-checks.ts).
+      if (due !== 'owed' || !(err instanceof MeridianError)) {
+        host.discard(doc, batch);
+        throw err;
+      }
+      settled = false;
     }
-  } catch (err) {
-    host.discard(doc, batch);
-    throw err;
+    checks.took(doc, performance.now() - started, structsHeld(live.ydoc), settled);
   }
   if (reloaded === null) return live;
   batch.reloaded.push(doc);

@@ -128,7 +128,7 @@ export interface Documents {
    */
   reloadedDocs(): number;
   /** Reload checks of documents peers' entries changed, made and put off (see reload-checks.ts), since this process started. */
-  peerReloadChecks(): { made: number; putOff: number };
+  peerReloadChecks(): { made: number; putOff: number; keptUnsettled: number };
   /** Reads rendered off the event loop so far (see readJson). */
   coldRenders(): number;
   /** Content conflicts judged off the event loop so far (see replaceState). */

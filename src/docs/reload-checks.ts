@@ -48,7 +48,6 @@ export class ReloadChecks {
   /** Documents whose last check was slow, with when (performance.now()) the next may run. */
   private readonly resting = new Map<DocKey, number>();
 
-
   /** Throws `unavailable` while `doc` rests after a slow check. */
   ready(doc: DocKey): void {
     const until = this.restsUntil(doc);
@@ -89,6 +88,11 @@ export class PeerReloadChecks extends ReloadChecks {
   private readonly unchecked = new Map<DocKey, true>();
   /** Checks made, asked for while their document rested (each made later), and made finding a document taken unchecked unsettled. */
   readonly counts = { made: 0, putOff: 0, keptUnsettled: 0 };
+
+  /** Whether `doc` took entries unchecked since a check last found it settled: a check may not refuse the entry at hand. */
+  owes(doc: DocKey): boolean {
+    return this.unchecked.has(doc);
+  }
 
   /**
    * Whether to check `doc` now: `now` when asked for (`wanted`) and not

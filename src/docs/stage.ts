@@ -792,6 +792,7 @@ function applyGuarded(
   const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide);
   // Checks that what waited asks for (honest entries too) wait their turn; the others are made at once.
   const checks = host.peerReloadChecks;
+  const owed = checks.owes(doc);
   const due = checks.due(doc, risk === 'waited');
   let reloaded: Y.Doc | null = null;
   if (splits || risk === 'collided' || due !== null) {
@@ -802,7 +803,7 @@ function applyGuarded(
     } catch (err) {
       // Entries taken unchecked before this one may have left what the check finds: this one is not refused
       // for it, and the document is kept as it is, as it was before such checks (see reload-checks.ts).
-      if (due !== 'owed' || !(err instanceof MeridianError)) {
+      if (!owed || !(err instanceof MeridianError)) {
         host.discard(doc, batch);
         throw err;
       }

@@ -274,12 +274,12 @@ function placesAmissNeighbours(doc: Y.Doc, decoded: DecodedUpdate): boolean {
     // A client's structs come in clock order (validate.ts).
     return structAt(inUpdate.get(id.client) ?? [], id.clock);
   };
+  const runOf = (id: Y.ID): object | null => heldStruct(doc, id) ?? updateStruct(id);
   for (const struct of decoded.structs) {
     // Resent structs Yjs skips; a struct that straddles the clock held is new past it, next to its own held part.
     if (!(struct instanceof Y.Item) || struct.id.clock < Y.getState(doc.store, struct.id.client)) continue;
     if (struct.origin === null || struct.rightOrigin === null) continue;
     const { origin, rightOrigin } = struct;
-    const runOf = (id: Y.ID): object | null => heldStruct(doc, id) ?? updateStruct(id);
     const run = runOf(origin);
     if (run !== null && run === runOf(rightOrigin) && rightOrigin.clock !== origin.clock + 1) return true;
     const held = heldNeighbours(doc, struct);

@@ -440,7 +440,7 @@ class DocumentsImpl implements Documents {
       const { checkReload } = admitClientUpdate(y, decoded, (client) => this.isWriterOf(doc, client));
       if (checkReload) this.reloadChecks.ready(doc);
       const clocksBefore = new Map<number, number>();
-      for (const s of decoded.structs) clocksBefore.set(s.id.client, Y.getState(y.store, s.id.client));
+      if (!checkReload) for (const s of decoded.structs) clocksBefore.set(s.id.client, Y.getState(y.store, s.id.client));
       withPlacementBudget(() => applyValidated(y, update, LOCAL_ORIGIN));
       // Items placed between neighbours no editor wrote side by side (crdt/admit.ts): taken only where the document
       // is still what its own state reloads to. Refused, the write path drops the half-changed copy.
@@ -1443,7 +1443,7 @@ class DocumentsImpl implements Documents {
     const risk = placed === null ? null : mayHaveDiverged(live.ydoc, placed, collide);
     const checks = this.stager.peerReloadChecks;
     let reloaded: Y.Doc | null = null;
-    if (checks.due(doc, risk === 'waited') !== null || risk === 'collided') {
+    if (checks.due(doc, risk === 'waited') || risk === 'collided') {
       const started = performance.now();
       reloaded = reloadedIfDiverged(live.ydoc);
       checks.took(doc, performance.now() - started, structsHeld(live.ydoc));

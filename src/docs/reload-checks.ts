@@ -95,20 +95,17 @@ export class PeerReloadChecks extends ReloadChecks {
   }
 
   /**
-   * Whether to check `doc` now: `now` when asked for (`wanted`) and not
-   * resting; `owed` when it took entries unchecked (then the check may not
-   * refuse the entry at hand: an earlier one may have left what it finds).
-   * Asked for while it rests, the check is owed.
+   * Whether to check `doc` now: asked for (`wanted`) or owed, and not
+   * resting. Asked for while it rests, the check is owed (see {@link owes}).
    */
-  due(doc: DocKey, wanted: boolean): 'now' | 'owed' | null {
-    const owed = this.unchecked.has(doc);
-    if (!wanted && !owed) return null;
+  due(doc: DocKey, wanted: boolean): boolean {
+    if (!wanted && !this.unchecked.has(doc)) return false;
     if (this.restsUntil(doc) !== null) {
       if (wanted) this.counts.putOff++;
       setNewest(this.unchecked, doc, true, MAX_RESTING);
-      return null;
+      return false;
     }
-    return owed ? 'owed' : 'now';
+    return true;
   }
 
   /**

@@ -795,7 +795,7 @@ function applyGuarded(
   const owed = checks.owes(doc);
   const due = checks.due(doc, risk === 'waited');
   let reloaded: Y.Doc | null = null;
-  if (splits || risk === 'collided' || due !== null) {
+  if (splits || risk === 'collided' || due) {
     const started = performance.now();
     let settled = true;
     try {

@@ -759,7 +759,7 @@ export class Replicator implements ReplicationView, AwarenessRelay {
  *   repaired for as long as the writes went on. A round compares state
  *   vectors, so entries in flight cost it nothing but their own documents;
  *   a backlog (more in flight) is left to the log stream, and so is a link
- *   up for less than an interval (a healed link catches up by its stream,
+ *   up for less than half an interval (a healed link catches up by its stream,
  *   or by state where the log no longer holds what the peer lacks);
  * - `none`: otherwise.
  */
